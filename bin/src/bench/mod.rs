@@ -1,0 +1,65 @@
+//! `folddb bench …`: benchmarks that report medians and tail latencies from one run.
+//! They write only under the directory they are given and remove what they wrote.
+
+mod log;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// The raw disk (write + fdatasync) against the log's durable appends.
+    Log(log::LogBenchArgs),
+}
+
+pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BenchCommand::Log(args) => log::run(args),
+    }
+}
+
+/// Latency percentiles of one scenario.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Latency {
+    pub samples: usize,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+}
+
+impl Latency {
+    pub fn of(mut samples: Vec<Duration>) -> Latency {
+        samples.sort_unstable();
+        let pick = |q: f64| -> f64 {
+            if samples.is_empty() {
+                return 0.0;
+            }
+            let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+            samples[i].as_secs_f64() * 1e6
+        };
+        Latency {
+            samples: samples.len(),
+            p50_us: pick(0.50),
+            p99_us: pick(0.99),
+            p999_us: pick(0.999),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_the_right_samples() {
+        let l = Latency::of((1..=1000).rev().map(Duration::from_micros).collect());
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+        assert_eq!(l.samples, 1000);
+        assert!(close(l.p50_us, 500.0), "{l:?}");
+        assert!(close(l.p99_us, 990.0), "{l:?}");
+        assert!(close(l.p999_us, 999.0), "{l:?}");
+        assert!(close(Latency::of(vec![]).p50_us, 0.0));
+    }
+}
