@@ -105,8 +105,7 @@ fn tools_work_on_a_log_written_by_the_engine() {
     {
         let log = Log::open(dir.path(), config).unwrap();
         for i in 0..2_000u64 {
-            log.append_next(Term(1 + i / 1000), &[&[7u8; 100]])
-                .unwrap();
+            log.append_next(Term(1 + i / 1000), &[&[7u8; 100]]).unwrap();
         }
         log.purge(LogIndex(10), Term(1)).unwrap();
     }
