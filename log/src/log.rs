@@ -114,7 +114,8 @@ struct Shared {
     state: Mutex<State>,
     /// Signalled when there is something to sync, or on close.
     sync_wanted: Condvar,
-    written_tx: watch::Sender<Option<LogIndex>>,
+    /// The durable watermark, published only while `state` is locked so that it changes in
+    /// the same order as the state it mirrors.
     durable_tx: watch::Sender<DurableMark>,
 }
 
@@ -299,7 +300,6 @@ impl Log {
         let last = state.last_index();
         let mut state = state;
         state.durable = last;
-        let (written_tx, _) = watch::channel(last);
         let (durable_tx, _) = watch::channel(DurableMark {
             index: last,
             poisoned: false,
@@ -310,7 +310,6 @@ impl Log {
             config,
             state: Mutex::new(state),
             sync_wanted: Condvar::new(),
-            written_tx,
             durable_tx,
         });
         let sync_shared = shared.clone();
@@ -401,7 +400,6 @@ impl Log {
         }
         let last = result?;
         drop(st);
-        shared.written_tx.send_replace(Some(last));
         shared.sync_wanted.notify_one();
         Ok(start..=last)
     }
@@ -524,9 +522,9 @@ impl Log {
             Some(l) => Some(term_at(&st, l, shared.config.max_payload_bytes)?),
             None => st.purged.map(|(_, t)| t),
         };
+        // Published under the lock, like every watermark change: a value sent after
+        // unlocking could land after a newer one from the sync thread and hide it forever.
         let durable = st.durable;
-        drop(st);
-        shared.written_tx.send_replace(new_last);
         shared.durable_tx.send_modify(|m| m.index = durable);
         Ok(())
     }

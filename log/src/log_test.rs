@@ -351,7 +351,7 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64), ..ProptestConfig::default() })]
 
     /// Whatever a power loss leaves of unsynced writes (any subset of sectors), the log
     /// reopens without reporting corruption, keeps every entry that was durable, and holds a
@@ -376,7 +376,12 @@ proptest! {
                     }
                     Op::Sync => {
                         if let Some(&last) = model.keys().last() {
-                            rt.block_on(log.wait_durable(LogIndex(last))).unwrap();
+                            let wait = log.wait_durable(LogIndex(last));
+                            let waited = rt.block_on(async {
+                                tokio::time::timeout(std::time::Duration::from_secs(5), wait).await
+                            });
+                            prop_assert!(waited.is_ok(), "index {} never became durable", last);
+                            waited.unwrap().unwrap();
                             durable = durable.max(last);
                         }
                     }
