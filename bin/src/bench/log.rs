@@ -7,8 +7,6 @@
 //! allocated space (what a log that keeps every segment meets once it must create new space
 //! faster than it can zero it ahead of time).
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use folddb_log::{FsStorage, Log, LogConfig, Storage, Term};
+use folddb_log::{FsStorage, Log, LogConfig, Storage, StorageFile, Term};
 use serde::Serialize;
 
 use super::Latency;
@@ -120,25 +118,24 @@ fn measure(args: &LogBenchArgs) -> anyhow::Result<Report> {
     })
 }
 
-fn zero_filled(path: &Path, len: usize) -> anyhow::Result<File> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)?;
-    let zeros = vec![0u8; MIB];
-    let mut at = 0;
-    while at < len {
-        f.write_all_at(&zeros[..MIB.min(len - at)], at as u64)?;
-        at += MIB;
+/// A file of `len` bytes, durably zero-filled or allocated before any timing starts.
+fn prepared(path: &Path, len: usize, space: Space) -> anyhow::Result<Arc<dyn StorageFile>> {
+    let f = FsStorage.create(path)?;
+    match space {
+        Space::ZeroFilled => {
+            let zeros = vec![0u8; MIB];
+            for at in (0..len).step_by(MIB) {
+                f.write_all_at(&zeros[..MIB.min(len - at)], at as u64)?;
+            }
+        }
+        Space::Allocated => f.allocate(len as u64)?,
     }
-    f.sync_all()?;
+    f.sync_data()?;
     Ok(f)
 }
 
 fn raw_small(dir: &Path, entry_bytes: usize, duration: Duration) -> anyhow::Result<SmallResult> {
-    let f = zero_filled(&dir.join("raw-small"), 256 * MIB)?;
+    let f = prepared(&dir.join("raw-small"), 256 * MIB, Space::ZeroFilled)?;
     let buf = vec![0x5au8; entry_bytes];
     let mut lat = Vec::new();
     let start = Instant::now();
@@ -169,24 +166,14 @@ enum Space {
 fn raw_batches(dir: &Path, batches: usize, space: Space) -> anyhow::Result<BatchResult> {
     let len = (batches + 1) * MIB;
     let path = dir.join(format!("raw-batch-{space:?}"));
-    let f: Box<dyn Fn(&[u8], u64) -> std::io::Result<()>> = match space {
-        Space::ZeroFilled => {
-            let f = zero_filled(&path, len)?;
-            Box::new(move |buf, at| f.write_all_at(buf, at).and_then(|()| f.sync_data()))
-        }
-        Space::Allocated => {
-            let f = FsStorage.create(&path)?;
-            f.allocate(len as u64)?;
-            f.sync_data()?;
-            Box::new(move |buf, at| f.write_all_at(buf, at).and_then(|()| f.sync_data()))
-        }
-    };
+    let f = prepared(&path, len, space)?;
     let buf: Vec<u8> = (0..MIB).map(|i| (i * 7) as u8).collect();
     let mut lat = Vec::with_capacity(batches);
     let start = Instant::now();
     for i in 0..batches {
         let t = Instant::now();
-        f(&buf, (32 + i * MIB) as u64)?;
+        f.write_all_at(&buf, (32 + i * MIB) as u64)?;
+        f.sync_data()?;
         lat.push(t.elapsed());
     }
     let elapsed = start.elapsed().as_secs_f64();
