@@ -1,9 +1,22 @@
-//! The crate's error type. It has no variants yet: nothing in this crate can fail until the
-//! issue that builds it lands.
+//! The cluster crate's error type.
 
-/// Everything that can go wrong in this crate.
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the raft layer.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {}
+pub enum Error {
+    #[error(transparent)]
+    Log(#[from] folddb_log::Error),
 
-/// The crate's result type.
+    #[error("raft entry {index} has a payload that does not decode: {reason}")]
+    BadEntry { index: u64, reason: String },
+
+    #[error("the vote file {file} does not decode: {reason}")]
+    BadVote { file: PathBuf, reason: String },
+
+    #[error("a blocking storage task failed: {0}")]
+    Task(String),
+}
+
+/// The cluster crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

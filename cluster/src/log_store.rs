@@ -1,0 +1,229 @@
+//! [`LogStore`]: openraft's `RaftLogStorage` over `folddb-log`.
+//!
+//! Each raft entry is one log frame: the frame carries term and index (which make up the log
+//! id, see `types.rs`) and the payload is the entry's [`crate::codec`] encoding. The vote is
+//! a metadata file in the same directory, replaced atomically.
+//!
+//! # Correctness
+//!
+//! - `append` returns once the entries are readable; its callback fires once they are
+//!   durable (the log's group commit shares one `fdatasync` among concurrent appends).
+//! - Write I/O is never reordered: `save_vote` first waits until every appended entry is
+//!   durable, so a vote is never on disk ahead of entries appended before it. Truncation and
+//!   purge are durable when they return.
+//! - Logs have no holes: `folddb-log` refuses any append that does not continue the log.
+//!   Entries at or below the purge marker are dropped on arrival, as already purged.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use folddb_log::{FsStorage, Log, LogConfig, LogIndex, Storage, Term, meta};
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{
+    AnyError, Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError,
+    Vote,
+};
+
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::types::TypeConfig;
+
+/// Name of the vote file in the log directory.
+pub const VOTE_FILE: &str = "vote.meta";
+
+/// The raft log store. Cheap to clone; clones share the log.
+#[derive(Debug, Clone)]
+pub struct LogStore {
+    log: Log,
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+}
+
+async fn blocking<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+}
+
+fn read_err(e: Error) -> StorageError<u64> {
+    StorageIOError::read_logs(AnyError::new(&e)).into()
+}
+
+fn write_err(e: Error) -> StorageError<u64> {
+    StorageIOError::write_logs(AnyError::new(&e)).into()
+}
+
+impl LogStore {
+    /// Opens (or creates) the raft log in `dir` on the real filesystem.
+    pub async fn open(dir: impl Into<PathBuf>, config: LogConfig) -> Result<LogStore> {
+        let dir = dir.into();
+        blocking(move || Self::open_with(Arc::new(FsStorage), &dir, config)).await
+    }
+
+    /// Opens (or creates) the raft log in `dir` on `storage`. Blocks.
+    pub fn open_with(storage: Arc<dyn Storage>, dir: &Path, config: LogConfig) -> Result<Self> {
+        let log = Log::open_with(storage.clone(), dir, config)?;
+        Ok(LogStore {
+            log,
+            storage,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The underlying log, for tailing and tooling.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    fn log_state(&self) -> LogState<TypeConfig> {
+        let purged = self.log.purged().map(|(i, t)| codec::log_id(t.0, i.0));
+        let last = match (self.log.last_index(), self.log.last_term()) {
+            (Some(i), Some(t)) if purged.is_none_or(|p| i.0 > p.index) => {
+                Some(codec::log_id(t.0, i.0))
+            }
+            _ => purged,
+        };
+        LogState {
+            last_purged_log_id: purged,
+            last_log_id: last,
+        }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<u64>> {
+        let (Some(first), Some(last)) = (self.log.first_index(), self.log.last_index()) else {
+            return Ok(Vec::new());
+        };
+        let start = match range.start_bound() {
+            Bound::Included(s) => *s,
+            Bound::Excluded(s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        }
+        .max(first.0);
+        let end = match range.end_bound() {
+            Bound::Included(e) => e.saturating_add(1),
+            Bound::Excluded(e) => *e,
+            Bound::Unbounded => u64::MAX,
+        }
+        .min(last.0 + 1);
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let log = self.log.clone();
+        let frames = blocking(move || Ok(log.read(LogIndex(start)..LogIndex(end))?))
+            .await
+            .map_err(read_err)?;
+        frames
+            .into_iter()
+            .map(|f| codec::decode_entry(f.term.0, f.index.0, &f.payload))
+            .collect::<Result<Vec<_>>>()
+            .map_err(read_err)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
+        Ok(self.log_state())
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
+        let vote_err = |e: Error| -> StorageError<u64> {
+            StorageIOError::write_vote(AnyError::new(&e)).into()
+        };
+        if let Some(last) = self.log.last_index() {
+            self.log
+                .wait_durable(last)
+                .await
+                .map_err(|e| vote_err(e.into()))?;
+        }
+        let (storage, dir, bytes) = (
+            self.storage.clone(),
+            self.dir.clone(),
+            codec::encode_vote(vote),
+        );
+        blocking(move || Ok(meta::write_meta(storage.as_ref(), &dir, VOTE_FILE, &bytes)?))
+            .await
+            .map_err(vote_err)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
+        let (storage, dir) = (self.storage.clone(), self.dir.clone());
+        blocking(move || {
+            let Some(bytes) = meta::read_meta(storage.as_ref(), &dir, VOTE_FILE)? else {
+                return Ok(None);
+            };
+            codec::decode_vote(&bytes, &dir.join(VOTE_FILE)).map(Some)
+        })
+        .await
+        .map_err(|e| StorageIOError::read_vote(AnyError::new(&e)).into())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        // An entry at or below the purge marker is purged on arrival: openraft may append
+        // one after purging up to a state machine that is ahead of the log.
+        let purged = self.log.purged().map(|(i, _)| i.0);
+        let frames: Vec<folddb_log::Entry> = entries
+            .into_iter()
+            .filter(|e| purged.is_none_or(|p| e.log_id.index > p))
+            .map(|e| folddb_log::Entry {
+                index: LogIndex(e.log_id.index),
+                term: Term(e.log_id.leader_id.term),
+                payload: codec::encode_payload(&e.payload),
+            })
+            .collect();
+        let log = self.log.clone();
+        let last = blocking(move || Ok(log.append(&frames)?))
+            .await
+            .map_err(write_err)?;
+        let Some(last) = last else {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        };
+        let log = self.log.clone();
+        tokio::spawn(async move {
+            let durable = log.wait_durable(last).await.map_err(io::Error::other);
+            callback.log_io_completed(durable);
+        });
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        let log = self.log.clone();
+        blocking(move || Ok(log.truncate(LogIndex(log_id.index))?))
+            .await
+            .map_err(write_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        let log = self.log.clone();
+        let (index, term) = (LogIndex(log_id.index), Term(log_id.leader_id.term));
+        blocking(move || Ok(log.purge(index, term)?))
+            .await
+            .map_err(write_err)
+    }
+}
