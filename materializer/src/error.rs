@@ -1,9 +1,26 @@
-//! The crate's error type. It has no variants yet: nothing in this crate can fail until the
-//! issue that builds it lands.
+//! The materializer's error type.
 
-/// Everything that can go wrong in this crate.
+use std::path::PathBuf;
+
+use folddb_log::LogIndex;
+
+/// Everything that can go wrong in the materializer.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {}
+pub enum Error {
+    #[error("RocksDB failed to {op} in {path}: {source}")]
+    Rocks {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: rocksdb::Error,
+    },
 
-/// The crate's result type.
+    #[error("the applied index stored in {path} is {len} bytes long, expected 8")]
+    BadAppliedIndex { path: PathBuf, len: usize },
+
+    #[error("entry {got} cannot be applied before entry {expected}")]
+    OutOfOrder { expected: LogIndex, got: LogIndex },
+}
+
+/// The materializer's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

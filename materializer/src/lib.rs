@@ -1,12 +1,16 @@
 //! `folddb-materializer` folds committed log entries into state.
 //!
-//! It will own the event schema (`Event`, `Row`, `Value`, `Seq`) and its versioned codec, the
-//! `Propose` trait through which `query` submits writes, and the stores that are folds of the
-//! log: the catalog, RocksDB hot rows, Parquet cold segments with their manifests, and
-//! stream-table storage. It is the only crate that opens RocksDB or writes Parquet.
+//! It owns the stores that are folds of the log. Today: the RocksDB hot tier ([`HotStore`]),
+//! whose every write carries the applied index. Coming with the engine issue: the event
+//! schema (`Event`, `Row`, `Value`, `Seq`) and its versioned codec, the `Propose` trait
+//! through which `query` submits writes, the catalog, Parquet cold segments with their
+//! manifests, and stream-table storage. It is the only crate that opens RocksDB or writes
+//! Parquet.
 //!
 //! Dependencies: `folddb-log` only (see `DESIGN.md`, "Workspace").
 
 pub mod error;
+pub mod hot;
 
 pub use error::{Error, Result};
+pub use hot::{Family, HotBatch, HotStore};

@@ -1,0 +1,356 @@
+//! The hot tier: RocksDB holding recent row versions and the catalog, with the index of the
+//! last log entry folded into it.
+//!
+//! # Correctness
+//!
+//! - Every entry's changes and the new applied index are written in one `WriteBatch`, so the
+//!   store always holds exactly the fold of the log up to its applied index.
+//! - The RocksDB WAL is off: the log is the durable record. After a crash RocksDB comes back
+//!   at its last flush, which is some earlier applied index, and the caller replays the log
+//!   from the entry after it. `atomic_flush` keeps the column families at the same point;
+//!   without it, a crash could leave one family ahead of the applied index.
+//! - Applying is idempotent per index: an entry at or below the applied index is skipped, so
+//!   replaying an entry twice changes nothing.
+
+use std::path::{Path, PathBuf};
+
+use folddb_log::LogIndex;
+use rocksdb::{
+    ColumnFamily, DB, Direction, FlushOptions, IteratorMode, Options, WriteBatch, WriteOptions,
+};
+
+use crate::error::{Error, Result};
+
+/// Where a key lives. Key layouts are specified in `materializer/FORMAT.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Row versions of USER and SHARED tables.
+    Rows,
+    /// Namespaces, tables, users, storages.
+    Catalog,
+    /// The materializer's own bookkeeping: the applied index.
+    Meta,
+}
+
+impl Family {
+    const ALL: [Family; 3] = [Family::Rows, Family::Catalog, Family::Meta];
+
+    fn name(self) -> &'static str {
+        match self {
+            Family::Rows => "rows",
+            Family::Catalog => "catalog",
+            Family::Meta => "meta",
+        }
+    }
+}
+
+const APPLIED_KEY: &[u8] = b"applied_index";
+
+/// The changes one log entry makes, written atomically by [`HotStore::apply`].
+#[derive(Default)]
+pub struct HotBatch {
+    ops: Vec<(Family, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl std::fmt::Debug for HotBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HotBatch")
+            .field("ops", &self.ops.len())
+            .finish()
+    }
+}
+
+impl HotBatch {
+    pub fn put(&mut self, family: Family, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push((family, key.into(), Some(value.into())));
+    }
+
+    pub fn delete(&mut self, family: Family, key: impl Into<Vec<u8>>) {
+        self.ops.push((family, key.into(), None));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// The RocksDB hot tier. Only the materializer opens RocksDB.
+pub struct HotStore {
+    db: DB,
+    path: PathBuf,
+    write_options: WriteOptions,
+}
+
+impl std::fmt::Debug for HotStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HotStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl HotStore {
+    /// Opens (or creates) the hot tier in `path` (`data/rocksdb`).
+    pub fn open(path: impl Into<PathBuf>) -> Result<HotStore> {
+        let path = path.into();
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_atomic_flush(true);
+        let db = DB::open_cf(&options, &path, Family::ALL.map(Family::name)).map_err(|source| {
+            Error::Rocks {
+                op: "open",
+                path: path.clone(),
+                source,
+            }
+        })?;
+        let mut write_options = WriteOptions::default();
+        write_options.disable_wal(true);
+        Ok(HotStore {
+            db,
+            path,
+            write_options,
+        })
+    }
+
+    fn cf(&self, family: Family) -> &ColumnFamily {
+        self.db
+            .cf_handle(family.name())
+            .expect("every family is created at open")
+    }
+
+    fn rocks(&self, op: &'static str) -> impl Fn(rocksdb::Error) -> Error + '_ {
+        move |source| Error::Rocks {
+            op,
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The index of the last entry folded into this store.
+    pub fn applied_index(&self) -> Result<Option<LogIndex>> {
+        let Some(bytes) = self
+            .db
+            .get_cf(self.cf(Family::Meta), APPLIED_KEY)
+            .map_err(self.rocks("read the applied index"))?
+        else {
+            return Ok(None);
+        };
+        let raw: [u8; 8] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::BadAppliedIndex {
+                path: self.path.clone(),
+                len: bytes.len(),
+            })?;
+        Ok(Some(LogIndex(u64::from_be_bytes(raw))))
+    }
+
+    /// Folds the changes of entry `index` in, atomically with the new applied index. Returns
+    /// `false` (and changes nothing) if the entry was applied already. An entry must follow
+    /// the applied one; the first entry ever applied may have any index.
+    pub fn apply(&self, index: LogIndex, changes: HotBatch) -> Result<bool> {
+        let applied = self.applied_index()?;
+        match applied {
+            Some(a) if index <= a => return Ok(false),
+            Some(a) if index.0 != a.0 + 1 => {
+                return Err(Error::OutOfOrder {
+                    expected: LogIndex(a.0 + 1),
+                    got: index,
+                });
+            }
+            _ => {}
+        }
+        let mut batch = WriteBatch::default();
+        for (family, key, value) in changes.ops {
+            match value {
+                Some(v) => batch.put_cf(self.cf(family), key, v),
+                None => batch.delete_cf(self.cf(family), key),
+            }
+        }
+        batch.put_cf(self.cf(Family::Meta), APPLIED_KEY, index.0.to_be_bytes());
+        self.db
+            .write_opt(batch, &self.write_options)
+            .map_err(self.rocks("apply a batch"))?;
+        Ok(true)
+    }
+
+    pub fn get(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db
+            .get_cf(self.cf(family), key)
+            .map_err(self.rocks("read a key"))
+    }
+
+    /// Every key starting with `prefix`, in key order.
+    pub fn scan_prefix(&self, family: Family, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            self.cf(family),
+            IteratorMode::From(prefix, Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item.map_err(self.rocks("scan"))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Writes the memtables of every family out together, so that the current applied index
+    /// survives a crash and replay can start after it.
+    pub fn flush(&self) -> Result<()> {
+        let mut options = FlushOptions::default();
+        options.set_wait(true);
+        let cfs: Vec<&ColumnFamily> = Family::ALL.iter().map(|f| self.cf(*f)).collect();
+        self.db
+            .flush_cfs_opt(&cfs, &options)
+            .map_err(self.rocks("flush"))
+    }
+
+    /// The directory of this store.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(i: u64) -> HotBatch {
+        let mut b = HotBatch::default();
+        b.put(
+            Family::Rows,
+            i.to_be_bytes().to_vec(),
+            format!("row {i}").into_bytes(),
+        );
+        b.put(Family::Catalog, b"last".to_vec(), i.to_be_bytes().to_vec());
+        b
+    }
+
+    #[test]
+    fn applies_in_order_and_skips_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HotStore::open(dir.path()).unwrap();
+        assert_eq!(store.applied_index().unwrap(), None);
+        assert!(store.apply(LogIndex(5), put(5)).unwrap());
+        assert!(store.apply(LogIndex(6), put(6)).unwrap());
+        assert!(
+            !store.apply(LogIndex(6), put(999)).unwrap(),
+            "a replayed entry is skipped"
+        );
+        assert_eq!(
+            store
+                .get(Family::Rows, &6u64.to_be_bytes())
+                .unwrap()
+                .unwrap(),
+            b"row 6"
+        );
+        assert!(matches!(
+            store.apply(LogIndex(8), put(8)),
+            Err(Error::OutOfOrder {
+                expected: LogIndex(7),
+                got: LogIndex(8)
+            })
+        ));
+        assert_eq!(store.applied_index().unwrap(), Some(LogIndex(6)));
+        let mut del = HotBatch::default();
+        del.delete(Family::Rows, 5u64.to_be_bytes().to_vec());
+        store.apply(LogIndex(7), del).unwrap();
+        let rows = store.scan_prefix(Family::Rows, &[]).unwrap();
+        assert_eq!(rows, vec![(6u64.to_be_bytes().to_vec(), b"row 6".to_vec())]);
+    }
+
+    #[test]
+    fn flushed_state_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = HotStore::open(dir.path()).unwrap();
+            for i in 1..=100 {
+                store.apply(LogIndex(i), put(i)).unwrap();
+            }
+            store.flush().unwrap();
+        }
+        let store = HotStore::open(dir.path()).unwrap();
+        assert_eq!(store.applied_index().unwrap(), Some(LogIndex(100)));
+        assert_eq!(store.scan_prefix(Family::Rows, &[]).unwrap().len(), 100);
+    }
+
+    const CHILD_ENV: &str = "FOLDDB_HOT_CRASH_CHILD";
+
+    /// The child half of the crash test: applies entries forever, flushing now and then and
+    /// reporting each flushed index on stdout, until the parent kills it.
+    fn crash_child(dir: &str) {
+        use std::io::Write;
+        let store = HotStore::open(dir).unwrap();
+        let mut out = std::io::stdout().lock();
+        for i in 1u64.. {
+            store.apply(LogIndex(i), put(i)).unwrap();
+            if i % 300 == 0 {
+                store.flush().unwrap();
+                writeln!(out, "flushed {i}").unwrap();
+                out.flush().unwrap();
+            }
+        }
+    }
+
+    /// SIGKILL a process that is applying entries: on reopen the store holds exactly the
+    /// entries up to its applied index (every one of them, none after), and the applied index
+    /// is at least the last one flushed before the kill.
+    #[test]
+    fn sigkill_leaves_data_and_applied_index_consistent() {
+        use std::io::BufRead;
+        if let Ok(dir) = std::env::var(CHILD_ENV) {
+            crash_child(&dir);
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "hot::tests::sigkill_leaves_data_and_applied_index_consistent",
+            ])
+            .args(["--nocapture", "--test-threads", "1"])
+            .env(CHILD_ENV, dir.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut flushed = 0u64;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(n) = line.strip_prefix("flushed ") {
+                flushed = n.parse().unwrap();
+                if flushed >= 3000 {
+                    break;
+                }
+            }
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        assert!(flushed >= 3000, "the child stopped early");
+
+        let store = HotStore::open(dir.path()).unwrap();
+        let applied = store.applied_index().unwrap().unwrap().0;
+        assert!(applied >= flushed, "applied {applied} < flushed {flushed}");
+        let rows = store.scan_prefix(Family::Rows, &[]).unwrap();
+        assert_eq!(
+            rows.len() as u64,
+            applied,
+            "exactly the rows up to the applied index"
+        );
+        for (k, (key, value)) in rows.iter().enumerate() {
+            let i = k as u64 + 1;
+            assert_eq!(key, &i.to_be_bytes());
+            assert_eq!(value, format!("row {i}").as_bytes());
+        }
+        let last = store.get(Family::Catalog, b"last").unwrap().unwrap();
+        assert_eq!(
+            last,
+            applied.to_be_bytes(),
+            "every family stopped at the same entry"
+        );
+    }
+}
