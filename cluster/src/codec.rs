@@ -17,30 +17,36 @@ fn config() -> impl bincode::config::Config {
         .with_limit::<{ 1 << 30 }>()
 }
 
-/// Encodes an entry's payload (its log id lives in the frame).
-pub fn encode_payload(payload: &EntryPayload<TypeConfig>) -> Vec<u8> {
+/// The version byte, then `value` in the pinned bincode configuration.
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     let mut out = vec![CODEC_VERSION];
-    bincode::serde::encode_into_std_write(payload, &mut out, config())
+    bincode::serde::encode_into_std_write(value, &mut out, config())
         .expect("encoding into a Vec cannot fail");
     out
 }
 
+/// The inverse of [`encode`]: refuses a wrong version, a short body and trailing bytes.
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, String> {
+    let (version, body) = bytes.split_first().ok_or("empty")?;
+    if *version != CODEC_VERSION {
+        return Err(format!("codec version {version}, expected {CODEC_VERSION}"));
+    }
+    let (value, used): (T, usize) =
+        bincode::serde::decode_from_slice(body, config()).map_err(|e| e.to_string())?;
+    if used != body.len() {
+        return Err(format!("{} trailing bytes", body.len() - used));
+    }
+    Ok(value)
+}
+
+/// Encodes an entry's payload (its log id lives in the frame).
+pub fn encode_payload(payload: &EntryPayload<TypeConfig>) -> Vec<u8> {
+    encode(payload)
+}
+
 /// Rebuilds an entry from its frame's term and index and its payload bytes.
 pub fn decode_entry(term: u64, index: u64, bytes: &[u8]) -> Result<Entry<TypeConfig>> {
-    let bad = |reason: String| Error::BadEntry { index, reason };
-    let (version, body) = bytes
-        .split_first()
-        .ok_or_else(|| bad("empty payload".into()))?;
-    if *version != CODEC_VERSION {
-        return Err(bad(format!(
-            "codec version {version}, expected {CODEC_VERSION}"
-        )));
-    }
-    let (payload, used): (EntryPayload<TypeConfig>, usize) =
-        bincode::serde::decode_from_slice(body, config()).map_err(|e| bad(e.to_string()))?;
-    if used != body.len() {
-        return Err(bad(format!("{} trailing bytes", body.len() - used)));
-    }
+    let payload = decode(bytes).map_err(|reason| Error::BadEntry { index, reason })?;
     Ok(Entry {
         log_id: log_id(term, index),
         payload,
@@ -53,29 +59,14 @@ pub fn log_id(term: u64, index: u64) -> LogId<u64> {
 }
 
 pub fn encode_vote(vote: &Vote<u64>) -> Vec<u8> {
-    let mut out = vec![CODEC_VERSION];
-    bincode::serde::encode_into_std_write(vote, &mut out, config())
-        .expect("encoding into a Vec cannot fail");
-    out
+    encode(vote)
 }
 
 pub fn decode_vote(bytes: &[u8], file: &std::path::Path) -> Result<Vote<u64>> {
-    let bad = |reason: String| Error::BadVote {
+    decode(bytes).map_err(|reason| Error::BadVote {
         file: file.to_path_buf(),
         reason,
-    };
-    let (version, body) = bytes.split_first().ok_or_else(|| bad("empty".into()))?;
-    if *version != CODEC_VERSION {
-        return Err(bad(format!(
-            "codec version {version}, expected {CODEC_VERSION}"
-        )));
-    }
-    let (vote, used): (Vote<u64>, usize) =
-        bincode::serde::decode_from_slice(body, config()).map_err(|e| bad(e.to_string()))?;
-    if used != body.len() {
-        return Err(bad(format!("{} trailing bytes", body.len() - used)));
-    }
-    Ok(vote)
+    })
 }
 
 #[cfg(test)]

@@ -30,6 +30,17 @@ fn entry(i: u64, term: u64, len: usize) -> Entry {
     }
 }
 
+/// The segment files in `dir`, sorted.
+fn segment_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    names.sort();
+    names
+}
+
 fn mem_log(storage: &MemStorage, config: LogConfig) -> crate::Result<Log> {
     Log::open_with(Arc::new(storage.clone()), "/log", config)
 }
@@ -56,16 +67,7 @@ fn round_trip_across_rolls_and_reopen() {
         assert_eq!(log.read(LogIndex(1)..LogIndex(201)).unwrap(), entries);
         assert_eq!(log.last_term(), Some(Term(5)));
     }
-    let segs = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".seg")
-        })
-        .count();
+    let segs = segment_names(dir.path()).len();
     assert!(segs > 3, "expected several segments, found {segs}");
     let log = Log::open(dir.path(), small()).unwrap();
     assert_eq!(log.first_index(), Some(LogIndex(1)));
@@ -173,18 +175,7 @@ fn purge_marks_and_retention_deletes() {
         retention: Retention::DeletePurged,
         ..small()
     };
-    let count_segments = || {
-        std::fs::read_dir(dir.path())
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".seg")
-            })
-            .count()
-    };
+    let count_segments = || segment_names(dir.path()).len();
     {
         let log = Log::open(dir.path(), config.clone()).unwrap();
         log.append(&(1..=100).map(|i| entry(i, 3, 100)).collect::<Vec<_>>())
@@ -307,12 +298,7 @@ fn a_missing_segment_is_a_gap() {
         log.append(&(1..=100).map(|i| entry(i, 1, 100)).collect::<Vec<_>>())
             .unwrap();
     }
-    let mut names: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".seg"))
-        .collect();
-    names.sort();
+    let names = segment_names(dir.path());
     std::fs::remove_file(dir.path().join(&names[1])).unwrap();
     assert!(matches!(
         Log::open(dir.path(), small()),
@@ -499,5 +485,4 @@ fn dropping_the_log_syncs_what_was_written() {
         let log = mem_log(&s.crash_image(seed), small()).unwrap();
         assert_eq!(log.last_index(), Some(LogIndex(20)));
     }
-    let _ = Path::new("unused");
 }

@@ -69,6 +69,18 @@ struct BatchResult {
     latency: Latency,
 }
 
+impl BatchResult {
+    /// The result of 1 MiB batches that took `lat` each and `elapsed` in all.
+    fn of(lat: Vec<Duration>, elapsed: Duration) -> BatchResult {
+        let batches = lat.len();
+        BatchResult {
+            batches,
+            mb_per_sec: (batches * MIB) as f64 / 1e6 / elapsed.as_secs_f64(),
+            latency: Latency::of(lat),
+        }
+    }
+}
+
 pub fn run(args: LogBenchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.seconds > 0.0, "--seconds must be positive");
     anyhow::ensure!(args.batches > 0, "--batches must be positive");
@@ -176,12 +188,7 @@ fn raw_batches(dir: &Path, batches: usize, space: Space) -> anyhow::Result<Batch
         f.sync_data()?;
         lat.push(t.elapsed());
     }
-    let elapsed = start.elapsed().as_secs_f64();
-    Ok(BatchResult {
-        batches,
-        mb_per_sec: (batches * MIB) as f64 / 1e6 / elapsed,
-        latency: Latency::of(lat),
-    })
+    Ok(BatchResult::of(lat, start.elapsed()))
 }
 
 /// Opens a fresh log and gives its background segment preparation a moment, so the figures
@@ -244,12 +251,7 @@ async fn log_batches(dir: &Path, batches: usize) -> anyhow::Result<BatchResult> 
         log.wait_durable(*indices.end()).await?;
         lat.push(t.elapsed());
     }
-    let elapsed = start.elapsed().as_secs_f64();
-    Ok(BatchResult {
-        batches,
-        mb_per_sec: (batches * MIB) as f64 / 1e6 / elapsed,
-        latency: Latency::of(lat),
-    })
+    Ok(BatchResult::of(lat, start.elapsed()))
 }
 
 fn print_table(r: &Report) {
