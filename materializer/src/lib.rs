@@ -1,7 +1,7 @@
 //! `folddb-materializer` folds committed log entries into state.
 //!
 //! It owns the stores that are folds of the log. Today: the RocksDB hot tier ([`HotStore`]),
-//! whose every write carries the applied index. Coming with the engine issue: the event
+//! whose every write carries the applied index, and `_seq` derivation ([`SeqClock`]). Coming with the engine issue: the event
 //! schema (`Event`, `Row`, `Value`, `Seq`) and its versioned codec, the `Propose` trait
 //! through which `query` submits writes, the catalog, Parquet cold segments with their
 //! manifests, and stream-table storage. It is the only crate that opens RocksDB or writes
@@ -11,6 +11,8 @@
 
 pub mod error;
 pub mod hot;
+pub mod seq;
 
 pub use error::{Error, Result};
 pub use hot::{Family, HotBatch, HotStore};
+pub use seq::{Seq, SeqClock};
