@@ -75,7 +75,7 @@ fn tail_text(tail: &Tail) -> String {
             dirty_end - offset
         ),
         Tail::Corrupt { offset, problem } => {
-            format!("CORRUPT at byte offset {offset}: {problem:?}")
+            format!("CORRUPT at byte offset {offset}: {problem}")
         }
     }
 }

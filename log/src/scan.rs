@@ -51,6 +51,18 @@ pub enum Problem {
     Other(String),
 }
 
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Checksum { stored, computed } => write!(
+                f,
+                "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
+            ),
+            Problem::Other(reason) => f.write_str(reason),
+        }
+    }
+}
+
 /// Scans one segment. `sealed` is true for every segment but the last; in a sealed segment
 /// nothing can be torn, so any damage is corruption.
 pub fn scan_segment(bytes: &[u8], sealed: bool, max_payload: u32) -> Result<Scan, HeaderError> {

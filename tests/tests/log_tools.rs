@@ -26,6 +26,11 @@ fn verify_fails_on_corruption_naming_segment_and_offset() {
     assert!(stderr.contains("00000000000000000001.seg"), "{stderr}");
     assert!(stderr.contains("byte offset 63"), "{stderr}");
     assert!(stderr.contains("checksum mismatch"), "{stderr}");
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("CORRUPT at byte offset 63: checksum mismatch: stored 0x"),
+        "{stdout}"
+    );
 }
 
 #[test]
