@@ -2,7 +2,7 @@
 //! pinned configuration (`cluster/FORMAT.md`). The frame around an entry (term, index,
 //! checksum) is `folddb-log`'s; this is only its payload.
 
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, StoredMembership, Vote};
 
 use crate::TypeConfig;
 use crate::error::{Error, Result};
@@ -67,6 +67,29 @@ pub fn decode_vote(bytes: &[u8], file: &std::path::Path) -> Result<Vote<u64>> {
         file: file.to_path_buf(),
         reason,
     })
+}
+
+/// Encodes raft's stored membership (kept in the hot tier's `meta` family).
+pub fn encode_membership(m: &StoredMembership<u64, BasicNode>) -> Vec<u8> {
+    encode(m)
+}
+
+pub fn decode_membership(bytes: &[u8]) -> Result<StoredMembership<u64, BasicNode>> {
+    decode(bytes).map_err(|reason| Error::BadSnapshot {
+        reason: format!("stored membership: {reason}"),
+    })
+}
+
+/// One key of a snapshot: column family code, key, value.
+pub type SnapshotKey = (u8, Vec<u8>, Vec<u8>);
+
+/// A snapshot's data: every key of the hot tier.
+pub fn encode_dump(dump: &[SnapshotKey]) -> Vec<u8> {
+    encode(&dump)
+}
+
+pub fn decode_dump(bytes: &[u8]) -> Result<Vec<SnapshotKey>> {
+    decode(bytes).map_err(|reason| Error::BadSnapshot { reason })
 }
 
 #[cfg(test)]

@@ -14,6 +14,12 @@ pub enum Error {
     #[error("the vote file {file} does not decode: {reason}")]
     BadVote { file: PathBuf, reason: String },
 
+    #[error(transparent)]
+    Materializer(#[from] folddb_materializer::Error),
+
+    #[error("a snapshot does not decode: {reason}")]
+    BadSnapshot { reason: String },
+
     #[error("a blocking storage task failed: {0}")]
     Task(String),
 }

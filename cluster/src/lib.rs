@@ -1,15 +1,17 @@
 //! `folddb-cluster` is FoldDB's raft layer.
 //!
 //! It owns openraft's type configuration ([`TypeConfig`]), the log storage adapter
-//! ([`LogStore`], `RaftLogStorage` over `folddb-log`), and — as the engine issue lands — the
-//! state machine over `folddb-materializer`, the peer RPC, bootstrap and membership, and the
-//! `Node` handle that implements `Propose`. openraft types never leave this crate.
+//! ([`LogStore`], `RaftLogStorage` over `folddb-log`), the state machine ([`StateMachine`],
+//! `RaftStateMachine` over the materializer's hot tier), and — as the engine issue lands —
+//! the peer RPC, bootstrap and membership, and the `Node` handle that implements `Propose`.
+//! openraft types never leave this crate.
 //!
 //! Dependencies: `folddb-materializer`, `folddb-log`.
 
 pub mod codec;
 pub mod error;
 mod log_store;
+mod state_machine;
 mod types;
 
 #[cfg(test)]
@@ -17,4 +19,5 @@ mod log_store_test;
 
 pub use error::{Error, Result};
 pub use log_store::LogStore;
+pub use state_machine::StateMachine;
 pub use types::{Command, CommandResult, TypeConfig};

@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use folddb_log::LogIndex;
-
 /// Everything that can go wrong in the materializer.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -17,9 +15,6 @@ pub enum Error {
 
     #[error("the applied index stored in {path} is {len} bytes long, expected 8")]
     BadAppliedIndex { path: PathBuf, len: usize },
-
-    #[error("entry {got} cannot be applied before entry {expected}")]
-    OutOfOrder { expected: LogIndex, got: LogIndex },
 }
 
 /// The materializer's result type.

@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use folddb_log::LogIndex;
+use folddb_log::{LogIndex, Term};
 use rocksdb::{
     ColumnFamily, DB, Direction, FlushOptions, IteratorMode, Options, WriteBatch, WriteOptions,
 };
@@ -33,7 +33,7 @@ pub enum Family {
 }
 
 impl Family {
-    const ALL: [Family; 3] = [Family::Rows, Family::Catalog, Family::Meta];
+    pub const ALL: [Family; 3] = [Family::Rows, Family::Catalog, Family::Meta];
 
     fn name(self) -> &'static str {
         match self {
@@ -44,7 +44,17 @@ impl Family {
     }
 }
 
-const APPLIED_KEY: &[u8] = b"applied_index";
+/// One key of the store with its family and value.
+pub type KeyValue = (Family, Vec<u8>, Vec<u8>);
+
+const APPLIED_KEY: &[u8] = b"applied";
+
+fn applied_bytes(index: LogIndex, term: Term) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&index.0.to_be_bytes());
+    b[8..].copy_from_slice(&term.0.to_be_bytes());
+    b
+}
 
 /// The changes one log entry makes, written atomically by [`HotStore::apply`].
 #[derive(Default)]
@@ -127,8 +137,8 @@ impl HotStore {
         }
     }
 
-    /// The index of the last entry folded into this store.
-    pub fn applied_index(&self) -> Result<Option<LogIndex>> {
+    /// The index and term of the last entry folded into this store.
+    pub fn applied(&self) -> Result<Option<(LogIndex, Term)>> {
         let Some(bytes) = self
             .db
             .get_cf(self.cf(Family::Meta), APPLIED_KEY)
@@ -136,43 +146,87 @@ impl HotStore {
         else {
             return Ok(None);
         };
-        let raw: [u8; 8] = bytes
+        let raw: [u8; 16] = bytes
             .as_slice()
             .try_into()
             .map_err(|_| Error::BadAppliedIndex {
                 path: self.path.clone(),
                 len: bytes.len(),
             })?;
-        Ok(Some(LogIndex(u64::from_be_bytes(raw))))
+        let (index, term) = raw.split_at(8);
+        let be = |b: &[u8]| u64::from_be_bytes(b.try_into().expect("8 bytes"));
+        Ok(Some((LogIndex(be(index)), Term(be(term)))))
     }
 
-    /// Folds the changes of entry `index` in, atomically with the new applied index. Returns
-    /// `false` (and changes nothing) if the entry was applied already. An entry must follow
-    /// the applied one; the first entry ever applied may have any index.
-    pub fn apply(&self, index: LogIndex, changes: HotBatch) -> Result<bool> {
-        let applied = self.applied_index()?;
-        match applied {
-            Some(a) if index <= a => return Ok(false),
-            Some(a) if index.0 != a.0 + 1 => {
-                return Err(Error::OutOfOrder {
-                    expected: LogIndex(a.0 + 1),
-                    got: index,
-                });
-            }
-            _ => {}
+    /// The index of the last entry folded into this store.
+    pub fn applied_index(&self) -> Result<Option<LogIndex>> {
+        Ok(self.applied()?.map(|(i, _)| i))
+    }
+
+    /// Folds the changes of entry `index` (of `term`) in, atomically with the new applied
+    /// mark. Returns `false` (and changes nothing) if the entry is at or below the applied
+    /// mark: applied already. (Entries arrive in log order; raft, not the store, guarantees
+    /// there are no gaps, and openraft's own conformance suite applies with gaps.)
+    pub fn apply(&self, index: LogIndex, term: Term, changes: HotBatch) -> Result<bool> {
+        if self.applied_index()?.is_some_and(|a| index <= a) {
+            return Ok(false);
         }
         let mut batch = WriteBatch::default();
+        self.add(&mut batch, changes);
+        batch.put_cf(
+            self.cf(Family::Meta),
+            APPLIED_KEY,
+            applied_bytes(index, term),
+        );
+        self.db
+            .write_opt(batch, &self.write_options)
+            .map_err(self.rocks("apply a batch"))?;
+        Ok(true)
+    }
+
+    fn add(&self, batch: &mut WriteBatch, changes: HotBatch) {
         for (family, key, value) in changes.ops {
             match value {
                 Some(v) => batch.put_cf(self.cf(family), key, v),
                 None => batch.delete_cf(self.cf(family), key),
             }
         }
-        batch.put_cf(self.cf(Family::Meta), APPLIED_KEY, index.0.to_be_bytes());
+    }
+
+    /// Every key of every family except the applied mark: what a snapshot carries.
+    pub fn dump(&self) -> Result<Vec<KeyValue>> {
+        let mut out = Vec::new();
+        for family in Family::ALL {
+            for (k, v) in self.scan_prefix(family, &[])? {
+                if !(family == Family::Meta && k == APPLIED_KEY) {
+                    out.push((family, k, v));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces the whole store with `contents`, applied through `applied` (installing a
+    /// snapshot), atomically, and flushes it.
+    pub fn replace_all(&self, applied: Option<(LogIndex, Term)>, contents: HotBatch) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for family in Family::ALL {
+            for (k, _) in self.scan_prefix(family, &[])? {
+                batch.delete_cf(self.cf(family), k);
+            }
+        }
+        self.add(&mut batch, contents);
+        if let Some((index, term)) = applied {
+            batch.put_cf(
+                self.cf(Family::Meta),
+                APPLIED_KEY,
+                applied_bytes(index, term),
+            );
+        }
         self.db
             .write_opt(batch, &self.write_options)
-            .map_err(self.rocks("apply a batch"))?;
-        Ok(true)
+            .map_err(self.rocks("replace the store"))?;
+        self.flush()
     }
 
     pub fn get(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -235,10 +289,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = HotStore::open(dir.path()).unwrap();
         assert_eq!(store.applied_index().unwrap(), None);
-        assert!(store.apply(LogIndex(5), put(5)).unwrap());
-        assert!(store.apply(LogIndex(6), put(6)).unwrap());
+        assert!(store.apply(LogIndex(5), Term(1), put(5)).unwrap());
+        assert!(store.apply(LogIndex(6), Term(1), put(6)).unwrap());
         assert!(
-            !store.apply(LogIndex(6), put(999)).unwrap(),
+            !store.apply(LogIndex(6), Term(1), put(999)).unwrap(),
             "a replayed entry is skipped"
         );
         assert_eq!(
@@ -248,17 +302,14 @@ mod tests {
                 .unwrap(),
             b"row 6"
         );
-        assert!(matches!(
-            store.apply(LogIndex(8), put(8)),
-            Err(Error::OutOfOrder {
-                expected: LogIndex(7),
-                got: LogIndex(8)
-            })
-        ));
+        assert!(
+            !store.apply(LogIndex(3), Term(1), put(3)).unwrap(),
+            "below the mark"
+        );
         assert_eq!(store.applied_index().unwrap(), Some(LogIndex(6)));
         let mut del = HotBatch::default();
         del.delete(Family::Rows, 5u64.to_be_bytes().to_vec());
-        store.apply(LogIndex(7), del).unwrap();
+        store.apply(LogIndex(7), Term(2), del).unwrap();
         let rows = store.scan_prefix(Family::Rows, &[]).unwrap();
         assert_eq!(rows, vec![(6u64.to_be_bytes().to_vec(), b"row 6".to_vec())]);
     }
@@ -269,13 +320,38 @@ mod tests {
         {
             let store = HotStore::open(dir.path()).unwrap();
             for i in 1..=100 {
-                store.apply(LogIndex(i), put(i)).unwrap();
+                store.apply(LogIndex(i), Term(1), put(i)).unwrap();
             }
             store.flush().unwrap();
         }
         let store = HotStore::open(dir.path()).unwrap();
         assert_eq!(store.applied_index().unwrap(), Some(LogIndex(100)));
         assert_eq!(store.scan_prefix(Family::Rows, &[]).unwrap().len(), 100);
+    }
+
+    #[test]
+    fn dump_and_replace_all_move_the_whole_state() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let src = HotStore::open(a.path()).unwrap();
+        for i in 1..=20 {
+            src.apply(LogIndex(i), Term(3), put(i)).unwrap();
+        }
+        let dst = HotStore::open(b.path()).unwrap();
+        dst.apply(LogIndex(1), Term(1), put(999)).unwrap();
+        let mut contents = HotBatch::default();
+        for (family, k, v) in src.dump().unwrap() {
+            contents.put(family, k, v);
+        }
+        dst.replace_all(Some((LogIndex(20), Term(3))), contents)
+            .unwrap();
+        assert_eq!(dst.applied().unwrap(), Some((LogIndex(20), Term(3))));
+        assert_eq!(dst.dump().unwrap(), src.dump().unwrap());
+        assert!(
+            dst.get(Family::Rows, &999u64.to_be_bytes())
+                .unwrap()
+                .is_none()
+        );
     }
 
     const CHILD_ENV: &str = "FOLDDB_HOT_CRASH_CHILD";
@@ -287,7 +363,7 @@ mod tests {
         let store = HotStore::open(dir).unwrap();
         let mut out = std::io::stdout().lock();
         for i in 1u64.. {
-            store.apply(LogIndex(i), put(i)).unwrap();
+            store.apply(LogIndex(i), Term(1), put(i)).unwrap();
             if i % 300 == 0 {
                 store.flush().unwrap();
                 writeln!(out, "flushed {i}").unwrap();

@@ -10,9 +10,11 @@
 //! Dependencies: `folddb-log` only (see `DESIGN.md`, "Workspace").
 
 pub mod error;
+pub mod fold;
 pub mod hot;
 pub mod seq;
 
 pub use error::{Error, Result};
+pub use fold::Fold;
 pub use hot::{Family, HotBatch, HotStore};
 pub use seq::{Seq, SeqClock};

@@ -1,0 +1,26 @@
+//! The contract between the raft layer and the materializer: how one committed command
+//! becomes hot-tier changes.
+
+use folddb_log::LogIndex;
+
+use crate::hot::{HotBatch, HotStore};
+
+/// Folds one committed command into hot-tier changes, and says what to report back to the
+/// proposer. The materializer's event fold implements it (issue #3); `cluster`'s state
+/// machine calls it for every normal raft entry, in log order.
+///
+/// # Correctness
+///
+/// `fold` must be a pure function of the store's state, the index and the command: no clock,
+/// no randomness, no I/O outside the store. Replicas and replays agree only because of that.
+/// A command that cannot be applied (a failed precondition) is not an error: it folds to no
+/// changes and a result that says why, so that every replica records the same no-op.
+pub trait Fold: Send + Sync + 'static {
+    fn fold(
+        &self,
+        store: &HotStore,
+        index: LogIndex,
+        command: &[u8],
+        changes: &mut HotBatch,
+    ) -> Vec<u8>;
+}
