@@ -20,6 +20,9 @@ pub enum Error {
     #[error("a snapshot does not decode: {reason}")]
     BadSnapshot { reason: String },
 
+    #[error("raft failed to {op}: {reason}")]
+    Raft { op: &'static str, reason: String },
+
     #[error("a blocking storage task failed: {0}")]
     Task(String),
 }

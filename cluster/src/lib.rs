@@ -11,13 +11,19 @@
 pub mod codec;
 pub mod error;
 mod log_store;
+mod node;
 mod state_machine;
 mod types;
 
 #[cfg(test)]
 mod log_store_test;
+#[cfg(test)]
+mod node_test;
+#[cfg(test)]
+mod test_support;
 
 pub use error::{Error, Result};
 pub use log_store::LogStore;
+pub use node::{NoPeers, Node};
 pub use state_machine::StateMachine;
 pub use types::{Command, CommandResult, TypeConfig};

@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use folddb_log::{LogConfig, LogIndex, MemStorage};
-use folddb_materializer::{Family, Fold, HotBatch, HotStore};
+use folddb_log::{LogConfig, MemStorage};
+use folddb_materializer::{Family, HotStore};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{
@@ -16,32 +16,13 @@ use openraft::{
     StorageIOError, Vote,
 };
 
+use crate::test_support::RecordFold;
 use crate::{Command, CommandResult, LogStore, StateMachine, TypeConfig, codec};
 
 fn small() -> LogConfig {
     LogConfig {
         segment_size_bytes: 64 << 10,
         ..LogConfig::default()
-    }
-}
-
-/// A fold for tests: stores each command under its index and answers with its length.
-struct RecordFold;
-
-impl Fold for RecordFold {
-    fn fold(
-        &self,
-        _: &HotStore,
-        index: LogIndex,
-        command: &[u8],
-        changes: &mut HotBatch,
-    ) -> Vec<u8> {
-        changes.put(
-            Family::Rows,
-            index.0.to_be_bytes().to_vec(),
-            command.to_vec(),
-        );
-        (command.len() as u64).to_be_bytes().to_vec()
     }
 }
 

@@ -1,0 +1,194 @@
+//! [`Node`]: one FoldDB raft node. Today a single-member cluster, initialised on first start
+//! and re-elected at every start after; every write goes through raft, the log and the state
+//! machine, exactly as it will with peers (there is no second, direct write path).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use folddb_log::LogConfig;
+use folddb_materializer::{Fold, HotStore};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Raft, ServerState};
+
+use crate::error::{Error, Result};
+use crate::{Command, CommandResult, LogStore, StateMachine, TypeConfig};
+
+/// How long a starting node waits to become leader of its one-member cluster.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for openraft's tasks to release the state machine.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
+/// The network of a cluster with no other members: any RPC is a peer that cannot be reached.
+/// A one-member cluster never sends one; peer RPC over HTTP arrives with clustering.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoPeers;
+
+fn unreachable<E: std::error::Error>() -> RPCError<u64, BasicNode, E> {
+    let e = std::io::Error::new(std::io::ErrorKind::NotConnected, "this node has no peers");
+    RPCError::Network(NetworkError::new(&e))
+}
+
+impl RaftNetworkFactory<TypeConfig> for NoPeers {
+    type Network = NoPeers;
+
+    async fn new_client(&mut self, _target: u64, _node: &BasicNode) -> Self::Network {
+        NoPeers
+    }
+}
+
+impl RaftNetwork<TypeConfig> for NoPeers {
+    async fn append_entries(
+        &mut self,
+        _rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        Err(unreachable())
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        _rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        Err(unreachable())
+    }
+
+    async fn vote(
+        &mut self,
+        _rpc: VoteRequest<u64>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        Err(unreachable())
+    }
+}
+
+/// A running raft node with its log and hot tier.
+pub struct Node<F: Fold> {
+    id: u64,
+    raft: Raft<TypeConfig>,
+    log: LogStore,
+    hot: Arc<HotStore>,
+    _fold: std::marker::PhantomData<F>,
+}
+
+impl<F: Fold> std::fmt::Debug for Node<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("id", &self.id).finish()
+    }
+}
+
+fn raft_err(op: &'static str) -> impl Fn(String) -> Error {
+    move |reason| Error::Raft { op, reason }
+}
+
+impl<F: Fold> Node<F> {
+    /// Starts node `id` over `data_dir` (`log/` and `rocksdb/` inside it) as the only member
+    /// of its cluster: initialises the cluster on first start, and waits until it leads.
+    pub async fn start_single(
+        id: u64,
+        address: &str,
+        data_dir: &Path,
+        log_config: LogConfig,
+        fold: Arc<F>,
+    ) -> Result<Node<F>> {
+        let log = LogStore::open(data_dir.join("log"), log_config).await?;
+        let hot_dir = data_dir.join("rocksdb");
+        let hot = tokio::task::spawn_blocking(move || HotStore::open(hot_dir))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
+        let hot = Arc::new(hot);
+        let sm = StateMachine::new(hot.clone(), fold);
+        let config = openraft::Config {
+            cluster_name: "folddb".into(),
+            heartbeat_interval: 100,
+            election_timeout_min: 200,
+            election_timeout_max: 400,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| raft_err("configure raft")(e.to_string()))?;
+        let raft = Raft::new(id, Arc::new(config), NoPeers, log.clone(), sm)
+            .await
+            .map_err(|e| raft_err("start raft")(e.to_string()))?;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| raft_err("read raft state")(e.to_string()))?;
+        if !initialized {
+            let members = BTreeMap::from([(id, BasicNode::new(address))]);
+            raft.initialize(members)
+                .await
+                .map_err(|e| raft_err("initialise the cluster")(e.to_string()))?;
+        }
+        raft.wait(Some(LEADER_WAIT))
+            .state(ServerState::Leader, "become leader of a one-member cluster")
+            .await
+            .map_err(|e| raft_err("become leader")(e.to_string()))?;
+        Ok(Node {
+            id,
+            raft,
+            log,
+            hot,
+            _fold: std::marker::PhantomData,
+        })
+    }
+
+    /// Proposes `command` and returns what applying it reported, once it is committed
+    /// (durable in the log) and applied on this node.
+    pub async fn propose(&self, command: Command) -> Result<CommandResult> {
+        let response = self
+            .raft
+            .client_write(command)
+            .await
+            .map_err(|e| raft_err("propose")(e.to_string()))?;
+        Ok(response.data)
+    }
+
+    /// The hot tier, for reads (served locally; the leader has applied its own writes).
+    pub fn hot(&self) -> &Arc<HotStore> {
+        &self.hot
+    }
+
+    /// The raft log, for tailing and tooling.
+    pub fn log(&self) -> &LogStore {
+        &self.log
+    }
+
+    /// Stops raft and closes the hot tier (flushing it) and the log. openraft's tasks let go
+    /// of the state machine shortly after `shutdown` returns; this waits for that, so that a
+    /// node can be started again on the same directory in the same process.
+    pub async fn shutdown(self) -> Result<()> {
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|e| raft_err("shut down")(e.to_string()))?;
+        drop(self.raft);
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
+        while Arc::strong_count(&self.hot) > 1 {
+            if tokio::time::Instant::now() > deadline {
+                return Err(raft_err("shut down")(
+                    "the state machine is still in use".to_owned(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let hot = self.hot;
+        tokio::task::spawn_blocking(move || {
+            hot.flush()?;
+            drop(hot);
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+}
