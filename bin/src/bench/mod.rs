@@ -2,6 +2,7 @@
 //! They write only under the directory they are given and remove what they wrote.
 
 mod log;
+mod raft;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,11 +13,14 @@ use clap::Subcommand;
 pub enum BenchCommand {
     /// The raw disk (write + fdatasync) against the log's durable appends.
     Log(log::LogBenchArgs),
+    /// Proposals through a single-member raft node: log, commit, apply into RocksDB.
+    Raft(raft::RaftBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Log(args) => log::run(args),
+        BenchCommand::Raft(args) => raft::run(args),
     }
 }
 
