@@ -29,3 +29,14 @@ pub enum Error {
 
 /// The cluster crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Runs blocking storage work on tokio's blocking pool.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+}

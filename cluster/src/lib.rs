@@ -19,8 +19,6 @@ mod types;
 mod log_store_test;
 #[cfg(test)]
 mod node_test;
-#[cfg(test)]
-mod test_support;
 
 pub use error::{Error, Result};
 pub use log_store::LogStore;

@@ -28,7 +28,7 @@ use openraft::{
 };
 
 use crate::codec;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, blocking};
 use crate::types::TypeConfig;
 
 /// Name of the vote file in the log directory.
@@ -40,16 +40,6 @@ pub struct LogStore {
     log: Log,
     storage: Arc<dyn Storage>,
     dir: PathBuf,
-}
-
-async fn blocking<T, F>(f: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T> + Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Task(e.to_string()))?
 }
 
 fn read_err(e: Error) -> StorageError<u64> {

@@ -16,8 +16,8 @@ use openraft::{
     StorageIOError, Vote,
 };
 
-use crate::test_support::RecordFold;
 use crate::{Command, CommandResult, LogStore, StateMachine, TypeConfig, codec};
+use folddb_materializer::StoreCommands as RecordFold;
 
 fn small() -> LogConfig {
     LogConfig {

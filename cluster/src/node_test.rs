@@ -6,8 +6,8 @@ use std::sync::Arc;
 use folddb_log::LogConfig;
 use folddb_materializer::Family;
 
-use crate::test_support::RecordFold;
 use crate::{Command, CommandResult, Node};
+use folddb_materializer::StoreCommands as RecordFold;
 
 fn config() -> LogConfig {
     LogConfig {

@@ -23,7 +23,7 @@ use openraft::{
 };
 
 use crate::codec;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, blocking};
 use crate::types::{CommandResult, TypeConfig};
 
 /// Key of the stored membership in the `meta` family.
@@ -65,16 +65,6 @@ fn sm_err(e: Error) -> StorageError<u64> {
 
 fn snapshot_err(e: Error) -> StorageError<u64> {
     StorageIOError::read_snapshot(None, AnyError::new(&e)).into()
-}
-
-async fn blocking<T, G>(f: G) -> Result<T>
-where
-    T: Send + 'static,
-    G: FnOnce() -> Result<T> + Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Task(e.to_string()))?
 }
 
 fn family_code(family: Family) -> u8 {

@@ -3,7 +3,7 @@
 
 use folddb_log::LogIndex;
 
-use crate::hot::{HotBatch, HotStore};
+use crate::hot::{Family, HotBatch, HotStore};
 
 /// Folds one committed command into hot-tier changes, and says what to report back to the
 /// proposer. The materializer's event fold implements it (issue #3); `cluster`'s state
@@ -23,4 +23,27 @@ pub trait Fold: Send + Sync + 'static {
         command: &[u8],
         changes: &mut HotBatch,
     ) -> Vec<u8>;
+}
+
+/// The simplest fold: each command becomes one row keyed by its index (big-endian) in the
+/// `rows` family, and the result is the command's length (u64 big-endian). It stands in for
+/// the event fold in benchmarks and tests of the raft path until that exists.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreCommands;
+
+impl Fold for StoreCommands {
+    fn fold(
+        &self,
+        _: &HotStore,
+        index: LogIndex,
+        command: &[u8],
+        changes: &mut HotBatch,
+    ) -> Vec<u8> {
+        changes.put(
+            Family::Rows,
+            index.0.to_be_bytes().to_vec(),
+            command.to_vec(),
+        );
+        (command.len() as u64).to_be_bytes().to_vec()
+    }
 }

@@ -173,15 +173,27 @@ impl HotStore {
         }
         let mut batch = WriteBatch::default();
         self.add(&mut batch, changes);
-        batch.put_cf(
-            self.cf(Family::Meta),
-            APPLIED_KEY,
-            applied_bytes(index, term),
-        );
+        self.commit(batch, Some((index, term)), "apply a batch")?;
+        Ok(true)
+    }
+
+    /// Writes `batch` with the applied mark set to `applied` (if any), atomically.
+    fn commit(
+        &self,
+        mut batch: WriteBatch,
+        applied: Option<(LogIndex, Term)>,
+        op: &'static str,
+    ) -> Result<()> {
+        if let Some((index, term)) = applied {
+            batch.put_cf(
+                self.cf(Family::Meta),
+                APPLIED_KEY,
+                applied_bytes(index, term),
+            );
+        }
         self.db
             .write_opt(batch, &self.write_options)
-            .map_err(self.rocks("apply a batch"))?;
-        Ok(true)
+            .map_err(self.rocks(op))
     }
 
     fn add(&self, batch: &mut WriteBatch, changes: HotBatch) {
@@ -216,16 +228,7 @@ impl HotStore {
             }
         }
         self.add(&mut batch, contents);
-        if let Some((index, term)) = applied {
-            batch.put_cf(
-                self.cf(Family::Meta),
-                APPLIED_KEY,
-                applied_bytes(index, term),
-            );
-        }
-        self.db
-            .write_opt(batch, &self.write_options)
-            .map_err(self.rocks("replace the store"))?;
+        self.commit(batch, applied, "replace the store")?;
         self.flush()
     }
 

@@ -17,7 +17,7 @@ pub mod seq;
 pub mod value;
 
 pub use error::{Error, Result};
-pub use fold::Fold;
+pub use fold::{Fold, StoreCommands};
 pub use hot::{Family, HotBatch, HotStore};
 pub use seq::{Seq, SeqClock};
 pub use value::{DataType, TypeError, Value};

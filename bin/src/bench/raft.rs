@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use folddb_cluster::{Command, Node};
-use folddb_log::{LogConfig, LogIndex};
-use folddb_materializer::{Family, Fold, HotBatch, HotStore};
+use folddb_log::LogConfig;
+use folddb_materializer::StoreCommands;
 
 use super::Latency;
 
@@ -29,26 +29,6 @@ pub struct RaftBenchArgs {
     /// Concurrent proposer counts to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
     proposers: Vec<usize>,
-}
-
-/// The benchmark's fold: one row per command, keyed by its index, as an insert would write.
-struct RowPerCommand;
-
-impl Fold for RowPerCommand {
-    fn fold(
-        &self,
-        _: &HotStore,
-        index: LogIndex,
-        command: &[u8],
-        changes: &mut HotBatch,
-    ) -> Vec<u8> {
-        changes.put(
-            Family::Rows,
-            index.0.to_be_bytes().to_vec(),
-            command.to_vec(),
-        );
-        Vec::new()
-    }
 }
 
 pub fn run(args: RaftBenchArgs) -> anyhow::Result<ExitCode> {
@@ -95,7 +75,7 @@ async fn measure(args: &RaftBenchArgs) -> anyhow::Result<Vec<(usize, f64, Latenc
             "127.0.0.1:0",
             &dir,
             LogConfig::default(),
-            Arc::new(RowPerCommand),
+            Arc::new(StoreCommands),
         )
         .await
         .context("starting the node")?;
