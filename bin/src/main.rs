@@ -1,9 +1,12 @@
-//! The `folddb` binary: one executable for the log tooling and the benchmarks (and, as
-//! later issues land, the server and the SQL client). It builds the tokio runtime; the
+//! The `folddb` binary: one executable for the server (`folddb serve`), the log tooling and
+//! the benchmarks (and, as later issues land, the SQL client). It builds the tokio runtime; the
 //! libraries never do.
 
+mod auth;
 mod bench;
+mod config;
 mod log_cmd;
+mod server;
 
 use std::process::ExitCode;
 
@@ -28,6 +31,16 @@ enum Command {
     /// Measure performance.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run the server (single node; data in ./data unless configured).
+    Serve(config::ServeArgs),
+}
+
+fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(server::serve(args))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -42,6 +55,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Log(cmd) => log_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Serve(args) => serve(args),
     };
     match result {
         Ok(code) => code,

@@ -12,6 +12,7 @@ pub mod codec;
 pub mod error;
 mod log_store;
 mod node;
+mod proposer;
 mod state_machine;
 mod types;
 
@@ -22,6 +23,7 @@ mod node_test;
 
 pub use error::{Error, Result};
 pub use log_store::LogStore;
-pub use node::{NoPeers, Node};
+pub use node::{NoPeers, Node, NodeStatus};
+pub use proposer::Proposer;
 pub use state_machine::StateMachine;
 pub use types::{Command, CommandResult, TypeConfig};

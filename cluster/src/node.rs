@@ -72,6 +72,16 @@ impl RaftNetwork<TypeConfig> for NoPeers {
     }
 }
 
+/// A node's raft state, as health endpoints report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub node_id: u64,
+    pub is_leader: bool,
+    pub current_term: u64,
+    pub last_applied: u64,
+    pub last_log_index: u64,
+}
+
 /// A running raft node with its log and hot tier.
 pub struct Node<F: Fold> {
     id: u64,
@@ -152,6 +162,24 @@ impl<F: Fold> Node<F> {
             .await
             .map_err(|e| raft_err("propose")(e.to_string()))?;
         Ok(response.data)
+    }
+
+    /// A handle that packs concurrent commands into entries and proposes them (the
+    /// materializer's `Propose`). Must be called inside the tokio runtime.
+    pub fn proposer(&self) -> crate::Proposer {
+        crate::Proposer::start(self.raft.clone())
+    }
+
+    /// Raft's view of this node, for health endpoints.
+    pub fn status(&self) -> NodeStatus {
+        let m = self.raft.metrics().borrow().clone();
+        NodeStatus {
+            node_id: self.id,
+            is_leader: m.current_leader == Some(self.id),
+            current_term: m.current_term,
+            last_applied: m.last_applied.map_or(0, |l| l.index),
+            last_log_index: m.last_log_index.unwrap_or(0),
+        }
     }
 
     /// The hot tier, for reads (served locally; the leader has applied its own writes).

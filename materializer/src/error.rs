@@ -13,6 +13,9 @@ pub enum Error {
         source: rocksdb::Error,
     },
 
+    #[error("cannot decode {what}: {reason}")]
+    Decode { what: &'static str, reason: String },
+
     #[error("the applied index stored in {path} is {len} bytes long, expected 8")]
     BadAppliedIndex { path: PathBuf, len: usize },
 }

@@ -12,6 +12,7 @@
 //! - Applying is idempotent per index: an entry at or below the applied index is skipped, so
 //!   replaying an entry twice changes nothing.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use folddb_log::{LogIndex, Term};
@@ -22,7 +23,7 @@ use rocksdb::{
 use crate::error::{Error, Result};
 
 /// Where a key lives. Key layouts are specified in `materializer/FORMAT.md`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
     /// Row versions of USER and SHARED tables.
     Rows,
@@ -57,9 +58,15 @@ fn applied_bytes(index: LogIndex, term: Term) -> [u8; 16] {
 }
 
 /// The changes one log entry makes, written atomically by [`HotStore::apply`].
+///
+/// A batch also answers reads of its own writes ([`HotBatch::get`], [`HotBatch::scan_prefix`])
+/// so that the commands packed into one entry see each other's effects in order, and it can be
+/// rolled back to a [`HotBatch::mark`] so that a command that fails half-way leaves nothing.
 #[derive(Default)]
 pub struct HotBatch {
     ops: Vec<(Family, Vec<u8>, Option<Vec<u8>>)>,
+    /// The newest op of each key in `ops`: what a read inside the batch sees.
+    latest: HashMap<(Family, Vec<u8>), Option<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for HotBatch {
@@ -72,15 +79,69 @@ impl std::fmt::Debug for HotBatch {
 
 impl HotBatch {
     pub fn put(&mut self, family: Family, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.ops.push((family, key.into(), Some(value.into())));
+        let (key, value) = (key.into(), value.into());
+        self.latest
+            .insert((family, key.clone()), Some(value.clone()));
+        self.ops.push((family, key, Some(value)));
     }
 
     pub fn delete(&mut self, family: Family, key: impl Into<Vec<u8>>) {
-        self.ops.push((family, key.into(), None));
+        let key = key.into();
+        self.latest.insert((family, key.clone()), None);
+        self.ops.push((family, key, None));
     }
 
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+
+    /// A point to roll back to.
+    pub fn mark(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Forgets every change made since `mark`.
+    pub fn rollback_to(&mut self, mark: usize) {
+        if mark >= self.ops.len() {
+            return;
+        }
+        self.ops.truncate(mark);
+        self.latest.clear();
+        for (family, key, value) in &self.ops {
+            self.latest.insert((*family, key.clone()), value.clone());
+        }
+    }
+
+    /// `key` as the store will hold it once this batch is applied.
+    pub fn get(&self, store: &HotStore, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.latest.get(&(family, key.to_vec())) {
+            Some(v) => Ok(v.clone()),
+            None => store.get(family, key),
+        }
+    }
+
+    /// Every key starting with `prefix`, in key order, as the store will hold them once this
+    /// batch is applied.
+    pub fn scan_prefix(
+        &self,
+        store: &HotStore,
+        family: Family,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut merged: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> = store
+            .scan_prefix(family, prefix)?
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect();
+        for ((f, k), v) in &self.latest {
+            if *f == family && k.starts_with(prefix) {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+        Ok(merged
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect())
     }
 }
 

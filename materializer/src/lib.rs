@@ -1,23 +1,36 @@
 //! `folddb-materializer` folds committed log entries into state.
 //!
 //! It owns the stores that are folds of the log. Today: the RocksDB hot tier ([`HotStore`]),
-//! whose every write carries the applied index, `_seq` derivation ([`SeqClock`]), and column
-//! types and cell values ([`DataType`], [`Value`]) with their API encodings. Coming with the engine issue: the event
-//! schema (`Event`, `Row`, `Value`, `Seq`) and its versioned codec, the `Propose` trait
-//! through which `query` submits writes, the catalog, Parquet cold segments with their
-//! manifests, and stream-table storage. It is the only crate that opens RocksDB or writes
+//! whose every write carries the applied index; the event schema ([`Command`], [`Op`],
+//! [`Outcome`]) and its versioned [`codec`]; the [`Propose`] trait through which `query`
+//! submits writes; [`EventFold`], which folds committed entries into the [`catalog`] and the
+//! [`row`] versions; `_seq` derivation ([`SeqClock`]); column types and cell values
+//! ([`DataType`], [`Value`]) with their API encodings. Coming with later issues: Parquet cold
+//! segments with their manifests, and stream-table storage. It is the only crate that opens RocksDB or writes
 //! Parquet.
 //!
 //! Dependencies: `folddb-log` only (see `DESIGN.md`, "Workspace").
 
+pub mod catalog;
+pub mod codec;
 pub mod error;
+pub mod event;
+mod event_fold;
 pub mod fold;
 pub mod hot;
+pub mod row;
 pub mod seq;
 pub mod value;
 
+pub use catalog::{
+    AccessLevel, ColumnDef, DefaultExpr, NamespaceDef, Role, StateRead, TableDef, TableId,
+    TableKind, TableOptions, UserDef,
+};
 pub use error::{Error, Result};
+pub use event::{Command, Op, OpResult, Outcome, Propose, ProposeError, ProposeFuture, RowChange};
+pub use event_fold::EventFold;
 pub use fold::{Fold, StoreCommands};
 pub use hot::{Family, HotBatch, HotStore};
+pub use row::RowVersion;
 pub use seq::{Seq, SeqClock};
 pub use value::{DataType, TypeError, Value};

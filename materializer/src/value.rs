@@ -155,6 +155,37 @@ impl Value {
             Value::Embedding(v) => J::Array(v.iter().map(|f| float(f64::from(*f))).collect()),
         }
     }
+
+    /// The value as plain text, for messages: `42`, `hello` (no quotes), `NULL`.
+    pub fn plain(&self) -> String {
+        match self.to_json() {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        }
+    }
+
+    /// The value as a SQL literal, for DESCRIBE: `42`, `'it''s'`, `NULL`, `TRUE`.
+    pub fn sql_literal(&self) -> String {
+        match self {
+            Value::Null => "NULL".into(),
+            Value::Boolean(b) => if *b { "TRUE" } else { "FALSE" }.into(),
+            Value::SmallInt(_)
+            | Value::Int(_)
+            | Value::BigInt(_)
+            | Value::Float(_)
+            | Value::Double(_)
+            | Value::Decimal { .. }
+            | Value::Timestamp(_)
+            | Value::DateTime(_)
+            | Value::Date(_)
+            | Value::Time(_) => self.plain(),
+            _ => format!("'{}'", self.plain().replace('\'', "''")),
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
 }
 
 /// `unscaled / 10^scale` in plain decimal notation, every scale digit kept: `1230, 2` is

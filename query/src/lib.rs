@@ -1,12 +1,24 @@
 //! `folddb-query` turns SQL into reads and proposed writes.
 //!
-//! It will own the SQL dialect (parsing and classifying standard SQL and FoldDB's
-//! extensions), the DataFusion catalog and table providers over the materialized state,
-//! write planning (DML into events), authorization by table type and role, and FoldDB's SQL
-//! functions.
+//! It owns the SQL dialect ([`dialect`]: splitting, classifying and parsing FoldDB's own
+//! statements), the DataFusion catalog and table providers over the hot tier ([`provider`],
+//! [`system`]), write planning (DML into events, every non-deterministic value resolved
+//! before proposing) and per-statement authorization by role ([`engine`]), and value
+//! conversions with the API's JSON cell encoding ([`convert`]).
 //!
-//! Dependencies: `folddb-materializer` only; it never opens RocksDB and never sees `cluster`.
+//! Its error type is the API's: [`SqlError`] with an [`ErrorCode`] of API.md 1.7.4, which the
+//! binary maps to HTTP statuses in one place.
+//!
+//! Dependencies: `folddb-materializer` only; it never writes RocksDB and never sees
+//! `cluster`: it proposes through [`folddb_materializer::Propose`].
 
-pub mod error;
+pub mod convert;
+pub mod dialect;
+pub mod engine;
+pub mod ids;
+pub mod provider;
+pub mod split;
+pub mod system;
 
-pub use error::{Error, Result};
+pub use engine::{Engine, ErrorCode, Limits, QueryResult, SqlError, SqlRequest, SqlResponse};
+pub use provider::Caller;

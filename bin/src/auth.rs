@@ -1,0 +1,244 @@
+//! Authentication (API.md 1.3–1.6): bcrypt passwords, HS256 JWTs (access and refresh), the
+//! first-run root user, and checking a bearer token on every protected request. Users are
+//! catalog state folded from the log; this module reads them from the hot tier and writes
+//! them only by proposing.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use folddb_materializer::{Op, Role, UserDef, catalog};
+use folddb_query::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::AuthConfig;
+
+/// The issuer of our tokens: KalamDB's literal, so KalamDB clients that inspect tokens work.
+pub const ISSUER: &str = "kalamdb";
+/// The root user's id.
+pub const ROOT: &str = "root";
+
+/// JWT claims (API.md 1.4).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub iss: String,
+    pub exp: u64,
+    pub iat: u64,
+    pub email: Option<String>,
+    pub role: String,
+    pub token_type: String,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    Expired,
+    Invalid,
+}
+
+#[derive(Clone)]
+pub struct Auth {
+    config: AuthConfig,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").finish_non_exhaustive()
+    }
+}
+
+pub fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A token pair as login and refresh return it.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: String,
+    pub access_exp: u64,
+    pub refresh: String,
+    pub refresh_exp: u64,
+}
+
+impl Auth {
+    pub fn new(config: AuthConfig) -> Auth {
+        let secret = config.jwt_secret.as_bytes();
+        Auth {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    fn token(
+        &self,
+        user: &UserDef,
+        token_type: &str,
+        lifetime_s: u64,
+    ) -> anyhow::Result<(String, u64)> {
+        let iat = now_s();
+        let claims = Claims {
+            sub: user.id.clone(),
+            iss: ISSUER.to_owned(),
+            exp: iat + lifetime_s,
+            iat,
+            email: user.email.clone(),
+            role: user.role.name().to_owned(),
+            token_type: token_type.to_owned(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        Ok((token, claims.exp))
+    }
+
+    /// A fresh access + refresh pair for `user`.
+    pub fn issue(&self, user: &UserDef) -> anyhow::Result<Tokens> {
+        let access_s = self.config.jwt_expiry_hours * 3600;
+        let (access, access_exp) = self.token(user, "access", access_s)?;
+        let (refresh, refresh_exp) = self.token(user, "refresh", access_s * 7)?;
+        Ok(Tokens {
+            access,
+            access_exp,
+            refresh,
+            refresh_exp,
+        })
+    }
+
+    /// The claims of a token we signed and that has not expired (60 s leeway).
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.leeway = 60;
+        v.set_issuer(&[ISSUER]);
+        v.set_required_spec_claims(&["exp", "iss", "sub"]);
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &v).map_err(|e| {
+                match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                    _ => TokenError::Invalid,
+                }
+            })?;
+        if data.claims.iat > now_s() + 60 {
+            return Err(TokenError::Invalid);
+        }
+        Ok(data.claims)
+    }
+
+    /// The live user a token names, if its role still matches (API.md 1.4).
+    pub fn user_of(&self, engine: &Engine, claims: &Claims) -> Option<UserDef> {
+        let user = catalog::user(engine.store().as_ref(), &claims.sub).ok()??;
+        (user.deleted_at_ms.is_none() && user.role.name() == claims.role).then_some(user)
+    }
+
+    pub async fn hash(&self, password: String) -> anyhow::Result<String> {
+        let cost = self.config.bcrypt_cost;
+        Ok(tokio::task::spawn_blocking(move || bcrypt::hash(password, cost)).await??)
+    }
+
+    /// Whether `password` matches `hash` (never for an empty hash).
+    pub async fn check(&self, password: String, hash: String) -> bool {
+        if hash.is_empty() {
+            return false;
+        }
+        tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+            .await
+            .unwrap_or(false)
+    }
+}
+
+/// Why a password is too weak (API.md 1.3: 8..=72 characters, not a common password).
+pub fn weak_password(p: &str) -> Option<&'static str> {
+    const COMMON: &[&str] = &[
+        "password",
+        "password1",
+        "12345678",
+        "123456789",
+        "1234567890",
+        "qwerty123",
+        "qwertyui",
+        "iloveyou",
+        "admin123",
+        "letmein1",
+        "welcome1",
+        "abc12345",
+        "11111111",
+        "00000000",
+        "passw0rd",
+        "football",
+        "baseball",
+        "sunshine",
+        "princess",
+        "trustno1",
+    ];
+    if p.chars().count() < 8 {
+        Some("must be at least 8 characters")
+    } else if p.len() > 72 {
+        Some("must be at most 72 bytes")
+    } else if COMMON.contains(&p.to_ascii_lowercase().as_str()) {
+        Some("is too common")
+    } else {
+        None
+    }
+}
+
+/// Creates root (and the `default` namespace) on first start; sets root's password from the
+/// configuration when root has none yet.
+pub async fn bootstrap(engine: &Engine, auth: &Auth) -> anyhow::Result<()> {
+    let store = engine.store().clone();
+    let root = catalog::user(store.as_ref(), ROOT)?;
+    let wanted = auth.config.root_password.clone().filter(|p| !p.is_empty());
+    let mut ops = Vec::new();
+    let now_ms = now_s() * 1000;
+    match root {
+        None => {
+            let password_hash = match wanted {
+                Some(p) => auth.hash(p).await?,
+                None => String::new(),
+            };
+            ops.push(Op::PutUser {
+                user: UserDef {
+                    id: ROOT.into(),
+                    role: Role::System,
+                    email: Some("root@localhost".into()),
+                    password_hash,
+                    auth_type: "internal".into(),
+                    created_at_ms: now_ms,
+                    updated_at_ms: now_ms,
+                    deleted_at_ms: None,
+                },
+                create: true,
+            });
+        }
+        Some(mut root) if root.password_hash.is_empty() => {
+            if let Some(p) = wanted {
+                root.password_hash = auth.hash(p).await?;
+                root.updated_at_ms = now_ms;
+                ops.push(Op::PutUser {
+                    user: root,
+                    create: false,
+                });
+            }
+        }
+        Some(_) => {}
+    }
+    if catalog::namespace(store.as_ref(), "default")?.is_none() {
+        ops.push(Op::CreateNamespace {
+            name: "default".into(),
+            description: Some("the namespace of unqualified names".into()),
+            if_not_exists: true,
+        });
+    }
+    if !ops.is_empty() {
+        engine
+            .propose_ops(ROOT, ops)
+            .await
+            .map_err(|e| anyhow::anyhow!("bootstrap: {}", e.message))?;
+    }
+    Ok(())
+}

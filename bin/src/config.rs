@@ -1,0 +1,186 @@
+//! Server configuration: defaults, then `folddb.toml` (or `--config FILE`), then `FOLDDB_*`
+//! environment variables, then command-line flags — each overriding the one before. Every
+//! setting is documented in README.md ("Configuration").
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// Everything `folddb serve` reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Data directory (log, hot tier). Default `./data`.
+    pub data_dir: PathBuf,
+    /// This node's raft id (and the node bits of `SNOWFLAKE_ID()`, 0..=1023). Default 1.
+    pub node_id: u16,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// root's password, set on first start when non-empty (else root needs setup).
+    pub root_password: Option<String>,
+    /// HS256 secret for JWTs. Default `CHANGE_ME_IN_PRODUCTION` (a warning is logged).
+    pub jwt_secret: String,
+    /// Access token lifetime, hours. Default 24; refresh tokens live 7 times as long.
+    pub jwt_expiry_hours: u64,
+    /// bcrypt cost for stored passwords. Default 12 (4..=31).
+    pub bcrypt_cost: u32,
+    /// Allow `/v1/api/auth/status` and `/setup` from non-loopback peers. Default false.
+    pub allow_remote_setup: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            node_id: 1,
+        }
+    }
+}
+
+pub const DEFAULT_JWT_SECRET: &str = "CHANGE_ME_IN_PRODUCTION";
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            root_password: None,
+            jwt_secret: DEFAULT_JWT_SECRET.to_owned(),
+            jwt_expiry_hours: 24,
+            bcrypt_cost: 12,
+            allow_remote_setup: false,
+        }
+    }
+}
+
+/// Flags of `folddb serve` that override the file and the environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Configuration file (default: `./folddb.toml` if it exists).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Data directory (FOLDDB_DATA_DIR; default ./data).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Listen address (FOLDDB_LISTEN; default 127.0.0.1:8080).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn parse_env<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    env(name)
+        .map(|v| {
+            v.parse::<T>()
+                .map_err(|e| anyhow::anyhow!("{name}={v}: {e}"))
+        })
+        .transpose()
+}
+
+impl Config {
+    pub fn load(args: &ServeArgs) -> anyhow::Result<Config> {
+        let file = match &args.config {
+            Some(p) => Some(p.clone()),
+            None => Some(PathBuf::from("folddb.toml")).filter(|p| p.exists()),
+        };
+        let mut config = match file {
+            Some(path) => Config::from_file(&path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = parse_env("FOLDDB_LISTEN")? {
+            config.server.listen = v;
+        }
+        if let Some(v) = env("FOLDDB_DATA_DIR") {
+            config.server.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = parse_env("FOLDDB_NODE_ID")? {
+            config.server.node_id = v;
+        }
+        if let Some(v) = env("FOLDDB_ROOT_PASSWORD") {
+            config.auth.root_password = Some(v);
+        }
+        if let Some(v) = env("FOLDDB_JWT_SECRET") {
+            config.auth.jwt_secret = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_JWT_EXPIRY_HOURS")? {
+            config.auth.jwt_expiry_hours = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_BCRYPT_COST")? {
+            config.auth.bcrypt_cost = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_ALLOW_REMOTE_SETUP")? {
+            config.auth.allow_remote_setup = v;
+        }
+        if let Some(v) = &args.data_dir {
+            config.server.data_dir = v.clone();
+        }
+        if let Some(v) = args.listen {
+            config.server.listen = v;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_file(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !(4..=31).contains(&self.auth.bcrypt_cost) {
+            bail!(
+                "auth.bcrypt_cost must be 4..=31, got {}",
+                self.auth.bcrypt_cost
+            );
+        }
+        if self.auth.jwt_expiry_hours == 0 {
+            bail!("auth.jwt_expiry_hours must be at least 1");
+        }
+        if self.auth.jwt_secret.is_empty() {
+            bail!("auth.jwt_secret must not be empty");
+        }
+        if self.server.node_id > 1023 {
+            bail!(
+                "server.node_id must be 0..=1023, got {}",
+                self.server.node_id
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_values_override_defaults_and_unknown_keys_are_refused() {
+        let c: Config =
+            toml::from_str("[server]\nlisten = \"127.0.0.1:9999\"\n[auth]\njwt_expiry_hours = 2\n")
+                .expect("valid");
+        assert_eq!(c.server.listen.port(), 9999);
+        assert_eq!(c.auth.jwt_expiry_hours, 2);
+        assert_eq!(c.auth.bcrypt_cost, 12);
+        assert!(toml::from_str::<Config>("[server]\nlisen = 1\n").is_err());
+    }
+}

@@ -1,0 +1,713 @@
+//! `folddb serve`: the HTTP API (API.md 1) over warp. One catch-all filter hands every
+//! request to [`handle`], which routes by method and path, so that every error — bad JSON,
+//! missing auth, unknown route — is answered in the exact envelope the API documents
+//! rather than warp's defaults.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use bytes_util::collect_limited;
+use folddb_cluster::Node;
+use folddb_log::LogConfig;
+use folddb_materializer::{EventFold, Op, Role, UserDef, catalog};
+use folddb_query::{Caller, Engine, ErrorCode, SqlError, SqlRequest};
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+use warp::Filter;
+use warp::http::{HeaderMap, Method, Response, StatusCode};
+
+use crate::auth::{self, Auth, TokenError};
+use crate::config::{Config, DEFAULT_JWT_SECRET, ServeArgs};
+
+/// Largest request body (API.md 6).
+const MAX_BODY_BYTES: usize = 10 << 20;
+
+struct State {
+    engine: Engine,
+    auth: Auth,
+    node: Arc<Node<EventFold>>,
+    listen: SocketAddr,
+}
+
+type Reply = Response<Vec<u8>>;
+
+fn reply(status: StatusCode, body: &Json) -> Reply {
+    let mut r = Response::new(serde_json::to_vec(body).unwrap_or_default());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        "content-type",
+        warp::http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn auth_error(status: StatusCode, code: &str, message: &str) -> Reply {
+    reply(status, &json!({"error": code, "message": message}))
+}
+
+fn took_ms(start: Instant) -> f64 {
+    (start.elapsed().as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorCode::ClusterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+fn sql_error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    details: Option<&str>,
+    start: Instant,
+) -> Reply {
+    let mut error = json!({"code": code, "message": message});
+    if let Some(d) = details {
+        error["details"] = Json::String(d.to_owned());
+    }
+    reply(
+        status,
+        &json!({"status": "error", "results": [], "took": took_ms(start), "error": error}),
+    )
+}
+
+fn is_local(peer: Option<SocketAddr>) -> bool {
+    peer.is_some_and(|p| match p.ip() {
+        IpAddr::V4(ip) => ip.is_loopback(),
+        IpAddr::V6(ip) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    })
+}
+
+/// Runs the server until SIGINT / SIGTERM.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args)?;
+    if config.auth.jwt_secret == DEFAULT_JWT_SECRET {
+        tracing::warn!("auth.jwt_secret is the default; set FOLDDB_JWT_SECRET in production");
+    }
+    std::fs::create_dir_all(&config.server.data_dir)
+        .with_context(|| format!("creating {}", config.server.data_dir.display()))?;
+    let listen = config.server.listen;
+    let node = Node::start_single(
+        u64::from(config.server.node_id),
+        &listen.to_string(),
+        &config.server.data_dir,
+        LogConfig::default(),
+        Arc::new(EventFold),
+    )
+    .await
+    .context("starting the raft node")?;
+    let node = Arc::new(node);
+    let engine = Engine::new(
+        node.hot().clone(),
+        Arc::new(node.proposer()),
+        config.server.node_id,
+    );
+    let auth = Auth::new(config.auth.clone());
+    auth::bootstrap(&engine, &auth).await?;
+    let state = Arc::new(State {
+        engine,
+        auth,
+        node: node.clone(),
+        listen,
+    });
+    let routes = warp::any()
+        .and(warp::method())
+        .and(warp::path::full())
+        .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
+        .and(warp::body::stream())
+        .then({
+            let state = state.clone();
+            move |method, path: warp::path::FullPath, headers, peer, body| {
+                let state = state.clone();
+                async move {
+                    let body = collect_limited(body, MAX_BODY_BYTES).await;
+                    Ok::<_, Infallible>(
+                        handle(&state, method, path.as_str(), &headers, peer, body).await,
+                    )
+                }
+            }
+        })
+        .map(|r: Result<Reply, Infallible>| match r {
+            Ok(r) => r,
+            Err(never) => match never {},
+        });
+    let server = warp::serve(routes)
+        .bind(listen)
+        .await
+        .graceful(shutdown_signal());
+    eprintln!(
+        "folddb listening on http://{listen} (data in {})",
+        config.server.data_dir.display()
+    );
+    server.run().await;
+    drop(state);
+    match Arc::try_unwrap(node) {
+        Ok(node) => node.shutdown().await.context("shutting down the node")?,
+        Err(_) => tracing::warn!("requests still hold the node; exiting without a clean shutdown"),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+}
+
+mod bytes_util {
+    use futures::{Stream, StreamExt};
+    use warp::Buf;
+
+    /// The body, or its size once it passes `limit`.
+    pub async fn collect_limited<S, B>(body: S, limit: usize) -> Result<Vec<u8>, usize>
+    where
+        S: Stream<Item = Result<B, warp::Error>>,
+        B: Buf,
+    {
+        let mut out = Vec::new();
+        let mut body = std::pin::pin!(body);
+        while let Some(chunk) = body.next().await {
+            let Ok(mut chunk) = chunk else {
+                return Err(out.len());
+            };
+            while chunk.has_remaining() {
+                let part = chunk.chunk();
+                out.extend_from_slice(part);
+                let n = part.len();
+                chunk.advance(n);
+            }
+            if out.len() > limit {
+                return Err(out.len());
+            }
+        }
+        Ok(out)
+    }
+}
+
+async fn handle(
+    state: &State,
+    method: Method,
+    path: &str,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    body: Result<Vec<u8>, usize>,
+) -> Reply {
+    let body = match body {
+        Ok(b) => b,
+        Err(size) => {
+            return reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &json!({"error": "BODY_TOO_LARGE", "message": "Request body is too large",
+                        "size_bytes": size, "max_bytes": MAX_BODY_BYTES}),
+            );
+        }
+    };
+    match (method.as_str(), path) {
+        ("GET", "/health") | ("GET", "/v1/api/healthcheck") => health(peer),
+        ("GET", "/v1/api/cluster/health") => cluster_health(state, peer),
+        ("POST", "/v1/api/sql") => sql(state, headers, &body).await,
+        ("GET", "/v1/api/auth/status") => setup_status(state, peer),
+        ("POST", "/v1/api/auth/setup") => setup(state, peer, &body).await,
+        ("POST", "/v1/api/auth/login") => login(state, &body).await,
+        ("POST", "/v1/api/auth/refresh") => refresh(state, headers).await,
+        ("POST", "/v1/api/auth/logout") => logout(),
+        ("GET", "/v1/api/auth/me") => me(state, headers),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "not_found", "message": format!("No route for {method} {path}")}),
+        ),
+    }
+}
+
+fn health(peer: Option<SocketAddr>) -> Reply {
+    if !is_local(peer) {
+        return reply(
+            StatusCode::FORBIDDEN,
+            &json!({"error": "Access denied. Health endpoint is localhost-only."}),
+        );
+    }
+    reply(
+        StatusCode::OK,
+        &json!({"status": "healthy", "version": env!("CARGO_PKG_VERSION"), "api_version": "v1",
+                "build_date": "unknown"}),
+    )
+}
+
+fn cluster_health(state: &State, peer: Option<SocketAddr>) -> Reply {
+    if !is_local(peer) {
+        return reply(
+            StatusCode::FORBIDDEN,
+            &json!({"error": "Access denied. Health endpoint is localhost-only."}),
+        );
+    }
+    let s = state.node.status();
+    reply(
+        StatusCode::OK,
+        &json!({
+            "status": "healthy", "version": env!("CARGO_PKG_VERSION"), "build_date": "unknown",
+            "is_cluster_mode": false, "cluster_id": "folddb", "node_id": s.node_id,
+            "is_leader": s.is_leader, "total_groups": 1, "groups_leading": u8::from(s.is_leader),
+            "current_term": s.current_term, "last_applied": s.last_applied,
+            "millis_since_quorum_ack": 0,
+            "nodes": [{"node_id": s.node_id, "role": if s.is_leader { "Leader" } else { "Follower" },
+                       "status": "Active", "api_addr": state.listen.to_string(), "is_self": true,
+                       "is_leader": s.is_leader, "replication_lag": 0,
+                       "catchup_progress_pct": null}]
+        }),
+    )
+}
+
+fn rfc3339(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .map(|d| d.to_rfc3339())
+        .unwrap_or_default()
+}
+
+fn user_info(u: &UserDef) -> Json {
+    json!({"id": u.id, "role": u.role.name(), "email": u.email,
+           "created_at": rfc3339(u.created_at_ms), "updated_at": rfc3339(u.updated_at_ms)})
+}
+
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ()> {
+    let Some(v) = headers.get("authorization") else {
+        return Ok(None);
+    };
+    let v = v.to_str().map_err(|_| ())?;
+    match v.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(Some(token.trim())),
+        _ => Err(()),
+    }
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+async fn sql(state: &State, headers: &HeaderMap, body: &[u8]) -> Reply {
+    let start = Instant::now();
+    let unauthorized =
+        |code: &str, message: &str| sql_error(StatusCode::UNAUTHORIZED, code, message, None, start);
+    let token = match bearer(headers) {
+        Ok(Some(t)) => t,
+        Ok(None) => return unauthorized("MISSING_AUTHORIZATION", "Authentication required"),
+        Err(()) => return unauthorized("INVALID_CREDENTIALS", "Invalid credentials"),
+    };
+    let claims = match state.auth.verify(token) {
+        Ok(c) if c.token_type == "access" => c,
+        Ok(_) | Err(TokenError::Invalid) => {
+            return unauthorized("INVALID_CREDENTIALS", "Invalid credentials");
+        }
+        Err(TokenError::Expired) => return unauthorized("TOKEN_EXPIRED", "Invalid credentials"),
+    };
+    let Some(user) = state.auth.user_of(&state.engine, &claims) else {
+        return unauthorized("INVALID_CREDENTIALS", "Invalid credentials");
+    };
+    let is_multipart = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if is_multipart {
+        return sql_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
+            "multipart/form-data (FILE uploads) is not supported yet",
+            None,
+            start,
+        );
+    }
+    #[derive(Deserialize)]
+    struct Body {
+        sql: String,
+        #[serde(default)]
+        params: Option<Vec<Json>>,
+        #[serde(default)]
+        namespace_id: Option<String>,
+    }
+    let parsed: Body = match serde_json::from_slice(body) {
+        Ok(b) => b,
+        Err(e) => {
+            return sql_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_INPUT",
+                &format!("Invalid JSON payload: {e}"),
+                None,
+                start,
+            );
+        }
+    };
+    let caller = Caller {
+        user: user.id.clone(),
+        role: user.role,
+    };
+    let request = SqlRequest {
+        sql: parsed.sql,
+        params: parsed.params,
+        namespace: parsed.namespace_id,
+    };
+    match state.engine.execute(&caller, &request).await {
+        Ok(r) => {
+            let mut out =
+                json!({"status": "success", "results": r.results, "took": took_ms(start)});
+            if r.single_query {
+                out["error"] = Json::Null;
+            }
+            reply(StatusCode::OK, &out)
+        }
+        Err(SqlError {
+            code,
+            message,
+            details,
+        }) => sql_error(
+            status_of(code),
+            code.as_str(),
+            &message,
+            details.as_deref(),
+            start,
+        ),
+    }
+}
+
+fn setup_status(state: &State, peer: Option<SocketAddr>) -> Reply {
+    if !is_local(peer) && !state.auth.config().allow_remote_setup {
+        return auth_error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Setup status can only be checked from localhost",
+        );
+    }
+    let needs = needs_setup(state);
+    reply(
+        StatusCode::OK,
+        &json!({"needs_setup": needs, "message": if needs {
+            "Server requires initial setup: POST /v1/api/auth/setup"
+        } else {
+            "Server is configured"
+        }}),
+    )
+}
+
+fn needs_setup(state: &State) -> bool {
+    catalog::user(state.engine.store().as_ref(), auth::ROOT)
+        .ok()
+        .flatten()
+        .is_none_or(|root| root.password_hash.is_empty())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetupBody {
+    #[serde(alias = "username")]
+    user: String,
+    password: String,
+    root_password: String,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+async fn setup(state: &State, peer: Option<SocketAddr>, body: &[u8]) -> Reply {
+    if !is_local(peer) && !state.auth.config().allow_remote_setup {
+        return auth_error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Setup is only allowed from localhost",
+        );
+    }
+    let b: SetupBody = match serde_json::from_slice(body) {
+        Ok(b) => b,
+        Err(e) => {
+            return auth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                &format!("Invalid JSON payload: {e}"),
+            );
+        }
+    };
+    if !needs_setup(state) {
+        return auth_error(
+            StatusCode::CONFLICT,
+            "already_configured",
+            "Server is already configured",
+        );
+    }
+    let name = b.user.trim().to_ascii_lowercase();
+    if name == auth::ROOT
+        || name.is_empty()
+        || name.len() > 128
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    {
+        return auth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_user",
+            "Invalid DBA user name",
+        );
+    }
+    if b.password.len() > 256 || b.root_password.len() > 256 {
+        return auth_error(
+            StatusCode::BAD_REQUEST,
+            "weak_password",
+            "Passwords must be at most 256 characters",
+        );
+    }
+    if let Some(why) = auth::weak_password(&b.password) {
+        return auth_error(
+            StatusCode::BAD_REQUEST,
+            "weak_password",
+            &format!("DBA user password: {why}"),
+        );
+    }
+    if let Some(why) = auth::weak_password(&b.root_password) {
+        return auth_error(
+            StatusCode::BAD_REQUEST,
+            "weak_password",
+            &format!("Root password: {why}"),
+        );
+    }
+    let store = state.engine.store().clone();
+    if catalog::user(store.as_ref(), &name)
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        return auth_error(
+            StatusCode::CONFLICT,
+            "user_exists",
+            &format!("User '{name}' already exists"),
+        );
+    }
+    let (Ok(dba_hash), Ok(root_hash)) = (
+        state.auth.hash(b.password).await,
+        state.auth.hash(b.root_password).await,
+    ) else {
+        return auth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Could not hash the password",
+        );
+    };
+    let now = auth::now_s() * 1000;
+    let Some(mut root) = catalog::user(store.as_ref(), auth::ROOT).ok().flatten() else {
+        return auth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "root user is missing",
+        );
+    };
+    root.password_hash = root_hash;
+    root.updated_at_ms = now;
+    let dba = UserDef {
+        id: name,
+        role: Role::Dba,
+        email: b.email,
+        password_hash: dba_hash,
+        auth_type: "password".into(),
+        created_at_ms: now,
+        updated_at_ms: now,
+        deleted_at_ms: None,
+    };
+    let ops = vec![
+        Op::PutUser {
+            user: root,
+            create: false,
+        },
+        Op::PutUser {
+            user: dba.clone(),
+            create: true,
+        },
+    ];
+    match state.engine.propose_ops(auth::ROOT, ops).await {
+        Ok(_) => reply(
+            StatusCode::OK,
+            &json!({"user": user_info(&dba),
+                    "message": "Server setup complete. Log in with the DBA user or root."}),
+        ),
+        Err(e) if e.message.contains("already exists") => {
+            auth_error(StatusCode::CONFLICT, "user_exists", &e.message)
+        }
+        Err(e) => auth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            &e.message,
+        ),
+    }
+}
+
+fn token_reply(state: &State, user: &UserDef) -> Reply {
+    let Ok(t) = state.auth.issue(user) else {
+        return auth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Could not sign tokens",
+        );
+    };
+    let body = json!({
+        "user": user_info(user),
+        "admin_ui_access": user.role.is_admin(),
+        "expires_at": rfc3339(t.access_exp * 1000),
+        "access_token": t.access,
+        "refresh_token": t.refresh,
+        "refresh_expires_at": rfc3339(t.refresh_exp * 1000),
+    });
+    let mut r = reply(StatusCode::OK, &body);
+    let now = auth::now_s();
+    for (name, value, exp) in [
+        ("kalamdb_auth", &t.access, t.access_exp),
+        ("kalamdb_refresh", &t.refresh, t.refresh_exp),
+    ] {
+        let c = format!(
+            "{name}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+            exp.saturating_sub(now)
+        );
+        if let Ok(v) = warp::http::HeaderValue::from_str(&c) {
+            r.headers_mut().append("set-cookie", v);
+        }
+    }
+    r
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    #[serde(alias = "username")]
+    user: String,
+    password: String,
+}
+
+async fn login(state: &State, body: &[u8]) -> Reply {
+    let b: LoginBody = match serde_json::from_slice(body) {
+        Ok(b) => b,
+        Err(e) => {
+            return auth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                &format!("Invalid JSON payload: {e}"),
+            );
+        }
+    };
+    let invalid = || {
+        auth_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Invalid credentials",
+        )
+    };
+    let id = b.user.trim().to_ascii_lowercase();
+    let Some(user) = catalog::user(state.engine.store().as_ref(), &id)
+        .ok()
+        .flatten()
+    else {
+        return invalid();
+    };
+    if user.deleted_at_ms.is_some() {
+        return invalid();
+    }
+    if user.id == auth::ROOT && user.password_hash.is_empty() {
+        return if b.password.is_empty() {
+            auth_error(
+                StatusCode::PRECONDITION_REQUIRED,
+                "setup_required",
+                "Server requires initial setup. Root password is not configured.",
+            )
+        } else {
+            invalid()
+        };
+    }
+    if !state
+        .auth
+        .check(b.password, user.password_hash.clone())
+        .await
+    {
+        return invalid();
+    }
+    token_reply(state, &user)
+}
+
+async fn refresh(state: &State, headers: &HeaderMap) -> Reply {
+    let invalid = |m: &str| auth_error(StatusCode::UNAUTHORIZED, "unauthorized", m);
+    let token = match (cookie(headers, "kalamdb_refresh"), bearer(headers)) {
+        (Some(t), _) => t,
+        (None, Ok(Some(t))) => t,
+        _ => return invalid("Missing refresh token"),
+    };
+    let claims = match state.auth.verify(token) {
+        Ok(c) => c,
+        Err(_) => return invalid("Invalid credentials"),
+    };
+    if claims.token_type != "refresh" {
+        return invalid("Refresh endpoint requires a refresh token");
+    }
+    match state.auth.user_of(&state.engine, &claims) {
+        Some(user) => token_reply(state, &user),
+        None => invalid("Invalid credentials"),
+    }
+}
+
+fn logout() -> Reply {
+    let mut r = reply(
+        StatusCode::OK,
+        &json!({"message": "Logged out successfully"}),
+    );
+    for name in ["kalamdb_auth", "kalamdb_refresh"] {
+        if let Ok(v) = warp::http::HeaderValue::from_str(&format!(
+            "{name}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"
+        )) {
+            r.headers_mut().append("set-cookie", v);
+        }
+    }
+    r
+}
+
+fn me(state: &State, headers: &HeaderMap) -> Reply {
+    let invalid = || {
+        auth_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Invalid credentials",
+        )
+    };
+    let token = match (bearer(headers), cookie(headers, "kalamdb_auth")) {
+        (Ok(Some(t)), _) => t,
+        (Ok(None), Some(t)) => t,
+        _ => return invalid(),
+    };
+    let Ok(claims) = state.auth.verify(token) else {
+        return invalid();
+    };
+    if claims.token_type != "access" {
+        return invalid();
+    }
+    match state.auth.user_of(&state.engine, &claims) {
+        Some(u) => reply(
+            StatusCode::OK,
+            &json!({"user": user_info(&u), "admin_ui_access": u.role.is_admin()}),
+        ),
+        None => invalid(),
+    }
+}

@@ -1,0 +1,157 @@
+//! The event schema: what a log entry says, and what applying it reported.
+//!
+//! A [`Command`] is one SQL statement (or one `BEGIN … COMMIT` transaction) planned into
+//! [`Op`]s, with every non-deterministic value already resolved: the leader's time stamp,
+//! defaults, generated ids, the owner of USER-table rows. A raft entry carries one or more
+//! commands ([`encode_entry`]): under load the proposer packs concurrent commands into one
+//! entry so they share one append and one apply, but each command is still applied
+//! atomically and on its own — fully, or not at all with an [`Outcome::Rejected`].
+//! Normative: `materializer/FORMAT.md`, "entries".
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{TableDef, TableId, UserDef};
+use crate::codec;
+use crate::error::Result;
+use crate::value::Value;
+
+/// One statement or transaction, planned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    /// The leader's wall clock when it planned the command (ms since the Unix epoch); `_seq`
+    /// derives from it (DESIGN.md, "Identity and order").
+    pub stamp_ms: u64,
+    /// The authenticated user the command runs as.
+    pub actor: String,
+    pub ops: Vec<Op>,
+}
+
+/// A change to a row that exists: the new cells, applied only if the row's `_seq` is still
+/// `expected_seq` (optimistic concurrency; DESIGN.md "Write path", step 4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowChange {
+    pub pk: Value,
+    pub expected_seq: i64,
+    /// The whole new row (every column of the expected schema version), by column id.
+    pub cells: Vec<(u32, Value)>,
+}
+
+/// One change to the catalog or the rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    CreateNamespace {
+        name: String,
+        description: Option<String>,
+        if_not_exists: bool,
+    },
+    /// Drops the namespace and every table in it.
+    DropNamespace { name: String, if_exists: bool },
+    AlterNamespace {
+        name: String,
+        description: Option<String>,
+    },
+    /// `table.id` and `table.schema_version` are assigned at apply.
+    CreateTable {
+        table: TableDef,
+        if_not_exists: bool,
+    },
+    /// Replaces the definition, which must still be at `expected_version`; the new one gets
+    /// the next version.
+    AlterTable {
+        table: TableDef,
+        expected_version: u32,
+    },
+    DropTable {
+        namespace: String,
+        name: String,
+        if_exists: bool,
+    },
+    /// New rows (every column of schema version `schema_version`, by id); each key must be
+    /// absent or a tombstone.
+    Insert {
+        table: TableId,
+        schema_version: u32,
+        scope: String,
+        rows: Vec<Vec<(u32, Value)>>,
+    },
+    Update {
+        table: TableId,
+        schema_version: u32,
+        scope: String,
+        rows: Vec<RowChange>,
+    },
+    /// Soft delete (a tombstone version) on USER and SHARED tables, physical on STREAM.
+    Delete {
+        table: TableId,
+        scope: String,
+        rows: Vec<(Value, i64)>,
+    },
+    /// Creates (`create`: must not exist) or replaces a user.
+    PutUser { user: UserDef, create: bool },
+}
+
+/// What one op did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OpResult {
+    /// Rows inserted, updated or deleted; 1 or 0 for catalog ops (0: `IF [NOT] EXISTS` hit).
+    pub affected: u64,
+    /// The `_seq` of every row version written, in row order.
+    pub seqs: Vec<i64>,
+    /// The schema version a table op left.
+    pub schema_version: Option<u32>,
+}
+
+/// What applying a command reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Applied(Vec<OpResult>),
+    /// A precondition failed at op `op` (0-based): nothing of the command was applied.
+    Rejected {
+        op: u32,
+        error: String,
+    },
+}
+
+/// A raft entry's payload: the commands it carries, in order.
+pub fn encode_entry(commands: &[Command]) -> Vec<u8> {
+    codec::encode(&commands)
+}
+
+pub fn decode_entry(bytes: &[u8]) -> Result<Vec<Command>> {
+    codec::decode(bytes, "a log entry's commands")
+}
+
+/// What applying an entry reported: one outcome per command.
+pub fn encode_outcomes(outcomes: &[Outcome]) -> Vec<u8> {
+    codec::encode(&outcomes)
+}
+
+pub fn decode_outcomes(bytes: &[u8]) -> Result<Vec<Outcome>> {
+    codec::decode(bytes, "an entry's outcomes")
+}
+
+/// Why a proposal has no outcome.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// Not appended: nothing changed (no leader, shutting down, too large).
+    #[error("the write was not accepted: {0}")]
+    NotAccepted(String),
+    /// Proposed, but its fate is not known (the node failed while waiting): it may or may not
+    /// have been committed.
+    #[error("the write's outcome is unknown: {0}")]
+    Unknown(String),
+}
+
+/// The boxed future a [`Propose`] returns.
+pub type ProposeFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Outcome, ProposeError>> + Send + 'a>>;
+
+/// How `query` writes: through the log, and nowhere else. `cluster`'s node implements it.
+///
+/// # Correctness
+///
+/// The returned future resolves with an outcome only once the command is committed (durable
+/// on a quorum) and applied on this node, so that the caller reads its own write.
+pub trait Propose: Send + Sync + 'static {
+    fn propose(&self, command: Command) -> ProposeFuture<'_>;
+}

@@ -1,0 +1,134 @@
+//! Row versions in the hot tier's `rows` family: the key layout (table, owner, primary key,
+//! all order-preserving) and the stored version (`_seq`, `_deleted`, cells by column id).
+//! Normative: `materializer/FORMAT.md`, "rows".
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::TableId;
+use crate::value::Value;
+
+/// The newest version of one row. Cells are keyed by column id, so a row written under an
+/// older schema version reads correctly under a newer one (renamed columns keep their id;
+/// dropped ones are ignored; added ones read as their literal default or NULL).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowVersion {
+    pub seq: i64,
+    pub deleted: bool,
+    pub cells: Vec<(u32, Value)>,
+}
+
+impl RowVersion {
+    pub fn cell(&self, column_id: u32) -> Option<&Value> {
+        self.cells
+            .iter()
+            .find(|(id, _)| *id == column_id)
+            .map(|(_, v)| v)
+    }
+}
+
+/// The prefix of every row of `table` (all owners).
+pub fn table_prefix(table: TableId) -> Vec<u8> {
+    table.0.to_be_bytes().to_vec()
+}
+
+/// The prefix of the rows of `table` owned by `scope` (the owner's user id for USER and
+/// STREAM tables, empty for SHARED tables).
+pub fn scope_prefix(table: TableId, scope: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(10 + scope.len() + 16);
+    key.extend_from_slice(&table.0.to_be_bytes());
+    // Scopes are user ids (at most 128 bytes, API.md 1.3); the length keeps one owner's
+    // prefix from being a prefix of another's.
+    key.extend_from_slice(&(scope.len() as u16).to_be_bytes());
+    key.extend_from_slice(scope.as_bytes());
+    key
+}
+
+/// The key of the row of `table`, owned by `scope`, with primary key `pk`.
+pub fn row_key(table: TableId, scope: &str, pk: &Value) -> Vec<u8> {
+    let mut key = scope_prefix(table, scope);
+    encode_key_part(pk, &mut key);
+    key
+}
+
+/// Appends `value` so that byte order is value order within one type: integers big-endian
+/// with the sign bit flipped, floats by their total order, text and bytes as they are (the
+/// primary key is the key's last part, so it needs no terminator).
+pub fn encode_key_part(value: &Value, out: &mut Vec<u8>) {
+    const I16: u16 = 1 << 15;
+    const I32: u32 = 1 << 31;
+    const I64: u64 = 1 << 63;
+    match value {
+        Value::Null => {}
+        Value::Boolean(b) => out.push(u8::from(*b)),
+        Value::SmallInt(v) => out.extend_from_slice(&((*v as u16) ^ I16).to_be_bytes()),
+        Value::Int(v) | Value::Date(v) => out.extend_from_slice(&((*v as u32) ^ I32).to_be_bytes()),
+        Value::BigInt(v) | Value::Timestamp(v) | Value::DateTime(v) | Value::Time(v) => {
+            out.extend_from_slice(&((*v as u64) ^ I64).to_be_bytes())
+        }
+        Value::Float(f) => {
+            let bits = f.to_bits();
+            let ordered = if bits >> 31 == 1 {
+                !bits
+            } else {
+                bits | (1 << 31)
+            };
+            out.extend_from_slice(&ordered.to_be_bytes())
+        }
+        Value::Double(f) => {
+            let bits = f.to_bits();
+            let ordered = if bits >> 63 == 1 { !bits } else { bits | I64 };
+            out.extend_from_slice(&ordered.to_be_bytes())
+        }
+        Value::Decimal { unscaled, .. } => {
+            out.extend_from_slice(&((*unscaled as u128) ^ (1u128 << 127)).to_be_bytes())
+        }
+        Value::Text(s) | Value::Json(s) | Value::File(s) => out.extend_from_slice(s.as_bytes()),
+        Value::Bytes(b) => out.extend_from_slice(b),
+        Value::Uuid(u) => out.extend_from_slice(u),
+        Value::Embedding(v) => {
+            for f in v {
+                out.extend_from_slice(&f.to_be_bytes());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(v: Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_key_part(&v, &mut out);
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn bigint_keys_sort_like_values(a: i64, b: i64) {
+            prop_assert_eq!(a.cmp(&b), key(Value::BigInt(a)).cmp(&key(Value::BigInt(b))));
+        }
+
+        #[test]
+        fn int_keys_sort_like_values(a: i32, b: i32) {
+            prop_assert_eq!(a.cmp(&b), key(Value::Int(a)).cmp(&key(Value::Int(b))));
+        }
+
+        #[test]
+        fn double_keys_sort_like_values(a in -1e300f64..1e300, b in -1e300f64..1e300) {
+            prop_assert_eq!(
+                a.partial_cmp(&b).expect("finite"),
+                key(Value::Double(a)).cmp(&key(Value::Double(b)))
+            );
+        }
+    }
+
+    #[test]
+    fn one_owner_prefix_is_not_a_prefix_of_another() {
+        let a = scope_prefix(TableId(1), "al");
+        let b = row_key(TableId(1), "alice", &Value::BigInt(1));
+        assert!(!b.starts_with(&a));
+        assert!(b.starts_with(&scope_prefix(TableId(1), "alice")));
+    }
+}

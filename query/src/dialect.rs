@@ -1,0 +1,879 @@
+//! The SQL dialect: classifying a statement by its leading words (API.md 3.1) and parsing
+//! FoldDB's own statements (namespaces, table DDL with `WITH` options, SHOW / DESCRIBE,
+//! transactions). Queries go to DataFusion; INSERT / UPDATE / DELETE to sqlparser's AST.
+//! Pure: no state, no I/O.
+
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
+use folddb_materializer::{DataType, DefaultExpr, TableKind};
+
+use crate::convert::Literal;
+
+/// One classified statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statement {
+    /// SELECT / WITH / VALUES: DataFusion.
+    Query,
+    Insert,
+    Update,
+    Delete,
+    /// EXPLAIN, SET (other than SET NAMESPACE), SHOW COLUMNS, SHOW ALL, DESCRIBE <x>:
+    /// DataFusion meta commands, for dba and system only.
+    Meta,
+    CreateNamespace {
+        name: String,
+        if_not_exists: bool,
+    },
+    DropNamespace {
+        name: String,
+        if_exists: bool,
+    },
+    AlterNamespace {
+        name: String,
+        description: Option<String>,
+    },
+    ShowNamespaces,
+    Use(String),
+    CreateTable(CreateTable),
+    AlterTable {
+        table: TableName,
+        change: AlterChange,
+    },
+    DropTable {
+        table: TableName,
+        if_exists: bool,
+    },
+    ShowTables {
+        namespace: Option<String>,
+    },
+    Describe {
+        table: TableName,
+        history: bool,
+    },
+    ShowStats(TableName),
+    Begin,
+    Commit,
+    Rollback,
+}
+
+impl Statement {
+    /// Whether only dba and system may run it, checked before any statement of the batch
+    /// runs (API.md 3.1).
+    pub fn admin_only(&self) -> bool {
+        matches!(
+            self,
+            Statement::Meta
+                | Statement::CreateNamespace { .. }
+                | Statement::DropNamespace { .. }
+                | Statement::AlterNamespace { .. }
+        )
+    }
+}
+
+/// A possibly qualified table name, lowercase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableName {
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// A column as CREATE TABLE or ALTER TABLE … ADD declares it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnSpec {
+    pub name: String,
+    pub data_type: DataType,
+    pub not_null: bool,
+    pub default: Option<DefaultSpec>,
+    pub primary_key: bool,
+    pub unique: bool,
+}
+
+/// A DEFAULT as written: a function of API.md 3.3, or a literal the planner types against
+/// its column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DefaultSpec {
+    Expr(DefaultExpr),
+    Literal(Literal),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateTable {
+    pub kind: Option<TableKind>,
+    pub if_not_exists: bool,
+    pub table: TableName,
+    pub columns: Vec<ColumnSpec>,
+    /// `PRIMARY KEY (a, …)` after the columns.
+    pub primary_key: Vec<String>,
+    /// `WITH (KEY = value, …)`, keys uppercase, values as text.
+    pub options: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlterChange {
+    AddColumn(ColumnSpec),
+    DropColumn(String),
+    ModifyColumn {
+        name: String,
+        data_type: DataType,
+        not_null: Option<bool>,
+    },
+    SetNotNull(String, bool),
+    SetDefault(String, Option<DefaultSpec>),
+    RenameColumn {
+        from: String,
+        to: String,
+    },
+    SetAccessLevel(String),
+}
+
+/// Why a statement was refused by the dialect: the `INVALID_SQL` message.
+pub type ParseError = String;
+
+const RESERVED_NAMESPACES: &[&str] = &[
+    "system",
+    "sys",
+    "root",
+    "kalamdb",
+    "kalam",
+    "main",
+    "default",
+    "sql",
+    "admin",
+    "internal",
+    "information_schema",
+    "pg_catalog",
+    "datafusion",
+];
+
+/// Column names reserved for system columns (API.md 3.1).
+pub const RESERVED_COLUMNS: &[&str] = &[
+    "_seq",
+    "_deleted",
+    "_id",
+    "_row_id",
+    "_rowid",
+    "_key",
+    "_updated",
+    "_created",
+    "_timestamp",
+    "_version",
+    "_hash",
+];
+
+const RESERVED_WORDS: &[&str] = &[
+    "select",
+    "from",
+    "where",
+    "insert",
+    "update",
+    "delete",
+    "create",
+    "drop",
+    "alter",
+    "table",
+    "into",
+    "values",
+    "and",
+    "or",
+    "not",
+    "null",
+    "order",
+    "group",
+    "by",
+    "having",
+    "limit",
+    "join",
+    "on",
+    "as",
+    "union",
+    "primary",
+    "key",
+    "default",
+    "with",
+    "set",
+    "namespace",
+];
+
+/// Checks an identifier against API.md 3.1's rules.
+pub fn validate_name(kind: &str, name: &str) -> Result<(), ParseError> {
+    let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+    if !ok_chars || !first_ok || name.len() > 64 {
+        return Err(format!(
+            "Invalid {kind} name '{name}': use ASCII letters, digits and underscores, start with a \
+             letter, at most 64 characters"
+        ));
+    }
+    if RESERVED_WORDS.contains(&name) {
+        return Err(format!(
+            "Invalid {kind} name '{name}': it is a reserved word"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a namespace name, including the reserved ones.
+pub fn validate_namespace(name: &str) -> Result<(), ParseError> {
+    validate_name("namespace", name)?;
+    if RESERVED_NAMESPACES.contains(&name) {
+        return Err(format!("Namespace name '{name}' is reserved"));
+    }
+    Ok(())
+}
+
+/// Classifies (and for FoldDB's own statements, parses) one statement.
+pub fn classify(sql: &str) -> Result<Statement, ParseError> {
+    let mut c = Cursor::new(sql)?;
+    let Some(first) = c.peek_word() else {
+        if c.toks.first() == Some(&Token::LParen) {
+            return Ok(Statement::Query);
+        }
+        return Err(format!("Unsupported statement type: {}", head(sql)));
+    };
+    match first.as_str() {
+        "select" | "with" | "values" => Ok(Statement::Query),
+        "insert" => Ok(Statement::Insert),
+        "update" => Ok(Statement::Update),
+        "delete" => Ok(Statement::Delete),
+        "explain" => Ok(Statement::Meta),
+        "begin" => {
+            c.next();
+            let _ = c.keyword("transaction") || c.keyword("work");
+            c.end().map(|_| Statement::Begin)
+        }
+        "start" => {
+            c.next();
+            c.expect("transaction")?;
+            c.end().map(|_| Statement::Begin)
+        }
+        "commit" | "end" => {
+            c.next();
+            let _ = c.keyword("transaction") || c.keyword("work");
+            c.end().map(|_| Statement::Commit)
+        }
+        "rollback" | "abort" => {
+            c.next();
+            let _ = c.keyword("transaction") || c.keyword("work");
+            c.end().map(|_| Statement::Rollback)
+        }
+        "use" => {
+            c.next();
+            c.keyword("namespace");
+            let name = c.ident()?;
+            c.end().map(|_| Statement::Use(name))
+        }
+        "set" => {
+            c.next();
+            if c.keyword("namespace") {
+                let name = c.ident()?;
+                c.end().map(|_| Statement::Use(name))
+            } else {
+                Ok(Statement::Meta)
+            }
+        }
+        "show" => {
+            c.next();
+            if c.keyword("namespaces") {
+                c.end().map(|_| Statement::ShowNamespaces)
+            } else if c.keyword("tables") {
+                let namespace = if c.keyword("in") || c.keyword("from") {
+                    c.keyword("namespace");
+                    Some(c.ident()?)
+                } else {
+                    None
+                };
+                c.end().map(|_| Statement::ShowTables { namespace })
+            } else if c.keyword("stats") {
+                c.expect("for")?;
+                c.expect("table")?;
+                let t = c.table_name()?;
+                c.end().map(|_| Statement::ShowStats(t))
+            } else if c.keyword("columns") || c.keyword("all") {
+                Ok(Statement::Meta)
+            } else {
+                Err(format!("Unsupported statement type: {}", head(sql)))
+            }
+        }
+        "describe" | "desc" => {
+            c.next();
+            if c.keyword("table") {
+                let table = c.table_name()?;
+                let history = c.keyword("history");
+                c.end().map(|_| Statement::Describe { table, history })
+            } else {
+                Ok(Statement::Meta)
+            }
+        }
+        "create" => {
+            c.next();
+            if c.keyword("namespace") || c.keyword("schema") {
+                let if_not_exists = c.if_not_exists()?;
+                let name = c.ident()?;
+                validate_namespace(&name)?;
+                c.end().map(|_| Statement::CreateNamespace {
+                    name,
+                    if_not_exists,
+                })
+            } else {
+                parse_create_table(&mut c).map(Statement::CreateTable)
+            }
+        }
+        "drop" => {
+            c.next();
+            if c.keyword("namespace") || c.keyword("schema") {
+                let if_exists = c.if_exists()?;
+                let name = c.ident()?;
+                c.keyword("cascade");
+                c.end()
+                    .map(|_| Statement::DropNamespace { name, if_exists })
+            } else {
+                let _ = c.table_kind();
+                c.expect("table")?;
+                let if_exists = c.if_exists()?;
+                let table = c.table_name()?;
+                c.end().map(|_| Statement::DropTable { table, if_exists })
+            }
+        }
+        "alter" => {
+            c.next();
+            if c.keyword("namespace") {
+                let name = c.ident()?;
+                c.expect("set")?;
+                c.expect("description")?;
+                let description = match c.next() {
+                    Some(Token::SingleQuotedString(s)) => Some(s),
+                    Some(Token::Word(w)) if w.value.eq_ignore_ascii_case("null") => None,
+                    _ => return Err("ALTER NAMESPACE … SET DESCRIPTION needs a string".into()),
+                };
+                c.end()
+                    .map(|_| Statement::AlterNamespace { name, description })
+            } else {
+                c.expect("table")?;
+                let table = c.table_name()?;
+                let change = parse_alter(&mut c)?;
+                c.end().map(|_| Statement::AlterTable { table, change })
+            }
+        }
+        _ => Err(format!("Unsupported statement type: {}", head(sql))),
+    }
+}
+
+/// The first words of a statement, for messages.
+fn head(sql: &str) -> String {
+    sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+fn parse_create_table(c: &mut Cursor) -> Result<CreateTable, ParseError> {
+    let kind = c.table_kind();
+    c.expect("table")?;
+    let if_not_exists = c.if_not_exists()?;
+    let table = c.table_name()?;
+    c.expect_token(&Token::LParen, "(")?;
+    let mut columns = Vec::new();
+    let mut primary_key = Vec::new();
+    loop {
+        if c.keyword("primary") {
+            c.expect("key")?;
+            c.expect_token(&Token::LParen, "(")?;
+            loop {
+                primary_key.push(c.ident()?);
+                if !c.token(&Token::Comma) {
+                    break;
+                }
+            }
+            c.expect_token(&Token::RParen, ")")?;
+        } else {
+            columns.push(parse_column(c)?);
+        }
+        if c.token(&Token::Comma) {
+            continue;
+        }
+        c.expect_token(&Token::RParen, ")")?;
+        break;
+    }
+    if c.keyword("using") {
+        c.ident()?;
+    }
+    let mut options = Vec::new();
+    if c.keyword("with") {
+        c.expect_token(&Token::LParen, "(")?;
+        loop {
+            let key = c.ident()?.to_ascii_uppercase();
+            c.expect_token(&Token::Eq, "=")?;
+            let value = match c.next() {
+                Some(Token::SingleQuotedString(s)) | Some(Token::DoubleQuotedString(s)) => s,
+                Some(Token::Number(n, _)) => n,
+                Some(Token::Word(w)) => w.value,
+                other => return Err(format!("WITH option {key} has no value (found {other:?})")),
+            };
+            options.push((key, value));
+            if !c.token(&Token::Comma) {
+                break;
+            }
+        }
+        c.expect_token(&Token::RParen, ")")?;
+    }
+    c.end()?;
+    Ok(CreateTable {
+        kind,
+        if_not_exists,
+        table,
+        columns,
+        primary_key,
+        options,
+    })
+}
+
+fn parse_column(c: &mut Cursor) -> Result<ColumnSpec, ParseError> {
+    let name = c.ident()?;
+    let (data_type, serial) = parse_type(c)?;
+    let mut spec = ColumnSpec {
+        name,
+        data_type,
+        not_null: false,
+        default: serial.then_some(DefaultSpec::Expr(DefaultExpr::SnowflakeId)),
+        primary_key: false,
+        unique: false,
+    };
+    loop {
+        if c.keyword("not") {
+            c.expect("null")?;
+            spec.not_null = true;
+        } else if c.keyword("null") {
+            spec.not_null = false;
+        } else if c.keyword("default") {
+            spec.default = parse_default(c)?;
+        } else if c.keyword("primary") {
+            c.expect("key")?;
+            spec.primary_key = true;
+        } else if c.keyword("unique") {
+            spec.unique = true;
+        } else if c.keyword("auto_increment") || c.keyword("autoincrement") {
+            spec.default = Some(DefaultSpec::Expr(DefaultExpr::SnowflakeId));
+        } else if c.keyword("generated") {
+            // GENERATED {ALWAYS | BY DEFAULT} AS IDENTITY
+            while !c.keyword("identity") {
+                if c.next().is_none() {
+                    return Err("GENERATED … AS IDENTITY is incomplete".into());
+                }
+            }
+            spec.default = Some(DefaultSpec::Expr(DefaultExpr::SnowflakeId));
+        } else if c.keyword("comment") {
+            c.next();
+        } else {
+            return Ok(spec);
+        }
+    }
+}
+
+/// A type name with its arguments; `true` for the SERIAL family (an implicit
+/// `DEFAULT SNOWFLAKE_ID()`).
+fn parse_type(c: &mut Cursor) -> Result<(DataType, bool), ParseError> {
+    let mut name = c
+        .word()
+        .ok_or_else(|| "expected a data type".to_owned())?
+        .to_ascii_uppercase();
+    if name == "DOUBLE" && c.keyword("precision") {
+        name = "DOUBLE PRECISION".into();
+    }
+    if matches!(
+        name.as_str(),
+        "SERIAL" | "BIGSERIAL" | "SMALLSERIAL" | "SERIAL8" | "SERIAL4"
+    ) {
+        return Ok((DataType::BigInt, true));
+    }
+    let mut args = Vec::new();
+    if c.token(&Token::LParen) {
+        loop {
+            match c.next() {
+                Some(Token::Number(n, _)) => args.push(
+                    n.parse::<u32>()
+                        .map_err(|_| format!("bad argument {n} for type {name}"))?,
+                ),
+                other => return Err(format!("bad argument {other:?} for type {name}")),
+            }
+            if !c.token(&Token::Comma) {
+                break;
+            }
+        }
+        c.expect_token(&Token::RParen, ")")?;
+    }
+    DataType::from_sql(&name, &args)
+        .map(|t| (t, false))
+        .map_err(|e| e.to_string())
+}
+
+/// A DEFAULT: a literal or one of the functions of API.md 3.3.
+fn parse_default(c: &mut Cursor) -> Result<Option<DefaultSpec>, ParseError> {
+    let negative = c.token(&Token::Minus);
+    let lit = match c.next().ok_or("DEFAULT needs a value")? {
+        Token::Number(n, _) => Literal::Number(if negative { format!("-{n}") } else { n }),
+        Token::SingleQuotedString(s) => Literal::Str(s),
+        Token::Word(w) => {
+            let func = match w.value.to_ascii_uppercase().as_str() {
+                "NULL" => return Ok(None),
+                "TRUE" => return Ok(Some(DefaultSpec::Literal(Literal::Bool(true)))),
+                "FALSE" => return Ok(Some(DefaultSpec::Literal(Literal::Bool(false)))),
+                "NOW" | "CURRENT_TIMESTAMP" => DefaultExpr::Now,
+                "SNOWFLAKE_ID" => DefaultExpr::SnowflakeId,
+                "UUID_V7" => DefaultExpr::UuidV7,
+                "ULID" => DefaultExpr::Ulid,
+                "CURRENT_USER" | "KDB_CURRENT_USER" => DefaultExpr::CurrentUser,
+                _ => return Err(format!("unsupported DEFAULT {}", w.value)),
+            };
+            if c.token(&Token::LParen) {
+                c.expect_token(&Token::RParen, ")")?;
+            }
+            return Ok(Some(DefaultSpec::Expr(func)));
+        }
+        other => return Err(format!("unsupported DEFAULT {other}")),
+    };
+    Ok(Some(DefaultSpec::Literal(lit)))
+}
+
+fn parse_alter(c: &mut Cursor) -> Result<AlterChange, ParseError> {
+    if c.keyword("add") {
+        c.keyword("column");
+        let spec = parse_column(c)?;
+        return Ok(AlterChange::AddColumn(spec));
+    }
+    if c.keyword("drop") {
+        c.keyword("column");
+        return Ok(AlterChange::DropColumn(c.ident()?));
+    }
+    if c.keyword("modify") {
+        c.keyword("column");
+        let name = c.ident()?;
+        let (data_type, _) = parse_type(c)?;
+        let not_null = if c.keyword("not") {
+            c.expect("null")?;
+            Some(true)
+        } else if c.keyword("null") {
+            Some(false)
+        } else {
+            None
+        };
+        return Ok(AlterChange::ModifyColumn {
+            name,
+            data_type,
+            not_null,
+        });
+    }
+    if c.keyword("rename") {
+        c.keyword("column");
+        let from = c.ident()?;
+        c.expect("to")?;
+        let to = c.ident()?;
+        return Ok(AlterChange::RenameColumn { from, to });
+    }
+    if c.keyword("alter") {
+        c.keyword("column");
+        let name = c.ident()?;
+        if c.keyword("set") {
+            if c.keyword("not") {
+                c.expect("null")?;
+                return Ok(AlterChange::SetNotNull(name, true));
+            }
+            c.expect("default")?;
+            return Ok(AlterChange::SetDefault(name, parse_default(c)?));
+        }
+        c.expect("drop")?;
+        if c.keyword("not") {
+            c.expect("null")?;
+            return Ok(AlterChange::SetNotNull(name, false));
+        }
+        c.expect("default")?;
+        return Ok(AlterChange::SetDefault(name, None));
+    }
+    if c.keyword("set") {
+        if c.keyword("access") {
+            c.expect("level")?;
+            return Ok(AlterChange::SetAccessLevel(c.ident()?));
+        }
+        c.expect("tblproperties")?;
+        c.expect_token(&Token::LParen, "(")?;
+        let key = c.ident()?;
+        if key != "access_level" {
+            return Err(format!("unsupported table property {key}"));
+        }
+        c.expect_token(&Token::Eq, "=")?;
+        let level = match c.next() {
+            Some(Token::SingleQuotedString(s)) => s,
+            Some(Token::Word(w)) => w.value,
+            _ => return Err("ACCESS_LEVEL needs a value".into()),
+        };
+        c.expect_token(&Token::RParen, ")")?;
+        return Ok(AlterChange::SetAccessLevel(level));
+    }
+    Err("Unsupported ALTER TABLE operation".into())
+}
+
+/// Tokens without whitespace and comments, with a position.
+struct Cursor {
+    toks: Vec<Token>,
+    pos: usize,
+}
+
+impl Cursor {
+    fn new(sql: &str) -> Result<Cursor, ParseError> {
+        let toks = Tokenizer::new(&GenericDialect {}, sql)
+            .tokenize()
+            .map_err(|e| format!("SQL parse error: {e}"))?
+            .into_iter()
+            .filter(|t| !matches!(t, Token::Whitespace(_) | Token::SemiColon))
+            .collect();
+        Ok(Cursor { toks, pos: 0 })
+    }
+
+    fn peek(&self) -> Option<&Token> {
+        self.toks.get(self.pos)
+    }
+
+    fn next(&mut self) -> Option<Token> {
+        let t = self.toks.get(self.pos).cloned();
+        self.pos += 1;
+        t
+    }
+
+    fn peek_word(&self) -> Option<String> {
+        match self.peek() {
+            Some(Token::Word(Word {
+                value,
+                quote_style: None,
+                ..
+            })) => Some(value.to_ascii_lowercase()),
+            _ => None,
+        }
+    }
+
+    fn word(&mut self) -> Option<String> {
+        let w = self.peek_word()?;
+        self.pos += 1;
+        Some(w)
+    }
+
+    /// Consumes keyword `kw` (lowercase) if it is next.
+    fn keyword(&mut self, kw: &str) -> bool {
+        if self.peek_word().as_deref() == Some(kw) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, kw: &str) -> Result<(), ParseError> {
+        if self.keyword(kw) {
+            Ok(())
+        } else {
+            Err(format!(
+                "SQL parse error: expected {}, found {}",
+                kw.to_ascii_uppercase(),
+                self.found()
+            ))
+        }
+    }
+
+    fn found(&self) -> String {
+        self.peek()
+            .map_or_else(|| "end of statement".to_owned(), |t| t.to_string())
+    }
+
+    fn token(&mut self, t: &Token) -> bool {
+        if self.peek() == Some(t) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect_token(&mut self, t: &Token, shown: &str) -> Result<(), ParseError> {
+        if self.token(t) {
+            Ok(())
+        } else {
+            Err(format!(
+                "SQL parse error: expected {shown}, found {}",
+                self.found()
+            ))
+        }
+    }
+
+    /// An identifier, lowercase (quoted ones too: identifiers are case-insensitive).
+    fn ident(&mut self) -> Result<String, ParseError> {
+        match self.next() {
+            Some(Token::Word(w)) => Ok(w.value.to_ascii_lowercase()),
+            Some(Token::SingleQuotedString(s)) => Ok(s.to_ascii_lowercase()),
+            other => Err(format!(
+                "SQL parse error: expected an identifier, found {}",
+                other.map_or_else(|| "end of statement".to_owned(), |t| t.to_string())
+            )),
+        }
+    }
+
+    fn table_name(&mut self) -> Result<TableName, ParseError> {
+        let first = self.ident()?;
+        if self.token(&Token::Period) {
+            Ok(TableName {
+                namespace: Some(first),
+                name: self.ident()?,
+            })
+        } else {
+            Ok(TableName {
+                namespace: None,
+                name: first,
+            })
+        }
+    }
+
+    fn table_kind(&mut self) -> Option<TableKind> {
+        if self.keyword("user") {
+            Some(TableKind::User)
+        } else if self.keyword("shared") {
+            Some(TableKind::Shared)
+        } else if self.keyword("stream") {
+            Some(TableKind::Stream)
+        } else {
+            None
+        }
+    }
+
+    fn if_not_exists(&mut self) -> Result<bool, ParseError> {
+        if self.keyword("if") {
+            self.expect("not")?;
+            self.expect("exists")?;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    fn if_exists(&mut self) -> Result<bool, ParseError> {
+        if self.keyword("if") {
+            self.expect("exists")?;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    fn end(&self) -> Result<(), ParseError> {
+        match self.peek() {
+            None => Ok(()),
+            Some(t) => Err(format!("SQL parse error: unexpected {t} at the end")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_by_leading_words() {
+        assert_eq!(classify("select 1"), Ok(Statement::Query));
+        assert_eq!(
+            classify("WITH x AS (SELECT 1) SELECT * FROM x"),
+            Ok(Statement::Query)
+        );
+        assert_eq!(classify("insert into t values (1)"), Ok(Statement::Insert));
+        assert_eq!(classify("EXPLAIN SELECT 1"), Ok(Statement::Meta));
+        assert_eq!(classify("BEGIN"), Ok(Statement::Begin));
+        assert_eq!(classify("start transaction"), Ok(Statement::Begin));
+        assert_eq!(classify("COMMIT"), Ok(Statement::Commit));
+        assert_eq!(classify("use app"), Ok(Statement::Use("app".into())));
+        assert_eq!(
+            classify("SET NAMESPACE app"),
+            Ok(Statement::Use("app".into()))
+        );
+        assert_eq!(
+            classify("CREATE NAMESPACE IF NOT EXISTS App"),
+            Ok(Statement::CreateNamespace {
+                name: "app".into(),
+                if_not_exists: true
+            })
+        );
+        assert!(classify("CREATE NAMESPACE system").is_err());
+        assert!(classify("GRANT ALL ON x TO y").is_err());
+        assert!(classify("CREATE NAMESPACE 1abc").is_err());
+    }
+
+    #[test]
+    fn parses_create_table_with_options() {
+        let sql = "CREATE USER TABLE IF NOT EXISTS app.todos (
+            id BIGINT PRIMARY KEY DEFAULT SNOWFLAKE_ID(),
+            title TEXT NOT NULL,
+            price DECIMAL(10, 2) DEFAULT 0,
+            emb EMBEDDING(3),
+            at TIMESTAMP DEFAULT NOW(),
+            n SERIAL
+        ) WITH (FLUSH_POLICY = 'rows:100', STORAGE_ID = 'local')";
+        let Ok(Statement::CreateTable(t)) = classify(sql) else {
+            panic!("{:?}", classify(sql));
+        };
+        assert_eq!(t.kind, Some(TableKind::User));
+        assert!(t.if_not_exists);
+        assert_eq!(t.table.namespace.as_deref(), Some("app"));
+        assert_eq!(t.columns.len(), 6);
+        assert!(t.columns[0].primary_key);
+        assert_eq!(
+            t.columns[0].default,
+            Some(DefaultSpec::Expr(DefaultExpr::SnowflakeId))
+        );
+        assert!(t.columns[1].not_null);
+        assert_eq!(
+            t.columns[2].data_type,
+            DataType::Decimal {
+                precision: 10,
+                scale: 2
+            }
+        );
+        assert_eq!(t.columns[3].data_type, DataType::Embedding(3));
+        assert_eq!(
+            t.columns[4].default,
+            Some(DefaultSpec::Expr(DefaultExpr::Now))
+        );
+        assert_eq!(
+            t.columns[5].default,
+            Some(DefaultSpec::Expr(DefaultExpr::SnowflakeId))
+        );
+        assert_eq!(
+            t.options,
+            vec![
+                ("FLUSH_POLICY".into(), "rows:100".into()),
+                ("STORAGE_ID".into(), "local".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn parses_alter_table_forms() {
+        let alter = |sql: &str| match classify(sql) {
+            Ok(Statement::AlterTable { change, .. }) => change,
+            other => panic!("{sql}: {other:?}"),
+        };
+        assert!(matches!(
+            alter("ALTER TABLE t ADD COLUMN c INT NOT NULL DEFAULT 1"),
+            AlterChange::AddColumn(ColumnSpec { not_null: true, .. })
+        ));
+        assert_eq!(
+            alter("ALTER TABLE t DROP c"),
+            AlterChange::DropColumn("c".into())
+        );
+        assert_eq!(
+            alter("ALTER TABLE t RENAME COLUMN a TO b"),
+            AlterChange::RenameColumn {
+                from: "a".into(),
+                to: "b".into()
+            }
+        );
+        assert_eq!(
+            alter("ALTER TABLE t ALTER COLUMN c DROP NOT NULL"),
+            AlterChange::SetNotNull("c".into(), false)
+        );
+        assert_eq!(
+            alter("ALTER TABLE t SET TBLPROPERTIES (ACCESS_LEVEL = 'PUBLIC')"),
+            AlterChange::SetAccessLevel("PUBLIC".into())
+        );
+    }
+}

@@ -1,0 +1,1922 @@
+//! [`Engine`]: one SQL request from text to results (API.md 1.7). Split, classify and
+//! authorize every statement first; then run them in order, stopping at the first failure.
+//! Queries run in DataFusion over the hot tier; writes are planned into events (every
+//! non-deterministic value resolved here) and proposed through the log — there is no other
+//! write path.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::Schema;
+use datafusion::catalog::MemoryCatalogProviderList;
+use datafusion::common::ScalarValue;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::{SQLOptions, SessionContext, SessionState};
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::sqlparser::ast::{
+    self as sql, AssignmentTarget, Expr, FromTable, SetExpr, TableFactor, TableObject,
+    UnaryOperator,
+};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use folddb_materializer::{
+    AccessLevel, ColumnDef, Command, DataType, DefaultExpr, HotStore, Op, OpResult, Outcome,
+    Propose, ProposeError, Role, RowChange, TableDef, TableId, TableKind, TableOptions, Value,
+    catalog,
+};
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::convert::{self, Literal, arrow_to_value, cell_json, coerce};
+use crate::dialect::{
+    self, AlterChange, ColumnSpec, CreateTable, DefaultSpec, RESERVED_COLUMNS, Statement, TableName,
+};
+use crate::ids::{self, SnowflakeIds};
+use crate::provider::{Caller, FoldCatalog};
+use crate::system::{self, Rows};
+
+/// The limits of API.md 1.7.1 and 6.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Longest `sql` text, bytes (default 1 MiB).
+    pub max_sql_bytes: usize,
+    /// Most `params` (default 50).
+    pub max_params: usize,
+    /// Largest single parameter, bytes of its JSON (default 512 KiB).
+    pub max_param_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_sql_bytes: 1 << 20,
+            max_params: 50,
+            max_param_bytes: 512 << 10,
+        }
+    }
+}
+
+/// A SQL request (API.md 1.7.1).
+#[derive(Debug, Clone, Default)]
+pub struct SqlRequest {
+    pub sql: String,
+    pub params: Option<Vec<Json>>,
+    pub namespace: Option<String>,
+}
+
+/// The error codes of API.md 1.7.4 that the engine produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidParameter,
+    ParamsWithBatch,
+    EmptySql,
+    BatchParseError,
+    InvalidSql,
+    PermissionDenied,
+    SqlExecutionError,
+    ClusterUnavailable,
+    InternalError,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidParameter => "INVALID_PARAMETER",
+            ErrorCode::ParamsWithBatch => "PARAMS_WITH_BATCH",
+            ErrorCode::EmptySql => "EMPTY_SQL",
+            ErrorCode::BatchParseError => "BATCH_PARSE_ERROR",
+            ErrorCode::InvalidSql => "INVALID_SQL",
+            ErrorCode::PermissionDenied => "PERMISSION_DENIED",
+            ErrorCode::SqlExecutionError => "SQL_EXECUTION_ERROR",
+            ErrorCode::ClusterUnavailable => "CLUSTER_UNAVAILABLE",
+            ErrorCode::InternalError => "INTERNAL_ERROR",
+        }
+    }
+}
+
+/// A failed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// The failing statement's SQL (shown to dba and system only).
+    pub details: Option<String>,
+}
+
+impl SqlError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> SqlError {
+        SqlError {
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    /// The error as a caller of `role` may see it (API.md 1.7.4): dba and system see
+    /// everything; others get fixed texts unless the message is one clients rely on.
+    pub fn for_role(mut self, role: Role) -> SqlError {
+        if role.is_admin() {
+            return self;
+        }
+        self.details = None;
+        let lower = self.message.to_ascii_lowercase();
+        let safe = [
+            "permission",
+            "primary key",
+            "duplicate",
+            "constraint",
+            "not found",
+            "already exists",
+            "does not exist",
+            "leader",
+        ]
+        .iter()
+        .any(|s| lower.contains(s));
+        if !safe {
+            self.message = match self.code {
+                ErrorCode::SqlExecutionError => "SQL statement failed".into(),
+                ErrorCode::InvalidSql => "SQL statement is invalid or not allowed".into(),
+                ErrorCode::BatchParseError => "Failed to parse SQL batch".into(),
+                ErrorCode::InternalError => "SQL request failed".into(),
+                _ => self.message,
+            };
+        }
+        self
+    }
+}
+
+/// One column of a result's schema.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ColumnInfo {
+    pub name: String,
+    pub data_type: Json,
+    pub index: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+}
+
+/// One entry of `results` (API.md 1.7.3).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueryResult {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schema: Vec<ColumnInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<Vec<Vec<Json>>>,
+    pub row_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub as_user: String,
+}
+
+/// What a request produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlResponse {
+    pub results: Vec<QueryResult>,
+    /// Exactly one statement, and it returned rows (the streamed shape, with `"error":null`).
+    pub single_query: bool,
+}
+
+/// The SQL engine of one node.
+pub struct Engine {
+    store: Arc<HotStore>,
+    proposer: Arc<dyn Propose>,
+    base: SessionState,
+    ids: SnowflakeIds,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A statement-level failure: code and message, before the "Statement n failed" prefix.
+#[derive(Debug)]
+struct Fail(ErrorCode, String);
+
+impl From<String> for Fail {
+    fn from(m: String) -> Fail {
+        Fail(ErrorCode::SqlExecutionError, m)
+    }
+}
+
+impl From<&str> for Fail {
+    fn from(m: &str) -> Fail {
+        Fail(ErrorCode::SqlExecutionError, m.to_owned())
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for Fail {
+    fn from(e: datafusion::error::DataFusionError) -> Fail {
+        Fail(ErrorCode::SqlExecutionError, e.strip_backtrace())
+    }
+}
+
+impl From<folddb_materializer::Error> for Fail {
+    fn from(e: folddb_materializer::Error) -> Fail {
+        Fail(ErrorCode::InternalError, e.to_string())
+    }
+}
+
+type StmtResult<T> = Result<T, Fail>;
+
+/// What one statement left for the response.
+enum Out {
+    Result(QueryResult),
+    Inserted(u64),
+    Updated(u64),
+    Deleted(u64),
+    /// ROLLBACK: the staged counts to take back, and its message.
+    RolledBack([u64; 3], QueryResult),
+}
+
+/// A write as planned: the ops, and how to report it.
+struct Planned {
+    ops: Vec<Op>,
+    kind: WriteKind,
+    /// Rows to return for `RETURNING`, completed with `_seq` once applied.
+    returning: Option<Returning>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WriteKind {
+    Insert,
+    Update,
+    Delete,
+}
+
+struct Returning {
+    schema: Vec<ColumnInfo>,
+    /// Each row's cells, with `_seq` filled in from the outcome at `seq_index`.
+    rows: Vec<Vec<Json>>,
+    seq_index: Option<usize>,
+}
+
+/// An explicit transaction's staged writes (API.md 1.7.5).
+#[derive(Default)]
+struct Staged {
+    ops: Vec<Op>,
+    counts: [u64; 3],
+}
+
+impl Engine {
+    pub fn new(store: Arc<HotStore>, proposer: Arc<dyn Propose>, node_id: u16) -> Engine {
+        let config = SessionConfig::new()
+            .with_information_schema(false)
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema("folddb", "default")
+            .with_target_partitions(1);
+        let mut base = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build();
+        if let Err(e) = datafusion_functions_json::register_all(&mut base) {
+            tracing::warn!(error = %e, "JSON functions are unavailable");
+        }
+        Engine {
+            store,
+            proposer,
+            base,
+            ids: SnowflakeIds::new(node_id),
+            limits: Limits::default(),
+        }
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> Engine {
+        self.limits = limits;
+        self
+    }
+
+    pub fn store(&self) -> &Arc<HotStore> {
+        &self.store
+    }
+
+    /// Proposes `ops` as one command by `actor` and waits for the outcome.
+    pub async fn propose_ops(&self, actor: &str, ops: Vec<Op>) -> Result<Vec<OpResult>, SqlError> {
+        self.propose(actor, ops)
+            .await
+            .map_err(|Fail(code, message)| SqlError::new(code, message))
+    }
+
+    async fn propose(&self, actor: &str, ops: Vec<Op>) -> StmtResult<Vec<OpResult>> {
+        let cmd = Command {
+            stamp_ms: now_ms(),
+            actor: actor.to_owned(),
+            ops,
+        };
+        match self.proposer.propose(cmd).await {
+            Ok(Outcome::Applied(results)) => Ok(results),
+            Ok(Outcome::Rejected { error, .. }) => Err(Fail(ErrorCode::SqlExecutionError, error)),
+            Err(ProposeError::NotAccepted(m)) => Err(Fail(ErrorCode::ClusterUnavailable, m)),
+            Err(e @ ProposeError::Unknown(_)) => Err(Fail(ErrorCode::InternalError, e.to_string())),
+        }
+    }
+
+    fn session(&self, caller: &Caller, namespace: &str) -> SessionContext {
+        let config = self
+            .base
+            .config()
+            .clone()
+            .with_default_catalog_and_schema("folddb", namespace);
+        let state = SessionStateBuilder::new_from_existing(self.base.clone())
+            .with_config(config)
+            .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        ctx.register_catalog(
+            "folddb",
+            Arc::new(FoldCatalog {
+                store: self.store.clone(),
+                caller: caller.clone(),
+                now_ms: now_ms(),
+            }),
+        );
+        ctx
+    }
+
+    /// Runs one request (API.md 1.7.2, from step 3).
+    pub async fn execute(
+        &self,
+        caller: &Caller,
+        request: &SqlRequest,
+    ) -> Result<SqlResponse, SqlError> {
+        self.execute_inner(caller, request)
+            .await
+            .map_err(|e| e.for_role(caller.role))
+    }
+
+    async fn execute_inner(
+        &self,
+        caller: &Caller,
+        request: &SqlRequest,
+    ) -> Result<SqlResponse, SqlError> {
+        if request.sql.len() > self.limits.max_sql_bytes {
+            return Err(SqlError::new(
+                ErrorCode::InvalidSql,
+                format!(
+                    "SQL text is {} bytes, more than the limit of {} bytes",
+                    request.sql.len(),
+                    self.limits.max_sql_bytes
+                ),
+            ));
+        }
+        let statements = crate::split::split_statements(&request.sql)
+            .map_err(|e| SqlError::new(ErrorCode::BatchParseError, e.to_string()))?;
+        if statements.is_empty() {
+            return Err(SqlError::new(
+                ErrorCode::EmptySql,
+                "SQL query cannot be empty",
+            ));
+        }
+        let params = self.params(request, statements.len())?;
+        // Classify and authorize everything before anything runs.
+        let mut classified = Vec::with_capacity(statements.len());
+        for (i, stmt) in statements.iter().enumerate() {
+            let fail = |code, msg: String| SqlError {
+                code,
+                message: format!("Statement {} failed: {msg}", i + 1),
+                details: Some((*stmt).to_owned()),
+            };
+            let c = dialect::classify(stmt).map_err(|m| fail(ErrorCode::InvalidSql, m))?;
+            if c.admin_only() && !caller.role.is_admin() {
+                return Err(fail(
+                    ErrorCode::PermissionDenied,
+                    "Permission denied: this statement requires the dba or system role".into(),
+                ));
+            }
+            if !caller.role.is_admin() && references_system(stmt) {
+                return Err(fail(
+                    ErrorCode::PermissionDenied,
+                    "Permission denied: system tables require the dba or system role".into(),
+                ));
+            }
+            classified.push(c);
+        }
+        let mut namespace = request
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .map(|n| n.to_ascii_lowercase())
+            .unwrap_or_else(|| "default".to_owned());
+        let mut results = Vec::new();
+        let mut counts = [0u64; 3];
+        let mut tx: Option<Staged> = None;
+        let single = statements.len() == 1;
+        for (i, (stmt, c)) in statements.iter().zip(&classified).enumerate() {
+            let out = self
+                .run(caller, &mut namespace, &mut tx, stmt, c, &params)
+                .await
+                .map_err(|Fail(code, msg)| SqlError {
+                    code,
+                    message: format!("Statement {} failed: {msg}", i + 1),
+                    details: Some((*stmt).to_owned()),
+                })?;
+            match out {
+                Out::Result(r) => results.push(r),
+                Out::Inserted(n) => counts[0] += n,
+                Out::Updated(n) => counts[1] += n,
+                Out::Deleted(n) => counts[2] += n,
+                Out::RolledBack(staged, r) => {
+                    for (c, s) in counts.iter_mut().zip(staged) {
+                        *c -= s;
+                    }
+                    results.push(r);
+                }
+            }
+        }
+        if tx.is_some() {
+            return Err(SqlError::new(
+                ErrorCode::SqlExecutionError,
+                "Request completed with an open explicit transaction; rolled back automatically",
+            ));
+        }
+        let single_query = single && results.len() == 1 && results[0].rows.is_some();
+        if single && results.is_empty() {
+            // A lone DML statement reports its own count.
+            let (n, verb) = match classified[0] {
+                Statement::Update => (counts[1], "Updated"),
+                Statement::Delete => (counts[2], "Deleted"),
+                _ => (counts[0], "Inserted"),
+            };
+            results.push(message(caller, n, format!("{verb} {n} row(s)")));
+        } else {
+            for (n, verb, kind) in [
+                (counts[0], "Inserted", Statement::Insert),
+                (counts[1], "Updated", Statement::Update),
+                (counts[2], "Deleted", Statement::Delete),
+            ] {
+                if n > 0 || classified.contains(&kind) {
+                    results.push(message(caller, n, format!("{verb} {n} row(s)")));
+                }
+            }
+        }
+        Ok(SqlResponse {
+            results,
+            single_query,
+        })
+    }
+
+    fn params(&self, request: &SqlRequest, statements: usize) -> Result<Vec<Literal>, SqlError> {
+        let Some(params) = &request.params else {
+            return Ok(Vec::new());
+        };
+        if params.is_empty() {
+            return Ok(Vec::new());
+        }
+        if statements > 1 {
+            return Err(SqlError::new(
+                ErrorCode::ParamsWithBatch,
+                "Parameters are not supported with multiple statements",
+            ));
+        }
+        if params.len() > self.limits.max_params {
+            return Err(SqlError::new(
+                ErrorCode::SqlExecutionError,
+                format!(
+                    "Too many parameters: {} (maximum {})",
+                    params.len(),
+                    self.limits.max_params
+                ),
+            ));
+        }
+        params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let size = p.to_string().len();
+                if size > self.limits.max_param_bytes {
+                    return Err(SqlError::new(
+                        ErrorCode::SqlExecutionError,
+                        format!(
+                            "Parameter ${} is {size} bytes (maximum {})",
+                            i + 1,
+                            self.limits.max_param_bytes
+                        ),
+                    ));
+                }
+                Literal::from_param(p).map_err(|m| {
+                    SqlError::new(
+                        ErrorCode::InvalidParameter,
+                        format!("Parameter ${} invalid: {m}", i + 1),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    async fn run(
+        &self,
+        caller: &Caller,
+        namespace: &mut String,
+        tx: &mut Option<Staged>,
+        sql_text: &str,
+        stmt: &Statement,
+        params: &[Literal],
+    ) -> StmtResult<Out> {
+        let msg = |m: String| Ok(Out::Result(message(caller, 0, m)));
+        match stmt {
+            Statement::Query | Statement::Meta => {
+                let allow = matches!(stmt, Statement::Meta);
+                let ctx = self.session(caller, namespace);
+                let options = SQLOptions::new()
+                    .with_allow_ddl(false)
+                    .with_allow_dml(false)
+                    .with_allow_statements(allow);
+                let df = ctx.sql_with_options(sql_text, options).await?;
+                let df = if params.is_empty() {
+                    df
+                } else {
+                    df.with_param_values(params.iter().map(scalar).collect::<Vec<_>>())?
+                };
+                let schema = Arc::new(df.schema().as_arrow().clone());
+                let batches = df.collect().await?;
+                Ok(Out::Result(rows_result(caller, &schema, &batches)?))
+            }
+            Statement::Insert | Statement::Update | Statement::Delete => {
+                let planned = match stmt {
+                    Statement::Insert => {
+                        self.plan_insert(caller, namespace, sql_text, params)
+                            .await?
+                    }
+                    Statement::Update => {
+                        self.plan_update(caller, namespace, sql_text, params)
+                            .await?
+                    }
+                    _ => {
+                        self.plan_delete(caller, namespace, sql_text, params)
+                            .await?
+                    }
+                };
+                let n = planned
+                    .ops
+                    .iter()
+                    .map(|op| match op {
+                        Op::Insert { rows, .. } => rows.len(),
+                        Op::Update { rows, .. } => rows.len(),
+                        Op::Delete { rows, .. } => rows.len(),
+                        _ => 0,
+                    })
+                    .sum::<usize>() as u64;
+                if let Some(staged) = tx {
+                    if planned.returning.is_some() {
+                        return Err(
+                            "RETURNING is not supported inside an explicit transaction".into()
+                        );
+                    }
+                    staged.ops.extend(planned.ops);
+                    staged.counts[planned.kind as usize] += n;
+                    return Ok(count(planned.kind, n));
+                }
+                if planned.ops.is_empty() {
+                    return Ok(match planned.returning {
+                        Some(r) => Out::Result(returning_result(caller, r, &[])),
+                        None => count(planned.kind, 0),
+                    });
+                }
+                let results = self.propose(&caller.user, planned.ops).await?;
+                let affected: u64 = results.iter().map(|r| r.affected).sum();
+                Ok(match planned.returning {
+                    Some(r) => Out::Result(returning_result(caller, r, &results)),
+                    None => count(planned.kind, affected),
+                })
+            }
+            Statement::Begin => {
+                if tx.is_some() {
+                    return Err("A transaction is already open in this request".into());
+                }
+                *tx = Some(Staged::default());
+                msg("Transaction started".into())
+            }
+            Statement::Commit => {
+                let Some(staged) = tx.take() else {
+                    return Err("COMMIT without an open transaction".into());
+                };
+                if !staged.ops.is_empty() {
+                    self.propose(&caller.user, staged.ops).await?;
+                }
+                // The committed rows were counted as their statements ran.
+                Ok(Out::Result(message(
+                    caller,
+                    0,
+                    "Transaction committed".to_owned(),
+                )))
+            }
+            Statement::Rollback => {
+                let Some(staged) = tx.take() else {
+                    return Err("ROLLBACK without an open transaction".into());
+                };
+                Ok(Out::RolledBack(
+                    staged.counts,
+                    message(caller, 0, "Transaction rolled back".to_owned()),
+                ))
+            }
+            Statement::Use(ns) => {
+                if catalog::namespace(self.store.as_ref(), ns)?.is_none() {
+                    return Err(format!("Namespace '{ns}' does not exist").into());
+                }
+                *namespace = ns.clone();
+                msg(format!("Using namespace '{ns}'"))
+            }
+            Statement::CreateNamespace {
+                name,
+                if_not_exists,
+            } => {
+                let r = self
+                    .propose(
+                        &caller.user,
+                        vec![Op::CreateNamespace {
+                            name: name.clone(),
+                            description: None,
+                            if_not_exists: *if_not_exists,
+                        }],
+                    )
+                    .await?;
+                if r.first().is_some_and(|r| r.affected == 0) {
+                    msg(format!("Namespace '{name}' already exists"))
+                } else {
+                    msg(format!("Namespace '{name}' created successfully"))
+                }
+            }
+            Statement::DropNamespace { name, if_exists } => {
+                let r = self
+                    .propose(
+                        &caller.user,
+                        vec![Op::DropNamespace {
+                            name: name.clone(),
+                            if_exists: *if_exists,
+                        }],
+                    )
+                    .await?;
+                if r.first().is_some_and(|r| r.affected == 0) {
+                    msg(format!("Namespace '{name}' does not exist"))
+                } else {
+                    msg(format!("Namespace '{name}' dropped successfully"))
+                }
+            }
+            Statement::AlterNamespace { name, description } => {
+                self.propose(
+                    &caller.user,
+                    vec![Op::AlterNamespace {
+                        name: name.clone(),
+                        description: description.clone(),
+                    }],
+                )
+                .await?;
+                msg(format!("Namespace '{name}' altered successfully"))
+            }
+            Statement::ShowNamespaces => Ok(Out::Result(table_result(
+                caller,
+                &system::namespaces(&self.store)?,
+            )?)),
+            Statement::ShowTables { namespace: ns } => Ok(Out::Result(table_result(
+                caller,
+                &system::tables(&self.store, ns.as_deref())?,
+            )?)),
+            Statement::Describe { table, history } => {
+                let def = self.table(namespace, table)?;
+                let rows = if *history {
+                    system::history(&self.store, &def)?
+                } else {
+                    system::describe(&def)
+                };
+                Ok(Out::Result(table_result(caller, &rows)?))
+            }
+            Statement::ShowStats(table) => {
+                let def = self.table(namespace, table)?;
+                let mut rows = Rows::new(&[
+                    ("table_name", DataType::Text),
+                    ("hot_row_versions", DataType::BigInt),
+                    ("schema_version", DataType::Int),
+                ]);
+                rows.rows.push(vec![
+                    Value::Text(def.qualified_name()),
+                    Value::BigInt(system::table_row_count(&self.store, &def)? as i64),
+                    Value::Int(def.schema_version as i32),
+                ]);
+                Ok(Out::Result(table_result(caller, &rows)?))
+            }
+            Statement::CreateTable(ct) => {
+                let def = plan_create_table(ct, caller, namespace)?;
+                let kind = def.kind;
+                let qualified = def.qualified_name();
+                let r = self
+                    .propose(
+                        &caller.user,
+                        vec![Op::CreateTable {
+                            table: def,
+                            if_not_exists: ct.if_not_exists,
+                        }],
+                    )
+                    .await?;
+                if r.first().is_some_and(|r| r.affected == 0) {
+                    return msg(format!("Table {qualified} already exists"));
+                }
+                let kind = match kind {
+                    TableKind::User => "User",
+                    TableKind::Shared => "Shared",
+                    TableKind::Stream => "Stream",
+                };
+                msg(format!(
+                    "CREATE TABLE via Raft consensus: {kind} table {qualified} created successfully"
+                ))
+            }
+            Statement::AlterTable { table, change } => {
+                let current = self.table(namespace, table)?;
+                if current.kind == TableKind::Shared
+                    && !matches!(caller.role, Role::Service | Role::Dba | Role::System)
+                {
+                    return Err(Fail(
+                        ErrorCode::PermissionDenied,
+                        "Permission denied: altering a SHARED table requires the service, dba or system role".into(),
+                    ));
+                }
+                let expected = current.schema_version;
+                let def = plan_alter(current, change)?;
+                let qualified = def.qualified_name();
+                let what = def.change.clone();
+                let r = self
+                    .propose(
+                        &caller.user,
+                        vec![Op::AlterTable {
+                            table: def,
+                            expected_version: expected,
+                        }],
+                    )
+                    .await?;
+                let version = r
+                    .first()
+                    .and_then(|r| r.schema_version)
+                    .unwrap_or(expected + 1);
+                msg(format!(
+                    "Table {qualified} altered successfully: {what} (version {version})"
+                ))
+            }
+            Statement::DropTable { table, if_exists } => {
+                if !caller.role.is_admin() {
+                    return Err(Fail(
+                        ErrorCode::PermissionDenied,
+                        "Permission denied: DROP TABLE requires the dba or system role".into(),
+                    ));
+                }
+                let ns = table.namespace.clone().unwrap_or_else(|| namespace.clone());
+                let r = self
+                    .propose(
+                        &caller.user,
+                        vec![Op::DropTable {
+                            namespace: ns.clone(),
+                            name: table.name.clone(),
+                            if_exists: *if_exists,
+                        }],
+                    )
+                    .await?;
+                if r.first().is_some_and(|r| r.affected == 0) {
+                    msg(format!("Table {ns}.{} does not exist", table.name))
+                } else {
+                    msg(format!("Table {ns}.{} dropped successfully", table.name))
+                }
+            }
+        }
+    }
+
+    /// The current definition of a (possibly unqualified) table.
+    fn table(&self, namespace: &str, t: &TableName) -> StmtResult<TableDef> {
+        let ns = t.namespace.as_deref().unwrap_or(namespace);
+        if catalog::namespace(self.store.as_ref(), ns)?.is_none() {
+            return Err(format!("Namespace '{ns}' does not exist").into());
+        }
+        catalog::table(self.store.as_ref(), ns, &t.name)?
+            .ok_or_else(|| format!("Table {ns}.{} does not exist (table not found)", t.name).into())
+    }
+
+    fn table_of_object(&self, namespace: &str, name: &sql::ObjectName) -> StmtResult<TableDef> {
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident())
+            .map(|i| i.value.to_ascii_lowercase())
+            .collect();
+        let t = match parts.as_slice() {
+            [table] => TableName {
+                namespace: None,
+                name: table.clone(),
+            },
+            [ns, table] => TableName {
+                namespace: Some(ns.clone()),
+                name: table.clone(),
+            },
+            _ => {
+                return Err(Fail(
+                    ErrorCode::InvalidSql,
+                    format!("Invalid table name {name}"),
+                ));
+            }
+        };
+        let def = self.table(namespace, &t)?;
+        Ok(def)
+    }
+
+    fn scope(&self, def: &TableDef, caller: &Caller) -> StmtResult<String> {
+        if def.kind.is_per_user() {
+            return Ok(caller.user.clone());
+        }
+        if !matches!(caller.role, Role::Service | Role::Dba | Role::System) {
+            return Err(Fail(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "Permission denied: writing to SHARED table {} requires the service, dba or system role",
+                    def.qualified_name()
+                ),
+            ));
+        }
+        Ok(String::new())
+    }
+
+    fn default_value(
+        &self,
+        d: &DefaultExpr,
+        t: DataType,
+        caller: &Caller,
+        now: u64,
+    ) -> StmtResult<Value> {
+        let lit = match d {
+            DefaultExpr::Literal(v) => return Ok(v.clone()),
+            DefaultExpr::Now => {
+                let us = now as i64 * 1000;
+                return Ok(match t {
+                    DataType::Timestamp => Value::Timestamp(us),
+                    DataType::DateTime => Value::DateTime(us),
+                    DataType::Date => Value::Date((now / 86_400_000) as i32),
+                    DataType::Time => Value::Time(us % 86_400_000_000),
+                    DataType::BigInt => Value::BigInt(now as i64),
+                    _ => coerce(
+                        &Literal::Str(
+                            chrono::DateTime::from_timestamp_millis(now as i64)
+                                .map(|d| d.to_rfc3339())
+                                .unwrap_or_default(),
+                        ),
+                        t,
+                    )?,
+                });
+            }
+            DefaultExpr::SnowflakeId => Literal::Number(self.ids.next(now).to_string()),
+            DefaultExpr::UuidV7 => Literal::Str(ids::uuid_v7()),
+            DefaultExpr::Ulid => Literal::Str(ids::ulid()),
+            DefaultExpr::CurrentUser => Literal::Str(caller.user.clone()),
+        };
+        Ok(coerce(&lit, t)?)
+    }
+
+    /// Evaluates expressions DataFusion-side (for VALUES entries that are not plain literals).
+    async fn eval_exprs(
+        &self,
+        caller: &Caller,
+        namespace: &str,
+        exprs: &[&Expr],
+        params: &[Literal],
+    ) -> StmtResult<RecordBatch> {
+        let list: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
+        let sql_text = format!("SELECT {}", list.join(", "));
+        let ctx = self.session(caller, namespace);
+        let df = ctx
+            .sql_with_options(
+                &sql_text,
+                SQLOptions::new()
+                    .with_allow_ddl(false)
+                    .with_allow_dml(false),
+            )
+            .await?;
+        let df = if params.is_empty() {
+            df
+        } else {
+            df.with_param_values(params.iter().map(scalar).collect::<Vec<_>>())?
+        };
+        let batches = df.collect().await?;
+        batches
+            .into_iter()
+            .next()
+            .ok_or_else(|| "expression evaluation returned nothing".into())
+    }
+
+    async fn plan_insert(
+        &self,
+        caller: &Caller,
+        namespace: &str,
+        sql_text: &str,
+        params: &[Literal],
+    ) -> StmtResult<Planned> {
+        let stmt = parse_one(sql_text)?;
+        let sql::Statement::Insert(ins) = stmt else {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "expected an INSERT statement".into(),
+            ));
+        };
+        let TableObject::TableName(name) = &ins.table else {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "INSERT needs a table name".into(),
+            ));
+        };
+        if ins.on.is_some() {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "Upsert (ON CONFLICT / ON DUPLICATE KEY) is not supported".into(),
+            ));
+        }
+        let def = self.table_of_object(namespace, name)?;
+        let scope = self.scope(&def, caller)?;
+        let columns: Vec<&ColumnDef> = if ins.columns.is_empty() {
+            def.columns.iter().collect()
+        } else {
+            ins.columns
+                .iter()
+                .map(|c| {
+                    let n = c.to_string().trim_matches('"').to_ascii_lowercase();
+                    if RESERVED_COLUMNS.contains(&n.as_str()) {
+                        return Err(Fail::from(format!("Cannot write system column '{n}'")));
+                    }
+                    def.column(&n).ok_or_else(|| {
+                        format!("Column '{n}' not found in table {}", def.qualified_name()).into()
+                    })
+                })
+                .collect::<StmtResult<_>>()?
+        };
+        let Some(source) = &ins.source else {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "INSERT needs VALUES or a SELECT".into(),
+            ));
+        };
+        // Each source row's values for `columns`, in order.
+        let mut given: Vec<Vec<Value>> = Vec::new();
+        match source.body.as_ref() {
+            SetExpr::Values(values) => {
+                for row in &values.rows {
+                    let exprs: &Vec<Expr> = row;
+                    if exprs.len() != columns.len() {
+                        return Err(format!(
+                            "INSERT has {} values for {} columns",
+                            exprs.len(),
+                            columns.len()
+                        )
+                        .into());
+                    }
+                    let mut out = Vec::with_capacity(columns.len());
+                    let mut fallback = Vec::new();
+                    for (e, c) in exprs.iter().zip(&columns) {
+                        match eval_literal(e, params) {
+                            Ok(Evaluated::Literal(lit)) => out.push(
+                                coerce(&lit, c.data_type)
+                                    .map_err(|m| format!("column '{}': {m}", c.name))?,
+                            ),
+                            Ok(Evaluated::Default(d)) => {
+                                out.push(self.default_value(&d, c.data_type, caller, now_ms())?)
+                            }
+                            Err(()) => {
+                                fallback.push((out.len(), e));
+                                out.push(Value::Null);
+                            }
+                        }
+                    }
+                    if !fallback.is_empty() {
+                        let exprs: Vec<&Expr> = fallback.iter().map(|(_, e)| *e).collect();
+                        let batch = self.eval_exprs(caller, namespace, &exprs, params).await?;
+                        for (j, (pos, _)) in fallback.iter().enumerate() {
+                            let c = columns[*pos];
+                            out[*pos] = arrow_to_value(batch.column(j).as_ref(), 0, c.data_type)
+                                .map_err(|m| format!("column '{}': {m}", c.name))?;
+                        }
+                    }
+                    given.push(out);
+                }
+            }
+            _ => {
+                // INSERT … SELECT: run the query, take its columns positionally.
+                let ctx = self.session(caller, namespace);
+                let df = ctx
+                    .sql_with_options(
+                        &source.to_string(),
+                        SQLOptions::new()
+                            .with_allow_ddl(false)
+                            .with_allow_dml(false),
+                    )
+                    .await?;
+                let batches = df.collect().await?;
+                for b in &batches {
+                    if b.num_columns() != columns.len() {
+                        return Err(format!(
+                            "INSERT … SELECT returns {} columns for {} target columns",
+                            b.num_columns(),
+                            columns.len()
+                        )
+                        .into());
+                    }
+                    for r in 0..b.num_rows() {
+                        let mut out = Vec::with_capacity(columns.len());
+                        for (j, c) in columns.iter().enumerate() {
+                            out.push(
+                                arrow_to_value(b.column(j).as_ref(), r, c.data_type)
+                                    .map_err(|m| format!("column '{}': {m}", c.name))?,
+                            );
+                        }
+                        given.push(out);
+                    }
+                }
+            }
+        }
+        let now = now_ms();
+        let mut rows = Vec::with_capacity(given.len());
+        for values in given {
+            let mut cells = Vec::with_capacity(def.columns.len());
+            for c in &def.columns {
+                let v = match columns.iter().position(|g| g.id == c.id) {
+                    Some(p) => values[p].clone(),
+                    None => match &c.default {
+                        Some(d) => self.default_value(d, c.data_type, caller, now)?,
+                        None => Value::Null,
+                    },
+                };
+                check_not_null(&def, c, &v)?;
+                cells.push((c.id, v));
+            }
+            rows.push(cells);
+        }
+        let returning = match &ins.returning {
+            Some(items) => Some(returning_rows(
+                &def,
+                items,
+                rows.iter().map(|r| r.as_slice()),
+            )?),
+            None => None,
+        };
+        let ops = if rows.is_empty() {
+            Vec::new()
+        } else {
+            vec![Op::Insert {
+                table: def.id,
+                schema_version: def.schema_version,
+                scope,
+                rows,
+            }]
+        };
+        Ok(Planned {
+            ops,
+            kind: WriteKind::Insert,
+            returning,
+        })
+    }
+
+    /// Runs `SELECT <pk>, _seq, <extra> FROM table WHERE <selection>` as the caller.
+    async fn select_targets(
+        &self,
+        caller: &Caller,
+        namespace: &str,
+        def: &TableDef,
+        extra: &[String],
+        selection: Option<&Expr>,
+        params: &[Literal],
+    ) -> StmtResult<Vec<RecordBatch>> {
+        let mut list = vec!["*".to_owned()];
+        list.extend(
+            extra
+                .iter()
+                .enumerate()
+                .map(|(i, e)| format!("({e}) AS \"__set_{i}\"")),
+        );
+        let mut q = format!(
+            "SELECT {} FROM \"{}\".\"{}\"",
+            list.join(", "),
+            def.namespace,
+            def.name
+        );
+        if let Some(w) = selection {
+            q.push_str(&format!(" WHERE {w}"));
+        }
+        let ctx = self.session(caller, namespace);
+        let df = ctx
+            .sql_with_options(
+                &q,
+                SQLOptions::new()
+                    .with_allow_ddl(false)
+                    .with_allow_dml(false),
+            )
+            .await?;
+        let df = if params.is_empty() {
+            df
+        } else {
+            df.with_param_values(params.iter().map(scalar).collect::<Vec<_>>())?
+        };
+        Ok(df.collect().await?)
+    }
+
+    async fn plan_update(
+        &self,
+        caller: &Caller,
+        namespace: &str,
+        sql_text: &str,
+        params: &[Literal],
+    ) -> StmtResult<Planned> {
+        let stmt = parse_one(sql_text)?;
+        let sql::Statement::Update(up) = stmt else {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "expected an UPDATE statement".into(),
+            ));
+        };
+        let TableFactor::Table { name, .. } = &up.table.relation else {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "UPDATE needs a table name".into(),
+            ));
+        };
+        if up.from.is_some() || !up.table.joins.is_empty() {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "UPDATE … FROM and joins are not supported".into(),
+            ));
+        }
+        let def = self.table_of_object(namespace, name)?;
+        let scope = self.scope(&def, caller)?;
+        let mut targets: Vec<(&ColumnDef, String)> = Vec::new();
+        for a in &up.assignments {
+            let AssignmentTarget::ColumnName(col) = &a.target else {
+                return Err(Fail(
+                    ErrorCode::InvalidSql,
+                    "tuple assignments are not supported".into(),
+                ));
+            };
+            let n = col
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(|i| i.value.to_ascii_lowercase())
+                .unwrap_or_default();
+            if RESERVED_COLUMNS.contains(&n.as_str()) {
+                return Err(format!("Cannot update system column '{n}'").into());
+            }
+            let c = def.column(&n).ok_or_else(|| {
+                Fail::from(format!(
+                    "Column '{n}' not found in table {}",
+                    def.qualified_name()
+                ))
+            })?;
+            if def.primary_key == Some(c.id) {
+                return Err(format!("Cannot update primary key column '{n}'").into());
+            }
+            targets.push((c, a.value.to_string()));
+        }
+        let extra: Vec<String> = targets.iter().map(|(_, e)| e.clone()).collect();
+        let batches = self
+            .select_targets(
+                caller,
+                namespace,
+                &def,
+                &extra,
+                up.selection.as_ref(),
+                params,
+            )
+            .await?;
+        let user_cols = def.columns.len();
+        let seq_col = user_cols;
+        let set_base = user_cols + if def.has_soft_delete() { 2 } else { 1 };
+        let mut changes = Vec::new();
+        let mut full_rows = Vec::new();
+        for b in &batches {
+            for r in 0..b.num_rows() {
+                let mut cells = Vec::with_capacity(user_cols);
+                for (j, c) in def.columns.iter().enumerate() {
+                    let v = match targets.iter().position(|(t, _)| t.id == c.id) {
+                        Some(k) => arrow_to_value(b.column(set_base + k).as_ref(), r, c.data_type)
+                            .map_err(|m| format!("column '{}': {m}", c.name))?,
+                        None => arrow_to_value(b.column(j).as_ref(), r, c.data_type)?,
+                    };
+                    check_not_null(&def, c, &v)?;
+                    cells.push((c.id, v));
+                }
+                let seq = match arrow_to_value(b.column(seq_col).as_ref(), r, DataType::BigInt)? {
+                    Value::BigInt(s) => s,
+                    _ => return Err("a row has no _seq".into()),
+                };
+                let pk = row_pk(&def, &cells, seq);
+                full_rows.push(cells.clone());
+                changes.push(RowChange {
+                    pk,
+                    expected_seq: seq,
+                    cells,
+                });
+            }
+        }
+        let returning = match &up.returning {
+            Some(items) => Some(returning_rows(
+                &def,
+                items,
+                full_rows.iter().map(|r| r.as_slice()),
+            )?),
+            None => None,
+        };
+        let ops = if changes.is_empty() {
+            Vec::new()
+        } else {
+            vec![Op::Update {
+                table: def.id,
+                schema_version: def.schema_version,
+                scope,
+                rows: changes,
+            }]
+        };
+        Ok(Planned {
+            ops,
+            kind: WriteKind::Update,
+            returning,
+        })
+    }
+
+    async fn plan_delete(
+        &self,
+        caller: &Caller,
+        namespace: &str,
+        sql_text: &str,
+        params: &[Literal],
+    ) -> StmtResult<Planned> {
+        let stmt = parse_one(sql_text)?;
+        let sql::Statement::Delete(del) = stmt else {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "expected a DELETE statement".into(),
+            ));
+        };
+        let from = match &del.from {
+            FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
+        };
+        let [twj] = from.as_slice() else {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "DELETE from exactly one table".into(),
+            ));
+        };
+        let TableFactor::Table { name, .. } = &twj.relation else {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "DELETE needs a table name".into(),
+            ));
+        };
+        if del.using.is_some() || !twj.joins.is_empty() {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "DELETE … USING and joins are not supported".into(),
+            ));
+        }
+        let def = self.table_of_object(namespace, name)?;
+        let scope = self.scope(&def, caller)?;
+        let batches = self
+            .select_targets(caller, namespace, &def, &[], del.selection.as_ref(), params)
+            .await?;
+        let user_cols = def.columns.len();
+        let mut rows = Vec::new();
+        let mut full_rows = Vec::new();
+        for b in &batches {
+            for r in 0..b.num_rows() {
+                let mut cells = Vec::with_capacity(user_cols);
+                for (j, c) in def.columns.iter().enumerate() {
+                    cells.push((c.id, arrow_to_value(b.column(j).as_ref(), r, c.data_type)?));
+                }
+                let seq = match arrow_to_value(b.column(user_cols).as_ref(), r, DataType::BigInt)? {
+                    Value::BigInt(s) => s,
+                    _ => return Err("a row has no _seq".into()),
+                };
+                // Already-deleted rows (visible with WHERE _deleted = true) stay deleted.
+                if def.has_soft_delete()
+                    && let Ok(Value::Boolean(true)) =
+                        arrow_to_value(b.column(user_cols + 1).as_ref(), r, DataType::Boolean)
+                {
+                    continue;
+                }
+                rows.push((row_pk(&def, &cells, seq), seq));
+                full_rows.push(cells);
+            }
+        }
+        let returning = match &del.returning {
+            Some(items) => Some(returning_rows(
+                &def,
+                items,
+                full_rows.iter().map(|r| r.as_slice()),
+            )?),
+            None => None,
+        };
+        let ops = if rows.is_empty() {
+            Vec::new()
+        } else {
+            vec![Op::Delete {
+                table: def.id,
+                scope,
+                rows,
+            }]
+        };
+        Ok(Planned {
+            ops,
+            kind: WriteKind::Delete,
+            returning,
+        })
+    }
+}
+
+fn count(kind: WriteKind, n: u64) -> Out {
+    match kind {
+        WriteKind::Insert => Out::Inserted(n),
+        WriteKind::Update => Out::Updated(n),
+        WriteKind::Delete => Out::Deleted(n),
+    }
+}
+
+/// A row's key: its primary key, or `_seq` for a table without one (STREAM).
+fn row_pk(def: &TableDef, cells: &[(u32, Value)], seq: i64) -> Value {
+    def.primary_key
+        .and_then(|id| cells.iter().find(|(c, _)| *c == id).map(|(_, v)| v.clone()))
+        .unwrap_or(Value::BigInt(seq))
+}
+
+fn check_not_null(def: &TableDef, c: &ColumnDef, v: &Value) -> StmtResult<()> {
+    if v.is_null() && (!c.nullable || def.primary_key == Some(c.id)) {
+        return Err(format!(
+            "NOT NULL constraint violation: column '{}' cannot be NULL",
+            c.name
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn parse_one(sql_text: &str) -> StmtResult<sql::Statement> {
+    let mut stmts = Parser::parse_sql(&GenericDialect {}, sql_text)
+        .map_err(|e| Fail(ErrorCode::InvalidSql, format!("SQL parse error: {e}")))?;
+    if stmts.len() != 1 {
+        return Err(Fail(
+            ErrorCode::InvalidSql,
+            "expected exactly one statement".into(),
+        ));
+    }
+    Ok(stmts.remove(0))
+}
+
+enum Evaluated {
+    Literal(Literal),
+    Default(DefaultExpr),
+}
+
+/// A VALUES entry that needs no evaluation engine: a literal, a parameter, or one of the
+/// generating functions. `Err` means: evaluate it with DataFusion.
+fn eval_literal(e: &Expr, params: &[Literal]) -> Result<Evaluated, ()> {
+    use sql::Value as V;
+    match e {
+        Expr::Value(v) => Ok(Evaluated::Literal(match &v.value {
+            V::Number(n, _) => Literal::Number(n.clone()),
+            V::SingleQuotedString(s) | V::EscapedStringLiteral(s) | V::NationalStringLiteral(s) => {
+                Literal::Str(s.clone())
+            }
+            V::Boolean(b) => Literal::Bool(*b),
+            V::Null => Literal::Null,
+            V::Placeholder(p) => {
+                let i: usize = p.trim_start_matches('$').parse().map_err(|_| ())?;
+                params.get(i.wrapping_sub(1)).cloned().ok_or(())?
+            }
+            _ => return Err(()),
+        })),
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match eval_literal(expr, params)? {
+            Evaluated::Literal(Literal::Number(n)) => Ok(Evaluated::Literal(Literal::Number(
+                match n.strip_prefix('-') {
+                    Some(pos) => pos.to_owned(),
+                    None => format!("-{n}"),
+                },
+            ))),
+            _ => Err(()),
+        },
+        Expr::Nested(inner) => eval_literal(inner, params),
+        Expr::TypedString(ts) => match &ts.value.value {
+            V::SingleQuotedString(s) => Ok(Evaluated::Literal(Literal::Str(s.clone()))),
+            _ => Err(()),
+        },
+        Expr::Function(f) => {
+            let no_args = match &f.args {
+                sql::FunctionArguments::None => true,
+                sql::FunctionArguments::List(l) => l.args.is_empty(),
+                _ => false,
+            };
+            if !no_args {
+                return Err(());
+            }
+            let name = f.name.to_string().to_ascii_lowercase();
+            Ok(Evaluated::Default(match name.as_str() {
+                "now" | "current_timestamp" => DefaultExpr::Now,
+                "snowflake_id" => DefaultExpr::SnowflakeId,
+                "uuid_v7" => DefaultExpr::UuidV7,
+                "ulid" => DefaultExpr::Ulid,
+                "current_user" | "kdb_current_user" => DefaultExpr::CurrentUser,
+                _ => return Err(()),
+            }))
+        }
+        _ => Err(()),
+    }
+}
+
+/// A parameter as DataFusion sees it (API.md 1.7.1: NULL is a typed Utf8 null, integers are
+/// BIGINT, other numbers DOUBLE, strings TEXT).
+fn scalar(p: &Literal) -> ScalarValue {
+    match p {
+        Literal::Null => ScalarValue::Utf8(None),
+        Literal::Bool(b) => ScalarValue::Boolean(Some(*b)),
+        Literal::Number(n) => match n.parse::<i64>() {
+            Ok(i) => ScalarValue::Int64(Some(i)),
+            Err(_) => ScalarValue::Float64(n.parse::<f64>().ok()),
+        },
+        Literal::Str(s) => ScalarValue::Utf8(Some(s.clone())),
+    }
+}
+
+/// Whether a statement names `system.<table>` anywhere.
+fn references_system(sql_text: &str) -> bool {
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(toks) = Tokenizer::new(&GenericDialect {}, sql_text).tokenize() else {
+        return false;
+    };
+    let toks: Vec<&Token> = toks
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    toks.windows(2).any(|w| {
+        matches!(w[0], Token::Word(word) if word.value.eq_ignore_ascii_case("system"))
+            && matches!(w[1], Token::Period)
+    })
+}
+
+fn message(caller: &Caller, row_count: u64, text: String) -> QueryResult {
+    QueryResult {
+        schema: Vec::new(),
+        rows: None,
+        row_count,
+        message: Some(text),
+        as_user: caller.user.clone(),
+    }
+}
+
+fn schema_info(schema: &Schema) -> Vec<ColumnInfo> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(index, f)| ColumnInfo {
+            name: f.name().clone(),
+            data_type: convert::api_type(f),
+            index,
+            flags: convert::flags(f),
+        })
+        .collect()
+}
+
+fn rows_result(
+    caller: &Caller,
+    schema: &Arc<Schema>,
+    batches: &[RecordBatch],
+) -> StmtResult<QueryResult> {
+    let mut rows = Vec::new();
+    for b in batches {
+        for r in 0..b.num_rows() {
+            let row = b
+                .columns()
+                .iter()
+                .map(|c| cell_json(c.as_ref(), r))
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.push(row);
+        }
+    }
+    if schema.fields().is_empty() && rows.is_empty() {
+        return Ok(message(caller, 0, "Query executed successfully".into()));
+    }
+    Ok(QueryResult {
+        schema: schema_info(schema),
+        row_count: rows.len() as u64,
+        rows: Some(rows),
+        message: None,
+        as_user: caller.user.clone(),
+    })
+}
+
+fn table_result(caller: &Caller, rows: &Rows) -> StmtResult<QueryResult> {
+    let batch = rows.batch();
+    rows_result(caller, &batch.schema(), &[batch])
+}
+
+/// The rows `RETURNING items` shows for the written rows (`_seq` filled in after apply).
+fn returning_rows<'a>(
+    def: &TableDef,
+    items: &[sql::SelectItem],
+    rows: impl Iterator<Item = &'a [(u32, Value)]>,
+) -> StmtResult<Returning> {
+    let schema = crate::provider::table_schema(def);
+    // Which table columns to show: by index into the table schema.
+    let mut picks: Vec<usize> = Vec::new();
+    for item in items {
+        match item {
+            sql::SelectItem::Wildcard(_) => {
+                picks.extend(0..=def.columns.len());
+            }
+            sql::SelectItem::UnnamedExpr(Expr::Identifier(id)) => {
+                let n = id.value.to_ascii_lowercase();
+                let idx = schema.index_of(&n).map_err(|_| {
+                    format!("Column '{n}' not found in table {}", def.qualified_name())
+                })?;
+                picks.push(idx);
+            }
+            other => {
+                return Err(Fail(
+                    ErrorCode::InvalidSql,
+                    format!("RETURNING supports column names and * only, not {other}"),
+                ));
+            }
+        }
+    }
+    let seq_index = picks.iter().position(|i| *i == def.columns.len());
+    let info = schema_info(&Schema::new(
+        picks
+            .iter()
+            .map(|i| schema.field(*i).clone())
+            .collect::<Vec<_>>(),
+    ));
+    let out_rows = rows
+        .map(|cells| {
+            picks
+                .iter()
+                .map(|i| match def.columns.get(*i) {
+                    Some(c) => cells
+                        .iter()
+                        .find(|(id, _)| *id == c.id)
+                        .map_or(Json::Null, |(_, v)| v.to_json()),
+                    None => Json::Null,
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Returning {
+        schema: info,
+        rows: out_rows,
+        seq_index,
+    })
+}
+
+fn returning_result(caller: &Caller, r: Returning, results: &[OpResult]) -> QueryResult {
+    let seqs: Vec<i64> = results
+        .iter()
+        .flat_map(|o| o.seqs.iter().copied())
+        .collect();
+    let mut rows = r.rows;
+    if let Some(i) = r.seq_index {
+        for (row, seq) in rows.iter_mut().zip(&seqs) {
+            row[i] = Json::String(seq.to_string());
+        }
+    }
+    QueryResult {
+        schema: r.schema,
+        row_count: rows.len() as u64,
+        rows: Some(rows),
+        message: None,
+        as_user: caller.user.clone(),
+    }
+}
+
+/// A literal DEFAULT typed against its column.
+fn typed_default(spec: &DefaultSpec, c: &ColumnSpec) -> StmtResult<DefaultExpr> {
+    Ok(match spec {
+        DefaultSpec::Expr(e) => e.clone(),
+        DefaultSpec::Literal(l) => DefaultExpr::Literal(
+            coerce(l, c.data_type).map_err(|m| format!("DEFAULT for column '{}': {m}", c.name))?,
+        ),
+    })
+}
+
+fn column_def(c: &ColumnSpec, id: u32, pk: bool) -> StmtResult<ColumnDef> {
+    dialect::validate_name("column", &c.name).map_err(|m| Fail(ErrorCode::InvalidSql, m))?;
+    if RESERVED_COLUMNS.contains(&c.name.as_str()) {
+        return Err(Fail(
+            ErrorCode::InvalidSql,
+            format!("Column name '{}' is reserved", c.name),
+        ));
+    }
+    Ok(ColumnDef {
+        id,
+        name: c.name.clone(),
+        data_type: c.data_type,
+        nullable: !(c.not_null || pk),
+        default: c
+            .default
+            .as_ref()
+            .map(|d| typed_default(d, c))
+            .transpose()?,
+        unique: c.unique || pk,
+    })
+}
+
+fn plan_create_table(ct: &CreateTable, caller: &Caller, namespace: &str) -> StmtResult<TableDef> {
+    let invalid = |m: String| Fail(ErrorCode::InvalidSql, m);
+    let ns = ct
+        .table
+        .namespace
+        .clone()
+        .unwrap_or_else(|| namespace.to_owned());
+    dialect::validate_name("table", &ct.table.name).map_err(invalid)?;
+    let mut options = TableOptions {
+        storage_id: "local".into(),
+        use_user_storage: false,
+        flush_policy: None,
+        deleted_retention_hours: None,
+        ttl_seconds: None,
+        access_level: None,
+    };
+    let mut type_option = None;
+    for (k, v) in &ct.options {
+        let int = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| invalid(format!("{k} must be a non-negative integer, got '{v}'")))
+        };
+        match k.as_str() {
+            "TYPE" => {
+                type_option = Some(match v.to_ascii_uppercase().as_str() {
+                    "USER" => TableKind::User,
+                    "SHARED" => TableKind::Shared,
+                    "STREAM" => TableKind::Stream,
+                    _ => return Err(invalid(format!("Unknown table TYPE '{v}'"))),
+                })
+            }
+            "STORAGE_ID" => options.storage_id = v.clone(),
+            "USE_USER_STORAGE" => {
+                options.use_user_storage = match v.to_ascii_lowercase().as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(invalid(format!(
+                            "USE_USER_STORAGE must be TRUE or FALSE, got '{v}'"
+                        )));
+                    }
+                }
+            }
+            "FLUSH_POLICY" => {
+                validate_flush_policy(v).map_err(invalid)?;
+                options.flush_policy = Some(v.clone());
+            }
+            "DELETED_RETENTION_HOURS" => options.deleted_retention_hours = Some(int(v)?),
+            "TTL_SECONDS" => {
+                let ttl = int(v)?;
+                if ttl == 0 {
+                    return Err(invalid("TTL_SECONDS must be positive".into()));
+                }
+                options.ttl_seconds = Some(ttl);
+            }
+            "ACCESS_LEVEL" => {
+                options.access_level = Some(
+                    AccessLevel::parse(v)
+                        .ok_or_else(|| invalid(format!("Unknown ACCESS_LEVEL '{v}'")))?,
+                )
+            }
+            _ => return Err(invalid(format!("Unknown table option '{k}'"))),
+        }
+    }
+    let kind = match (ct.kind, type_option) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(invalid(format!(
+                "Table type conflict: CREATE {} TABLE with TYPE = '{}'",
+                a.name(),
+                b.name()
+            )));
+        }
+        (Some(k), _) | (None, Some(k)) => k,
+        (None, None) => {
+            if matches!(caller.role, Role::User | Role::Service) && ns == caller.user {
+                TableKind::User
+            } else {
+                TableKind::Shared
+            }
+        }
+    };
+    let allowed = match caller.role {
+        Role::User => matches!(kind, TableKind::User | TableKind::Stream),
+        Role::Service | Role::Dba | Role::System => true,
+    };
+    if !allowed {
+        return Err(Fail(
+            ErrorCode::PermissionDenied,
+            format!(
+                "Permission denied: role {} cannot create {} tables",
+                caller.role.name(),
+                kind.name()
+            ),
+        ));
+    }
+    if kind == TableKind::Stream && options.ttl_seconds.is_none() {
+        return Err(invalid("STREAM tables require TTL_SECONDS".into()));
+    }
+    if kind != TableKind::Stream && options.ttl_seconds.is_some() {
+        return Err(invalid("TTL_SECONDS applies to STREAM tables only".into()));
+    }
+    if kind != TableKind::Shared && options.access_level.is_some() {
+        return Err(invalid("ACCESS_LEVEL applies to SHARED tables only".into()));
+    }
+    if kind == TableKind::Shared && options.access_level.is_none() {
+        options.access_level = Some(AccessLevel::Private);
+    }
+    let mut pk_names: Vec<String> = ct
+        .columns
+        .iter()
+        .filter(|c| c.primary_key)
+        .map(|c| c.name.clone())
+        .collect();
+    pk_names.extend(ct.primary_key.iter().cloned());
+    pk_names.dedup();
+    if pk_names.len() > 1 {
+        return Err(invalid("Composite primary keys are not supported".into()));
+    }
+    if pk_names.is_empty() && kind != TableKind::Stream {
+        return Err(invalid(format!(
+            "{} tables require a PRIMARY KEY column",
+            kind.name()
+        )));
+    }
+    if ct.columns.is_empty() {
+        return Err(invalid("A table needs at least one column".into()));
+    }
+    let mut columns = Vec::with_capacity(ct.columns.len());
+    for (i, c) in ct.columns.iter().enumerate() {
+        if ct.columns[..i].iter().any(|p| p.name == c.name) {
+            return Err(invalid(format!("Duplicate column '{}'", c.name)));
+        }
+        let pk = pk_names.first() == Some(&c.name);
+        columns.push(column_def(c, i as u32 + 1, pk)?);
+    }
+    let primary_key = match pk_names.first() {
+        Some(n) => Some(
+            columns
+                .iter()
+                .find(|c| &c.name == n)
+                .map(|c| c.id)
+                .ok_or_else(|| invalid(format!("PRIMARY KEY column '{n}' is not a column")))?,
+        ),
+        None => None,
+    };
+    if let Some(pk) = primary_key.and_then(|id| columns.iter().find(|c| c.id == id))
+        && matches!(
+            pk.data_type,
+            DataType::Embedding(_) | DataType::Json | DataType::File
+        )
+    {
+        return Err(invalid(format!(
+            "Column '{}' cannot be a primary key",
+            pk.name
+        )));
+    }
+    Ok(TableDef {
+        id: TableId(0),
+        namespace: ns,
+        name: ct.table.name.clone(),
+        kind,
+        next_column_id: columns.len() as u32 + 1,
+        columns,
+        primary_key,
+        options,
+        schema_version: 0,
+        created_at_ms: 0,
+        updated_at_ms: 0,
+        change: "created".into(),
+    })
+}
+
+fn validate_flush_policy(v: &str) -> Result<(), String> {
+    let mut any = false;
+    for part in v.split(',') {
+        let (k, n) = part.trim().split_once(':').ok_or_else(|| {
+            format!("Invalid FLUSH_POLICY '{v}': expected 'rows:N', 'interval:S' or both")
+        })?;
+        let n: u64 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("Invalid FLUSH_POLICY '{v}': '{n}' is not a number"))?;
+        match k.trim().to_ascii_lowercase().as_str() {
+            "rows" if (1..=999_999).contains(&n) => {}
+            "interval" if (1..=86_399).contains(&n) => {}
+            "rows" => return Err(format!("FLUSH_POLICY rows must be 1..999999, got {n}")),
+            "interval" => {
+                return Err(format!(
+                    "FLUSH_POLICY interval must be 1..86399 seconds, got {n}"
+                ));
+            }
+            _ => return Err(format!("Invalid FLUSH_POLICY '{v}'")),
+        }
+        any = true;
+    }
+    if any {
+        Ok(())
+    } else {
+        Err(format!("Invalid FLUSH_POLICY '{v}'"))
+    }
+}
+
+fn plan_alter(mut def: TableDef, change: &AlterChange) -> StmtResult<TableDef> {
+    let find = |def: &TableDef, n: &str| -> StmtResult<usize> {
+        if RESERVED_COLUMNS.contains(&n) {
+            return Err(format!("System column '{n}' cannot be altered").into());
+        }
+        def.columns.iter().position(|c| c.name == n).ok_or_else(|| {
+            format!("Column '{n}' not found in table {}", def.qualified_name()).into()
+        })
+    };
+    def.change = match change {
+        AlterChange::AddColumn(spec) => {
+            if def.column(&spec.name).is_some() {
+                return Err(format!("Column '{}' already exists", spec.name).into());
+            }
+            if spec.primary_key {
+                return Err("ALTER TABLE cannot add a PRIMARY KEY column".into());
+            }
+            let c = column_def(spec, def.next_column_id, false)?;
+            if !c.nullable && !matches!(c.default, Some(DefaultExpr::Literal(_))) {
+                return Err("Adding a NOT NULL column requires a literal DEFAULT".into());
+            }
+            def.next_column_id += 1;
+            def.columns.push(c);
+            format!("added column {}", spec.name)
+        }
+        AlterChange::DropColumn(n) => {
+            let i = find(&def, n)?;
+            if def.primary_key == Some(def.columns[i].id) {
+                return Err(format!("Cannot drop primary key column '{n}'").into());
+            }
+            def.columns.remove(i);
+            format!("dropped column {n}")
+        }
+        AlterChange::ModifyColumn {
+            name,
+            data_type,
+            not_null,
+        } => {
+            let i = find(&def, name)?;
+            if def.primary_key == Some(def.columns[i].id) {
+                return Err(format!("Cannot modify primary key column '{name}'").into());
+            }
+            def.columns[i].data_type = *data_type;
+            if let Some(nn) = not_null {
+                def.columns[i].nullable = !nn;
+            }
+            format!("modified column {name}")
+        }
+        AlterChange::SetNotNull(n, nn) => {
+            let i = find(&def, n)?;
+            if def.primary_key == Some(def.columns[i].id) && !nn {
+                return Err(format!("Primary key column '{n}' must stay NOT NULL").into());
+            }
+            def.columns[i].nullable = !nn;
+            format!("{} NOT NULL on {n}", if *nn { "set" } else { "dropped" })
+        }
+        AlterChange::SetDefault(n, d) => {
+            let i = find(&def, n)?;
+            let spec = ColumnSpec {
+                name: n.clone(),
+                data_type: def.columns[i].data_type,
+                not_null: false,
+                default: None,
+                primary_key: false,
+                unique: false,
+            };
+            def.columns[i].default = d.as_ref().map(|d| typed_default(d, &spec)).transpose()?;
+            format!(
+                "{} default on {n}",
+                if d.is_some() { "set" } else { "dropped" }
+            )
+        }
+        AlterChange::RenameColumn { from, to } => {
+            let i = find(&def, from)?;
+            dialect::validate_name("column", to).map_err(|m| Fail(ErrorCode::InvalidSql, m))?;
+            if RESERVED_COLUMNS.contains(&to.as_str()) || def.column(to).is_some() {
+                return Err(format!("Column '{to}' already exists or is reserved").into());
+            }
+            def.columns[i].name = to.clone();
+            format!("renamed column {from} to {to}")
+        }
+        AlterChange::SetAccessLevel(level) => {
+            if def.kind != TableKind::Shared {
+                return Err("ACCESS_LEVEL applies to SHARED tables only".into());
+            }
+            let l = AccessLevel::parse(level)
+                .ok_or_else(|| format!("Unknown ACCESS_LEVEL '{level}'"))?;
+            def.options.access_level = Some(l);
+            format!("set access level {}", l.name())
+        }
+    };
+    Ok(def)
+}

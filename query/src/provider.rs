@@ -1,0 +1,340 @@
+//! DataFusion's view of FoldDB: a catalog whose schemas are namespaces (plus `system`), and a
+//! table provider over the hot rows of one table, scoped to the caller for USER and STREAM
+//! tables. Projection and filters are pushed down: an equality (or IN list) on the primary
+//! key reads those keys only, tombstones are hidden unless the query filters on `_deleted`.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
+use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use folddb_materializer::row::{row_key, scope_prefix};
+use folddb_materializer::{
+    DataType, Family, HotStore, RowVersion, TableDef, TableKind, Value, catalog, codec,
+};
+
+use crate::convert::{self, arrow_to_value, backfill, build_column};
+use crate::system;
+
+/// Who is asking: reads of USER and STREAM tables are scoped to `user`.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: String,
+    pub role: folddb_materializer::Role,
+}
+
+fn df_err(e: impl std::fmt::Display) -> DataFusionError {
+    DataFusionError::Execution(e.to_string())
+}
+
+/// The Arrow schema of a table: its columns in order, then `_seq` and (USER / SHARED)
+/// `_deleted`.
+pub fn table_schema(def: &TableDef) -> SchemaRef {
+    let mut fields = Vec::with_capacity(def.columns.len() + 2);
+    for c in &def.columns {
+        let flags: &[&str] = if def.primary_key == Some(c.id) {
+            &["pk", "nn", "uq"]
+        } else if !c.nullable && c.unique {
+            &["nn", "uq"]
+        } else if !c.nullable {
+            &["nn"]
+        } else if c.unique {
+            &["uq"]
+        } else {
+            &[]
+        };
+        fields.push(convert::field(&c.name, c.data_type, c.nullable, flags));
+    }
+    fields.push(convert::field("_seq", DataType::BigInt, false, &["nn"]));
+    if def.has_soft_delete() {
+        fields.push(convert::field(
+            "_deleted",
+            DataType::Boolean,
+            false,
+            &["nn"],
+        ));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// The hot rows of one table as one owner sees them.
+#[derive(Debug)]
+pub struct HotTable {
+    store: Arc<HotStore>,
+    def: TableDef,
+    scope: String,
+    schema: SchemaRef,
+    /// STREAM tables: versions with a `_seq` below this are past their TTL and hidden.
+    min_seq: Option<i64>,
+}
+
+impl HotTable {
+    pub fn new(store: Arc<HotStore>, def: TableDef, caller: &Caller, now_ms: u64) -> HotTable {
+        let scope = if def.kind.is_per_user() {
+            caller.user.clone()
+        } else {
+            String::new()
+        };
+        let min_seq = match (def.kind, def.options.ttl_seconds) {
+            (TableKind::Stream, Some(ttl)) => {
+                Some(folddb_materializer::Seq::at_unix_ms(now_ms.saturating_sub(ttl * 1000)).0)
+            }
+            _ => None,
+        };
+        HotTable {
+            schema: table_schema(&def),
+            store,
+            def,
+            scope,
+            min_seq,
+        }
+    }
+
+    /// The primary-key values an equality or IN filter pins, if any.
+    fn pinned_keys(&self, filters: &[Expr]) -> Option<Vec<Value>> {
+        let pk = self.def.pk_column()?;
+        let literal = |e: &Expr| match e {
+            Expr::Literal(v, _) => scalar_value(v, pk.data_type),
+            _ => None,
+        };
+        let is_pk = |e: &Expr| matches!(e, Expr::Column(c) if c.name == pk.name);
+        for f in filters {
+            match f {
+                Expr::BinaryExpr(BinaryExpr {
+                    left,
+                    op: Operator::Eq,
+                    right,
+                }) => {
+                    if is_pk(left)
+                        && let Some(v) = literal(right)
+                    {
+                        return Some(vec![v]);
+                    }
+                    if is_pk(right)
+                        && let Some(v) = literal(left)
+                    {
+                        return Some(vec![v]);
+                    }
+                }
+                Expr::InList(list) if !list.negated && is_pk(&list.expr) => {
+                    return list.list.iter().map(literal).collect();
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Reads the visible versions.
+    fn read(&self, filters: &[Expr], limit: Option<usize>) -> DfResult<Vec<RowVersion>> {
+        let show_deleted = filters
+            .iter()
+            .any(|f| f.column_refs().iter().any(|c| c.name == "_deleted"));
+        let raw: Vec<Vec<u8>> = match self.pinned_keys(filters) {
+            Some(keys) => {
+                let mut out = Vec::with_capacity(keys.len());
+                for k in keys {
+                    if let Some(v) = self
+                        .store
+                        .get(Family::Rows, &row_key(self.def.id, &self.scope, &k))
+                        .map_err(df_err)?
+                    {
+                        out.push(v);
+                    }
+                }
+                out
+            }
+            None => self
+                .store
+                .scan_prefix(Family::Rows, &scope_prefix(self.def.id, &self.scope))
+                .map_err(df_err)?
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect(),
+        };
+        let mut rows = Vec::with_capacity(raw.len());
+        for bytes in raw {
+            let row: RowVersion = codec::decode(&bytes, "a row version").map_err(df_err)?;
+            if row.deleted && !show_deleted {
+                continue;
+            }
+            if self.min_seq.is_some_and(|min| row.seq < min) {
+                continue;
+            }
+            rows.push(row);
+            if filters.is_empty() && limit.is_some_and(|l| rows.len() >= l) {
+                break;
+            }
+        }
+        Ok(rows)
+    }
+
+    /// The rows as one record batch in the table's schema.
+    fn batch(&self, rows: &[RowVersion]) -> DfResult<RecordBatch> {
+        let mut columns = Vec::with_capacity(self.schema.fields().len());
+        for c in &self.def.columns {
+            let fallback = backfill(c);
+            let values: Vec<Value> = rows
+                .iter()
+                .map(|r| match r.cell(c.id) {
+                    Some(v) => fit(v, c.data_type),
+                    None => fallback.clone(),
+                })
+                .collect();
+            columns.push(build_column(c.data_type, values.iter()));
+        }
+        let seqs: Vec<Value> = rows.iter().map(|r| Value::BigInt(r.seq)).collect();
+        columns.push(build_column(DataType::BigInt, seqs.iter()));
+        if self.def.has_soft_delete() {
+            let del: Vec<Value> = rows.iter().map(|r| Value::Boolean(r.deleted)).collect();
+            columns.push(build_column(DataType::Boolean, del.iter()));
+        }
+        RecordBatch::try_new(self.schema.clone(), columns).map_err(DataFusionError::from)
+    }
+}
+
+/// A stored value read under a column type it was not written with (after MODIFY COLUMN):
+/// converted when it can be, NULL when it cannot.
+fn fit(v: &Value, t: DataType) -> Value {
+    let col = build_column(t, std::iter::once(v));
+    if !col.is_null(0) || v.is_null() {
+        return v.clone();
+    }
+    let lit = match v.to_json() {
+        serde_json::Value::Bool(b) => convert::Literal::Bool(b),
+        serde_json::Value::Number(n) => convert::Literal::Number(n.to_string()),
+        _ => convert::Literal::Str(v.plain()),
+    };
+    convert::coerce(&lit, t).unwrap_or(Value::Null)
+}
+
+/// A filter literal as a value of the key's type.
+fn scalar_value(v: &ScalarValue, t: DataType) -> Option<Value> {
+    let array = v.to_array().ok()?;
+    match arrow_to_value(array.as_ref(), 0, t) {
+        Ok(Value::Null) | Err(_) => None,
+        Ok(v) => Some(v),
+    }
+}
+
+#[async_trait]
+impl TableProvider for HotTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // Inexact: we use them to pick keys and to decide about tombstones; DataFusion still
+        // applies them.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let rows = self.read(filters, limit)?;
+        let batch = self.batch(&rows)?;
+        let exec = MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            self.schema.clone(),
+            projection.cloned(),
+        )?;
+        Ok(exec)
+    }
+}
+
+/// One namespace as a DataFusion schema.
+#[derive(Debug)]
+pub struct NamespaceSchema {
+    store: Arc<HotStore>,
+    namespace: String,
+    caller: Caller,
+    now_ms: u64,
+}
+
+#[async_trait]
+impl SchemaProvider for NamespaceSchema {
+    fn table_names(&self) -> Vec<String> {
+        catalog::tables(self.store.as_ref(), Some(&self.namespace))
+            .map(|ts| ts.into_iter().map(|t| t.name).collect())
+            .unwrap_or_default()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let def = catalog::table(self.store.as_ref(), &self.namespace, name).map_err(df_err)?;
+        Ok(def.map(|def| {
+            Arc::new(HotTable::new(
+                self.store.clone(),
+                def,
+                &self.caller,
+                self.now_ms,
+            )) as Arc<dyn TableProvider>
+        }))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        catalog::table(self.store.as_ref(), &self.namespace, name)
+            .ok()
+            .flatten()
+            .is_some()
+    }
+}
+
+/// The whole database as one DataFusion catalog (`folddb`), for one caller.
+#[derive(Debug)]
+pub struct FoldCatalog {
+    pub store: Arc<HotStore>,
+    pub caller: Caller,
+    pub now_ms: u64,
+}
+
+impl CatalogProvider for FoldCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = catalog::namespaces(self.store.as_ref())
+            .map(|ns| ns.into_iter().map(|n| n.name).collect())
+            .unwrap_or_default();
+        if self.caller.role.is_admin() {
+            names.push("system".into());
+        }
+        names
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == "system" {
+            return self.caller.role.is_admin().then(|| {
+                Arc::new(system::SystemSchema::new(
+                    self.store.clone(),
+                    self.caller.clone(),
+                )) as Arc<dyn SchemaProvider>
+            });
+        }
+        catalog::namespace(self.store.as_ref(), name)
+            .ok()
+            .flatten()
+            .map(|_| {
+                Arc::new(NamespaceSchema {
+                    store: self.store.clone(),
+                    namespace: name.to_owned(),
+                    caller: self.caller.clone(),
+                    now_ms: self.now_ms,
+                }) as Arc<dyn SchemaProvider>
+            })
+    }
+}

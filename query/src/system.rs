@@ -1,0 +1,342 @@
+//! `system.*`: read-only views of the catalog and runtime state (API.md 3.7), for dba and
+//! system callers. The same builders answer SHOW NAMESPACES, SHOW TABLES and DESCRIBE TABLE.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::Schema;
+use async_trait::async_trait;
+use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::datasource::MemTable;
+use folddb_materializer::row::table_prefix;
+use folddb_materializer::{DataType, Family, HotStore, TableDef, Value, catalog};
+
+use crate::convert::{build_column, field};
+use crate::provider::Caller;
+
+/// Rows with named, typed columns: a small in-memory result.
+#[derive(Debug, Default)]
+pub struct Rows {
+    pub columns: Vec<(&'static str, DataType)>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl Rows {
+    pub fn new(columns: &[(&'static str, DataType)]) -> Rows {
+        Rows {
+            columns: columns.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn batch(&self) -> RecordBatch {
+        let schema = Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|(n, t)| field(n, *t, true, &[]))
+                .collect::<Vec<_>>(),
+        ));
+        let arrays = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, (_, t))| build_column(*t, self.rows.iter().map(|r| &r[i])))
+            .collect();
+        RecordBatch::try_new(schema, arrays).expect("columns are built to the schema")
+    }
+}
+
+fn text(s: impl Into<String>) -> Value {
+    Value::Text(s.into())
+}
+
+fn opt_text(s: Option<&str>) -> Value {
+    s.map_or(Value::Null, text)
+}
+
+fn ms_to_ts(ms: u64) -> Value {
+    Value::Timestamp(ms as i64 * 1000)
+}
+
+fn data_type_text(t: DataType) -> String {
+    match serde_json::to_value(t) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => format!("{t:?}"),
+    }
+}
+
+type Res<T> = Result<T, folddb_materializer::Error>;
+
+pub fn namespaces(store: &HotStore) -> Res<Rows> {
+    let mut out = Rows::new(&[
+        ("namespace_id", DataType::Text),
+        ("name", DataType::Text),
+        ("description", DataType::Text),
+        ("table_count", DataType::Int),
+        ("created_at", DataType::Timestamp),
+    ]);
+    for ns in catalog::namespaces(store)? {
+        let count = catalog::tables(store, Some(&ns.name))?.len();
+        out.rows.push(vec![
+            text(&ns.name),
+            text(&ns.name),
+            opt_text(ns.description.as_deref()),
+            Value::Int(count as i32),
+            ms_to_ts(ns.created_at_ms),
+        ]);
+    }
+    Ok(out)
+}
+
+pub fn tables(store: &HotStore, namespace: Option<&str>) -> Res<Rows> {
+    let mut out = Rows::new(&[
+        ("table_id", DataType::Text),
+        ("table_name", DataType::Text),
+        ("namespace_id", DataType::Text),
+        ("table_type", DataType::Text),
+        ("schema_version", DataType::Int),
+        ("storage_id", DataType::Text),
+        ("access_level", DataType::Text),
+        ("flush_policy", DataType::Text),
+        ("ttl_seconds", DataType::BigInt),
+        ("created_at", DataType::Timestamp),
+        ("updated_at", DataType::Timestamp),
+    ]);
+    for t in catalog::tables(store, namespace)? {
+        out.rows.push(vec![
+            text(t.qualified_name()),
+            text(&t.name),
+            text(&t.namespace),
+            text(t.kind.name()),
+            Value::Int(t.schema_version as i32),
+            text(&t.options.storage_id),
+            opt_text(t.options.access_level.map(|a| a.name())),
+            opt_text(t.options.flush_policy.as_deref()),
+            t.options
+                .ttl_seconds
+                .map_or(Value::Null, |s| Value::BigInt(s as i64)),
+            ms_to_ts(t.created_at_ms),
+            ms_to_ts(t.updated_at_ms),
+        ]);
+    }
+    Ok(out)
+}
+
+/// DESCRIBE TABLE: one row per column (API.md 3.3).
+pub fn describe(def: &TableDef) -> Rows {
+    let mut out = Rows::new(&[
+        ("column_name", DataType::Text),
+        ("ordinal_position", DataType::Int),
+        ("column_id", DataType::Int),
+        ("data_type", DataType::Text),
+        ("is_nullable", DataType::Boolean),
+        ("is_primary_key", DataType::Boolean),
+        ("column_default", DataType::Text),
+        ("column_comment", DataType::Text),
+        ("schema_version", DataType::Int),
+    ]);
+    for (i, c) in def.columns.iter().enumerate() {
+        out.rows.push(vec![
+            text(&c.name),
+            Value::Int(i as i32 + 1),
+            Value::Int(c.id as i32),
+            text(data_type_text(c.data_type)),
+            Value::Boolean(c.nullable),
+            Value::Boolean(def.primary_key == Some(c.id)),
+            c.default.as_ref().map_or(Value::Null, |d| text(d.sql())),
+            Value::Null,
+            Value::Int(def.schema_version as i32),
+        ]);
+    }
+    let n = def.columns.len() as i32;
+    let system_cols: &[(&str, DataType)] = if def.has_soft_delete() {
+        &[("_seq", DataType::BigInt), ("_deleted", DataType::Boolean)]
+    } else {
+        &[("_seq", DataType::BigInt)]
+    };
+    for (i, (name, t)) in system_cols.iter().enumerate() {
+        out.rows.push(vec![
+            text(*name),
+            Value::Int(n + i as i32 + 1),
+            Value::Null,
+            text(data_type_text(*t)),
+            Value::Boolean(false),
+            Value::Boolean(false),
+            if *name == "_deleted" {
+                text("FALSE")
+            } else {
+                Value::Null
+            },
+            text("system column"),
+            Value::Int(def.schema_version as i32),
+        ]);
+    }
+    out
+}
+
+/// DESCRIBE TABLE … HISTORY: one row per schema version.
+pub fn history(store: &HotStore, def: &TableDef) -> Res<Rows> {
+    let mut out = Rows::new(&[
+        ("schema_version", DataType::Int),
+        ("changed_at", DataType::Timestamp),
+        ("change", DataType::Text),
+        ("columns", DataType::Json),
+    ]);
+    for v in catalog::table_history(store, def.id)? {
+        let cols: Vec<serde_json::Value> = v
+            .columns
+            .iter()
+            .map(|c| serde_json::json!({"name": c.name, "data_type": c.data_type, "nullable": c.nullable}))
+            .collect();
+        out.rows.push(vec![
+            Value::Int(v.schema_version as i32),
+            ms_to_ts(v.updated_at_ms),
+            text(&v.change),
+            Value::Json(serde_json::Value::Array(cols).to_string()),
+        ]);
+    }
+    Ok(out)
+}
+
+pub fn columns(store: &HotStore) -> Res<Rows> {
+    let mut out = Rows::new(&[
+        ("namespace_id", DataType::Text),
+        ("table_name", DataType::Text),
+        ("column_name", DataType::Text),
+        ("ordinal_position", DataType::Int),
+        ("data_type", DataType::Text),
+        ("is_nullable", DataType::Boolean),
+        ("is_primary_key", DataType::Boolean),
+        ("column_default", DataType::Text),
+    ]);
+    for t in catalog::tables(store, None)? {
+        for (i, c) in t.columns.iter().enumerate() {
+            out.rows.push(vec![
+                text(&t.namespace),
+                text(&t.name),
+                text(&c.name),
+                Value::Int(i as i32 + 1),
+                text(data_type_text(c.data_type)),
+                Value::Boolean(c.nullable),
+                Value::Boolean(t.primary_key == Some(c.id)),
+                c.default.as_ref().map_or(Value::Null, |d| text(d.sql())),
+            ]);
+        }
+    }
+    Ok(out)
+}
+
+/// Hot row versions of a table (all owners), tombstones included.
+pub fn table_row_count(store: &HotStore, def: &TableDef) -> Res<u64> {
+    Ok(store
+        .scan_prefix(Family::Rows, &table_prefix(def.id))?
+        .len() as u64)
+}
+
+pub fn stats(store: &HotStore) -> Res<Rows> {
+    let mut out = Rows::new(&[
+        ("metric_name", DataType::Text),
+        ("metric_value", DataType::Text),
+    ]);
+    let tables = catalog::tables(store, None)?;
+    let mut rows = 0;
+    for t in &tables {
+        rows += table_row_count(store, t)?;
+    }
+    let applied = store.applied_index()?.map_or(0, |i| i.0);
+    for (k, v) in [
+        ("namespaces", catalog::namespaces(store)?.len() as u64),
+        ("tables", tables.len() as u64),
+        ("users", catalog::users(store)?.len() as u64),
+        ("hot_row_versions", rows),
+        ("applied_index", applied),
+    ] {
+        out.rows.push(vec![text(k), text(v.to_string())]);
+    }
+    Ok(out)
+}
+
+pub fn users(store: &HotStore) -> Res<Rows> {
+    let mut out = Rows::new(&[
+        ("user_id", DataType::Text),
+        ("role", DataType::Text),
+        ("email", DataType::Text),
+        ("auth_type", DataType::Text),
+        ("password_hash", DataType::Text),
+        ("created_at", DataType::Timestamp),
+        ("updated_at", DataType::Timestamp),
+        ("deleted_at", DataType::Timestamp),
+    ]);
+    for u in catalog::users(store)? {
+        out.rows.push(vec![
+            text(&u.id),
+            text(u.role.name()),
+            opt_text(u.email.as_deref()),
+            text(&u.auth_type),
+            // Never shown, to anyone: the hash is a credential.
+            if u.password_hash.is_empty() {
+                Value::Null
+            } else {
+                text("***")
+            },
+            ms_to_ts(u.created_at_ms),
+            ms_to_ts(u.updated_at_ms),
+            u.deleted_at_ms.map_or(Value::Null, ms_to_ts),
+        ]);
+    }
+    Ok(out)
+}
+
+const SYSTEM_TABLES: &[&str] = &[
+    "namespaces",
+    "schemas",
+    "tables",
+    "columns",
+    "stats",
+    "users",
+];
+
+/// The `system` schema.
+#[derive(Debug)]
+pub struct SystemSchema {
+    store: Arc<HotStore>,
+    _caller: Caller,
+}
+
+impl SystemSchema {
+    pub fn new(store: Arc<HotStore>, caller: Caller) -> SystemSchema {
+        SystemSchema {
+            store,
+            _caller: caller,
+        }
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for SystemSchema {
+    fn table_names(&self) -> Vec<String> {
+        SYSTEM_TABLES.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let store = self.store.as_ref();
+        let rows = match name {
+            "namespaces" => namespaces(store),
+            "schemas" | "tables" => tables(store, None),
+            "columns" => columns(store),
+            "stats" => stats(store),
+            "users" => users(store),
+            _ => return Ok(None),
+        }
+        .map_err(|e| DataFusionError::Execution(e.to_string()))?;
+        let batch = rows.batch();
+        let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+        Ok(Some(Arc::new(table)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        SYSTEM_TABLES.contains(&name)
+    }
+}
