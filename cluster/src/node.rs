@@ -123,6 +123,10 @@ impl<F: Fold> Node<F> {
             heartbeat_interval: 100,
             election_timeout_min: 200,
             election_timeout_max: 400,
+            // The log is the source of truth and is kept whole: no snapshot, so openraft never
+            // purges entries a rebuild of the hot tier would need. Snapshots for lagging
+            // followers arrive with clustering, built without purging.
+            snapshot_policy: openraft::SnapshotPolicy::Never,
             ..Default::default()
         }
         .validate()
@@ -144,6 +148,13 @@ impl<F: Fold> Node<F> {
             .state(ServerState::Leader, "become leader of a one-member cluster")
             .await
             .map_err(|e| raft_err("become leader")(e.to_string()))?;
+        // Read barrier: serve nothing until every entry in the log is applied (after a crash,
+        // or after the hot tier was deleted, this replays the log).
+        let last = raft.metrics().borrow().last_log_index;
+        raft.wait(None)
+            .applied_index_at_least(last, "apply the whole log")
+            .await
+            .map_err(|e| raft_err("replay the log")(e.to_string()))?;
         Ok(Node {
             id,
             raft,

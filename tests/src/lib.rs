@@ -82,3 +82,153 @@ pub fn text(out: &Output) -> (String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A running `folddb serve` on a loopback port over a data directory it may outlive.
+#[derive(Debug)]
+pub struct Server {
+    child: std::process::Child,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub client: reqwest::Client,
+}
+
+/// A free loopback port (bound and released; the server binds it right after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The DBA user the tests set up, as KalamDB's harnesses do (API.md 1.3).
+pub const DBA: (&str, &str) = ("admin", "kalamdb123");
+
+impl Server {
+    /// Starts the server over `data_dir` and waits until it answers `/health`.
+    pub async fn start(data_dir: &Path) -> Server {
+        let port = free_port();
+        let child = Command::new(folddb_bin())
+            .args(["serve", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            // Cheap hashing keeps the tests fast; the cost is a setting, not a behaviour.
+            .env("FOLDDB_BCRYPT_COST", "4")
+            .env("FOLDDB_JWT_SECRET", "test-secret")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("folddb serve starts");
+        let server = Server {
+            child,
+            port,
+            data_dir: data_dir.to_path_buf(),
+            client: reqwest::Client::new(),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Ok(r) = server.client.get(server.url("/health")).send().await
+                && r.status().is_success()
+            {
+                return server;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// POSTs `body` as JSON, returning the status and the JSON answer.
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.client.post(self.url(path)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("request sent");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("a JSON answer"))
+    }
+
+    /// Runs `sql` as the holder of `token`.
+    pub async fn sql(&self, token: &str, sql: &str) -> (u16, serde_json::Value) {
+        self.post(
+            "/v1/api/sql",
+            Some(token),
+            &serde_json::json!({ "sql": sql }),
+        )
+        .await
+    }
+
+    /// Runs `sql` and asserts it succeeded; returns the answer.
+    pub async fn ok(&self, token: &str, sql: &str) -> serde_json::Value {
+        let (status, body) = self.sql(token, sql).await;
+        assert_eq!(status, 200, "{sql} failed: {body}");
+        assert_eq!(body["status"], "success", "{sql}: {body}");
+        body
+    }
+
+    /// First-run setup (DBA `admin`), then a login as that DBA: its access token.
+    pub async fn setup_and_login(&self) -> String {
+        let (status, body) = self
+            .post(
+                "/v1/api/auth/setup",
+                None,
+                &serde_json::json!({"user": DBA.0, "password": DBA.1, "root_password": "rootpass123"}),
+            )
+            .await;
+        assert!(status == 200 || status == 409, "setup: {status} {body}");
+        self.login(DBA.0, DBA.1).await
+    }
+
+    pub async fn login(&self, user: &str, password: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/v1/api/auth/login",
+                None,
+                &serde_json::json!({"user": user, "password": password}),
+            )
+            .await;
+        assert_eq!(status, 200, "login: {body}");
+        body["access_token"].as_str().expect("a token").to_owned()
+    }
+
+    /// Kills the process without warning (SIGKILL).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops the process cleanly (SIGTERM) and waits for it.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The rows of the first result of a SQL answer.
+pub fn rows(answer: &serde_json::Value) -> Vec<serde_json::Value> {
+    answer["results"][0]["rows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
