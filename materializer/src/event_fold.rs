@@ -470,3 +470,197 @@ fn expect_current(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{ColumnDef, TableKind, TableOptions};
+    use crate::event::{decode_outcomes, encode_entry};
+    use crate::value::DataType;
+    use folddb_log::Term;
+    use proptest::prelude::*;
+
+    fn table() -> TableDef {
+        TableDef {
+            id: TableId(0),
+            namespace: "app".into(),
+            name: "t".into(),
+            kind: TableKind::Shared,
+            columns: vec![
+                ColumnDef {
+                    id: 1,
+                    name: "id".into(),
+                    data_type: DataType::BigInt,
+                    nullable: false,
+                    default: None,
+                    unique: true,
+                },
+                ColumnDef {
+                    id: 2,
+                    name: "v".into(),
+                    data_type: DataType::Text,
+                    nullable: true,
+                    default: None,
+                    unique: false,
+                },
+            ],
+            primary_key: Some(1),
+            options: TableOptions {
+                storage_id: "local".into(),
+                use_user_storage: false,
+                flush_policy: None,
+                deleted_retention_hours: None,
+                ttl_seconds: None,
+                access_level: None,
+            },
+            schema_version: 0,
+            next_column_id: 3,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            change: "created".into(),
+        }
+    }
+
+    fn cmd(stamp_ms: u64, ops: Vec<Op>) -> Command {
+        Command {
+            stamp_ms,
+            actor: "t".into(),
+            ops,
+        }
+    }
+
+    fn insert(ids: &[i64]) -> Op {
+        Op::Insert {
+            table: TableId(1),
+            schema_version: 1,
+            scope: String::new(),
+            rows: ids
+                .iter()
+                .map(|i| vec![(1, Value::BigInt(*i)), (2, Value::Text(format!("v{i}")))])
+                .collect(),
+        }
+    }
+
+    /// Applies `entries` (each a list of commands) to a fresh store; returns the outcomes
+    /// and the store's dump.
+    fn run(entries: &[Vec<Command>]) -> (Vec<Vec<Outcome>>, Vec<crate::hot::KeyValue>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = HotStore::open(dir.path()).expect("open");
+        let mut outcomes = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            let mut batch = HotBatch::default();
+            let index = LogIndex(i as u64 + 1);
+            let out = EventFold.fold(&store, index, &encode_entry(e), &mut batch);
+            store.apply(index, Term(1), batch).expect("apply");
+            outcomes.push(decode_outcomes(&out).expect("outcomes"));
+        }
+        (outcomes, store.dump().expect("dump"))
+    }
+
+    fn setup() -> Vec<Command> {
+        vec![
+            cmd(
+                1,
+                vec![Op::CreateNamespace {
+                    name: "app".into(),
+                    description: None,
+                    if_not_exists: false,
+                }],
+            ),
+            cmd(
+                1,
+                vec![Op::CreateTable {
+                    table: table(),
+                    if_not_exists: false,
+                }],
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_failed_precondition_rolls_the_whole_command_back_and_later_commands_see_earlier_ones() {
+        let entries = vec![
+            setup(),
+            vec![
+                cmd(2, vec![insert(&[1, 2])]),
+                // Duplicate of a key the previous command (same entry) wrote: rejected whole,
+                // including its first row.
+                cmd(2, vec![insert(&[3]), insert(&[1])]),
+                cmd(2, vec![insert(&[4])]),
+            ],
+        ];
+        let (outcomes, dump) = run(&entries);
+        assert!(matches!(outcomes[1][0], Outcome::Applied(_)));
+        match &outcomes[1][1] {
+            Outcome::Rejected { op, error } => {
+                assert_eq!(*op, 1);
+                assert!(
+                    error.contains("Primary key violation: value '1'"),
+                    "{error}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(outcomes[1][2], Outcome::Applied(_)));
+        let rows: Vec<_> = dump.iter().filter(|(f, _, _)| *f == Family::Rows).collect();
+        assert_eq!(rows.len(), 3, "rows 1, 2 and 4; not 3");
+    }
+
+    #[test]
+    fn update_and_delete_check_the_expected_seq() {
+        let (outcomes, _) = run(&[setup(), vec![cmd(5, vec![insert(&[1])])]]);
+        let Outcome::Applied(r) = &outcomes[1][0] else {
+            panic!("insert failed");
+        };
+        let seq = r[0].seqs[0];
+        let update = |expected_seq| Op::Update {
+            table: TableId(1),
+            schema_version: 1,
+            scope: String::new(),
+            rows: vec![RowChange {
+                pk: Value::BigInt(1),
+                expected_seq,
+                cells: vec![(1, Value::BigInt(1)), (2, Value::Text("new".into()))],
+            }],
+        };
+        let (outcomes, _) = run(&[
+            setup(),
+            vec![cmd(5, vec![insert(&[1])])],
+            vec![cmd(6, vec![update(seq)]), cmd(6, vec![update(seq)])],
+        ]);
+        assert!(matches!(outcomes[2][0], Outcome::Applied(_)));
+        assert!(
+            matches!(&outcomes[2][1], Outcome::Rejected { error, .. } if error.contains("changed concurrently")),
+            "the second update expected a _seq that the first one replaced"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// Fold determinism: the same entries give the same outcomes and the same state, and
+        /// `_seq` increases strictly in log order whatever the stamps say.
+        #[test]
+        fn folding_is_deterministic(batches in proptest::collection::vec(
+            proptest::collection::vec((0i64..20, 0u64..3), 1..4), 1..6)) {
+            let mut entries = vec![setup()];
+            for (n, batch) in batches.iter().enumerate() {
+                entries.push(
+                    batch
+                        .iter()
+                        .map(|(id, skew)| cmd(1000 + n as u64 * 2 - skew, vec![insert(&[*id])]))
+                        .collect(),
+                );
+            }
+            let a = run(&entries);
+            let b = run(&entries);
+            prop_assert_eq!(&a.0, &b.0);
+            prop_assert_eq!(&a.1, &b.1);
+            let seqs: Vec<i64> = a.0.iter().flatten().filter_map(|o| match o {
+                Outcome::Applied(r) => Some(r.iter().flat_map(|r| r.seqs.clone()).collect::<Vec<_>>()),
+                Outcome::Rejected { .. } => None,
+            }).flatten().collect();
+            prop_assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+        }
+    }
+}

@@ -768,6 +768,22 @@ impl Cursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// No text makes the classifier panic; it answers a statement or an error.
+        #[test]
+        fn classify_never_panics(sql in "(?s).{0,120}") {
+            let _ = classify(&sql);
+        }
+
+        #[test]
+        fn ddl_prefixes_with_noise_never_panic(tail in "[a-z0-9 (),'=._-]{0,80}") {
+            for head in ["CREATE TABLE ", "CREATE USER TABLE t (", "ALTER TABLE t ", "DROP ", "SHOW ", "DESCRIBE TABLE "] {
+                let _ = classify(&format!("{head}{tail}"));
+            }
+        }
+    }
 
     #[test]
     fn classifies_by_leading_words() {

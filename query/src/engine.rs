@@ -182,7 +182,7 @@ pub struct Engine {
     store: Arc<HotStore>,
     proposer: Arc<dyn Propose>,
     base: SessionState,
-    ids: SnowflakeIds,
+    ids: Arc<SnowflakeIds>,
     limits: Limits,
 }
 
@@ -281,11 +281,18 @@ impl Engine {
         if let Err(e) = datafusion_functions_json::register_all(&mut base) {
             tracing::warn!(error = %e, "JSON functions are unavailable");
         }
+        let ids = Arc::new(SnowflakeIds::new(node_id));
+        for f in crate::functions::generators(ids.clone()) {
+            use datafusion::execution::FunctionRegistry;
+            if let Err(e) = base.register_udf(Arc::new(f)) {
+                tracing::warn!(error = %e, "a SQL function is unavailable");
+            }
+        }
         Engine {
             store,
             proposer,
             base,
-            ids: SnowflakeIds::new(node_id),
+            ids,
             limits: Limits::default(),
         }
     }
@@ -331,6 +338,9 @@ impl Engine {
             .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
             .build();
         let ctx = SessionContext::new_with_state(state);
+        for f in crate::functions::identity(&caller.user, caller.role.name()) {
+            ctx.register_udf(f);
+        }
         ctx.register_catalog(
             "folddb",
             Arc::new(FoldCatalog {

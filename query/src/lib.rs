@@ -15,6 +15,7 @@
 pub mod convert;
 pub mod dialect;
 pub mod engine;
+mod functions;
 pub mod ids;
 pub mod provider;
 pub mod split;

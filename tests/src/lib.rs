@@ -17,8 +17,11 @@ pub fn folddb_bin() -> &'static Path {
             return PathBuf::from(bin);
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        // The same package and target selection as `cargo test --workspace`, so that cargo
+        // resolves the same dependency features and reuses the test build's artifacts (with
+        // `-p folddb` alone it would resolve different features and rebuild DataFusion).
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "folddb", "--bin", "folddb"])
+            .args(["build", "--quiet", "--workspace", "--all-targets"])
             .current_dir(workspace_root())
             .status()
             .expect("cargo runs");

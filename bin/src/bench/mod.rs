@@ -3,6 +3,7 @@
 
 mod log;
 mod raft;
+mod sql;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -15,12 +16,15 @@ pub enum BenchCommand {
     Log(log::LogBenchArgs),
     /// Proposals through a single-member raft node: log, commit, apply into RocksDB.
     Raft(raft::RaftBenchArgs),
+    /// End-to-end SQL load over HTTP against a running server (`--url`).
+    Sql(sql::SqlBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Log(args) => log::run(args),
         BenchCommand::Raft(args) => raft::run(args),
+        BenchCommand::Sql(args) => sql::run(args),
     }
 }
 

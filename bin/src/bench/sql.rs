@@ -1,0 +1,420 @@
+//! `folddb bench sql --url …`: end-to-end load against any server that speaks this API
+//! (API.md 1.5, 1.7), using nothing but HTTP: log in, create a scratch table, and run the
+//! scenarios — single-row INSERT with N clients, 1,000-row INSERTs, point SELECT by primary
+//! key, SELECT with a filter over 10,000 rows, and a mix — reporting rows/s and
+//! p50/p99/p99.9 latency, with a progress line while each runs. After the INSERT scenarios
+//! it counts the rows the server holds against the rows it acknowledged.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde_json::{Value as Json, json};
+
+use super::Latency;
+
+#[derive(Debug, Args)]
+pub struct SqlBenchArgs {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// User to log in as (a dba: the bench creates a namespace).
+    #[arg(long, default_value = "admin")]
+    user: String,
+    /// Password of that user.
+    #[arg(long, default_value = "kalamdb123")]
+    password: String,
+    /// Seconds per scenario.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Concurrent clients of the single-row INSERT scenario.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Concurrent clients of the 1,000-row INSERT scenario.
+    #[arg(long, default_value_t = 4)]
+    batch_clients: usize,
+    /// Scenarios to run (insert, batch, point, filter, mixed).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "insert,batch,point,filter,mixed"
+    )]
+    scenarios: Vec<String>,
+}
+
+struct Client {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl Client {
+    /// Runs one statement; `Ok(rows)` on success.
+    async fn sql(&self, sql: &str) -> anyhow::Result<Json> {
+        let r = self
+            .http
+            .post(format!("{}/v1/api/sql", self.url))
+            .bearer_auth(&self.token)
+            .json(&json!({ "sql": sql }))
+            .send()
+            .await?;
+        let status = r.status();
+        let body: Json = r.json().await?;
+        if !status.is_success() {
+            bail!("{status}: {body}");
+        }
+        Ok(body)
+    }
+}
+
+struct Outcome {
+    name: String,
+    rows: u64,
+    elapsed: Duration,
+    latency: Latency,
+    note: String,
+}
+
+pub fn run(args: SqlBenchArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.seconds > 0.0, "--seconds must be positive");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let outcomes = rt.block_on(measure(&args))?;
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "folddb bench sql against {} ({cores} cores on this machine)",
+        args.url
+    );
+    println!(
+        "{:<34} {:>12} {:>10} {:>10} {:>10}  notes",
+        "scenario", "rows/s", "p50 ms", "p99 ms", "p99.9 ms"
+    );
+    for o in &outcomes {
+        println!(
+            "{:<34} {:>12.0} {:>10.3} {:>10.3} {:>10.3}  {}",
+            o.name,
+            o.rows as f64 / o.elapsed.as_secs_f64(),
+            o.latency.p50_us / 1e3,
+            o.latency.p99_us / 1e3,
+            o.latency.p999_us / 1e3,
+            o.note
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn login(http: &reqwest::Client, args: &SqlBenchArgs) -> anyhow::Result<String> {
+    let body = json!({"user": args.user, "password": args.password});
+    let r = http
+        .post(format!("{}/v1/api/auth/login", args.url))
+        .json(&body)
+        .send()
+        .await
+        .context("connecting to the server")?;
+    if r.status().is_success() {
+        let j: Json = r.json().await?;
+        return j["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .context("login answer without access_token");
+    }
+    // A fresh server: set it up with these credentials, then log in.
+    let setup =
+        json!({"user": args.user, "password": args.password, "root_password": args.password});
+    let s = http
+        .post(format!("{}/v1/api/auth/setup", args.url))
+        .json(&setup)
+        .send()
+        .await?;
+    if !s.status().is_success() {
+        bail!(
+            "cannot log in as {} nor set the server up: {}",
+            args.user,
+            s.text().await?
+        );
+    }
+    Box::pin(login(http, args)).await
+}
+
+async fn measure(args: &SqlBenchArgs) -> anyhow::Result<Vec<Outcome>> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let token = login(&http, args).await?;
+    let client = Arc::new(Client {
+        http,
+        url: args.url.trim_end_matches('/').to_owned(),
+        token,
+    });
+    let run_id = crate::auth::now_s();
+    let table = format!("bench.t{run_id}");
+    client.sql("CREATE NAMESPACE IF NOT EXISTS bench").await?;
+    client
+        .sql(&format!(
+            "CREATE SHARED TABLE {table} (id BIGINT PRIMARY KEY, n INT NOT NULL, v TEXT)"
+        ))
+        .await?;
+    let next_id = Arc::new(AtomicU64::new(1));
+    let duration = Duration::from_secs_f64(args.seconds);
+    let mut out = Vec::new();
+    let mut acked_total = 0u64;
+    for scenario in &args.scenarios {
+        match scenario.as_str() {
+            "insert" => {
+                let (table, next_id) = (table.clone(), next_id.clone());
+                let o = load(
+                    &client,
+                    &format!("single-row INSERT, {} clients", args.clients),
+                    args.clients,
+                    duration,
+                    move |c| {
+                        let (table, next_id) = (table.clone(), next_id.clone());
+                        async move {
+                            let id = next_id.fetch_add(1, Ordering::Relaxed);
+                            c.sql(&format!(
+                                "INSERT INTO {table} (id, n, v) VALUES ({id}, {}, 'row {id}')",
+                                id % 10_000
+                            ))
+                            .await
+                            .map(|_| 1)
+                        }
+                    },
+                )
+                .await?;
+                acked_total += o.rows;
+                out.push(o);
+            }
+            "batch" => {
+                let (table, next_id) = (table.clone(), next_id.clone());
+                let o = load(
+                    &client,
+                    &format!("1,000-row INSERT, {} clients", args.batch_clients),
+                    args.batch_clients,
+                    duration,
+                    move |c| {
+                        let (table, next_id) = (table.clone(), next_id.clone());
+                        async move {
+                            let first = next_id.fetch_add(1000, Ordering::Relaxed);
+                            let values: Vec<String> = (first..first + 1000)
+                                .map(|id| format!("({id}, {}, 'row {id}')", id % 10_000))
+                                .collect();
+                            c.sql(&format!(
+                                "INSERT INTO {table} (id, n, v) VALUES {}",
+                                values.join(", ")
+                            ))
+                            .await
+                            .map(|_| 1000)
+                        }
+                    },
+                )
+                .await?;
+                acked_total += o.rows;
+                out.push(o);
+            }
+            "point" => {
+                ensure_rows(&client, &table, &next_id, &mut acked_total, 10_000).await?;
+                let (table, max) = (table.clone(), next_id.load(Ordering::Relaxed) - 1);
+                out.push(
+                    load(
+                        &client,
+                        "point SELECT by PK, 1 client",
+                        1,
+                        duration,
+                        move |c| {
+                            let table = table.clone();
+                            async move {
+                                let id = 1 + fastrand(max);
+                                let r = c
+                                    .sql(&format!("SELECT * FROM {table} WHERE id = {id}"))
+                                    .await?;
+                                Ok(r["results"][0]["row_count"].as_u64().unwrap_or(0))
+                            }
+                        },
+                    )
+                    .await?,
+                );
+            }
+            "filter" => {
+                let small = format!("bench.f{run_id}");
+                client
+                    .sql(&format!(
+                        "CREATE SHARED TABLE IF NOT EXISTS {small} (id BIGINT PRIMARY KEY, n INT NOT NULL, v TEXT)"
+                    ))
+                    .await?;
+                for chunk in 0..10 {
+                    let values: Vec<String> = (chunk * 1000..(chunk + 1) * 1000)
+                        .map(|id| format!("({id}, {}, 'row {id}')", id % 100))
+                        .collect();
+                    client
+                        .sql(&format!(
+                            "INSERT INTO {small} (id, n, v) VALUES {}",
+                            values.join(", ")
+                        ))
+                        .await?;
+                }
+                out.push(
+                    load(
+                        &client,
+                        "SELECT filter over 10k rows, 1 client",
+                        1,
+                        duration,
+                        move |c| {
+                            let small = small.clone();
+                            async move {
+                                let r = c
+                                    .sql(&format!(
+                                        "SELECT id, v FROM {small} WHERE n = 7 AND v LIKE 'row %'"
+                                    ))
+                                    .await?;
+                                Ok(r["results"][0]["row_count"].as_u64().unwrap_or(0))
+                            }
+                        },
+                    )
+                    .await?,
+                );
+            }
+            "mixed" => {
+                ensure_rows(&client, &table, &next_id, &mut acked_total, 10_000).await?;
+                let (table, next_id) = (table.clone(), next_id.clone());
+                let o = load(
+                    &client,
+                    "mixed 80% point / 20% insert, 16 clients",
+                    16,
+                    duration,
+                    move |c| {
+                        let (table, next_id) = (table.clone(), next_id.clone());
+                        async move {
+                            if fastrand(10) < 2 {
+                                let id = next_id.fetch_add(1, Ordering::Relaxed);
+                                c.sql(&format!(
+                                    "INSERT INTO {table} (id, n, v) VALUES ({id}, 1, 'm')"
+                                ))
+                                .await
+                                .map(|_| 1)
+                            } else {
+                                let id = 1 + fastrand(next_id.load(Ordering::Relaxed) - 1);
+                                c.sql(&format!("SELECT * FROM {table} WHERE id = {id}"))
+                                    .await
+                                    .map(|_| 1)
+                            }
+                        }
+                    },
+                )
+                .await?;
+                out.push(o);
+            }
+            other => bail!("unknown scenario {other}"),
+        }
+    }
+    // Every acknowledged row is there (the mixed scenario's inserts are counted separately).
+    let r = client.sql(&format!("SELECT COUNT(*) FROM {table}")).await?;
+    let held: u64 = r["results"][0]["rows"][0][0]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if let Some(o) = out.iter_mut().find(|o| o.name.starts_with("single-row")) {
+        o.note = format!("server holds {held} rows; INSERT scenarios acknowledged {acked_total}");
+    }
+    if !args.scenarios.iter().any(|s| s == "mixed") && held != acked_total {
+        bail!("the server holds {held} rows but acknowledged {acked_total}");
+    }
+    Ok(out)
+}
+
+/// Makes sure the table has at least `n` rows (for the read scenarios).
+async fn ensure_rows(
+    client: &Client,
+    table: &str,
+    next_id: &AtomicU64,
+    acked: &mut u64,
+    n: u64,
+) -> anyhow::Result<()> {
+    while next_id.load(Ordering::Relaxed) <= n {
+        let first = next_id.fetch_add(1000, Ordering::Relaxed);
+        let values: Vec<String> = (first..first + 1000)
+            .map(|id| format!("({id}, {}, 'row {id}')", id % 10_000))
+            .collect();
+        client
+            .sql(&format!(
+                "INSERT INTO {table} (id, n, v) VALUES {}",
+                values.join(", ")
+            ))
+            .await?;
+        *acked += 1000;
+    }
+    Ok(())
+}
+
+/// A cheap, good-enough random number below `n` (xorshift on a thread-local state).
+fn fastrand(n: u64) -> u64 {
+    use std::cell::Cell;
+    thread_local!(static STATE: Cell<u64> = Cell::new(0x9E37_79B9_7F4A_7C15 ^ std::process::id() as u64));
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        if n == 0 { 0 } else { x % n }
+    })
+}
+
+/// Runs `op` in a loop on `clients` tasks for `duration`; each call returns the rows it did.
+async fn load<F, Fut>(
+    client: &Arc<Client>,
+    name: &str,
+    clients: usize,
+    duration: Duration,
+    op: F,
+) -> anyhow::Result<Outcome>
+where
+    F: Fn(Arc<Client>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<u64>> + Send,
+{
+    let rows = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, rows, stop, op) = (client.clone(), rows.clone(), stop.clone(), op.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let n = op(client.clone()).await?;
+                samples.push(t.elapsed());
+                rows.fetch_add(n, Ordering::Relaxed);
+            }
+            anyhow::Ok(samples)
+        }));
+    }
+    while start.elapsed() < duration {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let done = start.elapsed().as_secs_f64() / duration.as_secs_f64();
+        let bar = "#".repeat((done.min(1.0) * 30.0) as usize);
+        eprint!(
+            "\r{name:<40} [{bar:<30}] {:>10.0} rows/s",
+            rows.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+        );
+        let _ = std::io::stderr().flush();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut samples = Vec::new();
+    for t in tasks {
+        samples.extend(t.await??);
+    }
+    let elapsed = start.elapsed();
+    eprintln!();
+    Ok(Outcome {
+        name: name.to_owned(),
+        rows: rows.load(Ordering::Relaxed),
+        elapsed,
+        latency: Latency::of(samples),
+        note: String::new(),
+    })
+}
