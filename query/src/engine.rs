@@ -1059,14 +1059,7 @@ impl Engine {
             }
             rows.push(cells);
         }
-        let returning = match &ins.returning {
-            Some(items) => Some(returning_rows(
-                &def,
-                items,
-                rows.iter().map(|r| r.as_slice()),
-            )?),
-            None => None,
-        };
+        let returning = returning_of(&def, &ins.returning, &rows)?;
         let ops = if rows.is_empty() {
             Vec::new()
         } else {
@@ -1211,10 +1204,7 @@ impl Engine {
                     check_not_null(&def, c, &v)?;
                     cells.push((c.id, v));
                 }
-                let seq = match arrow_to_value(b.column(seq_col).as_ref(), r, DataType::BigInt)? {
-                    Value::BigInt(s) => s,
-                    _ => return Err("a row has no _seq".into()),
-                };
+                let seq = seq_at(b.column(seq_col).as_ref(), r)?;
                 let pk = row_pk(&def, &cells, seq);
                 full_rows.push(cells.clone());
                 changes.push(RowChange {
@@ -1224,14 +1214,7 @@ impl Engine {
                 });
             }
         }
-        let returning = match &up.returning {
-            Some(items) => Some(returning_rows(
-                &def,
-                items,
-                full_rows.iter().map(|r| r.as_slice()),
-            )?),
-            None => None,
-        };
+        let returning = returning_of(&def, &up.returning, &full_rows)?;
         let ops = if changes.is_empty() {
             Vec::new()
         } else {
@@ -1298,10 +1281,7 @@ impl Engine {
                 for (j, c) in def.columns.iter().enumerate() {
                     cells.push((c.id, arrow_to_value(b.column(j).as_ref(), r, c.data_type)?));
                 }
-                let seq = match arrow_to_value(b.column(user_cols).as_ref(), r, DataType::BigInt)? {
-                    Value::BigInt(s) => s,
-                    _ => return Err("a row has no _seq".into()),
-                };
+                let seq = seq_at(b.column(user_cols).as_ref(), r)?;
                 // Already-deleted rows (visible with WHERE _deleted = true) stay deleted.
                 if def.has_soft_delete()
                     && let Ok(Value::Boolean(true)) =
@@ -1313,14 +1293,7 @@ impl Engine {
                 full_rows.push(cells);
             }
         }
-        let returning = match &del.returning {
-            Some(items) => Some(returning_rows(
-                &def,
-                items,
-                full_rows.iter().map(|r| r.as_slice()),
-            )?),
-            None => None,
-        };
+        let returning = returning_of(&def, &del.returning, &full_rows)?;
         let ops = if rows.is_empty() {
             Vec::new()
         } else {
@@ -1524,6 +1497,26 @@ fn rows_result(
 fn table_result(caller: &Caller, rows: &Rows) -> StmtResult<QueryResult> {
     let batch = rows.batch();
     rows_result(caller, &batch.schema(), &[batch])
+}
+
+/// `RETURNING` for the written rows, when the statement has one.
+fn returning_of(
+    def: &TableDef,
+    items: &Option<Vec<sql::SelectItem>>,
+    rows: &[Vec<(u32, Value)>],
+) -> StmtResult<Option<Returning>> {
+    items
+        .as_ref()
+        .map(|items| returning_rows(def, items, rows.iter().map(|r| r.as_slice())))
+        .transpose()
+}
+
+/// The `_seq` cell of row `r` of `column`.
+fn seq_at(column: &dyn arrow::array::Array, r: usize) -> StmtResult<i64> {
+    match arrow_to_value(column, r, DataType::BigInt)? {
+        Value::BigInt(s) => Ok(s),
+        _ => Err("a row has no _seq".into()),
+    }
 }
 
 /// The rows `RETURNING items` shows for the written rows (`_seq` filled in after apply).
