@@ -352,6 +352,31 @@ impl Engine {
         ctx
     }
 
+    /// Runs one query in DataFusion as `caller` (DDL and DML refused; other statements
+    /// such as SET and EXPLAIN only when `allow_statements`): its schema and batches.
+    async fn query(
+        &self,
+        caller: &Caller,
+        namespace: &str,
+        sql_text: &str,
+        params: &[Literal],
+        allow_statements: bool,
+    ) -> StmtResult<(Arc<Schema>, Vec<RecordBatch>)> {
+        let ctx = self.session(caller, namespace);
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(allow_statements);
+        let df = ctx.sql_with_options(sql_text, options).await?;
+        let df = if params.is_empty() {
+            df
+        } else {
+            df.with_param_values(params.iter().map(scalar).collect::<Vec<_>>())?
+        };
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        Ok((schema, df.collect().await?))
+    }
+
     /// Runs one request (API.md 1.7.2, from step 3).
     pub async fn execute(
         &self,
@@ -535,19 +560,9 @@ impl Engine {
         match stmt {
             Statement::Query | Statement::Meta => {
                 let allow = matches!(stmt, Statement::Meta);
-                let ctx = self.session(caller, namespace);
-                let options = SQLOptions::new()
-                    .with_allow_ddl(false)
-                    .with_allow_dml(false)
-                    .with_allow_statements(allow);
-                let df = ctx.sql_with_options(sql_text, options).await?;
-                let df = if params.is_empty() {
-                    df
-                } else {
-                    df.with_param_values(params.iter().map(scalar).collect::<Vec<_>>())?
-                };
-                let schema = Arc::new(df.schema().as_arrow().clone());
-                let batches = df.collect().await?;
+                let (schema, batches) = self
+                    .query(caller, namespace, sql_text, params, allow)
+                    .await?;
                 Ok(Out::Result(rows_result(caller, &schema, &batches)?))
             }
             Statement::Insert | Statement::Update | Statement::Delete => {
@@ -894,21 +909,9 @@ impl Engine {
     ) -> StmtResult<RecordBatch> {
         let list: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
         let sql_text = format!("SELECT {}", list.join(", "));
-        let ctx = self.session(caller, namespace);
-        let df = ctx
-            .sql_with_options(
-                &sql_text,
-                SQLOptions::new()
-                    .with_allow_ddl(false)
-                    .with_allow_dml(false),
-            )
+        let (_, batches) = self
+            .query(caller, namespace, &sql_text, params, false)
             .await?;
-        let df = if params.is_empty() {
-            df
-        } else {
-            df.with_param_values(params.iter().map(scalar).collect::<Vec<_>>())?
-        };
-        let batches = df.collect().await?;
         batches
             .into_iter()
             .next()
@@ -1010,16 +1013,9 @@ impl Engine {
             }
             _ => {
                 // INSERT … SELECT: run the query, take its columns positionally.
-                let ctx = self.session(caller, namespace);
-                let df = ctx
-                    .sql_with_options(
-                        &source.to_string(),
-                        SQLOptions::new()
-                            .with_allow_ddl(false)
-                            .with_allow_dml(false),
-                    )
+                let (_, batches) = self
+                    .query(caller, namespace, &source.to_string(), params, false)
                     .await?;
-                let batches = df.collect().await?;
                 for b in &batches {
                     if b.num_columns() != columns.len() {
                         return Err(format!(
@@ -1103,21 +1099,7 @@ impl Engine {
         if let Some(w) = selection {
             q.push_str(&format!(" WHERE {w}"));
         }
-        let ctx = self.session(caller, namespace);
-        let df = ctx
-            .sql_with_options(
-                &q,
-                SQLOptions::new()
-                    .with_allow_ddl(false)
-                    .with_allow_dml(false),
-            )
-            .await?;
-        let df = if params.is_empty() {
-            df
-        } else {
-            df.with_param_values(params.iter().map(scalar).collect::<Vec<_>>())?
-        };
-        Ok(df.collect().await?)
+        Ok(self.query(caller, namespace, &q, params, false).await?.1)
     }
 
     async fn plan_update(
