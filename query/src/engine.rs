@@ -377,6 +377,84 @@ impl Engine {
         Ok((schema, df.collect().await?))
     }
 
+    /// `SELECT <columns or *> FROM <table> WHERE <pk> = <literal or $n>`, answered with one
+    /// key read instead of the planner. `None` when the query is anything else (it then
+    /// runs in DataFusion, which gives the same answer, only slower).
+    fn point_select(
+        &self,
+        caller: &Caller,
+        namespace: &str,
+        sql_text: &str,
+        params: &[Literal],
+    ) -> Option<StmtResult<QueryResult>> {
+        let stmts = Parser::parse_sql(&GenericDialect {}, sql_text).ok()?;
+        let [sql::Statement::Query(q)] = stmts.as_slice() else {
+            return None;
+        };
+        let SetExpr::Select(sel) = q.body.as_ref() else {
+            return None;
+        };
+        let [from] = sel.from.as_slice() else {
+            return None;
+        };
+        let TableFactor::Table {
+            name, alias: None, ..
+        } = &from.relation
+        else {
+            return None;
+        };
+        let Some(Expr::BinaryOp {
+            left,
+            op: sql::BinaryOperator::Eq,
+            right,
+        }) = &sel.selection
+        else {
+            return None;
+        };
+        let Expr::Identifier(column) = left.as_ref() else {
+            return None;
+        };
+        // Nothing else may be in the query: it must print back as exactly these parts.
+        let items: Vec<String> = sel.projection.iter().map(|i| i.to_string()).collect();
+        let canonical = format!(
+            "SELECT {} FROM {name} WHERE {left} = {right}",
+            items.join(", ")
+        );
+        if q.to_string() != canonical || column.quote_style.is_some() || !from.joins.is_empty() {
+            return None;
+        }
+        let def = self.table_of_object(namespace, name).ok()?;
+        let pk = def.pk_column()?;
+        if pk.name != column.value.to_ascii_lowercase() {
+            return None;
+        }
+        let Ok(Evaluated::Literal(lit)) = eval_literal(right, params) else {
+            return None;
+        };
+        let key = coerce(&lit, pk.data_type).ok()?;
+        let table = crate::provider::HotTable::new(self.store.clone(), def, caller, now_ms());
+        let schema = crate::provider::table_schema(table.def());
+        let mut picks = Vec::new();
+        for item in &sel.projection {
+            match item {
+                sql::SelectItem::Wildcard(o) if o.to_string().is_empty() => {
+                    picks.extend(0..schema.fields().len())
+                }
+                sql::SelectItem::UnnamedExpr(Expr::Identifier(id)) if id.quote_style.is_none() => {
+                    picks.push(schema.index_of(&id.value.to_ascii_lowercase()).ok()?)
+                }
+                _ => return None,
+            }
+        }
+        Some((|| {
+            let batch = table
+                .point(&key)?
+                .project(&picks)
+                .map_err(|e| Fail::from(e.to_string()))?;
+            rows_result(caller, &batch.schema(), &[batch])
+        })())
+    }
+
     /// Runs one request (API.md 1.7.2, from step 3).
     pub async fn execute(
         &self,
@@ -559,6 +637,11 @@ impl Engine {
         let msg = |m: String| Ok(Out::Result(message(caller, 0, m)));
         match stmt {
             Statement::Query | Statement::Meta => {
+                if matches!(stmt, Statement::Query)
+                    && let Some(r) = self.point_select(caller, namespace, sql_text, params)
+                {
+                    return Ok(Out::Result(r?));
+                }
                 let allow = matches!(stmt, Statement::Meta);
                 let (schema, batches) = self
                     .query(caller, namespace, sql_text, params, allow)

@@ -175,6 +175,24 @@ impl HotTable {
         Ok(rows)
     }
 
+    /// The visible row with primary key `pk`, as a batch of zero or one row in the table's
+    /// schema (the point-read fast path: no planner).
+    pub fn point(&self, pk: &Value) -> DfResult<RecordBatch> {
+        let key = row_key(self.def.id, &self.scope, pk);
+        let mut rows = Vec::with_capacity(1);
+        if let Some(bytes) = self.store.get(Family::Rows, &key).map_err(df_err)? {
+            let row: RowVersion = codec::decode(&bytes, "a row version").map_err(df_err)?;
+            if !row.deleted && self.min_seq.is_none_or(|min| row.seq >= min) {
+                rows.push(row);
+            }
+        }
+        self.batch(&rows)
+    }
+
+    pub fn def(&self) -> &TableDef {
+        &self.def
+    }
+
     /// The rows as one record batch in the table's schema.
     fn batch(&self, rows: &[RowVersion]) -> DfResult<RecordBatch> {
         let mut columns = Vec::with_capacity(self.schema.fields().len());

@@ -161,6 +161,38 @@ async fn ddl_dml_types_and_queries_round_trip() {
         .ok(&t, "SELECT id FROM app.todos WHERE _deleted = true")
         .await;
     assert_eq!(rows(&r), vec![json!(["3"])]);
+    // Point reads by primary key take a fast path; it answers exactly what the planner does.
+    for (fast, planned) in [
+        (
+            "SELECT * FROM app.todos WHERE id = 1",
+            "SELECT * FROM app.todos WHERE id = 1 AND TRUE",
+        ),
+        (
+            "SELECT title, _seq FROM app.todos WHERE id = 2",
+            "SELECT title, _seq FROM app.todos WHERE id = 2 AND TRUE",
+        ),
+        (
+            "SELECT * FROM app.todos WHERE id = 3",
+            "SELECT * FROM app.todos WHERE id = 3 AND TRUE",
+        ),
+        (
+            "SELECT * FROM app.items WHERE id = '1'",
+            "SELECT * FROM app.items WHERE id = 1 AND TRUE",
+        ),
+    ] {
+        let (a, b) = (s.ok(&t, fast).await, s.ok(&t, planned).await);
+        assert_eq!(
+            a["results"][0]["schema"], b["results"][0]["schema"],
+            "{fast}"
+        );
+        assert_eq!(rows(&a), rows(&b), "{fast}");
+    }
+    let r = s.ok(&t, "SELECT * FROM app.todos WHERE id = 3").await;
+    assert_eq!(
+        rows(&r).len(),
+        0,
+        "a soft-deleted row is hidden from point reads"
+    );
     let (code, r) = s
         .post(
             "/v1/api/sql",
