@@ -303,14 +303,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                         pk.plain()
                     ));
                 }
-                let version = RowVersion {
-                    seq,
-                    deleted: false,
-                    cells: cells.clone(),
-                };
-                ctx.batch.put(Family::Rows, key, codec::encode(&version));
-                result.affected += 1;
-                result.seqs.push(seq);
+                put_version(ctx, key, seq, false, cells.clone(), &mut result);
             }
             Ok(result)
         }
@@ -331,14 +324,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                 let key = row_key(def.id, scope, pk);
                 expect_current(ctx, &key, pk, *expected_seq)?;
                 let seq = ctx.next_seq();
-                let version = RowVersion {
-                    seq,
-                    deleted: false,
-                    cells: cells.clone(),
-                };
-                ctx.batch.put(Family::Rows, key, codec::encode(&version));
-                result.affected += 1;
-                result.seqs.push(seq);
+                put_version(ctx, key, seq, false, cells.clone(), &mut result);
             }
             Ok(result)
         }
@@ -350,17 +336,11 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                 let current = expect_current(ctx, &key, pk, *expected_seq)?;
                 if def.has_soft_delete() {
                     let seq = ctx.next_seq();
-                    let version = RowVersion {
-                        seq,
-                        deleted: true,
-                        cells: current.cells,
-                    };
-                    ctx.batch.put(Family::Rows, key, codec::encode(&version));
-                    result.seqs.push(seq);
+                    put_version(ctx, key, seq, true, current.cells, &mut result);
                 } else {
                     ctx.batch.delete(Family::Rows, key);
+                    result.affected += 1;
                 }
-                result.affected += 1;
             }
             Ok(result)
         }
@@ -380,6 +360,25 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             Ok(done(1))
         }
     }
+}
+
+/// Writes a row's new version and counts it.
+fn put_version(
+    ctx: &mut Ctx<'_>,
+    key: Vec<u8>,
+    seq: i64,
+    deleted: bool,
+    cells: Vec<(u32, Value)>,
+    result: &mut OpResult,
+) {
+    let version = RowVersion {
+        seq,
+        deleted,
+        cells,
+    };
+    ctx.batch.put(Family::Rows, key, codec::encode(&version));
+    result.affected += 1;
+    result.seqs.push(seq);
 }
 
 fn put_table(ctx: &mut Ctx<'_>, def: &TableDef) {

@@ -327,6 +327,23 @@ impl Engine {
         }
     }
 
+    /// Proposes one catalog op: `noop` when `IF [NOT] EXISTS` made it change nothing, else
+    /// `done`.
+    async fn propose_catalog(
+        &self,
+        caller: &Caller,
+        op: Op,
+        noop: String,
+        done: String,
+    ) -> StmtResult<String> {
+        let r = self.propose(&caller.user, vec![op]).await?;
+        Ok(if r.first().is_some_and(|r| r.affected == 0) {
+            noop
+        } else {
+            done
+        })
+    }
+
     fn session(&self, caller: &Caller, namespace: &str) -> SessionContext {
         let config = self
             .base
@@ -737,37 +754,35 @@ impl Engine {
                 name,
                 if_not_exists,
             } => {
-                let r = self
-                    .propose(
-                        &caller.user,
-                        vec![Op::CreateNamespace {
-                            name: name.clone(),
-                            description: None,
-                            if_not_exists: *if_not_exists,
-                        }],
+                let op = Op::CreateNamespace {
+                    name: name.clone(),
+                    description: None,
+                    if_not_exists: *if_not_exists,
+                };
+                let m = self
+                    .propose_catalog(
+                        caller,
+                        op,
+                        format!("Namespace '{name}' already exists"),
+                        format!("Namespace '{name}' created successfully"),
                     )
                     .await?;
-                if r.first().is_some_and(|r| r.affected == 0) {
-                    msg(format!("Namespace '{name}' already exists"))
-                } else {
-                    msg(format!("Namespace '{name}' created successfully"))
-                }
+                msg(m)
             }
             Statement::DropNamespace { name, if_exists } => {
-                let r = self
-                    .propose(
-                        &caller.user,
-                        vec![Op::DropNamespace {
-                            name: name.clone(),
-                            if_exists: *if_exists,
-                        }],
+                let op = Op::DropNamespace {
+                    name: name.clone(),
+                    if_exists: *if_exists,
+                };
+                let m = self
+                    .propose_catalog(
+                        caller,
+                        op,
+                        format!("Namespace '{name}' does not exist"),
+                        format!("Namespace '{name}' dropped successfully"),
                     )
                     .await?;
-                if r.first().is_some_and(|r| r.affected == 0) {
-                    msg(format!("Namespace '{name}' does not exist"))
-                } else {
-                    msg(format!("Namespace '{name}' dropped successfully"))
-                }
+                msg(m)
             }
             Statement::AlterNamespace { name, description } => {
                 self.propose(
@@ -815,26 +830,26 @@ impl Engine {
                 let def = plan_create_table(ct, caller, namespace)?;
                 let kind = def.kind;
                 let qualified = def.qualified_name();
-                let r = self
-                    .propose(
-                        &caller.user,
-                        vec![Op::CreateTable {
-                            table: def,
-                            if_not_exists: ct.if_not_exists,
-                        }],
-                    )
-                    .await?;
-                if r.first().is_some_and(|r| r.affected == 0) {
-                    return msg(format!("Table {qualified} already exists"));
-                }
                 let kind = match kind {
                     TableKind::User => "User",
                     TableKind::Shared => "Shared",
                     TableKind::Stream => "Stream",
                 };
-                msg(format!(
-                    "CREATE TABLE via Raft consensus: {kind} table {qualified} created successfully"
-                ))
+                let op = Op::CreateTable {
+                    table: def,
+                    if_not_exists: ct.if_not_exists,
+                };
+                let m = self
+                    .propose_catalog(
+                        caller,
+                        op,
+                        format!("Table {qualified} already exists"),
+                        format!(
+                            "CREATE TABLE via Raft consensus: {kind} table {qualified} created successfully"
+                        ),
+                    )
+                    .await?;
+                msg(m)
             }
             Statement::AlterTable { table, change } => {
                 let current = self.table(namespace, table)?;
@@ -875,21 +890,20 @@ impl Engine {
                     ));
                 }
                 let ns = table.namespace.clone().unwrap_or_else(|| namespace.clone());
-                let r = self
-                    .propose(
-                        &caller.user,
-                        vec![Op::DropTable {
-                            namespace: ns.clone(),
-                            name: table.name.clone(),
-                            if_exists: *if_exists,
-                        }],
+                let op = Op::DropTable {
+                    namespace: ns.clone(),
+                    name: table.name.clone(),
+                    if_exists: *if_exists,
+                };
+                let m = self
+                    .propose_catalog(
+                        caller,
+                        op,
+                        format!("Table {ns}.{} does not exist", table.name),
+                        format!("Table {ns}.{} dropped successfully", table.name),
                     )
                     .await?;
-                if r.first().is_some_and(|r| r.affected == 0) {
-                    msg(format!("Table {ns}.{} does not exist", table.name))
-                } else {
-                    msg(format!("Table {ns}.{} dropped successfully", table.name))
-                }
+                msg(m)
             }
         }
     }
