@@ -5,6 +5,8 @@
 //! predecessors in the entry left; a command whose precondition fails is rolled back to
 //! nothing and reported as [`Outcome::Rejected`], identically on every replica and replay.
 
+use std::collections::HashSet;
+
 use folddb_log::LogIndex;
 
 use crate::catalog::{self, NamespaceDef, Pending, StateRead, TableDef, TableId};
@@ -21,6 +23,11 @@ const LAST_SEQ_KEY: &[u8] = b"last_seq";
 /// Meta key: the next table id to assign (u64 BE).
 const NEXT_TABLE_ID_KEY: &[u8] = b"next_table_id";
 
+/// An `expected_seq` (of [`RowChange`] or a delete) that means "the version this same command
+/// wrote earlier": a transaction that inserts or changes a row and then changes it again
+/// cannot know the `_seq` its first write will get, only that it made it.
+pub const SEQ_OWN_WRITE: i64 = -1;
+
 /// The materializer's fold of event entries.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EventFold;
@@ -34,6 +41,8 @@ struct Ctx<'a> {
     batch: &'a mut HotBatch,
     clock: SeqClock,
     stamp_ms: u64,
+    /// Row keys the current command has written: what [`SEQ_OWN_WRITE`] refers to.
+    written: &'a mut HashSet<Vec<u8>>,
 }
 
 impl Ctx<'_> {
@@ -84,14 +93,17 @@ impl Fold for EventFold {
                 None
             }
         };
+        let mut written = HashSet::new();
         let mut ctx = Ctx {
             store,
             batch: changes,
             clock: SeqClock::resume(last),
             stamp_ms: 0,
+            written: &mut written,
         };
         let mut outcomes = Vec::with_capacity(commands.len());
         for cmd in &commands {
+            ctx.written.clear();
             outcomes.push(apply_command(&mut ctx, cmd));
         }
         if ctx.clock.last() != last
@@ -104,9 +116,62 @@ impl Fold for EventFold {
     }
 }
 
+/// A transaction being built (API.md 1.7.5): its statements are folded, one after the other,
+/// into a batch that is never applied, so that the transaction's later statements read its
+/// earlier ones' writes and a failing precondition surfaces at the statement that caused it.
+/// On COMMIT the statements' ops go to the log as one command, where the fold checks them
+/// again against the state of that moment; rows the transaction wrote twice are matched by
+/// [`SEQ_OWN_WRITE`], since the `_seq`s the preview assigned are not the ones the log will.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    batch: HotBatch,
+    clock: SeqClock,
+    written: HashSet<Vec<u8>>,
+}
+
+impl Preview {
+    pub fn new(store: &HotStore) -> crate::Result<Preview> {
+        let last = read_u64(store.get(Family::Meta, LAST_SEQ_KEY)?).map(|s| Seq(s as i64));
+        Ok(Preview {
+            batch: HotBatch::default(),
+            clock: SeqClock::resume(last),
+            written: HashSet::new(),
+        })
+    }
+
+    /// Folds one statement's ops on top of the transaction so far; nothing of them when
+    /// they are rejected.
+    pub fn apply(&mut self, store: &HotStore, cmd: &Command) -> Outcome {
+        let mut ctx = Ctx {
+            store,
+            batch: &mut self.batch,
+            clock: self.clock,
+            stamp_ms: 0,
+            written: &mut self.written,
+        };
+        let outcome = apply_command(&mut ctx, cmd);
+        self.clock = ctx.clock;
+        outcome
+    }
+
+    /// Whether the transaction has written the row at `key`: a change to it must then
+    /// expect [`SEQ_OWN_WRITE`].
+    pub fn wrote(&self, key: &[u8]) -> bool {
+        self.written.contains(key)
+    }
+
+    /// The transaction's writes so far, to read through.
+    pub fn batch(&self) -> &HotBatch {
+        &self.batch
+    }
+}
+
+/// Applies `cmd` on top of what the batch holds, or nothing of it. `ctx.written` is left as
+/// the caller set it up, plus the keys this command wrote.
 fn apply_command(ctx: &mut Ctx<'_>, cmd: &Command) -> Outcome {
     let mark = ctx.batch.mark();
     let clock = ctx.clock;
+    let written_before = ctx.written.len();
     ctx.stamp_ms = cmd.stamp_ms;
     let mut results = Vec::with_capacity(cmd.ops.len());
     for (i, op) in cmd.ops.iter().enumerate() {
@@ -115,6 +180,12 @@ fn apply_command(ctx: &mut Ctx<'_>, cmd: &Command) -> Outcome {
             Err(error) => {
                 ctx.batch.rollback_to(mark);
                 ctx.clock = clock;
+                if ctx.written.len() != written_before {
+                    // Forget the keys only this command wrote (a preview carries keys over
+                    // from the commands before it, whose writes the batch still holds).
+                    let batch = &*ctx.batch;
+                    ctx.written.retain(|k| batch.holds(Family::Rows, k));
+                }
                 return Outcome::Rejected {
                     op: i as u32,
                     error,
@@ -338,6 +409,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                     let seq = ctx.next_seq();
                     put_version(ctx, key, seq, true, current.cells, &mut result);
                 } else {
+                    ctx.written.insert(key.clone());
                     ctx.batch.delete(Family::Rows, key);
                     result.affected += 1;
                 }
@@ -376,6 +448,7 @@ fn put_version(
         deleted,
         cells,
     };
+    ctx.written.insert(key.clone());
     ctx.batch.put(Family::Rows, key, codec::encode(&version));
     result.affected += 1;
     result.seqs.push(seq);
@@ -462,7 +535,13 @@ fn expect_current(
     expected_seq: i64,
 ) -> Result<RowVersion, OpError> {
     match read_row(ctx, key)? {
-        Some(row) if !row.deleted && row.seq == expected_seq => Ok(row),
+        Some(row)
+            if !row.deleted
+                && (row.seq == expected_seq
+                    || (expected_seq == SEQ_OWN_WRITE && ctx.written.contains(key))) =>
+        {
+            Ok(row)
+        }
         _ => Err(format!(
             "Row with primary key '{}' was changed concurrently; retry",
             pk.plain()
@@ -632,6 +711,96 @@ mod tests {
             matches!(&outcomes[2][1], Outcome::Rejected { error, .. } if error.contains("changed concurrently")),
             "the second update expected a _seq that the first one replaced"
         );
+    }
+
+    #[test]
+    fn own_write_sentinel_matches_only_rows_the_same_command_wrote() {
+        let update = |id: i64, expected_seq| Op::Update {
+            table: TableId(1),
+            schema_version: 1,
+            scope: String::new(),
+            rows: vec![RowChange {
+                pk: Value::BigInt(id),
+                expected_seq,
+                cells: vec![(1, Value::BigInt(id)), (2, Value::Text("again".into()))],
+            }],
+        };
+        let delete = |id: i64| Op::Delete {
+            table: TableId(1),
+            scope: String::new(),
+            rows: vec![(Value::BigInt(id), SEQ_OWN_WRITE)],
+        };
+        let (outcomes, _) = run(&[
+            setup(),
+            vec![cmd(5, vec![insert(&[1])])],
+            vec![
+                // Inserted and changed twice in one command: accepted.
+                cmd(6, vec![insert(&[2]), update(2, SEQ_OWN_WRITE), delete(2)]),
+                // Row 1 was written by an earlier command, not this one: refused.
+                cmd(6, vec![update(1, SEQ_OWN_WRITE)]),
+            ],
+            // A later command in another entry cannot claim row 2 either.
+            vec![cmd(
+                7,
+                vec![insert(&[3]), update(3, SEQ_OWN_WRITE), delete(1)],
+            )],
+        ]);
+        assert!(
+            matches!(&outcomes[2][0], Outcome::Applied(r) if r.len() == 3),
+            "{:?}",
+            outcomes[2][0]
+        );
+        assert!(matches!(&outcomes[2][1], Outcome::Rejected { op: 0, .. }));
+        assert!(
+            matches!(&outcomes[3][0], Outcome::Rejected { op: 2, .. }),
+            "{:?}",
+            outcomes[3][0]
+        );
+    }
+
+    #[test]
+    fn a_preview_reads_its_own_writes_and_its_ops_replay_as_one_command() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = HotStore::open(dir.path()).expect("open");
+        for (i, e) in [setup(), vec![cmd(5, vec![insert(&[1])])]]
+            .iter()
+            .enumerate()
+        {
+            let mut batch = HotBatch::default();
+            let index = LogIndex(i as u64 + 1);
+            EventFold.fold(&store, index, &encode_entry(e), &mut batch);
+            store.apply(index, Term(1), batch).expect("apply");
+        }
+        let mut preview = Preview::new(&store).expect("preview");
+        let key2 = row_key(TableId(1), "", &Value::BigInt(2));
+        assert!(matches!(
+            preview.apply(&store, &cmd(9, vec![insert(&[2])])),
+            Outcome::Applied(_)
+        ));
+        assert!(preview.wrote(&key2));
+        assert!(
+            preview
+                .batch()
+                .get(&store, Family::Rows, &key2)
+                .expect("read")
+                .is_some()
+        );
+        // A duplicate inside the transaction fails at the statement, and leaves the rest.
+        assert!(matches!(
+            preview.apply(&store, &cmd(9, vec![insert(&[3]), insert(&[1])])),
+            Outcome::Rejected { op: 1, .. }
+        ));
+        let key3 = row_key(TableId(1), "", &Value::BigInt(3));
+        assert!(!preview.wrote(&key3));
+        assert!(
+            preview
+                .batch()
+                .get(&store, Family::Rows, &key3)
+                .expect("read")
+                .is_none()
+        );
+        // Nothing reached the store.
+        assert!(store.get(Family::Rows, &key2).expect("read").is_none());
     }
 
     proptest! {

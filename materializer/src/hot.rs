@@ -62,7 +62,7 @@ fn applied_bytes(index: LogIndex, term: Term) -> [u8; 16] {
 /// A batch also answers reads of its own writes ([`HotBatch::get`], [`HotBatch::scan_prefix`])
 /// so that the commands packed into one entry see each other's effects in order, and it can be
 /// rolled back to a [`HotBatch::mark`] so that a command that fails half-way leaves nothing.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct HotBatch {
     ops: Vec<(Family, Vec<u8>, Option<Vec<u8>>)>,
     /// The newest op of each key in `ops`: what a read inside the batch sees.
@@ -110,6 +110,11 @@ impl HotBatch {
         for (family, key, value) in &self.ops {
             self.latest.insert((*family, key.clone()), value.clone());
         }
+    }
+
+    /// Whether the batch writes (or deletes) `key`.
+    pub fn holds(&self, family: Family, key: &[u8]) -> bool {
+        self.latest.contains_key(&(family, key.to_vec()))
     }
 
     /// `key` as the store will hold it once this batch is applied.

@@ -28,7 +28,7 @@ pub use catalog::{
 };
 pub use error::{Error, Result};
 pub use event::{Command, Op, OpResult, Outcome, Propose, ProposeError, ProposeFuture, RowChange};
-pub use event_fold::EventFold;
+pub use event_fold::{EventFold, Preview, SEQ_OWN_WRITE};
 pub use fold::{Fold, StoreCommands};
 pub use hot::{Family, HotBatch, HotStore};
 pub use row::RowVersion;

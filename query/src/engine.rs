@@ -20,10 +20,11 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use folddb_materializer::row::row_key;
 use folddb_materializer::{
     AccessLevel, ColumnDef, Command, DataType, DefaultExpr, HotStore, Op, OpResult, Outcome,
-    Propose, ProposeError, Role, RowChange, TableDef, TableId, TableKind, TableOptions, Value,
-    catalog,
+    Preview, Propose, ProposeError, Role, RowChange, SEQ_OWN_WRITE, TableDef, TableId, TableKind,
+    TableOptions, Value, catalog,
 };
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -33,7 +34,7 @@ use crate::dialect::{
     self, AlterChange, ColumnSpec, CreateTable, DefaultSpec, RESERVED_COLUMNS, Statement, TableName,
 };
 use crate::ids::{self, SnowflakeIds};
-use crate::provider::{Caller, FoldCatalog};
+use crate::provider::{Caller, FoldCatalog, View};
 use crate::system::{self, Rows};
 
 /// The limits of API.md 1.7.1 and 6.
@@ -228,6 +229,15 @@ impl From<folddb_materializer::Error> for Fail {
 
 type StmtResult<T> = Result<T, Fail>;
 
+/// Where a statement runs: who asks, what it reads, and the namespace unqualified names
+/// resolve in.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    caller: &'a Caller,
+    view: &'a View,
+    namespace: &'a str,
+}
+
 /// What one statement left for the response.
 enum Out {
     Result(QueryResult),
@@ -260,11 +270,53 @@ struct Returning {
     seq_index: Option<usize>,
 }
 
-/// An explicit transaction's staged writes (API.md 1.7.5).
-#[derive(Default)]
+/// An explicit transaction (API.md 1.7.5): its writes, staged to go to the log as one
+/// command on COMMIT, and folded into a preview that its later statements read through.
 struct Staged {
     ops: Vec<Op>,
     counts: [u64; 3],
+    preview: Preview,
+}
+
+impl Staged {
+    /// Adds one statement's ops, or fails with the precondition they break (a duplicate
+    /// key, say) as the transaction stands. A change to a row the transaction already wrote
+    /// expects [`SEQ_OWN_WRITE`] rather than the `_seq` the preview gave it.
+    fn stage(&mut self, store: &HotStore, actor: &str, mut ops: Vec<Op>) -> StmtResult<()> {
+        for op in &mut ops {
+            match op {
+                Op::Update {
+                    table, scope, rows, ..
+                } => {
+                    for r in rows {
+                        if self.preview.wrote(&row_key(*table, scope, &r.pk)) {
+                            r.expected_seq = SEQ_OWN_WRITE;
+                        }
+                    }
+                }
+                Op::Delete { table, scope, rows } => {
+                    for (pk, expected) in rows {
+                        if self.preview.wrote(&row_key(*table, scope, pk)) {
+                            *expected = SEQ_OWN_WRITE;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let cmd = Command {
+            stamp_ms: now_ms(),
+            actor: actor.to_owned(),
+            ops,
+        };
+        match self.preview.apply(store, &cmd) {
+            Outcome::Applied(_) => {
+                self.ops.extend(cmd.ops);
+                Ok(())
+            }
+            Outcome::Rejected { error, .. } => Err(Fail(ErrorCode::SqlExecutionError, error)),
+        }
+    }
 }
 
 impl Engine {
@@ -344,7 +396,7 @@ impl Engine {
         })
     }
 
-    fn session(&self, caller: &Caller, namespace: &str) -> SessionContext {
+    fn session(&self, caller: &Caller, view: &View, namespace: &str) -> SessionContext {
         let config = self
             .base
             .config()
@@ -361,7 +413,7 @@ impl Engine {
         ctx.register_catalog(
             "folddb",
             Arc::new(FoldCatalog {
-                store: self.store.clone(),
+                view: view.clone(),
                 caller: caller.clone(),
                 now_ms: now_ms(),
             }),
@@ -373,13 +425,17 @@ impl Engine {
     /// such as SET and EXPLAIN only when `allow_statements`): its schema and batches.
     async fn query(
         &self,
-        caller: &Caller,
-        namespace: &str,
+        at: &At<'_>,
         sql_text: &str,
         params: &[Literal],
         allow_statements: bool,
     ) -> StmtResult<(Arc<Schema>, Vec<RecordBatch>)> {
-        let ctx = self.session(caller, namespace);
+        let At {
+            caller,
+            view,
+            namespace,
+        } = *at;
+        let ctx = self.session(caller, view, namespace);
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -399,11 +455,15 @@ impl Engine {
     /// runs in DataFusion, which gives the same answer, only slower).
     fn point_select(
         &self,
-        caller: &Caller,
-        namespace: &str,
+        at: &At<'_>,
         sql_text: &str,
         params: &[Literal],
     ) -> Option<StmtResult<QueryResult>> {
+        let At {
+            caller,
+            view,
+            namespace,
+        } = *at;
         let stmts = Parser::parse_sql(&GenericDialect {}, sql_text).ok()?;
         let [sql::Statement::Query(q)] = stmts.as_slice() else {
             return None;
@@ -449,7 +509,7 @@ impl Engine {
             return None;
         };
         let key = coerce(&lit, pk.data_type).ok()?;
-        let table = crate::provider::HotTable::new(self.store.clone(), def, caller, now_ms());
+        let table = crate::provider::HotTable::new(view.clone(), def, caller, now_ms());
         let schema = crate::provider::table_schema(table.def());
         let mut picks = Vec::new();
         for item in &sel.projection {
@@ -652,33 +712,47 @@ impl Engine {
         params: &[Literal],
     ) -> StmtResult<Out> {
         let msg = |m: String| Ok(Out::Result(message(caller, 0, m)));
+        // Reads inside a transaction see its writes.
+        let reads_rows = matches!(
+            stmt,
+            Statement::Query
+                | Statement::Meta
+                | Statement::Insert
+                | Statement::Update
+                | Statement::Delete
+        );
+        let view = &match tx {
+            Some(staged) if reads_rows => {
+                View::with_writes(self.store.clone(), Arc::new(staged.preview.batch().clone()))
+            }
+            _ => View::committed(self.store.clone()),
+        };
         match stmt {
             Statement::Query | Statement::Meta => {
+                let at = &At {
+                    caller,
+                    view,
+                    namespace,
+                };
                 if matches!(stmt, Statement::Query)
-                    && let Some(r) = self.point_select(caller, namespace, sql_text, params)
+                    && let Some(r) = self.point_select(at, sql_text, params)
                 {
                     return Ok(Out::Result(r?));
                 }
                 let allow = matches!(stmt, Statement::Meta);
-                let (schema, batches) = self
-                    .query(caller, namespace, sql_text, params, allow)
-                    .await?;
+                let (schema, batches) = self.query(at, sql_text, params, allow).await?;
                 Ok(Out::Result(rows_result(caller, &schema, &batches)?))
             }
             Statement::Insert | Statement::Update | Statement::Delete => {
+                let at = &At {
+                    caller,
+                    view,
+                    namespace,
+                };
                 let planned = match stmt {
-                    Statement::Insert => {
-                        self.plan_insert(caller, namespace, sql_text, params)
-                            .await?
-                    }
-                    Statement::Update => {
-                        self.plan_update(caller, namespace, sql_text, params)
-                            .await?
-                    }
-                    _ => {
-                        self.plan_delete(caller, namespace, sql_text, params)
-                            .await?
-                    }
+                    Statement::Insert => self.plan_insert(at, sql_text, params).await?,
+                    Statement::Update => self.plan_update(at, sql_text, params).await?,
+                    _ => self.plan_delete(at, sql_text, params).await?,
                 };
                 let n = planned
                     .ops
@@ -696,7 +770,7 @@ impl Engine {
                             "RETURNING is not supported inside an explicit transaction".into()
                         );
                     }
-                    staged.ops.extend(planned.ops);
+                    staged.stage(&self.store, &caller.user, planned.ops)?;
                     staged.counts[planned.kind as usize] += n;
                     return Ok(count(planned.kind, n));
                 }
@@ -717,7 +791,11 @@ impl Engine {
                 if tx.is_some() {
                     return Err("A transaction is already open in this request".into());
                 }
-                *tx = Some(Staged::default());
+                *tx = Some(Staged {
+                    ops: Vec::new(),
+                    counts: [0; 3],
+                    preview: Preview::new(&self.store)?,
+                });
                 msg("Transaction started".into())
             }
             Statement::Commit => {
@@ -999,16 +1077,13 @@ impl Engine {
     /// Evaluates expressions DataFusion-side (for VALUES entries that are not plain literals).
     async fn eval_exprs(
         &self,
-        caller: &Caller,
-        namespace: &str,
+        at: &At<'_>,
         exprs: &[&Expr],
         params: &[Literal],
     ) -> StmtResult<RecordBatch> {
         let list: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
         let sql_text = format!("SELECT {}", list.join(", "));
-        let (_, batches) = self
-            .query(caller, namespace, &sql_text, params, false)
-            .await?;
+        let (_, batches) = self.query(at, &sql_text, params, false).await?;
         batches
             .into_iter()
             .next()
@@ -1017,11 +1092,13 @@ impl Engine {
 
     async fn plan_insert(
         &self,
-        caller: &Caller,
-        namespace: &str,
+        at: &At<'_>,
         sql_text: &str,
         params: &[Literal],
     ) -> StmtResult<Planned> {
+        let At {
+            caller, namespace, ..
+        } = *at;
         let stmt = parse_one(sql_text)?;
         let sql::Statement::Insert(ins) = stmt else {
             return Err(Fail(
@@ -1098,7 +1175,7 @@ impl Engine {
                     }
                     if !fallback.is_empty() {
                         let exprs: Vec<&Expr> = fallback.iter().map(|(_, e)| *e).collect();
-                        let batch = self.eval_exprs(caller, namespace, &exprs, params).await?;
+                        let batch = self.eval_exprs(at, &exprs, params).await?;
                         for (j, (pos, _)) in fallback.iter().enumerate() {
                             let c = columns[*pos];
                             out[*pos] = arrow_to_value(batch.column(j).as_ref(), 0, c.data_type)
@@ -1110,9 +1187,7 @@ impl Engine {
             }
             _ => {
                 // INSERT … SELECT: run the query, take its columns positionally.
-                let (_, batches) = self
-                    .query(caller, namespace, &source.to_string(), params, false)
-                    .await?;
+                let (_, batches) = self.query(at, &source.to_string(), params, false).await?;
                 for b in &batches {
                     if b.num_columns() != columns.len() {
                         return Err(format!(
@@ -1173,8 +1248,7 @@ impl Engine {
     /// Runs `SELECT <pk>, _seq, <extra> FROM table WHERE <selection>` as the caller.
     async fn select_targets(
         &self,
-        caller: &Caller,
-        namespace: &str,
+        at: &At<'_>,
         def: &TableDef,
         extra: &[String],
         selection: Option<&Expr>,
@@ -1196,16 +1270,18 @@ impl Engine {
         if let Some(w) = selection {
             q.push_str(&format!(" WHERE {w}"));
         }
-        Ok(self.query(caller, namespace, &q, params, false).await?.1)
+        Ok(self.query(at, &q, params, false).await?.1)
     }
 
     async fn plan_update(
         &self,
-        caller: &Caller,
-        namespace: &str,
+        at: &At<'_>,
         sql_text: &str,
         params: &[Literal],
     ) -> StmtResult<Planned> {
+        let At {
+            caller, namespace, ..
+        } = *at;
         let stmt = parse_one(sql_text)?;
         let sql::Statement::Update(up) = stmt else {
             return Err(Fail(
@@ -1257,14 +1333,7 @@ impl Engine {
         }
         let extra: Vec<String> = targets.iter().map(|(_, e)| e.clone()).collect();
         let batches = self
-            .select_targets(
-                caller,
-                namespace,
-                &def,
-                &extra,
-                up.selection.as_ref(),
-                params,
-            )
+            .select_targets(at, &def, &extra, up.selection.as_ref(), params)
             .await?;
         let user_cols = def.columns.len();
         let seq_col = user_cols;
@@ -1313,11 +1382,13 @@ impl Engine {
 
     async fn plan_delete(
         &self,
-        caller: &Caller,
-        namespace: &str,
+        at: &At<'_>,
         sql_text: &str,
         params: &[Literal],
     ) -> StmtResult<Planned> {
+        let At {
+            caller, namespace, ..
+        } = *at;
         let stmt = parse_one(sql_text)?;
         let sql::Statement::Delete(del) = stmt else {
             return Err(Fail(
@@ -1349,7 +1420,7 @@ impl Engine {
         let def = self.table_of_object(namespace, name)?;
         let scope = self.scope(&def, caller)?;
         let batches = self
-            .select_targets(caller, namespace, &def, &[], del.selection.as_ref(), params)
+            .select_targets(at, &def, &[], del.selection.as_ref(), params)
             .await?;
         let user_cols = def.columns.len();
         let mut rows = Vec::new();

@@ -14,9 +14,10 @@ use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
+use folddb_materializer::catalog::StateRead;
 use folddb_materializer::row::{row_key, scope_prefix};
 use folddb_materializer::{
-    DataType, Family, HotStore, RowVersion, TableDef, TableKind, Value, catalog, codec,
+    DataType, Family, HotBatch, HotStore, RowVersion, TableDef, TableKind, Value, catalog, codec,
 };
 
 use crate::convert::{self, arrow_to_value, backfill, build_column};
@@ -27,6 +28,56 @@ use crate::system;
 pub struct Caller {
     pub user: String,
     pub role: folddb_materializer::Role,
+}
+
+/// What a statement reads: the hot tier, seen through the writes of the transaction its
+/// request has open (read-your-writes, API.md 1.7.5).
+#[derive(Debug, Clone)]
+pub struct View {
+    store: Arc<HotStore>,
+    overlay: Option<Arc<HotBatch>>,
+}
+
+impl View {
+    /// The committed state.
+    pub fn committed(store: Arc<HotStore>) -> View {
+        View {
+            store,
+            overlay: None,
+        }
+    }
+
+    /// The committed state as `writes` would change it.
+    pub fn with_writes(store: Arc<HotStore>, writes: Arc<HotBatch>) -> View {
+        View {
+            store,
+            overlay: Some(writes),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<HotStore> {
+        &self.store
+    }
+}
+
+impl StateRead for View {
+    fn get(&self, family: Family, key: &[u8]) -> folddb_materializer::Result<Option<Vec<u8>>> {
+        match &self.overlay {
+            Some(b) => b.get(&self.store, family, key),
+            None => self.store.get(family, key),
+        }
+    }
+
+    fn scan_prefix(
+        &self,
+        family: Family,
+        prefix: &[u8],
+    ) -> folddb_materializer::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        match &self.overlay {
+            Some(b) => b.scan_prefix(&self.store, family, prefix),
+            None => self.store.scan_prefix(family, prefix),
+        }
+    }
 }
 
 fn df_err(e: impl std::fmt::Display) -> DataFusionError {
@@ -66,7 +117,7 @@ pub fn table_schema(def: &TableDef) -> SchemaRef {
 /// The hot rows of one table as one owner sees them.
 #[derive(Debug)]
 pub struct HotTable {
-    store: Arc<HotStore>,
+    view: View,
     def: TableDef,
     scope: String,
     schema: SchemaRef,
@@ -75,7 +126,7 @@ pub struct HotTable {
 }
 
 impl HotTable {
-    pub fn new(store: Arc<HotStore>, def: TableDef, caller: &Caller, now_ms: u64) -> HotTable {
+    pub fn new(view: View, def: TableDef, caller: &Caller, now_ms: u64) -> HotTable {
         let scope = if def.kind.is_per_user() {
             caller.user.clone()
         } else {
@@ -89,7 +140,7 @@ impl HotTable {
         };
         HotTable {
             schema: table_schema(&def),
-            store,
+            view,
             def,
             scope,
             min_seq,
@@ -141,7 +192,7 @@ impl HotTable {
                 let mut out = Vec::with_capacity(keys.len());
                 for k in keys {
                     if let Some(v) = self
-                        .store
+                        .view
                         .get(Family::Rows, &row_key(self.def.id, &self.scope, &k))
                         .map_err(df_err)?
                     {
@@ -151,7 +202,7 @@ impl HotTable {
                 out
             }
             None => self
-                .store
+                .view
                 .scan_prefix(Family::Rows, &scope_prefix(self.def.id, &self.scope))
                 .map_err(df_err)?
                 .into_iter()
@@ -180,7 +231,7 @@ impl HotTable {
     pub fn point(&self, pk: &Value) -> DfResult<RecordBatch> {
         let key = row_key(self.def.id, &self.scope, pk);
         let mut rows = Vec::with_capacity(1);
-        if let Some(bytes) = self.store.get(Family::Rows, &key).map_err(df_err)? {
+        if let Some(bytes) = self.view.get(Family::Rows, &key).map_err(df_err)? {
             let row: RowVersion = codec::decode(&bytes, "a row version").map_err(df_err)?;
             if !row.deleted && self.min_seq.is_none_or(|min| row.seq >= min) {
                 rows.push(row);
@@ -281,7 +332,7 @@ impl TableProvider for HotTable {
 /// One namespace as a DataFusion schema.
 #[derive(Debug)]
 pub struct NamespaceSchema {
-    store: Arc<HotStore>,
+    view: View,
     namespace: String,
     caller: Caller,
     now_ms: u64,
@@ -290,16 +341,16 @@ pub struct NamespaceSchema {
 #[async_trait]
 impl SchemaProvider for NamespaceSchema {
     fn table_names(&self) -> Vec<String> {
-        catalog::tables(self.store.as_ref(), Some(&self.namespace))
+        catalog::tables(&self.view, Some(&self.namespace))
             .map(|ts| ts.into_iter().map(|t| t.name).collect())
             .unwrap_or_default()
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        let def = catalog::table(self.store.as_ref(), &self.namespace, name).map_err(df_err)?;
+        let def = catalog::table(&self.view, &self.namespace, name).map_err(df_err)?;
         Ok(def.map(|def| {
             Arc::new(HotTable::new(
-                self.store.clone(),
+                self.view.clone(),
                 def,
                 &self.caller,
                 self.now_ms,
@@ -308,7 +359,7 @@ impl SchemaProvider for NamespaceSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        catalog::table(self.store.as_ref(), &self.namespace, name)
+        catalog::table(&self.view, &self.namespace, name)
             .ok()
             .flatten()
             .is_some()
@@ -318,14 +369,14 @@ impl SchemaProvider for NamespaceSchema {
 /// The whole database as one DataFusion catalog (`folddb`), for one caller.
 #[derive(Debug)]
 pub struct FoldCatalog {
-    pub store: Arc<HotStore>,
+    pub view: View,
     pub caller: Caller,
     pub now_ms: u64,
 }
 
 impl CatalogProvider for FoldCatalog {
     fn schema_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = catalog::namespaces(self.store.as_ref())
+        let mut names: Vec<String> = catalog::namespaces(&self.view)
             .map(|ns| ns.into_iter().map(|n| n.name).collect())
             .unwrap_or_default();
         if self.caller.role.is_admin() {
@@ -338,17 +389,17 @@ impl CatalogProvider for FoldCatalog {
         if name == "system" {
             return self.caller.role.is_admin().then(|| {
                 Arc::new(system::SystemSchema::new(
-                    self.store.clone(),
+                    self.view.store().clone(),
                     self.caller.clone(),
                 )) as Arc<dyn SchemaProvider>
             });
         }
-        catalog::namespace(self.store.as_ref(), name)
+        catalog::namespace(&self.view, name)
             .ok()
             .flatten()
             .map(|_| {
                 Arc::new(NamespaceSchema {
-                    store: self.store.clone(),
+                    view: self.view.clone(),
                     namespace: name.to_owned(),
                     caller: self.caller.clone(),
                     now_ms: self.now_ms,

@@ -256,6 +256,53 @@ async fn ddl_dml_types_and_queries_round_trip() {
         .await;
     assert_eq!(rows(&r), vec![json!(["20"]), json!(["21"])]);
 
+    // Read-your-writes inside a transaction: later statements see earlier ones, a row the
+    // transaction inserted can be updated and deleted before COMMIT, and nothing is visible
+    // to other requests until then.
+    let r = s
+        .ok(
+            &t,
+            "BEGIN; \
+             INSERT INTO app.todos (id, title) VALUES (30, 'draft'), (31, 'gone'); \
+             SELECT id, title FROM app.todos WHERE id >= 30 AND id < 40 ORDER BY id; \
+             UPDATE app.todos SET title = title || '+' WHERE id = 30; \
+             UPDATE app.todos SET title = title || '+' WHERE id = 30; \
+             DELETE FROM app.todos WHERE id = 31; \
+             SELECT id, title FROM app.todos WHERE id = 30; \
+             COMMIT",
+        )
+        .await;
+    let results = r["results"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        results[1]["rows"],
+        json!([["30", "draft"], ["31", "gone"]]),
+        "{r}"
+    );
+    assert_eq!(results[2]["rows"], json!([["30", "draft++"]]), "{r}");
+    let r = s
+        .ok(
+            &t,
+            "SELECT id, title FROM app.todos WHERE id >= 30 AND id < 40 ORDER BY id",
+        )
+        .await;
+    assert_eq!(rows(&r), vec![json!(["30", "draft++"])]);
+    // A duplicate key inside the transaction fails at its statement; nothing commits.
+    let (code, r) = s
+        .sql(&t, "BEGIN; INSERT INTO app.todos (id, title) VALUES (32, 'x'); INSERT INTO app.todos (id, title) VALUES (32, 'y'); COMMIT")
+        .await;
+    assert_eq!(code, 400);
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Statement 3 failed"),
+        "{r}"
+    );
+    let r = s
+        .ok(&t, "SELECT COUNT(*) FROM app.todos WHERE id = 32")
+        .await;
+    assert_eq!(rows(&r), vec![json!(["0"])]);
+
     // ALTER TABLE with schema versions, DESCRIBE, SHOW TABLES, system tables.
     let r = s
         .ok(
