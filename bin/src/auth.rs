@@ -41,6 +41,8 @@ pub struct Auth {
     config: AuthConfig,
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// A hash to verify against when there is none, at the configured cost.
+    dummy_hash: String,
 }
 
 impl std::fmt::Debug for Auth {
@@ -70,6 +72,7 @@ impl Auth {
         Auth {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
+            dummy_hash: bcrypt::hash("folddb-no-such-user", config.bcrypt_cost).unwrap_or_default(),
             config,
         }
     }
@@ -139,6 +142,18 @@ impl Auth {
     pub async fn hash(&self, password: String) -> anyhow::Result<String> {
         let cost = self.config.bcrypt_cost;
         Ok(tokio::task::spawn_blocking(move || bcrypt::hash(password, cost)).await??)
+    }
+
+    /// Whether `password` matches `hash`; with no hash (no such user, or no password set)
+    /// it still spends a bcrypt verification, so that the answer takes as long either way.
+    pub async fn check_or_waste(&self, password: String, hash: Option<String>) -> bool {
+        match hash.filter(|h| !h.is_empty()) {
+            Some(h) => self.check(password, h).await,
+            None => {
+                let _ = self.check(password, self.dummy_hash.clone()).await;
+                false
+            }
+        }
     }
 
     /// Whether `password` matches `hash` (never for an empty hash).

@@ -40,6 +40,12 @@ pub struct AuthConfig {
     pub bcrypt_cost: u32,
     /// Allow `/v1/api/auth/status` and `/setup` from non-loopback peers. Default false.
     pub allow_remote_setup: bool,
+    /// Requests per second one IP may make to login, refresh and setup. Default 20.
+    pub rate_limit_auth_requests_per_ip_per_sec: u32,
+    /// Consecutive failed logins that lock an account. Default 5.
+    pub max_failed_logins: u32,
+    /// How long a locked account stays locked, minutes. Default 15.
+    pub lockout_minutes: u64,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +68,9 @@ impl Default for AuthConfig {
             jwt_expiry_hours: 24,
             bcrypt_cost: 12,
             allow_remote_setup: false,
+            rate_limit_auth_requests_per_ip_per_sec: 20,
+            max_failed_logins: 5,
+            lockout_minutes: 15,
         }
     }
 }
@@ -127,6 +136,15 @@ impl Config {
         if let Some(v) = parse_env("FOLDDB_BCRYPT_COST")? {
             config.auth.bcrypt_cost = v;
         }
+        if let Some(v) = parse_env("FOLDDB_RATE_LIMIT_AUTH_REQUESTS_PER_IP_PER_SEC")? {
+            config.auth.rate_limit_auth_requests_per_ip_per_sec = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_MAX_FAILED_LOGINS")? {
+            config.auth.max_failed_logins = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_LOCKOUT_MINUTES")? {
+            config.auth.lockout_minutes = v;
+        }
         if let Some(v) = parse_env("FOLDDB_ALLOW_REMOTE_SETUP")? {
             config.auth.allow_remote_setup = v;
         }
@@ -158,6 +176,20 @@ impl Config {
         }
         if self.auth.jwt_secret.is_empty() {
             bail!("auth.jwt_secret must not be empty");
+        }
+        if self.auth.jwt_secret == DEFAULT_JWT_SECRET && !self.server.listen.ip().is_loopback() {
+            bail!(
+                "refusing to listen on {} with the default auth.jwt_secret: anyone could forge \
+                 tokens; set FOLDDB_JWT_SECRET (or auth.jwt_secret) to a long random secret",
+                self.server.listen
+            );
+        }
+        if self.auth.rate_limit_auth_requests_per_ip_per_sec == 0
+            || self.auth.max_failed_logins == 0
+        {
+            bail!(
+                "auth.rate_limit_auth_requests_per_ip_per_sec and auth.max_failed_logins must be at least 1"
+            );
         }
         if self.server.node_id > 1023 {
             bail!(

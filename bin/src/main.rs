@@ -5,6 +5,7 @@
 mod auth;
 mod bench;
 mod config;
+mod guard;
 mod log_cmd;
 mod server;
 

@@ -21,6 +21,7 @@ use warp::http::{HeaderMap, Method, Response, StatusCode};
 
 use crate::auth::{self, Auth, TokenError};
 use crate::config::{Config, DEFAULT_JWT_SECRET, ServeArgs};
+use crate::guard::Guard;
 
 /// Largest request body (API.md 6).
 const MAX_BODY_BYTES: usize = 10 << 20;
@@ -28,6 +29,7 @@ const MAX_BODY_BYTES: usize = 10 << 20;
 struct State {
     engine: Engine,
     auth: Auth,
+    guard: Guard,
     node: Arc<Node<EventFold>>,
     listen: SocketAddr,
 }
@@ -110,12 +112,22 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         node.hot().clone(),
         Arc::new(node.proposer()),
         config.server.node_id,
-    );
+    )
+    .with_limits(folddb_query::Limits {
+        bcrypt_cost: config.auth.bcrypt_cost,
+        ..Default::default()
+    });
     let auth = Auth::new(config.auth.clone());
     auth::bootstrap(&engine, &auth).await?;
+    let guard = Guard::new(
+        config.auth.rate_limit_auth_requests_per_ip_per_sec,
+        config.auth.max_failed_logins,
+        config.auth.lockout_minutes,
+    );
     let state = Arc::new(State {
         engine,
         auth,
+        guard,
         node: node.clone(),
         listen,
     });
@@ -221,13 +233,31 @@ async fn handle(
             );
         }
     };
+    let is_auth = matches!(
+        (method.as_str(), path),
+        (
+            "POST",
+            "/v1/api/auth/login" | "/v1/api/auth/refresh" | "/v1/api/auth/setup"
+        )
+    );
+    let ip = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip());
+    if is_auth && !state.guard.admit(ip, auth::now_s()) {
+        let mut r = auth_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many authentication attempts. Please retry shortly.",
+        );
+        r.headers_mut()
+            .insert("retry-after", warp::http::HeaderValue::from_static("1"));
+        return r;
+    }
     match (method.as_str(), path) {
         ("GET", "/health") | ("GET", "/v1/api/healthcheck") => health(peer),
         ("GET", "/v1/api/cluster/health") => cluster_health(state, peer),
         ("POST", "/v1/api/sql") => sql(state, headers, &body).await,
         ("GET", "/v1/api/auth/status") => setup_status(state, peer),
         ("POST", "/v1/api/auth/setup") => setup(state, peer, &body).await,
-        ("POST", "/v1/api/auth/login") => login(state, &body).await,
+        ("POST", "/v1/api/auth/login") => login(state, ip, &body).await,
         ("POST", "/v1/api/auth/refresh") => refresh(state, headers).await,
         ("POST", "/v1/api/auth/logout") => logout(),
         ("GET", "/v1/api/auth/me") => me(state, headers),
@@ -600,7 +630,10 @@ struct LoginBody {
     password: String,
 }
 
-async fn login(state: &State, body: &[u8]) -> Reply {
+/// Longest password a login may send (API.md 1.3); longer ones fail like a wrong one.
+const MAX_LOGIN_PASSWORD_CHARS: usize = 256;
+
+async fn login(state: &State, ip: IpAddr, body: &[u8]) -> Reply {
     let b: LoginBody = match serde_json::from_slice(body) {
         Ok(b) => b,
         Err(e) => {
@@ -619,34 +652,64 @@ async fn login(state: &State, body: &[u8]) -> Reply {
         )
     };
     let id = b.user.trim().to_ascii_lowercase();
-    let Some(user) = catalog::user(state.engine.store().as_ref(), &id)
+    if id.is_empty() || id.len() > 128 {
+        return invalid();
+    }
+    let now = auth::now_s();
+    if state.guard.locked(&id, now) {
+        return auth_error(
+            StatusCode::UNAUTHORIZED,
+            "account_locked",
+            "Account is locked after too many failed logins; try again later",
+        );
+    }
+    let user = catalog::user(state.engine.store().as_ref(), &id)
         .ok()
         .flatten()
-    else {
-        return invalid();
-    };
-    if user.deleted_at_ms.is_some() {
-        return invalid();
-    }
-    if user.id == auth::ROOT && user.password_hash.is_empty() {
-        return if b.password.is_empty() {
-            auth_error(
-                StatusCode::PRECONDITION_REQUIRED,
-                "setup_required",
-                "Server requires initial setup. Root password is not configured.",
-            )
-        } else {
-            invalid()
-        };
-    }
-    if !state
-        .auth
-        .check(b.password, user.password_hash.clone())
-        .await
+        .filter(|u| u.deleted_at_ms.is_none());
+    if let Some(u) = &user
+        && u.id == auth::ROOT
+        && u.password_hash.is_empty()
+        && b.password.is_empty()
     {
-        return invalid();
+        return auth_error(
+            StatusCode::PRECONDITION_REQUIRED,
+            "setup_required",
+            "Server requires initial setup. Root password is not configured.",
+        );
     }
-    token_reply(state, &user)
+    // Unknown users and wrong passwords take the same path and the same time.
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = b.password.chars().count() <= MAX_LOGIN_PASSWORD_CHARS
+        && state.auth.check_or_waste(b.password, hash).await;
+    match user {
+        Some(user) if ok => {
+            state.guard.succeeded(&id);
+            audit_login(state, &id, "login", None, ip).await;
+            token_reply(state, &user)
+        }
+        _ => {
+            let locked = state.guard.failed(&id, now);
+            let details = locked.then_some("account locked");
+            audit_login(state, &id, "login_failed", details, ip).await;
+            invalid()
+        }
+    }
+}
+
+/// Records a login attempt in `system.audit_log`; a failure to record is logged, not fatal.
+async fn audit_login(state: &State, id: &str, action: &str, details: Option<&str>, ip: IpAddr) {
+    let op = Op::Audit {
+        actor: id.to_owned(),
+        action: action.to_owned(),
+        target: id.to_owned(),
+        details: details.map(str::to_owned),
+        ip: Some(ip.to_string()),
+        subject: None,
+    };
+    if let Err(e) = state.engine.propose_ops(id, vec![op]).await {
+        tracing::warn!(error = %e.message, "could not record a login in the audit log");
+    }
 }
 
 async fn refresh(state: &State, headers: &HeaderMap) -> Reply {

@@ -215,12 +215,31 @@ pub struct UserDef {
     pub deleted_at_ms: Option<u64>,
 }
 
+/// One entry of `system.audit_log` (API.md 3.7): logins, user and permission changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// A `_seq` from the log: unique, and in log order.
+    pub id: i64,
+    pub at_ms: u64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub details: Option<String>,
+    pub ip: Option<String>,
+    pub subject: Option<String>,
+}
+
 // Catalog keys: a two-byte kind tag, then the parts separated by 0x00 (names never hold NUL:
 // identifiers are validated ASCII).
 const NAMESPACE: &[u8] = b"n\0";
 const TABLE: &[u8] = b"t\0";
 const HISTORY: &[u8] = b"h\0";
 const USER: &[u8] = b"u\0";
+const AUDIT: &[u8] = b"a\0";
+
+pub(crate) fn audit_key(id: i64) -> Vec<u8> {
+    [AUDIT, &id.to_be_bytes()].concat()
+}
 
 pub(crate) fn namespace_key(name: &str) -> Vec<u8> {
     [NAMESPACE, name.as_bytes()].concat()
@@ -327,6 +346,11 @@ pub fn table_history(state: &dyn StateRead, id: TableId) -> Result<Vec<TableDef>
 
 pub fn user(state: &dyn StateRead, id: &str) -> Result<Option<UserDef>> {
     get_decoded(state, &user_key(id), "a user")
+}
+
+/// The audit log, oldest first.
+pub fn audit_log(state: &dyn StateRead) -> Result<Vec<AuditEntry>> {
+    decode_all(state.scan_prefix(Family::Catalog, AUDIT)?, "an audit entry")
 }
 
 /// Every user, by id.

@@ -88,6 +88,15 @@ pub enum Op {
     },
     /// Creates (`create`: must not exist) or replaces a user.
     PutUser { user: UserDef, create: bool },
+    /// Appends to `system.audit_log`; its id is a `_seq`, its time the command's stamp.
+    Audit {
+        actor: String,
+        action: String,
+        target: String,
+        details: Option<String>,
+        ip: Option<String>,
+        subject: Option<String>,
+    },
 }
 
 /// What one op did.

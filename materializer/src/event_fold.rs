@@ -431,6 +431,32 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             );
             Ok(done(1))
         }
+        Op::Audit {
+            actor,
+            action,
+            target,
+            details,
+            ip,
+            subject,
+        } => {
+            let id = ctx.next_seq();
+            let entry = catalog::AuditEntry {
+                id,
+                at_ms: ctx.stamp_ms,
+                actor: actor.clone(),
+                action: action.clone(),
+                target: target.clone(),
+                details: details.clone(),
+                ip: ip.clone(),
+                subject: subject.clone(),
+            };
+            ctx.batch.put(
+                Family::Catalog,
+                catalog::audit_key(id),
+                codec::encode(&entry),
+            );
+            Ok(done(1))
+        }
     }
 }
 

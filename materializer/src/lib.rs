@@ -23,8 +23,8 @@ pub mod seq;
 pub mod value;
 
 pub use catalog::{
-    AccessLevel, ColumnDef, DefaultExpr, NamespaceDef, Role, StateRead, TableDef, TableId,
-    TableKind, TableOptions, UserDef,
+    AccessLevel, AuditEntry, ColumnDef, DefaultExpr, NamespaceDef, Role, StateRead, TableDef,
+    TableId, TableKind, TableOptions, UserDef,
 };
 pub use error::{Error, Result};
 pub use event::{Command, Op, OpResult, Outcome, Propose, ProposeError, ProposeFuture, RowChange};

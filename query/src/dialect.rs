@@ -5,7 +5,7 @@
 
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
-use folddb_materializer::{DataType, DefaultExpr, TableKind};
+use folddb_materializer::{DataType, DefaultExpr, Role, TableKind};
 
 use crate::convert::Literal;
 
@@ -54,7 +54,96 @@ pub enum Statement {
     Begin,
     Commit,
     Rollback,
+    CreateUser {
+        id: String,
+        auth: UserAuth,
+        role: Role,
+        email: Option<String>,
+    },
+    AlterUser {
+        id: String,
+        change: UserChange,
+    },
+    DropUser {
+        id: String,
+        if_exists: bool,
+    },
+    /// `EXECUTE AS USER '<id>' ( <statement> )` (API.md 3.9): `sql` is the text inside the
+    /// parentheses, not yet checked to be one statement.
+    ExecuteAs {
+        user: String,
+        sql: String,
+    },
 }
+
+/// How a new user authenticates.
+#[derive(Clone, PartialEq)]
+pub enum UserAuth {
+    Password(String),
+    /// No password: the user acts only through EXECUTE AS or internal tokens.
+    Internal,
+    /// An external identity (provider and subject, as JSON).
+    OAuth(String),
+}
+
+impl std::fmt::Debug for UserAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UserAuth::Password(_) => f.write_str("Password(<redacted>)"),
+            UserAuth::Internal => f.write_str("Internal"),
+            UserAuth::OAuth(j) => write!(f, "OAuth({j})"),
+        }
+    }
+}
+
+/// What ALTER USER changes.
+#[derive(Clone, PartialEq)]
+pub enum UserChange {
+    Password(String),
+    Role(Role),
+    Email(Option<String>),
+}
+
+impl std::fmt::Debug for UserChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UserChange::Password(_) => f.write_str("Password(<redacted>)"),
+            UserChange::Role(r) => write!(f, "Role({})", r.name()),
+            UserChange::Email(e) => write!(f, "Email({e:?})"),
+        }
+    }
+}
+
+/// Role words of API.md 3.8.
+pub fn role_word(w: &str) -> Option<Role> {
+    match w.to_ascii_lowercase().as_str() {
+        "user" | "viewer" | "readonly" => Some(Role::User),
+        "service" | "developer" | "analyst" => Some(Role::Service),
+        "dba" | "admin" => Some(Role::Dba),
+        "system" => Some(Role::System),
+        _ => None,
+    }
+}
+
+/// Checks a user id: 1 to 128 of ASCII letters, digits, `_`, `-`, `.`, `@`.
+pub fn validate_user_id(id: &str) -> Result<(), ParseError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "Invalid user id '{}': use 1 to 128 ASCII letters, digits, '_', '-', '.' or '@'",
+            id.chars().take(140).collect::<String>()
+        ))
+    }
+}
+
+/// Most bytes of a password (bcrypt reads 72; longer ones are refused, not truncated).
+pub const MAX_PASSWORD_BYTES: usize = 72;
 
 impl Statement {
     /// Whether only dba and system may run it, checked before any statement of the batch
@@ -66,6 +155,10 @@ impl Statement {
                 | Statement::CreateNamespace { .. }
                 | Statement::DropNamespace { .. }
                 | Statement::AlterNamespace { .. }
+                | Statement::DropTable { .. }
+                | Statement::CreateUser { .. }
+                | Statement::AlterUser { .. }
+                | Statement::DropUser { .. }
         )
     }
 }
@@ -306,6 +399,10 @@ pub fn classify(sql: &str) -> Result<Statement, ParseError> {
         }
         "create" => {
             c.next();
+            if c.peek_word().as_deref() == Some("user") && !c.word_at(1, "table") {
+                c.next();
+                return parse_create_user(&mut c);
+            }
             if c.keyword("namespace") || c.keyword("schema") {
                 let if_not_exists = c.if_not_exists()?;
                 let name = c.ident()?;
@@ -320,6 +417,12 @@ pub fn classify(sql: &str) -> Result<Statement, ParseError> {
         }
         "drop" => {
             c.next();
+            if c.peek_word().as_deref() == Some("user") && !c.word_at(1, "table") {
+                c.next();
+                let if_exists = c.if_exists()?;
+                let id = c.user_id()?;
+                return c.end().map(|_| Statement::DropUser { id, if_exists });
+            }
             if c.keyword("namespace") || c.keyword("schema") {
                 let if_exists = c.if_exists()?;
                 let name = c.ident()?;
@@ -336,6 +439,9 @@ pub fn classify(sql: &str) -> Result<Statement, ParseError> {
         }
         "alter" => {
             c.next();
+            if c.keyword("user") {
+                return parse_alter_user(&mut c);
+            }
             if c.keyword("namespace") {
                 let name = c.ident()?;
                 c.expect("set")?;
@@ -354,8 +460,90 @@ pub fn classify(sql: &str) -> Result<Statement, ParseError> {
                 c.end().map(|_| Statement::AlterTable { table, change })
             }
         }
+        "execute" | "exec" => parse_execute_as(sql),
         _ => Err(format!("Unsupported statement type: {}", head(sql))),
     }
+}
+
+fn parse_create_user(c: &mut Cursor) -> Result<Statement, ParseError> {
+    let id = c.user_id()?;
+    c.expect("with")?;
+    let auth = if c.keyword("password") {
+        UserAuth::Password(c.string("PASSWORD")?)
+    } else if c.keyword("internal") {
+        UserAuth::Internal
+    } else if c.keyword("oauth") {
+        UserAuth::OAuth(c.string("OAUTH")?)
+    } else {
+        return Err(format!(
+            "SQL parse error: expected PASSWORD, INTERNAL or OAUTH, found {}",
+            c.found()
+        ));
+    };
+    let mut role = Role::User;
+    let mut email = None;
+    loop {
+        if c.keyword("role") {
+            role = c.role()?;
+        } else if c.keyword("email") {
+            email = Some(c.string("EMAIL")?);
+        } else {
+            break;
+        }
+    }
+    c.end()?;
+    Ok(Statement::CreateUser {
+        id,
+        auth,
+        role,
+        email,
+    })
+}
+
+fn parse_alter_user(c: &mut Cursor) -> Result<Statement, ParseError> {
+    let id = c.user_id()?;
+    c.expect("set")?;
+    let change = if c.keyword("password") {
+        UserChange::Password(c.string("PASSWORD")?)
+    } else if c.keyword("role") {
+        UserChange::Role(c.role()?)
+    } else if c.keyword("email") {
+        if c.keyword("null") {
+            UserChange::Email(None)
+        } else {
+            UserChange::Email(Some(c.string("EMAIL")?))
+        }
+    } else {
+        return Err(format!(
+            "SQL parse error: expected PASSWORD, ROLE or EMAIL, found {}",
+            c.found()
+        ));
+    };
+    c.end()?;
+    Ok(Statement::AlterUser { id, change })
+}
+
+/// `EXECUTE AS USER <id> ( <sql> )`: the id from the tokens before the first parenthesis,
+/// the statement text from between it and the last one.
+fn parse_execute_as(sql: &str) -> Result<Statement, ParseError> {
+    let usage = "EXECUTE AS USER expects: EXECUTE AS USER '<user_id>' ( <single SQL statement> )";
+    let (Some(open), Some(close)) = (sql.find('('), sql.rfind(')')) else {
+        return Err(usage.into());
+    };
+    let rest = sql[close + 1..].trim();
+    if close < open || !(rest.is_empty() || rest == ";") {
+        return Err(usage.into());
+    }
+    let mut c = Cursor::new(&sql[..open])?;
+    if !(c.keyword("execute") || c.keyword("exec")) || !c.keyword("as") || !c.keyword("user") {
+        return Err(usage.into());
+    }
+    let user = c.user_id()?;
+    c.end().map_err(|_| usage.to_owned())?;
+    Ok(Statement::ExecuteAs {
+        user,
+        sql: sql[open + 1..close].trim().to_owned(),
+    })
 }
 
 /// The first words of a statement, for messages.
@@ -709,6 +897,47 @@ impl Cursor {
                 other.map_or_else(|| "end of statement".to_owned(), |t| t.to_string())
             )),
         }
+    }
+
+    /// Whether the word `n` tokens ahead is `kw` (lowercase).
+    fn word_at(&self, n: usize, kw: &str) -> bool {
+        matches!(self.toks.get(self.pos + n), Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(kw))
+    }
+
+    /// A user id (bare, or in single or double quotes), lowercase like logins, validated.
+    fn user_id(&mut self) -> Result<String, ParseError> {
+        let id = match self.next() {
+            Some(Token::Word(w)) => w.value.to_ascii_lowercase(),
+            Some(Token::SingleQuotedString(s)) => s.to_ascii_lowercase(),
+            other => {
+                return Err(format!(
+                    "SQL parse error: expected a user id, found {}",
+                    other.map_or_else(|| "end of statement".to_owned(), |t| t.to_string())
+                ));
+            }
+        };
+        validate_user_id(&id)?;
+        Ok(id)
+    }
+
+    /// A single-quoted string literal.
+    fn string(&mut self, what: &str) -> Result<String, ParseError> {
+        match self.next() {
+            Some(Token::SingleQuotedString(s)) => Ok(s),
+            _ => Err(format!("SQL parse error: {what} expects a quoted string")),
+        }
+    }
+
+    /// A role word, bare or quoted.
+    fn role(&mut self) -> Result<Role, ParseError> {
+        let w = match self.next() {
+            Some(Token::Word(w)) => w.value,
+            Some(Token::SingleQuotedString(s)) => s,
+            _ => String::new(),
+        };
+        role_word(&w).ok_or_else(|| {
+            format!("Unknown role '{w}': use user, service, dba or system (or their aliases)")
+        })
     }
 
     fn table_name(&mut self) -> Result<TableName, ParseError> {

@@ -20,6 +20,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use folddb_materializer::UserDef;
 use folddb_materializer::row::row_key;
 use folddb_materializer::{
     AccessLevel, ColumnDef, Command, DataType, DefaultExpr, HotStore, Op, OpResult, Outcome,
@@ -31,7 +32,8 @@ use serde_json::Value as Json;
 
 use crate::convert::{self, Literal, arrow_to_value, cell_json, coerce};
 use crate::dialect::{
-    self, AlterChange, ColumnSpec, CreateTable, DefaultSpec, RESERVED_COLUMNS, Statement, TableName,
+    self, AlterChange, ColumnSpec, CreateTable, DefaultSpec, RESERVED_COLUMNS, Statement,
+    TableName, UserAuth, UserChange,
 };
 use crate::ids::{self, SnowflakeIds};
 use crate::provider::{Caller, FoldCatalog, View};
@@ -46,6 +48,8 @@ pub struct Limits {
     pub max_params: usize,
     /// Largest single parameter, bytes of its JSON (default 512 KiB).
     pub max_param_bytes: usize,
+    /// bcrypt cost of the passwords CREATE / ALTER USER hash (default 12).
+    pub bcrypt_cost: u32,
 }
 
 impl Default for Limits {
@@ -54,6 +58,7 @@ impl Default for Limits {
             max_sql_bytes: 1 << 20,
             max_params: 50,
             max_param_bytes: 512 << 10,
+            bcrypt_cost: 12,
         }
     }
 }
@@ -75,6 +80,7 @@ pub enum ErrorCode {
     BatchParseError,
     InvalidSql,
     PermissionDenied,
+    InvalidInput,
     SqlExecutionError,
     ClusterUnavailable,
     InternalError,
@@ -89,6 +95,7 @@ impl ErrorCode {
             ErrorCode::BatchParseError => "BATCH_PARSE_ERROR",
             ErrorCode::InvalidSql => "INVALID_SQL",
             ErrorCode::PermissionDenied => "PERMISSION_DENIED",
+            ErrorCode::InvalidInput => "INVALID_INPUT",
             ErrorCode::SqlExecutionError => "SQL_EXECUTION_ERROR",
             ErrorCode::ClusterUnavailable => "CLUSTER_UNAVAILABLE",
             ErrorCode::InternalError => "INTERNAL_ERROR",
@@ -567,40 +574,38 @@ impl Engine {
             ));
         }
         let params = self.params(request, statements.len())?;
-        // Classify and authorize everything before anything runs.
-        let mut classified = Vec::with_capacity(statements.len());
-        for (i, stmt) in statements.iter().enumerate() {
-            let fail = |code, msg: String| SqlError {
-                code,
-                message: format!("Statement {} failed: {msg}", i + 1),
-                details: Some((*stmt).to_owned()),
-            };
-            let c = dialect::classify(stmt).map_err(|m| fail(ErrorCode::InvalidSql, m))?;
-            if c.admin_only() && !caller.role.is_admin() {
-                return Err(fail(
-                    ErrorCode::PermissionDenied,
-                    "Permission denied: this statement requires the dba or system role".into(),
-                ));
-            }
-            if !caller.role.is_admin() && references_system(stmt) {
-                return Err(fail(
-                    ErrorCode::PermissionDenied,
-                    "Permission denied: system tables require the dba or system role".into(),
-                ));
-            }
-            classified.push(c);
-        }
         let mut namespace = request
             .namespace
             .clone()
             .filter(|n| !n.is_empty())
             .map(|n| n.to_ascii_lowercase())
             .unwrap_or_else(|| "default".to_owned());
+        // Classify and authorize every statement before any runs (API.md 3.8).
+        let mut classified = Vec::with_capacity(statements.len());
+        let mut ns = namespace.clone();
+        for (i, stmt) in statements.iter().enumerate() {
+            let fail = |Fail(code, msg)| SqlError {
+                code,
+                message: format!("Statement {} failed: {msg}", i + 1),
+                details: Some((*stmt).to_owned()),
+            };
+            let c = dialect::classify(stmt).map_err(|m| fail(Fail(ErrorCode::InvalidSql, m)))?;
+            self.authorize(caller, &ns, &c, stmt).map_err(fail)?;
+            if let Statement::Use(n) = &c {
+                ns = n.clone();
+            }
+            classified.push(c);
+        }
         let mut results = Vec::new();
         let mut counts = [0u64; 3];
         let mut tx: Option<Staged> = None;
         let single = statements.len() == 1;
+        // Whom the DML counts speak for: the EXECUTE AS target when one ran the writes.
+        let mut dml_as = caller.clone();
         for (i, (stmt, c)) in statements.iter().zip(&classified).enumerate() {
+            if let Statement::ExecuteAs { user, .. } = c {
+                dml_as.user = user.clone();
+            }
             let out = self
                 .run(caller, &mut namespace, &mut tx, stmt, c, &params)
                 .await
@@ -631,12 +636,16 @@ impl Engine {
         let single_query = single && results.len() == 1 && results[0].rows.is_some();
         if single && results.is_empty() {
             // A lone DML statement reports its own count.
-            let (n, verb) = match classified[0] {
+            let inner = match &classified[0] {
+                Statement::ExecuteAs { sql, .. } => dialect::classify(sql).ok(),
+                _ => None,
+            };
+            let (n, verb) = match inner.as_ref().unwrap_or(&classified[0]) {
                 Statement::Update => (counts[1], "Updated"),
                 Statement::Delete => (counts[2], "Deleted"),
                 _ => (counts[0], "Inserted"),
             };
-            results.push(message(caller, n, format!("{verb} {n} row(s)")));
+            results.push(message(&dml_as, n, format!("{verb} {n} row(s)")));
         } else {
             for (n, verb, kind) in [
                 (counts[0], "Inserted", Statement::Insert),
@@ -644,7 +653,7 @@ impl Engine {
                 (counts[2], "Deleted", Statement::Delete),
             ] {
                 if n > 0 || classified.contains(&kind) {
-                    results.push(message(caller, n, format!("{verb} {n} row(s)")));
+                    results.push(message(&dml_as, n, format!("{verb} {n} row(s)")));
                 }
             }
         }
@@ -821,6 +830,120 @@ impl Engine {
                     message(caller, 0, "Transaction rolled back".to_owned()),
                 ))
             }
+            Statement::ExecuteAs { user, sql } => {
+                let (target, inner, inner_sql) = self.impersonate(caller, user, sql)?;
+                Box::pin(self.run(&target, namespace, tx, &inner_sql, &inner, params)).await
+            }
+            Statement::CreateUser {
+                id,
+                auth,
+                role,
+                email,
+            } => {
+                grant_allowed(caller, *role)?;
+                let (password_hash, auth_type) = match auth {
+                    UserAuth::Password(p) => (self.hash_password(p).await?, "password"),
+                    UserAuth::Internal => (String::new(), "internal"),
+                    UserAuth::OAuth(j) => {
+                        serde_json::from_str::<Json>(j)
+                            .map_err(|e| format!("OAUTH expects a JSON object: {e}"))?;
+                        (String::new(), "oauth")
+                    }
+                };
+                let now = now_ms();
+                let user = UserDef {
+                    id: id.clone(),
+                    role: *role,
+                    email: email.clone(),
+                    password_hash,
+                    auth_type: auth_type.into(),
+                    created_at_ms: now,
+                    updated_at_ms: now,
+                    deleted_at_ms: None,
+                };
+                let details = format!("role={}", role.name());
+                self.propose(
+                    &caller.user,
+                    vec![
+                        Op::PutUser { user, create: true },
+                        audit(caller, "create_user", id, Some(&details)),
+                    ],
+                )
+                .await?;
+                msg(format!("User '{id}' created"))
+            }
+            Statement::AlterUser { id, change } => {
+                let mut user = catalog::user(self.store.as_ref(), id)?
+                    .filter(|u| u.deleted_at_ms.is_none())
+                    .ok_or_else(|| Fail::from(format!("User '{id}' not found")))?;
+                grant_allowed(caller, user.role)?;
+                let details = match change {
+                    UserChange::Password(p) => {
+                        user.password_hash = self.hash_password(p).await?;
+                        if user.auth_type == "internal" && id != "root" {
+                            user.auth_type = "password".into();
+                        }
+                        "password".to_owned()
+                    }
+                    UserChange::Role(r) => {
+                        grant_allowed(caller, *r)?;
+                        if id == "root" && *r != Role::System {
+                            return Err(denied("root keeps the system role".into()));
+                        }
+                        user.role = *r;
+                        format!("role={}", r.name())
+                    }
+                    UserChange::Email(e) => {
+                        user.email = e.clone();
+                        "email".to_owned()
+                    }
+                };
+                user.updated_at_ms = now_ms();
+                self.propose(
+                    &caller.user,
+                    vec![
+                        Op::PutUser {
+                            user,
+                            create: false,
+                        },
+                        audit(caller, "alter_user", id, Some(&details)),
+                    ],
+                )
+                .await?;
+                msg(format!("User '{id}' updated"))
+            }
+            Statement::DropUser { id, if_exists } => {
+                let user =
+                    catalog::user(self.store.as_ref(), id)?.filter(|u| u.deleted_at_ms.is_none());
+                let Some(mut user) = user else {
+                    if *if_exists {
+                        return msg(format!("User '{id}' does not exist"));
+                    }
+                    return Err(format!("User '{id}' not found").into());
+                };
+                if id == "root" || *id == caller.user {
+                    return Err(denied(format!(
+                        "user '{id}' cannot be dropped by {}",
+                        caller.user
+                    )));
+                }
+                grant_allowed(caller, user.role)?;
+                let now = now_ms();
+                user.deleted_at_ms = Some(now);
+                user.updated_at_ms = now;
+                self.propose(
+                    &caller.user,
+                    vec![
+                        Op::PutUser {
+                            user,
+                            create: false,
+                        },
+                        audit(caller, "drop_user", id, None),
+                    ],
+                )
+                .await?;
+                msg(format!("User '{id}' dropped (soft delete)"))
+            }
             Statement::Use(ns) => {
                 if catalog::namespace(self.store.as_ref(), ns)?.is_none() {
                     return Err(format!("Namespace '{ns}' does not exist").into());
@@ -931,27 +1054,19 @@ impl Engine {
             }
             Statement::AlterTable { table, change } => {
                 let current = self.table(namespace, table)?;
-                if current.kind == TableKind::Shared
-                    && !matches!(caller.role, Role::Service | Role::Dba | Role::System)
-                {
-                    return Err(Fail(
-                        ErrorCode::PermissionDenied,
-                        "Permission denied: altering a SHARED table requires the service, dba or system role".into(),
-                    ));
-                }
+                alter_allowed(caller, &current)?;
                 let expected = current.schema_version;
                 let def = plan_alter(current, change)?;
                 let qualified = def.qualified_name();
                 let what = def.change.clone();
-                let r = self
-                    .propose(
-                        &caller.user,
-                        vec![Op::AlterTable {
-                            table: def,
-                            expected_version: expected,
-                        }],
-                    )
-                    .await?;
+                let mut ops = vec![Op::AlterTable {
+                    table: def,
+                    expected_version: expected,
+                }];
+                if matches!(change, AlterChange::SetAccessLevel(_)) {
+                    ops.push(audit(caller, "alter_table_access", &qualified, Some(&what)));
+                }
+                let r = self.propose(&caller.user, ops).await?;
                 let version = r
                     .first()
                     .and_then(|r| r.schema_version)
@@ -961,12 +1076,6 @@ impl Engine {
                 ))
             }
             Statement::DropTable { table, if_exists } => {
-                if !caller.role.is_admin() {
-                    return Err(Fail(
-                        ErrorCode::PermissionDenied,
-                        "Permission denied: DROP TABLE requires the dba or system role".into(),
-                    ));
-                }
                 let ns = table.namespace.clone().unwrap_or_else(|| namespace.clone());
                 let op = Op::DropTable {
                     namespace: ns.clone(),
@@ -1021,6 +1130,163 @@ impl Engine {
         };
         let def = self.table(namespace, &t)?;
         Ok(def)
+    }
+
+    /// What `caller` may do with one statement (API.md 3.8, 3.9), checked for every
+    /// statement of a batch before any of them runs.
+    fn authorize(
+        &self,
+        caller: &Caller,
+        namespace: &str,
+        stmt: &Statement,
+        sql_text: &str,
+    ) -> StmtResult<()> {
+        if stmt.admin_only() && !caller.role.is_admin() {
+            return Err(denied(
+                "this statement requires the dba or system role".into(),
+            ));
+        }
+        match stmt {
+            Statement::Query
+            | Statement::Meta
+            | Statement::Insert
+            | Statement::Update
+            | Statement::Delete => self.authorize_tables(caller, namespace, sql_text),
+            Statement::CreateTable(ct) => plan_create_table(ct, caller, namespace).map(|_| ()),
+            Statement::AlterTable { table, .. } => match self.table(namespace, table) {
+                Ok(def) => alter_allowed(caller, &def),
+                Err(_) => Ok(()), // reported when it runs
+            },
+            Statement::ExecuteAs { user, sql } => {
+                let (target, inner, inner_sql) = self.impersonate(caller, user, sql)?;
+                for (ns, t, _) in named_tables(namespace, &inner_sql) {
+                    if let Ok(Some(def)) = catalog::table(self.store.as_ref(), &ns, &t)
+                        && def.kind == TableKind::Shared
+                    {
+                        return Err(Fail(
+                            ErrorCode::SqlExecutionError,
+                            format!(
+                                "EXECUTE AS USER is not allowed on SHARED tables ({}); it applies to USER and STREAM tables",
+                                def.qualified_name()
+                            ),
+                        ));
+                    }
+                }
+                self.authorize(&target, namespace, &inner, &inner_sql)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The tables a query or DML statement names, in any disguise (joins, subqueries, CTEs,
+    /// UNION, INSERT … SELECT): `system` only for dba and system and never as a write
+    /// target; SHARED tables by their access level.
+    fn authorize_tables(&self, caller: &Caller, namespace: &str, sql_text: &str) -> StmtResult<()> {
+        if !caller.role.is_admin() && references_system(sql_text) {
+            return Err(denied(
+                "system tables require the dba or system role".into(),
+            ));
+        }
+        for (ns, t, write) in named_tables(namespace, sql_text) {
+            if ns == "system" || ns == "information_schema" {
+                if write {
+                    return Err(denied("system tables cannot be written".into()));
+                }
+                if !caller.role.is_admin() {
+                    return Err(denied(
+                        "system tables require the dba or system role".into(),
+                    ));
+                }
+                continue;
+            }
+            if let Ok(Some(def)) = catalog::table(self.store.as_ref(), &ns, &t)
+                && def.kind == TableKind::Shared
+                && !crate::provider::shared_access(&def, caller.role, write)
+            {
+                return Err(denied(format!(
+                    "{} SHARED table {} (access level {}) is not allowed for role {}",
+                    if write { "writing to" } else { "reading" },
+                    def.qualified_name(),
+                    def.options
+                        .access_level
+                        .unwrap_or(AccessLevel::Private)
+                        .name(),
+                    caller.role.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `EXECUTE AS USER`: the identity the statement runs as, the statement and its text
+    /// (API.md 3.9). A regular user may only name itself; service may act as users and
+    /// services, dba also as dbas, system as anyone. Ids unknown here count as regular users.
+    fn impersonate(
+        &self,
+        caller: &Caller,
+        user: &str,
+        sql_text: &str,
+    ) -> StmtResult<(Caller, Statement, String)> {
+        let single = || {
+            Fail(
+                ErrorCode::InvalidInput,
+                "EXECUTE AS USER must wrap exactly one single SQL statement".into(),
+            )
+        };
+        let stmts = crate::split::split_statements(sql_text).map_err(|_| single())?;
+        let [inner_sql] = stmts.as_slice() else {
+            return Err(single());
+        };
+        let inner = dialect::classify(inner_sql).map_err(|m| Fail(ErrorCode::InvalidSql, m))?;
+        if matches!(inner, Statement::ExecuteAs { .. }) {
+            return Err(Fail(
+                ErrorCode::InvalidInput,
+                "EXECUTE AS USER cannot be nested".into(),
+            ));
+        }
+        let target_role = catalog::user(self.store.as_ref(), user)?
+            .filter(|u| u.deleted_at_ms.is_none())
+            .map_or(Role::User, |u| u.role);
+        let allowed = match caller.role {
+            Role::User => user == caller.user,
+            Role::Service => matches!(target_role, Role::User | Role::Service),
+            Role::Dba => target_role != Role::System,
+            Role::System => true,
+        };
+        if !allowed {
+            return Err(denied(format!(
+                "role {} cannot execute as user '{user}' (role {})",
+                caller.role.name(),
+                target_role.name()
+            )));
+        }
+        Ok((
+            Caller {
+                user: user.to_owned(),
+                role: Role::User,
+            },
+            inner,
+            (*inner_sql).to_owned(),
+        ))
+    }
+
+    /// A bcrypt hash of a new password, computed off the async workers.
+    async fn hash_password(&self, password: &str) -> StmtResult<String> {
+        if password.is_empty() {
+            return Err("Password cannot be empty".into());
+        }
+        if password.len() > dialect::MAX_PASSWORD_BYTES {
+            return Err(format!(
+                "Password is longer than {} bytes",
+                dialect::MAX_PASSWORD_BYTES
+            )
+            .into());
+        }
+        let (password, cost) = (password.to_owned(), self.limits.bcrypt_cost);
+        tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
+            .await
+            .map_err(|e| Fail(ErrorCode::InternalError, e.to_string()))?
+            .map_err(|e| Fail(ErrorCode::InternalError, format!("hashing failed: {e}")))
     }
 
     fn scope(&self, def: &TableDef, caller: &Caller) -> StmtResult<String> {
@@ -1577,6 +1843,95 @@ fn scalar(p: &Literal) -> ScalarValue {
 }
 
 /// Whether a statement names `system.<table>` anywhere.
+/// Only system grants (or changes users of) the system role.
+fn grant_allowed(caller: &Caller, role: Role) -> StmtResult<()> {
+    if role == Role::System && caller.role != Role::System {
+        return Err(denied(
+            "only the system role manages users of role system".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// An audit-log entry by `caller`, to go in the same command as the change it records.
+pub fn audit(caller: &Caller, action: &str, target: &str, details: Option<&str>) -> Op {
+    Op::Audit {
+        actor: caller.user.clone(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        details: details.map(str::to_owned),
+        ip: None,
+        subject: None,
+    }
+}
+
+fn denied(m: String) -> Fail {
+    Fail(
+        ErrorCode::PermissionDenied,
+        format!("Permission denied: {m}"),
+    )
+}
+
+/// ALTER TABLE (API.md 3.3): a user alters USER and STREAM tables, service and up any table.
+fn alter_allowed(caller: &Caller, def: &TableDef) -> StmtResult<()> {
+    if def.kind == TableKind::Shared && caller.role == Role::User {
+        return Err(denied(format!(
+            "altering SHARED table {} requires the service, dba or system role",
+            def.qualified_name()
+        )));
+    }
+    Ok(())
+}
+
+/// The tables a query or DML statement names, in any disguise (joins, subqueries, CTEs,
+/// UNION, INSERT … SELECT), as (namespace, table, written); none when it does not parse
+/// (that is reported when it runs, and the providers check access again then).
+fn named_tables(namespace: &str, sql_text: &str) -> Vec<(String, String, bool)> {
+    let Ok(parsed) = Parser::parse_sql(&GenericDialect {}, sql_text) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for s in &parsed {
+        let target = write_target(s);
+        let _ = sql::visit_relations(s, |r: &sql::ObjectName| {
+            let parts: Vec<String> =
+                r.0.iter()
+                    .filter_map(|p| p.as_ident())
+                    .map(|i| i.value.to_ascii_lowercase())
+                    .collect();
+            let resolved = match parts.as_slice() {
+                [t] => Some((namespace.to_owned(), t.clone())),
+                [ns, t] | [_, ns, t] => Some((ns.clone(), t.clone())),
+                _ => None,
+            };
+            if let Some((ns, t)) = resolved {
+                out.push((ns, t, target.as_ref() == Some(r)));
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    }
+    out
+}
+
+/// The table an INSERT, UPDATE or DELETE writes.
+fn write_target(s: &sql::Statement) -> Option<sql::ObjectName> {
+    let relation = match s {
+        sql::Statement::Insert(i) => match &i.table {
+            TableObject::TableName(n) => return Some(n.clone()),
+            _ => return None,
+        },
+        sql::Statement::Update(u) => &u.table.relation,
+        sql::Statement::Delete(d) => match &d.from {
+            FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => &t.first()?.relation,
+        },
+        _ => return None,
+    };
+    match relation {
+        TableFactor::Table { name, .. } => Some(name.clone()),
+        _ => None,
+    }
+}
+
 fn references_system(sql_text: &str) -> bool {
     use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
     let Ok(toks) = Tokenizer::new(&GenericDialect {}, sql_text).tokenize() else {

@@ -17,7 +17,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use folddb_materializer::catalog::StateRead;
 use folddb_materializer::row::{row_key, scope_prefix};
 use folddb_materializer::{
-    DataType, Family, HotBatch, HotStore, RowVersion, TableDef, TableKind, Value, catalog, codec,
+    AccessLevel, DataType, Family, HotBatch, HotStore, Role, RowVersion, TableDef, TableKind,
+    Value, catalog, codec,
 };
 
 use crate::convert::{self, arrow_to_value, backfill, build_column};
@@ -77,6 +78,17 @@ impl StateRead for View {
             Some(b) => b.scan_prefix(&self.store, family, prefix),
             None => self.store.scan_prefix(family, prefix),
         }
+    }
+}
+
+/// Whether `role` may read (or write) SHARED table `def` (API.md 3.8): PUBLIC is readable
+/// by all and writable from service up; PRIVATE and RESTRICTED need service or more; DBA
+/// needs dba or system.
+pub fn shared_access(def: &TableDef, role: Role, write: bool) -> bool {
+    match def.options.access_level.unwrap_or(AccessLevel::Private) {
+        AccessLevel::Public => !write || role != Role::User,
+        AccessLevel::Private | AccessLevel::Restricted => role != Role::User,
+        AccessLevel::Dba => role.is_admin(),
     }
 }
 
@@ -348,6 +360,16 @@ impl SchemaProvider for NamespaceSchema {
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         let def = catalog::table(&self.view, &self.namespace, name).map_err(df_err)?;
+        if let Some(def) = &def
+            && def.kind == TableKind::Shared
+            && !shared_access(def, self.caller.role, false)
+        {
+            return Err(DataFusionError::Plan(format!(
+                "Permission denied: reading SHARED table {} is not allowed for role {}",
+                def.qualified_name(),
+                self.caller.role.name()
+            )));
+        }
         Ok(def.map(|def| {
             Arc::new(HotTable::new(
                 self.view.clone(),

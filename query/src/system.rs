@@ -258,32 +258,75 @@ pub fn stats(store: &HotStore) -> Res<Rows> {
     Ok(out)
 }
 
+/// `system.users`, in API.md 3.7's column order. The hash is a credential: it is shown to
+/// nobody, only whether there is one. Lockout counters live in the serving node's memory,
+/// so the persisted columns for them are NULL.
 pub fn users(store: &HotStore) -> Res<Rows> {
     let mut out = Rows::new(&[
         ("user_id", DataType::Text),
+        ("password_hash", DataType::Text),
         ("role", DataType::Text),
         ("email", DataType::Text),
         ("auth_type", DataType::Text),
-        ("password_hash", DataType::Text),
+        ("auth_data", DataType::Json),
+        ("storage_mode", DataType::Text),
+        ("storage_id", DataType::Text),
+        ("failed_login_attempts", DataType::Int),
+        ("locked_until", DataType::Timestamp),
+        ("last_login_at", DataType::Timestamp),
         ("created_at", DataType::Timestamp),
         ("updated_at", DataType::Timestamp),
+        ("last_seen", DataType::Timestamp),
         ("deleted_at", DataType::Timestamp),
     ]);
     for u in catalog::users(store)? {
         out.rows.push(vec![
             text(&u.id),
-            text(u.role.name()),
-            opt_text(u.email.as_deref()),
-            text(&u.auth_type),
-            // Never shown, to anyone: the hash is a credential.
             if u.password_hash.is_empty() {
                 Value::Null
             } else {
                 text("***")
             },
+            text(u.role.name()),
+            opt_text(u.email.as_deref()),
+            text(&u.auth_type),
+            Value::Null,
+            text("table"),
+            text("local"),
+            Value::Null,
+            Value::Null,
+            Value::Null,
             ms_to_ts(u.created_at_ms),
             ms_to_ts(u.updated_at_ms),
+            Value::Null,
             u.deleted_at_ms.map_or(Value::Null, ms_to_ts),
+        ]);
+    }
+    Ok(out)
+}
+
+/// `system.audit_log` (API.md 3.7), oldest first.
+pub fn audit_log(store: &HotStore) -> Res<Rows> {
+    let mut out = Rows::new(&[
+        ("audit_id", DataType::Text),
+        ("timestamp", DataType::Timestamp),
+        ("actor_user_id", DataType::Text),
+        ("action", DataType::Text),
+        ("target", DataType::Text),
+        ("details", DataType::Text),
+        ("ip_address", DataType::Text),
+        ("subject_user_id", DataType::Text),
+    ]);
+    for a in catalog::audit_log(store)? {
+        out.rows.push(vec![
+            text(a.id.to_string()),
+            ms_to_ts(a.at_ms),
+            text(&a.actor),
+            text(&a.action),
+            text(&a.target),
+            opt_text(a.details.as_deref()),
+            opt_text(a.ip.as_deref()),
+            opt_text(a.subject.as_deref()),
         ]);
     }
     Ok(out)
@@ -296,6 +339,7 @@ const SYSTEM_TABLES: &[&str] = &[
     "columns",
     "stats",
     "users",
+    "audit_log",
 ];
 
 /// The `system` schema.
@@ -328,6 +372,7 @@ impl SchemaProvider for SystemSchema {
             "columns" => columns(store),
             "stats" => stats(store),
             "users" => users(store),
+            "audit_log" => audit_log(store),
             _ => return Ok(None),
         }
         .map_err(|e| DataFusionError::Execution(e.to_string()))?;

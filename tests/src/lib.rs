@@ -103,12 +103,20 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// The JWT secret the tests start servers with.
+pub const JWT_SECRET: &str = "test-secret";
+
 /// The DBA user the tests set up, as KalamDB's harnesses do (API.md 1.3).
 pub const DBA: (&str, &str) = ("admin", "kalamdb123");
 
 impl Server {
     /// Starts the server over `data_dir` and waits until it answers `/health`.
     pub async fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[]).await
+    }
+
+    /// Starts the server with extra environment settings.
+    pub async fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let child = Command::new(folddb_bin())
             .args(["serve", "--listen"])
@@ -117,7 +125,10 @@ impl Server {
             .arg(data_dir)
             // Cheap hashing keeps the tests fast; the cost is a setting, not a behaviour.
             .env("FOLDDB_BCRYPT_COST", "4")
-            .env("FOLDDB_JWT_SECRET", "test-secret")
+            .env("FOLDDB_JWT_SECRET", JWT_SECRET)
+            // Tests log in often from one address, as KalamDB's harnesses do.
+            .env("FOLDDB_RATE_LIMIT_AUTH_REQUESTS_PER_IP_PER_SEC", "100000")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("folddb serve starts");
@@ -170,6 +181,16 @@ impl Server {
             &serde_json::json!({ "sql": sql }),
         )
         .await
+    }
+
+    /// Runs `sql`, expecting it to fail: the status and the error code.
+    pub async fn fails(&self, token: &str, sql: &str) -> (u16, String) {
+        let (status, body) = self.sql(token, sql).await;
+        assert_eq!(body["status"], "error", "{sql} should fail: {body}");
+        (
+            status,
+            body["error"]["code"].as_str().unwrap_or("").to_owned(),
+        )
     }
 
     /// Runs `sql` and asserts it succeeded; returns the answer.
