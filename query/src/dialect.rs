@@ -546,6 +546,49 @@ fn parse_execute_as(sql: &str) -> Result<Statement, ParseError> {
     })
 }
 
+/// `CURRENT_USER()` and `CURRENT_ROLE()` as KalamDB clients write them: SQL spells these
+/// without parentheses, and the parser refuses the parentheses, so they are dropped here
+/// (outside quotes and comments). Other text is returned as is.
+pub fn normalize_keyword_calls(sql: &str) -> std::borrow::Cow<'_, str> {
+    let lower = sql.to_ascii_lowercase();
+    if !lower.contains("current_user") && !lower.contains("current_role") {
+        return sql.into();
+    }
+    let Ok(toks) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+        return sql.into();
+    };
+    let is_call = |i: usize| {
+        let word = matches!(&toks[i], Token::Word(w) if w.quote_style.is_none()
+            && (w.value.eq_ignore_ascii_case("current_user") || w.value.eq_ignore_ascii_case("current_role")));
+        let rest: Vec<&Token> = toks[i + 1..]
+            .iter()
+            .filter(|t| !matches!(t, Token::Whitespace(_)))
+            .take(2)
+            .collect();
+        word && matches!(rest.as_slice(), [Token::LParen, Token::RParen])
+    };
+    let calls: Vec<usize> = (0..toks.len()).filter(|&i| is_call(i)).collect();
+    if calls.is_empty() {
+        return sql.into();
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut skip = 0;
+    for (i, t) in toks.iter().enumerate() {
+        if skip > 0 && matches!(t, Token::Whitespace(_) | Token::LParen | Token::RParen) {
+            if !matches!(t, Token::Whitespace(_)) {
+                skip -= 1;
+            }
+            continue;
+        }
+        skip = 0;
+        out.push_str(&t.to_string());
+        if calls.contains(&i) {
+            skip = 2;
+        }
+    }
+    out.into()
+}
+
 /// The first words of a statement, for messages.
 fn head(sql: &str) -> String {
     sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
@@ -1012,6 +1055,20 @@ mod tests {
                 let _ = classify(&format!("{head}{tail}"));
             }
         }
+    }
+
+    #[test]
+    fn keyword_calls_lose_their_parentheses_and_nothing_else_changes() {
+        assert_eq!(
+            normalize_keyword_calls("UPDATE t SET o = CURRENT_USER( ) WHERE x = 'current_user()'"),
+            "UPDATE t SET o = CURRENT_USER WHERE x = 'current_user()'"
+        );
+        assert_eq!(
+            normalize_keyword_calls("SELECT current_role(), 1"),
+            "SELECT current_role, 1"
+        );
+        let plain = "SELECT \"current_user\"() FROM t";
+        assert_eq!(normalize_keyword_calls(plain), plain);
     }
 
     #[test]

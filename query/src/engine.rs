@@ -574,6 +574,10 @@ impl Engine {
             ));
         }
         let params = self.params(request, statements.len())?;
+        let statements: Vec<std::borrow::Cow<'_, str>> = statements
+            .into_iter()
+            .map(dialect::normalize_keyword_calls)
+            .collect();
         let mut namespace = request
             .namespace
             .clone()
@@ -587,7 +591,7 @@ impl Engine {
             let fail = |Fail(code, msg)| SqlError {
                 code,
                 message: format!("Statement {} failed: {msg}", i + 1),
-                details: Some((*stmt).to_owned()),
+                details: Some(stmt.to_string()),
             };
             let c = dialect::classify(stmt).map_err(|m| fail(Fail(ErrorCode::InvalidSql, m)))?;
             self.authorize(caller, &ns, &c, stmt).map_err(fail)?;
@@ -612,7 +616,7 @@ impl Engine {
                 .map_err(|Fail(code, msg)| SqlError {
                     code,
                     message: format!("Statement {} failed: {msg}", i + 1),
-                    details: Some((*stmt).to_owned()),
+                    details: Some(stmt.to_string()),
                 })?;
             match out {
                 Out::Result(r) => results.push(r),
