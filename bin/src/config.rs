@@ -215,4 +215,18 @@ mod tests {
         assert_eq!(c.auth.bcrypt_cost, 12);
         assert!(toml::from_str::<Config>("[server]\nlisen = 1\n").is_err());
     }
+
+    #[test]
+    fn the_default_jwt_secret_is_refused_off_loopback() {
+        let mut c = Config::default();
+        assert!(
+            c.validate().is_ok(),
+            "loopback with the default secret is allowed"
+        );
+        c.server.listen = "0.0.0.0:8080".parse().expect("address");
+        let err = c.validate().expect_err("refused").to_string();
+        assert!(err.contains("default auth.jwt_secret"), "{err}");
+        c.auth.jwt_secret = "a-long-random-secret".into();
+        assert!(c.validate().is_ok());
+    }
 }

@@ -133,6 +133,35 @@ async fn users_never_see_or_change_each_others_rows() {
         .await;
     assert_eq!(rows(&r), vec![json!(["1", "alice"])]);
 
+    // Injection through parameters and identifiers finds nothing and changes nothing.
+    let (code, r) = s
+        .post(
+            "/v1/api/sql",
+            Some(&alice),
+            &json!({"sql": "SELECT id FROM app.notes WHERE body = $1", "params": ["' OR 1=1 --"]}),
+        )
+        .await;
+    assert_eq!((code, rows(&r)), (200, Vec::<Value>::new()), "{r}");
+    assert_eq!(
+        s.fails(&alice, "SELECT * FROM app.\"notes; DROP TABLE app.notes\"")
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        s.fails(
+            &alice,
+            "SELECT * FROM app.notes WHERE id = 1 OR 1=1; DROP TABLE app.notes"
+        )
+        .await,
+        (403, "PERMISSION_DENIED".into())
+    );
+    assert_eq!(
+        ids_and_owners(&s.ok(&bob, all).await).len(),
+        2,
+        "bob's rows are intact"
+    );
+
     // EXECUTE AS USER: the dba acts in bob's scope, and the result says so.
     let r = s
         .ok(

@@ -4,6 +4,7 @@
 mod log;
 mod raft;
 mod sql;
+mod users;
 
 use std::process::ExitCode;
 use std::time::Duration;

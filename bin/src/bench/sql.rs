@@ -37,24 +37,30 @@ pub struct SqlBenchArgs {
     /// Concurrent clients of the 1,000-row INSERT scenario.
     #[arg(long, default_value_t = 4)]
     batch_clients: usize,
-    /// Scenarios to run (insert, batch, point, filter, mixed).
+    /// Scenarios to run (insert, batch, point, filter, mixed; isolation and login on request).
     #[arg(
         long,
         value_delimiter = ',',
         default_value = "insert,batch,point,filter,mixed"
     )]
     scenarios: Vec<String>,
+    /// isolation: distinct users in the many-users run (each also a concurrent client).
+    #[arg(long, default_value_t = 16)]
+    pub(super) users: usize,
+    /// login: concurrent clients logging in.
+    #[arg(long, default_value_t = 4)]
+    pub(super) login_clients: usize,
 }
 
-struct Client {
-    http: reqwest::Client,
-    url: String,
-    token: String,
+pub(super) struct Client {
+    pub(super) http: reqwest::Client,
+    pub(super) url: String,
+    pub(super) token: String,
 }
 
 impl Client {
     /// Runs one statement; `Ok(rows)` on success.
-    async fn sql(&self, sql: &str) -> anyhow::Result<Json> {
+    pub(super) async fn sql(&self, sql: &str) -> anyhow::Result<Json> {
         let r = self
             .http
             .post(format!("{}/v1/api/sql", self.url))
@@ -71,12 +77,18 @@ impl Client {
     }
 }
 
-struct Outcome {
-    name: String,
-    rows: u64,
-    elapsed: Duration,
-    latency: Latency,
-    note: String,
+pub(super) struct Outcome {
+    pub(super) name: String,
+    pub(super) rows: u64,
+    pub(super) elapsed: Duration,
+    pub(super) latency: Latency,
+    pub(super) note: String,
+}
+
+impl Outcome {
+    pub(super) fn rate(&self) -> f64 {
+        self.rows as f64 / self.elapsed.as_secs_f64()
+    }
 }
 
 pub fn run(args: SqlBenchArgs) -> anyhow::Result<ExitCode> {
@@ -108,7 +120,7 @@ pub fn run(args: SqlBenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn login(http: &reqwest::Client, args: &SqlBenchArgs) -> anyhow::Result<String> {
+pub(super) async fn login(http: &reqwest::Client, args: &SqlBenchArgs) -> anyhow::Result<String> {
     let body = json!({"user": args.user, "password": args.password});
     let r = http
         .post(format!("{}/v1/api/auth/login", args.url))
@@ -168,7 +180,7 @@ async fn measure(args: &SqlBenchArgs) -> anyhow::Result<Vec<Outcome>> {
             "insert" => {
                 let (table, next_id) = (table.clone(), next_id.clone());
                 let o = load(
-                    &client,
+                    std::slice::from_ref(&client),
                     &format!("single-row INSERT, {} clients", args.clients),
                     args.clients,
                     duration,
@@ -192,7 +204,7 @@ async fn measure(args: &SqlBenchArgs) -> anyhow::Result<Vec<Outcome>> {
             "batch" => {
                 let (table, next_id) = (table.clone(), next_id.clone());
                 let o = load(
-                    &client,
+                    std::slice::from_ref(&client),
                     &format!("1,000-row INSERT, {} clients", args.batch_clients),
                     args.batch_clients,
                     duration,
@@ -221,7 +233,7 @@ async fn measure(args: &SqlBenchArgs) -> anyhow::Result<Vec<Outcome>> {
                 let (table, max) = (table.clone(), next_id.load(Ordering::Relaxed) - 1);
                 out.push(
                     load(
-                        &client,
+                        std::slice::from_ref(&client),
                         "point SELECT by PK, 1 client",
                         1,
                         duration,
@@ -259,7 +271,7 @@ async fn measure(args: &SqlBenchArgs) -> anyhow::Result<Vec<Outcome>> {
                 }
                 out.push(
                     load(
-                        &client,
+                        std::slice::from_ref(&client),
                         "SELECT filter over 10k rows, 1 client",
                         1,
                         duration,
@@ -282,7 +294,7 @@ async fn measure(args: &SqlBenchArgs) -> anyhow::Result<Vec<Outcome>> {
                 ensure_rows(&client, &table, &next_id, &mut acked_total, 10_000).await?;
                 let (table, next_id) = (table.clone(), next_id.clone());
                 let o = load(
-                    &client,
+                    std::slice::from_ref(&client),
                     "mixed 80% point / 20% insert, 16 clients",
                     16,
                     duration,
@@ -308,6 +320,10 @@ async fn measure(args: &SqlBenchArgs) -> anyhow::Result<Vec<Outcome>> {
                 .await?;
                 out.push(o);
             }
+            "isolation" => {
+                out.extend(super::users::isolation(&client, args, duration).await?);
+            }
+            "login" => out.push(super::users::logins(&client, args, duration).await?),
             other => bail!("unknown scenario {other}"),
         }
     }
@@ -364,11 +380,12 @@ fn fastrand(n: u64) -> u64 {
     })
 }
 
-/// Runs `op` in a loop on `clients` tasks for `duration`; each call returns the rows it did.
-async fn load<F, Fut>(
-    client: &Arc<Client>,
+/// Runs `op` in a loop on `tasks` tasks for `duration` (task `i` speaks as
+/// `clients[i % clients.len()]`); each call returns the rows it did.
+pub(super) async fn load<F, Fut>(
+    clients: &[Arc<Client>],
     name: &str,
-    clients: usize,
+    tasks: usize,
     duration: Duration,
     op: F,
 ) -> anyhow::Result<Outcome>
@@ -379,10 +396,11 @@ where
     let rows = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (client, rows, stop, op) = (client.clone(), rows.clone(), stop.clone(), op.clone());
-        tasks.push(tokio::spawn(async move {
+    let mut handles = Vec::new();
+    for i in 0..tasks {
+        let client = clients[i % clients.len()].clone();
+        let (rows, stop, op) = (rows.clone(), stop.clone(), op.clone());
+        handles.push(tokio::spawn(async move {
             let mut samples = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
@@ -405,7 +423,7 @@ where
     }
     stop.store(true, Ordering::Relaxed);
     let mut samples = Vec::new();
-    for t in tasks {
+    for t in handles {
         samples.extend(t.await??);
     }
     let elapsed = start.elapsed();
