@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use folddb_log::LogConfig;
-use folddb_materializer::{Fold, HotStore};
+use folddb_materializer::{ChangeSet, Fold, HotStore};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -88,6 +88,7 @@ pub struct Node<F: Fold> {
     raft: Raft<TypeConfig>,
     log: LogStore,
     hot: Arc<HotStore>,
+    feed: crate::state_machine::ChangeFeed,
     _fold: std::marker::PhantomData<F>,
 }
 
@@ -118,6 +119,7 @@ impl<F: Fold> Node<F> {
             .map_err(|e| Error::Task(e.to_string()))??;
         let hot = Arc::new(hot);
         let sm = StateMachine::new(hot.clone(), fold);
+        let feed = sm.feed().clone();
         let config = openraft::Config {
             cluster_name: "folddb".into(),
             heartbeat_interval: 100,
@@ -160,6 +162,7 @@ impl<F: Fold> Node<F> {
             raft,
             log,
             hot,
+            feed,
             _fold: std::marker::PhantomData,
         })
     }
@@ -194,6 +197,12 @@ impl<F: Fold> Node<F> {
     }
 
     /// The hot tier, for reads (served locally; the leader has applied its own writes).
+    /// Row changes from now on, in log order, each once its entry is applied to the hot
+    /// tier: subscribe, then read the hot tier, then apply changes with a larger index.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<ChangeSet>> {
+        self.feed.subscribe()
+    }
+
     pub fn hot(&self) -> &Arc<HotStore> {
         &self.hot
     }

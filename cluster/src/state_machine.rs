@@ -15,7 +15,7 @@ use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
 use folddb_log::{LogIndex, Term};
-use folddb_materializer::{Family, Fold, HotBatch, HotStore};
+use folddb_materializer::{ChangeSet, Family, Fold, HotBatch, HotStore};
 use openraft::storage::RaftStateMachine;
 use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
@@ -35,10 +35,18 @@ type Membership = StoredMembership<u64, BasicNode>;
 type CurrentSnapshot = Arc<Mutex<Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>>>;
 
 /// The raft state machine. Cheap to clone; clones share the store.
+/// Change sets kept for receivers that fall behind; past that a receiver is told how many it
+/// missed (never silently) and resynchronises from the hot tier by `_seq`.
+pub const CHANGE_FEED_CAPACITY: usize = 4096;
+
+/// The row changes of every applied entry, published once they are in the hot tier.
+pub type ChangeFeed = tokio::sync::broadcast::Sender<Arc<ChangeSet>>;
+
 pub struct StateMachine<F: Fold> {
     store: Arc<HotStore>,
     fold: Arc<F>,
     current: CurrentSnapshot,
+    feed: ChangeFeed,
 }
 
 impl<F: Fold> Clone for StateMachine<F> {
@@ -47,6 +55,7 @@ impl<F: Fold> Clone for StateMachine<F> {
             store: self.store.clone(),
             fold: self.fold.clone(),
             current: self.current.clone(),
+            feed: self.feed.clone(),
         }
     }
 }
@@ -85,7 +94,13 @@ impl<F: Fold> StateMachine<F> {
             store,
             fold,
             current: Arc::default(),
+            feed: tokio::sync::broadcast::channel(CHANGE_FEED_CAPACITY).0,
         }
+    }
+
+    /// The feed of row changes, in log order, each published after its entry is applied.
+    pub fn feed(&self) -> &ChangeFeed {
+        &self.feed
     }
 
     fn applied_state_now(store: &HotStore) -> Result<(Option<LogId<u64>>, Membership)> {
@@ -146,7 +161,7 @@ impl<F: Fold> RaftStateMachine<TypeConfig> for StateMachine<F> {
         I: IntoIterator<Item = Entry<TypeConfig>>,
     {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
-        let (store, fold) = (self.store.clone(), self.fold.clone());
+        let (store, fold, feed) = (self.store.clone(), self.fold.clone(), self.feed.clone());
         blocking(move || {
             let mut results = Vec::with_capacity(entries.len());
             for e in entries {
@@ -167,7 +182,12 @@ impl<F: Fold> RaftStateMachine<TypeConfig> for StateMachine<F> {
                         CommandResult::default()
                     }
                 };
+                let events = changes.take_events();
                 store.apply(index, term, changes)?;
+                if !events.is_empty() && feed.receiver_count() > 0 {
+                    // Only receivers that exist now get it; none is an error.
+                    let _ = feed.send(Arc::new(ChangeSet { index, events }));
+                }
                 results.push(result);
             }
             Ok(results)

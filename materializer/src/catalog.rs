@@ -215,6 +215,45 @@ pub struct UserDef {
     pub deleted_at_ms: Option<u64>,
 }
 
+impl TableDef {
+    /// `namespace.name (id BIGINT PRIMARY KEY, v TEXT)` of `kind`, as a CREATE TABLE op
+    /// carries it (id and version assigned at apply): for tests and examples.
+    pub fn example(namespace: &str, name: &str, kind: TableKind) -> TableDef {
+        let column = |id: u32, name: &str, data_type, nullable| ColumnDef {
+            id,
+            name: name.into(),
+            data_type,
+            nullable,
+            default: None,
+            unique: id == 1,
+        };
+        TableDef {
+            id: TableId(0),
+            namespace: namespace.into(),
+            name: name.into(),
+            kind,
+            columns: vec![
+                column(1, "id", DataType::BigInt, false),
+                column(2, "v", DataType::Text, true),
+            ],
+            primary_key: Some(1),
+            options: TableOptions {
+                storage_id: "local".into(),
+                use_user_storage: false,
+                flush_policy: None,
+                deleted_retention_hours: None,
+                ttl_seconds: (kind == TableKind::Stream).then_some(60),
+                access_level: (kind == TableKind::Shared).then_some(AccessLevel::Private),
+            },
+            schema_version: 0,
+            next_column_id: 3,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            change: "created".into(),
+        }
+    }
+}
+
 /// One entry of `system.audit_log` (API.md 3.7): logins, user and permission changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {

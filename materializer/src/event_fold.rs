@@ -14,7 +14,7 @@ use crate::codec;
 use crate::event::{Command, Op, OpResult, Outcome, RowChange, decode_entry, encode_outcomes};
 use crate::fold::Fold;
 use crate::hot::{Family, HotBatch, HotStore};
-use crate::row::{RowVersion, row_key, table_prefix};
+use crate::row::{RowEvent, RowVersion, row_key, table_prefix};
 use crate::seq::{Seq, SeqClock};
 use crate::value::Value;
 
@@ -365,16 +365,31 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                     None => Value::BigInt(seq),
                 };
                 let key = row_key(def.id, scope, &pk);
-                if let Some(existing) = read_row(ctx, &key)?
-                    && !existing.deleted
-                {
-                    let column = def.pk_column().map_or("_seq", |c| c.name.as_str());
-                    return Err(format!(
-                        "Primary key violation: value '{}' already exists in column '{column}'",
-                        pk.plain()
-                    ));
-                }
-                put_version(ctx, key, seq, false, cells.clone(), &mut result);
+                let existing_tombstone = match read_row(ctx, &key)? {
+                    Some(existing) if !existing.deleted => {
+                        let column = def.pk_column().map_or("_seq", |c| c.name.as_str());
+                        return Err(format!(
+                            "Primary key violation: value '{}' already exists in column '{column}'",
+                            pk.plain()
+                        ));
+                    }
+                    other => other,
+                };
+                let row = RowRef {
+                    table: def.id,
+                    scope,
+                    pk: &pk,
+                    key,
+                };
+                put_version(
+                    ctx,
+                    row,
+                    existing_tombstone,
+                    seq,
+                    false,
+                    cells.clone(),
+                    &mut result,
+                );
             }
             Ok(result)
         }
@@ -393,9 +408,23 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             } in rows
             {
                 let key = row_key(def.id, scope, pk);
-                expect_current(ctx, &key, pk, *expected_seq)?;
+                let current = expect_current(ctx, &key, pk, *expected_seq)?;
                 let seq = ctx.next_seq();
-                put_version(ctx, key, seq, false, cells.clone(), &mut result);
+                let row = RowRef {
+                    table: def.id,
+                    scope,
+                    pk,
+                    key,
+                };
+                put_version(
+                    ctx,
+                    row,
+                    Some(current),
+                    seq,
+                    false,
+                    cells.clone(),
+                    &mut result,
+                );
             }
             Ok(result)
         }
@@ -407,10 +436,24 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                 let current = expect_current(ctx, &key, pk, *expected_seq)?;
                 if def.has_soft_delete() {
                     let seq = ctx.next_seq();
-                    put_version(ctx, key, seq, true, current.cells, &mut result);
+                    let cells = current.cells.clone();
+                    let row = RowRef {
+                        table: def.id,
+                        scope,
+                        pk,
+                        key,
+                    };
+                    put_version(ctx, row, Some(current), seq, true, cells, &mut result);
                 } else {
                     ctx.written.insert(key.clone());
                     ctx.batch.delete(Family::Rows, key);
+                    ctx.batch.record(RowEvent {
+                        table: def.id,
+                        scope: scope.clone(),
+                        pk: pk.clone(),
+                        old: Some(current),
+                        new: None,
+                    });
                     result.affected += 1;
                 }
             }
@@ -460,10 +503,20 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
     }
 }
 
-/// Writes a row's new version and counts it.
+/// Which row a version is written to.
+struct RowRef<'a> {
+    table: TableId,
+    scope: &'a str,
+    pk: &'a Value,
+    key: Vec<u8>,
+}
+
+/// Writes a row's new version, records the change (with the version it replaces) and
+/// counts it.
 fn put_version(
     ctx: &mut Ctx<'_>,
-    key: Vec<u8>,
+    row: RowRef<'_>,
+    old: Option<RowVersion>,
     seq: i64,
     deleted: bool,
     cells: Vec<(u32, Value)>,
@@ -474,8 +527,16 @@ fn put_version(
         deleted,
         cells,
     };
-    ctx.written.insert(key.clone());
-    ctx.batch.put(Family::Rows, key, codec::encode(&version));
+    ctx.written.insert(row.key.clone());
+    ctx.batch
+        .put(Family::Rows, row.key, codec::encode(&version));
+    ctx.batch.record(RowEvent {
+        table: row.table,
+        scope: row.scope.to_owned(),
+        pk: row.pk.clone(),
+        old,
+        new: Some(version),
+    });
     result.affected += 1;
     result.seqs.push(seq);
 }
@@ -578,51 +639,13 @@ fn expect_current(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{ColumnDef, TableKind, TableOptions};
+    use crate::catalog::TableKind;
     use crate::event::{decode_outcomes, encode_entry};
-    use crate::value::DataType;
     use folddb_log::Term;
     use proptest::prelude::*;
 
     fn table() -> TableDef {
-        TableDef {
-            id: TableId(0),
-            namespace: "app".into(),
-            name: "t".into(),
-            kind: TableKind::Shared,
-            columns: vec![
-                ColumnDef {
-                    id: 1,
-                    name: "id".into(),
-                    data_type: DataType::BigInt,
-                    nullable: false,
-                    default: None,
-                    unique: true,
-                },
-                ColumnDef {
-                    id: 2,
-                    name: "v".into(),
-                    data_type: DataType::Text,
-                    nullable: true,
-                    default: None,
-                    unique: false,
-                },
-            ],
-            primary_key: Some(1),
-            options: TableOptions {
-                storage_id: "local".into(),
-                use_user_storage: false,
-                flush_policy: None,
-                deleted_retention_hours: None,
-                ttl_seconds: None,
-                access_level: None,
-            },
-            schema_version: 0,
-            next_column_id: 3,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            change: "created".into(),
-        }
+        TableDef::example("app", "t", TableKind::Shared)
     }
 
     fn cmd(stamp_ms: u64, ops: Vec<Op>) -> Command {
@@ -827,6 +850,56 @@ mod tests {
         );
         // Nothing reached the store.
         assert!(store.get(Family::Rows, &key2).expect("read").is_none());
+    }
+
+    #[test]
+    fn folding_records_each_row_change_with_its_old_and_new_image() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = HotStore::open(dir.path()).expect("open");
+        let fold = |i: u64, e: Vec<Command>| {
+            let mut batch = HotBatch::default();
+            let out = EventFold.fold(&store, LogIndex(i), &encode_entry(&e), &mut batch);
+            let events = batch.take_events();
+            store.apply(LogIndex(i), Term(1), batch).expect("apply");
+            (decode_outcomes(&out).expect("outcomes"), events)
+        };
+        fold(1, setup());
+        let (_, events) = fold(2, vec![cmd(5, vec![insert(&[1, 2])])]);
+        assert_eq!(events.len(), 2);
+        assert!(
+            events
+                .iter()
+                .all(|e| e.old.is_none() && e.table == TableId(1))
+        );
+        let seq1 = events[0].new.as_ref().map(|v| v.seq);
+        let update = Op::Update {
+            table: TableId(1),
+            schema_version: 1,
+            scope: String::new(),
+            rows: vec![RowChange {
+                pk: Value::BigInt(1),
+                expected_seq: seq1.unwrap_or_default(),
+                cells: vec![(1, Value::BigInt(1)), (2, Value::Text("new".into()))],
+            }],
+        };
+        let delete = Op::Delete {
+            table: TableId(1),
+            scope: String::new(),
+            rows: vec![(Value::BigInt(1), SEQ_OWN_WRITE)],
+        };
+        // A rejected command leaves no events; the applied one leaves its two, in order.
+        let (outcomes, events) = fold(
+            3,
+            vec![cmd(6, vec![insert(&[2])]), cmd(6, vec![update, delete])],
+        );
+        assert!(matches!(outcomes[0], Outcome::Rejected { .. }));
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(events[0].pk, Value::BigInt(1));
+        assert_eq!(events[0].old.as_ref().map(|v| v.seq), seq1);
+        let updated = events[0].new.clone().expect("a new image");
+        assert_eq!(updated.cell(2), Some(&Value::Text("new".into())));
+        assert_eq!(events[1].old.as_ref(), Some(&updated));
+        assert!(events[1].new.as_ref().is_some_and(|v| v.deleted));
     }
 
     proptest! {

@@ -67,6 +67,15 @@ pub struct HotBatch {
     ops: Vec<(Family, Vec<u8>, Option<Vec<u8>>)>,
     /// The newest op of each key in `ops`: what a read inside the batch sees.
     latest: HashMap<(Family, Vec<u8>), Option<Vec<u8>>>,
+    /// The row changes the ops make, for live queries; not written to the store.
+    events: Vec<crate::row::RowEvent>,
+}
+
+/// A point in a [`HotBatch`] to roll back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    ops: usize,
+    events: usize,
 }
 
 impl std::fmt::Debug for HotBatch {
@@ -96,16 +105,30 @@ impl HotBatch {
     }
 
     /// A point to roll back to.
-    pub fn mark(&self) -> usize {
-        self.ops.len()
+    pub fn mark(&self) -> Mark {
+        Mark {
+            ops: self.ops.len(),
+            events: self.events.len(),
+        }
+    }
+
+    /// Records a row change the batch makes (see [`crate::row::RowEvent`]).
+    pub fn record(&mut self, event: crate::row::RowEvent) {
+        self.events.push(event);
+    }
+
+    /// The row changes recorded so far, leaving none.
+    pub fn take_events(&mut self) -> Vec<crate::row::RowEvent> {
+        std::mem::take(&mut self.events)
     }
 
     /// Forgets every change made since `mark`.
-    pub fn rollback_to(&mut self, mark: usize) {
-        if mark >= self.ops.len() {
+    pub fn rollback_to(&mut self, mark: Mark) {
+        self.events.truncate(mark.events);
+        if mark.ops >= self.ops.len() {
             return;
         }
-        self.ops.truncate(mark);
+        self.ops.truncate(mark.ops);
         self.latest.clear();
         for (family, key, value) in &self.ops {
             self.latest.insert((*family, key.clone()), value.clone());

@@ -31,6 +31,6 @@ pub use event::{Command, Op, OpResult, Outcome, Propose, ProposeError, ProposeFu
 pub use event_fold::{EventFold, Preview, SEQ_OWN_WRITE};
 pub use fold::{Fold, StoreCommands};
 pub use hot::{Family, HotBatch, HotStore};
-pub use row::RowVersion;
+pub use row::{ChangeSet, RowEvent, RowVersion};
 pub use seq::{Seq, SeqClock};
 pub use value::{DataType, TypeError, Value};

@@ -132,3 +132,24 @@ mod tests {
         assert!(b.starts_with(&scope_prefix(TableId(1), "alice")));
     }
 }
+
+/// One row changed by an applied command, with its images before and after: what live
+/// queries evaluate their filters on (DESIGN.md "Live path"). `old` is `None` for a fresh
+/// insert (or over a tombstone, it is the tombstone); `new` is `None` for a physical delete;
+/// a soft delete's `new` is the tombstone version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowEvent {
+    pub table: crate::catalog::TableId,
+    /// The owner of a USER or STREAM row; empty for SHARED tables.
+    pub scope: String,
+    pub pk: Value,
+    pub old: Option<RowVersion>,
+    pub new: Option<RowVersion>,
+}
+
+/// The row changes of one applied log entry, in the order they were made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeSet {
+    pub index: folddb_log::LogIndex,
+    pub events: Vec<RowEvent>,
+}
