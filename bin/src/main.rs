@@ -6,6 +6,7 @@ mod auth;
 mod bench;
 mod config;
 mod guard;
+mod live;
 mod log_cmd;
 mod server;
 

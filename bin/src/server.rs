@@ -26,11 +26,11 @@ use crate::guard::Guard;
 /// Largest request body (API.md 6).
 const MAX_BODY_BYTES: usize = 10 << 20;
 
-struct State {
-    engine: Engine,
-    auth: Auth,
+pub(crate) struct State {
+    pub(crate) engine: Engine,
+    pub(crate) auth: Auth,
     guard: Guard,
-    node: Arc<Node<EventFold>>,
+    pub(crate) node: Arc<Node<EventFold>>,
     listen: SocketAddr,
 }
 
@@ -153,7 +153,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Ok(r) => r,
             Err(never) => match never {},
         });
-    let server = warp::serve(routes)
+    let ws = warp::path!("v1" / "ws")
+        .and(warp::ws())
+        .and(warp::header::optional::<String>("authorization"))
+        .map({
+            let state = state.clone();
+            move |ws: warp::ws::Ws, authorization: Option<String>| {
+                let state = state.clone();
+                ws.max_message_size(crate::live::MAX_FRAME_BYTES * 2)
+                    .on_upgrade(move |socket| crate::live::connection(state, socket, authorization))
+            }
+        });
+    let server = warp::serve(ws.or(routes))
         .bind(listen)
         .await
         .graceful(shutdown_signal());
@@ -339,6 +350,23 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// The caller an access token names (API.md 1.4, 1.6), or the error code to refuse it with.
+pub(crate) fn caller_of(state: &State, token: &str) -> Result<Caller, &'static str> {
+    let claims = match state.auth.verify(token) {
+        Ok(c) if c.token_type == "access" => c,
+        Ok(_) | Err(TokenError::Invalid) => return Err("INVALID_CREDENTIALS"),
+        Err(TokenError::Expired) => return Err("TOKEN_EXPIRED"),
+    };
+    let user = state
+        .auth
+        .user_of(&state.engine, &claims)
+        .ok_or("INVALID_CREDENTIALS")?;
+    Ok(Caller {
+        user: user.id,
+        role: user.role,
+    })
+}
+
 async fn sql(state: &State, headers: &HeaderMap, body: &[u8]) -> Reply {
     let start = Instant::now();
     let unauthorized =
@@ -348,15 +376,9 @@ async fn sql(state: &State, headers: &HeaderMap, body: &[u8]) -> Reply {
         Ok(None) => return unauthorized("MISSING_AUTHORIZATION", "Authentication required"),
         Err(()) => return unauthorized("INVALID_CREDENTIALS", "Invalid credentials"),
     };
-    let claims = match state.auth.verify(token) {
-        Ok(c) if c.token_type == "access" => c,
-        Ok(_) | Err(TokenError::Invalid) => {
-            return unauthorized("INVALID_CREDENTIALS", "Invalid credentials");
-        }
-        Err(TokenError::Expired) => return unauthorized("TOKEN_EXPIRED", "Invalid credentials"),
-    };
-    let Some(user) = state.auth.user_of(&state.engine, &claims) else {
-        return unauthorized("INVALID_CREDENTIALS", "Invalid credentials");
+    let caller = match caller_of(state, token) {
+        Ok(c) => c,
+        Err(code) => return unauthorized(code, "Invalid credentials"),
     };
     let is_multipart = headers
         .get("content-type")
@@ -390,10 +412,6 @@ async fn sql(state: &State, headers: &HeaderMap, body: &[u8]) -> Reply {
                 start,
             );
         }
-    };
-    let caller = Caller {
-        user: user.id.clone(),
-        role: user.role,
     };
     let request = SqlRequest {
         sql: parsed.sql,

@@ -365,6 +365,24 @@ impl Engine {
         &self.store
     }
 
+    /// Runs one query as `caller` against the committed state: its batches.
+    pub async fn read_as(
+        &self,
+        caller: &Caller,
+        sql_text: &str,
+    ) -> Result<Vec<RecordBatch>, SqlError> {
+        let view = View::committed(self.store.clone());
+        let at = At {
+            caller,
+            view: &view,
+            namespace: "default",
+        };
+        self.query(&at, sql_text, &[], false)
+            .await
+            .map(|(_, batches)| batches)
+            .map_err(|Fail(code, message)| SqlError::new(code, message).for_role(caller.role))
+    }
+
     /// Proposes `ops` as one command by `actor` and waits for the outcome.
     pub async fn propose_ops(&self, actor: &str, ops: Vec<Op>) -> Result<Vec<OpResult>, SqlError> {
         self.propose(actor, ops)

@@ -17,6 +17,7 @@ pub mod dialect;
 pub mod engine;
 mod functions;
 pub mod ids;
+pub mod live;
 pub mod provider;
 pub mod split;
 pub mod system;

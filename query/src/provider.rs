@@ -258,26 +258,36 @@ impl HotTable {
 
     /// The rows as one record batch in the table's schema.
     fn batch(&self, rows: &[RowVersion]) -> DfResult<RecordBatch> {
-        let mut columns = Vec::with_capacity(self.schema.fields().len());
-        for c in &self.def.columns {
-            let fallback = backfill(c);
-            let values: Vec<Value> = rows
-                .iter()
-                .map(|r| match r.cell(c.id) {
-                    Some(v) => fit(v, c.data_type),
-                    None => fallback.clone(),
-                })
-                .collect();
-            columns.push(build_column(c.data_type, values.iter()));
-        }
-        let seqs: Vec<Value> = rows.iter().map(|r| Value::BigInt(r.seq)).collect();
-        columns.push(build_column(DataType::BigInt, seqs.iter()));
-        if self.def.has_soft_delete() {
-            let del: Vec<Value> = rows.iter().map(|r| Value::Boolean(r.deleted)).collect();
-            columns.push(build_column(DataType::Boolean, del.iter()));
-        }
-        RecordBatch::try_new(self.schema.clone(), columns).map_err(DataFusionError::from)
+        rows_batch(&self.def, &self.schema, rows)
     }
+}
+
+/// Row versions of `def` as one record batch in its schema ([`table_schema`]): every
+/// column, then `_seq` and (with soft delete) `_deleted`.
+pub fn rows_batch(
+    def: &TableDef,
+    schema: &SchemaRef,
+    rows: &[RowVersion],
+) -> DfResult<RecordBatch> {
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for c in &def.columns {
+        let fallback = backfill(c);
+        let values: Vec<Value> = rows
+            .iter()
+            .map(|r| match r.cell(c.id) {
+                Some(v) => fit(v, c.data_type),
+                None => fallback.clone(),
+            })
+            .collect();
+        columns.push(build_column(c.data_type, values.iter()));
+    }
+    let seqs: Vec<Value> = rows.iter().map(|r| Value::BigInt(r.seq)).collect();
+    columns.push(build_column(DataType::BigInt, seqs.iter()));
+    if def.has_soft_delete() {
+        let del: Vec<Value> = rows.iter().map(|r| Value::Boolean(r.deleted)).collect();
+        columns.push(build_column(DataType::Boolean, del.iter()));
+    }
+    RecordBatch::try_new(schema.clone(), columns).map_err(DataFusionError::from)
 }
 
 /// A stored value read under a column type it was not written with (after MODIFY COLUMN):

@@ -1,12 +1,15 @@
 //! `folddb-realtime` serves live queries and log tails.
 //!
-//! It will own the subscription registry, the initial-snapshot-to-tail hand-off, matching
-//! applied events to subscriptions, resuming from a `_seq` (reading the log when memory no
-//! longer holds it), topics with consumer groups, and the transport-agnostic WebSocket
-//! message types.
+//! It owns the transport-agnostic WebSocket session ([`session`]): the client and server
+//! messages of API.md 2, subscriptions with their initial data in batches, and the
+//! hand-off from that snapshot to the node's change feed without loss or repeats. Still to
+//! come: a registry indexed by table and user for fan-out, resuming from the log on disk,
+//! topics with consumer groups.
 //!
 //! Dependencies: `folddb-query`, `folddb-materializer`, `folddb-log`.
 
 pub mod error;
+pub mod session;
 
 pub use error::{Error, Result};
+pub use session::{ClientMessage, Session};

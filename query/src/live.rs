@@ -1,0 +1,416 @@
+//! Live queries (API.md 2.5, DESIGN.md "Live path"): a subscription's SQL planned once into
+//! a table, a scope, a projection and a compiled filter, then used two ways — the initial
+//! rows, read through DataFusion as the subscriber, and the notifications a batch of row
+//! changes gives, by evaluating the filter on each change's old and new image: a row
+//! entering the filter is an insert, one leaving it a delete, one staying in an update.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, BooleanArray, RecordBatch};
+use arrow::datatypes::SchemaRef;
+use datafusion::common::DFSchema;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::{self as sql, Expr, SelectItem, SetExpr, TableFactor};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use folddb_materializer::{DataType, RowEvent, RowVersion, TableDef, TableKind, Value, catalog};
+use serde_json::{Map, Value as Json};
+
+use crate::convert::{arrow_to_value, cell_json};
+use crate::engine::{ColumnInfo, Engine};
+use crate::provider::{Caller, rows_batch, shared_access, table_schema};
+
+/// Why a subscription was refused: an API.md 2.4 error code and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn invalid(m: impl Into<String>) -> LiveError {
+    LiveError {
+        code: "INVALID_SQL",
+        message: m.into(),
+    }
+}
+
+/// A row as a subscriber sees it: an object keyed by column name, `_seq` always included.
+pub type RowObject = Map<String, Json>;
+
+/// A row of a subscription's initial data, with what the hand-off to live changes needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotRow {
+    pub row: RowObject,
+    /// The primary key as [`Value::plain`] spells it (`_seq` for tables without one).
+    pub key: String,
+    pub seq: i64,
+}
+
+/// What one row change means to one subscriber.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notification {
+    Insert(RowObject),
+    /// The delta form of API.md 2.4: `new` holds `_seq`, the key and every non-null column
+    /// of the new version; `old` the old `_seq`, the key and the previous values of the
+    /// columns that changed.
+    Update {
+        new: RowObject,
+        old: RowObject,
+    },
+    Delete(RowObject),
+}
+
+/// A planned subscription.
+#[derive(Debug)]
+pub struct LiveQuery {
+    pub def: TableDef,
+    /// The owner whose rows it sees (USER and STREAM tables); empty for SHARED.
+    pub scope: String,
+    schema: SchemaRef,
+    /// Indices into `schema` of the projected columns, then `_seq`.
+    projection: Vec<usize>,
+    where_sql: Option<String>,
+    filter: Option<Arc<dyn PhysicalExpr>>,
+    pk_index: Option<usize>,
+}
+
+impl Engine {
+    /// Plans a subscription (API.md 2.5) for `caller`: one `SELECT <columns | *> FROM
+    /// namespace.table [WHERE …]`, with the caller's right to read that table.
+    pub fn plan_live(&self, caller: &Caller, sql_text: &str) -> Result<LiveQuery, LiveError> {
+        let sql_text = crate::dialect::normalize_keyword_calls(sql_text);
+        let stmts = Parser::parse_sql(&GenericDialect {}, &sql_text)
+            .map_err(|e| invalid(format!("SQL parse error: {e}")))?;
+        let [sql::Statement::Query(q)] = stmts.as_slice() else {
+            return Err(invalid("A subscription is exactly one SELECT"));
+        };
+        if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some()
+        {
+            return Err(invalid(
+                "Subscription queries cannot use WITH, ORDER BY, LIMIT, OFFSET or FETCH",
+            ));
+        }
+        let SetExpr::Select(sel) = q.body.as_ref() else {
+            return Err(invalid("A subscription is exactly one SELECT"));
+        };
+        let [from] = sel.from.as_slice() else {
+            return Err(invalid("A subscription reads exactly one table"));
+        };
+        let TableFactor::Table { name, .. } = &from.relation else {
+            return Err(invalid("A subscription reads a table, not a subquery"));
+        };
+        if !from.joins.is_empty()
+            || sel.distinct.is_some()
+            || sel.having.is_some()
+            || !matches!(&sel.group_by, sql::GroupByExpr::Expressions(e, _) if e.is_empty())
+            || !sel.named_window.is_empty()
+        {
+            return Err(invalid(
+                "Subscription queries cannot use JOIN, DISTINCT, GROUP BY, HAVING or windows",
+            ));
+        }
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident())
+            .map(|i| i.value.to_ascii_lowercase())
+            .collect();
+        let [ns, table] = parts.as_slice() else {
+            return Err(invalid("Query must use namespace.table format"));
+        };
+        if ns == "system" || ns == "information_schema" {
+            return Err(LiveError {
+                code: "UNSUPPORTED",
+                message: "Live queries over system tables are not supported".into(),
+            });
+        }
+        let def = catalog::table(self.store().as_ref(), ns, table)
+            .map_err(|e| LiveError {
+                code: "SUBSCRIPTION_FAILED",
+                message: e.to_string(),
+            })?
+            .ok_or_else(|| LiveError {
+                code: "NOT_FOUND",
+                message: format!("Table '{ns}.{table}' not found"),
+            })?;
+        if def.kind == TableKind::Shared && !shared_access(&def, caller.role, false) {
+            return Err(LiveError {
+                code: "UNAUTHORIZED",
+                message: format!(
+                    "Permission denied: role {} may not read SHARED table {}",
+                    caller.role.name(),
+                    def.qualified_name()
+                ),
+            });
+        }
+        let schema = table_schema(&def);
+        let seq_index = def.columns.len();
+        let mut projection = Vec::new();
+        for item in &sel.projection {
+            match item {
+                SelectItem::Wildcard(_) => projection.extend(0..schema.fields().len()),
+                SelectItem::UnnamedExpr(Expr::Identifier(id)) => {
+                    let n = id.value.to_ascii_lowercase();
+                    if n == "_seq" || n == "_deleted" {
+                        return Err(invalid(
+                            "Subscription query cannot project system columns '_seq' or '_deleted'",
+                        ));
+                    }
+                    projection.push(
+                        schema
+                            .index_of(&n)
+                            .map_err(|_| invalid(format!("Column '{n}' not found")))?,
+                    );
+                }
+                other => {
+                    return Err(invalid(format!(
+                        "Subscriptions project columns or *; not supported: {other}"
+                    )));
+                }
+            }
+        }
+        if !projection.contains(&seq_index) {
+            projection.push(seq_index);
+        }
+        let where_sql = sel.selection.as_ref().map(|w| w.to_string());
+        let filter = match &where_sql {
+            None => None,
+            Some(w) => Some(compile_filter(caller, &schema, w)?),
+        };
+        let scope = if def.kind.is_per_user() {
+            caller.user.clone()
+        } else {
+            String::new()
+        };
+        let pk_index = def
+            .primary_key
+            .and_then(|id| def.columns.iter().position(|c| c.id == id));
+        Ok(LiveQuery {
+            def,
+            scope,
+            schema,
+            projection,
+            where_sql,
+            filter,
+            pk_index,
+        })
+    }
+
+    /// The rows the subscription starts with, ascending by `_seq`: those matching now, or
+    /// only those whose current version is newer than `from` (resume).
+    pub async fn live_snapshot(
+        &self,
+        caller: &Caller,
+        q: &LiveQuery,
+        from: Option<i64>,
+    ) -> Result<Vec<SnapshotRow>, LiveError> {
+        let mut conditions = Vec::new();
+        if let Some(w) = &q.where_sql {
+            conditions.push(format!("({w})"));
+        }
+        if let Some(f) = from {
+            conditions.push(format!("_seq > {f}"));
+        }
+        let mut sql_text = format!("SELECT * FROM \"{}\".\"{}\"", q.def.namespace, q.def.name);
+        if !conditions.is_empty() {
+            sql_text.push_str(" WHERE ");
+            sql_text.push_str(&conditions.join(" AND "));
+        }
+        sql_text.push_str(" ORDER BY _seq");
+        let batches = self
+            .read_as(caller, &sql_text)
+            .await
+            .map_err(|e| LiveError {
+                code: "SUBSCRIPTION_FAILED",
+                message: e.message,
+            })?;
+        let seq_index = q.def.columns.len();
+        let mut out = Vec::new();
+        for b in &batches {
+            for r in 0..b.num_rows() {
+                let seq = match arrow_to_value(b.column(seq_index).as_ref(), r, DataType::BigInt) {
+                    Ok(Value::BigInt(s)) => s,
+                    _ => return Err(conversion("a snapshot row without _seq".into())),
+                };
+                let key = match q.pk_index {
+                    Some(i) => {
+                        let t = q.def.columns[i].data_type;
+                        arrow_to_value(b.column(i).as_ref(), r, t)
+                            .map_err(conversion)?
+                            .plain()
+                    }
+                    None => seq.to_string(),
+                };
+                out.push(SnapshotRow {
+                    row: q.object(b, r).map_err(conversion)?,
+                    key,
+                    seq,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn conversion(m: String) -> LiveError {
+    LiveError {
+        code: "CONVERSION_ERROR",
+        message: m,
+    }
+}
+
+/// The WHERE clause as an expression DataFusion evaluates over batches of row images in the
+/// table's schema, with `CURRENT_USER()` and `CURRENT_ROLE()` bound to the subscriber.
+fn compile_filter(
+    caller: &Caller,
+    schema: &SchemaRef,
+    where_sql: &str,
+) -> Result<Arc<dyn PhysicalExpr>, LiveError> {
+    let ctx = SessionContext::new();
+    for f in crate::functions::identity(&caller.user, caller.role.name()) {
+        ctx.register_udf(f);
+    }
+    let df_schema =
+        DFSchema::try_from(schema.as_ref().clone()).map_err(|e| invalid(format!("filter: {e}")))?;
+    let expr = ctx
+        .parse_sql_expr(where_sql, &df_schema)
+        .map_err(|e| invalid(format!("filter: {e}")))?;
+    ctx.create_physical_expr(expr, &df_schema)
+        .map_err(|e| invalid(format!("filter: {e}")))
+}
+
+impl LiveQuery {
+    /// The columns of the subscription's rows, for `subscription_ack`.
+    pub fn schema_info(&self) -> Vec<ColumnInfo> {
+        self.projection
+            .iter()
+            .enumerate()
+            .map(|(index, &i)| {
+                let f = self.schema.field(i);
+                ColumnInfo {
+                    name: f.name().clone(),
+                    data_type: crate::convert::api_type(f),
+                    index,
+                    flags: crate::convert::flags(f),
+                }
+            })
+            .collect()
+    }
+
+    /// Row `r` of `batch` (in the table's schema) as the subscriber sees it.
+    fn object(&self, batch: &RecordBatch, r: usize) -> Result<RowObject, String> {
+        let mut row = Map::new();
+        for &i in &self.projection {
+            row.insert(
+                self.schema.field(i).name().clone(),
+                cell_json(batch.column(i).as_ref(), r)?,
+            );
+        }
+        Ok(row)
+    }
+
+    /// Which rows of `batch` pass the filter.
+    fn passes(&self, batch: &RecordBatch) -> Result<Vec<bool>, String> {
+        let Some(filter) = &self.filter else {
+            return Ok(vec![true; batch.num_rows()]);
+        };
+        let value = filter.evaluate(batch).map_err(|e| e.to_string())?;
+        let array = value
+            .into_array(batch.num_rows())
+            .map_err(|e| e.to_string())?;
+        let bools = array
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or("the filter is not a boolean expression")?;
+        Ok((0..bools.len())
+            .map(|i| bools.is_valid(i) && bools.value(i))
+            .collect())
+    }
+
+    /// The notifications `events` give this subscriber, in order. Events of other tables
+    /// and other owners give none.
+    pub fn notify(&self, events: &[RowEvent]) -> Result<Vec<Notification>, String> {
+        self.notify_unseen(events, |_, _| false)
+    }
+
+    /// Like [`LiveQuery::notify`], skipping events `seen(key, new _seq)` says the initial
+    /// data already reflects (the hand-off from snapshot to live changes).
+    pub fn notify_unseen(
+        &self,
+        events: &[RowEvent],
+        seen: impl Fn(&str, i64) -> bool,
+    ) -> Result<Vec<Notification>, String> {
+        let mine: Vec<&RowEvent> = events
+            .iter()
+            .filter(|e| e.table == self.def.id && e.scope == self.scope)
+            .filter(|e| match &e.new {
+                Some(v) => !seen(&self.key_of(e), v.seq),
+                None => true,
+            })
+            .collect();
+        if mine.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Live images (not tombstones), old ones first, in one batch for one evaluation.
+        let live = |v: &Option<RowVersion>| v.as_ref().filter(|v| !v.deleted).cloned();
+        let olds: Vec<Option<RowVersion>> = mine.iter().map(|e| live(&e.old)).collect();
+        let news: Vec<Option<RowVersion>> = mine.iter().map(|e| live(&e.new)).collect();
+        let images: Vec<RowVersion> = olds.iter().chain(&news).flatten().cloned().collect();
+        let batch = rows_batch(&self.def, &self.schema, &images).map_err(|e| e.to_string())?;
+        let pass = self.passes(&batch)?;
+        let mut at = HashMap::new();
+        let mut next = 0;
+        for (k, img) in olds.iter().chain(&news).enumerate() {
+            if img.is_some() {
+                at.insert(k, next);
+                next += 1;
+            }
+        }
+        let n = mine.len();
+        let mut out = Vec::new();
+        for k in 0..n {
+            let old = at.get(&k).copied().filter(|&r| pass[r]);
+            let new = at.get(&(n + k)).copied().filter(|&r| pass[r]);
+            out.push(match (old, new) {
+                (None, Some(r)) => Notification::Insert(self.object(&batch, r)?),
+                (Some(r), None) => Notification::Delete(self.object(&batch, r)?),
+                (Some(o), Some(r)) => self.delta(&batch, o, r)?,
+                (None, None) => continue,
+            });
+        }
+        Ok(out)
+    }
+
+    /// An event's row key as [`SnapshotRow::key`] spells it.
+    fn key_of(&self, e: &RowEvent) -> String {
+        match self.pk_index {
+            Some(_) => e.pk.plain(),
+            None => e
+                .new
+                .as_ref()
+                .or(e.old.as_ref())
+                .map_or_else(String::new, |v| v.seq.to_string()),
+        }
+    }
+
+    fn delta(&self, batch: &RecordBatch, old: usize, new: usize) -> Result<Notification, String> {
+        let seq_index = self.def.columns.len();
+        let mut n = Map::new();
+        let mut o = Map::new();
+        for &i in &self.projection {
+            let name = self.schema.field(i).name().clone();
+            let col = batch.column(i).as_ref();
+            let (before, after) = (cell_json(col, old)?, cell_json(col, new)?);
+            let key = i == seq_index || Some(i) == self.pk_index;
+            if key || (!after.is_null() && !name.starts_with('_')) {
+                n.insert(name.clone(), after.clone());
+            }
+            if key || (before != after && !name.starts_with('_')) {
+                o.insert(name, before);
+            }
+        }
+        Ok(Notification::Update { new: n, old: o })
+    }
+}

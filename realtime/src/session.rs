@@ -1,0 +1,353 @@
+//! One WebSocket connection's live-query session (API.md 2.3–2.6), independent of the
+//! transport: the caller feeds it client messages and the node's change sets, and sends
+//! what it returns.
+//!
+//! The hand-off from initial data to live changes loses and repeats nothing: the transport
+//! subscribes to the change feed before the connection can subscribe to anything, so every
+//! change applied after the initial data was read is still queued; changes the initial data
+//! already reflects (a row's version at or below the one it read) are skipped.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use folddb_materializer::ChangeSet;
+use folddb_query::live::{LiveQuery, Notification, SnapshotRow};
+use folddb_query::{Caller, Engine};
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+
+/// Default rows per initial batch (API.md 2.3).
+pub const DEFAULT_BATCH_SIZE: usize = 1000;
+/// Most subscriptions on one connection (API.md 2.5).
+pub const MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 100;
+
+/// The `protocol` object of `authenticate` and `auth_success`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Protocol {
+    pub serialization: String,
+    pub compression: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Options {
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    #[serde(default)]
+    pub last_rows: Option<usize>,
+    #[serde(default, alias = "from_seq_id")]
+    pub from: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SubscriptionRequest {
+    pub id: String,
+    pub sql: String,
+    #[serde(default)]
+    pub options: Option<Options>,
+}
+
+/// A client → server message (API.md 2.3).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    Authenticate {
+        method: String,
+        token: String,
+        protocol: Protocol,
+    },
+    Subscribe {
+        subscription: SubscriptionRequest,
+    },
+    NextBatch {
+        subscription_id: String,
+        #[serde(default)]
+        last_seq_id: Option<i64>,
+    },
+    Unsubscribe {
+        subscription_id: String,
+    },
+    Ping,
+}
+
+impl ClientMessage {
+    /// A text frame as a client message; the error is the close reason of API.md 2.2.
+    pub fn parse(text: &str) -> Result<ClientMessage, String> {
+        serde_json::from_str(text).map_err(|e| format!("Invalid message: {e}"))
+    }
+}
+
+/// An `error` message (API.md 2.4).
+pub fn error(subscription_id: &str, code: &str, message: &str) -> Json {
+    json!({"type": "error", "subscription_id": subscription_id, "code": code, "message": message})
+}
+
+struct Sub {
+    query: LiveQuery,
+    /// Initial rows not sent yet, and the batch size and number of the next batch.
+    pending: VecDeque<SnapshotRow>,
+    batch_size: usize,
+    batch_num: u64,
+    /// Changes that arrived while the initial data was still being paged.
+    held: Vec<Json>,
+    /// Change sets at or below this index are in the initial data.
+    read_at: u64,
+    /// The version of each row the initial data read (cleared once past `read_until`).
+    seen: HashMap<String, i64>,
+    read_until: u64,
+}
+
+/// The live-query state of one connection.
+pub struct Session {
+    caller: Option<Caller>,
+    subs: HashMap<String, Sub>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("caller", &self.caller)
+            .field("subscriptions", &self.subs.len())
+            .finish()
+    }
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session::new()
+    }
+}
+
+impl Session {
+    pub fn new() -> Session {
+        Session {
+            caller: None,
+            subs: HashMap::new(),
+        }
+    }
+
+    pub fn caller(&self) -> Option<&Caller> {
+        self.caller.as_ref()
+    }
+
+    /// The connection is now `caller`: its `auth_success`.
+    pub fn authenticated(&mut self, caller: Caller) -> Json {
+        let msg = json!({"type": "auth_success", "user": caller.user, "role": caller.role.name(),
+                         "protocol": {"serialization": "json", "compression": "none"}});
+        self.caller = Some(caller);
+        msg
+    }
+
+    /// Handles a message other than `authenticate`; returns the messages to send.
+    pub async fn handle(&mut self, engine: &Engine, msg: ClientMessage) -> Vec<Json> {
+        match msg {
+            ClientMessage::Authenticate { .. } | ClientMessage::Ping => Vec::new(),
+            ClientMessage::Subscribe { subscription } => {
+                let Some(caller) = self.caller.clone() else {
+                    return vec![error(
+                        "subscribe",
+                        "AUTH_REQUIRED",
+                        "Authenticate before subscribing",
+                    )];
+                };
+                self.subscribe(engine, &caller, subscription).await
+            }
+            ClientMessage::NextBatch {
+                subscription_id, ..
+            } => match self.subs.get_mut(&subscription_id) {
+                Some(sub) if !sub.pending.is_empty() => next_batch(&subscription_id, sub),
+                _ => Vec::new(),
+            },
+            ClientMessage::Unsubscribe { subscription_id } => {
+                self.subs.remove(&subscription_id);
+                Vec::new()
+            }
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        engine: &Engine,
+        caller: &Caller,
+        req: SubscriptionRequest,
+    ) -> Vec<Json> {
+        let id = req.id.trim().to_owned();
+        if id.is_empty() {
+            return vec![error(
+                "invalid_subscription",
+                "INVALID_SUBSCRIPTION_ID",
+                "Subscription id must not be blank",
+            )];
+        }
+        if self.subs.contains_key(&id) {
+            return vec![error(
+                &id,
+                "INVALID_SUBSCRIPTION_ID",
+                "A subscription with this id already exists on this connection",
+            )];
+        }
+        if self.subs.len() >= MAX_SUBSCRIPTIONS_PER_CONNECTION {
+            return vec![error(
+                &id,
+                "UNSUPPORTED",
+                "Too many subscriptions on this connection",
+            )];
+        }
+        let query = match engine.plan_live(caller, &req.sql) {
+            Ok(q) => q,
+            Err(e) => return vec![error(&id, e.code, &e.message)],
+        };
+        let schema = query.schema_info();
+        let read_at = applied(engine);
+        let Some(options) = req.options else {
+            // No options: no initial data, live changes from now on.
+            self.subs.insert(
+                id.clone(),
+                Sub {
+                    query,
+                    pending: VecDeque::new(),
+                    batch_size: DEFAULT_BATCH_SIZE,
+                    batch_num: 0,
+                    held: Vec::new(),
+                    read_at,
+                    seen: HashMap::new(),
+                    read_until: read_at,
+                },
+            );
+            return vec![
+                json!({"type": "subscription_ack", "subscription_id": id, "total_rows": 0,
+                "batch_control": {"batch_num": 0, "has_more": false, "status": "ready", "last_seq_id": null},
+                "schema": schema}),
+            ];
+        };
+        let batch_size = options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE).max(1);
+        if options.last_rows.is_some_and(|n| n > batch_size) {
+            return vec![error(
+                &id,
+                "UNSUPPORTED",
+                "last_rows must not exceed batch_size",
+            )];
+        }
+        let mut rows = match engine.live_snapshot(caller, &query, options.from).await {
+            Ok(rows) => rows,
+            Err(e) => return vec![error(&id, e.code, &e.message)],
+        };
+        if options.from.is_none()
+            && let Some(n) = options.last_rows
+        {
+            let skip = rows.len().saturating_sub(n);
+            rows.drain(..skip);
+        }
+        let read_until = applied(engine);
+        let seen = rows.iter().map(|r| (r.key.clone(), r.seq)).collect();
+        let mut sub = Sub {
+            query,
+            pending: rows.into(),
+            batch_size,
+            batch_num: 0,
+            held: Vec::new(),
+            read_at,
+            seen,
+            read_until,
+        };
+        let first = next_batch(&id, &mut sub);
+        let control = first
+            .first()
+            .map_or(Json::Null, |b| b["batch_control"].clone());
+        let mut out = vec![json!({"type": "subscription_ack", "subscription_id": id,
+            "total_rows": 0, "batch_control": control, "schema": schema})];
+        out.extend(first);
+        self.subs.insert(id, sub);
+        out
+    }
+
+    /// The change messages one applied entry gives this connection's subscriptions.
+    pub fn on_changes(&mut self, set: &ChangeSet) -> Vec<Json> {
+        let mut out = Vec::new();
+        for (id, sub) in self.subs.iter_mut() {
+            if set.index.0 <= sub.read_at {
+                continue;
+            }
+            let seen = &sub.seen;
+            let notes = sub.query.notify_unseen(&set.events, |key, seq| {
+                seen.get(key).is_some_and(|&s| seq <= s)
+            });
+            if set.index.0 > sub.read_until && !sub.seen.is_empty() {
+                sub.seen = HashMap::new();
+            }
+            let msgs: Vec<Json> = match notes {
+                Ok(notes) => notes.into_iter().map(|n| change(id, n)).collect(),
+                Err(e) => vec![error(id, "CONVERSION_ERROR", &e)],
+            };
+            if sub.pending.is_empty() {
+                out.extend(msgs);
+            } else {
+                sub.held.extend(msgs);
+            }
+        }
+        out
+    }
+
+    /// The connection fell `missed` change sets behind the feed: every subscription gets an
+    /// explicit error and is closed; the client resumes with `options.from`.
+    pub fn lagged(&mut self, missed: u64) -> Vec<Json> {
+        let msg = format!(
+            "This connection fell {missed} change sets behind; resubscribe with options.from set to the last _seq received"
+        );
+        self.subs
+            .drain()
+            .map(|(id, _)| error(&id, "SUBSCRIPTION_FAILED", &msg))
+            .collect()
+    }
+
+    /// Ids of the open subscriptions.
+    pub fn subscriptions(&self) -> Vec<String> {
+        self.subs.keys().cloned().collect()
+    }
+}
+
+fn applied(engine: &Engine) -> u64 {
+    engine
+        .store()
+        .applied_index()
+        .ok()
+        .flatten()
+        .map_or(0, |i| i.0)
+}
+
+/// The next `initial_data_batch` (and, after the last one, the changes held meanwhile).
+fn next_batch(id: &str, sub: &mut Sub) -> Vec<Json> {
+    let n = sub.batch_size.min(sub.pending.len());
+    let rows: Vec<SnapshotRow> = sub.pending.drain(..n).collect();
+    let has_more = !sub.pending.is_empty();
+    let status = match (has_more, sub.batch_num) {
+        (false, _) => "ready",
+        (true, 0) => "loading",
+        (true, _) => "loading_batch",
+    };
+    let last_seq = rows.iter().map(|r| r.seq).max();
+    let msg = json!({"type": "initial_data_batch", "subscription_id": id,
+        "rows": rows.into_iter().map(|r| Json::Object(r.row)).collect::<Vec<_>>(),
+        "batch_control": {"batch_num": sub.batch_num, "has_more": has_more, "status": status,
+                          "last_seq_id": last_seq}});
+    sub.batch_num += 1;
+    let mut out = vec![msg];
+    if !has_more {
+        out.append(&mut sub.held);
+    }
+    out
+}
+
+fn change(id: &str, n: Notification) -> Json {
+    match n {
+        Notification::Insert(row) => {
+            json!({"type": "change", "subscription_id": id, "change_type": "insert", "rows": [row]})
+        }
+        Notification::Update { new, old } => json!({"type": "change", "subscription_id": id,
+            "change_type": "update", "rows": [new], "old_values": [old]}),
+        Notification::Delete(old) => json!({"type": "change", "subscription_id": id,
+            "change_type": "delete", "old_values": [old]}),
+    }
+}
+
+/// Shares one change set between the connections that receive it.
+pub type SharedChangeSet = Arc<ChangeSet>;

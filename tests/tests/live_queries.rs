@@ -1,0 +1,281 @@
+//! Live queries over `/v1/ws` (API.md 2) against the real binary, with a WebSocket client:
+//! authentication both ways, the initial data in batches, then every change as it is
+//! applied — inserts, updates, rows leaving the filter, deletes — only the subscriber's own
+//! rows, and resume with `from`.
+
+use std::time::Duration;
+
+use folddb_tests::Server;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(s: &Server, token: Option<&str>) -> Ws {
+    let mut req = format!("ws://127.0.0.1:{}/v1/ws", s.port)
+        .into_client_request()
+        .expect("request");
+    if let Some(t) = token {
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {t}").parse().expect("header"),
+        );
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .expect("upgrade")
+        .0
+}
+
+async fn send(ws: &mut Ws, msg: Value) {
+    ws.send(Message::text(msg.to_string())).await.expect("sent");
+}
+
+/// The next JSON message (text frames), or `None` on close.
+async fn next(ws: &mut Ws) -> Option<Value> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a message in time")?;
+        match frame.ok()? {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).ok(),
+            Message::Close(_) => return None,
+            _ => {}
+        }
+    }
+}
+
+/// Nothing arrives for a while.
+async fn quiet(ws: &mut Ws) {
+    let got = tokio::time::timeout(Duration::from_millis(300), ws.next()).await;
+    assert!(got.is_err(), "unexpected message: {got:?}");
+}
+
+fn seq(row: &Value) -> i64 {
+    row["_seq"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("_seq")
+}
+
+#[tokio::test]
+async fn a_subscriber_sees_its_rows_then_every_change_in_order() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start(dir.path()).await;
+    let admin = s.setup_and_login().await;
+    s.ok(&admin, "CREATE NAMESPACE app").await;
+    s.ok(
+        &admin,
+        "CREATE USER TABLE app.todos (id BIGINT PRIMARY KEY, title TEXT, done BOOLEAN NOT NULL DEFAULT false)",
+    )
+    .await;
+    for u in ["alice", "bob"] {
+        s.ok(
+            &admin,
+            &format!("CREATE USER {u} WITH PASSWORD '{u}-pass-1' ROLE user"),
+        )
+        .await;
+    }
+    let alice = s.login("alice", "alice-pass-1").await;
+    let bob = s.login("bob", "bob-pass-1").await;
+    s.ok(
+        &alice,
+        "INSERT INTO app.todos (id, title) VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+    )
+    .await;
+    s.ok(&bob, "INSERT INTO app.todos (id, title) VALUES (9, 'bob')")
+        .await;
+
+    // Header authentication: auth_success arrives unsolicited.
+    let mut ws = connect(&s, Some(&alice)).await;
+    let m = next(&mut ws).await.expect("auth_success");
+    assert_eq!(
+        (m["type"].as_str(), m["user"].as_str(), m["role"].as_str()),
+        (Some("auth_success"), Some("alice"), Some("user"))
+    );
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "subscription": {"id": "s1",
+            "sql": "SELECT id, title FROM app.todos WHERE done = false", "options": {"batch_size": 2}}}),
+    )
+    .await;
+    let ack = next(&mut ws).await.expect("ack");
+    assert_eq!(ack["type"], "subscription_ack");
+    assert_eq!(ack["batch_control"]["status"], "loading");
+    let names: Vec<&str> = ack["schema"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["id", "title", "_seq"]);
+    let b0 = next(&mut ws).await.expect("batch 0");
+    assert_eq!(b0["type"], "initial_data_batch");
+    assert_eq!(
+        (
+            b0["batch_control"]["batch_num"].as_u64(),
+            b0["batch_control"]["has_more"].as_bool()
+        ),
+        (Some(0), Some(true))
+    );
+    let mut rows: Vec<Value> = b0["rows"].as_array().cloned().unwrap_or_default();
+    send(
+        &mut ws,
+        json!({"type": "next_batch", "subscription_id": "s1",
+                     "last_seq_id": b0["batch_control"]["last_seq_id"]}),
+    )
+    .await;
+    let b1 = next(&mut ws).await.expect("batch 1");
+    assert_eq!(b1["batch_control"]["status"], "ready");
+    rows.extend(b1["rows"].as_array().cloned().unwrap_or_default());
+    let ids: Vec<&str> = rows.iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(ids, ["1", "2", "3"], "only alice's rows, ascending _seq");
+    let mut last = rows.iter().map(seq).max().unwrap_or(0);
+
+    // Live: bob's writes never arrive; alice's do, in order, each with a larger _seq.
+    s.ok(
+        &bob,
+        "INSERT INTO app.todos (id, title) VALUES (10, 'bob2')",
+    )
+    .await;
+    s.ok(&alice, "INSERT INTO app.todos (id, title) VALUES (4, 'd')")
+        .await;
+    let m = next(&mut ws).await.expect("insert");
+    assert_eq!(
+        (m["change_type"].as_str(), &m["rows"][0]["id"]),
+        (Some("insert"), &json!("4"))
+    );
+    assert!(seq(&m["rows"][0]) > last);
+    last = seq(&m["rows"][0]);
+    s.ok(&alice, "UPDATE app.todos SET title = 'A' WHERE id = 1")
+        .await;
+    let m = next(&mut ws).await.expect("update");
+    assert_eq!(m["change_type"], "update");
+    assert_eq!(m["rows"][0]["title"], "A");
+    assert_eq!(m["old_values"][0]["title"], "a");
+    assert!(seq(&m["rows"][0]) > last);
+    // Leaving the filter is a delete for this subscriber; a real delete too.
+    s.ok(&alice, "UPDATE app.todos SET done = true WHERE id = 2")
+        .await;
+    let m = next(&mut ws).await.expect("left the filter");
+    assert_eq!(
+        (m["change_type"].as_str(), &m["old_values"][0]["id"]),
+        (Some("delete"), &json!("2"))
+    );
+    s.ok(&alice, "DELETE FROM app.todos WHERE id = 3").await;
+    let m = next(&mut ws).await.expect("delete");
+    assert_eq!(
+        (m["change_type"].as_str(), &m["old_values"][0]["id"]),
+        (Some("delete"), &json!("3"))
+    );
+    // A row changed while outside the filter gives nothing; entering it is an insert.
+    s.ok(&alice, "UPDATE app.todos SET title = 'B' WHERE id = 2")
+        .await;
+    quiet(&mut ws).await;
+    s.ok(&alice, "UPDATE app.todos SET done = false WHERE id = 2")
+        .await;
+    let m = next(&mut ws).await.expect("entered the filter");
+    assert_eq!(m["change_type"], "insert");
+    assert_eq!(m["rows"][0]["title"], "B");
+    let resume_from = seq(&m["rows"][0]);
+
+    // Unsubscribe: nothing more.
+    send(
+        &mut ws,
+        json!({"type": "unsubscribe", "subscription_id": "s1"}),
+    )
+    .await;
+    s.ok(&alice, "INSERT INTO app.todos (id, title) VALUES (5, 'e')")
+        .await;
+    quiet(&mut ws).await;
+
+    // Resume with `from`: only versions newer than the cursor.
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "subscription": {"id": "s2",
+            "sql": "SELECT * FROM app.todos", "options": {"from": resume_from}}}),
+    )
+    .await;
+    let ack = next(&mut ws).await.expect("ack");
+    assert_eq!(ack["type"], "subscription_ack");
+    let b = next(&mut ws).await.expect("batch");
+    let ids: Vec<&str> = b["rows"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, ["5"]);
+}
+
+#[tokio::test]
+async fn message_authentication_and_bad_frames() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start(dir.path()).await;
+    let admin = s.setup_and_login().await;
+    s.ok(&admin, "CREATE NAMESPACE app").await;
+    s.ok(
+        &admin,
+        "CREATE USER TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
+    )
+    .await;
+
+    // Subscribing before authenticating is refused; authenticate then works.
+    let mut ws = connect(&s, None).await;
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "subscription": {"id": "x", "sql": "SELECT * FROM app.t"}}),
+    )
+    .await;
+    let m = next(&mut ws).await.expect("error");
+    assert_eq!(
+        (m["code"].as_str(), m["subscription_id"].as_str()),
+        (Some("AUTH_REQUIRED"), Some("subscribe"))
+    );
+    send(
+        &mut ws,
+        json!({"type": "authenticate", "method": "jwt", "token": admin,
+                     "protocol": {"serialization": "json", "compression": "gzip"}}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await.expect("auth")["type"], "auth_success");
+    // Bad subscription SQL gets its code; the connection carries on.
+    for (sql, code) in [
+        ("SELECT * FROM t", "INVALID_SQL"),
+        ("SELECT * FROM app.t ORDER BY id", "INVALID_SQL"),
+        ("SELECT _seq FROM app.t", "INVALID_SQL"),
+        ("SELECT * FROM app.missing", "NOT_FOUND"),
+    ] {
+        send(
+            &mut ws,
+            json!({"type": "subscribe", "subscription": {"id": "q", "sql": sql}}),
+        )
+        .await;
+        let m = next(&mut ws).await.expect("error");
+        assert_eq!(
+            (m["type"].as_str(), m["code"].as_str()),
+            (Some("error"), Some(code)),
+            "{sql}"
+        );
+    }
+    // Without options: an ack that is ready, then live changes only.
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "subscription": {"id": "live", "sql": "SELECT * FROM app.t"}}),
+    )
+    .await;
+    let ack = next(&mut ws).await.expect("ack");
+    assert_eq!(ack["batch_control"]["status"], "ready");
+    s.ok(&admin, "INSERT INTO app.t (id, v) VALUES (1, 'x')")
+        .await;
+    let m = next(&mut ws).await.expect("change");
+    assert_eq!(m["rows"][0]["_deleted"], false);
+    // An invalid frame closes the socket (API.md 2.2).
+    ws.send(Message::text("{not json")).await.expect("sent");
+    assert!(next(&mut ws).await.is_none());
+
+    // A bad token in the header: auth_error, then close.
+    let mut ws = connect(&s, Some("not.a.token")).await;
+    let m = next(&mut ws).await.expect("auth_error");
+    assert_eq!(m["type"], "auth_error");
+    assert!(next(&mut ws).await.is_none());
+}
