@@ -921,17 +921,8 @@ impl Engine {
                     }
                 };
                 user.updated_at_ms = now_ms();
-                self.propose(
-                    &caller.user,
-                    vec![
-                        Op::PutUser {
-                            user,
-                            create: false,
-                        },
-                        audit(caller, "alter_user", id, Some(&details)),
-                    ],
-                )
-                .await?;
+                self.replace_user(caller, user, "alter_user", Some(&details))
+                    .await?;
                 msg(format!("User '{id}' updated"))
             }
             Statement::DropUser { id, if_exists } => {
@@ -953,17 +944,7 @@ impl Engine {
                 let now = now_ms();
                 user.deleted_at_ms = Some(now);
                 user.updated_at_ms = now;
-                self.propose(
-                    &caller.user,
-                    vec![
-                        Op::PutUser {
-                            user,
-                            create: false,
-                        },
-                        audit(caller, "drop_user", id, None),
-                    ],
-                )
-                .await?;
+                self.replace_user(caller, user, "drop_user", None).await?;
                 msg(format!("User '{id}' dropped (soft delete)"))
             }
             Statement::Use(ns) => {
@@ -1290,6 +1271,22 @@ impl Engine {
             inner,
             (*inner_sql).to_owned(),
         ))
+    }
+
+    /// Replaces a user's definition, with its audit entry, as one command.
+    async fn replace_user(
+        &self,
+        caller: &Caller,
+        user: UserDef,
+        action: &str,
+        details: Option<&str>,
+    ) -> StmtResult<()> {
+        let entry = audit(caller, action, &user.id, details);
+        let put = Op::PutUser {
+            user,
+            create: false,
+        };
+        self.propose(&caller.user, vec![put, entry]).await.map(drop)
     }
 
     /// A bcrypt hash of a new password, computed off the async workers.

@@ -588,28 +588,7 @@ async fn tokens_that_must_be_refused_are() {
         let (status, got) = s.fails(&token, "SELECT 1").await;
         assert_eq!((status, got.as_str()), (401, code), "{what}");
     }
-    // No header, and Basic auth.
-    let r = s
-        .client
-        .post(s.url("/v1/api/sql"))
-        .json(&json!({"sql": "SELECT 1"}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(r.status().as_u16(), 401);
-    let body: Value = r.json().await.expect("json");
-    assert_eq!(body["error"]["code"], "MISSING_AUTHORIZATION");
-    let r = s
-        .client
-        .post(s.url("/v1/api/sql"))
-        .basic_auth("admin", Some("kalamdb123"))
-        .json(&json!({"sql": "SELECT 1"}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(r.status().as_u16(), 401);
-    let body: Value = r.json().await.expect("json");
-    assert_eq!(body["error"]["code"], "INVALID_CREDENTIALS");
+    // No header and Basic auth: tests/auth_setup_login.rs.
 }
 
 #[tokio::test]
