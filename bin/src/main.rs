@@ -9,6 +9,7 @@ mod guard;
 mod live;
 mod log_cmd;
 mod server;
+mod subscribe;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,8 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Run the server (single node; data in ./data unless configured).
     Serve(config::ServeArgs),
+    /// Watch a live query: print every message of a subscription as one JSON line.
+    Subscribe(subscribe::SubscribeArgs),
 }
 
 fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Log(cmd) => log_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Serve(args) => serve(args),
+        Command::Subscribe(args) => subscribe::run(args),
     };
     match result {
         Ok(code) => code,

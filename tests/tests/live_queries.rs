@@ -435,3 +435,61 @@ async fn fifty_subscribers_converge_on_what_eight_writers_wrote() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_cli_prints_a_live_query_as_it_changes() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start(dir.path()).await;
+    let admin = s.setup_and_login().await;
+    s.ok(&admin, "CREATE NAMESPACE app").await;
+    s.ok(
+        &admin,
+        "CREATE USER TABLE app.todos (id BIGINT PRIMARY KEY, title TEXT)",
+    )
+    .await;
+    s.ok(
+        &admin,
+        "INSERT INTO app.todos (id, title) VALUES (1, 'first')",
+    )
+    .await;
+    let mut child = std::process::Command::new(folddb_tests::folddb_bin())
+        .args(["subscribe", "--url", &s.url(""), "SELECT * FROM app.todos"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("folddb subscribe starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = |rx: &std::sync::mpsc::Receiver<String>| -> Value {
+        let l = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a line in time");
+        serde_json::from_str(&l).expect("a JSON line")
+    };
+    assert_eq!(line(&rx)["type"], "auth_success");
+    assert_eq!(line(&rx)["type"], "subscription_ack");
+    let batch = line(&rx);
+    assert_eq!(batch["rows"][0]["title"], "first");
+    s.ok(
+        &admin,
+        "INSERT INTO app.todos (id, title) VALUES (2, 'second')",
+    )
+    .await;
+    let change = line(&rx);
+    assert_eq!(
+        (change["change_type"].as_str(), &change["rows"][0]["title"]),
+        (Some("insert"), &json!("second"))
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,92 @@
+//! `folddb subscribe`: watch a live query from a terminal. Logs in over HTTP, opens
+//! `/v1/ws` with the token, subscribes, and prints every server message as one JSON line
+//! until interrupted (API.md 2).
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value as Json, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[derive(Debug, Args)]
+pub struct SubscribeArgs {
+    /// The subscription: `SELECT <columns | *> FROM namespace.table [WHERE …]`.
+    sql: String,
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    #[arg(long, default_value = "admin")]
+    user: String,
+    #[arg(long, default_value = "kalamdb123")]
+    password: String,
+    /// Resume after this `_seq` (only newer versions, then live changes).
+    #[arg(long)]
+    from: Option<i64>,
+    /// Rows per initial batch.
+    #[arg(long, default_value_t = 1000)]
+    batch_size: usize,
+}
+
+pub fn run(args: SubscribeArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(watch(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn watch(args: SubscribeArgs) -> anyhow::Result<()> {
+    let base = args.url.trim_end_matches('/');
+    let login: Json = reqwest::Client::new()
+        .post(format!("{base}/v1/api/auth/login"))
+        .json(&json!({"user": args.user, "password": args.password}))
+        .send()
+        .await
+        .context("connecting to the server")?
+        .json()
+        .await?;
+    let token = login["access_token"]
+        .as_str()
+        .with_context(|| format!("login failed: {login}"))?;
+    let ws_url = match base.strip_prefix("https://") {
+        Some(rest) => format!("wss://{rest}/v1/ws"),
+        None => format!("ws://{}/v1/ws", base.trim_start_matches("http://")),
+    };
+    let mut req = ws_url.into_client_request()?;
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .context("opening /v1/ws")?;
+    let mut options = json!({"batch_size": args.batch_size});
+    if let Some(from) = args.from {
+        options["from"] = json!(from);
+    }
+    let subscribe = json!({"type": "subscribe",
+        "subscription": {"id": "cli", "sql": args.sql, "options": options}});
+    ws.send(Message::text(subscribe.to_string())).await?;
+    let mut ping = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            frame = ws.next() => {
+                let Some(frame) = frame else { return Ok(()) };
+                let text = match frame? {
+                    Message::Text(t) => t.to_string(),
+                    Message::Close(c) => bail!("the server closed the connection: {c:?}"),
+                    _ => continue,
+                };
+                println!("{text}");
+                let msg: Json = serde_json::from_str(&text).unwrap_or(Json::Null);
+                if msg["batch_control"]["has_more"] == true {
+                    let next = json!({"type": "next_batch", "subscription_id": "cli",
+                        "last_seq_id": msg["batch_control"]["last_seq_id"]});
+                    ws.send(Message::text(next.to_string())).await?;
+                }
+            }
+            _ = ping.tick() => ws.send(Message::text(r#"{"type":"ping"}"#)).await?,
+        }
+    }
+}
