@@ -14,6 +14,23 @@ use serde::Deserialize;
 pub struct Config {
     pub server: ServerConfig,
     pub auth: AuthConfig,
+    pub live: LiveConfig,
+}
+
+/// Live queries over `/v1/ws`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveConfig {
+    /// Subscriptions one user may hold across connections. Default 10.
+    pub max_subscriptions_per_user: usize,
+}
+
+impl Default for LiveConfig {
+    fn default() -> LiveConfig {
+        LiveConfig {
+            max_subscriptions_per_user: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -144,6 +161,9 @@ impl Config {
         }
         if let Some(v) = parse_env("FOLDDB_LOCKOUT_MINUTES")? {
             config.auth.lockout_minutes = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_MAX_SUBSCRIPTIONS_PER_USER")? {
+            config.live.max_subscriptions_per_user = v;
         }
         if let Some(v) = parse_env("FOLDDB_ALLOW_REMOTE_SETUP")? {
             config.auth.allow_remote_setup = v;

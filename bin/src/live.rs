@@ -41,8 +41,9 @@ pub async fn connection(state: Arc<State>, socket: WebSocket, authorization: Opt
     // Subscribed before anything else: every change applied from here on is queued for
     // this connection, so no subscription's hand-off can miss one.
     let mut feed = state.node.changes();
+    let (connection, mut kills) = state.live.connect();
     let (mut tx, mut rx) = socket.split();
-    let mut session = Session::new();
+    let mut session = Session::new(state.live.clone(), connection);
     if let Some(header) = authorization {
         match bearer(&header).map(|t| caller_of(&state, t)) {
             Some(Ok(caller)) => {
@@ -123,6 +124,13 @@ pub async fn connection(state: Arc<State>, socket: WebSocket, authorization: Opt
                     Err(RecvError::Closed) => break,
                 };
                 for r in &replies {
+                    if !send(&mut tx, r).await {
+                        return;
+                    }
+                }
+            }
+            Some(id) = kills.recv() => {
+                for r in &session.killed(&id) {
                     if !send(&mut tx, r).await {
                         return;
                     }

@@ -28,6 +28,7 @@ const MAX_BODY_BYTES: usize = 10 << 20;
 
 pub(crate) struct State {
     pub(crate) engine: Engine,
+    pub(crate) live: Arc<folddb_realtime::Registry>,
     pub(crate) auth: Auth,
     guard: Guard,
     pub(crate) node: Arc<Node<EventFold>>,
@@ -108,6 +109,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .await
     .context("starting the raft node")?;
     let node = Arc::new(node);
+    let live = Arc::new(folddb_realtime::Registry::new(
+        u64::from(config.server.node_id),
+        config.live.max_subscriptions_per_user,
+    ));
     let engine = Engine::new(
         node.hot().clone(),
         Arc::new(node.proposer()),
@@ -116,7 +121,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .with_limits(folddb_query::Limits {
         bcrypt_cost: config.auth.bcrypt_cost,
         ..Default::default()
-    });
+    })
+    .with_live(live.clone());
     let auth = Auth::new(config.auth.clone());
     auth::bootstrap(&engine, &auth).await?;
     let guard = Guard::new(
@@ -126,6 +132,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let state = Arc::new(State {
         engine,
+        live,
         auth,
         guard,
         node: node.clone(),

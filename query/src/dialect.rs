@@ -68,6 +68,8 @@ pub enum Statement {
         id: String,
         if_exists: bool,
     },
+    /// `KILL LIVE QUERY '<live_id>'` (API.md 3.11).
+    KillLiveQuery(String),
     /// `EXECUTE AS USER '<id>' ( <statement> )` (API.md 3.9): `sql` is the text inside the
     /// parentheses, not yet checked to be one statement.
     ExecuteAs {
@@ -159,6 +161,7 @@ impl Statement {
                 | Statement::CreateUser { .. }
                 | Statement::AlterUser { .. }
                 | Statement::DropUser { .. }
+                | Statement::KillLiveQuery(_)
         )
     }
 }
@@ -461,6 +464,17 @@ pub fn classify(sql: &str) -> Result<Statement, ParseError> {
             }
         }
         "execute" | "exec" => parse_execute_as(sql),
+        "kill" => {
+            c.next();
+            c.expect("live")?;
+            c.expect("query")?;
+            let id = match c.next() {
+                Some(Token::SingleQuotedString(s)) => s,
+                Some(Token::Word(w)) => w.value,
+                _ => return Err("KILL LIVE QUERY expects a live_id from system.live".into()),
+            };
+            c.end().map(|_| Statement::KillLiveQuery(id))
+        }
         _ => Err(format!("Unsupported statement type: {}", head(sql))),
     }
 }

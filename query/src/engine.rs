@@ -192,6 +192,7 @@ pub struct Engine {
     base: SessionState,
     ids: Arc<SnowflakeIds>,
     limits: Limits,
+    live: Option<Arc<dyn crate::live::LiveSource>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -353,11 +354,18 @@ impl Engine {
             base,
             ids,
             limits: Limits::default(),
+            live: None,
         }
     }
 
     pub fn with_limits(mut self, limits: Limits) -> Engine {
         self.limits = limits;
+        self
+    }
+
+    /// The node's live queries, for `system.live` and `KILL LIVE QUERY`.
+    pub fn with_live(mut self, live: Arc<dyn crate::live::LiveSource>) -> Engine {
+        self.live = Some(live);
         self
     }
 
@@ -438,6 +446,7 @@ impl Engine {
         ctx.register_catalog(
             "folddb",
             Arc::new(FoldCatalog {
+                live: self.live.clone(),
                 view: view.clone(),
                 caller: caller.clone(),
                 now_ms: now_ms(),
@@ -851,6 +860,13 @@ impl Engine {
                     staged.counts,
                     message(caller, 0, "Transaction rolled back".to_owned()),
                 ))
+            }
+            Statement::KillLiveQuery(id) => {
+                if self.live.as_ref().is_some_and(|l| l.kill(id)) {
+                    msg(format!("Live query killed: {id}"))
+                } else {
+                    Err(format!("Live query '{id}' not found").into())
+                }
             }
             Statement::ExecuteAs { user, sql } => {
                 let (target, inner, inner_sql) = self.impersonate(caller, user, sql)?;

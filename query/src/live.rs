@@ -22,6 +22,33 @@ use crate::convert::{arrow_to_value, cell_json};
 use crate::engine::{ColumnInfo, Engine};
 use crate::provider::{Caller, rows_batch, shared_access, table_schema};
 
+/// One open subscription, as `system.live` shows it (API.md 3.7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveInfo {
+    /// `<user>-<connection>-<subscription>`.
+    pub live_id: String,
+    pub connection_id: String,
+    pub subscription_id: String,
+    pub namespace: String,
+    pub table: String,
+    pub user_id: String,
+    pub query: String,
+    /// The subscribe options, as JSON text.
+    pub options: String,
+    pub created_at_ms: u64,
+    pub last_update_ms: u64,
+    /// Change messages delivered so far.
+    pub changes: u64,
+    pub node_id: u64,
+}
+
+/// The node's open subscriptions: listed by `system.live`, closed by `KILL LIVE QUERY`.
+pub trait LiveSource: Send + Sync + std::fmt::Debug {
+    fn list(&self) -> Vec<LiveInfo>;
+    /// Closes the subscription (its client is told); false when there is none.
+    fn kill(&self, live_id: &str) -> bool;
+}
+
 /// Why a subscription was refused: an API.md 2.4 error code and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveError {

@@ -401,6 +401,7 @@ impl SchemaProvider for NamespaceSchema {
 /// The whole database as one DataFusion catalog (`folddb`), for one caller.
 #[derive(Debug)]
 pub struct FoldCatalog {
+    pub live: Option<Arc<dyn crate::live::LiveSource>>,
     pub view: View,
     pub caller: Caller,
     pub now_ms: u64,
@@ -422,6 +423,7 @@ impl CatalogProvider for FoldCatalog {
             return self.caller.role.is_admin().then(|| {
                 Arc::new(system::SystemSchema::new(
                     self.view.store().clone(),
+                    self.live.clone(),
                     self.caller.clone(),
                 )) as Arc<dyn SchemaProvider>
             });

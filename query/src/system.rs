@@ -340,22 +340,68 @@ const SYSTEM_TABLES: &[&str] = &[
     "stats",
     "users",
     "audit_log",
+    "live",
 ];
 
 /// The `system` schema.
 #[derive(Debug)]
 pub struct SystemSchema {
     store: Arc<HotStore>,
+    live: Option<Arc<dyn crate::live::LiveSource>>,
     _caller: Caller,
 }
 
 impl SystemSchema {
-    pub fn new(store: Arc<HotStore>, caller: Caller) -> SystemSchema {
+    pub fn new(
+        store: Arc<HotStore>,
+        live: Option<Arc<dyn crate::live::LiveSource>>,
+        caller: Caller,
+    ) -> SystemSchema {
         SystemSchema {
             store,
+            live,
             _caller: caller,
         }
     }
+}
+
+/// `system.live` (API.md 3.7): one row per open subscription on this node.
+pub fn live(source: Option<&dyn crate::live::LiveSource>) -> Rows {
+    let mut out = Rows::new(&[
+        ("live_id", DataType::Text),
+        ("connection_id", DataType::Text),
+        ("subscription_id", DataType::Text),
+        ("namespace_id", DataType::Text),
+        ("table_name", DataType::Text),
+        ("user_id", DataType::Text),
+        ("query", DataType::Text),
+        ("options", DataType::Json),
+        ("status", DataType::Text),
+        ("created_at", DataType::Timestamp),
+        ("last_update", DataType::Timestamp),
+        ("changes", DataType::BigInt),
+        ("node_id", DataType::BigInt),
+        ("last_ping_at", DataType::Timestamp),
+    ]);
+    for l in source.map(|s| s.list()).unwrap_or_default() {
+        out.rows.push(vec![
+            text(&l.live_id),
+            text(&l.connection_id),
+            text(&l.subscription_id),
+            text(&l.namespace),
+            text(&l.table),
+            text(&l.user_id),
+            text(&l.query),
+            Value::Json(l.options),
+            text("active"),
+            ms_to_ts(l.created_at_ms),
+            ms_to_ts(l.last_update_ms),
+            Value::BigInt(l.changes as i64),
+            Value::BigInt(l.node_id as i64),
+            Value::Null,
+        ]);
+    }
+    out
 }
 
 #[async_trait]
@@ -373,6 +419,7 @@ impl SchemaProvider for SystemSchema {
             "stats" => stats(store),
             "users" => users(store),
             "audit_log" => audit_log(store),
+            "live" => Ok(live(self.live.as_deref())),
             _ => return Ok(None),
         }
         .map_err(|e| DataFusionError::Execution(e.to_string()))?;

@@ -9,7 +9,9 @@
 //! Dependencies: `folddb-query`, `folddb-materializer`, `folddb-log`.
 
 pub mod error;
+pub mod registry;
 pub mod session;
 
 pub use error::{Error, Result};
+pub use registry::Registry;
 pub use session::{ClientMessage, Session};

@@ -16,6 +16,8 @@ use folddb_query::{Caller, Engine};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
+use crate::registry::{Registration, Registry};
+
 /// Default rows per initial batch (API.md 2.3).
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
 /// Most subscriptions on one connection (API.md 2.5).
@@ -82,6 +84,7 @@ pub fn error(subscription_id: &str, code: &str, message: &str) -> Json {
 }
 
 struct Sub {
+    live_id: String,
     query: LiveQuery,
     /// Initial rows not sent yet, and the batch size and number of the next batch.
     pending: VecDeque<SnapshotRow>,
@@ -100,6 +103,14 @@ struct Sub {
 pub struct Session {
     caller: Option<Caller>,
     subs: HashMap<String, Sub>,
+    registry: Arc<Registry>,
+    connection: u64,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.registry.disconnect(self.connection);
+    }
 }
 
 impl std::fmt::Debug for Session {
@@ -111,17 +122,14 @@ impl std::fmt::Debug for Session {
     }
 }
 
-impl Default for Session {
-    fn default() -> Self {
-        Session::new()
-    }
-}
-
 impl Session {
-    pub fn new() -> Session {
+    /// The session of connection `connection` (from [`Registry::connect`]).
+    pub fn new(registry: Arc<Registry>, connection: u64) -> Session {
         Session {
             caller: None,
             subs: HashMap::new(),
+            registry,
+            connection,
         }
     }
 
@@ -158,7 +166,9 @@ impl Session {
                 _ => Vec::new(),
             },
             ClientMessage::Unsubscribe { subscription_id } => {
-                self.subs.remove(&subscription_id);
+                if let Some(sub) = self.subs.remove(&subscription_id) {
+                    self.registry.unregister(&sub.live_id);
+                }
                 Vec::new()
             }
         }
@@ -197,12 +207,34 @@ impl Session {
             Err(e) => return vec![error(&id, e.code, &e.message)],
         };
         let schema = query.schema_info();
+        let options_json = req.options.as_ref().map_or_else(
+            || "null".to_owned(),
+            |o| {
+                json!({"batch_size": o.batch_size, "last_rows": o.last_rows, "from": o.from})
+                    .to_string()
+            },
+        );
+        let live_id = match self.registry.register(
+            self.connection,
+            Registration {
+                subscription_id: &id,
+                user_id: &caller.user,
+                namespace: &query.def.namespace,
+                table: &query.def.name,
+                query: &req.sql,
+                options: options_json,
+            },
+        ) {
+            Ok(l) => l,
+            Err(m) => return vec![error(&id, "SUBSCRIPTION_LIMIT_EXCEEDED", &m)],
+        };
         let read_at = applied(engine);
         let Some(options) = req.options else {
             // No options: no initial data, live changes from now on.
             self.subs.insert(
                 id.clone(),
                 Sub {
+                    live_id,
                     query,
                     pending: VecDeque::new(),
                     batch_size: DEFAULT_BATCH_SIZE,
@@ -240,6 +272,7 @@ impl Session {
         let read_until = applied(engine);
         let seen = rows.iter().map(|r| (r.key.clone(), r.seq)).collect();
         let mut sub = Sub {
+            live_id,
             query,
             pending: rows.into(),
             batch_size,
@@ -278,6 +311,9 @@ impl Session {
                 Ok(notes) => notes.into_iter().map(|n| change(id, n)).collect(),
                 Err(e) => vec![error(id, "CONVERSION_ERROR", &e)],
             };
+            if !msgs.is_empty() {
+                self.registry.delivered(&sub.live_id, msgs.len() as u64);
+            }
             if sub.pending.is_empty() {
                 out.extend(msgs);
             } else {
@@ -293,10 +329,27 @@ impl Session {
         let msg = format!(
             "This connection fell {missed} change sets behind; resubscribe with options.from set to the last _seq received"
         );
+        let registry = self.registry.clone();
         self.subs
             .drain()
-            .map(|(id, _)| error(&id, "SUBSCRIPTION_FAILED", &msg))
+            .map(|(id, sub)| {
+                registry.unregister(&sub.live_id);
+                error(&id, "SUBSCRIPTION_FAILED", &msg)
+            })
             .collect()
+    }
+
+    /// `KILL LIVE QUERY` closed subscription `id` (the registry has forgotten it): the
+    /// message that tells the client.
+    pub fn killed(&mut self, id: &str) -> Vec<Json> {
+        match self.subs.remove(id) {
+            Some(_) => vec![error(
+                id,
+                "SUBSCRIPTION_FAILED",
+                "Live query killed by an administrator",
+            )],
+            None => Vec::new(),
+        }
     }
 
     /// Ids of the open subscriptions.

@@ -341,7 +341,9 @@ impl View {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_subscribers_converge_on_what_eight_writers_wrote() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let s = std::sync::Arc::new(Server::start(dir.path()).await);
+    let s = std::sync::Arc::new(
+        Server::start_with(dir.path(), &[("FOLDDB_MAX_SUBSCRIPTIONS_PER_USER", "100")]).await,
+    );
     let admin = s.setup_and_login().await;
     s.ok(&admin, "CREATE NAMESPACE app").await;
     s.ok(
@@ -492,4 +494,92 @@ async fn the_cli_prints_a_live_query_as_it_changes() {
     );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[tokio::test]
+async fn system_live_lists_subscriptions_and_kill_closes_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start(dir.path()).await;
+    let admin = s.setup_and_login().await;
+    s.ok(&admin, "CREATE NAMESPACE app").await;
+    s.ok(
+        &admin,
+        "CREATE USER TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
+    )
+    .await;
+    s.ok(&admin, "CREATE USER alice WITH PASSWORD 'alice-pass-1'")
+        .await;
+    let alice = s.login("alice", "alice-pass-1").await;
+    let mut ws = connect(&s, Some(&alice)).await;
+    next(&mut ws).await.expect("auth");
+    // Ten subscriptions per user; the eleventh is refused.
+    for i in 0..11 {
+        send(
+            &mut ws,
+            json!({"type": "subscribe", "subscription": {"id": format!("s{i}"), "sql": "SELECT * FROM app.t"}}),
+        )
+        .await;
+        let m = next(&mut ws).await.expect("reply");
+        if i < 10 {
+            assert_eq!(m["type"], "subscription_ack", "{m}");
+        } else {
+            assert_eq!(m["code"], "SUBSCRIPTION_LIMIT_EXCEEDED", "{m}");
+        }
+    }
+    for i in 1..10 {
+        send(
+            &mut ws,
+            json!({"type": "unsubscribe", "subscription_id": format!("s{i}")}),
+        )
+        .await;
+    }
+    // A round trip: the server has handled the unsubscribes once this error is back.
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "subscription": {"id": "sync", "sql": "nonsense"}}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await.expect("error")["code"], "INVALID_SQL");
+    s.ok(&alice, "INSERT INTO app.t (id, v) VALUES (1, 'x')")
+        .await;
+    let m = next(&mut ws).await.expect("change");
+    assert_eq!(
+        (m["type"].as_str(), m["subscription_id"].as_str()),
+        (Some("change"), Some("s0"))
+    );
+    let r = s
+        .ok(
+            &admin,
+            "SELECT live_id, user_id, table_name, changes FROM system.live",
+        )
+        .await;
+    let rows = folddb_tests::rows(&r);
+    assert_eq!(rows.len(), 1, "{r}");
+    assert_eq!(rows[0][1], "alice");
+    assert_eq!(rows[0][2], "t");
+    assert_eq!(rows[0][3], "1");
+    let live_id = rows[0][0].as_str().unwrap_or("").to_owned();
+    // Only dba and system may kill; the kill reaches the client.
+    assert_eq!(
+        s.fails(&alice, &format!("KILL LIVE QUERY '{live_id}'"))
+            .await
+            .0,
+        403
+    );
+    let r = s.ok(&admin, &format!("KILL LIVE QUERY '{live_id}'")).await;
+    assert_eq!(
+        r["results"][0]["message"],
+        format!("Live query killed: {live_id}")
+    );
+    let m = next(&mut ws).await.expect("told");
+    assert_eq!(
+        (m["type"].as_str(), m["subscription_id"].as_str()),
+        (Some("error"), Some("s0"))
+    );
+    s.ok(&alice, "INSERT INTO app.t (id, v) VALUES (2, 'y')")
+        .await;
+    quiet(&mut ws).await;
+    let r = s.ok(&admin, "SELECT COUNT(*) FROM system.live").await;
+    assert_eq!(folddb_tests::rows(&r), vec![json!(["0"])]);
+    assert_eq!(s.fails(&admin, "KILL LIVE QUERY 'nope'").await.0, 400);
 }
