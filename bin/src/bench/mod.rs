@@ -1,6 +1,7 @@
 //! `folddb bench …`: benchmarks that report medians and tail latencies from one run.
 //! They write only under the directory they are given and remove what they wrote.
 
+mod live;
 mod log;
 mod raft;
 mod sql;
@@ -19,6 +20,8 @@ pub enum BenchCommand {
     Raft(raft::RaftBenchArgs),
     /// End-to-end SQL load over HTTP against a running server (`--url`).
     Sql(sql::SqlBenchArgs),
+    /// Live-query delivery latency over WebSockets against a running server (`--url`).
+    Live(live::LiveBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -26,6 +29,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Log(args) => log::run(args),
         BenchCommand::Raft(args) => raft::run(args),
         BenchCommand::Sql(args) => sql::run(args),
+        BenchCommand::Live(args) => live::run(args),
     }
 }
 

@@ -1,0 +1,300 @@
+//! `folddb bench live --url …`: live-query delivery over the public API. Opens
+//! `--connections` WebSockets with `--subs` subscriptions each (every subscription on its own
+//! slice of the keys), inserts rows at a steady `--rate` over HTTP, and measures, for every
+//! row, the time from the INSERT being acknowledged to its change arriving at the
+//! subscriber that owns its key. Also reports how long a 1,000-row initial load takes.
+//!
+//! The server must allow this many subscriptions for one user
+//! (`FOLDDB_MAX_SUBSCRIPTIONS_PER_USER`).
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value as Json, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use super::Latency;
+
+#[derive(Debug, Args)]
+pub struct LiveBenchArgs {
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    #[arg(long, default_value = "admin")]
+    user: String,
+    #[arg(long, default_value = "kalamdb123")]
+    password: String,
+    /// WebSocket connections.
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// Subscriptions per connection.
+    #[arg(long, default_value_t = 10)]
+    subs: usize,
+    /// Inserts per second.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Seconds of writing.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+}
+
+/// Per row id: when its INSERT was sent, when it was acknowledged, and when its change
+/// arrived.
+#[derive(Debug, Clone, Copy, Default)]
+struct Row {
+    sent: Option<Instant>,
+    acked: Option<Instant>,
+    received: Option<Instant>,
+}
+
+type Times = Arc<Mutex<HashMap<u64, Row>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn run(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.connections > 0 && args.subs > 0 && args.rate > 0,
+        "connections, subs and rate must be positive"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(measure(args))
+}
+
+async fn sql(http: &reqwest::Client, base: &str, token: &str, q: &str) -> anyhow::Result<Json> {
+    let r = http
+        .post(format!("{base}/v1/api/sql"))
+        .bearer_auth(token)
+        .json(&json!({ "sql": q }))
+        .send()
+        .await?;
+    let status = r.status();
+    let body: Json = r.json().await?;
+    if !status.is_success() {
+        bail!("{q}: {status} {body}");
+    }
+    Ok(body)
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open(base: &str, token: &str) -> anyhow::Result<Ws> {
+    let url = format!("ws://{}/v1/ws", base.trim_start_matches("http://"));
+    let mut req = url.into_client_request()?;
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    // No Nagle: a small frame right after another would otherwise wait for a delayed ACK.
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
+    match ws.next().await {
+        Some(Ok(Message::Text(t))) if t.contains("auth_success") => Ok(ws),
+        other => bail!("no auth_success: {other:?}"),
+    }
+}
+
+/// The next text message as JSON.
+async fn next_json(ws: &mut Ws) -> anyhow::Result<Json> {
+    loop {
+        match ws.next().await.context("connection closed")?? {
+            Message::Text(t) => return Ok(serde_json::from_str(t.as_str())?),
+            Message::Close(c) => bail!("closed: {c:?}"),
+            _ => {}
+        }
+    }
+}
+
+async fn measure(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
+    let base = args.url.trim_end_matches('/').to_owned();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let login: Json = http
+        .post(format!("{base}/v1/api/auth/login"))
+        .json(&json!({"user": args.user, "password": args.password}))
+        .send()
+        .await
+        .context("connecting to the server")?
+        .json()
+        .await?;
+    let token = login["access_token"]
+        .as_str()
+        .with_context(|| format!("login failed: {login}"))?
+        .to_owned();
+    let run_id = crate::auth::now_s();
+    let table = format!("bench.live{run_id}");
+    sql(&http, &base, &token, "CREATE NAMESPACE IF NOT EXISTS bench").await?;
+    sql(
+        &http,
+        &base,
+        &token,
+        &format!("CREATE SHARED TABLE {table} (id BIGINT PRIMARY KEY, v TEXT) WITH (ACCESS_LEVEL = 'PUBLIC')"),
+    )
+    .await?;
+
+    // Initial load: 1,000 rows, then time subscribe → ready.
+    let values: Vec<String> = (0..1000u64)
+        .map(|i| format!("({}, 'seed')", 1_000_000_000 + i))
+        .collect();
+    sql(
+        &http,
+        &base,
+        &token,
+        &format!("INSERT INTO {table} (id, v) VALUES {}", values.join(", ")),
+    )
+    .await?;
+    let mut loads = Vec::new();
+    let mut ws = open(&base, &token).await?;
+    for i in 0..20 {
+        let t = Instant::now();
+        let sub = json!({"type": "subscribe", "subscription": {"id": format!("load{i}"),
+            "sql": format!("SELECT * FROM {table} WHERE id >= 1000000000"), "options": {}}});
+        ws.send(Message::text(sub.to_string())).await?;
+        let mut rows = 0;
+        loop {
+            let m = next_json(&mut ws).await?;
+            if m["type"] == "error" {
+                bail!("subscribe failed: {m}");
+            }
+            if m["type"] == "initial_data_batch" {
+                rows += m["rows"].as_array().map_or(0, Vec::len);
+                if m["batch_control"]["status"] == "ready" {
+                    break;
+                }
+            }
+        }
+        anyhow::ensure!(rows == 1000, "initial load gave {rows} rows");
+        loads.push(t.elapsed());
+        let unsub = json!({"type": "unsubscribe", "subscription_id": format!("load{i}")});
+        ws.send(Message::text(unsub.to_string())).await?;
+    }
+    drop(ws);
+
+    // Subscriptions: subscription k of all (connections × subs) sees ids ≡ k.
+    let total = (args.connections * args.subs) as u64;
+    let times: Times = Arc::new(Mutex::new(HashMap::new()));
+    let mut readers = Vec::new();
+    eprint!(
+        "opening {} connections × {} subscriptions…",
+        args.connections, args.subs
+    );
+    for c in 0..args.connections {
+        let mut ws = open(&base, &token).await?;
+        for s in 0..args.subs {
+            let k = (c * args.subs + s) as u64;
+            let sub = json!({"type": "subscribe", "subscription": {"id": format!("k{k}"),
+                "sql": format!("SELECT id FROM {table} WHERE id < 1000000000 AND id % {total} = {k}")}});
+            ws.send(Message::text(sub.to_string())).await?;
+            let ack = next_json(&mut ws).await?;
+            if ack["type"] != "subscription_ack" {
+                bail!("subscribe failed (raise FOLDDB_MAX_SUBSCRIPTIONS_PER_USER?): {ack}");
+            }
+        }
+        let times = times.clone();
+        readers.push(tokio::spawn(async move {
+            while let Ok(m) = next_json(&mut ws).await {
+                if m["change_type"] == "insert"
+                    && let Some(id) = m["rows"][0]["id"].as_str().and_then(|s| s.parse().ok())
+                {
+                    lock(&times).entry(id).or_default().received = Some(Instant::now());
+                }
+            }
+        }));
+    }
+    eprintln!(" done");
+
+    // Writers: a steady rate, spread over a few concurrent clients.
+    let duration = Duration::from_secs_f64(args.seconds);
+    let writers = 32u64;
+    let per_writer = Duration::from_secs_f64(writers as f64 / args.rate as f64);
+    let mut handles = Vec::new();
+    for w in 0..writers {
+        let (http, base, token, table, times) = (
+            http.clone(),
+            base.clone(),
+            token.clone(),
+            table.clone(),
+            times.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            let start = Instant::now();
+            let mut tick = tokio::time::interval(per_writer);
+            let mut id = w;
+            while start.elapsed() < duration {
+                tick.tick().await;
+                lock(&times).entry(id).or_default().sent = Some(Instant::now());
+                sql(
+                    &http,
+                    &base,
+                    &token,
+                    &format!("INSERT INTO {table} (id, v) VALUES ({id}, 'x')"),
+                )
+                .await?;
+                lock(&times).entry(id).or_default().acked = Some(Instant::now());
+                id += writers;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for h in handles {
+        h.await??;
+    }
+    // Let the last changes arrive.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for r in readers {
+        r.abort();
+    }
+    let times = lock(&times).clone();
+    let written = times.values().filter(|r| r.acked.is_some()).count();
+    let (mut from_ack, mut from_send) = (Vec::new(), Vec::new());
+    let mut lost = 0;
+    for r in times.values() {
+        match (r.sent, r.acked, r.received) {
+            (Some(s), Some(a), Some(g)) => {
+                from_ack.push(g.saturating_duration_since(a));
+                from_send.push(g.saturating_duration_since(s));
+            }
+            (_, Some(_), None) => lost += 1,
+            _ => {}
+        }
+    }
+    let early = from_ack.iter().filter(|d| d.is_zero()).count();
+    let l = Latency::of(from_ack);
+    let s = Latency::of(from_send);
+    let load = Latency::of(loads);
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("folddb bench live against {base} ({cores} cores on this machine)");
+    println!(
+        "{} subscriptions over {} connections, {} inserts/s for {:.0} s: {written} written, {lost} not delivered",
+        total, args.connections, args.rate, args.seconds
+    );
+    println!(
+        "ack → received: p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms ({early} changes arrived before their ack, counted as 0)",
+        l.p50_us / 1e3,
+        l.p99_us / 1e3,
+        l.p999_us / 1e3
+    );
+    println!(
+        "INSERT sent → received: p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
+        s.p50_us / 1e3,
+        s.p99_us / 1e3,
+        s.p999_us / 1e3
+    );
+    println!(
+        "1,000-row initial load (subscribe → ready): p50 {:.3} ms, p99 {:.3} ms",
+        load.p50_us / 1e3,
+        load.p99_us / 1e3
+    );
+    Ok(if lost == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
