@@ -4,6 +4,7 @@
 
 mod auth;
 mod bench;
+mod client;
 mod config;
 mod guard;
 mod live;

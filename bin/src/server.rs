@@ -508,15 +508,9 @@ async fn setup(state: &State, peer: Option<SocketAddr>, body: &[u8]) -> Reply {
             "Setup is only allowed from localhost",
         );
     }
-    let b: SetupBody = match serde_json::from_slice(body) {
+    let b: SetupBody = match auth_body(body) {
         Ok(b) => b,
-        Err(e) => {
-            return auth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_input",
-                &format!("Invalid JSON payload: {e}"),
-            );
-        }
+        Err(r) => return *r,
     };
     if !needs_setup(state) {
         return auth_error(
@@ -670,19 +664,24 @@ struct LoginBody {
     password: String,
 }
 
+/// An auth endpoint's JSON body, or its 400 in the auth envelope (API.md 1.5).
+fn auth_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Reply>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(auth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            &format!("Invalid JSON payload: {e}"),
+        ))
+    })
+}
+
 /// Longest password a login may send (API.md 1.3); longer ones fail like a wrong one.
 const MAX_LOGIN_PASSWORD_CHARS: usize = 256;
 
 async fn login(state: &State, ip: IpAddr, body: &[u8]) -> Reply {
-    let b: LoginBody = match serde_json::from_slice(body) {
+    let b: LoginBody = match auth_body(body) {
         Ok(b) => b,
-        Err(e) => {
-            return auth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_input",
-                &format!("Invalid JSON payload: {e}"),
-            );
-        }
+        Err(r) => return *r,
     };
     let invalid = || {
         auth_error(

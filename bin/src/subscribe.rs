@@ -4,12 +4,11 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value as Json, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 #[derive(Debug, Args)]
 pub struct SubscribeArgs {
@@ -40,27 +39,9 @@ pub fn run(args: SubscribeArgs) -> anyhow::Result<ExitCode> {
 
 async fn watch(args: SubscribeArgs) -> anyhow::Result<()> {
     let base = args.url.trim_end_matches('/');
-    let login: Json = reqwest::Client::new()
-        .post(format!("{base}/v1/api/auth/login"))
-        .json(&json!({"user": args.user, "password": args.password}))
-        .send()
-        .await
-        .context("connecting to the server")?
-        .json()
-        .await?;
-    let token = login["access_token"]
-        .as_str()
-        .with_context(|| format!("login failed: {login}"))?;
-    let ws_url = match base.strip_prefix("https://") {
-        Some(rest) => format!("wss://{rest}/v1/ws"),
-        None => format!("ws://{}/v1/ws", base.trim_start_matches("http://")),
-    };
-    let mut req = ws_url.into_client_request()?;
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse()?);
-    let (mut ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .context("opening /v1/ws")?;
+    let token =
+        crate::client::login(&reqwest::Client::new(), base, &args.user, &args.password).await?;
+    let mut ws = crate::client::open_ws(base, &token).await?;
     let mut options = json!({"batch_size": args.batch_size});
     if let Some(from) = args.from {
         options["from"] = json!(from);

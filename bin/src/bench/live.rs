@@ -17,9 +17,10 @@ use clap::Args;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value as Json, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::Latency;
+use super::sql::Client;
+use crate::client::Ws;
 
 #[derive(Debug, Args)]
 pub struct LiveBenchArgs {
@@ -69,31 +70,8 @@ pub fn run(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(measure(args))
 }
 
-async fn sql(http: &reqwest::Client, base: &str, token: &str, q: &str) -> anyhow::Result<Json> {
-    let r = http
-        .post(format!("{base}/v1/api/sql"))
-        .bearer_auth(token)
-        .json(&json!({ "sql": q }))
-        .send()
-        .await?;
-    let status = r.status();
-    let body: Json = r.json().await?;
-    if !status.is_success() {
-        bail!("{q}: {status} {body}");
-    }
-    Ok(body)
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 async fn open(base: &str, token: &str) -> anyhow::Result<Ws> {
-    let url = format!("ws://{}/v1/ws", base.trim_start_matches("http://"));
-    let mut req = url.into_client_request()?;
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse()?);
-    // No Nagle: a small frame right after another would otherwise wait for a delayed ACK.
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
+    let mut ws = crate::client::open_ws(base, token).await?;
     match ws.next().await {
         Some(Ok(Message::Text(t))) if t.contains("auth_success") => Ok(ws),
         other => bail!("no auth_success: {other:?}"),
@@ -116,26 +94,16 @@ async fn measure(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
-    let login: Json = http
-        .post(format!("{base}/v1/api/auth/login"))
-        .json(&json!({"user": args.user, "password": args.password}))
-        .send()
-        .await
-        .context("connecting to the server")?
-        .json()
-        .await?;
-    let token = login["access_token"]
-        .as_str()
-        .with_context(|| format!("login failed: {login}"))?
-        .to_owned();
+    let token = crate::client::login(&http, &base, &args.user, &args.password).await?;
+    let client = Arc::new(Client {
+        http: http.clone(),
+        url: base.clone(),
+        token: token.clone(),
+    });
     let run_id = crate::auth::now_s();
     let table = format!("bench.live{run_id}");
-    sql(&http, &base, &token, "CREATE NAMESPACE IF NOT EXISTS bench").await?;
-    sql(
-        &http,
-        &base,
-        &token,
-        &format!("CREATE SHARED TABLE {table} (id BIGINT PRIMARY KEY, v TEXT) WITH (ACCESS_LEVEL = 'PUBLIC')"),
+    client.sql("CREATE NAMESPACE IF NOT EXISTS bench").await?;
+    client.sql(&format!("CREATE SHARED TABLE {table} (id BIGINT PRIMARY KEY, v TEXT) WITH (ACCESS_LEVEL = 'PUBLIC')"),
     )
     .await?;
 
@@ -143,13 +111,12 @@ async fn measure(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
     let values: Vec<String> = (0..1000u64)
         .map(|i| format!("({}, 'seed')", 1_000_000_000 + i))
         .collect();
-    sql(
-        &http,
-        &base,
-        &token,
-        &format!("INSERT INTO {table} (id, v) VALUES {}", values.join(", ")),
-    )
-    .await?;
+    client
+        .sql(&format!(
+            "INSERT INTO {table} (id, v) VALUES {}",
+            values.join(", ")
+        ))
+        .await?;
     let mut loads = Vec::new();
     let mut ws = open(&base, &token).await?;
     for i in 0..20 {
@@ -216,13 +183,7 @@ async fn measure(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
     let per_writer = Duration::from_secs_f64(writers as f64 / args.rate as f64);
     let mut handles = Vec::new();
     for w in 0..writers {
-        let (http, base, token, table, times) = (
-            http.clone(),
-            base.clone(),
-            token.clone(),
-            table.clone(),
-            times.clone(),
-        );
+        let (client, table, times) = (client.clone(), table.clone(), times.clone());
         handles.push(tokio::spawn(async move {
             let start = Instant::now();
             let mut tick = tokio::time::interval(per_writer);
@@ -230,13 +191,9 @@ async fn measure(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
             while start.elapsed() < duration {
                 tick.tick().await;
                 lock(&times).entry(id).or_default().sent = Some(Instant::now());
-                sql(
-                    &http,
-                    &base,
-                    &token,
-                    &format!("INSERT INTO {table} (id, v) VALUES ({id}, 'x')"),
-                )
-                .await?;
+                client
+                    .sql(&format!("INSERT INTO {table} (id, v) VALUES ({id}, 'x')"))
+                    .await?;
                 lock(&times).entry(id).or_default().acked = Some(Instant::now());
                 id += writers;
             }

@@ -1,0 +1,47 @@
+//! What the binary's client commands (`folddb subscribe`, `folddb bench …`) share: logging
+//! in over HTTP and opening `/v1/ws` with the token.
+
+use anyhow::{Context, bail};
+use serde_json::{Value as Json, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Logs in at `base` (`http://host:port`): the access token.
+pub async fn login(
+    http: &reqwest::Client,
+    base: &str,
+    user: &str,
+    password: &str,
+) -> anyhow::Result<String> {
+    let answer: Json = http
+        .post(format!("{base}/v1/api/auth/login"))
+        .json(&json!({"user": user, "password": password}))
+        .send()
+        .await
+        .context("connecting to the server")?
+        .json()
+        .await?;
+    match answer["access_token"].as_str() {
+        Some(t) => Ok(t.to_owned()),
+        None => bail!("login as {user} failed: {answer}"),
+    }
+}
+
+/// Opens `/v1/ws` at `base` with `token` in the upgrade's `Authorization` header. The
+/// server answers with `auth_success` first.
+pub async fn open_ws(base: &str, token: &str) -> anyhow::Result<Ws> {
+    let url = match base.strip_prefix("https://") {
+        Some(rest) => format!("wss://{rest}/v1/ws"),
+        None => format!("ws://{}/v1/ws", base.trim_start_matches("http://")),
+    };
+    let mut req = url.into_client_request()?;
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    // No Nagle: a small frame right after another would otherwise wait for a delayed ACK.
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
+        .await
+        .context("opening /v1/ws")?;
+    Ok(ws)
+}
