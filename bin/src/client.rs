@@ -5,6 +5,20 @@ use anyhow::{Context, bail};
 use serde_json::{Value as Json, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+/// Which server to speak to, and as whom.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// User to log in as (the benchmarks need a dba: they create namespaces and users).
+    #[arg(long, default_value = "admin")]
+    pub user: String,
+    /// Password of that user.
+    #[arg(long, default_value = "kalamdb123")]
+    pub password: String,
+}
+
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 

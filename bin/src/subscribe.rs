@@ -14,13 +14,8 @@ use tokio_tungstenite::tungstenite::Message;
 pub struct SubscribeArgs {
     /// The subscription: `SELECT <columns | *> FROM namespace.table [WHERE …]`.
     sql: String,
-    /// Server base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
-    #[arg(long, default_value = "admin")]
-    user: String,
-    #[arg(long, default_value = "kalamdb123")]
-    password: String,
+    #[command(flatten)]
+    server: crate::client::ServerArgs,
     /// Resume after this `_seq` (only newer versions, then live changes).
     #[arg(long)]
     from: Option<i64>,
@@ -38,9 +33,14 @@ pub fn run(args: SubscribeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn watch(args: SubscribeArgs) -> anyhow::Result<()> {
-    let base = args.url.trim_end_matches('/');
-    let token =
-        crate::client::login(&reqwest::Client::new(), base, &args.user, &args.password).await?;
+    let base = args.server.url.trim_end_matches('/');
+    let token = crate::client::login(
+        &reqwest::Client::new(),
+        base,
+        &args.server.user,
+        &args.server.password,
+    )
+    .await?;
     let mut ws = crate::client::open_ws(base, &token).await?;
     let mut options = json!({"batch_size": args.batch_size});
     if let Some(from) = args.from {

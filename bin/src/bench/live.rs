@@ -24,12 +24,8 @@ use crate::client::Ws;
 
 #[derive(Debug, Args)]
 pub struct LiveBenchArgs {
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
-    #[arg(long, default_value = "admin")]
-    user: String,
-    #[arg(long, default_value = "kalamdb123")]
-    password: String,
+    #[command(flatten)]
+    server: crate::client::ServerArgs,
     /// WebSocket connections.
     #[arg(long, default_value_t = 100)]
     connections: usize,
@@ -90,11 +86,12 @@ async fn next_json(ws: &mut Ws) -> anyhow::Result<Json> {
 }
 
 async fn measure(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
-    let base = args.url.trim_end_matches('/').to_owned();
+    let base = args.server.url.trim_end_matches('/').to_owned();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
-    let token = crate::client::login(&http, &base, &args.user, &args.password).await?;
+    let token =
+        crate::client::login(&http, &base, &args.server.user, &args.server.password).await?;
     let client = Arc::new(Client {
         http: http.clone(),
         url: base.clone(),

@@ -19,15 +19,8 @@ use super::Latency;
 
 #[derive(Debug, Args)]
 pub struct SqlBenchArgs {
-    /// Server base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
-    /// User to log in as (a dba: the bench creates a namespace).
-    #[arg(long, default_value = "admin")]
-    user: String,
-    /// Password of that user.
-    #[arg(long, default_value = "kalamdb123")]
-    password: String,
+    #[command(flatten)]
+    server: crate::client::ServerArgs,
     /// Seconds per scenario.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
@@ -100,7 +93,7 @@ pub fn run(args: SqlBenchArgs) -> anyhow::Result<ExitCode> {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "folddb bench sql against {} ({cores} cores on this machine)",
-        args.url
+        args.server.url
     );
     println!(
         "{:<34} {:>12} {:>10} {:>10} {:>10}  notes",
@@ -121,9 +114,9 @@ pub fn run(args: SqlBenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(super) async fn login(http: &reqwest::Client, args: &SqlBenchArgs) -> anyhow::Result<String> {
-    let body = json!({"user": args.user, "password": args.password});
+    let body = json!({"user": args.server.user, "password": args.server.password});
     let r = http
-        .post(format!("{}/v1/api/auth/login", args.url))
+        .post(format!("{}/v1/api/auth/login", args.server.url))
         .json(&body)
         .send()
         .await
@@ -136,17 +129,16 @@ pub(super) async fn login(http: &reqwest::Client, args: &SqlBenchArgs) -> anyhow
             .context("login answer without access_token");
     }
     // A fresh server: set it up with these credentials, then log in.
-    let setup =
-        json!({"user": args.user, "password": args.password, "root_password": args.password});
+    let setup = json!({"user": args.server.user, "password": args.server.password, "root_password": args.server.password});
     let s = http
-        .post(format!("{}/v1/api/auth/setup", args.url))
+        .post(format!("{}/v1/api/auth/setup", args.server.url))
         .json(&setup)
         .send()
         .await?;
     if !s.status().is_success() {
         bail!(
             "cannot log in as {} nor set the server up: {}",
-            args.user,
+            args.server.user,
             s.text().await?
         );
     }
@@ -160,7 +152,7 @@ async fn measure(args: &SqlBenchArgs) -> anyhow::Result<Vec<Outcome>> {
     let token = login(&http, args).await?;
     let client = Arc::new(Client {
         http,
-        url: args.url.trim_end_matches('/').to_owned(),
+        url: args.server.url.trim_end_matches('/').to_owned(),
         token,
     });
     let run_id = crate::auth::now_s();
