@@ -9,7 +9,6 @@ use folddb_realtime::session::error;
 use folddb_realtime::{ClientMessage, Session};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value as Json, json};
-use tokio::sync::broadcast::error::RecvError;
 use warp::ws::{Message, WebSocket};
 
 use crate::server::{State, caller_of};
@@ -38,12 +37,11 @@ fn bearer(header: &str) -> Option<&str> {
 }
 
 pub async fn connection(state: Arc<State>, socket: WebSocket, authorization: Option<String>) {
-    // Subscribed before anything else: every change applied from here on is queued for
-    // this connection, so no subscription's hand-off can miss one.
-    let mut feed = state.node.changes();
     let (connection, mut kills) = state.live.connect();
+    // Change sets for the rows this connection's subscriptions watch arrive in `inbox`;
+    // a subscription watches before it reads its initial data, so none is missed.
+    let (mut session, mut inbox) = Session::new(state.live.clone(), state.hub.clone(), connection);
     let (mut tx, mut rx) = socket.split();
-    let mut session = Session::new(state.live.clone(), connection);
     if let Some(header) = authorization {
         match bearer(&header).map(|t| caller_of(&state, t)) {
             Some(Ok(caller)) => {
@@ -117,11 +115,13 @@ pub async fn connection(state: Arc<State>, socket: WebSocket, authorization: Opt
                     }
                 }
             }
-            set = feed.recv() => {
-                let replies = match set {
-                    Ok(set) => session.on_changes(&set),
-                    Err(RecvError::Lagged(missed)) => session.lagged(missed),
-                    Err(RecvError::Closed) => break,
+            set = inbox.changes.recv() => {
+                let Some(set) = set else { break };
+                let missed = inbox.missed.swap(0, std::sync::atomic::Ordering::Relaxed);
+                let replies = if missed > 0 {
+                    session.lagged(missed)
+                } else {
+                    session.on_changes(&set)
                 };
                 for r in &replies {
                     if !send(&mut tx, r).await {

@@ -29,6 +29,7 @@ const MAX_BODY_BYTES: usize = 10 << 20;
 pub(crate) struct State {
     pub(crate) engine: Engine,
     pub(crate) live: Arc<folddb_realtime::Registry>,
+    pub(crate) hub: Arc<folddb_realtime::Hub>,
     pub(crate) auth: Auth,
     guard: Guard,
     pub(crate) node: Arc<Node<EventFold>>,
@@ -130,9 +131,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.auth.max_failed_logins,
         config.auth.lockout_minutes,
     );
+    let hub = Arc::new(folddb_realtime::Hub::default());
+    tokio::spawn(hub.clone().run(node.changes()));
     let state = Arc::new(State {
         engine,
         live,
+        hub,
         auth,
         guard,
         node: node.clone(),

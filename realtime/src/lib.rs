@@ -9,9 +9,11 @@
 //! Dependencies: `folddb-query`, `folddb-materializer`, `folddb-log`.
 
 pub mod error;
+pub mod hub;
 pub mod registry;
 pub mod session;
 
 pub use error::{Error, Result};
+pub use hub::Hub;
 pub use registry::Registry;
 pub use session::{ClientMessage, Session};

@@ -16,6 +16,7 @@ use folddb_query::{Caller, Engine};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
+use crate::hub::{Hub, Inbox};
 use crate::registry::{Registration, Registry};
 
 /// Default rows per initial batch (API.md 2.3).
@@ -104,12 +105,14 @@ pub struct Session {
     caller: Option<Caller>,
     subs: HashMap<String, Sub>,
     registry: Arc<Registry>,
+    hub: Arc<Hub>,
     connection: u64,
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         self.registry.disconnect(self.connection);
+        self.hub.disconnect(self.connection);
     }
 }
 
@@ -123,14 +126,27 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// The session of connection `connection` (from [`Registry::connect`]).
-    pub fn new(registry: Arc<Registry>, connection: u64) -> Session {
-        Session {
+    /// The session of connection `connection` (from [`Registry::connect`]); its change
+    /// sets arrive in the returned [`Inbox`], for the subscriptions it holds.
+    pub fn new(registry: Arc<Registry>, hub: Arc<Hub>, connection: u64) -> (Session, Inbox) {
+        let inbox = hub.connect(connection);
+        let session = Session {
             caller: None,
             subs: HashMap::new(),
             registry,
+            hub,
             connection,
-        }
+        };
+        (session, inbox)
+    }
+
+    /// Forgets subscription `id`: registry, hub and all.
+    fn drop_sub(&mut self, id: &str) -> Option<Sub> {
+        let sub = self.subs.remove(id)?;
+        self.registry.unregister(&sub.live_id);
+        self.hub
+            .unwatch(self.connection, sub.query.def.id, &sub.query.scope);
+        Some(sub)
     }
 
     pub fn caller(&self) -> Option<&Caller> {
@@ -166,9 +182,7 @@ impl Session {
                 _ => Vec::new(),
             },
             ClientMessage::Unsubscribe { subscription_id } => {
-                if let Some(sub) = self.subs.remove(&subscription_id) {
-                    self.registry.unregister(&sub.live_id);
-                }
+                self.drop_sub(&subscription_id);
                 Vec::new()
             }
         }
@@ -228,6 +242,8 @@ impl Session {
             Ok(l) => l,
             Err(m) => return vec![error(&id, "SUBSCRIPTION_LIMIT_EXCEEDED", &m)],
         };
+        // Watch before reading: every change applied after `read_at` reaches this inbox.
+        self.hub.watch(self.connection, query.def.id, &query.scope);
         let read_at = applied(engine);
         let Some(options) = req.options else {
             // No options: no initial data, live changes from now on.
@@ -329,11 +345,10 @@ impl Session {
         let msg = format!(
             "This connection fell {missed} change sets behind; resubscribe with options.from set to the last _seq received"
         );
-        let registry = self.registry.clone();
-        self.subs
-            .drain()
-            .map(|(id, sub)| {
-                registry.unregister(&sub.live_id);
+        let ids: Vec<String> = self.subs.keys().cloned().collect();
+        ids.into_iter()
+            .map(|id| {
+                self.drop_sub(&id);
                 error(&id, "SUBSCRIPTION_FAILED", &msg)
             })
             .collect()
@@ -342,7 +357,7 @@ impl Session {
     /// `KILL LIVE QUERY` closed subscription `id` (the registry has forgotten it): the
     /// message that tells the client.
     pub fn killed(&mut self, id: &str) -> Vec<Json> {
-        match self.subs.remove(id) {
+        match self.drop_sub(id) {
             Some(_) => vec![error(
                 id,
                 "SUBSCRIPTION_FAILED",

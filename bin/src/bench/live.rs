@@ -38,6 +38,11 @@ pub struct LiveBenchArgs {
     /// Seconds of writing.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// One user per connection, each subscribed to its own rows of a USER table and writing
+    /// them (the common shape: a write reaches one user's connection). Without it, one user
+    /// holds every subscription on one SHARED table, each on its own slice of the keys.
+    #[arg(long)]
+    per_user: bool,
 }
 
 /// Per row id: when its INSERT was sent, when it was acknowledged, and when its change
@@ -141,20 +146,55 @@ async fn measure(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
     }
     drop(ws);
 
-    // Subscriptions: subscription k of all (connections × subs) sees ids ≡ k.
+    // Who each connection is, what it subscribes, and who writes which row.
     let total = (args.connections * args.subs) as u64;
+    let (subs_table, conn_clients) = if args.per_user {
+        let utable = format!("bench.ulive{run_id}");
+        client
+            .sql(&format!(
+                "CREATE USER TABLE {utable} (id BIGINT PRIMARY KEY, v TEXT)"
+            ))
+            .await?;
+        let mut clients = Vec::with_capacity(args.connections);
+        for c in 0..args.connections {
+            let name = format!("live_u{c}");
+            if let Err(e) = client
+                .sql(&format!("CREATE USER {name} WITH PASSWORD 'live-pass-1'"))
+                .await
+                && !e.to_string().contains("already exists")
+            {
+                return Err(e);
+            }
+            let token = crate::client::login(&http, &base, &name, "live-pass-1").await?;
+            clients.push(Arc::new(Client {
+                http: http.clone(),
+                url: base.clone(),
+                token,
+            }));
+        }
+        (utable, clients)
+    } else {
+        (table.clone(), vec![client.clone(); args.connections])
+    };
+    let sub_sql = |c: usize, s: usize| {
+        if args.per_user {
+            format!("SELECT id FROM {subs_table} WHERE id % {} = {s}", args.subs)
+        } else {
+            let k = c * args.subs + s;
+            format!("SELECT id FROM {subs_table} WHERE id < 1000000000 AND id % {total} = {k}")
+        }
+    };
     let times: Times = Arc::new(Mutex::new(HashMap::new()));
     let mut readers = Vec::new();
     eprint!(
         "opening {} connections × {} subscriptions…",
         args.connections, args.subs
     );
-    for c in 0..args.connections {
-        let mut ws = open(&base, &token).await?;
+    for (c, owner) in conn_clients.iter().enumerate() {
+        let mut ws = open(&base, &owner.token).await?;
         for s in 0..args.subs {
-            let k = (c * args.subs + s) as u64;
-            let sub = json!({"type": "subscribe", "subscription": {"id": format!("k{k}"),
-                "sql": format!("SELECT id FROM {table} WHERE id < 1000000000 AND id % {total} = {k}")}});
+            let sub = json!({"type": "subscribe", "subscription": {"id": format!("k{s}"),
+                "sql": sub_sql(c, s)}});
             ws.send(Message::text(sub.to_string())).await?;
             let ack = next_json(&mut ws).await?;
             if ack["type"] != "subscription_ack" {
@@ -163,11 +203,23 @@ async fn measure(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
         }
         let times = times.clone();
         readers.push(tokio::spawn(async move {
-            while let Ok(m) = next_json(&mut ws).await {
-                if m["change_type"] == "insert"
-                    && let Some(id) = m["rows"][0]["id"].as_str().and_then(|s| s.parse().ok())
-                {
-                    lock(&times).entry(id).or_default().received = Some(Instant::now());
+            // Pings keep the connection alive while the others subscribe (idle > 10 s closes).
+            let mut ping = tokio::time::interval(Duration::from_secs(4));
+            loop {
+                tokio::select! {
+                    m = next_json(&mut ws) => {
+                        let Ok(m) = m else { break };
+                        if m["change_type"] == "insert"
+                            && let Some(id) = m["rows"][0]["id"].as_str().and_then(|s| s.parse().ok())
+                        {
+                            lock(&times).entry(id).or_default().received = Some(Instant::now());
+                        }
+                    }
+                    _ = ping.tick() => {
+                        if ws.send(Message::text(r#"{"type":"ping"}"#)).await.is_err() {
+                            break;
+                        }
+                    }
                 }
             }
         }));
@@ -180,7 +232,7 @@ async fn measure(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
     let per_writer = Duration::from_secs_f64(writers as f64 / args.rate as f64);
     let mut handles = Vec::new();
     for w in 0..writers {
-        let (client, table, times) = (client.clone(), table.clone(), times.clone());
+        let (clients, table, times) = (conn_clients.clone(), subs_table.clone(), times.clone());
         handles.push(tokio::spawn(async move {
             let start = Instant::now();
             let mut tick = tokio::time::interval(per_writer);
@@ -188,7 +240,8 @@ async fn measure(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
             while start.elapsed() < duration {
                 tick.tick().await;
                 lock(&times).entry(id).or_default().sent = Some(Instant::now());
-                client
+                // The owner of the row's key writes it (in per-user mode, into its scope).
+                clients[id as usize % clients.len()]
                     .sql(&format!("INSERT INTO {table} (id, v) VALUES ({id}, 'x')"))
                     .await?;
                 lock(&times).entry(id).or_default().acked = Some(Instant::now());
