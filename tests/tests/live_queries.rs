@@ -54,6 +54,17 @@ async fn quiet(ws: &mut Ws) {
     assert!(got.is_err(), "unexpected message: {got:?}");
 }
 
+/// A fresh server, set up, with namespace `app` and one table made by `ddl`: the data
+/// directory (keep it alive), the server and the admin's token.
+async fn app_with(ddl: &str) -> (tempfile::TempDir, Server, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start(dir.path()).await;
+    let admin = s.setup_and_login().await;
+    s.ok(&admin, "CREATE NAMESPACE app").await;
+    s.ok(&admin, ddl).await;
+    (dir, s, admin)
+}
+
 fn seq(row: &Value) -> i64 {
     row["_seq"]
         .as_str()
@@ -63,15 +74,7 @@ fn seq(row: &Value) -> i64 {
 
 #[tokio::test]
 async fn a_subscriber_sees_its_rows_then_every_change_in_order() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let s = Server::start(dir.path()).await;
-    let admin = s.setup_and_login().await;
-    s.ok(&admin, "CREATE NAMESPACE app").await;
-    s.ok(
-        &admin,
-        "CREATE USER TABLE app.todos (id BIGINT PRIMARY KEY, title TEXT, done BOOLEAN NOT NULL DEFAULT false)",
-    )
-    .await;
+    let (_dir, s, admin) = app_with("CREATE USER TABLE app.todos (id BIGINT PRIMARY KEY, title TEXT, done BOOLEAN NOT NULL DEFAULT false)").await;
     for u in ["alice", "bob"] {
         s.ok(
             &admin,
@@ -209,15 +212,8 @@ async fn a_subscriber_sees_its_rows_then_every_change_in_order() {
 
 #[tokio::test]
 async fn message_authentication_and_bad_frames() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let s = Server::start(dir.path()).await;
-    let admin = s.setup_and_login().await;
-    s.ok(&admin, "CREATE NAMESPACE app").await;
-    s.ok(
-        &admin,
-        "CREATE USER TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
-    )
-    .await;
+    let (_dir, s, admin) =
+        app_with("CREATE USER TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)").await;
 
     // Subscribing before authenticating is refused; authenticate then works.
     let mut ws = connect(&s, None).await;
@@ -441,15 +437,8 @@ async fn fifty_subscribers_converge_on_what_eight_writers_wrote() {
 #[tokio::test]
 async fn the_cli_prints_a_live_query_as_it_changes() {
     use std::io::BufRead;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let s = Server::start(dir.path()).await;
-    let admin = s.setup_and_login().await;
-    s.ok(&admin, "CREATE NAMESPACE app").await;
-    s.ok(
-        &admin,
-        "CREATE USER TABLE app.todos (id BIGINT PRIMARY KEY, title TEXT)",
-    )
-    .await;
+    let (_dir, s, admin) =
+        app_with("CREATE USER TABLE app.todos (id BIGINT PRIMARY KEY, title TEXT)").await;
     s.ok(
         &admin,
         "INSERT INTO app.todos (id, title) VALUES (1, 'first')",
@@ -498,15 +487,8 @@ async fn the_cli_prints_a_live_query_as_it_changes() {
 
 #[tokio::test]
 async fn system_live_lists_subscriptions_and_kill_closes_one() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let s = Server::start(dir.path()).await;
-    let admin = s.setup_and_login().await;
-    s.ok(&admin, "CREATE NAMESPACE app").await;
-    s.ok(
-        &admin,
-        "CREATE USER TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
-    )
-    .await;
+    let (_dir, s, admin) =
+        app_with("CREATE USER TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)").await;
     s.ok(&admin, "CREATE USER alice WITH PASSWORD 'alice-pass-1'")
         .await;
     let alice = s.login("alice", "alice-pass-1").await;
