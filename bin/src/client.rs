@@ -3,6 +3,7 @@
 
 use anyhow::{Context, bail};
 use serde_json::{Value as Json, json};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// Which server to speak to, and as whom.
@@ -58,4 +59,20 @@ pub async fn open_ws(base: &str, token: &str) -> anyhow::Result<Ws> {
         .await
         .context("opening /v1/ws")?;
     Ok(ws)
+}
+
+/// What a server frame says: `Some(Ok(json))` for a message (text, or gzip'ed JSON in a
+/// binary frame, API.md 2.2), `Some(Err(..))` for a close, `None` for control frames.
+pub fn server_message(frame: Message) -> Option<anyhow::Result<Json>> {
+    match frame {
+        Message::Text(t) => Some(serde_json::from_str(t.as_str()).map_err(Into::into)),
+        Message::Binary(b) => Some(
+            folddb_realtime::wire::decode_server_frame(true, &b, false)
+                .map_err(|e| anyhow::anyhow!("a binary frame that is not gzip'ed JSON: {e}")),
+        ),
+        Message::Close(c) => Some(Err(anyhow::anyhow!(
+            "the server closed the connection: {c:?}"
+        ))),
+        _ => None,
+    }
 }

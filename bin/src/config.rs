@@ -23,12 +23,22 @@ pub struct Config {
 pub struct LiveConfig {
     /// Subscriptions one user may hold across connections. Default 10.
     pub max_subscriptions_per_user: usize,
+    /// Change sets queued per connection before it counts as lagging. Default 4096.
+    pub connection_queue: usize,
+    /// Changed rows per subscription a lagging connection is caught up with; past that it
+    /// gets an explicit error. 0: always the error. Default 1,000,000.
+    pub max_catch_up_rows: usize,
+    /// Client messages per second per connection (then `RATE_LIMIT_EXCEEDED`). Default 50.
+    pub max_messages_per_sec: u32,
 }
 
 impl Default for LiveConfig {
     fn default() -> LiveConfig {
         LiveConfig {
             max_subscriptions_per_user: 10,
+            connection_queue: folddb_realtime::hub::CONNECTION_QUEUE,
+            max_catch_up_rows: folddb_realtime::session::DEFAULT_MAX_CATCH_UP,
+            max_messages_per_sec: 50,
         }
     }
 }
@@ -165,6 +175,15 @@ impl Config {
         if let Some(v) = parse_env("FOLDDB_MAX_SUBSCRIPTIONS_PER_USER")? {
             config.live.max_subscriptions_per_user = v;
         }
+        if let Some(v) = parse_env("FOLDDB_LIVE_CONNECTION_QUEUE")? {
+            config.live.connection_queue = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_LIVE_MAX_CATCH_UP_ROWS")? {
+            config.live.max_catch_up_rows = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_LIVE_MAX_MESSAGES_PER_SEC")? {
+            config.live.max_messages_per_sec = v;
+        }
         if let Some(v) = parse_env("FOLDDB_ALLOW_REMOTE_SETUP")? {
             config.auth.allow_remote_setup = v;
         }
@@ -190,6 +209,9 @@ impl Config {
                 "auth.bcrypt_cost must be 4..=31, got {}",
                 self.auth.bcrypt_cost
             );
+        }
+        if self.live.connection_queue == 0 {
+            bail!("live.connection_queue must be at least 1");
         }
         if self.auth.jwt_expiry_hours == 0 {
             bail!("auth.jwt_expiry_hours must be at least 1");

@@ -34,6 +34,7 @@ pub(crate) struct State {
     guard: Guard,
     pub(crate) node: Arc<Node<EventFold>>,
     listen: SocketAddr,
+    pub(crate) live_config: crate::config::LiveConfig,
 }
 
 type Reply = Response<Vec<u8>>;
@@ -123,7 +124,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         bcrypt_cost: config.auth.bcrypt_cost,
         ..Default::default()
     })
-    .with_live(live.clone());
+    .with_live(live.clone())
+    .with_ws_url(format!("ws://{listen}/v1/ws"));
     let auth = Auth::new(config.auth.clone());
     auth::bootstrap(&engine, &auth).await?;
     let guard = Guard::new(
@@ -131,7 +133,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.auth.max_failed_logins,
         config.auth.lockout_minutes,
     );
-    let hub = Arc::new(folddb_realtime::Hub::default());
+    let hub = Arc::new(folddb_realtime::Hub::new(config.live.connection_queue));
     tokio::spawn(hub.clone().run(node.changes()));
     let state = Arc::new(State {
         engine,
@@ -141,6 +143,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         guard,
         node: node.clone(),
         listen,
+        live_config: config.live.clone(),
     });
     let routes = warp::any()
         .and(warp::method())
@@ -167,12 +170,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let ws = warp::path!("v1" / "ws")
         .and(warp::ws())
         .and(warp::header::optional::<String>("authorization"))
+        .and(warp::query::<std::collections::HashMap<String, String>>())
         .map({
             let state = state.clone();
-            move |ws: warp::ws::Ws, authorization: Option<String>| {
+            move |ws: warp::ws::Ws,
+                  authorization: Option<String>,
+                  query: std::collections::HashMap<String, String>| {
                 let state = state.clone();
+                let params = crate::live::Params::from_query(&query);
                 ws.max_message_size(crate::live::MAX_FRAME_BYTES * 2)
-                    .on_upgrade(move |socket| crate::live::connection(state, socket, authorization))
+                    .on_upgrade(move |socket| {
+                        crate::live::connection(state, socket, authorization, params)
+                    })
             }
         });
     let server = warp::serve(ws.or(routes))

@@ -4,10 +4,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::bail;
 use clap::Args;
 use futures::{SinkExt, StreamExt};
-use serde_json::{Value as Json, json};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Debug, Args)]
@@ -54,13 +53,9 @@ async fn watch(args: SubscribeArgs) -> anyhow::Result<()> {
         tokio::select! {
             frame = ws.next() => {
                 let Some(frame) = frame else { return Ok(()) };
-                let text = match frame? {
-                    Message::Text(t) => t.to_string(),
-                    Message::Close(c) => bail!("the server closed the connection: {c:?}"),
-                    _ => continue,
-                };
-                println!("{text}");
-                let msg: Json = serde_json::from_str(&text).unwrap_or(Json::Null);
+                let Some(msg) = crate::client::server_message(frame?) else { continue };
+                let msg = msg?;
+                println!("{msg}");
                 if msg["batch_control"]["has_more"] == true {
                     let next = json!({"type": "next_batch", "subscription_id": "cli",
                         "last_seq_id": msg["batch_control"]["last_seq_id"]});

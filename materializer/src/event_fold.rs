@@ -71,6 +71,14 @@ fn read_u64(bytes: Option<Vec<u8>>) -> Option<u64> {
     })
 }
 
+impl EventFold {
+    /// The last `_seq` assigned by the entries `store` has applied: every row version it
+    /// holds has this `_seq` or a lower one.
+    pub fn last_seq(store: &HotStore) -> crate::Result<Option<i64>> {
+        Ok(read_u64(store.get(Family::Meta, LAST_SEQ_KEY)?).map(|s| s as i64))
+    }
+}
+
 impl Fold for EventFold {
     fn fold(
         &self,

@@ -70,6 +70,15 @@ pub enum Statement {
     },
     /// `KILL LIVE QUERY '<live_id>'` (API.md 3.11).
     KillLiveQuery(String),
+    /// `SUBSCRIBE TO ns.t [WHERE …] [OPTIONS (…)]` or `SUBSCRIBE TO SELECT …` (API.md 3.11,
+    /// 1.7.3): over HTTP it only checks the query and says how to subscribe over `/v1/ws`.
+    Subscribe {
+        /// The subscription's `SELECT`.
+        select: String,
+        /// The options as the `subscribe` message carries them (`last_rows`, `batch_size`,
+        /// `from`), in the order written.
+        options: Vec<(String, i64)>,
+    },
     /// `EXECUTE AS USER '<id>' ( <statement> )` (API.md 3.9): `sql` is the text inside the
     /// parentheses, not yet checked to be one statement.
     ExecuteAs {
@@ -464,6 +473,7 @@ pub fn classify(sql: &str) -> Result<Statement, ParseError> {
             }
         }
         "execute" | "exec" => parse_execute_as(sql),
+        "subscribe" => parse_subscribe(sql),
         "kill" => {
             c.next();
             c.expect("live")?;
@@ -558,6 +568,65 @@ fn parse_execute_as(sql: &str) -> Result<Statement, ParseError> {
         user,
         sql: sql[open + 1..close].trim().to_owned(),
     })
+}
+
+/// `SUBSCRIBE TO <table> [WHERE …] | <SELECT …>` then an optional trailing
+/// `OPTIONS (name = integer, …)`.
+fn parse_subscribe(sql: &str) -> Result<Statement, ParseError> {
+    let usage = "SUBSCRIBE expects: SUBSCRIBE TO ns.table [WHERE …] [OPTIONS (last_rows=N, batch_size=N, from=SEQ)] or SUBSCRIBE TO SELECT …";
+    let text = sql.trim().trim_end_matches(';').trim_end();
+    let mut c = Cursor::new(text)?;
+    if !c.keyword("subscribe") || !c.keyword("to") {
+        return Err(usage.into());
+    }
+    // The rest after "SUBSCRIBE TO", by position in the original text.
+    let lower = text.to_ascii_lowercase();
+    let to = lower.find("subscribe").map_or(0, |i| i + "subscribe".len());
+    let to = lower[to..].find("to").map_or(to, |i| to + i + 2);
+    let mut body = text[to..].trim();
+    let mut options = Vec::new();
+    let body_lower = body.to_ascii_lowercase();
+    if body.ends_with(')')
+        && let Some(at) = body_lower.rfind("options")
+        && body[at + "options".len()..].trim_start().starts_with('(')
+    {
+        let inner = body[at + "options".len()..].trim();
+        let inner = &inner[1..inner.len() - 1];
+        for pair in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("OPTIONS expects name=value pairs, got '{pair}'"))?;
+            let k = k.trim().to_ascii_lowercase();
+            let k = if k == "from_seq_id" {
+                "from".to_owned()
+            } else {
+                k
+            };
+            if !["last_rows", "batch_size", "from"].contains(&k.as_str()) {
+                return Err(format!(
+                    "Unknown SUBSCRIBE option '{k}' (last_rows, batch_size, from)"
+                ));
+            }
+            let v: i64 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("SUBSCRIBE option {k} needs an integer"))?;
+            if v < 0 || (k == "batch_size" && v == 0) {
+                return Err(format!("SUBSCRIBE option {k} must be positive"));
+            }
+            options.push((k, v));
+        }
+        body = body[..at].trim_end();
+    }
+    if body.is_empty() {
+        return Err(usage.into());
+    }
+    let select = if body.to_ascii_lowercase().starts_with("select") {
+        body.to_owned()
+    } else {
+        format!("SELECT * FROM {body}")
+    };
+    Ok(Statement::Subscribe { select, options })
 }
 
 /// `CURRENT_USER()` and `CURRENT_ROLE()` as KalamDB clients write them: SQL spells these
@@ -1191,5 +1260,36 @@ mod tests {
             alter("ALTER TABLE t SET TBLPROPERTIES (ACCESS_LEVEL = 'PUBLIC')"),
             AlterChange::SetAccessLevel("PUBLIC".into())
         );
+    }
+
+    #[test]
+    fn subscribe_to_a_table_or_a_select_with_options() {
+        let sub = |sql: &str| match classify(sql) {
+            Ok(Statement::Subscribe { select, options }) => Ok((select, options)),
+            Ok(other) => panic!("{sql} classified as {other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(
+            sub("SUBSCRIBE TO app.msgs WHERE room = 'a' OPTIONS (last_rows=10, batch_size = 5);"),
+            Ok((
+                "SELECT * FROM app.msgs WHERE room = 'a'".to_owned(),
+                vec![("last_rows".to_owned(), 10), ("batch_size".to_owned(), 5)]
+            ))
+        );
+        assert_eq!(
+            sub("subscribe to SELECT id FROM app.t OPTIONS (from_seq_id=42)"),
+            Ok((
+                "SELECT id FROM app.t".to_owned(),
+                vec![("from".to_owned(), 42)]
+            ))
+        );
+        assert_eq!(
+            sub("SUBSCRIBE TO app.t"),
+            Ok(("SELECT * FROM app.t".to_owned(), vec![]))
+        );
+        assert!(sub("SUBSCRIBE TO").is_err());
+        assert!(sub("SUBSCRIBE app.t").is_err());
+        assert!(sub("SUBSCRIBE TO app.t OPTIONS (colour=1)").is_err());
+        assert!(sub("SUBSCRIBE TO app.t OPTIONS (batch_size=x)").is_err());
     }
 }

@@ -193,6 +193,8 @@ pub struct Engine {
     ids: Arc<SnowflakeIds>,
     limits: Limits,
     live: Option<Arc<dyn crate::live::LiveSource>>,
+    /// Where clients open live queries (`SUBSCRIBE TO` over HTTP answers it).
+    ws_url: String,
 }
 
 impl std::fmt::Debug for Engine {
@@ -355,6 +357,7 @@ impl Engine {
             ids,
             limits: Limits::default(),
             live: None,
+            ws_url: "ws://127.0.0.1:8080/v1/ws".to_owned(),
         }
     }
 
@@ -364,6 +367,12 @@ impl Engine {
     }
 
     /// The node's live queries, for `system.live` and `KILL LIVE QUERY`.
+    /// The `/v1/ws` URL `SUBSCRIBE TO` over HTTP points clients to.
+    pub fn with_ws_url(mut self, url: impl Into<String>) -> Engine {
+        self.ws_url = url.into();
+        self
+    }
+
     pub fn with_live(mut self, live: Arc<dyn crate::live::LiveSource>) -> Engine {
         self.live = Some(live);
         self
@@ -860,6 +869,43 @@ impl Engine {
                     staged.counts,
                     message(caller, 0, "Transaction rolled back".to_owned()),
                 ))
+            }
+            Statement::Subscribe { select, options } => {
+                self.plan_live(caller, select).map_err(|e| {
+                    let code = match e.code {
+                        "UNAUTHORIZED" => ErrorCode::PermissionDenied,
+                        "INVALID_SQL" => ErrorCode::InvalidSql,
+                        _ => ErrorCode::SqlExecutionError,
+                    };
+                    Fail(code, e.message)
+                })?;
+                let mut subscription = serde_json::json!({
+                    "id": format!("sub-{}", uuid::Uuid::now_v7().simple()),
+                    "sql": select,
+                });
+                if !options.is_empty() {
+                    subscription["options"] = options
+                        .iter()
+                        .map(|(k, v)| (k.clone(), serde_json::Value::from(*v)))
+                        .collect::<serde_json::Map<_, _>>()
+                        .into();
+                }
+                let mut rows = Rows::new(&[
+                    ("status", DataType::Text),
+                    ("ws_url", DataType::Text),
+                    ("subscription", DataType::Json),
+                    ("message", DataType::Text),
+                ]);
+                rows.rows.push(vec![
+                    Value::Text("active".into()),
+                    Value::Text(self.ws_url.clone()),
+                    Value::Json(subscription.to_string()),
+                    Value::Text(
+                        "WebSocket subscription created. Connect to ws_url to receive updates."
+                            .into(),
+                    ),
+                ]);
+                Ok(Out::Result(table_result(caller, &rows)?))
             }
             Statement::KillLiveQuery(id) => {
                 if self.live.as_ref().is_some_and(|l| l.kill(id)) {

@@ -240,6 +240,61 @@ impl Engine {
         if let Some(f) = from {
             conditions.push(format!("_seq > {f}"));
         }
+        self.live_rows(caller, q, &conditions).await
+    }
+
+    /// The rows that left the subscription after `from`, ascending by `_seq`: deleted since
+    /// (the tombstone, which keeps the row's last cells), or changed since so that they no
+    /// longer match the filter. A resuming client removes them by key; a key it never held
+    /// is a no-op for it, which is why a row that changed without ever matching is listed
+    /// too: the current version alone cannot tell the two apart.
+    pub async fn live_departures(
+        &self,
+        caller: &Caller,
+        q: &LiveQuery,
+        from: i64,
+    ) -> Result<Vec<SnapshotRow>, LiveError> {
+        let mut left = Vec::new();
+        if q.def.has_soft_delete() {
+            left.push("_deleted = true".to_owned());
+        }
+        if let Some(w) = &q.where_sql {
+            left.push(format!("({w}) IS NOT TRUE"));
+        }
+        if left.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conditions = [format!("_seq > {from}"), format!("({})", left.join(" OR "))];
+        self.live_rows(caller, q, &conditions).await
+    }
+
+    /// Everything that changed for the subscription after `from`, ascending by `_seq`:
+    /// `(row, true)` for a row that is in its view now (at its newest version), `(row,
+    /// false)` for one that left it (see [`Engine::live_departures`]).
+    pub async fn live_changes_since(
+        &self,
+        caller: &Caller,
+        q: &LiveQuery,
+        from: i64,
+    ) -> Result<Vec<(SnapshotRow, bool)>, LiveError> {
+        let present = self.live_snapshot(caller, q, Some(from)).await?;
+        let gone = self.live_departures(caller, q, from).await?;
+        let mut all: Vec<(SnapshotRow, bool)> = present
+            .into_iter()
+            .map(|r| (r, true))
+            .chain(gone.into_iter().map(|r| (r, false)))
+            .collect();
+        all.sort_by_key(|(r, _)| r.seq);
+        Ok(all)
+    }
+
+    /// The subscription's rows under `conditions` (ANDed), ascending by `_seq`.
+    async fn live_rows(
+        &self,
+        caller: &Caller,
+        q: &LiveQuery,
+        conditions: &[String],
+    ) -> Result<Vec<SnapshotRow>, LiveError> {
         let mut sql_text = format!("SELECT * FROM \"{}\".\"{}\"", q.def.namespace, q.def.name);
         if !conditions.is_empty() {
             sql_text.push_str(" WHERE ");
@@ -359,16 +414,18 @@ impl LiveQuery {
     /// The notifications `events` give this subscriber, in order. Events of other tables
     /// and other owners give none.
     pub fn notify(&self, events: &[RowEvent]) -> Result<Vec<Notification>, String> {
-        self.notify_unseen(events, |_, _| false)
+        let notes = self.notify_unseen(events, |_, _| false)?;
+        Ok(notes.into_iter().map(|(_, n)| n).collect())
     }
 
     /// Like [`LiveQuery::notify`], skipping events `seen(key, new _seq)` says the initial
-    /// data already reflects (the hand-off from snapshot to live changes).
+    /// data already reflects (the hand-off from snapshot to live changes); each
+    /// notification comes with its row's key, as [`SnapshotRow::key`] spells it.
     pub fn notify_unseen(
         &self,
         events: &[RowEvent],
         seen: impl Fn(&str, i64) -> bool,
-    ) -> Result<Vec<Notification>, String> {
+    ) -> Result<Vec<(String, Notification)>, String> {
         let mine: Vec<&RowEvent> = events
             .iter()
             .filter(|e| e.table == self.def.id && e.scope == self.scope)
@@ -397,17 +454,41 @@ impl LiveQuery {
         }
         let n = mine.len();
         let mut out = Vec::new();
-        for k in 0..n {
+        for (k, event) in mine.iter().enumerate() {
             let old = at.get(&k).copied().filter(|&r| pass[r]);
             let new = at.get(&(n + k)).copied().filter(|&r| pass[r]);
-            out.push(match (old, new) {
+            let note = match (old, new) {
                 (None, Some(r)) => Notification::Insert(self.object(&batch, r)?),
                 (Some(r), None) => Notification::Delete(self.object(&batch, r)?),
                 (Some(o), Some(r)) => self.delta(&batch, o, r)?,
                 (None, None) => continue,
-            });
+            };
+            out.push((self.key_of(event), note));
         }
         Ok(out)
+    }
+
+    /// A row the subscriber holds, changed while it was not being told (catch-up after
+    /// lag): an update whose new image is the whole row and whose old image only names it,
+    /// since the versions in between were not kept.
+    pub fn whole_update(&self, row: RowObject) -> Notification {
+        let mut old = Map::new();
+        if let Some(i) = self.pk_index {
+            let name = self.schema.field(i).name();
+            if let Some(v) = row.get(name) {
+                old.insert(name.clone(), v.clone());
+            }
+        }
+        Notification::Update { new: row, old }
+    }
+
+    /// The newest `_seq` among `events` of this subscription's table and owner.
+    pub fn newest_seq(&self, events: &[RowEvent]) -> Option<i64> {
+        events
+            .iter()
+            .filter(|e| e.table == self.def.id && e.scope == self.scope)
+            .filter_map(|e| e.new.as_ref().or(e.old.as_ref()).map(|v| v.seq))
+            .max()
     }
 
     /// An event's row key as [`SnapshotRow::key`] spells it.

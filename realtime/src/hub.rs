@@ -40,19 +40,34 @@ struct Inner {
     index: HashMap<(TableId, String), HashSet<u64>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Hub {
     inner: Mutex<Inner>,
+    queue: usize,
+}
+
+impl Default for Hub {
+    fn default() -> Hub {
+        Hub::new(CONNECTION_QUEUE)
+    }
 }
 
 impl Hub {
+    /// A hub whose connections queue up to `queue` change sets each.
+    pub fn new(queue: usize) -> Hub {
+        Hub {
+            inner: Mutex::default(),
+            queue: queue.max(1),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A connection's inbox (nothing arrives until it watches something).
     pub fn connect(&self, connection: u64) -> Inbox {
-        let (tx, changes) = mpsc::channel(CONNECTION_QUEUE);
+        let (tx, changes) = mpsc::channel(self.queue);
         let missed = Arc::new(AtomicU64::new(0));
         self.lock().connections.insert(
             connection,

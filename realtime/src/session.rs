@@ -7,10 +7,10 @@
 //! change applied after the initial data was read is still queued; changes the initial data
 //! already reflects (a row's version at or below the one it read) are skipped.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use folddb_materializer::ChangeSet;
+use folddb_materializer::{ChangeSet, EventFold};
 use folddb_query::live::{LiveQuery, Notification, SnapshotRow};
 use folddb_query::{Caller, Engine};
 use serde::Deserialize;
@@ -21,6 +21,8 @@ use crate::registry::{Registration, Registry};
 
 /// Default rows per initial batch (API.md 2.3).
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
+/// Default for [`Session::with_max_catch_up`].
+pub const DEFAULT_MAX_CATCH_UP: usize = 1_000_000;
 /// Most subscriptions on one connection (API.md 2.5).
 pub const MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 100;
 
@@ -92,12 +94,18 @@ struct Sub {
     batch_size: usize,
     batch_num: u64,
     /// Changes that arrived while the initial data was still being paged.
-    held: Vec<Json>,
+    waiting: Vec<Json>,
     /// Change sets at or below this index are in the initial data.
     read_at: u64,
     /// The version of each row the initial data read (cleared once past `read_until`).
     seen: HashMap<String, i64>,
     read_until: u64,
+    /// Every change with a `_seq` up to this one has reached the client (or is queued to):
+    /// where a catch-up after lag starts.
+    cursor: i64,
+    /// The keys of the rows in the client's view, so that a catch-up can tell an insert
+    /// from an update and skip rows that left before the client ever had them.
+    held: HashSet<String>,
 }
 
 /// The live-query state of one connection.
@@ -107,6 +115,8 @@ pub struct Session {
     registry: Arc<Registry>,
     hub: Arc<Hub>,
     connection: u64,
+    /// Most changes one subscription may be behind and still be caught up after lag.
+    max_catch_up: usize,
 }
 
 impl Drop for Session {
@@ -136,8 +146,16 @@ impl Session {
             registry,
             hub,
             connection,
+            max_catch_up: DEFAULT_MAX_CATCH_UP,
         };
         (session, inbox)
+    }
+
+    /// At most `rows` changed rows per subscription are caught up after lag; past that the
+    /// subscription gets an explicit error (0: always the error).
+    pub fn with_max_catch_up(mut self, rows: usize) -> Session {
+        self.max_catch_up = rows;
+        self
     }
 
     /// Forgets subscription `id`: registry, hub and all.
@@ -153,10 +171,10 @@ impl Session {
         self.caller.as_ref()
     }
 
-    /// The connection is now `caller`: its `auth_success`.
-    pub fn authenticated(&mut self, caller: Caller) -> Json {
+    /// The connection is now `caller`, speaking `protocol` (API.md 2.4): its `auth_success`.
+    pub fn authenticated(&mut self, caller: Caller, protocol: Json) -> Json {
         let msg = json!({"type": "auth_success", "user": caller.user, "role": caller.role.name(),
-                         "protocol": {"serialization": "json", "compression": "none"}});
+                         "protocol": protocol});
         self.caller = Some(caller);
         msg
     }
@@ -244,40 +262,51 @@ impl Session {
         };
         // Watch before reading: every change applied after `read_at` reaches this inbox.
         self.hub.watch(self.connection, query.def.id, &query.scope);
-        let read_at = applied(engine);
+        let (read_at, cursor) = read_point(engine);
+        let mut sub = Sub {
+            live_id,
+            query,
+            pending: VecDeque::new(),
+            batch_size: DEFAULT_BATCH_SIZE,
+            batch_num: 0,
+            waiting: Vec::new(),
+            read_at,
+            seen: HashMap::new(),
+            read_until: read_at,
+            cursor,
+            held: HashSet::new(),
+        };
         let Some(options) = req.options else {
             // No options: no initial data, live changes from now on.
-            self.subs.insert(
-                id.clone(),
-                Sub {
-                    live_id,
-                    query,
-                    pending: VecDeque::new(),
-                    batch_size: DEFAULT_BATCH_SIZE,
-                    batch_num: 0,
-                    held: Vec::new(),
-                    read_at,
-                    seen: HashMap::new(),
-                    read_until: read_at,
-                },
-            );
+            self.subs.insert(id.clone(), sub);
             return vec![
                 json!({"type": "subscription_ack", "subscription_id": id, "total_rows": 0,
                 "batch_control": {"batch_num": 0, "has_more": false, "status": "ready", "last_seq_id": null},
                 "schema": schema}),
             ];
         };
-        let batch_size = options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE).max(1);
-        if options.last_rows.is_some_and(|n| n > batch_size) {
-            return vec![error(
-                &id,
-                "UNSUPPORTED",
-                "last_rows must not exceed batch_size",
-            )];
+        sub.batch_size = options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE).max(1);
+        let refuse = |sub: Sub, code: &str, message: &str| {
+            self.registry.unregister(&sub.live_id);
+            self.hub
+                .unwatch(self.connection, sub.query.def.id, &sub.query.scope);
+            vec![error(&id, code, message)]
+        };
+        if options.last_rows.is_some_and(|n| n > sub.batch_size) {
+            return refuse(sub, "UNSUPPORTED", "last_rows must not exceed batch_size");
         }
-        let mut rows = match engine.live_snapshot(caller, &query, options.from).await {
+        let mut rows = match engine.live_snapshot(caller, &sub.query, options.from).await {
             Ok(rows) => rows,
-            Err(e) => return vec![error(&id, e.code, &e.message)],
+            Err(e) => return refuse(sub, e.code, &e.message),
+        };
+        // Resume: the rows that left the view after `from` follow the initial data, as
+        // deletes (API.md's "gapless resume").
+        let departed = match options.from {
+            Some(from) => match engine.live_departures(caller, &sub.query, from).await {
+                Ok(rows) => rows,
+                Err(e) => return refuse(sub, e.code, &e.message),
+            },
+            None => Vec::new(),
         };
         if options.from.is_none()
             && let Some(n) = options.last_rows
@@ -285,19 +314,18 @@ impl Session {
             let skip = rows.len().saturating_sub(n);
             rows.drain(..skip);
         }
-        let read_until = applied(engine);
-        let seen = rows.iter().map(|r| (r.key.clone(), r.seq)).collect();
-        let mut sub = Sub {
-            live_id,
-            query,
-            pending: rows.into(),
-            batch_size,
-            batch_num: 0,
-            held: Vec::new(),
-            read_at,
-            seen,
-            read_until,
-        };
+        sub.read_until = applied(engine);
+        sub.seen = rows
+            .iter()
+            .chain(&departed)
+            .map(|r| (r.key.clone(), r.seq))
+            .collect();
+        sub.held = rows.iter().map(|r| r.key.clone()).collect();
+        sub.waiting = departed
+            .into_iter()
+            .map(|r| change(&id, Notification::Delete(r.row)))
+            .collect();
+        sub.pending = rows.into();
         let first = next_batch(&id, &mut sub);
         let control = first
             .first()
@@ -316,6 +344,9 @@ impl Session {
             if set.index.0 <= sub.read_at {
                 continue;
             }
+            if let Some(seq) = sub.query.newest_seq(&set.events) {
+                sub.cursor = sub.cursor.max(seq);
+            }
             let seen = &sub.seen;
             let notes = sub.query.notify_unseen(&set.events, |key, seq| {
                 seen.get(key).is_some_and(|&s| seq <= s)
@@ -324,34 +355,97 @@ impl Session {
                 sub.seen = HashMap::new();
             }
             let msgs: Vec<Json> = match notes {
-                Ok(notes) => notes.into_iter().map(|n| change(id, n)).collect(),
+                Ok(notes) => notes
+                    .into_iter()
+                    .map(|(key, n)| {
+                        match &n {
+                            Notification::Delete(_) => sub.held.remove(&key),
+                            _ => sub.held.insert(key),
+                        };
+                        change(id, n)
+                    })
+                    .collect(),
                 Err(e) => vec![error(id, "CONVERSION_ERROR", &e)],
             };
-            if !msgs.is_empty() {
-                self.registry.delivered(&sub.live_id, msgs.len() as u64);
-            }
-            if sub.pending.is_empty() {
-                out.extend(msgs);
-            } else {
-                sub.held.extend(msgs);
-            }
+            sub.deliver(&self.registry, msgs, &mut out);
         }
         out
     }
 
-    /// The connection fell `missed` change sets behind the feed: every subscription gets an
-    /// explicit error and is closed; the client resumes with `options.from`.
-    pub fn lagged(&mut self, missed: u64) -> Vec<Json> {
-        let msg = format!(
-            "This connection fell {missed} change sets behind; resubscribe with options.from set to the last _seq received"
-        );
+    /// The connection fell behind the change feed (its queue overflowed, `missed` change
+    /// sets were dropped, the rest of the queue has been discarded by the caller): each
+    /// subscription is caught up from the materialized state — every row changed since its
+    /// cursor, once, at its newest version, in `_seq` order; rows that left the view as
+    /// deletes — and then tails again. One too far behind (more than the catch-up limit)
+    /// gets an explicit error instead and is closed; the client resumes with
+    /// `options.from`. Nothing is dropped silently.
+    pub async fn catch_up(&mut self, engine: &Engine, missed: u64) -> Vec<Json> {
+        let Some(caller) = self.caller.clone() else {
+            return Vec::new();
+        };
+        let (read_at, base) = read_point(engine);
+        let mut out = Vec::new();
         let ids: Vec<String> = self.subs.keys().cloned().collect();
-        ids.into_iter()
-            .map(|id| {
-                self.drop_sub(&id);
-                error(&id, "SUBSCRIPTION_FAILED", &msg)
-            })
-            .collect()
+        for id in ids {
+            let Some(sub) = self.subs.get_mut(&id) else {
+                continue;
+            };
+            let changes = if self.max_catch_up == 0 {
+                Err(None)
+            } else {
+                match engine
+                    .live_changes_since(&caller, &sub.query, sub.cursor)
+                    .await
+                {
+                    Ok(c) if c.len() > self.max_catch_up => Err(None),
+                    Ok(c) => Ok(c),
+                    Err(e) => Err(Some(e)),
+                }
+            };
+            let changes = match changes {
+                Ok(c) => c,
+                Err(e) => {
+                    let msg = match e {
+                        Some(e) => e.message,
+                        None => format!(
+                            "This connection fell {missed} change sets behind, more than the server catches up; resubscribe with options.from set to the last _seq received"
+                        ),
+                    };
+                    self.drop_sub(&id);
+                    out.push(error(&id, "SUBSCRIPTION_FAILED", &msg));
+                    continue;
+                }
+            };
+            sub.read_at = read_at;
+            sub.read_until = applied(engine);
+            sub.cursor = sub.cursor.max(base);
+            sub.seen = changes
+                .iter()
+                .map(|(r, _)| (r.key.clone(), r.seq))
+                .collect();
+            let mut msgs = Vec::new();
+            for (row, present) in changes {
+                let note = match (present, sub.held.contains(&row.key)) {
+                    (true, true) => sub.query.whole_update(row.row),
+                    (true, false) => {
+                        sub.held.insert(row.key);
+                        Notification::Insert(row.row)
+                    }
+                    (false, true) => {
+                        sub.held.remove(&row.key);
+                        Notification::Delete(row.row)
+                    }
+                    (false, false) => continue,
+                };
+                msgs.push(change(&id, note));
+            }
+            if !sub.pending.is_empty() {
+                // Still paging its initial data: what it was waiting to send is covered.
+                sub.waiting.clear();
+            }
+            sub.deliver(&self.registry, msgs, &mut out);
+        }
+        out
     }
 
     /// `KILL LIVE QUERY` closed subscription `id` (the registry has forgotten it): the
@@ -371,6 +465,30 @@ impl Session {
     pub fn subscriptions(&self) -> Vec<String> {
         self.subs.keys().cloned().collect()
     }
+}
+
+impl Sub {
+    /// Counts `msgs` as delivered and sends them, or holds them while initial data pages.
+    fn deliver(&mut self, registry: &Registry, msgs: Vec<Json>, out: &mut Vec<Json>) {
+        if !msgs.is_empty() {
+            registry.delivered(&self.live_id, msgs.len() as u64);
+        }
+        if self.pending.is_empty() {
+            out.extend(msgs);
+        } else {
+            self.waiting.extend(msgs);
+        }
+    }
+}
+
+/// Where a read starts: the applied index, and the newest `_seq` at or before it (read
+/// first, so that it never runs ahead of the index).
+fn read_point(engine: &Engine) -> (u64, i64) {
+    let seq = EventFold::last_seq(engine.store())
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    (applied(engine), seq)
 }
 
 fn applied(engine: &Engine) -> u64 {
@@ -400,7 +518,7 @@ fn next_batch(id: &str, sub: &mut Sub) -> Vec<Json> {
     sub.batch_num += 1;
     let mut out = vec![msg];
     if !has_more {
-        out.append(&mut sub.held);
+        out.append(&mut sub.waiting);
     }
     out
 }

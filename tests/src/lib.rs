@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod ws;
+
 /// The `folddb` binary of this workspace, built (once per test process) if needed.
 ///
 /// Cargo does not build another package's binary for a test, so this runs `cargo build` for
@@ -230,6 +232,17 @@ impl Server {
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Sends SIGKILL while others still hold the server (its writers see errors from then
+    /// on); the process is reaped when the last holder drops it.
+    pub fn sigkill(&self) {
+        let status = Command::new("kill")
+            .arg("-KILL")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -KILL failed");
     }
 
     /// Stops the process cleanly (SIGTERM) and waits for it.

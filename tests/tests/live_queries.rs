@@ -6,53 +6,10 @@
 use std::time::Duration;
 
 use folddb_tests::Server;
+use folddb_tests::ws::{View, connect, next, quiet, send, seq};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(s: &Server, token: Option<&str>) -> Ws {
-    let mut req = format!("ws://127.0.0.1:{}/v1/ws", s.port)
-        .into_client_request()
-        .expect("request");
-    if let Some(t) = token {
-        req.headers_mut().insert(
-            "authorization",
-            format!("Bearer {t}").parse().expect("header"),
-        );
-    }
-    tokio_tungstenite::connect_async(req)
-        .await
-        .expect("upgrade")
-        .0
-}
-
-async fn send(ws: &mut Ws, msg: Value) {
-    ws.send(Message::text(msg.to_string())).await.expect("sent");
-}
-
-/// The next JSON message (text frames), or `None` on close.
-async fn next(ws: &mut Ws) -> Option<Value> {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("a message in time")?;
-        match frame.ok()? {
-            Message::Text(t) => return serde_json::from_str(t.as_str()).ok(),
-            Message::Close(_) => return None,
-            _ => {}
-        }
-    }
-}
-
-/// Nothing arrives for a while.
-async fn quiet(ws: &mut Ws) {
-    let got = tokio::time::timeout(Duration::from_millis(300), ws.next()).await;
-    assert!(got.is_err(), "unexpected message: {got:?}");
-}
 
 /// A fresh server, set up, with namespace `app` and one table made by `ddl`: the data
 /// directory (keep it alive), the server and the admin's token.
@@ -63,13 +20,6 @@ async fn app_with(ddl: &str) -> (tempfile::TempDir, Server, String) {
     s.ok(&admin, "CREATE NAMESPACE app").await;
     s.ok(&admin, ddl).await;
     (dir, s, admin)
-}
-
-fn seq(row: &Value) -> i64 {
-    row["_seq"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .expect("_seq")
 }
 
 #[tokio::test]
@@ -93,7 +43,7 @@ async fn a_subscriber_sees_its_rows_then_every_change_in_order() {
         .await;
 
     // Header authentication: auth_success arrives unsolicited.
-    let mut ws = connect(&s, Some(&alice)).await;
+    let mut ws = connect(s.port, Some(&alice)).await;
     let m = next(&mut ws).await.expect("auth_success");
     assert_eq!(
         (m["type"].as_str(), m["user"].as_str(), m["role"].as_str()),
@@ -216,7 +166,7 @@ async fn message_authentication_and_bad_frames() {
         app_with("CREATE USER TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)").await;
 
     // Subscribing before authenticating is refused; authenticate then works.
-    let mut ws = connect(&s, None).await;
+    let mut ws = connect(s.port, None).await;
     send(
         &mut ws,
         json!({"type": "subscribe", "subscription": {"id": "x", "sql": "SELECT * FROM app.t"}}),
@@ -270,68 +220,10 @@ async fn message_authentication_and_bad_frames() {
     assert!(next(&mut ws).await.is_none());
 
     // A bad token in the header: auth_error, then close.
-    let mut ws = connect(&s, Some("not.a.token")).await;
+    let mut ws = connect(s.port, Some("not.a.token")).await;
     let m = next(&mut ws).await.expect("auth_error");
     assert_eq!(m["type"], "auth_error");
     assert!(next(&mut ws).await.is_none());
-}
-
-/// One subscriber's view, kept by applying what it receives, and what it checks on the way.
-#[derive(Default)]
-struct View {
-    rows: std::collections::BTreeMap<String, Value>,
-    last_seq: i64,
-}
-
-impl View {
-    fn apply(&mut self, m: &Value) {
-        match (m["type"].as_str(), m["change_type"].as_str()) {
-            (Some("initial_data_batch"), _) => {
-                for r in m["rows"].as_array().into_iter().flatten() {
-                    self.seen(seq(r));
-                    self.rows
-                        .insert(r["id"].as_str().unwrap_or("").to_owned(), r.clone());
-                }
-            }
-            (Some("change"), Some("insert")) => {
-                let r = &m["rows"][0];
-                self.seen(seq(r));
-                self.rows
-                    .insert(r["id"].as_str().unwrap_or("").to_owned(), r.clone());
-            }
-            (Some("change"), Some("update")) => {
-                let r = &m["rows"][0];
-                self.seen(seq(r));
-                let id = r["id"].as_str().unwrap_or("").to_owned();
-                let row = self
-                    .rows
-                    .get_mut(&id)
-                    .expect("an update of a row in the view");
-                for (k, v) in r.as_object().into_iter().flatten() {
-                    row[k] = v.clone();
-                }
-            }
-            (Some("change"), Some("delete")) => {
-                let id = m["old_values"][0]["id"].as_str().unwrap_or("");
-                self.rows.remove(id);
-            }
-            (Some("subscription_ack"), _) => {}
-            other => panic!("unexpected message {other:?}: {m}"),
-        }
-    }
-
-    /// Every version a subscriber receives is newer than the one before.
-    fn seen(&mut self, s: i64) {
-        assert!(s > self.last_seq, "_seq went from {} to {s}", self.last_seq);
-        self.last_seq = s;
-    }
-
-    fn triples(&self) -> Vec<Value> {
-        self.rows
-            .values()
-            .map(|r| json!([r["id"], r["n"], r["v"]]))
-            .collect()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -385,7 +277,7 @@ async fn fifty_subscribers_converge_on_what_eight_writers_wrote() {
     ];
     let mut conns = Vec::new();
     for c in 0..10 {
-        let mut ws = connect(&s, Some(&admin)).await;
+        let mut ws = connect(s.port, Some(&admin)).await;
         assert_eq!(next(&mut ws).await.expect("auth")["type"], "auth_success");
         let mut subs = Vec::new();
         for (k, f) in filters.iter().enumerate() {
@@ -407,14 +299,13 @@ async fn fifty_subscribers_converge_on_what_eight_writers_wrote() {
     for (ws, subs) in &mut conns {
         let mut views: std::collections::HashMap<String, View> = subs
             .iter()
-            .map(|(id, _)| (id.clone(), View::default()))
+            .map(|(id, _)| (id.clone(), View::strict()))
             .collect();
         // Drain until the connection has been quiet for a while.
         while let Ok(Some(Ok(frame))) =
             tokio::time::timeout(Duration::from_millis(400), ws.next()).await
         {
-            if let Message::Text(t) = frame {
-                let m: Value = serde_json::from_str(t.as_str()).expect("json");
+            if let Some(m) = folddb_tests::ws::message(frame) {
                 let id = m["subscription_id"].as_str().unwrap_or("").to_owned();
                 views.get_mut(&id).expect("a known subscription").apply(&m);
             }
@@ -427,8 +318,7 @@ async fn fifty_subscribers_converge_on_what_eight_writers_wrote() {
                 )
                 .await;
             let want: Vec<Value> = folddb_tests::rows(&r);
-            let mut got = views[id].triples();
-            got.sort_by_key(|t| t[0].as_str().and_then(|s| s.parse::<i64>().ok()));
+            let got = views[id].table(&["id", "n", "v"]);
             assert_eq!(got, want, "subscription {id} ({filter}) diverged");
         }
     }
@@ -492,7 +382,7 @@ async fn system_live_lists_subscriptions_and_kill_closes_one() {
     s.ok(&admin, "CREATE USER alice WITH PASSWORD 'alice-pass-1'")
         .await;
     let alice = s.login("alice", "alice-pass-1").await;
-    let mut ws = connect(&s, Some(&alice)).await;
+    let mut ws = connect(s.port, Some(&alice)).await;
     next(&mut ws).await.expect("auth");
     // Ten subscriptions per user; the eleventh is refused.
     for i in 0..11 {
@@ -564,4 +454,53 @@ async fn system_live_lists_subscriptions_and_kill_closes_one() {
     let r = s.ok(&admin, "SELECT COUNT(*) FROM system.live").await;
     assert_eq!(folddb_tests::rows(&r), vec![json!(["0"])]);
     assert_eq!(s.fails(&admin, "KILL LIVE QUERY 'nope'").await.0, 400);
+}
+
+#[tokio::test]
+async fn subscribe_to_over_http_says_how_to_subscribe_over_the_socket() {
+    let (_dir, s, admin) =
+        app_with("CREATE USER TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)").await;
+    s.ok(
+        &admin,
+        "INSERT INTO app.t (id, v) VALUES (1, 'a'), (2, 'b')",
+    )
+    .await;
+    let r = s
+        .ok(
+            &admin,
+            "SUBSCRIBE TO app.t WHERE id > 1 OPTIONS (last_rows=5, batch_size=10)",
+        )
+        .await;
+    let names: Vec<&str> = r["results"][0]["schema"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["status", "ws_url", "subscription", "message"]);
+    let row = &folddb_tests::rows(&r)[0];
+    assert_eq!(row[0], "active");
+    assert_eq!(row[1], json!(format!("ws://127.0.0.1:{}/v1/ws", s.port)));
+    let sub: Value = serde_json::from_str(row[2].as_str().expect("json text")).expect("json");
+    assert_eq!(sub["sql"], "SELECT * FROM app.t WHERE id > 1");
+    assert_eq!(sub["options"], json!({"last_rows": 5, "batch_size": 10}));
+    // The client then subscribes over /v1/ws with exactly that.
+    let mut ws = connect(s.port, Some(&admin)).await;
+    next(&mut ws).await.expect("auth");
+    send(&mut ws, json!({"type": "subscribe", "subscription": sub})).await;
+    assert_eq!(
+        next(&mut ws).await.expect("ack")["type"],
+        "subscription_ack"
+    );
+    let batch = next(&mut ws).await.expect("batch");
+    let ids: Vec<&str> = batch["rows"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, ["2"]);
+    // A subscription the socket would refuse is refused here too, and nothing changes.
+    assert_eq!(
+        s.fails(&admin, "SUBSCRIBE TO app.t ORDER BY id").await.0,
+        400
+    );
+    assert_eq!(s.fails(&admin, "SUBSCRIBE TO app.missing").await.0, 400);
+    assert_eq!(s.fails(&admin, "SUBSCRIBE TO t").await.0, 400);
 }

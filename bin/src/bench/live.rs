@@ -73,19 +73,19 @@ pub fn run(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
 
 async fn open(base: &str, token: &str) -> anyhow::Result<Ws> {
     let mut ws = crate::client::open_ws(base, token).await?;
-    match ws.next().await {
-        Some(Ok(Message::Text(t))) if t.contains("auth_success") => Ok(ws),
-        other => bail!("no auth_success: {other:?}"),
+    let m = next_json(&mut ws).await?;
+    if m["type"] != "auth_success" {
+        bail!("no auth_success: {m}");
     }
+    Ok(ws)
 }
 
-/// The next text message as JSON.
+/// The next message.
 async fn next_json(ws: &mut Ws) -> anyhow::Result<Json> {
     loop {
-        match ws.next().await.context("connection closed")?? {
-            Message::Text(t) => return Ok(serde_json::from_str(t.as_str())?),
-            Message::Close(c) => bail!("closed: {c:?}"),
-            _ => {}
+        let frame = ws.next().await.context("connection closed")??;
+        if let Some(m) = crate::client::server_message(frame) {
+            return m;
         }
     }
 }

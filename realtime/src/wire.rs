@@ -1,0 +1,183 @@
+//! Framing of `/v1/ws` (API.md 2.2): JSON text frames, or MessagePack binary frames once a
+//! connection asked for them; server messages of 512 bytes or more gzip'ed into a binary
+//! frame when that makes them smaller, unless the connection turned compression off.
+
+use std::io::{Read, Write};
+
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use serde_json::Value as Json;
+
+use crate::session::ClientMessage;
+
+/// Server messages this long or longer are gzip'ed (when that makes them smaller).
+pub const GZIP_THRESHOLD: usize = 512;
+/// The gzip magic bytes.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// One frame to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+/// How one connection frames its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wire {
+    pub msgpack: bool,
+    pub gzip: bool,
+}
+
+impl Default for Wire {
+    /// JSON, compression on: the reference's default.
+    fn default() -> Wire {
+        Wire {
+            msgpack: false,
+            gzip: true,
+        }
+    }
+}
+
+impl Wire {
+    /// The `protocol` object of `auth_success`.
+    pub fn protocol(&self) -> Json {
+        serde_json::json!({
+            "serialization": if self.msgpack { "msgpack" } else { "json" },
+            "compression": if self.gzip { "gzip" } else { "none" },
+        })
+    }
+
+    /// A server message as the frame to send.
+    pub fn encode(&self, msg: &Json) -> Frame {
+        let bytes = if self.msgpack {
+            match rmp_serde::to_vec_named(msg) {
+                Ok(b) => b,
+                // A JSON value always encodes; should it not, the client still gets it.
+                Err(_) => return Frame::Text(msg.to_string()),
+            }
+        } else {
+            msg.to_string().into_bytes()
+        };
+        if self.gzip
+            && bytes.len() >= GZIP_THRESHOLD
+            && let Some(z) = gzip(&bytes)
+            && z.len() < bytes.len()
+        {
+            return Frame::Binary(z);
+        }
+        match (self.msgpack, String::from_utf8(bytes)) {
+            (false, Ok(text)) => Frame::Text(text),
+            (true, Ok(text)) => Frame::Binary(text.into_bytes()),
+            (_, Err(e)) => Frame::Binary(e.into_bytes()),
+        }
+    }
+
+    /// A binary client frame: MessagePack (maybe gzip'ed) on a msgpack connection. The
+    /// error is the close reason of API.md 2.2.
+    pub fn decode_binary(&self, bytes: &[u8], max: usize) -> Result<ClientMessage, String> {
+        let plain;
+        let body = if bytes.starts_with(&GZIP_MAGIC) {
+            plain = gunzip(bytes, max)?;
+            plain.as_slice()
+        } else {
+            bytes
+        };
+        rmp_serde::from_slice(body).map_err(|e| format!("Invalid message: {e}"))
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut z = GzEncoder::new(Vec::with_capacity(bytes.len() / 4), Compression::fast());
+    z.write_all(bytes).ok()?;
+    z.finish().ok()
+}
+
+/// Inflates at most `max` bytes: a small frame must not become a huge message.
+fn gunzip(bytes: &[u8], max: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    GzDecoder::new(bytes)
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("Invalid message: gzip: {e}"))?;
+    if out.len() > max {
+        return Err("Invalid message: inflates past the frame limit".into());
+    }
+    Ok(out)
+}
+
+/// Decodes a server frame as a client does: text is JSON; binary is gzip'ed JSON, or
+/// MessagePack (maybe gzip'ed) on a msgpack connection.
+pub fn decode_server_frame(binary: bool, bytes: &[u8], msgpack: bool) -> Result<Json, String> {
+    let plain;
+    let body = if binary && bytes.starts_with(&GZIP_MAGIC) {
+        plain = gunzip(bytes, usize::MAX - 1)?;
+        plain.as_slice()
+    } else {
+        bytes
+    };
+    if msgpack && binary {
+        rmp_serde::from_slice(body).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn big() -> Json {
+        let rows: Vec<Json> = (0..50)
+            .map(|i| json!({"id": i.to_string(), "title": "the same words again"}))
+            .collect();
+        json!({"type": "initial_data_batch", "subscription_id": "s", "rows": rows})
+    }
+
+    #[test]
+    fn small_messages_stay_text_and_large_ones_are_gzipped() {
+        let w = Wire::default();
+        let small = json!({"type": "change", "subscription_id": "s"});
+        assert_eq!(w.encode(&small), Frame::Text(small.to_string()));
+        let Frame::Binary(z) = w.encode(&big()) else {
+            panic!("a large message is gzipped")
+        };
+        assert!(z.starts_with(&GZIP_MAGIC));
+        assert!(z.len() < big().to_string().len());
+        assert_eq!(decode_server_frame(true, &z, false), Ok(big()));
+        let off = Wire {
+            gzip: false,
+            ..Wire::default()
+        };
+        assert_eq!(off.encode(&big()), Frame::Text(big().to_string()));
+    }
+
+    #[test]
+    fn msgpack_round_trips_both_ways() {
+        let w = Wire {
+            msgpack: true,
+            gzip: false,
+        };
+        let Frame::Binary(b) = w.encode(&big()) else {
+            panic!("msgpack is binary")
+        };
+        assert_eq!(decode_server_frame(true, &b, true), Ok(big()));
+        let ping = rmp_serde::to_vec_named(&json!({"type": "ping"})).expect("encodes");
+        assert_eq!(w.decode_binary(&ping, 1 << 20), Ok(ClientMessage::Ping));
+        let z = gzip(&ping).expect("gzip");
+        assert_eq!(w.decode_binary(&z, 1 << 20), Ok(ClientMessage::Ping));
+        assert!(w.decode_binary(b"\x93garbage", 1 << 20).is_err());
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_refused() {
+        let z = gzip(&vec![b' '; 10_000]).expect("gzip");
+        let w = Wire {
+            msgpack: true,
+            gzip: true,
+        };
+        assert!(w.decode_binary(&z, 1000).is_err());
+    }
+}

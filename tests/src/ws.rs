@@ -1,0 +1,182 @@
+//! A WebSocket client for `/v1/ws`, as the black-box tests drive it: connect (header or
+//! message authentication, query parameters), send JSON, read the server's messages in
+//! either framing (text JSON, or gzip'ed JSON in a binary frame; API.md 2.2), and keep a
+//! subscriber's view by applying what arrives.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/v1/ws?{query}` on `port`, with `token` as a bearer header when given.
+pub async fn connect_with(port: u16, token: Option<&str>, query: &str) -> Ws {
+    let mut req = format!("ws://127.0.0.1:{port}/v1/ws?{query}")
+        .into_client_request()
+        .expect("request");
+    if let Some(t) = token {
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {t}").parse().expect("header"),
+        );
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .expect("upgrade")
+        .0
+}
+
+pub async fn connect(port: u16, token: Option<&str>) -> Ws {
+    connect_with(port, token, "").await
+}
+
+pub async fn send(ws: &mut Ws, msg: Value) {
+    ws.send(Message::text(msg.to_string())).await.expect("sent");
+}
+
+/// Inflates a gzip'ed frame.
+pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("a gzip'ed frame");
+    out
+}
+
+/// A server frame as JSON: text, or gzip'ed JSON in a binary frame; `None` for control
+/// frames. Panics on anything else.
+pub fn message(frame: Message) -> Option<Value> {
+    match frame {
+        Message::Text(t) => Some(serde_json::from_str(t.as_str()).expect("JSON text")),
+        Message::Binary(b) => {
+            assert!(b.starts_with(&[0x1f, 0x8b]), "a binary frame is gzip");
+            Some(serde_json::from_slice(&gunzip(&b)).expect("gzip'ed JSON"))
+        }
+        _ => None,
+    }
+}
+
+/// The next message, or `None` once the server closed the connection.
+pub async fn next(ws: &mut Ws) -> Option<Value> {
+    next_within(ws, Duration::from_secs(5)).await
+}
+
+pub async fn next_within(ws: &mut Ws, wait: Duration) -> Option<Value> {
+    loop {
+        let frame = tokio::time::timeout(wait, ws.next())
+            .await
+            .expect("a message in time")?;
+        let frame = frame.ok()?;
+        if let Message::Close(_) = frame {
+            return None;
+        }
+        if let Some(m) = message(frame) {
+            return Some(m);
+        }
+    }
+}
+
+/// Nothing arrives for a while.
+pub async fn quiet(ws: &mut Ws) {
+    let got = tokio::time::timeout(Duration::from_millis(300), ws.next()).await;
+    assert!(got.is_err(), "unexpected message: {got:?}");
+}
+
+/// A row's `_seq`.
+pub fn seq(row: &Value) -> i64 {
+    row["_seq"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("_seq")
+}
+
+/// One subscriber's view, keyed by the `id` column, kept by applying what it receives, and
+/// what it checks on the way: every version it receives is newer than the one before, and
+/// an update is of a row it holds.
+#[derive(Debug, Default)]
+pub struct View {
+    pub rows: BTreeMap<String, Value>,
+    pub last_seq: i64,
+    /// Messages applied, by `change_type` (or `initial` for initial rows).
+    pub counts: BTreeMap<String, usize>,
+    /// `_seq`s must increase across messages (not across a resume's initial data and its
+    /// deletes, which are two ordered runs).
+    pub strict: bool,
+}
+
+impl View {
+    pub fn strict() -> View {
+        View {
+            strict: true,
+            ..View::default()
+        }
+    }
+
+    pub fn apply(&mut self, m: &Value) {
+        let id = |r: &Value| r["id"].as_str().unwrap_or("").to_owned();
+        match (m["type"].as_str(), m["change_type"].as_str()) {
+            (Some("initial_data_batch"), _) => {
+                for r in m["rows"].as_array().into_iter().flatten() {
+                    self.seen(seq(r));
+                    self.rows.insert(id(r), r.clone());
+                    *self.counts.entry("initial".into()).or_default() += 1;
+                }
+            }
+            (Some("change"), Some(kind)) => {
+                *self.counts.entry(kind.into()).or_default() += 1;
+                match kind {
+                    "insert" => {
+                        let r = &m["rows"][0];
+                        self.seen(seq(r));
+                        self.rows.insert(id(r), r.clone());
+                    }
+                    "update" => {
+                        let r = &m["rows"][0];
+                        self.seen(seq(r));
+                        let row = self
+                            .rows
+                            .get_mut(&id(r))
+                            .expect("an update of a row in the view");
+                        for (k, v) in r.as_object().into_iter().flatten() {
+                            row[k] = v.clone();
+                        }
+                    }
+                    "delete" => {
+                        self.rows.remove(&id(&m["old_values"][0]));
+                    }
+                    other => panic!("unknown change_type {other}: {m}"),
+                }
+            }
+            (Some("subscription_ack"), _) => {}
+            other => panic!("unexpected message {other:?}: {m}"),
+        }
+    }
+
+    fn seen(&mut self, s: i64) {
+        if self.strict {
+            assert!(s > self.last_seq, "_seq went from {} to {s}", self.last_seq);
+        }
+        self.last_seq = self.last_seq.max(s);
+    }
+
+    /// The view's rows as `[id, columns…]` arrays, ascending by numeric id, for comparing
+    /// with a SELECT's rows.
+    pub fn table(&self, columns: &[&str]) -> Vec<Value> {
+        let mut rows: Vec<(i64, Value)> = self
+            .rows
+            .iter()
+            .map(|(k, r)| {
+                let cells: Vec<Value> = columns.iter().map(|c| r[*c].clone()).collect();
+                (k.parse().unwrap_or(i64::MAX), Value::Array(cells))
+            })
+            .collect();
+        rows.sort_by_key(|(k, _)| *k);
+        rows.into_iter().map(|(_, r)| r).collect()
+    }
+}

@@ -1,0 +1,501 @@
+//! The guarantees FoldDB adds to the reference's live queries (API.md, top): gapless resume
+//! with `from` (deletions and rows leaving the filter included), a slow consumer caught up
+//! instead of dropped (or told explicitly, past the configured limit), resume across a
+//! SIGKILL of the server; and the framing options of API.md 2.1–2.2.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use folddb_tests::Server;
+use folddb_tests::ws::{View, Ws, connect, connect_with, next, next_within, send, seq};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const TABLE: &str = "CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, n INT NOT NULL, v TEXT NOT NULL) WITH (ACCESS_LEVEL = 'PUBLIC')";
+
+/// The next message, or `None` when none comes within `wait`.
+async fn next_within_or_none(ws: &mut Ws, wait: Duration) -> Option<Value> {
+    loop {
+        let frame = tokio::time::timeout(wait, ws.next()).await.ok()??.ok()?;
+        if let Some(m) = folddb_tests::ws::message(frame) {
+            return Some(m);
+        }
+    }
+}
+
+/// Asserts a view equals the table, naming the first rows that differ (not all of them).
+fn same_rows(got: &[Value], want: &[Value], what: &str) {
+    if got != want {
+        let first = got.iter().zip(want).position(|(g, w)| g != w);
+        let at = first.unwrap_or(got.len().min(want.len()));
+        panic!(
+            "{what}: {} rows vs {} in the table; first difference at {at}: {:?} vs {:?}",
+            got.len(),
+            want.len(),
+            got.get(at).map(|r| (&r[0], &r[1])),
+            want.get(at).map(|r| (&r[0], &r[1])),
+        );
+    }
+}
+
+/// The next frame, whatever it is.
+async fn frame(ws: &mut Ws) -> Message {
+    tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("in time")
+        .expect("open")
+        .expect("frame")
+}
+
+async fn server(env: &[(&str, &str)]) -> (tempfile::TempDir, Server, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start_with(dir.path(), env).await;
+    let admin = s.setup_and_login().await;
+    s.ok(&admin, "CREATE NAMESPACE app").await;
+    s.ok(&admin, TABLE).await;
+    (dir, s, admin)
+}
+
+async fn subscribe(ws: &mut Ws, id: &str, sql: &str, options: Option<Value>) {
+    let mut sub = json!({"id": id, "sql": sql});
+    if let Some(o) = options {
+        sub["options"] = o;
+    }
+    send(ws, json!({"type": "subscribe", "subscription": sub})).await;
+}
+
+/// Applies messages to the views (by subscription id) until the connection is quiet for
+/// `quiet`, asking for the next initial batch whenever one says there is more; the other
+/// messages (errors) are returned.
+async fn drain(
+    ws: &mut Ws,
+    views: &mut std::collections::HashMap<String, View>,
+    quiet: Duration,
+) -> Vec<Value> {
+    drain_until(ws, views, quiet, |_| false).await
+}
+
+/// Like [`drain`], also stopping (after a short quiet spell) once `done` holds for the views.
+async fn drain_until(
+    ws: &mut Ws,
+    views: &mut std::collections::HashMap<String, View>,
+    quiet: Duration,
+    done: impl Fn(&std::collections::HashMap<String, View>) -> bool,
+) -> Vec<Value> {
+    let mut others = Vec::new();
+    let mut wait = quiet;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout(wait, ws.next()).await {
+        let Some(m) = folddb_tests::ws::message(frame) else {
+            continue;
+        };
+        let id = m["subscription_id"].as_str().unwrap_or("").to_owned();
+        match views.get_mut(&id) {
+            Some(v) if m["type"] != "error" => v.apply(&m),
+            _ => others.push(m.clone()),
+        }
+        if m["batch_control"]["has_more"] == true && m["type"] == "initial_data_batch" {
+            send(
+                ws,
+                json!({"type": "next_batch", "subscription_id": id,
+                    "last_seq_id": m["batch_control"]["last_seq_id"]}),
+            )
+            .await;
+        }
+        if done(views) {
+            wait = Duration::from_millis(300);
+        }
+    }
+    others
+}
+
+/// Waits (up to a minute, in a debug build) until each view has as many rows as its
+/// expected table.
+fn sizes(
+    want: Vec<(&'static str, usize)>,
+) -> impl Fn(&std::collections::HashMap<String, View>) -> bool {
+    move |views| {
+        want.iter()
+            .all(|(id, n)| views.get(*id).is_some_and(|v| v.rows.len() == *n))
+    }
+}
+
+/// `SELECT id, n, v` with `filter`, as `[id, n, v]` rows ascending by id.
+async fn select(s: &Server, token: &str, filter: &str) -> Vec<Value> {
+    let r = s
+        .ok(
+            token,
+            &format!("SELECT id, n, v FROM app.t{filter} ORDER BY id"),
+        )
+        .await;
+    folddb_tests::rows(&r)
+}
+
+#[tokio::test]
+async fn resume_with_from_delivers_what_changed_deletions_and_departures_included() {
+    let (_dir, s, admin) = server(&[]).await;
+    s.ok(
+        &admin,
+        "INSERT INTO app.t (id, n, v) VALUES (1, 1, 'a'), (2, 2, 'b'), (3, 3, 'c'), (4, 40, 'd'), (5, 5, 'e')",
+    )
+    .await;
+    let filter = " WHERE n < 10";
+    let mut ws = connect(s.port, Some(&admin)).await;
+    next(&mut ws).await.expect("auth");
+    subscribe(
+        &mut ws,
+        "s",
+        &format!("SELECT * FROM app.t{filter}"),
+        Some(json!({})),
+    )
+    .await;
+    let mut view = View::strict();
+    view.apply(&next(&mut ws).await.expect("ack"));
+    view.apply(&next(&mut ws).await.expect("initial data"));
+    s.ok(&admin, "UPDATE app.t SET v = 'A' WHERE id = 1").await;
+    view.apply(&next(&mut ws).await.expect("update"));
+    assert_eq!(
+        view.table(&["id", "n", "v"]),
+        select(&s, &admin, filter).await
+    );
+    let from = view.last_seq;
+    drop(ws);
+
+    // While it is away: an insert in and one out of the filter, an update staying in, one
+    // leaving, one entering, a delete, and a row inserted and deleted again.
+    for sql in [
+        "INSERT INTO app.t (id, n, v) VALUES (6, 6, 'f'), (7, 70, 'g')",
+        "UPDATE app.t SET v = 'B' WHERE id = 2",
+        "UPDATE app.t SET n = 30 WHERE id = 3",
+        "UPDATE app.t SET n = 4 WHERE id = 4",
+        "DELETE FROM app.t WHERE id = 5",
+        "INSERT INTO app.t (id, n, v) VALUES (8, 8, 'h')",
+        "DELETE FROM app.t WHERE id = 8",
+    ] {
+        s.ok(&admin, sql).await;
+    }
+
+    let mut ws = connect(s.port, Some(&admin)).await;
+    next(&mut ws).await.expect("auth");
+    subscribe(
+        &mut ws,
+        "s",
+        &format!("SELECT * FROM app.t{filter}"),
+        Some(json!({"from": from})),
+    )
+    .await;
+    view.strict = false; // initial rows, then deletes: two ordered runs
+    let mut seqs = Vec::new();
+    let mut deleted = HashSet::new();
+    let mut views = std::collections::HashMap::from([("s".to_owned(), view)]);
+    while let Some(m) = next_within_or_none(&mut ws, Duration::from_millis(500)).await {
+        for r in m["rows"]
+            .as_array()
+            .into_iter()
+            .chain(m["old_values"].as_array())
+            .flatten()
+        {
+            seqs.push(seq(r));
+        }
+        if m["change_type"] == "delete" {
+            deleted.insert(m["old_values"][0]["id"].as_str().unwrap_or("").to_owned());
+        }
+        views.get_mut("s").expect("view").apply(&m);
+    }
+    assert_eq!(
+        views["s"].table(&["id", "n", "v"]),
+        select(&s, &admin, filter).await,
+        "the resumed view is the table"
+    );
+    // Exactly what changed after `from`: each version once, all newer than the cursor.
+    assert!(seqs.iter().all(|&q| q > from), "{seqs:?} vs {from}");
+    let unique: HashSet<i64> = seqs.iter().copied().collect();
+    assert_eq!(unique.len(), seqs.len(), "duplicate _seq in {seqs:?}");
+    for id in ["3", "5", "8"] {
+        assert!(deleted.contains(id), "row {id} left the view: {deleted:?}");
+    }
+    assert!(
+        !deleted.contains("1"),
+        "row 1 did not change after the cursor"
+    );
+}
+
+/// Writes 100 INSERTs of 1,000 wide rows (100k rows, ~35 MB of change messages, far more
+/// than socket buffers hold), then updates and deletes some; pings between writes keep the
+/// idle connection open while it does not read.
+async fn write_a_lot(s: &Server, token: &str, ws: &mut Ws) {
+    let pad = "x".repeat(200);
+    for b in 0..100i64 {
+        let values: Vec<String> = (0..1000i64)
+            .map(|i| {
+                let id = b * 1000 + i;
+                format!("({id}, {}, '{pad}')", id % 7)
+            })
+            .collect();
+        s.ok(
+            token,
+            &format!("INSERT INTO app.t (id, n, v) VALUES {}", values.join(", ")),
+        )
+        .await;
+        if b % 20 == 0 {
+            ws.send(Message::text(r#"{"type":"ping"}"#))
+                .await
+                .expect("ping");
+        }
+    }
+    s.ok(token, "UPDATE app.t SET v = 'u', n = n + 1 WHERE id < 500")
+        .await;
+    s.ok(token, "DELETE FROM app.t WHERE id >= 99500").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_is_caught_up_with_every_change_in_order() {
+    let (_dir, s, admin) = server(&[
+        ("FOLDDB_LIVE_CONNECTION_QUEUE", "4"),
+        ("FOLDDB_LOG", "info"),
+    ])
+    .await;
+    s.ok(
+        &admin,
+        "INSERT INTO app.t (id, n, v) VALUES (-1, 0, 'seed')",
+    )
+    .await;
+    let mut ws = connect(s.port, Some(&admin)).await;
+    next(&mut ws).await.expect("auth");
+    let subs = [("all", ""), ("even", " WHERE n % 2 = 0")];
+    let mut views = std::collections::HashMap::new();
+    for (id, filter) in subs {
+        subscribe(
+            &mut ws,
+            id,
+            &format!("SELECT * FROM app.t{filter}"),
+            Some(json!({})),
+        )
+        .await;
+        views.insert(id.to_owned(), View::strict());
+    }
+    // The acks and initial data, then the client stops reading while 100k rows change.
+    let others = drain(&mut ws, &mut views, Duration::from_millis(300)).await;
+    assert!(others.is_empty(), "{others:?}");
+    write_a_lot(&s, &admin, &mut ws).await;
+    let mut want = Vec::new();
+    for (_, filter) in subs {
+        want.push(select(&s, &admin, filter).await);
+    }
+    // Reading again: everything arrives, in order, nothing is refused.
+    let expect = sizes(vec![("all", want[0].len()), ("even", want[1].len())]);
+    let others = drain_until(&mut ws, &mut views, Duration::from_secs(60), expect).await;
+    assert!(others.is_empty(), "no errors: {others:?}");
+    for ((id, _), want) in subs.iter().zip(&want) {
+        same_rows(
+            &views[*id].table(&["id", "n", "v"]),
+            want,
+            &format!("subscription {id} caught up"),
+        );
+    }
+    let all = &views["all"].counts;
+    assert!(
+        all.get("insert").copied().unwrap_or(0) >= 99_500,
+        "every surviving insert arrived: {all:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_catch_up_limit_the_subscriber_is_told_and_resumes_with_from() {
+    let (_dir, s, admin) = server(&[
+        ("FOLDDB_LIVE_CONNECTION_QUEUE", "1"),
+        ("FOLDDB_LIVE_MAX_CATCH_UP_ROWS", "0"),
+    ])
+    .await;
+    let mut ws = connect(s.port, Some(&admin)).await;
+    next(&mut ws).await.expect("auth");
+    subscribe(&mut ws, "all", "SELECT * FROM app.t", Some(json!({}))).await;
+    let mut views = std::collections::HashMap::from([("all".to_owned(), View::strict())]);
+    drain(&mut ws, &mut views, Duration::from_millis(300)).await;
+    write_a_lot(&s, &admin, &mut ws).await;
+    let others = drain(&mut ws, &mut views, Duration::from_secs(3)).await;
+    let [err] = others.as_slice() else {
+        panic!("one explicit error, not a silent drop: {others:?}")
+    };
+    assert_eq!(
+        (err["code"].as_str(), err["subscription_id"].as_str()),
+        (Some("SUBSCRIPTION_FAILED"), Some("all"))
+    );
+    // The client resumes from the last _seq it has: its view becomes the table.
+    let from = views["all"].last_seq;
+    // Large batches: paging 100k rows 1,000 at a time would pass the 50 messages/s limit.
+    subscribe(
+        &mut ws,
+        "all",
+        "SELECT * FROM app.t",
+        Some(json!({"from": from, "batch_size": 10000})),
+    )
+    .await;
+    views.get_mut("all").expect("view").strict = false;
+    let want = select(&s, &admin, "").await;
+    let expect = sizes(vec![("all", want.len())]);
+    let others = drain_until(&mut ws, &mut views, Duration::from_secs(60), expect).await;
+    assert!(others.is_empty(), "{others:?}");
+    same_rows(
+        &views["all"].table(&["id", "n", "v"]),
+        &want,
+        "resumed after the error",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_sigkill_subscribers_resume_and_lose_nothing_acknowledged() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start(dir.path()).await;
+    let admin = s.setup_and_login().await;
+    s.ok(&admin, "CREATE NAMESPACE app").await;
+    s.ok(&admin, TABLE).await;
+    let mut ws = connect(s.port, Some(&admin)).await;
+    next(&mut ws).await.expect("auth");
+    subscribe(&mut ws, "all", "SELECT * FROM app.t", Some(json!({}))).await;
+    let mut views = std::collections::HashMap::from([("all".to_owned(), View::strict())]);
+    drain(&mut ws, &mut views, Duration::from_millis(300)).await;
+
+    // Four writers; the server is killed while they write and the subscriber streams.
+    let s = std::sync::Arc::new(s);
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut writers = Vec::new();
+    for w in 0..4i64 {
+        let (s, token, acked) = (s.clone(), admin.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let id = w * 1_000_000 + i;
+                let sql = format!("INSERT INTO app.t (id, n, v) VALUES ({id}, 1, 'w')");
+                let sent = s
+                    .client
+                    .post(s.url("/v1/api/sql"))
+                    .bearer_auth(&token)
+                    .json(&json!({ "sql": sql }))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status().as_u16() == 200 => acked.lock().expect("lock").push(id),
+                    _ => return,
+                }
+            }
+        }));
+    }
+    let reader = tokio::spawn(async move {
+        let _ = drain(&mut ws, &mut views, Duration::from_secs(3)).await;
+        views
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.sigkill();
+    for w in writers {
+        w.await.expect("writer");
+    }
+    drop(s);
+    let mut views = reader.await.expect("reader");
+    let acked: Vec<i64> = acked.lock().expect("lock").clone();
+    assert!(acked.len() > 20, "writes before the kill: {}", acked.len());
+
+    let s = Server::start(dir.path()).await;
+    let admin = s.login("admin", "kalamdb123").await;
+    let from = views["all"].last_seq;
+    let mut ws = connect(s.port, Some(&admin)).await;
+    next(&mut ws).await.expect("auth");
+    subscribe(
+        &mut ws,
+        "all",
+        "SELECT * FROM app.t",
+        Some(json!({"from": from})),
+    )
+    .await;
+    views.get_mut("all").expect("view").strict = false;
+    let others = drain(&mut ws, &mut views, Duration::from_millis(500)).await;
+    assert!(others.is_empty(), "{others:?}");
+    let view = &views["all"];
+    for id in &acked {
+        assert!(
+            view.rows.contains_key(&id.to_string()),
+            "acknowledged row {id} is in the resumed view"
+        );
+    }
+    same_rows(
+        &view.table(&["id", "n", "v"]),
+        &select(&s, &admin, "").await,
+        "resumed after the crash",
+    );
+}
+
+#[tokio::test]
+async fn framing_gzip_compress_false_msgpack_and_the_rate_limit() {
+    let (_dir, s, admin) = server(&[]).await;
+    let values: Vec<String> = (0..50)
+        .map(|i| format!("({i}, {i}, 'the same words again and again')"))
+        .collect();
+    s.ok(
+        &admin,
+        &format!("INSERT INTO app.t (id, n, v) VALUES {}", values.join(", ")),
+    )
+    .await;
+    let sub = |id: &str| json!({"type": "subscribe", "subscription": {"id": id, "sql": "SELECT * FROM app.t", "options": {}}});
+
+    // Default: compression on; the large initial batch is a gzip'ed binary frame.
+    let mut ws = connect(s.port, Some(&admin)).await;
+    let auth = next(&mut ws).await.expect("auth");
+    assert_eq!(auth["protocol"]["compression"], "gzip");
+    send(&mut ws, sub("s")).await;
+    assert!(frame(&mut ws).await.is_text(), "the small ack is text");
+    let batch = frame(&mut ws).await;
+    assert!(batch.is_binary(), "the large batch is gzip'ed");
+    let m = folddb_tests::ws::message(batch).expect("json");
+    assert_eq!(m["rows"].as_array().map(Vec::len), Some(50));
+
+    // compress=false: text frames only.
+    let mut ws = connect_with(s.port, Some(&admin), "compress=false").await;
+    let auth = next(&mut ws).await.expect("auth");
+    assert_eq!(auth["protocol"]["compression"], "none");
+    send(&mut ws, sub("s")).await;
+    assert!(frame(&mut ws).await.is_text());
+    assert!(
+        frame(&mut ws).await.is_text(),
+        "no gzip when compress=false"
+    );
+
+    // MessagePack: auth_success is JSON text, then everything is binary msgpack, both ways.
+    let mut ws = connect_with(s.port, Some(&admin), "serialization=msgpack&compress=false").await;
+    let auth = next(&mut ws).await.expect("auth");
+    assert_eq!(auth["protocol"]["serialization"], "msgpack");
+    let bytes = rmp_serde::to_vec_named(&sub("m")).expect("msgpack");
+    ws.send(Message::binary(bytes)).await.expect("sent");
+    let Message::Binary(ack) = frame(&mut ws).await else {
+        panic!("a msgpack frame")
+    };
+    let ack: Value = rmp_serde::from_slice(&ack).expect("msgpack ack");
+    assert_eq!(ack["type"], "subscription_ack");
+    let Message::Binary(b) = frame(&mut ws).await else {
+        panic!("a msgpack frame")
+    };
+    let b: Value = rmp_serde::from_slice(&b).expect("msgpack batch");
+    assert_eq!(b["rows"].as_array().map(Vec::len), Some(50));
+
+    // A binary frame on a JSON connection: UNSUPPORTED_DATA, and the socket stays open.
+    let mut ws = connect_with(s.port, Some(&admin), "compress=false").await;
+    next(&mut ws).await.expect("auth");
+    ws.send(Message::binary(vec![1, 2, 3])).await.expect("sent");
+    let m = next(&mut ws).await.expect("error");
+    assert_eq!(m["code"], "UNSUPPORTED_DATA");
+
+    // More than 50 messages in a second: RATE_LIMIT_EXCEEDED; the connection carries on.
+    for _ in 0..60 {
+        send(&mut ws, json!({"type": "ping"})).await;
+    }
+    let m = next(&mut ws).await.expect("rate limited");
+    assert_eq!(
+        (m["code"].as_str(), m["subscription_id"].as_str()),
+        (Some("RATE_LIMIT_EXCEEDED"), Some("rate_limit"))
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_millis(100), ws.next()).await {}
+    send(&mut ws, sub("after")).await;
+    let m = next_within(&mut ws, Duration::from_secs(5))
+        .await
+        .expect("ack");
+    assert_eq!(m["type"], "subscription_ack");
+}
