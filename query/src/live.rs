@@ -101,6 +101,69 @@ pub struct LiveQuery {
     where_sql: Option<String>,
     filter: Option<Arc<dyn PhysicalExpr>>,
     pk_index: Option<usize>,
+    guard: Option<Guard>,
+}
+
+/// A necessary condition of a subscription's filter: `column = value` is one of the
+/// top-level conjuncts of its WHERE, so a row image can only pass the filter when that
+/// column holds that value. Fan-out indexes subscriptions by it; a change whose images
+/// hold another value cannot concern the subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Guard {
+    pub column: u32,
+    /// The value as [`Value::plain`] spells it.
+    pub value: String,
+}
+
+impl Guard {
+    /// The guarded column's value in `image` (`None`: the image has no cell for it, such as
+    /// a row written before the column was added, so it cannot be ruled out).
+    pub fn key_in(&self, image: &RowVersion) -> Option<String> {
+        image.cell(self.column).map(Value::plain)
+    }
+}
+
+/// The first top-level `column = literal` conjunct of `w` whose equality [`Value::plain`]
+/// decides exactly: integer, text and boolean columns compared with a literal of their own
+/// kind. Anything else (casts, floats, NULL, other operators) gives no guard.
+fn guard_of(def: &TableDef, w: &Expr) -> Option<Guard> {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, Value as Lit};
+    match w {
+        Expr::Nested(e) => guard_of(def, e),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => guard_of(def, left).or_else(|| guard_of(def, right)),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } => {
+            let (id, lit) = match (left.as_ref(), right.as_ref()) {
+                (Expr::Identifier(id), Expr::Value(v)) | (Expr::Value(v), Expr::Identifier(id)) => {
+                    (id, &v.value)
+                }
+                _ => return None,
+            };
+            let name = id.value.to_ascii_lowercase();
+            let col = def.columns.iter().find(|c| c.name == name)?;
+            let value = match (col.data_type, lit) {
+                (DataType::SmallInt | DataType::Int | DataType::BigInt, Lit::Number(n, _)) => {
+                    let n: i64 = n.parse().ok()?;
+                    Value::BigInt(n).plain()
+                }
+                (DataType::Text, Lit::SingleQuotedString(t)) => t.clone(),
+                (DataType::Boolean, Lit::Boolean(b)) => Value::Boolean(*b).plain(),
+                _ => return None,
+            };
+            Some(Guard {
+                column: col.id,
+                value,
+            })
+        }
+        _ => None,
+    }
 }
 
 impl Engine {
@@ -202,6 +265,7 @@ impl Engine {
             projection.push(seq_index);
         }
         let where_sql = sel.selection.as_ref().map(|w| w.to_string());
+        let guard = sel.selection.as_ref().and_then(|w| guard_of(&def, w));
         let filter = match &where_sql {
             None => None,
             Some(w) => Some(compile_filter(caller, &schema, w)?),
@@ -222,6 +286,7 @@ impl Engine {
             where_sql,
             filter,
             pk_index,
+            guard,
         })
     }
 
@@ -482,6 +547,11 @@ impl LiveQuery {
         Notification::Update { new: row, old }
     }
 
+    /// The necessary `column = value` condition of the filter, if it has one.
+    pub fn guard(&self) -> Option<&Guard> {
+        self.guard.as_ref()
+    }
+
     /// The newest `_seq` among `events` of this subscription's table and owner.
     pub fn newest_seq(&self, events: &[RowEvent]) -> Option<i64> {
         events
@@ -520,5 +590,36 @@ impl LiveQuery {
             }
         }
         Ok(Notification::Update { new: n, old: o })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(w: &str) -> Option<(u32, String)> {
+        let def = TableDef::example("app", "t", TableKind::Shared);
+        let expr = Parser::new(&GenericDialect {})
+            .try_with_sql(w)
+            .and_then(|mut p| p.parse_expr())
+            .expect("an expression");
+        guard_of(&def, &expr).map(|g| (g.column, g.value))
+    }
+
+    #[test]
+    fn a_guard_is_an_exact_top_level_equality() {
+        assert_eq!(guard("v = 'room-1'"), Some((2, "room-1".into())));
+        assert_eq!(guard("7 = id"), Some((1, "7".into())));
+        assert_eq!(
+            guard("(id > 3 AND (v = 'a')) AND id < 9"),
+            Some((2, "a".into()))
+        );
+        // Not a necessary condition, or not decided by the spelling of the value.
+        assert_eq!(guard("v = 'a' OR id = 1"), None);
+        assert_eq!(guard("NOT (v = 'a')"), None);
+        assert_eq!(guard("id = '7'"), None);
+        assert_eq!(guard("id = 7.0"), None);
+        assert_eq!(guard("v = NULL"), None);
+        assert_eq!(guard("missing = 1"), None);
     }
 }

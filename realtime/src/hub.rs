@@ -10,7 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use folddb_materializer::{ChangeSet, TableId};
+use folddb_materializer::{ChangeSet, RowEvent, TableId};
+use folddb_query::live::Guard;
 use tokio::sync::{broadcast, mpsc};
 
 /// Change sets queued per connection before it counts as lagging.
@@ -25,19 +26,93 @@ pub struct Inbox {
     pub missed: Arc<AtomicU64>,
 }
 
+/// What a subscription watches: a table's rows of one owner, and, when its filter has one,
+/// the [`Guard`] every row it can be told of satisfies in its old or new image.
+type Pair = (TableId, String);
+type Watch = (Pair, Option<Guard>);
+
 #[derive(Debug)]
 struct Outlet {
     tx: mpsc::Sender<Arc<ChangeSet>>,
     missed: Arc<AtomicU64>,
-    /// (table, owner) → how many of the connection's subscriptions watch it.
-    watching: HashMap<(TableId, String), usize>,
+    /// What the connection watches → how many of its subscriptions watch it.
+    watching: HashMap<Watch, usize>,
+}
+
+/// The connections watching one (table, owner).
+#[derive(Debug, Default)]
+struct Watchers {
+    /// Those with a subscription without a guard: every change of the pair.
+    all: HashSet<u64>,
+    /// Guarded ones, by column, then value.
+    by: HashMap<u32, HashMap<String, HashSet<u64>>>,
+}
+
+impl Watchers {
+    fn add(&mut self, guard: &Option<Guard>, c: u64) {
+        match guard {
+            None => {
+                self.all.insert(c);
+            }
+            Some(g) => {
+                self.by
+                    .entry(g.column)
+                    .or_default()
+                    .entry(g.value.clone())
+                    .or_default()
+                    .insert(c);
+            }
+        }
+    }
+
+    fn remove(&mut self, guard: &Option<Guard>, c: u64) {
+        match guard {
+            None => {
+                self.all.remove(&c);
+            }
+            Some(g) => {
+                if let Some(values) = self.by.get_mut(&g.column) {
+                    if let Some(conns) = values.get_mut(&g.value) {
+                        conns.remove(&c);
+                        if conns.is_empty() {
+                            values.remove(&g.value);
+                        }
+                    }
+                    if values.is_empty() {
+                        self.by.remove(&g.column);
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.all.is_empty() && self.by.is_empty()
+    }
+
+    /// The connections a change of a row with these images may concern.
+    fn targets(&self, e: &RowEvent, out: &mut HashSet<u64>) {
+        out.extend(self.all.iter().copied());
+        for (column, values) in &self.by {
+            for image in [&e.old, &e.new].into_iter().flatten() {
+                match image.cell(*column) {
+                    Some(v) => {
+                        if let Some(conns) = values.get(&v.plain()) {
+                            out.extend(conns.iter().copied());
+                        }
+                    }
+                    // No cell (written before the column existed): cannot be ruled out.
+                    None => values.values().for_each(|c| out.extend(c.iter().copied())),
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     connections: HashMap<u64, Outlet>,
-    /// (table, owner) → connections watching it.
-    index: HashMap<(TableId, String), HashSet<u64>>,
+    index: HashMap<Pair, Watchers>,
 }
 
 #[derive(Debug)]
@@ -83,27 +158,29 @@ impl Hub {
     pub fn disconnect(&self, connection: u64) {
         let mut inner = self.lock();
         if let Some(outlet) = inner.connections.remove(&connection) {
-            for key in outlet.watching.keys() {
-                unindex(&mut inner.index, key, connection);
+            for (pair, guard) in outlet.watching.keys() {
+                unindex(&mut inner.index, pair, guard, connection);
             }
         }
     }
 
-    /// One more subscription of `connection` on `table`'s rows of `owner`.
-    pub fn watch(&self, connection: u64, table: TableId, owner: &str) {
+    /// One more subscription of `connection` on `table`'s rows of `owner` (only those
+    /// satisfying `guard`, when given).
+    pub fn watch(&self, connection: u64, table: TableId, owner: &str, guard: Option<&Guard>) {
         let mut inner = self.lock();
-        let key = (table, owner.to_owned());
+        let key: Watch = ((table, owner.to_owned()), guard.cloned());
         let Some(outlet) = inner.connections.get_mut(&connection) else {
             return;
         };
         *outlet.watching.entry(key.clone()).or_default() += 1;
-        inner.index.entry(key).or_default().insert(connection);
+        let (pair, guard) = key;
+        inner.index.entry(pair).or_default().add(&guard, connection);
     }
 
     /// One subscription fewer.
-    pub fn unwatch(&self, connection: u64, table: TableId, owner: &str) {
+    pub fn unwatch(&self, connection: u64, table: TableId, owner: &str, guard: Option<&Guard>) {
         let mut inner = self.lock();
-        let key = (table, owner.to_owned());
+        let key: Watch = ((table, owner.to_owned()), guard.cloned());
         let Some(outlet) = inner.connections.get_mut(&connection) else {
             return;
         };
@@ -119,7 +196,7 @@ impl Hub {
             None => false,
         };
         if gone {
-            unindex(&mut inner.index, &key, connection);
+            unindex(&mut inner.index, &key.0, &key.1, connection);
         }
     }
 
@@ -127,12 +204,18 @@ impl Hub {
     pub fn dispatch(&self, set: &Arc<ChangeSet>) {
         let inner = self.lock();
         let mut targets = HashSet::new();
-        let mut keys = HashSet::new();
+        let mut last: Option<(TableId, &str, Option<&Watchers>)> = None;
         for e in &set.events {
-            if keys.insert((e.table, e.scope.as_str()))
-                && let Some(conns) = inner.index.get(&(e.table, e.scope.clone()))
-            {
-                targets.extend(conns.iter().copied());
+            let watchers = match last {
+                Some((t, o, w)) if t == e.table && o == e.scope => w,
+                _ => {
+                    let w = inner.index.get(&(e.table, e.scope.clone()));
+                    last = Some((e.table, e.scope.as_str(), w));
+                    w
+                }
+            };
+            if let Some(w) = watchers {
+                w.targets(e, &mut targets);
             }
         }
         for c in targets {
@@ -163,11 +246,11 @@ impl Hub {
     }
 }
 
-fn unindex(index: &mut HashMap<(TableId, String), HashSet<u64>>, key: &(TableId, String), c: u64) {
-    if let Some(set) = index.get_mut(key) {
-        set.remove(&c);
-        if set.is_empty() {
-            index.remove(key);
+fn unindex(index: &mut HashMap<Pair, Watchers>, pair: &Pair, guard: &Option<Guard>, c: u64) {
+    if let Some(w) = index.get_mut(pair) {
+        w.remove(guard, c);
+        if w.is_empty() {
+            index.remove(pair);
         }
     }
 }
@@ -176,7 +259,7 @@ fn unindex(index: &mut HashMap<(TableId, String), HashSet<u64>>, key: &(TableId,
 mod tests {
     use super::*;
     use folddb_log::LogIndex;
-    use folddb_materializer::{RowEvent, Value};
+    use folddb_materializer::{RowVersion, Value};
 
     fn set(index: u64, table: u64, owner: &str) -> Arc<ChangeSet> {
         Arc::new(ChangeSet {
@@ -196,9 +279,9 @@ mod tests {
         let hub = Hub::default();
         let mut alice = hub.connect(1);
         let mut bob = hub.connect(2);
-        hub.watch(1, TableId(7), "alice");
-        hub.watch(1, TableId(7), "alice");
-        hub.watch(2, TableId(7), "bob");
+        hub.watch(1, TableId(7), "alice", None);
+        hub.watch(1, TableId(7), "alice", None);
+        hub.watch(2, TableId(7), "bob", None);
         hub.dispatch(&set(10, 7, "alice"));
         hub.dispatch(&set(11, 7, "bob"));
         hub.dispatch(&set(12, 8, "alice"));
@@ -206,10 +289,10 @@ mod tests {
         assert!(alice.changes.try_recv().is_err());
         assert_eq!(bob.changes.try_recv().map(|s| s.index.0).ok(), Some(11));
         // Two subscriptions on the pair: it stays watched until both are gone.
-        hub.unwatch(1, TableId(7), "alice");
+        hub.unwatch(1, TableId(7), "alice", None);
         hub.dispatch(&set(13, 7, "alice"));
         assert_eq!(alice.changes.try_recv().map(|s| s.index.0).ok(), Some(13));
-        hub.unwatch(1, TableId(7), "alice");
+        hub.unwatch(1, TableId(7), "alice", None);
         hub.dispatch(&set(14, 7, "alice"));
         assert!(alice.changes.try_recv().is_err());
     }
@@ -218,12 +301,79 @@ mod tests {
     fn a_full_queue_is_counted_not_hidden() {
         let hub = Hub::default();
         let inbox = hub.connect(1);
-        hub.watch(1, TableId(1), "");
+        hub.watch(1, TableId(1), "", None);
         for i in 0..CONNECTION_QUEUE as u64 + 3 {
             hub.dispatch(&set(i, 1, ""));
         }
         assert_eq!(inbox.missed.load(Ordering::Relaxed), 3);
         hub.disconnect(1);
+        assert!(hub.lock().index.is_empty());
+    }
+
+    fn row(table: u64, n: i64, old: Option<&str>, new: Option<&str>) -> Arc<ChangeSet> {
+        let image = |room: &str| RowVersion {
+            seq: n,
+            deleted: false,
+            cells: vec![(1, Value::BigInt(n)), (2, Value::Text(room.into()))],
+        };
+        Arc::new(ChangeSet {
+            index: LogIndex(n as u64),
+            events: vec![RowEvent {
+                table: TableId(table),
+                scope: String::new(),
+                pk: Value::BigInt(n),
+                old: old.map(image),
+                new: new.map(image),
+            }],
+        })
+    }
+
+    #[test]
+    fn guarded_watchers_get_only_changes_whose_images_hold_their_value() {
+        let hub = Hub::default();
+        let mut a = hub.connect(1);
+        let mut b = hub.connect(2);
+        let mut all = hub.connect(3);
+        let room = |v: &str| Guard {
+            column: 2,
+            value: v.into(),
+        };
+        hub.watch(1, TableId(7), "", Some(&room("a")));
+        hub.watch(2, TableId(7), "", Some(&room("b")));
+        hub.watch(3, TableId(7), "", None);
+        hub.dispatch(&row(7, 1, None, Some("a")));
+        hub.dispatch(&row(7, 2, None, Some("c")));
+        // Moving a row from b to a concerns both: it leaves one filter and enters the other.
+        hub.dispatch(&row(7, 3, Some("b"), Some("a")));
+        let got = |i: &mut Inbox| {
+            let mut v = Vec::new();
+            while let Ok(s) = i.changes.try_recv() {
+                v.push(s.index.0);
+            }
+            v
+        };
+        assert_eq!(got(&mut a), [1, 3]);
+        assert_eq!(got(&mut b), [3]);
+        assert_eq!(got(&mut all), [1, 2, 3]);
+        // A row without the guarded cell cannot be ruled out.
+        hub.dispatch(&Arc::new(ChangeSet {
+            index: LogIndex(4),
+            events: vec![RowEvent {
+                table: TableId(7),
+                scope: String::new(),
+                pk: Value::BigInt(4),
+                old: None,
+                new: Some(RowVersion {
+                    seq: 4,
+                    deleted: false,
+                    cells: vec![(1, Value::BigInt(4))],
+                }),
+            }],
+        }));
+        assert_eq!((got(&mut a), got(&mut b)), (vec![4], vec![4]));
+        hub.unwatch(1, TableId(7), "", Some(&room("a")));
+        hub.unwatch(2, TableId(7), "", Some(&room("b")));
+        hub.unwatch(3, TableId(7), "", None);
         assert!(hub.lock().index.is_empty());
     }
 }

@@ -162,8 +162,12 @@ impl Session {
     fn drop_sub(&mut self, id: &str) -> Option<Sub> {
         let sub = self.subs.remove(id)?;
         self.registry.unregister(&sub.live_id);
-        self.hub
-            .unwatch(self.connection, sub.query.def.id, &sub.query.scope);
+        self.hub.unwatch(
+            self.connection,
+            sub.query.def.id,
+            &sub.query.scope,
+            sub.query.guard(),
+        );
         Some(sub)
     }
 
@@ -261,7 +265,8 @@ impl Session {
             Err(m) => return vec![error(&id, "SUBSCRIPTION_LIMIT_EXCEEDED", &m)],
         };
         // Watch before reading: every change applied after `read_at` reaches this inbox.
-        self.hub.watch(self.connection, query.def.id, &query.scope);
+        self.hub
+            .watch(self.connection, query.def.id, &query.scope, query.guard());
         let (read_at, cursor) = read_point(engine);
         let mut sub = Sub {
             live_id,
@@ -288,8 +293,12 @@ impl Session {
         sub.batch_size = options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE).max(1);
         let refuse = |sub: Sub, code: &str, message: &str| {
             self.registry.unregister(&sub.live_id);
-            self.hub
-                .unwatch(self.connection, sub.query.def.id, &sub.query.scope);
+            self.hub.unwatch(
+                self.connection,
+                sub.query.def.id,
+                &sub.query.scope,
+                sub.query.guard(),
+            );
             vec![error(&id, code, message)]
         };
         if options.last_rows.is_some_and(|n| n > sub.batch_size) {

@@ -40,7 +40,8 @@ pub struct LiveBenchArgs {
     seconds: f64,
     /// One user per connection, each subscribed to its own rows of a USER table and writing
     /// them (the common shape: a write reaches one user's connection). Without it, one user
-    /// holds every subscription on one SHARED table, each on its own slice of the keys.
+    /// holds every subscription on one SHARED table, each on its own room (`WHERE room =
+    /// k`), and each write goes to one room.
     #[arg(long)]
     per_user: bool,
 }
@@ -105,7 +106,7 @@ async fn measure(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
     let run_id = crate::auth::now_s();
     let table = format!("bench.live{run_id}");
     client.sql("CREATE NAMESPACE IF NOT EXISTS bench").await?;
-    client.sql(&format!("CREATE SHARED TABLE {table} (id BIGINT PRIMARY KEY, v TEXT) WITH (ACCESS_LEVEL = 'PUBLIC')"),
+    client.sql(&format!("CREATE SHARED TABLE {table} (id BIGINT PRIMARY KEY, room BIGINT, v TEXT) WITH (ACCESS_LEVEL = 'PUBLIC')"),
     )
     .await?;
 
@@ -180,8 +181,10 @@ async fn measure(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
         if args.per_user {
             format!("SELECT id FROM {subs_table} WHERE id % {} = {s}", args.subs)
         } else {
+            // One room per subscription, as a chat app subscribes: `room = k` is a guard the
+            // fan-out indexes, so a write wakes only its room's connection.
             let k = c * args.subs + s;
-            format!("SELECT id FROM {subs_table} WHERE id < 1000000000 AND id % {total} = {k}")
+            format!("SELECT id FROM {subs_table} WHERE room = {k}")
         }
     };
     let times: Times = Arc::new(Mutex::new(HashMap::new()));
@@ -233,6 +236,7 @@ async fn measure(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
     let mut handles = Vec::new();
     for w in 0..writers {
         let (clients, table, times) = (conn_clients.clone(), subs_table.clone(), times.clone());
+        let per_user = args.per_user;
         handles.push(tokio::spawn(async move {
             let start = Instant::now();
             let mut tick = tokio::time::interval(per_writer);
@@ -241,9 +245,15 @@ async fn measure(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
                 tick.tick().await;
                 lock(&times).entry(id).or_default().sent = Some(Instant::now());
                 // The owner of the row's key writes it (in per-user mode, into its scope).
-                clients[id as usize % clients.len()]
-                    .sql(&format!("INSERT INTO {table} (id, v) VALUES ({id}, 'x')"))
-                    .await?;
+                let sql = if per_user {
+                    format!("INSERT INTO {table} (id, v) VALUES ({id}, 'x')")
+                } else {
+                    format!(
+                        "INSERT INTO {table} (id, room, v) VALUES ({id}, {}, 'x')",
+                        id % total
+                    )
+                };
+                clients[id as usize % clients.len()].sql(&sql).await?;
                 lock(&times).entry(id).or_default().acked = Some(Instant::now());
                 id += writers;
             }
