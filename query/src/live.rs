@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, BooleanArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use datafusion::common::DFSchema;
 use datafusion::physical_expr::PhysicalExpr;
@@ -96,12 +96,26 @@ pub struct LiveQuery {
     /// The owner whose rows it sees (USER and STREAM tables); empty for SHARED.
     pub scope: String,
     schema: SchemaRef,
-    /// Indices into `schema` of the projected columns, then `_seq`.
-    projection: Vec<usize>,
+    /// The subscriber's columns, in order, then `_seq`.
+    projection: Vec<Projected>,
     where_sql: Option<String>,
     filter: Option<Arc<dyn PhysicalExpr>>,
     pk_index: Option<usize>,
     guard: Option<Guard>,
+}
+
+/// One column of a subscription's rows: a table column (by index into the table's schema),
+/// or an aliased expression over the row (API.md 2.5: "aliases become the key").
+#[derive(Debug)]
+struct Projected {
+    name: String,
+    source: Source,
+}
+
+#[derive(Debug)]
+enum Source {
+    Column(usize),
+    Expr(Arc<dyn PhysicalExpr>),
 }
 
 /// A necessary condition of a subscription's filter: `column = value` is one of the
@@ -237,38 +251,72 @@ impl Engine {
         }
         let schema = table_schema(&def);
         let seq_index = def.columns.len();
+        let column = |name: &str, key: String| -> Result<Projected, LiveError> {
+            let n = name.to_ascii_lowercase();
+            if n == "_seq" || n == "_deleted" {
+                return Err(invalid(
+                    "Subscription query cannot project system columns '_seq' or '_deleted'",
+                ));
+            }
+            let i = schema
+                .index_of(&n)
+                .map_err(|_| invalid(format!("Column '{n}' not found")))?;
+            Ok(Projected {
+                name: key,
+                source: Source::Column(i),
+            })
+        };
         let mut projection = Vec::new();
         for item in &sel.projection {
             match item {
-                SelectItem::Wildcard(_) => projection.extend(0..schema.fields().len()),
+                SelectItem::Wildcard(_) => {
+                    projection.extend(schema.fields().iter().enumerate().map(|(i, f)| Projected {
+                        name: f.name().clone(),
+                        source: Source::Column(i),
+                    }))
+                }
                 SelectItem::UnnamedExpr(Expr::Identifier(id)) => {
-                    let n = id.value.to_ascii_lowercase();
-                    if n == "_seq" || n == "_deleted" {
-                        return Err(invalid(
-                            "Subscription query cannot project system columns '_seq' or '_deleted'",
-                        ));
+                    projection.push(column(&id.value, id.value.to_ascii_lowercase())?);
+                }
+                SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => {
+                    let last = parts.last().map_or("", |p| p.value.as_str());
+                    projection.push(column(last, last.to_ascii_lowercase())?);
+                }
+                SelectItem::ExprWithAlias { expr, alias } => {
+                    let key = alias.value.clone();
+                    match expr {
+                        Expr::Identifier(id) => projection.push(column(&id.value, key)?),
+                        other => projection.push(Projected {
+                            name: key,
+                            source: Source::Expr(compile_expr(
+                                caller,
+                                &schema,
+                                &other.to_string(),
+                            )?),
+                        }),
                     }
-                    projection.push(
-                        schema
-                            .index_of(&n)
-                            .map_err(|_| invalid(format!("Column '{n}' not found")))?,
-                    );
                 }
                 other => {
                     return Err(invalid(format!(
-                        "Subscriptions project columns or *; not supported: {other}"
+                        "Subscriptions project columns, aliased expressions or *; not supported: {other}"
                     )));
                 }
             }
         }
-        if !projection.contains(&seq_index) {
-            projection.push(seq_index);
+        if !projection
+            .iter()
+            .any(|p| matches!(p.source, Source::Column(i) if i == seq_index))
+        {
+            projection.push(Projected {
+                name: "_seq".into(),
+                source: Source::Column(seq_index),
+            });
         }
         let where_sql = sel.selection.as_ref().map(|w| w.to_string());
         let guard = sel.selection.as_ref().and_then(|w| guard_of(&def, w));
         let filter = match &where_sql {
             None => None,
-            Some(w) => Some(compile_filter(caller, &schema, w)?),
+            Some(w) => Some(compile_expr(caller, &schema, w)?),
         };
         let scope = if def.kind.is_per_user() {
             caller.user.clone()
@@ -376,6 +424,7 @@ impl Engine {
         let seq_index = q.def.columns.len();
         let mut out = Vec::new();
         for b in &batches {
+            let cols = q.project(b).map_err(conversion)?;
             for r in 0..b.num_rows() {
                 let seq = match arrow_to_value(b.column(seq_index).as_ref(), r, DataType::BigInt) {
                     Ok(Value::BigInt(s)) => s,
@@ -391,7 +440,7 @@ impl Engine {
                     None => seq.to_string(),
                 };
                 out.push(SnapshotRow {
-                    row: q.object(b, r).map_err(conversion)?,
+                    row: q.object(&cols, r).map_err(conversion)?,
                     key,
                     seq,
                 });
@@ -408,9 +457,10 @@ fn conversion(m: String) -> LiveError {
     }
 }
 
-/// The WHERE clause as an expression DataFusion evaluates over batches of row images in the
-/// table's schema, with `CURRENT_USER()` and `CURRENT_ROLE()` bound to the subscriber.
-fn compile_filter(
+/// An expression of the subscription (its WHERE clause, or a projected expression) as one
+/// DataFusion evaluates over batches of row images in the table's schema, with
+/// `CURRENT_USER()` and `CURRENT_ROLE()` bound to the subscriber.
+fn compile_expr(
     caller: &Caller,
     schema: &SchemaRef,
     where_sql: &str,
@@ -434,26 +484,51 @@ impl LiveQuery {
         self.projection
             .iter()
             .enumerate()
-            .map(|(index, &i)| {
-                let f = self.schema.field(i);
-                ColumnInfo {
-                    name: f.name().clone(),
-                    data_type: crate::convert::api_type(f),
-                    index,
-                    flags: crate::convert::flags(f),
+            .map(|(index, p)| match &p.source {
+                Source::Column(i) => {
+                    let f = self.schema.field(*i);
+                    ColumnInfo {
+                        name: p.name.clone(),
+                        data_type: crate::convert::api_type(f),
+                        index,
+                        flags: crate::convert::flags(f),
+                    }
+                }
+                Source::Expr(e) => {
+                    let t = e
+                        .data_type(&self.schema)
+                        .unwrap_or(arrow::datatypes::DataType::Null);
+                    let f = arrow::datatypes::Field::new(&p.name, t, true);
+                    ColumnInfo {
+                        name: p.name.clone(),
+                        data_type: crate::convert::api_type(&f),
+                        index,
+                        flags: Vec::new(),
+                    }
                 }
             })
             .collect()
     }
 
-    /// Row `r` of `batch` (in the table's schema) as the subscriber sees it.
-    fn object(&self, batch: &RecordBatch, r: usize) -> Result<RowObject, String> {
+    /// The subscriber's columns of `batch` (in the table's schema), in projection order.
+    fn project(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>, String> {
+        self.projection
+            .iter()
+            .map(|p| match &p.source {
+                Source::Column(i) => Ok(batch.column(*i).clone()),
+                Source::Expr(e) => e
+                    .evaluate(batch)
+                    .and_then(|v| v.into_array(batch.num_rows()))
+                    .map_err(|e| e.to_string()),
+            })
+            .collect()
+    }
+
+    /// Row `r` of projected columns `cols` as the subscriber sees it.
+    fn object(&self, cols: &[ArrayRef], r: usize) -> Result<RowObject, String> {
         let mut row = Map::new();
-        for &i in &self.projection {
-            row.insert(
-                self.schema.field(i).name().clone(),
-                cell_json(batch.column(i).as_ref(), r)?,
-            );
+        for (p, col) in self.projection.iter().zip(cols) {
+            row.insert(p.name.clone(), cell_json(col.as_ref(), r)?);
         }
         Ok(row)
     }
@@ -509,6 +584,7 @@ impl LiveQuery {
         let images: Vec<RowVersion> = olds.iter().chain(&news).flatten().cloned().collect();
         let batch = rows_batch(&self.def, &self.schema, &images).map_err(|e| e.to_string())?;
         let pass = self.passes(&batch)?;
+        let cols = self.project(&batch)?;
         let mut at = HashMap::new();
         let mut next = 0;
         for (k, img) in olds.iter().chain(&news).enumerate() {
@@ -523,9 +599,9 @@ impl LiveQuery {
             let old = at.get(&k).copied().filter(|&r| pass[r]);
             let new = at.get(&(n + k)).copied().filter(|&r| pass[r]);
             let note = match (old, new) {
-                (None, Some(r)) => Notification::Insert(self.object(&batch, r)?),
-                (Some(r), None) => Notification::Delete(self.object(&batch, r)?),
-                (Some(o), Some(r)) => self.delta(&batch, o, r)?,
+                (None, Some(r)) => Notification::Insert(self.object(&cols, r)?),
+                (Some(r), None) => Notification::Delete(self.object(&cols, r)?),
+                (Some(o), Some(r)) => self.delta(&cols, o, r)?,
                 (None, None) => continue,
             };
             out.push((self.key_of(event), note));
@@ -539,9 +615,12 @@ impl LiveQuery {
     pub fn whole_update(&self, row: RowObject) -> Notification {
         let mut old = Map::new();
         if let Some(i) = self.pk_index {
-            let name = self.schema.field(i).name();
-            if let Some(v) = row.get(name) {
-                old.insert(name.clone(), v.clone());
+            for p in &self.projection {
+                if matches!(p.source, Source::Column(c) if c == i)
+                    && let Some(v) = row.get(&p.name)
+                {
+                    old.insert(p.name.clone(), v.clone());
+                }
             }
         }
         Notification::Update { new: row, old }
@@ -573,15 +652,17 @@ impl LiveQuery {
         }
     }
 
-    fn delta(&self, batch: &RecordBatch, old: usize, new: usize) -> Result<Notification, String> {
+    fn delta(&self, cols: &[ArrayRef], old: usize, new: usize) -> Result<Notification, String> {
         let seq_index = self.def.columns.len();
         let mut n = Map::new();
         let mut o = Map::new();
-        for &i in &self.projection {
-            let name = self.schema.field(i).name().clone();
-            let col = batch.column(i).as_ref();
-            let (before, after) = (cell_json(col, old)?, cell_json(col, new)?);
-            let key = i == seq_index || Some(i) == self.pk_index;
+        for (p, col) in self.projection.iter().zip(cols) {
+            let name = p.name.clone();
+            let (before, after) = (cell_json(col.as_ref(), old)?, cell_json(col.as_ref(), new)?);
+            let key = match p.source {
+                Source::Column(i) => i == seq_index || Some(i) == self.pk_index,
+                Source::Expr(_) => false,
+            };
             if key || (!after.is_null() && !name.starts_with('_')) {
                 n.insert(name.clone(), after.clone());
             }

@@ -506,3 +506,53 @@ async fn subscribe_to_over_http_says_how_to_subscribe_over_the_socket() {
     assert_eq!(s.fails(&admin, "SUBSCRIBE TO app.missing").await.0, 400);
     assert_eq!(s.fails(&admin, "SUBSCRIBE TO t").await.0, 400);
 }
+
+#[tokio::test]
+async fn projections_may_alias_columns_and_expressions() {
+    let (_dir, s, admin) =
+        app_with("CREATE USER TABLE app.t (id BIGINT PRIMARY KEY, n INT, v TEXT)").await;
+    s.ok(&admin, "INSERT INTO app.t (id, n, v) VALUES (1, 2, 'a')")
+        .await;
+    let mut ws = connect(s.port, Some(&admin)).await;
+    next(&mut ws).await.expect("auth");
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "subscription": {"id": "p",
+            "sql": "SELECT app.t.id, v AS label, UPPER(v) AS shout, n * 10 AS tens FROM app.t WHERE n > 0",
+            "options": {}}}),
+    )
+    .await;
+    let ack = next(&mut ws).await.expect("ack");
+    let names: Vec<&str> = ack["schema"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["id", "label", "shout", "tens", "_seq"], "{ack}");
+    let batch = next(&mut ws).await.expect("batch");
+    let row = &batch["rows"][0];
+    assert_eq!(
+        (&row["id"], &row["label"], &row["shout"], &row["tens"]),
+        (&json!("1"), &json!("a"), &json!("A"), &json!("20"))
+    );
+    s.ok(&admin, "UPDATE app.t SET v = 'b' WHERE id = 1").await;
+    let m = next(&mut ws).await.expect("update");
+    assert_eq!(m["change_type"], "update");
+    assert_eq!(
+        (&m["rows"][0]["shout"], &m["old_values"][0]["shout"]),
+        (&json!("B"), &json!("A"))
+    );
+    s.ok(&admin, "INSERT INTO app.t (id, n, v) VALUES (2, 3, 'c')")
+        .await;
+    let m = next(&mut ws).await.expect("insert");
+    assert_eq!(
+        (&m["rows"][0]["tens"], &m["rows"][0]["label"]),
+        (&json!("30"), &json!("c"))
+    );
+    // An unaliased expression has no name to key the rows by.
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "subscription": {"id": "q", "sql": "SELECT UPPER(v) FROM app.t"}}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await.expect("error")["code"], "INVALID_SQL");
+}
