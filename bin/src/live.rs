@@ -244,6 +244,9 @@ pub async fn connection(
                 }
             }
             _ = tick.tick() => {
+                if !send_all(&mut tx, &wire, &session.poll(&state.engine).await).await {
+                    return;
+                }
                 if session.caller().is_none() && opened.elapsed() > AUTH_TIMEOUT {
                     refuse(&mut tx, "Authentication timeout - no auth message received within 3 seconds",
                         "Authentication timeout").await;

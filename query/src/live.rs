@@ -63,6 +63,20 @@ fn invalid(m: impl Into<String>) -> LiveError {
     }
 }
 
+/// The [`LiveError::code`] with which [`Engine::plan_live`] declines a query over a system
+/// table: those are served by [`Engine::plan_system_live`] instead.
+pub const SYSTEM_TABLE: &str = "SYSTEM_TABLE";
+
+/// A subscription over a system table (dba and system only): its rows are views of the
+/// catalog and of runtime state, not row versions with a `_seq`, so it is served by
+/// re-reading the query and diffing by its first column.
+#[derive(Debug, Clone)]
+pub struct SystemLive {
+    pub namespace: String,
+    pub table: String,
+    pub sql: String,
+}
+
 /// A row as a subscriber sees it: an object keyed by column name, `_seq` always included.
 pub type RowObject = Map<String, Json>;
 
@@ -226,8 +240,8 @@ impl Engine {
         };
         if ns == "system" || ns == "information_schema" {
             return Err(LiveError {
-                code: "UNSUPPORTED",
-                message: "Live queries over system tables are not supported".into(),
+                code: SYSTEM_TABLE,
+                message: format!("{ns}.{table} is a system table"),
             });
         }
         let def = catalog::table(self.store().as_ref(), ns, table)
@@ -336,6 +350,72 @@ impl Engine {
             pk_index,
             guard,
         })
+    }
+
+    /// Plans a subscription that [`Engine::plan_live`] declined with [`SYSTEM_TABLE`]: only
+    /// dba and system may watch system tables (API.md 2.5).
+    pub fn plan_system_live(
+        &self,
+        caller: &Caller,
+        sql_text: &str,
+        message: &str,
+    ) -> Result<SystemLive, LiveError> {
+        if !caller.role.is_admin() {
+            return Err(LiveError {
+                code: "UNAUTHORIZED",
+                message: format!(
+                    "Permission denied: only dba and system may subscribe to {message}"
+                ),
+            });
+        }
+        let (namespace, table) = message
+            .strip_suffix(" is a system table")
+            .and_then(|t| t.split_once('.'))
+            .map(|(n, t)| (n.to_owned(), t.to_owned()))
+            .unwrap_or_default();
+        Ok(SystemLive {
+            namespace,
+            table,
+            sql: crate::dialect::normalize_keyword_calls(sql_text).into_owned(),
+        })
+    }
+
+    /// A system subscription's column names and rows now, keyed by their first column.
+    pub async fn system_rows(
+        &self,
+        caller: &Caller,
+        q: &SystemLive,
+    ) -> Result<(Vec<String>, Vec<(String, RowObject)>), LiveError> {
+        let batches = self.read_as(caller, &q.sql).await.map_err(|e| LiveError {
+            code: if e.message.contains("not found") {
+                "NOT_FOUND"
+            } else {
+                "SUBSCRIPTION_FAILED"
+            },
+            message: e.message,
+        })?;
+        let mut out = Vec::new();
+        let mut names = Vec::new();
+        for b in &batches {
+            let schema = b.schema();
+            names = schema.fields().iter().map(|f| f.name().clone()).collect();
+            for r in 0..b.num_rows() {
+                let mut row = Map::new();
+                for (i, f) in schema.fields().iter().enumerate() {
+                    row.insert(
+                        f.name().clone(),
+                        cell_json(b.column(i).as_ref(), r).map_err(conversion)?,
+                    );
+                }
+                let key = match names.first().and_then(|n| row.get(n)) {
+                    Some(Json::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
+                out.push((key, row));
+            }
+        }
+        Ok((names, out))
     }
 
     /// The rows the subscription starts with, ascending by `_seq`: those matching now, or

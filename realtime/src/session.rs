@@ -7,11 +7,13 @@
 //! change applied after the initial data was read is still queued; changes the initial data
 //! already reflects (a row's version at or below the one it read) are skipped.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use folddb_materializer::{ChangeSet, EventFold};
-use folddb_query::live::{LiveQuery, Notification, SnapshotRow};
+use folddb_query::live::{
+    LiveQuery, Notification, RowObject, SYSTEM_TABLE, SnapshotRow, SystemLive,
+};
 use folddb_query::{Caller, Engine};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
@@ -108,10 +110,23 @@ struct Sub {
     held: HashSet<String>,
 }
 
+/// How often a subscription over a system table re-reads it.
+pub const SYSTEM_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A subscription over a system table: re-read every [`SYSTEM_POLL`] and diffed by the
+/// first column against what the client was last told.
+struct SystemSub {
+    live_id: String,
+    query: SystemLive,
+    rows: BTreeMap<String, RowObject>,
+    polled: std::time::Instant,
+}
+
 /// The live-query state of one connection.
 pub struct Session {
     caller: Option<Caller>,
     subs: HashMap<String, Sub>,
+    systems: HashMap<String, SystemSub>,
     registry: Arc<Registry>,
     hub: Arc<Hub>,
     connection: u64,
@@ -143,6 +158,7 @@ impl Session {
         let session = Session {
             caller: None,
             subs: HashMap::new(),
+            systems: HashMap::new(),
             registry,
             hub,
             connection,
@@ -159,7 +175,11 @@ impl Session {
     }
 
     /// Forgets subscription `id`: registry, hub and all.
-    fn drop_sub(&mut self, id: &str) -> Option<Sub> {
+    fn drop_sub(&mut self, id: &str) -> Option<()> {
+        if let Some(sys) = self.systems.remove(id) {
+            self.registry.unregister(&sys.live_id);
+            return Some(());
+        }
         let sub = self.subs.remove(id)?;
         self.registry.unregister(&sub.live_id);
         self.hub.unwatch(
@@ -168,7 +188,7 @@ impl Session {
             &sub.query.scope,
             sub.query.guard(),
         );
-        Some(sub)
+        Some(())
     }
 
     pub fn caller(&self) -> Option<&Caller> {
@@ -224,14 +244,14 @@ impl Session {
                 "Subscription id must not be blank",
             )];
         }
-        if self.subs.contains_key(&id) {
+        if self.subs.contains_key(&id) || self.systems.contains_key(&id) {
             return vec![error(
                 &id,
                 "INVALID_SUBSCRIPTION_ID",
                 "A subscription with this id already exists on this connection",
             )];
         }
-        if self.subs.len() >= MAX_SUBSCRIPTIONS_PER_CONNECTION {
+        if self.subs.len() + self.systems.len() >= MAX_SUBSCRIPTIONS_PER_CONNECTION {
             return vec![error(
                 &id,
                 "UNSUPPORTED",
@@ -240,6 +260,11 @@ impl Session {
         }
         let query = match engine.plan_live(caller, &req.sql) {
             Ok(q) => q,
+            Err(e) if e.code == SYSTEM_TABLE => {
+                return self
+                    .subscribe_system(engine, caller, id, req, &e.message)
+                    .await;
+            }
             Err(e) => return vec![error(&id, e.code, &e.message)],
         };
         let schema = query.schema_info();
@@ -470,9 +495,118 @@ impl Session {
         }
     }
 
+    /// A subscription over a system table: the rows now (as one batch, when options were
+    /// given), then an insert / update / delete for each row that differs at a later read.
+    async fn subscribe_system(
+        &mut self,
+        engine: &Engine,
+        caller: &Caller,
+        id: String,
+        req: SubscriptionRequest,
+        declined: &str,
+    ) -> Vec<Json> {
+        let query = match engine.plan_system_live(caller, &req.sql, declined) {
+            Ok(q) => q,
+            Err(e) => return vec![error(&id, e.code, &e.message)],
+        };
+        let (names, rows) = match engine.system_rows(caller, &query).await {
+            Ok(r) => r,
+            Err(e) => return vec![error(&id, e.code, &e.message)],
+        };
+        let schema: Vec<Json> = names
+            .iter()
+            .enumerate()
+            .map(|(index, name)| json!({"name": name, "index": index}))
+            .collect();
+        let live_id = match self.registry.register(
+            self.connection,
+            Registration {
+                subscription_id: &id,
+                user_id: &caller.user,
+                namespace: &query.namespace,
+                table: &query.table,
+                query: &req.sql,
+                options: "null".to_owned(),
+            },
+        ) {
+            Ok(l) => l,
+            Err(m) => return vec![error(&id, "SUBSCRIPTION_LIMIT_EXCEEDED", &m)],
+        };
+        let control =
+            json!({"batch_num": 0, "has_more": false, "status": "ready", "last_seq_id": null});
+        let mut out = vec![json!({"type": "subscription_ack", "subscription_id": id,
+            "total_rows": 0, "batch_control": control, "schema": schema})];
+        if req.options.is_some() {
+            out.push(json!({"type": "initial_data_batch", "subscription_id": id,
+                "rows": rows.iter().map(|(_, r)| Json::Object(r.clone())).collect::<Vec<_>>(),
+                "batch_control": control}));
+        }
+        self.systems.insert(
+            id,
+            SystemSub {
+                live_id,
+                query,
+                rows: rows.into_iter().collect(),
+                polled: std::time::Instant::now(),
+            },
+        );
+        out
+    }
+
+    /// Re-reads the system subscriptions due for it; the changes since the last read.
+    pub async fn poll(&mut self, engine: &Engine) -> Vec<Json> {
+        let Some(caller) = self.caller.clone() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (id, sys) in self.systems.iter_mut() {
+            if sys.polled.elapsed() < SYSTEM_POLL {
+                continue;
+            }
+            sys.polled = std::time::Instant::now();
+            let now: BTreeMap<String, RowObject> =
+                match engine.system_rows(&caller, &sys.query).await {
+                    Ok((_, r)) => r.into_iter().collect(),
+                    Err(e) => {
+                        out.push(error(id, e.code, &e.message));
+                        continue;
+                    }
+                };
+            let mut msgs = Vec::new();
+            for (key, row) in &now {
+                match sys.rows.get(key) {
+                    None => msgs.push(change(id, Notification::Insert(row.clone()))),
+                    Some(old) if old != row => msgs.push(change(
+                        id,
+                        Notification::Update {
+                            new: row.clone(),
+                            old: old.clone(),
+                        },
+                    )),
+                    Some(_) => {}
+                }
+            }
+            for (key, old) in &sys.rows {
+                if !now.contains_key(key) {
+                    msgs.push(change(id, Notification::Delete(old.clone())));
+                }
+            }
+            if !msgs.is_empty() {
+                self.registry.delivered(&sys.live_id, msgs.len() as u64);
+            }
+            sys.rows = now;
+            out.extend(msgs);
+        }
+        out
+    }
+
     /// Ids of the open subscriptions.
     pub fn subscriptions(&self) -> Vec<String> {
-        self.subs.keys().cloned().collect()
+        self.subs
+            .keys()
+            .chain(self.systems.keys())
+            .cloned()
+            .collect()
     }
 }
 

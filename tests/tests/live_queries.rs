@@ -556,3 +556,46 @@ async fn projections_may_alias_columns_and_expressions() {
     .await;
     assert_eq!(next(&mut ws).await.expect("error")["code"], "INVALID_SQL");
 }
+
+#[tokio::test]
+async fn admins_watch_system_tables_and_users_may_not() {
+    let (_dir, s, admin) =
+        app_with("CREATE USER TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)").await;
+    s.ok(&admin, "CREATE USER carol WITH PASSWORD 'carol-pass-1'")
+        .await;
+    let carol = s.login("carol", "carol-pass-1").await;
+    let sub = json!({"type": "subscribe", "subscription": {"id": "u",
+        "sql": "SELECT user_id, role FROM system.users WHERE user_id LIKE 'c%'", "options": {}}});
+
+    let mut ws = connect(s.port, Some(&carol)).await;
+    next(&mut ws).await.expect("auth");
+    send(&mut ws, sub.clone()).await;
+    assert_eq!(next(&mut ws).await.expect("error")["code"], "UNAUTHORIZED");
+
+    let mut ws = connect(s.port, Some(&admin)).await;
+    next(&mut ws).await.expect("auth");
+    send(&mut ws, sub).await;
+    assert_eq!(
+        next(&mut ws).await.expect("ack")["type"],
+        "subscription_ack"
+    );
+    let batch = next(&mut ws).await.expect("batch");
+    assert_eq!(batch["rows"], json!([{"user_id": "carol", "role": "user"}]));
+    s.ok(&admin, "CREATE USER cid WITH PASSWORD 'cid-pass-1'")
+        .await;
+    let m = next(&mut ws).await.expect("insert");
+    assert_eq!(
+        (m["change_type"].as_str(), &m["rows"][0]["user_id"]),
+        (Some("insert"), &json!("cid"))
+    );
+    s.ok(&admin, "ALTER USER carol SET ROLE service").await;
+    let m = next(&mut ws).await.expect("update");
+    assert_eq!(
+        (
+            m["change_type"].as_str(),
+            &m["rows"][0]["role"],
+            &m["old_values"][0]["role"]
+        ),
+        (Some("update"), &json!("service"), &json!("user"))
+    );
+}
