@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use folddb_realtime::hub::Inbox;
+use folddb_realtime::session::Outgoing;
 use folddb_realtime::session::error;
 use folddb_realtime::{ClientMessage, Frame, Session, Wire};
 use futures::{SinkExt, StreamExt};
@@ -59,6 +60,24 @@ async fn send(tx: &mut Tx, wire: &Wire, msg: &Json) -> bool {
 async fn send_all(tx: &mut Tx, wire: &Wire, msgs: &[Json]) -> bool {
     for m in msgs {
         if !send(tx, wire, m).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// Sends session output: its own messages, and ones already encoded and shared.
+async fn send_out(tx: &mut Tx, wire: &Wire, msgs: &[Outgoing]) -> bool {
+    for m in msgs {
+        let frame = match m {
+            Outgoing::Json(j) => wire.encode(j),
+            Outgoing::Text(t) => wire.encode_text(t),
+        };
+        let frame = match frame {
+            Frame::Text(t) => Message::text(t),
+            Frame::Binary(b) => Message::binary(b),
+        };
+        if tx.send(frame).await.is_err() {
             return false;
         }
     }
@@ -221,7 +240,7 @@ pub async fn connection(
                     }
                     other => session.handle(&state.engine, other).await,
                 };
-                if !send_all(&mut tx, &wire, &replies).await {
+                if !send_out(&mut tx, &wire, &replies).await {
                     return;
                 }
             }
@@ -232,9 +251,10 @@ pub async fn connection(
                     tracing::info!(connection, missed, "catching up a connection that fell behind");
                     session.catch_up(&state.engine, missed).await
                 } else {
-                    session.on_changes(&set)
+                    // JSON connections share encodings; MessagePack ones encode their own.
+                    session.on_changes(&set, !wire.msgpack)
                 };
-                if !send_all(&mut tx, &wire, &replies).await {
+                if !send_out(&mut tx, &wire, &replies).await {
                     return;
                 }
             }

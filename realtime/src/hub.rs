@@ -17,10 +17,51 @@ use tokio::sync::{broadcast, mpsc};
 /// Change sets queued per connection before it counts as lagging.
 pub const CONNECTION_QUEUE: usize = 4096;
 
+/// The change messages one subscription gets from one change set, encoded once and shared
+/// by every subscription that gets the same bytes: the same subscription id and SQL, for the
+/// same user and role. Each entry is the row's key, whether the row is in the view after
+/// it, and the message's JSON text.
+pub type Encoded = Result<Vec<(String, bool, Arc<str>)>, String>;
+
+/// Who gets the same bytes from a change set: subscription id, user, role, SQL.
+pub type EncodingKey = (String, String, &'static str, String);
+
+/// One change set on its way to the connections it concerns, with the encodings they share.
+#[derive(Debug)]
+pub struct Delivery {
+    pub set: Arc<ChangeSet>,
+    encoded: Mutex<HashMap<EncodingKey, Arc<Encoded>>>,
+}
+
+impl Delivery {
+    pub fn new(set: Arc<ChangeSet>) -> Delivery {
+        Delivery {
+            set,
+            encoded: Mutex::default(),
+        }
+    }
+
+    /// The encoding for `key`, computed by the first connection that asks.
+    pub fn shared(&self, key: EncodingKey, encode: impl FnOnce() -> Encoded) -> Arc<Encoded> {
+        let mut cache = self.encoded.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(key)
+            .or_insert_with(|| Arc::new(encode()))
+            .clone()
+    }
+}
+
+impl std::ops::Deref for Delivery {
+    type Target = ChangeSet;
+    fn deref(&self) -> &ChangeSet {
+        &self.set
+    }
+}
+
 /// A connection's end of the hub.
 #[derive(Debug)]
 pub struct Inbox {
-    pub changes: mpsc::Receiver<Arc<ChangeSet>>,
+    pub changes: mpsc::Receiver<Arc<Delivery>>,
     /// Change sets dropped because the queue was full (or the dispatcher lagged); the
     /// connection takes and reports them.
     pub missed: Arc<AtomicU64>,
@@ -33,7 +74,7 @@ type Watch = (Pair, Option<Guard>);
 
 #[derive(Debug)]
 struct Outlet {
-    tx: mpsc::Sender<Arc<ChangeSet>>,
+    tx: mpsc::Sender<Arc<Delivery>>,
     missed: Arc<AtomicU64>,
     /// What the connection watches → how many of its subscriptions watch it.
     watching: HashMap<Watch, usize>,
@@ -203,6 +244,7 @@ impl Hub {
     /// Hands one change set to every connection watching a row it changed.
     pub fn dispatch(&self, set: &Arc<ChangeSet>) {
         let inner = self.lock();
+        let delivery = Arc::new(Delivery::new(set.clone()));
         let mut targets = HashSet::new();
         let mut last: Option<(TableId, &str, Option<&Watchers>)> = None;
         for e in &set.events {
@@ -220,7 +262,7 @@ impl Hub {
         }
         for c in targets {
             if let Some(outlet) = inner.connections.get(&c)
-                && outlet.tx.try_send(set.clone()).is_err()
+                && outlet.tx.try_send(delivery.clone()).is_err()
             {
                 outlet.missed.fetch_add(1, Ordering::Relaxed);
             }
@@ -375,5 +417,22 @@ mod tests {
         hub.unwatch(2, TableId(7), "", Some(&room("b")));
         hub.unwatch(3, TableId(7), "", None);
         assert!(hub.lock().index.is_empty());
+    }
+
+    #[test]
+    fn a_delivery_encodes_once_per_key() {
+        let d = Delivery::new(set(1, 7, ""));
+        let calls = std::cell::Cell::new(0);
+        let key = |id: &str| (id.to_owned(), "u".to_owned(), "user", "SELECT".to_owned());
+        let encode = || {
+            calls.set(calls.get() + 1);
+            Ok(vec![("1".to_owned(), true, Arc::from("{}"))])
+        };
+        let a = d.shared(key("s"), encode);
+        let b = d.shared(key("s"), encode);
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(calls.get(), 1);
+        d.shared(key("t"), encode);
+        assert_eq!(calls.get(), 2);
     }
 }

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use folddb_materializer::{ChangeSet, EventFold};
+use folddb_materializer::EventFold;
 use folddb_query::live::{
     LiveQuery, Notification, RowObject, SYSTEM_TABLE, SnapshotRow, SystemLive,
 };
@@ -18,7 +18,7 @@ use folddb_query::{Caller, Engine};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
-use crate::hub::{Hub, Inbox};
+use crate::hub::{Delivery, Encoded, Hub, Inbox};
 use crate::registry::{Registration, Registry};
 
 /// Default rows per initial batch (API.md 2.3).
@@ -83,6 +83,24 @@ impl ClientMessage {
     }
 }
 
+/// A message to send: built for this connection, or shared with others already encoded
+/// as JSON text (see [`crate::hub::Delivery`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outgoing {
+    Json(Json),
+    Text(Arc<str>),
+}
+
+impl From<Json> for Outgoing {
+    fn from(j: Json) -> Outgoing {
+        Outgoing::Json(j)
+    }
+}
+
+fn outgoing(msgs: Vec<Json>) -> Vec<Outgoing> {
+    msgs.into_iter().map(Outgoing::Json).collect()
+}
+
 /// An `error` message (API.md 2.4).
 pub fn error(subscription_id: &str, code: &str, message: &str) -> Json {
     json!({"type": "error", "subscription_id": subscription_id, "code": code, "message": message})
@@ -96,7 +114,10 @@ struct Sub {
     batch_size: usize,
     batch_num: u64,
     /// Changes that arrived while the initial data was still being paged.
-    waiting: Vec<Json>,
+    waiting: Vec<Outgoing>,
+    /// The subscription's SQL: with the id, user and role, what makes two subscriptions
+    /// get the same bytes.
+    sql: String,
     /// Change sets at or below this index are in the initial data.
     read_at: u64,
     /// The version of each row the initial data read (cleared once past `read_until`).
@@ -204,16 +225,19 @@ impl Session {
     }
 
     /// Handles a message other than `authenticate`; returns the messages to send.
-    pub async fn handle(&mut self, engine: &Engine, msg: ClientMessage) -> Vec<Json> {
+    pub async fn handle(&mut self, engine: &Engine, msg: ClientMessage) -> Vec<Outgoing> {
         match msg {
             ClientMessage::Authenticate { .. } | ClientMessage::Ping => Vec::new(),
             ClientMessage::Subscribe { subscription } => {
                 let Some(caller) = self.caller.clone() else {
-                    return vec![error(
-                        "subscribe",
-                        "AUTH_REQUIRED",
-                        "Authenticate before subscribing",
-                    )];
+                    return vec![
+                        error(
+                            "subscribe",
+                            "AUTH_REQUIRED",
+                            "Authenticate before subscribing",
+                        )
+                        .into(),
+                    ];
                 };
                 self.subscribe(engine, &caller, subscription).await
             }
@@ -235,37 +259,38 @@ impl Session {
         engine: &Engine,
         caller: &Caller,
         req: SubscriptionRequest,
-    ) -> Vec<Json> {
+    ) -> Vec<Outgoing> {
         let id = req.id.trim().to_owned();
         if id.is_empty() {
-            return vec![error(
+            return outgoing(vec![error(
                 "invalid_subscription",
                 "INVALID_SUBSCRIPTION_ID",
                 "Subscription id must not be blank",
-            )];
+            )]);
         }
         if self.subs.contains_key(&id) || self.systems.contains_key(&id) {
-            return vec![error(
+            return outgoing(vec![error(
                 &id,
                 "INVALID_SUBSCRIPTION_ID",
                 "A subscription with this id already exists on this connection",
-            )];
+            )]);
         }
         if self.subs.len() + self.systems.len() >= MAX_SUBSCRIPTIONS_PER_CONNECTION {
-            return vec![error(
+            return outgoing(vec![error(
                 &id,
                 "UNSUPPORTED",
                 "Too many subscriptions on this connection",
-            )];
+            )]);
         }
         let query = match engine.plan_live(caller, &req.sql) {
             Ok(q) => q,
             Err(e) if e.code == SYSTEM_TABLE => {
-                return self
-                    .subscribe_system(engine, caller, id, req, &e.message)
-                    .await;
+                return outgoing(
+                    self.subscribe_system(engine, caller, id, req, &e.message)
+                        .await,
+                );
             }
-            Err(e) => return vec![error(&id, e.code, &e.message)],
+            Err(e) => return outgoing(vec![error(&id, e.code, &e.message)]),
         };
         let schema = query.schema_info();
         let options_json = req.options.as_ref().map_or_else(
@@ -287,7 +312,7 @@ impl Session {
             },
         ) {
             Ok(l) => l,
-            Err(m) => return vec![error(&id, "SUBSCRIPTION_LIMIT_EXCEEDED", &m)],
+            Err(m) => return outgoing(vec![error(&id, "SUBSCRIPTION_LIMIT_EXCEEDED", &m)]),
         };
         // Watch before reading: every change applied after `read_at` reaches this inbox.
         self.hub
@@ -300,6 +325,7 @@ impl Session {
             batch_size: DEFAULT_BATCH_SIZE,
             batch_num: 0,
             waiting: Vec::new(),
+            sql: req.sql.clone(),
             read_at,
             seen: HashMap::new(),
             read_until: read_at,
@@ -309,11 +335,11 @@ impl Session {
         let Some(options) = req.options else {
             // No options: no initial data, live changes from now on.
             self.subs.insert(id.clone(), sub);
-            return vec![
+            return outgoing(vec![
                 json!({"type": "subscription_ack", "subscription_id": id, "total_rows": 0,
                 "batch_control": {"batch_num": 0, "has_more": false, "status": "ready", "last_seq_id": null},
                 "schema": schema}),
-            ];
+            ]);
         };
         sub.batch_size = options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE).max(1);
         let refuse = |sub: Sub, code: &str, message: &str| {
@@ -324,7 +350,7 @@ impl Session {
                 &sub.query.scope,
                 sub.query.guard(),
             );
-            vec![error(&id, code, message)]
+            outgoing(vec![error(&id, code, message)])
         };
         if options.last_rows.is_some_and(|n| n > sub.batch_size) {
             return refuse(sub, "UNSUPPORTED", "last_rows must not exceed batch_size");
@@ -357,23 +383,30 @@ impl Session {
         sub.held = rows.iter().map(|r| r.key.clone()).collect();
         sub.waiting = departed
             .into_iter()
-            .map(|r| change(&id, Notification::Delete(r.row)))
+            .map(|r| change(&id, Notification::Delete(r.row)).into())
             .collect();
         sub.pending = rows.into();
         let first = next_batch(&id, &mut sub);
-        let control = first
-            .first()
-            .map_or(Json::Null, |b| b["batch_control"].clone());
-        let mut out = vec![json!({"type": "subscription_ack", "subscription_id": id,
-            "total_rows": 0, "batch_control": control, "schema": schema})];
+        let control = match first.first() {
+            Some(Outgoing::Json(b)) => b["batch_control"].clone(),
+            _ => Json::Null,
+        };
+        let mut out = vec![Outgoing::Json(
+            json!({"type": "subscription_ack", "subscription_id": id,
+            "total_rows": 0, "batch_control": control, "schema": schema}),
+        )];
         out.extend(first);
         self.subs.insert(id, sub);
         out
     }
 
-    /// The change messages one applied entry gives this connection's subscriptions.
-    pub fn on_changes(&mut self, set: &ChangeSet) -> Vec<Json> {
+    /// The change messages one applied entry gives this connection's subscriptions. With
+    /// `share`, a subscription past its hand-off takes its messages from `delivery`'s shared
+    /// encodings (computing them if it is the first).
+    pub fn on_changes(&mut self, delivery: &Delivery, share: bool) -> Vec<Outgoing> {
+        let set = &delivery.set;
         let mut out = Vec::new();
+        let caller = self.caller.as_ref();
         for (id, sub) in self.subs.iter_mut() {
             if set.index.0 <= sub.read_at {
                 continue;
@@ -381,25 +414,43 @@ impl Session {
             if let Some(seq) = sub.query.newest_seq(&set.events) {
                 sub.cursor = sub.cursor.max(seq);
             }
-            let seen = &sub.seen;
-            let notes = sub.query.notify_unseen(&set.events, |key, seq| {
-                seen.get(key).is_some_and(|&s| seq <= s)
-            });
+            // Past the versions the initial data read, nothing is skipped.
             if set.index.0 > sub.read_until && !sub.seen.is_empty() {
                 sub.seen = HashMap::new();
             }
-            let msgs: Vec<Json> = match notes {
-                Ok(notes) => notes
+            let encode = |sub: &Sub| -> Encoded {
+                let seen = &sub.seen;
+                let notes = sub.query.notify_unseen(&set.events, |key, seq| {
+                    seen.get(key).is_some_and(|&s| seq <= s)
+                })?;
+                Ok(notes
                     .into_iter()
                     .map(|(key, n)| {
-                        match &n {
-                            Notification::Delete(_) => sub.held.remove(&key),
-                            _ => sub.held.insert(key),
-                        };
-                        change(id, n)
+                        let present = !matches!(n, Notification::Delete(_));
+                        (key, present, Arc::from(change(id, n).to_string()))
+                    })
+                    .collect())
+            };
+            let encoded = match caller {
+                Some(c) if share && sub.seen.is_empty() => delivery.shared(
+                    (id.clone(), c.user.clone(), c.role.name(), sub.sql.clone()),
+                    || encode(sub),
+                ),
+                _ => Arc::new(encode(sub)),
+            };
+            let msgs: Vec<Outgoing> = match encoded.as_ref() {
+                Ok(entries) => entries
+                    .iter()
+                    .map(|(key, present, text)| {
+                        if *present {
+                            sub.held.insert(key.clone());
+                        } else {
+                            sub.held.remove(key);
+                        }
+                        Outgoing::Text(text.clone())
                     })
                     .collect(),
-                Err(e) => vec![error(id, "CONVERSION_ERROR", &e)],
+                Err(e) => vec![error(id, "CONVERSION_ERROR", e).into()],
             };
             sub.deliver(&self.registry, msgs, &mut out);
         }
@@ -413,7 +464,7 @@ impl Session {
     /// deletes — and then tails again. One too far behind (more than the catch-up limit)
     /// gets an explicit error instead and is closed; the client resumes with
     /// `options.from`. Nothing is dropped silently.
-    pub async fn catch_up(&mut self, engine: &Engine, missed: u64) -> Vec<Json> {
+    pub async fn catch_up(&mut self, engine: &Engine, missed: u64) -> Vec<Outgoing> {
         let Some(caller) = self.caller.clone() else {
             return Vec::new();
         };
@@ -446,7 +497,7 @@ impl Session {
                         ),
                     };
                     self.drop_sub(&id);
-                    out.push(error(&id, "SUBSCRIPTION_FAILED", &msg));
+                    out.push(error(&id, "SUBSCRIPTION_FAILED", &msg).into());
                     continue;
                 }
             };
@@ -471,7 +522,7 @@ impl Session {
                     }
                     (false, false) => continue,
                 };
-                msgs.push(change(&id, note));
+                msgs.push(change(&id, note).into());
             }
             if !sub.pending.is_empty() {
                 // Still paging its initial data: what it was waiting to send is covered.
@@ -612,7 +663,7 @@ impl Session {
 
 impl Sub {
     /// Counts `msgs` as delivered and sends them, or holds them while initial data pages.
-    fn deliver(&mut self, registry: &Registry, msgs: Vec<Json>, out: &mut Vec<Json>) {
+    fn deliver(&mut self, registry: &Registry, msgs: Vec<Outgoing>, out: &mut Vec<Outgoing>) {
         if !msgs.is_empty() {
             registry.delivered(&self.live_id, msgs.len() as u64);
         }
@@ -644,7 +695,7 @@ fn applied(engine: &Engine) -> u64 {
 }
 
 /// The next `initial_data_batch` (and, after the last one, the changes held meanwhile).
-fn next_batch(id: &str, sub: &mut Sub) -> Vec<Json> {
+fn next_batch(id: &str, sub: &mut Sub) -> Vec<Outgoing> {
     let n = sub.batch_size.min(sub.pending.len());
     let rows: Vec<SnapshotRow> = sub.pending.drain(..n).collect();
     let has_more = !sub.pending.is_empty();
@@ -659,7 +710,7 @@ fn next_batch(id: &str, sub: &mut Sub) -> Vec<Json> {
         "batch_control": {"batch_num": sub.batch_num, "has_more": has_more, "status": status,
                           "last_seq_id": last_seq}});
     sub.batch_num += 1;
-    let mut out = vec![msg];
+    let mut out = vec![Outgoing::Json(msg)];
     if !has_more {
         out.append(&mut sub.waiting);
     }
@@ -677,6 +728,3 @@ fn change(id: &str, n: Notification) -> Json {
             "change_type": "delete", "old_values": [old]}),
     }
 }
-
-/// Shares one change set between the connections that receive it.
-pub type SharedChangeSet = Arc<ChangeSet>;

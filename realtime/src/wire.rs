@@ -51,27 +51,37 @@ impl Wire {
 
     /// A server message as the frame to send.
     pub fn encode(&self, msg: &Json) -> Frame {
-        let bytes = if self.msgpack {
-            match rmp_serde::to_vec_named(msg) {
-                Ok(b) => b,
-                // A JSON value always encodes; should it not, the client still gets it.
-                Err(_) => return Frame::Text(msg.to_string()),
-            }
-        } else {
-            msg.to_string().into_bytes()
-        };
-        if self.gzip
-            && bytes.len() >= GZIP_THRESHOLD
-            && let Some(z) = gzip(&bytes)
-            && z.len() < bytes.len()
-        {
-            return Frame::Binary(z);
+        if !self.msgpack {
+            return self.encode_text(&msg.to_string());
         }
-        match (self.msgpack, String::from_utf8(bytes)) {
-            (false, Ok(text)) => Frame::Text(text),
-            (true, Ok(text)) => Frame::Binary(text.into_bytes()),
-            (_, Err(e)) => Frame::Binary(e.into_bytes()),
+        match rmp_serde::to_vec_named(msg) {
+            Ok(b) => Frame::Binary(self.squeeze(&b).unwrap_or(b)),
+            // A JSON value always encodes; should it not, the client still gets it.
+            Err(_) => Frame::Text(msg.to_string()),
         }
+    }
+
+    /// A server message already encoded as JSON text (shared between connections).
+    pub fn encode_text(&self, text: &str) -> Frame {
+        if self.msgpack {
+            return match serde_json::from_str::<Json>(text) {
+                Ok(j) => self.encode(&j),
+                Err(_) => Frame::Text(text.to_owned()),
+            };
+        }
+        match self.squeeze(text.as_bytes()) {
+            Some(z) => Frame::Binary(z),
+            None => Frame::Text(text.to_owned()),
+        }
+    }
+
+    /// `bytes` gzip'ed, when compression is on, they are long enough and it makes them
+    /// smaller.
+    fn squeeze(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        if !self.gzip || bytes.len() < GZIP_THRESHOLD {
+            return None;
+        }
+        gzip(bytes).filter(|z| z.len() < bytes.len())
     }
 
     /// A binary client frame: MessagePack (maybe gzip'ed) on a msgpack connection. The
