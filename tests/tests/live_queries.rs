@@ -278,7 +278,7 @@ async fn sixty_subscribers_converge_on_what_eight_writers_wrote() {
         " WHERE n = 3 AND id >= 0",
     ];
     let mut conns = Vec::new();
-    for c in 0..10 {
+    for _ in 0..10 {
         let mut ws = connect(s.port, Some(&admin)).await;
         assert_eq!(next(&mut ws).await.expect("auth")["type"], "auth_success");
         let mut subs = Vec::new();
