@@ -12,6 +12,7 @@
 //! Dependencies: `folddb-materializer` only; it never writes RocksDB and never sees
 //! `cluster`: it proposes through [`folddb_materializer::Propose`].
 
+pub mod cold;
 pub mod convert;
 pub mod dialect;
 pub mod engine;
