@@ -202,6 +202,12 @@ impl Session {
             return Some(());
         }
         let sub = self.subs.remove(id)?;
+        self.release(&sub);
+        Some(())
+    }
+
+    /// Takes subscription `sub` out of the registry and the hub.
+    fn release(&self, sub: &Sub) {
         self.registry.unregister(&sub.live_id);
         self.hub.unwatch(
             self.connection,
@@ -209,7 +215,6 @@ impl Session {
             &sub.query.scope,
             sub.query.guard(),
         );
-        Some(())
     }
 
     pub fn caller(&self) -> Option<&Caller> {
@@ -343,13 +348,7 @@ impl Session {
         };
         sub.batch_size = options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE).max(1);
         let refuse = |sub: Sub, code: &str, message: &str| {
-            self.registry.unregister(&sub.live_id);
-            self.hub.unwatch(
-                self.connection,
-                sub.query.def.id,
-                &sub.query.scope,
-                sub.query.guard(),
-            );
+            self.release(&sub);
             outgoing(vec![error(&id, code, message)])
         };
         if options.last_rows.is_some_and(|n| n > sub.batch_size) {
@@ -411,9 +410,11 @@ impl Session {
             if set.index.0 <= sub.read_at {
                 continue;
             }
-            if let Some(seq) = sub.query.newest_seq(&set.events) {
-                sub.cursor = sub.cursor.max(seq);
-            }
+            // A set without rows of this subscription's table and owner tells it nothing.
+            let Some(seq) = sub.query.newest_seq(&set.events) else {
+                continue;
+            };
+            sub.cursor = sub.cursor.max(seq);
             // Past the versions the initial data read, nothing is skipped.
             if set.index.0 > sub.read_until && !sub.seen.is_empty() {
                 sub.seen = HashMap::new();
