@@ -15,6 +15,26 @@ pub struct Config {
     pub server: ServerConfig,
     pub auth: AuthConfig,
     pub live: LiveConfig,
+    pub storage: StorageConfig,
+}
+
+/// The cold tier and its background jobs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// How often tables' FLUSH_POLICY is checked, in seconds. Default 60.
+    pub flush_check_interval_seconds: u64,
+    /// How often STREAM tables are checked for rows past their TTL, in seconds. Default 60.
+    pub stream_eviction_interval_seconds: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> StorageConfig {
+        StorageConfig {
+            flush_check_interval_seconds: 60,
+            stream_eviction_interval_seconds: 60,
+        }
+    }
 }
 
 /// Live queries over `/v1/ws`.
@@ -184,6 +204,12 @@ impl Config {
         if let Some(v) = parse_env("FOLDDB_LIVE_MAX_MESSAGES_PER_SEC")? {
             config.live.max_messages_per_sec = v;
         }
+        if let Some(v) = parse_env("FOLDDB_FLUSH_CHECK_INTERVAL_SECONDS")? {
+            config.storage.flush_check_interval_seconds = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_STREAM_EVICTION_INTERVAL_SECONDS")? {
+            config.storage.stream_eviction_interval_seconds = v;
+        }
         if let Some(v) = parse_env("FOLDDB_ALLOW_REMOTE_SETUP")? {
             config.auth.allow_remote_setup = v;
         }
@@ -209,6 +235,11 @@ impl Config {
                 "auth.bcrypt_cost must be 4..=31, got {}",
                 self.auth.bcrypt_cost
             );
+        }
+        if self.storage.flush_check_interval_seconds == 0
+            || self.storage.stream_eviction_interval_seconds == 0
+        {
+            bail!("storage intervals must be at least 1 second");
         }
         if self.live.connection_queue == 0 {
             bail!("live.connection_queue must be at least 1");

@@ -24,6 +24,20 @@ pub enum LogCommand {
     /// Check every frame. Exits 1 on corruption, naming segment and byte offset; a torn tail
     /// (what a crash leaves, discarded on the next open) is reported and exits 0.
     Verify { dir: PathBuf },
+    /// Rebuild a data directory from a log alone: copy the log (up to `--to-index`) into
+    /// `INTO/log`, and fold it into a new hot tier (`INTO/rocksdb`) and cold tier
+    /// (`INTO/storage`). `folddb serve --data-dir INTO` then answers as the original did at
+    /// that index.
+    Replay {
+        /// The log directory (`data/log`), or the data directory holding it.
+        dir: PathBuf,
+        /// The new data directory: must not exist, or be empty.
+        #[arg(long)]
+        into: PathBuf,
+        /// The last entry to replay (default: the whole log).
+        #[arg(long)]
+        to_index: Option<u64>,
+    },
     /// One JSON line per entry: index, term, payload length.
     Dump {
         dir: PathBuf,
@@ -41,6 +55,11 @@ pub fn run(cmd: LogCommand) -> anyhow::Result<ExitCode> {
         LogCommand::Inspect { dir } => inspect(&dir),
         LogCommand::Verify { dir } => verify(&dir),
         LogCommand::Dump { dir, from, limit } => dump(&dir, from, limit),
+        LogCommand::Replay {
+            dir,
+            into,
+            to_index,
+        } => replay(&dir, &into, to_index),
     }
 }
 
@@ -184,5 +203,77 @@ fn dump(dir: &Path, from: Option<u64>, limit: Option<usize>) -> anyhow::Result<E
         eprintln!("CORRUPT: {err} (frames from that offset on were not printed)");
         return Ok(ExitCode::FAILURE);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Draws `done` of `total` as a bar on stderr, in place.
+fn progress_bar(done: u64, total: u64, started: std::time::Instant) {
+    use std::io::Write;
+    const WIDTH: u64 = 40;
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH) as usize;
+    let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    let mut err = std::io::stderr().lock();
+    let _ = write!(
+        err,
+        "\r[{}{}] {done}/{total} entries ({rate:.0}/s)",
+        "#".repeat(filled),
+        "-".repeat(WIDTH as usize - filled),
+    );
+    let _ = err.flush();
+}
+
+fn replay(dir: &Path, into: &Path, to_index: Option<u64>) -> anyhow::Result<ExitCode> {
+    use folddb_materializer::{EventFold, HotStore};
+    use folddb_query::cold::ColdStore;
+    let source = if dir.join("log").is_dir() {
+        dir.join("log")
+    } else {
+        dir.to_path_buf()
+    };
+    anyhow::ensure!(
+        source.is_dir(),
+        "{} is not a log directory",
+        source.display()
+    );
+    if into.exists() {
+        let empty = std::fs::read_dir(into)
+            .with_context(|| format!("reading {}", into.display()))?
+            .next()
+            .is_none();
+        anyhow::ensure!(empty, "{} exists and is not empty", into.display());
+    }
+    let log_dir = into.join("log");
+    std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
+    for entry in
+        std::fs::read_dir(&source).with_context(|| format!("reading {}", source.display()))?
+    {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), log_dir.join(entry.file_name()))
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    if let Some(n) = to_index {
+        let log = folddb_log::Log::open(&log_dir, folddb_log::LogConfig::default())
+            .with_context(|| format!("opening {}", log_dir.display()))?;
+        if log.last_index().is_some_and(|last| last.0 > n) {
+            log.truncate(LogIndex(n + 1))
+                .with_context(|| format!("cutting the copy after index {n}"))?;
+        }
+    }
+    let store = HotStore::open(into.join("rocksdb"))?;
+    let fold = EventFold::new(std::sync::Arc::new(ColdStore::new(into.join("storage"))));
+    let started = std::time::Instant::now();
+    let applied =
+        folddb_cluster::replay::replay(&log_dir, to_index, &store, &fold, |done, total| {
+            progress_bar(done, total, started)
+        })?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!();
+    println!(
+        "replayed {applied} entries into {} in {secs:.2} s ({:.0} entries/s)",
+        into.display(),
+        applied as f64 / secs.max(1e-9)
+    );
     Ok(ExitCode::SUCCESS)
 }

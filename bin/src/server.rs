@@ -6,13 +6,14 @@
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes_util::collect_limited;
 use folddb_cluster::Node;
 use folddb_log::LogConfig;
 use folddb_materializer::{EventFold, Op, Role, UserDef, catalog};
+use folddb_query::cold::ColdStore;
 use folddb_query::{Caller, Engine, ErrorCode, SqlError, SqlRequest};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
@@ -92,6 +93,26 @@ fn is_local(peer: Option<SocketAddr>) -> bool {
     })
 }
 
+/// Queues the background jobs that come due: flushes by FLUSH_POLICY, STREAM evictions.
+async fn run_scheduler(state: Arc<State>, config: crate::config::StorageConfig) {
+    let flush_every = config.flush_check_interval_seconds.max(1);
+    let evict_every = config.stream_eviction_interval_seconds.max(1);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seconds = 0u64;
+    loop {
+        tick.tick().await;
+        seconds += 1;
+        let (flush, evict) = (seconds % flush_every == 0, seconds % evict_every == 0);
+        if !(flush || evict) {
+            continue;
+        }
+        if let Err(e) = state.engine.schedule_due_jobs(flush, evict) {
+            tracing::warn!(error = %e.message, "scheduling background jobs failed");
+        }
+    }
+}
+
 /// Runs the server until SIGINT / SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(&args)?;
@@ -101,12 +122,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.server.data_dir)
         .with_context(|| format!("creating {}", config.server.data_dir.display()))?;
     let listen = config.server.listen;
+    let cold = Arc::new(ColdStore::new(config.server.data_dir.join("storage")));
+    let fold = EventFold::new(cold.clone());
     let node = Node::start_single(
         u64::from(config.server.node_id),
         &listen.to_string(),
         &config.server.data_dir,
         LogConfig::default(),
-        Arc::new(EventFold),
+        Arc::new(fold.clone()),
     )
     .await
     .context("starting the raft node")?;
@@ -125,6 +148,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..Default::default()
     })
     .with_live(live.clone())
+    .with_cold(cold, fold)
     .with_ws_url(format!("ws://{listen}/v1/ws"));
     let auth = Auth::new(config.auth.clone());
     auth::bootstrap(&engine, &auth).await?;
@@ -145,6 +169,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listen,
         live_config: config.live.clone(),
     });
+    tokio::spawn(run_scheduler(state.clone(), config.storage.clone()));
     let routes = warp::any()
         .and(warp::method())
         .and(warp::path::full())

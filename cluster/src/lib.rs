@@ -13,6 +13,7 @@ pub mod error;
 mod log_store;
 mod node;
 mod proposer;
+pub mod replay;
 mod state_machine;
 mod types;
 

@@ -98,9 +98,15 @@ async fn applied_row_changes_are_published_in_log_order() {
     };
 
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start_single(1, "127.0.0.1:0", dir.path(), config(), Arc::new(EventFold))
-        .await
-        .unwrap();
+    let node = Node::start_single(
+        1,
+        "127.0.0.1:0",
+        dir.path(),
+        config(),
+        Arc::new(EventFold::default()),
+    )
+    .await
+    .unwrap();
     let mut feed = node.changes();
     let propose = |ops: Vec<Op>| {
         let entry = encode_entry(&[Event {

@@ -31,6 +31,34 @@ pub const MEMBERSHIP_KEY: &[u8] = b"raft_membership";
 
 type Membership = StoredMembership<u64, BasicNode>;
 
+/// Folds one raft entry into `store` (a normal entry through `fold`; a membership entry
+/// as the membership), atomically with the applied mark: what applying does, and what
+/// `folddb log replay` does with entries read from a log directory.
+pub fn apply_entry<F: Fold>(
+    store: &HotStore,
+    fold: &F,
+    e: &Entry<TypeConfig>,
+) -> Result<(CommandResult, LogIndex, Vec<folddb_materializer::RowEvent>)> {
+    let (index, term) = (LogIndex(e.log_id.index), Term(e.log_id.leader_id.term));
+    let mut changes = HotBatch::default();
+    let result = match &e.payload {
+        EntryPayload::Blank => CommandResult::default(),
+        EntryPayload::Normal(cmd) => CommandResult(fold.fold(store, index, &cmd.0, &mut changes)),
+        EntryPayload::Membership(m) => {
+            let stored = Membership::new(Some(e.log_id), m.clone());
+            changes.put(
+                Family::Meta,
+                MEMBERSHIP_KEY,
+                codec::encode_membership(&stored),
+            );
+            CommandResult::default()
+        }
+    };
+    let events = changes.take_events();
+    store.apply(index, term, changes)?;
+    Ok((result, index, events))
+}
+
 /// The last snapshot built or installed.
 type CurrentSnapshot = Arc<Mutex<Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>>>;
 
@@ -165,25 +193,7 @@ impl<F: Fold> RaftStateMachine<TypeConfig> for StateMachine<F> {
         blocking(move || {
             let mut results = Vec::with_capacity(entries.len());
             for e in entries {
-                let (index, term) = (LogIndex(e.log_id.index), Term(e.log_id.leader_id.term));
-                let mut changes = HotBatch::default();
-                let result = match &e.payload {
-                    EntryPayload::Blank => CommandResult::default(),
-                    EntryPayload::Normal(cmd) => {
-                        CommandResult(fold.fold(&store, index, &cmd.0, &mut changes))
-                    }
-                    EntryPayload::Membership(m) => {
-                        let stored = Membership::new(Some(e.log_id), m.clone());
-                        changes.put(
-                            Family::Meta,
-                            MEMBERSHIP_KEY,
-                            codec::encode_membership(&stored),
-                        );
-                        CommandResult::default()
-                    }
-                };
-                let events = changes.take_events();
-                store.apply(index, term, changes)?;
+                let (result, index, events) = apply_entry(&store, fold.as_ref(), &e)?;
                 if !events.is_empty() && feed.receiver_count() > 0 {
                     // Only receivers that exist now get it; none is an error.
                     let _ = feed.send(Arc::new(ChangeSet { index, events }));

@@ -275,6 +275,21 @@ const TABLE: &[u8] = b"t\0";
 const HISTORY: &[u8] = b"h\0";
 const USER: &[u8] = b"u\0";
 const AUDIT: &[u8] = b"a\0";
+const JOB: &[u8] = b"j\0";
+
+pub(crate) fn job_key(id: &str) -> Vec<u8> {
+    [JOB, id.as_bytes()].concat()
+}
+
+/// The record of job `id`, once its entry is applied.
+pub fn job(state: &dyn StateRead, id: &str) -> Result<Option<crate::cold::JobRecord>> {
+    get_decoded(state, &job_key(id), "a job")
+}
+
+/// Every finished job (flush, compaction, eviction), by id.
+pub fn jobs(state: &dyn StateRead) -> Result<Vec<crate::cold::JobRecord>> {
+    decode_all(state.scan_prefix(Family::Catalog, JOB)?, "a job")
+}
 
 pub(crate) fn audit_key(id: i64) -> Vec<u8> {
     [AUDIT, &id.to_be_bytes()].concat()

@@ -97,6 +97,14 @@ pub enum Op {
         ip: Option<String>,
         subject: Option<String>,
     },
+    /// Moves every hot row of the table (all owners) to the cold tier as Parquet segments,
+    /// recording job `job` (`materializer/FORMAT.md`, "Cold tier"). Not for STREAM tables.
+    Flush { table: TableId, job: String },
+    /// Merges the table's cold segments, dropping superseded versions and tombstones past
+    /// the table's `DELETED_RETENTION_HOURS` at the command's stamp.
+    Compact { table: TableId, job: String },
+    /// STREAM tables: physically removes the rows past `TTL_SECONDS` at the command's stamp.
+    EvictStream { table: TableId, job: String },
 }
 
 /// What one op did.

@@ -5,12 +5,14 @@
 //! predecessors in the entry left; a command whose precondition fails is rolled back to
 //! nothing and reported as [`Outcome::Rejected`], identically on every replica and replay.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use folddb_log::LogIndex;
 
-use crate::catalog::{self, NamespaceDef, Pending, StateRead, TableDef, TableId};
+use crate::catalog::{self, NamespaceDef, Pending, StateRead, TableDef, TableId, TableKind};
 use crate::codec;
+use crate::cold::{ColdTier, JobKind, JobRecord};
 use crate::event::{Command, Op, OpResult, Outcome, RowChange, decode_entry, encode_outcomes};
 use crate::fold::Fold;
 use crate::hot::{Family, HotBatch, HotStore};
@@ -28,9 +30,23 @@ const NEXT_TABLE_ID_KEY: &[u8] = b"next_table_id";
 /// cannot know the `_seq` its first write will get, only that it made it.
 pub const SEQ_OWN_WRITE: i64 = -1;
 
-/// The materializer's fold of event entries.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EventFold;
+/// How long tombstones are kept when a table does not say (API.md 4.2).
+const DEFAULT_DELETED_RETENTION_HOURS: u64 = 168;
+
+/// The materializer's fold of event entries, with the cold tier it flushes to (none: flush
+/// and compaction are refused, and rows are only ever hot).
+#[derive(Clone, Default)]
+pub struct EventFold {
+    cold: Option<Arc<dyn ColdTier>>,
+}
+
+impl std::fmt::Debug for EventFold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventFold")
+            .field("cold", &self.cold.is_some())
+            .finish()
+    }
+}
 
 /// Why one op could not be applied: a precondition (reported to the client) or the store
 /// failing underneath (reported too; the entry is then a no-op on this replica).
@@ -38,6 +54,10 @@ type OpError = String;
 
 struct Ctx<'a> {
     store: &'a HotStore,
+    cold: Option<&'a dyn ColdTier>,
+    /// The entry being folded; 0 for a transaction's preview, which never touches the cold
+    /// tier.
+    index: LogIndex,
     batch: &'a mut HotBatch,
     clock: SeqClock,
     stamp_ms: u64,
@@ -72,6 +92,16 @@ fn read_u64(bytes: Option<Vec<u8>>) -> Option<u64> {
 }
 
 impl EventFold {
+    /// The fold with cold tier `cold`.
+    pub fn new(cold: Arc<dyn ColdTier>) -> EventFold {
+        EventFold { cold: Some(cold) }
+    }
+
+    /// The cold tier this fold flushes to.
+    pub fn cold(&self) -> Option<&Arc<dyn ColdTier>> {
+        self.cold.as_ref()
+    }
+
     /// The last `_seq` assigned by the entries `store` has applied: every row version it
     /// holds has this `_seq` or a lower one.
     pub fn last_seq(store: &HotStore) -> crate::Result<Option<i64>> {
@@ -104,6 +134,8 @@ impl Fold for EventFold {
         let mut written = HashSet::new();
         let mut ctx = Ctx {
             store,
+            cold: self.cold.as_deref(),
+            index,
             batch: changes,
             clock: SeqClock::resume(last),
             stamp_ms: 0,
@@ -132,15 +164,17 @@ impl Fold for EventFold {
 /// [`SEQ_OWN_WRITE`], since the `_seq`s the preview assigned are not the ones the log will.
 #[derive(Debug, Clone)]
 pub struct Preview {
+    cold: Option<Arc<dyn ColdTier>>,
     batch: HotBatch,
     clock: SeqClock,
     written: HashSet<Vec<u8>>,
 }
 
 impl Preview {
-    pub fn new(store: &HotStore) -> crate::Result<Preview> {
+    pub fn new(store: &HotStore, fold: &EventFold) -> crate::Result<Preview> {
         let last = read_u64(store.get(Family::Meta, LAST_SEQ_KEY)?).map(|s| Seq(s as i64));
         Ok(Preview {
+            cold: fold.cold.clone(),
             batch: HotBatch::default(),
             clock: SeqClock::resume(last),
             written: HashSet::new(),
@@ -152,6 +186,8 @@ impl Preview {
     pub fn apply(&mut self, store: &HotStore, cmd: &Command) -> Outcome {
         let mut ctx = Ctx {
             store,
+            cold: self.cold.as_deref(),
+            index: LogIndex(0),
             batch: &mut self.batch,
             clock: self.clock,
             stamp_ms: 0,
@@ -373,7 +409,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                     None => Value::BigInt(seq),
                 };
                 let key = row_key(def.id, scope, &pk);
-                let existing_tombstone = match read_row(ctx, &key)? {
+                let existing_tombstone = match read_row(ctx, &def, scope, &pk, &key)? {
                     Some(existing) if !existing.deleted => {
                         let column = def.pk_column().map_or("_seq", |c| c.name.as_str());
                         return Err(format!(
@@ -416,7 +452,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             } in rows
             {
                 let key = row_key(def.id, scope, pk);
-                let current = expect_current(ctx, &key, pk, *expected_seq)?;
+                let current = expect_current(ctx, &def, scope, &key, pk, *expected_seq)?;
                 let seq = ctx.next_seq();
                 let row = RowRef {
                     table: def.id,
@@ -441,7 +477,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             let mut result = OpResult::default();
             for (pk, expected_seq) in rows {
                 let key = row_key(def.id, scope, pk);
-                let current = expect_current(ctx, &key, pk, *expected_seq)?;
+                let current = expect_current(ctx, &def, scope, &key, pk, *expected_seq)?;
                 if def.has_soft_delete() {
                     let seq = ctx.next_seq();
                     let cells = current.cells.clone();
@@ -508,7 +544,181 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             );
             Ok(done(1))
         }
+        Op::Flush { table, job } => flush(ctx, *table, job),
+        Op::Compact { table, job } => compact(ctx, *table, job),
+        Op::EvictStream { table, job } => evict_stream(ctx, *table, job),
     }
+}
+
+/// Makes the hot tier durable up to the entry before this one, before the cold tier is
+/// changed for this one: after a crash, the hot tier then restarts at this entry or later,
+/// and no earlier entry is ever re-applied over a cold tier that is ahead of it.
+fn durable_before_cold(ctx: &Ctx<'_>) -> Result<(), OpError> {
+    ctx.store.flush().map_err(store_err)
+}
+
+/// The cold tier of a real fold (not a transaction's preview).
+fn cold_tier<'a>(ctx: &Ctx<'a>, what: &str) -> Result<&'a dyn ColdTier, OpError> {
+    match ctx.cold {
+        Some(cold) if ctx.index.0 > 0 => Ok(cold),
+        Some(_) => Err(format!("{what} cannot run inside a transaction")),
+        None => Err(format!("{what} needs a cold tier, and this node has none")),
+    }
+}
+
+fn record_job(ctx: &mut Ctx<'_>, job: JobRecord) -> OpResult {
+    let rows = job.rows;
+    ctx.batch.put(
+        Family::Catalog,
+        catalog::job_key(&job.id),
+        codec::encode(&job),
+    );
+    done(rows)
+}
+
+fn job(
+    ctx: &Ctx<'_>,
+    id: &str,
+    kind: JobKind,
+    def: &TableDef,
+    rows: u64,
+    message: String,
+) -> JobRecord {
+    JobRecord {
+        id: id.to_owned(),
+        kind,
+        target: def.qualified_name(),
+        completed: true,
+        message,
+        rows,
+        at_ms: ctx.stamp_ms,
+        index: ctx.index.0,
+    }
+}
+
+/// The owner part of a row key (see [`crate::row::scope_prefix`]).
+fn scope_of(key: &[u8]) -> Option<&str> {
+    let len = u16::from_be_bytes(key.get(8..10)?.try_into().ok()?) as usize;
+    std::str::from_utf8(key.get(10..10 + len)?).ok()
+}
+
+fn flush(ctx: &mut Ctx<'_>, table: TableId, id: &str) -> Result<OpResult, OpError> {
+    let def = table_by_id(ctx, table, 0)?;
+    if def.kind == TableKind::Stream {
+        return Err(format!(
+            "Table {} is a STREAM table: STREAM tables are never flushed",
+            def.qualified_name()
+        ));
+    }
+    let cold = cold_tier(ctx, "STORAGE FLUSH")?;
+    let rows = ctx
+        .state()
+        .scan_prefix(Family::Rows, &table_prefix(def.id))
+        .map_err(store_err)?;
+    let mut scopes: BTreeMap<String, Vec<(Vec<u8>, RowVersion)>> = BTreeMap::new();
+    for (key, bytes) in rows {
+        let scope = scope_of(&key)
+            .ok_or_else(|| {
+                store_err(crate::Error::Decode {
+                    what: "a row key",
+                    reason: "it has no owner part".into(),
+                })
+            })?
+            .to_owned();
+        let version = codec::decode::<RowVersion>(&bytes, "a row version").map_err(store_err)?;
+        scopes.entry(scope).or_default().push((key, version));
+    }
+    if scopes.is_empty() {
+        let message = format!(
+            "Storage flush skipped: no pending writes for table '{}'",
+            def.qualified_name()
+        );
+        let record = job(ctx, id, JobKind::Flush, &def, 0, message);
+        return Ok(record_job(ctx, record));
+    }
+    durable_before_cold(ctx)?;
+    let (mut flushed, mut bytes) = (0u64, 0u64);
+    let owners = scopes.len();
+    for (scope, rows) in scopes {
+        let (keys, versions): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
+        let report = cold
+            .flush(&def, &scope, ctx.index, versions)
+            .map_err(|e| format!("Storage flush of {} failed: {e}", def.qualified_name()))?;
+        flushed += keys.len() as u64;
+        bytes += report.bytes;
+        for key in keys {
+            ctx.batch.delete(Family::Rows, key);
+        }
+    }
+    let message = format!(
+        "Flushed {flushed} row(s) of {} for {owners} owner(s) ({bytes} bytes of Parquet)",
+        def.qualified_name()
+    );
+    let record = job(ctx, id, JobKind::Flush, &def, flushed, message);
+    Ok(record_job(ctx, record))
+}
+
+fn compact(ctx: &mut Ctx<'_>, table: TableId, id: &str) -> Result<OpResult, OpError> {
+    let def = table_by_id(ctx, table, 0)?;
+    if def.kind == TableKind::Stream {
+        return Err(format!(
+            "Table {} is a STREAM table: it has no cold segments to compact",
+            def.qualified_name()
+        ));
+    }
+    let cold = cold_tier(ctx, "STORAGE COMPACT")?;
+    let hours = def
+        .options
+        .deleted_retention_hours
+        .unwrap_or(DEFAULT_DELETED_RETENTION_HOURS);
+    let horizon = crate::seq::Seq::at_unix_ms(ctx.stamp_ms.saturating_sub(hours * 3_600_000)).0;
+    durable_before_cold(ctx)?;
+    let report = cold
+        .compact(&def, ctx.index, horizon)
+        .map_err(|e| format!("Storage compaction of {} failed: {e}", def.qualified_name()))?;
+    let message = format!(
+        "Compacted {}: {} segment(s) of {} row version(s) into {} of {}",
+        def.qualified_name(),
+        report.segments_before,
+        report.rows_before,
+        report.segments_after,
+        report.rows_after
+    );
+    let record = job(ctx, id, JobKind::Compact, &def, report.rows_after, message);
+    Ok(record_job(ctx, record))
+}
+
+fn evict_stream(ctx: &mut Ctx<'_>, table: TableId, id: &str) -> Result<OpResult, OpError> {
+    let def = table_by_id(ctx, table, 0)?;
+    let Some(ttl) = def
+        .options
+        .ttl_seconds
+        .filter(|_| def.kind == TableKind::Stream)
+    else {
+        return Err(format!(
+            "Table {} is not a STREAM table with a TTL",
+            def.qualified_name()
+        ));
+    };
+    let cutoff = crate::seq::Seq::at_unix_ms(ctx.stamp_ms.saturating_sub(ttl * 1000)).0;
+    let rows = ctx
+        .state()
+        .scan_prefix(Family::Rows, &table_prefix(def.id))
+        .map_err(store_err)?;
+    let mut evicted = 0u64;
+    for (key, bytes) in rows {
+        let version = codec::decode::<RowVersion>(&bytes, "a row version").map_err(store_err)?;
+        if version.seq < cutoff {
+            ctx.batch.delete(Family::Rows, key);
+            evicted += 1;
+        }
+    }
+    let message = format!(
+        "Evicted {evicted} expired row(s) of {}",
+        def.qualified_name()
+    );
+    let record = job(ctx, id, JobKind::StreamEviction, &def, evicted, message);
+    Ok(record_job(ctx, record))
 }
 
 /// Which row a version is written to.
@@ -564,6 +774,13 @@ fn put_table(ctx: &mut Ctx<'_>, def: &TableDef) {
 }
 
 fn drop_table(ctx: &mut Ctx<'_>, def: &TableDef) -> Result<(), OpError> {
+    if let Some(cold) = ctx.cold
+        && ctx.index.0 > 0
+    {
+        durable_before_cold(ctx)?;
+        cold.drop_table(def)
+            .map_err(|e| format!("cold storage error: {e}"))?;
+    }
     let state = ctx.state();
     let rows = state
         .scan_prefix(Family::Rows, &table_prefix(def.id))
@@ -615,21 +832,42 @@ fn table_by_id(ctx: &Ctx<'_>, id: TableId, schema_version: u32) -> Result<TableD
     Ok(def)
 }
 
-fn read_row(ctx: &Ctx<'_>, key: &[u8]) -> Result<Option<RowVersion>, OpError> {
-    ctx.batch
+/// The newest version of a row: the hot one, else the cold one (a hot version is always
+/// newer than any cold version of its key: flushing moves a key's newest version out of the
+/// hot tier, and every later write is newer still).
+fn read_row(
+    ctx: &Ctx<'_>,
+    def: &TableDef,
+    scope: &str,
+    pk: &Value,
+    key: &[u8],
+) -> Result<Option<RowVersion>, OpError> {
+    if let Some(bytes) = ctx
+        .batch
         .get(ctx.store, Family::Rows, key)
         .map_err(store_err)?
-        .map(|b| codec::decode::<RowVersion>(&b, "a row version").map_err(store_err))
-        .transpose()
+    {
+        return codec::decode::<RowVersion>(&bytes, "a row version")
+            .map(Some)
+            .map_err(store_err);
+    }
+    match ctx.cold {
+        Some(cold) if def.kind != TableKind::Stream => cold
+            .get(def, scope, pk)
+            .map_err(|e| format!("cold storage error: {e}")),
+        _ => Ok(None),
+    }
 }
 
 fn expect_current(
     ctx: &Ctx<'_>,
+    def: &TableDef,
+    scope: &str,
     key: &[u8],
     pk: &Value,
     expected_seq: i64,
 ) -> Result<RowVersion, OpError> {
-    match read_row(ctx, key)? {
+    match read_row(ctx, def, scope, pk, key)? {
         Some(row)
             if !row.deleted
                 && (row.seq == expected_seq
@@ -685,7 +923,7 @@ mod tests {
         for (i, e) in entries.iter().enumerate() {
             let mut batch = HotBatch::default();
             let index = LogIndex(i as u64 + 1);
-            let out = EventFold.fold(&store, index, &encode_entry(e), &mut batch);
+            let out = EventFold::default().fold(&store, index, &encode_entry(e), &mut batch);
             store.apply(index, Term(1), batch).expect("apply");
             outcomes.push(decode_outcomes(&out).expect("outcomes"));
         }
@@ -825,10 +1063,10 @@ mod tests {
         {
             let mut batch = HotBatch::default();
             let index = LogIndex(i as u64 + 1);
-            EventFold.fold(&store, index, &encode_entry(e), &mut batch);
+            EventFold::default().fold(&store, index, &encode_entry(e), &mut batch);
             store.apply(index, Term(1), batch).expect("apply");
         }
-        let mut preview = Preview::new(&store).expect("preview");
+        let mut preview = Preview::new(&store, &EventFold::default()).expect("preview");
         let key2 = row_key(TableId(1), "", &Value::BigInt(2));
         assert!(matches!(
             preview.apply(&store, &cmd(9, vec![insert(&[2])])),
@@ -866,7 +1104,7 @@ mod tests {
         let store = HotStore::open(dir.path()).expect("open");
         let fold = |i: u64, e: Vec<Command>| {
             let mut batch = HotBatch::default();
-            let out = EventFold.fold(&store, LogIndex(i), &encode_entry(&e), &mut batch);
+            let out = EventFold::default().fold(&store, LogIndex(i), &encode_entry(&e), &mut batch);
             let events = batch.take_events();
             store.apply(LogIndex(i), Term(1), batch).expect("apply");
             (decode_outcomes(&out).expect("outcomes"), events)

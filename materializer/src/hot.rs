@@ -344,6 +344,23 @@ impl HotStore {
         Ok(out)
     }
 
+    /// How many keys start with `prefix` (counted without reading values into memory).
+    pub fn count_prefix(&self, family: Family, prefix: &[u8]) -> Result<u64> {
+        let mut n = 0u64;
+        let iter = self.db.iterator_cf(
+            self.cf(family),
+            IteratorMode::From(prefix, Direction::Forward),
+        );
+        for item in iter {
+            let (k, _) = item.map_err(self.rocks("scan"))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Writes the memtables of every family out together, so that the current applied index
     /// survives a crash and replay can start after it.
     pub fn flush(&self) -> Result<()> {

@@ -4,15 +4,16 @@
 //! whose every write carries the applied index; the event schema ([`Command`], [`Op`],
 //! [`Outcome`]) and its versioned [`codec`]; the [`Propose`] trait through which `query`
 //! submits writes; [`EventFold`], which folds committed entries into the [`catalog`] and the
-//! [`row`] versions; `_seq` derivation ([`SeqClock`]); column types and cell values
-//! ([`DataType`], [`Value`]) with their API encodings. Coming with later issues: Parquet cold
-//! segments with their manifests, and stream-table storage. It is the only crate that opens RocksDB or writes
-//! Parquet.
+//! [`row`] versions, and drives the [`cold`] tier through [`ColdTier`] (whose Parquet
+//! implementation lives in `folddb-query`, next to the Arrow conversions); `_seq` derivation
+//! ([`SeqClock`]); column types and cell values ([`DataType`], [`Value`]) with their API
+//! encodings. It is the only crate that opens RocksDB.
 //!
 //! Dependencies: `folddb-log` only (see `DESIGN.md`, "Workspace").
 
 pub mod catalog;
 pub mod codec;
+pub mod cold;
 pub mod error;
 pub mod event;
 mod event_fold;
@@ -26,6 +27,7 @@ pub use catalog::{
     AccessLevel, AuditEntry, ColumnDef, DefaultExpr, NamespaceDef, Role, StateRead, TableDef,
     TableId, TableKind, TableOptions, UserDef,
 };
+pub use cold::{ColdTier, JobKind, JobRecord};
 pub use error::{Error, Result};
 pub use event::{Command, Op, OpResult, Outcome, Propose, ProposeError, ProposeFuture, RowChange};
 pub use event_fold::{EventFold, Preview, SEQ_OWN_WRITE};

@@ -1,29 +1,44 @@
 //! The cold tier's files (DESIGN.md "Storage layout", `materializer/FORMAT.md` "Cold tier"):
-//! per table — per user for USER tables — a directory of Parquet segments (`batch-N.parquet`,
-//! zstd) holding row versions in the table's schema (`_seq` and `_deleted` included, so
-//! tombstones can hide older cold versions), and a `manifest.json` that lists them with row
-//! counts, `_seq` ranges and per-column statistics. A file becomes part of the tier only
-//! when a manifest naming it is durable: segments and manifests are written to a temporary
-//! name, synced, renamed and the directory synced.
+//! per table — per user for USER tables — a directory of Parquet segments
+//! (`batch-<log index>.parquet`, zstd) holding row versions in the table's schema (`_seq` and
+//! `_deleted` included, so tombstones hide older cold versions) sorted by primary key, and a
+//! `manifest.json` that lists them with row counts, `_seq` and key ranges and per-column
+//! statistics. A file becomes part of the tier only when a manifest naming it is durable:
+//! segments and manifests are written to a temporary name, synced, renamed and the
+//! directory synced.
+//!
+//! [`ColdStore`] is the materializer's [`ColdTier`]: the fold flushes and compacts through
+//! it and finds flushed rows again with [`ColdTier::get`]; the table providers read the
+//! visible rows of a scope with [`ColdStore::visible`].
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use arrow::array::{Array, RecordBatch};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, RecordBatchOptions};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType as ArrowType, Int32Type, Int64Type, SchemaRef};
 use datafusion::common::ScalarValue;
-use folddb_materializer::{RowVersion, TableDef, TableKind};
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use folddb_log::LogIndex;
+use folddb_materializer::cold::{ColdResult, CompactReport, FlushReport};
+use folddb_materializer::row::encode_key_part;
+use folddb_materializer::{ColdTier, DataType, RowVersion, TableDef, TableKind, Value};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
+use crate::convert::arrow_to_value;
 use crate::provider::{rows_batch, table_schema};
 
 /// The manifest format this build writes and reads.
 pub const MANIFEST_FORMAT: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// Where segments are read in batches of this many rows.
+const READ_BATCH_ROWS: usize = 64 * 1024;
 
 /// A cold-tier failure, naming the file it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -49,25 +64,46 @@ pub struct Manifest {
     pub table: String,
     /// The owner of a USER table's rows; empty for SHARED tables.
     pub scope: String,
-    /// The table's schema version when the newest segment was written.
-    pub schema_version: u32,
-    /// The number of the next segment file.
-    pub next_segment: u64,
+    /// The newest log entry folded into this scope's cold tier (a flush or a compaction): a
+    /// re-applied entry at or below it changes nothing.
+    pub log_index: u64,
+    /// Oldest first: a key's version in a later segment supersedes its versions in earlier
+    /// ones.
     pub segments: Vec<SegmentMeta>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SegmentMeta {
-    /// File name inside the scope's directory.
+    /// File name inside the scope's directory: `batch-<log index>.parquet`.
     pub file: String,
+    /// The log entry that wrote it.
+    pub index: u64,
     pub rows: u64,
+    /// Rows that are tombstones (`_deleted = true`).
+    pub tombstones: u64,
     pub bytes: u64,
     pub min_seq: i64,
     pub max_seq: i64,
-    pub columns: Vec<ColumnStats>,
+    /// The smallest and largest primary key in key encoding (`materializer/FORMAT.md`,
+    /// "rows"), hex: the range a key lookup prunes by.
+    pub min_key: String,
+    pub max_key: String,
+    /// The table's schema version, and its columns in file order (then `_seq`,
+    /// `_deleted`), when the segment was written.
+    pub schema_version: u32,
+    pub columns: Vec<SegmentColumn>,
+    pub stats: Vec<ColumnStats>,
 }
 
-/// Per-column statistics of a segment, for pruning: values as SQL text.
+/// A column of a segment: which table column (by id) it holds, and as what type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentColumn {
+    pub id: u32,
+    pub name: String,
+    pub data_type: DataType,
+}
+
+/// Per-column statistics of a segment: values as SQL text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColumnStats {
     pub name: String,
@@ -76,15 +112,9 @@ pub struct ColumnStats {
     pub max: Option<String>,
 }
 
-/// The directory of a table scope under the storage root: `{namespace}/{table}` for SHARED
-/// tables, `{namespace}/{table}/{user_id}` for USER tables (the default templates).
-/// Bytes outside `[A-Za-z0-9_.-]` of a user id are written `%XX`, so no id leaves its
-/// directory.
-pub fn scope_dir(root: &Path, def: &TableDef, scope: &str) -> PathBuf {
-    let dir = root.join(&def.namespace).join(&def.name);
-    if def.kind == TableKind::Shared {
-        return dir;
-    }
+/// Escapes a user id into one path component: bytes outside `[A-Za-z0-9_.-]` (and a
+/// leading `.`) become `%XX`, so no id leaves its directory.
+fn escape_scope(scope: &str) -> String {
     let mut safe = String::new();
     for b in scope.bytes() {
         if b.is_ascii_alphanumeric() || b"_.-".contains(&b) && !(safe.is_empty() && b == b'.') {
@@ -93,7 +123,44 @@ pub fn scope_dir(root: &Path, def: &TableDef, scope: &str) -> PathBuf {
             safe.push_str(&format!("%{b:02X}"));
         }
     }
-    dir.join(safe)
+    safe
+}
+
+/// The directory of all of a table's cold data: `{namespace}/{table}`.
+pub fn table_dir(root: &Path, def: &TableDef) -> PathBuf {
+    root.join(&def.namespace).join(&def.name)
+}
+
+/// The directory of a table scope under the storage root: `{namespace}/{table}` for SHARED
+/// tables, `{namespace}/{table}/{user_id}` for USER tables (the `local` storage's
+/// templates).
+pub fn scope_dir(root: &Path, def: &TableDef, scope: &str) -> PathBuf {
+    let dir = table_dir(root, def);
+    if def.kind == TableKind::Shared {
+        return dir;
+    }
+    dir.join(escape_scope(scope))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A primary key in key encoding.
+pub fn key_of(pk: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    encode_key_part(pk, &mut out);
+    out
 }
 
 impl Manifest {
@@ -105,8 +172,7 @@ impl Manifest {
             namespace: def.namespace.clone(),
             table: def.name.clone(),
             scope: scope.to_owned(),
-            schema_version: def.schema_version,
-            next_segment: 0,
+            log_index: 0,
             segments: Vec::new(),
         }
     }
@@ -157,29 +223,35 @@ fn write_atomically(
     write(&mut file).map_err(fail(&tmp))?;
     file.sync_all().map_err(|e| fail(&tmp)(e.to_string()))?;
     drop(file);
+    crate::fault::point("cold.before_rename");
     fs::rename(&tmp, &path).map_err(|e| fail(&path)(e.to_string()))?;
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| fail(dir)(e.to_string()))
 }
 
-/// Writes `versions` (of `def`'s `scope`, any order) as the manifest's next segment in
-/// `dir`, then the manifest listing it. Returns the new segment; nothing is written for no
-/// versions.
+/// The primary key of a row version.
+fn pk_of<'a>(def: &TableDef, v: &'a RowVersion) -> Option<&'a Value> {
+    def.primary_key.and_then(|id| v.cell(id))
+}
+
+/// Writes `versions` (of `def`'s `scope`, any order, one per key) as the segment of log
+/// entry `index` in `dir`. The manifest is not touched: the caller lists the segment.
 pub fn write_segment(
     dir: &Path,
     def: &TableDef,
-    manifest: &mut Manifest,
+    index: u64,
     versions: &[RowVersion],
-) -> Result<Option<SegmentMeta>, ColdError> {
-    if versions.is_empty() {
-        return Ok(None);
-    }
-    let mut sorted: Vec<RowVersion> = versions.to_vec();
-    sorted.sort_by_key(|v| v.seq);
+) -> Result<SegmentMeta, ColdError> {
+    let mut keyed: Vec<(Vec<u8>, &RowVersion)> = versions
+        .iter()
+        .map(|v| (pk_of(def, v).map(key_of).unwrap_or_default(), v))
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let sorted: Vec<RowVersion> = keyed.iter().map(|(_, v)| (*v).clone()).collect();
     let schema = table_schema(def);
     let batch = rows_batch(def, &schema, &sorted).map_err(|e| fail(dir)(e.to_string()))?;
-    let file = format!("batch-{}.parquet", manifest.next_segment);
+    let file = format!("batch-{index}.parquet");
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
@@ -192,75 +264,751 @@ pub fn write_segment(
     let bytes = fs::metadata(dir.join(&file))
         .map(|m| m.len())
         .map_err(|e| fail(&dir.join(&file))(e.to_string()))?;
-    let segment = SegmentMeta {
+    Ok(SegmentMeta {
         file,
+        index,
         rows: sorted.len() as u64,
+        tombstones: sorted.iter().filter(|v| v.deleted).count() as u64,
         bytes,
-        min_seq: sorted.first().map_or(0, |v| v.seq),
-        max_seq: sorted.last().map_or(0, |v| v.seq),
-        columns: stats(&batch).map_err(fail(dir))?,
-    };
-    manifest.segments.push(segment.clone());
-    manifest.next_segment += 1;
-    manifest.schema_version = def.schema_version;
-    manifest.store(dir)?;
-    Ok(Some(segment))
+        min_seq: sorted.iter().map(|v| v.seq).min().unwrap_or(0),
+        max_seq: sorted.iter().map(|v| v.seq).max().unwrap_or(0),
+        min_key: keyed.first().map(|(k, _)| hex(k)).unwrap_or_default(),
+        max_key: keyed.last().map(|(k, _)| hex(k)).unwrap_or_default(),
+        schema_version: def.schema_version,
+        columns: def
+            .columns
+            .iter()
+            .map(|c| SegmentColumn {
+                id: c.id,
+                name: c.name.clone(),
+                data_type: c.data_type,
+            })
+            .collect(),
+        stats: stats(&batch).map_err(fail(dir))?,
+    })
 }
 
-/// Null counts, minimum and maximum of every column.
+/// Null counts, minimum and maximum of every column (minimum and maximum of the types that
+/// order simply: numbers, text, booleans, dates and times).
 fn stats(batch: &RecordBatch) -> Result<Vec<ColumnStats>, String> {
+    use arrow::compute::kernels::aggregate as agg;
+    use arrow::datatypes as t;
     let schema = batch.schema();
     let mut out = Vec::with_capacity(batch.num_columns());
     for (i, field) in schema.fields().iter().enumerate() {
         let col = batch.column(i);
-        let mut min: Option<ScalarValue> = None;
-        let mut max: Option<ScalarValue> = None;
-        for r in 0..col.len() {
-            if col.is_null(r) {
-                continue;
-            }
-            let v = ScalarValue::try_from_array(col.as_ref(), r).map_err(|e| e.to_string())?;
-            if min.as_ref().is_none_or(|m| v < *m) {
-                min = Some(v.clone());
-            }
-            if max.as_ref().is_none_or(|m| v > *m) {
-                max = Some(v);
-            }
+        macro_rules! prim {
+            ($ty:ty) => {{
+                let a = col.as_primitive::<$ty>();
+                (agg::min(a), agg::max(a))
+            }};
         }
+        let scalar = |v: Option<ScalarValue>| v.map(|v| v.to_string());
+        let (min, max): (Option<String>, Option<String>) = match col.data_type() {
+            ArrowType::Int16 => {
+                let (a, b) = prim!(t::Int16Type);
+                (a.map(|v| v.to_string()), b.map(|v| v.to_string()))
+            }
+            ArrowType::Int32 => {
+                let (a, b) = prim!(t::Int32Type);
+                (a.map(|v| v.to_string()), b.map(|v| v.to_string()))
+            }
+            ArrowType::Int64 => {
+                let (a, b) = prim!(t::Int64Type);
+                (a.map(|v| v.to_string()), b.map(|v| v.to_string()))
+            }
+            ArrowType::Float32 => {
+                let (a, b) = prim!(t::Float32Type);
+                (a.map(|v| v.to_string()), b.map(|v| v.to_string()))
+            }
+            ArrowType::Float64 => {
+                let (a, b) = prim!(t::Float64Type);
+                (a.map(|v| v.to_string()), b.map(|v| v.to_string()))
+            }
+            ArrowType::Utf8 => {
+                let a = col.as_string::<i32>();
+                (
+                    agg::min_string(a).map(str::to_owned),
+                    agg::max_string(a).map(str::to_owned),
+                )
+            }
+            ArrowType::Boolean => {
+                let a = col.as_boolean();
+                (
+                    agg::min_boolean(a).map(|v| v.to_string()),
+                    agg::max_boolean(a).map(|v| v.to_string()),
+                )
+            }
+            ArrowType::Date32 | ArrowType::Timestamp(..) | ArrowType::Time64(_) => {
+                // Shown as SQL values: through ScalarValue, at the two extreme positions.
+                let ints =
+                    arrow::compute::cast(col, &ArrowType::Int64).map_err(|e| e.to_string())?;
+                let ints = ints.as_primitive::<t::Int64Type>();
+                let pos = |want: Option<i64>| {
+                    want.and_then(|w| {
+                        (0..ints.len()).find(|r| ints.is_valid(*r) && ints.value(*r) == w)
+                    })
+                };
+                let at = |r: Option<usize>| {
+                    r.and_then(|r| ScalarValue::try_from_array(col.as_ref(), r).ok())
+                };
+                (
+                    scalar(at(pos(agg::min(ints)))),
+                    scalar(at(pos(agg::max(ints)))),
+                )
+            }
+            _ => (None, None),
+        };
         out.push(ColumnStats {
             name: field.name().clone(),
             nulls: col.null_count() as u64,
-            min: min.map(|v| v.to_string()),
-            max: max.map(|v| v.to_string()),
+            min,
+            max,
         });
     }
     Ok(out)
 }
 
-/// The row versions of one segment, as record batches in the table's schema at the time it
-/// was written. A damaged file is an error naming it.
-pub fn read_segment(dir: &Path, segment: &SegmentMeta) -> Result<Vec<RecordBatch>, ColdError> {
-    let path = dir.join(&segment.file);
+/// A segment's reader, over columns `roots` (every column: `None`) and rows `rows` (sorted;
+/// every row: `None`). A damaged file is an error naming it.
+fn read_batches(
+    dir: &Path,
+    meta: &SegmentMeta,
+    roots: Option<&[usize]>,
+    rows: Option<&[usize]>,
+) -> Result<Vec<RecordBatch>, ColdError> {
+    let path = dir.join(&meta.file);
+    let damaged = |e: parquet::errors::ParquetError| fail(&path)(format!("damaged segment: {e}"));
     let file = File::open(&path).map_err(|e| fail(&path)(e.to_string()))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
-        .map_err(|e| fail(&path)(format!("damaged segment: {e}")))?;
-    let batches: Result<Vec<RecordBatch>, _> = reader.collect();
-    let batches = batches.map_err(|e| fail(&path)(format!("damaged segment: {e}")))?;
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    if rows as u64 != segment.rows {
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(damaged)?
+        .with_batch_size(READ_BATCH_ROWS);
+    let total = builder.metadata().file_metadata().num_rows();
+    if total < 0 || total as u64 != meta.rows {
         return Err(fail(&path)(format!(
-            "holds {rows} rows, the manifest says {}",
-            segment.rows
+            "holds {total} rows, the manifest says {}",
+            meta.rows
         )));
     }
-    Ok(batches)
+    if let Some(roots) = roots {
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
+        builder = builder.with_projection(mask);
+    }
+    if let Some(rows) = rows {
+        let mut selectors = Vec::with_capacity(rows.len() * 2);
+        let mut at = 0usize;
+        for &r in rows {
+            if r > at {
+                selectors.push(RowSelector::skip(r - at));
+            }
+            selectors.push(RowSelector::select(1));
+            at = r + 1;
+        }
+        builder = builder.with_row_selection(RowSelection::from(selectors));
+    }
+    let reader = builder.build().map_err(damaged)?;
+    let batches: Result<Vec<RecordBatch>, _> = reader.collect();
+    batches.map_err(|e| fail(&path)(format!("damaged segment: {e}")))
+}
+
+/// The row versions of `batch` (every column of a segment described by `meta`).
+fn versions_in(meta: &SegmentMeta, batch: &RecordBatch) -> Result<Vec<RowVersion>, String> {
+    let n = meta.columns.len();
+    if batch.num_columns() != n + 2 {
+        return Err(format!(
+            "has {} columns, the manifest says {}",
+            batch.num_columns(),
+            n + 2
+        ));
+    }
+    let seqs = batch
+        .column(n)
+        .as_primitive_opt::<Int64Type>()
+        .ok_or("_seq is not BIGINT")?;
+    let deleted = batch
+        .column(n + 1)
+        .as_boolean_opt()
+        .ok_or("_deleted is not BOOLEAN")?;
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for r in 0..batch.num_rows() {
+        let mut cells = Vec::with_capacity(n);
+        for (i, c) in meta.columns.iter().enumerate() {
+            cells.push((
+                c.id,
+                arrow_to_value(batch.column(i).as_ref(), r, c.data_type)?,
+            ));
+        }
+        out.push(RowVersion {
+            seq: seqs.value(r),
+            deleted: deleted.value(r),
+            cells,
+        });
+    }
+    Ok(out)
+}
+
+/// Every version a segment holds, in file (key) order.
+fn read_versions(
+    dir: &Path,
+    meta: &SegmentMeta,
+    rows: Option<&[usize]>,
+) -> Result<Vec<RowVersion>, ColdError> {
+    let mut out = Vec::new();
+    for batch in read_batches(dir, meta, None, rows)? {
+        out.extend(versions_in(meta, &batch).map_err(fail(&dir.join(&meta.file)))?);
+    }
+    Ok(out)
+}
+
+/// The keys of one segment, sorted, with the row each is at.
+#[derive(Debug, Default)]
+struct KeyIndex {
+    keys: Vec<u8>,
+    /// End offset in `keys` of each row's key.
+    ends: Vec<u32>,
+    /// Rows, by key.
+    order: Vec<u32>,
+}
+
+impl KeyIndex {
+    fn key(&self, row: usize) -> &[u8] {
+        let start = if row == 0 {
+            0
+        } else {
+            self.ends[row - 1] as usize
+        };
+        &self.keys[start..self.ends[row] as usize]
+    }
+
+    /// The row holding `key`.
+    fn find(&self, key: &[u8]) -> Option<usize> {
+        self.order
+            .binary_search_by(|&r| self.key(r as usize).cmp(key))
+            .ok()
+            .map(|i| self.order[i] as usize)
+    }
+
+    fn rows(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn build(dir: &Path, meta: &SegmentMeta, pk: Option<u32>) -> Result<KeyIndex, ColdError> {
+        let path = dir.join(&meta.file);
+        let (pos, column) = meta
+            .columns
+            .iter()
+            .enumerate()
+            .find(|(_, c)| Some(c.id) == pk)
+            .ok_or_else(|| fail(&path)("holds no primary-key column".into()))?;
+        let mut index = KeyIndex::default();
+        for batch in read_batches(dir, meta, Some(&[pos]), None)? {
+            let col = batch.column(0);
+            for r in 0..col.len() {
+                match col.data_type() {
+                    ArrowType::Int64 if col.is_valid(r) => encode_key_part(
+                        &Value::BigInt(col.as_primitive::<Int64Type>().value(r)),
+                        &mut index.keys,
+                    ),
+                    ArrowType::Int32 if col.is_valid(r) => encode_key_part(
+                        &Value::Int(col.as_primitive::<Int32Type>().value(r)),
+                        &mut index.keys,
+                    ),
+                    ArrowType::Utf8 if col.is_valid(r) => index
+                        .keys
+                        .extend_from_slice(col.as_string::<i32>().value(r).as_bytes()),
+                    _ => {
+                        let v = arrow_to_value(col.as_ref(), r, column.data_type)
+                            .map_err(fail(&path))?;
+                        encode_key_part(&v, &mut index.keys);
+                    }
+                }
+                index.ends.push(index.keys.len() as u32);
+            }
+        }
+        let mut order: Vec<u32> = (0..index.ends.len() as u32).collect();
+        if !order
+            .windows(2)
+            .all(|w| index.key(w[0] as usize) <= index.key(w[1] as usize))
+        {
+            order.sort_by(|a, b| index.key(*a as usize).cmp(index.key(*b as usize)));
+        }
+        index.order = order;
+        Ok(index)
+    }
+}
+
+/// One segment with its key index, built on first use.
+#[derive(Debug)]
+struct Segment {
+    meta: SegmentMeta,
+    keys: OnceLock<Arc<KeyIndex>>,
+}
+
+impl Segment {
+    fn new(meta: SegmentMeta) -> Arc<Segment> {
+        Arc::new(Segment {
+            meta,
+            keys: OnceLock::new(),
+        })
+    }
+
+    fn keys(&self, dir: &Path, pk: Option<u32>) -> Result<Arc<KeyIndex>, ColdError> {
+        if let Some(k) = self.keys.get() {
+            return Ok(k.clone());
+        }
+        let built = Arc::new(KeyIndex::build(dir, &self.meta, pk)?);
+        Ok(self.keys.get_or_init(|| built).clone())
+    }
+
+    /// Whether `key` is inside the segment's key range.
+    fn may_hold(&self, key: &[u8]) -> bool {
+        match (unhex(&self.meta.min_key), unhex(&self.meta.max_key)) {
+            (Some(min), Some(max)) => min.as_slice() <= key && key <= max.as_slice(),
+            _ => true,
+        }
+    }
+
+    /// Whether the segment's columns are `def`'s current ones (same ids and types, in
+    /// order): its batches are then the table's, as they are.
+    fn matches(&self, def: &TableDef) -> bool {
+        self.meta.columns.len() == def.columns.len()
+            && self
+                .meta
+                .columns
+                .iter()
+                .zip(&def.columns)
+                .all(|(s, c)| s.id == c.id && s.data_type == c.data_type)
+    }
+}
+
+/// A table scope's cold tier as of one manifest.
+#[derive(Debug)]
+pub struct ScopeState {
+    dir: PathBuf,
+    manifest: Manifest,
+    segments: Vec<Arc<Segment>>,
+    /// Per segment, the rows a later segment holds a newer version of.
+    superseded: OnceLock<Arc<Vec<Vec<usize>>>>,
+}
+
+impl ScopeState {
+    fn new(dir: PathBuf, manifest: Manifest, reuse: &[Arc<Segment>]) -> Arc<ScopeState> {
+        let segments = manifest
+            .segments
+            .iter()
+            .map(|m| {
+                reuse
+                    .iter()
+                    .find(|s| s.meta == *m)
+                    .cloned()
+                    .unwrap_or_else(|| Segment::new(m.clone()))
+            })
+            .collect();
+        Arc::new(ScopeState {
+            dir,
+            manifest,
+            segments,
+            superseded: OnceLock::new(),
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn superseded(&self, pk: Option<u32>) -> Result<Arc<Vec<Vec<usize>>>, ColdError> {
+        if let Some(s) = self.superseded.get() {
+            return Ok(s.clone());
+        }
+        let mut out = vec![Vec::new(); self.segments.len()];
+        for (i, older) in self.segments.iter().enumerate() {
+            let older_keys = older.keys(&self.dir, pk)?;
+            for newer in &self.segments[i + 1..] {
+                let newer_keys = newer.keys(&self.dir, pk)?;
+                for r in 0..newer_keys.rows() {
+                    if let Some(row) = older_keys.find(newer_keys.key(r)) {
+                        out[i].push(row);
+                    }
+                }
+            }
+        }
+        Ok(self.superseded.get_or_init(|| Arc::new(out)).clone())
+    }
+
+    /// The newest cold version of `key`.
+    fn lookup(&self, pk: Option<u32>, key: &[u8]) -> Result<Option<RowVersion>, ColdError> {
+        for seg in self.segments.iter().rev() {
+            if !seg.may_hold(key) {
+                continue;
+            }
+            if let Some(row) = seg.keys(&self.dir, pk)?.find(key) {
+                return Ok(read_versions(&self.dir, &seg.meta, Some(&[row]))?.pop());
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The cold tier of every table under one storage root (`data/storage` for `local`).
+#[derive(Debug)]
+pub struct ColdStore {
+    root: PathBuf,
+    scopes: Mutex<HashMap<(u64, String), Arc<ScopeState>>>,
+}
+
+impl ColdStore {
+    pub fn new(root: impl Into<PathBuf>) -> ColdStore {
+        ColdStore {
+            root: root.into(),
+            scopes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<(u64, String), Arc<ScopeState>>> {
+        self.scopes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `def`'s `scope` as its manifest on disk says (cached; the fold keeps the cache).
+    pub fn scope(&self, def: &TableDef, scope: &str) -> Result<Arc<ScopeState>, ColdError> {
+        let id = (def.id.0, scope.to_owned());
+        if let Some(s) = self.cache().get(&id) {
+            return Ok(s.clone());
+        }
+        let dir = scope_dir(&self.root, def, scope);
+        let manifest = match Manifest::load(&dir)? {
+            // A manifest of a dropped table of the same name is not this table's.
+            Some(m) if m.table_id == def.id.0 => m,
+            _ => Manifest::new(def, scope),
+        };
+        let state = ScopeState::new(dir, manifest, &[]);
+        self.cache().insert(id, state.clone());
+        Ok(state)
+    }
+
+    fn replace(&self, def: &TableDef, scope: &str, state: Arc<ScopeState>) {
+        self.cache().insert((def.id.0, scope.to_owned()), state);
+    }
+
+    /// Every scope of `def` that has a manifest.
+    pub fn scopes_of(&self, def: &TableDef) -> Result<Vec<Arc<ScopeState>>, ColdError> {
+        if def.kind == TableKind::Shared {
+            let s = self.scope(def, "")?;
+            return Ok(if s.segments.is_empty() {
+                vec![]
+            } else {
+                vec![s]
+            });
+        }
+        let dir = table_dir(&self.root, def);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(fail(&dir)(e.to_string())),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| fail(&dir)(e.to_string()))?;
+            if !entry.path().is_dir() {
+                continue;
+            }
+            if let Some(m) = Manifest::load(&entry.path())?
+                && m.table_id == def.id.0
+            {
+                out.push(self.scope(def, &m.scope)?);
+            }
+        }
+        out.sort_by(|a, b| a.manifest.scope.cmp(&b.manifest.scope));
+        Ok(out)
+    }
+
+    /// The newest cold version of the row with primary key `pk`.
+    pub fn lookup(
+        &self,
+        def: &TableDef,
+        scope: &str,
+        pk: &Value,
+    ) -> Result<Option<RowVersion>, ColdError> {
+        let state = self.scope(def, scope)?;
+        if state.segments.is_empty() {
+            return Ok(None);
+        }
+        state.lookup(def.primary_key, &key_of(pk))
+    }
+
+    /// The cold rows of `def`'s `scope` a query sees, as batches of the table's schema
+    /// projected to `projection`: each key's newest cold version, unless the hot tier holds
+    /// a version of it (`hot_keys`, in key encoding); tombstones only with `show_deleted`.
+    pub fn visible(
+        &self,
+        def: &TableDef,
+        scope: &str,
+        hot_keys: &[Vec<u8>],
+        show_deleted: bool,
+        projection: &[usize],
+    ) -> Result<Vec<RecordBatch>, ColdError> {
+        let state = self.scope(def, scope)?;
+        if state.segments.is_empty() {
+            return Ok(vec![]);
+        }
+        let pk = def.primary_key;
+        let mut excluded: Vec<Vec<usize>> = if state.segments.len() > 1 {
+            state.superseded(pk)?.as_ref().clone()
+        } else {
+            vec![Vec::new(); state.segments.len()]
+        };
+        if !hot_keys.is_empty() {
+            for (i, seg) in state.segments.iter().enumerate() {
+                let keys = seg.keys(&state.dir, pk)?;
+                excluded[i].extend(hot_keys.iter().filter_map(|k| keys.find(k)));
+            }
+        }
+        let schema: SchemaRef = Arc::new(
+            table_schema(def)
+                .project(projection)
+                .map_err(|e| fail(&state.dir)(e.to_string()))?,
+        );
+        let mut out = Vec::new();
+        for (seg, mut excluded) in state.segments.iter().zip(excluded) {
+            excluded.sort_unstable();
+            excluded.dedup();
+            let keep = |row: usize, deleted: bool| {
+                (show_deleted || !deleted) && excluded.binary_search(&row).is_err()
+            };
+            let path = state.dir.join(&seg.meta.file);
+            if seg.matches(def) {
+                let deleted_at = def.columns.len() + 1;
+                let mut roots: Vec<usize> = projection.to_vec();
+                roots.push(deleted_at);
+                roots.sort_unstable();
+                roots.dedup();
+                let mut row = 0usize;
+                for batch in read_batches(&state.dir, &seg.meta, Some(&roots), None)? {
+                    let at = |i: usize| roots.binary_search(&i).unwrap_or_default();
+                    let deleted = batch
+                        .column(at(deleted_at))
+                        .as_boolean_opt()
+                        .ok_or_else(|| fail(&path)("_deleted is not BOOLEAN".into()))?
+                        .clone();
+                    let mask: BooleanArray = (0..batch.num_rows())
+                        .map(|r| Some(keep(row + r, deleted.value(r))))
+                        .collect();
+                    row += batch.num_rows();
+                    let columns = projection
+                        .iter()
+                        .map(|&p| batch.column(at(p)).clone())
+                        .collect();
+                    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+                    let projected =
+                        RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+                            .map_err(|e| fail(&path)(e.to_string()))?;
+                    let kept = filter_record_batch(&projected, &mask)
+                        .map_err(|e| fail(&path)(e.to_string()))?;
+                    if kept.num_rows() > 0 {
+                        out.push(kept);
+                    }
+                }
+            } else {
+                // Written under another schema version: through row versions, which read
+                // under the current one by column id.
+                let versions: Vec<RowVersion> = read_versions(&state.dir, &seg.meta, None)?
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(r, v)| keep(*r, v.deleted))
+                    .map(|(_, v)| v)
+                    .collect();
+                let full = rows_batch(def, &table_schema(def), &versions)
+                    .and_then(|b| b.project(projection).map_err(Into::into))
+                    .map_err(|e| fail(&path)(e.to_string()))?;
+                if full.num_rows() > 0 {
+                    out.push(full);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn flush_scope(
+        &self,
+        def: &TableDef,
+        scope: &str,
+        index: LogIndex,
+        versions: Vec<RowVersion>,
+    ) -> Result<FlushReport, ColdError> {
+        let state = self.scope(def, scope)?;
+        if state.manifest.log_index >= index.0 {
+            return Ok(FlushReport {
+                already: true,
+                ..FlushReport::default()
+            });
+        }
+        let segment = write_segment(&state.dir, def, index.0, &versions)?;
+        crate::fault::point("flush.after_segment");
+        let report = FlushReport {
+            rows: segment.rows,
+            bytes: segment.bytes,
+            already: false,
+        };
+        let mut manifest = state.manifest.clone();
+        manifest.segments.push(segment);
+        manifest.log_index = index.0;
+        manifest.store(&state.dir)?;
+        crate::fault::point("flush.after_manifest");
+        self.replace(
+            def,
+            scope,
+            ScopeState::new(state.dir.clone(), manifest, &state.segments),
+        );
+        Ok(report)
+    }
+
+    fn compact_scope(
+        &self,
+        def: &TableDef,
+        state: &ScopeState,
+        index: LogIndex,
+        horizon: i64,
+        report: &mut CompactReport,
+    ) -> Result<(), ColdError> {
+        report.segments_before += state.segments.len() as u64;
+        report.rows_before += state.segments.iter().map(|s| s.meta.rows).sum::<u64>();
+        let mut seen = std::collections::HashSet::new();
+        let mut kept = Vec::new();
+        let mut dropped = 0u64;
+        for seg in state.segments.iter().rev() {
+            for v in read_versions(&state.dir, &seg.meta, None)? {
+                let key = pk_of(def, &v).map(key_of).unwrap_or_default();
+                if !seen.insert(key) || (v.deleted && v.seq < horizon) {
+                    dropped += 1;
+                    continue;
+                }
+                kept.push(v);
+            }
+        }
+        let unchanged = state.segments.len() <= 1 && dropped == 0;
+        if unchanged || state.manifest.log_index >= index.0 {
+            report.segments_after += state.segments.len() as u64;
+            report.rows_after += state.segments.iter().map(|s| s.meta.rows).sum::<u64>();
+            return Ok(());
+        }
+        let mut manifest = state.manifest.clone();
+        manifest.segments.clear();
+        if !kept.is_empty() {
+            manifest
+                .segments
+                .push(write_segment(&state.dir, def, index.0, &kept)?);
+        }
+        manifest.log_index = index.0;
+        manifest.store(&state.dir)?;
+        crate::fault::point("compact.after_manifest");
+        remove_unlisted(&state.dir, &manifest);
+        report.segments_after += manifest.segments.len() as u64;
+        report.rows_after += kept.len() as u64;
+        let scope = manifest.scope.clone();
+        self.replace(
+            def,
+            &scope,
+            ScopeState::new(state.dir.clone(), manifest, &[]),
+        );
+        Ok(())
+    }
+
+    /// Checks every segment of every scope of `def`: its manifest parses, its files exist
+    /// with the row counts listed, and (with `extended`) every row decodes. Returns the
+    /// problems found, each naming its file.
+    pub fn check(&self, def: &TableDef, extended: bool) -> Vec<ColdError> {
+        let mut problems = Vec::new();
+        let states = match self.scopes_of(def) {
+            Ok(s) => s,
+            Err(e) => return vec![e],
+        };
+        for state in states {
+            for seg in &state.segments {
+                let result = if extended {
+                    read_versions(&state.dir, &seg.meta, None).map(|_| ())
+                } else {
+                    read_batches(&state.dir, &seg.meta, Some(&[]), None).map(|_| ())
+                };
+                if let Err(e) = result {
+                    problems.push(e);
+                }
+            }
+        }
+        problems
+    }
+}
+
+/// Removes the segment files of `dir` that `manifest` does not list (left by a compaction,
+/// or by a flush that crashed before its manifest). Best effort: a file that stays is only
+/// disk space, never read.
+fn remove_unlisted(dir: &Path, manifest: &Manifest) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let segment = name.starts_with("batch-") && name.ends_with(".parquet");
+        if (segment || name.ends_with(".tmp"))
+            && !manifest.segments.iter().any(|s| s.file == name)
+            && let Err(e) = fs::remove_file(entry.path())
+        {
+            tracing::warn!(file = %entry.path().display(), error = %e, "could not remove an unlisted segment");
+        }
+    }
+}
+
+impl ColdTier for ColdStore {
+    fn get(&self, def: &TableDef, scope: &str, pk: &Value) -> ColdResult<Option<RowVersion>> {
+        self.lookup(def, scope, pk).map_err(|e| e.to_string())
+    }
+
+    fn flush(
+        &self,
+        def: &TableDef,
+        scope: &str,
+        index: LogIndex,
+        versions: Vec<RowVersion>,
+    ) -> ColdResult<FlushReport> {
+        self.flush_scope(def, scope, index, versions)
+            .map_err(|e| e.to_string())
+    }
+
+    fn compact(
+        &self,
+        def: &TableDef,
+        index: LogIndex,
+        tombstone_horizon: i64,
+    ) -> ColdResult<CompactReport> {
+        let mut report = CompactReport::default();
+        for state in self.scopes_of(def).map_err(|e| e.to_string())? {
+            self.compact_scope(def, &state, index, tombstone_horizon, &mut report)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(report)
+    }
+
+    fn drop_table(&self, def: &TableDef) -> ColdResult<()> {
+        self.cache().retain(|(id, _), _| *id != def.id.0);
+        let dir = table_dir(&self.root, def);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("{}: {e}", dir.display())),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use folddb_materializer::{TableKind, Value};
+    use folddb_materializer::TableKind;
 
     fn version(seq: i64, id: i64, v: Option<&str>, deleted: bool) -> RowVersion {
         RowVersion {
@@ -273,48 +1021,132 @@ mod tests {
         }
     }
 
+    fn ids(batches: &[RecordBatch]) -> Vec<i64> {
+        batches
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect()
+    }
+
     #[test]
-    fn segments_and_manifests_round_trip() {
+    fn flushes_write_segments_named_by_entry_and_are_idempotent() {
         let tmp = tempfile::tempdir().expect("tmp");
         let def = TableDef::example("app", "t", TableKind::Shared);
+        let cold = ColdStore::new(tmp.path());
         let dir = scope_dir(tmp.path(), &def, "");
         assert_eq!(dir, tmp.path().join("app").join("t"));
-        assert_eq!(Manifest::load(&dir).expect("load"), None);
-        let mut m = Manifest::new(&def, "");
-        let rows = [
+        let rows = vec![
             version(12, 2, Some("b"), false),
             version(10, 1, Some("a"), false),
             version(11, 3, None, true),
         ];
-        let seg = write_segment(&dir, &def, &mut m, &rows)
-            .expect("written")
-            .expect("a segment");
-        assert_eq!((seg.file.as_str(), seg.rows), ("batch-0.parquet", 3));
-        assert_eq!((seg.min_seq, seg.max_seq), (10, 12));
-        let id = &seg.columns[0];
+        let r = cold
+            .flush(&def, "", LogIndex(7), rows.clone())
+            .expect("flush");
+        assert_eq!((r.rows, r.already), (3, false));
+        let again = cold.flush(&def, "", LogIndex(7), rows).expect("flush");
+        assert!(again.already, "a re-applied entry writes nothing");
+        let m = Manifest::load(&dir).expect("load").expect("a manifest");
+        assert_eq!(m.log_index, 7);
+        assert_eq!(m.segments.len(), 1);
+        let seg = &m.segments[0];
         assert_eq!(
-            (id.min.as_deref(), id.max.as_deref()),
-            (Some("1"), Some("3"))
+            (seg.file.as_str(), seg.rows, seg.tombstones),
+            ("batch-7.parquet", 3, 1)
         );
-        assert_eq!(seg.columns[1].nulls, 1);
-        assert_eq!(Manifest::load(&dir).expect("load"), Some(m.clone()));
+        assert_eq!((seg.min_seq, seg.max_seq), (10, 12));
+        assert_eq!(seg.stats[0].min.as_deref(), Some("1"));
+        assert_eq!(seg.stats[0].max.as_deref(), Some("3"));
+        assert_eq!(seg.stats[1].nulls, 1);
         assert!(!dir.join("manifest.json.tmp").exists());
-        // Read back: the same rows, ascending by _seq, tombstone included.
-        let batches = read_segment(&dir, &seg).expect("read");
-        let mut sorted = rows.to_vec();
-        sorted.sort_by_key(|v| v.seq);
-        let want = rows_batch(&def, &table_schema(&def), &sorted).expect("batch");
-        assert_eq!(batches, vec![want]);
-        // The next flush is the next segment.
-        let seg1 = write_segment(&dir, &def, &mut m, &[version(13, 4, Some("d"), false)])
-            .expect("written")
-            .expect("a segment");
-        assert_eq!(seg1.file, "batch-1.parquet");
-        assert_eq!(m.max_seq(), Some(13));
+        // A fresh store (a restart) reads the same.
+        let cold = ColdStore::new(tmp.path());
+        let all: Vec<usize> = (0..table_schema(&def).fields().len()).collect();
         assert_eq!(
-            write_segment(&dir, &def, &mut m, &[]).expect("nothing"),
+            ids(&cold.visible(&def, "", &[], false, &all).expect("read")),
+            [1, 2]
+        );
+        assert_eq!(
+            ids(&cold.visible(&def, "", &[], true, &all).expect("read")),
+            [1, 2, 3]
+        );
+        let got = cold.lookup(&def, "", &Value::BigInt(3)).expect("lookup");
+        assert_eq!(got, Some(version(11, 3, None, true)));
+        assert_eq!(
+            cold.lookup(&def, "", &Value::BigInt(9)).expect("lookup"),
             None
         );
+    }
+
+    #[test]
+    fn newer_segments_and_hot_keys_hide_older_versions_and_compaction_keeps_the_newest() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let def = TableDef::example("app", "t", TableKind::User);
+        let cold = ColdStore::new(tmp.path());
+        let first: Vec<RowVersion> = (1..=5).map(|i| version(i, i, Some("old"), false)).collect();
+        cold.flush(&def, "alice", LogIndex(10), first)
+            .expect("flush");
+        cold.flush(
+            &def,
+            "alice",
+            LogIndex(20),
+            vec![
+                version(6, 2, Some("new"), false),
+                version(7, 3, Some("gone"), true),
+            ],
+        )
+        .expect("flush");
+        let all: Vec<usize> = (0..table_schema(&def).fields().len()).collect();
+        let seen = cold.visible(&def, "alice", &[], false, &all).expect("read");
+        let mut got = ids(&seen);
+        got.sort();
+        assert_eq!(got, [1, 2, 4, 5], "3 is deleted; 2 once");
+        assert_eq!(
+            cold.lookup(&def, "alice", &Value::BigInt(2))
+                .expect("lookup"),
+            Some(version(6, 2, Some("new"), false))
+        );
+        // Key 4 has a newer hot version: the cold one is hidden.
+        let hot = vec![key_of(&Value::BigInt(4))];
+        let mut got = ids(&cold
+            .visible(&def, "alice", &hot, false, &all)
+            .expect("read"));
+        got.sort();
+        assert_eq!(got, [1, 2, 5]);
+        // Another owner sees nothing.
+        assert!(
+            cold.visible(&def, "bob", &[], false, &all)
+                .expect("read")
+                .is_empty()
+        );
+        // Compaction with a horizon past the tombstone drops it and the superseded versions.
+        let report = cold.compact(&def, LogIndex(30), 100).expect("compact");
+        assert_eq!(
+            (
+                report.segments_before,
+                report.rows_before,
+                report.segments_after,
+                report.rows_after
+            ),
+            (2, 7, 1, 4)
+        );
+        let m = Manifest::load(&scope_dir(tmp.path(), &def, "alice"))
+            .expect("load")
+            .expect("m");
+        assert_eq!(m.segments.len(), 1);
+        assert_eq!(m.segments[0].file, "batch-30.parquet");
+        let files: Vec<String> = fs::read_dir(scope_dir(tmp.path(), &def, "alice"))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!files.contains(&"batch-10.parquet".to_owned()), "{files:?}");
+        let cold = ColdStore::new(tmp.path());
+        let mut got = ids(&cold.visible(&def, "alice", &[], true, &all).expect("read"));
+        got.sort();
+        assert_eq!(got, [1, 2, 4, 5]);
+        // Drop removes everything.
+        cold.drop_table(&def).expect("drop");
+        assert!(!table_dir(tmp.path(), &def).exists());
     }
 
     #[test]
@@ -323,19 +1155,28 @@ mod tests {
         let def = TableDef::example("app", "t", TableKind::User);
         let dir = scope_dir(tmp.path(), &def, "al/../ice");
         assert_eq!(dir, tmp.path().join("app/t/al%2F..%2Fice"));
-        let mut m = Manifest::new(&def, "al/../ice");
-        let seg = write_segment(&dir, &def, &mut m, &[version(1, 1, Some("a"), false)])
-            .expect("written")
-            .expect("a segment");
-        let path = dir.join(&seg.file);
+        let cold = ColdStore::new(tmp.path());
+        cold.flush(
+            &def,
+            "al/../ice",
+            LogIndex(3),
+            vec![version(1, 1, Some("a"), false)],
+        )
+        .expect("flush");
+        let path = dir.join("batch-3.parquet");
         let bytes = fs::read(&path).expect("read");
         fs::write(&path, &bytes[..bytes.len() / 2]).expect("truncate");
-        let e = read_segment(&dir, &seg).expect_err("damaged");
+        let all: Vec<usize> = (0..table_schema(&def).fields().len()).collect();
+        let e = cold
+            .visible(&def, "al/../ice", &[], false, &all)
+            .expect_err("damaged");
         assert_eq!(e.path, path);
-        assert!(e.to_string().contains("batch-0.parquet"), "{e}");
+        assert!(e.to_string().contains("batch-3.parquet"), "{e}");
+        assert_eq!(cold.check(&def, false).len(), 1);
         fs::write(dir.join(MANIFEST_FILE), b"{not json").expect("damage");
         let e = Manifest::load(&dir).expect_err("damaged manifest");
         assert!(e.to_string().contains("manifest.json"), "{e}");
+        let mut m = Manifest::new(&def, "x");
         m.format = 99;
         m.store(&dir).expect("stored");
         assert!(

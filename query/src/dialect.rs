@@ -70,6 +70,23 @@ pub enum Statement {
     },
     /// `KILL LIVE QUERY '<live_id>'` (API.md 3.11).
     KillLiveQuery(String),
+    /// `KILL JOB '<job_id>'` (API.md 3.11).
+    KillJob(String),
+    /// `STORAGE FLUSH TABLE ns.t`, `STORAGE FLUSH ALL [IN [NAMESPACE] ns]` and the same with
+    /// `COMPACT` (API.md 3.10).
+    Storage {
+        compact: bool,
+        target: StorageTarget,
+    },
+    /// `STORAGE CHECK id [EXTENDED]`.
+    StorageCheck {
+        storage: String,
+        extended: bool,
+    },
+    /// `SHOW STORAGES`.
+    ShowStorages,
+    /// `SHOW MANIFEST`.
+    ShowManifest,
     /// `SUBSCRIBE TO ns.t [WHERE …] [OPTIONS (…)]` or `SUBSCRIBE TO SELECT …` (API.md 3.11,
     /// 1.7.3): over HTTP it only checks the query and says how to subscribe over `/v1/ws`.
     Subscribe {
@@ -85,6 +102,14 @@ pub enum Statement {
         user: String,
         sql: String,
     },
+}
+
+/// What a STORAGE FLUSH or COMPACT covers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StorageTarget {
+    Table(TableName),
+    /// Every table, or every table of one namespace.
+    All(Option<String>),
 }
 
 /// How a new user authenticates.
@@ -171,6 +196,11 @@ impl Statement {
                 | Statement::AlterUser { .. }
                 | Statement::DropUser { .. }
                 | Statement::KillLiveQuery(_)
+                | Statement::KillJob(_)
+                | Statement::Storage { .. }
+                | Statement::StorageCheck { .. }
+                | Statement::ShowStorages
+                | Statement::ShowManifest
         )
     }
 }
@@ -393,6 +423,10 @@ pub fn classify(sql: &str) -> Result<Statement, ParseError> {
                 c.expect("table")?;
                 let t = c.table_name()?;
                 c.end().map(|_| Statement::ShowStats(t))
+            } else if c.keyword("storages") {
+                c.end().map(|_| Statement::ShowStorages)
+            } else if c.keyword("manifest") || c.keyword("manifests") {
+                c.end().map(|_| Statement::ShowManifest)
             } else if c.keyword("columns") || c.keyword("all") {
                 Ok(Statement::Meta)
             } else {
@@ -474,8 +508,52 @@ pub fn classify(sql: &str) -> Result<Statement, ParseError> {
         }
         "execute" | "exec" => parse_execute_as(sql),
         "subscribe" => parse_subscribe(sql),
+        "storage" => {
+            c.next();
+            let compact = if c.keyword("flush") {
+                false
+            } else if c.keyword("compact") {
+                true
+            } else if c.keyword("check") {
+                let storage = c.ident()?;
+                let extended = c.keyword("extended");
+                return c
+                    .end()
+                    .map(|_| Statement::StorageCheck { storage, extended });
+            } else {
+                return Err("STORAGE expects FLUSH, COMPACT or CHECK".into());
+            };
+            let target = if c.keyword("table") {
+                let table = c.table_name()?;
+                if table.namespace.is_none() {
+                    return Err(format!(
+                        "STORAGE {} TABLE needs a qualified name: namespace.table",
+                        if compact { "COMPACT" } else { "FLUSH" }
+                    ));
+                }
+                StorageTarget::Table(table)
+            } else if c.keyword("all") {
+                if c.keyword("in") {
+                    c.keyword("namespace");
+                    StorageTarget::All(Some(c.ident()?))
+                } else {
+                    StorageTarget::All(None)
+                }
+            } else {
+                return Err("STORAGE FLUSH / COMPACT expects TABLE ns.t or ALL".into());
+            };
+            c.end().map(|_| Statement::Storage { compact, target })
+        }
         "kill" => {
             c.next();
+            if c.keyword("job") {
+                let id = match c.next() {
+                    Some(Token::SingleQuotedString(s)) => s,
+                    Some(Token::Word(w)) => w.value,
+                    _ => return Err("KILL JOB expects a job_id from system.jobs".into()),
+                };
+                return c.end().map(|_| Statement::KillJob(id));
+            }
             c.expect("live")?;
             c.expect("query")?;
             let id = match c.next() {

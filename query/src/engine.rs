@@ -23,17 +23,18 @@ use datafusion::sql::sqlparser::parser::Parser;
 use folddb_materializer::UserDef;
 use folddb_materializer::row::row_key;
 use folddb_materializer::{
-    AccessLevel, ColumnDef, Command, DataType, DefaultExpr, HotStore, Op, OpResult, Outcome,
-    Preview, Propose, ProposeError, Role, RowChange, SEQ_OWN_WRITE, TableDef, TableId, TableKind,
-    TableOptions, Value, catalog,
+    AccessLevel, ColumnDef, Command, DataType, DefaultExpr, EventFold, Family, HotStore, JobKind,
+    Op, OpResult, Outcome, Preview, Propose, ProposeError, Role, RowChange, SEQ_OWN_WRITE,
+    TableDef, TableId, TableKind, TableOptions, Value, catalog,
 };
 use serde::Serialize;
 use serde_json::Value as Json;
 
+use crate::cold::ColdStore;
 use crate::convert::{self, Literal, arrow_to_value, cell_json, coerce};
 use crate::dialect::{
     self, AlterChange, ColumnSpec, CreateTable, DefaultSpec, RESERVED_COLUMNS, Statement,
-    TableName, UserAuth, UserChange,
+    StorageTarget, TableName, UserAuth, UserChange,
 };
 use crate::ids::{self, SnowflakeIds};
 use crate::provider::{Caller, FoldCatalog, View};
@@ -195,6 +196,12 @@ pub struct Engine {
     live: Option<Arc<dyn crate::live::LiveSource>>,
     /// Where clients open live queries (`SUBSCRIBE TO` over HTTP answers it).
     ws_url: String,
+    /// The cold tier under the hot one, and the fold that drives it (transactions preview
+    /// their writes with it).
+    cold: Option<Arc<ColdStore>>,
+    fold: EventFold,
+    /// Jobs proposed and not yet applied (`system.jobs`, `KILL JOB`).
+    jobs: Arc<crate::jobs::Jobs>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -358,6 +365,9 @@ impl Engine {
             limits: Limits::default(),
             live: None,
             ws_url: "ws://127.0.0.1:8080/v1/ws".to_owned(),
+            cold: None,
+            fold: EventFold::default(),
+            jobs: Arc::default(),
         }
     }
 
@@ -371,6 +381,27 @@ impl Engine {
     pub fn with_ws_url(mut self, url: impl Into<String>) -> Engine {
         self.ws_url = url.into();
         self
+    }
+
+    /// Reads and transactions see `cold` under the hot tier; `fold` is the fold the node
+    /// applies entries with (built over the same cold tier).
+    pub fn with_cold(mut self, cold: Arc<ColdStore>, fold: EventFold) -> Engine {
+        self.cold = Some(cold);
+        self.fold = fold;
+        self
+    }
+
+    pub fn cold(&self) -> Option<&Arc<ColdStore>> {
+        self.cold.as_ref()
+    }
+
+    pub fn jobs(&self) -> &Arc<crate::jobs::Jobs> {
+        &self.jobs
+    }
+
+    /// The committed state, hot and cold.
+    fn committed(&self) -> View {
+        View::committed(self.store.clone()).with_cold(self.cold.clone())
     }
 
     pub fn with_live(mut self, live: Arc<dyn crate::live::LiveSource>) -> Engine {
@@ -388,7 +419,7 @@ impl Engine {
         caller: &Caller,
         sql_text: &str,
     ) -> Result<Vec<RecordBatch>, SqlError> {
-        let view = View::committed(self.store.clone());
+        let view = self.committed();
         let at = At {
             caller,
             view: &view,
@@ -456,6 +487,7 @@ impl Engine {
             "folddb",
             Arc::new(FoldCatalog {
                 live: self.live.clone(),
+                jobs: Some(self.jobs.clone()),
                 view: view.clone(),
                 caller: caller.clone(),
                 now_ms: now_ms(),
@@ -773,8 +805,9 @@ impl Engine {
         let view = &match tx {
             Some(staged) if reads_rows => {
                 View::with_writes(self.store.clone(), Arc::new(staged.preview.batch().clone()))
+                    .with_cold(self.cold.clone())
             }
-            _ => View::committed(self.store.clone()),
+            _ => self.committed(),
         };
         match stmt {
             Statement::Query | Statement::Meta => {
@@ -843,7 +876,7 @@ impl Engine {
                 *tx = Some(Staged {
                     ops: Vec::new(),
                     counts: [0; 3],
-                    preview: Preview::new(&self.store)?,
+                    preview: Preview::new(&self.store, &self.fold)?,
                 });
                 msg("Transaction started".into())
             }
@@ -907,6 +940,22 @@ impl Engine {
                 ]);
                 Ok(Out::Result(table_result(caller, &rows)?))
             }
+            Statement::KillJob(id) => msg(self.jobs.kill(id)?),
+            Statement::Storage { compact, target } => {
+                msg(self.storage_command(caller, namespace, *compact, target)?)
+            }
+            Statement::StorageCheck { storage, extended } => Ok(Out::Result(table_result(
+                caller,
+                &self.storage_check(storage, *extended)?,
+            )?)),
+            Statement::ShowStorages => Ok(Out::Result(table_result(
+                caller,
+                &system::storages(self.cold.as_deref()),
+            )?)),
+            Statement::ShowManifest => Ok(Out::Result(table_result(
+                caller,
+                &system::manifest(&self.store, self.cold.as_deref())?,
+            )?)),
             Statement::KillLiveQuery(id) => {
                 if self.live.as_ref().is_some_and(|l| l.kill(id)) {
                     msg(format!("Live query killed: {id}"))
@@ -1161,6 +1210,264 @@ impl Engine {
     }
 
     /// The current definition of a (possibly unqualified) table.
+    /// STORAGE FLUSH / COMPACT (API.md 3.10): queues one job per table and returns at once.
+    fn storage_command(
+        &self,
+        caller: &Caller,
+        namespace: &str,
+        compact: bool,
+        target: &StorageTarget,
+    ) -> StmtResult<String> {
+        let (kind, verb, noun) = if compact {
+            (JobKind::Compact, "COMPACT", "compaction")
+        } else {
+            (JobKind::Flush, "FLUSH", "flush")
+        };
+        if self.cold.is_none() {
+            return Err(format!("STORAGE {verb}: this node has no cold storage").into());
+        }
+        let (defs, scope) = match target {
+            StorageTarget::Table(t) => {
+                let def = self.table(namespace, t)?;
+                if def.kind == TableKind::Stream {
+                    return Err(format!(
+                        "STORAGE {verb} TABLE {}: STREAM tables are never flushed to cold storage",
+                        def.qualified_name()
+                    )
+                    .into());
+                }
+                if !compact && self.pending_rows(&def)? == 0 {
+                    return Ok(format!(
+                        "Storage flush skipped: no pending writes for table '{}'",
+                        def.qualified_name()
+                    ));
+                }
+                (vec![def], None)
+            }
+            StorageTarget::All(ns) => {
+                if let Some(ns) = ns
+                    && catalog::namespace(self.store.as_ref(), ns)?.is_none()
+                {
+                    return Err(format!("Namespace '{ns}' does not exist").into());
+                }
+                let defs = catalog::tables(self.store.as_ref(), ns.as_deref())?
+                    .into_iter()
+                    .filter(|d| d.kind != TableKind::Stream)
+                    .collect();
+                (defs, Some(ns.clone()))
+            }
+        };
+        let mut queued = Vec::new();
+        for def in &defs {
+            if let Some(id) = self.jobs.queue(kind, &def.qualified_name()) {
+                queued.push((id, def.id));
+            }
+        }
+        let ids: Vec<String> = queued.iter().map(|(id, _)| id.clone()).collect();
+        self.start_jobs(&caller.user, kind, queued);
+        Ok(match (scope, ids.as_slice()) {
+            (None, []) => format!(
+                "Storage {noun} skipped: a {noun} is already queued or running for table '{}'",
+                defs[0].qualified_name()
+            ),
+            (None, [id]) => format!(
+                "Storage {noun} started for table '{}'. Job ID: {id}",
+                defs[0].qualified_name()
+            ),
+            (scope, _) => format!(
+                "Storage {noun} started for {} table(s) in {}. Job IDs: [{}]",
+                ids.len(),
+                match scope.flatten() {
+                    Some(ns) => format!("namespace '{ns}'"),
+                    None => "all namespaces".to_owned(),
+                },
+                ids.join(", ")
+            ),
+        })
+    }
+
+    /// Hot row versions of `def` (all owners): what a flush would move.
+    fn pending_rows(&self, def: &TableDef) -> StmtResult<u64> {
+        Ok(self.store.count_prefix(
+            Family::Rows,
+            &folddb_materializer::row::table_prefix(def.id),
+        )?)
+    }
+
+    /// Runs queued jobs one after the other in the background: each is one log entry, whose
+    /// outcome ends the job.
+    pub fn start_jobs(&self, actor: &str, kind: JobKind, jobs: Vec<(String, TableId)>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let (proposer, registry, store) =
+            (self.proposer.clone(), self.jobs.clone(), self.store.clone());
+        let actor = actor.to_owned();
+        tokio::spawn(async move {
+            for (id, table) in jobs {
+                if !registry.start(&id) {
+                    continue;
+                }
+                let job = id.clone();
+                let op = match kind {
+                    JobKind::Flush => Op::Flush { table, job },
+                    JobKind::Compact => Op::Compact { table, job },
+                    JobKind::StreamEviction => Op::EvictStream { table, job },
+                };
+                let cmd = Command {
+                    stamp_ms: now_ms(),
+                    actor: actor.clone(),
+                    ops: vec![op],
+                };
+                let result = match proposer.propose(cmd).await {
+                    Ok(Outcome::Applied(_)) => match catalog::job(store.as_ref(), &id) {
+                        Ok(Some(record)) => Ok(record.message),
+                        Ok(None) => Ok("completed".to_owned()),
+                        Err(e) => Err(e.to_string()),
+                    },
+                    Ok(Outcome::Rejected { error, .. }) => Err(error),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = &result {
+                    tracing::warn!(job = %id, error = %e, "a job failed");
+                }
+                registry.finish(&id, result);
+            }
+        });
+    }
+
+    /// Queues the jobs that are due (called by the node's scheduler): a flush for every table
+    /// whose FLUSH_POLICY is met (`rows:N` pending row versions, or `interval:S` seconds
+    /// since its last flush with writes pending), and an eviction for every STREAM table
+    /// holding rows past its TTL. Returns how many were queued.
+    pub fn schedule_due_jobs(&self, flush: bool, evict: bool) -> Result<usize, SqlError> {
+        let internal =
+            |e: folddb_materializer::Error| SqlError::new(ErrorCode::InternalError, e.to_string());
+        if self.cold.is_none() {
+            return Ok(0);
+        }
+        let now = now_ms();
+        let records = catalog::jobs(self.store.as_ref()).map_err(internal)?;
+        let last_flush = |target: &str| {
+            records
+                .iter()
+                .filter(|r| r.kind == JobKind::Flush && r.target == target)
+                .map(|r| r.at_ms)
+                .max()
+        };
+        let mut flushes = Vec::new();
+        let mut evictions = Vec::new();
+        for def in catalog::tables(self.store.as_ref(), None).map_err(internal)? {
+            let prefix = folddb_materializer::row::table_prefix(def.id);
+            match def.kind {
+                TableKind::Stream if !evict => {}
+                _ if def.kind != TableKind::Stream && !flush => {}
+                TableKind::Stream => {
+                    let Some(ttl) = def.options.ttl_seconds else {
+                        continue;
+                    };
+                    let cutoff =
+                        folddb_materializer::Seq::at_unix_ms(now.saturating_sub(ttl * 1000)).0;
+                    let expired = self
+                        .store
+                        .scan_prefix(Family::Rows, &prefix)
+                        .map_err(internal)?
+                        .iter()
+                        .any(|(_, v)| {
+                            folddb_materializer::codec::decode::<folddb_materializer::RowVersion>(
+                                v,
+                                "a row version",
+                            )
+                            .is_ok_and(|r| r.seq < cutoff)
+                        });
+                    if expired {
+                        evictions.push(def);
+                    }
+                }
+                _ => {
+                    let Some(policy) = def.options.flush_policy.as_deref() else {
+                        continue;
+                    };
+                    let (rows, interval) = flush_policy(policy)
+                        .map_err(|e| SqlError::new(ErrorCode::InternalError, e))?;
+                    let pending = self
+                        .store
+                        .count_prefix(Family::Rows, &prefix)
+                        .map_err(internal)?;
+                    if pending == 0 {
+                        continue;
+                    }
+                    let since = last_flush(&def.qualified_name()).unwrap_or(def.created_at_ms);
+                    let due = rows.is_some_and(|n| pending >= n)
+                        || interval.is_some_and(|s| now.saturating_sub(since) >= s * 1000);
+                    if due {
+                        flushes.push(def);
+                    }
+                }
+            }
+        }
+        let mut queued = 0;
+        for (kind, defs) in [
+            (JobKind::Flush, flushes),
+            (JobKind::StreamEviction, evictions),
+        ] {
+            let jobs: Vec<(String, TableId)> = defs
+                .iter()
+                .filter_map(|d| {
+                    self.jobs
+                        .queue(kind, &d.qualified_name())
+                        .map(|id| (id, d.id))
+                })
+                .collect();
+            queued += jobs.len();
+            self.start_jobs("system", kind, jobs);
+        }
+        Ok(queued)
+    }
+
+    /// STORAGE CHECK (API.md 3.10): every table's manifests and segments, with the problems
+    /// found (each naming its file).
+    fn storage_check(&self, storage: &str, extended: bool) -> StmtResult<Rows> {
+        let Some(cold) = &self.cold else {
+            return Err("STORAGE CHECK: this node has no cold storage".into());
+        };
+        if storage != "local" {
+            return Err(format!("Storage '{storage}' does not exist (storages: local)").into());
+        }
+        let mut rows = Rows::new(&[
+            ("table_name", DataType::Text),
+            ("segments", DataType::BigInt),
+            ("rows", DataType::BigInt),
+            ("status", DataType::Text),
+            ("problems", DataType::Text),
+        ]);
+        for def in catalog::tables(self.store.as_ref(), None)? {
+            if def.kind == TableKind::Stream {
+                continue;
+            }
+            let (mut segments, mut count) = (0u64, 0u64);
+            let mut problems: Vec<String> = Vec::new();
+            match cold.scopes_of(&def) {
+                Ok(scopes) => {
+                    for s in scopes {
+                        segments += s.manifest().segments.len() as u64;
+                        count += s.manifest().segments.iter().map(|g| g.rows).sum::<u64>();
+                    }
+                    problems.extend(cold.check(&def, extended).iter().map(ToString::to_string));
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
+            rows.rows.push(vec![
+                Value::Text(def.qualified_name()),
+                Value::BigInt(segments as i64),
+                Value::BigInt(count as i64),
+                Value::Text(if problems.is_empty() { "ok" } else { "damaged" }.into()),
+                Value::Text(problems.join("; ")),
+            ]);
+        }
+        Ok(rows)
+    }
+
     fn table(&self, namespace: &str, t: &TableName) -> StmtResult<TableDef> {
         let ns = t.namespace.as_deref().unwrap_or(namespace);
         if catalog::namespace(self.store.as_ref(), ns)?.is_none() {
@@ -2387,7 +2694,12 @@ fn plan_create_table(ct: &CreateTable, caller: &Caller, namespace: &str) -> Stmt
 }
 
 fn validate_flush_policy(v: &str) -> Result<(), String> {
-    let mut any = false;
+    flush_policy(v).map(|_| ())
+}
+
+/// A FLUSH_POLICY's row threshold and interval (seconds), validated (API.md 3.3).
+fn flush_policy(v: &str) -> Result<(Option<u64>, Option<u64>), String> {
+    let (mut rows, mut interval) = (None, None);
     for part in v.split(',') {
         let (k, n) = part.trim().split_once(':').ok_or_else(|| {
             format!("Invalid FLUSH_POLICY '{v}': expected 'rows:N', 'interval:S' or both")
@@ -2397,8 +2709,8 @@ fn validate_flush_policy(v: &str) -> Result<(), String> {
             .parse()
             .map_err(|_| format!("Invalid FLUSH_POLICY '{v}': '{n}' is not a number"))?;
         match k.trim().to_ascii_lowercase().as_str() {
-            "rows" if (1..=999_999).contains(&n) => {}
-            "interval" if (1..=86_399).contains(&n) => {}
+            "rows" if (1..=999_999).contains(&n) => rows = Some(n),
+            "interval" if (1..=86_399).contains(&n) => interval = Some(n),
             "rows" => return Err(format!("FLUSH_POLICY rows must be 1..999999, got {n}")),
             "interval" => {
                 return Err(format!(
@@ -2407,13 +2719,11 @@ fn validate_flush_policy(v: &str) -> Result<(), String> {
             }
             _ => return Err(format!("Invalid FLUSH_POLICY '{v}'")),
         }
-        any = true;
     }
-    if any {
-        Ok(())
-    } else {
-        Err(format!("Invalid FLUSH_POLICY '{v}'"))
+    if rows.is_none() && interval.is_none() {
+        return Err(format!("Invalid FLUSH_POLICY '{v}'"));
     }
+    Ok((rows, interval))
 }
 
 fn plan_alter(mut def: TableDef, change: &AlterChange) -> StmtResult<TableDef> {

@@ -21,6 +21,7 @@ use folddb_materializer::{
     Value, catalog, codec,
 };
 
+use crate::cold::ColdStore;
 use crate::convert::{self, arrow_to_value, backfill, build_column};
 use crate::system;
 
@@ -36,6 +37,7 @@ pub struct Caller {
 #[derive(Debug, Clone)]
 pub struct View {
     store: Arc<HotStore>,
+    cold: Option<Arc<ColdStore>>,
     overlay: Option<Arc<HotBatch>>,
 }
 
@@ -44,6 +46,7 @@ impl View {
     pub fn committed(store: Arc<HotStore>) -> View {
         View {
             store,
+            cold: None,
             overlay: None,
         }
     }
@@ -52,12 +55,23 @@ impl View {
     pub fn with_writes(store: Arc<HotStore>, writes: Arc<HotBatch>) -> View {
         View {
             store,
+            cold: None,
             overlay: Some(writes),
         }
     }
 
+    /// The same view, with the cold tier under the hot one.
+    pub fn with_cold(mut self, cold: Option<Arc<ColdStore>>) -> View {
+        self.cold = cold;
+        self
+    }
+
     pub fn store(&self) -> &Arc<HotStore> {
         &self.store
+    }
+
+    pub fn cold(&self) -> Option<&Arc<ColdStore>> {
+        self.cold.as_ref()
     }
 }
 
@@ -194,60 +208,96 @@ impl HotTable {
         None
     }
 
-    /// Reads the visible versions.
-    fn read(&self, filters: &[Expr], limit: Option<usize>) -> DfResult<Vec<RowVersion>> {
+    /// Whether `row` is shown: tombstones only when asked for, STREAM rows only within
+    /// their TTL.
+    fn shows(&self, row: &RowVersion, show_deleted: bool) -> bool {
+        (show_deleted || !row.deleted) && self.min_seq.is_none_or(|min| row.seq >= min)
+    }
+
+    /// The cold tier under this table (never for STREAM tables).
+    fn cold(&self) -> Option<&Arc<ColdStore>> {
+        self.view
+            .cold()
+            .filter(|_| self.def.kind != TableKind::Stream)
+    }
+
+    /// The newest version of the row with primary key `pk`: hot, else cold.
+    fn version_of(&self, pk: &Value) -> DfResult<Option<RowVersion>> {
+        let key = row_key(self.def.id, &self.scope, pk);
+        if let Some(bytes) = self.view.get(Family::Rows, &key).map_err(df_err)? {
+            return codec::decode(&bytes, "a row version")
+                .map(Some)
+                .map_err(df_err);
+        }
+        match self.cold() {
+            Some(cold) => cold.lookup(&self.def, &self.scope, pk).map_err(df_err),
+            None => Ok(None),
+        }
+    }
+
+    /// The visible rows, projected: the hot tier's, then the cold tier's that no hot
+    /// version hides. Primary-key lookups read those keys only.
+    fn read(
+        &self,
+        filters: &[Expr],
+        limit: Option<usize>,
+        projection: &[usize],
+    ) -> DfResult<Vec<RecordBatch>> {
         let show_deleted = filters
             .iter()
             .any(|f| f.column_refs().iter().any(|c| c.name == "_deleted"));
-        let raw: Vec<Vec<u8>> = match self.pinned_keys(filters) {
-            Some(keys) => {
-                let mut out = Vec::with_capacity(keys.len());
-                for k in keys {
-                    if let Some(v) = self
-                        .view
-                        .get(Family::Rows, &row_key(self.def.id, &self.scope, &k))
-                        .map_err(df_err)?
-                    {
-                        out.push(v);
-                    }
+        if let Some(keys) = self.pinned_keys(filters) {
+            let mut rows = Vec::with_capacity(keys.len());
+            for k in keys {
+                if let Some(v) = self.version_of(&k)?
+                    && self.shows(&v, show_deleted)
+                {
+                    rows.push(v);
                 }
-                out
             }
-            None => self
-                .view
-                .scan_prefix(Family::Rows, &scope_prefix(self.def.id, &self.scope))
-                .map_err(df_err)?
-                .into_iter()
-                .map(|(_, v)| v)
-                .collect(),
-        };
+            return Ok(vec![self.batch(&rows)?.project(projection)?]);
+        }
+        let prefix = scope_prefix(self.def.id, &self.scope);
+        // The hot tier first, then the cold one: a flush that lands in between is then seen
+        // on both sides (and deduplicated), never on neither.
+        let raw = self
+            .view
+            .scan_prefix(Family::Rows, &prefix)
+            .map_err(df_err)?;
+        let cold = self.cold();
+        let mut hot_keys = Vec::new();
         let mut rows = Vec::with_capacity(raw.len());
-        for bytes in raw {
+        for (key, bytes) in raw {
             let row: RowVersion = codec::decode(&bytes, "a row version").map_err(df_err)?;
-            if row.deleted && !show_deleted {
-                continue;
+            if cold.is_some() {
+                hot_keys.push(key[prefix.len()..].to_vec());
             }
-            if self.min_seq.is_some_and(|min| row.seq < min) {
+            if !self.shows(&row, show_deleted) {
                 continue;
             }
             rows.push(row);
-            if filters.is_empty() && limit.is_some_and(|l| rows.len() >= l) {
+            if cold.is_none() && filters.is_empty() && limit.is_some_and(|l| rows.len() >= l) {
                 break;
             }
         }
-        Ok(rows)
+        let mut out = vec![self.batch(&rows)?.project(projection)?];
+        if let Some(cold) = cold {
+            out.extend(
+                cold.visible(&self.def, &self.scope, &hot_keys, show_deleted, projection)
+                    .map_err(df_err)?,
+            );
+        }
+        Ok(out)
     }
 
     /// The visible row with primary key `pk`, as a batch of zero or one row in the table's
     /// schema (the point-read fast path: no planner).
     pub fn point(&self, pk: &Value) -> DfResult<RecordBatch> {
-        let key = row_key(self.def.id, &self.scope, pk);
         let mut rows = Vec::with_capacity(1);
-        if let Some(bytes) = self.view.get(Family::Rows, &key).map_err(df_err)? {
-            let row: RowVersion = codec::decode(&bytes, "a row version").map_err(df_err)?;
-            if !row.deleted && self.min_seq.is_none_or(|min| row.seq >= min) {
-                rows.push(row);
-            }
+        if let Some(row) = self.version_of(pk)?
+            && self.shows(&row, false)
+        {
+            rows.push(row);
         }
         self.batch(&rows)
     }
@@ -340,13 +390,17 @@ impl TableProvider for HotTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let rows = self.read(filters, limit)?;
-        let batch = self.batch(&rows)?;
-        let exec = MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            self.schema.clone(),
-            projection.cloned(),
-        )?;
+        let all: Vec<usize>;
+        let projection = match projection {
+            Some(p) => p.as_slice(),
+            None => {
+                all = (0..self.schema.fields().len()).collect();
+                &all
+            }
+        };
+        let batches = self.read(filters, limit, projection)?;
+        let schema = Arc::new(self.schema.project(projection)?);
+        let exec = MemorySourceConfig::try_new_exec(&[batches], schema, None)?;
         Ok(exec)
     }
 }
@@ -402,6 +456,7 @@ impl SchemaProvider for NamespaceSchema {
 #[derive(Debug)]
 pub struct FoldCatalog {
     pub live: Option<Arc<dyn crate::live::LiveSource>>,
+    pub jobs: Option<Arc<crate::jobs::Jobs>>,
     pub view: View,
     pub caller: Caller,
     pub now_ms: u64,
@@ -422,8 +477,9 @@ impl CatalogProvider for FoldCatalog {
         if name == "system" {
             return self.caller.role.is_admin().then(|| {
                 Arc::new(system::SystemSchema::new(
-                    self.view.store().clone(),
+                    self.view.clone(),
                     self.live.clone(),
+                    self.jobs.clone(),
                     self.caller.clone(),
                 )) as Arc<dyn SchemaProvider>
             });

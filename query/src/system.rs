@@ -12,8 +12,10 @@ use datafusion::datasource::MemTable;
 use folddb_materializer::row::table_prefix;
 use folddb_materializer::{DataType, Family, HotStore, TableDef, Value, catalog};
 
+use crate::cold::ColdStore;
 use crate::convert::{build_column, field};
-use crate::provider::Caller;
+use crate::jobs::Jobs;
+use crate::provider::{Caller, View};
 
 /// Rows with named, typed columns: a small in-memory result.
 #[derive(Debug, Default)]
@@ -341,28 +343,171 @@ const SYSTEM_TABLES: &[&str] = &[
     "users",
     "audit_log",
     "live",
+    "jobs",
+    "storages",
+    "manifest",
 ];
 
 /// The `system` schema.
 #[derive(Debug)]
 pub struct SystemSchema {
-    store: Arc<HotStore>,
+    view: View,
     live: Option<Arc<dyn crate::live::LiveSource>>,
+    jobs: Option<Arc<Jobs>>,
     _caller: Caller,
 }
 
 impl SystemSchema {
     pub fn new(
-        store: Arc<HotStore>,
+        view: View,
         live: Option<Arc<dyn crate::live::LiveSource>>,
+        jobs: Option<Arc<Jobs>>,
         caller: Caller,
     ) -> SystemSchema {
         SystemSchema {
-            store,
+            view,
             live,
+            jobs,
             _caller: caller,
         }
     }
+}
+
+/// `system.jobs` (API.md 3.7): the jobs applied (from the catalog: the same on every node
+/// and after restarts) and the ones this node has queued, running, failed or cancelled.
+pub fn jobs(store: &HotStore, pending: Option<&Jobs>) -> Res<Rows> {
+    let mut out = Rows::new(&[
+        ("job_id", DataType::Text),
+        ("job_type", DataType::Text),
+        ("status", DataType::Text),
+        ("parameters", DataType::Json),
+        ("message", DataType::Text),
+        ("rows_affected", DataType::BigInt),
+        ("log_index", DataType::BigInt),
+        ("created_at", DataType::Timestamp),
+        ("started_at", DataType::Timestamp),
+        ("finished_at", DataType::Timestamp),
+    ]);
+    let local = pending.map(Jobs::list).unwrap_or_default();
+    let params = |target: &str| Value::Json(serde_json::json!({ "table": target }).to_string());
+    let opt_ts = |ms: Option<u64>| ms.map_or(Value::Null, ms_to_ts);
+    for r in catalog::jobs(store)? {
+        let seen = local.iter().find(|j| j.id == r.id);
+        out.rows.push(vec![
+            text(&r.id),
+            text(r.kind.name()),
+            text("completed"),
+            params(&r.target),
+            text(&r.message),
+            Value::BigInt(r.rows as i64),
+            Value::BigInt(r.index as i64),
+            ms_to_ts(seen.map_or(r.at_ms, |j| j.created_ms)),
+            opt_ts(seen.and_then(|j| j.started_ms).or(Some(r.at_ms))),
+            opt_ts(seen.and_then(|j| j.finished_ms).or(Some(r.at_ms))),
+        ]);
+    }
+    let applied: std::collections::HashSet<String> =
+        out.rows.iter().map(|r| r[0].plain()).collect();
+    for j in local.iter().filter(|j| !applied.contains(&j.id)) {
+        out.rows.push(vec![
+            text(&j.id),
+            text(j.kind.name()),
+            text(j.status.name()),
+            params(&j.target),
+            text(&j.message),
+            Value::Null,
+            Value::Null,
+            ms_to_ts(j.created_ms),
+            opt_ts(j.started_ms),
+            opt_ts(j.finished_ms),
+        ]);
+    }
+    Ok(out)
+}
+
+/// `system.storages` / SHOW STORAGES: the built-in `local` storage.
+pub fn storages(cold: Option<&ColdStore>) -> Rows {
+    let mut out = Rows::new(&[
+        ("storage_id", DataType::Text),
+        ("storage_name", DataType::Text),
+        ("description", DataType::Text),
+        ("storage_type", DataType::Text),
+        ("base_directory", DataType::Text),
+        ("credentials", DataType::Text),
+        ("config_json", DataType::Json),
+        ("shared_tables_template", DataType::Text),
+        ("user_tables_template", DataType::Text),
+        ("created_at", DataType::Timestamp),
+        ("updated_at", DataType::Timestamp),
+    ]);
+    if let Some(cold) = cold {
+        out.rows.push(vec![
+            text("local"),
+            text("Local storage"),
+            text("The node's data directory"),
+            text("filesystem"),
+            text(cold.root().display().to_string()),
+            Value::Null,
+            Value::Json("{}".into()),
+            text("{namespace}/{tableName}"),
+            text("{namespace}/{tableName}/{userId}"),
+            Value::Null,
+            Value::Null,
+        ]);
+    }
+    out
+}
+
+/// `system.manifest` / SHOW MANIFEST: one row per cold segment of every table scope.
+pub fn manifest(store: &HotStore, cold: Option<&ColdStore>) -> Result<Rows, String> {
+    let mut out = Rows::new(&[
+        ("namespace_id", DataType::Text),
+        ("table_name", DataType::Text),
+        ("user_id", DataType::Text),
+        ("segment", DataType::Text),
+        ("path", DataType::Text),
+        ("row_count", DataType::BigInt),
+        ("tombstones", DataType::BigInt),
+        ("size_bytes", DataType::BigInt),
+        ("min_seq", DataType::BigInt),
+        ("max_seq", DataType::BigInt),
+        ("schema_version", DataType::Int),
+        ("log_index", DataType::BigInt),
+        ("column_stats", DataType::Json),
+    ]);
+    let Some(cold) = cold else {
+        return Ok(out);
+    };
+    for def in catalog::tables(store, None).map_err(|e| e.to_string())? {
+        if def.kind == folddb_materializer::TableKind::Stream {
+            continue;
+        }
+        for scope in cold.scopes_of(&def).map_err(|e| e.to_string())? {
+            let m = scope.manifest();
+            for seg in &m.segments {
+                out.rows.push(vec![
+                    text(&def.namespace),
+                    text(&def.name),
+                    if m.scope.is_empty() {
+                        Value::Null
+                    } else {
+                        text(&m.scope)
+                    },
+                    text(&seg.file),
+                    text(scope.dir().join(&seg.file).display().to_string()),
+                    Value::BigInt(seg.rows as i64),
+                    Value::BigInt(seg.tombstones as i64),
+                    Value::BigInt(seg.bytes as i64),
+                    Value::BigInt(seg.min_seq),
+                    Value::BigInt(seg.max_seq),
+                    Value::Int(seg.schema_version as i32),
+                    Value::BigInt(seg.index as i64),
+                    Value::Json(serde_json::to_string(&seg.stats).unwrap_or_default()),
+                ]);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `system.live` (API.md 3.7): one row per open subscription on this node.
@@ -411,18 +556,23 @@ impl SchemaProvider for SystemSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        let store = self.store.as_ref();
+        let store = self.view.store().as_ref();
+        let cold = self.view.cold().map(Arc::as_ref);
+        let text_err = |e: folddb_materializer::Error| e.to_string();
         let rows = match name {
-            "namespaces" => namespaces(store),
-            "schemas" | "tables" => tables(store, None),
-            "columns" => columns(store),
-            "stats" => stats(store),
-            "users" => users(store),
-            "audit_log" => audit_log(store),
+            "namespaces" => namespaces(store).map_err(text_err),
+            "schemas" | "tables" => tables(store, None).map_err(text_err),
+            "columns" => columns(store).map_err(text_err),
+            "stats" => stats(store).map_err(text_err),
+            "users" => users(store).map_err(text_err),
+            "audit_log" => audit_log(store).map_err(text_err),
             "live" => Ok(live(self.live.as_deref())),
+            "jobs" => jobs(store, self.jobs.as_deref()).map_err(text_err),
+            "storages" => Ok(storages(cold)),
+            "manifest" => manifest(store, cold),
             _ => return Ok(None),
         }
-        .map_err(|e| DataFusionError::Execution(e.to_string()))?;
+        .map_err(DataFusionError::Execution)?;
         let batch = rows.batch();
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
         Ok(Some(Arc::new(table)))

@@ -1,0 +1,586 @@
+//! The cold tier (issue #6), driven as a client would: flushes move rows to Parquet and
+//! queries see one table; updates, deletes and primary keys work across both tiers;
+//! compaction; crashes at each step of a flush; FLUSH_POLICY; STREAM TTL and eviction; and
+//! `folddb log replay` rebuilding the state at chosen log indices.
+//!
+//! Every data-changing statement runs against two identical tables, `app.items` (flushed
+//! and compacted along the way) and `app.control` (never flushed): every query must answer
+//! the same on both, at every stage.
+
+use std::path::Path;
+use std::time::Duration;
+
+use folddb_tests::{Server, rows, run_folddb, text};
+use serde_json::Value;
+
+const SCHEMA: &str = "(id BIGINT PRIMARY KEY, n INT NOT NULL, v TEXT, at TIMESTAMP DEFAULT NOW())";
+
+/// Queries over `{t}` (items or control): counts, filters, aggregates, joins, PK lookups,
+/// `_deleted`.
+const QUERIES: &[&str] = &[
+    "SELECT id, n, v FROM app.{t} ORDER BY id",
+    "SELECT COUNT(*) AS c FROM app.{t}",
+    "SELECT id, v FROM app.{t} WHERE n > 50 AND v LIKE 'v%' ORDER BY id",
+    "SELECT n % 7 AS g, COUNT(*) AS c, SUM(n) AS s, MAX(v) AS m FROM app.{t} GROUP BY n % 7 ORDER BY g",
+    "SELECT a.id, o.qty FROM app.{t} a JOIN app.orders o ON o.item = a.id ORDER BY a.id, o.qty",
+    "SELECT id, n, v FROM app.{t} WHERE id = 17",
+    "SELECT id, n, v FROM app.{t} WHERE id IN (3, 42, 150, 999)",
+    "SELECT id FROM app.{t} WHERE _deleted = true ORDER BY id",
+    "SELECT id, COUNT(*) FROM app.{t} GROUP BY id HAVING COUNT(*) > 1",
+];
+
+/// Runs `sql` (with `{t}` in it) against both tables.
+async fn both(s: &Server, token: &str, sql: &str) {
+    for t in ["items", "control"] {
+        s.ok(token, &sql.replace("{t}", t)).await;
+    }
+}
+
+/// Every query answers the same on both tables; returns the answers (of `items`).
+async fn same(s: &Server, token: &str, stage: &str) -> Vec<Vec<Value>> {
+    let mut out = Vec::new();
+    for q in QUERIES {
+        let a = rows(&s.ok(token, &q.replace("{t}", "items")).await);
+        let b = rows(&s.ok(token, &q.replace("{t}", "control")).await);
+        assert_eq!(a, b, "{stage}: {q}");
+        out.push(a);
+    }
+    out
+}
+
+/// The job id at the end of a STORAGE message.
+fn job_id(answer: &Value) -> String {
+    let m = answer["results"][0]["message"].as_str().unwrap_or_default();
+    let id = m.rsplit("Job ID: ").next().unwrap_or_default();
+    assert!(
+        id.starts_with("FL-") || id.starts_with("CO-"),
+        "no job id in {m:?}"
+    );
+    id.to_owned()
+}
+
+/// Waits until job `id` ends; returns its status and message.
+async fn wait_job(s: &Server, token: &str, id: &str) -> (String, String) {
+    for _ in 0..300 {
+        let r = rows(
+            &s.ok(
+                token,
+                &format!("SELECT status, message FROM system.jobs WHERE job_id = '{id}'"),
+            )
+            .await,
+        );
+        if let Some(row) = r.first() {
+            let status = row[0].as_str().unwrap_or_default().to_owned();
+            if !matches!(status.as_str(), "queued" | "running") {
+                return (status, row[1].as_str().unwrap_or_default().to_owned());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("job {id} did not finish");
+}
+
+async fn flush(s: &Server, token: &str, table: &str) -> String {
+    let id = job_id(
+        &s.ok(token, &format!("STORAGE FLUSH TABLE app.{table}"))
+            .await,
+    );
+    let (status, message) = wait_job(s, token, &id).await;
+    assert_eq!(status, "completed", "{message}");
+    message
+}
+
+async fn hot_rows(s: &Server, token: &str, table: &str) -> i64 {
+    let r = rows(
+        &s.ok(token, &format!("SHOW STATS FOR TABLE app.{table}"))
+            .await,
+    );
+    match &r[0][1] {
+        Value::String(n) => n.parse().expect("a count"),
+        other => other.as_i64().expect("a count"),
+    }
+}
+
+fn parquet_files(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".parquet"))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+async fn setup(s: &Server) -> String {
+    let t = s.setup_and_login().await;
+    s.ok(&t, "CREATE NAMESPACE app").await;
+    for name in ["items", "control"] {
+        s.ok(&t, &format!("CREATE SHARED TABLE app.{name} {SCHEMA}"))
+            .await;
+    }
+    s.ok(
+        &t,
+        "CREATE SHARED TABLE app.orders (id BIGINT PRIMARY KEY, item BIGINT NOT NULL, qty INT NOT NULL)",
+    )
+    .await;
+    let values: Vec<String> = (1..=200)
+        .map(|i| format!("({i}, {}, 'v{i}')", i * 37 % 101))
+        .collect();
+    both(
+        s,
+        &t,
+        &format!(
+            "INSERT INTO app.{{t}} (id, n, v) VALUES {}",
+            values.join(", ")
+        ),
+    )
+    .await;
+    let orders: Vec<String> = (1..=60)
+        .map(|i| format!("({i}, {}, {})", i * 3 % 210, i % 5))
+        .collect();
+    s.ok(
+        &t,
+        &format!(
+            "INSERT INTO app.orders (id, item, qty) VALUES {}",
+            orders.join(", ")
+        ),
+    )
+    .await;
+    both(s, &t, "UPDATE app.{t} SET v = 'changed' WHERE id % 10 = 3").await;
+    both(s, &t, "DELETE FROM app.{t} WHERE id % 25 = 0").await;
+    t
+}
+
+#[tokio::test]
+async fn queries_answer_the_same_before_and_after_flush_updates_deletes_and_compaction() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start(dir.path()).await;
+    let t = setup(&s).await;
+    let before = same(&s, &t, "before any flush").await;
+    assert_eq!(before[1][0][0], "192", "200 rows less 8 deleted");
+
+    let message = flush(&s, &t, "items").await;
+    assert!(message.contains("Flushed 200 row(s)"), "{message}");
+    assert_eq!(
+        hot_rows(&s, &t, "items").await,
+        0,
+        "the hot tier gave its rows up"
+    );
+    let seg_dir = dir.path().join("storage/app/items");
+    let files = parquet_files(&seg_dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(seg_dir.join("manifest.json").is_file());
+    let manifest = rows(&s.ok(&t, "SHOW MANIFEST").await);
+    assert_eq!(manifest.len(), 1, "{manifest:?}");
+    assert_eq!(manifest[0][1], "items");
+    assert_eq!(manifest[0][5], "200", "row_count: tombstones included");
+    assert_eq!(manifest[0][6], "8");
+    assert_eq!(same(&s, &t, "after the flush").await, before);
+
+    // Nothing pending: skipped, with the documented message.
+    let again = s.ok(&t, "STORAGE FLUSH TABLE app.items").await;
+    assert_eq!(
+        again["results"][0]["message"],
+        "Storage flush skipped: no pending writes for table 'app.items'"
+    );
+
+    // Writes to flushed rows: updates, deletes, re-inserting a deleted key, and a duplicate
+    // of a flushed key refused on both tables.
+    both(
+        &s,
+        &t,
+        "UPDATE app.{t} SET n = n + 1000, v = 'hot' WHERE id BETWEEN 10 AND 30",
+    )
+    .await;
+    both(&s, &t, "DELETE FROM app.{t} WHERE id IN (40, 41, 42)").await;
+    both(
+        &s,
+        &t,
+        "INSERT INTO app.{t} (id, n, v) VALUES (25, 5, 'reborn'), (500, 1, 'new')",
+    )
+    .await;
+    for table in ["items", "control"] {
+        let (_, code) = s
+            .fails(
+                &t,
+                &format!("INSERT INTO app.{table} (id, n) VALUES (7, 1)"),
+            )
+            .await;
+        assert_eq!(code, "SQL_EXECUTION_ERROR");
+        let (_, body) = s
+            .sql(
+                &t,
+                &format!("INSERT INTO app.{table} (id, n) VALUES (7, 1)"),
+            )
+            .await;
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Primary key violation"),
+            "{body}"
+        );
+    }
+    let mid = same(&s, &t, "after writes over flushed rows").await;
+    assert_ne!(mid, before);
+
+    // A second segment, more writes, then compaction into one.
+    flush(&s, &t, "items").await;
+    assert_eq!(parquet_files(&seg_dir).len(), 2);
+    both(&s, &t, "UPDATE app.{t} SET v = 'third' WHERE n < 20").await;
+    both(&s, &t, "DELETE FROM app.{t} WHERE id BETWEEN 100 AND 110").await;
+    let pre_compact = same(&s, &t, "two segments and hot rows").await;
+    let id = job_id(&s.ok(&t, "STORAGE COMPACT TABLE app.items").await);
+    let (status, message) = wait_job(&s, &t, &id).await;
+    assert_eq!(status, "completed", "{message}");
+    assert!(
+        message.contains("2 segment(s)") && message.contains("into 1"),
+        "{message}"
+    );
+    assert_eq!(
+        parquet_files(&seg_dir).len(),
+        1,
+        "the old segments are gone"
+    );
+    assert_eq!(same(&s, &t, "after compaction").await, pre_compact);
+    flush(&s, &t, "items").await;
+    assert_eq!(same(&s, &t, "after the third flush").await, pre_compact);
+
+    // The job history, and a restart: the same answers from the files.
+    let jobs = rows(
+        &s.ok(
+            &t,
+            "SELECT job_type, status FROM system.jobs ORDER BY created_at",
+        )
+        .await,
+    );
+    assert_eq!(
+        jobs.iter()
+            .filter(|j| j[0] == "flush" && j[1] == "completed")
+            .count(),
+        3,
+        "{jobs:?}"
+    );
+    s.stop();
+    let s = Server::start(dir.path()).await;
+    let t = s.login("admin", "kalamdb123").await;
+    assert_eq!(same(&s, &t, "after a restart").await, pre_compact);
+    let check = rows(&s.ok(&t, "STORAGE CHECK local EXTENDED").await);
+    assert!(check.iter().all(|r| r[3] == "ok"), "{check:?}");
+}
+
+#[tokio::test]
+async fn user_tables_flush_per_owner_and_stay_private() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start(dir.path()).await;
+    let admin = s.setup_and_login().await;
+    s.ok(&admin, "CREATE NAMESPACE app").await;
+    s.ok(
+        &admin,
+        "CREATE USER TABLE app.notes (id BIGINT PRIMARY KEY, body TEXT)",
+    )
+    .await;
+    let mut tokens = Vec::new();
+    for u in ["alice", "bob"] {
+        s.ok(
+            &admin,
+            &format!("CREATE USER {u} WITH PASSWORD 'secret123' ROLE user"),
+        )
+        .await;
+        let tk = s.login(u, "secret123").await;
+        s.ok(
+            &tk,
+            &format!("INSERT INTO app.notes (id, body) VALUES (1, '{u} one'), (2, '{u} two')"),
+        )
+        .await;
+        tokens.push(tk);
+    }
+    let answer = |tk: &str| {
+        let tk = tk.to_owned();
+        let s = &s;
+        async move {
+            rows(
+                &s.ok(&tk, "SELECT id, body FROM app.notes ORDER BY id")
+                    .await,
+            )
+        }
+    };
+    let before = [answer(&tokens[0]).await, answer(&tokens[1]).await];
+    assert_eq!(before[0][0][1], "alice one");
+    let (status, _) = s.fails(&tokens[0], "STORAGE FLUSH TABLE app.notes").await;
+    assert_eq!(status, 403, "users may not flush");
+    let message = flush(&s, &admin, "notes").await;
+    assert!(message.contains("for 2 owner(s)"), "{message}");
+    for u in ["alice", "bob"] {
+        let files = parquet_files(&dir.path().join("storage/app/notes").join(u));
+        assert_eq!(files.len(), 1, "{u}: {files:?}");
+    }
+    assert_eq!([answer(&tokens[0]).await, answer(&tokens[1]).await], before);
+    // Bob's flushed key is his own: alice may insert the same id only where hers is free.
+    s.ok(&tokens[1], "DELETE FROM app.notes WHERE id = 1").await;
+    s.ok(
+        &tokens[1],
+        "UPDATE app.notes SET body = 'bob edited' WHERE id = 2",
+    )
+    .await;
+    let (_, code) = s
+        .fails(
+            &tokens[0],
+            "INSERT INTO app.notes (id, body) VALUES (1, 'dup')",
+        )
+        .await;
+    assert_eq!(code, "SQL_EXECUTION_ERROR");
+    assert_eq!(answer(&tokens[0]).await, before[0]);
+    assert_eq!(
+        answer(&tokens[1]).await,
+        vec![serde_json::json!(["2", "bob edited"])]
+    );
+}
+
+/// Crash at each step of a flush (and of a compaction): after a restart the answers are
+/// those of the control table, with no duplicate key, and the next flush works.
+#[tokio::test]
+async fn a_crash_at_any_step_of_a_flush_loses_and_duplicates_nothing() {
+    for (point, compact) in [
+        ("cold.before_rename", false),
+        ("flush.after_segment", false),
+        ("flush.after_manifest", false),
+        ("compact.after_manifest", true),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let s = Server::start(dir.path()).await;
+        let t = setup(&s).await;
+        if compact {
+            flush(&s, &t, "items").await;
+            both(&s, &t, "UPDATE app.{t} SET n = n + 1 WHERE id < 50").await;
+            flush(&s, &t, "items").await;
+        }
+        let want = same(&s, &t, point).await;
+        s.stop();
+        let s = Server::start_with(dir.path(), &[("FOLDDB_FAULT", point)]).await;
+        let t = s.login("admin", "kalamdb123").await;
+        let verb = if compact { "COMPACT" } else { "FLUSH" };
+        let (_, body) = s.sql(&t, &format!("STORAGE {verb} TABLE app.items")).await;
+        assert_eq!(body["status"], "success", "{point}: {body}");
+        // The job aborts the process.
+        let mut exited = false;
+        for _ in 0..200 {
+            if s.client.get(s.url("/health")).send().await.is_err() {
+                exited = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(exited, "{point}: the fault did not fire");
+        s.kill();
+        let s = Server::start(dir.path()).await;
+        let t = s.login("admin", "kalamdb123").await;
+        assert_eq!(same(&s, &t, point).await, want, "{point}");
+        if !compact {
+            // The flush's entry was committed before the crash: replaying it finished it.
+            assert_eq!(hot_rows(&s, &t, "items").await, 0, "{point}");
+            both(&s, &t, "UPDATE app.{t} SET v = 'after' WHERE id < 20").await;
+            flush(&s, &t, "items").await;
+        }
+        let after = same(&s, &t, point).await;
+        assert_eq!(
+            after[1], want[1],
+            "{point}: the same rows after the next job"
+        );
+    }
+}
+
+#[tokio::test]
+async fn flush_policy_schedules_flushes_and_bad_values_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start_with(dir.path(), &[("FOLDDB_FLUSH_CHECK_INTERVAL_SECONDS", "1")]).await;
+    let t = s.setup_and_login().await;
+    s.ok(&t, "CREATE NAMESPACE app").await;
+    for bad in [
+        "rows:0",
+        "rows:abc",
+        "interval:86400",
+        "often",
+        "rows:5,bytes:9",
+    ] {
+        s.fails(
+            &t,
+            &format!(
+                "CREATE SHARED TABLE app.b (id INT PRIMARY KEY) WITH (FLUSH_POLICY = '{bad}')"
+            ),
+        )
+        .await;
+    }
+    s.fails(&t, "STORAGE FLUSH TABLE app.nothing").await;
+    s.fails(&t, "STORAGE FLUSH TABLE items").await;
+    s.fails(&t, "STORAGE CHECK s3_nowhere").await;
+    s.fails(&t, "KILL JOB 'FL-000000000000'").await;
+    s.ok(
+        &t,
+        "CREATE SHARED TABLE app.p (id INT PRIMARY KEY, v TEXT) WITH (FLUSH_POLICY = 'rows:50')",
+    )
+    .await;
+    let values: Vec<String> = (1..=40).map(|i| format!("({i}, 'x')")).collect();
+    s.ok(
+        &t,
+        &format!("INSERT INTO app.p VALUES {}", values.join(", ")),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        hot_rows(&s, &t, "p").await,
+        40,
+        "below the threshold: not flushed"
+    );
+    let values: Vec<String> = (41..=60).map(|i| format!("({i}, 'x')")).collect();
+    s.ok(
+        &t,
+        &format!("INSERT INTO app.p VALUES {}", values.join(", ")),
+    )
+    .await;
+    let mut flushed = false;
+    for _ in 0..100 {
+        if hot_rows(&s, &t, "p").await == 0 {
+            flushed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(flushed, "the scheduler flushed app.p");
+    let c = rows(&s.ok(&t, "SELECT COUNT(*) FROM app.p").await);
+    assert_eq!(c[0][0], "60");
+    let jobs = rows(
+        &s.ok(
+            &t,
+            "SELECT job_id, status FROM system.jobs WHERE job_type = 'flush'",
+        )
+        .await,
+    );
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+}
+
+#[tokio::test]
+async fn stream_rows_vanish_after_their_ttl_and_are_evicted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start_with(
+        dir.path(),
+        &[("FOLDDB_STREAM_EVICTION_INTERVAL_SECONDS", "1")],
+    )
+    .await;
+    let t = s.setup_and_login().await;
+    s.ok(&t, "CREATE NAMESPACE app").await;
+    s.fails(
+        &t,
+        "CREATE STREAM TABLE app.bad (id BIGINT, v TEXT) WITH (TTL_SECONDS = -1)",
+    )
+    .await;
+    s.ok(
+        &t,
+        "CREATE STREAM TABLE app.ev (kind TEXT, v INT) WITH (TTL_SECONDS = 2)",
+    )
+    .await;
+    s.ok(
+        &t,
+        "INSERT INTO app.ev (kind, v) VALUES ('typing', 1), ('typing', 2), ('presence', 3)",
+    )
+    .await;
+    let (_, code) = s.fails(&t, "STORAGE FLUSH TABLE app.ev").await;
+    assert_eq!(code, "SQL_EXECUTION_ERROR");
+    assert_eq!(
+        rows(&s.ok(&t, "SELECT COUNT(*) FROM app.ev").await)[0][0],
+        "3"
+    );
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    assert_eq!(
+        rows(&s.ok(&t, "SELECT COUNT(*) FROM app.ev").await)[0][0],
+        "0",
+        "hidden once past the TTL"
+    );
+    let mut evicted = false;
+    for _ in 0..60 {
+        if hot_rows(&s, &t, "ev").await == 0 {
+            evicted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(evicted, "the eviction job removed them from disk");
+    let jobs = rows(
+        &s.ok(
+            &t,
+            "SELECT status, rows_affected FROM system.jobs WHERE job_type = 'stream_eviction'",
+        )
+        .await,
+    );
+    assert_eq!(jobs, vec![serde_json::json!(["completed", "3"])]);
+}
+
+#[tokio::test]
+async fn log_replay_rebuilds_the_answers_at_chosen_indices() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let s = Server::start(&data).await;
+    let t = setup(&s).await;
+    let applied = |s: &Server| {
+        let c = s.client.get(s.url("/v1/api/cluster/health"));
+        async move {
+            // Raft's metrics trail the applies a little.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let body: Value = c.send().await.expect("health").json().await.expect("json");
+            body["last_applied"]
+                .as_u64()
+                .or_else(|| body["nodes"][0]["last_applied"].as_u64())
+                .unwrap_or_else(|| panic!("no last_applied in {body}"))
+        }
+    };
+    let mut points = vec![(applied(&s).await, same(&s, &t, "stage 0").await)];
+    flush(&s, &t, "items").await;
+    both(&s, &t, "UPDATE app.{t} SET v = 'later' WHERE id < 60").await;
+    points.push((applied(&s).await, same(&s, &t, "stage 1").await));
+    both(&s, &t, "DELETE FROM app.{t} WHERE id > 150").await;
+    let id = job_id(&s.ok(&t, "STORAGE COMPACT TABLE app.items").await);
+    wait_job(&s, &t, &id).await;
+    flush(&s, &t, "items").await;
+    points.push((applied(&s).await, same(&s, &t, "stage 2").await));
+    s.stop();
+
+    for (n, (index, want)) in points.iter().enumerate() {
+        let into = dir.path().join(format!("replay-{n}"));
+        let out = run_folddb([
+            "log".as_ref(),
+            "replay".as_ref(),
+            data.join("log").as_os_str(),
+            "--into".as_ref(),
+            into.as_os_str(),
+            "--to-index".as_ref(),
+            index.to_string().as_ref(),
+        ]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        assert!(
+            stdout.contains(&format!("replayed {index} entries")),
+            "{stdout}"
+        );
+        let r = Server::start(&into).await;
+        let rt = r.login("admin", "kalamdb123").await;
+        assert_eq!(
+            &same(&r, &rt, &format!("replay to {index}")).await,
+            want,
+            "index {index}"
+        );
+        r.stop();
+    }
+    // Into a directory that holds something: refused, nothing written.
+    let busy = dir.path().join("replay-0");
+    let out = run_folddb([
+        "log".as_ref(),
+        "replay".as_ref(),
+        data.join("log").as_os_str(),
+        "--into".as_ref(),
+        busy.as_os_str(),
+    ]);
+    assert!(!out.status.success());
+}
