@@ -103,7 +103,10 @@ async fn run_scheduler(state: Arc<State>, config: crate::config::StorageConfig) 
     loop {
         tick.tick().await;
         seconds += 1;
-        let (flush, evict) = (seconds % flush_every == 0, seconds % evict_every == 0);
+        let (flush, evict) = (
+            seconds.is_multiple_of(flush_every),
+            seconds.is_multiple_of(evict_every),
+        );
         if !(flush || evict) {
             continue;
         }

@@ -361,6 +361,21 @@ impl HotStore {
         Ok(n)
     }
 
+    /// Compacts the keys starting with `prefix` in `family`: after a flush moved a table's
+    /// rows out, this drops the deletion markers scans would otherwise step over one by one.
+    pub fn compact_prefix(&self, family: Family, prefix: &[u8]) {
+        let mut end = prefix.to_vec();
+        while let Some(last) = end.pop() {
+            if last < u8::MAX {
+                end.push(last + 1);
+                break;
+            }
+        }
+        let end = (!end.is_empty()).then_some(end);
+        self.db
+            .compact_range_cf(self.cf(family), Some(prefix), end.as_deref());
+    }
+
     /// Writes the memtables of every family out together, so that the current applied index
     /// survives a crash and replay can start after it.
     pub fn flush(&self) -> Result<()> {

@@ -783,7 +783,30 @@ impl ColdStore {
                 (show_deleted || !deleted) && excluded.binary_search(&row).is_err()
             };
             let path = state.dir.join(&seg.meta.file);
-            if seg.matches(def) {
+            if seg.matches(def) && excluded.is_empty() && (show_deleted || seg.meta.tombstones == 0)
+            {
+                // Every row is shown: the batches as they are read, projected.
+                for batch in read_batches(&state.dir, &seg.meta, Some(projection), None)? {
+                    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+                    let mut sorted: Vec<usize> = projection.to_vec();
+                    sorted.sort_unstable();
+                    sorted.dedup();
+                    let columns = projection
+                        .iter()
+                        .map(|p| {
+                            batch
+                                .column(sorted.binary_search(p).unwrap_or_default())
+                                .clone()
+                        })
+                        .collect();
+                    let projected =
+                        RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+                            .map_err(|e| fail(&path)(e.to_string()))?;
+                    if projected.num_rows() > 0 {
+                        out.push(projected);
+                    }
+                }
+            } else if seg.matches(def) {
                 let deleted_at = def.columns.len() + 1;
                 let mut roots: Vec<usize> = projection.to_vec();
                 roots.push(deleted_at);

@@ -1320,11 +1320,22 @@ impl Engine {
                     ops: vec![op],
                 };
                 let result = match proposer.propose(cmd).await {
-                    Ok(Outcome::Applied(_)) => match catalog::job(store.as_ref(), &id) {
-                        Ok(Some(record)) => Ok(record.message),
-                        Ok(None) => Ok("completed".to_owned()),
-                        Err(e) => Err(e.to_string()),
-                    },
+                    Ok(Outcome::Applied(_)) => {
+                        if kind != JobKind::Compact {
+                            // The rows left the hot tier: drop their deletion markers too.
+                            let store = store.clone();
+                            let prefix = folddb_materializer::row::table_prefix(table);
+                            let _ = tokio::task::spawn_blocking(move || {
+                                store.compact_prefix(Family::Rows, &prefix)
+                            })
+                            .await;
+                        }
+                        match catalog::job(store.as_ref(), &id) {
+                            Ok(Some(record)) => Ok(record.message),
+                            Ok(None) => Ok("completed".to_owned()),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
                     Ok(Outcome::Rejected { error, .. }) => Err(error),
                     Err(e) => Err(e.to_string()),
                 };

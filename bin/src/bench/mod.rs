@@ -1,6 +1,7 @@
 //! `folddb bench …`: benchmarks that report medians and tail latencies from one run.
 //! They write only under the directory they are given and remove what they wrote.
 
+mod cold;
 mod live;
 mod log;
 mod raft;
@@ -20,6 +21,9 @@ pub enum BenchCommand {
     Raft(raft::RaftBenchArgs),
     /// End-to-end SQL load over HTTP against a running server (`--url`).
     Sql(sql::SqlBenchArgs),
+    /// The cold tier in process: flush rows/s, queries against DataFusion over the same
+    /// Parquet files, and log replay entries/s.
+    Cold(cold::ColdBenchArgs),
     /// Live-query delivery latency over WebSockets against a running server (`--url`).
     Live(live::LiveBenchArgs),
 }
@@ -30,6 +34,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Raft(args) => raft::run(args),
         BenchCommand::Sql(args) => sql::run(args),
         BenchCommand::Live(args) => live::run(args),
+        BenchCommand::Cold(args) => cold::run(args),
     }
 }
 
