@@ -26,8 +26,9 @@ pub enum LogCommand {
     Verify { dir: PathBuf },
     /// Rebuild a data directory from a log alone: copy the log (up to `--to-index`) into
     /// `INTO/log`, and fold it into a new hot tier (`INTO/rocksdb`) and cold tier
-    /// (`INTO/storage`). `folddb serve --data-dir INTO` then answers as the original did at
-    /// that index.
+    /// (`INTO/storage`; the files of storages other than `local` under
+    /// `INTO/storage/.relocated/<id>`, never where the original keeps them).
+    /// `folddb serve --data-dir INTO` then answers as the original did at that index.
     Replay {
         /// The log directory (`data/log`), or the data directory holding it.
         dir: PathBuf,
@@ -262,7 +263,12 @@ fn replay(dir: &Path, into: &Path, to_index: Option<u64>) -> anyhow::Result<Exit
         }
     }
     let store = HotStore::open(into.join("rocksdb"))?;
-    let fold = EventFold::new(std::sync::Arc::new(ColdStore::new(into.join("storage"))));
+    // Storages other than `local` are rebuilt under INTO too: a replay never writes where the
+    // original keeps its files.
+    let cold_root = into.join("storage");
+    ColdStore::relocate(&cold_root)
+        .with_context(|| format!("marking {} as rebuilt", cold_root.display()))?;
+    let fold = EventFold::new(std::sync::Arc::new(ColdStore::new(cold_root)));
     let started = std::time::Instant::now();
     let applied =
         folddb_cluster::replay::replay(&log_dir, to_index, &store, &fold, |done, total| {

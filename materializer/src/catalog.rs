@@ -254,6 +254,183 @@ impl TableDef {
     }
 }
 
+/// The storage every node has: its own `data/storage` directory.
+pub const LOCAL_STORAGE: &str = "local";
+/// The default templates (API.md 3.10): a table's cold directory under its storage's base.
+pub const DEFAULT_SHARED_TEMPLATE: &str = "{namespace}/{tableName}";
+pub const DEFAULT_USER_TEMPLATE: &str = "{namespace}/{tableName}/{userId}";
+
+/// What backs a storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StorageKind {
+    /// A directory of the node's filesystem.
+    Filesystem,
+    /// An S3-compatible object store.
+    S3,
+}
+
+impl StorageKind {
+    /// The name in `system.storages` and `CREATE STORAGE … TYPE '…'`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StorageKind::Filesystem => "filesystem",
+            StorageKind::S3 => "s3",
+        }
+    }
+}
+
+/// A storage (API.md 3.10): where the cold tier of the tables naming it in `STORAGE_ID`
+/// lives, and how a table's directory there is named.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageDef {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub kind: StorageKind,
+    /// Filesystem: an absolute directory (empty for `local`: the node's `data/storage`).
+    /// S3: `s3://bucket` or `s3://bucket/prefix`.
+    pub base_directory: String,
+    pub region: Option<String>,
+    /// A JSON object (S3: `access_key_id`, `secret_access_key`, `session_token`); never
+    /// shown to non-admins.
+    pub credentials: Option<String>,
+    /// A JSON object of backend settings (S3: `endpoint`, `allow_http`, …).
+    pub config: String,
+    pub shared_tables_template: String,
+    pub user_tables_template: String,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+impl StorageDef {
+    /// The built-in `local` storage.
+    pub fn local() -> StorageDef {
+        StorageDef {
+            id: LOCAL_STORAGE.into(),
+            name: "Local storage".into(),
+            description: Some("The node's data directory (data/storage)".into()),
+            kind: StorageKind::Filesystem,
+            base_directory: String::new(),
+            region: None,
+            credentials: None,
+            config: "{}".into(),
+            shared_tables_template: DEFAULT_SHARED_TEMPLATE.into(),
+            user_tables_template: DEFAULT_USER_TEMPLATE.into(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+
+    /// The directory of `namespace.table` (and, for USER tables, of `user`'s rows) relative
+    /// to the storage's base: its template with the placeholders filled in. `user` is
+    /// escaped into one path component.
+    pub fn table_path(&self, namespace: &str, table: &str, user: Option<&str>) -> String {
+        let template = if user.is_some() {
+            &self.user_tables_template
+        } else {
+            &self.shared_tables_template
+        };
+        let user = user.map(escape_path_component).unwrap_or_default();
+        let mut out = String::new();
+        let mut rest = template.as_str();
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let Some(close) = rest[open..].find('}') else {
+                break;
+            };
+            out.push_str(match &rest[open + 1..open + close] {
+                "namespace" => namespace,
+                "tableName" | "table" => table,
+                "userId" | "user_id" => &user,
+                other => other,
+            });
+            rest = &rest[open + close + 1..];
+        }
+        out.push_str(rest);
+        out.trim_matches('/').to_owned()
+    }
+}
+
+/// Checks a path template (`SHARED_TABLES_TEMPLATE`, `USER_TABLES_TEMPLATE`): relative,
+/// placeholders only `{namespace}`, `{tableName}` (or `{table}`) and, in user templates,
+/// `{userId}` (or `{user_id}`). Both must name the namespace and the table, so no two tables
+/// share a directory; a user template ends with the user's own directory.
+pub fn check_template(template: &str, user: bool) -> std::result::Result<(), String> {
+    let what = if user {
+        "USER_TABLES_TEMPLATE"
+    } else {
+        "SHARED_TABLES_TEMPLATE"
+    };
+    let mut seen = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            return Err(format!("{what} '{template}' has an unclosed '{{'"));
+        };
+        let name = &rest[open + 1..open + close];
+        let known = match name {
+            "namespace" => "namespace",
+            "tableName" | "table" => "tableName",
+            "userId" | "user_id" if user => "userId",
+            _ => {
+                let allowed = if user {
+                    "{namespace}, {tableName}, {userId}"
+                } else {
+                    "{namespace}, {tableName}"
+                };
+                return Err(format!(
+                    "{what} '{template}' has an unknown placeholder '{{{name}}}': allowed are {allowed}"
+                ));
+            }
+        };
+        seen.push(known);
+        rest = &rest[open + close + 1..];
+    }
+    if rest.contains('}') {
+        return Err(format!("{what} '{template}' has an unopened '}}'"));
+    }
+    if template.starts_with('/') || template.split('/').any(|c| c == ".." || c == ".") {
+        return Err(format!(
+            "{what} '{template}' must be a relative path without '.' or '..' components"
+        ));
+    }
+    for needed in ["namespace", "tableName"] {
+        if !seen.contains(&needed) {
+            return Err(format!("{what} '{template}' must contain {{{needed}}}"));
+        }
+    }
+    if user {
+        let last = template
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("");
+        if last != "{userId}" && last != "{user_id}" {
+            return Err(format!(
+                "{what} '{template}' must end with a '{{userId}}' directory of its own"
+            ));
+        }
+        if seen.iter().filter(|s| **s == "userId").count() != 1 {
+            return Err(format!("{what} '{template}' must contain {{userId}} once"));
+        }
+    }
+    Ok(())
+}
+
+/// Escapes a user id into one path component: bytes outside `[A-Za-z0-9_.-]` (and a
+/// leading `.`) become `%XX`, so no id leaves its directory.
+pub fn escape_path_component(id: &str) -> String {
+    let mut safe = String::new();
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b"_.-".contains(&b) && !(safe.is_empty() && b == b'.') {
+            safe.push(b as char);
+        } else {
+            safe.push_str(&format!("%{b:02X}"));
+        }
+    }
+    safe
+}
+
 /// One entry of `system.audit_log` (API.md 3.7): logins, user and permission changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -276,6 +453,29 @@ const HISTORY: &[u8] = b"h\0";
 const USER: &[u8] = b"u\0";
 const AUDIT: &[u8] = b"a\0";
 const JOB: &[u8] = b"j\0";
+const STORAGE: &[u8] = b"s\0";
+
+pub(crate) fn storage_key(id: &str) -> Vec<u8> {
+    [STORAGE, id.as_bytes()].concat()
+}
+
+/// Storage `id`: the built-in `local`, or one created with CREATE STORAGE.
+pub fn storage(state: &dyn StateRead, id: &str) -> Result<Option<StorageDef>> {
+    if id == LOCAL_STORAGE {
+        return Ok(Some(StorageDef::local()));
+    }
+    get_decoded(state, &storage_key(id), "a storage")
+}
+
+/// Every storage: `local` first, then the created ones by id.
+pub fn storages(state: &dyn StateRead) -> Result<Vec<StorageDef>> {
+    let mut out = vec![StorageDef::local()];
+    out.extend(decode_all::<StorageDef>(
+        state.scan_prefix(Family::Catalog, STORAGE)?,
+        "a storage",
+    )?);
+    Ok(out)
+}
 
 pub(crate) fn job_key(id: &str) -> Vec<u8> {
     [JOB, id.as_bytes()].concat()

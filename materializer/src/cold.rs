@@ -16,7 +16,7 @@
 use folddb_log::LogIndex;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::TableDef;
+use crate::catalog::{StorageDef, TableDef};
 use crate::row::RowVersion;
 use crate::value::Value;
 
@@ -26,13 +26,21 @@ pub type ColdResult<T> = std::result::Result<T, String>;
 /// The cold tier of every table, as the fold drives it.
 pub trait ColdTier: Send + Sync + std::fmt::Debug + 'static {
     /// The newest cold version of the row with primary key `pk` in `def`'s `scope`.
-    fn get(&self, def: &TableDef, scope: &str, pk: &Value) -> ColdResult<Option<RowVersion>>;
+    /// `storage` is the table's (`STORAGE_ID`): it says where the table's files live.
+    fn get(
+        &self,
+        storage: &StorageDef,
+        def: &TableDef,
+        scope: &str,
+        pk: &Value,
+    ) -> ColdResult<Option<RowVersion>>;
 
     /// Writes `versions` (the newest version of each key, tombstones included) as the
     /// segment of entry `index` in `def`'s `scope`, then the manifest naming it. Does nothing
     /// when the scope's manifest already records `index`.
     fn flush(
         &self,
+        storage: &StorageDef,
         def: &TableDef,
         scope: &str,
         index: LogIndex,
@@ -44,13 +52,14 @@ pub trait ColdTier: Send + Sync + std::fmt::Debug + 'static {
     /// as entry `index`.
     fn compact(
         &self,
+        storage: &StorageDef,
         def: &TableDef,
         index: LogIndex,
         tombstone_horizon: i64,
     ) -> ColdResult<CompactReport>;
 
     /// Removes the whole cold tier of `def` (DROP TABLE).
-    fn drop_table(&self, def: &TableDef) -> ColdResult<()>;
+    fn drop_table(&self, storage: &StorageDef, def: &TableDef) -> ColdResult<()>;
 }
 
 /// What a flush of one scope wrote.

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{TableDef, TableId, UserDef};
+use crate::catalog::{StorageDef, TableDef, TableId, UserDef};
 use crate::codec;
 use crate::error::Result;
 use crate::value::Value;
@@ -105,6 +105,16 @@ pub enum Op {
     Compact { table: TableId, job: String },
     /// STREAM tables: physically removes the rows past `TTL_SECONDS` at the command's stamp.
     EvictStream { table: TableId, job: String },
+    /// A new storage (`created_at_ms`/`updated_at_ms` are set at apply).
+    CreateStorage {
+        storage: StorageDef,
+        if_not_exists: bool,
+    },
+    /// Replaces storage `storage.id`, which must exist; its templates may change only while
+    /// no table uses it.
+    AlterStorage { storage: StorageDef },
+    /// Removes a storage no table uses.
+    DropStorage { id: String, if_exists: bool },
 }
 
 /// What one op did.

@@ -320,6 +320,15 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                     ns = table.namespace
                 ));
             }
+            if catalog::storage(&state, &table.options.storage_id)
+                .map_err(store_err)?
+                .is_none()
+            {
+                return Err(format!(
+                    "Storage '{}' does not exist (SHOW STORAGES lists them)",
+                    table.options.storage_id
+                ));
+            }
             if catalog::table(&state, &table.namespace, &table.name)
                 .map_err(store_err)?
                 .is_some()
@@ -547,7 +556,116 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
         Op::Flush { table, job } => flush(ctx, *table, job),
         Op::Compact { table, job } => compact(ctx, *table, job),
         Op::EvictStream { table, job } => evict_stream(ctx, *table, job),
+        Op::CreateStorage {
+            storage,
+            if_not_exists,
+        } => {
+            if catalog::storage(&ctx.state(), &storage.id)
+                .map_err(store_err)?
+                .is_some()
+            {
+                return if *if_not_exists {
+                    Ok(done(0))
+                } else {
+                    Err(format!("Storage '{}' already exists", storage.id))
+                };
+            }
+            catalog::check_template(&storage.shared_tables_template, false)?;
+            catalog::check_template(&storage.user_tables_template, true)?;
+            let mut def = storage.clone();
+            def.created_at_ms = ctx.stamp_ms;
+            def.updated_at_ms = ctx.stamp_ms;
+            put_storage(ctx, &def);
+            Ok(done(1))
+        }
+        Op::AlterStorage { storage } => {
+            let current = existing_storage(ctx, &storage.id)?;
+            if current.shared_tables_template != storage.shared_tables_template
+                || current.user_tables_template != storage.user_tables_template
+            {
+                catalog::check_template(&storage.shared_tables_template, false)?;
+                catalog::check_template(&storage.user_tables_template, true)?;
+                let users = tables_using(ctx, &storage.id)?;
+                if !users.is_empty() {
+                    return Err(format!(
+                        "Storage '{}' is used by {}: its templates can change only while no table uses it",
+                        storage.id,
+                        users.join(", ")
+                    ));
+                }
+            }
+            let mut def = storage.clone();
+            def.created_at_ms = current.created_at_ms;
+            def.updated_at_ms = ctx.stamp_ms;
+            put_storage(ctx, &def);
+            Ok(done(1))
+        }
+        Op::DropStorage { id, if_exists } => {
+            if catalog::storage(&ctx.state(), id)
+                .map_err(store_err)?
+                .is_none()
+            {
+                return if *if_exists {
+                    Ok(done(0))
+                } else {
+                    Err(format!("Storage '{id}' does not exist"))
+                };
+            }
+            if id == catalog::LOCAL_STORAGE {
+                return Err("The built-in storage 'local' cannot be dropped".into());
+            }
+            let users = tables_using(ctx, id)?;
+            if !users.is_empty() {
+                return Err(format!(
+                    "Storage '{id}' is used by {}: drop those tables first",
+                    users.join(", ")
+                ));
+            }
+            ctx.batch.delete(Family::Catalog, catalog::storage_key(id));
+            Ok(done(1))
+        }
     }
+}
+
+fn put_storage(ctx: &mut Ctx<'_>, def: &catalog::StorageDef) {
+    ctx.batch.put(
+        Family::Catalog,
+        catalog::storage_key(&def.id),
+        codec::encode(def),
+    );
+}
+
+/// Storage `id`, which must exist (`local` is built in and cannot change).
+fn existing_storage(ctx: &Ctx<'_>, id: &str) -> Result<catalog::StorageDef, OpError> {
+    if id == catalog::LOCAL_STORAGE {
+        return Err("The built-in storage 'local' cannot be altered".into());
+    }
+    catalog::storage(&ctx.state(), id)
+        .map_err(store_err)?
+        .ok_or_else(|| format!("Storage '{id}' does not exist"))
+}
+
+/// The tables (`ns.t`) whose STORAGE_ID is `id`.
+fn tables_using(ctx: &Ctx<'_>, id: &str) -> Result<Vec<String>, OpError> {
+    Ok(catalog::tables(&ctx.state(), None)
+        .map_err(store_err)?
+        .into_iter()
+        .filter(|t| t.options.storage_id == id)
+        .map(|t| t.qualified_name())
+        .collect())
+}
+
+/// The storage a table's cold tier lives in.
+fn storage_of(ctx: &Ctx<'_>, def: &TableDef) -> Result<catalog::StorageDef, OpError> {
+    catalog::storage(&ctx.state(), &def.options.storage_id)
+        .map_err(store_err)?
+        .ok_or_else(|| {
+            format!(
+                "Storage '{}' of table {} does not exist",
+                def.options.storage_id,
+                def.qualified_name()
+            )
+        })
 }
 
 /// Makes the hot tier durable up to the entry before this one, before the cold tier is
@@ -611,6 +729,7 @@ fn flush(ctx: &mut Ctx<'_>, table: TableId, id: &str) -> Result<OpResult, OpErro
         ));
     }
     let cold = cold_tier(ctx, "STORAGE FLUSH")?;
+    let storage = storage_of(ctx, &def)?;
     let rows = ctx
         .state()
         .scan_prefix(Family::Rows, &table_prefix(def.id))
@@ -642,7 +761,7 @@ fn flush(ctx: &mut Ctx<'_>, table: TableId, id: &str) -> Result<OpResult, OpErro
     for (scope, rows) in scopes {
         let (keys, versions): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
         let report = cold
-            .flush(&def, &scope, ctx.index, versions)
+            .flush(&storage, &def, &scope, ctx.index, versions)
             .map_err(|e| format!("Storage flush of {} failed: {e}", def.qualified_name()))?;
         flushed += keys.len() as u64;
         bytes += report.bytes;
@@ -667,6 +786,7 @@ fn compact(ctx: &mut Ctx<'_>, table: TableId, id: &str) -> Result<OpResult, OpEr
         ));
     }
     let cold = cold_tier(ctx, "STORAGE COMPACT")?;
+    let storage = storage_of(ctx, &def)?;
     let hours = def
         .options
         .deleted_retention_hours
@@ -674,7 +794,7 @@ fn compact(ctx: &mut Ctx<'_>, table: TableId, id: &str) -> Result<OpResult, OpEr
     let horizon = crate::seq::Seq::at_unix_ms(ctx.stamp_ms.saturating_sub(hours * 3_600_000)).0;
     durable_before_cold(ctx)?;
     let report = cold
-        .compact(&def, ctx.index, horizon)
+        .compact(&storage, &def, ctx.index, horizon)
         .map_err(|e| format!("Storage compaction of {} failed: {e}", def.qualified_name()))?;
     let message = format!(
         "Compacted {}: {} segment(s) of {} row version(s) into {} of {}",
@@ -776,9 +896,11 @@ fn put_table(ctx: &mut Ctx<'_>, def: &TableDef) {
 fn drop_table(ctx: &mut Ctx<'_>, def: &TableDef) -> Result<(), OpError> {
     if let Some(cold) = ctx.cold
         && ctx.index.0 > 0
+        && def.kind != TableKind::Stream
     {
+        let storage = storage_of(ctx, def)?;
         durable_before_cold(ctx)?;
-        cold.drop_table(def)
+        cold.drop_table(&storage, def)
             .map_err(|e| format!("cold storage error: {e}"))?;
     }
     let state = ctx.state();
@@ -853,7 +975,7 @@ fn read_row(
     }
     match ctx.cold {
         Some(cold) if def.kind != TableKind::Stream => cold
-            .get(def, scope, pk)
+            .get(&storage_of(ctx, def)?, def, scope, pk)
             .map_err(|e| format!("cold storage error: {e}")),
         _ => Ok(None),
     }

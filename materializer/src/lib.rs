@@ -24,8 +24,8 @@ pub mod seq;
 pub mod value;
 
 pub use catalog::{
-    AccessLevel, AuditEntry, ColumnDef, DefaultExpr, NamespaceDef, Role, StateRead, TableDef,
-    TableId, TableKind, TableOptions, UserDef,
+    AccessLevel, AuditEntry, ColumnDef, DefaultExpr, LOCAL_STORAGE, NamespaceDef, Role, StateRead,
+    StorageDef, StorageKind, TableDef, TableId, TableKind, TableOptions, UserDef,
 };
 pub use cold::{ColdTier, JobKind, JobRecord};
 pub use error::{Error, Result};

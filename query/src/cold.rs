@@ -12,8 +12,6 @@
 //! visible rows of a scope with [`ColdStore::visible`].
 
 use std::collections::HashMap;
-use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -24,8 +22,11 @@ use datafusion::common::ScalarValue;
 use folddb_log::LogIndex;
 use folddb_materializer::cold::{ColdResult, CompactReport, FlushReport};
 use folddb_materializer::row::encode_key_part;
-use folddb_materializer::{ColdTier, DataType, RowVersion, TableDef, TableKind, Value};
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
+use folddb_materializer::{ColdTier, DataType, RowVersion, StorageDef, TableDef, TableKind, Value};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::convert::arrow_to_value;
 use crate::provider::{rows_batch, table_schema};
+use crate::storage::{Backend, Source, backend_for, join};
 
 /// The manifest format this build writes and reads.
 pub const MANIFEST_FORMAT: u32 = 1;
@@ -40,18 +42,49 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// Where segments are read in batches of this many rows.
 const READ_BATCH_ROWS: usize = 64 * 1024;
 
-/// A cold-tier failure, naming the file it concerns.
+/// A cold-tier failure, naming the file it concerns (a path, or a URL for object storage).
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {message}", path.display())]
+#[error("{}{message}", if location.is_empty() { String::new() } else { format!("{location}: ") })]
 pub struct ColdError {
-    pub path: PathBuf,
+    pub location: String,
     pub message: String,
 }
 
-fn fail(path: &Path) -> impl Fn(String) -> ColdError + '_ {
+fn fail(location: &str) -> impl Fn(String) -> ColdError + '_ {
     move |message| ColdError {
-        path: path.to_path_buf(),
+        location: location.to_owned(),
         message,
+    }
+}
+
+/// A backend failure: its message already names the file.
+fn backend_err(message: String) -> ColdError {
+    ColdError {
+        location: String::new(),
+        message,
+    }
+}
+
+/// A directory of one storage.
+#[derive(Debug, Clone)]
+pub struct Loc {
+    backend: Arc<dyn Backend>,
+    dir: String,
+}
+
+impl Loc {
+    pub fn new(backend: Arc<dyn Backend>, dir: String) -> Loc {
+        Loc { backend, dir }
+    }
+
+    /// `name` inside this directory, relative to the storage's base.
+    fn file(&self, name: &str) -> String {
+        join(&self.dir, name)
+    }
+
+    /// Where `name` inside this directory is: a path or a URL.
+    pub fn locate(&self, name: &str) -> String {
+        self.backend.locate(&self.file(name))
     }
 }
 
@@ -112,34 +145,19 @@ pub struct ColumnStats {
     pub max: Option<String>,
 }
 
-/// Escapes a user id into one path component: bytes outside `[A-Za-z0-9_.-]` (and a
-/// leading `.`) become `%XX`, so no id leaves its directory.
-fn escape_scope(scope: &str) -> String {
-    let mut safe = String::new();
-    for b in scope.bytes() {
-        if b.is_ascii_alphanumeric() || b"_.-".contains(&b) && !(safe.is_empty() && b == b'.') {
-            safe.push(b as char);
-        } else {
-            safe.push_str(&format!("%{b:02X}"));
-        }
-    }
-    safe
+/// The directory of all of a table's cold data in `storage`, relative to its base: the
+/// shared template, or the user template up to its `{userId}` directory.
+pub fn table_dir(storage: &StorageDef, def: &TableDef) -> String {
+    let user = (def.kind != TableKind::Shared).then_some("");
+    storage.table_path(&def.namespace, &def.name, user)
 }
 
-/// The directory of all of a table's cold data: `{namespace}/{table}`.
-pub fn table_dir(root: &Path, def: &TableDef) -> PathBuf {
-    root.join(&def.namespace).join(&def.name)
-}
-
-/// The directory of a table scope under the storage root: `{namespace}/{table}` for SHARED
-/// tables, `{namespace}/{table}/{user_id}` for USER tables (the `local` storage's
-/// templates).
-pub fn scope_dir(root: &Path, def: &TableDef, scope: &str) -> PathBuf {
-    let dir = table_dir(root, def);
-    if def.kind == TableKind::Shared {
-        return dir;
-    }
-    dir.join(escape_scope(scope))
+/// The directory of a table scope in `storage`, from its templates: `{namespace}/{tableName}`
+/// for SHARED tables, `{namespace}/{tableName}/{userId}` for USER tables (the `local`
+/// storage's).
+pub fn scope_dir(storage: &StorageDef, def: &TableDef, scope: &str) -> String {
+    let user = (def.kind != TableKind::Shared).then_some(scope);
+    storage.table_path(&def.namespace, &def.name, user)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -178,12 +196,14 @@ impl Manifest {
     }
 
     /// The manifest in `dir`; `None` when there is none yet.
-    pub fn load(dir: &Path) -> Result<Option<Manifest>, ColdError> {
-        let path = dir.join(MANIFEST_FILE);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(fail(&path)(e.to_string())),
+    pub fn load(dir: &Loc) -> Result<Option<Manifest>, ColdError> {
+        let path = dir.locate(MANIFEST_FILE);
+        let Some(bytes) = dir
+            .backend
+            .read(&dir.file(MANIFEST_FILE))
+            .map_err(backend_err)?
+        else {
+            return Ok(None);
         };
         let m: Manifest = serde_json::from_slice(&bytes)
             .map_err(|e| fail(&path)(format!("damaged manifest: {e}")))?;
@@ -197,37 +217,18 @@ impl Manifest {
     }
 
     /// Writes the manifest into `dir` atomically: a reader sees the old one or this one.
-    pub fn store(&self, dir: &Path) -> Result<(), ColdError> {
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| fail(dir)(e.to_string()))?;
-        write_atomically(dir, MANIFEST_FILE, |f| {
-            f.write_all(&bytes).map_err(|e| e.to_string())
-        })
+    pub fn store(&self, dir: &Loc) -> Result<(), ColdError> {
+        let bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| fail(&dir.locate(MANIFEST_FILE))(e.to_string()))?;
+        dir.backend
+            .write(&dir.file(MANIFEST_FILE), bytes)
+            .map_err(backend_err)
     }
 
     /// The newest `_seq` the tier holds for this scope.
     pub fn max_seq(&self) -> Option<i64> {
         self.segments.iter().map(|s| s.max_seq).max()
     }
-}
-
-/// Creates `dir/name` through a temporary file: write, fsync, rename, fsync the directory.
-fn write_atomically(
-    dir: &Path,
-    name: &str,
-    write: impl FnOnce(&mut File) -> Result<(), String>,
-) -> Result<(), ColdError> {
-    fs::create_dir_all(dir).map_err(|e| fail(dir)(e.to_string()))?;
-    let tmp = dir.join(format!("{name}.tmp"));
-    let path = dir.join(name);
-    let mut file = File::create(&tmp).map_err(|e| fail(&tmp)(e.to_string()))?;
-    write(&mut file).map_err(fail(&tmp))?;
-    file.sync_all().map_err(|e| fail(&tmp)(e.to_string()))?;
-    drop(file);
-    crate::fault::point("cold.before_rename");
-    fs::rename(&tmp, &path).map_err(|e| fail(&path)(e.to_string()))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| fail(dir)(e.to_string()))
 }
 
 /// The primary key of a row version.
@@ -238,7 +239,7 @@ fn pk_of<'a>(def: &TableDef, v: &'a RowVersion) -> Option<&'a Value> {
 /// Writes `versions` (of `def`'s `scope`, any order, one per key) as the segment of log
 /// entry `index` in `dir`. The manifest is not touched: the caller lists the segment.
 pub fn write_segment(
-    dir: &Path,
+    dir: &Loc,
     def: &TableDef,
     index: u64,
     versions: &[RowVersion],
@@ -250,20 +251,22 @@ pub fn write_segment(
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
     let sorted: Vec<RowVersion> = keyed.iter().map(|(_, v)| (*v).clone()).collect();
     let schema = table_schema(def);
-    let batch = rows_batch(def, &schema, &sorted).map_err(|e| fail(dir)(e.to_string()))?;
     let file = format!("batch-{index}.parquet");
+    let location = dir.locate(&file);
+    let batch = rows_batch(def, &schema, &sorted).map_err(|e| fail(&location)(e.to_string()))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
-    write_atomically(dir, &file, |f| {
-        let mut w = ArrowWriter::try_new(&mut *f, schema.clone(), Some(props))
-            .map_err(|e| e.to_string())?;
-        w.write(&batch).map_err(|e| e.to_string())?;
-        w.close().map(|_| ()).map_err(|e| e.to_string())
-    })?;
-    let bytes = fs::metadata(dir.join(&file))
-        .map(|m| m.len())
-        .map_err(|e| fail(&dir.join(&file))(e.to_string()))?;
+    let mut out = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut out, schema.clone(), Some(props))
+        .map_err(|e| fail(&location)(e.to_string()))?;
+    w.write(&batch)
+        .map_err(|e| fail(&location)(e.to_string()))?;
+    w.close().map_err(|e| fail(&location)(e.to_string()))?;
+    let bytes = out.len() as u64;
+    dir.backend
+        .write(&dir.file(&file), out)
+        .map_err(backend_err)?;
     Ok(SegmentMeta {
         file,
         index,
@@ -284,7 +287,7 @@ pub fn write_segment(
                 data_type: c.data_type,
             })
             .collect(),
-        stats: stats(&batch).map_err(fail(dir))?,
+        stats: stats(&batch).map_err(fail(&location))?,
     })
 }
 
@@ -372,24 +375,53 @@ fn stats(batch: &RecordBatch) -> Result<Vec<ColumnStats>, String> {
 /// A segment's reader, over columns `roots` (every column: `None`) and rows `rows` (sorted;
 /// every row: `None`). A damaged file is an error naming it.
 fn read_batches(
-    dir: &Path,
-    meta: &SegmentMeta,
+    dir: &Loc,
+    seg: &Segment,
     roots: Option<&[usize]>,
     rows: Option<&[usize]>,
 ) -> Result<Vec<RecordBatch>, ColdError> {
-    let path = dir.join(&meta.file);
-    let damaged = |e: parquet::errors::ParquetError| fail(&path)(format!("damaged segment: {e}"));
-    let file = File::open(&path).map_err(|e| fail(&path)(e.to_string()))?;
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(damaged)?
+    let meta = &seg.meta;
+    let path = dir.locate(&meta.file);
+    let reader = match dir
+        .backend
+        .open(&dir.file(&meta.file))
+        .map_err(backend_err)?
+    {
+        None => return Err(fail(&path)("the segment is missing".into())),
+        Some(Source::File(f)) => segment_reader(f, &path, seg, roots, rows)?,
+        Some(Source::Bytes(b)) => segment_reader(b, &path, seg, roots, rows)?,
+    };
+    let batches: Result<Vec<RecordBatch>, _> = reader.collect();
+    batches.map_err(|e| fail(&path)(format!("damaged segment: {e}")))
+}
+
+/// A reader of `source`, the file of `seg`. The file's footer is read once per segment and
+/// kept (segments never change once written).
+fn segment_reader<T: parquet::file::reader::ChunkReader + 'static>(
+    source: T,
+    path: &str,
+    seg: &Segment,
+    roots: Option<&[usize]>,
+    rows: Option<&[usize]>,
+) -> Result<ParquetRecordBatchReader, ColdError> {
+    let damaged = |e: parquet::errors::ParquetError| fail(path)(format!("damaged segment: {e}"));
+    let metadata = match seg.footer.get() {
+        Some(m) => m.clone(),
+        None => {
+            let loaded = ArrowReaderMetadata::load(&source, ArrowReaderOptions::default())
+                .map_err(damaged)?;
+            let total = loaded.metadata().file_metadata().num_rows();
+            if total < 0 || total as u64 != seg.meta.rows {
+                return Err(fail(path)(format!(
+                    "holds {total} rows, the manifest says {}",
+                    seg.meta.rows
+                )));
+            }
+            seg.footer.get_or_init(|| loaded).clone()
+        }
+    };
+    let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(source, metadata)
         .with_batch_size(READ_BATCH_ROWS);
-    let total = builder.metadata().file_metadata().num_rows();
-    if total < 0 || total as u64 != meta.rows {
-        return Err(fail(&path)(format!(
-            "holds {total} rows, the manifest says {}",
-            meta.rows
-        )));
-    }
     if let Some(roots) = roots {
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
         builder = builder.with_projection(mask);
@@ -406,9 +438,7 @@ fn read_batches(
         }
         builder = builder.with_row_selection(RowSelection::from(selectors));
     }
-    let reader = builder.build().map_err(damaged)?;
-    let batches: Result<Vec<RecordBatch>, _> = reader.collect();
-    batches.map_err(|e| fail(&path)(format!("damaged segment: {e}")))
+    builder.build().map_err(damaged)
 }
 
 /// The row versions of `batch` (every column of a segment described by `meta`).
@@ -449,13 +479,14 @@ fn versions_in(meta: &SegmentMeta, batch: &RecordBatch) -> Result<Vec<RowVersion
 
 /// Every version a segment holds, in file (key) order.
 fn read_versions(
-    dir: &Path,
-    meta: &SegmentMeta,
+    dir: &Loc,
+    seg: &Segment,
     rows: Option<&[usize]>,
 ) -> Result<Vec<RowVersion>, ColdError> {
+    let meta = &seg.meta;
     let mut out = Vec::new();
-    for batch in read_batches(dir, meta, None, rows)? {
-        out.extend(versions_in(meta, &batch).map_err(fail(&dir.join(&meta.file)))?);
+    for batch in read_batches(dir, seg, None, rows)? {
+        out.extend(versions_in(meta, &batch).map_err(fail(&dir.locate(&meta.file)))?);
     }
     Ok(out)
 }
@@ -492,8 +523,9 @@ impl KeyIndex {
         self.ends.len()
     }
 
-    fn build(dir: &Path, meta: &SegmentMeta, pk: Option<u32>) -> Result<KeyIndex, ColdError> {
-        let path = dir.join(&meta.file);
+    fn build(dir: &Loc, seg: &Segment, pk: Option<u32>) -> Result<KeyIndex, ColdError> {
+        let meta = &seg.meta;
+        let path = dir.locate(&meta.file);
         let (pos, column) = meta
             .columns
             .iter()
@@ -501,7 +533,7 @@ impl KeyIndex {
             .find(|(_, c)| Some(c.id) == pk)
             .ok_or_else(|| fail(&path)("holds no primary-key column".into()))?;
         let mut index = KeyIndex::default();
-        for batch in read_batches(dir, meta, Some(&[pos]), None)? {
+        for batch in read_batches(dir, seg, Some(&[pos]), None)? {
             let col = batch.column(0);
             for r in 0..col.len() {
                 match col.data_type() {
@@ -542,6 +574,8 @@ impl KeyIndex {
 struct Segment {
     meta: SegmentMeta,
     keys: OnceLock<Arc<KeyIndex>>,
+    /// The file's footer, once read.
+    footer: OnceLock<ArrowReaderMetadata>,
 }
 
 impl Segment {
@@ -549,14 +583,15 @@ impl Segment {
         Arc::new(Segment {
             meta,
             keys: OnceLock::new(),
+            footer: OnceLock::new(),
         })
     }
 
-    fn keys(&self, dir: &Path, pk: Option<u32>) -> Result<Arc<KeyIndex>, ColdError> {
+    fn keys(&self, dir: &Loc, pk: Option<u32>) -> Result<Arc<KeyIndex>, ColdError> {
         if let Some(k) = self.keys.get() {
             return Ok(k.clone());
         }
-        let built = Arc::new(KeyIndex::build(dir, &self.meta, pk)?);
+        let built = Arc::new(KeyIndex::build(dir, self, pk)?);
         Ok(self.keys.get_or_init(|| built).clone())
     }
 
@@ -584,7 +619,7 @@ impl Segment {
 /// A table scope's cold tier as of one manifest.
 #[derive(Debug)]
 pub struct ScopeState {
-    dir: PathBuf,
+    dir: Loc,
     manifest: Manifest,
     segments: Vec<Arc<Segment>>,
     /// Per segment, the rows a later segment holds a newer version of.
@@ -592,7 +627,7 @@ pub struct ScopeState {
 }
 
 impl ScopeState {
-    fn new(dir: PathBuf, manifest: Manifest, reuse: &[Arc<Segment>]) -> Arc<ScopeState> {
+    fn new(dir: Loc, manifest: Manifest, reuse: &[Arc<Segment>]) -> Arc<ScopeState> {
         let segments = manifest
             .segments
             .iter()
@@ -616,8 +651,9 @@ impl ScopeState {
         &self.manifest
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Where file `name` of this scope is: a path or a URL.
+    pub fn locate(&self, name: &str) -> String {
+        self.dir.locate(name)
     }
 
     fn superseded(&self, pk: Option<u32>) -> Result<Arc<Vec<Vec<usize>>>, ColdError> {
@@ -646,43 +682,105 @@ impl ScopeState {
                 continue;
             }
             if let Some(row) = seg.keys(&self.dir, pk)?.find(key) {
-                return Ok(read_versions(&self.dir, &seg.meta, Some(&[row]))?.pop());
+                return Ok(read_versions(&self.dir, seg, Some(&[row]))?.pop());
             }
         }
         Ok(None)
     }
 }
 
-/// The cold tier of every table under one storage root (`data/storage` for `local`).
+/// The cold tier of every table, in every storage. `root` is the node's `data/storage`: the
+/// built-in `local` storage.
 #[derive(Debug)]
 pub struct ColdStore {
     root: PathBuf,
+    /// A rebuilt data directory (`folddb log replay`): every storage's files live under
+    /// `root` (see [`crate::storage::backend_for`]).
+    relocated: bool,
+    backends: Mutex<HashMap<String, Built>>,
     scopes: Mutex<HashMap<(u64, String), Arc<ScopeState>>>,
 }
 
+/// A storage's backend, with the definition it was built from.
+type Built = (StorageDef, Arc<dyn Backend>);
+
+/// In `data/storage`, the mark of a rebuilt data directory: its storages' files are all
+/// under it.
+pub const RELOCATED_MARK: &str = "RELOCATED";
+
 impl ColdStore {
+    /// The cold tier of the node whose `data/storage` is `root`.
     pub fn new(root: impl Into<PathBuf>) -> ColdStore {
+        let root = root.into();
         ColdStore {
-            root: root.into(),
+            relocated: root.join(RELOCATED_MARK).exists(),
+            root,
+            backends: Mutex::new(HashMap::new()),
             scopes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Marks `root` as a rebuilt data directory's: from now on (and after restarts) storages
+    /// other than `local` are kept under it, never where the original's are.
+    pub fn relocate(root: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(root)?;
+        std::fs::write(
+            root.join(RELOCATED_MARK),
+            "Rebuilt by folddb log replay: every storage's files are under this directory.\n",
+        )
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    pub fn relocated(&self) -> bool {
+        self.relocated
+    }
+
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<(u64, String), Arc<ScopeState>>> {
         self.scopes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `def`'s `scope` as its manifest on disk says (cached; the fold keeps the cache).
-    pub fn scope(&self, def: &TableDef, scope: &str) -> Result<Arc<ScopeState>, ColdError> {
+    /// The backend of `storage`, built on first use and again when the storage changes.
+    pub fn backend(&self, storage: &StorageDef) -> Result<Arc<dyn Backend>, ColdError> {
+        let mut backends = self.backends.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((def, backend)) = backends.get(&storage.id)
+            && def == storage
+        {
+            return Ok(backend.clone());
+        }
+        let backend =
+            backend_for(storage, &self.root, self.relocated).map_err(|message| ColdError {
+                location: format!("storage '{}'", storage.id),
+                message,
+            })?;
+        backends.insert(storage.id.clone(), (storage.clone(), backend.clone()));
+        Ok(backend)
+    }
+
+    /// Serves `storage` from `backend` (until the storage changes): an object store the
+    /// caller built, e.g. an in-memory one in tests.
+    pub fn install_backend(&self, storage: &StorageDef, backend: Arc<dyn Backend>) {
+        let mut backends = self.backends.lock().unwrap_or_else(|p| p.into_inner());
+        backends.insert(storage.id.clone(), (storage.clone(), backend));
+    }
+
+    /// `def`'s `scope` as its manifest says (cached; the fold keeps the cache).
+    pub fn scope(
+        &self,
+        storage: &StorageDef,
+        def: &TableDef,
+        scope: &str,
+    ) -> Result<Arc<ScopeState>, ColdError> {
+        let backend = self.backend(storage)?;
         let id = (def.id.0, scope.to_owned());
-        if let Some(s) = self.cache().get(&id) {
+        if let Some(s) = self.cache().get(&id)
+            && Arc::ptr_eq(&s.dir.backend, &backend)
+        {
             return Ok(s.clone());
         }
-        let dir = scope_dir(&self.root, def, scope);
+        let dir = Loc::new(backend, scope_dir(storage, def, scope));
         let manifest = match Manifest::load(&dir)? {
             // A manifest of a dropped table of the same name is not this table's.
             Some(m) if m.table_id == def.id.0 => m,
@@ -698,31 +796,28 @@ impl ColdStore {
     }
 
     /// Every scope of `def` that has a manifest.
-    pub fn scopes_of(&self, def: &TableDef) -> Result<Vec<Arc<ScopeState>>, ColdError> {
+    pub fn scopes_of(
+        &self,
+        storage: &StorageDef,
+        def: &TableDef,
+    ) -> Result<Vec<Arc<ScopeState>>, ColdError> {
         if def.kind == TableKind::Shared {
-            let s = self.scope(def, "")?;
+            let s = self.scope(storage, def, "")?;
             return Ok(if s.segments.is_empty() {
                 vec![]
             } else {
                 vec![s]
             });
         }
-        let dir = table_dir(&self.root, def);
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => return Err(fail(&dir)(e.to_string())),
-        };
+        let backend = self.backend(storage)?;
+        let dir = table_dir(storage, def);
         let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| fail(&dir)(e.to_string()))?;
-            if !entry.path().is_dir() {
-                continue;
-            }
-            if let Some(m) = Manifest::load(&entry.path())?
+        for sub in backend.list(&dir).map_err(backend_err)?.dirs {
+            let loc = Loc::new(backend.clone(), join(&dir, &sub));
+            if let Some(m) = Manifest::load(&loc)?
                 && m.table_id == def.id.0
             {
-                out.push(self.scope(def, &m.scope)?);
+                out.push(self.scope(storage, def, &m.scope)?);
             }
         }
         out.sort_by(|a, b| a.manifest.scope.cmp(&b.manifest.scope));
@@ -732,11 +827,12 @@ impl ColdStore {
     /// The newest cold version of the row with primary key `pk`.
     pub fn lookup(
         &self,
+        storage: &StorageDef,
         def: &TableDef,
         scope: &str,
         pk: &Value,
     ) -> Result<Option<RowVersion>, ColdError> {
-        let state = self.scope(def, scope)?;
+        let state = self.scope(storage, def, scope)?;
         if state.segments.is_empty() {
             return Ok(None);
         }
@@ -748,13 +844,14 @@ impl ColdStore {
     /// a version of it (`hot_keys`, in key encoding); tombstones only with `show_deleted`.
     pub fn visible(
         &self,
+        storage: &StorageDef,
         def: &TableDef,
         scope: &str,
         hot_keys: &[Vec<u8>],
         show_deleted: bool,
         projection: &[usize],
     ) -> Result<Vec<RecordBatch>, ColdError> {
-        let state = self.scope(def, scope)?;
+        let state = self.scope(storage, def, scope)?;
         if state.segments.is_empty() {
             return Ok(vec![]);
         }
@@ -773,7 +870,7 @@ impl ColdStore {
         let schema: SchemaRef = Arc::new(
             table_schema(def)
                 .project(projection)
-                .map_err(|e| fail(&state.dir)(e.to_string()))?,
+                .map_err(|e| fail(&state.dir.locate(""))(e.to_string()))?,
         );
         let mut out = Vec::new();
         for (seg, mut excluded) in state.segments.iter().zip(excluded) {
@@ -782,11 +879,20 @@ impl ColdStore {
             let keep = |row: usize, deleted: bool| {
                 (show_deleted || !deleted) && excluded.binary_search(&row).is_err()
             };
-            let path = state.dir.join(&seg.meta.file);
+            let path = state.dir.locate(&seg.meta.file);
             if seg.matches(def) && excluded.is_empty() && (show_deleted || seg.meta.tombstones == 0)
             {
                 // Every row is shown: the batches as they are read, projected.
-                for batch in read_batches(&state.dir, &seg.meta, Some(projection), None)? {
+                if projection.is_empty() {
+                    // No columns (COUNT(*)): the manifest's row count is the answer.
+                    let options =
+                        RecordBatchOptions::new().with_row_count(Some(seg.meta.rows as usize));
+                    let batch = RecordBatch::try_new_with_options(schema.clone(), vec![], &options)
+                        .map_err(|e| fail(&path)(e.to_string()))?;
+                    out.push(batch);
+                    continue;
+                }
+                for batch in read_batches(&state.dir, seg, Some(projection), None)? {
                     let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
                     let mut sorted: Vec<usize> = projection.to_vec();
                     sorted.sort_unstable();
@@ -813,7 +919,7 @@ impl ColdStore {
                 roots.sort_unstable();
                 roots.dedup();
                 let mut row = 0usize;
-                for batch in read_batches(&state.dir, &seg.meta, Some(&roots), None)? {
+                for batch in read_batches(&state.dir, seg, Some(&roots), None)? {
                     let at = |i: usize| roots.binary_search(&i).unwrap_or_default();
                     let deleted = batch
                         .column(at(deleted_at))
@@ -841,7 +947,7 @@ impl ColdStore {
             } else {
                 // Written under another schema version: through row versions, which read
                 // under the current one by column id.
-                let versions: Vec<RowVersion> = read_versions(&state.dir, &seg.meta, None)?
+                let versions: Vec<RowVersion> = read_versions(&state.dir, seg, None)?
                     .into_iter()
                     .enumerate()
                     .filter(|(r, v)| keep(*r, v.deleted))
@@ -860,12 +966,13 @@ impl ColdStore {
 
     fn flush_scope(
         &self,
+        storage: &StorageDef,
         def: &TableDef,
         scope: &str,
         index: LogIndex,
         versions: Vec<RowVersion>,
     ) -> Result<FlushReport, ColdError> {
-        let state = self.scope(def, scope)?;
+        let state = self.scope(storage, def, scope)?;
         if state.manifest.log_index >= index.0 {
             return Ok(FlushReport {
                 already: true,
@@ -906,7 +1013,7 @@ impl ColdStore {
         let mut kept = Vec::new();
         let mut dropped = 0u64;
         for seg in state.segments.iter().rev() {
-            for v in read_versions(&state.dir, &seg.meta, None)? {
+            for v in read_versions(&state.dir, seg, None)? {
                 let key = pk_of(def, &v).map(key_of).unwrap_or_default();
                 if !seen.insert(key) || (v.deleted && v.seq < horizon) {
                     dropped += 1;
@@ -946,18 +1053,20 @@ impl ColdStore {
     /// Checks every segment of every scope of `def`: its manifest parses, its files exist
     /// with the row counts listed, and (with `extended`) every row decodes. Returns the
     /// problems found, each naming its file.
-    pub fn check(&self, def: &TableDef, extended: bool) -> Vec<ColdError> {
+    pub fn check(&self, storage: &StorageDef, def: &TableDef, extended: bool) -> Vec<ColdError> {
         let mut problems = Vec::new();
-        let states = match self.scopes_of(def) {
+        let states = match self.scopes_of(storage, def) {
             Ok(s) => s,
             Err(e) => return vec![e],
         };
         for state in states {
             for seg in &state.segments {
+                // Read afresh: a file damaged since it was last read is found.
+                let seg = Segment::new(seg.meta.clone());
                 let result = if extended {
-                    read_versions(&state.dir, &seg.meta, None).map(|_| ())
+                    read_versions(&state.dir, &seg, None).map(|_| ())
                 } else {
-                    read_batches(&state.dir, &seg.meta, Some(&[]), None).map(|_| ())
+                    read_batches(&state.dir, &seg, Some(&[]), None).map(|_| ())
                 };
                 if let Err(e) = result {
                     problems.push(e);
@@ -971,60 +1080,68 @@ impl ColdStore {
 /// Removes the segment files of `dir` that `manifest` does not list (left by a compaction,
 /// or by a flush that crashed before its manifest). Best effort: a file that stays is only
 /// disk space, never read.
-fn remove_unlisted(dir: &Path, manifest: &Manifest) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
+fn remove_unlisted(dir: &Loc, manifest: &Manifest) {
+    let files = match dir.backend.list(&dir.dir) {
+        Ok(listing) => listing.files,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list a scope to remove unlisted segments");
+            return;
+        }
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
+    for name in files {
         let segment = name.starts_with("batch-") && name.ends_with(".parquet");
         if (segment || name.ends_with(".tmp"))
             && !manifest.segments.iter().any(|s| s.file == name)
-            && let Err(e) = fs::remove_file(entry.path())
+            && let Err(e) = dir.backend.remove(&dir.file(&name))
         {
-            tracing::warn!(file = %entry.path().display(), error = %e, "could not remove an unlisted segment");
+            tracing::warn!(error = %e, "could not remove an unlisted segment");
         }
     }
 }
 
 impl ColdTier for ColdStore {
-    fn get(&self, def: &TableDef, scope: &str, pk: &Value) -> ColdResult<Option<RowVersion>> {
-        self.lookup(def, scope, pk).map_err(|e| e.to_string())
+    fn get(
+        &self,
+        storage: &StorageDef,
+        def: &TableDef,
+        scope: &str,
+        pk: &Value,
+    ) -> ColdResult<Option<RowVersion>> {
+        self.lookup(storage, def, scope, pk)
+            .map_err(|e| e.to_string())
     }
 
     fn flush(
         &self,
+        storage: &StorageDef,
         def: &TableDef,
         scope: &str,
         index: LogIndex,
         versions: Vec<RowVersion>,
     ) -> ColdResult<FlushReport> {
-        self.flush_scope(def, scope, index, versions)
+        self.flush_scope(storage, def, scope, index, versions)
             .map_err(|e| e.to_string())
     }
 
     fn compact(
         &self,
+        storage: &StorageDef,
         def: &TableDef,
         index: LogIndex,
         tombstone_horizon: i64,
     ) -> ColdResult<CompactReport> {
         let mut report = CompactReport::default();
-        for state in self.scopes_of(def).map_err(|e| e.to_string())? {
+        for state in self.scopes_of(storage, def).map_err(|e| e.to_string())? {
             self.compact_scope(def, &state, index, tombstone_horizon, &mut report)
                 .map_err(|e| e.to_string())?;
         }
         Ok(report)
     }
 
-    fn drop_table(&self, def: &TableDef) -> ColdResult<()> {
+    fn drop_table(&self, storage: &StorageDef, def: &TableDef) -> ColdResult<()> {
         self.cache().retain(|(id, _), _| *id != def.id.0);
-        let dir = table_dir(&self.root, def);
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(format!("{}: {e}", dir.display())),
-        }
+        let backend = self.backend(storage).map_err(|e| e.to_string())?;
+        backend.remove_all(&table_dir(storage, def))
     }
 }
 
@@ -1032,6 +1149,11 @@ impl ColdTier for ColdStore {
 mod tests {
     use super::*;
     use folddb_materializer::TableKind;
+    use std::fs;
+
+    fn loc(cold: &ColdStore, storage: &StorageDef, dir: String) -> Loc {
+        Loc::new(cold.backend(storage).expect("backend"), dir)
+    }
 
     fn version(seq: i64, id: i64, v: Option<&str>, deleted: bool) -> RowVersion {
         RowVersion {
@@ -1056,18 +1178,21 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let def = TableDef::example("app", "t", TableKind::Shared);
         let cold = ColdStore::new(tmp.path());
-        let dir = scope_dir(tmp.path(), &def, "");
-        assert_eq!(dir, tmp.path().join("app").join("t"));
+        let local = StorageDef::local();
+        assert_eq!(scope_dir(&local, &def, ""), "app/t");
+        let dir = loc(&cold, &local, scope_dir(&local, &def, ""));
         let rows = vec![
             version(12, 2, Some("b"), false),
             version(10, 1, Some("a"), false),
             version(11, 3, None, true),
         ];
         let r = cold
-            .flush(&def, "", LogIndex(7), rows.clone())
+            .flush(&local, &def, "", LogIndex(7), rows.clone())
             .expect("flush");
         assert_eq!((r.rows, r.already), (3, false));
-        let again = cold.flush(&def, "", LogIndex(7), rows).expect("flush");
+        let again = cold
+            .flush(&local, &def, "", LogIndex(7), rows)
+            .expect("flush");
         assert!(again.already, "a re-applied entry writes nothing");
         let m = Manifest::load(&dir).expect("load").expect("a manifest");
         assert_eq!(m.log_index, 7);
@@ -1081,22 +1206,30 @@ mod tests {
         assert_eq!(seg.stats[0].min.as_deref(), Some("1"));
         assert_eq!(seg.stats[0].max.as_deref(), Some("3"));
         assert_eq!(seg.stats[1].nulls, 1);
-        assert!(!dir.join("manifest.json.tmp").exists());
+        assert!(!tmp.path().join("app/t/manifest.json.tmp").exists());
+        assert!(tmp.path().join("app/t/batch-7.parquet").exists());
         // A fresh store (a restart) reads the same.
         let cold = ColdStore::new(tmp.path());
         let all: Vec<usize> = (0..table_schema(&def).fields().len()).collect();
         assert_eq!(
-            ids(&cold.visible(&def, "", &[], false, &all).expect("read")),
+            ids(&cold
+                .visible(&local, &def, "", &[], false, &all)
+                .expect("read")),
             [1, 2]
         );
         assert_eq!(
-            ids(&cold.visible(&def, "", &[], true, &all).expect("read")),
+            ids(&cold
+                .visible(&local, &def, "", &[], true, &all)
+                .expect("read")),
             [1, 2, 3]
         );
-        let got = cold.lookup(&def, "", &Value::BigInt(3)).expect("lookup");
+        let got = cold
+            .lookup(&local, &def, "", &Value::BigInt(3))
+            .expect("lookup");
         assert_eq!(got, Some(version(11, 3, None, true)));
         assert_eq!(
-            cold.lookup(&def, "", &Value::BigInt(9)).expect("lookup"),
+            cold.lookup(&local, &def, "", &Value::BigInt(9))
+                .expect("lookup"),
             None
         );
     }
@@ -1106,10 +1239,12 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let def = TableDef::example("app", "t", TableKind::User);
         let cold = ColdStore::new(tmp.path());
+        let local = StorageDef::local();
         let first: Vec<RowVersion> = (1..=5).map(|i| version(i, i, Some("old"), false)).collect();
-        cold.flush(&def, "alice", LogIndex(10), first)
+        cold.flush(&local, &def, "alice", LogIndex(10), first)
             .expect("flush");
         cold.flush(
+            &local,
             &def,
             "alice",
             LogIndex(20),
@@ -1120,30 +1255,34 @@ mod tests {
         )
         .expect("flush");
         let all: Vec<usize> = (0..table_schema(&def).fields().len()).collect();
-        let seen = cold.visible(&def, "alice", &[], false, &all).expect("read");
+        let seen = cold
+            .visible(&local, &def, "alice", &[], false, &all)
+            .expect("read");
         let mut got = ids(&seen);
         got.sort();
         assert_eq!(got, [1, 2, 4, 5], "3 is deleted; 2 once");
         assert_eq!(
-            cold.lookup(&def, "alice", &Value::BigInt(2))
+            cold.lookup(&local, &def, "alice", &Value::BigInt(2))
                 .expect("lookup"),
             Some(version(6, 2, Some("new"), false))
         );
         // Key 4 has a newer hot version: the cold one is hidden.
         let hot = vec![key_of(&Value::BigInt(4))];
         let mut got = ids(&cold
-            .visible(&def, "alice", &hot, false, &all)
+            .visible(&local, &def, "alice", &hot, false, &all)
             .expect("read"));
         got.sort();
         assert_eq!(got, [1, 2, 5]);
         // Another owner sees nothing.
         assert!(
-            cold.visible(&def, "bob", &[], false, &all)
+            cold.visible(&local, &def, "bob", &[], false, &all)
                 .expect("read")
                 .is_empty()
         );
         // Compaction with a horizon past the tombstone drops it and the superseded versions.
-        let report = cold.compact(&def, LogIndex(30), 100).expect("compact");
+        let report = cold
+            .compact(&local, &def, LogIndex(30), 100)
+            .expect("compact");
         assert_eq!(
             (
                 report.segments_before,
@@ -1153,50 +1292,55 @@ mod tests {
             ),
             (2, 7, 1, 4)
         );
-        let m = Manifest::load(&scope_dir(tmp.path(), &def, "alice"))
+        let m = Manifest::load(&loc(&cold, &local, scope_dir(&local, &def, "alice")))
             .expect("load")
             .expect("m");
         assert_eq!(m.segments.len(), 1);
         assert_eq!(m.segments[0].file, "batch-30.parquet");
-        let files: Vec<String> = fs::read_dir(scope_dir(tmp.path(), &def, "alice"))
+        let files: Vec<String> = fs::read_dir(tmp.path().join("app/t/alice"))
             .expect("dir")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
         assert!(!files.contains(&"batch-10.parquet".to_owned()), "{files:?}");
         let cold = ColdStore::new(tmp.path());
-        let mut got = ids(&cold.visible(&def, "alice", &[], true, &all).expect("read"));
+        let mut got = ids(&cold
+            .visible(&local, &def, "alice", &[], true, &all)
+            .expect("read"));
         got.sort();
         assert_eq!(got, [1, 2, 4, 5]);
         // Drop removes everything.
-        cold.drop_table(&def).expect("drop");
-        assert!(!table_dir(tmp.path(), &def).exists());
+        cold.drop_table(&local, &def).expect("drop");
+        assert!(!tmp.path().join("app/t").exists());
     }
 
     #[test]
     fn damaged_files_are_errors_that_name_them() {
         let tmp = tempfile::tempdir().expect("tmp");
         let def = TableDef::example("app", "t", TableKind::User);
-        let dir = scope_dir(tmp.path(), &def, "al/../ice");
-        assert_eq!(dir, tmp.path().join("app/t/al%2F..%2Fice"));
+        let local = StorageDef::local();
+        assert_eq!(scope_dir(&local, &def, "al/../ice"), "app/t/al%2F..%2Fice");
+        let path_of = tmp.path().join("app/t/al%2F..%2Fice");
         let cold = ColdStore::new(tmp.path());
+        let dir = loc(&cold, &local, scope_dir(&local, &def, "al/../ice"));
         cold.flush(
+            &local,
             &def,
             "al/../ice",
             LogIndex(3),
             vec![version(1, 1, Some("a"), false)],
         )
         .expect("flush");
-        let path = dir.join("batch-3.parquet");
+        let path = path_of.join("batch-3.parquet");
         let bytes = fs::read(&path).expect("read");
         fs::write(&path, &bytes[..bytes.len() / 2]).expect("truncate");
         let all: Vec<usize> = (0..table_schema(&def).fields().len()).collect();
         let e = cold
-            .visible(&def, "al/../ice", &[], false, &all)
+            .visible(&local, &def, "al/../ice", &[], false, &all)
             .expect_err("damaged");
-        assert_eq!(e.path, path);
+        assert_eq!(e.location, path.display().to_string());
         assert!(e.to_string().contains("batch-3.parquet"), "{e}");
-        assert_eq!(cold.check(&def, false).len(), 1);
-        fs::write(dir.join(MANIFEST_FILE), b"{not json").expect("damage");
+        assert_eq!(cold.check(&local, &def, false).len(), 1);
+        fs::write(path_of.join(MANIFEST_FILE), b"{not json").expect("damage");
         let e = Manifest::load(&dir).expect_err("damaged manifest");
         assert!(e.to_string().contains("manifest.json"), "{e}");
         let mut m = Manifest::new(&def, "x");
@@ -1206,5 +1350,72 @@ mod tests {
             Manifest::load(&dir).is_err(),
             "an unknown format is refused"
         );
+    }
+
+    #[test]
+    fn object_storage_with_custom_templates_holds_the_same_tier() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let cold = ColdStore::new(tmp.path());
+        let mut storage = StorageDef::local();
+        storage.id = "objects".into();
+        storage.kind = folddb_materializer::StorageKind::S3;
+        storage.user_tables_template = "tenants/{namespace}-{tableName}/{userId}".into();
+        let memory = Arc::new(object_store::memory::InMemory::new());
+        cold.install_backend(
+            &storage,
+            Arc::new(crate::storage::ObjectBackend::new(
+                memory.clone(),
+                "memory://bucket",
+                "base",
+            )),
+        );
+        let def = TableDef::example("app", "t", TableKind::User);
+        cold.flush(
+            &storage,
+            &def,
+            "alice",
+            LogIndex(4),
+            (1..=3).map(|i| version(i, i, Some("a"), false)).collect(),
+        )
+        .expect("flush");
+        cold.flush(
+            &storage,
+            &def,
+            "alice",
+            LogIndex(8),
+            vec![version(9, 2, None, true)],
+        )
+        .expect("flush");
+        let all: Vec<usize> = (0..table_schema(&def).fields().len()).collect();
+        let mut got = ids(&cold
+            .visible(&storage, &def, "alice", &[], false, &all)
+            .expect("read"));
+        got.sort();
+        assert_eq!(got, [1, 3]);
+        assert_eq!(cold.scopes_of(&storage, &def).expect("scopes").len(), 1);
+        let state = cold.scope(&storage, &def, "alice").expect("scope");
+        assert_eq!(
+            state.locate("batch-4.parquet"),
+            "memory://bucket/tenants/app-t/alice/batch-4.parquet"
+        );
+        cold.compact(&storage, &def, LogIndex(12), 100)
+            .expect("compact");
+        let listing = crate::storage::Backend::list(
+            &crate::storage::ObjectBackend::new(memory.clone(), "m", "base"),
+            "tenants/app-t/alice",
+        )
+        .expect("list");
+        assert_eq!(listing.files, ["batch-12.parquet", "manifest.json"]);
+        assert!(
+            !tmp.path().join("tenants").exists(),
+            "nothing written locally"
+        );
+        cold.drop_table(&storage, &def).expect("drop");
+        let listing = crate::storage::Backend::list(
+            &crate::storage::ObjectBackend::new(memory, "m", "base"),
+            "tenants",
+        )
+        .expect("list");
+        assert!(listing.dirs.is_empty(), "{listing:?}");
     }
 }

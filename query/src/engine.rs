@@ -950,8 +950,52 @@ impl Engine {
             )?)),
             Statement::ShowStorages => Ok(Out::Result(table_result(
                 caller,
-                &system::storages(self.cold.as_deref()),
+                &system::storages(&self.store, self.cold.as_deref(), caller.role.is_admin())?,
             )?)),
+            Statement::CreateStorage {
+                id,
+                if_not_exists,
+                spec,
+            } => {
+                let storage = crate::storage::define(id, spec)?;
+                let op = Op::CreateStorage {
+                    storage,
+                    if_not_exists: *if_not_exists,
+                };
+                msg(self
+                    .propose_catalog(
+                        caller,
+                        op,
+                        format!("Storage '{id}' already exists"),
+                        format!("Storage '{id}' created successfully"),
+                    )
+                    .await?)
+            }
+            Statement::AlterStorage { id, changes } => {
+                if id == folddb_materializer::LOCAL_STORAGE {
+                    return Err("The built-in storage 'local' cannot be altered".into());
+                }
+                let current = catalog::storage(self.store.as_ref(), id)?
+                    .ok_or_else(|| format!("Storage '{id}' does not exist"))?;
+                let storage = crate::storage::alter(&current, changes)?;
+                self.propose(&caller.user, vec![Op::AlterStorage { storage }])
+                    .await?;
+                msg(format!("Storage '{id}' altered successfully"))
+            }
+            Statement::DropStorage { id, if_exists } => {
+                let op = Op::DropStorage {
+                    id: id.clone(),
+                    if_exists: *if_exists,
+                };
+                msg(self
+                    .propose_catalog(
+                        caller,
+                        op,
+                        format!("Storage '{id}' does not exist"),
+                        format!("Storage '{id}' dropped successfully"),
+                    )
+                    .await?)
+            }
             Statement::ShowManifest => Ok(Out::Result(table_result(
                 caller,
                 &system::manifest(&self.store, self.cold.as_deref())?,
@@ -1442,9 +1486,11 @@ impl Engine {
         let Some(cold) = &self.cold else {
             return Err("STORAGE CHECK: this node has no cold storage".into());
         };
-        if storage != "local" {
-            return Err(format!("Storage '{storage}' does not exist (storages: local)").into());
-        }
+        let Some(storage) = catalog::storage(self.store.as_ref(), storage)? else {
+            return Err(
+                format!("Storage '{storage}' does not exist (SHOW STORAGES lists them)").into(),
+            );
+        };
         let mut rows = Rows::new(&[
             ("table_name", DataType::Text),
             ("segments", DataType::BigInt),
@@ -1452,19 +1498,37 @@ impl Engine {
             ("status", DataType::Text),
             ("problems", DataType::Text),
         ]);
+        if let Err(e) = cold
+            .backend(&storage)
+            .map_err(|e| e.to_string())
+            .and_then(|b| crate::storage::probe(b.as_ref()))
+        {
+            rows.rows.push(vec![
+                Value::Null,
+                Value::BigInt(0),
+                Value::BigInt(0),
+                Value::Text("unreachable".into()),
+                Value::Text(e),
+            ]);
+            return Ok(rows);
+        }
         for def in catalog::tables(self.store.as_ref(), None)? {
-            if def.kind == TableKind::Stream {
+            if def.kind == TableKind::Stream || def.options.storage_id != storage.id {
                 continue;
             }
             let (mut segments, mut count) = (0u64, 0u64);
             let mut problems: Vec<String> = Vec::new();
-            match cold.scopes_of(&def) {
+            match cold.scopes_of(&storage, &def) {
                 Ok(scopes) => {
                     for s in scopes {
                         segments += s.manifest().segments.len() as u64;
                         count += s.manifest().segments.iter().map(|g| g.rows).sum::<u64>();
                     }
-                    problems.extend(cold.check(&def, extended).iter().map(ToString::to_string));
+                    problems.extend(
+                        cold.check(&storage, &def, extended)
+                            .iter()
+                            .map(ToString::to_string),
+                    );
                 }
                 Err(e) => problems.push(e.to_string()),
             }
@@ -2563,7 +2627,7 @@ fn plan_create_table(ct: &CreateTable, caller: &Caller, namespace: &str) -> Stmt
                     _ => return Err(invalid(format!("Unknown table TYPE '{v}'"))),
                 })
             }
-            "STORAGE_ID" => options.storage_id = v.clone(),
+            "STORAGE_ID" => options.storage_id = v.to_ascii_lowercase(),
             "USE_USER_STORAGE" => {
                 options.use_user_storage = match v.to_ascii_lowercase().as_str() {
                     "true" => true,

@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod live;
 pub mod provider;
 pub mod split;
+pub mod storage;
 pub mod system;
 
 pub use engine::{Engine, ErrorCode, Limits, QueryResult, SqlError, SqlRequest, SqlResponse};

@@ -17,8 +17,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use folddb_materializer::catalog::StateRead;
 use folddb_materializer::row::{row_key, scope_prefix};
 use folddb_materializer::{
-    AccessLevel, DataType, Family, HotBatch, HotStore, Role, RowVersion, TableDef, TableKind,
-    Value, catalog, codec,
+    AccessLevel, DataType, Family, HotBatch, HotStore, Role, RowVersion, StorageDef, TableDef,
+    TableKind, Value, catalog, codec,
 };
 
 use crate::cold::ColdStore;
@@ -221,6 +221,19 @@ impl HotTable {
             .filter(|_| self.def.kind != TableKind::Stream)
     }
 
+    /// The table's storage (`STORAGE_ID`), as the view's catalog says.
+    fn storage(&self) -> DfResult<StorageDef> {
+        catalog::storage(&self.view, &self.def.options.storage_id)
+            .map_err(df_err)?
+            .ok_or_else(|| {
+                DataFusionError::Execution(format!(
+                    "Storage '{}' of table {} does not exist",
+                    self.def.options.storage_id,
+                    self.def.qualified_name()
+                ))
+            })
+    }
+
     /// The newest version of the row with primary key `pk`: hot, else cold.
     fn version_of(&self, pk: &Value) -> DfResult<Option<RowVersion>> {
         let key = row_key(self.def.id, &self.scope, pk);
@@ -230,7 +243,9 @@ impl HotTable {
                 .map_err(df_err);
         }
         match self.cold() {
-            Some(cold) => cold.lookup(&self.def, &self.scope, pk).map_err(df_err),
+            Some(cold) => cold
+                .lookup(&self.storage()?, &self.def, &self.scope, pk)
+                .map_err(df_err),
             None => Ok(None),
         }
     }
@@ -283,8 +298,15 @@ impl HotTable {
         let mut out = vec![self.batch(&rows)?.project(projection)?];
         if let Some(cold) = cold {
             out.extend(
-                cold.visible(&self.def, &self.scope, &hot_keys, show_deleted, projection)
-                    .map_err(df_err)?,
+                cold.visible(
+                    &self.storage()?,
+                    &self.def,
+                    &self.scope,
+                    &hot_keys,
+                    show_deleted,
+                    projection,
+                )
+                .map_err(df_err)?,
             );
         }
         Ok(out)

@@ -354,7 +354,7 @@ pub struct SystemSchema {
     view: View,
     live: Option<Arc<dyn crate::live::LiveSource>>,
     jobs: Option<Arc<Jobs>>,
-    _caller: Caller,
+    caller: Caller,
 }
 
 impl SystemSchema {
@@ -368,7 +368,7 @@ impl SystemSchema {
             view,
             live,
             jobs,
-            _caller: caller,
+            caller,
         }
     }
 }
@@ -425,8 +425,9 @@ pub fn jobs(store: &HotStore, pending: Option<&Jobs>) -> Res<Rows> {
     Ok(out)
 }
 
-/// `system.storages` / SHOW STORAGES: the built-in `local` storage.
-pub fn storages(cold: Option<&ColdStore>) -> Rows {
+/// `system.storages` / SHOW STORAGES: `local`, then the created storages. Credentials show
+/// only to `admin` callers, and as `***` otherwise.
+pub fn storages(store: &HotStore, cold: Option<&ColdStore>, admin: bool) -> Result<Rows, String> {
     let mut out = Rows::new(&[
         ("storage_id", DataType::Text),
         ("storage_name", DataType::Text),
@@ -440,22 +441,34 @@ pub fn storages(cold: Option<&ColdStore>) -> Rows {
         ("created_at", DataType::Timestamp),
         ("updated_at", DataType::Timestamp),
     ]);
-    if let Some(cold) = cold {
+    for def in catalog::storages(store).map_err(|e| e.to_string())? {
+        let base = if def.id == folddb_materializer::LOCAL_STORAGE {
+            cold.map(|c| c.root().display().to_string())
+                .unwrap_or_default()
+        } else {
+            def.base_directory.clone()
+        };
+        let credentials = match &def.credentials {
+            Some(c) if admin => text(c),
+            Some(_) => text("***"),
+            None => Value::Null,
+        };
+        let at = |ms: u64| if ms == 0 { Value::Null } else { ms_to_ts(ms) };
         out.rows.push(vec![
-            text("local"),
-            text("Local storage"),
-            text("The node's data directory"),
-            text("filesystem"),
-            text(cold.root().display().to_string()),
-            Value::Null,
-            Value::Json("{}".into()),
-            text("{namespace}/{tableName}"),
-            text("{namespace}/{tableName}/{userId}"),
-            Value::Null,
-            Value::Null,
+            text(&def.id),
+            text(&def.name),
+            def.description.as_deref().map_or(Value::Null, text),
+            text(def.kind.name()),
+            text(base),
+            credentials,
+            Value::Json(def.config.clone()),
+            text(&def.shared_tables_template),
+            text(&def.user_tables_template),
+            at(def.created_at_ms),
+            at(def.updated_at_ms),
         ]);
     }
-    out
+    Ok(out)
 }
 
 /// `system.manifest` / SHOW MANIFEST: one row per cold segment of every table scope.
@@ -482,7 +495,12 @@ pub fn manifest(store: &HotStore, cold: Option<&ColdStore>) -> Result<Rows, Stri
         if def.kind == folddb_materializer::TableKind::Stream {
             continue;
         }
-        for scope in cold.scopes_of(&def).map_err(|e| e.to_string())? {
+        let Some(storage) =
+            catalog::storage(store, &def.options.storage_id).map_err(|e| e.to_string())?
+        else {
+            continue;
+        };
+        for scope in cold.scopes_of(&storage, &def).map_err(|e| e.to_string())? {
             let m = scope.manifest();
             for seg in &m.segments {
                 out.rows.push(vec![
@@ -494,7 +512,7 @@ pub fn manifest(store: &HotStore, cold: Option<&ColdStore>) -> Result<Rows, Stri
                         text(&m.scope)
                     },
                     text(&seg.file),
-                    text(scope.dir().join(&seg.file).display().to_string()),
+                    text(scope.locate(&seg.file)),
                     Value::BigInt(seg.rows as i64),
                     Value::BigInt(seg.tombstones as i64),
                     Value::BigInt(seg.bytes as i64),
@@ -568,7 +586,7 @@ impl SchemaProvider for SystemSchema {
             "audit_log" => audit_log(store).map_err(text_err),
             "live" => Ok(live(self.live.as_deref())),
             "jobs" => jobs(store, self.jobs.as_deref()).map_err(text_err),
-            "storages" => Ok(storages(cold)),
+            "storages" => storages(store, cold, self.caller.role.is_admin()),
             "manifest" => manifest(store, cold),
             _ => return Ok(None),
         }

@@ -1,0 +1,506 @@
+//! Storages (issue #6, API.md 3.10), driven as a client would: CREATE / ALTER / DROP
+//! STORAGE, SHOW STORAGES, STORAGE CHECK, tables placed in a storage with STORAGE_ID and
+//! their cold files laid out by its templates, restarts, `folddb log replay` of such
+//! tables, and bad input refused with nothing changed.
+
+use std::path::Path;
+use std::time::Duration;
+
+use folddb_tests::{Server, free_port, rows, run_folddb, text};
+use serde_json::Value;
+
+/// Runs `sql`, expecting it to fail; returns the error message.
+async fn error(s: &Server, token: &str, sql: &str) -> String {
+    let (_, body) = s.sql(token, sql).await;
+    assert_eq!(body["status"], "error", "{sql} should fail: {body}");
+    body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn message(answer: &Value) -> String {
+    answer["results"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Runs STORAGE FLUSH on `table` and waits for its job; returns its status and message.
+async fn flush(s: &Server, token: &str, table: &str) -> (String, String) {
+    let answer = s.ok(token, &format!("STORAGE FLUSH TABLE {table}")).await;
+    let m = message(&answer);
+    let id = m.rsplit("Job ID: ").next().unwrap_or_default().to_owned();
+    assert!(id.starts_with("FL-"), "no job id in {m:?}");
+    for _ in 0..300 {
+        let r = rows(
+            &s.ok(
+                token,
+                &format!("SELECT status, message FROM system.jobs WHERE job_id = '{id}'"),
+            )
+            .await,
+        );
+        if let Some(row) = r.first() {
+            let status = row[0].as_str().unwrap_or_default().to_owned();
+            if !matches!(status.as_str(), "queued" | "running") {
+                return (status, row[1].as_str().unwrap_or_default().to_owned());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("job {id} did not finish");
+}
+
+/// Every file under `dir`, relative, sorted.
+fn files(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else if let Ok(rel) = p.strip_prefix(root) {
+                out.push(rel.display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+const QUERIES: &[&str] = &[
+    "SELECT id, v FROM app.s ORDER BY id",
+    "SELECT COUNT(*), SUM(id) FROM app.s WHERE v LIKE 'v1%'",
+    "SELECT id, v FROM app.u ORDER BY id",
+    "SELECT id, v FROM app.s WHERE id = 7",
+];
+
+async fn answers(s: &Server, token: &str) -> Vec<Vec<Value>> {
+    let mut out = Vec::new();
+    for q in QUERIES {
+        out.push(rows(&s.ok(token, q).await));
+    }
+    out
+}
+
+#[tokio::test]
+async fn tables_in_a_filesystem_storage_live_where_its_templates_say() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let ext = dir.path().join("archive");
+    let s = Server::start(&data).await;
+    let t = s.setup_and_login().await;
+    let create = format!(
+        "CREATE STORAGE archive TYPE 'filesystem' NAME 'Archive' DESCRIPTION 'cold archive' \
+         PATH '{}' SHARED_TABLES_TEMPLATE 'shared/{{namespace}}/{{tableName}}' \
+         USER_TABLES_TEMPLATE 'users/{{namespace}}/{{tableName}}/{{userId}}'",
+        ext.display()
+    );
+    assert_eq!(
+        message(&s.ok(&t, &create).await),
+        "Storage 'archive' created successfully"
+    );
+    let storages = rows(
+        &s.ok(
+            &t,
+            "SELECT storage_id, storage_type, base_directory, description, shared_tables_template \
+             FROM system.storages ORDER BY storage_id",
+        )
+        .await,
+    );
+    assert_eq!(storages.len(), 2, "{storages:?}");
+    assert_eq!(storages[0][0], "archive");
+    assert_eq!(storages[0][1], "filesystem");
+    assert_eq!(storages[0][2], ext.display().to_string());
+    assert_eq!(storages[0][3], "cold archive");
+    assert_eq!(storages[0][4], "shared/{namespace}/{tableName}");
+    assert_eq!(storages[1][0], "local");
+    assert_eq!(rows(&s.ok(&t, "SHOW STORAGES").await).len(), 2);
+
+    s.ok(&t, "CREATE NAMESPACE app").await;
+    s.ok(
+        &t,
+        "CREATE SHARED TABLE app.s (id BIGINT PRIMARY KEY, v TEXT) WITH (STORAGE_ID = 'archive')",
+    )
+    .await;
+    s.ok(
+        &t,
+        "CREATE USER TABLE app.u (id BIGINT PRIMARY KEY, v TEXT) WITH (STORAGE_ID = 'ARCHIVE')",
+    )
+    .await;
+    let values: Vec<String> = (1..=40).map(|i| format!("({i}, 'v{i}')")).collect();
+    s.ok(
+        &t,
+        &format!("INSERT INTO app.s (id, v) VALUES {}", values.join(", ")),
+    )
+    .await;
+    s.ok(
+        &t,
+        "INSERT INTO app.u (id, v) VALUES (1, 'mine'), (2, 'also')",
+    )
+    .await;
+    let before = answers(&s, &t).await;
+    for table in ["app.s", "app.u"] {
+        let (status, m) = flush(&s, &t, table).await;
+        assert_eq!(status, "completed", "{m}");
+    }
+    // Where the templates say, under the storage's PATH; nothing in the node's own storage.
+    let placed = files(&ext);
+    assert!(
+        placed.iter().any(|f| f.starts_with("shared/app/s/batch-")),
+        "{placed:?}"
+    );
+    assert!(placed.contains(&"shared/app/s/manifest.json".to_owned()));
+    assert!(
+        placed
+            .iter()
+            .any(|f| f.starts_with("users/app/u/admin/batch-")),
+        "{placed:?}"
+    );
+    assert!(!data.join("storage/app").exists());
+    assert_eq!(
+        answers(&s, &t).await,
+        before,
+        "the same answers after flush"
+    );
+    let paths = rows(
+        &s.ok(&t, "SELECT path FROM system.manifest ORDER BY path")
+            .await,
+    );
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    for p in &paths {
+        assert!(
+            p[0].as_str()
+                .unwrap_or_default()
+                .starts_with(&ext.display().to_string()),
+            "{p:?}"
+        );
+    }
+
+    // Updates and deletes across the tiers, in the other storage.
+    s.ok(&t, "UPDATE app.s SET v = 'changed' WHERE id = 7")
+        .await;
+    s.ok(&t, "DELETE FROM app.s WHERE id > 30").await;
+    let changed = answers(&s, &t).await;
+    assert_eq!(changed[3], vec![serde_json::json!(["7", "changed"])]);
+    assert_eq!(changed[0].len(), 30);
+
+    // STORAGE CHECK names the storage's tables only.
+    let check = rows(&s.ok(&t, "STORAGE CHECK archive").await);
+    let names: Vec<&str> = check.iter().filter_map(|r| r[0].as_str()).collect();
+    assert_eq!(names, ["app.s", "app.u"], "{check:?}");
+    assert!(check.iter().all(|r| r[3] == "ok"), "{check:?}");
+    let local = rows(&s.ok(&t, "STORAGE CHECK local").await);
+    assert!(local.is_empty(), "{local:?}");
+
+    // In use: not dropped, templates frozen; other settings change.
+    let e = error(&s, &t, "DROP STORAGE archive").await;
+    assert!(e.contains("app.s") && e.contains("app.u"), "{e}");
+    let e = error(
+        &s,
+        &t,
+        "ALTER STORAGE archive SET SHARED_TABLES_TEMPLATE 'x/{namespace}/{tableName}'",
+    )
+    .await;
+    assert!(
+        e.contains("templates can change only while no table uses it"),
+        "{e}"
+    );
+    s.ok(
+        &t,
+        "ALTER STORAGE archive SET DESCRIPTION 'renamed', SET NAME 'Archive 2'",
+    )
+    .await;
+    let r = rows(
+        &s.ok(
+            &t,
+            "SELECT storage_name, description FROM system.storages WHERE storage_id = 'archive'",
+        )
+        .await,
+    );
+    assert_eq!(r, vec![serde_json::json!(["Archive 2", "renamed"])]);
+
+    // A restart reads the storage's definition and files back.
+    s.stop();
+    let s = Server::start(&data).await;
+    let t = s.login("admin", "kalamdb123").await;
+    assert_eq!(
+        answers(&s, &t).await,
+        changed,
+        "the same answers after a restart"
+    );
+    s.stop();
+
+    // A replay rebuilds the archive's tables under the new directory, never in the
+    // original's storage.
+    let original = files(&ext);
+    let into = dir.path().join("rebuilt");
+    let out = run_folddb([
+        "log".as_ref(),
+        "replay".as_ref(),
+        data.join("log").as_os_str(),
+        "--into".as_ref(),
+        into.as_os_str(),
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(
+        files(&ext),
+        original,
+        "the replay left the original storage alone"
+    );
+    let rebuilt = files(&into.join("storage/.relocated/archive"));
+    assert!(
+        rebuilt.iter().any(|f| f.starts_with("shared/app/s/batch-")),
+        "{rebuilt:?}"
+    );
+    let s = Server::start(&into).await;
+    let t = s.login("admin", "kalamdb123").await;
+    assert_eq!(
+        answers(&s, &t).await,
+        changed,
+        "the rebuild answers the same"
+    );
+    s.stop();
+
+    // Damage on disk: the query and STORAGE CHECK name the file; nothing panics.
+    let s = Server::start(&data).await;
+    let t = s.login("admin", "kalamdb123").await;
+    let victim = original
+        .iter()
+        .find(|f| f.starts_with("shared/app/s/batch-"))
+        .expect("a segment");
+    std::fs::write(ext.join(victim), b"not parquet").expect("damage");
+    let check = rows(&s.ok(&t, "STORAGE CHECK archive EXTENDED").await);
+    let s_row = check.iter().find(|r| r[0] == "app.s").expect("app.s");
+    assert_eq!(s_row[3], "damaged");
+    let file_name = Path::new(victim)
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        s_row[4].as_str().unwrap_or_default().contains(&file_name),
+        "{s_row:?}"
+    );
+
+    // Dropping the tables removes their files; then the storage can go.
+    s.ok(&t, "DROP TABLE app.s").await;
+    s.ok(&t, "DROP TABLE app.u").await;
+    assert!(!ext.join("shared/app/s").exists());
+    assert!(!ext.join("users/app/u").exists());
+    assert_eq!(
+        message(&s.ok(&t, "DROP STORAGE archive").await),
+        "Storage 'archive' dropped successfully"
+    );
+    let ids = rows(&s.ok(&t, "SELECT storage_id FROM system.storages").await);
+    assert_eq!(ids, vec![serde_json::json!(["local"])]);
+}
+
+#[tokio::test]
+async fn bad_storage_input_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ext = dir.path().join("ext");
+    let s = Server::start(&dir.path().join("data")).await;
+    let t = s.setup_and_login().await;
+    s.ok(&t, "CREATE NAMESPACE app").await;
+    let path = ext.display().to_string();
+    let cases = [
+        (
+            format!("CREATE STORAGE g TYPE 'gcs' PATH '{path}'"),
+            "not supported",
+        ),
+        (
+            format!("CREATE STORAGE g TYPE 'tape' PATH '{path}'"),
+            "Unknown storage type",
+        ),
+        (
+            "CREATE STORAGE g TYPE 'filesystem' PATH 'relative/dir'".to_owned(),
+            "absolute",
+        ),
+        (
+            "CREATE STORAGE g TYPE 'filesystem'".to_owned(),
+            "needs PATH",
+        ),
+        (format!("CREATE STORAGE g PATH '{path}'"), "needs a TYPE"),
+        (
+            format!(
+                "CREATE STORAGE g TYPE 'filesystem' PATH '{path}' SHARED_TABLES_TEMPLATE '{{namespace}}/{{bogus}}'"
+            ),
+            "unknown placeholder '{bogus}'",
+        ),
+        (
+            format!(
+                "CREATE STORAGE g TYPE 'filesystem' PATH '{path}' USER_TABLES_TEMPLATE '{{userId}}/{{namespace}}/{{tableName}}'"
+            ),
+            "must end with a '{userId}' directory",
+        ),
+        (
+            format!(
+                "CREATE STORAGE g TYPE 'filesystem' PATH '{path}' SHARED_TABLES_TEMPLATE '../{{namespace}}/{{tableName}}'"
+            ),
+            "relative path",
+        ),
+        (
+            "CREATE STORAGE g TYPE 's3' BUCKET 'b' CONFIG '{\"no_such_setting\": 1}'".to_owned(),
+            "unknown S3 setting 'no_such_setting'",
+        ),
+        (
+            "CREATE STORAGE g TYPE 's3' BUCKET 'b' CREDENTIALS 'not json'".to_owned(),
+            "CREDENTIALS is not JSON",
+        ),
+        (
+            "CREATE STORAGE g TYPE 's3' PATH 'b/prefix'".to_owned(),
+            "s3://bucket",
+        ),
+        (
+            format!("CREATE STORAGE G-1 TYPE 'filesystem' PATH '{path}'"),
+            "",
+        ),
+        (
+            format!("CREATE STORAGE g TYPE 'filesystem' PATH '{path}' PATH '{path}'"),
+            "twice",
+        ),
+        (
+            format!("CREATE STORAGE g TYPE 'filesystem' PATH '{path}' COLOR 'red'"),
+            "does not know 'COLOR'",
+        ),
+        (
+            "CREATE TABLE app.t (id BIGINT PRIMARY KEY) WITH (STORAGE_ID = 'nope')".to_owned(),
+            "Storage 'nope' does not exist",
+        ),
+        ("DROP STORAGE local".to_owned(), "cannot be dropped"),
+        (
+            "ALTER STORAGE local SET DESCRIPTION 'x'".to_owned(),
+            "cannot be altered",
+        ),
+        ("DROP STORAGE nope".to_owned(), "does not exist"),
+        ("STORAGE CHECK nope".to_owned(), "does not exist"),
+        (
+            "ALTER STORAGE nope SET NAME 'x'".to_owned(),
+            "does not exist",
+        ),
+        ("ALTER STORAGE local".to_owned(), "SET"),
+    ];
+    for (sql, want) in &cases {
+        let e = error(&s, &t, sql).await;
+        assert!(e.contains(want), "{sql}: {e}");
+    }
+    let ids = rows(&s.ok(&t, "SELECT storage_id FROM system.storages").await);
+    assert_eq!(
+        ids,
+        vec![serde_json::json!(["local"])],
+        "nothing was created"
+    );
+    assert!(!ext.exists());
+    let tables = rows(&s.ok(&t, "SHOW TABLES IN app").await);
+    assert!(tables.is_empty(), "{tables:?}");
+    assert_eq!(
+        message(&s.ok(&t, "DROP STORAGE IF EXISTS nope").await),
+        "Storage 'nope' does not exist"
+    );
+
+    // Created once; again is an error, or a no-op with IF NOT EXISTS.
+    let create = format!("CREATE STORAGE ext TYPE 'filesystem' PATH '{path}'");
+    s.ok(&t, &create).await;
+    assert!(error(&s, &t, &create).await.contains("already exists"));
+    assert_eq!(
+        message(
+            &s.ok(
+                &t,
+                &format!("CREATE STORAGE IF NOT EXISTS ext TYPE 'filesystem' PATH '{path}'")
+            )
+            .await
+        ),
+        "Storage 'ext' already exists"
+    );
+    let e = error(
+        &s,
+        &t,
+        "ALTER STORAGE ext SET USER_TABLES_TEMPLATE '{namespace}/{tableName}'",
+    )
+    .await;
+    assert!(e.contains("{userId}"), "{e}");
+
+    // Only administrators manage storages.
+    s.ok(&t, "CREATE USER bob WITH PASSWORD 'secret123' ROLE user")
+        .await;
+    let bob = s.login("bob", "secret123").await;
+    for sql in [
+        format!("CREATE STORAGE b TYPE 'filesystem' PATH '{path}'"),
+        "DROP STORAGE ext".to_owned(),
+        "ALTER STORAGE ext SET NAME 'b'".to_owned(),
+    ] {
+        let (status, _) = s.fails(&bob, &sql).await;
+        assert_eq!(status, 403, "{sql}");
+    }
+}
+
+/// An S3 storage whose endpoint does not answer: created (its settings are valid), reported
+/// unreachable by STORAGE CHECK; writes (whose keys must be checked against the cold tier)
+/// and queries fail loudly, naming the object, rather than answer without the cold tier.
+#[tokio::test]
+async fn an_unreachable_object_storage_fails_loudly_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start(&dir.path().join("data")).await;
+    let t = s.setup_and_login().await;
+    let port = free_port();
+    s.ok(
+        &t,
+        &format!(
+            "CREATE STORAGE lake TYPE 's3' BUCKET 'lake/folddb' REGION 'us-east-1' \
+             CREDENTIALS '{{\"access_key_id\": \"key\", \"secret_access_key\": \"secret\"}}' \
+             CONFIG '{{\"endpoint\": \"http://127.0.0.1:{port}\", \"allow_http\": true, \"max_retries\": 0}}'"
+        ),
+    )
+    .await;
+    let r = rows(
+        &s.ok(
+            &t,
+            "SELECT storage_type, base_directory, credentials FROM system.storages WHERE storage_id = 'lake'",
+        )
+        .await,
+    );
+    assert_eq!(r[0][0], "s3");
+    assert_eq!(r[0][1], "s3://lake/folddb");
+    let check = rows(&s.ok(&t, "STORAGE CHECK lake").await);
+    assert_eq!(check.len(), 1, "{check:?}");
+    assert_eq!(check[0][3], "unreachable");
+    assert!(
+        check[0][4]
+            .as_str()
+            .unwrap_or_default()
+            .contains("s3://lake/folddb"),
+        "{check:?}"
+    );
+
+    s.ok(&t, "CREATE NAMESPACE app").await;
+    s.ok(
+        &t,
+        "CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT) WITH (STORAGE_ID = 'lake')",
+    )
+    .await;
+    // A new key must be checked against the cold tier too: with the storage unreachable the
+    // write is refused, naming where it looked, and nothing is written.
+    let e = error(
+        &s,
+        &t,
+        "INSERT INTO app.t (id, v) VALUES (1, 'a'), (2, 'b')",
+    )
+    .await;
+    assert!(e.contains("s3://lake/folddb/app/t/manifest.json"), "{e}");
+    let stats = rows(&s.ok(&t, "SHOW STATS FOR TABLE app.t").await);
+    assert_eq!(
+        stats[0][1].to_string().trim_matches('"'),
+        "0",
+        "nothing was written: {stats:?}"
+    );
+    let e = error(&s, &t, "SELECT * FROM app.t").await;
+    assert!(e.contains("s3://lake/folddb/app/t"), "{e}");
+    let m = message(&s.ok(&t, "STORAGE FLUSH TABLE app.t").await);
+    assert!(m.contains("no pending writes"), "{m}");
+}
