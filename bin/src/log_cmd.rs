@@ -262,7 +262,7 @@ fn replay(dir: &Path, into: &Path, to_index: Option<u64>) -> anyhow::Result<Exit
                 .with_context(|| format!("cutting the copy after index {n}"))?;
         }
     }
-    let store = HotStore::open(into.join("rocksdb"))?;
+    let store = HotStore::open_data_dir(into)?;
     // Storages other than `local` are rebuilt under INTO too: a replay never writes where the
     // original keeps its files.
     let cold_root = into.join("storage");

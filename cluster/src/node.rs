@@ -103,7 +103,7 @@ fn raft_err(op: &'static str) -> impl Fn(String) -> Error {
 }
 
 impl<F: Fold> Node<F> {
-    /// Starts node `id` over `data_dir` (`log/` and `rocksdb/` inside it) as the only member
+    /// Starts node `id` over `data_dir` (`log/`, `rocksdb/` and `streams/` inside it) as the only member
     /// of its cluster: initialises the cluster on first start, and waits until it leads.
     pub async fn start_single(
         id: u64,
@@ -113,8 +113,8 @@ impl<F: Fold> Node<F> {
         fold: Arc<F>,
     ) -> Result<Node<F>> {
         let log = LogStore::open(data_dir.join("log"), log_config).await?;
-        let hot_dir = data_dir.join("rocksdb");
-        let hot = tokio::task::spawn_blocking(move || HotStore::open(hot_dir))
+        let hot_dir = data_dir.to_path_buf();
+        let hot = tokio::task::spawn_blocking(move || HotStore::open_data_dir(&hot_dir))
             .await
             .map_err(|e| Error::Task(e.to_string()))??;
         let hot = Arc::new(hot);

@@ -109,6 +109,7 @@ fn family_code(family: Family) -> u8 {
         Family::Rows => 0,
         Family::Catalog => 1,
         Family::Meta => 2,
+        Family::Streams => 3,
     }
 }
 

@@ -188,6 +188,15 @@ impl TableDef {
         self.primary_key.and_then(|id| self.column_by_id(id))
     }
 
+    /// The hot-tier family holding the table's rows: `streams` for STREAM tables.
+    pub fn family(&self) -> Family {
+        if self.kind == TableKind::Stream {
+            Family::Streams
+        } else {
+            Family::Rows
+        }
+    }
+
     /// Whether rows carry `_deleted` (STREAM tables delete physically).
     pub fn has_soft_delete(&self) -> bool {
         self.kind != TableKind::Stream

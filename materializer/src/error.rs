@@ -13,6 +13,14 @@ pub enum Error {
         source: rocksdb::Error,
     },
 
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("cannot decode {what}: {reason}")]
     Decode { what: &'static str, reason: String },
 

@@ -228,7 +228,9 @@ fn apply_command(ctx: &mut Ctx<'_>, cmd: &Command) -> Outcome {
                     // Forget the keys only this command wrote (a preview carries keys over
                     // from the commands before it, whose writes the batch still holds).
                     let batch = &*ctx.batch;
-                    ctx.written.retain(|k| batch.holds(Family::Rows, k));
+                    ctx.written.retain(|k| {
+                        batch.holds(Family::Rows, k) || batch.holds(Family::Streams, k)
+                    });
                 }
                 return Outcome::Rejected {
                     op: i as u32,
@@ -430,6 +432,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                 };
                 let row = RowRef {
                     table: def.id,
+                    family: def.family(),
                     scope,
                     pk: &pk,
                     key,
@@ -465,6 +468,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                 let seq = ctx.next_seq();
                 let row = RowRef {
                     table: def.id,
+                    family: def.family(),
                     scope,
                     pk,
                     key,
@@ -492,6 +496,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                     let cells = current.cells.clone();
                     let row = RowRef {
                         table: def.id,
+                        family: def.family(),
                         scope,
                         pk,
                         key,
@@ -499,7 +504,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                     put_version(ctx, row, Some(current), seq, true, cells, &mut result);
                 } else {
                     ctx.written.insert(key.clone());
-                    ctx.batch.delete(Family::Rows, key);
+                    ctx.batch.delete(def.family(), key);
                     ctx.batch.record(RowEvent {
                         table: def.id,
                         scope: scope.clone(),
@@ -823,13 +828,13 @@ fn evict_stream(ctx: &mut Ctx<'_>, table: TableId, id: &str) -> Result<OpResult,
     let cutoff = crate::seq::Seq::at_unix_ms(ctx.stamp_ms.saturating_sub(ttl * 1000)).0;
     let rows = ctx
         .state()
-        .scan_prefix(Family::Rows, &table_prefix(def.id))
+        .scan_prefix(Family::Streams, &table_prefix(def.id))
         .map_err(store_err)?;
     let mut evicted = 0u64;
     for (key, bytes) in rows {
         let version = codec::decode::<RowVersion>(&bytes, "a row version").map_err(store_err)?;
         if version.seq < cutoff {
-            ctx.batch.delete(Family::Rows, key);
+            ctx.batch.delete(Family::Streams, key);
             evicted += 1;
         }
     }
@@ -844,6 +849,8 @@ fn evict_stream(ctx: &mut Ctx<'_>, table: TableId, id: &str) -> Result<OpResult,
 /// Which row a version is written to.
 struct RowRef<'a> {
     table: TableId,
+    /// Where the table's rows live.
+    family: Family,
     scope: &'a str,
     pk: &'a Value,
     key: Vec<u8>,
@@ -866,8 +873,7 @@ fn put_version(
         cells,
     };
     ctx.written.insert(row.key.clone());
-    ctx.batch
-        .put(Family::Rows, row.key, codec::encode(&version));
+    ctx.batch.put(row.family, row.key, codec::encode(&version));
     ctx.batch.record(RowEvent {
         table: row.table,
         scope: row.scope.to_owned(),
@@ -905,11 +911,11 @@ fn drop_table(ctx: &mut Ctx<'_>, def: &TableDef) -> Result<(), OpError> {
     }
     let state = ctx.state();
     let rows = state
-        .scan_prefix(Family::Rows, &table_prefix(def.id))
+        .scan_prefix(def.family(), &table_prefix(def.id))
         .map_err(store_err)?;
     let history = catalog::table_history(&state, def.id).map_err(store_err)?;
     for (key, _) in rows {
-        ctx.batch.delete(Family::Rows, key);
+        ctx.batch.delete(def.family(), key);
     }
     for version in history {
         ctx.batch.delete(
@@ -966,7 +972,7 @@ fn read_row(
 ) -> Result<Option<RowVersion>, OpError> {
     if let Some(bytes) = ctx
         .batch
-        .get(ctx.store, Family::Rows, key)
+        .get(ctx.store, def.family(), key)
         .map_err(store_err)?
     {
         return codec::decode::<RowVersion>(&bytes, "a row version")

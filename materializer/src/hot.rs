@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use folddb_log::{LogIndex, Term};
 use rocksdb::{
-    ColumnFamily, DB, Direction, FlushOptions, IteratorMode, Options, WriteBatch, WriteOptions,
+    ColumnFamily, ColumnFamilyDescriptor, DB, DBPath, Direction, FlushOptions, IteratorMode,
+    Options, WriteBatch, WriteOptions,
 };
 
 use crate::error::{Error, Result};
@@ -27,6 +28,9 @@ use crate::error::{Error, Result};
 pub enum Family {
     /// Row versions of USER and SHARED tables.
     Rows,
+    /// Rows of STREAM tables: their files live apart (`data/streams/`), expire by TTL and
+    /// are never flushed.
+    Streams,
     /// Namespaces, tables, users, storages.
     Catalog,
     /// The materializer's own bookkeeping: the applied index.
@@ -34,11 +38,12 @@ pub enum Family {
 }
 
 impl Family {
-    pub const ALL: [Family; 3] = [Family::Rows, Family::Catalog, Family::Meta];
+    pub const ALL: [Family; 4] = [Family::Rows, Family::Catalog, Family::Meta, Family::Streams];
 
     fn name(self) -> &'static str {
         match self {
             Family::Rows => "rows",
+            Family::Streams => "streams",
             Family::Catalog => "catalog",
             Family::Meta => "meta",
         }
@@ -49,6 +54,9 @@ impl Family {
 pub type KeyValue = (Family, Vec<u8>, Vec<u8>);
 
 const APPLIED_KEY: &[u8] = b"applied";
+/// The hot tier's layout version (`materializer/FORMAT.md`, "Versions").
+const LAYOUT_KEY: &[u8] = b"layout";
+const LAYOUT: u32 = 2;
 
 fn applied_bytes(index: LogIndex, term: Term) -> [u8; 16] {
     let mut b = [0u8; 16];
@@ -189,27 +197,89 @@ impl std::fmt::Debug for HotStore {
 }
 
 impl HotStore {
-    /// Opens (or creates) the hot tier in `path` (`data/rocksdb`).
+    /// Opens (or creates) the hot tier in `path`, every family's files in it.
     pub fn open(path: impl Into<PathBuf>) -> Result<HotStore> {
-        let path = path.into();
+        HotStore::open_with(path.into(), None)
+    }
+
+    /// Opens (or creates) the hot tier of data directory `dir` (DESIGN.md "Storage layout"):
+    /// `dir/rocksdb`, with the STREAM tables' rows in `dir/streams`. A data directory must
+    /// always be opened this way.
+    pub fn open_data_dir(dir: &Path) -> Result<HotStore> {
+        HotStore::open_with(dir.join("rocksdb"), Some(dir.join("streams")))
+    }
+
+    fn open_with(path: PathBuf, streams: Option<PathBuf>) -> Result<HotStore> {
+        let rocks = |op: &'static str, at: &Path| {
+            let at = at.to_path_buf();
+            move |source| Error::Rocks {
+                op,
+                path: at,
+                source,
+            }
+        };
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_atomic_flush(true);
-        let db = DB::open_cf(&options, &path, Family::ALL.map(Family::name)).map_err(|source| {
-            Error::Rocks {
-                op: "open",
-                path: path.clone(),
-                source,
+        let streams_path = match &streams {
+            Some(dir) => Some(DBPath::new(dir, u64::MAX).map_err(rocks("place streams", dir))?),
+            None => None,
+        };
+        let descriptors = Family::ALL.map(|family| {
+            let mut cf = Options::default();
+            if let (Family::Streams, Some(p)) = (family, &streams_path) {
+                cf.set_cf_paths(std::slice::from_ref(p));
             }
-        })?;
+            ColumnFamilyDescriptor::new(family.name(), cf)
+        });
+        if let Some(dir) = &streams {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+                op: "create the streams directory",
+                path: dir.clone(),
+                source: e,
+            })?;
+        }
+        let db =
+            DB::open_cf_descriptors(&options, &path, descriptors).map_err(rocks("open", &path))?;
         let mut write_options = WriteOptions::default();
         write_options.disable_wal(true);
-        Ok(HotStore {
+        let store = HotStore {
             db,
             path,
             write_options,
-        })
+        };
+        store.upgrade_layout()?;
+        Ok(store)
+    }
+
+    /// Brings a store written by an earlier build to the current layout (`meta` key
+    /// `layout`): layout 1 kept STREAM rows in `rows`; they move to `streams`, in one batch
+    /// with the new mark.
+    fn upgrade_layout(&self) -> Result<()> {
+        if self.get(Family::Meta, LAYOUT_KEY)?.as_deref() == Some(&LAYOUT.to_be_bytes()[..]) {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        let mut moved = Vec::new();
+        for table in crate::catalog::tables(self, None)? {
+            if table.kind != crate::TableKind::Stream {
+                continue;
+            }
+            let prefix = crate::row::table_prefix(table.id);
+            for (k, v) in self.scan_prefix(Family::Rows, &prefix)? {
+                batch.delete_cf(self.cf(Family::Rows), &k);
+                batch.put_cf(self.cf(Family::Streams), k, v);
+            }
+            moved.push(prefix);
+        }
+        batch.put_cf(self.cf(Family::Meta), LAYOUT_KEY, LAYOUT.to_be_bytes());
+        self.commit(batch, None, "upgrade the layout")?;
+        self.flush()?;
+        for prefix in moved {
+            self.compact_prefix(Family::Rows, &prefix);
+        }
+        Ok(())
     }
 
     fn cf(&self, family: Family) -> &ColumnFamily {
@@ -552,5 +622,59 @@ mod tests {
             applied.to_be_bytes(),
             "every family stopped at the same entry"
         );
+    }
+
+    #[test]
+    fn a_data_dir_keeps_stream_rows_apart_and_an_older_layout_is_upgraded() {
+        use crate::catalog::{TableDef, TableId, TableKind};
+        let dir = tempfile::tempdir().unwrap();
+        let mut stream = TableDef::example("app", "ev", TableKind::Stream);
+        stream.id = TableId(7);
+        let shared = TableDef::example("app", "s", TableKind::Shared);
+        let key = |t: TableId| [crate::row::table_prefix(t), b"k".to_vec()].concat();
+        {
+            let store = HotStore::open_data_dir(dir.path()).unwrap();
+            // A store as an earlier build left it: no layout mark, stream rows in `rows`.
+            let mut old = HotBatch::default();
+            old.put(
+                Family::Catalog,
+                crate::catalog::table_key("app", "ev"),
+                crate::codec::encode(&stream),
+            );
+            old.put(Family::Rows, key(stream.id), b"stream-row-77".to_vec());
+            old.put(Family::Rows, key(shared.id), b"shared-row".to_vec());
+            store
+                .replace_all(Some((LogIndex(3), Term(1))), old)
+                .unwrap();
+            assert!(store.get(Family::Meta, LAYOUT_KEY).unwrap().is_none());
+        }
+        let store = HotStore::open_data_dir(dir.path()).unwrap();
+        assert_eq!(store.get(Family::Rows, &key(stream.id)).unwrap(), None);
+        assert_eq!(
+            store
+                .get(Family::Streams, &key(stream.id))
+                .unwrap()
+                .as_deref(),
+            Some(&b"stream-row-77"[..])
+        );
+        assert_eq!(
+            store.get(Family::Rows, &key(shared.id)).unwrap().as_deref(),
+            Some(&b"shared-row"[..])
+        );
+        assert_eq!(store.applied_index().unwrap(), Some(LogIndex(3)));
+        // The upgrade flushed: the stream's rows are in a file under `streams/`, and none
+        // under `rocksdb/`.
+        let holding = |sub: &str| {
+            std::fs::read_dir(dir.path().join(sub))
+                .unwrap()
+                .flatten()
+                .filter(|e| {
+                    std::fs::read(e.path())
+                        .is_ok_and(|b| b.windows(13).any(|w| w == b"stream-row-77"))
+                })
+                .count()
+        };
+        assert_eq!(holding("streams"), 1);
+        assert_eq!(holding("rocksdb"), 0);
     }
 }

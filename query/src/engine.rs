@@ -1333,7 +1333,7 @@ impl Engine {
     /// Hot row versions of `def` (all owners): what a flush would move.
     fn pending_rows(&self, def: &TableDef) -> StmtResult<u64> {
         Ok(self.store.count_prefix(
-            Family::Rows,
+            def.family(),
             &folddb_materializer::row::table_prefix(def.id),
         )?)
     }
@@ -1369,8 +1369,13 @@ impl Engine {
                             // The rows left the hot tier: drop their deletion markers too.
                             let store = store.clone();
                             let prefix = folddb_materializer::row::table_prefix(table);
+                            let family = if kind == JobKind::StreamEviction {
+                                Family::Streams
+                            } else {
+                                Family::Rows
+                            };
                             let _ = tokio::task::spawn_blocking(move || {
-                                store.compact_prefix(Family::Rows, &prefix)
+                                store.compact_prefix(family, &prefix)
                             })
                             .await;
                         }
@@ -1425,7 +1430,7 @@ impl Engine {
                         folddb_materializer::Seq::at_unix_ms(now.saturating_sub(ttl * 1000)).0;
                     let expired = self
                         .store
-                        .scan_prefix(Family::Rows, &prefix)
+                        .scan_prefix(Family::Streams, &prefix)
                         .map_err(internal)?
                         .iter()
                         .any(|(_, v)| {

@@ -237,7 +237,7 @@ impl HotTable {
     /// The newest version of the row with primary key `pk`: hot, else cold.
     fn version_of(&self, pk: &Value) -> DfResult<Option<RowVersion>> {
         let key = row_key(self.def.id, &self.scope, pk);
-        if let Some(bytes) = self.view.get(Family::Rows, &key).map_err(df_err)? {
+        if let Some(bytes) = self.view.get(self.def.family(), &key).map_err(df_err)? {
             return codec::decode(&bytes, "a row version")
                 .map(Some)
                 .map_err(df_err);
@@ -277,7 +277,7 @@ impl HotTable {
         // on both sides (and deduplicated), never on neither.
         let raw = self
             .view
-            .scan_prefix(Family::Rows, &prefix)
+            .scan_prefix(self.def.family(), &prefix)
             .map_err(df_err)?;
         let cold = self.cold();
         let mut hot_keys = Vec::new();

@@ -10,7 +10,7 @@ use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::datasource::MemTable;
 use folddb_materializer::row::table_prefix;
-use folddb_materializer::{DataType, Family, HotStore, TableDef, Value, catalog};
+use folddb_materializer::{DataType, HotStore, TableDef, Value, catalog};
 
 use crate::cold::ColdStore;
 use crate::convert::{build_column, field};
@@ -233,7 +233,7 @@ pub fn columns(store: &HotStore) -> Res<Rows> {
 /// Hot row versions of a table (all owners), tombstones included.
 pub fn table_row_count(store: &HotStore, def: &TableDef) -> Res<u64> {
     Ok(store
-        .scan_prefix(Family::Rows, &table_prefix(def.id))?
+        .scan_prefix(def.family(), &table_prefix(def.id))?
         .len() as u64)
 }
 

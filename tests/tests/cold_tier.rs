@@ -101,6 +101,23 @@ async fn hot_rows(s: &Server, token: &str, table: &str) -> i64 {
     }
 }
 
+/// The files under `dir` (recursively) whose bytes contain `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_holding(&p, needle));
+        } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}
+
 fn parquet_files(dir: &Path) -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
@@ -484,9 +501,29 @@ async fn stream_rows_vanish_after_their_ttl_and_are_evicted() {
     .await;
     s.ok(
         &t,
-        "INSERT INTO app.ev (kind, v) VALUES ('typing', 1), ('typing', 2), ('presence', 3)",
+        "INSERT INTO app.ev (kind, v) VALUES ('typing', 1), ('typing', 2), ('presence-4f1e', 3)",
     )
     .await;
+    // Any flush makes the hot tier durable: the stream's rows are then in files under
+    // data/streams/, and in no file of data/rocksdb/.
+    s.ok(&t, "CREATE TABLE app.other (id BIGINT PRIMARY KEY)")
+        .await;
+    s.ok(&t, "INSERT INTO app.other (id) VALUES (1)").await;
+    let m = s.ok(&t, "STORAGE FLUSH TABLE app.other").await;
+    let flush_id = m["results"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .rsplit("Job ID: ")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    wait_job(&s, &t, &flush_id).await;
+    let holding = |sub: &str| files_holding(&dir.path().join(sub), b"presence-4f1e");
+    assert!(
+        !holding("streams").is_empty(),
+        "the rows are in data/streams"
+    );
+    assert!(holding("rocksdb").is_empty(), "{:?}", holding("rocksdb"));
     let (_, code) = s.fails(&t, "STORAGE FLUSH TABLE app.ev").await;
     assert_eq!(code, "SQL_EXECUTION_ERROR");
     assert_eq!(
@@ -507,7 +544,20 @@ async fn stream_rows_vanish_after_their_ttl_and_are_evicted() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(evicted, "the eviction job removed them from disk");
+    assert!(evicted, "the eviction job removed them");
+    let mut gone = false;
+    for _ in 0..50 {
+        if holding("streams").is_empty() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        gone,
+        "no file of data/streams holds them: {:?}",
+        holding("streams")
+    );
     let jobs = rows(
         &s.ok(
             &t,

@@ -194,7 +194,7 @@ async fn bench(root: &Path, args: &ColdBenchArgs) -> anyhow::Result<ExitCode> {
         args.rows,
         args.runs
     );
-    let store = Arc::new(HotStore::open(root.join("rocksdb"))?);
+    let store = Arc::new(HotStore::open_data_dir(root)?);
     let cold = Arc::new(ColdStore::new(root.join("storage")));
     let fold = EventFold::new(cold.clone());
     let mut index = 1;
@@ -379,7 +379,7 @@ fn replay_bench(root: &Path, entries: u64) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     let into = root.join("replay-dst");
-    let store = HotStore::open(into.join("rocksdb"))?;
+    let store = HotStore::open_data_dir(&into)?;
     let fold = EventFold::new(Arc::new(ColdStore::new(into.join("storage"))));
     let started = Instant::now();
     let applied = folddb_cluster::replay::replay(&log_dir, None, &store, &fold, |_, _| {})?;
