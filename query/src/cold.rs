@@ -19,6 +19,7 @@ use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, RecordBatchOptions
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType as ArrowType, Int32Type, Int64Type, SchemaRef};
 use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Expr;
 use folddb_log::LogIndex;
 use folddb_materializer::cold::{ColdResult, CompactReport, FlushReport};
 use folddb_materializer::row::encode_key_part;
@@ -842,6 +843,7 @@ impl ColdStore {
     /// The cold rows of `def`'s `scope` a query sees, as batches of the table's schema
     /// projected to `projection`: each key's newest cold version, unless the hot tier holds
     /// a version of it (`hot_keys`, in key encoding); tombstones only with `show_deleted`.
+    #[allow(clippy::too_many_arguments)]
     pub fn visible(
         &self,
         storage: &StorageDef,
@@ -850,6 +852,7 @@ impl ColdStore {
         hot_keys: &[Vec<u8>],
         show_deleted: bool,
         projection: &[usize],
+        filters: &[Expr],
     ) -> Result<Vec<RecordBatch>, ColdError> {
         let state = self.scope(storage, def, scope)?;
         if state.segments.is_empty() {
@@ -874,6 +877,11 @@ impl ColdStore {
         );
         let mut out = Vec::new();
         for (seg, mut excluded) in state.segments.iter().zip(excluded) {
+            if seg.matches(def) && !filters.iter().all(|f| may_match(def, &seg.meta, f)) {
+                // Its statistics rule out every row: skipped. (Which of its keys hide older
+                // versions was settled above, over every segment.)
+                continue;
+            }
             excluded.sort_unstable();
             excluded.dedup();
             let keep = |row: usize, deleted: bool| {
@@ -1077,6 +1085,71 @@ impl ColdStore {
     }
 }
 
+/// Whether a segment of `def` (in its current columns) may hold rows matching `filter`, by
+/// its statistics: `false` only when they prove none does. Understands
+/// `column <op> literal` (either way round; `=`, `<`, `<=`, `>`, `>=`) and `AND`.
+fn may_match(def: &TableDef, meta: &SegmentMeta, filter: &Expr) -> bool {
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = filter else {
+        return true;
+    };
+    if *op == Operator::And {
+        return may_match(def, meta, left) && may_match(def, meta, right);
+    }
+    let (column, op, literal) = match (left.as_ref(), right.as_ref()) {
+        (Expr::Column(c), Expr::Literal(v, _)) => (c, *op, v),
+        (Expr::Literal(v, _), Expr::Column(c)) => match op.swap() {
+            Some(op) => (c, op, v),
+            None => return true,
+        },
+        _ => return true,
+    };
+    let Some(col) = def.column(&column.name) else {
+        return true;
+    };
+    let Some(stats) = meta.stats.iter().find(|s| s.name == col.name) else {
+        return true;
+    };
+    let data_type = crate::convert::arrow_type(col.data_type);
+    // Types whose statistics' text reads back exactly (times are not pruned by).
+    if !matches!(
+        data_type,
+        ArrowType::Int16
+            | ArrowType::Int32
+            | ArrowType::Int64
+            | ArrowType::Float32
+            | ArrowType::Float64
+            | ArrowType::Utf8
+            | ArrowType::Boolean
+            | ArrowType::Date32
+    ) {
+        return true;
+    }
+    let parse = |text: &Option<String>| {
+        text.as_deref()
+            .and_then(|t| ScalarValue::try_from_string(t.to_owned(), &data_type).ok())
+    };
+    let (Some(min), Some(max)) = (parse(&stats.min), parse(&stats.max)) else {
+        return true;
+    };
+    let Ok(value) = literal.cast_to(&data_type) else {
+        return true;
+    };
+    if value.is_null() {
+        return true;
+    }
+    use std::cmp::Ordering::{Greater, Less};
+    let (lo, hi) = (min.partial_cmp(&value), max.partial_cmp(&value));
+    match op {
+        Operator::Eq => !(lo == Some(Greater) || hi == Some(Less)),
+        Operator::Lt => lo != Some(Greater) && min != value,
+        Operator::LtEq => lo != Some(Greater),
+        Operator::Gt => hi != Some(Less) && max != value,
+        Operator::GtEq => hi != Some(Less),
+        _ => true,
+    }
+}
+
 /// Removes the segment files of `dir` that `manifest` does not list (left by a compaction,
 /// or by a flush that crashed before its manifest). Best effort: a file that stays is only
 /// disk space, never read.
@@ -1213,13 +1286,13 @@ mod tests {
         let all: Vec<usize> = (0..table_schema(&def).fields().len()).collect();
         assert_eq!(
             ids(&cold
-                .visible(&local, &def, "", &[], false, &all)
+                .visible(&local, &def, "", &[], false, &all, &[])
                 .expect("read")),
             [1, 2]
         );
         assert_eq!(
             ids(&cold
-                .visible(&local, &def, "", &[], true, &all)
+                .visible(&local, &def, "", &[], true, &all, &[])
                 .expect("read")),
             [1, 2, 3]
         );
@@ -1256,7 +1329,7 @@ mod tests {
         .expect("flush");
         let all: Vec<usize> = (0..table_schema(&def).fields().len()).collect();
         let seen = cold
-            .visible(&local, &def, "alice", &[], false, &all)
+            .visible(&local, &def, "alice", &[], false, &all, &[])
             .expect("read");
         let mut got = ids(&seen);
         got.sort();
@@ -1269,13 +1342,13 @@ mod tests {
         // Key 4 has a newer hot version: the cold one is hidden.
         let hot = vec![key_of(&Value::BigInt(4))];
         let mut got = ids(&cold
-            .visible(&local, &def, "alice", &hot, false, &all)
+            .visible(&local, &def, "alice", &hot, false, &all, &[])
             .expect("read"));
         got.sort();
         assert_eq!(got, [1, 2, 5]);
         // Another owner sees nothing.
         assert!(
-            cold.visible(&local, &def, "bob", &[], false, &all)
+            cold.visible(&local, &def, "bob", &[], false, &all, &[])
                 .expect("read")
                 .is_empty()
         );
@@ -1304,7 +1377,7 @@ mod tests {
         assert!(!files.contains(&"batch-10.parquet".to_owned()), "{files:?}");
         let cold = ColdStore::new(tmp.path());
         let mut got = ids(&cold
-            .visible(&local, &def, "alice", &[], true, &all)
+            .visible(&local, &def, "alice", &[], true, &all, &[])
             .expect("read"));
         got.sort();
         assert_eq!(got, [1, 2, 4, 5]);
@@ -1335,7 +1408,7 @@ mod tests {
         fs::write(&path, &bytes[..bytes.len() / 2]).expect("truncate");
         let all: Vec<usize> = (0..table_schema(&def).fields().len()).collect();
         let e = cold
-            .visible(&local, &def, "al/../ice", &[], false, &all)
+            .visible(&local, &def, "al/../ice", &[], false, &all, &[])
             .expect_err("damaged");
         assert_eq!(e.location, path.display().to_string());
         assert!(e.to_string().contains("batch-3.parquet"), "{e}");
@@ -1388,7 +1461,7 @@ mod tests {
         .expect("flush");
         let all: Vec<usize> = (0..table_schema(&def).fields().len()).collect();
         let mut got = ids(&cold
-            .visible(&storage, &def, "alice", &[], false, &all)
+            .visible(&storage, &def, "alice", &[], false, &all, &[])
             .expect("read"));
         got.sort();
         assert_eq!(got, [1, 3]);
@@ -1417,5 +1490,47 @@ mod tests {
         )
         .expect("list");
         assert!(listing.dirs.is_empty(), "{listing:?}");
+    }
+
+    #[test]
+    fn statistics_skip_segments_without_hiding_less_than_they_should() {
+        use datafusion::prelude::{col, lit};
+        let tmp = tempfile::tempdir().expect("tmp");
+        let def = TableDef::example("app", "t", TableKind::Shared);
+        let cold = ColdStore::new(tmp.path());
+        let local = StorageDef::local();
+        let all: Vec<usize> = (0..table_schema(&def).fields().len()).collect();
+        let first: Vec<RowVersion> = (1..=3).map(|i| version(i, i, Some("a"), false)).collect();
+        cold.flush(&local, &def, "", LogIndex(5), first)
+            .expect("flush");
+        cold.flush(
+            &local,
+            &def,
+            "",
+            LogIndex(6),
+            vec![
+                version(10, 2, Some("zzz"), false),
+                version(11, 10, Some("zzz"), false),
+            ],
+        )
+        .expect("flush");
+        let read = |filters: &[Expr]| {
+            let mut got = ids(&cold
+                .visible(&local, &def, "", &[], false, &all, filters)
+                .expect("read"));
+            got.sort();
+            got
+        };
+        assert_eq!(read(&[]), [1, 2, 3, 10]);
+        // Only the second segment can hold id > 5; the first is skipped.
+        assert_eq!(read(&[col("id").gt(lit(5i64))]), [2, 10]);
+        assert_eq!(read(&[lit(4i64).lt_eq(col("id"))]), [2, 10]);
+        assert_eq!(read(&[col("id").gt_eq(lit(3i64))]), [1, 2, 3, 10]);
+        // The newer segment is skipped (no 'a' in it), yet its key 2 still hides the
+        // older version of 2, which would match.
+        assert_eq!(read(&[col("v").eq(lit("a"))]), [1, 3]);
+        assert_eq!(read(&[col("id").lt(lit(1i64))]), Vec::<i64>::new());
+        // What statistics cannot decide keeps the segment.
+        assert_eq!(read(&[col("v").like(lit("z%"))]), [1, 2, 3, 10]);
     }
 }

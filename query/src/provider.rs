@@ -305,6 +305,7 @@ impl HotTable {
                     &hot_keys,
                     show_deleted,
                     projection,
+                    filters,
                 )
                 .map_err(df_err)?,
             );
