@@ -834,10 +834,18 @@ impl ColdStore {
         pk: &Value,
     ) -> Result<Option<RowVersion>, ColdError> {
         let state = self.scope(storage, def, scope)?;
-        if state.segments.is_empty() {
-            return Ok(None);
+        let key = key_of(pk);
+        match state.lookup(def.primary_key, &key) {
+            // As in `visible`: the segments may have been compacted away meanwhile.
+            Err(e) => {
+                let now = self.scope(storage, def, scope)?;
+                if Arc::ptr_eq(&now, &state) {
+                    return Err(e);
+                }
+                now.lookup(def.primary_key, &key)
+            }
+            done => done,
         }
-        state.lookup(def.primary_key, &key_of(pk))
     }
 
     /// The cold rows of `def`'s `scope` a query sees, as batches of the table's schema
@@ -855,6 +863,29 @@ impl ColdStore {
         filters: &[Expr],
     ) -> Result<Vec<RecordBatch>, ColdError> {
         let state = self.scope(storage, def, scope)?;
+        match self.visible_in(&state, def, hot_keys, show_deleted, projection, filters) {
+            Err(e) => {
+                // A compaction may have replaced the segments this read started on (and
+                // removed their files): read again from the manifest that replaced them.
+                let now = self.scope(storage, def, scope)?;
+                if Arc::ptr_eq(&now, &state) {
+                    return Err(e);
+                }
+                self.visible_in(&now, def, hot_keys, show_deleted, projection, filters)
+            }
+            done => done,
+        }
+    }
+
+    fn visible_in(
+        &self,
+        state: &ScopeState,
+        def: &TableDef,
+        hot_keys: &[Vec<u8>],
+        show_deleted: bool,
+        projection: &[usize],
+        filters: &[Expr],
+    ) -> Result<Vec<RecordBatch>, ColdError> {
         if state.segments.is_empty() {
             return Ok(vec![]);
         }
@@ -1532,5 +1563,115 @@ mod tests {
         assert_eq!(read(&[col("id").lt(lit(1i64))]), Vec::<i64>::new());
         // What statistics cannot decide keeps the segment.
         assert_eq!(read(&[col("v").like(lit("z%"))]), [1, 2, 3, 10]);
+    }
+
+    /// A storage whose first segment read first compacts the table: a compaction landing
+    /// in the middle of a read.
+    #[derive(Debug)]
+    struct Racing {
+        inner: crate::storage::LocalBackend,
+        cold: OnceLock<std::sync::Weak<ColdStore>>,
+        storage: StorageDef,
+        def: TableDef,
+        fired: std::sync::atomic::AtomicBool,
+        index: std::sync::atomic::AtomicU64,
+    }
+
+    impl Backend for Racing {
+        fn locate(&self, path: &str) -> String {
+            self.inner.locate(path)
+        }
+        fn open(&self, path: &str) -> crate::storage::BackendResult<Option<Source>> {
+            if path.ends_with(".parquet")
+                && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst)
+                && let Some(cold) = self.cold.get().and_then(std::sync::Weak::upgrade)
+            {
+                let index = self.index.load(std::sync::atomic::Ordering::SeqCst);
+                cold.compact(&self.storage, &self.def, LogIndex(index), 0)
+                    .expect("compact");
+            }
+            self.inner.open(path)
+        }
+        fn write(&self, path: &str, bytes: Vec<u8>) -> crate::storage::BackendResult<()> {
+            self.inner.write(path, bytes)
+        }
+        fn list(&self, dir: &str) -> crate::storage::BackendResult<crate::storage::Listing> {
+            self.inner.list(dir)
+        }
+        fn remove(&self, path: &str) -> crate::storage::BackendResult<()> {
+            self.inner.remove(path)
+        }
+        fn remove_all(&self, dir: &str) -> crate::storage::BackendResult<()> {
+            self.inner.remove_all(dir)
+        }
+    }
+
+    #[test]
+    fn a_read_that_a_compaction_overtakes_reads_the_new_segments() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let def = TableDef::example("app", "t", TableKind::Shared);
+        let mut storage = StorageDef::local();
+        storage.id = "racing".into();
+        let cold = Arc::new(ColdStore::new(tmp.path()));
+        let racing = Arc::new(Racing {
+            inner: crate::storage::LocalBackend::new(tmp.path().join("racing")),
+            cold: OnceLock::new(),
+            storage: storage.clone(),
+            def: def.clone(),
+            fired: std::sync::atomic::AtomicBool::new(true),
+            index: std::sync::atomic::AtomicU64::new(30),
+        });
+        let _ = racing.cold.set(Arc::downgrade(&cold));
+        cold.install_backend(&storage, racing.clone());
+        let all: Vec<usize> = (0..table_schema(&def).fields().len()).collect();
+        cold.flush(
+            &storage,
+            &def,
+            "",
+            LogIndex(10),
+            (1..=4).map(|i| version(i, i, Some("a"), false)).collect(),
+        )
+        .expect("flush");
+        cold.flush(
+            &storage,
+            &def,
+            "",
+            LogIndex(20),
+            vec![version(9, 2, Some("b"), false)],
+        )
+        .expect("flush");
+        // The read starts on batch-10 and batch-20; the compaction replaces both with
+        // batch-30 before the first file is opened.
+        racing
+            .fired
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut got = ids(&cold
+            .visible(&storage, &def, "", &[], false, &all, &[])
+            .expect("read"));
+        got.sort();
+        assert_eq!(got, [1, 2, 3, 4]);
+        assert!(racing.fired.load(std::sync::atomic::Ordering::SeqCst));
+        let files = crate::storage::Backend::list(racing.as_ref(), "app/t").expect("list");
+        assert_eq!(files.files, ["batch-30.parquet", "manifest.json"]);
+        // A key lookup overtaken the same way.
+        cold.flush(
+            &storage,
+            &def,
+            "",
+            LogIndex(40),
+            vec![version(12, 3, Some("c"), false)],
+        )
+        .expect("flush");
+        racing.index.store(50, std::sync::atomic::Ordering::SeqCst);
+        racing
+            .fired
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let got = cold
+            .lookup(&storage, &def, "", &Value::BigInt(1))
+            .expect("lookup");
+        assert_eq!(got, Some(version(1, 1, Some("a"), false)));
+        assert!(racing.fired.load(std::sync::atomic::Ordering::SeqCst));
+        let files = crate::storage::Backend::list(racing.as_ref(), "app/t").expect("list");
+        assert_eq!(files.files, ["batch-50.parquet", "manifest.json"]);
     }
 }
