@@ -470,15 +470,14 @@ impl Engine {
     }
 
     fn session(&self, caller: &Caller, view: &View, namespace: &str) -> SessionContext {
-        let config = self
-            .base
-            .config()
-            .clone()
-            .with_default_catalog_and_schema("folddb", namespace);
-        let state = SessionStateBuilder::new_from_existing(self.base.clone())
-            .with_config(config)
-            .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
-            .build();
+        // A copy of the prepared state (no re-registration of every function, which
+        // rebuilding through `SessionStateBuilder` would do), with this statement's own
+        // catalog list.
+        let mut state = self.base.clone();
+        let catalog = &mut state.config_mut().options_mut().catalog;
+        catalog.default_catalog = "folddb".into();
+        catalog.default_schema = namespace.into();
+        state.register_catalog_list(Arc::new(MemoryCatalogProviderList::new()));
         let ctx = SessionContext::new_with_state(state);
         for f in crate::functions::identity(&caller.user, caller.role.name()) {
             ctx.register_udf(f);
