@@ -204,6 +204,26 @@ impl Server {
         body
     }
 
+    /// Waits until job `id` (`system.jobs`) ends; returns its status and message.
+    pub async fn wait_job(&self, token: &str, id: &str) -> (String, String) {
+        for _ in 0..300 {
+            let answer = self
+                .ok(
+                    token,
+                    &format!("SELECT status, message FROM system.jobs WHERE job_id = '{id}'"),
+                )
+                .await;
+            if let Some(row) = rows(&answer).first() {
+                let status = row[0].as_str().unwrap_or_default().to_owned();
+                if !matches!(status.as_str(), "queued" | "running") {
+                    return (status, row[1].as_str().unwrap_or_default().to_owned());
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("job {id} did not finish");
+    }
+
     /// First-run setup (DBA `admin`), then a login as that DBA: its access token.
     pub async fn setup_and_login(&self) -> String {
         let (status, body) = self

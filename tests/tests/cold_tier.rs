@@ -59,33 +59,12 @@ fn job_id(answer: &Value) -> String {
     id.to_owned()
 }
 
-/// Waits until job `id` ends; returns its status and message.
-async fn wait_job(s: &Server, token: &str, id: &str) -> (String, String) {
-    for _ in 0..300 {
-        let r = rows(
-            &s.ok(
-                token,
-                &format!("SELECT status, message FROM system.jobs WHERE job_id = '{id}'"),
-            )
-            .await,
-        );
-        if let Some(row) = r.first() {
-            let status = row[0].as_str().unwrap_or_default().to_owned();
-            if !matches!(status.as_str(), "queued" | "running") {
-                return (status, row[1].as_str().unwrap_or_default().to_owned());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("job {id} did not finish");
-}
-
 async fn flush(s: &Server, token: &str, table: &str) -> String {
     let id = job_id(
         &s.ok(token, &format!("STORAGE FLUSH TABLE app.{table}"))
             .await,
     );
-    let (status, message) = wait_job(s, token, &id).await;
+    let (status, message) = s.wait_job(token, &id).await;
     assert_eq!(status, "completed", "{message}");
     message
 }
@@ -251,7 +230,7 @@ async fn queries_answer_the_same_before_and_after_flush_updates_deletes_and_comp
     both(&s, &t, "DELETE FROM app.{t} WHERE id BETWEEN 100 AND 110").await;
     let pre_compact = same(&s, &t, "two segments and hot rows").await;
     let id = job_id(&s.ok(&t, "STORAGE COMPACT TABLE app.items").await);
-    let (status, message) = wait_job(&s, &t, &id).await;
+    let (status, message) = s.wait_job(&t, &id).await;
     assert_eq!(status, "completed", "{message}");
     assert!(
         message.contains("2 segment(s)") && message.contains("into 1"),
@@ -517,7 +496,7 @@ async fn stream_rows_vanish_after_their_ttl_and_are_evicted() {
         .next()
         .unwrap_or_default()
         .to_owned();
-    wait_job(&s, &t, &flush_id).await;
+    s.wait_job(&t, &flush_id).await;
     let holding = |sub: &str| files_holding(&dir.path().join(sub), b"presence-4f1e");
     assert!(
         !holding("streams").is_empty(),
@@ -592,7 +571,7 @@ async fn log_replay_rebuilds_the_answers_at_chosen_indices() {
     points.push((applied(&s).await, same(&s, &t, "stage 1").await));
     both(&s, &t, "DELETE FROM app.{t} WHERE id > 150").await;
     let id = job_id(&s.ok(&t, "STORAGE COMPACT TABLE app.items").await);
-    wait_job(&s, &t, &id).await;
+    s.wait_job(&t, &id).await;
     flush(&s, &t, "items").await;
     points.push((applied(&s).await, same(&s, &t, "stage 2").await));
     s.stop();

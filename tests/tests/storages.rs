@@ -32,23 +32,44 @@ async fn flush(s: &Server, token: &str, table: &str) -> (String, String) {
     let m = message(&answer);
     let id = m.rsplit("Job ID: ").next().unwrap_or_default().to_owned();
     assert!(id.starts_with("FL-"), "no job id in {m:?}");
-    for _ in 0..300 {
-        let r = rows(
-            &s.ok(
-                token,
-                &format!("SELECT status, message FROM system.jobs WHERE job_id = '{id}'"),
-            )
-            .await,
-        );
-        if let Some(row) = r.first() {
-            let status = row[0].as_str().unwrap_or_default().to_owned();
-            if !matches!(status.as_str(), "queued" | "running") {
-                return (status, row[1].as_str().unwrap_or_default().to_owned());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    s.wait_job(token, &id).await
+}
+
+/// Creates `app.s` (SHARED, 40 rows) and `app.u` (USER, 2 rows of the caller) in storage
+/// `storage` (named as written, any case).
+async fn create_tables(s: &Server, token: &str, storage: &str) {
+    s.ok(token, "CREATE NAMESPACE app").await;
+    for (kind, name) in [("SHARED", "s"), ("USER", "u")] {
+        s.ok(
+            token,
+            &format!(
+                "CREATE {kind} TABLE app.{name} (id BIGINT PRIMARY KEY, v TEXT) WITH (STORAGE_ID = '{storage}')"
+            ),
+        )
+        .await;
     }
-    panic!("job {id} did not finish");
+    let values: Vec<String> = (1..=40).map(|i| format!("({i}, 'v{i}')")).collect();
+    s.ok(
+        token,
+        &format!("INSERT INTO app.s (id, v) VALUES {}", values.join(", ")),
+    )
+    .await;
+    s.ok(
+        token,
+        "INSERT INTO app.u (id, v) VALUES (1, 'mine'), (2, 'also')",
+    )
+    .await;
+}
+
+/// Updates and deletes rows of `app.s` (flushed or not); returns the answers after, checked.
+async fn change_s(s: &Server, token: &str) -> Vec<Vec<Value>> {
+    s.ok(token, "UPDATE app.s SET v = 'changed' WHERE id = 7")
+        .await;
+    s.ok(token, "DELETE FROM app.s WHERE id > 30").await;
+    let changed = answers(s, token).await;
+    assert_eq!(changed[3], vec![serde_json::json!(["7", "changed"])]);
+    assert_eq!(changed[0].len(), 30);
+    changed
 }
 
 /// Every file under `dir`, relative, sorted.
@@ -121,28 +142,7 @@ async fn tables_in_a_filesystem_storage_live_where_its_templates_say() {
     assert_eq!(storages[1][0], "local");
     assert_eq!(rows(&s.ok(&t, "SHOW STORAGES").await).len(), 2);
 
-    s.ok(&t, "CREATE NAMESPACE app").await;
-    s.ok(
-        &t,
-        "CREATE SHARED TABLE app.s (id BIGINT PRIMARY KEY, v TEXT) WITH (STORAGE_ID = 'archive')",
-    )
-    .await;
-    s.ok(
-        &t,
-        "CREATE USER TABLE app.u (id BIGINT PRIMARY KEY, v TEXT) WITH (STORAGE_ID = 'ARCHIVE')",
-    )
-    .await;
-    let values: Vec<String> = (1..=40).map(|i| format!("({i}, 'v{i}')")).collect();
-    s.ok(
-        &t,
-        &format!("INSERT INTO app.s (id, v) VALUES {}", values.join(", ")),
-    )
-    .await;
-    s.ok(
-        &t,
-        "INSERT INTO app.u (id, v) VALUES (1, 'mine'), (2, 'also')",
-    )
-    .await;
+    create_tables(&s, &t, "ARCHIVE").await;
     let before = answers(&s, &t).await;
     for table in ["app.s", "app.u"] {
         let (status, m) = flush(&s, &t, table).await;
@@ -182,12 +182,7 @@ async fn tables_in_a_filesystem_storage_live_where_its_templates_say() {
     }
 
     // Updates and deletes across the tiers, in the other storage.
-    s.ok(&t, "UPDATE app.s SET v = 'changed' WHERE id = 7")
-        .await;
-    s.ok(&t, "DELETE FROM app.s WHERE id > 30").await;
-    let changed = answers(&s, &t).await;
-    assert_eq!(changed[3], vec![serde_json::json!(["7", "changed"])]);
-    assert_eq!(changed[0].len(), 30);
+    let changed = change_s(&s, &t).await;
 
     // STORAGE CHECK names the storage's tables only.
     let check = rows(&s.ok(&t, "STORAGE CHECK archive").await);
@@ -526,28 +521,7 @@ async fn tables_in_an_s3_storage_are_objects_in_its_bucket() {
     .await;
     let check = rows(&s.ok(&t, "STORAGE CHECK lake").await);
     assert!(check.is_empty(), "reachable, no tables yet: {check:?}");
-    s.ok(&t, "CREATE NAMESPACE app").await;
-    s.ok(
-        &t,
-        "CREATE SHARED TABLE app.s (id BIGINT PRIMARY KEY, v TEXT) WITH (STORAGE_ID = 'lake')",
-    )
-    .await;
-    s.ok(
-        &t,
-        "CREATE USER TABLE app.u (id BIGINT PRIMARY KEY, v TEXT) WITH (STORAGE_ID = 'lake')",
-    )
-    .await;
-    let values: Vec<String> = (1..=40).map(|i| format!("({i}, 'v{i}')")).collect();
-    s.ok(
-        &t,
-        &format!("INSERT INTO app.s (id, v) VALUES {}", values.join(", ")),
-    )
-    .await;
-    s.ok(
-        &t,
-        "INSERT INTO app.u (id, v) VALUES (1, 'mine'), (2, 'also')",
-    )
-    .await;
+    create_tables(&s, &t, "lake").await;
     let before = answers(&s, &t).await;
     for table in ["app.s", "app.u"] {
         let (status, m) = flush(&s, &t, table).await;
@@ -581,14 +555,10 @@ async fn tables_in_an_s3_storage_are_objects_in_its_bucket() {
         "{paths:?}"
     );
 
-    s.ok(&t, "UPDATE app.s SET v = 'changed' WHERE id = 7")
-        .await;
-    s.ok(&t, "DELETE FROM app.s WHERE id > 30").await;
+    change_s(&s, &t).await;
     let (status, m) = flush(&s, &t, "app.s").await;
     assert_eq!(status, "completed", "{m}");
     let changed = answers(&s, &t).await;
-    assert_eq!(changed[3], vec![serde_json::json!(["7", "changed"])]);
-    assert_eq!(changed[0].len(), 30);
     let m = message(&s.ok(&t, "STORAGE COMPACT TABLE app.s").await);
     assert!(m.contains("CO-"), "{m}");
     for _ in 0..100 {
