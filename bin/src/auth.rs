@@ -27,6 +27,10 @@ pub struct Claims {
     pub email: Option<String>,
     pub role: String,
     pub token_type: String,
+    /// The account the token was issued to: its creation time (ms). A token names an
+    /// account, not just a name (tokens from before this claim have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<u64>,
 }
 
 /// Why a token was refused.
@@ -96,6 +100,7 @@ impl Auth {
             email: user.email.clone(),
             role: user.role.name().to_owned(),
             token_type: token_type.to_owned(),
+            account: Some(user.created_at_ms),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
         Ok((token, claims.exp))
@@ -133,10 +138,13 @@ impl Auth {
         Ok(data.claims)
     }
 
-    /// The live user a token names, if its role still matches (API.md 1.4).
+    /// The live user a token names, if it is still the account the token was issued to and
+    /// its role still matches (API.md 1.4).
     pub fn user_of(&self, engine: &Engine, claims: &Claims) -> Option<UserDef> {
         let user = catalog::user(engine.store().as_ref(), &claims.sub).ok()??;
-        (user.deleted_at_ms.is_none() && user.role.name() == claims.role).then_some(user)
+        let same_account = claims.account.is_none_or(|a| a == user.created_at_ms);
+        (same_account && user.deleted_at_ms.is_none() && user.role.name() == claims.role)
+            .then_some(user)
     }
 
     pub async fn hash(&self, password: String) -> anyhow::Result<String> {

@@ -16,6 +16,59 @@ pub struct Config {
     pub auth: AuthConfig,
     pub live: LiveConfig,
     pub storage: StorageConfig,
+    /// The log's segment files (`folddb_log::LogConfig`; its fields document themselves).
+    pub log: folddb_log::LogConfig,
+    pub limits: LimitsConfig,
+}
+
+/// What one client may cost the node (API.md 1.2; #14). Every limit is documented in
+/// README's configuration table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Time a connection has to send a request head, and the longest an idle keep-alive
+    /// connection stays open, in seconds. Default 30.
+    pub header_read_timeout_seconds: u64,
+    /// Time a request has to send its body, in seconds. Default 30.
+    pub body_read_timeout_seconds: u64,
+    /// Open connections per client address (then 503 `TOO_MANY_CONNECTIONS`). Default 100.
+    pub max_connections_per_ip: usize,
+    /// Requests per client address and second (then 429 `RATE_LIMIT_EXCEEDED`); 0 is
+    /// unlimited. Default 200.
+    pub requests_per_ip_per_sec: u32,
+    /// SQL requests per user and second (then 429 `RATE_LIMIT_EXCEEDED`); 0 is unlimited.
+    /// Default 100.
+    pub sql_per_user_per_sec: u32,
+    /// Statements in one SQL request. Default 1,000.
+    pub max_statements_per_request: usize,
+    /// How long one SQL request's statements may run, seconds (then 408
+    /// `STATEMENT_TIMEOUT`, and the work is cancelled). Default 30.
+    pub statement_timeout_seconds: u64,
+    /// Largest query result, bytes of Arrow data (then `RESULT_TOO_LARGE`). Default 64 MiB.
+    pub max_result_bytes: usize,
+    /// Memory all running queries share for sorts, aggregations and joins, bytes. Default
+    /// 2 GiB.
+    pub query_memory_bytes: usize,
+    /// Largest value one call of `repeat`, `lpad`, `rpad` or `array_repeat` builds, bytes.
+    /// Default 64 MiB.
+    pub max_value_bytes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> LimitsConfig {
+        LimitsConfig {
+            header_read_timeout_seconds: 30,
+            body_read_timeout_seconds: 30,
+            max_connections_per_ip: 100,
+            requests_per_ip_per_sec: 200,
+            sql_per_user_per_sec: 100,
+            max_statements_per_request: 1000,
+            statement_timeout_seconds: 30,
+            max_result_bytes: 64 << 20,
+            query_memory_bytes: 2 << 30,
+            max_value_bytes: 64 << 20,
+        }
+    }
 }
 
 /// The cold tier and its background jobs.
@@ -210,6 +263,39 @@ impl Config {
         if let Some(v) = parse_env("FOLDDB_STREAM_EVICTION_INTERVAL_SECONDS")? {
             config.storage.stream_eviction_interval_seconds = v;
         }
+        if let Some(v) = parse_env("FOLDDB_HEADER_READ_TIMEOUT_SECONDS")? {
+            config.limits.header_read_timeout_seconds = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_BODY_READ_TIMEOUT_SECONDS")? {
+            config.limits.body_read_timeout_seconds = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_MAX_CONNECTIONS_PER_IP")? {
+            config.limits.max_connections_per_ip = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_RATE_LIMIT_REQUESTS_PER_IP_PER_SEC")? {
+            config.limits.requests_per_ip_per_sec = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_RATE_LIMIT_SQL_PER_USER_PER_SEC")? {
+            config.limits.sql_per_user_per_sec = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_MAX_STATEMENTS_PER_REQUEST")? {
+            config.limits.max_statements_per_request = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_STATEMENT_TIMEOUT_SECONDS")? {
+            config.limits.statement_timeout_seconds = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_MAX_RESULT_BYTES")? {
+            config.limits.max_result_bytes = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_QUERY_MEMORY_BYTES")? {
+            config.limits.query_memory_bytes = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_MAX_VALUE_BYTES")? {
+            config.limits.max_value_bytes = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_LOG_SEGMENT_SIZE_BYTES")? {
+            config.log.segment_size_bytes = v;
+        }
         if let Some(v) = parse_env("FOLDDB_ALLOW_REMOTE_SETUP")? {
             config.auth.allow_remote_setup = v;
         }
@@ -263,6 +349,33 @@ impl Config {
             bail!(
                 "auth.rate_limit_auth_requests_per_ip_per_sec and auth.max_failed_logins must be at least 1"
             );
+        }
+        self.log.validate().context("log")?;
+        let l = &self.limits;
+        let zero = [
+            (
+                "header_read_timeout_seconds",
+                l.header_read_timeout_seconds == 0,
+            ),
+            (
+                "body_read_timeout_seconds",
+                l.body_read_timeout_seconds == 0,
+            ),
+            ("max_connections_per_ip", l.max_connections_per_ip == 0),
+            (
+                "max_statements_per_request",
+                l.max_statements_per_request == 0,
+            ),
+            (
+                "statement_timeout_seconds",
+                l.statement_timeout_seconds == 0,
+            ),
+            ("max_result_bytes", l.max_result_bytes == 0),
+            ("query_memory_bytes", l.query_memory_bytes == 0),
+            ("max_value_bytes", l.max_value_bytes == 0),
+        ];
+        if let Some((name, _)) = zero.iter().find(|(_, z)| *z) {
+            bail!("limits.{name} must be at least 1");
         }
         if self.server.node_id > 1023 {
             bail!(

@@ -1,13 +1,14 @@
 //! `/v1/ws` (API.md 2): one task per connection drives a [`Session`] with the client's
-//! frames and the node's change feed. Authentication by the upgrade's bearer header or by an
-//! `authenticate` message within the timeout; JSON or MessagePack framing, large messages
-//! gzip'ed; a per-connection message rate limit; an idle connection is closed. A connection
-//! that falls behind the feed is caught up from the materialized state, never dropped
-//! silently.
+//! frames and the node's change feed, and a reader task beside it takes the client's frames
+//! as they arrive, so that keepalives count even while the connection is busy sending.
+//! Authentication by the upgrade's bearer header or by an `authenticate` message within the
+//! timeout; JSON or MessagePack framing, large messages gzip'ed; a per-connection message
+//! rate limit; an idle connection is closed. A connection that falls behind the feed is
+//! caught up from the materialized state, never dropped silently.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use folddb_realtime::hub::Inbox;
@@ -16,9 +17,13 @@ use folddb_realtime::session::error;
 use folddb_realtime::{ClientMessage, Frame, Session, Wire};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value as Json, json};
+use tokio::sync::mpsc;
 use warp::ws::{Message, WebSocket};
 
-use crate::server::{State, caller_of};
+use crate::server::{State, account_unchanged, caller_of};
+
+/// How often an authenticated connection checks that its account is unchanged.
+const ACCOUNT_CHECK: Duration = Duration::from_secs(2);
 
 /// Largest client frame (API.md 2.2); larger ones get `MESSAGE_TOO_LARGE`.
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
@@ -47,53 +52,116 @@ impl Params {
 }
 
 type Tx = futures::stream::SplitSink<WebSocket, Message>;
+type Rx = futures::stream::SplitStream<WebSocket>;
 
-/// Sends one message in the connection's framing; false once the socket is gone.
-async fn send(tx: &mut Tx, wire: &Wire, msg: &Json) -> bool {
-    let frame = match wire.encode(msg) {
+/// When the client last sent a frame of any kind, stamped by the reader task as frames
+/// arrive — not when the connection loop gets round to them, so that a loop held up sending
+/// to a slow reader never takes that client's pings for silence (API.md 2.7).
+#[derive(Debug)]
+struct Activity {
+    since: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            since: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long the client has been silent.
+    fn idle(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.since.elapsed().saturating_sub(last)
+    }
+}
+
+/// The sending half of a connection. A send that cannot complete (the client stopped
+/// reading) waits for as long as the client shows signs of life, and gives up once it has
+/// been silent for [`CLIENT_TIMEOUT`]: a stuck peer never pins the connection for ever.
+struct Outbox {
+    tx: Tx,
+    activity: Arc<Activity>,
+}
+
+impl Outbox {
+    /// Sends one frame; false once the socket is gone, or once this send has waited
+    /// [`CLIENT_TIMEOUT`] on a client that was silent all that time (it neither reads nor
+    /// writes). A client that reads, however slowly, or that pings, is waited for.
+    async fn put(&mut self, frame: Message) -> bool {
+        let send = self.tx.send(frame);
+        tokio::pin!(send);
+        if let Some(sent) = futures::FutureExt::now_or_never(&mut send) {
+            return sent.is_ok();
+        }
+        loop {
+            tokio::select! {
+                sent = &mut send => return sent.is_ok(),
+                () = tokio::time::sleep(CLIENT_TIMEOUT) => {
+                    if self.activity.idle() >= CLIENT_TIMEOUT {
+                        tracing::info!("dropping a connection that neither reads nor writes");
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one message in the connection's framing.
+    async fn send(&mut self, wire: &Wire, msg: &Json) -> bool {
+        self.put(message(wire.encode(msg))).await
+    }
+
+    async fn send_all(&mut self, wire: &Wire, msgs: &[Json]) -> bool {
+        for m in msgs {
+            if !self.send(wire, m).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Sends session output: its own messages, and ones already encoded and shared.
+    async fn send_out(&mut self, wire: &Wire, msgs: &[Outgoing]) -> bool {
+        for m in msgs {
+            let frame = match m {
+                Outgoing::Json(j) => wire.encode(j),
+                Outgoing::Text(t) => wire.encode_text(t),
+            };
+            if !self.put(message(frame)).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// `auth_error` is always plain text (API.md 2.2), then the close.
+    async fn refuse(&mut self, message: &str, reason: &str) {
+        let msg = json!({"type": "auth_error", "message": message});
+        if self.put(Message::text(msg.to_string())).await {
+            self.close(1008, reason).await;
+        }
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) {
+        if self.put(Message::close_with(code, reason.to_owned())).await {
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.tx.close()).await;
+        }
+    }
+}
+
+fn message(frame: Frame) -> Message {
+    match frame {
         Frame::Text(t) => Message::text(t),
         Frame::Binary(b) => Message::binary(b),
-    };
-    tx.send(frame).await.is_ok()
-}
-
-async fn send_all(tx: &mut Tx, wire: &Wire, msgs: &[Json]) -> bool {
-    for m in msgs {
-        if !send(tx, wire, m).await {
-            return false;
-        }
     }
-    true
-}
-
-/// Sends session output: its own messages, and ones already encoded and shared.
-async fn send_out(tx: &mut Tx, wire: &Wire, msgs: &[Outgoing]) -> bool {
-    for m in msgs {
-        let frame = match m {
-            Outgoing::Json(j) => wire.encode(j),
-            Outgoing::Text(t) => wire.encode_text(t),
-        };
-        let frame = match frame {
-            Frame::Text(t) => Message::text(t),
-            Frame::Binary(b) => Message::binary(b),
-        };
-        if tx.send(frame).await.is_err() {
-            return false;
-        }
-    }
-    true
-}
-
-/// `auth_error` is always plain text (API.md 2.2), then the close.
-async fn refuse(tx: &mut Tx, message: &str, reason: &str) {
-    let msg = json!({"type": "auth_error", "message": message});
-    let _ = tx.send(Message::text(msg.to_string())).await;
-    close(tx, 1008, reason).await;
-}
-
-async fn close(tx: &mut Tx, code: u16, reason: &str) {
-    let _ = tx.send(Message::close_with(code, reason.to_owned())).await;
-    let _ = tx.close().await;
 }
 
 fn bearer(header: &str) -> Option<&str> {
@@ -102,6 +170,7 @@ fn bearer(header: &str) -> Option<&str> {
 }
 
 /// Client messages per second: a fixed one-second window.
+#[derive(Debug)]
 struct RateLimit {
     limit: u32,
     window: Instant,
@@ -119,11 +188,82 @@ impl RateLimit {
     }
 }
 
-/// Empties the inbox after the connection fell behind: what it held and what it missed are
-/// both covered by the catch-up that follows. Returns how many change sets were missed.
-fn drain(inbox: &mut Inbox) -> u64 {
+/// What the reader task hands the connection loop.
+#[derive(Debug)]
+enum Incoming {
+    /// A text or binary frame within the size and rate limits.
+    Frame(Message),
+    TooLarge,
+    RateLimited,
+    Close,
+}
+
+/// Frames the reader may hold for a connection loop that is busy sending.
+const INCOMING_QUEUE: usize = 16;
+
+/// Reads the client's frames as they arrive, whatever the connection loop is doing: stamps
+/// [`Activity`], applies the size and rate limits, answers keepalives (ping frames and
+/// `{"type":"ping"}`: activity only) and hands the rest on.
+async fn read(
+    mut rx: Rx,
+    to: mpsc::Sender<Incoming>,
+    activity: Arc<Activity>,
+    mut rate: RateLimit,
+) {
+    while let Some(Ok(frame)) = rx.next().await {
+        activity.touch();
+        let incoming = if frame.is_close() {
+            Incoming::Close
+        } else if !frame.is_text() && !frame.is_binary() {
+            continue;
+        } else if frame.as_bytes().len() > MAX_FRAME_BYTES {
+            Incoming::TooLarge
+        } else if !rate.allow() {
+            Incoming::RateLimited
+        } else if is_ping(&frame) {
+            continue;
+        } else {
+            Incoming::Frame(frame)
+        };
+        let last = matches!(incoming, Incoming::Close);
+        if to.send(incoming).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// A JSON `{"type":"ping"}` (MessagePack ones are handed on, and ignored there).
+fn is_ping(frame: &Message) -> bool {
+    frame
+        .to_str()
+        .is_ok_and(|t| matches!(ClientMessage::parse(t), Ok(ClientMessage::Ping)))
+}
+
+/// Aborts the reader task when the connection ends, however it ends.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Catches up a connection that fell behind the change feed: empties its inbox (what it
+/// held and what it missed are both covered by the catch-up), then reads what changed.
+async fn catch_up(
+    state: &State,
+    session: &mut Session,
+    inbox: &mut Inbox,
+    connection: u64,
+) -> Vec<Outgoing> {
     while inbox.changes.try_recv().is_ok() {}
-    inbox.missed.swap(0, Ordering::Relaxed)
+    let missed = inbox.missed.swap(0, Ordering::Relaxed);
+    tracing::info!(
+        connection,
+        missed,
+        "catching up a connection that fell behind"
+    );
+    session.catch_up(&state.engine, missed).await
 }
 
 pub async fn connection(
@@ -141,62 +281,68 @@ pub async fn connection(
         msgpack: false,
         gzip: !params.no_gzip,
     };
-    let (mut tx, mut rx) = socket.split();
+    let (tx, rx) = socket.split();
+    let activity = Arc::new(Activity::new());
+    let mut out = Outbox {
+        tx,
+        activity: activity.clone(),
+    };
+    let (to_loop, mut frames) = mpsc::channel(INCOMING_QUEUE);
+    let rate = RateLimit {
+        limit: state.live_config.max_messages_per_sec,
+        window: Instant::now(),
+        count: 0,
+    };
+    let _reader =
+        AbortOnDrop(tokio::spawn(read(rx, to_loop, activity.clone(), rate)).abort_handle());
     if let Some(header) = authorization {
         match bearer(&header).map(|t| caller_of(&state, t)) {
             Some(Ok(caller)) => {
                 wire.msgpack = params.msgpack;
                 // auth_success is JSON; the connection's framing applies after it.
                 let ok = session.authenticated(caller, wire.protocol());
-                if tx.send(Message::text(ok.to_string())).await.is_err() {
+                if !out.put(Message::text(ok.to_string())).await {
                     return;
                 }
             }
             _ => {
-                refuse(&mut tx, "Invalid credentials", "Authentication failed").await;
+                out.refuse("Invalid credentials", "Authentication failed")
+                    .await;
                 return;
             }
         }
     }
     let opened = Instant::now();
-    let mut last_activity = Instant::now();
-    let mut rate = RateLimit {
-        limit: state.live_config.max_messages_per_sec,
-        window: Instant::now(),
-        count: 0,
-    };
+    let mut account_checked = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
-            frame = rx.next() => {
-                let Some(Ok(frame)) = frame else { break };
-                last_activity = Instant::now();
-                if frame.is_close() {
-                    break;
-                }
-                if !frame.is_text() && !frame.is_binary() {
-                    continue; // ping / pong: activity only
-                }
+            incoming = frames.recv() => {
+                let frame = match incoming {
+                    None | Some(Incoming::Close) => break,
+                    Some(Incoming::TooLarge) => {
+                        let e = error("protocol", "MESSAGE_TOO_LARGE", "Message exceeds 1 MiB");
+                        if !out.send(&wire, &e).await {
+                            break;
+                        }
+                        continue;
+                    }
+                    Some(Incoming::RateLimited) => {
+                        let e = error("rate_limit", "RATE_LIMIT_EXCEEDED",
+                            &format!("More than {} messages per second",
+                                state.live_config.max_messages_per_sec));
+                        if !out.send(&wire, &e).await {
+                            break;
+                        }
+                        continue;
+                    }
+                    Some(Incoming::Frame(frame)) => frame,
+                };
                 let bytes = frame.as_bytes();
-                if bytes.len() > MAX_FRAME_BYTES {
-                    let e = error("protocol", "MESSAGE_TOO_LARGE", "Message exceeds 1 MiB");
-                    if !send(&mut tx, &wire, &e).await {
-                        break;
-                    }
-                    continue;
-                }
-                if !rate.allow() {
-                    let e = error("rate_limit", "RATE_LIMIT_EXCEEDED",
-                        &format!("More than {} messages per second", rate.limit));
-                    if !send(&mut tx, &wire, &e).await {
-                        break;
-                    }
-                    continue;
-                }
                 let parsed = if frame.is_binary() {
                     if !wire.msgpack {
                         let e = error("protocol", "UNSUPPORTED_DATA", "Binary not supported");
-                        if !send(&mut tx, &wire, &e).await {
+                        if !out.send(&wire, &e).await {
                             break;
                         }
                         continue;
@@ -210,7 +356,7 @@ pub async fn connection(
                 let msg = match parsed {
                     Ok(m) => m,
                     Err(reason) => {
-                        close(&mut tx, 1011, &reason.chars().take(120).collect::<String>()).await;
+                        out.close(1011, &reason.chars().take(120).collect::<String>()).await;
                         break;
                     }
                 };
@@ -227,53 +373,71 @@ pub async fn connection(
                                     c
                                 }
                                 Err(_) => {
-                                    refuse(&mut tx, "Invalid credentials", "Authentication failed").await;
+                                    out.refuse("Invalid credentials", "Authentication failed").await;
                                     break;
                                 }
                             },
                         };
                         let ok = session.authenticated(caller, wire.protocol());
-                        if tx.send(Message::text(ok.to_string())).await.is_err() {
+                        if !out.put(Message::text(ok.to_string())).await {
                             break;
                         }
                         Vec::new()
                     }
                     other => session.handle(&state.engine, other).await,
                 };
-                if !send_out(&mut tx, &wire, &replies).await {
+                if !out.send_out(&wire, &replies).await {
                     return;
                 }
             }
             set = inbox.changes.recv() => {
                 let Some(set) = set else { break };
                 let replies = if inbox.missed.load(Ordering::Relaxed) > 0 {
-                    let missed = drain(&mut inbox);
-                    tracing::info!(connection, missed, "catching up a connection that fell behind");
-                    session.catch_up(&state.engine, missed).await
+                    catch_up(&state, &mut session, &mut inbox, connection).await
                 } else {
                     // JSON connections share encodings; MessagePack ones encode their own.
                     session.on_changes(&set, !wire.msgpack)
                 };
-                if !send_out(&mut tx, &wire, &replies).await {
+                if !out.send_out(&wire, &replies).await {
                     return;
                 }
             }
             Some(id) = kills.recv() => {
-                if !send_all(&mut tx, &wire, &session.killed(&id)).await {
+                if !out.send_all(&wire, &session.killed(&id)).await {
                     return;
                 }
             }
             _ = tick.tick() => {
-                if !send_all(&mut tx, &wire, &session.poll(&state.engine).await).await {
+                // Change sets can be missed with nothing left queued to say so (the feed
+                // itself lagged): the tick notices them.
+                if inbox.missed.load(Ordering::Relaxed) > 0 {
+                    let replies = catch_up(&state, &mut session, &mut inbox, connection).await;
+                    if !out.send_out(&wire, &replies).await {
+                        return;
+                    }
+                }
+                if !out.send_all(&wire, &session.poll(&state.engine).await).await {
                     return;
                 }
                 if session.caller().is_none() && opened.elapsed() > AUTH_TIMEOUT {
-                    refuse(&mut tx, "Authentication timeout - no auth message received within 3 seconds",
+                    out.refuse("Authentication timeout - no auth message received within 3 seconds",
                         "Authentication timeout").await;
                     break;
                 }
-                if last_activity.elapsed() > CLIENT_TIMEOUT {
-                    close(&mut tx, 1000, "Heartbeat timeout").await;
+                if account_checked.elapsed() >= ACCOUNT_CHECK
+                    && let Some(caller) = session.caller()
+                {
+                    account_checked = Instant::now();
+                    if !account_unchanged(&state, caller) {
+                        tracing::info!(connection, user = %caller.user,
+                            "closing the connection of a dropped or changed account");
+                        out.close(1008, "Account dropped or changed").await;
+                        break;
+                    }
+                }
+                if activity.idle() > CLIENT_TIMEOUT {
+                    tracing::info!(connection, "closing a connection idle past the client timeout");
+                    out.close(1000, "Heartbeat timeout").await;
                     break;
                 }
             }

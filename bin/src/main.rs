@@ -7,6 +7,7 @@ mod bench;
 mod client;
 mod config;
 mod guard;
+mod http;
 mod live;
 mod log_cmd;
 mod server;
@@ -41,9 +42,15 @@ enum Command {
     Subscribe(subscribe::SubscribeArgs),
 }
 
+/// Stack of the server's threads. Statements are bounded in depth before they are parsed
+/// (`folddb_query::nesting`); this is the margin for planning what the bound admits, in a
+/// debug build too. Only the pages a thread touches are ever committed.
+const SERVER_THREAD_STACK_BYTES: usize = 16 << 20;
+
 fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(SERVER_THREAD_STACK_BYTES)
         .build()?;
     runtime.block_on(server::serve(args))?;
     Ok(ExitCode::SUCCESS)

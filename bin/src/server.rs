@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes_util::collect_limited;
 use folddb_cluster::Node;
-use folddb_log::LogConfig;
 use folddb_materializer::{EventFold, Op, Role, UserDef, catalog};
 use folddb_query::cold::ColdStore;
 use folddb_query::{Caller, Engine, ErrorCode, SqlError, SqlRequest};
@@ -24,6 +23,9 @@ use crate::auth::{self, Auth, TokenError};
 use crate::config::{Config, DEFAULT_JWT_SECRET, ServeArgs};
 use crate::guard::Guard;
 
+/// How long shutdown lets open requests finish.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
+
 /// Largest request body (API.md 6).
 const MAX_BODY_BYTES: usize = 10 << 20;
 
@@ -33,6 +35,8 @@ pub(crate) struct State {
     pub(crate) hub: Arc<folddb_realtime::Hub>,
     pub(crate) auth: Auth,
     guard: Guard,
+    /// SQL requests per user and second (API.md 1.2).
+    sql_per_user: crate::guard::RatePerSecond<String>,
     pub(crate) node: Arc<Node<EventFold>>,
     listen: SocketAddr,
     pub(crate) live_config: crate::config::LiveConfig,
@@ -63,6 +67,7 @@ fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
         ErrorCode::ClusterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::StatementTimeout => StatusCode::REQUEST_TIMEOUT,
         _ => StatusCode::BAD_REQUEST,
     }
 }
@@ -131,7 +136,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         u64::from(config.server.node_id),
         &listen.to_string(),
         &config.server.data_dir,
-        LogConfig::default(),
+        config.log.clone(),
         Arc::new(fold.clone()),
     )
     .await
@@ -148,6 +153,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )
     .with_limits(folddb_query::Limits {
         bcrypt_cost: config.auth.bcrypt_cost,
+        max_statements: config.limits.max_statements_per_request,
+        statement_timeout: Duration::from_secs(config.limits.statement_timeout_seconds),
+        max_result_bytes: config.limits.max_result_bytes,
+        query_memory_bytes: config.limits.query_memory_bytes,
+        max_value_bytes: config.limits.max_value_bytes,
         ..Default::default()
     })
     .with_live(live.clone())
@@ -168,23 +178,37 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         hub,
         auth,
         guard,
+        sql_per_user: crate::guard::RatePerSecond::new(config.limits.sql_per_user_per_sec),
         node: node.clone(),
         listen,
         live_config: config.live.clone(),
     });
     tokio::spawn(run_scheduler(state.clone(), config.storage.clone()));
+    tokio::spawn(audit_failed_logins(state.clone()));
     let routes = warp::any()
         .and(warp::method())
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(warp::ext::optional::<crate::http::Peer>())
         .and(warp::body::stream())
         .then({
             let state = state.clone();
-            move |method, path: warp::path::FullPath, headers, peer, body| {
+            let body_timeout = Duration::from_secs(config.limits.body_read_timeout_seconds);
+            move |method,
+                  path: warp::path::FullPath,
+                  headers,
+                  peer: Option<crate::http::Peer>,
+                  body| {
                 let state = state.clone();
                 async move {
-                    let body = collect_limited(body, MAX_BODY_BYTES).await;
+                    // A body sent slowly enough holds a connection for ever otherwise.
+                    let Ok(body) =
+                        tokio::time::timeout(body_timeout, collect_limited(body, MAX_BODY_BYTES))
+                            .await
+                    else {
+                        return Ok::<_, Infallible>(crate::http::request_timeout());
+                    };
+                    let peer = peer.map(|p| p.0);
                     Ok::<_, Infallible>(
                         handle(&state, method, path.as_str(), &headers, peer, body).await,
                     )
@@ -212,14 +236,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     })
             }
         });
-    let server = warp::serve(ws.or(routes))
-        .incoming(listener(listen)?)
-        .graceful(shutdown_signal());
+    let filter = ws.or(routes).map(warp::Reply::into_response).boxed();
+    let limits = crate::http::HttpLimits {
+        header_read_timeout: Duration::from_secs(config.limits.header_read_timeout_seconds),
+        max_connections_per_ip: config.limits.max_connections_per_ip,
+        requests_per_ip_per_sec: config.limits.requests_per_ip_per_sec,
+    };
+    let listener = listener(listen)?;
     eprintln!(
         "folddb listening on http://{listen} (data in {})",
         config.server.data_dir.display()
     );
-    server.run().await;
+    crate::http::serve(listener, filter, limits, shutdown_signal(), SHUTDOWN_DRAIN).await;
     drop(state);
     match Arc::try_unwrap(node) {
         Ok(node) => node.shutdown().await.context("shutting down the node")?,
@@ -326,7 +354,7 @@ async fn handle(
         return r;
     }
     match (method.as_str(), path) {
-        ("GET", "/health") | ("GET", "/v1/api/healthcheck") => health(peer),
+        ("GET", "/health") | ("GET", "/v1/api/healthcheck") => health(state, peer),
         ("GET", "/v1/api/cluster/health") => cluster_health(state, peer),
         ("POST", "/v1/api/sql") => sql(state, headers, &body).await,
         ("GET", "/v1/api/auth/status") => setup_status(state, peer),
@@ -342,17 +370,28 @@ async fn handle(
     }
 }
 
-fn health(peer: Option<SocketAddr>) -> Reply {
+fn health(state: &State, peer: Option<SocketAddr>) -> Reply {
     if !is_local(peer) {
         return reply(
             StatusCode::FORBIDDEN,
             &json!({"error": "Access denied. Health endpoint is localhost-only."}),
         );
     }
+    if let Some(reason) = state.node.status().stopped {
+        return unhealthy(&reason);
+    }
     reply(
         StatusCode::OK,
         &json!({"status": "healthy", "version": env!("CARGO_PKG_VERSION"), "api_version": "v1",
                 "build_date": "unknown"}),
+    )
+}
+
+/// `503` with why the node does not serve writes.
+fn unhealthy(reason: &str) -> Reply {
+    reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &json!({"status": "unhealthy", "reason": reason, "version": env!("CARGO_PKG_VERSION")}),
     )
 }
 
@@ -364,6 +403,9 @@ fn cluster_health(state: &State, peer: Option<SocketAddr>) -> Reply {
         );
     }
     let s = state.node.status();
+    if let Some(reason) = &s.stopped {
+        return unhealthy(reason);
+    }
     reply(
         StatusCode::OK,
         &json!({
@@ -430,6 +472,15 @@ pub(crate) fn caller_of(state: &State, token: &str) -> Result<Caller, &'static s
     })
 }
 
+/// Whether `caller`'s account still exists with the role it authenticated with: an open
+/// WebSocket of a dropped or demoted user is closed.
+pub(crate) fn account_unchanged(state: &State, caller: &Caller) -> bool {
+    catalog::user(state.engine.store().as_ref(), &caller.user)
+        .ok()
+        .flatten()
+        .is_some_and(|u| u.deleted_at_ms.is_none() && u.role == caller.role)
+}
+
 async fn sql(state: &State, headers: &HeaderMap, body: &[u8]) -> Reply {
     let start = Instant::now();
     let unauthorized =
@@ -443,6 +494,18 @@ async fn sql(state: &State, headers: &HeaderMap, body: &[u8]) -> Reply {
         Ok(c) => c,
         Err(code) => return unauthorized(code, "Invalid credentials"),
     };
+    if !state.sql_per_user.admit(&caller.user, auth::now_s()) {
+        let mut r = sql_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMIT_EXCEEDED",
+            "Too many SQL requests for this user; retry shortly",
+            None,
+            start,
+        );
+        r.headers_mut()
+            .insert("retry-after", warp::http::HeaderValue::from_static("1"));
+        return r;
+    }
     let is_multipart = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -637,22 +700,24 @@ async fn setup(state: &State, peer: Option<SocketAddr>, body: &[u8]) -> Reply {
         updated_at_ms: now,
         deleted_at_ms: None,
     };
-    let ops = vec![
-        Op::PutUser {
-            user: root,
-            create: false,
-        },
-        Op::PutUser {
-            user: dba.clone(),
-            create: true,
-        },
-    ];
+    // The check above is advisory: the op re-checks at apply, so of concurrent setups
+    // exactly one is configured.
+    let ops = vec![Op::Setup {
+        root,
+        dba: dba.clone(),
+    }];
     match state.engine.propose_ops(auth::ROOT, ops).await {
         Ok(_) => reply(
             StatusCode::OK,
             &json!({"user": user_info(&dba),
                     "message": "Server setup complete. Log in with the DBA user or root."}),
         ),
+        Err(e)
+            if e.message
+                .contains(folddb_materializer::event::SETUP_ALREADY_DONE) =>
+        {
+            auth_error(StatusCode::CONFLICT, "already_configured", &e.message)
+        }
         Err(e) if e.message.contains("already exists") => {
             auth_error(StatusCode::CONFLICT, "user_exists", &e.message)
         }
@@ -769,10 +834,62 @@ async fn login(state: &State, ip: IpAddr, body: &[u8]) -> Reply {
             token_reply(state, &user)
         }
         _ => {
+            // Not written to the log here: an unauthenticated request must not cost a log
+            // entry. [`audit_failed_logins`] records them, aggregated.
             let locked = state.guard.failed(&id, now);
-            let details = locked.then_some("account locked");
-            audit_login(state, &id, "login_failed", details, ip).await;
+            state.guard.to_audit(&id, ip, locked);
             invalid()
+        }
+    }
+}
+
+/// How often failed logins are written to `system.audit_log`.
+const FAILED_LOGIN_AUDIT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Writes the failed logins of each interval to `system.audit_log`, one command for all of
+/// them: per login name and address, how many failed and whether the account was locked.
+async fn audit_failed_logins(state: Arc<State>) {
+    let mut tick = tokio::time::interval(FAILED_LOGIN_AUDIT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let failed = state.guard.take_audit();
+        let mut ops: Vec<Op> = failed
+            .by_source
+            .into_iter()
+            .map(|((name, ip), (count, locked))| {
+                let mut details = format!("{count} failed login(s)");
+                if locked {
+                    details.push_str("; account locked");
+                }
+                Op::Audit {
+                    actor: name.clone(),
+                    action: "login_failed".to_owned(),
+                    target: name,
+                    details: Some(details),
+                    ip: Some(ip.to_string()),
+                    subject: None,
+                }
+            })
+            .collect();
+        if failed.unrecorded > 0 {
+            ops.push(Op::Audit {
+                actor: String::new(),
+                action: "login_failed".to_owned(),
+                target: "*".to_owned(),
+                details: Some(format!(
+                    "{} more failed logins from other names or addresses",
+                    failed.unrecorded
+                )),
+                ip: None,
+                subject: None,
+            });
+        }
+        if ops.is_empty() {
+            continue;
+        }
+        if let Err(e) = state.engine.propose_ops(auth::ROOT, ops).await {
+            tracing::warn!(error = %e.message, "could not record failed logins in the audit log");
         }
     }
 }

@@ -23,6 +23,17 @@ pub enum Error {
     #[error("raft failed to {op}: {reason}")]
     Raft { op: &'static str, reason: String },
 
+    #[error(
+        "the hot tier has applied entry {applied}, but the log ends at {log_last}: entries \
+         that were applied are missing from the log (a torn or truncated tail?). The log is the \
+         source of truth: restore its missing segment, or rebuild the hot tier from it with \
+         `folddb log replay <data dir> --into <new dir>`"
+    )]
+    AheadOfLog { applied: u64, log_last: String },
+
+    #[error("the log cannot be replayed: {reason}")]
+    Incomplete { reason: String },
+
     #[error("a blocking storage task failed: {0}")]
     Task(String),
 }

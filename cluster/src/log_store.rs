@@ -60,6 +60,19 @@ impl LogStore {
     /// Opens (or creates) the raft log in `dir` on `storage`. Blocks.
     pub fn open_with(storage: Arc<dyn Storage>, dir: &Path, config: LogConfig) -> Result<Self> {
         let log = Log::open_with(storage.clone(), dir, config)?;
+        // Raft's log starts at index 0: entries before the first segment, with no purge
+        // marker to say they were purged, are missing (a sealed segment was removed).
+        if log.purged().is_none()
+            && let Some((segment, first)) = log.first_segment()
+            && first.0 > 0
+        {
+            return Err(folddb_log::Error::MissingHead {
+                segment,
+                first,
+                expected: LogIndex(0),
+            }
+            .into());
+        }
         Ok(LogStore {
             log,
             storage,

@@ -72,6 +72,29 @@ impl RaftNetwork<TypeConfig> for NoPeers {
     }
 }
 
+/// The state machine must never be ahead of the durable log: were it, openraft would take
+/// the missing entries for purged ones and mark the whole log purged. That happens only when
+/// the log lost entries it had made durable (a damaged disk, a truncated file); the node
+/// refuses to start and says how to recover, and nothing is written.
+fn check_not_ahead(log: &LogStore, hot: &HotStore) -> Result<()> {
+    let Some(applied) = hot.applied_index()? else {
+        return Ok(());
+    };
+    let log = log.log();
+    let covered = log.last_index().is_some_and(|l| l.0 >= applied.0)
+        || log.purged().is_some_and(|(p, _)| p.0 >= applied.0);
+    if covered {
+        return Ok(());
+    }
+    Err(Error::AheadOfLog {
+        applied: applied.0,
+        log_last: log.last_index().map_or_else(
+            || "before its first entry".to_owned(),
+            |l| format!("index {}", l.0),
+        ),
+    })
+}
+
 /// A node's raft state, as health endpoints report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeStatus {
@@ -80,6 +103,9 @@ pub struct NodeStatus {
     pub current_term: u64,
     pub last_applied: u64,
     pub last_log_index: u64,
+    /// Why the node stopped serving writes, if it did: raft's core quit after a storage
+    /// failure (a full disk, say). Writes are refused until the node is restarted.
+    pub stopped: Option<String>,
 }
 
 /// A running raft node with its log and hot tier.
@@ -118,6 +144,7 @@ impl<F: Fold> Node<F> {
             .await
             .map_err(|e| Error::Task(e.to_string()))??;
         let hot = Arc::new(hot);
+        check_not_ahead(&log, &hot)?;
         let sm = StateMachine::new(hot.clone(), fold);
         let feed = sm.feed().clone();
         let config = openraft::Config {
@@ -193,6 +220,18 @@ impl<F: Fold> Node<F> {
             current_term: m.current_term,
             last_applied: m.last_applied.map_or(0, |l| l.index),
             last_log_index: m.last_log_index.unwrap_or(0),
+            stopped: m.running_state.as_ref().err().map(|fatal| match fatal {
+                openraft::error::Fatal::StorageError(_) => {
+                    "a storage write failed (is the disk full?); the node accepts no writes \
+                     until it is restarted"
+                        .to_owned()
+                }
+                openraft::error::Fatal::Panicked => {
+                    "raft's core panicked; the node accepts no writes until it is restarted"
+                        .to_owned()
+                }
+                openraft::error::Fatal::Stopped => "the node is shutting down".to_owned(),
+            }),
         }
     }
 

@@ -28,6 +28,10 @@ const MAX_ENTRIES_IN_FLIGHT: usize = 2;
 
 type Reply = oneshot::Sender<Result<Outcome, ProposeError>>;
 
+/// Why a stopped node accepts no writes.
+const STOPPED: &str = "this node stopped after a storage failure (is the disk full?) and accepts no writes until \
+     it is restarted";
+
 /// Packs concurrent commands into raft entries. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Proposer {
@@ -62,6 +66,14 @@ async fn pack(raft: Raft<TypeConfig>, mut rx: mpsc::UnboundedReceiver<(Event, Re
                 Err(_) => break,
             }
         }
+        // A node whose raft core quit (a storage write failed) accepts nothing until it is
+        // restarted: say so, rather than hand the client openraft's fatal error.
+        if raft.metrics().borrow().running_state.is_err() {
+            for reply in replies {
+                let _ = reply.send(Err(ProposeError::NotAccepted(STOPPED.to_owned())));
+            }
+            continue;
+        }
         let raft = raft.clone();
         tokio::spawn(async move {
             let entry = Command(encode_entry(&commands));
@@ -90,6 +102,12 @@ async fn pack(raft: Raft<TypeConfig>, mut rx: mpsc::UnboundedReceiver<(Event, Re
                     let err = match &e {
                         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
                             ProposeError::NotAccepted(format!("this node is not the leader: {e}"))
+                        }
+                        RaftError::Fatal(fatal) => {
+                            tracing::error!(error = %fatal, "raft's core stopped");
+                            ProposeError::Unknown(format!(
+                                "{STOPPED}; this write's outcome is unknown until then"
+                            ))
                         }
                         _ => ProposeError::Unknown(e.to_string()),
                     };

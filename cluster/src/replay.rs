@@ -8,7 +8,7 @@ use folddb_log::{Log, LogConfig, LogIndex};
 use folddb_materializer::{Fold, HotStore};
 
 use crate::codec;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::state_machine::apply_entry;
 
 /// Entries read from the log at a time.
@@ -27,6 +27,28 @@ pub fn replay<F: Fold>(
     mut progress: impl FnMut(u64, u64),
 ) -> Result<u64> {
     let log = Log::open(log_dir, LogConfig::default())?;
+    // A rebuild into a fresh store needs every entry from raft's first (index 0): refuse,
+    // rather than "succeed" into a directory missing the head of the history.
+    if store.applied_index()?.is_none() {
+        if let Some((p, _)) = log.purged() {
+            return Err(Error::Incomplete {
+                reason: format!(
+                    "the log's purge marker says entries up to index {p} were purged; a \
+                     replay needs every entry from index 0"
+                ),
+            });
+        }
+        if let Some((segment, first)) = log.first_segment()
+            && first.0 > 0
+        {
+            return Err(folddb_log::Error::MissingHead {
+                segment,
+                first,
+                expected: LogIndex(0),
+            }
+            .into());
+        }
+    }
     let last = log.last_index().map_or(0, |i| i.0);
     let end = to.map_or(last, |t| t.min(last));
     let first = log.first_index().map_or(1, |i| i.0);

@@ -130,6 +130,18 @@ impl DirScan {
             }
         }
         let purged = self.purged.map(|(i, _)| i);
+        // Past a purge marker the log goes on at the next index.
+        if let (Some(p), Some(head)) = (
+            purged,
+            self.segments.iter().find(|s| s.scan.last_index().is_some()),
+        ) && head.scan.first_index.0 > p.0.saturating_add(1)
+        {
+            return Some(Error::MissingHead {
+                segment: head.path.clone(),
+                first: head.scan.first_index,
+                expected: LogIndex(p.0 + 1),
+            });
+        }
         for pair in self.segments.windows(2) {
             let Some(last) = pair[0].scan.last_index() else {
                 continue;

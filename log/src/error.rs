@@ -68,6 +68,16 @@ pub enum Error {
         next_first: LogIndex,
     },
 
+    #[error(
+        "entries are missing: the log's first segment {segment} starts at index {first}, \
+         but the log should hold entries from index {expected} on (was a segment removed?)"
+    )]
+    MissingHead {
+        segment: PathBuf,
+        first: LogIndex,
+        expected: LogIndex,
+    },
+
     #[error("bad metadata file {file}: {reason}")]
     BadMetaFile { file: PathBuf, reason: String },
 
@@ -105,6 +115,7 @@ impl Error {
             | Error::BadHeader { .. }
             | Error::UnsupportedVersion { .. }
             | Error::Gap { .. }
+            | Error::MissingHead { .. }
             | Error::BadMetaFile { .. } => ErrorKind::Corruption,
             Error::Io { .. } | Error::Poisoned { .. } | Error::Closed => ErrorKind::Io,
             Error::NonContiguous { .. }

@@ -591,6 +591,15 @@ impl Log {
     }
 
     /// The purge marker: every index up to it is logically gone.
+    /// The first segment that holds an entry: its file and the index it starts at.
+    pub fn first_segment(&self) -> Option<(PathBuf, LogIndex)> {
+        lock(&self.shared().state)
+            .segments
+            .iter()
+            .find(|s| s.last().is_some())
+            .map(|s| (s.path.clone(), s.first))
+    }
+
     pub fn purged(&self) -> Option<(LogIndex, Term)> {
         lock(&self.shared().state).purged
     }

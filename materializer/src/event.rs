@@ -115,7 +115,14 @@ pub enum Op {
     AlterStorage { storage: StorageDef },
     /// Removes a storage no table uses.
     DropStorage { id: String, if_exists: bool },
+    /// First-run setup (API.md 1.3): root's password and the first DBA, only while root
+    /// has no password, so that of two concurrent setups exactly one takes effect; the
+    /// other is rejected with [`SETUP_ALREADY_DONE`].
+    Setup { root: UserDef, dba: UserDef },
 }
+
+/// The rejection of an [`Op::Setup`] when the server is already configured.
+pub const SETUP_ALREADY_DONE: &str = "Server is already configured";
 
 /// What one op did.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

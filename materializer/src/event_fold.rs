@@ -518,12 +518,8 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             Ok(result)
         }
         Op::PutUser { user, create } => {
-            if *create
-                && catalog::user(&ctx.state(), &user.id)
-                    .map_err(store_err)?
-                    .is_some_and(|u| u.deleted_at_ms.is_none())
-            {
-                return Err(format!("User '{}' already exists", user.id));
+            if *create {
+                name_free(ctx, &user.id)?;
             }
             ctx.batch.put(
                 Family::Catalog,
@@ -629,6 +625,36 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             ctx.batch.delete(Family::Catalog, catalog::storage_key(id));
             Ok(done(1))
         }
+        Op::Setup { root, dba } => {
+            let configured = catalog::user(&ctx.state(), &root.id)
+                .map_err(store_err)?
+                .is_some_and(|u| !u.password_hash.is_empty());
+            if configured {
+                return Err(crate::event::SETUP_ALREADY_DONE.into());
+            }
+            name_free(ctx, &dba.id)?;
+            for user in [root, dba] {
+                ctx.batch.put(
+                    Family::Catalog,
+                    catalog::user_key(&user.id),
+                    codec::encode(user),
+                );
+            }
+            Ok(done(2))
+        }
+    }
+}
+
+/// A new account may take `id` only if no account ever had it: a dropped account's rows
+/// (USER tables are keyed by the user id) and tokens must never pass to a stranger.
+fn name_free(ctx: &Ctx<'_>, id: &str) -> Result<(), OpError> {
+    match catalog::user(&ctx.state(), id).map_err(store_err)? {
+        None => Ok(()),
+        Some(u) if u.deleted_at_ms.is_some() => Err(format!(
+            "User '{id}' already exists (dropped): a dropped account's name is not reused, so \
+             that its rows never pass to a new account; choose another name"
+        )),
+        Some(_) => Err(format!("User '{id}' already exists")),
     }
 }
 

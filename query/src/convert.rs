@@ -348,13 +348,16 @@ fn parse_decimal(s: &str, precision: u8, scale: u8) -> Result<Value, String> {
     } else {
         text.parse().map_err(|_| err())?
     };
+    let too_big = || format!("value {s} does not fit DECIMAL({precision},{scale})");
     if rest.starts_with(['5', '6', '7', '8', '9']) {
-        unscaled += 1;
+        unscaled = unscaled.checked_add(1).ok_or_else(too_big)?;
     }
-    if unscaled >= 10i128.pow(u32::from(precision)) {
-        return Err(format!(
-            "value {s} does not fit DECIMAL({precision},{scale})"
-        ));
+    // Past 38 digits (more than i128 holds) nothing fits.
+    let limit = 10i128
+        .checked_pow(u32::from(precision))
+        .unwrap_or(i128::MAX);
+    if unscaled >= limit {
+        return Err(too_big());
     }
     Ok(Value::Decimal {
         unscaled: if neg { -unscaled } else { unscaled },
@@ -413,7 +416,24 @@ fn parse_embedding(s: &str, n: u16) -> Result<Vec<f32>, String> {
     if v.len() != usize::from(n) {
         return Err(format!("EMBEDDING({n}) needs {n} values, got {}", v.len()));
     }
+    for x in &v {
+        finite(*x, f64::from(*x), "EMBEDDING")?;
+    }
     Ok(v)
+}
+
+/// The one rule for NaN and infinities: they are refused on every write. API.md 1.7.3
+/// encodes floats as JSON numbers, which have neither, so a stored one would make its table
+/// unreadable for every reader.
+fn finite<T>(v: T, as_f64: f64, type_name: &str) -> Result<T, String> {
+    if as_f64.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{type_name} value {as_f64} is not allowed: only finite numbers are stored (JSON \
+             has no NaN or infinity)"
+        ))
+    }
 }
 
 /// `lit` as a value of type `t`, or why not.
@@ -440,16 +460,20 @@ pub fn coerce(lit: &Literal, t: DataType) -> Result<Value, String> {
         DataType::SmallInt => Value::SmallInt(parse_int(text, "SMALLINT")?),
         DataType::Int => Value::Int(parse_int(text, "INT")?),
         DataType::BigInt => Value::BigInt(parse_int(text, "BIGINT")?),
-        DataType::Float => Value::Float(
-            text.trim()
+        DataType::Float => {
+            let v: f32 = text
+                .trim()
                 .parse()
-                .map_err(|_| format!("cannot convert '{text}' to FLOAT"))?,
-        ),
-        DataType::Double => Value::Double(
-            text.trim()
+                .map_err(|_| format!("cannot convert '{text}' to FLOAT"))?;
+            Value::Float(finite(v, f64::from(v), "FLOAT")?)
+        }
+        DataType::Double => {
+            let v: f64 = text
+                .trim()
                 .parse()
-                .map_err(|_| format!("cannot convert '{text}' to DOUBLE"))?,
-        ),
+                .map_err(|_| format!("cannot convert '{text}' to DOUBLE"))?;
+            Value::Double(finite(v, v, "DOUBLE")?)
+        }
         DataType::Decimal { precision, scale } => parse_decimal(text, precision, scale)?,
         DataType::Text => Value::Text(text.to_owned()),
         DataType::File => Value::File(text.to_owned()),
@@ -594,6 +618,39 @@ mod tests {
                 }
             )
             .is_err()
+        );
+        for v in ["NaN", "nan", "inf", "-Infinity", "1e999"] {
+            for t in [DataType::Double, DataType::Float] {
+                let got = coerce(&Literal::Str(v.into()), t);
+                assert!(got.is_err(), "{v} as {t:?}: {got:?}");
+            }
+        }
+        assert!(coerce(&Literal::Number("1e300".into()), DataType::Float).is_err());
+        assert!(coerce(&Literal::Str("[1, 1e300]".into()), DataType::Embedding(2)).is_err());
+        // Rounding up past i128::MAX, or past 38 digits, is an error, never a wrap.
+        let d38 = DataType::Decimal {
+            precision: 38,
+            scale: 0,
+        };
+        for v in [
+            "170141183460469231731687303715884105727.5",
+            "-170141183460469231731687303715884105727.5",
+            "99999999999999999999999999999999999999.5",
+            "100000000000000000000000000000000000000",
+            "1701411834604692317316873037158841057270",
+        ] {
+            let got = coerce(&Literal::Number(v.into()), d38);
+            assert!(got.is_err(), "{v}: {got:?}");
+        }
+        assert_eq!(
+            coerce(
+                &Literal::Number("-99999999999999999999999999999999999999".into()),
+                d38
+            ),
+            Ok(Value::Decimal {
+                unscaled: -99_999_999_999_999_999_999_999_999_999_999_999_999,
+                scale: 0
+            })
         );
     }
 

@@ -511,6 +511,8 @@ pub fn validate_namespace(name: &str) -> Result<(), ParseError> {
 /// Classifies (and for FoldDB's own statements, parses) one statement.
 pub fn classify(sql: &str) -> Result<Statement, ParseError> {
     let mut c = Cursor::new(sql)?;
+    // Before anything parses it into a tree as deep as its longest chain.
+    crate::nesting::check(&c.toks)?;
     let Some(first) = c.peek_word() else {
         if c.toks.first() == Some(&Token::LParen) {
             return Ok(Statement::Query);

@@ -51,6 +51,19 @@ pub struct Limits {
     pub max_param_bytes: usize,
     /// bcrypt cost of the passwords CREATE / ALTER USER hash (default 12).
     pub bcrypt_cost: u32,
+    /// Most statements in one request (default 1,000).
+    pub max_statements: usize,
+    /// Longest a request's statements may run, together (default 30 s). A statement still
+    /// running then is cancelled; one that proposed a write has an unknown outcome.
+    pub statement_timeout: std::time::Duration,
+    /// Largest result one query may return, bytes of Arrow data (default 64 MiB).
+    pub max_result_bytes: usize,
+    /// Memory all running queries may hold for sorts, aggregations and joins (default
+    /// 2 GiB); past it they fail with a clear error.
+    pub query_memory_bytes: usize,
+    /// Largest value one call of `repeat`, `lpad`, `rpad` or `array_repeat` may build
+    /// (default 64 MiB).
+    pub max_value_bytes: u64,
 }
 
 impl Default for Limits {
@@ -60,6 +73,11 @@ impl Default for Limits {
             max_params: 50,
             max_param_bytes: 512 << 10,
             bcrypt_cost: 12,
+            max_statements: 1000,
+            statement_timeout: std::time::Duration::from_secs(30),
+            max_result_bytes: 64 << 20,
+            query_memory_bytes: 2 << 30,
+            max_value_bytes: 64 << 20,
         }
     }
 }
@@ -85,6 +103,10 @@ pub enum ErrorCode {
     SqlExecutionError,
     ClusterUnavailable,
     InternalError,
+    /// The request ran past its statement timeout (FoldDB's own code).
+    StatementTimeout,
+    /// A query's result is larger than the configured limit (FoldDB's own code).
+    ResultTooLarge,
 }
 
 impl ErrorCode {
@@ -100,6 +122,8 @@ impl ErrorCode {
             ErrorCode::SqlExecutionError => "SQL_EXECUTION_ERROR",
             ErrorCode::ClusterUnavailable => "CLUSTER_UNAVAILABLE",
             ErrorCode::InternalError => "INTERNAL_ERROR",
+            ErrorCode::StatementTimeout => "STATEMENT_TIMEOUT",
+            ErrorCode::ResultTooLarge => "RESULT_TOO_LARGE",
         }
     }
 }
@@ -139,6 +163,7 @@ impl SqlError {
             "already exists",
             "does not exist",
             "leader",
+            "limit of",
         ]
         .iter()
         .any(|s| lower.contains(s));
@@ -372,6 +397,24 @@ impl Engine {
     }
 
     pub fn with_limits(mut self, limits: Limits) -> Engine {
+        // One memory pool for every query of the node, and the size-guarded functions.
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_limit(limits.query_memory_bytes, 1.0)
+            .build_arc();
+        match runtime {
+            Ok(runtime) => {
+                self.base = SessionStateBuilder::new_from_existing(self.base.clone())
+                    .with_runtime_env(runtime)
+                    .build();
+            }
+            Err(e) => tracing::warn!(error = %e, "the query memory limit could not be set"),
+        }
+        for f in crate::functions::size_guarded(&self.base, limits.max_value_bytes) {
+            use datafusion::execution::FunctionRegistry;
+            if let Err(e) = self.base.register_udf(Arc::new(f)) {
+                tracing::warn!(error = %e, "a size guard could not be installed");
+            }
+        }
         self.limits = limits;
         self
     }
@@ -425,7 +468,7 @@ impl Engine {
             view: &view,
             namespace: "default",
         };
-        self.query(&at, sql_text, &[], false)
+        self.query(&at, sql_text, &[], false, None)
             .await
             .map(|(_, batches)| batches)
             .map_err(|Fail(code, message)| SqlError::new(code, message).for_role(caller.role))
@@ -496,13 +539,15 @@ impl Engine {
     }
 
     /// Runs one query in DataFusion as `caller` (DDL and DML refused; other statements
-    /// such as SET and EXPLAIN only when `allow_statements`): its schema and batches.
+    /// such as SET and EXPLAIN only when `allow_statements`): its schema and batches, at
+    /// most `max_bytes` of them (the batches stream in, and the query stops there).
     async fn query(
         &self,
         at: &At<'_>,
         sql_text: &str,
         params: &[Literal],
         allow_statements: bool,
+        max_bytes: Option<usize>,
     ) -> StmtResult<(Arc<Schema>, Vec<RecordBatch>)> {
         let At {
             caller,
@@ -521,7 +566,26 @@ impl Engine {
             df.with_param_values(params.iter().map(scalar).collect::<Vec<_>>())?
         };
         let schema = Arc::new(df.schema().as_arrow().clone());
-        Ok((schema, df.collect().await?))
+        let mut stream = df.execute_stream().await?;
+        let mut batches = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(batch) = futures::StreamExt::next(&mut stream).await {
+            let batch = batch?;
+            bytes = bytes.saturating_add(batch.get_array_memory_size());
+            if let Some(cap) = max_bytes
+                && bytes > cap
+            {
+                return Err(Fail(
+                    ErrorCode::ResultTooLarge,
+                    format!(
+                        "The result is larger than the limit of {cap} bytes; add a LIMIT or \
+                         narrow the query"
+                    ),
+                ));
+            }
+            batches.push(batch);
+        }
+        Ok((schema, batches))
     }
 
     /// `SELECT <columns or *> FROM <table> WHERE <pk> = <literal or $n>`, answered with one
@@ -640,6 +704,18 @@ impl Engine {
                 "SQL query cannot be empty",
             ));
         }
+        if statements.len() > self.limits.max_statements {
+            return Err(SqlError::new(
+                ErrorCode::InvalidSql,
+                format!(
+                    "The request holds {} statements, more than the limit of {}; send them in \
+                     several requests",
+                    statements.len(),
+                    self.limits.max_statements
+                ),
+            ));
+        }
+        let deadline = tokio::time::Instant::now() + self.limits.statement_timeout;
         let params = self.params(request, statements.len())?;
         let statements: Vec<std::borrow::Cow<'_, str>> = statements
             .into_iter()
@@ -677,14 +753,16 @@ impl Engine {
             if let Statement::ExecuteAs { user, .. } = c {
                 dml_as.user = user.clone();
             }
-            let out = self
-                .run(caller, &mut namespace, &mut tx, stmt, c, &params)
-                .await
-                .map_err(|Fail(code, msg)| SqlError {
-                    code,
-                    message: format!("Statement {} failed: {msg}", i + 1),
-                    details: Some(stmt.to_string()),
-                })?;
+            let fail = |Fail(code, msg)| SqlError {
+                code,
+                message: format!("Statement {} failed: {msg}", i + 1),
+                details: Some(stmt.to_string()),
+            };
+            let run = self.run(caller, &mut namespace, &mut tx, stmt, c, &params);
+            let out = match tokio::time::timeout_at(deadline, run).await {
+                Ok(out) => out.map_err(fail)?,
+                Err(_) => return Err(fail(self.timed_out(c))),
+            };
             match out {
                 Out::Result(r) => results.push(r),
                 Out::Inserted(n) => counts[0] += n,
@@ -732,6 +810,25 @@ impl Engine {
             results,
             single_query,
         })
+    }
+
+    /// Why statement `c` was cancelled at the statement timeout. A write may already have
+    /// been proposed: its outcome is unknown, never "failed".
+    fn timed_out(&self, c: &Statement) -> Fail {
+        let secs = self.limits.statement_timeout.as_secs_f64();
+        let writes = !matches!(c, Statement::Query | Statement::Meta);
+        Fail(
+            ErrorCode::StatementTimeout,
+            if writes {
+                format!(
+                    "The request ran past the statement timeout ({secs} s) and was cancelled; \
+                     if the statement had been proposed, its outcome is unknown: read before \
+                     retrying"
+                )
+            } else {
+                format!("The request ran past the statement timeout ({secs} s) and was cancelled")
+            },
+        )
     }
 
     fn params(&self, request: &SqlRequest, statements: usize) -> Result<Vec<Literal>, SqlError> {
@@ -821,7 +918,8 @@ impl Engine {
                     return Ok(Out::Result(r?));
                 }
                 let allow = matches!(stmt, Statement::Meta);
-                let (schema, batches) = self.query(at, sql_text, params, allow).await?;
+                let cap = Some(self.limits.max_result_bytes);
+                let (schema, batches) = self.query(at, sql_text, params, allow, cap).await?;
                 Ok(Out::Result(rows_result(caller, &schema, &batches)?))
             }
             Statement::Insert | Statement::Update | Statement::Delete => {
@@ -1163,6 +1261,7 @@ impl Engine {
             )?)),
             Statement::Describe { table, history } => {
                 let def = self.table(namespace, table)?;
+                may_read(caller, &def)?;
                 let rows = if *history {
                     system::history(&self.store, &def)?
                 } else {
@@ -1172,6 +1271,13 @@ impl Engine {
             }
             Statement::ShowStats(table) => {
                 let def = self.table(namespace, table)?;
+                may_read(caller, &def)?;
+                // Like a SELECT: a USER or STREAM table's count is the caller's rows.
+                let count = if def.kind.is_per_user() {
+                    system::scope_row_count(&self.store, &def, &caller.user)?
+                } else {
+                    system::table_row_count(&self.store, &def)?
+                };
                 let mut rows = Rows::new(&[
                     ("table_name", DataType::Text),
                     ("hot_row_versions", DataType::BigInt),
@@ -1179,7 +1285,7 @@ impl Engine {
                 ]);
                 rows.rows.push(vec![
                     Value::Text(def.qualified_name()),
-                    Value::BigInt(system::table_row_count(&self.store, &def)? as i64),
+                    Value::BigInt(i64::try_from(count).unwrap_or(i64::MAX)),
                     Value::Int(def.schema_version as i32),
                 ]);
                 Ok(Out::Result(table_result(caller, &rows)?))
@@ -1650,20 +1756,8 @@ impl Engine {
                 }
                 continue;
             }
-            if let Ok(Some(def)) = catalog::table(self.store.as_ref(), &ns, &t)
-                && def.kind == TableKind::Shared
-                && !crate::provider::shared_access(&def, caller.role, write)
-            {
-                return Err(denied(format!(
-                    "{} SHARED table {} (access level {}) is not allowed for role {}",
-                    if write { "writing to" } else { "reading" },
-                    def.qualified_name(),
-                    def.options
-                        .access_level
-                        .unwrap_or(AccessLevel::Private)
-                        .name(),
-                    caller.role.name()
-                )));
+            if let Ok(Some(def)) = catalog::table(self.store.as_ref(), &ns, &t) {
+                shared_allowed(caller, &def, write)?;
             }
         }
         Ok(())
@@ -1816,7 +1910,8 @@ impl Engine {
     ) -> StmtResult<RecordBatch> {
         let list: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
         let sql_text = format!("SELECT {}", list.join(", "));
-        let (_, batches) = self.query(at, &sql_text, params, false).await?;
+        let cap = Some(self.limits.max_result_bytes);
+        let (_, batches) = self.query(at, &sql_text, params, false, cap).await?;
         batches
             .into_iter()
             .next()
@@ -1920,7 +2015,10 @@ impl Engine {
             }
             _ => {
                 // INSERT … SELECT: run the query, take its columns positionally.
-                let (_, batches) = self.query(at, &source.to_string(), params, false).await?;
+                let cap = Some(self.limits.max_result_bytes);
+                let (_, batches) = self
+                    .query(at, &source.to_string(), params, false, cap)
+                    .await?;
                 for b in &batches {
                     if b.num_columns() != columns.len() {
                         return Err(format!(
@@ -2003,7 +2101,8 @@ impl Engine {
         if let Some(w) = selection {
             q.push_str(&format!(" WHERE {w}"));
         }
-        Ok(self.query(at, &q, params, false).await?.1)
+        let cap = Some(self.limits.max_result_bytes);
+        Ok(self.query(at, &q, params, false, cap).await?.1)
     }
 
     async fn plan_update(
@@ -2339,11 +2438,37 @@ fn denied(m: String) -> Fail {
     )
 }
 
-/// ALTER TABLE (API.md 3.3): a user alters USER and STREAM tables, service and up any table.
-fn alter_allowed(caller: &Caller, def: &TableDef) -> StmtResult<()> {
-    if def.kind == TableKind::Shared && caller.role == Role::User {
+/// DESCRIBE and SHOW STATS follow SELECT's rules: a SHARED table by its access level.
+fn may_read(caller: &Caller, def: &TableDef) -> StmtResult<()> {
+    shared_allowed(caller, def, false)
+}
+
+/// A SHARED table is read or written by its access level.
+fn shared_allowed(caller: &Caller, def: &TableDef, write: bool) -> StmtResult<()> {
+    if def.kind == TableKind::Shared && !crate::provider::shared_access(def, caller.role, write) {
         return Err(denied(format!(
-            "altering SHARED table {} requires the service, dba or system role",
+            "{} SHARED table {} (access level {}) is not allowed for role {}",
+            if write { "writing to" } else { "reading" },
+            def.qualified_name(),
+            def.options
+                .access_level
+                .unwrap_or(AccessLevel::Private)
+                .name(),
+            caller.role.name()
+        )));
+    }
+    Ok(())
+}
+
+/// ALTER TABLE: role service and up, whatever the table's type. A table's schema is every
+/// user's: a column one user dropped from a USER table would be gone for all of them. (The
+/// reference lets role user alter USER and STREAM tables; FoldDB is stricter.)
+fn alter_allowed(caller: &Caller, def: &TableDef) -> StmtResult<()> {
+    if caller.role == Role::User {
+        return Err(denied(format!(
+            "altering {} table {} requires the service, dba or system role: its schema is \
+             shared by every user",
+            def.kind.name(),
             def.qualified_name()
         )));
     }

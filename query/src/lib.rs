@@ -21,6 +21,7 @@ mod functions;
 pub mod ids;
 pub mod jobs;
 pub mod live;
+pub mod nesting;
 pub mod provider;
 pub mod split;
 pub mod storage;

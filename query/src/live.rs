@@ -15,6 +15,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{self as sql, Expr, SelectItem, SetExpr, TableFactor};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::Tokenizer;
 use folddb_materializer::{DataType, RowEvent, RowVersion, TableDef, TableKind, Value, catalog};
 use serde_json::{Map, Value as Json};
 
@@ -199,7 +200,13 @@ impl Engine {
     /// namespace.table [WHERE …]`, with the caller's right to read that table.
     pub fn plan_live(&self, caller: &Caller, sql_text: &str) -> Result<LiveQuery, LiveError> {
         let sql_text = crate::dialect::normalize_keyword_calls(sql_text);
-        let stmts = Parser::parse_sql(&GenericDialect {}, &sql_text)
+        let tokens = Tokenizer::new(&GenericDialect {}, &sql_text)
+            .tokenize()
+            .map_err(|e| invalid(format!("SQL parse error: {e}")))?;
+        crate::nesting::check(&tokens).map_err(invalid)?;
+        let stmts = Parser::new(&GenericDialect {})
+            .with_tokens(tokens)
+            .parse_statements()
             .map_err(|e| invalid(format!("SQL parse error: {e}")))?;
         let [sql::Statement::Query(q)] = stmts.as_slice() else {
             return Err(invalid("A subscription is exactly one SELECT"));
@@ -635,17 +642,18 @@ impl LiveQuery {
     /// and other owners give none.
     pub fn notify(&self, events: &[RowEvent]) -> Result<Vec<Notification>, String> {
         let notes = self.notify_unseen(events, |_, _| false)?;
-        Ok(notes.into_iter().map(|(_, n)| n).collect())
+        Ok(notes.into_iter().map(|(_, _, n)| n).collect())
     }
 
     /// Like [`LiveQuery::notify`], skipping events `seen(key, new _seq)` says the initial
     /// data already reflects (the hand-off from snapshot to live changes); each
-    /// notification comes with its row's key, as [`SnapshotRow::key`] spells it.
+    /// notification comes with its row's key, as [`SnapshotRow::key`] spells it, and the
+    /// `_seq` of the version it tells of.
     pub fn notify_unseen(
         &self,
         events: &[RowEvent],
         seen: impl Fn(&str, i64) -> bool,
-    ) -> Result<Vec<(String, Notification)>, String> {
+    ) -> Result<Vec<(String, i64, Notification)>, String> {
         let mine: Vec<&RowEvent> = events
             .iter()
             .filter(|e| e.table == self.def.id && e.scope == self.scope)
@@ -684,7 +692,12 @@ impl LiveQuery {
                 (Some(o), Some(r)) => self.delta(&cols, o, r)?,
                 (None, None) => continue,
             };
-            out.push((self.key_of(event), note));
+            let seq = event
+                .new
+                .as_ref()
+                .or(event.old.as_ref())
+                .map_or(0, |v| v.seq);
+            out.push((self.key_of(event), seq, note));
         }
         Ok(out)
     }

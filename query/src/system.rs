@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::datasource::MemTable;
-use folddb_materializer::row::table_prefix;
+use folddb_materializer::row::{scope_prefix, table_prefix};
 use folddb_materializer::{DataType, HotStore, TableDef, Value, catalog};
 
 use crate::cold::ColdStore;
@@ -232,9 +232,13 @@ pub fn columns(store: &HotStore) -> Res<Rows> {
 
 /// Hot row versions of a table (all owners), tombstones included.
 pub fn table_row_count(store: &HotStore, def: &TableDef) -> Res<u64> {
-    Ok(store
-        .scan_prefix(def.family(), &table_prefix(def.id))?
-        .len() as u64)
+    store.count_prefix(def.family(), &table_prefix(def.id))
+}
+
+/// The hot row versions of `def` that `scope` owns (a user's, for USER and STREAM tables),
+/// counted without reading them into memory.
+pub fn scope_row_count(store: &HotStore, def: &TableDef, scope: &str) -> Res<u64> {
+    store.count_prefix(def.family(), &scope_prefix(def.id, scope))
 }
 
 pub fn stats(store: &HotStore) -> Res<Rows> {

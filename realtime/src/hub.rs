@@ -19,9 +19,9 @@ pub const CONNECTION_QUEUE: usize = 4096;
 
 /// The change messages one subscription gets from one change set, encoded once and shared
 /// by every subscription that gets the same bytes: the same subscription id and SQL, for the
-/// same user and role. Each entry is the row's key, whether the row is in the view after
-/// it, and the message's JSON text.
-pub type Encoded = Result<Vec<(String, bool, Arc<str>)>, String>;
+/// same user and role. Each entry is the row's key, the `_seq` of the version it tells of,
+/// whether the row is in the view after it, and the message's JSON text.
+pub type Encoded = Result<Vec<(String, i64, bool, Arc<str>)>, String>;
 
 /// Who gets the same bytes from a change set: subscription id, user, role, SQL.
 pub type EncodingKey = (String, String, &'static str, String);
@@ -426,7 +426,7 @@ mod tests {
         let key = |id: &str| (id.to_owned(), "u".to_owned(), "user", "SELECT".to_owned());
         let encode = || {
             calls.set(calls.get() + 1);
-            Ok(vec![("1".to_owned(), true, Arc::from("{}"))])
+            Ok(vec![("1".to_owned(), 1, true, Arc::from("{}"))])
         };
         let a = d.shared(key("s"), encode);
         let b = d.shared(key("s"), encode);

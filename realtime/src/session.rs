@@ -7,7 +7,7 @@
 //! change applied after the initial data was read is still queued; changes the initial data
 //! already reflects (a row's version at or below the one it read) are skipped.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use folddb_materializer::EventFold;
@@ -126,9 +126,10 @@ struct Sub {
     /// Every change with a `_seq` up to this one has reached the client (or is queued to):
     /// where a catch-up after lag starts.
     cursor: i64,
-    /// The keys of the rows in the client's view, so that a catch-up can tell an insert
-    /// from an update and skip rows that left before the client ever had them.
-    held: HashSet<String>,
+    /// The rows in the client's view, by key, with the `_seq` of the version it was last
+    /// told of: a catch-up tells an insert from an update, skips rows that left before the
+    /// client ever had them, and never repeats a version the client already has.
+    held: HashMap<String, i64>,
 }
 
 /// How often a subscription over a system table re-reads it.
@@ -335,7 +336,7 @@ impl Session {
             seen: HashMap::new(),
             read_until: read_at,
             cursor,
-            held: HashSet::new(),
+            held: HashMap::new(),
         };
         let Some(options) = req.options else {
             // No options: no initial data, live changes from now on.
@@ -379,7 +380,7 @@ impl Session {
             .chain(&departed)
             .map(|r| (r.key.clone(), r.seq))
             .collect();
-        sub.held = rows.iter().map(|r| r.key.clone()).collect();
+        sub.held = rows.iter().map(|r| (r.key.clone(), r.seq)).collect();
         sub.waiting = departed
             .into_iter()
             .map(|r| change(&id, Notification::Delete(r.row)).into())
@@ -426,9 +427,9 @@ impl Session {
                 })?;
                 Ok(notes
                     .into_iter()
-                    .map(|(key, n)| {
+                    .map(|(key, seq, n)| {
                         let present = !matches!(n, Notification::Delete(_));
-                        (key, present, Arc::from(change(id, n).to_string()))
+                        (key, seq, present, Arc::from(change(id, n).to_string()))
                     })
                     .collect())
             };
@@ -442,9 +443,9 @@ impl Session {
             let msgs: Vec<Outgoing> = match encoded.as_ref() {
                 Ok(entries) => entries
                     .iter()
-                    .map(|(key, present, text)| {
+                    .map(|(key, seq, present, text)| {
                         if *present {
-                            sub.held.insert(key.clone());
+                            sub.held.insert(key.clone(), *seq);
                         } else {
                             sub.held.remove(key);
                         }
@@ -511,17 +512,22 @@ impl Session {
                 .collect();
             let mut msgs = Vec::new();
             for (row, present) in changes {
-                let note = match (present, sub.held.contains(&row.key)) {
-                    (true, true) => sub.query.whole_update(row.row),
-                    (true, false) => {
-                        sub.held.insert(row.key);
+                let note = match (present, sub.held.get(&row.key).copied()) {
+                    // The client has this version (an earlier catch-up told it).
+                    (true, Some(had)) if row.seq <= had => continue,
+                    (true, Some(_)) => {
+                        sub.held.insert(row.key, row.seq);
+                        sub.query.whole_update(row.row)
+                    }
+                    (true, None) => {
+                        sub.held.insert(row.key, row.seq);
                         Notification::Insert(row.row)
                     }
-                    (false, true) => {
+                    (false, Some(_)) => {
                         sub.held.remove(&row.key);
                         Notification::Delete(row.row)
                     }
-                    (false, false) => continue,
+                    (false, None) => continue,
                 };
                 msgs.push(change(&id, note).into());
             }

@@ -131,6 +131,12 @@ impl Server {
             .env("FOLDDB_JWT_SECRET", JWT_SECRET)
             // Tests log in often from one address, as KalamDB's harnesses do.
             .env("FOLDDB_RATE_LIMIT_AUTH_REQUESTS_PER_IP_PER_SEC", "100000")
+            // Tests drive a server from one address and one user far harder than the
+            // defaults allow a client (200 requests/s per address, 100 SQL/s per user);
+            // the limits themselves are tested with their values set.
+            .env("FOLDDB_RATE_LIMIT_REQUESTS_PER_IP_PER_SEC", "0")
+            .env("FOLDDB_RATE_LIMIT_SQL_PER_USER_PER_SEC", "0")
+            .env("FOLDDB_MAX_CONNECTIONS_PER_IP", "100000")
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -249,6 +255,31 @@ impl Server {
         body["access_token"].as_str().expect("a token").to_owned()
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's peak resident memory so far (`VmHWM`), bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmHWM:") * 1024
+    }
+
+    /// CPU time the server has used so far (user + system).
+    pub fn cpu_time(&self) -> std::time::Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<u64> = rest
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        // utime and stime are fields 14 and 15 of the line: 12 and 13 after the name.
+        let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+        std::time::Duration::from_millis(ticks * 10)
+    }
+
     /// Kills the process without warning (SIGKILL).
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -289,4 +320,14 @@ pub fn rows(answer: &serde_json::Value) -> Vec<serde_json::Value> {
         .as_array()
         .cloned()
         .unwrap_or_default()
+}
+
+/// A `kB` field of `/proc/<pid>/status`, in KiB (0 when missing).
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }

@@ -3,9 +3,9 @@
 //! either framing (text JSON, or gzip'ed JSON in a binary frame; API.md 2.2), and keep a
 //! subscriber's view by applying what arrives.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -88,6 +88,122 @@ pub async fn quiet(ws: &mut Ws) {
     assert!(got.is_err(), "unexpected message: {got:?}");
 }
 
+/// How often a reading client pings, as client libraries do (API.md 2.7: the server closes
+/// a connection it has heard nothing from for 10 s).
+pub const PING_EVERY: Duration = Duration::from_secs(2);
+
+/// Hands each message to `step` until it says the awaited condition holds. Asks for the
+/// next initial batch whenever one says there is more, and pings every [`PING_EVERY`]. A
+/// test waits on a condition, never on a quiet spell: this panics, naming what happened,
+/// when the server closes the connection first or the condition does not hold within
+/// `deadline`.
+pub async fn read_until(ws: &mut Ws, deadline: Duration, step: impl FnMut(&Value) -> bool) {
+    if let Err(e) = try_read_until(ws, deadline, step).await {
+        panic!("{e}");
+    }
+}
+
+/// [`read_until`], saying what ended the wait instead of panicking.
+pub async fn try_read_until(
+    ws: &mut Ws,
+    deadline: Duration,
+    mut step: impl FnMut(&Value) -> bool,
+) -> Result<(), String> {
+    let end = Instant::now() + deadline;
+    let mut pinged = Instant::now();
+    loop {
+        if pinged.elapsed() >= PING_EVERY {
+            send(ws, serde_json::json!({"type": "ping"})).await;
+            pinged = Instant::now();
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        let frame = match tokio::time::timeout(left.min(PING_EVERY), ws.next()).await {
+            Err(_) if left > PING_EVERY => continue,
+            Err(_) => return Err(format!("the condition did not hold within {deadline:?}")),
+            Ok(None) => return Err("the connection ended before the condition held".into()),
+            Ok(Some(Err(e))) => {
+                return Err(format!(
+                    "the connection failed before the condition held: {e}"
+                ));
+            }
+            Ok(Some(Ok(Message::Close(c)))) => {
+                return Err(format!(
+                    "the server closed the connection before the condition held: {c:?}"
+                ));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Some(m) = message(frame) else { continue };
+        if step(&m) {
+            return Ok(());
+        }
+        if m["type"] == "initial_data_batch" && m["batch_control"]["has_more"] == true {
+            let more = serde_json::json!({"type": "next_batch",
+                "subscription_id": m["subscription_id"],
+                "last_seq_id": m["batch_control"]["last_seq_id"]});
+            send(ws, more).await;
+        }
+    }
+}
+
+/// Applies messages to `views` (by subscription id) until `done(views, others)` holds; the
+/// other messages (errors, and any of an unknown subscription) are returned. Panics as
+/// [`read_until`] does, with each view's size and newest `_seq`.
+pub async fn read_views_until(
+    ws: &mut Ws,
+    views: &mut HashMap<String, View>,
+    deadline: Duration,
+    done: impl Fn(&HashMap<String, View>, &[Value]) -> bool,
+) -> Vec<Value> {
+    let mut others = Vec::new();
+    let read = try_read_until(ws, deadline, |m| {
+        let id = m["subscription_id"].as_str().unwrap_or("");
+        match views.get_mut(id) {
+            Some(v) if m["type"] != "error" => v.apply(m),
+            _ => others.push(m.clone()),
+        }
+        done(views, &others)
+    })
+    .await;
+    if let Err(e) = read {
+        let sizes: BTreeMap<&String, (usize, i64)> = views
+            .iter()
+            .map(|(id, v)| (id, (v.rows.len(), v.last_seq)))
+            .collect();
+        panic!("{e}; views (rows, newest _seq): {sizes:?}; other messages: {others:?}");
+    }
+    others
+}
+
+/// Applies messages to `views` until the connection ends (or `deadline` passes); the other
+/// messages are returned.
+pub async fn read_views_to_end(
+    ws: &mut Ws,
+    views: &mut HashMap<String, View>,
+    deadline: Duration,
+) -> Vec<Value> {
+    let end = Instant::now() + deadline;
+    let mut others = Vec::new();
+    let left = || end.saturating_duration_since(Instant::now());
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout(left(), ws.next()).await {
+        let Some(m) = message(frame) else { continue };
+        let id = m["subscription_id"].as_str().unwrap_or("");
+        match views.get_mut(id) {
+            Some(v) if m["type"] != "error" => v.apply(&m),
+            _ => others.push(m),
+        }
+    }
+    others
+}
+
+/// A `_seq` cell as a number (the API sends it as a string).
+pub fn seq_of(cell: &Value) -> i64 {
+    match cell {
+        Value::String(s) => s.parse().expect("a numeric _seq"),
+        other => other.as_i64().expect("a numeric _seq"),
+    }
+}
+
 /// A row's `_seq`.
 pub fn seq(row: &Value) -> i64 {
     row["_seq"]
@@ -156,6 +272,11 @@ impl View {
             (Some("subscription_ack"), _) => {}
             other => panic!("unexpected message {other:?}: {m}"),
         }
+    }
+
+    /// The view has been told of every version up to `seq` and holds `rows` rows.
+    pub fn caught_up(&self, rows: usize, seq: i64) -> bool {
+        self.last_seq >= seq && self.rows.len() == rows
     }
 
     fn seen(&mut self, s: i64) {

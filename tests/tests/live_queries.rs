@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use folddb_tests::Server;
-use folddb_tests::ws::{View, connect, next, quiet, send, seq};
-use futures::{SinkExt, StreamExt};
+use folddb_tests::ws::{View, connect, next, quiet, read_views_until, send, seq};
+use futures::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -300,31 +300,30 @@ async fn sixty_subscribers_converge_on_what_eight_writers_wrote() {
     for w in writers {
         w.await.expect("writer");
     }
+    let mut want = std::collections::HashMap::new();
+    for (k, filter) in filters.iter().enumerate() {
+        let r = s
+            .ok(
+                &admin,
+                &format!("SELECT id, n, v FROM app.t{filter} ORDER BY id"),
+            )
+            .await;
+        want.insert(format!("s{k}"), folddb_tests::rows(&r));
+    }
+    let converged = |views: &std::collections::HashMap<String, View>, others: &[Value]| {
+        !others.is_empty()
+            || views
+                .iter()
+                .all(|(id, v)| v.table(&["id", "n", "v"]) == want[id])
+    };
     for (ws, subs) in &mut conns {
         let mut views: std::collections::HashMap<String, View> = subs
             .iter()
             .map(|(id, _)| (id.clone(), View::strict()))
             .collect();
-        // Drain until the connection has been quiet for a while.
-        while let Ok(Some(Ok(frame))) =
-            tokio::time::timeout(Duration::from_millis(400), ws.next()).await
-        {
-            if let Some(m) = folddb_tests::ws::message(frame) {
-                let id = m["subscription_id"].as_str().unwrap_or("").to_owned();
-                views.get_mut(&id).expect("a known subscription").apply(&m);
-            }
-        }
-        for (id, filter) in subs.iter() {
-            let r = s
-                .ok(
-                    &admin,
-                    &format!("SELECT id, n, v FROM app.t{filter} ORDER BY id"),
-                )
-                .await;
-            let want: Vec<Value> = folddb_tests::rows(&r);
-            let got = views[id].table(&["id", "n", "v"]);
-            assert_eq!(got, want, "subscription {id} ({filter}) diverged");
-        }
+        // Until every view is its SELECT (or, failing that, a minute has passed).
+        let others = read_views_until(ws, &mut views, Duration::from_secs(60), converged).await;
+        assert!(others.is_empty(), "{others:?}");
     }
 }
 

@@ -1,0 +1,282 @@
+//! The HTTP listener (API.md 1.2): accepts connections, serves the warp filter on each with
+//! hyper, and protects the node from any one address before a request reaches a handler.
+//!
+//! - A connection must send its request head within the header timeout, and an idle
+//!   keep-alive connection is closed after the same time (hyper times the wait for the next
+//!   head from the moment the previous response went out).
+//! - At most `max_connections_per_ip` connections per address: the next one is answered
+//!   `503 TOO_MANY_CONNECTIONS` and closed.
+//! - At most `requests_per_ip_per_sec` requests per address and second: the rest are
+//!   answered `429 RATE_LIMIT_EXCEEDED` with `Retry-After: 1`.
+//!
+//! warp's own server sets no timer (so no timeout at all) and keeps the peer address in a
+//! private type; this listener puts it in the request as [`Peer`], read with
+//! `warp::ext::optional`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use warp::filters::BoxedFilter;
+use warp::http::{Response, StatusCode};
+use warp::reply::Reply;
+
+/// The peer address of the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+/// Limits of the listener; see README's configuration table.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    pub header_read_timeout: Duration,
+    pub max_connections_per_ip: usize,
+    /// 0: unlimited.
+    pub requests_per_ip_per_sec: u32,
+}
+
+/// Per-address bookkeeping: open connections, and requests in the current second.
+#[derive(Debug, Default)]
+struct PerIp {
+    connections: usize,
+    second: u64,
+    requests: u32,
+}
+
+/// Entries kept before addresses with nothing open and no recent request are swept.
+const SWEEP_AT: usize = 10_000;
+
+#[derive(Debug, Default)]
+struct Addresses {
+    map: Mutex<HashMap<IpAddr, PerIp>>,
+}
+
+impl Addresses {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, PerIp>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One more connection from `ip`, or `Err(open)` when it has `max` open already.
+    fn connect(&self, ip: IpAddr, max: usize) -> Result<(), usize> {
+        let mut map = self.lock();
+        if map.len() > SWEEP_AT {
+            let now = now_s();
+            map.retain(|_, e| e.connections > 0 || e.second >= now);
+        }
+        let e = map.entry(ip).or_default();
+        if e.connections >= max {
+            return Err(e.connections);
+        }
+        e.connections += 1;
+        Ok(())
+    }
+
+    fn disconnect(&self, ip: IpAddr) {
+        if let Some(e) = self.lock().get_mut(&ip) {
+            e.connections = e.connections.saturating_sub(1);
+        }
+    }
+
+    /// Counts a request from `ip`; false when over `limit` this second.
+    fn admit(&self, ip: IpAddr, limit: u32) -> bool {
+        if limit == 0 {
+            return true;
+        }
+        let now = now_s();
+        let mut map = self.lock();
+        let e = map.entry(ip).or_default();
+        if e.second != now {
+            e.second = now;
+            e.requests = 0;
+        }
+        e.requests = e.requests.saturating_add(1);
+        e.requests <= limit
+    }
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Gives the connection slot back however the connection ends.
+struct Slot {
+    addresses: Arc<Addresses>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.addresses.disconnect(self.ip);
+    }
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> warp::reply::Response {
+    warp::reply::with_status(warp::reply::json(body), status).into_response()
+}
+
+fn too_many_requests() -> warp::reply::Response {
+    let mut r = json_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        &json!({"error": "RATE_LIMIT_EXCEEDED",
+                "message": "Too many requests from this address; retry shortly",
+                "retry_after_seconds": 1}),
+    );
+    r.headers_mut()
+        .insert("retry-after", warp::http::HeaderValue::from_static("1"));
+    r
+}
+
+/// Answers a connection over the per-address limit with a 503 and closes it.
+async fn refuse(mut stream: tokio::net::TcpStream, open: usize, max: usize) {
+    let body = json!({"error": "TOO_MANY_CONNECTIONS",
+                      "message": "Too many connections from this address",
+                      "current": open, "max": max})
+    .to_string();
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
+
+/// Serves `filter` on `listener` until `shutdown` resolves, then lets open requests finish
+/// (for at most `drain`).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    filter: BoxedFilter<(warp::reply::Response,)>,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) {
+    let addresses = Arc::new(Addresses::default());
+    // Requests being answered: shutdown lets them finish.
+    let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let ip = peer.ip();
+        if let Err(open) = addresses.connect(ip, limits.max_connections_per_ip) {
+            tokio::spawn(refuse(stream, open, limits.max_connections_per_ip));
+            continue;
+        }
+        let slot = Slot {
+            addresses: addresses.clone(),
+            ip,
+        };
+        let service = warp::service(filter.clone());
+        let per_ip = limits.requests_per_ip_per_sec;
+        let admit = addresses.clone();
+        let in_flight = in_flight.clone();
+        let handler = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+            let mut service = service.clone();
+            let admitted = admit.admit(ip, per_ip);
+            req.extensions_mut().insert(Peer(peer));
+            let counted = InFlight::new(in_flight.clone());
+            async move {
+                let _counted = counted;
+                if !admitted {
+                    return Ok::<_, Infallible>(too_many_requests());
+                }
+                tower_service::Service::call(&mut service, req).await
+            }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout);
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), handler)
+            .with_upgrades();
+        tokio::spawn(async move {
+            let _slot = slot;
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    let deadline = tokio::time::Instant::now() + drain;
+    while in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("requests still running at shutdown");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Counts one request in flight while it lives.
+struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl InFlight {
+    fn new(count: Arc<std::sync::atomic::AtomicUsize>) -> InFlight {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The response of a request that did not come in time (a body sent too slowly).
+pub fn request_timeout() -> Response<Vec<u8>> {
+    let body = json!({"error": "REQUEST_TIMEOUT",
+                      "message": "The request body did not arrive in time"});
+    let mut r = Response::new(serde_json::to_vec(&body).unwrap_or_default());
+    *r.status_mut() = StatusCode::REQUEST_TIMEOUT;
+    r.headers_mut().insert(
+        "content-type",
+        warp::http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_and_requests_are_counted_per_address() {
+        let a = Addresses::default();
+        let (x, y): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
+        assert!(a.connect(x, 2).is_ok());
+        assert!(a.connect(x, 2).is_ok());
+        assert_eq!(a.connect(x, 2), Err(2));
+        assert!(
+            a.connect(y, 2).is_ok(),
+            "another address has its own budget"
+        );
+        a.disconnect(x);
+        assert!(a.connect(x, 2).is_ok());
+        assert!((0..3).all(|_| a.admit(x, 3)));
+        assert!(!a.admit(x, 3));
+        assert!(a.admit(y, 3));
+        assert!(a.admit(x, 0), "0 is unlimited");
+    }
+}
