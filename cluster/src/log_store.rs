@@ -60,18 +60,8 @@ impl LogStore {
     /// Opens (or creates) the raft log in `dir` on `storage`. Blocks.
     pub fn open_with(storage: Arc<dyn Storage>, dir: &Path, config: LogConfig) -> Result<Self> {
         let log = Log::open_with(storage.clone(), dir, config)?;
-        // Raft's log starts at index 0: entries before the first segment, with no purge
-        // marker to say they were purged, are missing (a sealed segment was removed).
-        if log.purged().is_none()
-            && let Some((segment, first)) = log.first_segment()
-            && first.0 > 0
-        {
-            return Err(folddb_log::Error::MissingHead {
-                segment,
-                first,
-                expected: LogIndex(0),
-            }
-            .into());
+        if log.purged().is_none() {
+            check_head(&log)?;
         }
         Ok(LogStore {
             log,
@@ -97,6 +87,20 @@ impl LogStore {
             last_purged_log_id: purged,
             last_log_id: last,
         }
+    }
+}
+
+/// Raft's log starts at index 0: entries before the first segment, with no purge marker to
+/// say they were purged, are missing (a sealed segment was removed).
+pub(crate) fn check_head(log: &Log) -> Result<()> {
+    match log.first_segment() {
+        Some((segment, first)) if first.0 > 0 => Err(folddb_log::Error::MissingHead {
+            segment,
+            first,
+            expected: LogIndex(0),
+        }
+        .into()),
+        _ => Ok(()),
     }
 }
 

@@ -38,16 +38,7 @@ pub fn replay<F: Fold>(
                 ),
             });
         }
-        if let Some((segment, first)) = log.first_segment()
-            && first.0 > 0
-        {
-            return Err(folddb_log::Error::MissingHead {
-                segment,
-                first,
-                expected: LogIndex(0),
-            }
-            .into());
-        }
+        crate::log_store::check_head(&log)?;
     }
     let last = log.last_index().map_or(0, |i| i.0);
     let end = to.map_or(last, |t| t.min(last));

@@ -210,6 +210,24 @@ impl Server {
         body
     }
 
+    /// Runs each of `sqls` in order, asserting each succeeded.
+    pub async fn ok_all(&self, token: &str, sqls: &[&str]) {
+        for sql in sqls {
+            self.ok(token, sql).await;
+        }
+    }
+
+    /// Creates user `name` with `password` and `role` (as the DBA holding `admin`), then
+    /// logs in as it: its token.
+    pub async fn user(&self, admin: &str, name: &str, password: &str, role: &str) -> String {
+        self.ok(
+            admin,
+            &format!("CREATE USER {name} WITH PASSWORD '{password}' ROLE {role}"),
+        )
+        .await;
+        self.login(name, password).await
+    }
+
     /// Waits until job `id` (`system.jobs`) ends; returns its status and message.
     pub async fn wait_job(&self, token: &str, id: &str) -> (String, String) {
         for _ in 0..300 {

@@ -13,13 +13,15 @@ async fn server() -> (tempfile::TempDir, Server, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Server::start(dir.path()).await;
     let admin = s.setup_and_login().await;
-    for sql in [
-        "CREATE NAMESPACE app",
-        "CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, n BIGINT, v TEXT) WITH (ACCESS_LEVEL = 'PUBLIC')",
-        "INSERT INTO app.t (id, n, v) VALUES (1, 10, 'sentinel'), (2, 20, 'sentinel')",
-    ] {
-        s.ok(&admin, sql).await;
-    }
+    s.ok_all(
+        &admin,
+        &[
+            "CREATE NAMESPACE app",
+            "CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, n BIGINT, v TEXT) WITH (ACCESS_LEVEL = 'PUBLIC')",
+            "INSERT INTO app.t (id, n, v) VALUES (1, 10, 'sentinel'), (2, 20, 'sentinel')",
+        ],
+    )
+    .await;
     (dir, s, admin)
 }
 
@@ -49,14 +51,7 @@ fn chain(term: &str, op: &str, n: usize) -> String {
 #[tokio::test]
 async fn deep_operator_chains_are_refused_and_the_server_stays_up() {
     let (_dir, s, admin) = server().await;
-    let user = {
-        s.ok(
-            &admin,
-            "CREATE USER eve WITH PASSWORD 'eve-pass-123' ROLE user",
-        )
-        .await;
-        s.login("eve", "eve-pass-123").await
-    };
+    let user = s.user(&admin, "eve", "eve-pass-123", "user").await;
     let n = 2_000;
     let attacks = [
         format!("SELECT {}", chain("1", "+", n)),

@@ -72,10 +72,12 @@ async fn a_full_disk_is_reported_and_refuses_writes_until_a_restart() {
     let data = disk.path.join("data");
     let s = Server::start_with(&data, &ENV).await;
     let admin = s.setup_and_login().await;
-    s.ok(&admin, "CREATE NAMESPACE app").await;
-    s.ok(
+    s.ok_all(
         &admin,
-        "CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
+        &[
+            "CREATE NAMESPACE app",
+            "CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
+        ],
     )
     .await;
     let ballast = ballast(&disk.path, 8);

@@ -17,14 +17,15 @@ async fn server(env: &[(&str, &str)]) -> (tempfile::TempDir, Server, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Server::start_with(dir.path(), env).await;
     let admin = s.setup_and_login().await;
-    s.ok(&admin, "CREATE NAMESPACE app").await;
-    s.ok(
+    s.ok_all(
         &admin,
-        "CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
+        &[
+            "CREATE NAMESPACE app",
+            "CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
+            "INSERT INTO app.t (id, v) VALUES (1, 'sentinel')",
+        ],
     )
     .await;
-    s.ok(&admin, "INSERT INTO app.t (id, v) VALUES (1, 'sentinel')")
-        .await;
     (dir, s, admin)
 }
 
@@ -48,14 +49,7 @@ async fn goes_quiet(s: &Server, budget: Duration) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_hungry_queries_are_refused_and_timeouts_cancel_the_work() {
     let (_dir, s, admin) = server(&[("FOLDDB_STATEMENT_TIMEOUT_SECONDS", "3")]).await;
-    let user = {
-        s.ok(
-            &admin,
-            "CREATE USER eve WITH PASSWORD 'eve-pass-123' ROLE user",
-        )
-        .await;
-        s.login("eve", "eve-pass-123").await
-    };
+    let user = s.user(&admin, "eve", "eve-pass-123", "user").await;
     for (sql, code) in [
         ("SELECT array_repeat(1, 100000000)", "SQL_EXECUTION_ERROR"),
         ("SELECT repeat('x', 2147483647)", "SQL_EXECUTION_ERROR"),

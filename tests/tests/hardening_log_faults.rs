@@ -48,10 +48,12 @@ async fn written(n: i64, env: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Server::start_with(dir.path(), env).await;
     let admin = s.setup_and_login().await;
-    s.ok(&admin, "CREATE NAMESPACE app").await;
-    s.ok(
+    s.ok_all(
         &admin,
-        "CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
+        &[
+            "CREATE NAMESPACE app",
+            "CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
+        ],
     )
     .await;
     for id in 1..=n {
@@ -66,6 +68,20 @@ async fn written(n: i64, env: &[(&str, &str)]) -> tempfile::TempDir {
     }
     s.stop();
     dir
+}
+
+/// `folddb log replay DATA --into <fresh dir>`: the temp dir (keep it), the target, the run.
+fn replay(data: &Path) -> (tempfile::TempDir, std::path::PathBuf, std::process::Output) {
+    let rebuilt = tempfile::tempdir().expect("temp dir");
+    let into = rebuilt.path().join("data");
+    let out = run_folddb([
+        "log",
+        "replay",
+        data.to_str().expect("path"),
+        "--into",
+        into.to_str().expect("path"),
+    ]);
+    (rebuilt, into, out)
 }
 
 fn segments(log_dir: &Path) -> Vec<std::path::PathBuf> {
@@ -101,15 +117,7 @@ async fn a_log_that_lost_an_applied_entry_is_refused_and_replay_recovers() {
     assert_eq!(segments(&log_dir), before);
 
     // The log rebuilds a data directory that starts, with every entry the log still holds.
-    let rebuilt = tempfile::tempdir().expect("temp dir");
-    let into = rebuilt.path().join("data");
-    let out = run_folddb([
-        "log",
-        "replay",
-        dir.path().to_str().expect("path"),
-        "--into",
-        into.to_str().expect("path"),
-    ]);
+    let (_rebuilt, into, out) = replay(dir.path());
     assert!(out.status.success(), "{:?}", text(&out));
     let s = Server::start(&into).await;
     let admin = s.login("admin", "kalamdb123").await;
@@ -151,15 +159,7 @@ async fn a_missing_sealed_segment_is_named() {
     );
     assert!(!stderr.contains("violates"), "{stderr}");
     // Replay says the same, and builds nothing.
-    let rebuilt = tempfile::tempdir().expect("temp dir");
-    let into = rebuilt.path().join("data");
-    let out = run_folddb([
-        "log",
-        "replay",
-        dir.path().to_str().expect("path"),
-        "--into",
-        into.to_str().expect("path"),
-    ]);
+    let (_rebuilt, _, out) = replay(dir.path());
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(stderr.contains("entries are missing"), "{stderr}");
@@ -174,15 +174,7 @@ async fn replay_refuses_a_purge_marker_that_hides_entries() {
         let term = Term(log.last_term().expect("a term").0);
         log.purge(LogIndex(2), term).expect("purge");
     }
-    let rebuilt = tempfile::tempdir().expect("temp dir");
-    let into = rebuilt.path().join("data");
-    let out = run_folddb([
-        "log",
-        "replay",
-        dir.path().to_str().expect("path"),
-        "--into",
-        into.to_str().expect("path"),
-    ]);
+    let (_rebuilt, _, out) = replay(dir.path());
     let (stdout, stderr) = text(&out);
     assert!(!out.status.success(), "{stdout}");
     assert!(stderr.contains("purge marker"), "{stderr}");
