@@ -108,7 +108,7 @@ async fn deep_operator_chains_are_refused_and_the_server_stays_up() {
             &user,
             &format!(
                 "SELECT id FROM app.t WHERE {} ORDER BY id",
-                chain("n = 20", " OR ", 300)
+                chain("n = 20", " OR ", 200)
             ),
         )
         .await;
