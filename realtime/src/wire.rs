@@ -137,7 +137,46 @@ pub fn decode_server_frame(binary: bool, bytes: &[u8], msgpack: bool) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    proptest! {
+        /// Whatever a client sends — text, MessagePack, gzip'ed or not — decoding gives a
+        /// message or an error, never a panic.
+        #[test]
+        fn any_client_frame_decodes_or_is_refused(
+            text in ".{0,200}",
+            bytes in proptest::collection::vec(any::<u8>(), 0..300),
+            gzip in any::<bool>(),
+        ) {
+            let _ = crate::ClientMessage::parse(&text);
+            let wire = Wire { msgpack: true, gzip: false };
+            let mut framed = bytes.clone();
+            if gzip {
+                framed.splice(0..0, GZIP_MAGIC);
+            }
+            let _ = wire.decode_binary(&framed, 1 << 20);
+        }
+
+        /// Near-misses of real messages: every field shape the parser might trip on.
+        #[test]
+        fn near_valid_messages_decode_or_are_refused(
+            kind in prop_oneof![Just("subscribe"), Just("next_batch"), Just("unsubscribe"),
+                                Just("authenticate"), Just("ping"), Just("bogus")],
+            field in prop_oneof![Just("subscription"), Just("subscription_id"), Just("token"),
+                                 Just("options"), Just("last_seq_id")],
+            value in prop_oneof![Just(json!(null)), Just(json!(-1)), Just(json!(1e300)),
+                                 Just(json!("x")), Just(json!([1, 2])),
+                                 Just(json!({"id": "s", "sql": "SELECT 1",
+                                             "options": {"batch_size": -5, "from": "x"}}))],
+        ) {
+            let m = json!({"type": kind, field: value});
+            let _ = crate::ClientMessage::parse(&m.to_string());
+            if let Ok(b) = rmp_serde::to_vec_named(&m) {
+                let _ = Wire { msgpack: true, gzip: false }.decode_binary(&b, 1 << 20);
+            }
+        }
+    }
 
     fn big() -> Json {
         let rows: Vec<Json> = (0..50)
