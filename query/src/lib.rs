@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod live;
 pub mod nesting;
 pub mod provider;
+pub mod request;
 pub mod split;
 pub mod storage;
 pub mod system;
