@@ -152,8 +152,8 @@ async fn refuse(mut stream: tokio::net::TcpStream, open: usize, max: usize) {
     let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
 }
 
-/// Serves `filter` on `listener` until `shutdown` resolves, then lets open requests finish
-/// (for at most `drain`).
+/// Serves `filter` on `listener` until `shutdown` resolves; then every connection finishes
+/// the request it is answering and closes (idle ones at once), for at most `drain`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     filter: BoxedFilter<(warp::reply::Response,)>,
@@ -162,8 +162,9 @@ pub async fn serve(
     drain: Duration,
 ) {
     let addresses = Arc::new(Addresses::default());
-    // Requests being answered: shutdown lets them finish.
-    let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Open connections, and the signal that asks them to close.
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -190,14 +191,11 @@ pub async fn serve(
         let service = warp::service(filter.clone());
         let per_ip = limits.requests_per_ip_per_sec;
         let admit = addresses.clone();
-        let in_flight = in_flight.clone();
         let handler = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
             let mut service = service.clone();
             let admitted = admit.admit(ip, per_ip);
             req.extensions_mut().insert(Peer(peer));
-            let counted = InFlight::new(in_flight.clone());
             async move {
-                let _counted = counted;
                 if !admitted {
                     return Ok::<_, Infallible>(too_many_requests());
                 }
@@ -211,34 +209,46 @@ pub async fn serve(
         let conn = builder
             .serve_connection(TokioIo::new(stream), handler)
             .with_upgrades();
+        let counted = Counted::new(open.clone());
+        let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(e) = conn.await {
+            let _counted = counted;
+            let mut conn = std::pin::pin!(conn);
+            let ended = tokio::select! {
+                ended = conn.as_mut() => ended,
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
     }
+    let _ = stop_tx.send(true);
     let deadline = tokio::time::Instant::now() + drain;
-    while in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+    while open.load(std::sync::atomic::Ordering::Relaxed) > 0 {
         if tokio::time::Instant::now() >= deadline {
-            tracing::warn!("requests still running at shutdown");
+            tracing::warn!("connections still open at shutdown");
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// Counts one request in flight while it lives.
-struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+/// Counts one open connection while it lives.
+struct Counted(Arc<std::sync::atomic::AtomicUsize>);
 
-impl InFlight {
-    fn new(count: Arc<std::sync::atomic::AtomicUsize>) -> InFlight {
+impl Counted {
+    fn new(count: Arc<std::sync::atomic::AtomicUsize>) -> Counted {
         count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        InFlight(count)
+        Counted(count)
     }
 }
 
-impl Drop for InFlight {
+impl Drop for Counted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }

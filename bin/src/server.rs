@@ -183,8 +183,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listen,
         live_config: config.live.clone(),
     });
-    tokio::spawn(run_scheduler(state.clone(), config.storage.clone()));
-    tokio::spawn(audit_failed_logins(state.clone()));
+    // Background tasks hold the state; they end before the node is shut down.
+    let background = [
+        tokio::spawn(run_scheduler(state.clone(), config.storage.clone())),
+        tokio::spawn(audit_failed_logins(state.clone())),
+    ];
     let routes = warp::any()
         .and(warp::method())
         .and(warp::path::full())
@@ -248,6 +251,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.server.data_dir.display()
     );
     crate::http::serve(listener, filter, limits, shutdown_signal(), SHUTDOWN_DRAIN).await;
+    for task in background {
+        task.abort();
+        let _ = task.await;
+    }
     drop(state);
     match Arc::try_unwrap(node) {
         Ok(node) => node.shutdown().await.context("shutting down the node")?,
