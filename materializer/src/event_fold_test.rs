@@ -1,0 +1,293 @@
+//! Tests of `event_fold`, kept beside it (STYLE.md: a sibling `*_test.rs` once they grow).
+use super::*;
+use crate::catalog::TableKind;
+use crate::event::{decode_outcomes, encode_entry};
+use folddb_log::Term;
+use proptest::prelude::*;
+
+fn table() -> TableDef {
+    TableDef::example("app", "t", TableKind::Shared)
+}
+
+fn cmd(stamp_ms: u64, ops: Vec<Op>) -> Command {
+    Command {
+        stamp_ms,
+        actor: "t".into(),
+        ops,
+    }
+}
+
+fn insert(ids: &[i64]) -> Op {
+    Op::Insert {
+        table: TableId(1),
+        schema_version: 1,
+        scope: String::new(),
+        rows: ids
+            .iter()
+            .map(|i| vec![(1, Value::BigInt(*i)), (2, Value::Text(format!("v{i}")))])
+            .collect(),
+    }
+}
+
+/// Applies `entries` (each a list of commands) to a fresh store; returns the outcomes
+/// and the store's dump.
+fn run(entries: &[Vec<Command>]) -> (Vec<Vec<Outcome>>, Vec<crate::hot::KeyValue>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = HotStore::open(dir.path()).expect("open");
+    let mut outcomes = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let mut batch = HotBatch::default();
+        let index = LogIndex(i as u64 + 1);
+        let out = EventFold::default().fold(&store, index, &encode_entry(e), &mut batch);
+        store.apply(index, Term(1), batch).expect("apply");
+        outcomes.push(decode_outcomes(&out).expect("outcomes"));
+    }
+    (outcomes, store.dump().expect("dump"))
+}
+
+fn setup() -> Vec<Command> {
+    vec![
+        cmd(
+            1,
+            vec![Op::CreateNamespace {
+                name: "app".into(),
+                description: None,
+                if_not_exists: false,
+            }],
+        ),
+        cmd(
+            1,
+            vec![Op::CreateTable {
+                table: table(),
+                if_not_exists: false,
+            }],
+        ),
+    ]
+}
+
+#[test]
+fn a_failed_precondition_rolls_the_whole_command_back_and_later_commands_see_earlier_ones() {
+    let entries = vec![
+        setup(),
+        vec![
+            cmd(2, vec![insert(&[1, 2])]),
+            // Duplicate of a key the previous command (same entry) wrote: rejected whole,
+            // including its first row.
+            cmd(2, vec![insert(&[3]), insert(&[1])]),
+            cmd(2, vec![insert(&[4])]),
+        ],
+    ];
+    let (outcomes, dump) = run(&entries);
+    assert!(matches!(outcomes[1][0], Outcome::Applied(_)));
+    match &outcomes[1][1] {
+        Outcome::Rejected { op, error } => {
+            assert_eq!(*op, 1);
+            assert!(
+                error.contains("Primary key violation: value '1'"),
+                "{error}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(outcomes[1][2], Outcome::Applied(_)));
+    let rows: Vec<_> = dump.iter().filter(|(f, _, _)| *f == Family::Rows).collect();
+    assert_eq!(rows.len(), 3, "rows 1, 2 and 4; not 3");
+}
+
+#[test]
+fn update_and_delete_check_the_expected_seq() {
+    let (outcomes, _) = run(&[setup(), vec![cmd(5, vec![insert(&[1])])]]);
+    let Outcome::Applied(r) = &outcomes[1][0] else {
+        panic!("insert failed");
+    };
+    let seq = r[0].seqs[0];
+    let update = |expected_seq| Op::Update {
+        table: TableId(1),
+        schema_version: 1,
+        scope: String::new(),
+        rows: vec![RowChange {
+            pk: Value::BigInt(1),
+            expected_seq,
+            cells: vec![(1, Value::BigInt(1)), (2, Value::Text("new".into()))],
+        }],
+    };
+    let (outcomes, _) = run(&[
+        setup(),
+        vec![cmd(5, vec![insert(&[1])])],
+        vec![cmd(6, vec![update(seq)]), cmd(6, vec![update(seq)])],
+    ]);
+    assert!(matches!(outcomes[2][0], Outcome::Applied(_)));
+    assert!(
+        matches!(&outcomes[2][1], Outcome::Rejected { error, .. } if error.contains("changed concurrently")),
+        "the second update expected a _seq that the first one replaced"
+    );
+}
+
+#[test]
+fn own_write_sentinel_matches_only_rows_the_same_command_wrote() {
+    let update = |id: i64, expected_seq| Op::Update {
+        table: TableId(1),
+        schema_version: 1,
+        scope: String::new(),
+        rows: vec![RowChange {
+            pk: Value::BigInt(id),
+            expected_seq,
+            cells: vec![(1, Value::BigInt(id)), (2, Value::Text("again".into()))],
+        }],
+    };
+    let delete = |id: i64| Op::Delete {
+        table: TableId(1),
+        scope: String::new(),
+        rows: vec![(Value::BigInt(id), SEQ_OWN_WRITE)],
+    };
+    let (outcomes, _) = run(&[
+        setup(),
+        vec![cmd(5, vec![insert(&[1])])],
+        vec![
+            // Inserted and changed twice in one command: accepted.
+            cmd(6, vec![insert(&[2]), update(2, SEQ_OWN_WRITE), delete(2)]),
+            // Row 1 was written by an earlier command, not this one: refused.
+            cmd(6, vec![update(1, SEQ_OWN_WRITE)]),
+        ],
+        // A later command in another entry cannot claim row 2 either.
+        vec![cmd(
+            7,
+            vec![insert(&[3]), update(3, SEQ_OWN_WRITE), delete(1)],
+        )],
+    ]);
+    assert!(
+        matches!(&outcomes[2][0], Outcome::Applied(r) if r.len() == 3),
+        "{:?}",
+        outcomes[2][0]
+    );
+    assert!(matches!(&outcomes[2][1], Outcome::Rejected { op: 0, .. }));
+    assert!(
+        matches!(&outcomes[3][0], Outcome::Rejected { op: 2, .. }),
+        "{:?}",
+        outcomes[3][0]
+    );
+}
+
+#[test]
+fn a_preview_reads_its_own_writes_and_its_ops_replay_as_one_command() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = HotStore::open(dir.path()).expect("open");
+    for (i, e) in [setup(), vec![cmd(5, vec![insert(&[1])])]]
+        .iter()
+        .enumerate()
+    {
+        let mut batch = HotBatch::default();
+        let index = LogIndex(i as u64 + 1);
+        EventFold::default().fold(&store, index, &encode_entry(e), &mut batch);
+        store.apply(index, Term(1), batch).expect("apply");
+    }
+    let mut preview = Preview::new(&store, &EventFold::default()).expect("preview");
+    let key2 = row_key(TableId(1), "", &Value::BigInt(2));
+    assert!(matches!(
+        preview.apply(&store, &cmd(9, vec![insert(&[2])])),
+        Outcome::Applied(_)
+    ));
+    assert!(preview.wrote(&key2));
+    assert!(
+        preview
+            .batch()
+            .get(&store, Family::Rows, &key2)
+            .expect("read")
+            .is_some()
+    );
+    // A duplicate inside the transaction fails at the statement, and leaves the rest.
+    assert!(matches!(
+        preview.apply(&store, &cmd(9, vec![insert(&[3]), insert(&[1])])),
+        Outcome::Rejected { op: 1, .. }
+    ));
+    let key3 = row_key(TableId(1), "", &Value::BigInt(3));
+    assert!(!preview.wrote(&key3));
+    assert!(
+        preview
+            .batch()
+            .get(&store, Family::Rows, &key3)
+            .expect("read")
+            .is_none()
+    );
+    // Nothing reached the store.
+    assert!(store.get(Family::Rows, &key2).expect("read").is_none());
+}
+
+#[test]
+fn folding_records_each_row_change_with_its_old_and_new_image() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = HotStore::open(dir.path()).expect("open");
+    let fold = |i: u64, e: Vec<Command>| {
+        let mut batch = HotBatch::default();
+        let out = EventFold::default().fold(&store, LogIndex(i), &encode_entry(&e), &mut batch);
+        let events = batch.take_events();
+        store.apply(LogIndex(i), Term(1), batch).expect("apply");
+        (decode_outcomes(&out).expect("outcomes"), events)
+    };
+    fold(1, setup());
+    let (_, events) = fold(2, vec![cmd(5, vec![insert(&[1, 2])])]);
+    assert_eq!(events.len(), 2);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.old.is_none() && e.table == TableId(1))
+    );
+    let seq1 = events[0].new.as_ref().map(|v| v.seq);
+    let update = Op::Update {
+        table: TableId(1),
+        schema_version: 1,
+        scope: String::new(),
+        rows: vec![RowChange {
+            pk: Value::BigInt(1),
+            expected_seq: seq1.unwrap_or_default(),
+            cells: vec![(1, Value::BigInt(1)), (2, Value::Text("new".into()))],
+        }],
+    };
+    let delete = Op::Delete {
+        table: TableId(1),
+        scope: String::new(),
+        rows: vec![(Value::BigInt(1), SEQ_OWN_WRITE)],
+    };
+    // A rejected command leaves no events; the applied one leaves its two, in order.
+    let (outcomes, events) = fold(
+        3,
+        vec![cmd(6, vec![insert(&[2])]), cmd(6, vec![update, delete])],
+    );
+    assert!(matches!(outcomes[0], Outcome::Rejected { .. }));
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0].pk, Value::BigInt(1));
+    assert_eq!(events[0].old.as_ref().map(|v| v.seq), seq1);
+    let updated = events[0].new.clone().expect("a new image");
+    assert_eq!(updated.cell(2), Some(&Value::Text("new".into())));
+    assert_eq!(events[1].old.as_ref(), Some(&updated));
+    assert!(events[1].new.as_ref().is_some_and(|v| v.deleted));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Fold determinism: the same entries give the same outcomes and the same state, and
+    /// `_seq` increases strictly in log order whatever the stamps say.
+    #[test]
+    fn folding_is_deterministic(batches in proptest::collection::vec(
+        proptest::collection::vec((0i64..20, 0u64..3), 1..4), 1..6)) {
+        let mut entries = vec![setup()];
+        for (n, batch) in batches.iter().enumerate() {
+            entries.push(
+                batch
+                    .iter()
+                    .map(|(id, skew)| cmd(1000 + n as u64 * 2 - skew, vec![insert(&[*id])]))
+                    .collect(),
+            );
+        }
+        let a = run(&entries);
+        let b = run(&entries);
+        prop_assert_eq!(&a.0, &b.0);
+        prop_assert_eq!(&a.1, &b.1);
+        let seqs: Vec<i64> = a.0.iter().flatten().filter_map(|o| match o {
+            Outcome::Applied(r) => Some(r.iter().flat_map(|r| r.seqs.clone()).collect::<Vec<_>>()),
+            Outcome::Rejected { .. } => None,
+        }).flatten().collect();
+        prop_assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    }
+}

@@ -1,0 +1,171 @@
+//! Tests of `dialect`, kept beside it (STYLE.md: a sibling `*_test.rs` once they grow).
+use super::*;
+use proptest::prelude::*;
+
+proptest! {
+    /// No text makes the classifier panic; it answers a statement or an error.
+    #[test]
+    fn classify_never_panics(sql in "(?s).{0,120}") {
+        let _ = classify(&sql);
+    }
+
+    #[test]
+    fn ddl_prefixes_with_noise_never_panic(tail in "[a-z0-9 (),'=._-]{0,80}") {
+        for head in ["CREATE TABLE ", "CREATE USER TABLE t (", "ALTER TABLE t ", "DROP ", "SHOW ", "DESCRIBE TABLE "] {
+            let _ = classify(&format!("{head}{tail}"));
+        }
+    }
+}
+
+#[test]
+fn keyword_calls_lose_their_parentheses_and_nothing_else_changes() {
+    assert_eq!(
+        normalize_keyword_calls("UPDATE t SET o = CURRENT_USER( ) WHERE x = 'current_user()'"),
+        "UPDATE t SET o = CURRENT_USER WHERE x = 'current_user()'"
+    );
+    assert_eq!(
+        normalize_keyword_calls("SELECT current_role(), 1"),
+        "SELECT current_role, 1"
+    );
+    let plain = "SELECT \"current_user\"() FROM t";
+    assert_eq!(normalize_keyword_calls(plain), plain);
+}
+
+#[test]
+fn classifies_by_leading_words() {
+    assert_eq!(classify("select 1"), Ok(Statement::Query));
+    assert_eq!(
+        classify("WITH x AS (SELECT 1) SELECT * FROM x"),
+        Ok(Statement::Query)
+    );
+    assert_eq!(classify("insert into t values (1)"), Ok(Statement::Insert));
+    assert_eq!(classify("EXPLAIN SELECT 1"), Ok(Statement::Meta));
+    assert_eq!(classify("BEGIN"), Ok(Statement::Begin));
+    assert_eq!(classify("start transaction"), Ok(Statement::Begin));
+    assert_eq!(classify("COMMIT"), Ok(Statement::Commit));
+    assert_eq!(classify("use app"), Ok(Statement::Use("app".into())));
+    assert_eq!(
+        classify("SET NAMESPACE app"),
+        Ok(Statement::Use("app".into()))
+    );
+    assert_eq!(
+        classify("CREATE NAMESPACE IF NOT EXISTS App"),
+        Ok(Statement::CreateNamespace {
+            name: "app".into(),
+            if_not_exists: true
+        })
+    );
+    assert!(classify("CREATE NAMESPACE system").is_err());
+    assert!(classify("GRANT ALL ON x TO y").is_err());
+    assert!(classify("CREATE NAMESPACE 1abc").is_err());
+}
+
+#[test]
+fn parses_create_table_with_options() {
+    let sql = "CREATE USER TABLE IF NOT EXISTS app.todos (
+        id BIGINT PRIMARY KEY DEFAULT SNOWFLAKE_ID(),
+        title TEXT NOT NULL,
+        price DECIMAL(10, 2) DEFAULT 0,
+        emb EMBEDDING(3),
+        at TIMESTAMP DEFAULT NOW(),
+        n SERIAL
+    ) WITH (FLUSH_POLICY = 'rows:100', STORAGE_ID = 'local')";
+    let Ok(Statement::CreateTable(t)) = classify(sql) else {
+        panic!("{:?}", classify(sql));
+    };
+    assert_eq!(t.kind, Some(TableKind::User));
+    assert!(t.if_not_exists);
+    assert_eq!(t.table.namespace.as_deref(), Some("app"));
+    assert_eq!(t.columns.len(), 6);
+    assert!(t.columns[0].primary_key);
+    assert_eq!(
+        t.columns[0].default,
+        Some(DefaultSpec::Expr(DefaultExpr::SnowflakeId))
+    );
+    assert!(t.columns[1].not_null);
+    assert_eq!(
+        t.columns[2].data_type,
+        DataType::Decimal {
+            precision: 10,
+            scale: 2
+        }
+    );
+    assert_eq!(t.columns[3].data_type, DataType::Embedding(3));
+    assert_eq!(
+        t.columns[4].default,
+        Some(DefaultSpec::Expr(DefaultExpr::Now))
+    );
+    assert_eq!(
+        t.columns[5].default,
+        Some(DefaultSpec::Expr(DefaultExpr::SnowflakeId))
+    );
+    assert_eq!(
+        t.options,
+        vec![
+            ("FLUSH_POLICY".into(), "rows:100".into()),
+            ("STORAGE_ID".into(), "local".into())
+        ]
+    );
+}
+
+#[test]
+fn parses_alter_table_forms() {
+    let alter = |sql: &str| match classify(sql) {
+        Ok(Statement::AlterTable { change, .. }) => change,
+        other => panic!("{sql}: {other:?}"),
+    };
+    assert!(matches!(
+        alter("ALTER TABLE t ADD COLUMN c INT NOT NULL DEFAULT 1"),
+        AlterChange::AddColumn(ColumnSpec { not_null: true, .. })
+    ));
+    assert_eq!(
+        alter("ALTER TABLE t DROP c"),
+        AlterChange::DropColumn("c".into())
+    );
+    assert_eq!(
+        alter("ALTER TABLE t RENAME COLUMN a TO b"),
+        AlterChange::RenameColumn {
+            from: "a".into(),
+            to: "b".into()
+        }
+    );
+    assert_eq!(
+        alter("ALTER TABLE t ALTER COLUMN c DROP NOT NULL"),
+        AlterChange::SetNotNull("c".into(), false)
+    );
+    assert_eq!(
+        alter("ALTER TABLE t SET TBLPROPERTIES (ACCESS_LEVEL = 'PUBLIC')"),
+        AlterChange::SetAccessLevel("PUBLIC".into())
+    );
+}
+
+#[test]
+fn subscribe_to_a_table_or_a_select_with_options() {
+    let sub = |sql: &str| match classify(sql) {
+        Ok(Statement::Subscribe { select, options }) => Ok((select, options)),
+        Ok(other) => panic!("{sql} classified as {other:?}"),
+        Err(e) => Err(e),
+    };
+    assert_eq!(
+        sub("SUBSCRIBE TO app.msgs WHERE room = 'a' OPTIONS (last_rows=10, batch_size = 5);"),
+        Ok((
+            "SELECT * FROM app.msgs WHERE room = 'a'".to_owned(),
+            vec![("last_rows".to_owned(), 10), ("batch_size".to_owned(), 5)]
+        ))
+    );
+    assert_eq!(
+        sub("subscribe to SELECT id FROM app.t OPTIONS (from_seq_id=42)"),
+        Ok((
+            "SELECT id FROM app.t".to_owned(),
+            vec![("from".to_owned(), 42)]
+        ))
+    );
+    assert_eq!(
+        sub("SUBSCRIBE TO app.t"),
+        Ok(("SELECT * FROM app.t".to_owned(), vec![]))
+    );
+    assert!(sub("SUBSCRIBE TO").is_err());
+    assert!(sub("SUBSCRIBE app.t").is_err());
+    assert!(sub("SUBSCRIBE TO app.t OPTIONS (colour=1)").is_err());
+    assert!(sub("SUBSCRIBE TO app.t OPTIONS (batch_size=x)").is_err());
+}

@@ -1,0 +1,339 @@
+//! Planning table DDL (API.md 3.2–3.3): CREATE TABLE with its columns, defaults and `WITH`
+//! options into a [`TableDef`], and each ALTER TABLE change applied to one. Pure: no state.
+
+use super::*;
+
+/// A literal DEFAULT typed against its column.
+pub(super) fn typed_default(spec: &DefaultSpec, c: &ColumnSpec) -> StmtResult<DefaultExpr> {
+    Ok(match spec {
+        DefaultSpec::Expr(e) => e.clone(),
+        DefaultSpec::Literal(l) => DefaultExpr::Literal(
+            coerce(l, c.data_type).map_err(|m| format!("DEFAULT for column '{}': {m}", c.name))?,
+        ),
+    })
+}
+
+pub(super) fn column_def(c: &ColumnSpec, id: u32, pk: bool) -> StmtResult<ColumnDef> {
+    dialect::validate_name("column", &c.name).map_err(|m| Fail(ErrorCode::InvalidSql, m))?;
+    if RESERVED_COLUMNS.contains(&c.name.as_str()) {
+        return Err(Fail(
+            ErrorCode::InvalidSql,
+            format!("Column name '{}' is reserved", c.name),
+        ));
+    }
+    Ok(ColumnDef {
+        id,
+        name: c.name.clone(),
+        data_type: c.data_type,
+        nullable: !(c.not_null || pk),
+        default: c
+            .default
+            .as_ref()
+            .map(|d| typed_default(d, c))
+            .transpose()?,
+        unique: c.unique || pk,
+    })
+}
+
+pub(super) fn plan_create_table(
+    ct: &CreateTable,
+    caller: &Caller,
+    namespace: &str,
+) -> StmtResult<TableDef> {
+    let invalid = |m: String| Fail(ErrorCode::InvalidSql, m);
+    let ns = ct
+        .table
+        .namespace
+        .clone()
+        .unwrap_or_else(|| namespace.to_owned());
+    dialect::validate_name("table", &ct.table.name).map_err(invalid)?;
+    let mut options = TableOptions {
+        storage_id: "local".into(),
+        use_user_storage: false,
+        flush_policy: None,
+        deleted_retention_hours: None,
+        ttl_seconds: None,
+        access_level: None,
+    };
+    let mut type_option = None;
+    for (k, v) in &ct.options {
+        let int = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| invalid(format!("{k} must be a non-negative integer, got '{v}'")))
+        };
+        match k.as_str() {
+            "TYPE" => {
+                type_option = Some(match v.to_ascii_uppercase().as_str() {
+                    "USER" => TableKind::User,
+                    "SHARED" => TableKind::Shared,
+                    "STREAM" => TableKind::Stream,
+                    _ => return Err(invalid(format!("Unknown table TYPE '{v}'"))),
+                })
+            }
+            "STORAGE_ID" => options.storage_id = v.to_ascii_lowercase(),
+            "USE_USER_STORAGE" => {
+                options.use_user_storage = match v.to_ascii_lowercase().as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(invalid(format!(
+                            "USE_USER_STORAGE must be TRUE or FALSE, got '{v}'"
+                        )));
+                    }
+                }
+            }
+            "FLUSH_POLICY" => {
+                validate_flush_policy(v).map_err(invalid)?;
+                options.flush_policy = Some(v.clone());
+            }
+            "DELETED_RETENTION_HOURS" => options.deleted_retention_hours = Some(int(v)?),
+            "TTL_SECONDS" => {
+                let ttl = int(v)?;
+                if ttl == 0 {
+                    return Err(invalid("TTL_SECONDS must be positive".into()));
+                }
+                options.ttl_seconds = Some(ttl);
+            }
+            "ACCESS_LEVEL" => {
+                options.access_level = Some(
+                    AccessLevel::parse(v)
+                        .ok_or_else(|| invalid(format!("Unknown ACCESS_LEVEL '{v}'")))?,
+                )
+            }
+            _ => return Err(invalid(format!("Unknown table option '{k}'"))),
+        }
+    }
+    let kind = match (ct.kind, type_option) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(invalid(format!(
+                "Table type conflict: CREATE {} TABLE with TYPE = '{}'",
+                a.name(),
+                b.name()
+            )));
+        }
+        (Some(k), _) | (None, Some(k)) => k,
+        (None, None) => {
+            if matches!(caller.role, Role::User | Role::Service) && ns == caller.user {
+                TableKind::User
+            } else {
+                TableKind::Shared
+            }
+        }
+    };
+    let allowed = match caller.role {
+        Role::User => matches!(kind, TableKind::User | TableKind::Stream),
+        Role::Service | Role::Dba | Role::System => true,
+    };
+    if !allowed {
+        return Err(Fail(
+            ErrorCode::PermissionDenied,
+            format!(
+                "Permission denied: role {} cannot create {} tables",
+                caller.role.name(),
+                kind.name()
+            ),
+        ));
+    }
+    if kind == TableKind::Stream && options.ttl_seconds.is_none() {
+        return Err(invalid("STREAM tables require TTL_SECONDS".into()));
+    }
+    if kind != TableKind::Stream && options.ttl_seconds.is_some() {
+        return Err(invalid("TTL_SECONDS applies to STREAM tables only".into()));
+    }
+    if kind != TableKind::Shared && options.access_level.is_some() {
+        return Err(invalid("ACCESS_LEVEL applies to SHARED tables only".into()));
+    }
+    if kind == TableKind::Shared && options.access_level.is_none() {
+        options.access_level = Some(AccessLevel::Private);
+    }
+    let mut pk_names: Vec<String> = ct
+        .columns
+        .iter()
+        .filter(|c| c.primary_key)
+        .map(|c| c.name.clone())
+        .collect();
+    pk_names.extend(ct.primary_key.iter().cloned());
+    pk_names.dedup();
+    if pk_names.len() > 1 {
+        return Err(invalid("Composite primary keys are not supported".into()));
+    }
+    if pk_names.is_empty() && kind != TableKind::Stream {
+        return Err(invalid(format!(
+            "{} tables require a PRIMARY KEY column",
+            kind.name()
+        )));
+    }
+    if ct.columns.is_empty() {
+        return Err(invalid("A table needs at least one column".into()));
+    }
+    let mut columns = Vec::with_capacity(ct.columns.len());
+    for (i, c) in ct.columns.iter().enumerate() {
+        if ct.columns[..i].iter().any(|p| p.name == c.name) {
+            return Err(invalid(format!("Duplicate column '{}'", c.name)));
+        }
+        let pk = pk_names.first() == Some(&c.name);
+        columns.push(column_def(c, i as u32 + 1, pk)?);
+    }
+    let primary_key = match pk_names.first() {
+        Some(n) => Some(
+            columns
+                .iter()
+                .find(|c| &c.name == n)
+                .map(|c| c.id)
+                .ok_or_else(|| invalid(format!("PRIMARY KEY column '{n}' is not a column")))?,
+        ),
+        None => None,
+    };
+    if let Some(pk) = primary_key.and_then(|id| columns.iter().find(|c| c.id == id))
+        && matches!(
+            pk.data_type,
+            DataType::Embedding(_) | DataType::Json | DataType::File
+        )
+    {
+        return Err(invalid(format!(
+            "Column '{}' cannot be a primary key",
+            pk.name
+        )));
+    }
+    Ok(TableDef {
+        id: TableId(0),
+        namespace: ns,
+        name: ct.table.name.clone(),
+        kind,
+        next_column_id: columns.len() as u32 + 1,
+        columns,
+        primary_key,
+        options,
+        schema_version: 0,
+        created_at_ms: 0,
+        updated_at_ms: 0,
+        change: "created".into(),
+    })
+}
+
+pub(super) fn validate_flush_policy(v: &str) -> Result<(), String> {
+    flush_policy(v).map(|_| ())
+}
+
+/// A FLUSH_POLICY's row threshold and interval (seconds), validated (API.md 3.3).
+pub(super) fn flush_policy(v: &str) -> Result<(Option<u64>, Option<u64>), String> {
+    let (mut rows, mut interval) = (None, None);
+    for part in v.split(',') {
+        let (k, n) = part.trim().split_once(':').ok_or_else(|| {
+            format!("Invalid FLUSH_POLICY '{v}': expected 'rows:N', 'interval:S' or both")
+        })?;
+        let n: u64 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("Invalid FLUSH_POLICY '{v}': '{n}' is not a number"))?;
+        match k.trim().to_ascii_lowercase().as_str() {
+            "rows" if (1..=999_999).contains(&n) => rows = Some(n),
+            "interval" if (1..=86_399).contains(&n) => interval = Some(n),
+            "rows" => return Err(format!("FLUSH_POLICY rows must be 1..999999, got {n}")),
+            "interval" => {
+                return Err(format!(
+                    "FLUSH_POLICY interval must be 1..86399 seconds, got {n}"
+                ));
+            }
+            _ => return Err(format!("Invalid FLUSH_POLICY '{v}'")),
+        }
+    }
+    if rows.is_none() && interval.is_none() {
+        return Err(format!("Invalid FLUSH_POLICY '{v}'"));
+    }
+    Ok((rows, interval))
+}
+
+pub(super) fn plan_alter(mut def: TableDef, change: &AlterChange) -> StmtResult<TableDef> {
+    let find = |def: &TableDef, n: &str| -> StmtResult<usize> {
+        if RESERVED_COLUMNS.contains(&n) {
+            return Err(format!("System column '{n}' cannot be altered").into());
+        }
+        def.columns.iter().position(|c| c.name == n).ok_or_else(|| {
+            format!("Column '{n}' not found in table {}", def.qualified_name()).into()
+        })
+    };
+    def.change = match change {
+        AlterChange::AddColumn(spec) => {
+            if def.column(&spec.name).is_some() {
+                return Err(format!("Column '{}' already exists", spec.name).into());
+            }
+            if spec.primary_key {
+                return Err("ALTER TABLE cannot add a PRIMARY KEY column".into());
+            }
+            let c = column_def(spec, def.next_column_id, false)?;
+            if !c.nullable && !matches!(c.default, Some(DefaultExpr::Literal(_))) {
+                return Err("Adding a NOT NULL column requires a literal DEFAULT".into());
+            }
+            def.next_column_id += 1;
+            def.columns.push(c);
+            format!("added column {}", spec.name)
+        }
+        AlterChange::DropColumn(n) => {
+            let i = find(&def, n)?;
+            if def.primary_key == Some(def.columns[i].id) {
+                return Err(format!("Cannot drop primary key column '{n}'").into());
+            }
+            def.columns.remove(i);
+            format!("dropped column {n}")
+        }
+        AlterChange::ModifyColumn {
+            name,
+            data_type,
+            not_null,
+        } => {
+            let i = find(&def, name)?;
+            if def.primary_key == Some(def.columns[i].id) {
+                return Err(format!("Cannot modify primary key column '{name}'").into());
+            }
+            def.columns[i].data_type = *data_type;
+            if let Some(nn) = not_null {
+                def.columns[i].nullable = !nn;
+            }
+            format!("modified column {name}")
+        }
+        AlterChange::SetNotNull(n, nn) => {
+            let i = find(&def, n)?;
+            if def.primary_key == Some(def.columns[i].id) && !nn {
+                return Err(format!("Primary key column '{n}' must stay NOT NULL").into());
+            }
+            def.columns[i].nullable = !nn;
+            format!("{} NOT NULL on {n}", if *nn { "set" } else { "dropped" })
+        }
+        AlterChange::SetDefault(n, d) => {
+            let i = find(&def, n)?;
+            let spec = ColumnSpec {
+                name: n.clone(),
+                data_type: def.columns[i].data_type,
+                not_null: false,
+                default: None,
+                primary_key: false,
+                unique: false,
+            };
+            def.columns[i].default = d.as_ref().map(|d| typed_default(d, &spec)).transpose()?;
+            format!(
+                "{} default on {n}",
+                if d.is_some() { "set" } else { "dropped" }
+            )
+        }
+        AlterChange::RenameColumn { from, to } => {
+            let i = find(&def, from)?;
+            dialect::validate_name("column", to).map_err(|m| Fail(ErrorCode::InvalidSql, m))?;
+            if RESERVED_COLUMNS.contains(&to.as_str()) || def.column(to).is_some() {
+                return Err(format!("Column '{to}' already exists or is reserved").into());
+            }
+            def.columns[i].name = to.clone();
+            format!("renamed column {from} to {to}")
+        }
+        AlterChange::SetAccessLevel(level) => {
+            if def.kind != TableKind::Shared {
+                return Err("ACCESS_LEVEL applies to SHARED tables only".into());
+            }
+            let l = AccessLevel::parse(level)
+                .ok_or_else(|| format!("Unknown ACCESS_LEVEL '{level}'"))?;
+            def.options.access_level = Some(l);
+            format!("set access level {}", l.name())
+        }
+    };
+    Ok(def)
+}
