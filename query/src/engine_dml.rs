@@ -1,0 +1,433 @@
+//! Planning INSERT, UPDATE and DELETE into ops (DESIGN.md "Write path", step 2):
+//! defaults and generated values resolved, rows typed and checked, UPDATE / DELETE targets
+//! read with their current `_seq` as the precondition.
+
+use super::*;
+
+impl Engine {
+    pub(super) fn default_value(
+        &self,
+        d: &DefaultExpr,
+        t: DataType,
+        caller: &Caller,
+        now: u64,
+    ) -> StmtResult<Value> {
+        let lit = match d {
+            DefaultExpr::Literal(v) => return Ok(v.clone()),
+            DefaultExpr::Now => {
+                let us = now as i64 * 1000;
+                return Ok(match t {
+                    DataType::Timestamp => Value::Timestamp(us),
+                    DataType::DateTime => Value::DateTime(us),
+                    DataType::Date => Value::Date((now / 86_400_000) as i32),
+                    DataType::Time => Value::Time(us % 86_400_000_000),
+                    DataType::BigInt => Value::BigInt(now as i64),
+                    _ => coerce(
+                        &Literal::Str(
+                            chrono::DateTime::from_timestamp_millis(now as i64)
+                                .map(|d| d.to_rfc3339())
+                                .unwrap_or_default(),
+                        ),
+                        t,
+                    )?,
+                });
+            }
+            DefaultExpr::SnowflakeId => Literal::Number(self.ids.next(now).to_string()),
+            DefaultExpr::UuidV7 => Literal::Str(ids::uuid_v7()),
+            DefaultExpr::Ulid => Literal::Str(ids::ulid()),
+            DefaultExpr::CurrentUser => Literal::Str(caller.user.clone()),
+        };
+        Ok(coerce(&lit, t)?)
+    }
+
+    /// Evaluates expressions DataFusion-side (for VALUES entries that are not plain literals).
+    pub(super) async fn eval_exprs(
+        &self,
+        at: &At<'_>,
+        exprs: &[&Expr],
+        params: &[Literal],
+    ) -> StmtResult<RecordBatch> {
+        let list: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
+        let sql_text = format!("SELECT {}", list.join(", "));
+        let cap = Some(self.limits.max_result_bytes);
+        let (_, batches) = self.query(at, &sql_text, params, false, cap).await?;
+        batches
+            .into_iter()
+            .next()
+            .ok_or_else(|| "expression evaluation returned nothing".into())
+    }
+
+    pub(super) async fn plan_insert(
+        &self,
+        at: &At<'_>,
+        sql_text: &str,
+        params: &[Literal],
+    ) -> StmtResult<Planned> {
+        let At {
+            caller, namespace, ..
+        } = *at;
+        let stmt = parse_one(sql_text)?;
+        let sql::Statement::Insert(ins) = stmt else {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "expected an INSERT statement".into(),
+            ));
+        };
+        let TableObject::TableName(name) = &ins.table else {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "INSERT needs a table name".into(),
+            ));
+        };
+        if ins.on.is_some() {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "Upsert (ON CONFLICT / ON DUPLICATE KEY) is not supported".into(),
+            ));
+        }
+        let def = self.table_of_object(namespace, name)?;
+        let scope = self.scope(&def, caller)?;
+        let columns: Vec<&ColumnDef> = if ins.columns.is_empty() {
+            def.columns.iter().collect()
+        } else {
+            ins.columns
+                .iter()
+                .map(|c| {
+                    let n = c.to_string().trim_matches('"').to_ascii_lowercase();
+                    if RESERVED_COLUMNS.contains(&n.as_str()) {
+                        return Err(Fail::from(format!("Cannot write system column '{n}'")));
+                    }
+                    def.column(&n).ok_or_else(|| {
+                        format!("Column '{n}' not found in table {}", def.qualified_name()).into()
+                    })
+                })
+                .collect::<StmtResult<_>>()?
+        };
+        let Some(source) = &ins.source else {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "INSERT needs VALUES or a SELECT".into(),
+            ));
+        };
+        // Each source row's values for `columns`, in order.
+        let mut given: Vec<Vec<Value>> = Vec::new();
+        match source.body.as_ref() {
+            SetExpr::Values(values) => {
+                for row in &values.rows {
+                    let exprs: &Vec<Expr> = row;
+                    if exprs.len() != columns.len() {
+                        return Err(format!(
+                            "INSERT has {} values for {} columns",
+                            exprs.len(),
+                            columns.len()
+                        )
+                        .into());
+                    }
+                    let mut out = Vec::with_capacity(columns.len());
+                    let mut fallback = Vec::new();
+                    for (e, c) in exprs.iter().zip(&columns) {
+                        match eval_literal(e, params) {
+                            Ok(Evaluated::Literal(lit)) => out.push(
+                                coerce(&lit, c.data_type)
+                                    .map_err(|m| format!("column '{}': {m}", c.name))?,
+                            ),
+                            Ok(Evaluated::Default(d)) => {
+                                out.push(self.default_value(&d, c.data_type, caller, now_ms())?)
+                            }
+                            Err(()) => {
+                                fallback.push((out.len(), e));
+                                out.push(Value::Null);
+                            }
+                        }
+                    }
+                    if !fallback.is_empty() {
+                        let exprs: Vec<&Expr> = fallback.iter().map(|(_, e)| *e).collect();
+                        let batch = self.eval_exprs(at, &exprs, params).await?;
+                        for (j, (pos, _)) in fallback.iter().enumerate() {
+                            let c = columns[*pos];
+                            out[*pos] = arrow_to_value(batch.column(j).as_ref(), 0, c.data_type)
+                                .map_err(|m| format!("column '{}': {m}", c.name))?;
+                        }
+                    }
+                    given.push(out);
+                }
+            }
+            _ => {
+                // INSERT … SELECT: run the query, take its columns positionally.
+                let cap = Some(self.limits.max_result_bytes);
+                let (_, batches) = self
+                    .query(at, &source.to_string(), params, false, cap)
+                    .await?;
+                for b in &batches {
+                    if b.num_columns() != columns.len() {
+                        return Err(format!(
+                            "INSERT … SELECT returns {} columns for {} target columns",
+                            b.num_columns(),
+                            columns.len()
+                        )
+                        .into());
+                    }
+                    for r in 0..b.num_rows() {
+                        let mut out = Vec::with_capacity(columns.len());
+                        for (j, c) in columns.iter().enumerate() {
+                            out.push(
+                                arrow_to_value(b.column(j).as_ref(), r, c.data_type)
+                                    .map_err(|m| format!("column '{}': {m}", c.name))?,
+                            );
+                        }
+                        given.push(out);
+                    }
+                }
+            }
+        }
+        let now = now_ms();
+        let mut rows = Vec::with_capacity(given.len());
+        for values in given {
+            let mut cells = Vec::with_capacity(def.columns.len());
+            for c in &def.columns {
+                let v = match columns.iter().position(|g| g.id == c.id) {
+                    Some(p) => values[p].clone(),
+                    None => match &c.default {
+                        Some(d) => self.default_value(d, c.data_type, caller, now)?,
+                        None => Value::Null,
+                    },
+                };
+                check_not_null(&def, c, &v)?;
+                cells.push((c.id, v));
+            }
+            rows.push(cells);
+        }
+        let returning = returning_of(&def, &ins.returning, &rows)?;
+        let ops = if rows.is_empty() {
+            Vec::new()
+        } else {
+            vec![Op::Insert {
+                table: def.id,
+                schema_version: def.schema_version,
+                scope,
+                rows,
+            }]
+        };
+        Ok(Planned {
+            ops,
+            kind: WriteKind::Insert,
+            returning,
+        })
+    }
+
+    /// Runs `SELECT <pk>, _seq, <extra> FROM table WHERE <selection>` as the caller.
+    pub(super) async fn select_targets(
+        &self,
+        at: &At<'_>,
+        def: &TableDef,
+        extra: &[String],
+        selection: Option<&Expr>,
+        params: &[Literal],
+    ) -> StmtResult<Vec<RecordBatch>> {
+        let mut list = vec!["*".to_owned()];
+        list.extend(
+            extra
+                .iter()
+                .enumerate()
+                .map(|(i, e)| format!("({e}) AS \"__set_{i}\"")),
+        );
+        let mut q = format!(
+            "SELECT {} FROM \"{}\".\"{}\"",
+            list.join(", "),
+            def.namespace,
+            def.name
+        );
+        if let Some(w) = selection {
+            q.push_str(&format!(" WHERE {w}"));
+        }
+        let cap = Some(self.limits.max_result_bytes);
+        Ok(self.query(at, &q, params, false, cap).await?.1)
+    }
+
+    pub(super) async fn plan_update(
+        &self,
+        at: &At<'_>,
+        sql_text: &str,
+        params: &[Literal],
+    ) -> StmtResult<Planned> {
+        let At {
+            caller, namespace, ..
+        } = *at;
+        let stmt = parse_one(sql_text)?;
+        let sql::Statement::Update(up) = stmt else {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "expected an UPDATE statement".into(),
+            ));
+        };
+        let TableFactor::Table { name, .. } = &up.table.relation else {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "UPDATE needs a table name".into(),
+            ));
+        };
+        if up.from.is_some() || !up.table.joins.is_empty() {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "UPDATE … FROM and joins are not supported".into(),
+            ));
+        }
+        let def = self.table_of_object(namespace, name)?;
+        let scope = self.scope(&def, caller)?;
+        let mut targets: Vec<(&ColumnDef, String)> = Vec::new();
+        for a in &up.assignments {
+            let AssignmentTarget::ColumnName(col) = &a.target else {
+                return Err(Fail(
+                    ErrorCode::InvalidSql,
+                    "tuple assignments are not supported".into(),
+                ));
+            };
+            let n = col
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(|i| i.value.to_ascii_lowercase())
+                .unwrap_or_default();
+            if RESERVED_COLUMNS.contains(&n.as_str()) {
+                return Err(format!("Cannot update system column '{n}'").into());
+            }
+            let c = def.column(&n).ok_or_else(|| {
+                Fail::from(format!(
+                    "Column '{n}' not found in table {}",
+                    def.qualified_name()
+                ))
+            })?;
+            if def.primary_key == Some(c.id) {
+                return Err(format!("Cannot update primary key column '{n}'").into());
+            }
+            targets.push((c, a.value.to_string()));
+        }
+        let extra: Vec<String> = targets.iter().map(|(_, e)| e.clone()).collect();
+        let batches = self
+            .select_targets(at, &def, &extra, up.selection.as_ref(), params)
+            .await?;
+        let user_cols = def.columns.len();
+        let seq_col = user_cols;
+        let set_base = user_cols + if def.has_soft_delete() { 2 } else { 1 };
+        let mut changes = Vec::new();
+        let mut full_rows = Vec::new();
+        for b in &batches {
+            for r in 0..b.num_rows() {
+                let mut cells = Vec::with_capacity(user_cols);
+                for (j, c) in def.columns.iter().enumerate() {
+                    let v = match targets.iter().position(|(t, _)| t.id == c.id) {
+                        Some(k) => arrow_to_value(b.column(set_base + k).as_ref(), r, c.data_type)
+                            .map_err(|m| format!("column '{}': {m}", c.name))?,
+                        None => arrow_to_value(b.column(j).as_ref(), r, c.data_type)?,
+                    };
+                    check_not_null(&def, c, &v)?;
+                    cells.push((c.id, v));
+                }
+                let seq = seq_at(b.column(seq_col).as_ref(), r)?;
+                let pk = row_pk(&def, &cells, seq);
+                full_rows.push(cells.clone());
+                changes.push(RowChange {
+                    pk,
+                    expected_seq: seq,
+                    cells,
+                });
+            }
+        }
+        let returning = returning_of(&def, &up.returning, &full_rows)?;
+        let ops = if changes.is_empty() {
+            Vec::new()
+        } else {
+            vec![Op::Update {
+                table: def.id,
+                schema_version: def.schema_version,
+                scope,
+                rows: changes,
+            }]
+        };
+        Ok(Planned {
+            ops,
+            kind: WriteKind::Update,
+            returning,
+        })
+    }
+
+    pub(super) async fn plan_delete(
+        &self,
+        at: &At<'_>,
+        sql_text: &str,
+        params: &[Literal],
+    ) -> StmtResult<Planned> {
+        let At {
+            caller, namespace, ..
+        } = *at;
+        let stmt = parse_one(sql_text)?;
+        let sql::Statement::Delete(del) = stmt else {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "expected a DELETE statement".into(),
+            ));
+        };
+        let from = match &del.from {
+            FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
+        };
+        let [twj] = from.as_slice() else {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "DELETE from exactly one table".into(),
+            ));
+        };
+        let TableFactor::Table { name, .. } = &twj.relation else {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "DELETE needs a table name".into(),
+            ));
+        };
+        if del.using.is_some() || !twj.joins.is_empty() {
+            return Err(Fail(
+                ErrorCode::InvalidSql,
+                "DELETE … USING and joins are not supported".into(),
+            ));
+        }
+        let def = self.table_of_object(namespace, name)?;
+        let scope = self.scope(&def, caller)?;
+        let batches = self
+            .select_targets(at, &def, &[], del.selection.as_ref(), params)
+            .await?;
+        let user_cols = def.columns.len();
+        let mut rows = Vec::new();
+        let mut full_rows = Vec::new();
+        for b in &batches {
+            for r in 0..b.num_rows() {
+                let mut cells = Vec::with_capacity(user_cols);
+                for (j, c) in def.columns.iter().enumerate() {
+                    cells.push((c.id, arrow_to_value(b.column(j).as_ref(), r, c.data_type)?));
+                }
+                let seq = seq_at(b.column(user_cols).as_ref(), r)?;
+                // Already-deleted rows (visible with WHERE _deleted = true) stay deleted.
+                if def.has_soft_delete()
+                    && let Ok(Value::Boolean(true)) =
+                        arrow_to_value(b.column(user_cols + 1).as_ref(), r, DataType::Boolean)
+                {
+                    continue;
+                }
+                rows.push((row_pk(&def, &cells, seq), seq));
+                full_rows.push(cells);
+            }
+        }
+        let returning = returning_of(&def, &del.returning, &full_rows)?;
+        let ops = if rows.is_empty() {
+            Vec::new()
+        } else {
+            vec![Op::Delete {
+                table: def.id,
+                scope,
+                rows,
+            }]
+        };
+        Ok(Planned {
+            ops,
+            kind: WriteKind::Delete,
+            returning,
+        })
+    }
+}

@@ -1,0 +1,300 @@
+//! The storage and job statements of the engine (API.md 3.10, 4.3): STORAGE FLUSH /
+//! COMPACT / CHECK, and starting and scheduling the flush, compaction and eviction jobs.
+
+use super::*;
+
+impl Engine {
+    /// STORAGE FLUSH / COMPACT (API.md 3.10): queues one job per table and returns at once.
+    pub(super) fn storage_command(
+        &self,
+        caller: &Caller,
+        namespace: &str,
+        compact: bool,
+        target: &StorageTarget,
+    ) -> StmtResult<String> {
+        let (kind, verb, noun) = if compact {
+            (JobKind::Compact, "COMPACT", "compaction")
+        } else {
+            (JobKind::Flush, "FLUSH", "flush")
+        };
+        if self.cold.is_none() {
+            return Err(format!("STORAGE {verb}: this node has no cold storage").into());
+        }
+        let (defs, scope) = match target {
+            StorageTarget::Table(t) => {
+                let def = self.table(namespace, t)?;
+                if def.kind == TableKind::Stream {
+                    return Err(format!(
+                        "STORAGE {verb} TABLE {}: STREAM tables are never flushed to cold storage",
+                        def.qualified_name()
+                    )
+                    .into());
+                }
+                if !compact && self.pending_rows(&def)? == 0 {
+                    return Ok(format!(
+                        "Storage flush skipped: no pending writes for table '{}'",
+                        def.qualified_name()
+                    ));
+                }
+                (vec![def], None)
+            }
+            StorageTarget::All(ns) => {
+                if let Some(ns) = ns
+                    && catalog::namespace(self.store.as_ref(), ns)?.is_none()
+                {
+                    return Err(format!("Namespace '{ns}' does not exist").into());
+                }
+                let defs = catalog::tables(self.store.as_ref(), ns.as_deref())?
+                    .into_iter()
+                    .filter(|d| d.kind != TableKind::Stream)
+                    .collect();
+                (defs, Some(ns.clone()))
+            }
+        };
+        let mut queued = Vec::new();
+        for def in &defs {
+            if let Some(id) = self.jobs.queue(kind, &def.qualified_name()) {
+                queued.push((id, def.id));
+            }
+        }
+        let ids: Vec<String> = queued.iter().map(|(id, _)| id.clone()).collect();
+        self.start_jobs(&caller.user, kind, queued);
+        Ok(match (scope, ids.as_slice()) {
+            (None, []) => format!(
+                "Storage {noun} skipped: a {noun} is already queued or running for table '{}'",
+                defs[0].qualified_name()
+            ),
+            (None, [id]) => format!(
+                "Storage {noun} started for table '{}'. Job ID: {id}",
+                defs[0].qualified_name()
+            ),
+            (scope, _) => format!(
+                "Storage {noun} started for {} table(s) in {}. Job IDs: [{}]",
+                ids.len(),
+                match scope.flatten() {
+                    Some(ns) => format!("namespace '{ns}'"),
+                    None => "all namespaces".to_owned(),
+                },
+                ids.join(", ")
+            ),
+        })
+    }
+
+    /// Hot row versions of `def` (all owners): what a flush would move.
+    pub(super) fn pending_rows(&self, def: &TableDef) -> StmtResult<u64> {
+        Ok(self.store.count_prefix(
+            def.family(),
+            &folddb_materializer::row::table_prefix(def.id),
+        )?)
+    }
+
+    /// Runs queued jobs one after the other in the background: each is one log entry, whose
+    /// outcome ends the job.
+    pub fn start_jobs(&self, actor: &str, kind: JobKind, jobs: Vec<(String, TableId)>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let (proposer, registry, store) =
+            (self.proposer.clone(), self.jobs.clone(), self.store.clone());
+        let actor = actor.to_owned();
+        tokio::spawn(async move {
+            for (id, table) in jobs {
+                if !registry.start(&id) {
+                    continue;
+                }
+                let job = id.clone();
+                let op = match kind {
+                    JobKind::Flush => Op::Flush { table, job },
+                    JobKind::Compact => Op::Compact { table, job },
+                    JobKind::StreamEviction => Op::EvictStream { table, job },
+                };
+                let cmd = Command {
+                    stamp_ms: now_ms(),
+                    actor: actor.clone(),
+                    ops: vec![op],
+                };
+                let result = match proposer.propose(cmd).await {
+                    Ok(Outcome::Applied(_)) => {
+                        if kind != JobKind::Compact {
+                            // The rows left the hot tier: drop their deletion markers too.
+                            let store = store.clone();
+                            let prefix = folddb_materializer::row::table_prefix(table);
+                            let family = if kind == JobKind::StreamEviction {
+                                Family::Streams
+                            } else {
+                                Family::Rows
+                            };
+                            let _ = tokio::task::spawn_blocking(move || {
+                                store.compact_prefix(family, &prefix)
+                            })
+                            .await;
+                        }
+                        match catalog::job(store.as_ref(), &id) {
+                            Ok(Some(record)) => Ok(record.message),
+                            Ok(None) => Ok("completed".to_owned()),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                    Ok(Outcome::Rejected { error, .. }) => Err(error),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = &result {
+                    tracing::warn!(job = %id, error = %e, "a job failed");
+                }
+                registry.finish(&id, result);
+            }
+        });
+    }
+
+    /// Queues the jobs that are due (called by the node's scheduler): a flush for every table
+    /// whose FLUSH_POLICY is met (`rows:N` pending row versions, or `interval:S` seconds
+    /// since its last flush with writes pending), and an eviction for every STREAM table
+    /// holding rows past its TTL. Returns how many were queued.
+    pub fn schedule_due_jobs(&self, flush: bool, evict: bool) -> Result<usize, SqlError> {
+        let internal =
+            |e: folddb_materializer::Error| SqlError::new(ErrorCode::InternalError, e.to_string());
+        if self.cold.is_none() {
+            return Ok(0);
+        }
+        let now = now_ms();
+        let records = catalog::jobs(self.store.as_ref()).map_err(internal)?;
+        let last_flush = |target: &str| {
+            records
+                .iter()
+                .filter(|r| r.kind == JobKind::Flush && r.target == target)
+                .map(|r| r.at_ms)
+                .max()
+        };
+        let mut flushes = Vec::new();
+        let mut evictions = Vec::new();
+        for def in catalog::tables(self.store.as_ref(), None).map_err(internal)? {
+            let prefix = folddb_materializer::row::table_prefix(def.id);
+            match def.kind {
+                TableKind::Stream if !evict => {}
+                _ if def.kind != TableKind::Stream && !flush => {}
+                TableKind::Stream => {
+                    let Some(ttl) = def.options.ttl_seconds else {
+                        continue;
+                    };
+                    let cutoff =
+                        folddb_materializer::Seq::at_unix_ms(now.saturating_sub(ttl * 1000)).0;
+                    let expired = self
+                        .store
+                        .scan_prefix(Family::Streams, &prefix)
+                        .map_err(internal)?
+                        .iter()
+                        .any(|(_, v)| {
+                            folddb_materializer::codec::decode::<folddb_materializer::RowVersion>(
+                                v,
+                                "a row version",
+                            )
+                            .is_ok_and(|r| r.seq < cutoff)
+                        });
+                    if expired {
+                        evictions.push(def);
+                    }
+                }
+                _ => {
+                    let Some(policy) = def.options.flush_policy.as_deref() else {
+                        continue;
+                    };
+                    let (rows, interval) = flush_policy(policy)
+                        .map_err(|e| SqlError::new(ErrorCode::InternalError, e))?;
+                    let pending = self
+                        .store
+                        .count_prefix(Family::Rows, &prefix)
+                        .map_err(internal)?;
+                    if pending == 0 {
+                        continue;
+                    }
+                    let since = last_flush(&def.qualified_name()).unwrap_or(def.created_at_ms);
+                    let due = rows.is_some_and(|n| pending >= n)
+                        || interval.is_some_and(|s| now.saturating_sub(since) >= s * 1000);
+                    if due {
+                        flushes.push(def);
+                    }
+                }
+            }
+        }
+        let mut queued = 0;
+        for (kind, defs) in [
+            (JobKind::Flush, flushes),
+            (JobKind::StreamEviction, evictions),
+        ] {
+            let jobs: Vec<(String, TableId)> = defs
+                .iter()
+                .filter_map(|d| {
+                    self.jobs
+                        .queue(kind, &d.qualified_name())
+                        .map(|id| (id, d.id))
+                })
+                .collect();
+            queued += jobs.len();
+            self.start_jobs("system", kind, jobs);
+        }
+        Ok(queued)
+    }
+
+    /// STORAGE CHECK (API.md 3.10): every table's manifests and segments, with the problems
+    /// found (each naming its file).
+    pub(super) fn storage_check(&self, storage: &str, extended: bool) -> StmtResult<Rows> {
+        let Some(cold) = &self.cold else {
+            return Err("STORAGE CHECK: this node has no cold storage".into());
+        };
+        let Some(storage) = catalog::storage(self.store.as_ref(), storage)? else {
+            return Err(
+                format!("Storage '{storage}' does not exist (SHOW STORAGES lists them)").into(),
+            );
+        };
+        let mut rows = Rows::new(&[
+            ("table_name", DataType::Text),
+            ("segments", DataType::BigInt),
+            ("rows", DataType::BigInt),
+            ("status", DataType::Text),
+            ("problems", DataType::Text),
+        ]);
+        if let Err(e) = cold
+            .backend(&storage)
+            .map_err(|e| e.to_string())
+            .and_then(|b| crate::storage::probe(b.as_ref()))
+        {
+            rows.rows.push(vec![
+                Value::Null,
+                Value::BigInt(0),
+                Value::BigInt(0),
+                Value::Text("unreachable".into()),
+                Value::Text(e),
+            ]);
+            return Ok(rows);
+        }
+        for def in catalog::tables(self.store.as_ref(), None)? {
+            if def.kind == TableKind::Stream || def.options.storage_id != storage.id {
+                continue;
+            }
+            let (mut segments, mut count) = (0u64, 0u64);
+            let mut problems: Vec<String> = Vec::new();
+            match cold.scopes_of(&storage, &def) {
+                Ok(scopes) => {
+                    for s in scopes {
+                        segments += s.manifest().segments.len() as u64;
+                        count += s.manifest().segments.iter().map(|g| g.rows).sum::<u64>();
+                    }
+                    problems.extend(
+                        cold.check(&storage, &def, extended)
+                            .iter()
+                            .map(ToString::to_string),
+                    );
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
+            rows.rows.push(vec![
+                Value::Text(def.qualified_name()),
+                Value::BigInt(segments as i64),
+                Value::BigInt(count as i64),
+                Value::Text(if problems.is_empty() { "ok" } else { "damaged" }.into()),
+                Value::Text(problems.join("; ")),
+            ]);
+        }
+        Ok(rows)
+    }
+}
