@@ -128,6 +128,16 @@ fn raft_err(op: &'static str) -> impl Fn(String) -> Error {
     move |reason| Error::Raft { op, reason }
 }
 
+/// Why raft's core quit, if it did: applying stops at an entry it cannot fold (the store
+/// failing, an entry that does not decode), and a start says which rather than that a wait
+/// ended.
+fn stopped_core(raft: &Raft<TypeConfig>, what: &'static str) -> Result<()> {
+    match &raft.metrics().borrow().running_state {
+        Err(fatal) => Err(raft_err(what)(fatal.to_string())),
+        Ok(()) => Ok(()),
+    }
+}
+
 impl<F: Fold> Node<F> {
     /// Starts node `id` over `data_dir` (`log/`, `rocksdb/` and `streams/` inside it) as the only member
     /// of its cluster: initialises the cluster on first start, and waits until it leads.
@@ -173,17 +183,21 @@ impl<F: Fold> Node<F> {
                 .await
                 .map_err(|e| raft_err("initialise the cluster")(e.to_string()))?;
         }
-        raft.wait(Some(LEADER_WAIT))
+        let led = raft
+            .wait(Some(LEADER_WAIT))
             .state(ServerState::Leader, "become leader of a one-member cluster")
-            .await
-            .map_err(|e| raft_err("become leader")(e.to_string()))?;
+            .await;
+        stopped_core(&raft, "become leader")?;
+        led.map_err(|e| raft_err("become leader")(e.to_string()))?;
         // Read barrier: serve nothing until every entry in the log is applied (after a crash,
         // or after the hot tier was deleted, this replays the log).
         let last = raft.metrics().borrow().last_log_index;
-        raft.wait(None)
+        let replayed = raft
+            .wait(None)
             .applied_index_at_least(last, "apply the whole log")
-            .await
-            .map_err(|e| raft_err("replay the log")(e.to_string()))?;
+            .await;
+        stopped_core(&raft, "replay the log")?;
+        replayed.map_err(|e| raft_err("replay the log")(e.to_string()))?;
         Ok(Node {
             id,
             raft,
@@ -221,10 +235,17 @@ impl<F: Fold> Node<F> {
             last_applied: m.last_applied.map_or(0, |l| l.index),
             last_log_index: m.last_log_index.unwrap_or(0),
             stopped: m.running_state.as_ref().err().map(|fatal| match fatal {
-                openraft::error::Fatal::StorageError(_) => {
-                    "a storage write failed (is the disk full?); the node accepts no writes \
-                     until it is restarted"
-                        .to_owned()
+                openraft::error::Fatal::StorageError(e) => {
+                    let e = e.to_string();
+                    let hint = if e.contains("No space left on device") {
+                        "disk full: free space on it, then restart"
+                    } else {
+                        "a restart retries the entry that failed"
+                    };
+                    format!(
+                        "a storage failure stopped the node ({e}); it accepts no writes until \
+                         it is restarted ({hint})"
+                    )
                 }
                 openraft::error::Fatal::Panicked => {
                     "raft's core panicked; the node accepts no writes until it is restarted"

@@ -169,3 +169,132 @@ async fn applied_row_changes_are_published_in_log_order() {
     );
     node.shutdown().await.unwrap();
 }
+
+/// A fold whose store "fails" (an I/O error, as RocksDB or a full disk gives) while folding
+/// the next `failures` entries: the seam the apply-fault tests inject through.
+struct FailingFold {
+    failures: std::sync::atomic::AtomicU32,
+}
+
+impl folddb_materializer::Fold for FailingFold {
+    fn fold(
+        &self,
+        store: &folddb_materializer::HotStore,
+        index: folddb_log::LogIndex,
+        command: &[u8],
+        changes: &mut folddb_materializer::HotBatch,
+    ) -> folddb_materializer::Result<Vec<u8>> {
+        use std::sync::atomic::Ordering;
+        let left = self.failures.load(Ordering::SeqCst);
+        if left > 0 && !command.is_empty() {
+            self.failures.store(left - 1, Ordering::SeqCst);
+            return Err(folddb_materializer::Error::Io {
+                op: "read",
+                path: "rocksdb/000042.sst".into(),
+                source: std::io::Error::other("injected I/O error"),
+            });
+        }
+        RecordFold.fold(store, index, command, changes)
+    }
+}
+
+/// An environment failure while applying is not an outcome: the proposal gets no result
+/// (never "rejected"), the node says why it stopped, the entry stays unapplied, and a
+/// restart applies it with the outcome a fault-free run gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_failure_while_applying_stops_the_node_and_a_restart_applies_the_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let fold = Arc::new(FailingFold {
+            failures: std::sync::atomic::AtomicU32::new(0),
+        });
+        let node = Node::start_single(1, "127.0.0.1:0", dir.path(), config(), fold.clone())
+            .await
+            .unwrap();
+        node.propose(Command(b"before".to_vec())).await.unwrap();
+        fold.failures.store(1, std::sync::atomic::Ordering::SeqCst);
+        let err = node
+            .propose(Command(b"faulted".to_vec()))
+            .await
+            .expect_err("a failed apply has no result");
+        assert!(err.to_string().contains("injected I/O error"), "{err}");
+        let reason = node
+            .status()
+            .stopped
+            .expect("the node reports itself stopped");
+        assert!(reason.contains("injected I/O error"), "{reason}");
+        let status = node.status();
+        assert!(
+            status.last_applied < status.last_log_index,
+            "the applied mark did not move past the failed entry: {status:?}"
+        );
+        let rows: Vec<Vec<u8>> = node
+            .hot()
+            .scan_prefix(Family::Rows, &[])
+            .unwrap()
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(
+            rows,
+            [b"before".to_vec()],
+            "nothing of the failed entry applied"
+        );
+        // Further writes are refused until a restart.
+        assert!(node.propose(Command(b"after".to_vec())).await.is_err());
+        let _ = node.shutdown().await;
+    }
+    let node = start(dir.path()).await;
+    assert_eq!(
+        applied_commands(&node),
+        [&b"before"[..], b"faulted"],
+        "the restart applied the entry that failed, once"
+    );
+    assert!(node.status().stopped.is_none());
+    node.shutdown().await.unwrap();
+}
+
+/// An entry that does not decode is corruption, not a command to skip: applying stops and
+/// names the entry; a restart refuses to serve rather than skip it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_that_does_not_decode_stops_the_node_and_names_its_index() {
+    use folddb_materializer::EventFold;
+
+    let dir = tempfile::tempdir().unwrap();
+    let start_events = || {
+        Node::start_single(
+            1,
+            "127.0.0.1:0",
+            dir.path(),
+            config(),
+            Arc::new(EventFold::default()),
+        )
+    };
+    let index = {
+        let node = start_events().await.unwrap();
+        assert!(
+            node.propose(Command(b"\xff\xff not an entry".to_vec()))
+                .await
+                .is_err()
+        );
+        let status = node.status();
+        let reason = status.stopped.expect("stopped");
+        let index = status.last_log_index;
+        assert!(
+            reason.contains(&format!("log entry {index} does not decode")),
+            "{reason}"
+        );
+        assert!(status.last_applied < index);
+        let _ = node.shutdown().await;
+        index
+    };
+    let restarted = tokio::time::timeout(std::time::Duration::from_secs(20), start_events())
+        .await
+        .expect("a node that cannot apply its log says so instead of hanging");
+    let err = restarted.expect_err("the node refuses to start");
+    assert!(
+        err.to_string()
+            .contains(&format!("log entry {index} does not decode")),
+        "{err}"
+    );
+}

@@ -29,8 +29,8 @@ const MAX_ENTRIES_IN_FLIGHT: usize = 2;
 type Reply = oneshot::Sender<Result<Outcome, ProposeError>>;
 
 /// Why a stopped node accepts no writes.
-const STOPPED: &str = "this node stopped after a storage failure (is the disk full?) and accepts no writes until \
-     it is restarted";
+const STOPPED: &str = "this node stopped after a storage failure (is the disk full? /health says \
+     why) and accepts no writes until it is restarted";
 
 /// Packs concurrent commands into raft entries. Cheap to clone.
 #[derive(Clone, Debug)]

@@ -43,7 +43,9 @@ pub fn apply_entry<F: Fold>(
     let mut changes = HotBatch::default();
     let result = match &e.payload {
         EntryPayload::Blank => CommandResult::default(),
-        EntryPayload::Normal(cmd) => CommandResult(fold.fold(store, index, &cmd.0, &mut changes)),
+        EntryPayload::Normal(cmd) => {
+            CommandResult(fold.fold(store, index, &cmd.0, &mut changes)?)
+        }
         EntryPayload::Membership(m) => {
             let stored = Membership::new(Some(e.log_id), m.clone());
             changes.put(

@@ -3,7 +3,7 @@
 //! once, for a new format version only). Then the log must read the clean fixture, discard
 //! the torn one's tail, and refuse the corrupt one naming segment and offset.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::frame::{encode_frame, encode_header};
 use crate::meta::{PURGE_MARKER, encode_meta, encode_purge};
@@ -11,8 +11,13 @@ use crate::{DirScan, Entry, Error, Log, LogConfig, LogIndex, Term};
 
 const TERMS: [u64; 5] = [1, 1, 2, 2, 3];
 
+/// Under this checkout: the run-time `CARGO_MANIFEST_DIR` (see `folddb-tests`'
+/// `workspace_root`), else where the test was built.
 fn fixture_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("fixtures/v1")
 }
 
 fn expected_entries() -> Vec<Entry> {

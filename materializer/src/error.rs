@@ -24,6 +24,11 @@ pub enum Error {
     #[error("cannot decode {what}: {reason}")]
     Decode { what: &'static str, reason: String },
 
+    #[error(
+        "log entry {index} does not decode ({reason}): the log is corrupt or was written by a newer version"
+    )]
+    UndecodableEntry { index: u64, reason: String },
+
     #[error("the applied index stored in {path} is {len} bytes long, expected 8")]
     BadAppliedIndex { path: PathBuf, len: usize },
 }

@@ -4,6 +4,8 @@
 //! leader's stamps, stored with the state). Every command is checked against the state its
 //! predecessors in the entry left; a command whose precondition fails is rolled back to
 //! nothing and reported as [`Outcome::Rejected`], identically on every replica and replay.
+//! The store failing underneath, or state that does not decode, is never an outcome: the
+//! fold returns the error and the entry is not applied (see [`Fold`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -48,9 +50,32 @@ impl std::fmt::Debug for EventFold {
     }
 }
 
-/// Why one op could not be applied: a precondition (reported to the client) or the store
-/// failing underneath (reported too; the entry is then a no-op on this replica).
-type OpError = String;
+/// Why one op could not be applied.
+#[derive(Debug)]
+enum OpError {
+    /// A precondition failed: the command is rejected, with this message, identically on
+    /// every replica and replay.
+    Reject(String),
+    /// The node's own state could not be read, or holds bytes that do not decode: not an
+    /// outcome of the command. Folding stops; the entry stays unapplied.
+    Env(crate::Error),
+}
+
+impl From<String> for OpError {
+    fn from(message: String) -> OpError {
+        OpError::Reject(message)
+    }
+}
+
+impl From<crate::Error> for OpError {
+    fn from(e: crate::Error) -> OpError {
+        OpError::Env(e)
+    }
+}
+
+fn reject(message: impl Into<String>) -> OpError {
+    OpError::Reject(message.into())
+}
 
 struct Ctx<'a> {
     store: &'a HotStore,
@@ -76,11 +101,6 @@ impl Ctx<'_> {
     fn next_seq(&mut self) -> i64 {
         self.clock.next(self.stamp_ms).0
     }
-}
-
-fn store_err(e: crate::Error) -> OpError {
-    tracing::error!(error = %e, "the hot tier failed while folding an entry");
-    format!("storage error: {e}")
 }
 
 fn read_u64(bytes: Option<Vec<u8>>) -> Option<u64> {
@@ -116,21 +136,12 @@ impl Fold for EventFold {
         index: LogIndex,
         command: &[u8],
         changes: &mut HotBatch,
-    ) -> Vec<u8> {
-        let commands = match decode_entry(command) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(index = index.0, error = %e, "skipping an entry that does not decode");
-                return encode_outcomes(&[]);
-            }
-        };
-        let last = match changes.get(store, Family::Meta, LAST_SEQ_KEY) {
-            Ok(v) => read_u64(v).map(|s| Seq(s as i64)),
-            Err(e) => {
-                store_err(e);
-                None
-            }
-        };
+    ) -> crate::Result<Vec<u8>> {
+        let commands = decode_entry(command).map_err(|e| crate::Error::UndecodableEntry {
+            index: index.0,
+            reason: e.to_string(),
+        })?;
+        let last = read_u64(changes.get(store, Family::Meta, LAST_SEQ_KEY)?).map(|s| Seq(s as i64));
         let mut written = HashSet::new();
         let mut ctx = Ctx {
             store,
@@ -144,7 +155,7 @@ impl Fold for EventFold {
         let mut outcomes = Vec::with_capacity(commands.len());
         for cmd in &commands {
             ctx.written.clear();
-            outcomes.push(apply_command(&mut ctx, cmd));
+            outcomes.push(apply_command(&mut ctx, cmd)?);
         }
         if ctx.clock.last() != last
             && let Some(seq) = ctx.clock.last()
@@ -152,7 +163,7 @@ impl Fold for EventFold {
             ctx.batch
                 .put(Family::Meta, LAST_SEQ_KEY, (seq.0 as u64).to_be_bytes());
         }
-        encode_outcomes(&outcomes)
+        Ok(encode_outcomes(&outcomes))
     }
 }
 
@@ -182,8 +193,8 @@ impl Preview {
     }
 
     /// Folds one statement's ops on top of the transaction so far; nothing of them when
-    /// they are rejected.
-    pub fn apply(&mut self, store: &HotStore, cmd: &Command) -> Outcome {
+    /// they are rejected. An error is the store failing, not an outcome.
+    pub fn apply(&mut self, store: &HotStore, cmd: &Command) -> crate::Result<Outcome> {
         let mut ctx = Ctx {
             store,
             cold: self.cold.as_deref(),
@@ -211,8 +222,9 @@ impl Preview {
 }
 
 /// Applies `cmd` on top of what the batch holds, or nothing of it. `ctx.written` is left as
-/// the caller set it up, plus the keys this command wrote.
-fn apply_command(ctx: &mut Ctx<'_>, cmd: &Command) -> Outcome {
+/// the caller set it up, plus the keys this command wrote. An error is the store failing
+/// underneath: not an outcome, and the batch is then to be thrown away.
+fn apply_command(ctx: &mut Ctx<'_>, cmd: &Command) -> crate::Result<Outcome> {
     let mark = ctx.batch.mark();
     let clock = ctx.clock;
     let written_before = ctx.written.len();
@@ -221,7 +233,8 @@ fn apply_command(ctx: &mut Ctx<'_>, cmd: &Command) -> Outcome {
     for (i, op) in cmd.ops.iter().enumerate() {
         match apply_op(ctx, op) {
             Ok(r) => results.push(r),
-            Err(error) => {
+            Err(OpError::Env(e)) => return Err(e),
+            Err(OpError::Reject(error)) => {
                 ctx.batch.rollback_to(mark);
                 ctx.clock = clock;
                 if ctx.written.len() != written_before {
@@ -232,14 +245,14 @@ fn apply_command(ctx: &mut Ctx<'_>, cmd: &Command) -> Outcome {
                         batch.holds(Family::Rows, k) || batch.holds(Family::Streams, k)
                     });
                 }
-                return Outcome::Rejected {
+                return Ok(Outcome::Rejected {
                     op: i as u32,
                     error,
-                };
+                });
             }
         }
     }
-    Outcome::Applied(results)
+    Ok(Outcome::Applied(results))
 }
 
 fn done(affected: u64) -> OpResult {
@@ -256,14 +269,11 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             description,
             if_not_exists,
         } => {
-            if catalog::namespace(&ctx.state(), name)
-                .map_err(store_err)?
-                .is_some()
-            {
+            if catalog::namespace(&ctx.state(), name)?.is_some() {
                 return if *if_not_exists {
                     Ok(done(0))
                 } else {
-                    Err(format!("Namespace '{name}' already exists"))
+                    Err(reject(format!("Namespace '{name}' already exists")))
                 };
             }
             let def = NamespaceDef {
@@ -279,17 +289,14 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             Ok(done(1))
         }
         Op::DropNamespace { name, if_exists } => {
-            if catalog::namespace(&ctx.state(), name)
-                .map_err(store_err)?
-                .is_none()
-            {
+            if catalog::namespace(&ctx.state(), name)?.is_none() {
                 return if *if_exists {
                     Ok(done(0))
                 } else {
-                    Err(format!("Namespace '{name}' does not exist"))
+                    Err(reject(format!("Namespace '{name}' does not exist")))
                 };
             }
-            for table in catalog::tables(&ctx.state(), Some(name)).map_err(store_err)? {
+            for table in catalog::tables(&ctx.state(), Some(name))? {
                 drop_table(ctx, &table)?;
             }
             ctx.batch
@@ -297,8 +304,8 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             Ok(done(1))
         }
         Op::AlterNamespace { name, description } => {
-            let Some(mut def) = catalog::namespace(&ctx.state(), name).map_err(store_err)? else {
-                return Err(format!("Namespace '{name}' does not exist"));
+            let Some(mut def) = catalog::namespace(&ctx.state(), name)? else {
+                return Err(reject(format!("Namespace '{name}' does not exist")));
             };
             def.description = description.clone();
             ctx.batch.put(
@@ -313,40 +320,30 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             if_not_exists,
         } => {
             let state = ctx.state();
-            if catalog::namespace(&state, &table.namespace)
-                .map_err(store_err)?
-                .is_none()
-            {
-                return Err(format!(
+            if catalog::namespace(&state, &table.namespace)?.is_none() {
+                return Err(reject(format!(
                     "Namespace '{ns}' does not exist. Create it first with CREATE NAMESPACE {ns}",
                     ns = table.namespace
-                ));
+                )));
             }
-            if catalog::storage(&state, &table.options.storage_id)
-                .map_err(store_err)?
-                .is_none()
-            {
-                return Err(format!(
+            if catalog::storage(&state, &table.options.storage_id)?.is_none() {
+                return Err(reject(format!(
                     "Storage '{}' does not exist (SHOW STORAGES lists them)",
                     table.options.storage_id
-                ));
+                )));
             }
-            if catalog::table(&state, &table.namespace, &table.name)
-                .map_err(store_err)?
-                .is_some()
-            {
+            if catalog::table(&state, &table.namespace, &table.name)?.is_some() {
                 return if *if_not_exists {
                     Ok(done(0))
                 } else {
-                    Err(format!("Table {} already exists", table.qualified_name()))
+                    Err(reject(format!(
+                        "Table {} already exists",
+                        table.qualified_name()
+                    )))
                 };
             }
-            let next = read_u64(
-                ctx.batch
-                    .get(ctx.store, Family::Meta, NEXT_TABLE_ID_KEY)
-                    .map_err(store_err)?,
-            )
-            .unwrap_or(1);
+            let next =
+                read_u64(ctx.batch.get(ctx.store, Family::Meta, NEXT_TABLE_ID_KEY)?).unwrap_or(1);
             ctx.batch
                 .put(Family::Meta, NEXT_TABLE_ID_KEY, (next + 1).to_be_bytes());
             let mut def = table.clone();
@@ -367,11 +364,11 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
         } => {
             let current = live_table(ctx, &table.namespace, &table.name, table.id)?;
             if current.schema_version != *expected_version {
-                return Err(format!(
+                return Err(reject(format!(
                     "Table {} was altered concurrently (now version {}); retry",
                     current.qualified_name(),
                     current.schema_version
-                ));
+                )));
             }
             let mut def = table.clone();
             def.schema_version = expected_version + 1;
@@ -389,12 +386,11 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             name,
             if_exists,
         } => {
-            let Some(def) = catalog::table(&ctx.state(), namespace, name).map_err(store_err)?
-            else {
+            let Some(def) = catalog::table(&ctx.state(), namespace, name)? else {
                 return if *if_exists {
                     Ok(done(0))
                 } else {
-                    Err(format!("Table {namespace}.{name} does not exist"))
+                    Err(reject(format!("Table {namespace}.{name} does not exist")))
                 };
             };
             drop_table(ctx, &def)?;
@@ -415,7 +411,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                         .iter()
                         .find(|(c, _)| *c == id)
                         .map(|(_, v)| v.clone())
-                        .ok_or("a row has no primary key value")?,
+                        .ok_or_else(|| reject("a row has no primary key value"))?,
                     // A table without a primary key (STREAM) is keyed by `_seq`.
                     None => Value::BigInt(seq),
                 };
@@ -423,10 +419,10 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                 let existing_tombstone = match read_row(ctx, &def, scope, &pk, &key)? {
                     Some(existing) if !existing.deleted => {
                         let column = def.pk_column().map_or("_seq", |c| c.name.as_str());
-                        return Err(format!(
+                        return Err(reject(format!(
                             "Primary key violation: value '{}' already exists in column '{column}'",
                             pk.plain()
-                        ));
+                        )));
                     }
                     other => other,
                 };
@@ -561,14 +557,11 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             storage,
             if_not_exists,
         } => {
-            if catalog::storage(&ctx.state(), &storage.id)
-                .map_err(store_err)?
-                .is_some()
-            {
+            if catalog::storage(&ctx.state(), &storage.id)?.is_some() {
                 return if *if_not_exists {
                     Ok(done(0))
                 } else {
-                    Err(format!("Storage '{}' already exists", storage.id))
+                    Err(reject(format!("Storage '{}' already exists", storage.id)))
                 };
             }
             catalog::check_template(&storage.shared_tables_template, false)?;
@@ -588,11 +581,11 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                 catalog::check_template(&storage.user_tables_template, true)?;
                 let users = tables_using(ctx, &storage.id)?;
                 if !users.is_empty() {
-                    return Err(format!(
+                    return Err(reject(format!(
                         "Storage '{}' is used by {}: its templates can change only while no table uses it",
                         storage.id,
                         users.join(", ")
-                    ));
+                    )));
                 }
             }
             let mut def = storage.clone();
@@ -602,35 +595,31 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             Ok(done(1))
         }
         Op::DropStorage { id, if_exists } => {
-            if catalog::storage(&ctx.state(), id)
-                .map_err(store_err)?
-                .is_none()
-            {
+            if catalog::storage(&ctx.state(), id)?.is_none() {
                 return if *if_exists {
                     Ok(done(0))
                 } else {
-                    Err(format!("Storage '{id}' does not exist"))
+                    Err(reject(format!("Storage '{id}' does not exist")))
                 };
             }
             if id == catalog::LOCAL_STORAGE {
-                return Err("The built-in storage 'local' cannot be dropped".into());
+                return Err(reject("The built-in storage 'local' cannot be dropped"));
             }
             let users = tables_using(ctx, id)?;
             if !users.is_empty() {
-                return Err(format!(
+                return Err(reject(format!(
                     "Storage '{id}' is used by {}: drop those tables first",
                     users.join(", ")
-                ));
+                )));
             }
             ctx.batch.delete(Family::Catalog, catalog::storage_key(id));
             Ok(done(1))
         }
         Op::Setup { root, dba } => {
-            let configured = catalog::user(&ctx.state(), &root.id)
-                .map_err(store_err)?
-                .is_some_and(|u| !u.password_hash.is_empty());
+            let configured =
+                catalog::user(&ctx.state(), &root.id)?.is_some_and(|u| !u.password_hash.is_empty());
             if configured {
-                return Err(crate::event::SETUP_ALREADY_DONE.into());
+                return Err(reject(crate::event::SETUP_ALREADY_DONE));
             }
             name_free(ctx, &dba.id)?;
             for user in [root, dba] {
@@ -648,13 +637,13 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
 /// A new account may take `id` only if no account ever had it: a dropped account's rows
 /// (USER tables are keyed by the user id) and tokens must never pass to a stranger.
 fn name_free(ctx: &Ctx<'_>, id: &str) -> Result<(), OpError> {
-    match catalog::user(&ctx.state(), id).map_err(store_err)? {
+    match catalog::user(&ctx.state(), id)? {
         None => Ok(()),
-        Some(u) if u.deleted_at_ms.is_some() => Err(format!(
+        Some(u) if u.deleted_at_ms.is_some() => Err(reject(format!(
             "User '{id}' already exists (dropped): a dropped account's name is not reused, so \
              that its rows never pass to a new account; choose another name"
-        )),
-        Some(_) => Err(format!("User '{id}' already exists")),
+        ))),
+        Some(_) => Err(reject(format!("User '{id}' already exists"))),
     }
 }
 
@@ -669,17 +658,15 @@ fn put_storage(ctx: &mut Ctx<'_>, def: &catalog::StorageDef) {
 /// Storage `id`, which must exist (`local` is built in and cannot change).
 fn existing_storage(ctx: &Ctx<'_>, id: &str) -> Result<catalog::StorageDef, OpError> {
     if id == catalog::LOCAL_STORAGE {
-        return Err("The built-in storage 'local' cannot be altered".into());
+        return Err(reject("The built-in storage 'local' cannot be altered"));
     }
-    catalog::storage(&ctx.state(), id)
-        .map_err(store_err)?
-        .ok_or_else(|| format!("Storage '{id}' does not exist"))
+    catalog::storage(&ctx.state(), id)?
+        .ok_or_else(|| reject(format!("Storage '{id}' does not exist")))
 }
 
 /// The tables (`ns.t`) whose STORAGE_ID is `id`.
 fn tables_using(ctx: &Ctx<'_>, id: &str) -> Result<Vec<String>, OpError> {
-    Ok(catalog::tables(&ctx.state(), None)
-        .map_err(store_err)?
+    Ok(catalog::tables(&ctx.state(), None)?
         .into_iter()
         .filter(|t| t.options.storage_id == id)
         .map(|t| t.qualified_name())
@@ -688,30 +675,30 @@ fn tables_using(ctx: &Ctx<'_>, id: &str) -> Result<Vec<String>, OpError> {
 
 /// The storage a table's cold tier lives in.
 fn storage_of(ctx: &Ctx<'_>, def: &TableDef) -> Result<catalog::StorageDef, OpError> {
-    catalog::storage(&ctx.state(), &def.options.storage_id)
-        .map_err(store_err)?
-        .ok_or_else(|| {
-            format!(
-                "Storage '{}' of table {} does not exist",
-                def.options.storage_id,
-                def.qualified_name()
-            )
-        })
+    catalog::storage(&ctx.state(), &def.options.storage_id)?.ok_or_else(|| {
+        reject(format!(
+            "Storage '{}' of table {} does not exist",
+            def.options.storage_id,
+            def.qualified_name()
+        ))
+    })
 }
 
 /// Makes the hot tier durable up to the entry before this one, before the cold tier is
 /// changed for this one: after a crash, the hot tier then restarts at this entry or later,
 /// and no earlier entry is ever re-applied over a cold tier that is ahead of it.
 fn durable_before_cold(ctx: &Ctx<'_>) -> Result<(), OpError> {
-    ctx.store.flush().map_err(store_err)
+    Ok(ctx.store.flush()?)
 }
 
 /// The cold tier of a real fold (not a transaction's preview).
 fn cold_tier<'a>(ctx: &Ctx<'a>, what: &str) -> Result<&'a dyn ColdTier, OpError> {
     match ctx.cold {
         Some(cold) if ctx.index.0 > 0 => Ok(cold),
-        Some(_) => Err(format!("{what} cannot run inside a transaction")),
-        None => Err(format!("{what} needs a cold tier, and this node has none")),
+        Some(_) => Err(reject(format!("{what} cannot run inside a transaction"))),
+        None => Err(reject(format!(
+            "{what} needs a cold tier, and this node has none"
+        ))),
     }
 }
 
@@ -754,28 +741,25 @@ fn scope_of(key: &[u8]) -> Option<&str> {
 fn flush(ctx: &mut Ctx<'_>, table: TableId, id: &str) -> Result<OpResult, OpError> {
     let def = table_by_id(ctx, table, 0)?;
     if def.kind == TableKind::Stream {
-        return Err(format!(
+        return Err(reject(format!(
             "Table {} is a STREAM table: STREAM tables are never flushed",
             def.qualified_name()
-        ));
+        )));
     }
     let cold = cold_tier(ctx, "STORAGE FLUSH")?;
     let storage = storage_of(ctx, &def)?;
     let rows = ctx
         .state()
-        .scan_prefix(Family::Rows, &table_prefix(def.id))
-        .map_err(store_err)?;
+        .scan_prefix(Family::Rows, &table_prefix(def.id))?;
     let mut scopes: BTreeMap<String, Vec<(Vec<u8>, RowVersion)>> = BTreeMap::new();
     for (key, bytes) in rows {
         let scope = scope_of(&key)
-            .ok_or_else(|| {
-                store_err(crate::Error::Decode {
-                    what: "a row key",
-                    reason: "it has no owner part".into(),
-                })
+            .ok_or_else(|| crate::Error::Decode {
+                what: "a row key",
+                reason: "it has no owner part".into(),
             })?
             .to_owned();
-        let version = codec::decode::<RowVersion>(&bytes, "a row version").map_err(store_err)?;
+        let version = codec::decode::<RowVersion>(&bytes, "a row version")?;
         scopes.entry(scope).or_default().push((key, version));
     }
     if scopes.is_empty() {
@@ -811,10 +795,10 @@ fn flush(ctx: &mut Ctx<'_>, table: TableId, id: &str) -> Result<OpResult, OpErro
 fn compact(ctx: &mut Ctx<'_>, table: TableId, id: &str) -> Result<OpResult, OpError> {
     let def = table_by_id(ctx, table, 0)?;
     if def.kind == TableKind::Stream {
-        return Err(format!(
+        return Err(reject(format!(
             "Table {} is a STREAM table: it has no cold segments to compact",
             def.qualified_name()
-        ));
+        )));
     }
     let cold = cold_tier(ctx, "STORAGE COMPACT")?;
     let storage = storage_of(ctx, &def)?;
@@ -846,19 +830,18 @@ fn evict_stream(ctx: &mut Ctx<'_>, table: TableId, id: &str) -> Result<OpResult,
         .ttl_seconds
         .filter(|_| def.kind == TableKind::Stream)
     else {
-        return Err(format!(
+        return Err(reject(format!(
             "Table {} is not a STREAM table with a TTL",
             def.qualified_name()
-        ));
+        )));
     };
     let cutoff = crate::seq::Seq::at_unix_ms(ctx.stamp_ms.saturating_sub(ttl * 1000)).0;
     let rows = ctx
         .state()
-        .scan_prefix(Family::Streams, &table_prefix(def.id))
-        .map_err(store_err)?;
+        .scan_prefix(Family::Streams, &table_prefix(def.id))?;
     let mut evicted = 0u64;
     for (key, bytes) in rows {
-        let version = codec::decode::<RowVersion>(&bytes, "a row version").map_err(store_err)?;
+        let version = codec::decode::<RowVersion>(&bytes, "a row version")?;
         if version.seq < cutoff {
             ctx.batch.delete(Family::Streams, key);
             evicted += 1;
@@ -936,10 +919,8 @@ fn drop_table(ctx: &mut Ctx<'_>, def: &TableDef) -> Result<(), OpError> {
             .map_err(|e| format!("cold storage error: {e}"))?;
     }
     let state = ctx.state();
-    let rows = state
-        .scan_prefix(def.family(), &table_prefix(def.id))
-        .map_err(store_err)?;
-    let history = catalog::table_history(&state, def.id).map_err(store_err)?;
+    let rows = state.scan_prefix(def.family(), &table_prefix(def.id))?;
+    let history = catalog::table_history(&state, def.id)?;
     for (key, _) in rows {
         ctx.batch.delete(def.family(), key);
     }
@@ -963,25 +944,25 @@ fn live_table(
     name: &str,
     id: TableId,
 ) -> Result<TableDef, OpError> {
-    match catalog::table(&ctx.state(), namespace, name).map_err(store_err)? {
+    match catalog::table(&ctx.state(), namespace, name)? {
         Some(def) if def.id == id => Ok(def),
-        _ => Err(format!("Table {namespace}.{name} does not exist")),
+        _ => Err(reject(format!("Table {namespace}.{name} does not exist"))),
     }
 }
 
 /// The current definition of table `id`, which must be at `schema_version` (0: any).
 fn table_by_id(ctx: &Ctx<'_>, id: TableId, schema_version: u32) -> Result<TableDef, OpError> {
-    let history = catalog::table_history(&ctx.state(), id).map_err(store_err)?;
+    let history = catalog::table_history(&ctx.state(), id)?;
     let Some(def) = history.into_iter().last() else {
-        return Err("the table was dropped; retry".to_owned());
+        return Err(reject("the table was dropped; retry"));
     };
     // Dropped tables lose their history; a live table's newest version is its current one.
     if schema_version != 0 && def.schema_version != schema_version {
-        return Err(format!(
+        return Err(reject(format!(
             "Table {} was altered concurrently (now version {}); retry",
             def.qualified_name(),
             def.schema_version
-        ));
+        )));
     }
     Ok(def)
 }
@@ -996,19 +977,15 @@ fn read_row(
     pk: &Value,
     key: &[u8],
 ) -> Result<Option<RowVersion>, OpError> {
-    if let Some(bytes) = ctx
-        .batch
-        .get(ctx.store, def.family(), key)
-        .map_err(store_err)?
-    {
+    if let Some(bytes) = ctx.batch.get(ctx.store, def.family(), key)? {
         return codec::decode::<RowVersion>(&bytes, "a row version")
             .map(Some)
-            .map_err(store_err);
+            .map_err(OpError::Env);
     }
     match ctx.cold {
         Some(cold) if def.kind != TableKind::Stream => cold
             .get(&storage_of(ctx, def)?, def, scope, pk)
-            .map_err(|e| format!("cold storage error: {e}")),
+            .map_err(|e| reject(format!("cold storage error: {e}"))),
         _ => Ok(None),
     }
 }
@@ -1029,10 +1006,10 @@ fn expect_current(
         {
             Ok(row)
         }
-        _ => Err(format!(
+        _ => Err(reject(format!(
             "Row with primary key '{}' was changed concurrently; retry",
             pk.plain()
-        )),
+        ))),
     }
 }
 

@@ -38,7 +38,9 @@ fn run(entries: &[Vec<Command>]) -> (Vec<Vec<Outcome>>, Vec<crate::hot::KeyValue
     for (i, e) in entries.iter().enumerate() {
         let mut batch = HotBatch::default();
         let index = LogIndex(i as u64 + 1);
-        let out = EventFold::default().fold(&store, index, &encode_entry(e), &mut batch);
+        let out = EventFold::default()
+            .fold(&store, index, &encode_entry(e), &mut batch)
+            .expect("fold");
         store.apply(index, Term(1), batch).expect("apply");
         outcomes.push(decode_outcomes(&out).expect("outcomes"));
     }
@@ -178,13 +180,17 @@ fn a_preview_reads_its_own_writes_and_its_ops_replay_as_one_command() {
     {
         let mut batch = HotBatch::default();
         let index = LogIndex(i as u64 + 1);
-        EventFold::default().fold(&store, index, &encode_entry(e), &mut batch);
+        EventFold::default()
+            .fold(&store, index, &encode_entry(e), &mut batch)
+            .expect("fold");
         store.apply(index, Term(1), batch).expect("apply");
     }
     let mut preview = Preview::new(&store, &EventFold::default()).expect("preview");
     let key2 = row_key(TableId(1), "", &Value::BigInt(2));
     assert!(matches!(
-        preview.apply(&store, &cmd(9, vec![insert(&[2])])),
+        preview
+            .apply(&store, &cmd(9, vec![insert(&[2])]))
+            .expect("preview"),
         Outcome::Applied(_)
     ));
     assert!(preview.wrote(&key2));
@@ -197,7 +203,9 @@ fn a_preview_reads_its_own_writes_and_its_ops_replay_as_one_command() {
     );
     // A duplicate inside the transaction fails at the statement, and leaves the rest.
     assert!(matches!(
-        preview.apply(&store, &cmd(9, vec![insert(&[3]), insert(&[1])])),
+        preview
+            .apply(&store, &cmd(9, vec![insert(&[3]), insert(&[1])]))
+            .expect("preview"),
         Outcome::Rejected { op: 1, .. }
     ));
     let key3 = row_key(TableId(1), "", &Value::BigInt(3));
@@ -219,7 +227,9 @@ fn folding_records_each_row_change_with_its_old_and_new_image() {
     let store = HotStore::open(dir.path()).expect("open");
     let fold = |i: u64, e: Vec<Command>| {
         let mut batch = HotBatch::default();
-        let out = EventFold::default().fold(&store, LogIndex(i), &encode_entry(&e), &mut batch);
+        let out = EventFold::default()
+            .fold(&store, LogIndex(i), &encode_entry(&e), &mut batch)
+            .expect("fold");
         let events = batch.take_events();
         store.apply(LogIndex(i), Term(1), batch).expect("apply");
         (decode_outcomes(&out).expect("outcomes"), events)

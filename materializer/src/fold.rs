@@ -15,6 +15,10 @@ use crate::hot::{Family, HotBatch, HotStore};
 /// no randomness, no I/O outside the store. Replicas and replays agree only because of that.
 /// A command that cannot be applied (a failed precondition) is not an error: it folds to no
 /// changes and a result that says why, so that every replica records the same no-op.
+///
+/// An error is the environment (the store failing, bytes that do not decode), never an
+/// outcome: the caller must not apply the entry, and stops applying until the fault is
+/// repaired (a restart retries the entry).
 pub trait Fold: Send + Sync + 'static {
     fn fold(
         &self,
@@ -22,7 +26,7 @@ pub trait Fold: Send + Sync + 'static {
         index: LogIndex,
         command: &[u8],
         changes: &mut HotBatch,
-    ) -> Vec<u8>;
+    ) -> crate::Result<Vec<u8>>;
 }
 
 /// The simplest fold: each command becomes one row keyed by its index (big-endian) in the
@@ -38,12 +42,12 @@ impl Fold for StoreCommands {
         index: LogIndex,
         command: &[u8],
         changes: &mut HotBatch,
-    ) -> Vec<u8> {
+    ) -> crate::Result<Vec<u8>> {
         changes.put(
             Family::Rows,
             index.0.to_be_bytes().to_vec(),
             command.to_vec(),
         );
-        (command.len() as u64).to_be_bytes().to_vec()
+        Ok((command.len() as u64).to_be_bytes().to_vec())
     }
 }

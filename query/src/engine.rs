@@ -3,6 +3,18 @@
 //! Queries run in DataFusion over the hot tier; writes are planned into events (every
 //! non-deterministic value resolved here) and proposed through the log — there is no other
 //! write path.
+//!
+//! [`Engine::run`] dispatches each statement to one call, in the module of its concern:
+//! - `engine_authz.rs`: who may run what (roles, SHARED access levels, system tables,
+//!   EXECUTE AS USER), checked for the whole batch before any statement runs;
+//! - `engine_dml.rs`: INSERT / UPDATE / DELETE planned into ops, and transactions;
+//! - `engine_ddl.rs`: namespaces and tables; `engine_users.rs`: users;
+//! - `engine_storage.rs`: storages, STORAGE FLUSH / COMPACT / CHECK and their jobs;
+//! - `engine_meta.rs`: DESCRIBE, SHOW STATS, SUBSCRIBE TO;
+//! - `engine_results.rs`: how answers are shaped (messages, rows, RETURNING).
+//!
+//! This file keeps the request loop (split, limits, parameters, timeouts), queries through
+//! DataFusion and the point-select fast path.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -48,9 +60,19 @@ mod authz;
 mod ddl;
 #[path = "engine_dml.rs"]
 mod dml;
+#[path = "engine_meta.rs"]
+mod meta;
+#[path = "engine_results.rs"]
+mod results;
 #[path = "engine_storage.rs"]
 mod storage;
-use ddl::{flush_policy, plan_alter, plan_create_table};
+#[path = "engine_users.rs"]
+mod users;
+pub use authz::audit;
+use authz::{alter_allowed, denied, grant_allowed, may_read};
+use ddl::{flush_policy, plan_create_table};
+use dml::{Evaluated, eval_literal, scalar};
+use results::*;
 
 /// The SQL engine of one node.
 pub struct Engine {
@@ -192,7 +214,13 @@ impl Staged {
             actor: actor.to_owned(),
             ops,
         };
-        match self.preview.apply(store, &cmd) {
+        let outcome = self.preview.apply(store, &cmd).map_err(|e| {
+            Fail(
+                ErrorCode::InternalError,
+                format!("the hot tier failed while checking the transaction: {e}"),
+            )
+        })?;
+        match outcome {
             Outcome::Applied(_) => {
                 self.ops.extend(cmd.ops);
                 Ok(())
@@ -729,7 +757,6 @@ impl Engine {
         stmt: &Statement,
         params: &[Literal],
     ) -> StmtResult<Out> {
-        let msg = |m: String| Ok(Out::Result(message(caller, 0, m)));
         // Reads inside a transaction see its writes.
         let reads_rows = matches!(
             stmt,
@@ -769,119 +796,19 @@ impl Engine {
                     view,
                     namespace,
                 };
-                let planned = match stmt {
-                    Statement::Insert => self.plan_insert(at, sql_text, params).await?,
-                    Statement::Update => self.plan_update(at, sql_text, params).await?,
-                    _ => self.plan_delete(at, sql_text, params).await?,
-                };
-                let n = planned
-                    .ops
-                    .iter()
-                    .map(|op| match op {
-                        Op::Insert { rows, .. } => rows.len(),
-                        Op::Update { rows, .. } => rows.len(),
-                        Op::Delete { rows, .. } => rows.len(),
-                        _ => 0,
-                    })
-                    .sum::<usize>() as u64;
-                if let Some(staged) = tx {
-                    if planned.returning.is_some() {
-                        return Err(
-                            "RETURNING is not supported inside an explicit transaction".into()
-                        );
-                    }
-                    staged.stage(&self.store, &caller.user, planned.ops)?;
-                    staged.counts[planned.kind as usize] += n;
-                    return Ok(count(planned.kind, n));
-                }
-                if planned.ops.is_empty() {
-                    return Ok(match planned.returning {
-                        Some(r) => Out::Result(returning_result(caller, r, &[])),
-                        None => count(planned.kind, 0),
-                    });
-                }
-                let results = self.propose(&caller.user, planned.ops).await?;
-                let affected: u64 = results.iter().map(|r| r.affected).sum();
-                Ok(match planned.returning {
-                    Some(r) => Out::Result(returning_result(caller, r, &results)),
-                    None => count(planned.kind, affected),
-                })
+                self.write(at, stmt, tx, sql_text, params).await
             }
-            Statement::Begin => {
-                if tx.is_some() {
-                    return Err("A transaction is already open in this request".into());
-                }
-                *tx = Some(Staged {
-                    ops: Vec::new(),
-                    counts: [0; 3],
-                    preview: Preview::new(&self.store, &self.fold)?,
-                });
-                msg("Transaction started".into())
-            }
-            Statement::Commit => {
-                let Some(staged) = tx.take() else {
-                    return Err("COMMIT without an open transaction".into());
-                };
-                if !staged.ops.is_empty() {
-                    self.propose(&caller.user, staged.ops).await?;
-                }
-                // The committed rows were counted as their statements ran.
-                Ok(Out::Result(message(
-                    caller,
-                    0,
-                    "Transaction committed".to_owned(),
-                )))
-            }
-            Statement::Rollback => {
-                let Some(staged) = tx.take() else {
-                    return Err("ROLLBACK without an open transaction".into());
-                };
-                Ok(Out::RolledBack(
-                    staged.counts,
-                    message(caller, 0, "Transaction rolled back".to_owned()),
-                ))
-            }
+            Statement::Begin => self.begin(caller, tx),
+            Statement::Commit => self.commit(caller, tx).await,
+            Statement::Rollback => self.rollback(caller, tx),
             Statement::Subscribe { select, options } => {
-                self.plan_live(caller, select).map_err(|e| {
-                    let code = match e.code {
-                        "UNAUTHORIZED" => ErrorCode::PermissionDenied,
-                        "INVALID_SQL" => ErrorCode::InvalidSql,
-                        _ => ErrorCode::SqlExecutionError,
-                    };
-                    Fail(code, e.message)
-                })?;
-                let mut subscription = serde_json::json!({
-                    "id": format!("sub-{}", uuid::Uuid::now_v7().simple()),
-                    "sql": select,
-                });
-                if !options.is_empty() {
-                    subscription["options"] = options
-                        .iter()
-                        .map(|(k, v)| (k.clone(), serde_json::Value::from(*v)))
-                        .collect::<serde_json::Map<_, _>>()
-                        .into();
-                }
-                let mut rows = Rows::new(&[
-                    ("status", DataType::Text),
-                    ("ws_url", DataType::Text),
-                    ("subscription", DataType::Json),
-                    ("message", DataType::Text),
-                ]);
-                rows.rows.push(vec![
-                    Value::Text("active".into()),
-                    Value::Text(self.ws_url.clone()),
-                    Value::Json(subscription.to_string()),
-                    Value::Text(
-                        "WebSocket subscription created. Connect to ws_url to receive updates."
-                            .into(),
-                    ),
-                ]);
-                Ok(Out::Result(table_result(caller, &rows)?))
+                self.subscribe_statement(caller, select, options)
             }
-            Statement::KillJob(id) => msg(self.jobs.kill(id)?),
-            Statement::Storage { compact, target } => {
-                msg(self.storage_command(caller, namespace, *compact, target)?)
-            }
+            Statement::KillJob(id) => msg(caller, self.jobs.kill(id)?),
+            Statement::Storage { compact, target } => msg(
+                caller,
+                self.storage_command(caller, namespace, *compact, target)?,
+            ),
             Statement::StorageCheck { storage, extended } => Ok(Out::Result(table_result(
                 caller,
                 &self.storage_check(storage, *extended)?,
@@ -894,45 +821,12 @@ impl Engine {
                 id,
                 if_not_exists,
                 spec,
-            } => {
-                let storage = crate::storage::define(id, spec)?;
-                let op = Op::CreateStorage {
-                    storage,
-                    if_not_exists: *if_not_exists,
-                };
-                msg(self
-                    .propose_catalog(
-                        caller,
-                        op,
-                        format!("Storage '{id}' already exists"),
-                        format!("Storage '{id}' created successfully"),
-                    )
-                    .await?)
-            }
+            } => self.create_storage(caller, id, *if_not_exists, spec).await,
             Statement::AlterStorage { id, changes } => {
-                if id == folddb_materializer::LOCAL_STORAGE {
-                    return Err("The built-in storage 'local' cannot be altered".into());
-                }
-                let current = catalog::storage(self.store.as_ref(), id)?
-                    .ok_or_else(|| format!("Storage '{id}' does not exist"))?;
-                let storage = crate::storage::alter(&current, changes)?;
-                self.propose(&caller.user, vec![Op::AlterStorage { storage }])
-                    .await?;
-                msg(format!("Storage '{id}' altered successfully"))
+                self.alter_storage(caller, id, changes).await
             }
             Statement::DropStorage { id, if_exists } => {
-                let op = Op::DropStorage {
-                    id: id.clone(),
-                    if_exists: *if_exists,
-                };
-                msg(self
-                    .propose_catalog(
-                        caller,
-                        op,
-                        format!("Storage '{id}' does not exist"),
-                        format!("Storage '{id}' dropped successfully"),
-                    )
-                    .await?)
+                self.drop_storage(caller, id, *if_exists).await
             }
             Statement::ShowManifest => Ok(Out::Result(table_result(
                 caller,
@@ -940,7 +834,7 @@ impl Engine {
             )?)),
             Statement::KillLiveQuery(id) => {
                 if self.live.as_ref().is_some_and(|l| l.kill(id)) {
-                    msg(format!("Live query killed: {id}"))
+                    msg(caller, format!("Live query killed: {id}"))
                 } else {
                     Err(format!("Live query '{id}' not found").into())
                 }
@@ -954,143 +848,19 @@ impl Engine {
                 auth,
                 role,
                 email,
-            } => {
-                grant_allowed(caller, *role)?;
-                let (password_hash, auth_type) = match auth {
-                    UserAuth::Password(p) => (self.hash_password(p).await?, "password"),
-                    UserAuth::Internal => (String::new(), "internal"),
-                    UserAuth::OAuth(j) => {
-                        serde_json::from_str::<Json>(j)
-                            .map_err(|e| format!("OAUTH expects a JSON object: {e}"))?;
-                        (String::new(), "oauth")
-                    }
-                };
-                let now = now_ms();
-                let user = UserDef {
-                    id: id.clone(),
-                    role: *role,
-                    email: email.clone(),
-                    password_hash,
-                    auth_type: auth_type.into(),
-                    created_at_ms: now,
-                    updated_at_ms: now,
-                    deleted_at_ms: None,
-                };
-                let details = format!("role={}", role.name());
-                self.propose(
-                    &caller.user,
-                    vec![
-                        Op::PutUser { user, create: true },
-                        audit(caller, "create_user", id, Some(&details)),
-                    ],
-                )
-                .await?;
-                msg(format!("User '{id}' created"))
-            }
-            Statement::AlterUser { id, change } => {
-                let mut user = catalog::user(self.store.as_ref(), id)?
-                    .filter(|u| u.deleted_at_ms.is_none())
-                    .ok_or_else(|| Fail::from(format!("User '{id}' not found")))?;
-                grant_allowed(caller, user.role)?;
-                let details = match change {
-                    UserChange::Password(p) => {
-                        user.password_hash = self.hash_password(p).await?;
-                        if user.auth_type == "internal" && id != "root" {
-                            user.auth_type = "password".into();
-                        }
-                        "password".to_owned()
-                    }
-                    UserChange::Role(r) => {
-                        grant_allowed(caller, *r)?;
-                        if id == "root" && *r != Role::System {
-                            return Err(denied("root keeps the system role".into()));
-                        }
-                        user.role = *r;
-                        format!("role={}", r.name())
-                    }
-                    UserChange::Email(e) => {
-                        user.email = e.clone();
-                        "email".to_owned()
-                    }
-                };
-                user.updated_at_ms = now_ms();
-                self.replace_user(caller, user, "alter_user", Some(&details))
-                    .await?;
-                msg(format!("User '{id}' updated"))
-            }
-            Statement::DropUser { id, if_exists } => {
-                let user =
-                    catalog::user(self.store.as_ref(), id)?.filter(|u| u.deleted_at_ms.is_none());
-                let Some(mut user) = user else {
-                    if *if_exists {
-                        return msg(format!("User '{id}' does not exist"));
-                    }
-                    return Err(format!("User '{id}' not found").into());
-                };
-                if id == "root" || *id == caller.user {
-                    return Err(denied(format!(
-                        "user '{id}' cannot be dropped by {}",
-                        caller.user
-                    )));
-                }
-                grant_allowed(caller, user.role)?;
-                let now = now_ms();
-                user.deleted_at_ms = Some(now);
-                user.updated_at_ms = now;
-                self.replace_user(caller, user, "drop_user", None).await?;
-                msg(format!("User '{id}' dropped (soft delete)"))
-            }
-            Statement::Use(ns) => {
-                if catalog::namespace(self.store.as_ref(), ns)?.is_none() {
-                    return Err(format!("Namespace '{ns}' does not exist").into());
-                }
-                *namespace = ns.clone();
-                msg(format!("Using namespace '{ns}'"))
-            }
+            } => self.create_user(caller, id, auth, *role, email).await,
+            Statement::AlterUser { id, change } => self.alter_user(caller, id, change).await,
+            Statement::DropUser { id, if_exists } => self.drop_user(caller, id, *if_exists).await,
+            Statement::Use(ns) => self.use_namespace(caller, namespace, ns),
             Statement::CreateNamespace {
                 name,
                 if_not_exists,
-            } => {
-                let op = Op::CreateNamespace {
-                    name: name.clone(),
-                    description: None,
-                    if_not_exists: *if_not_exists,
-                };
-                let m = self
-                    .propose_catalog(
-                        caller,
-                        op,
-                        format!("Namespace '{name}' already exists"),
-                        format!("Namespace '{name}' created successfully"),
-                    )
-                    .await?;
-                msg(m)
-            }
+            } => self.create_namespace(caller, name, *if_not_exists).await,
             Statement::DropNamespace { name, if_exists } => {
-                let op = Op::DropNamespace {
-                    name: name.clone(),
-                    if_exists: *if_exists,
-                };
-                let m = self
-                    .propose_catalog(
-                        caller,
-                        op,
-                        format!("Namespace '{name}' does not exist"),
-                        format!("Namespace '{name}' dropped successfully"),
-                    )
-                    .await?;
-                msg(m)
+                self.drop_namespace(caller, name, *if_exists).await
             }
             Statement::AlterNamespace { name, description } => {
-                self.propose(
-                    &caller.user,
-                    vec![Op::AlterNamespace {
-                        name: name.clone(),
-                        description: description.clone(),
-                    }],
-                )
-                .await?;
-                msg(format!("Namespace '{name}' altered successfully"))
+                self.alter_namespace(caller, name, description).await
             }
             Statement::ShowNamespaces => Ok(Out::Result(table_result(
                 caller,
@@ -1101,100 +871,15 @@ impl Engine {
                 &system::tables(&self.store, ns.as_deref())?,
             )?)),
             Statement::Describe { table, history } => {
-                let def = self.table(namespace, table)?;
-                may_read(caller, &def)?;
-                let rows = if *history {
-                    system::history(&self.store, &def)?
-                } else {
-                    system::describe(&def)
-                };
-                Ok(Out::Result(table_result(caller, &rows)?))
+                self.describe(caller, namespace, table, *history)
             }
-            Statement::ShowStats(table) => {
-                let def = self.table(namespace, table)?;
-                may_read(caller, &def)?;
-                // Like a SELECT: a USER or STREAM table's count is the caller's rows.
-                let count = if def.kind.is_per_user() {
-                    system::scope_row_count(&self.store, &def, &caller.user)?
-                } else {
-                    system::table_row_count(&self.store, &def)?
-                };
-                let mut rows = Rows::new(&[
-                    ("table_name", DataType::Text),
-                    ("hot_row_versions", DataType::BigInt),
-                    ("schema_version", DataType::Int),
-                ]);
-                rows.rows.push(vec![
-                    Value::Text(def.qualified_name()),
-                    Value::BigInt(i64::try_from(count).unwrap_or(i64::MAX)),
-                    Value::Int(def.schema_version as i32),
-                ]);
-                Ok(Out::Result(table_result(caller, &rows)?))
-            }
-            Statement::CreateTable(ct) => {
-                let def = plan_create_table(ct, caller, namespace)?;
-                let kind = def.kind;
-                let qualified = def.qualified_name();
-                let kind = match kind {
-                    TableKind::User => "User",
-                    TableKind::Shared => "Shared",
-                    TableKind::Stream => "Stream",
-                };
-                let op = Op::CreateTable {
-                    table: def,
-                    if_not_exists: ct.if_not_exists,
-                };
-                let m = self
-                    .propose_catalog(
-                        caller,
-                        op,
-                        format!("Table {qualified} already exists"),
-                        format!(
-                            "CREATE TABLE via Raft consensus: {kind} table {qualified} created successfully"
-                        ),
-                    )
-                    .await?;
-                msg(m)
-            }
+            Statement::ShowStats(table) => self.show_stats(caller, namespace, table),
+            Statement::CreateTable(ct) => self.create_table(caller, namespace, ct).await,
             Statement::AlterTable { table, change } => {
-                let current = self.table(namespace, table)?;
-                alter_allowed(caller, &current)?;
-                let expected = current.schema_version;
-                let def = plan_alter(current, change)?;
-                let qualified = def.qualified_name();
-                let what = def.change.clone();
-                let mut ops = vec![Op::AlterTable {
-                    table: def,
-                    expected_version: expected,
-                }];
-                if matches!(change, AlterChange::SetAccessLevel(_)) {
-                    ops.push(audit(caller, "alter_table_access", &qualified, Some(&what)));
-                }
-                let r = self.propose(&caller.user, ops).await?;
-                let version = r
-                    .first()
-                    .and_then(|r| r.schema_version)
-                    .unwrap_or(expected + 1);
-                msg(format!(
-                    "Table {qualified} altered successfully: {what} (version {version})"
-                ))
+                self.alter_table(caller, namespace, table, change).await
             }
             Statement::DropTable { table, if_exists } => {
-                let ns = table.namespace.clone().unwrap_or_else(|| namespace.clone());
-                let op = Op::DropTable {
-                    namespace: ns.clone(),
-                    name: table.name.clone(),
-                    if_exists: *if_exists,
-                };
-                let m = self
-                    .propose_catalog(
-                        caller,
-                        op,
-                        format!("Table {ns}.{} does not exist", table.name),
-                        format!("Table {ns}.{} dropped successfully", table.name),
-                    )
-                    .await?;
-                msg(m)
+                self.drop_table(caller, namespace, table, *if_exists).await
             }
         }
     }
@@ -1288,30 +973,17 @@ impl Engine {
     }
 }
 
+/// A statement's answer that is one message.
+fn msg(caller: &Caller, m: String) -> StmtResult<Out> {
+    Ok(Out::Result(message(caller, 0, m)))
+}
+
 fn count(kind: WriteKind, n: u64) -> Out {
     match kind {
         WriteKind::Insert => Out::Inserted(n),
         WriteKind::Update => Out::Updated(n),
         WriteKind::Delete => Out::Deleted(n),
     }
-}
-
-/// A row's key: its primary key, or `_seq` for a table without one (STREAM).
-fn row_pk(def: &TableDef, cells: &[(u32, Value)], seq: i64) -> Value {
-    def.primary_key
-        .and_then(|id| cells.iter().find(|(c, _)| *c == id).map(|(_, v)| v.clone()))
-        .unwrap_or(Value::BigInt(seq))
-}
-
-fn check_not_null(def: &TableDef, c: &ColumnDef, v: &Value) -> StmtResult<()> {
-    if v.is_null() && (!c.nullable || def.primary_key == Some(c.id)) {
-        return Err(format!(
-            "NOT NULL constraint violation: column '{}' cannot be NULL",
-            c.name
-        )
-        .into());
-    }
-    Ok(())
 }
 
 fn parse_one(sql_text: &str) -> StmtResult<sql::Statement> {
@@ -1324,366 +996,4 @@ fn parse_one(sql_text: &str) -> StmtResult<sql::Statement> {
         ));
     }
     Ok(stmts.remove(0))
-}
-
-enum Evaluated {
-    Literal(Literal),
-    Default(DefaultExpr),
-}
-
-/// A VALUES entry that needs no evaluation engine: a literal, a parameter, or one of the
-/// generating functions. `Err` means: evaluate it with DataFusion.
-fn eval_literal(e: &Expr, params: &[Literal]) -> Result<Evaluated, ()> {
-    use sql::Value as V;
-    match e {
-        Expr::Value(v) => Ok(Evaluated::Literal(match &v.value {
-            V::Number(n, _) => Literal::Number(n.clone()),
-            V::SingleQuotedString(s) | V::EscapedStringLiteral(s) | V::NationalStringLiteral(s) => {
-                Literal::Str(s.clone())
-            }
-            V::Boolean(b) => Literal::Bool(*b),
-            V::Null => Literal::Null,
-            V::Placeholder(p) => {
-                let i: usize = p.trim_start_matches('$').parse().map_err(|_| ())?;
-                params.get(i.wrapping_sub(1)).cloned().ok_or(())?
-            }
-            _ => return Err(()),
-        })),
-        Expr::UnaryOp {
-            op: UnaryOperator::Minus,
-            expr,
-        } => match eval_literal(expr, params)? {
-            Evaluated::Literal(Literal::Number(n)) => Ok(Evaluated::Literal(Literal::Number(
-                match n.strip_prefix('-') {
-                    Some(pos) => pos.to_owned(),
-                    None => format!("-{n}"),
-                },
-            ))),
-            _ => Err(()),
-        },
-        Expr::Nested(inner) => eval_literal(inner, params),
-        Expr::TypedString(ts) => match &ts.value.value {
-            V::SingleQuotedString(s) => Ok(Evaluated::Literal(Literal::Str(s.clone()))),
-            _ => Err(()),
-        },
-        Expr::Function(f) => {
-            let no_args = match &f.args {
-                sql::FunctionArguments::None => true,
-                sql::FunctionArguments::List(l) => l.args.is_empty(),
-                _ => false,
-            };
-            if !no_args {
-                return Err(());
-            }
-            let name = f.name.to_string().to_ascii_lowercase();
-            Ok(Evaluated::Default(match name.as_str() {
-                "now" | "current_timestamp" => DefaultExpr::Now,
-                "snowflake_id" => DefaultExpr::SnowflakeId,
-                "uuid_v7" => DefaultExpr::UuidV7,
-                "ulid" => DefaultExpr::Ulid,
-                "current_user" | "kdb_current_user" => DefaultExpr::CurrentUser,
-                _ => return Err(()),
-            }))
-        }
-        _ => Err(()),
-    }
-}
-
-/// A parameter as DataFusion sees it (API.md 1.7.1: NULL is a typed Utf8 null, integers are
-/// BIGINT, other numbers DOUBLE, strings TEXT).
-fn scalar(p: &Literal) -> ScalarValue {
-    match p {
-        Literal::Null => ScalarValue::Utf8(None),
-        Literal::Bool(b) => ScalarValue::Boolean(Some(*b)),
-        Literal::Number(n) => match n.parse::<i64>() {
-            Ok(i) => ScalarValue::Int64(Some(i)),
-            Err(_) => ScalarValue::Float64(n.parse::<f64>().ok()),
-        },
-        Literal::Str(s) => ScalarValue::Utf8(Some(s.clone())),
-    }
-}
-
-/// Whether a statement names `system.<table>` anywhere.
-/// Only system grants (or changes users of) the system role.
-fn grant_allowed(caller: &Caller, role: Role) -> StmtResult<()> {
-    if role == Role::System && caller.role != Role::System {
-        return Err(denied(
-            "only the system role manages users of role system".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// An audit-log entry by `caller`, to go in the same command as the change it records.
-pub fn audit(caller: &Caller, action: &str, target: &str, details: Option<&str>) -> Op {
-    Op::Audit {
-        actor: caller.user.clone(),
-        action: action.to_owned(),
-        target: target.to_owned(),
-        details: details.map(str::to_owned),
-        ip: None,
-        subject: None,
-    }
-}
-
-fn denied(m: String) -> Fail {
-    Fail(
-        ErrorCode::PermissionDenied,
-        format!("Permission denied: {m}"),
-    )
-}
-
-/// DESCRIBE and SHOW STATS follow SELECT's rules: a SHARED table by its access level.
-fn may_read(caller: &Caller, def: &TableDef) -> StmtResult<()> {
-    shared_allowed(caller, def, false)
-}
-
-/// A SHARED table is read or written by its access level.
-fn shared_allowed(caller: &Caller, def: &TableDef, write: bool) -> StmtResult<()> {
-    if def.kind == TableKind::Shared && !crate::provider::shared_access(def, caller.role, write) {
-        return Err(denied(format!(
-            "{} SHARED table {} (access level {}) is not allowed for role {}",
-            if write { "writing to" } else { "reading" },
-            def.qualified_name(),
-            def.options
-                .access_level
-                .unwrap_or(AccessLevel::Private)
-                .name(),
-            caller.role.name()
-        )));
-    }
-    Ok(())
-}
-
-/// ALTER TABLE: role service and up, whatever the table's type. A table's schema is every
-/// user's: a column one user dropped from a USER table would be gone for all of them. (The
-/// reference lets role user alter USER and STREAM tables; FoldDB is stricter.)
-fn alter_allowed(caller: &Caller, def: &TableDef) -> StmtResult<()> {
-    if caller.role == Role::User {
-        return Err(denied(format!(
-            "altering {} table {} requires the service, dba or system role: its schema is \
-             shared by every user",
-            def.kind.name(),
-            def.qualified_name()
-        )));
-    }
-    Ok(())
-}
-
-/// The tables a query or DML statement names, in any disguise (joins, subqueries, CTEs,
-/// UNION, INSERT … SELECT), as (namespace, table, written); none when it does not parse
-/// (that is reported when it runs, and the providers check access again then).
-fn named_tables(namespace: &str, sql_text: &str) -> Vec<(String, String, bool)> {
-    let Ok(parsed) = Parser::parse_sql(&GenericDialect {}, sql_text) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for s in &parsed {
-        let target = write_target(s);
-        let _ = sql::visit_relations(s, |r: &sql::ObjectName| {
-            let parts: Vec<String> =
-                r.0.iter()
-                    .filter_map(|p| p.as_ident())
-                    .map(|i| i.value.to_ascii_lowercase())
-                    .collect();
-            let resolved = match parts.as_slice() {
-                [t] => Some((namespace.to_owned(), t.clone())),
-                [ns, t] | [_, ns, t] => Some((ns.clone(), t.clone())),
-                _ => None,
-            };
-            if let Some((ns, t)) = resolved {
-                out.push((ns, t, target.as_ref() == Some(r)));
-            }
-            std::ops::ControlFlow::<()>::Continue(())
-        });
-    }
-    out
-}
-
-/// The table an INSERT, UPDATE or DELETE writes.
-fn write_target(s: &sql::Statement) -> Option<sql::ObjectName> {
-    let relation = match s {
-        sql::Statement::Insert(i) => match &i.table {
-            TableObject::TableName(n) => return Some(n.clone()),
-            _ => return None,
-        },
-        sql::Statement::Update(u) => &u.table.relation,
-        sql::Statement::Delete(d) => match &d.from {
-            FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => &t.first()?.relation,
-        },
-        _ => return None,
-    };
-    match relation {
-        TableFactor::Table { name, .. } => Some(name.clone()),
-        _ => None,
-    }
-}
-
-fn references_system(sql_text: &str) -> bool {
-    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
-    let Ok(toks) = Tokenizer::new(&GenericDialect {}, sql_text).tokenize() else {
-        return false;
-    };
-    let toks: Vec<&Token> = toks
-        .iter()
-        .filter(|t| !matches!(t, Token::Whitespace(_)))
-        .collect();
-    toks.windows(2).any(|w| {
-        matches!(w[0], Token::Word(word) if word.value.eq_ignore_ascii_case("system"))
-            && matches!(w[1], Token::Period)
-    })
-}
-
-fn message(caller: &Caller, row_count: u64, text: String) -> QueryResult {
-    QueryResult {
-        schema: Vec::new(),
-        rows: None,
-        row_count,
-        message: Some(text),
-        as_user: caller.user.clone(),
-    }
-}
-
-fn schema_info(schema: &Schema) -> Vec<ColumnInfo> {
-    schema
-        .fields()
-        .iter()
-        .enumerate()
-        .map(|(index, f)| ColumnInfo {
-            name: f.name().clone(),
-            data_type: convert::api_type(f),
-            index,
-            flags: convert::flags(f),
-        })
-        .collect()
-}
-
-fn rows_result(
-    caller: &Caller,
-    schema: &Arc<Schema>,
-    batches: &[RecordBatch],
-) -> StmtResult<QueryResult> {
-    let mut rows = Vec::new();
-    for b in batches {
-        for r in 0..b.num_rows() {
-            let row = b
-                .columns()
-                .iter()
-                .map(|c| cell_json(c.as_ref(), r))
-                .collect::<Result<Vec<_>, _>>()?;
-            rows.push(row);
-        }
-    }
-    if schema.fields().is_empty() && rows.is_empty() {
-        return Ok(message(caller, 0, "Query executed successfully".into()));
-    }
-    Ok(QueryResult {
-        schema: schema_info(schema),
-        row_count: rows.len() as u64,
-        rows: Some(rows),
-        message: None,
-        as_user: caller.user.clone(),
-    })
-}
-
-fn table_result(caller: &Caller, rows: &Rows) -> StmtResult<QueryResult> {
-    let batch = rows.batch();
-    rows_result(caller, &batch.schema(), &[batch])
-}
-
-/// `RETURNING` for the written rows, when the statement has one.
-fn returning_of(
-    def: &TableDef,
-    items: &Option<Vec<sql::SelectItem>>,
-    rows: &[Vec<(u32, Value)>],
-) -> StmtResult<Option<Returning>> {
-    items
-        .as_ref()
-        .map(|items| returning_rows(def, items, rows.iter().map(|r| r.as_slice())))
-        .transpose()
-}
-
-/// The `_seq` cell of row `r` of `column`.
-fn seq_at(column: &dyn arrow::array::Array, r: usize) -> StmtResult<i64> {
-    match arrow_to_value(column, r, DataType::BigInt)? {
-        Value::BigInt(s) => Ok(s),
-        _ => Err("a row has no _seq".into()),
-    }
-}
-
-/// The rows `RETURNING items` shows for the written rows (`_seq` filled in after apply).
-fn returning_rows<'a>(
-    def: &TableDef,
-    items: &[sql::SelectItem],
-    rows: impl Iterator<Item = &'a [(u32, Value)]>,
-) -> StmtResult<Returning> {
-    let schema = crate::provider::table_schema(def);
-    // Which table columns to show: by index into the table schema.
-    let mut picks: Vec<usize> = Vec::new();
-    for item in items {
-        match item {
-            sql::SelectItem::Wildcard(_) => {
-                picks.extend(0..=def.columns.len());
-            }
-            sql::SelectItem::UnnamedExpr(Expr::Identifier(id)) => {
-                let n = id.value.to_ascii_lowercase();
-                let idx = schema.index_of(&n).map_err(|_| {
-                    format!("Column '{n}' not found in table {}", def.qualified_name())
-                })?;
-                picks.push(idx);
-            }
-            other => {
-                return Err(Fail(
-                    ErrorCode::InvalidSql,
-                    format!("RETURNING supports column names and * only, not {other}"),
-                ));
-            }
-        }
-    }
-    let seq_index = picks.iter().position(|i| *i == def.columns.len());
-    let info = schema_info(&Schema::new(
-        picks
-            .iter()
-            .map(|i| schema.field(*i).clone())
-            .collect::<Vec<_>>(),
-    ));
-    let out_rows = rows
-        .map(|cells| {
-            picks
-                .iter()
-                .map(|i| match def.columns.get(*i) {
-                    Some(c) => cells
-                        .iter()
-                        .find(|(id, _)| *id == c.id)
-                        .map_or(Json::Null, |(_, v)| v.to_json()),
-                    None => Json::Null,
-                })
-                .collect()
-        })
-        .collect();
-    Ok(Returning {
-        schema: info,
-        rows: out_rows,
-        seq_index,
-    })
-}
-
-fn returning_result(caller: &Caller, r: Returning, results: &[OpResult]) -> QueryResult {
-    let seqs: Vec<i64> = results
-        .iter()
-        .flat_map(|o| o.seqs.iter().copied())
-        .collect();
-    let mut rows = r.rows;
-    if let Some(i) = r.seq_index {
-        for (row, seq) in rows.iter_mut().zip(&seqs) {
-            row[i] = Json::String(seq.to_string());
-        }
-    }
-    QueryResult {
-        schema: r.schema,
-        row_count: rows.len() as u64,
-        rows: Some(rows),
-        message: None,
-        as_user: caller.user.clone(),
-    }
 }

@@ -135,3 +135,139 @@ impl Engine {
         ))
     }
 }
+
+/// Only system grants (or changes users of) the system role.
+pub(super) fn grant_allowed(caller: &Caller, role: Role) -> StmtResult<()> {
+    if role == Role::System && caller.role != Role::System {
+        return Err(denied(
+            "only the system role manages users of role system".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// An audit-log entry by `caller`, to go in the same command as the change it records.
+pub fn audit(caller: &Caller, action: &str, target: &str, details: Option<&str>) -> Op {
+    Op::Audit {
+        actor: caller.user.clone(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        details: details.map(str::to_owned),
+        ip: None,
+        subject: None,
+    }
+}
+
+pub(super) fn denied(m: String) -> Fail {
+    Fail(
+        ErrorCode::PermissionDenied,
+        format!("Permission denied: {m}"),
+    )
+}
+
+/// DESCRIBE and SHOW STATS follow SELECT's rules: a SHARED table by its access level.
+pub(super) fn may_read(caller: &Caller, def: &TableDef) -> StmtResult<()> {
+    shared_allowed(caller, def, false)
+}
+
+/// A SHARED table is read or written by its access level.
+pub(super) fn shared_allowed(caller: &Caller, def: &TableDef, write: bool) -> StmtResult<()> {
+    if def.kind == TableKind::Shared && !crate::provider::shared_access(def, caller.role, write) {
+        return Err(denied(format!(
+            "{} SHARED table {} (access level {}) is not allowed for role {}",
+            if write { "writing to" } else { "reading" },
+            def.qualified_name(),
+            def.options
+                .access_level
+                .unwrap_or(AccessLevel::Private)
+                .name(),
+            caller.role.name()
+        )));
+    }
+    Ok(())
+}
+
+/// ALTER TABLE: role service and up, whatever the table's type. A table's schema is every
+/// user's: a column one user dropped from a USER table would be gone for all of them. (The
+/// reference lets role user alter USER and STREAM tables; FoldDB is stricter.)
+pub(super) fn alter_allowed(caller: &Caller, def: &TableDef) -> StmtResult<()> {
+    if caller.role == Role::User {
+        return Err(denied(format!(
+            "altering {} table {} requires the service, dba or system role: its schema is \
+             shared by every user",
+            def.kind.name(),
+            def.qualified_name()
+        )));
+    }
+    Ok(())
+}
+
+/// The tables a query or DML statement names, in any disguise (joins, subqueries, CTEs,
+/// UNION, INSERT … SELECT), as (namespace, table, written); none when it does not parse
+/// (that is reported when it runs, and the providers check access again then).
+pub(super) fn named_tables(namespace: &str, sql_text: &str) -> Vec<(String, String, bool)> {
+    let Ok(parsed) = Parser::parse_sql(&GenericDialect {}, sql_text) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for s in &parsed {
+        let target = write_target(s);
+        let _ = sql::visit_relations(s, |r: &sql::ObjectName| {
+            let parts: Vec<String> =
+                r.0.iter()
+                    .filter_map(|p| p.as_ident())
+                    .map(|i| i.value.to_ascii_lowercase())
+                    .collect();
+            let resolved = match parts.as_slice() {
+                [t] => Some((namespace.to_owned(), t.clone())),
+                [ns, t] | [_, ns, t] => Some((ns.clone(), t.clone())),
+                _ => None,
+            };
+            if let Some((ns, t)) = resolved {
+                out.push((ns, t, target.as_ref() == Some(r)));
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    }
+    out
+}
+
+/// The table an INSERT, UPDATE or DELETE writes.
+pub(super) fn write_target(s: &sql::Statement) -> Option<sql::ObjectName> {
+    let relation = match s {
+        sql::Statement::Insert(i) => match &i.table {
+            TableObject::TableName(n) => return Some(n.clone()),
+            _ => return None,
+        },
+        sql::Statement::Update(u) => &u.table.relation,
+        sql::Statement::Delete(d) => match &d.from {
+            FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => &t.first()?.relation,
+        },
+        _ => return None,
+    };
+    match relation {
+        TableFactor::Table { name, .. } => Some(name.clone()),
+        _ => None,
+    }
+}
+
+/// Whether a statement names `system.<table>` anywhere (a token `system` then `.`: not
+/// inside a string literal or a longer name).
+pub(super) fn references_system(sql_text: &str) -> bool {
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(toks) = Tokenizer::new(&GenericDialect {}, sql_text).tokenize() else {
+        return false;
+    };
+    let toks: Vec<&Token> = toks
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    toks.windows(2).any(|w| {
+        matches!(w[0], Token::Word(word) if word.value.eq_ignore_ascii_case("system"))
+            && matches!(w[1], Token::Period)
+    })
+}
+
+#[cfg(test)]
+#[path = "engine_authz_test.rs"]
+mod tests;

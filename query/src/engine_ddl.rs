@@ -337,3 +337,174 @@ pub(super) fn plan_alter(mut def: TableDef, change: &AlterChange) -> StmtResult<
     };
     Ok(def)
 }
+
+impl Engine {
+    /// USE ns: later statements of the request default to `ns`.
+    pub(super) fn use_namespace(
+        &self,
+        caller: &Caller,
+        namespace: &mut String,
+        ns: &str,
+    ) -> StmtResult<Out> {
+        if catalog::namespace(self.store.as_ref(), ns)?.is_none() {
+            return Err(format!("Namespace '{ns}' does not exist").into());
+        }
+        *namespace = ns.to_owned();
+        msg(caller, format!("Using namespace '{ns}'"))
+    }
+
+    /// CREATE NAMESPACE.
+    pub(super) async fn create_namespace(
+        &self,
+        caller: &Caller,
+        name: &str,
+        if_not_exists: bool,
+    ) -> StmtResult<Out> {
+        let op = Op::CreateNamespace {
+            name: name.to_owned(),
+            description: None,
+            if_not_exists,
+        };
+        let m = self
+            .propose_catalog(
+                caller,
+                op,
+                format!("Namespace '{name}' already exists"),
+                format!("Namespace '{name}' created successfully"),
+            )
+            .await?;
+        msg(caller, m)
+    }
+
+    /// DROP NAMESPACE.
+    pub(super) async fn drop_namespace(
+        &self,
+        caller: &Caller,
+        name: &str,
+        if_exists: bool,
+    ) -> StmtResult<Out> {
+        let op = Op::DropNamespace {
+            name: name.to_owned(),
+            if_exists,
+        };
+        let m = self
+            .propose_catalog(
+                caller,
+                op,
+                format!("Namespace '{name}' does not exist"),
+                format!("Namespace '{name}' dropped successfully"),
+            )
+            .await?;
+        msg(caller, m)
+    }
+
+    /// ALTER NAMESPACE.
+    pub(super) async fn alter_namespace(
+        &self,
+        caller: &Caller,
+        name: &str,
+        description: &Option<String>,
+    ) -> StmtResult<Out> {
+        self.propose(
+            &caller.user,
+            vec![Op::AlterNamespace {
+                name: name.to_owned(),
+                description: description.clone(),
+            }],
+        )
+        .await?;
+        msg(caller, format!("Namespace '{name}' altered successfully"))
+    }
+
+    /// CREATE TABLE.
+    pub(super) async fn create_table(
+        &self,
+        caller: &Caller,
+        namespace: &str,
+        ct: &CreateTable,
+    ) -> StmtResult<Out> {
+        let def = plan_create_table(ct, caller, namespace)?;
+        let kind = def.kind;
+        let qualified = def.qualified_name();
+        let kind = match kind {
+            TableKind::User => "User",
+            TableKind::Shared => "Shared",
+            TableKind::Stream => "Stream",
+        };
+        let op = Op::CreateTable {
+            table: def,
+            if_not_exists: ct.if_not_exists,
+        };
+        let m = self
+            .propose_catalog(
+                caller,
+                op,
+                format!("Table {qualified} already exists"),
+                format!(
+                    "CREATE TABLE via Raft consensus: {kind} table {qualified} created successfully"
+                ),
+            )
+            .await?;
+        msg(caller, m)
+    }
+
+    /// ALTER TABLE: role service or above (see `alter_allowed`).
+    pub(super) async fn alter_table(
+        &self,
+        caller: &Caller,
+        namespace: &str,
+        table: &TableName,
+        change: &AlterChange,
+    ) -> StmtResult<Out> {
+        let current = self.table(namespace, table)?;
+        alter_allowed(caller, &current)?;
+        let expected = current.schema_version;
+        let def = plan_alter(current, change)?;
+        let qualified = def.qualified_name();
+        let what = def.change.clone();
+        let mut ops = vec![Op::AlterTable {
+            table: def,
+            expected_version: expected,
+        }];
+        if matches!(change, AlterChange::SetAccessLevel(_)) {
+            ops.push(audit(caller, "alter_table_access", &qualified, Some(&what)));
+        }
+        let r = self.propose(&caller.user, ops).await?;
+        let version = r
+            .first()
+            .and_then(|r| r.schema_version)
+            .unwrap_or(expected + 1);
+        msg(
+            caller,
+            format!("Table {qualified} altered successfully: {what} (version {version})"),
+        )
+    }
+
+    /// DROP TABLE.
+    pub(super) async fn drop_table(
+        &self,
+        caller: &Caller,
+        namespace: &str,
+        table: &TableName,
+        if_exists: bool,
+    ) -> StmtResult<Out> {
+        let ns = table
+            .namespace
+            .clone()
+            .unwrap_or_else(|| namespace.to_owned());
+        let op = Op::DropTable {
+            namespace: ns.to_owned(),
+            name: table.name.clone(),
+            if_exists,
+        };
+        let m = self
+            .propose_catalog(
+                caller,
+                op,
+                format!("Table {ns}.{} does not exist", table.name),
+                format!("Table {ns}.{} dropped successfully", table.name),
+            )
+            .await?;
+        msg(caller, m)
+    }
+}

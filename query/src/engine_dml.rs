@@ -431,3 +431,187 @@ impl Engine {
         })
     }
 }
+
+impl Engine {
+    /// INSERT / UPDATE / DELETE: planned into ops, then staged in the open transaction or
+    /// proposed.
+    pub(super) async fn write(
+        &self,
+        at: &At<'_>,
+        stmt: &Statement,
+        tx: &mut Option<Staged>,
+        sql_text: &str,
+        params: &[Literal],
+    ) -> StmtResult<Out> {
+        let planned = match stmt {
+            Statement::Insert => self.plan_insert(at, sql_text, params).await?,
+            Statement::Update => self.plan_update(at, sql_text, params).await?,
+            _ => self.plan_delete(at, sql_text, params).await?,
+        };
+        let n = planned
+            .ops
+            .iter()
+            .map(|op| match op {
+                Op::Insert { rows, .. } => rows.len(),
+                Op::Update { rows, .. } => rows.len(),
+                Op::Delete { rows, .. } => rows.len(),
+                _ => 0,
+            })
+            .sum::<usize>() as u64;
+        if let Some(staged) = tx {
+            if planned.returning.is_some() {
+                return Err("RETURNING is not supported inside an explicit transaction".into());
+            }
+            staged.stage(&self.store, &at.caller.user, planned.ops)?;
+            staged.counts[planned.kind as usize] += n;
+            return Ok(count(planned.kind, n));
+        }
+        if planned.ops.is_empty() {
+            return Ok(match planned.returning {
+                Some(r) => Out::Result(returning_result(at.caller, r, &[])),
+                None => count(planned.kind, 0),
+            });
+        }
+        let results = self.propose(&at.caller.user, planned.ops).await?;
+        let affected: u64 = results.iter().map(|r| r.affected).sum();
+        Ok(match planned.returning {
+            Some(r) => Out::Result(returning_result(at.caller, r, &results)),
+            None => count(planned.kind, affected),
+        })
+    }
+
+    /// BEGIN: opens the request's transaction.
+    pub(super) fn begin(&self, caller: &Caller, tx: &mut Option<Staged>) -> StmtResult<Out> {
+        if tx.is_some() {
+            return Err("A transaction is already open in this request".into());
+        }
+        *tx = Some(Staged {
+            ops: Vec::new(),
+            counts: [0; 3],
+            preview: Preview::new(&self.store, &self.fold)?,
+        });
+        msg(caller, "Transaction started".into())
+    }
+
+    /// COMMIT: proposes the transaction's ops as one command.
+    pub(super) async fn commit(&self, caller: &Caller, tx: &mut Option<Staged>) -> StmtResult<Out> {
+        let Some(staged) = tx.take() else {
+            return Err("COMMIT without an open transaction".into());
+        };
+        if !staged.ops.is_empty() {
+            self.propose(&caller.user, staged.ops).await?;
+        }
+        // The committed rows were counted as their statements ran.
+        Ok(Out::Result(message(
+            caller,
+            0,
+            "Transaction committed".to_owned(),
+        )))
+    }
+
+    /// ROLLBACK: forgets the transaction.
+    pub(super) fn rollback(&self, caller: &Caller, tx: &mut Option<Staged>) -> StmtResult<Out> {
+        let Some(staged) = tx.take() else {
+            return Err("ROLLBACK without an open transaction".into());
+        };
+        Ok(Out::RolledBack(
+            staged.counts,
+            message(caller, 0, "Transaction rolled back".to_owned()),
+        ))
+    }
+}
+
+/// A row's key: its primary key, or `_seq` for a table without one (STREAM).
+pub(super) fn row_pk(def: &TableDef, cells: &[(u32, Value)], seq: i64) -> Value {
+    def.primary_key
+        .and_then(|id| cells.iter().find(|(c, _)| *c == id).map(|(_, v)| v.clone()))
+        .unwrap_or(Value::BigInt(seq))
+}
+
+pub(super) fn check_not_null(def: &TableDef, c: &ColumnDef, v: &Value) -> StmtResult<()> {
+    if v.is_null() && (!c.nullable || def.primary_key == Some(c.id)) {
+        return Err(format!(
+            "NOT NULL constraint violation: column '{}' cannot be NULL",
+            c.name
+        )
+        .into());
+    }
+    Ok(())
+}
+
+pub(super) enum Evaluated {
+    Literal(Literal),
+    Default(DefaultExpr),
+}
+
+/// A VALUES entry that needs no evaluation engine: a literal, a parameter, or one of the
+/// generating functions. `Err` means: evaluate it with DataFusion.
+pub(super) fn eval_literal(e: &Expr, params: &[Literal]) -> Result<Evaluated, ()> {
+    use sql::Value as V;
+    match e {
+        Expr::Value(v) => Ok(Evaluated::Literal(match &v.value {
+            V::Number(n, _) => Literal::Number(n.clone()),
+            V::SingleQuotedString(s) | V::EscapedStringLiteral(s) | V::NationalStringLiteral(s) => {
+                Literal::Str(s.clone())
+            }
+            V::Boolean(b) => Literal::Bool(*b),
+            V::Null => Literal::Null,
+            V::Placeholder(p) => {
+                let i: usize = p.trim_start_matches('$').parse().map_err(|_| ())?;
+                params.get(i.wrapping_sub(1)).cloned().ok_or(())?
+            }
+            _ => return Err(()),
+        })),
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match eval_literal(expr, params)? {
+            Evaluated::Literal(Literal::Number(n)) => Ok(Evaluated::Literal(Literal::Number(
+                match n.strip_prefix('-') {
+                    Some(pos) => pos.to_owned(),
+                    None => format!("-{n}"),
+                },
+            ))),
+            _ => Err(()),
+        },
+        Expr::Nested(inner) => eval_literal(inner, params),
+        Expr::TypedString(ts) => match &ts.value.value {
+            V::SingleQuotedString(s) => Ok(Evaluated::Literal(Literal::Str(s.clone()))),
+            _ => Err(()),
+        },
+        Expr::Function(f) => {
+            let no_args = match &f.args {
+                sql::FunctionArguments::None => true,
+                sql::FunctionArguments::List(l) => l.args.is_empty(),
+                _ => false,
+            };
+            if !no_args {
+                return Err(());
+            }
+            let name = f.name.to_string().to_ascii_lowercase();
+            Ok(Evaluated::Default(match name.as_str() {
+                "now" | "current_timestamp" => DefaultExpr::Now,
+                "snowflake_id" => DefaultExpr::SnowflakeId,
+                "uuid_v7" => DefaultExpr::UuidV7,
+                "ulid" => DefaultExpr::Ulid,
+                "current_user" | "kdb_current_user" => DefaultExpr::CurrentUser,
+                _ => return Err(()),
+            }))
+        }
+        _ => Err(()),
+    }
+}
+
+/// A parameter as DataFusion sees it (API.md 1.7.1: NULL is a typed Utf8 null, integers are
+/// BIGINT, other numbers DOUBLE, strings TEXT).
+pub(super) fn scalar(p: &Literal) -> ScalarValue {
+    match p {
+        Literal::Null => ScalarValue::Utf8(None),
+        Literal::Bool(b) => ScalarValue::Boolean(Some(*b)),
+        Literal::Number(n) => match n.parse::<i64>() {
+            Ok(i) => ScalarValue::Int64(Some(i)),
+            Err(_) => ScalarValue::Float64(n.parse::<f64>().ok()),
+        },
+        Literal::Str(s) => ScalarValue::Utf8(Some(s.clone())),
+    }
+}

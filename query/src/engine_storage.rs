@@ -2,6 +2,7 @@
 //! COMPACT / CHECK, and starting and scheduling the flush, compaction and eviction jobs.
 
 use super::*;
+use crate::dialect::{StorageField, StorageSpec};
 
 impl Engine {
     /// STORAGE FLUSH / COMPACT (API.md 3.10): queues one job per table and returns at once.
@@ -57,7 +58,7 @@ impl Engine {
                 queued.push((id, def.id));
             }
         }
-        let ids: Vec<String> = queued.iter().map(|(id, _)| id.clone()).collect();
+        let ids: Vec<String> = queued.iter().map(|(id, _)| id.to_owned()).collect();
         self.start_jobs(&caller.user, kind, queued);
         Ok(match (scope, ids.as_slice()) {
             (None, []) => format!(
@@ -102,7 +103,7 @@ impl Engine {
                 if !registry.start(&id) {
                     continue;
                 }
-                let job = id.clone();
+                let job = id.to_owned();
                 let op = match kind {
                     JobKind::Flush => Op::Flush { table, job },
                     JobKind::Compact => Op::Compact { table, job },
@@ -296,5 +297,73 @@ impl Engine {
             ]);
         }
         Ok(rows)
+    }
+}
+
+impl Engine {
+    /// CREATE STORAGE (API.md 3.10).
+    pub(super) async fn create_storage(
+        &self,
+        caller: &Caller,
+        id: &str,
+        if_not_exists: bool,
+        spec: &StorageSpec,
+    ) -> StmtResult<Out> {
+        let storage = crate::storage::define(id, spec)?;
+        let op = Op::CreateStorage {
+            storage,
+            if_not_exists,
+        };
+        msg(
+            caller,
+            self.propose_catalog(
+                caller,
+                op,
+                format!("Storage '{id}' already exists"),
+                format!("Storage '{id}' created successfully"),
+            )
+            .await?,
+        )
+    }
+
+    /// ALTER STORAGE (API.md 3.10).
+    pub(super) async fn alter_storage(
+        &self,
+        caller: &Caller,
+        id: &str,
+        changes: &[(StorageField, String)],
+    ) -> StmtResult<Out> {
+        if id == folddb_materializer::LOCAL_STORAGE {
+            return Err("The built-in storage 'local' cannot be altered".into());
+        }
+        let current = catalog::storage(self.store.as_ref(), id)?
+            .ok_or_else(|| format!("Storage '{id}' does not exist"))?;
+        let storage = crate::storage::alter(&current, changes)?;
+        self.propose(&caller.user, vec![Op::AlterStorage { storage }])
+            .await?;
+        msg(caller, format!("Storage '{id}' altered successfully"))
+    }
+
+    /// DROP STORAGE (API.md 3.10).
+    pub(super) async fn drop_storage(
+        &self,
+        caller: &Caller,
+        id: &str,
+        if_exists: bool,
+    ) -> StmtResult<Out> {
+        let op = Op::DropStorage {
+            id: id.to_owned(),
+            if_exists,
+        };
+        msg(
+            caller,
+            self.propose_catalog(
+                caller,
+                op,
+                format!("Storage '{id}' does not exist"),
+                format!("Storage '{id}' dropped successfully"),
+            )
+            .await?,
+        )
     }
 }

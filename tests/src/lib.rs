@@ -34,8 +34,15 @@ pub fn folddb_bin() -> &'static Path {
 }
 
 /// The workspace root (the parent of this crate).
+///
+/// Read at run time first: cargo and nextest set `CARGO_MANIFEST_DIR` for the checkout being
+/// tested, while the compile-time value names wherever the binary was built, and a build
+/// cache shared between checkouts (CI's clone and a working tree) reuses test binaries
+/// without rebuilding them when the sources match.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .parent()
         .expect("tests/ sits in the workspace")
         .to_path_buf()

@@ -110,7 +110,7 @@ fn fold_one(store: &HotStore, fold: &EventFold, index: u64, ops: Vec<Op>) -> any
         LogIndex(index),
         &folddb_materializer::event::encode_entry(&[cmd]),
         &mut batch,
-    );
+    )?;
     let outcomes = folddb_materializer::event::decode_outcomes(&out)?;
     if let Some(folddb_materializer::Outcome::Rejected { error, .. }) = outcomes.first() {
         anyhow::bail!("entry {index} was rejected: {error}");
