@@ -189,3 +189,7 @@ pub type ProposeFuture<'a> =
 pub trait Propose: Send + Sync + 'static {
     fn propose(&self, command: Command) -> ProposeFuture<'_>;
 }
+
+#[cfg(test)]
+#[path = "event_golden_test.rs"]
+mod golden;
