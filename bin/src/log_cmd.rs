@@ -224,8 +224,8 @@ fn progress_bar(done: u64, total: u64, started: std::time::Instant) {
 }
 
 fn replay(dir: &Path, into: &Path, to_index: Option<u64>) -> anyhow::Result<ExitCode> {
+    use folddb_materializer::cold::ColdStore;
     use folddb_materializer::{EventFold, HotStore};
-    use folddb_query::cold::ColdStore;
     let source = if dir.join("log").is_dir() {
         dir.join("log")
     } else {

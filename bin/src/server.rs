@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes_util::collect_limited;
 use folddb_cluster::Node;
+use folddb_materializer::cold::ColdStore;
 use folddb_materializer::{EventFold, Op, Role, UserDef, catalog};
-use folddb_query::cold::ColdStore;
 use folddb_query::{Caller, Engine, ErrorCode, SqlError, SqlRequest};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
@@ -122,6 +122,23 @@ async fn run_scheduler(state: Arc<State>, config: crate::config::StorageConfig) 
 }
 
 /// Runs the server until SIGINT / SIGTERM.
+/// The runtime object storage requests run on: its own, since the cold tier waits for them
+/// synchronously from the fold's and the query's threads, which may be this program's
+/// runtime workers (see `folddb_materializer::cold::backend::IoRuntime`). Never dropped.
+fn object_io() -> anyhow::Result<&'static tokio::runtime::Runtime> {
+    static IO: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(io) = IO.get() {
+        return Ok(io);
+    }
+    let io = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("folddb-object-io")
+        .enable_all()
+        .build()
+        .context("starting the object storage runtime")?;
+    Ok(IO.get_or_init(|| io))
+}
+
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(&args)?;
     if config.auth.jwt_secret == DEFAULT_JWT_SECRET {
@@ -130,7 +147,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.server.data_dir)
         .with_context(|| format!("creating {}", config.server.data_dir.display()))?;
     let listen = config.server.listen;
-    let cold = Arc::new(ColdStore::new(config.server.data_dir.join("storage")));
+    let cold = Arc::new(
+        ColdStore::new(config.server.data_dir.join("storage"))
+            .with_io(object_io()?.handle().clone()),
+    );
     let fold = EventFold::new(cold.clone());
     let node = Node::start_single(
         u64::from(config.server.node_id),

@@ -1,8 +1,8 @@
-//! The cold tier as the fold sees it: where flushed row versions go and where the fold finds
-//! them again (an update or delete of a flushed row, a primary key checked against both
-//! tiers). The Parquet files and manifests are written by `folddb-query`'s `cold` module,
-//! which implements [`ColdTier`]; the fold drives it, so the cold tier is a fold of the log
-//! exactly as the hot tier is (`materializer/FORMAT.md`, "Cold tier").
+//! The cold tier: where flushed row versions go and where the fold finds them again (an
+//! update or delete of a flushed row, a primary key checked against both tiers). [`store`]
+//! writes and reads the Parquet segments and manifests ([`store::ColdStore`] implements
+//! [`ColdTier`]) through the storages' [`backend`]s; the fold drives it, so the cold tier is
+//! a fold of the log exactly as the hot tier is (`materializer/FORMAT.md`, "Cold tier").
 //!
 //! # Correctness
 //!
@@ -12,6 +12,11 @@
 //! hot tier (which is rewound to its last flush) without writing the files twice. The
 //! fold flushes the hot tier before it touches the cold one, so the only entry ever
 //! re-applied over a cold tier that is ahead of the hot tier is that entry itself.
+
+pub mod backend;
+pub mod store;
+
+pub use store::{ColdError, ColdStore, Manifest, SegmentMeta};
 
 use folddb_log::LogIndex;
 use serde::{Deserialize, Serialize};

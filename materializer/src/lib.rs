@@ -1,22 +1,28 @@
 //! `folddb-materializer` folds committed log entries into state.
 //!
-//! It owns the stores that are folds of the log. Today: the RocksDB hot tier ([`HotStore`]),
-//! whose every write carries the applied index; the event schema ([`Command`], [`Op`],
+//! It owns every store that is a fold of the log: the RocksDB hot tier ([`HotStore`]), whose
+//! every write carries the applied index, and the cold tier ([`cold`]: Parquet segments and
+//! manifests in each storage, written and read by [`cold::ColdStore`] through the storages'
+//! backends, filesystem or object storage). Also: the event schema ([`Command`], [`Op`],
 //! [`Outcome`]) and its versioned [`codec`]; the [`Propose`] trait through which `query`
 //! submits writes; [`EventFold`], which folds committed entries into the [`catalog`] and the
-//! [`row`] versions, and drives the [`cold`] tier through [`ColdTier`] (whose Parquet
-//! implementation lives in `folddb-query`, next to the Arrow conversions); `_seq` derivation
-//! ([`SeqClock`]); column types and cell values ([`DataType`], [`Value`]) with their API
-//! encodings. It is the only crate that opens RocksDB.
+//! [`row`] versions and drives the cold tier through [`ColdTier`]; `_seq` derivation
+//! ([`SeqClock`]); column types and cell values ([`DataType`], [`Value`]) with their Arrow
+//! and API encodings ([`convert`]). It is the only crate that opens RocksDB or writes
+//! Parquet. It builds no runtime: object storage requests run on the one the program hands
+//! in ([`cold::backend::IoRuntime`]).
 //!
-//! Dependencies: `folddb-log` only (see `DESIGN.md`, "Workspace").
+//! Dependencies: `folddb-log`, and arrow, parquet and object_store for the cold tier (see
+//! `DESIGN.md`, "Workspace").
 
 pub mod catalog;
 pub mod codec;
 pub mod cold;
+pub mod convert;
 pub mod error;
 pub mod event;
 mod event_fold;
+pub mod fault;
 pub mod fold;
 pub mod hot;
 pub mod row;
@@ -32,6 +38,8 @@ pub use error::{Error, Result};
 pub use event::{Command, Op, OpResult, Outcome, Propose, ProposeError, ProposeFuture, RowChange};
 pub use event_fold::{EventFold, Preview, SEQ_OWN_WRITE};
 pub use fold::{Fold, StoreCommands};
+/// The log positions this crate's API names (entries folded, cold-tier calls).
+pub use folddb_log::{LogIndex, Term};
 pub use hot::{Family, HotBatch, HotStore};
 pub use row::{ChangeSet, RowEvent, RowVersion};
 pub use seq::{Seq, SeqClock};

@@ -41,7 +41,6 @@ use folddb_materializer::{
 };
 use serde_json::Value as Json;
 
-use crate::cold::ColdStore;
 use crate::convert::{self, Literal, arrow_to_value, cell_json, coerce};
 use crate::dialect::{
     self, AlterChange, ColumnSpec, CreateTable, DefaultSpec, RESERVED_COLUMNS, Statement,
@@ -53,6 +52,7 @@ pub use crate::request::{
     ColumnInfo, ErrorCode, Limits, QueryResult, SqlError, SqlRequest, SqlResponse,
 };
 use crate::system::{self, Rows};
+use folddb_materializer::cold::ColdStore;
 
 #[path = "engine_authz.rs"]
 mod authz;

@@ -257,7 +257,7 @@ impl Engine {
         if let Err(e) = cold
             .backend(&storage)
             .map_err(|e| e.to_string())
-            .and_then(|b| crate::storage::probe(b.as_ref()))
+            .and_then(|b| folddb_materializer::cold::backend::probe(b.as_ref()))
         {
             rows.rows.push(vec![
                 Value::Null,

@@ -3,26 +3,28 @@
 //! It owns the SQL dialect ([`dialect`]: splitting, classifying and parsing FoldDB's own
 //! statements), the DataFusion catalog and table providers over the hot tier ([`provider`],
 //! [`system`]), write planning (DML into events, every non-deterministic value resolved
-//! before proposing) and per-statement authorization by role ([`engine`]), and value
-//! conversions with the API's JSON cell encoding ([`convert`]).
+//! before proposing) and per-statement authorization by role ([`engine`]), and the pruning
+//! of cold segments by a query's filters ([`pruning`]). It reads the cold tier through the
+//! materializer's `cold::ColdStore`, which owns the files; value conversions are the
+//! materializer's too ([`convert`], re-exported).
 //!
 //! Its error type is the API's: [`SqlError`] with an [`ErrorCode`] of API.md 1.7.4, which the
 //! binary maps to HTTP statuses in one place.
 //!
-//! Dependencies: `folddb-materializer` only; it never writes RocksDB and never sees
-//! `cluster`: it proposes through [`folddb_materializer::Propose`].
+//! Dependencies: `folddb-materializer` and DataFusion; never `folddb-log`, Parquet or object
+//! storage. It never writes RocksDB or the cold tier and never sees `cluster`: it proposes
+//! through [`folddb_materializer::Propose`].
 
-pub mod cold;
-pub mod convert;
+pub use folddb_materializer::convert;
 pub mod dialect;
 pub mod engine;
-pub mod fault;
 mod functions;
 pub mod ids;
 pub mod jobs;
 pub mod live;
 pub mod nesting;
 pub mod provider;
+pub mod pruning;
 pub mod request;
 pub mod split;
 pub mod storage;

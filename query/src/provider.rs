@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
 use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
@@ -21,9 +21,10 @@ use folddb_materializer::{
     TableKind, Value, catalog, codec,
 };
 
-use crate::cold::ColdStore;
-use crate::convert::{self, arrow_to_value, backfill, build_column};
+use crate::convert::arrow_to_value;
+pub use crate::convert::{rows_batch, table_schema};
 use crate::system;
+use folddb_materializer::cold::ColdStore;
 
 /// Who is asking: reads of USER and STREAM tables are scoped to `user`.
 #[derive(Debug, Clone)]
@@ -108,36 +109,6 @@ pub fn shared_access(def: &TableDef, role: Role, write: bool) -> bool {
 
 fn df_err(e: impl std::fmt::Display) -> DataFusionError {
     DataFusionError::Execution(e.to_string())
-}
-
-/// The Arrow schema of a table: its columns in order, then `_seq` and (USER / SHARED)
-/// `_deleted`.
-pub fn table_schema(def: &TableDef) -> SchemaRef {
-    let mut fields = Vec::with_capacity(def.columns.len() + 2);
-    for c in &def.columns {
-        let flags: &[&str] = if def.primary_key == Some(c.id) {
-            &["pk", "nn", "uq"]
-        } else if !c.nullable && c.unique {
-            &["nn", "uq"]
-        } else if !c.nullable {
-            &["nn"]
-        } else if c.unique {
-            &["uq"]
-        } else {
-            &[]
-        };
-        fields.push(convert::field(&c.name, c.data_type, c.nullable, flags));
-    }
-    fields.push(convert::field("_seq", DataType::BigInt, false, &["nn"]));
-    if def.has_soft_delete() {
-        fields.push(convert::field(
-            "_deleted",
-            DataType::Boolean,
-            false,
-            &["nn"],
-        ));
-    }
-    Arc::new(Schema::new(fields))
 }
 
 /// The hot rows of one table as one owner sees them.
@@ -305,7 +276,7 @@ impl HotTable {
                     &hot_keys,
                     show_deleted,
                     projection,
-                    filters,
+                    &|meta| crate::pruning::may_match_all(&self.def, meta, filters),
                 )
                 .map_err(df_err)?,
             );
@@ -331,51 +302,8 @@ impl HotTable {
 
     /// The rows as one record batch in the table's schema.
     fn batch(&self, rows: &[RowVersion]) -> DfResult<RecordBatch> {
-        rows_batch(&self.def, &self.schema, rows)
+        Ok(rows_batch(&self.def, &self.schema, rows)?)
     }
-}
-
-/// Row versions of `def` as one record batch in its schema ([`table_schema`]): every
-/// column, then `_seq` and (with soft delete) `_deleted`.
-pub fn rows_batch(
-    def: &TableDef,
-    schema: &SchemaRef,
-    rows: &[RowVersion],
-) -> DfResult<RecordBatch> {
-    let mut columns = Vec::with_capacity(schema.fields().len());
-    for c in &def.columns {
-        let fallback = backfill(c);
-        let values: Vec<Value> = rows
-            .iter()
-            .map(|r| match r.cell(c.id) {
-                Some(v) => fit(v, c.data_type),
-                None => fallback.clone(),
-            })
-            .collect();
-        columns.push(build_column(c.data_type, values.iter()));
-    }
-    let seqs: Vec<Value> = rows.iter().map(|r| Value::BigInt(r.seq)).collect();
-    columns.push(build_column(DataType::BigInt, seqs.iter()));
-    if def.has_soft_delete() {
-        let del: Vec<Value> = rows.iter().map(|r| Value::Boolean(r.deleted)).collect();
-        columns.push(build_column(DataType::Boolean, del.iter()));
-    }
-    RecordBatch::try_new(schema.clone(), columns).map_err(DataFusionError::from)
-}
-
-/// A stored value read under a column type it was not written with (after MODIFY COLUMN):
-/// converted when it can be, NULL when it cannot.
-fn fit(v: &Value, t: DataType) -> Value {
-    let col = build_column(t, std::iter::once(v));
-    if !col.is_null(0) || v.is_null() {
-        return v.clone();
-    }
-    let lit = match v.to_json() {
-        serde_json::Value::Bool(b) => convert::Literal::Bool(b),
-        serde_json::Value::Number(n) => convert::Literal::Number(n.to_string()),
-        _ => convert::Literal::Str(v.plain()),
-    };
-    convert::coerce(&lit, t).unwrap_or(Value::Null)
 }
 
 /// A filter literal as a value of the key's type.

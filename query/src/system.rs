@@ -12,10 +12,10 @@ use datafusion::datasource::MemTable;
 use folddb_materializer::row::{scope_prefix, table_prefix};
 use folddb_materializer::{DataType, HotStore, TableDef, Value, catalog};
 
-use crate::cold::ColdStore;
 use crate::convert::{build_column, field};
 use crate::jobs::Jobs;
 use crate::provider::{Caller, View};
+use folddb_materializer::cold::ColdStore;
 
 /// Rows with named, typed columns: a small in-memory result.
 #[derive(Debug, Default)]

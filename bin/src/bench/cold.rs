@@ -25,11 +25,11 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use folddb_log::{LogIndex, Term};
+use folddb_materializer::cold::ColdStore;
 use folddb_materializer::{
     ColumnDef, Command, DataType, EventFold, Fold, HotBatch, HotStore, Op, Propose, ProposeError,
     ProposeFuture, Role, TableDef, TableId, TableKind, Value,
 };
-use folddb_query::cold::ColdStore;
 use folddb_query::{Caller, Engine};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;

@@ -1,12 +1,22 @@
 //! Segment pruning by statistics: a segment is skipped only when its per-column minimum
 //! and maximum prove that no row of it can match a query's filter.
 
-use super::*;
+use arrow::datatypes::DataType as ArrowType;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Expr;
+use folddb_materializer::TableDef;
+use folddb_materializer::cold::SegmentMeta;
+
+/// Whether a segment of `def` may hold rows matching every one of `filters` (see
+/// [`may_match`]).
+pub fn may_match_all(def: &TableDef, meta: &SegmentMeta, filters: &[Expr]) -> bool {
+    filters.iter().all(|f| may_match(def, meta, f))
+}
 
 /// Whether a segment of `def` (in its current columns) may hold rows matching `filter`, by
 /// its statistics: `false` only when they prove none does. Understands
 /// `column <op> literal` (either way round; `=`, `<`, `<=`, `>`, `>=`) and `AND`.
-pub(super) fn may_match(def: &TableDef, meta: &SegmentMeta, filter: &Expr) -> bool {
+pub fn may_match(def: &TableDef, meta: &SegmentMeta, filter: &Expr) -> bool {
     use datafusion::logical_expr::{BinaryExpr, Operator};
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = filter else {
         return true;
@@ -67,3 +77,7 @@ pub(super) fn may_match(def: &TableDef, meta: &SegmentMeta, filter: &Expr) -> bo
         _ => true,
     }
 }
+
+#[cfg(test)]
+#[path = "pruning_test.rs"]
+mod tests;

@@ -1,9 +1,16 @@
 //! Conversions between our values and Arrow: column types to Arrow fields (with the API type
-//! in the field metadata), rows to record batches, Arrow cells to JSON (API.md 1.7.3), and
+//! in the field metadata), a table's schema, row versions to record batches (what the hot
+//! tier's scans and the cold tier's segments hold), Arrow cells to JSON (API.md 1.7.3), and
 //! SQL literals, JSON parameters and Arrow cells to a column's [`Value`].
 
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema, SchemaRef};
+
+use crate::catalog::{ColumnDef, TableDef};
+use crate::row::RowVersion;
+use crate::value::{DataType, Value};
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
     FixedSizeBinaryBuilder, FixedSizeListBuilder, Float32Builder, Float64Builder, Int16Builder,
@@ -16,7 +23,6 @@ use arrow::datatypes::{
     UInt32Type, UInt64Type,
 };
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
-use folddb_materializer::{ColumnDef, DataType, Value};
 use serde_json::Value as Json;
 
 /// Field metadata key holding the column's API type (its JSON wire form).
@@ -555,9 +561,77 @@ pub fn arrow_to_value(array: &dyn Array, row: usize, t: DataType) -> Result<Valu
 /// The default value of an added column for rows written before it existed.
 pub fn backfill(column: &ColumnDef) -> Value {
     match &column.default {
-        Some(folddb_materializer::DefaultExpr::Literal(v)) => v.clone(),
+        Some(crate::catalog::DefaultExpr::Literal(v)) => v.clone(),
         _ => Value::Null,
     }
+}
+
+/// The Arrow schema of a table: its columns in order, then `_seq` and (USER / SHARED)
+/// `_deleted`.
+pub fn table_schema(def: &TableDef) -> SchemaRef {
+    let mut fields = Vec::with_capacity(def.columns.len() + 2);
+    for c in &def.columns {
+        let flags: &[&str] = if def.primary_key == Some(c.id) {
+            &["pk", "nn", "uq"]
+        } else if !c.nullable && c.unique {
+            &["nn", "uq"]
+        } else if !c.nullable {
+            &["nn"]
+        } else if c.unique {
+            &["uq"]
+        } else {
+            &[]
+        };
+        fields.push(field(&c.name, c.data_type, c.nullable, flags));
+    }
+    fields.push(field("_seq", DataType::BigInt, false, &["nn"]));
+    if def.has_soft_delete() {
+        fields.push(field("_deleted", DataType::Boolean, false, &["nn"]));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// Row versions of `def` as one record batch in its schema ([`table_schema`]): every
+/// column, then `_seq` and (with soft delete) `_deleted`.
+pub fn rows_batch(
+    def: &TableDef,
+    schema: &SchemaRef,
+    rows: &[RowVersion],
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for c in &def.columns {
+        let fallback = backfill(c);
+        let values: Vec<Value> = rows
+            .iter()
+            .map(|r| match r.cell(c.id) {
+                Some(v) => fit(v, c.data_type),
+                None => fallback.clone(),
+            })
+            .collect();
+        columns.push(build_column(c.data_type, values.iter()));
+    }
+    let seqs: Vec<Value> = rows.iter().map(|r| Value::BigInt(r.seq)).collect();
+    columns.push(build_column(DataType::BigInt, seqs.iter()));
+    if def.has_soft_delete() {
+        let del: Vec<Value> = rows.iter().map(|r| Value::Boolean(r.deleted)).collect();
+        columns.push(build_column(DataType::Boolean, del.iter()));
+    }
+    RecordBatch::try_new(schema.clone(), columns)
+}
+
+/// A stored value read under a column type it was not written with (after MODIFY COLUMN):
+/// converted when it can be, NULL when it cannot.
+fn fit(v: &Value, t: DataType) -> Value {
+    let col = build_column(t, std::iter::once(v));
+    if !col.is_null(0) || v.is_null() {
+        return v.clone();
+    }
+    let lit = match v.to_json() {
+        serde_json::Value::Bool(b) => Literal::Bool(b),
+        serde_json::Value::Number(n) => Literal::Number(n.to_string()),
+        _ => Literal::Str(v.plain()),
+    };
+    coerce(&lit, t).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

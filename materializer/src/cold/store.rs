@@ -9,7 +9,8 @@
 //!
 //! [`ColdStore`] is the materializer's [`ColdTier`]: the fold flushes and compacts through
 //! it and finds flushed rows again with [`ColdTier::get`]; the table providers read the
-//! visible rows of a scope with [`ColdStore::visible`].
+//! visible rows of a scope with [`ColdStore::visible`], skipping the segments their own
+//! pruning (by each segment's statistics) rules out.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,12 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, RecordBatchOptions};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType as ArrowType, Int32Type, Int64Type, SchemaRef};
-use datafusion::common::ScalarValue;
-use datafusion::logical_expr::Expr;
 use folddb_log::LogIndex;
-use folddb_materializer::cold::{ColdResult, CompactReport, FlushReport};
-use folddb_materializer::row::encode_key_part;
-use folddb_materializer::{ColdTier, DataType, RowVersion, StorageDef, TableDef, TableKind, Value};
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
@@ -33,9 +29,12 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
-use crate::convert::arrow_to_value;
-use crate::provider::{rows_batch, table_schema};
-use crate::storage::{Backend, Source, backend_for, join};
+use super::backend::{Backend, IoRuntime, Source, backend_for, join};
+use super::{ColdResult, ColdTier, CompactReport, FlushReport};
+use crate::catalog::{StorageDef, TableDef, TableKind};
+use crate::convert::{arrow_to_value, rows_batch, table_schema};
+use crate::row::{RowVersion, encode_key_part};
+use crate::value::{DataType, Value};
 
 /// The manifest format this build writes and reads.
 pub const MANIFEST_FORMAT: u32 = 1;
@@ -307,7 +306,6 @@ fn stats(batch: &RecordBatch) -> Result<Vec<ColumnStats>, String> {
                 (agg::min(a), agg::max(a))
             }};
         }
-        let scalar = |v: Option<ScalarValue>| v.map(|v| v.to_string());
         let (min, max): (Option<String>, Option<String>) = match col.data_type() {
             ArrowType::Int16 => {
                 let (a, b) = prim!(t::Int16Type);
@@ -344,7 +342,8 @@ fn stats(batch: &RecordBatch) -> Result<Vec<ColumnStats>, String> {
                 )
             }
             ArrowType::Date32 | ArrowType::Timestamp(..) | ArrowType::Time64(_) => {
-                // Shown as SQL values: through ScalarValue, at the two extreme positions.
+                // Shown as SQL values (as DataFusion displays them), at the two extreme
+                // positions.
                 let ints =
                     arrow::compute::cast(col, &ArrowType::Int64).map_err(|e| e.to_string())?;
                 let ints = ints.as_primitive::<t::Int64Type>();
@@ -354,12 +353,11 @@ fn stats(batch: &RecordBatch) -> Result<Vec<ColumnStats>, String> {
                     })
                 };
                 let at = |r: Option<usize>| {
-                    r.and_then(|r| ScalarValue::try_from_array(col.as_ref(), r).ok())
+                    r.and_then(|r| {
+                        arrow::util::display::array_value_to_string(col.as_ref(), r).ok()
+                    })
                 };
-                (
-                    scalar(at(pos(agg::min(ints)))),
-                    scalar(at(pos(agg::max(ints)))),
-                )
+                (at(pos(agg::min(ints))), at(pos(agg::max(ints))))
             }
             _ => (None, None),
         };
@@ -441,10 +439,6 @@ fn segment_reader<T: parquet::file::reader::ChunkReader + 'static>(
     }
     builder.build().map_err(damaged)
 }
-
-#[path = "cold_pruning.rs"]
-mod pruning;
-use pruning::may_match;
 
 /// The row versions of `batch` (every column of a segment described by `meta`).
 fn versions_in(meta: &SegmentMeta, batch: &RecordBatch) -> Result<Vec<RowVersion>, String> {
@@ -700,8 +694,10 @@ impl ScopeState {
 pub struct ColdStore {
     root: PathBuf,
     /// A rebuilt data directory (`folddb log replay`): every storage's files live under
-    /// `root` (see [`crate::storage::backend_for`]).
+    /// `root` (see [`backend_for`]).
     relocated: bool,
+    /// Where object storage requests run (see [`IoRuntime`]).
+    io: Option<IoRuntime>,
     backends: Mutex<HashMap<String, Built>>,
     scopes: Mutex<HashMap<(u64, String), Arc<ScopeState>>>,
 }
@@ -720,9 +716,16 @@ impl ColdStore {
         ColdStore {
             relocated: root.join(RELOCATED_MARK).exists(),
             root,
+            io: None,
             backends: Mutex::new(HashMap::new()),
             scopes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// This cold tier, its object storage requests running on `io`.
+    pub fn with_io(mut self, io: IoRuntime) -> ColdStore {
+        self.io = Some(io);
+        self
     }
 
     /// Marks `root` as a rebuilt data directory's: from now on (and after restarts) storages
@@ -755,11 +758,12 @@ impl ColdStore {
         {
             return Ok(backend.clone());
         }
-        let backend =
-            backend_for(storage, &self.root, self.relocated).map_err(|message| ColdError {
+        let backend = backend_for(storage, &self.root, self.relocated, self.io.as_ref()).map_err(
+            |message| ColdError {
                 location: format!("storage '{}'", storage.id),
                 message,
-            })?;
+            },
+        )?;
         backends.insert(storage.id.clone(), (storage.clone(), backend.clone()));
         Ok(backend)
     }
@@ -864,10 +868,10 @@ impl ColdStore {
         hot_keys: &[Vec<u8>],
         show_deleted: bool,
         projection: &[usize],
-        filters: &[Expr],
+        may_match: &dyn Fn(&SegmentMeta) -> bool,
     ) -> Result<Vec<RecordBatch>, ColdError> {
         let state = self.scope(storage, def, scope)?;
-        match self.visible_in(&state, def, hot_keys, show_deleted, projection, filters) {
+        match self.visible_in(&state, def, hot_keys, show_deleted, projection, may_match) {
             Err(e) => {
                 // A compaction may have replaced the segments this read started on (and
                 // removed their files): read again from the manifest that replaced them.
@@ -875,7 +879,7 @@ impl ColdStore {
                 if Arc::ptr_eq(&now, &state) {
                     return Err(e);
                 }
-                self.visible_in(&now, def, hot_keys, show_deleted, projection, filters)
+                self.visible_in(&now, def, hot_keys, show_deleted, projection, may_match)
             }
             done => done,
         }
@@ -888,7 +892,7 @@ impl ColdStore {
         hot_keys: &[Vec<u8>],
         show_deleted: bool,
         projection: &[usize],
-        filters: &[Expr],
+        may_match: &dyn Fn(&SegmentMeta) -> bool,
     ) -> Result<Vec<RecordBatch>, ColdError> {
         if state.segments.is_empty() {
             return Ok(vec![]);
@@ -912,7 +916,7 @@ impl ColdStore {
         );
         let mut out = Vec::new();
         for (seg, mut excluded) in state.segments.iter().zip(excluded) {
-            if seg.matches(def) && !filters.iter().all(|f| may_match(def, &seg.meta, f)) {
+            if seg.matches(def) && !may_match(&seg.meta) {
                 // Its statistics rule out every row: skipped. (Which of its keys hide older
                 // versions was settled above, over every segment.)
                 continue;
@@ -997,7 +1001,7 @@ impl ColdStore {
                     .map(|(_, v)| v)
                     .collect();
                 let full = rows_batch(def, &table_schema(def), &versions)
-                    .and_then(|b| b.project(projection).map_err(Into::into))
+                    .and_then(|b| b.project(projection))
                     .map_err(|e| fail(&path)(e.to_string()))?;
                 if full.num_rows() > 0 {
                     out.push(full);
@@ -1189,5 +1193,5 @@ impl ColdTier for ColdStore {
 }
 
 #[cfg(test)]
-#[path = "cold_test.rs"]
+#[path = "store_test.rs"]
 mod tests;

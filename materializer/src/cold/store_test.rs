@@ -1,6 +1,6 @@
 //! Tests of `cold`, kept beside it (STYLE.md: a sibling `*_test.rs` once they grow).
 use super::*;
-use folddb_materializer::TableKind;
+use crate::catalog::StorageKind;
 use std::fs;
 
 fn loc(cold: &ColdStore, storage: &StorageDef, dir: String) -> Loc {
@@ -65,13 +65,13 @@ fn flushes_write_segments_named_by_entry_and_are_idempotent() {
     let all: Vec<usize> = (0..table_schema(&def).fields().len()).collect();
     assert_eq!(
         ids(&cold
-            .visible(&local, &def, "", &[], false, &all, &[])
+            .visible(&local, &def, "", &[], false, &all, &|_| true)
             .expect("read")),
         [1, 2]
     );
     assert_eq!(
         ids(&cold
-            .visible(&local, &def, "", &[], true, &all, &[])
+            .visible(&local, &def, "", &[], true, &all, &|_| true)
             .expect("read")),
         [1, 2, 3]
     );
@@ -108,7 +108,7 @@ fn newer_segments_and_hot_keys_hide_older_versions_and_compaction_keeps_the_newe
     .expect("flush");
     let all: Vec<usize> = (0..table_schema(&def).fields().len()).collect();
     let seen = cold
-        .visible(&local, &def, "alice", &[], false, &all, &[])
+        .visible(&local, &def, "alice", &[], false, &all, &|_| true)
         .expect("read");
     let mut got = ids(&seen);
     got.sort();
@@ -121,13 +121,13 @@ fn newer_segments_and_hot_keys_hide_older_versions_and_compaction_keeps_the_newe
     // Key 4 has a newer hot version: the cold one is hidden.
     let hot = vec![key_of(&Value::BigInt(4))];
     let mut got = ids(&cold
-        .visible(&local, &def, "alice", &hot, false, &all, &[])
+        .visible(&local, &def, "alice", &hot, false, &all, &|_| true)
         .expect("read"));
     got.sort();
     assert_eq!(got, [1, 2, 5]);
     // Another owner sees nothing.
     assert!(
-        cold.visible(&local, &def, "bob", &[], false, &all, &[])
+        cold.visible(&local, &def, "bob", &[], false, &all, &|_| true)
             .expect("read")
             .is_empty()
     );
@@ -156,7 +156,7 @@ fn newer_segments_and_hot_keys_hide_older_versions_and_compaction_keeps_the_newe
     assert!(!files.contains(&"batch-10.parquet".to_owned()), "{files:?}");
     let cold = ColdStore::new(tmp.path());
     let mut got = ids(&cold
-        .visible(&local, &def, "alice", &[], true, &all, &[])
+        .visible(&local, &def, "alice", &[], true, &all, &|_| true)
         .expect("read"));
     got.sort();
     assert_eq!(got, [1, 2, 4, 5]);
@@ -187,7 +187,7 @@ fn damaged_files_are_errors_that_name_them() {
     fs::write(&path, &bytes[..bytes.len() / 2]).expect("truncate");
     let all: Vec<usize> = (0..table_schema(&def).fields().len()).collect();
     let e = cold
-        .visible(&local, &def, "al/../ice", &[], false, &all, &[])
+        .visible(&local, &def, "al/../ice", &[], false, &all, &|_| true)
         .expect_err("damaged");
     assert_eq!(e.location, path.display().to_string());
     assert!(e.to_string().contains("batch-3.parquet"), "{e}");
@@ -210,16 +210,18 @@ fn object_storage_with_custom_templates_holds_the_same_tier() {
     let cold = ColdStore::new(tmp.path());
     let mut storage = StorageDef::local();
     storage.id = "objects".into();
-    storage.kind = folddb_materializer::StorageKind::S3;
+    storage.kind = StorageKind::S3;
     storage.user_tables_template = "tenants/{namespace}-{tableName}/{userId}".into();
     let memory = Arc::new(object_store::memory::InMemory::new());
+    let io = super::super::backend::tests::io();
+    let on_io = |b: super::super::backend::ObjectBackend| b.with_io(Some(io.handle().clone()));
     cold.install_backend(
         &storage,
-        Arc::new(crate::storage::ObjectBackend::new(
+        Arc::new(on_io(super::super::backend::ObjectBackend::new(
             memory.clone(),
             "memory://bucket",
             "base",
-        )),
+        ))),
     );
     let def = TableDef::example("app", "t", TableKind::User);
     cold.flush(
@@ -240,7 +242,7 @@ fn object_storage_with_custom_templates_holds_the_same_tier() {
     .expect("flush");
     let all: Vec<usize> = (0..table_schema(&def).fields().len()).collect();
     let mut got = ids(&cold
-        .visible(&storage, &def, "alice", &[], false, &all, &[])
+        .visible(&storage, &def, "alice", &[], false, &all, &|_| true)
         .expect("read"));
     got.sort();
     assert_eq!(got, [1, 3]);
@@ -252,8 +254,12 @@ fn object_storage_with_custom_templates_holds_the_same_tier() {
     );
     cold.compact(&storage, &def, LogIndex(12), 100)
         .expect("compact");
-    let listing = crate::storage::Backend::list(
-        &crate::storage::ObjectBackend::new(memory.clone(), "m", "base"),
+    let listing = super::super::backend::Backend::list(
+        &on_io(super::super::backend::ObjectBackend::new(
+            memory.clone(),
+            "m",
+            "base",
+        )),
         "tenants/app-t/alice",
     )
     .expect("list");
@@ -263,61 +269,21 @@ fn object_storage_with_custom_templates_holds_the_same_tier() {
         "nothing written locally"
     );
     cold.drop_table(&storage, &def).expect("drop");
-    let listing = crate::storage::Backend::list(
-        &crate::storage::ObjectBackend::new(memory, "m", "base"),
+    let listing = super::super::backend::Backend::list(
+        &on_io(super::super::backend::ObjectBackend::new(
+            memory, "m", "base",
+        )),
         "tenants",
     )
     .expect("list");
     assert!(listing.dirs.is_empty(), "{listing:?}");
 }
 
-#[test]
-fn statistics_skip_segments_without_hiding_less_than_they_should() {
-    use datafusion::prelude::{col, lit};
-    let tmp = tempfile::tempdir().expect("tmp");
-    let def = TableDef::example("app", "t", TableKind::Shared);
-    let cold = ColdStore::new(tmp.path());
-    let local = StorageDef::local();
-    let all: Vec<usize> = (0..table_schema(&def).fields().len()).collect();
-    let first: Vec<RowVersion> = (1..=3).map(|i| version(i, i, Some("a"), false)).collect();
-    cold.flush(&local, &def, "", LogIndex(5), first)
-        .expect("flush");
-    cold.flush(
-        &local,
-        &def,
-        "",
-        LogIndex(6),
-        vec![
-            version(10, 2, Some("zzz"), false),
-            version(11, 10, Some("zzz"), false),
-        ],
-    )
-    .expect("flush");
-    let read = |filters: &[Expr]| {
-        let mut got = ids(&cold
-            .visible(&local, &def, "", &[], false, &all, filters)
-            .expect("read"));
-        got.sort();
-        got
-    };
-    assert_eq!(read(&[]), [1, 2, 3, 10]);
-    // Only the second segment can hold id > 5; the first is skipped.
-    assert_eq!(read(&[col("id").gt(lit(5i64))]), [2, 10]);
-    assert_eq!(read(&[lit(4i64).lt_eq(col("id"))]), [2, 10]);
-    assert_eq!(read(&[col("id").gt_eq(lit(3i64))]), [1, 2, 3, 10]);
-    // The newer segment is skipped (no 'a' in it), yet its key 2 still hides the
-    // older version of 2, which would match.
-    assert_eq!(read(&[col("v").eq(lit("a"))]), [1, 3]);
-    assert_eq!(read(&[col("id").lt(lit(1i64))]), Vec::<i64>::new());
-    // What statistics cannot decide keeps the segment.
-    assert_eq!(read(&[col("v").like(lit("z%"))]), [1, 2, 3, 10]);
-}
-
 /// A storage whose first segment read first compacts the table: a compaction landing
 /// in the middle of a read.
 #[derive(Debug)]
 struct Racing {
-    inner: crate::storage::LocalBackend,
+    inner: super::super::backend::LocalBackend,
     cold: OnceLock<std::sync::Weak<ColdStore>>,
     storage: StorageDef,
     def: TableDef,
@@ -329,7 +295,7 @@ impl Backend for Racing {
     fn locate(&self, path: &str) -> String {
         self.inner.locate(path)
     }
-    fn open(&self, path: &str) -> crate::storage::BackendResult<Option<Source>> {
+    fn open(&self, path: &str) -> super::super::backend::BackendResult<Option<Source>> {
         if path.ends_with(".parquet")
             && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst)
             && let Some(cold) = self.cold.get().and_then(std::sync::Weak::upgrade)
@@ -340,16 +306,19 @@ impl Backend for Racing {
         }
         self.inner.open(path)
     }
-    fn write(&self, path: &str, bytes: Vec<u8>) -> crate::storage::BackendResult<()> {
+    fn write(&self, path: &str, bytes: Vec<u8>) -> super::super::backend::BackendResult<()> {
         self.inner.write(path, bytes)
     }
-    fn list(&self, dir: &str) -> crate::storage::BackendResult<crate::storage::Listing> {
+    fn list(
+        &self,
+        dir: &str,
+    ) -> super::super::backend::BackendResult<super::super::backend::Listing> {
         self.inner.list(dir)
     }
-    fn remove(&self, path: &str) -> crate::storage::BackendResult<()> {
+    fn remove(&self, path: &str) -> super::super::backend::BackendResult<()> {
         self.inner.remove(path)
     }
-    fn remove_all(&self, dir: &str) -> crate::storage::BackendResult<()> {
+    fn remove_all(&self, dir: &str) -> super::super::backend::BackendResult<()> {
         self.inner.remove_all(dir)
     }
 }
@@ -362,7 +331,7 @@ fn a_read_that_a_compaction_overtakes_reads_the_new_segments() {
     storage.id = "racing".into();
     let cold = Arc::new(ColdStore::new(tmp.path()));
     let racing = Arc::new(Racing {
-        inner: crate::storage::LocalBackend::new(tmp.path().join("racing")),
+        inner: super::super::backend::LocalBackend::new(tmp.path().join("racing")),
         cold: OnceLock::new(),
         storage: storage.clone(),
         def: def.clone(),
@@ -394,12 +363,12 @@ fn a_read_that_a_compaction_overtakes_reads_the_new_segments() {
         .fired
         .store(false, std::sync::atomic::Ordering::SeqCst);
     let mut got = ids(&cold
-        .visible(&storage, &def, "", &[], false, &all, &[])
+        .visible(&storage, &def, "", &[], false, &all, &|_| true)
         .expect("read"));
     got.sort();
     assert_eq!(got, [1, 2, 3, 4]);
     assert!(racing.fired.load(std::sync::atomic::Ordering::SeqCst));
-    let files = crate::storage::Backend::list(racing.as_ref(), "app/t").expect("list");
+    let files = super::super::backend::Backend::list(racing.as_ref(), "app/t").expect("list");
     assert_eq!(files.files, ["batch-30.parquet", "manifest.json"]);
     // A key lookup overtaken the same way.
     cold.flush(
@@ -419,6 +388,6 @@ fn a_read_that_a_compaction_overtakes_reads_the_new_segments() {
         .expect("lookup");
     assert_eq!(got, Some(version(1, 1, Some("a"), false)));
     assert!(racing.fired.load(std::sync::atomic::Ordering::SeqCst));
-    let files = crate::storage::Backend::list(racing.as_ref(), "app/t").expect("list");
+    let files = super::super::backend::Backend::list(racing.as_ref(), "app/t").expect("list");
     assert_eq!(files.files, ["batch-50.parquet", "manifest.json"]);
 }
