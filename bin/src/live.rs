@@ -16,7 +16,7 @@ use folddb_realtime::session::Outgoing;
 use folddb_realtime::session::error;
 use folddb_realtime::{ClientMessage, Frame, Session, Wire};
 use futures::{SinkExt, StreamExt};
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 use tokio::sync::mpsc;
 use warp::ws::{Message, WebSocket};
 
@@ -144,7 +144,9 @@ impl Outbox {
 
     /// `auth_error` is always plain text (API.md 2.2), then the close.
     async fn refuse(&mut self, message: &str, reason: &str) {
-        let msg = json!({"type": "auth_error", "message": message});
+        let msg = Json::from(folddb_realtime::ServerMessage::AuthError {
+            message: message.to_owned(),
+        });
         if self.put(Message::text(msg.to_string())).await {
             self.close(1008, reason).await;
         }

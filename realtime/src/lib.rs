@@ -10,12 +10,14 @@
 
 pub mod error;
 pub mod hub;
+pub mod message;
 pub mod registry;
 pub mod session;
 pub mod wire;
 
 pub use error::{Error, Result};
 pub use hub::Hub;
+pub use message::ServerMessage;
 pub use registry::Registry;
 pub use session::{ClientMessage, Session};
 pub use wire::{Frame, Wire};

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use crate::hub::{Delivery, Encoded, Hub, Inbox};
+use crate::message::{BatchControl, BatchStatus, ChangeType, ServerMessage};
 use crate::registry::{Registration, Registry};
 
 /// Default rows per initial batch (API.md 2.3).
@@ -103,7 +104,12 @@ fn outgoing(msgs: Vec<Json>) -> Vec<Outgoing> {
 
 /// An `error` message (API.md 2.4).
 pub fn error(subscription_id: &str, code: &str, message: &str) -> Json {
-    json!({"type": "error", "subscription_id": subscription_id, "code": code, "message": message})
+    ServerMessage::Error {
+        subscription_id: subscription_id.to_owned(),
+        code: code.to_owned(),
+        message: message.to_owned(),
+    }
+    .into()
 }
 
 struct Sub {
@@ -224,10 +230,13 @@ impl Session {
 
     /// The connection is now `caller`, speaking `protocol` (API.md 2.4): its `auth_success`.
     pub fn authenticated(&mut self, caller: Caller, protocol: Json) -> Json {
-        let msg = json!({"type": "auth_success", "user": caller.user, "role": caller.role.name(),
-                         "protocol": protocol});
+        let msg = ServerMessage::AuthSuccess {
+            user: caller.user.clone(),
+            role: caller.role.name().to_owned(),
+            protocol,
+        };
         self.caller = Some(caller);
-        msg
+        msg.into()
     }
 
     /// Handles a message other than `authenticate`; returns the messages to send.
@@ -250,7 +259,7 @@ impl Session {
             ClientMessage::NextBatch {
                 subscription_id, ..
             } => match self.subs.get_mut(&subscription_id) {
-                Some(sub) if !sub.pending.is_empty() => next_batch(&subscription_id, sub),
+                Some(sub) if !sub.pending.is_empty() => next_batch(&subscription_id, sub).1,
                 _ => Vec::new(),
             },
             ClientMessage::Unsubscribe { subscription_id } => {
@@ -341,11 +350,7 @@ impl Session {
         let Some(options) = req.options else {
             // No options: no initial data, live changes from now on.
             self.subs.insert(id.clone(), sub);
-            return outgoing(vec![
-                json!({"type": "subscription_ack", "subscription_id": id, "total_rows": 0,
-                "batch_control": {"batch_num": 0, "has_more": false, "status": "ready", "last_seq_id": null},
-                "schema": schema}),
-            ]);
+            return outgoing(vec![ack(&id, BatchControl::READY, schema)]);
         };
         sub.batch_size = options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE).max(1);
         let refuse = |sub: Sub, code: &str, message: &str| {
@@ -386,15 +391,8 @@ impl Session {
             .map(|r| change(&id, Notification::Delete(r.row)).into())
             .collect();
         sub.pending = rows.into();
-        let first = next_batch(&id, &mut sub);
-        let control = match first.first() {
-            Some(Outgoing::Json(b)) => b["batch_control"].clone(),
-            _ => Json::Null,
-        };
-        let mut out = vec![Outgoing::Json(
-            json!({"type": "subscription_ack", "subscription_id": id,
-            "total_rows": 0, "batch_control": control, "schema": schema}),
-        )];
+        let (control, first) = next_batch(&id, &mut sub);
+        let mut out = vec![Outgoing::Json(ack(&id, control, schema))];
         out.extend(first);
         self.subs.insert(id, sub);
         out
@@ -590,14 +588,16 @@ impl Session {
             Ok(l) => l,
             Err(m) => return vec![error(&id, "SUBSCRIPTION_LIMIT_EXCEEDED", &m)],
         };
-        let control =
-            json!({"batch_num": 0, "has_more": false, "status": "ready", "last_seq_id": null});
-        let mut out = vec![json!({"type": "subscription_ack", "subscription_id": id,
-            "total_rows": 0, "batch_control": control, "schema": schema})];
+        let mut out = vec![ack(&id, BatchControl::READY, schema)];
         if req.options.is_some() {
-            out.push(json!({"type": "initial_data_batch", "subscription_id": id,
-                "rows": rows.iter().map(|(_, r)| Json::Object(r.clone())).collect::<Vec<_>>(),
-                "batch_control": control}));
+            out.push(
+                ServerMessage::InitialDataBatch {
+                    subscription_id: id.clone(),
+                    rows: rows.iter().map(|(_, r)| r.clone()).collect(),
+                    batch_control: BatchControl::READY,
+                }
+                .into(),
+            );
         }
         self.systems.insert(
             id,
@@ -701,37 +701,59 @@ fn applied(engine: &Engine) -> u64 {
         .map_or(0, |i| i.0)
 }
 
-/// The next `initial_data_batch` (and, after the last one, the changes held meanwhile).
-fn next_batch(id: &str, sub: &mut Sub) -> Vec<Outgoing> {
+/// A `subscription_ack`.
+fn ack(id: &str, batch_control: BatchControl, schema: impl serde::Serialize) -> Json {
+    ServerMessage::SubscriptionAck {
+        subscription_id: id.to_owned(),
+        total_rows: 0,
+        batch_control,
+        // Column descriptions (strings and numbers): serializing cannot fail.
+        schema: serde_json::to_value(schema).unwrap_or(Json::Null),
+    }
+    .into()
+}
+
+/// The next `initial_data_batch` (and, after the last one, the changes held meanwhile),
+/// with its batch control.
+fn next_batch(id: &str, sub: &mut Sub) -> (BatchControl, Vec<Outgoing>) {
     let n = sub.batch_size.min(sub.pending.len());
     let rows: Vec<SnapshotRow> = sub.pending.drain(..n).collect();
     let has_more = !sub.pending.is_empty();
     let status = match (has_more, sub.batch_num) {
-        (false, _) => "ready",
-        (true, 0) => "loading",
-        (true, _) => "loading_batch",
+        (false, _) => BatchStatus::Ready,
+        (true, 0) => BatchStatus::Loading,
+        (true, _) => BatchStatus::LoadingBatch,
     };
-    let last_seq = rows.iter().map(|r| r.seq).max();
-    let msg = json!({"type": "initial_data_batch", "subscription_id": id,
-        "rows": rows.into_iter().map(|r| Json::Object(r.row)).collect::<Vec<_>>(),
-        "batch_control": {"batch_num": sub.batch_num, "has_more": has_more, "status": status,
-                          "last_seq_id": last_seq}});
+    let control = BatchControl {
+        batch_num: sub.batch_num,
+        has_more,
+        status,
+        last_seq_id: rows.iter().map(|r| r.seq).max(),
+    };
+    let msg = ServerMessage::InitialDataBatch {
+        subscription_id: id.to_owned(),
+        rows: rows.into_iter().map(|r| r.row).collect(),
+        batch_control: control,
+    };
     sub.batch_num += 1;
-    let mut out = vec![Outgoing::Json(msg)];
+    let mut out = vec![Outgoing::Json(msg.into())];
     if !has_more {
         out.append(&mut sub.waiting);
     }
-    out
+    (control, out)
 }
 
 fn change(id: &str, n: Notification) -> Json {
-    match n {
-        Notification::Insert(row) => {
-            json!({"type": "change", "subscription_id": id, "change_type": "insert", "rows": [row]})
-        }
-        Notification::Update { new, old } => json!({"type": "change", "subscription_id": id,
-            "change_type": "update", "rows": [new], "old_values": [old]}),
-        Notification::Delete(old) => json!({"type": "change", "subscription_id": id,
-            "change_type": "delete", "old_values": [old]}),
+    let (change_type, rows, old_values) = match n {
+        Notification::Insert(row) => (ChangeType::Insert, Some(vec![row]), None),
+        Notification::Update { new, old } => (ChangeType::Update, Some(vec![new]), Some(vec![old])),
+        Notification::Delete(old) => (ChangeType::Delete, None, Some(vec![old])),
+    };
+    ServerMessage::Change {
+        subscription_id: id.to_owned(),
+        change_type,
+        rows,
+        old_values,
     }
+    .into()
 }
