@@ -16,6 +16,10 @@
 pub mod backend;
 pub mod store;
 
+#[cfg(test)]
+#[path = "cold/crash_test.rs"]
+mod crash_test;
+
 pub use store::{ColdError, ColdStore, Manifest, SegmentMeta};
 
 use folddb_log::LogIndex;

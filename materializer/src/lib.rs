@@ -22,7 +22,6 @@ pub mod convert;
 pub mod error;
 pub mod event;
 mod event_fold;
-pub mod fault;
 pub mod fold;
 pub mod hot;
 pub mod row;

@@ -336,59 +336,6 @@ async fn user_tables_flush_per_owner_and_stay_private() {
     );
 }
 
-/// Crash at each step of a flush (and of a compaction): after a restart the answers are
-/// those of the control table, with no duplicate key, and the next flush works.
-#[tokio::test]
-async fn a_crash_at_any_step_of_a_flush_loses_and_duplicates_nothing() {
-    for (point, compact) in [
-        ("cold.before_rename", false),
-        ("flush.after_segment", false),
-        ("flush.after_manifest", false),
-        ("compact.after_manifest", true),
-    ] {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let s = Server::start(dir.path()).await;
-        let t = setup(&s).await;
-        if compact {
-            flush(&s, &t, "items").await;
-            both(&s, &t, "UPDATE app.{t} SET n = n + 1 WHERE id < 50").await;
-            flush(&s, &t, "items").await;
-        }
-        let want = same(&s, &t, point).await;
-        s.stop();
-        let s = Server::start_with(dir.path(), &[("FOLDDB_FAULT", point)]).await;
-        let t = s.login("admin", "kalamdb123").await;
-        let verb = if compact { "COMPACT" } else { "FLUSH" };
-        let (_, body) = s.sql(&t, &format!("STORAGE {verb} TABLE app.items")).await;
-        assert_eq!(body["status"], "success", "{point}: {body}");
-        // The job aborts the process.
-        let mut exited = false;
-        for _ in 0..200 {
-            if s.client.get(s.url("/health")).send().await.is_err() {
-                exited = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(exited, "{point}: the fault did not fire");
-        s.kill();
-        let s = Server::start(dir.path()).await;
-        let t = s.login("admin", "kalamdb123").await;
-        assert_eq!(same(&s, &t, point).await, want, "{point}");
-        if !compact {
-            // The flush's entry was committed before the crash: replaying it finished it.
-            assert_eq!(hot_rows(&s, &t, "items").await, 0, "{point}");
-            both(&s, &t, "UPDATE app.{t} SET v = 'after' WHERE id < 20").await;
-            flush(&s, &t, "items").await;
-        }
-        let after = same(&s, &t, point).await;
-        assert_eq!(
-            after[1], want[1],
-            "{point}: the same rows after the next job"
-        );
-    }
-}
-
 #[tokio::test]
 async fn flush_policy_schedules_flushes_and_bad_values_are_refused() {
     let dir = tempfile::tempdir().expect("temp dir");

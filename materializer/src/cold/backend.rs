@@ -121,7 +121,6 @@ impl Backend for LocalBackend {
         file.write_all(&bytes).map_err(io_err(&tmp))?;
         file.sync_all().map_err(io_err(&tmp))?;
         drop(file);
-        crate::fault::point("cold.before_rename");
         fs::rename(&tmp, &full).map_err(io_err(&full))?;
         File::open(&dir)
             .and_then(|d| d.sync_all())

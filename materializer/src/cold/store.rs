@@ -1027,7 +1027,6 @@ impl ColdStore {
             });
         }
         let segment = write_segment(&state.dir, def, index.0, &versions)?;
-        crate::fault::point("flush.after_segment");
         let report = FlushReport {
             rows: segment.rows,
             bytes: segment.bytes,
@@ -1037,7 +1036,6 @@ impl ColdStore {
         manifest.segments.push(segment);
         manifest.log_index = index.0;
         manifest.store(&state.dir)?;
-        crate::fault::point("flush.after_manifest");
         self.replace(
             def,
             scope,
@@ -1084,7 +1082,6 @@ impl ColdStore {
         }
         manifest.log_index = index.0;
         manifest.store(&state.dir)?;
-        crate::fault::point("compact.after_manifest");
         remove_unlisted(&state.dir, &manifest);
         report.segments_after += manifest.segments.len() as u64;
         report.rows_after += kept.len() as u64;
