@@ -514,7 +514,13 @@ pub fn validate_namespace(name: &str) -> Result<(), ParseError> {
 
 /// Classifies (and for FoldDB's own statements, parses) one statement.
 pub fn classify(sql: &str) -> Result<Statement, ParseError> {
-    let mut c = Cursor::new(sql)?;
+    classify_prepared(&crate::prepared::Prepared::new(sql)?)
+}
+
+/// [`classify`] of a statement already tokenized.
+pub fn classify_prepared(p: &crate::prepared::Prepared) -> Result<Statement, ParseError> {
+    let sql = p.text();
+    let mut c = Cursor::from_tokens(p.tokens());
     // Before anything parses it into a tree as deep as its longest chain.
     crate::nesting::check(&c.toks)?;
     let Some(first) = c.peek_word() else {

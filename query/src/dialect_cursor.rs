@@ -16,11 +16,17 @@ impl Cursor {
     pub(super) fn new(sql: &str) -> Result<Cursor, ParseError> {
         let toks = Tokenizer::new(&GenericDialect {}, sql)
             .tokenize()
-            .map_err(|e| format!("SQL parse error: {e}"))?
-            .into_iter()
+            .map_err(|e| format!("SQL parse error: {e}"))?;
+        Ok(Cursor::from_tokens(toks.iter()))
+    }
+
+    /// Over `tokens` (as the tokenizer gave them).
+    pub(super) fn from_tokens<'a>(tokens: impl Iterator<Item = &'a Token>) -> Cursor {
+        let toks = tokens
             .filter(|t| !matches!(t, Token::Whitespace(_) | Token::SemiColon))
+            .cloned()
             .collect();
-        Ok(Cursor { toks, pos: 0 })
+        Cursor { toks, pos: 0 }
     }
 
     pub(super) fn peek(&self) -> Option<&Token> {

@@ -30,8 +30,6 @@ use datafusion::sql::sqlparser::ast::{
     self as sql, AssignmentTarget, Expr, FromTable, SetExpr, TableFactor, TableObject,
     UnaryOperator,
 };
-use datafusion::sql::sqlparser::dialect::GenericDialect;
-use datafusion::sql::sqlparser::parser::Parser;
 use folddb_materializer::UserDef;
 use folddb_materializer::row::row_key;
 use folddb_materializer::{
@@ -47,6 +45,7 @@ use crate::dialect::{
     StorageTarget, TableName, UserAuth, UserChange,
 };
 use crate::ids::{self, SnowflakeIds};
+use crate::prepared::Prepared;
 use crate::provider::{Caller, FoldCatalog, View};
 pub use crate::request::{
     ColumnInfo, ErrorCode, Limits, QueryResult, SqlError, SqlRequest, SqlResponse,
@@ -463,7 +462,7 @@ impl Engine {
     fn point_select(
         &self,
         at: &At<'_>,
-        sql_text: &str,
+        p: &Prepared,
         params: &[Literal],
     ) -> Option<StmtResult<QueryResult>> {
         let At {
@@ -471,8 +470,7 @@ impl Engine {
             view,
             namespace,
         } = *at;
-        let stmts = Parser::parse_sql(&GenericDialect {}, sql_text).ok()?;
-        let [sql::Statement::Query(q)] = stmts.as_slice() else {
+        let sql::Statement::Query(q) = p.ast().ok()? else {
             return None;
         };
         let SetExpr::Select(sel) = q.body.as_ref() else {
@@ -605,12 +603,14 @@ impl Engine {
                 message: format!("Statement {} failed: {msg}", i + 1),
                 details: Some(stmt.to_string()),
             };
-            let c = dialect::classify(stmt).map_err(|m| fail(Fail(ErrorCode::InvalidSql, m)))?;
-            self.authorize(caller, &ns, &c, stmt).map_err(fail)?;
+            let p = Prepared::new(stmt).map_err(|m| fail(Fail(ErrorCode::InvalidSql, m)))?;
+            let c =
+                dialect::classify_prepared(&p).map_err(|m| fail(Fail(ErrorCode::InvalidSql, m)))?;
+            self.authorize(caller, &ns, &c, &p).map_err(fail)?;
             if let Statement::Use(n) = &c {
                 ns = n.clone();
             }
-            classified.push(c);
+            classified.push((p, c));
         }
         let mut results = Vec::new();
         let mut counts = [0u64; 3];
@@ -618,7 +618,7 @@ impl Engine {
         let single = statements.len() == 1;
         // Whom the DML counts speak for: the EXECUTE AS target when one ran the writes.
         let mut dml_as = caller.clone();
-        for (i, (stmt, c)) in statements.iter().zip(&classified).enumerate() {
+        for (i, (stmt, (p, c))) in statements.iter().zip(&classified).enumerate() {
             if let Statement::ExecuteAs { user, .. } = c {
                 dml_as.user = user.clone();
             }
@@ -627,7 +627,7 @@ impl Engine {
                 message: format!("Statement {} failed: {msg}", i + 1),
                 details: Some(stmt.to_string()),
             };
-            let run = self.run(caller, &mut namespace, &mut tx, stmt, c, &params);
+            let run = self.run(caller, &mut namespace, &mut tx, p, c, &params);
             let out = match tokio::time::timeout_at(deadline, run).await {
                 Ok(out) => out.map_err(fail)?,
                 Err(_) => return Err(fail(self.timed_out(c))),
@@ -654,11 +654,11 @@ impl Engine {
         let single_query = single && results.len() == 1 && results[0].rows.is_some();
         if single && results.is_empty() {
             // A lone DML statement reports its own count.
-            let inner = match &classified[0] {
+            let inner = match &classified[0].1 {
                 Statement::ExecuteAs { sql, .. } => dialect::classify(sql).ok(),
                 _ => None,
             };
-            let (n, verb) = match inner.as_ref().unwrap_or(&classified[0]) {
+            let (n, verb) = match inner.as_ref().unwrap_or(&classified[0].1) {
                 Statement::Update => (counts[1], "Updated"),
                 Statement::Delete => (counts[2], "Deleted"),
                 _ => (counts[0], "Inserted"),
@@ -670,7 +670,7 @@ impl Engine {
                 (counts[1], "Updated", Statement::Update),
                 (counts[2], "Deleted", Statement::Delete),
             ] {
-                if n > 0 || classified.contains(&kind) {
+                if n > 0 || classified.iter().any(|(_, c)| *c == kind) {
                     results.push(message(&dml_as, n, format!("{verb} {n} row(s)")));
                 }
             }
@@ -753,7 +753,7 @@ impl Engine {
         caller: &Caller,
         namespace: &mut String,
         tx: &mut Option<Staged>,
-        sql_text: &str,
+        p: &Prepared,
         stmt: &Statement,
         params: &[Literal],
     ) -> StmtResult<Out> {
@@ -781,13 +781,13 @@ impl Engine {
                     namespace,
                 };
                 if matches!(stmt, Statement::Query)
-                    && let Some(r) = self.point_select(at, sql_text, params)
+                    && let Some(r) = self.point_select(at, p, params)
                 {
                     return Ok(Out::Result(r?));
                 }
                 let allow = matches!(stmt, Statement::Meta);
                 let cap = Some(self.limits.max_result_bytes);
-                let (schema, batches) = self.query(at, sql_text, params, allow, cap).await?;
+                let (schema, batches) = self.query(at, p.text(), params, allow, cap).await?;
                 Ok(Out::Result(rows_result(caller, &schema, &batches)?))
             }
             Statement::Insert | Statement::Update | Statement::Delete => {
@@ -796,7 +796,7 @@ impl Engine {
                     view,
                     namespace,
                 };
-                self.write(at, stmt, tx, sql_text, params).await
+                self.write(at, stmt, tx, p, params).await
             }
             Statement::Begin => self.begin(caller, tx),
             Statement::Commit => self.commit(caller, tx).await,
@@ -840,8 +840,8 @@ impl Engine {
                 }
             }
             Statement::ExecuteAs { user, sql } => {
-                let (target, inner, inner_sql) = self.impersonate(caller, user, sql)?;
-                Box::pin(self.run(&target, namespace, tx, &inner_sql, &inner, params)).await
+                let (target, inner, inner_p) = self.impersonate(caller, user, sql)?;
+                Box::pin(self.run(&target, namespace, tx, &inner_p, &inner, params)).await
             }
             Statement::CreateUser {
                 id,
@@ -984,16 +984,4 @@ fn count(kind: WriteKind, n: u64) -> Out {
         WriteKind::Update => Out::Updated(n),
         WriteKind::Delete => Out::Deleted(n),
     }
-}
-
-fn parse_one(sql_text: &str) -> StmtResult<sql::Statement> {
-    let mut stmts = Parser::parse_sql(&GenericDialect {}, sql_text)
-        .map_err(|e| Fail(ErrorCode::InvalidSql, format!("SQL parse error: {e}")))?;
-    if stmts.len() != 1 {
-        return Err(Fail(
-            ErrorCode::InvalidSql,
-            "expected exactly one statement".into(),
-        ));
-    }
-    Ok(stmts.remove(0))
 }

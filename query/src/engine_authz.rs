@@ -1,7 +1,10 @@
 //! Authorization of statements before any of a request runs (API.md 3.8, 3.9): roles,
 //! SHARED access levels, system tables in any disguise, and EXECUTE AS USER.
 
+use datafusion::sql::sqlparser::tokenizer::Token;
+
 use super::*;
+use crate::prepared::Prepared;
 
 impl Engine {
     /// What `caller` may do with one statement (API.md 3.8, 3.9), checked for every
@@ -11,7 +14,7 @@ impl Engine {
         caller: &Caller,
         namespace: &str,
         stmt: &Statement,
-        sql_text: &str,
+        p: &Prepared,
     ) -> StmtResult<()> {
         if stmt.admin_only() && !caller.role.is_admin() {
             return Err(denied(
@@ -23,15 +26,15 @@ impl Engine {
             | Statement::Meta
             | Statement::Insert
             | Statement::Update
-            | Statement::Delete => self.authorize_tables(caller, namespace, sql_text),
+            | Statement::Delete => self.authorize_tables(caller, namespace, p),
             Statement::CreateTable(ct) => plan_create_table(ct, caller, namespace).map(|_| ()),
             Statement::AlterTable { table, .. } => match self.table(namespace, table) {
                 Ok(def) => alter_allowed(caller, &def),
                 Err(_) => Ok(()), // reported when it runs
             },
             Statement::ExecuteAs { user, sql } => {
-                let (target, inner, inner_sql) = self.impersonate(caller, user, sql)?;
-                for (ns, t, _) in named_tables(namespace, &inner_sql) {
+                let (target, inner, inner_p) = self.impersonate(caller, user, sql)?;
+                for (ns, t, _) in named_tables(namespace, &inner_p) {
                     if let Ok(Some(def)) = catalog::table(self.store.as_ref(), &ns, &t)
                         && def.kind == TableKind::Shared
                     {
@@ -44,7 +47,7 @@ impl Engine {
                         ));
                     }
                 }
-                self.authorize(&target, namespace, &inner, &inner_sql)
+                self.authorize(&target, namespace, &inner, &inner_p)
             }
             _ => Ok(()),
         }
@@ -57,14 +60,14 @@ impl Engine {
         &self,
         caller: &Caller,
         namespace: &str,
-        sql_text: &str,
+        p: &Prepared,
     ) -> StmtResult<()> {
-        if !caller.role.is_admin() && references_system(sql_text) {
+        if !caller.role.is_admin() && references_system(p.tokens()) {
             return Err(denied(
                 "system tables require the dba or system role".into(),
             ));
         }
-        for (ns, t, write) in named_tables(namespace, sql_text) {
+        for (ns, t, write) in named_tables(namespace, p) {
             if ns == "system" || ns == "information_schema" {
                 if write {
                     return Err(denied("system tables cannot be written".into()));
@@ -83,7 +86,7 @@ impl Engine {
         Ok(())
     }
 
-    /// `EXECUTE AS USER`: the identity the statement runs as, the statement and its text
+    /// `EXECUTE AS USER`: the identity the statement runs as, the statement and its tokens
     /// (API.md 3.9). A regular user may only name itself; service may act as users and
     /// services, dba also as dbas, system as anyone. Ids unknown here count as regular users.
     pub(super) fn impersonate(
@@ -91,7 +94,7 @@ impl Engine {
         caller: &Caller,
         user: &str,
         sql_text: &str,
-    ) -> StmtResult<(Caller, Statement, String)> {
+    ) -> StmtResult<(Caller, Statement, Prepared)> {
         let single = || {
             Fail(
                 ErrorCode::InvalidInput,
@@ -102,7 +105,9 @@ impl Engine {
         let [inner_sql] = stmts.as_slice() else {
             return Err(single());
         };
-        let inner = dialect::classify(inner_sql).map_err(|m| Fail(ErrorCode::InvalidSql, m))?;
+        let inner_p = Prepared::new(inner_sql).map_err(|m| Fail(ErrorCode::InvalidSql, m))?;
+        let inner =
+            dialect::classify_prepared(&inner_p).map_err(|m| Fail(ErrorCode::InvalidSql, m))?;
         if matches!(inner, Statement::ExecuteAs { .. }) {
             return Err(Fail(
                 ErrorCode::InvalidInput,
@@ -131,7 +136,7 @@ impl Engine {
                 role: Role::User,
             },
             inner,
-            (*inner_sql).to_owned(),
+            inner_p,
         ))
     }
 }
@@ -205,30 +210,28 @@ pub(super) fn alter_allowed(caller: &Caller, def: &TableDef) -> StmtResult<()> {
 /// The tables a query or DML statement names, in any disguise (joins, subqueries, CTEs,
 /// UNION, INSERT … SELECT), as (namespace, table, written); none when it does not parse
 /// (that is reported when it runs, and the providers check access again then).
-pub(super) fn named_tables(namespace: &str, sql_text: &str) -> Vec<(String, String, bool)> {
-    let Ok(parsed) = Parser::parse_sql(&GenericDialect {}, sql_text) else {
+pub(super) fn named_tables(namespace: &str, p: &Prepared) -> Vec<(String, String, bool)> {
+    let Ok(parsed) = p.ast() else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for s in &parsed {
-        let target = write_target(s);
-        let _ = sql::visit_relations(s, |r: &sql::ObjectName| {
-            let parts: Vec<String> =
-                r.0.iter()
-                    .filter_map(|p| p.as_ident())
-                    .map(|i| i.value.to_ascii_lowercase())
-                    .collect();
-            let resolved = match parts.as_slice() {
-                [t] => Some((namespace.to_owned(), t.clone())),
-                [ns, t] | [_, ns, t] => Some((ns.clone(), t.clone())),
-                _ => None,
-            };
-            if let Some((ns, t)) = resolved {
-                out.push((ns, t, target.as_ref() == Some(r)));
-            }
-            std::ops::ControlFlow::<()>::Continue(())
-        });
-    }
+    let target = write_target(parsed);
+    let _ = sql::visit_relations(parsed, |r: &sql::ObjectName| {
+        let parts: Vec<String> =
+            r.0.iter()
+                .filter_map(|p| p.as_ident())
+                .map(|i| i.value.to_ascii_lowercase())
+                .collect();
+        let resolved = match parts.as_slice() {
+            [t] => Some((namespace.to_owned(), t.clone())),
+            [ns, t] | [_, ns, t] => Some((ns.clone(), t.clone())),
+            _ => None,
+        };
+        if let Some((ns, t)) = resolved {
+            out.push((ns, t, target.as_ref() == Some(r)));
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
     out
 }
 
@@ -253,13 +256,8 @@ pub(super) fn write_target(s: &sql::Statement) -> Option<sql::ObjectName> {
 
 /// Whether a statement names `system.<table>` anywhere (a token `system` then `.`: not
 /// inside a string literal or a longer name).
-pub(super) fn references_system(sql_text: &str) -> bool {
-    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
-    let Ok(toks) = Tokenizer::new(&GenericDialect {}, sql_text).tokenize() else {
-        return false;
-    };
-    let toks: Vec<&Token> = toks
-        .iter()
+pub(super) fn references_system<'a>(tokens: impl Iterator<Item = &'a Token>) -> bool {
+    let toks: Vec<&Token> = tokens
         .filter(|t| !matches!(t, Token::Whitespace(_)))
         .collect();
     toks.windows(2).any(|w| {

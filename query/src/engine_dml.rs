@@ -3,6 +3,7 @@
 //! read with their current `_seq` as the precondition.
 
 use super::*;
+use crate::prepared::Prepared;
 
 impl Engine {
     pub(super) fn default_value(
@@ -60,13 +61,15 @@ impl Engine {
     pub(super) async fn plan_insert(
         &self,
         at: &At<'_>,
-        sql_text: &str,
+        p: &Prepared,
         params: &[Literal],
     ) -> StmtResult<Planned> {
         let At {
             caller, namespace, ..
         } = *at;
-        let stmt = parse_one(sql_text)?;
+        let stmt = p
+            .ast()
+            .map_err(|e| Fail(ErrorCode::InvalidSql, e.to_owned()))?;
         let sql::Statement::Insert(ins) = stmt else {
             return Err(Fail(
                 ErrorCode::InvalidSql,
@@ -247,13 +250,15 @@ impl Engine {
     pub(super) async fn plan_update(
         &self,
         at: &At<'_>,
-        sql_text: &str,
+        p: &Prepared,
         params: &[Literal],
     ) -> StmtResult<Planned> {
         let At {
             caller, namespace, ..
         } = *at;
-        let stmt = parse_one(sql_text)?;
+        let stmt = p
+            .ast()
+            .map_err(|e| Fail(ErrorCode::InvalidSql, e.to_owned()))?;
         let sql::Statement::Update(up) = stmt else {
             return Err(Fail(
                 ErrorCode::InvalidSql,
@@ -354,13 +359,15 @@ impl Engine {
     pub(super) async fn plan_delete(
         &self,
         at: &At<'_>,
-        sql_text: &str,
+        p: &Prepared,
         params: &[Literal],
     ) -> StmtResult<Planned> {
         let At {
             caller, namespace, ..
         } = *at;
-        let stmt = parse_one(sql_text)?;
+        let stmt = p
+            .ast()
+            .map_err(|e| Fail(ErrorCode::InvalidSql, e.to_owned()))?;
         let sql::Statement::Delete(del) = stmt else {
             return Err(Fail(
                 ErrorCode::InvalidSql,
@@ -440,13 +447,13 @@ impl Engine {
         at: &At<'_>,
         stmt: &Statement,
         tx: &mut Option<Staged>,
-        sql_text: &str,
+        p: &Prepared,
         params: &[Literal],
     ) -> StmtResult<Out> {
         let planned = match stmt {
-            Statement::Insert => self.plan_insert(at, sql_text, params).await?,
-            Statement::Update => self.plan_update(at, sql_text, params).await?,
-            _ => self.plan_delete(at, sql_text, params).await?,
+            Statement::Insert => self.plan_insert(at, p, params).await?,
+            Statement::Update => self.plan_update(at, p, params).await?,
+            _ => self.plan_delete(at, p, params).await?,
         };
         let n = planned
             .ops

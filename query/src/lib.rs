@@ -23,6 +23,7 @@ pub mod ids;
 pub mod jobs;
 pub mod live;
 pub mod nesting;
+pub mod prepared;
 pub mod provider;
 pub mod pruning;
 pub mod request;
