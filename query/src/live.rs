@@ -1,10 +1,9 @@
 //! Live queries (API.md 2.5, DESIGN.md "Live path"): a subscription's SQL planned once into
 //! a table, a scope, a projection and a compiled filter, then used two ways — the initial
-//! rows, read through DataFusion as the subscriber, and the notifications a batch of row
-//! changes gives, by evaluating the filter on each change's old and new image: a row
-//! entering the filter is an insert, one leaving it a delete, one staying in an update.
+//! rows, read through DataFusion as the subscriber, and the evaluation of the filter and
+//! the projection over row images, with which `folddb-realtime` decides what each change
+//! means to the subscriber (its `notify` module).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
@@ -88,20 +87,6 @@ pub struct SnapshotRow {
     /// The primary key as [`Value::plain`] spells it (`_seq` for tables without one).
     pub key: String,
     pub seq: i64,
-}
-
-/// What one row change means to one subscriber.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Notification {
-    Insert(RowObject),
-    /// The delta form of API.md 2.4: `new` holds `_seq`, the key and every non-null column
-    /// of the new version; `old` the old `_seq`, the key and the previous values of the
-    /// columns that changed.
-    Update {
-        new: RowObject,
-        old: RowObject,
-    },
-    Delete(RowObject),
 }
 
 /// A planned subscription.
@@ -597,8 +582,14 @@ impl LiveQuery {
             .collect()
     }
 
+    /// Row images of the table as one batch in its schema, for [`LiveQuery::passes`] and
+    /// [`LiveQuery::project`].
+    pub fn images(&self, images: &[RowVersion]) -> Result<RecordBatch, String> {
+        rows_batch(&self.def, &self.schema, images).map_err(|e| e.to_string())
+    }
+
     /// The subscriber's columns of `batch` (in the table's schema), in projection order.
-    fn project(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>, String> {
+    pub fn project(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>, String> {
         self.projection
             .iter()
             .map(|p| match &p.source {
@@ -612,7 +603,7 @@ impl LiveQuery {
     }
 
     /// Row `r` of projected columns `cols` as the subscriber sees it.
-    fn object(&self, cols: &[ArrayRef], r: usize) -> Result<RowObject, String> {
+    pub fn object(&self, cols: &[ArrayRef], r: usize) -> Result<RowObject, String> {
         let mut row = Map::new();
         for (p, col) in self.projection.iter().zip(cols) {
             row.insert(p.name.clone(), cell_json(col.as_ref(), r)?);
@@ -620,8 +611,29 @@ impl LiveQuery {
         Ok(row)
     }
 
+    /// The subscriber's column names, in projection order, each with whether it identifies
+    /// the row version (the primary key or `_seq`).
+    pub fn columns(&self) -> impl Iterator<Item = (&str, bool)> {
+        let seq_index = self.def.columns.len();
+        self.projection.iter().map(move |p| {
+            let identifies = match p.source {
+                Source::Column(i) => i == seq_index || Some(i) == self.pk_index,
+                Source::Expr(_) => false,
+            };
+            (p.name.as_str(), identifies)
+        })
+    }
+
+    /// The subscriber's names of the primary key column (none for tables without one).
+    pub fn key_columns(&self) -> impl Iterator<Item = &str> {
+        self.projection.iter().filter_map(move |p| match p.source {
+            Source::Column(c) if Some(c) == self.pk_index => Some(p.name.as_str()),
+            _ => None,
+        })
+    }
+
     /// Which rows of `batch` pass the filter.
-    fn passes(&self, batch: &RecordBatch) -> Result<Vec<bool>, String> {
+    pub fn passes(&self, batch: &RecordBatch) -> Result<Vec<bool>, String> {
         let Some(filter) = &self.filter else {
             return Ok(vec![true; batch.num_rows()]);
         };
@@ -638,103 +650,13 @@ impl LiveQuery {
             .collect())
     }
 
-    /// The notifications `events` give this subscriber, in order. Events of other tables
-    /// and other owners give none.
-    pub fn notify(&self, events: &[RowEvent]) -> Result<Vec<Notification>, String> {
-        let notes = self.notify_unseen(events, |_, _| false)?;
-        Ok(notes.into_iter().map(|(_, _, n)| n).collect())
-    }
-
-    /// Like [`LiveQuery::notify`], skipping events `seen(key, new _seq)` says the initial
-    /// data already reflects (the hand-off from snapshot to live changes); each
-    /// notification comes with its row's key, as [`SnapshotRow::key`] spells it, and the
-    /// `_seq` of the version it tells of.
-    pub fn notify_unseen(
-        &self,
-        events: &[RowEvent],
-        seen: impl Fn(&str, i64) -> bool,
-    ) -> Result<Vec<(String, i64, Notification)>, String> {
-        let mine: Vec<&RowEvent> = events
-            .iter()
-            .filter(|e| e.table == self.def.id && e.scope == self.scope)
-            .filter(|e| match &e.new {
-                Some(v) => !seen(&self.key_of(e), v.seq),
-                None => true,
-            })
-            .collect();
-        if mine.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Live images (not tombstones), old ones first, in one batch for one evaluation.
-        let live = |v: &Option<RowVersion>| v.as_ref().filter(|v| !v.deleted).cloned();
-        let olds: Vec<Option<RowVersion>> = mine.iter().map(|e| live(&e.old)).collect();
-        let news: Vec<Option<RowVersion>> = mine.iter().map(|e| live(&e.new)).collect();
-        let images: Vec<RowVersion> = olds.iter().chain(&news).flatten().cloned().collect();
-        let batch = rows_batch(&self.def, &self.schema, &images).map_err(|e| e.to_string())?;
-        let pass = self.passes(&batch)?;
-        let cols = self.project(&batch)?;
-        let mut at = HashMap::new();
-        let mut next = 0;
-        for (k, img) in olds.iter().chain(&news).enumerate() {
-            if img.is_some() {
-                at.insert(k, next);
-                next += 1;
-            }
-        }
-        let n = mine.len();
-        let mut out = Vec::new();
-        for (k, event) in mine.iter().enumerate() {
-            let old = at.get(&k).copied().filter(|&r| pass[r]);
-            let new = at.get(&(n + k)).copied().filter(|&r| pass[r]);
-            let note = match (old, new) {
-                (None, Some(r)) => Notification::Insert(self.object(&cols, r)?),
-                (Some(r), None) => Notification::Delete(self.object(&cols, r)?),
-                (Some(o), Some(r)) => self.delta(&cols, o, r)?,
-                (None, None) => continue,
-            };
-            let seq = event
-                .new
-                .as_ref()
-                .or(event.old.as_ref())
-                .map_or(0, |v| v.seq);
-            out.push((self.key_of(event), seq, note));
-        }
-        Ok(out)
-    }
-
-    /// A row the subscriber holds, changed while it was not being told (catch-up after
-    /// lag): an update whose new image is the whole row and whose old image only names it,
-    /// since the versions in between were not kept.
-    pub fn whole_update(&self, row: RowObject) -> Notification {
-        let mut old = Map::new();
-        if let Some(i) = self.pk_index {
-            for p in &self.projection {
-                if matches!(p.source, Source::Column(c) if c == i)
-                    && let Some(v) = row.get(&p.name)
-                {
-                    old.insert(p.name.clone(), v.clone());
-                }
-            }
-        }
-        Notification::Update { new: row, old }
-    }
-
     /// The necessary `column = value` condition of the filter, if it has one.
     pub fn guard(&self) -> Option<&Guard> {
         self.guard.as_ref()
     }
 
-    /// The newest `_seq` among `events` of this subscription's table and owner.
-    pub fn newest_seq(&self, events: &[RowEvent]) -> Option<i64> {
-        events
-            .iter()
-            .filter(|e| e.table == self.def.id && e.scope == self.scope)
-            .filter_map(|e| e.new.as_ref().or(e.old.as_ref()).map(|v| v.seq))
-            .max()
-    }
-
     /// An event's row key as [`SnapshotRow::key`] spells it.
-    fn key_of(&self, e: &RowEvent) -> String {
+    pub fn key_of(&self, e: &RowEvent) -> String {
         match self.pk_index {
             Some(_) => e.pk.plain(),
             None => e
@@ -743,27 +665,6 @@ impl LiveQuery {
                 .or(e.old.as_ref())
                 .map_or_else(String::new, |v| v.seq.to_string()),
         }
-    }
-
-    fn delta(&self, cols: &[ArrayRef], old: usize, new: usize) -> Result<Notification, String> {
-        let seq_index = self.def.columns.len();
-        let mut n = Map::new();
-        let mut o = Map::new();
-        for (p, col) in self.projection.iter().zip(cols) {
-            let name = p.name.clone();
-            let (before, after) = (cell_json(col.as_ref(), old)?, cell_json(col.as_ref(), new)?);
-            let key = match p.source {
-                Source::Column(i) => i == seq_index || Some(i) == self.pk_index,
-                Source::Expr(_) => false,
-            };
-            if key || (!after.is_null() && !name.starts_with('_')) {
-                n.insert(name.clone(), after.clone());
-            }
-            if key || (before != after && !name.starts_with('_')) {
-                o.insert(name, before);
-            }
-        }
-        Ok(Notification::Update { new: n, old: o })
     }
 }
 

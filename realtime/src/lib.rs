@@ -11,6 +11,7 @@
 pub mod error;
 pub mod hub;
 pub mod message;
+pub mod notify;
 pub mod registry;
 pub mod session;
 pub mod wire;

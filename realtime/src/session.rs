@@ -11,15 +11,14 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use folddb_materializer::EventFold;
-use folddb_query::live::{
-    LiveQuery, Notification, RowObject, SYSTEM_TABLE, SnapshotRow, SystemLive,
-};
+use folddb_query::live::{LiveQuery, RowObject, SYSTEM_TABLE, SnapshotRow, SystemLive};
 use folddb_query::{Caller, Engine};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use crate::hub::{Delivery, Encoded, Hub, Inbox};
 use crate::message::{BatchControl, BatchStatus, ChangeType, ServerMessage};
+use crate::notify::{self, Notification};
 use crate::registry::{Registration, Registry};
 
 /// Default rows per initial batch (API.md 2.3).
@@ -410,7 +409,7 @@ impl Session {
                 continue;
             }
             // A set without rows of this subscription's table and owner tells it nothing.
-            let Some(seq) = sub.query.newest_seq(&set.events) else {
+            let Some(seq) = notify::newest_seq(&sub.query, &set.events) else {
                 continue;
             };
             sub.cursor = sub.cursor.max(seq);
@@ -420,7 +419,7 @@ impl Session {
             }
             let encode = |sub: &Sub| -> Encoded {
                 let seen = &sub.seen;
-                let notes = sub.query.notify_unseen(&set.events, |key, seq| {
+                let notes = notify::notify_unseen(&sub.query, &set.events, |key, seq| {
                     seen.get(key).is_some_and(|&s| seq <= s)
                 })?;
                 Ok(notes
@@ -515,7 +514,7 @@ impl Session {
                     (true, Some(had)) if row.seq <= had => continue,
                     (true, Some(_)) => {
                         sub.held.insert(row.key, row.seq);
-                        sub.query.whole_update(row.row)
+                        notify::whole_update(&sub.query, row.row)
                     }
                     (true, None) => {
                         sub.held.insert(row.key, row.seq);
