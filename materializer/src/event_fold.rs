@@ -15,7 +15,9 @@ use folddb_log::LogIndex;
 use crate::catalog::{self, NamespaceDef, Pending, StateRead, TableDef, TableId, TableKind};
 use crate::codec;
 use crate::cold::{ColdTier, JobKind, JobRecord};
-use crate::event::{Command, Op, OpResult, Outcome, RowChange, decode_entry, encode_outcomes};
+use crate::event::{
+    Command, Op, OpResult, Outcome, RowChange, decode_entry, encode_entry, encode_outcomes,
+};
 use crate::fold::Fold;
 use crate::hot::{Family, HotBatch, HotStore};
 use crate::row::{RowEvent, RowVersion, row_key, table_prefix};
@@ -164,6 +166,51 @@ impl Fold for EventFold {
                 .put(Family::Meta, LAST_SEQ_KEY, (seq.0 as u64).to_be_bytes());
         }
         Ok(encode_outcomes(&outcomes))
+    }
+}
+
+/// A [`crate::Propose`] without a log: each command is folded straight into `store` at the
+/// next index, one at a time, as the apply loop would. For tools and tests that exercise
+/// the engine alone (fuzzing, unit tests); a server proposes through `cluster`.
+#[derive(Debug)]
+pub struct FoldInPlace {
+    store: Arc<HotStore>,
+    fold: EventFold,
+    next: std::sync::Mutex<u64>,
+}
+
+impl FoldInPlace {
+    /// Folds into `store` (whose entries so far came through this type, or none) with `fold`.
+    pub fn new(store: Arc<HotStore>, fold: EventFold) -> crate::Result<FoldInPlace> {
+        let next = store.applied()?.map_or(1, |(i, _)| i.0 + 1);
+        Ok(FoldInPlace {
+            store,
+            fold,
+            next: std::sync::Mutex::new(next),
+        })
+    }
+}
+
+impl crate::Propose for FoldInPlace {
+    fn propose(&self, command: Command) -> crate::ProposeFuture<'_> {
+        Box::pin(async move {
+            let unknown = |e: crate::Error| crate::ProposeError::Unknown(e.to_string());
+            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            let index = LogIndex(*next);
+            let mut batch = HotBatch::default();
+            let out = self
+                .fold
+                .fold(&self.store, index, &encode_entry(&[command]), &mut batch)
+                .map_err(unknown)?;
+            self.store
+                .apply(index, folddb_log::Term(1), batch)
+                .map_err(unknown)?;
+            *next += 1;
+            let mut outcomes = crate::event::decode_outcomes(&out).map_err(unknown)?;
+            outcomes
+                .pop()
+                .ok_or_else(|| crate::ProposeError::Unknown("the entry reported no outcome".into()))
+        })
     }
 }
 

@@ -35,7 +35,7 @@ pub use catalog::{
 pub use cold::{ColdTier, JobKind, JobRecord};
 pub use error::{Error, Result};
 pub use event::{Command, Op, OpResult, Outcome, Propose, ProposeError, ProposeFuture, RowChange};
-pub use event_fold::{EventFold, Preview, SEQ_OWN_WRITE};
+pub use event_fold::{EventFold, FoldInPlace, Preview, SEQ_OWN_WRITE};
 pub use fold::{Fold, StoreCommands};
 /// The log positions this crate's API names (entries folded, cold-tier calls).
 pub use folddb_log::{LogIndex, Term};

@@ -5,41 +5,12 @@
 use std::sync::Arc;
 
 use folddb_materializer::{
-    Command, EventFold, Fold, HotBatch, HotStore, LogIndex, Propose, ProposeError, ProposeFuture,
-    Role, RowEvent, RowVersion, TableId, Term, Value,
+    EventFold, FoldInPlace, HotStore, Role, RowEvent, RowVersion, TableId, Value,
 };
 use folddb_query::{Caller, Engine, SqlRequest};
 use serde_json::json;
 
 use super::*;
-
-/// Folds each proposal straight into the store, one index after the other.
-struct Local {
-    store: Arc<HotStore>,
-    next: std::sync::Mutex<u64>,
-}
-
-impl Propose for Local {
-    fn propose(&self, command: Command) -> ProposeFuture<'_> {
-        Box::pin(async move {
-            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-            let mut batch = HotBatch::default();
-            let bytes = folddb_materializer::event::encode_entry(&[command]);
-            let fail = |e: folddb_materializer::Error| ProposeError::Unknown(e.to_string());
-            let out = EventFold::default()
-                .fold(&self.store, LogIndex(*next), &bytes, &mut batch)
-                .map_err(fail)?;
-            self.store
-                .apply(LogIndex(*next), Term(1), batch)
-                .map_err(fail)?;
-            *next += 1;
-            let mut outcomes = folddb_materializer::event::decode_outcomes(&out).map_err(fail)?;
-            outcomes
-                .pop()
-                .ok_or_else(|| ProposeError::Unknown("no outcome".into()))
-        })
-    }
-}
 
 fn version(seq: i64, id: i64, room: &str, n: i32) -> RowVersion {
     RowVersion {
@@ -70,10 +41,7 @@ fn event(table: TableId, old: Option<RowVersion>, new: Option<RowVersion>) -> Ro
 fn changes_become_inserts_updates_and_deletes_as_rows_cross_the_filter() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = Arc::new(HotStore::open_data_dir(dir.path()).expect("store"));
-    let local = Local {
-        store: store.clone(),
-        next: std::sync::Mutex::new(1),
-    };
+    let local = FoldInPlace::new(store.clone(), EventFold::default()).expect("proposer");
     let engine = Engine::new(store, Arc::new(local), 1);
     let admin = Caller {
         user: "admin".into(),
