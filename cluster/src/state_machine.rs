@@ -8,6 +8,9 @@
 //!
 //! - Apply is a pure function of (state, entry); the store skips an entry at or below its
 //!   applied mark, so replaying the log after a crash changes nothing already applied.
+//! - An error from the fold is the environment (the store failing, an entry that does not
+//!   decode), never an outcome: it goes back to openraft, whose core stops with the entry
+//!   unapplied; the node reports why (`Node::status`) and a restart retries the entry.
 //! - A snapshot is every key of the store with the applied log id and membership; installing
 //!   one replaces the store atomically and flushes it.
 
