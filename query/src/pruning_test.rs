@@ -69,3 +69,32 @@ fn statistics_skip_segments_without_hiding_less_than_they_should() {
     // What statistics cannot decide keeps the segment.
     assert_eq!(read(&[col("v").like(lit("z%"))]), [1, 2, 3, 10]);
 }
+
+/// Segment statistics of dates and times are written by the materializer without
+/// DataFusion (`cold::store::stat_text`); pruning parses them back as DataFusion scalars,
+/// and manifest format 1 holds them as those scalars display. The two agree.
+#[test]
+fn statistics_text_is_spelled_as_datafusion_scalars_are() {
+    use arrow::array::{ArrayRef, Date32Array, Time64MicrosecondArray, TimestampMicrosecondArray};
+    use folddb_materializer::cold::store::stat_text;
+    use std::sync::Arc;
+    let arrays: Vec<ArrayRef> = vec![
+        Arc::new(Date32Array::from(vec![0, 20_454, -1])),
+        Arc::new(TimestampMicrosecondArray::from(vec![
+            0,
+            1_767_225_600_123_456,
+            -1,
+        ])),
+        Arc::new(
+            TimestampMicrosecondArray::from(vec![0, 1_767_225_600_000_001]).with_timezone("UTC"),
+        ),
+        Arc::new(Time64MicrosecondArray::from(vec![0, 86_399_999_999])),
+    ];
+    for array in arrays {
+        for r in 0..array.len() {
+            let text = stat_text(array.as_ref(), r).expect("a statistic");
+            let scalar = ScalarValue::try_from_array(array.as_ref(), r).expect("a scalar");
+            assert_eq!(text, scalar.to_string(), "{:?}", array.data_type());
+        }
+    }
+}

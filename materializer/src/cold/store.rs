@@ -342,8 +342,7 @@ fn stats(batch: &RecordBatch) -> Result<Vec<ColumnStats>, String> {
                 )
             }
             ArrowType::Date32 | ArrowType::Timestamp(..) | ArrowType::Time64(_) => {
-                // Shown as SQL values (as DataFusion displays them), at the two extreme
-                // positions.
+                // At the two extreme positions, spelled as manifest format 1 has them.
                 let ints =
                     arrow::compute::cast(col, &ArrowType::Int64).map_err(|e| e.to_string())?;
                 let ints = ints.as_primitive::<t::Int64Type>();
@@ -352,11 +351,7 @@ fn stats(batch: &RecordBatch) -> Result<Vec<ColumnStats>, String> {
                         (0..ints.len()).find(|r| ints.is_valid(*r) && ints.value(*r) == w)
                     })
                 };
-                let at = |r: Option<usize>| {
-                    r.and_then(|r| {
-                        arrow::util::display::array_value_to_string(col.as_ref(), r).ok()
-                    })
-                };
+                let at = |r: Option<usize>| r.and_then(|r| stat_text(col.as_ref(), r));
                 (at(pos(agg::min(ints))), at(pos(agg::max(ints))))
             }
             _ => (None, None),
@@ -369,6 +364,23 @@ fn stats(batch: &RecordBatch) -> Result<Vec<ColumnStats>, String> {
         });
     }
     Ok(out)
+}
+
+/// A date or time statistic as manifest format 1 spells it (as DataFusion's scalars display
+/// them, which pruning parses back): a date as `YYYY-MM-DD`, a timestamp or a time of day as
+/// its integer count of its unit.
+pub fn stat_text(col: &dyn Array, r: usize) -> Option<String> {
+    if col.is_null(r) {
+        return None;
+    }
+    match col.data_type() {
+        ArrowType::Date32 => arrow::util::display::array_value_to_string(col, r).ok(),
+        ArrowType::Timestamp(..) | ArrowType::Time64(_) => {
+            let ints = arrow::compute::cast(&col.slice(r, 1), &ArrowType::Int64).ok()?;
+            Some(ints.as_primitive::<Int64Type>().value(0).to_string())
+        }
+        _ => None,
+    }
 }
 
 /// A segment's reader, over columns `roots` (every column: `None`) and rows `rows` (sorted;
