@@ -3,6 +3,8 @@
 //! catalog state folded from the log; this module reads them from the hot tier and writes
 //! them only by proposing.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use folddb_materializer::{Op, Role, UserDef, catalog};
@@ -47,12 +49,33 @@ pub struct Auth {
     decoding: DecodingKey,
     /// A hash to verify against when there is none, at the configured cost.
     dummy_hash: String,
+    /// Tokens whose signature checked, with their claims: every request carries the same
+    /// few tokens, and decoding one costs more than the rest of a single-row INSERT's
+    /// authentication. Expiry is checked on every use.
+    verified: Arc<Mutex<HashMap<String, Claims>>>,
 }
+
+/// Seconds a token is still honoured past its expiry or before its issue time (clock skew).
+const LEEWAY_S: u64 = 60;
+/// Verified tokens remembered at most; past it the memory starts over.
+const MAX_VERIFIED: usize = 4096;
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Auth").finish_non_exhaustive()
     }
+}
+
+/// `claims` if they are current at `now`: not expired, not issued in the future (both with
+/// [`LEEWAY_S`]).
+fn current(claims: Claims, now: u64) -> Result<Claims, TokenError> {
+    if claims.exp.saturating_add(LEEWAY_S) < now {
+        return Err(TokenError::Expired);
+    }
+    if claims.iat > now + LEEWAY_S {
+        return Err(TokenError::Invalid);
+    }
+    Ok(claims)
 }
 
 pub fn now_s() -> u64 {
@@ -77,6 +100,7 @@ impl Auth {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             dummy_hash: bcrypt::hash("folddb-no-such-user", config.bcrypt_cost).unwrap_or_default(),
+            verified: Arc::default(),
             config,
         }
     }
@@ -121,8 +145,13 @@ impl Auth {
 
     /// The claims of a token we signed and that has not expired (60 s leeway).
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let now = now_s();
+        let known = self.verified_tokens().get(token).cloned();
+        if let Some(claims) = known {
+            return current(claims, now);
+        }
         let mut v = Validation::new(Algorithm::HS256);
-        v.leeway = 60;
+        v.leeway = LEEWAY_S;
         v.set_issuer(&[ISSUER]);
         v.set_required_spec_claims(&["exp", "iss", "sub"]);
         let data =
@@ -132,10 +161,18 @@ impl Auth {
                     _ => TokenError::Invalid,
                 }
             })?;
-        if data.claims.iat > now_s() + 60 {
-            return Err(TokenError::Invalid);
+        let claims = current(data.claims, now)?;
+        let mut verified = self.verified_tokens();
+        if verified.len() >= MAX_VERIFIED {
+            verified.clear();
         }
-        Ok(data.claims)
+        verified.insert(token.to_owned(), claims.clone());
+        Ok(claims)
+    }
+
+    fn verified_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, Claims>> {
+        // The map holds no invariant a panicking holder could break.
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The live user a token names, if it is still the account the token was issued to and
@@ -264,4 +301,81 @@ pub async fn bootstrap(engine: &Engine, auth: &Auth) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("bootstrap: {}", e.message))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> Auth {
+        Auth::new(AuthConfig {
+            bcrypt_cost: 4,
+            ..AuthConfig::default()
+        })
+    }
+
+    fn signed(auth: &Auth, exp: u64, iat: u64) -> String {
+        let claims = Claims {
+            sub: "alice".to_owned(),
+            iss: ISSUER.to_owned(),
+            exp,
+            iat,
+            email: None,
+            role: "user".to_owned(),
+            token_type: "access".to_owned(),
+            account: Some(1),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &auth.encoding)
+            .expect("encodes")
+    }
+
+    #[test]
+    fn a_remembered_token_is_checked_like_a_new_one() {
+        let auth = auth();
+        let now = now_s();
+        let good = signed(&auth, now + 3600, now);
+        for _ in 0..2 {
+            assert_eq!(auth.verify(&good).map(|c| c.sub).as_deref(), Ok("alice"));
+        }
+        // Another secret's token, or this one with its signature changed, is refused even
+        // though a token of the same claims is remembered.
+        let other = Auth::new(AuthConfig {
+            jwt_secret: "another secret".to_owned(),
+            bcrypt_cost: 4,
+            ..AuthConfig::default()
+        });
+        assert_eq!(
+            auth.verify(&signed(&other, now + 3600, now)).map(|_| ()),
+            Err(TokenError::Invalid)
+        );
+        let mut tampered = good.clone();
+        let last = tampered.pop().expect("a token");
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        assert_eq!(auth.verify(&tampered).map(|_| ()), Err(TokenError::Invalid));
+        for _ in 0..2 {
+            assert_eq!(
+                auth.verify(&signed(&auth, now - 2 * LEEWAY_S, now - 7200))
+                    .map(|_| ()),
+                Err(TokenError::Expired)
+            );
+            assert_eq!(
+                auth.verify(&signed(&auth, now + 7200, now + 2 * LEEWAY_S))
+                    .map(|_| ()),
+                Err(TokenError::Invalid),
+                "issued in the future"
+            );
+        }
+    }
+
+    #[test]
+    fn remembered_claims_expire() {
+        let auth = auth();
+        let now = now_s();
+        let claims = auth.verify(&signed(&auth, now + 10, now)).expect("current");
+        assert!(current(claims.clone(), now + 10 + LEEWAY_S).is_ok());
+        assert_eq!(
+            current(claims, now + 11 + LEEWAY_S).map(|_| ()),
+            Err(TokenError::Expired)
+        );
+    }
 }

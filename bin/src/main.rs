@@ -17,6 +17,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of the C library's allocator: a request allocates and frees hundreds of
+/// small objects across the runtime's threads, and glibc's allocator took a fifth of the
+/// server's CPU under 64-client single-row INSERTs (`folddb bench sql --scenarios insert`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "folddb",

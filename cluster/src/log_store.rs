@@ -13,12 +13,18 @@
 //!   purge are durable when they return.
 //! - Logs have no holes: `folddb-log` refuses any append that does not continue the log.
 //!   Entries at or below the purge marker are dropped on arrival, as already purged.
+//! - The newest entries appended are also kept in memory, as openraft handed them over
+//!   ([`Recent`]): applying an entry reads it back right after it is appended, and serving
+//!   that read from memory spares a blocking read and a decode. The memory only ever holds
+//!   entries the log holds: it is filled after an append succeeds and emptied of what a
+//!   truncation or purge removes before the log changes.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use folddb_log::{FsStorage, Log, LogConfig, LogIndex, Storage, Term, meta};
 use openraft::storage::{LogFlushed, RaftLogStorage};
@@ -40,6 +46,62 @@ pub struct LogStore {
     log: Log,
     storage: Arc<dyn Storage>,
     dir: PathBuf,
+    recent: Arc<Mutex<Recent>>,
+}
+
+/// The newest entries appended, consecutive, as openraft handed them over.
+#[derive(Debug, Default)]
+struct Recent {
+    entries: VecDeque<(Entry<TypeConfig>, usize)>,
+    bytes: usize,
+}
+
+impl Recent {
+    /// Entries kept at most.
+    const MAX_ENTRIES: usize = 1024;
+    /// Encoded bytes kept at most.
+    const MAX_BYTES: usize = 16 << 20;
+
+    fn first(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.log_id.index)
+    }
+
+    fn push(&mut self, entry: Entry<TypeConfig>, bytes: usize) {
+        let next = self.entries.back().map(|(e, _)| e.log_id.index + 1);
+        if next.is_some_and(|n| n != entry.log_id.index) {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.entries.push_back((entry, bytes));
+        self.bytes += bytes;
+        while self.entries.len() > Self::MAX_ENTRIES || self.bytes > Self::MAX_BYTES {
+            match self.entries.pop_front() {
+                Some((_, b)) => self.bytes -= b,
+                None => break,
+            }
+        }
+    }
+
+    /// Entries `start..end`, if every one of them is here.
+    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry<TypeConfig>>> {
+        let first = self.first()?;
+        let skip = usize::try_from(start.checked_sub(first)?).ok()?;
+        let n = usize::try_from(end - start).ok()?;
+        (skip + n <= self.entries.len()).then(|| {
+            self.entries
+                .iter()
+                .skip(skip)
+                .take(n)
+                .map(|(e, _)| e.clone())
+                .collect()
+        })
+    }
+
+    /// Forgets the entries `keep` rejects.
+    fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        self.entries.retain(|(e, _)| keep(e.log_id.index));
+        self.bytes = self.entries.iter().map(|(_, b)| b).sum();
+    }
 }
 
 fn read_err(e: Error) -> StorageError<u64> {
@@ -67,7 +129,13 @@ impl LogStore {
             log,
             storage,
             dir: dir.to_path_buf(),
+            recent: Arc::default(),
         })
+    }
+
+    fn recent(&self) -> MutexGuard<'_, Recent> {
+        // Each change to the memory completes under the lock or leaves it consistent.
+        self.recent.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The underlying log, for tailing and tooling.
@@ -126,6 +194,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         .min(last.0 + 1);
         if start >= end {
             return Ok(Vec::new());
+        }
+        if let Some(entries) = self.recent().get(start, end) {
+            return Ok(entries);
         }
         let log = self.log.clone();
         let frames = blocking(move || Ok(log.read(LogIndex(start)..LogIndex(end))?))
@@ -194,19 +265,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // An entry at or below the purge marker is purged on arrival: openraft may append
         // one after purging up to a state machine that is ahead of the log.
         let purged = self.log.purged().map(|(i, _)| i.0);
-        let frames: Vec<folddb_log::Entry> = entries
+        let entries: Vec<Entry<TypeConfig>> = entries
             .into_iter()
             .filter(|e| purged.is_none_or(|p| e.log_id.index > p))
+            .collect();
+        let frames: Vec<folddb_log::Entry> = entries
+            .iter()
             .map(|e| folddb_log::Entry {
                 index: LogIndex(e.log_id.index),
                 term: Term(e.log_id.leader_id.term),
                 payload: codec::encode_payload(&e.payload),
             })
             .collect();
+        let sizes: Vec<usize> = frames.iter().map(|f| f.payload.len()).collect();
         let log = self.log.clone();
         let last = blocking(move || Ok(log.append(&frames)?))
             .await
             .map_err(write_err)?;
+        let mut recent = self.recent();
+        for (entry, size) in entries.into_iter().zip(sizes) {
+            recent.push(entry, size);
+        }
+        drop(recent);
         let Some(last) = last else {
             callback.log_io_completed(Ok(()));
             return Ok(());
@@ -220,6 +300,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        self.recent().retain(|i| i < log_id.index);
         let log = self.log.clone();
         blocking(move || Ok(log.truncate(LogIndex(log_id.index))?))
             .await
@@ -227,6 +308,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        self.recent().retain(|i| i > log_id.index);
         let log = self.log.clone();
         let (index, term) = (LogIndex(log_id.index), Term(log_id.leader_id.term));
         blocking(move || Ok(log.purge(index, term)?))

@@ -154,6 +154,46 @@ async fn state_survives_reopen() {
     assert_eq!(got[0], entry(1, 11, b"x"));
 }
 
+/// Reads served from the memory of recent entries equal reads of the log itself, across
+/// truncation, purge and more entries than the memory keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recent_entries_read_as_the_log_holds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = LogStore::open(dir.path(), small()).await.unwrap();
+    let body = |i: u64| format!("entry {i}").into_bytes();
+    append_durably(
+        &mut store,
+        (0..1500).map(|i| entry(1, i, &body(i))).collect(),
+    )
+    .await;
+    store.truncate(codec::log_id(1, 1400)).await.unwrap();
+    append_durably(
+        &mut store,
+        (1400..1450).map(|i| entry(2, i, b"second")).collect(),
+    )
+    .await;
+    store.purge(codec::log_id(1, 1420)).await.unwrap();
+    let mut reopened = LogStore::open(dir.path(), small()).await.unwrap();
+    for range in [
+        0..1450,
+        300..1100,
+        1000..1450,
+        1399..1403,
+        1420..1422,
+        1421..1450,
+    ] {
+        let from_memory = store.try_get_log_entries(range.clone()).await.unwrap();
+        let from_disk = reopened.try_get_log_entries(range.clone()).await.unwrap();
+        assert_eq!(from_memory, from_disk, "entries {range:?}");
+    }
+    let tail = store.try_get_log_entries(1421..1450).await.unwrap();
+    assert_eq!(tail.len(), 29);
+    assert!(
+        tail.iter()
+            .all(|e| e == &entry(2, e.log_id.index, b"second"))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_vote_and_entries_are_errors() {
     let storage = MemStorage::new();

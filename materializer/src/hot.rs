@@ -11,9 +11,15 @@
 //!   without it, a crash could leave one family ahead of the applied index.
 //! - Applying is idempotent per index: an entry at or below the applied index is skipped, so
 //!   replaying an entry twice changes nothing.
+//! - Reads of the catalog family are served from memory ([`CatalogCache`]) until a write
+//!   touches that family: every request reads the catalog (its caller's account, the tables
+//!   it names), while only DDL and account changes write it. A write empties the cache
+//!   before [`HotStore::apply`] returns, so nothing that runs after an entry is applied
+//!   sees the catalog as it was before it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use folddb_log::{LogIndex, Term};
 use rocksdb::{
@@ -186,6 +192,57 @@ pub struct HotStore {
     db: DB,
     path: PathBuf,
     write_options: WriteOptions,
+    catalog: Mutex<CatalogCache>,
+}
+
+/// Keys and prefix scans of the catalog family as RocksDB last gave them, each kept until a
+/// write touches the family.
+///
+/// A read that misses notes the cache's generation, reads RocksDB, and keeps what it read
+/// only if no write has emptied the cache since: a value read before a write can never be
+/// kept after it.
+#[derive(Default)]
+struct CatalogCache {
+    generation: u64,
+    gets: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    scans: HashMap<Vec<u8>, Vec<KeyValuePair>>,
+}
+
+/// A key and its value, as a prefix scan returns them.
+type KeyValuePair = (Vec<u8>, Vec<u8>);
+
+impl CatalogCache {
+    /// Entries kept at most (of each kind); past it the cache starts over.
+    const MAX_ENTRIES: usize = 4096;
+    /// Bytes of one prefix scan kept at most (the audit log is not worth keeping).
+    const MAX_SCAN_BYTES: usize = 64 * 1024;
+
+    fn invalidate(&mut self) {
+        self.generation += 1;
+        self.gets.clear();
+        self.scans.clear();
+    }
+
+    fn keep_get(&mut self, generation: u64, key: &[u8], value: &Option<Vec<u8>>) {
+        if generation != self.generation {
+            return;
+        }
+        if self.gets.len() >= Self::MAX_ENTRIES {
+            self.gets.clear();
+        }
+        self.gets.insert(key.to_vec(), value.clone());
+    }
+
+    fn keep_scan(&mut self, generation: u64, prefix: &[u8], rows: &[(Vec<u8>, Vec<u8>)]) {
+        let bytes: usize = rows.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if generation != self.generation || bytes > Self::MAX_SCAN_BYTES {
+            return;
+        }
+        if self.scans.len() >= Self::MAX_ENTRIES {
+            self.scans.clear();
+        }
+        self.scans.insert(prefix.to_vec(), rows.to_vec());
+    }
 }
 
 impl std::fmt::Debug for HotStore {
@@ -248,6 +305,7 @@ impl HotStore {
             db,
             path,
             write_options,
+            catalog: Mutex::default(),
         };
         store.upgrade_layout()?;
         Ok(store)
@@ -274,7 +332,7 @@ impl HotStore {
             moved.push(prefix);
         }
         batch.put_cf(self.cf(Family::Meta), LAYOUT_KEY, LAYOUT.to_be_bytes());
-        self.commit(batch, None, "upgrade the layout")?;
+        self.commit(batch, None, false, "upgrade the layout")?;
         self.flush()?;
         for prefix in moved {
             self.compact_prefix(Family::Rows, &prefix);
@@ -331,16 +389,18 @@ impl HotStore {
             return Ok(false);
         }
         let mut batch = WriteBatch::default();
-        self.add(&mut batch, changes);
-        self.commit(batch, Some((index, term)), "apply a batch")?;
+        let catalog = self.add(&mut batch, changes);
+        self.commit(batch, Some((index, term)), catalog, "apply a batch")?;
         Ok(true)
     }
 
-    /// Writes `batch` with the applied mark set to `applied` (if any), atomically.
+    /// Writes `batch` with the applied mark set to `applied` (if any), atomically; `catalog`
+    /// says whether it may touch the catalog family.
     fn commit(
         &self,
         mut batch: WriteBatch,
         applied: Option<(LogIndex, Term)>,
+        catalog: bool,
         op: &'static str,
     ) -> Result<()> {
         if let Some((index, term)) = applied {
@@ -350,18 +410,33 @@ impl HotStore {
                 applied_bytes(index, term),
             );
         }
-        self.db
+        let written = self
+            .db
             .write_opt(batch, &self.write_options)
-            .map_err(self.rocks(op))
+            .map_err(self.rocks(op));
+        // Even a failed write may have reached part of the store.
+        if catalog {
+            self.catalog_cache().invalidate();
+        }
+        written
     }
 
-    fn add(&self, batch: &mut WriteBatch, changes: HotBatch) {
+    /// Adds `changes` to `batch`; whether they touch the catalog family.
+    fn add(&self, batch: &mut WriteBatch, changes: HotBatch) -> bool {
+        let mut catalog = false;
         for (family, key, value) in changes.ops {
+            catalog |= family == Family::Catalog;
             match value {
                 Some(v) => batch.put_cf(self.cf(family), key, v),
                 None => batch.delete_cf(self.cf(family), key),
             }
         }
+        catalog
+    }
+
+    fn catalog_cache(&self) -> std::sync::MutexGuard<'_, CatalogCache> {
+        // The cache holds no invariant a panicking reader could break.
+        self.catalog.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Every key of every family except the applied mark: what a snapshot carries.
@@ -387,11 +462,27 @@ impl HotStore {
             }
         }
         self.add(&mut batch, contents);
-        self.commit(batch, applied, "replace the store")?;
+        self.commit(batch, applied, true, "replace the store")?;
         self.flush()
     }
 
     pub fn get(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if family != Family::Catalog {
+            return self.read(family, key);
+        }
+        let generation = {
+            let cache = self.catalog_cache();
+            if let Some(v) = cache.gets.get(key) {
+                return Ok(v.clone());
+            }
+            cache.generation
+        };
+        let value = self.read(family, key)?;
+        self.catalog_cache().keep_get(generation, key, &value);
+        Ok(value)
+    }
+
+    fn read(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.db
             .get_cf(self.cf(family), key)
             .map_err(self.rocks("read a key"))
@@ -399,6 +490,22 @@ impl HotStore {
 
     /// Every key starting with `prefix`, in key order.
     pub fn scan_prefix(&self, family: Family, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if family != Family::Catalog {
+            return self.scan(family, prefix);
+        }
+        let generation = {
+            let cache = self.catalog_cache();
+            if let Some(rows) = cache.scans.get(prefix) {
+                return Ok(rows.clone());
+            }
+            cache.generation
+        };
+        let rows = self.scan(family, prefix)?;
+        self.catalog_cache().keep_scan(generation, prefix, &rows);
+        Ok(rows)
+    }
+
+    fn scan(&self, family: Family, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
         let iter = self.db.iterator_cf(
             self.cf(family),
@@ -476,6 +583,72 @@ mod tests {
         );
         b.put(Family::Catalog, b"last".to_vec(), i.to_be_bytes().to_vec());
         b
+    }
+
+    #[test]
+    fn catalog_reads_see_every_applied_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HotStore::open(dir.path()).unwrap();
+        let key = b"t/app/a".to_vec();
+        let prefix = b"t/app/".to_vec();
+        // Misses are kept too: a key read absent, then written, reads as written.
+        assert_eq!(store.get(Family::Catalog, &key).unwrap(), None);
+        assert!(
+            store
+                .scan_prefix(Family::Catalog, &prefix)
+                .unwrap()
+                .is_empty()
+        );
+        for (i, value) in [(1u64, "v1"), (2, "v2")] {
+            let mut b = HotBatch::default();
+            b.put(Family::Catalog, key.clone(), value.as_bytes().to_vec());
+            store.apply(LogIndex(i), Term(1), b).unwrap();
+            for _ in 0..2 {
+                assert_eq!(
+                    store.get(Family::Catalog, &key).unwrap().as_deref(),
+                    Some(value.as_bytes())
+                );
+                assert_eq!(
+                    store.scan_prefix(Family::Catalog, &prefix).unwrap(),
+                    vec![(key.clone(), value.as_bytes().to_vec())]
+                );
+            }
+        }
+        let mut del = HotBatch::default();
+        del.delete(Family::Catalog, key.clone());
+        store.apply(LogIndex(3), Term(1), del).unwrap();
+        assert_eq!(store.get(Family::Catalog, &key).unwrap(), None);
+        assert!(
+            store
+                .scan_prefix(Family::Catalog, &prefix)
+                .unwrap()
+                .is_empty()
+        );
+        // A snapshot installed over the store replaces what was read before it.
+        let mut snapshot = HotBatch::default();
+        snapshot.put(Family::Catalog, key.clone(), b"v4".to_vec());
+        store
+            .replace_all(Some((LogIndex(4), Term(2))), snapshot)
+            .unwrap();
+        assert_eq!(
+            store.get(Family::Catalog, &key).unwrap().as_deref(),
+            Some(&b"v4"[..])
+        );
+    }
+
+    #[test]
+    fn a_read_overtaken_by_a_write_is_not_kept() {
+        let mut cache = CatalogCache::default();
+        let before = cache.generation;
+        cache.invalidate();
+        cache.keep_get(before, b"k", &Some(b"old".to_vec()));
+        cache.keep_scan(before, b"k", &[(b"k".to_vec(), b"old".to_vec())]);
+        assert!(cache.gets.is_empty() && cache.scans.is_empty());
+        cache.keep_get(cache.generation, b"k", &Some(b"new".to_vec()));
+        assert_eq!(cache.gets.get(&b"k"[..]), Some(&Some(b"new".to_vec())));
+        let big = vec![(b"k".to_vec(), vec![0u8; CatalogCache::MAX_SCAN_BYTES + 1])];
+        cache.keep_scan(cache.generation, b"k", &big);
+        assert!(cache.scans.is_empty(), "a large scan is not kept");
     }
 
     #[test]
