@@ -76,6 +76,9 @@ pub(super) struct Outcome {
     pub(super) elapsed: Duration,
     pub(super) latency: Latency,
     pub(super) note: String,
+    /// The server's CPU time per row over the scenario, µs (from `system.stats`), when the
+    /// server reports it: steadier than rows/s on a machine the bench shares with it.
+    pub(super) server_cpu_us: Option<f64>,
 }
 
 impl Outcome {
@@ -96,17 +99,21 @@ pub fn run(args: SqlBenchArgs) -> anyhow::Result<ExitCode> {
         args.server.url
     );
     println!(
-        "{:<34} {:>12} {:>10} {:>10} {:>10}  notes",
-        "scenario", "rows/s", "p50 ms", "p99 ms", "p99.9 ms"
+        "{:<34} {:>12} {:>10} {:>10} {:>10} {:>14}  notes",
+        "scenario", "rows/s", "p50 ms", "p99 ms", "p99.9 ms", "server µs/row"
     );
     for o in &outcomes {
+        let cpu = o
+            .server_cpu_us
+            .map_or("-".to_owned(), |c| format!("{c:.1}"));
         println!(
-            "{:<34} {:>12.0} {:>10.3} {:>10.3} {:>10.3}  {}",
+            "{:<34} {:>12.0} {:>10.3} {:>10.3} {:>10.3} {:>14}  {}",
             o.name,
             o.rows as f64 / o.elapsed.as_secs_f64(),
             o.latency.p50_us / 1e3,
             o.latency.p99_us / 1e3,
             o.latency.p999_us / 1e3,
+            cpu,
             o.note
         );
     }
@@ -334,6 +341,15 @@ async fn measure(args: &SqlBenchArgs) -> anyhow::Result<Vec<Outcome>> {
     Ok(out)
 }
 
+/// The CPU time the server has spent, ms (`system.stats`' `process_cpu_ms`), if it says.
+async fn server_cpu_ms(client: &Client) -> Option<u64> {
+    let r = client
+        .sql("SELECT metric_value FROM system.stats WHERE metric_name = 'process_cpu_ms'")
+        .await
+        .ok()?;
+    r["results"][0]["rows"][0][0].as_str()?.parse().ok()
+}
+
 /// Makes sure the table has at least `n` rows (for the read scenarios).
 async fn ensure_rows(
     client: &Client,
@@ -385,6 +401,7 @@ where
     F: Fn(Arc<Client>) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = anyhow::Result<u64>> + Send,
 {
+    let cpu_before = server_cpu_ms(&clients[0]).await;
     let rows = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
@@ -420,11 +437,19 @@ where
     }
     let elapsed = start.elapsed();
     eprintln!();
+    let rows = rows.load(Ordering::Relaxed);
+    let server_cpu_us = match (cpu_before, server_cpu_ms(&clients[0]).await) {
+        (Some(before), Some(after)) if rows > 0 => {
+            Some(after.saturating_sub(before) as f64 * 1e3 / rows as f64)
+        }
+        _ => None,
+    };
     Ok(Outcome {
         name: name.to_owned(),
-        rows: rows.load(Ordering::Relaxed),
+        rows,
         elapsed,
         latency: Latency::of(samples),
         note: String::new(),
+        server_cpu_us,
     })
 }
