@@ -44,12 +44,19 @@ pub fn encode_payload(payload: &EntryPayload<TypeConfig>) -> Vec<u8> {
     encode(payload)
 }
 
-/// Rebuilds an entry from its frame's term and index and its payload bytes.
 /// The log payload of a normal entry carrying `command` (the materializer's entry bytes):
 /// what a node appends for a proposal, for tools that write logs directly.
 pub fn encode_command(command: Vec<u8>) -> Vec<u8> {
     encode_payload(&EntryPayload::Normal(crate::Command(command)))
 }
+
+/// The log payload of a blank entry (no command): what a log's first entry, index 0, may
+/// be, for tools that write logs directly.
+pub fn encode_blank() -> Vec<u8> {
+    encode_payload(&EntryPayload::Blank)
+}
+
+/// Rebuilds an entry from its frame's term and index and its payload bytes.
 
 pub fn decode_entry(term: u64, index: u64, bytes: &[u8]) -> Result<Entry<TypeConfig>> {
     let payload = decode(bytes).map_err(|reason| Error::BadEntry { index, reason })?;

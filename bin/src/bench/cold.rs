@@ -354,6 +354,13 @@ fn replay_bench(root: &Path, entries: u64) -> anyhow::Result<()> {
             if_not_exists: false,
         }]),
     ];
+    // Raft's log starts at index 0 (a node's first entry is openraft's own): replay refuses
+    // a log without it as one whose head is missing.
+    log.append(&[folddb_log::Entry {
+        index: folddb_log::LogIndex(0),
+        term: Term(0),
+        payload: codec::encode_blank(),
+    }])?;
     log.append_next(Term(1), &[&head[0], &head[1]])?;
     let started = Instant::now();
     let mut i = 0u64;
@@ -375,7 +382,7 @@ fn replay_bench(root: &Path, entries: u64) -> anyhow::Result<()> {
     drop(log);
     println!(
         "replay: wrote a log of {} entries in {:.1} s",
-        entries + 2,
+        entries + 3,
         started.elapsed().as_secs_f64()
     );
     let into = root.join("replay-dst");
