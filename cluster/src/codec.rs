@@ -57,7 +57,6 @@ pub fn encode_blank() -> Vec<u8> {
 }
 
 /// Rebuilds an entry from its frame's term and index and its payload bytes.
-
 pub fn decode_entry(term: u64, index: u64, bytes: &[u8]) -> Result<Entry<TypeConfig>> {
     let payload = decode(bytes).map_err(|reason| Error::BadEntry { index, reason })?;
     Ok(Entry {
