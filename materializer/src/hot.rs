@@ -211,6 +211,9 @@ struct CatalogCache {
 /// A key and its value, as a prefix scan returns them.
 type KeyValuePair = (Vec<u8>, Vec<u8>);
 
+/// One of the [`CatalogCache`]'s maps.
+type Map<T> = fn(&mut CatalogCache) -> &mut HashMap<Vec<u8>, T>;
+
 impl CatalogCache {
     /// Entries kept at most (of each kind); past it the cache starts over.
     const MAX_ENTRIES: usize = 4096;
@@ -223,25 +226,25 @@ impl CatalogCache {
         self.scans.clear();
     }
 
-    fn keep_get(&mut self, generation: u64, key: &[u8], value: &Option<Vec<u8>>) {
+    fn gets(&mut self) -> &mut HashMap<Vec<u8>, Option<Vec<u8>>> {
+        &mut self.gets
+    }
+
+    fn scans(&mut self) -> &mut HashMap<Vec<u8>, Vec<KeyValuePair>> {
+        &mut self.scans
+    }
+
+    /// Keeps `value`, read at `generation`, as `key`'s in `map`, unless a write has emptied
+    /// the cache since.
+    fn keep<T: Clone>(&mut self, map: Map<T>, generation: u64, key: &[u8], value: &T) {
         if generation != self.generation {
             return;
         }
-        if self.gets.len() >= Self::MAX_ENTRIES {
-            self.gets.clear();
+        let map = map(self);
+        if map.len() >= Self::MAX_ENTRIES {
+            map.clear();
         }
-        self.gets.insert(key.to_vec(), value.clone());
-    }
-
-    fn keep_scan(&mut self, generation: u64, prefix: &[u8], rows: &[(Vec<u8>, Vec<u8>)]) {
-        let bytes: usize = rows.iter().map(|(k, v)| k.len() + v.len()).sum();
-        if generation != self.generation || bytes > Self::MAX_SCAN_BYTES {
-            return;
-        }
-        if self.scans.len() >= Self::MAX_ENTRIES {
-            self.scans.clear();
-        }
-        self.scans.insert(prefix.to_vec(), rows.to_vec());
+        map.insert(key.to_vec(), value.clone());
     }
 }
 
@@ -470,15 +473,29 @@ impl HotStore {
         if family != Family::Catalog {
             return self.read(family, key);
         }
+        self.through_cache(CatalogCache::gets, key, |_| true, || self.read(family, key))
+    }
+
+    /// `read()`, answered from the catalog cache's `map` when it holds `key`, else kept there
+    /// if it `fits`.
+    fn through_cache<T: Clone>(
+        &self,
+        map: Map<T>,
+        key: &[u8],
+        fits: impl FnOnce(&T) -> bool,
+        read: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
         let generation = {
-            let cache = self.catalog_cache();
-            if let Some(v) = cache.gets.get(key) {
+            let mut cache = self.catalog_cache();
+            if let Some(v) = map(&mut cache).get(key) {
                 return Ok(v.clone());
             }
             cache.generation
         };
-        let value = self.read(family, key)?;
-        self.catalog_cache().keep_get(generation, key, &value);
+        let value = read()?;
+        if fits(&value) {
+            self.catalog_cache().keep(map, generation, key, &value);
+        }
         Ok(value)
     }
 
@@ -493,16 +510,13 @@ impl HotStore {
         if family != Family::Catalog {
             return self.scan(family, prefix);
         }
-        let generation = {
-            let cache = self.catalog_cache();
-            if let Some(rows) = cache.scans.get(prefix) {
-                return Ok(rows.clone());
-            }
-            cache.generation
+        let small = |rows: &Vec<KeyValuePair>| {
+            rows.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+                <= CatalogCache::MAX_SCAN_BYTES
         };
-        let rows = self.scan(family, prefix)?;
-        self.catalog_cache().keep_scan(generation, prefix, &rows);
-        Ok(rows)
+        self.through_cache(CatalogCache::scans, prefix, small, || {
+            self.scan(family, prefix)
+        })
     }
 
     fn scan(&self, family: Family, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
@@ -641,14 +655,35 @@ mod tests {
         let mut cache = CatalogCache::default();
         let before = cache.generation;
         cache.invalidate();
-        cache.keep_get(before, b"k", &Some(b"old".to_vec()));
-        cache.keep_scan(before, b"k", &[(b"k".to_vec(), b"old".to_vec())]);
+        cache.keep(CatalogCache::gets, before, b"k", &Some(b"old".to_vec()));
+        let rows = vec![(b"k".to_vec(), b"old".to_vec())];
+        cache.keep(CatalogCache::scans, before, b"k", &rows);
         assert!(cache.gets.is_empty() && cache.scans.is_empty());
-        cache.keep_get(cache.generation, b"k", &Some(b"new".to_vec()));
+        let now = cache.generation;
+        cache.keep(CatalogCache::gets, now, b"k", &Some(b"new".to_vec()));
         assert_eq!(cache.gets.get(&b"k"[..]), Some(&Some(b"new".to_vec())));
-        let big = vec![(b"k".to_vec(), vec![0u8; CatalogCache::MAX_SCAN_BYTES + 1])];
-        cache.keep_scan(cache.generation, b"k", &big);
-        assert!(cache.scans.is_empty(), "a large scan is not kept");
+    }
+
+    #[test]
+    fn a_large_catalog_scan_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HotStore::open(dir.path()).unwrap();
+        let mut b = HotBatch::default();
+        b.put(
+            Family::Catalog,
+            b"a/1".to_vec(),
+            vec![0u8; CatalogCache::MAX_SCAN_BYTES + 1],
+        );
+        b.put(Family::Catalog, b"b/1".to_vec(), b"small".to_vec());
+        store.apply(LogIndex(1), Term(1), b).unwrap();
+        assert_eq!(store.scan_prefix(Family::Catalog, b"a/").unwrap().len(), 1);
+        assert_eq!(store.scan_prefix(Family::Catalog, b"b/").unwrap().len(), 1);
+        let cache = store.catalog_cache();
+        assert!(
+            !cache.scans.contains_key(&b"a/"[..]),
+            "a large scan is not kept"
+        );
+        assert!(cache.scans.contains_key(&b"b/"[..]));
     }
 
     #[test]
