@@ -605,14 +605,17 @@ mod tests {
         let store = HotStore::open(dir.path()).unwrap();
         let key = b"t/app/a".to_vec();
         let prefix = b"t/app/".to_vec();
+        let absent = || {
+            assert_eq!(store.get(Family::Catalog, &key).unwrap(), None);
+            assert!(
+                store
+                    .scan_prefix(Family::Catalog, &prefix)
+                    .unwrap()
+                    .is_empty()
+            );
+        };
         // Misses are kept too: a key read absent, then written, reads as written.
-        assert_eq!(store.get(Family::Catalog, &key).unwrap(), None);
-        assert!(
-            store
-                .scan_prefix(Family::Catalog, &prefix)
-                .unwrap()
-                .is_empty()
-        );
+        absent();
         for (i, value) in [(1u64, "v1"), (2, "v2")] {
             let mut b = HotBatch::default();
             b.put(Family::Catalog, key.clone(), value.as_bytes().to_vec());
@@ -631,13 +634,7 @@ mod tests {
         let mut del = HotBatch::default();
         del.delete(Family::Catalog, key.clone());
         store.apply(LogIndex(3), Term(1), del).unwrap();
-        assert_eq!(store.get(Family::Catalog, &key).unwrap(), None);
-        assert!(
-            store
-                .scan_prefix(Family::Catalog, &prefix)
-                .unwrap()
-                .is_empty()
-        );
+        absent();
         // A snapshot installed over the store replaces what was read before it.
         let mut snapshot = HotBatch::default();
         snapshot.put(Family::Catalog, key.clone(), b"v4".to_vec());
