@@ -224,7 +224,7 @@ fn progress_bar(done: u64, total: u64, started: std::time::Instant) {
 }
 
 fn replay(dir: &Path, into: &Path, to_index: Option<u64>) -> anyhow::Result<ExitCode> {
-    use folddb_materializer::cold::ColdStore;
+    use folddb_materializer::cold::{ColdStore, job};
     use folddb_materializer::{EventFold, HotStore};
     let source = if dir.join("log").is_dir() {
         dir.join("log")
@@ -268,12 +268,29 @@ fn replay(dir: &Path, into: &Path, to_index: Option<u64>) -> anyhow::Result<Exit
     let cold_root = into.join("storage");
     ColdStore::relocate(&cold_root)
         .with_context(|| format!("marking {} as rebuilt", cold_root.display()))?;
-    let fold = EventFold::new(std::sync::Arc::new(ColdStore::new(cold_root)));
+    let cold = std::sync::Arc::new(ColdStore::new(cold_root));
+    let fold = EventFold::new(cold.clone());
     let started = std::time::Instant::now();
-    let applied =
-        folddb_cluster::replay::replay(&log_dir, to_index, &store, &fold, |done, total| {
-            progress_bar(done, total, started)
-        })?;
+    // The log does not carry the cold tier's files: each job's are written again when the
+    // replay reaches the state the job read, before the entry that commits them.
+    let mut jobs = folddb_cluster::replay::job_commits(&log_dir, to_index)?;
+    jobs.sort_by_key(|op| job::as_of(op).unwrap_or(0));
+    let mut applied = 0;
+    for op in &jobs {
+        let at = job::as_of(op).unwrap_or(0);
+        applied =
+            folddb_cluster::replay::replay(&log_dir, Some(at), &store, &fold, |done, total| {
+                progress_bar(done, total, started)
+            })?
+            .max(applied);
+        if store.applied_index()?.map_or(0, |i| i.0) == at {
+            job::rewrite(&store, &cold, op).map_err(anyhow::Error::msg)?;
+        }
+    }
+    applied = folddb_cluster::replay::replay(&log_dir, to_index, &store, &fold, |done, total| {
+        progress_bar(done, total, started)
+    })?
+    .max(applied);
     let secs = started.elapsed().as_secs_f64();
     eprintln!();
     println!(

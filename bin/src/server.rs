@@ -121,6 +121,33 @@ async fn run_scheduler(state: Arc<State>, config: crate::config::StorageConfig) 
     }
 }
 
+/// Before the node applies anything: the cold-tier manifests an earlier build kept only in
+/// the storages move into the node's state, once (`materializer/FORMAT.md`, "Versions").
+async fn import_cold_manifests(
+    data_dir: &std::path::Path,
+    cold: &Arc<ColdStore>,
+) -> anyhow::Result<()> {
+    let (dir, cold) = (data_dir.to_path_buf(), cold.clone());
+    let imported = tokio::task::spawn_blocking(move || {
+        let store = folddb_materializer::HotStore::open_data_dir(&dir)?;
+        folddb_materializer::cold::job::import_v1_manifests(&store, &cold)
+            .map_err(anyhow::Error::msg)
+    })
+    .await
+    .context("importing the cold tier's manifests")??;
+    if imported > 0 {
+        tracing::info!(manifests = imported, "imported the cold tier's manifests");
+    }
+    Ok(())
+}
+
+/// Removes the cold files that jobs interrupted by a crash left (see `Engine::sweep_cold`).
+async fn sweep_cold(state: Arc<State>) {
+    for problem in state.engine.sweep_cold().await {
+        tracing::warn!(%problem, "sweeping the cold tier");
+    }
+}
+
 /// Runs the server until SIGINT / SIGTERM.
 /// The runtime object storage requests run on: its own, since the cold tier waits for them
 /// synchronously from the fold's and the query's threads, which may be this program's
@@ -151,6 +178,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ColdStore::new(config.server.data_dir.join("storage"))
             .with_io(object_io()?.handle().clone()),
     );
+    import_cold_manifests(&config.server.data_dir, &cold).await?;
     let fold = EventFold::new(cold.clone());
     let node = Node::start_single(
         u64::from(config.server.node_id),
@@ -207,6 +235,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let background = [
         tokio::spawn(run_scheduler(state.clone(), config.storage.clone())),
         tokio::spawn(audit_failed_logins(state.clone())),
+        tokio::spawn(sweep_cold(state.clone())),
     ];
     let routes = warp::any()
         .and(warp::method())

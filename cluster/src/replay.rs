@@ -58,3 +58,38 @@ pub fn replay<F: Fold>(
     store.flush()?;
     Ok(applied)
 }
+
+/// The commits of cold-tier jobs ([`folddb_materializer::Op::CommitFlush`],
+/// [`folddb_materializer::Op::CommitCompact`]) in the log in `log_dir` up to `to`, in log
+/// order. The log does not carry the files they name; a replay writes them again when it
+/// reaches the state each job read (see `folddb_materializer::cold::job::rewrite`).
+pub fn job_commits(log_dir: &Path, to: Option<u64>) -> Result<Vec<folddb_materializer::Op>> {
+    use folddb_materializer::Op;
+    use openraft::EntryPayload;
+    let log = Log::open(log_dir, LogConfig::default())?;
+    let last = log.last_index().map_or(0, |i| i.0);
+    let end = to.map_or(last, |t| t.min(last));
+    let mut next = log.first_index().map_or(1, |i| i.0);
+    let mut out = Vec::new();
+    while next <= end {
+        let stop = (next + CHUNK).min(end + 1);
+        for e in log.read(LogIndex(next)..LogIndex(stop))? {
+            let entry = codec::decode_entry(e.term.0, e.index.0, &e.payload)?;
+            let EntryPayload::Normal(cmd) = &entry.payload else {
+                continue;
+            };
+            // An entry that does not decode is reported by the replay itself.
+            let Ok(commands) = folddb_materializer::event::decode_entry(&cmd.0) else {
+                continue;
+            };
+            out.extend(
+                commands
+                    .into_iter()
+                    .flat_map(|c| c.ops)
+                    .filter(|op| matches!(op, Op::CommitFlush { .. } | Op::CommitCompact { .. })),
+            );
+        }
+        next = stop;
+    }
+    Ok(out)
+}

@@ -463,6 +463,46 @@ const USER: &[u8] = b"u\0";
 const AUDIT: &[u8] = b"a\0";
 const JOB: &[u8] = b"j\0";
 const STORAGE: &[u8] = b"s\0";
+const MANIFEST: &[u8] = b"c\0";
+const FLUSHED: &[u8] = b"f\0";
+
+/// The key of a table scope's cold-tier manifest (`materializer/FORMAT.md`, "Cold tier").
+pub fn manifest_key(table: TableId, scope: &str) -> Vec<u8> {
+    [MANIFEST, &table.0.to_be_bytes()[..], scope.as_bytes()].concat()
+}
+
+/// The prefix of every manifest of a table.
+pub(crate) fn manifest_prefix(table: TableId) -> Vec<u8> {
+    [MANIFEST, &table.0.to_be_bytes()[..]].concat()
+}
+
+/// The key of a table's flush mark: the `through_seq` of its last committed flush.
+pub(crate) fn flushed_key(table: TableId) -> Vec<u8> {
+    [FLUSHED, &table.0.to_be_bytes()[..]].concat()
+}
+
+/// The manifest of `table`'s `scope` ("" for SHARED tables); `None` when nothing of it was
+/// ever flushed.
+pub fn manifest(
+    state: &dyn StateRead,
+    table: TableId,
+    scope: &str,
+) -> Result<Option<crate::cold::Manifest>> {
+    get_decoded(state, &manifest_key(table, scope), "a cold-tier manifest")
+}
+
+/// Every manifest of `table`, by scope.
+pub fn manifests(state: &dyn StateRead, table: TableId) -> Result<Vec<crate::cold::Manifest>> {
+    decode_all(
+        state.scan_prefix(Family::Catalog, &manifest_prefix(table))?,
+        "a cold-tier manifest",
+    )
+}
+
+/// The `through_seq` of `table`'s last committed flush.
+pub fn flushed_through(state: &dyn StateRead, table: TableId) -> Result<Option<i64>> {
+    get_decoded(state, &flushed_key(table), "a flush mark")
+}
 
 pub(crate) fn storage_key(id: &str) -> Vec<u8> {
     [STORAGE, id.as_bytes()].concat()
@@ -537,6 +577,15 @@ impl StateRead for HotStore {
     }
     fn scan_prefix(&self, family: Family, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         HotStore::scan_prefix(self, family, prefix)
+    }
+}
+
+impl StateRead for crate::hot::HotSnapshot<'_> {
+    fn get(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        crate::hot::HotSnapshot::get(self, family, key)
+    }
+    fn scan_prefix(&self, family: Family, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        crate::hot::HotSnapshot::scan_prefix(self, family, prefix)
     }
 }
 

@@ -29,6 +29,11 @@ pub enum Error {
     )]
     UndecodableEntry { index: u64, reason: String },
 
+    /// The cold tier could not be read while folding an entry: a storage out of reach, a
+    /// segment missing or damaged. Not an outcome: the entry stays unapplied.
+    #[error("cannot read the cold tier: {reason}")]
+    ColdRead { reason: String },
+
     #[error("the applied index stored in {path} is {len} bytes long, expected 8")]
     BadAppliedIndex { path: PathBuf, len: usize },
 }

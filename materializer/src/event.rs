@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{StorageDef, TableDef, TableId, UserDef};
 use crate::codec;
+use crate::cold::SegmentMeta;
 use crate::error::Result;
 use crate::value::Value;
 
@@ -97,11 +98,12 @@ pub enum Op {
         ip: Option<String>,
         subject: Option<String>,
     },
-    /// Moves every hot row of the table (all owners) to the cold tier as Parquet segments,
-    /// recording job `job` (`materializer/FORMAT.md`, "Cold tier"). Not for STREAM tables.
+    /// Codec 1's flush, which wrote the segments inside apply. Builds since manifest format
+    /// 2 propose [`Op::CommitFlush`] instead and fold this one as a no-op that records the
+    /// job (its rows stay hot; answers are the same).
     Flush { table: TableId, job: String },
-    /// Merges the table's cold segments, dropping superseded versions and tombstones past
-    /// the table's `DELETED_RETENTION_HOURS` at the command's stamp.
+    /// Codec 1's compaction, folded as a no-op that records the job since manifest format
+    /// 2 ([`Op::CommitCompact`] replaced it).
     Compact { table: TableId, job: String },
     /// STREAM tables: physically removes the rows past `TTL_SECONDS` at the command's stamp.
     EvictStream { table: TableId, job: String },
@@ -119,6 +121,49 @@ pub enum Op {
     /// has no password, so that of two concurrent setups exactly one takes effect; the
     /// other is rejected with [`SETUP_ALREADY_DONE`].
     Setup { root: UserDef, dba: UserDef },
+    /// A flush job's commit (`materializer/FORMAT.md`, "Cold tier"): the job read the state
+    /// at applied index `as_of`, whose last `_seq` was `through_seq`, and wrote each
+    /// scope's hot versions of the table as `segments`. Applying it appends them to the
+    /// scopes' manifests and drops the table's hot versions with a `_seq` up to
+    /// `through_seq` (the ones the segments hold, or versions they hold newer ones of);
+    /// rejected when a flush of a later state committed first.
+    CommitFlush {
+        table: TableId,
+        job: String,
+        as_of: u64,
+        through_seq: i64,
+        segments: Vec<ScopeSegment>,
+    },
+    /// A compaction job's commit: the job read the state at applied index `as_of` and, per
+    /// scope, merged the segments `replaced` (the oldest ones of its manifest, in order) into
+    /// `segment`. Applying it switches the manifests; rejected when one no longer starts with
+    /// them.
+    CommitCompact {
+        table: TableId,
+        job: String,
+        as_of: u64,
+        /// Tombstones with a `_seq` below it were dropped.
+        horizon: i64,
+        scopes: Vec<CompactedScope>,
+    },
+}
+
+/// A segment a flush job wrote for one scope of a table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScopeSegment {
+    /// The owner of a USER table's rows; empty for SHARED tables.
+    pub scope: String,
+    pub segment: SegmentMeta,
+}
+
+/// What a compaction job wrote for one scope of a table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompactedScope {
+    pub scope: String,
+    /// The files of the segments merged, oldest first.
+    pub replaced: Vec<String>,
+    /// The merged segment; `None` when nothing is left.
+    pub segment: Option<SegmentMeta>,
 }
 
 /// The rejection of an [`Op::Setup`] when the server is already configured.
@@ -192,4 +237,4 @@ pub trait Propose: Send + Sync + 'static {
 
 #[cfg(test)]
 #[path = "event_golden_test.rs"]
-mod golden;
+pub(crate) mod golden;

@@ -7,16 +7,17 @@
 //! The store failing underneath, or state that does not decode, is never an outcome: the
 //! fold returns the error and the entry is not applied (see [`Fold`]).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use folddb_log::LogIndex;
 
 use crate::catalog::{self, NamespaceDef, Pending, StateRead, TableDef, TableId, TableKind};
 use crate::codec;
-use crate::cold::{ColdTier, JobKind, JobRecord};
+use crate::cold::{ColdTier, JobKind, JobRecord, Manifest};
 use crate::event::{
-    Command, Op, OpResult, Outcome, RowChange, decode_entry, encode_entry, encode_outcomes,
+    Command, CompactedScope, Op, OpResult, Outcome, RowChange, ScopeSegment, decode_entry,
+    encode_entry, encode_outcomes,
 };
 use crate::fold::Fold;
 use crate::hot::{Family, HotBatch, HotStore};
@@ -33,9 +34,6 @@ const NEXT_TABLE_ID_KEY: &[u8] = b"next_table_id";
 /// wrote earlier": a transaction that inserts or changes a row and then changes it again
 /// cannot know the `_seq` its first write will get, only that it made it.
 pub const SEQ_OWN_WRITE: i64 = -1;
-
-/// How long tombstones are kept when a table does not say (API.md 4.2).
-const DEFAULT_DELETED_RETENTION_HOURS: u64 = 168;
 
 /// The materializer's fold of event entries, with the cold tier it flushes to (none: flush
 /// and compaction are refused, and rows are only ever hot).
@@ -597,8 +595,18 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             );
             Ok(done(1))
         }
-        Op::Flush { table, job } => flush(ctx, *table, job),
-        Op::Compact { table, job } => compact(ctx, *table, job),
+        Op::Flush { table, job } => legacy_job(ctx, *table, job, JobKind::Flush),
+        Op::Compact { table, job } => legacy_job(ctx, *table, job, JobKind::Compact),
+        Op::CommitFlush {
+            table,
+            job,
+            through_seq,
+            segments,
+            ..
+        } => commit_flush(ctx, *table, job, *through_seq, segments),
+        Op::CommitCompact {
+            table, job, scopes, ..
+        } => commit_compact(ctx, *table, job, scopes),
         Op::EvictStream { table, job } => evict_stream(ctx, *table, job),
         Op::CreateStorage {
             storage,
@@ -731,22 +739,12 @@ fn storage_of(ctx: &Ctx<'_>, def: &TableDef) -> Result<catalog::StorageDef, OpEr
     })
 }
 
-/// Makes the hot tier durable up to the entry before this one, before the cold tier is
-/// changed for this one: after a crash, the hot tier then restarts at this entry or later,
-/// and no earlier entry is ever re-applied over a cold tier that is ahead of it.
-fn durable_before_cold(ctx: &Ctx<'_>) -> Result<(), OpError> {
-    Ok(ctx.store.flush()?)
-}
-
-/// The cold tier of a real fold (not a transaction's preview).
-fn cold_tier<'a>(ctx: &Ctx<'a>, what: &str) -> Result<&'a dyn ColdTier, OpError> {
-    match ctx.cold {
-        Some(cold) if ctx.index.0 > 0 => Ok(cold),
-        Some(_) => Err(reject(format!("{what} cannot run inside a transaction"))),
-        None => Err(reject(format!(
-            "{what} needs a cold tier, and this node has none"
-        ))),
+/// Jobs are committed by their own entries, never inside a transaction.
+fn not_in_transaction(ctx: &Ctx<'_>, what: &str) -> Result<(), OpError> {
+    if ctx.index.0 == 0 {
+        return Err(reject(format!("{what} cannot run inside a transaction")));
     }
+    Ok(())
 }
 
 fn record_job(ctx: &mut Ctx<'_>, job: JobRecord) -> OpResult {
@@ -779,94 +777,142 @@ fn job(
     }
 }
 
-/// The owner part of a row key (see [`crate::row::scope_prefix`]).
-fn scope_of(key: &[u8]) -> Option<&str> {
-    let len = u16::from_be_bytes(key.get(8..10)?.try_into().ok()?) as usize;
-    std::str::from_utf8(key.get(10..10 + len)?).ok()
-}
-
-fn flush(ctx: &mut Ctx<'_>, table: TableId, id: &str) -> Result<OpResult, OpError> {
+/// Codec 1's `Flush` / `Compact`, which wrote files inside apply: folded since manifest
+/// format 2 as a no-op that records the job (the rows stay where they are; answers are the
+/// same).
+fn legacy_job(
+    ctx: &mut Ctx<'_>,
+    table: TableId,
+    id: &str,
+    kind: JobKind,
+) -> Result<OpResult, OpError> {
     let def = table_by_id(ctx, table, 0)?;
-    if def.kind == TableKind::Stream {
-        return Err(reject(format!(
-            "Table {} is a STREAM table: STREAM tables are never flushed",
-            def.qualified_name()
-        )));
-    }
-    let cold = cold_tier(ctx, "STORAGE FLUSH")?;
-    let storage = storage_of(ctx, &def)?;
-    let rows = ctx
-        .state()
-        .scan_prefix(Family::Rows, &table_prefix(def.id))?;
-    let mut scopes: BTreeMap<String, Vec<(Vec<u8>, RowVersion)>> = BTreeMap::new();
-    for (key, bytes) in rows {
-        let scope = scope_of(&key)
-            .ok_or_else(|| crate::Error::Decode {
-                what: "a row key",
-                reason: "it has no owner part".into(),
-            })?
-            .to_owned();
-        let version = codec::decode::<RowVersion>(&bytes, "a row version")?;
-        scopes.entry(scope).or_default().push((key, version));
-    }
-    if scopes.is_empty() {
-        let message = format!(
-            "Storage flush skipped: no pending writes for table '{}'",
-            def.qualified_name()
-        );
-        let record = job(ctx, id, JobKind::Flush, &def, 0, message);
-        return Ok(record_job(ctx, record));
-    }
-    durable_before_cold(ctx)?;
-    let (mut flushed, mut bytes) = (0u64, 0u64);
-    let owners = scopes.len();
-    for (scope, rows) in scopes {
-        let (keys, versions): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
-        let report = cold
-            .flush(&storage, &def, &scope, ctx.index, versions)
-            .map_err(|e| format!("Storage flush of {} failed: {e}", def.qualified_name()))?;
-        flushed += keys.len() as u64;
-        bytes += report.bytes;
-        for key in keys {
-            ctx.batch.delete(Family::Rows, key);
-        }
-    }
     let message = format!(
-        "Flushed {flushed} row(s) of {} for {owners} owner(s) ({bytes} bytes of Parquet)",
+        "A {} entry of log codec 1 for table '{}', folded as a no-op: this build writes the \
+         cold tier outside apply",
+        kind.name(),
         def.qualified_name()
     );
-    let record = job(ctx, id, JobKind::Flush, &def, flushed, message);
+    let record = job(ctx, id, kind, &def, 0, message);
     Ok(record_job(ctx, record))
 }
 
-fn compact(ctx: &mut Ctx<'_>, table: TableId, id: &str) -> Result<OpResult, OpError> {
+fn cold_table(ctx: &Ctx<'_>, table: TableId, what: &str) -> Result<TableDef, OpError> {
+    not_in_transaction(ctx, what)?;
     let def = table_by_id(ctx, table, 0)?;
     if def.kind == TableKind::Stream {
         return Err(reject(format!(
-            "Table {} is a STREAM table: it has no cold segments to compact",
+            "Table {} is a STREAM table: it has no cold tier",
             def.qualified_name()
         )));
     }
-    let cold = cold_tier(ctx, "STORAGE COMPACT")?;
-    let storage = storage_of(ctx, &def)?;
-    let hours = def
-        .options
-        .deleted_retention_hours
-        .unwrap_or(DEFAULT_DELETED_RETENTION_HOURS);
-    let horizon = crate::seq::Seq::at_unix_ms(ctx.stamp_ms.saturating_sub(hours * 3_600_000)).0;
-    durable_before_cold(ctx)?;
-    let report = cold
-        .compact(&storage, &def, ctx.index, horizon)
-        .map_err(|e| format!("Storage compaction of {} failed: {e}", def.qualified_name()))?;
-    let message = format!(
-        "Compacted {}: {} segment(s) of {} row version(s) into {} of {}",
-        def.qualified_name(),
-        report.segments_before,
-        report.rows_before,
-        report.segments_after,
-        report.rows_after
+    Ok(def)
+}
+
+fn put_manifest(ctx: &mut Ctx<'_>, table: TableId, mut manifest: Manifest) {
+    let key = catalog::manifest_key(table, &manifest.scope);
+    if manifest.segments.is_empty() {
+        ctx.batch.delete(Family::Catalog, key);
+    } else {
+        manifest.log_index = ctx.index.0;
+        ctx.batch
+            .put(Family::Catalog, key, codec::encode(&manifest));
+    }
+}
+
+fn commit_flush(
+    ctx: &mut Ctx<'_>,
+    table: TableId,
+    id: &str,
+    through_seq: i64,
+    segments: &[ScopeSegment],
+) -> Result<OpResult, OpError> {
+    let def = cold_table(ctx, table, "STORAGE FLUSH")?;
+    if let Some(mark) = catalog::flushed_through(&ctx.state(), table)?
+        && mark >= through_seq
+    {
+        return Err(reject(format!(
+            "Storage flush {id} of {} was overtaken by a flush of a later state",
+            def.qualified_name()
+        )));
+    }
+    let (mut rows, mut bytes) = (0u64, 0u64);
+    for ScopeSegment { scope, segment } in segments {
+        let manifest = catalog::manifest(&ctx.state(), table, scope)?
+            .unwrap_or_else(|| Manifest::new(&def, scope));
+        rows += segment.rows;
+        bytes += segment.bytes;
+        put_manifest(ctx, table, manifest.flushed(segment.clone()));
+    }
+    // The versions the segments hold are the table's hot versions up to `through_seq`: every
+    // later version has a greater `_seq`, and an earlier one still hot was in the job's
+    // snapshot. (One overwritten since is in a segment and superseded by its hot version.)
+    let hot = ctx
+        .state()
+        .scan_prefix(Family::Rows, &table_prefix(def.id))?;
+    for (key, bytes) in hot {
+        let version = codec::decode::<RowVersion>(&bytes, "a row version")?;
+        if version.seq <= through_seq {
+            ctx.batch.delete(Family::Rows, key);
+        }
+    }
+    ctx.batch.put(
+        Family::Catalog,
+        catalog::flushed_key(table),
+        codec::encode(&through_seq),
     );
-    let record = job(ctx, id, JobKind::Compact, &def, report.rows_after, message);
+    let message = if segments.is_empty() {
+        format!(
+            "Storage flush skipped: no pending writes for table '{}'",
+            def.qualified_name()
+        )
+    } else {
+        format!(
+            "Flushed {rows} row(s) of {} for {} owner(s) ({bytes} bytes of Parquet)",
+            def.qualified_name(),
+            segments.len()
+        )
+    };
+    let record = job(ctx, id, JobKind::Flush, &def, rows, message);
+    Ok(record_job(ctx, record))
+}
+
+fn commit_compact(
+    ctx: &mut Ctx<'_>,
+    table: TableId,
+    id: &str,
+    scopes: &[CompactedScope],
+) -> Result<OpResult, OpError> {
+    let def = cold_table(ctx, table, "STORAGE COMPACT")?;
+    let overtaken = || {
+        reject(format!(
+            "Storage compaction {id} of {} was overtaken by another change of its segments",
+            def.qualified_name()
+        ))
+    };
+    let (mut segments_before, mut rows_before, mut segments_after, mut rows_after) =
+        (0u64, 0u64, 0u64, 0u64);
+    for CompactedScope {
+        scope,
+        replaced,
+        segment,
+    } in scopes
+    {
+        let (manifest, merged) = catalog::manifest(&ctx.state(), table, scope)?
+            .and_then(|m| m.compacted(replaced, segment.clone()))
+            .ok_or_else(overtaken)?;
+        segments_before += merged.len() as u64;
+        rows_before += merged.iter().map(|s| s.rows).sum::<u64>();
+        segments_after += u64::from(segment.is_some());
+        rows_after += segment.as_ref().map_or(0, |s| s.rows);
+        put_manifest(ctx, table, manifest);
+    }
+    let message = format!(
+        "Compacted {}: {segments_before} segment(s) of {rows_before} row version(s) into \
+         {segments_after} of {rows_after}",
+        def.qualified_name(),
+    );
+    let record = job(ctx, id, JobKind::Compact, &def, rows_after, message);
     Ok(record_job(ctx, record))
 }
 
@@ -956,15 +1002,16 @@ fn put_table(ctx: &mut Ctx<'_>, def: &TableDef) {
 }
 
 fn drop_table(ctx: &mut Ctx<'_>, def: &TableDef) -> Result<(), OpError> {
-    if let Some(cold) = ctx.cold
-        && ctx.index.0 > 0
-        && def.kind != TableKind::Stream
+    // The files go after the outcome, outside apply (the engine removes the table's
+    // directory); the manifests go with the table.
+    for (key, _) in ctx
+        .state()
+        .scan_prefix(Family::Catalog, &catalog::manifest_prefix(def.id))?
     {
-        let storage = storage_of(ctx, def)?;
-        durable_before_cold(ctx)?;
-        cold.drop_table(&storage, def)
-            .map_err(|e| format!("cold storage error: {e}"))?;
+        ctx.batch.delete(Family::Catalog, key);
     }
+    ctx.batch
+        .delete(Family::Catalog, catalog::flushed_key(def.id));
     let state = ctx.state();
     let rows = state.scan_prefix(def.family(), &table_prefix(def.id))?;
     let history = catalog::table_history(&state, def.id)?;
@@ -1029,10 +1076,15 @@ fn read_row(
             .map(Some)
             .map_err(OpError::Env);
     }
+    // Only a scope whose manifest lists segments has cold rows to look at.
+    let flushed = || -> Result<bool, OpError> {
+        let key = catalog::manifest_key(def.id, scope);
+        Ok(ctx.state().get(Family::Catalog, &key)?.is_some())
+    };
     match ctx.cold {
-        Some(cold) if def.kind != TableKind::Stream => cold
-            .get(&storage_of(ctx, def)?, def, scope, pk)
-            .map_err(|e| reject(format!("cold storage error: {e}"))),
+        Some(cold) if def.kind != TableKind::Stream && flushed()? => cold
+            .get(&ctx.state(), &storage_of(ctx, def)?, def, scope, pk)
+            .map_err(|reason| OpError::Env(crate::Error::ColdRead { reason })),
         _ => Ok(None),
     }
 }

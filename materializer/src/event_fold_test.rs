@@ -301,3 +301,57 @@ proptest! {
         prop_assert!(seqs.windows(2).all(|w| w[0] < w[1]));
     }
 }
+
+/// A cold tier whose storage cannot be read.
+#[derive(Debug)]
+struct Unreachable;
+
+impl ColdTier for Unreachable {
+    fn get(
+        &self,
+        _: &dyn StateRead,
+        _: &catalog::StorageDef,
+        _: &TableDef,
+        _: &str,
+        _: &Value,
+    ) -> crate::cold::ColdResult<Option<crate::RowVersion>> {
+        Err("s3://lake/app/t: connection refused".into())
+    }
+}
+
+#[test]
+fn a_cold_tier_that_cannot_be_read_stops_the_fold_instead_of_rejecting() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = HotStore::open(dir.path()).expect("open");
+    let fold = EventFold::new(Arc::new(Unreachable));
+    let mut index = 0;
+    let mut fold_one = |cmds: &[Command]| {
+        index += 1;
+        let mut batch = HotBatch::default();
+        let out = fold.fold(&store, LogIndex(index), &encode_entry(cmds), &mut batch)?;
+        store.apply(LogIndex(index), Term(1), batch).expect("apply");
+        Ok::<_, crate::Error>(decode_outcomes(&out).expect("outcomes"))
+    };
+    for c in setup() {
+        fold_one(&[c]).expect("setup folds");
+    }
+    // Nothing was ever flushed: the state lists no segment, so no key reads the cold tier.
+    let out = fold_one(&[cmd(10, vec![insert(&[1])])]).expect("folds");
+    assert!(matches!(out[0], Outcome::Applied(_)), "{out:?}");
+    // Once a manifest lists a segment, an unknown key must be checked there: the failure is
+    // the environment's, so the fold errs and the entry is not applied.
+    let mut manifest = crate::cold::Manifest::new(&table(), "");
+    manifest.segments.push(crate::event::golden::segment());
+    let mut batch = HotBatch::default();
+    batch.put(
+        Family::Catalog,
+        catalog::manifest_key(TableId(1), ""),
+        codec::encode(&manifest),
+    );
+    store.upgrade(batch).expect("a manifest");
+    let applied = store.applied_index().expect("applied");
+    let e = fold_one(&[cmd(11, vec![insert(&[2])])]).expect_err("not an outcome");
+    assert!(matches!(e, crate::Error::ColdRead { .. }), "{e}");
+    assert!(e.to_string().contains("connection refused"), "{e}");
+    assert_eq!(store.applied_index().expect("applied"), applied);
+}

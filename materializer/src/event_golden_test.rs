@@ -4,7 +4,8 @@
 
 use super::*;
 use crate::catalog::{StorageDef, StorageKind, TableDef, TableId, TableKind, UserDef};
-use crate::value::Value;
+use crate::cold::store::{ColumnStats, SegmentColumn};
+use crate::value::{DataType, Value};
 
 fn user(id: &str) -> UserDef {
     UserDef {
@@ -172,7 +173,77 @@ fn every_op() -> Vec<(u8, Op)> {
                 dba: user("admin"),
             },
         ),
+        (
+            18,
+            Op::CommitFlush {
+                table: TableId(3),
+                job: "FL-1".into(),
+                as_of: 41,
+                through_seq: 77,
+                segments: vec![ScopeSegment {
+                    scope: "alice".into(),
+                    segment: segment(),
+                }],
+            },
+        ),
+        (
+            19,
+            Op::CommitCompact {
+                table: TableId(3),
+                job: "CO-1".into(),
+                as_of: 42,
+                horizon: 5,
+                scopes: vec![CompactedScope {
+                    scope: String::new(),
+                    replaced: vec!["batch-FL-1.parquet".into()],
+                    segment: None,
+                }],
+            },
+        ),
     ]
+}
+
+/// A segment's description as a commit entry carries it: its fields are a log format too.
+pub(crate) fn segment() -> SegmentMeta {
+    SegmentMeta {
+        file: "batch-FL-1.parquet".into(),
+        index: 41,
+        rows: 2,
+        tombstones: 1,
+        bytes: 900,
+        min_seq: 70,
+        max_seq: 77,
+        min_key: "01".into(),
+        max_key: "02".into(),
+        schema_version: 1,
+        columns: vec![SegmentColumn {
+            id: 1,
+            name: "id".into(),
+            data_type: DataType::BigInt,
+        }],
+        stats: vec![ColumnStats {
+            name: "id".into(),
+            nulls: 0,
+            min: Some("1".into()),
+            max: None,
+        }],
+    }
+}
+
+/// A flush commit, byte for byte. Read as: codec version 1, variant 18 (CommitFlush): table
+/// 3, job "FL-1", as_of 41, through_seq zigzag 0x9a = 77, 1 segment: scope "alice", file
+/// "batch-FL-1.parquet", index 41, rows 2, tombstones 1, bytes 900 (`fb` + 0x0384 LE),
+/// min_seq 70 and max_seq 77 (zigzag 0x8c, 0x9a), keys "01" and "02", schema version 1, 1
+/// column (id 1, "id", BigInt = variant 3), 1 stat ("id", 0 nulls, Some "1", None).
+const GOLDEN_COMMIT: &str = "01120304464c2d31299a0105616c6963651262617463682d464c2d312e70617271\
+                             756574290201fb84038c9a02303102303201010102696403010269640001013100";
+
+#[test]
+fn a_commit_entry_encodes_to_its_golden_bytes() {
+    let (_, op) = every_op().swap_remove(18);
+    let bytes = codec::encode(&op);
+    assert_eq!(hex(&bytes), GOLDEN_COMMIT);
+    assert_eq!(codec::decode::<Op>(&bytes, "an op").expect("decodes"), op);
 }
 
 #[test]

@@ -442,6 +442,15 @@ impl HotStore {
         self.catalog.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Writes `changes` outside the log, durably: only for upgrading what an earlier build
+    /// left (`materializer/FORMAT.md`, "Versions"), never for a fold's changes.
+    pub fn upgrade(&self, changes: HotBatch) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        let catalog = self.add(&mut batch, changes);
+        self.commit(batch, None, catalog, "upgrade the store")?;
+        self.flush()
+    }
+
     /// Every key of every family except the applied mark: what a snapshot carries.
     pub fn dump(&self) -> Result<Vec<KeyValue>> {
         let mut out = Vec::new();
@@ -581,6 +590,63 @@ impl HotStore {
     /// The directory of this store.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// The store as of one moment: reads that all see the same applied index, whatever entries
+/// are applied meanwhile (a cold-tier job reads the rows it writes out through one).
+pub struct HotSnapshot<'a> {
+    store: &'a HotStore,
+    snapshot: rocksdb::Snapshot<'a>,
+}
+
+impl std::fmt::Debug for HotSnapshot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HotSnapshot")
+            .field("path", &self.store.path)
+            .finish()
+    }
+}
+
+impl HotStore {
+    /// A consistent view of the store as it is now.
+    pub fn snapshot(&self) -> HotSnapshot<'_> {
+        HotSnapshot {
+            store: self,
+            snapshot: self.db.snapshot(),
+        }
+    }
+}
+
+impl HotSnapshot<'_> {
+    /// The index of the last entry folded into the view.
+    pub fn applied_index(&self) -> Result<Option<LogIndex>> {
+        Ok(self
+            .get(Family::Meta, APPLIED_KEY)?
+            .and_then(|b| Some(LogIndex(u64::from_be_bytes(b.get(..8)?.try_into().ok()?)))))
+    }
+
+    pub fn get(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.snapshot
+            .get_cf(self.store.cf(family), key)
+            .map_err(self.store.rocks("read a key"))
+    }
+
+    /// Every key starting with `prefix`, in key order.
+    pub fn scan_prefix(&self, family: Family, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let iter = self.snapshot.iterator_cf(
+            self.store.cf(family),
+            IteratorMode::From(prefix, Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item.map_err(self.store.rocks("scan"))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
     }
 }
 

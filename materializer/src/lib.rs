@@ -34,7 +34,10 @@ pub use catalog::{
 };
 pub use cold::{ColdTier, JobKind, JobRecord};
 pub use error::{Error, Result};
-pub use event::{Command, Op, OpResult, Outcome, Propose, ProposeError, ProposeFuture, RowChange};
+pub use event::{
+    Command, CompactedScope, Op, OpResult, Outcome, Propose, ProposeError, ProposeFuture,
+    RowChange, ScopeSegment,
+};
 pub use event_fold::{EventFold, FoldInPlace, Preview, SEQ_OWN_WRITE};
 pub use fold::{Fold, StoreCommands};
 /// The log positions this crate's API names (entries folded, cold-tier calls).

@@ -52,6 +52,7 @@ pub use crate::request::{
 };
 use crate::system::{self, Rows};
 use folddb_materializer::cold::ColdStore;
+use folddb_materializer::cold::job as cold_job;
 
 #[path = "engine_authz.rs"]
 mod authz;
@@ -89,6 +90,9 @@ pub struct Engine {
     fold: EventFold,
     /// Jobs proposed and not yet applied (`system.jobs`, `KILL JOB`).
     jobs: Arc<crate::jobs::Jobs>,
+    /// Held by a flush or compaction job from its first write to its settling, and by the
+    /// cold-tier sweeps: a sweep never removes a file a commit still to come names.
+    cold_jobs: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -261,6 +265,7 @@ impl Engine {
             cold: None,
             fold: EventFold::default(),
             jobs: Arc::default(),
+            cold_jobs: Arc::default(),
         }
     }
 

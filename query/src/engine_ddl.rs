@@ -387,6 +387,7 @@ impl Engine {
             name: name.to_owned(),
             if_exists,
         };
+        let tables = catalog::tables(self.store.as_ref(), Some(name))?;
         let m = self
             .propose_catalog(
                 caller,
@@ -395,6 +396,7 @@ impl Engine {
                 format!("Namespace '{name}' dropped successfully"),
             )
             .await?;
+        self.remove_dropped(self.gone(tables));
         msg(caller, m)
     }
 
@@ -497,6 +499,7 @@ impl Engine {
             name: table.name.clone(),
             if_exists,
         };
+        let dropped = catalog::table(self.store.as_ref(), &ns, &table.name)?;
         let m = self
             .propose_catalog(
                 caller,
@@ -505,6 +508,18 @@ impl Engine {
                 format!("Table {ns}.{} dropped successfully", table.name),
             )
             .await?;
+        self.remove_dropped(self.gone(dropped.into_iter().collect()));
         msg(caller, m)
+    }
+
+    /// Of `tables`, the ones the catalog no longer holds (under the same id).
+    fn gone(&self, tables: Vec<TableDef>) -> Vec<TableDef> {
+        tables
+            .into_iter()
+            .filter(|t| {
+                catalog::table(self.store.as_ref(), &t.namespace, &t.name)
+                    .is_ok_and(|now| now.is_none_or(|n| n.id != t.id))
+            })
+            .collect()
     }
 }

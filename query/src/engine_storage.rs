@@ -90,13 +90,20 @@ impl Engine {
     }
 
     /// Runs queued jobs one after the other in the background: each is one log entry, whose
-    /// outcome ends the job.
+    /// outcome ends the job. A flush or a compaction first writes its segments (outside
+    /// apply, from one snapshot of the state), then proposes the entry that commits them,
+    /// then settles the files once that entry's outcome is known; one such job at a time.
     pub fn start_jobs(&self, actor: &str, kind: JobKind, jobs: Vec<(String, TableId)>) {
         if jobs.is_empty() {
             return;
         }
-        let (proposer, registry, store) =
-            (self.proposer.clone(), self.jobs.clone(), self.store.clone());
+        let (proposer, registry, store, cold, lock) = (
+            self.proposer.clone(),
+            self.jobs.clone(),
+            self.store.clone(),
+            self.cold.clone(),
+            self.cold_jobs.clone(),
+        );
         let actor = actor.to_owned();
         tokio::spawn(async move {
             for (id, table) in jobs {
@@ -104,17 +111,52 @@ impl Engine {
                     continue;
                 }
                 let job = id.to_owned();
-                let op = match kind {
-                    JobKind::Flush => Op::Flush { table, job },
-                    JobKind::Compact => Op::Compact { table, job },
-                    JobKind::StreamEviction => Op::EvictStream { table, job },
+                let _serial = match kind {
+                    JobKind::StreamEviction => None,
+                    _ => Some(lock.lock().await),
+                };
+                let op = match (kind, &cold) {
+                    (JobKind::StreamEviction, _) => Ok(Op::EvictStream { table, job }),
+                    (_, None) => Err("this node has no cold tier".to_owned()),
+                    (_, Some(cold)) => {
+                        let (store, cold, now) = (store.clone(), cold.clone(), now_ms());
+                        tokio::task::spawn_blocking(move || match kind {
+                            JobKind::Flush => cold_job::prepare_flush(&store, &cold, table, &job),
+                            _ => cold_job::prepare_compact(&store, &cold, table, &job, now),
+                        })
+                        .await
+                        .unwrap_or_else(|e| Err(format!("the job's task failed: {e}")))
+                    }
+                };
+                let op = match op {
+                    Ok(op) => op,
+                    Err(e) => {
+                        tracing::warn!(job = %id, error = %e, "a job failed");
+                        registry.finish(&id, Err(e));
+                        continue;
+                    }
                 };
                 let cmd = Command {
                     stamp_ms: now_ms(),
                     actor: actor.clone(),
-                    ops: vec![op],
+                    ops: vec![op.clone()],
                 };
-                let result = match proposer.propose(cmd).await {
+                let outcome = proposer.propose(cmd).await;
+                if let (Ok(_), Some(cold)) = (&outcome, &cold)
+                    && kind != JobKind::StreamEviction
+                {
+                    // Known outcome: the files of the scopes it names can be settled. (With an
+                    // unknown one, the entry may still apply: its files must stay.)
+                    let (store, cold) = (store.clone(), cold.clone());
+                    let settled = tokio::task::spawn_blocking(move || {
+                        cold_job::settle(&store, &cold, table, &op)
+                    })
+                    .await;
+                    if let Ok(Err(e)) = settled {
+                        tracing::warn!(job = %id, error = %e, "settling a job's files failed");
+                    }
+                }
+                let result = match outcome {
                     Ok(Outcome::Applied(_)) => {
                         if kind != JobKind::Compact {
                             // The rows left the hot tier: drop their deletion markers too.
@@ -144,6 +186,66 @@ impl Engine {
                 }
                 registry.finish(&id, result);
             }
+        });
+    }
+
+    /// Removes the segment files no manifest lists, left by jobs that crashed before their
+    /// commit (see [`cold_job::sweep`]); for startup. It first proposes an empty command: once
+    /// that is applied, so is every commit the log held, and none can name a file the sweep
+    /// removes. Returns the problems met.
+    pub async fn sweep_cold(&self) -> Vec<String> {
+        let Some(cold) = self.cold.clone() else {
+            return Vec::new();
+        };
+        let _serial = self.cold_jobs.lock().await;
+        let barrier = Command {
+            stamp_ms: now_ms(),
+            actor: "system".into(),
+            ops: Vec::new(),
+        };
+        if let Err(e) = self.proposer.propose(barrier).await {
+            return vec![format!("not swept: {e}")];
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || cold_job::sweep(&store, &cold))
+            .await
+            .unwrap_or_else(|e| vec![format!("the sweep's task failed: {e}")])
+    }
+
+    /// Removes the cold files of tables a DROP just removed (outside apply, after its
+    /// outcome), unless a live table now uses the same directory.
+    pub(super) fn remove_dropped(&self, dropped: Vec<TableDef>) {
+        let Some(cold) = self.cold.clone() else {
+            return;
+        };
+        let (store, lock) = (self.store.clone(), self.cold_jobs.clone());
+        tokio::spawn(async move {
+            let _serial = lock.lock().await;
+            let _ = tokio::task::spawn_blocking(move || {
+                for def in dropped.iter().filter(|d| d.kind != TableKind::Stream) {
+                    let Ok(Some(storage)) =
+                        catalog::storage(store.as_ref(), &def.options.storage_id)
+                    else {
+                        continue;
+                    };
+                    let dir = folddb_materializer::cold::store::table_dir(&storage, def);
+                    let reused = catalog::tables(store.as_ref(), None).is_ok_and(|live| {
+                        live.iter().any(|t| {
+                            t.kind != TableKind::Stream
+                                && t.options.storage_id == storage.id
+                                && folddb_materializer::cold::store::table_dir(&storage, t) == dir
+                        })
+                    });
+                    if reused {
+                        continue;
+                    }
+                    if let Err(e) = cold.remove_dir(&storage, &dir) {
+                        tracing::warn!(error = %e, table = %def.qualified_name(),
+                            "could not remove a dropped table's cold files");
+                    }
+                }
+            })
+            .await;
         });
     }
 
@@ -274,14 +376,14 @@ impl Engine {
             }
             let (mut segments, mut count) = (0u64, 0u64);
             let mut problems: Vec<String> = Vec::new();
-            match cold.scopes_of(&storage, &def) {
+            match cold.scopes_of(self.store.as_ref(), &storage, &def) {
                 Ok(scopes) => {
                     for s in scopes {
                         segments += s.manifest().segments.len() as u64;
                         count += s.manifest().segments.iter().map(|g| g.rows).sum::<u64>();
                     }
                     problems.extend(
-                        cold.check(&storage, &def, extended)
+                        cold.check(self.store.as_ref(), &storage, &def, extended)
                             .iter()
                             .map(ToString::to_string),
                     );

@@ -215,7 +215,7 @@ impl HotTable {
         }
         match self.cold() {
             Some(cold) => cold
-                .lookup(&self.storage()?, &self.def, &self.scope, pk)
+                .lookup(&self.view, &self.storage()?, &self.def, &self.scope, pk)
                 .map_err(df_err),
             None => Ok(None),
         }
@@ -270,6 +270,7 @@ impl HotTable {
         if let Some(cold) = cold {
             out.extend(
                 cold.visible(
+                    &self.view,
                     &self.storage()?,
                     &self.def,
                     &self.scope,

@@ -5,8 +5,31 @@ use super::*;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use folddb_materializer::cold::ColdStore;
+use folddb_materializer::cold::Manifest;
 use folddb_materializer::convert::table_schema;
-use folddb_materializer::{ColdTier, LogIndex, RowVersion, StorageDef, TableKind, Value};
+use folddb_materializer::{
+    Family, RowVersion, StateRead, StorageDef, TableKind, Value, catalog, codec,
+};
+
+/// Node state that holds one manifest and nothing else.
+struct OneManifest(Vec<u8>, Vec<u8>);
+
+impl StateRead for OneManifest {
+    fn get(&self, family: Family, key: &[u8]) -> folddb_materializer::Result<Option<Vec<u8>>> {
+        Ok((family == Family::Catalog && key == self.0).then(|| self.1.clone()))
+    }
+    fn scan_prefix(
+        &self,
+        family: Family,
+        prefix: &[u8],
+    ) -> folddb_materializer::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        Ok(if family == Family::Catalog && self.0.starts_with(prefix) {
+            vec![(self.0.clone(), self.1.clone())]
+        } else {
+            vec![]
+        })
+    }
+}
 
 fn version(seq: i64, id: i64, v: Option<&str>, deleted: bool) -> RowVersion {
     RowVersion {
@@ -35,22 +58,23 @@ fn statistics_skip_segments_without_hiding_less_than_they_should() {
     let local = StorageDef::local();
     let all: Vec<usize> = (0..table_schema(&def).fields().len()).collect();
     let first: Vec<RowVersion> = (1..=3).map(|i| version(i, i, Some("a"), false)).collect();
-    cold.flush(&local, &def, "", LogIndex(5), first)
-        .expect("flush");
-    cold.flush(
-        &local,
-        &def,
-        "",
-        LogIndex(6),
-        vec![
-            version(10, 2, Some("zzz"), false),
-            version(11, 10, Some("zzz"), false),
-        ],
-    )
-    .expect("flush");
+    let second = vec![
+        version(10, 2, Some("zzz"), false),
+        version(11, 10, Some("zzz"), false),
+    ];
+    let mut manifest = Manifest::new(&def, "");
+    for (job, versions) in [("FL-5", first), ("FL-6", second)] {
+        let written = cold
+            .write_flush(&local, &def, job, 5, [(String::new(), versions)].into())
+            .expect("flush");
+        for w in written {
+            manifest = manifest.flushed(w.segment);
+        }
+    }
+    let state = OneManifest(catalog::manifest_key(def.id, ""), codec::encode(&manifest));
     let read = |filters: &[Expr]| {
         let mut got = ids(&cold
-            .visible(&local, &def, "", &[], false, &all, &|m| {
+            .visible(&state, &local, &def, "", &[], false, &all, &|m| {
                 may_match_all(&def, m, filters)
             })
             .expect("read"));

@@ -515,7 +515,10 @@ pub fn manifest(store: &HotStore, cold: Option<&ColdStore>) -> Result<Rows, Stri
         else {
             continue;
         };
-        for scope in cold.scopes_of(&storage, &def).map_err(|e| e.to_string())? {
+        for scope in cold
+            .scopes_of(store, &storage, &def)
+            .map_err(|e| e.to_string())?
+        {
             let m = scope.manifest();
             for seg in &m.segments {
                 out.rows.push(vec![

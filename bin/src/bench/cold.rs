@@ -242,16 +242,13 @@ async fn bench(root: &Path, args: &ColdBenchArgs) -> anyhow::Result<ExitCode> {
         started.elapsed().as_secs_f64()
     );
     index += 1;
+    // A flush as the server runs it: the job writes the segments from a snapshot, then its
+    // commit entry is folded.
     let started = Instant::now();
-    fold_one(
-        &store,
-        &fold,
-        index,
-        vec![Op::Flush {
-            table: TableId(1),
-            job: "FL-bench".into(),
-        }],
-    )?;
+    let commit =
+        folddb_materializer::cold::job::prepare_flush(&store, &cold, TableId(1), "FL-bench")
+            .map_err(anyhow::Error::msg)?;
+    fold_one(&store, &fold, index, vec![commit])?;
     let took = started.elapsed();
     let compacted = Instant::now();
     store.compact_prefix(

@@ -1,10 +1,14 @@
-//! A crash at every step of a flush and of a compaction, injected through the storage seam
-//! (the [`Backend`] trait): the backend "loses power" before its n-th change, leaving what
-//! a crash there leaves (for a write cut before its rename, the synced temporary file), and
-//! the fold of the entry dies with it, uncommitted. A restart reopens the hot tier and the
-//! cold tier from what is on disk and folds the entry again; the answers then equal a
-//! fault-free run's, every file a manifest names exists, and the next entries fold as they
-//! would have.
+//! A crash at every step of a flush job and of a compaction job, injected through the
+//! storage seam (the [`Backend`] trait): the backend "loses power" before its n-th change,
+//! leaving what a crash there leaves (for a write cut before its rename, the synced
+//! temporary file), and the job dies with it. The steps are the job's segment writes, its
+//! commit entry (proposed once the segments are durable: after a crash past that point the
+//! log holds it and a restart applies it), and the settling of its files (the published
+//! manifest, the removal of replaced segments). A restart reopens the hot tier and the cold
+//! tier from what is on disk, applies what the log holds, sweeps, and runs a job that never
+//! committed again, as the scheduler would; the answers then equal a fault-free run's, every
+//! file a manifest names exists, no segment file is left that none names, and the next
+//! entries fold as they would have.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -14,8 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 
-use super::ColdStore;
 use super::backend::{Backend, BackendResult, Listing, LocalBackend, Source};
+use super::{ColdStore, JobKind, job};
 use crate::catalog::{self, StorageDef, TableDef, TableKind};
 use crate::event::{Command, Op, RowChange, encode_entry};
 use crate::hot::{Family, HotBatch, HotStore};
@@ -100,21 +104,23 @@ fn insert(ids: std::ops::Range<i64>, v: &str) -> Op {
     }
 }
 
-/// The log of a scenario: the entries before the one that crashes, that entry, and the ones
+/// One step of a scenario: an entry, or a job (whose commit is an entry).
+#[derive(Clone)]
+enum Step {
+    Entry(Vec<u8>),
+    Job(JobKind, &'static str),
+}
+
+/// The steps of a scenario: the ones before the job that crashes, that job, and the ones
 /// after it.
 struct Scenario {
-    before: Vec<Vec<u8>>,
-    target: Vec<u8>,
-    after: Vec<Vec<u8>>,
+    before: Vec<Step>,
+    target: Step,
+    after: Vec<Step>,
 }
 
 fn scenario(compact: bool) -> Scenario {
-    let table = crate::TableId(1);
-    let flush = |job: &str| Op::Flush {
-        table,
-        job: job.into(),
-    };
-    let mut before = vec![command(
+    let mut before = vec![Step::Entry(command(
         vec![
             Op::CreateNamespace {
                 name: "app".into(),
@@ -127,43 +133,61 @@ fn scenario(compact: bool) -> Scenario {
             },
         ],
         1_000,
-    )];
-    before.push(command(vec![insert(0..40, "a")], 2_000));
+    ))];
+    before.push(Step::Entry(command(vec![insert(0..40, "a")], 2_000)));
     let target = if compact {
-        before.push(command(vec![flush("FL-1")], 3_000));
-        before.push(command(vec![insert(40..60, "b")], 4_000));
-        before.push(command(vec![flush("FL-2")], 5_000));
-        command(
-            vec![Op::Compact {
-                table,
-                job: "CO-1".into(),
-            }],
-            6_000,
-        )
+        before.push(Step::Job(JobKind::Flush, "FL-1"));
+        before.push(Step::Entry(command(vec![insert(40..60, "b")], 4_000)));
+        before.push(Step::Job(JobKind::Flush, "FL-2"));
+        Step::Job(JobKind::Compact, "CO-1")
     } else {
-        command(vec![flush("FL-1")], 3_000)
+        Step::Job(JobKind::Flush, "FL-1")
     };
     let after = vec![
-        command(
+        Step::Entry(command(
             vec![Op::Update {
-                table,
+                table: crate::TableId(1),
                 schema_version: 1,
                 scope: String::new(),
                 rows: vec![RowChange {
                     pk: Value::BigInt(7),
-                    // Set from the state when folded (see `fold_all`).
+                    // Set from the state when folded (see `fold_one`).
                     expected_seq: 0,
                     cells: vec![(1, Value::BigInt(7)), (2, Value::Text("after".into()))],
                 }],
             }],
             7_000,
-        ),
-        command(vec![insert(60..65, "c"), flush("FL-9")], 8_000),
+        )),
+        Step::Entry(command(vec![insert(60..65, "c")], 8_000)),
+        Step::Job(JobKind::Flush, "FL-9"),
     ];
     Scenario {
         before,
         target,
         after,
+    }
+}
+
+/// A job's writing (outside apply): its commit op.
+fn prepare(node: &Node, kind: JobKind, id: &str) -> Op {
+    let table = crate::TableId(1);
+    match kind {
+        JobKind::Flush => job::prepare_flush(&node.store, &node.cold, table, id),
+        _ => job::prepare_compact(&node.store, &node.cold, table, id, 6_000),
+    }
+    .expect("the job writes")
+}
+
+/// The rest of a job once its commit op is in the log: applied, then its files settled.
+fn commit_and_settle(node: &Node, op: &Op) {
+    fold_one(node, &command(vec![op.clone()], 5_000));
+    job::settle(&node.store, &node.cold, crate::TableId(1), op).expect("settled");
+}
+
+fn run(node: &Node, step: &Step) {
+    match step {
+        Step::Entry(e) => fold_one(node, e),
+        Step::Job(kind, id) => commit_and_settle(node, &prepare(node, *kind, id)),
     }
 }
 
@@ -250,6 +274,7 @@ fn view(node: &Node) -> Vec<(i64, String, i64)> {
     let batches: Vec<RecordBatch> = node
         .cold
         .visible(
+            &node.store,
             &StorageDef::local(),
             &def,
             "",
@@ -295,65 +320,143 @@ fn seq_of(node: &Node, id: i64) -> i64 {
         .expect("row 7 is visible")
 }
 
-/// Every file the manifests name exists and reads back.
-fn referenced_files_exist(node: &Node) {
-    let problems = node.cold.check(&StorageDef::local(), &def(node), true);
+/// Every file the manifests name exists and reads back, and every segment file is named.
+fn files_match_manifests(node: &Node) {
+    let def = def(node);
+    let local = StorageDef::local();
+    let problems = node.cold.check(&node.store, &local, &def, true);
     assert!(problems.is_empty(), "{problems:?}");
+    let listed: Vec<String> = catalog::manifests(&node.store, def.id)
+        .expect("manifests")
+        .into_iter()
+        .flat_map(|m| m.segments.into_iter().map(|s| s.file))
+        .collect();
+    let dir = node.cold.root().join("app/t");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("batch-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    on_disk.sort();
+    let mut listed = listed;
+    listed.sort();
+    assert_eq!(on_disk, listed, "segment files vs manifests");
+}
+
+/// How far a crashed job got.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Reached {
+    /// Died while writing its segments: nothing was proposed.
+    Writing,
+    /// Its segments are durable and its commit is in the log, not yet applied.
+    Proposed,
+    /// Applied; died while settling its files.
+    Settling,
 }
 
 fn crash_at_every_step(compact: bool) {
     let s = scenario(compact);
-    // The fault-free run: the answers after the target entry, and after the rest.
+    // The fault-free run: the answers before and after the target job, and after the rest.
     let reference = tempfile::tempdir().expect("tmp");
-    let (want_target, want_after) = {
+    let (want_before, want_target, want_after) = {
         let node = open(reference.path(), None);
-        for e in s.before.iter().chain([&s.target]) {
-            fold_one(&node, e);
+        for step in &s.before {
+            run(&node, step);
         }
+        let before = view(&node);
+        run(&node, &s.target);
         let at_target = view(&node);
-        for e in &s.after {
-            fold_one(&node, e);
+        files_match_manifests(&node);
+        for step in &s.after {
+            run(&node, step);
         }
-        (at_target, view(&node))
+        (before, at_target, view(&node))
     };
-    let mut crashed = 0;
-    for step in 0.. {
+    let Step::Job(kind, id) = s.target else {
+        panic!("the target is a job")
+    };
+    let mut seen = Vec::new();
+    // Step `points` crashes at the backend's points-th change; `None` between the segments
+    // and the commit (the process dies with the commit in the log, unapplied).
+    let mut crashes: Vec<Option<usize>> = vec![None];
+    crashes.extend((0..).map(Some).take(64));
+    for crash in crashes {
         let tmp = tempfile::tempdir().expect("tmp");
         {
             let node = open(tmp.path(), None);
-            for e in &s.before {
-                fold_one(&node, e);
+            for step in &s.before {
+                run(&node, step);
             }
         }
-        let node = open(tmp.path(), Some(step));
-        let died = catch_unwind(AssertUnwindSafe(|| fold_one(&node, &s.target))).is_err();
+        let node = open(tmp.path(), crash);
+        let mut reached = Reached::Writing;
+        let died = catch_unwind(AssertUnwindSafe(|| {
+            let op = prepare(&node, kind, id);
+            reached = Reached::Proposed;
+            if crash.is_none() {
+                return Some(op);
+            }
+            fold_one(&node, &command(vec![op.clone()], 5_000));
+            reached = Reached::Settling;
+            job::settle(&node.store, &node.cold, crate::TableId(1), &op).expect("settled");
+            None
+        }));
         drop(node);
-        if !died {
-            // Past the entry's last change: every step was crashed at.
-            break;
-        }
-        crashed += 1;
+        let in_log = match died {
+            Ok(None) => break, // past the job's last change: every point was crashed at
+            Ok(Some(op)) => Some(op),
+            Err(_) => None,
+        };
+        seen.push(reached);
+        // The restart: the log's entries apply, then the sweep.
         let node = open(tmp.path(), None);
-        fold_one(&node, &s.target);
-        assert_eq!(view(&node), want_target, "compact={compact} step {step}");
-        referenced_files_exist(&node);
-        for e in &s.after {
-            fold_one(&node, e);
+        if let Some(op) = &in_log {
+            fold_one(&node, &command(vec![op.clone()], 5_000));
+        }
+        let problems = job::sweep(&node.store, &node.cold);
+        assert!(problems.is_empty(), "{problems:?}");
+        files_match_manifests(&node);
+        if reached == Reached::Writing {
+            // Nothing committed: the rows are where they were; the job runs again.
+            assert_eq!(
+                view(&node),
+                want_before,
+                "compact={compact} crash {crash:?}"
+            );
+            run(&node, &s.target);
+        }
+        assert_eq!(
+            view(&node),
+            want_target,
+            "compact={compact} crash {crash:?}"
+        );
+        files_match_manifests(&node);
+        for step in &s.after {
+            run(&node, step);
         }
         assert_eq!(
             view(&node),
             want_after,
-            "compact={compact} step {step}, after"
+            "compact={compact} crash {crash:?}, after"
         );
-        referenced_files_exist(&node);
+        files_match_manifests(&node);
     }
-    // Before and after a flush's segment and manifest; a compaction's also around each
-    // removal of the two segments it replaced.
-    let points = if compact { 8 } else { 4 };
-    assert_eq!(
-        crashed, points,
-        "compact={compact}: only {crashed} crash points"
-    );
+    // Around the segment's write and between it and the commit; then around the published
+    // manifest's write; a compaction's also around each removal of the two segments it
+    // replaced.
+    let want: Vec<Reached> = [Reached::Proposed]
+        .into_iter()
+        .chain([Reached::Writing; 2])
+        .chain([Reached::Settling; 2])
+        .chain(if compact {
+            vec![Reached::Settling; 4]
+        } else {
+            vec![]
+        })
+        .collect();
+    assert_eq!(seen, want, "compact={compact}");
 }
 
 #[test]

@@ -1,25 +1,26 @@
 //! The cold tier's files (DESIGN.md "Storage layout", `materializer/FORMAT.md` "Cold tier"):
 //! per table — per user for USER tables — a directory of Parquet segments
-//! (`batch-<log index>.parquet`, zstd) holding row versions in the table's schema (`_seq` and
-//! `_deleted` included, so tombstones hide older cold versions) sorted by primary key, and a
-//! `manifest.json` that lists them with row counts, `_seq` and key ranges and per-column
-//! statistics. A file becomes part of the tier only when a manifest naming it is durable:
-//! segments and manifests are written to a temporary name, synced, renamed and the
-//! directory synced.
+//! (`batch-<job id>.parquet`, zstd) holding row versions in the table's schema (`_seq` and
+//! `_deleted` included, so tombstones hide older cold versions) sorted by primary key. The
+//! [`Manifest`] that lists them (row counts, `_seq` and key ranges, per-column statistics)
+//! lives in the node's state, written only by apply; `manifest.json` in the directory is a
+//! published copy. Files are written to a temporary name, synced, renamed and the directory
+//! synced.
 //!
-//! [`ColdStore`] is the materializer's [`ColdTier`]: the fold flushes and compacts through
-//! it and finds flushed rows again with [`ColdTier::get`]; the table providers read the
-//! visible rows of a scope with [`ColdStore::visible`], skipping the segments their own
-//! pruning (by each segment's statistics) rules out.
+//! Jobs write segments outside apply ([`ColdStore::write_flush`],
+//! [`ColdStore::write_compaction`]) and settle the directory once their commit entry's
+//! outcome is known ([`ColdStore::settle`]). [`ColdStore`] is also the fold's [`ColdTier`]
+//! (a key checked against the flushed rows), and the table providers read the visible rows
+//! of a scope with [`ColdStore::visible`], skipping the segments their own pruning (by each
+//! segment's statistics) rules out.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, RecordBatchOptions};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType as ArrowType, Int32Type, Int64Type, SchemaRef};
-use folddb_log::LogIndex;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
@@ -30,14 +31,18 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 use super::backend::{Backend, IoRuntime, Source, backend_for, join};
-use super::{ColdResult, ColdTier, CompactReport, FlushReport};
-use crate::catalog::{StorageDef, TableDef, TableKind};
+use super::{ColdResult, ColdTier};
+use crate::catalog::{self, StateRead, StorageDef, TableDef, TableKind};
 use crate::convert::{arrow_to_value, rows_batch, table_schema};
+use crate::event::{CompactedScope, ScopeSegment};
 use crate::row::{RowVersion, encode_key_part};
 use crate::value::{DataType, Value};
 
-/// The manifest format this build writes and reads.
-pub const MANIFEST_FORMAT: u32 = 1;
+/// The manifest format this build writes: manifests live in the node's state (the catalog
+/// family), and `manifest.json` in a scope's directory is a published copy.
+pub const MANIFEST_FORMAT: u32 = 2;
+/// The format of manifests that lived only in the storage, imported once on upgrade.
+pub const MANIFEST_FORMAT_V1: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Where segments are read in batches of this many rows.
 const READ_BATCH_ROWS: usize = 64 * 1024;
@@ -97,8 +102,7 @@ pub struct Manifest {
     pub table: String,
     /// The owner of a USER table's rows; empty for SHARED tables.
     pub scope: String,
-    /// The newest log entry folded into this scope's cold tier (a flush or a compaction): a
-    /// re-applied entry at or below it changes nothing.
+    /// The log entry that last changed this manifest (a flush's or a compaction's commit).
     pub log_index: u64,
     /// Oldest first: a key's version in a later segment supersedes its versions in earlier
     /// ones.
@@ -107,9 +111,10 @@ pub struct Manifest {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SegmentMeta {
-    /// File name inside the scope's directory: `batch-<log index>.parquet`.
+    /// File name inside the scope's directory: `batch-<job id>.parquet` (`batch-<log
+    /// index>.parquet` for segments written before manifest format 2).
     pub file: String,
-    /// The log entry that wrote it.
+    /// The applied index of the state its rows were read from.
     pub index: u64,
     pub rows: u64,
     /// Rows that are tombstones (`_deleted = true`).
@@ -195,8 +200,9 @@ impl Manifest {
         }
     }
 
-    /// The manifest in `dir`; `None` when there is none yet.
-    pub fn load(dir: &Loc) -> Result<Option<Manifest>, ColdError> {
+    /// The format-1 manifest in `dir` (written by builds before manifest format 2), as a
+    /// format-2 one; `None` when there is none.
+    pub fn load_v1(dir: &Loc) -> Result<Option<Manifest>, ColdError> {
         let path = dir.locate(MANIFEST_FILE);
         let Some(bytes) = dir
             .backend
@@ -205,24 +211,57 @@ impl Manifest {
         else {
             return Ok(None);
         };
-        let m: Manifest = serde_json::from_slice(&bytes)
+        let mut m: Manifest = serde_json::from_slice(&bytes)
             .map_err(|e| fail(&path)(format!("damaged manifest: {e}")))?;
-        if m.format != MANIFEST_FORMAT {
-            return Err(fail(&path)(format!(
-                "manifest format {} is not {MANIFEST_FORMAT}",
-                m.format
-            )));
+        match m.format {
+            MANIFEST_FORMAT_V1 => {
+                m.format = MANIFEST_FORMAT;
+                Ok(Some(m))
+            }
+            // A copy this build published: the node's state holds the manifest.
+            MANIFEST_FORMAT => Ok(None),
+            other => Err(fail(&path)(format!(
+                "manifest format {other} is not {MANIFEST_FORMAT_V1}"
+            ))),
         }
-        Ok(Some(m))
     }
 
-    /// Writes the manifest into `dir` atomically: a reader sees the old one or this one.
-    pub fn store(&self, dir: &Loc) -> Result<(), ColdError> {
+    /// Publishes the manifest into `dir` as `manifest.json`, atomically: a copy for people
+    /// and tools (the node reads its own state's).
+    pub fn publish(&self, dir: &Loc) -> Result<(), ColdError> {
         let bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| fail(&dir.locate(MANIFEST_FILE))(e.to_string()))?;
         dir.backend
             .write(&dir.file(MANIFEST_FILE), bytes)
             .map_err(backend_err)
+    }
+
+    /// This manifest with `segment` (newer than every segment it lists) appended.
+    pub fn flushed(mut self, segment: SegmentMeta) -> Manifest {
+        self.segments.push(segment);
+        self
+    }
+
+    /// This manifest with its oldest segments, which must be the files `replaced` in order,
+    /// given way to `segment`, and the segments merged; `None` when it does not start with
+    /// them (another change overtook the compaction).
+    pub fn compacted(
+        mut self,
+        replaced: &[String],
+        segment: Option<SegmentMeta>,
+    ) -> Option<(Manifest, Vec<SegmentMeta>)> {
+        let prefix = self.segments.len() >= replaced.len()
+            && self
+                .segments
+                .iter()
+                .zip(replaced)
+                .all(|(s, file)| s.file == *file);
+        if !prefix {
+            return None;
+        }
+        let merged: Vec<SegmentMeta> = self.segments.drain(..replaced.len()).collect();
+        self.segments.splice(0..0, segment);
+        Some((self, merged))
     }
 
     /// The newest `_seq` the tier holds for this scope.
@@ -236,11 +275,13 @@ fn pk_of<'a>(def: &TableDef, v: &'a RowVersion) -> Option<&'a Value> {
     def.primary_key.and_then(|id| v.cell(id))
 }
 
-/// Writes `versions` (of `def`'s `scope`, any order, one per key) as the segment of log
-/// entry `index` in `dir`. The manifest is not touched: the caller lists the segment.
+/// Writes `versions` (of `def`'s `scope`, any order, one per key) as segment `file` in `dir`,
+/// read from the state at applied index `index`. The manifest is not touched: the caller
+/// lists the segment.
 pub fn write_segment(
     dir: &Loc,
     def: &TableDef,
+    file: &str,
     index: u64,
     versions: &[RowVersion],
 ) -> Result<SegmentMeta, ColdError> {
@@ -251,7 +292,7 @@ pub fn write_segment(
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
     let sorted: Vec<RowVersion> = keyed.iter().map(|(_, v)| (*v).clone()).collect();
     let schema = table_schema(def);
-    let file = format!("batch-{index}.parquet");
+    let file = file.to_owned();
     let location = dir.locate(&file);
     let batch = rows_batch(def, &schema, &sorted).map_err(|e| fail(&location)(e.to_string()))?;
     let props = WriterProperties::builder()
@@ -700,79 +741,74 @@ impl ColdStore {
         backends.insert(storage.id.clone(), (storage.clone(), backend));
     }
 
-    /// `def`'s `scope` as its manifest says (cached; the fold keeps the cache).
+    /// `def`'s scope as `manifest` lists it (cached while the manifest stays the same).
+    pub fn scope_at(
+        &self,
+        storage: &StorageDef,
+        def: &TableDef,
+        manifest: Manifest,
+    ) -> Result<Arc<ScopeState>, ColdError> {
+        let backend = self.backend(storage)?;
+        let id = (def.id.0, manifest.scope.clone());
+        let cached = self.cache().get(&id).cloned();
+        if let Some(s) = &cached
+            && Arc::ptr_eq(&s.dir.backend, &backend)
+            && s.manifest == manifest
+        {
+            return Ok(s.clone());
+        }
+        let dir = Loc::new(backend, scope_dir(storage, def, &manifest.scope));
+        let reuse = cached.map(|s| s.segments.clone()).unwrap_or_default();
+        let scope = ScopeState::new(dir, manifest, &reuse);
+        self.cache().insert(id, scope.clone());
+        Ok(scope)
+    }
+
+    /// `def`'s `scope` as `state` lists it (empty when nothing of it was flushed).
     pub fn scope(
         &self,
+        state: &dyn StateRead,
         storage: &StorageDef,
         def: &TableDef,
         scope: &str,
     ) -> Result<Arc<ScopeState>, ColdError> {
-        let backend = self.backend(storage)?;
-        let id = (def.id.0, scope.to_owned());
-        if let Some(s) = self.cache().get(&id)
-            && Arc::ptr_eq(&s.dir.backend, &backend)
-        {
-            return Ok(s.clone());
-        }
-        let dir = Loc::new(backend, scope_dir(storage, def, scope));
-        let manifest = match Manifest::load(&dir)? {
-            // A manifest of a dropped table of the same name is not this table's.
-            Some(m) if m.table_id == def.id.0 => m,
-            _ => Manifest::new(def, scope),
-        };
-        let state = ScopeState::new(dir, manifest, &[]);
-        self.cache().insert(id, state.clone());
-        Ok(state)
+        let manifest = catalog::manifest(state, def.id, scope)
+            .map_err(state_err)?
+            .unwrap_or_else(|| Manifest::new(def, scope));
+        self.scope_at(storage, def, manifest)
     }
 
-    fn replace(&self, def: &TableDef, scope: &str, state: Arc<ScopeState>) {
-        self.cache().insert((def.id.0, scope.to_owned()), state);
-    }
-
-    /// Every scope of `def` that has a manifest.
+    /// Every scope of `def` that holds segments, as `state` lists them, by scope.
     pub fn scopes_of(
         &self,
+        state: &dyn StateRead,
         storage: &StorageDef,
         def: &TableDef,
     ) -> Result<Vec<Arc<ScopeState>>, ColdError> {
-        if def.kind == TableKind::Shared {
-            let s = self.scope(storage, def, "")?;
-            return Ok(if s.segments.is_empty() {
-                vec![]
-            } else {
-                vec![s]
-            });
-        }
-        let backend = self.backend(storage)?;
-        let dir = table_dir(storage, def);
-        let mut out = Vec::new();
-        for sub in backend.list(&dir).map_err(backend_err)?.dirs {
-            let loc = Loc::new(backend.clone(), join(&dir, &sub));
-            if let Some(m) = Manifest::load(&loc)?
-                && m.table_id == def.id.0
-            {
-                out.push(self.scope(storage, def, &m.scope)?);
-            }
-        }
-        out.sort_by(|a, b| a.manifest.scope.cmp(&b.manifest.scope));
-        Ok(out)
+        catalog::manifests(state, def.id)
+            .map_err(state_err)?
+            .into_iter()
+            .filter(|m| !m.segments.is_empty())
+            .map(|m| self.scope_at(storage, def, m))
+            .collect()
     }
 
     /// The newest cold version of the row with primary key `pk`.
     pub fn lookup(
         &self,
+        state: &dyn StateRead,
         storage: &StorageDef,
         def: &TableDef,
         scope: &str,
         pk: &Value,
     ) -> Result<Option<RowVersion>, ColdError> {
-        let state = self.scope(storage, def, scope)?;
+        let at = self.scope(state, storage, def, scope)?;
         let key = key_of(pk);
-        match state.lookup(def.primary_key, &key) {
+        match at.lookup(def.primary_key, &key) {
             // As in `visible`: the segments may have been compacted away meanwhile.
             Err(e) => {
-                let now = self.scope(storage, def, scope)?;
-                if Arc::ptr_eq(&now, &state) {
+                let now = self.scope(state, storage, def, scope)?;
+                if Arc::ptr_eq(&now, &at) {
                     return Err(e);
                 }
                 now.lookup(def.primary_key, &key)
@@ -787,6 +823,7 @@ impl ColdStore {
     #[allow(clippy::too_many_arguments)]
     pub fn visible(
         &self,
+        state: &dyn StateRead,
         storage: &StorageDef,
         def: &TableDef,
         scope: &str,
@@ -795,13 +832,13 @@ impl ColdStore {
         projection: &[usize],
         may_match: &dyn Fn(&SegmentMeta) -> bool,
     ) -> Result<Vec<RecordBatch>, ColdError> {
-        let state = self.scope(storage, def, scope)?;
-        match self.visible_in(&state, def, hot_keys, show_deleted, projection, may_match) {
+        let at = self.scope(state, storage, def, scope)?;
+        match self.visible_in(&at, def, hot_keys, show_deleted, projection, may_match) {
             Err(e) => {
                 // A compaction may have replaced the segments this read started on (and
                 // removed their files): read again from the manifest that replaced them.
-                let now = self.scope(storage, def, scope)?;
-                if Arc::ptr_eq(&now, &state) {
+                let now = self.scope(state, storage, def, scope)?;
+                if Arc::ptr_eq(&now, &at) {
                     return Err(e);
                 }
                 self.visible_in(&now, def, hot_keys, show_deleted, projection, may_match)
@@ -936,95 +973,190 @@ impl ColdStore {
         Ok(out)
     }
 
-    fn flush_scope(
+    /// A flush job's writing (outside apply): the versions of each scope, read from the
+    /// state at applied index `as_of`, as segment `batch-<job>.parquet` of the scope, made
+    /// durable. Nothing lists them until the job's `CommitFlush` entry applies.
+    pub fn write_flush(
         &self,
         storage: &StorageDef,
         def: &TableDef,
-        scope: &str,
-        index: LogIndex,
-        versions: Vec<RowVersion>,
-    ) -> Result<FlushReport, ColdError> {
-        let state = self.scope(storage, def, scope)?;
-        if state.manifest.log_index >= index.0 {
-            return Ok(FlushReport {
-                already: true,
-                ..FlushReport::default()
-            });
-        }
-        let segment = write_segment(&state.dir, def, index.0, &versions)?;
-        let report = FlushReport {
-            rows: segment.rows,
-            bytes: segment.bytes,
-            already: false,
-        };
-        let mut manifest = state.manifest.clone();
-        manifest.segments.push(segment);
-        manifest.log_index = index.0;
-        manifest.store(&state.dir)?;
-        self.replace(
-            def,
-            scope,
-            ScopeState::new(state.dir.clone(), manifest, &state.segments),
-        );
-        Ok(report)
+        job: &str,
+        as_of: u64,
+        scopes: BTreeMap<String, Vec<RowVersion>>,
+    ) -> Result<Vec<ScopeSegment>, ColdError> {
+        let backend = self.backend(storage)?;
+        let file = segment_file(job);
+        scopes
+            .into_iter()
+            .map(|(scope, versions)| {
+                let dir = Loc::new(backend.clone(), scope_dir(storage, def, &scope));
+                let segment = write_segment(&dir, def, &file, as_of, &versions)?;
+                Ok(ScopeSegment { scope, segment })
+            })
+            .collect()
     }
 
-    fn compact_scope(
+    /// A compaction job's writing (outside apply): per scope of `manifests` (the state's at
+    /// applied index `as_of`), its segments merged into one `batch-<job>.parquet` keeping
+    /// each key's newest version and dropping tombstones older than `horizon` (a `_seq`).
+    /// A scope with one segment and nothing to drop is listed as replaced by itself.
+    pub fn write_compaction(
         &self,
+        storage: &StorageDef,
         def: &TableDef,
-        state: &ScopeState,
-        index: LogIndex,
+        job: &str,
+        as_of: u64,
+        manifests: Vec<Manifest>,
         horizon: i64,
-        report: &mut CompactReport,
-    ) -> Result<(), ColdError> {
-        report.segments_before += state.segments.len() as u64;
-        report.rows_before += state.segments.iter().map(|s| s.meta.rows).sum::<u64>();
-        let mut seen = std::collections::HashSet::new();
-        let mut kept = Vec::new();
-        let mut dropped = 0u64;
-        for seg in state.segments.iter().rev() {
-            for v in read_versions(&state.dir, seg, None)? {
-                let key = pk_of(def, &v).map(key_of).unwrap_or_default();
-                if !seen.insert(key) || (v.deleted && v.seq < horizon) {
-                    dropped += 1;
-                    continue;
+    ) -> Result<Vec<CompactedScope>, ColdError> {
+        let file = segment_file(job);
+        let mut out = Vec::new();
+        for manifest in manifests {
+            if manifest.segments.is_empty() {
+                continue;
+            }
+            let at = self.scope_at(storage, def, manifest)?;
+            let mut seen = std::collections::HashSet::new();
+            let mut kept = Vec::new();
+            let mut dropped = 0u64;
+            for seg in at.segments.iter().rev() {
+                for v in read_versions(&at.dir, seg, None)? {
+                    let key = pk_of(def, &v).map(key_of).unwrap_or_default();
+                    if !seen.insert(key) || (v.deleted && v.seq < horizon) {
+                        dropped += 1;
+                        continue;
+                    }
+                    kept.push(v);
                 }
-                kept.push(v);
+            }
+            let replaced = at.segments.iter().map(|s| s.meta.file.clone()).collect();
+            let segment = if at.segments.len() <= 1 && dropped == 0 {
+                at.segments.first().map(|s| s.meta.clone())
+            } else if kept.is_empty() {
+                None
+            } else {
+                Some(write_segment(&at.dir, def, &file, as_of, &kept)?)
+            };
+            out.push(CompactedScope {
+                scope: at.manifest.scope.clone(),
+                replaced,
+                segment,
+            });
+        }
+        Ok(out)
+    }
+
+    /// After a job's entry applied (or was rejected): publishes the manifests of `scopes`
+    /// as `state` now lists them, and removes the segment files of those scopes that no
+    /// manifest lists (replaced by a compaction, or written by a job whose commit lost).
+    /// Best effort: a file that stays is only disk space, never read.
+    ///
+    /// # Correctness
+    ///
+    /// Only when no job of this table is between writing and the outcome of its commit: a
+    /// file written for a commit still to come would be removed.
+    pub fn settle(
+        &self,
+        state: &dyn StateRead,
+        storage: &StorageDef,
+        def: &TableDef,
+        scopes: &[String],
+    ) -> Result<(), ColdError> {
+        for scope in scopes {
+            let at = self.scope(state, storage, def, scope)?;
+            if let Err(e) = at.manifest.publish(&at.dir) {
+                tracing::warn!(error = %e, "could not publish a manifest");
+            }
+            remove_unlisted(&at.dir, &at.manifest);
+        }
+        Ok(())
+    }
+
+    /// [`ColdStore::settle`] over every directory of `def`'s cold tier, listed from the
+    /// storage (after a restart: files of jobs that crashed before their commit).
+    pub fn sweep_table(
+        &self,
+        state: &dyn StateRead,
+        storage: &StorageDef,
+        def: &TableDef,
+    ) -> Result<(), ColdError> {
+        let backend = self.backend(storage)?;
+        let listed: HashMap<String, Manifest> = catalog::manifests(state, def.id)
+            .map_err(state_err)?
+            .into_iter()
+            .map(|m| (scope_dir(storage, def, &m.scope), m))
+            .collect();
+        let dirs = if def.kind == TableKind::Shared {
+            vec![table_dir(storage, def)]
+        } else {
+            let base = table_dir(storage, def);
+            backend
+                .list(&base)
+                .map_err(backend_err)?
+                .dirs
+                .iter()
+                .map(|d| join(&base, d))
+                .collect()
+        };
+        for dir in dirs {
+            let manifest = listed
+                .get(&dir)
+                .cloned()
+                .unwrap_or_else(|| Manifest::new(def, ""));
+            remove_unlisted(&Loc::new(backend.clone(), dir), &manifest);
+        }
+        Ok(())
+    }
+
+    /// Removes the whole cold tier of a dropped table, `dir` in `storage` (its
+    /// `table_dir`), outside apply.
+    pub fn remove_dir(&self, storage: &StorageDef, dir: &str) -> Result<(), ColdError> {
+        self.backend(storage)?.remove_all(dir).map_err(backend_err)
+    }
+
+    /// The format-1 manifests of `def` in `storage` (before manifest format 2 they lived
+    /// only there), to import into the node's state once.
+    pub fn load_v1_manifests(
+        &self,
+        storage: &StorageDef,
+        def: &TableDef,
+    ) -> Result<Vec<Manifest>, ColdError> {
+        let backend = self.backend(storage)?;
+        let dir = table_dir(storage, def);
+        let dirs = if def.kind == TableKind::Shared {
+            vec![dir]
+        } else {
+            backend
+                .list(&dir)
+                .map_err(backend_err)?
+                .dirs
+                .iter()
+                .map(|d| join(&dir, d))
+                .collect()
+        };
+        let mut out = Vec::new();
+        for d in dirs {
+            if let Some(m) = Manifest::load_v1(&Loc::new(backend.clone(), d))?
+                && m.table_id == def.id.0
+            {
+                out.push(m);
             }
         }
-        let unchanged = state.segments.len() <= 1 && dropped == 0;
-        if unchanged || state.manifest.log_index >= index.0 {
-            report.segments_after += state.segments.len() as u64;
-            report.rows_after += state.segments.iter().map(|s| s.meta.rows).sum::<u64>();
-            return Ok(());
-        }
-        let mut manifest = state.manifest.clone();
-        manifest.segments.clear();
-        if !kept.is_empty() {
-            manifest
-                .segments
-                .push(write_segment(&state.dir, def, index.0, &kept)?);
-        }
-        manifest.log_index = index.0;
-        manifest.store(&state.dir)?;
-        remove_unlisted(&state.dir, &manifest);
-        report.segments_after += manifest.segments.len() as u64;
-        report.rows_after += kept.len() as u64;
-        let scope = manifest.scope.clone();
-        self.replace(
-            def,
-            &scope,
-            ScopeState::new(state.dir.clone(), manifest, &[]),
-        );
-        Ok(())
+        Ok(out)
     }
 
     /// Checks every segment of every scope of `def`: its manifest parses, its files exist
     /// with the row counts listed, and (with `extended`) every row decodes. Returns the
     /// problems found, each naming its file.
-    pub fn check(&self, storage: &StorageDef, def: &TableDef, extended: bool) -> Vec<ColdError> {
+    pub fn check(
+        &self,
+        state: &dyn StateRead,
+        storage: &StorageDef,
+        def: &TableDef,
+        extended: bool,
+    ) -> Vec<ColdError> {
         let mut problems = Vec::new();
-        let states = match self.scopes_of(storage, def) {
+        let states = match self.scopes_of(state, storage, def) {
             Ok(s) => s,
             Err(e) => return vec![e],
         };
@@ -1071,46 +1203,27 @@ fn remove_unlisted(dir: &Loc, manifest: &Manifest) {
 impl ColdTier for ColdStore {
     fn get(
         &self,
+        state: &dyn StateRead,
         storage: &StorageDef,
         def: &TableDef,
         scope: &str,
         pk: &Value,
     ) -> ColdResult<Option<RowVersion>> {
-        self.lookup(storage, def, scope, pk)
+        self.lookup(state, storage, def, scope, pk)
             .map_err(|e| e.to_string())
     }
+}
 
-    fn flush(
-        &self,
-        storage: &StorageDef,
-        def: &TableDef,
-        scope: &str,
-        index: LogIndex,
-        versions: Vec<RowVersion>,
-    ) -> ColdResult<FlushReport> {
-        self.flush_scope(storage, def, scope, index, versions)
-            .map_err(|e| e.to_string())
-    }
+/// The file a job writes in each scope it touches.
+pub fn segment_file(job: &str) -> String {
+    format!("batch-{job}.parquet")
+}
 
-    fn compact(
-        &self,
-        storage: &StorageDef,
-        def: &TableDef,
-        index: LogIndex,
-        tombstone_horizon: i64,
-    ) -> ColdResult<CompactReport> {
-        let mut report = CompactReport::default();
-        for state in self.scopes_of(storage, def).map_err(|e| e.to_string())? {
-            self.compact_scope(def, &state, index, tombstone_horizon, &mut report)
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(report)
-    }
-
-    fn drop_table(&self, storage: &StorageDef, def: &TableDef) -> ColdResult<()> {
-        self.cache().retain(|(id, _), _| *id != def.id.0);
-        let backend = self.backend(storage).map_err(|e| e.to_string())?;
-        backend.remove_all(&table_dir(storage, def))
+/// A failure to read the node's own state.
+fn state_err(e: crate::Error) -> ColdError {
+    ColdError {
+        location: "the node's state".into(),
+        message: e.to_string(),
     }
 }
 

@@ -1,0 +1,288 @@
+//! Flush and compaction jobs, outside apply (`materializer/FORMAT.md`, "Cold tier"): each
+//! reads one consistent snapshot of the node's state, writes its segments durably, and
+//! returns the commit op to propose. Once that op's outcome is known (applied or rejected,
+//! never while unknown), [`settle`] publishes the manifests and removes the files no
+//! manifest lists.
+
+use std::collections::BTreeMap;
+
+use super::ColdStore;
+use crate::catalog::{self, StateRead, StorageDef, TableDef, TableId, TableKind};
+use crate::codec;
+use crate::event::Op;
+use crate::hot::{Family, HotStore};
+use crate::row::{RowVersion, table_prefix};
+use crate::seq::Seq;
+
+/// Tombstones are kept this long by default (`DELETED_RETENTION_HOURS`).
+pub const DEFAULT_DELETED_RETENTION_HOURS: u64 = 168;
+
+/// Meta key of the last `_seq` assigned (as the fold writes it).
+const LAST_SEQ_KEY: &[u8] = b"last_seq";
+/// Meta key of the applied index (index then term, u64 BE each).
+const APPLIED_KEY: &[u8] = b"applied";
+
+/// The current definition of table `id` and its storage, as `state` holds them.
+pub fn table_and_storage(
+    state: &dyn StateRead,
+    id: TableId,
+) -> Result<(TableDef, StorageDef), String> {
+    let def = catalog::table_history(state, id)
+        .map_err(|e| e.to_string())?
+        .pop()
+        .ok_or("the table was dropped")?;
+    let storage = catalog::storage(state, &def.options.storage_id)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "Storage '{}' of table {} does not exist",
+                def.options.storage_id,
+                def.qualified_name()
+            )
+        })?;
+    Ok((def, storage))
+}
+
+/// The owner part of a row key (see [`crate::row::scope_prefix`]).
+pub(crate) fn scope_of(key: &[u8]) -> Option<&str> {
+    let len = u16::from_be_bytes(key.get(8..10)?.try_into().ok()?) as usize;
+    std::str::from_utf8(key.get(10..10 + len)?).ok()
+}
+
+/// The applied index and the last `_seq` of `state`.
+fn position(state: &dyn StateRead) -> Result<(u64, i64), String> {
+    let read = |key: &[u8]| -> Result<Option<u64>, String> {
+        Ok(state
+            .get(Family::Meta, key)
+            .map_err(|e| e.to_string())?
+            .and_then(|b| Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?))))
+    };
+    Ok((
+        read(APPLIED_KEY)?.unwrap_or(0),
+        read(LAST_SEQ_KEY)?.unwrap_or(0) as i64,
+    ))
+}
+
+/// Writes every hot version of table `id` (all owners) in `state` as the segments of job
+/// `job`: the `CommitFlush` that commits them.
+fn write_flush(
+    state: &dyn StateRead,
+    cold: &ColdStore,
+    id: TableId,
+    job: &str,
+) -> Result<Op, String> {
+    let (def, storage) = table_and_storage(state, id)?;
+    if def.kind == TableKind::Stream {
+        return Err(format!(
+            "Table {} is a STREAM table: STREAM tables are never flushed",
+            def.qualified_name()
+        ));
+    }
+    let (as_of, through_seq) = position(state)?;
+    let mut scopes: BTreeMap<String, Vec<RowVersion>> = BTreeMap::new();
+    for (key, bytes) in state
+        .scan_prefix(Family::Rows, &table_prefix(def.id))
+        .map_err(|e| e.to_string())?
+    {
+        let scope = scope_of(&key).ok_or("a row key has no owner part")?;
+        let version: RowVersion =
+            codec::decode(&bytes, "a row version").map_err(|e| e.to_string())?;
+        scopes.entry(scope.to_owned()).or_default().push(version);
+    }
+    let segments = cold
+        .write_flush(&storage, &def, job, as_of, scopes)
+        .map_err(|e| format!("Storage flush of {} failed: {e}", def.qualified_name()))?;
+    Ok(Op::CommitFlush {
+        table: id,
+        job: job.to_owned(),
+        as_of,
+        through_seq,
+        segments,
+    })
+}
+
+/// Merges the segments of every scope of table `id` as `state` lists them, as job `job`,
+/// dropping tombstones with a `_seq` below `horizon`: the `CommitCompact` that commits them.
+fn write_compaction(
+    state: &dyn StateRead,
+    cold: &ColdStore,
+    id: TableId,
+    job: &str,
+    horizon: i64,
+) -> Result<Op, String> {
+    let (def, storage) = table_and_storage(state, id)?;
+    if def.kind == TableKind::Stream {
+        return Err(format!(
+            "Table {} is a STREAM table: it has no cold segments to compact",
+            def.qualified_name()
+        ));
+    }
+    let (as_of, _) = position(state)?;
+    let manifests = catalog::manifests(state, id).map_err(|e| e.to_string())?;
+    let scopes = cold
+        .write_compaction(&storage, &def, job, as_of, manifests, horizon)
+        .map_err(|e| format!("Storage compaction of {} failed: {e}", def.qualified_name()))?;
+    Ok(Op::CommitCompact {
+        table: id,
+        job: job.to_owned(),
+        as_of,
+        horizon,
+        scopes,
+    })
+}
+
+/// Writes every hot version of table `id` (all owners) as segments of job `job`, from one
+/// snapshot of `store`, and returns the [`Op::CommitFlush`] that commits them.
+pub fn prepare_flush(
+    store: &HotStore,
+    cold: &ColdStore,
+    id: TableId,
+    job: &str,
+) -> Result<Op, String> {
+    write_flush(&store.snapshot(), cold, id, job)
+}
+
+/// Merges the segments of every scope of table `id` as job `job`, from one snapshot of
+/// `store`, dropping tombstones older than the table's `DELETED_RETENTION_HOURS` at
+/// `now_ms`, and returns the [`Op::CommitCompact`] that commits them.
+pub fn prepare_compact(
+    store: &HotStore,
+    cold: &ColdStore,
+    id: TableId,
+    job: &str,
+    now_ms: u64,
+) -> Result<Op, String> {
+    let snap = store.snapshot();
+    let (def, _) = table_and_storage(&snap, id)?;
+    let hours = def
+        .options
+        .deleted_retention_hours
+        .unwrap_or(DEFAULT_DELETED_RETENTION_HOURS);
+    let horizon = Seq::at_unix_ms(now_ms.saturating_sub(hours * 3_600_000)).0;
+    write_compaction(&snap, cold, id, job, horizon)
+}
+
+/// The applied index a commit op's job read its state at.
+pub fn as_of(op: &Op) -> Option<u64> {
+    match op {
+        Op::CommitFlush { as_of, .. } | Op::CommitCompact { as_of, .. } => Some(*as_of),
+        _ => None,
+    }
+}
+
+/// Writes again the files of the job that `op` commits, from `store`, which must be at the
+/// op's `as_of` (a replay of the log, which does not carry the files): the same state gives
+/// the same segments. Errs when what it writes is not what the op lists.
+pub fn rewrite(store: &HotStore, cold: &ColdStore, op: &Op) -> Result<(), String> {
+    let again = match op {
+        Op::CommitFlush { table, job, .. } => write_flush(store, cold, *table, job)?,
+        Op::CommitCompact {
+            table,
+            job,
+            horizon,
+            ..
+        } => write_compaction(store, cold, *table, job, *horizon)?,
+        _ => return Ok(()),
+    };
+    if again != *op {
+        return Err(format!(
+            "job {} wrote other files from the same state: {again:?}",
+            match op {
+                Op::CommitFlush { job, .. } | Op::CommitCompact { job, .. } => job.as_str(),
+                _ => "",
+            }
+        ));
+    }
+    Ok(())
+}
+
+/// The scopes a commit op names.
+pub fn scopes_of(op: &Op) -> Vec<String> {
+    match op {
+        Op::CommitFlush { segments, .. } => segments.iter().map(|s| s.scope.clone()).collect(),
+        Op::CommitCompact { scopes, .. } => scopes.iter().map(|s| s.scope.clone()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// After the outcome of a job's commit `op` is known: publishes the manifests of the scopes
+/// it names and removes their unlisted files (see [`ColdStore::settle`]). A table dropped
+/// meanwhile has nothing to settle.
+pub fn settle(store: &HotStore, cold: &ColdStore, table: TableId, op: &Op) -> Result<(), String> {
+    let Ok((def, storage)) = table_and_storage(store, table) else {
+        return Ok(());
+    };
+    cold.settle(store, &storage, &def, &scopes_of(op))
+        .map_err(|e| e.to_string())
+}
+
+/// Removes, from every table's cold directories, the segment files no manifest lists: what
+/// jobs that crashed before their commit left. Run only while no job is running and once
+/// the node has applied every entry it had (a commit still in the log would otherwise lose
+/// its files). Returns the problems met, one per table.
+pub fn sweep(store: &HotStore, cold: &ColdStore) -> Vec<String> {
+    let tables = match catalog::tables(store, None) {
+        Ok(t) => t,
+        Err(e) => return vec![e.to_string()],
+    };
+    let mut problems = Vec::new();
+    for def in tables.into_iter().filter(|t| t.kind != TableKind::Stream) {
+        let result = table_and_storage(store, def.id).and_then(|(def, storage)| {
+            cold.sweep_table(store, &storage, &def)
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = result {
+            problems.push(format!("{}: {e}", def.qualified_name()));
+        }
+    }
+    problems
+}
+
+/// Meta key: set once the manifests of manifest format 1 (which lived only in the storages)
+/// were imported into the node's state.
+const MANIFESTS_IMPORTED_KEY: &[u8] = b"cold_manifests_v2";
+
+/// Imports, once, the format-1 manifests an earlier build left in the storages into the
+/// node's state (the catalog family), so that their segments stay part of the cold tier.
+/// Outside the log: an upgrade step, like the hot tier's layout upgrades. A storage that
+/// cannot be reached fails the start, naming it, rather than forgetting its segments.
+pub fn import_v1_manifests(store: &HotStore, cold: &ColdStore) -> Result<usize, String> {
+    if store
+        .get(Family::Meta, MANIFESTS_IMPORTED_KEY)
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Ok(0);
+    }
+    let mut batch = crate::hot::HotBatch::default();
+    let mut imported = 0;
+    for def in catalog::tables(store, None).map_err(|e| e.to_string())? {
+        if def.kind == TableKind::Stream {
+            continue;
+        }
+        let (def, storage) = table_and_storage(store, def.id)?;
+        let mut through = None;
+        for m in cold
+            .load_v1_manifests(&storage, &def)
+            .map_err(|e| format!("importing the cold tier of {}: {e}", def.qualified_name()))?
+        {
+            through = through.max(m.max_seq());
+            batch.put(
+                Family::Catalog,
+                catalog::manifest_key(def.id, &m.scope),
+                codec::encode(&m),
+            );
+            imported += 1;
+        }
+        if let Some(seq) = through {
+            batch.put(
+                Family::Catalog,
+                catalog::flushed_key(def.id),
+                codec::encode(&seq),
+            );
+        }
+    }
+    batch.put(Family::Meta, MANIFESTS_IMPORTED_KEY, vec![1]);
+    store.upgrade(batch).map_err(|e| e.to_string())?;
+    Ok(imported)
+}
