@@ -26,6 +26,27 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
+/// The value the start of `bytes` encodes (a struct's leading fields: the rest is not
+/// read); `what` names it in the error. Refuses another version and a truncated body.
+pub fn decode_head<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T> {
+    match bytes.split_first() {
+        Some((&VERSION, body)) => bincode::serde::decode_from_slice(body, config())
+            .map(|(value, _)| value)
+            .map_err(|e| Error::Decode {
+                what,
+                reason: e.to_string(),
+            }),
+        Some((v, _)) => Err(Error::Decode {
+            what,
+            reason: format!("unknown codec version {v}"),
+        }),
+        None => Err(Error::Decode {
+            what,
+            reason: "empty".into(),
+        }),
+    }
+}
+
 /// The value `bytes` encode; `what` names it in the error. Refuses another version, a
 /// truncated body and trailing bytes.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T> {

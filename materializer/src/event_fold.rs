@@ -851,8 +851,7 @@ fn commit_flush(
         .state()
         .scan_prefix(Family::Rows, &table_prefix(def.id))?;
     for (key, bytes) in hot {
-        let version = codec::decode::<RowVersion>(&bytes, "a row version")?;
-        if version.seq <= through_seq {
+        if RowVersion::seq_of(&bytes)? <= through_seq {
             ctx.batch.delete(Family::Rows, key);
         }
     }

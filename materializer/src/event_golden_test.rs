@@ -331,3 +331,20 @@ fn outcomes_encode_to_their_golden_bytes() {
 /// Version 1, 2 outcomes: Applied (variant 0) of 1 result {affected 3, no seqs, no schema
 /// version}; Rejected (variant 1) at op 1 with "no".
 const GOLDEN_OUTCOMES: &str = "010200010300000101026e6f";
+
+#[test]
+fn a_row_versions_seq_reads_without_its_cells() {
+    let v = crate::RowVersion {
+        seq: -77,
+        deleted: true,
+        cells: vec![(1, Value::Text("x".repeat(300)))],
+    };
+    assert_eq!(
+        crate::RowVersion::seq_of(&codec::encode(&v)).expect("seq"),
+        -77
+    );
+    assert!(
+        crate::RowVersion::seq_of(&[9, 1]).is_err(),
+        "another codec version"
+    );
+}

@@ -563,7 +563,12 @@ impl HotStore {
 
     /// Compacts the keys starting with `prefix` in `family`: after a flush moved a table's
     /// rows out, this drops the deletion markers scans would otherwise step over one by one.
+    /// The memtables are written out first and the bottom level is rewritten too: markers
+    /// left in either would stay, and every scan of the prefix would step over them.
     pub fn compact_prefix(&self, family: Family, prefix: &[u8]) {
+        if let Err(e) = self.flush() {
+            tracing::warn!(error = %e, "could not write the memtables out before a compaction");
+        }
         let mut end = prefix.to_vec();
         while let Some(last) = end.pop() {
             if last < u8::MAX {
@@ -572,8 +577,10 @@ impl HotStore {
             }
         }
         let end = (!end.is_empty()).then_some(end);
+        let mut options = rocksdb::CompactOptions::default();
+        options.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
         self.db
-            .compact_range_cf(self.cf(family), Some(prefix), end.as_deref());
+            .compact_range_cf_opt(self.cf(family), Some(prefix), end.as_deref(), &options);
     }
 
     /// Writes the memtables of every family out together, so that the current applied index

@@ -18,6 +18,16 @@ pub struct RowVersion {
 }
 
 impl RowVersion {
+    /// The `_seq` of the encoded row version `bytes` (its first field), without decoding its
+    /// cells.
+    pub fn seq_of(bytes: &[u8]) -> crate::Result<i64> {
+        #[derive(Deserialize)]
+        struct Seq {
+            seq: i64,
+        }
+        crate::codec::decode_head::<Seq>(bytes, "a row version's _seq").map(|s| s.seq)
+    }
+
     pub fn cell(&self, column_id: u32) -> Option<&Value> {
         self.cells
             .iter()
