@@ -828,6 +828,15 @@ fn commit_flush(
     segments: &[ScopeSegment],
 ) -> Result<OpResult, OpError> {
     let def = cold_table(ctx, table, "STORAGE FLUSH")?;
+    if segments.is_empty() {
+        // The job's state held no hot version of the table: every one now is newer.
+        let message = format!(
+            "Storage flush skipped: no pending writes for table '{}'",
+            def.qualified_name()
+        );
+        let record = job(ctx, id, JobKind::Flush, &def, 0, message);
+        return Ok(record_job(ctx, record));
+    }
     if let Some(mark) = catalog::flushed_through(&ctx.state(), table)?
         && mark >= through_seq
     {
@@ -860,18 +869,11 @@ fn commit_flush(
         catalog::flushed_key(table),
         codec::encode(&through_seq),
     );
-    let message = if segments.is_empty() {
-        format!(
-            "Storage flush skipped: no pending writes for table '{}'",
-            def.qualified_name()
-        )
-    } else {
-        format!(
-            "Flushed {rows} row(s) of {} for {} owner(s) ({bytes} bytes of Parquet)",
-            def.qualified_name(),
-            segments.len()
-        )
-    };
+    let message = format!(
+        "Flushed {rows} row(s) of {} for {} owner(s) ({bytes} bytes of Parquet)",
+        def.qualified_name(),
+        segments.len()
+    );
     let record = job(ctx, id, JobKind::Flush, &def, rows, message);
     Ok(record_job(ctx, record))
 }

@@ -355,3 +355,77 @@ fn a_cold_tier_that_cannot_be_read_stops_the_fold_instead_of_rejecting() {
     assert!(e.to_string().contains("connection refused"), "{e}");
     assert_eq!(store.applied_index().expect("applied"), applied);
 }
+
+#[test]
+fn a_flush_commit_drops_the_hot_versions_it_covers_and_a_stale_one_is_rejected() {
+    let ms = crate::seq::SEQ_EPOCH_UNIX_MS;
+    let covered = crate::Seq::at_unix_ms(ms + 1000).0 + 10;
+    let commit = |job: &str, through_seq: i64, segments: usize| Op::CommitFlush {
+        table: TableId(1),
+        job: job.into(),
+        as_of: 3,
+        through_seq,
+        segments: (0..segments)
+            .map(|_| crate::ScopeSegment {
+                scope: String::new(),
+                segment: crate::event::golden::segment(),
+            })
+            .collect(),
+    };
+    let mut entries: Vec<Vec<Command>> = setup().into_iter().map(|c| vec![c]).collect();
+    entries.push(vec![cmd(ms + 1000, vec![insert(&[1, 2, 3])])]);
+    entries.push(vec![cmd(ms + 2000, vec![insert(&[4])])]);
+    entries.push(vec![cmd(ms + 3000, vec![commit("FL-a", covered, 1)])]);
+    // A job that read an earlier state commits after it: refused, nothing changes.
+    entries.push(vec![cmd(ms + 4000, vec![commit("FL-b", covered - 5, 1)])]);
+    // A job that read no hot version of the table: a no-op, recorded.
+    entries.push(vec![cmd(ms + 5000, vec![commit("FL-c", covered - 5, 0)])]);
+    let (outcomes, dump) = run(&entries);
+    let n = outcomes.len();
+    assert!(
+        matches!(outcomes[n - 3][0], Outcome::Applied(_)),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(&outcomes[n - 2][0], Outcome::Rejected { error, .. } if error.contains("overtaken")),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[n - 1][0], Outcome::Applied(_)),
+        "{outcomes:?}"
+    );
+    // Rows 1 to 3 left the hot tier; row 4 (written after the job's state) stays.
+    let hot: Vec<&Vec<u8>> = dump
+        .iter()
+        .filter(|(f, _, _)| *f == Family::Rows)
+        .map(|(_, k, _)| k)
+        .collect();
+    assert_eq!(hot.len(), 1, "{hot:?}");
+    assert!(hot[0].ends_with(&crate::cold::store::key_of(&Value::BigInt(4))));
+    let manifests: Vec<crate::cold::Manifest> = dump
+        .iter()
+        .filter(|(f, k, _)| *f == Family::Catalog && k.starts_with(b"c\0"))
+        .map(|(_, _, v)| codec::decode(v, "a manifest").expect("manifest"))
+        .collect();
+    assert_eq!(manifests.len(), 1);
+    assert_eq!(
+        manifests[0].segments.len(),
+        1,
+        "FL-b's segment is not listed"
+    );
+    let jobs: Vec<crate::JobRecord> = dump
+        .iter()
+        .filter(|(f, k, _)| *f == Family::Catalog && k.starts_with(b"j\0"))
+        .map(|(_, _, v)| codec::decode(v, "a job").expect("job"))
+        .collect();
+    let messages: Vec<(&str, &str)> = jobs
+        .iter()
+        .map(|j| (j.id.as_str(), j.message.as_str()))
+        .collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(
+        messages[0].1.starts_with("Flushed 2 row(s)"),
+        "{messages:?}"
+    );
+    assert!(messages[1].1.contains("no pending writes"), "{messages:?}");
+}

@@ -1,16 +1,18 @@
 //! `folddb-materializer` folds committed log entries into state.
 //!
 //! It owns every store that is a fold of the log: the RocksDB hot tier ([`HotStore`]), whose
-//! every write carries the applied index, and the cold tier ([`cold`]: Parquet segments and
-//! manifests in each storage, written and read by [`cold::ColdStore`] through the storages'
-//! backends, filesystem or object storage). Also: the event schema ([`Command`], [`Op`],
-//! [`Outcome`]) and its versioned [`codec`]; the [`Propose`] trait through which `query`
-//! submits writes; [`EventFold`], which folds committed entries into the [`catalog`] and the
-//! [`row`] versions and drives the cold tier through [`ColdTier`]; `_seq` derivation
-//! ([`SeqClock`]); column types and cell values ([`DataType`], [`Value`]) with their Arrow
-//! and API encodings ([`convert`]). It is the only crate that opens RocksDB or writes
-//! Parquet. It builds no runtime: object storage requests run on the one the program hands
-//! in ([`cold::backend::IoRuntime`]).
+//! every write carries the applied index, and the cold tier ([`cold`]: Parquet segments in
+//! each storage, written by the flush and compaction jobs of [`cold::job`] outside apply and
+//! read by [`cold::ColdStore`] through the storages' backends, filesystem or object storage;
+//! the manifests that list them live in the hot tier's catalog, switched only by apply).
+//! Also: the event schema ([`Command`], [`Op`], [`Outcome`]) and its versioned [`codec`];
+//! the [`Propose`] trait through which `query` submits writes; [`EventFold`], which folds
+//! committed entries into the [`catalog`] and the [`row`] versions, reading the cold tier
+//! through [`ColdTier`] for keys that were flushed; `_seq` derivation ([`SeqClock`]); column
+//! types and cell values ([`DataType`], [`Value`]) with their Arrow and API encodings
+//! ([`convert`]). It is the only crate that opens RocksDB or writes Parquet. It builds no
+//! runtime: object storage requests run on the one the program hands in
+//! ([`cold::backend::IoRuntime`]).
 //!
 //! Dependencies: `folddb-log`, and arrow, parquet and object_store for the cold tier (see
 //! `DESIGN.md`, "Workspace").

@@ -132,6 +132,14 @@ impl Engine {
                     Ok(op) => op,
                     Err(e) => {
                         tracing::warn!(job = %id, error = %e, "a job failed");
+                        if let Some(cold) = cold.clone() {
+                            // What it wrote before failing is listed nowhere.
+                            let store = store.clone();
+                            let _ = tokio::task::spawn_blocking(move || {
+                                cold_job::sweep_one(&store, &cold, table)
+                            })
+                            .await;
+                        }
                         registry.finish(&id, Err(e));
                         continue;
                     }

@@ -5,8 +5,10 @@
 //! [`system`]), write planning (DML into events, every non-deterministic value resolved
 //! before proposing) and per-statement authorization by role ([`engine`]), and the pruning
 //! of cold segments by a query's filters ([`pruning`]). It reads the cold tier through the
-//! materializer's `cold::ColdStore`, which owns the files; value conversions are the
-//! materializer's too ([`convert`], re-exported).
+//! materializer's `cold::ColdStore`, which owns the files, and runs the background jobs
+//! ([`jobs`]): a flush or compaction is the materializer's `cold::job` writing the files,
+//! then the commit this crate proposes; value conversions are the materializer's too
+//! ([`convert`], re-exported).
 //!
 //! Its error type is the API's: [`SqlError`] with an [`ErrorCode`] of API.md 1.7.4, which the
 //! binary maps to HTTP statuses in one place.

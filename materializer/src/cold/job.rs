@@ -216,6 +216,16 @@ pub fn settle(store: &HotStore, cold: &ColdStore, table: TableId, op: &Op) -> Re
         .map_err(|e| e.to_string())
 }
 
+/// Removes the segment files of table `table` that no manifest lists (a job that failed
+/// half-way through its writing); best effort.
+pub fn sweep_one(store: &HotStore, cold: &ColdStore, table: TableId) {
+    if let Ok((def, storage)) = table_and_storage(store, table)
+        && let Err(e) = cold.sweep_table(store, &storage, &def)
+    {
+        tracing::warn!(error = %e, "could not sweep a failed job's files");
+    }
+}
+
 /// Removes, from every table's cold directories, the segment files no manifest lists: what
 /// jobs that crashed before their commit left. Run only while no job is running and once
 /// the node has applied every entry it had (a commit still in the log would otherwise lose
