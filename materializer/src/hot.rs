@@ -626,13 +626,6 @@ impl HotStore {
 }
 
 impl HotSnapshot<'_> {
-    /// The index of the last entry folded into the view.
-    pub fn applied_index(&self) -> Result<Option<LogIndex>> {
-        Ok(self
-            .get(Family::Meta, APPLIED_KEY)?
-            .and_then(|b| Some(LogIndex(u64::from_be_bytes(b.get(..8)?.try_into().ok()?)))))
-    }
-
     pub fn get(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.snapshot
             .get_cf(self.store.cf(family), key)

@@ -513,6 +513,15 @@ async fn an_unreachable_object_storage_fails_loudly_and_loses_nothing() {
         "2",
         "the rows are still hot: {stats:?}"
     );
+    // A job's failure is not the node's: it stays healthy and keeps taking writes.
+    let health = s
+        .client
+        .get(s.url("/health"))
+        .send()
+        .await
+        .expect("the server answers /health");
+    assert!(health.status().is_success(), "{}", health.status());
+    s.ok(&t, "INSERT INTO app.t (id, v) VALUES (3, 'c')").await;
 }
 
 /// An S3 storage end to end, against an S3-compatible endpoint on a loopback port: flushed

@@ -63,6 +63,22 @@ fn position(state: &dyn StateRead) -> Result<(u64, i64), String> {
     ))
 }
 
+/// Table `id` and its storage, unless it is a STREAM table (refused with `why`).
+fn cold_table(
+    state: &dyn StateRead,
+    id: TableId,
+    why: &str,
+) -> Result<(TableDef, StorageDef), String> {
+    let (def, storage) = table_and_storage(state, id)?;
+    if def.kind == TableKind::Stream {
+        return Err(format!(
+            "Table {} is a STREAM table: {why}",
+            def.qualified_name()
+        ));
+    }
+    Ok((def, storage))
+}
+
 /// Writes every hot version of table `id` (all owners) in `state` as the segments of job
 /// `job`: the `CommitFlush` that commits them.
 fn write_flush(
@@ -71,13 +87,7 @@ fn write_flush(
     id: TableId,
     job: &str,
 ) -> Result<Op, String> {
-    let (def, storage) = table_and_storage(state, id)?;
-    if def.kind == TableKind::Stream {
-        return Err(format!(
-            "Table {} is a STREAM table: STREAM tables are never flushed",
-            def.qualified_name()
-        ));
-    }
+    let (def, storage) = cold_table(state, id, "STREAM tables are never flushed")?;
     let (as_of, through_seq) = position(state)?;
     let mut scopes: BTreeMap<String, Vec<RowVersion>> = BTreeMap::new();
     for (key, bytes) in state
@@ -110,13 +120,7 @@ fn write_compaction(
     job: &str,
     horizon: i64,
 ) -> Result<Op, String> {
-    let (def, storage) = table_and_storage(state, id)?;
-    if def.kind == TableKind::Stream {
-        return Err(format!(
-            "Table {} is a STREAM table: it has no cold segments to compact",
-            def.qualified_name()
-        ));
-    }
+    let (def, storage) = cold_table(state, id, "it has no cold segments to compact")?;
     let (as_of, _) = position(state)?;
     let manifests = catalog::manifests(state, id).map_err(|e| e.to_string())?;
     let scopes = cold
