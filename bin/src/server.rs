@@ -122,21 +122,28 @@ async fn run_scheduler(state: Arc<State>, config: crate::config::StorageConfig) 
 }
 
 /// Before the node applies anything: the cold-tier manifests an earlier build kept only in
-/// the storages move into the node's state, once (`materializer/FORMAT.md`, "Versions").
-async fn import_cold_manifests(
+/// the storages move into the node's state, and the cold tier's key index is built for a
+/// store that has none, once each (`materializer/FORMAT.md`, "Versions").
+async fn upgrade_cold_tier(
     data_dir: &std::path::Path,
     cold: &Arc<ColdStore>,
 ) -> anyhow::Result<()> {
     let (dir, cold) = (data_dir.to_path_buf(), cold.clone());
-    let imported = tokio::task::spawn_blocking(move || {
+    let (imported, indexed) = tokio::task::spawn_blocking(move || {
         let store = folddb_materializer::HotStore::open_data_dir(&dir)?;
-        folddb_materializer::cold::job::import_v1_manifests(&store, &cold)
-            .map_err(anyhow::Error::msg)
+        let imported = folddb_materializer::cold::job::import_v1_manifests(&store, &cold)
+            .map_err(anyhow::Error::msg)?;
+        let indexed = folddb_materializer::cold::job::build_key_index(&store, &cold)
+            .map_err(anyhow::Error::msg)?;
+        anyhow::Ok((imported, indexed))
     })
     .await
-    .context("importing the cold tier's manifests")??;
+    .context("upgrading the cold tier")??;
     if imported > 0 {
         tracing::info!(manifests = imported, "imported the cold tier's manifests");
+    }
+    if indexed > 0 {
+        tracing::info!(keys = indexed, "built the cold tier's key index");
     }
     Ok(())
 }
@@ -178,7 +185,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ColdStore::new(config.server.data_dir.join("storage"))
             .with_io(object_io()?.handle().clone()),
     );
-    import_cold_manifests(&config.server.data_dir, &cold).await?;
+    upgrade_cold_tier(&config.server.data_dir, &cold).await?;
     let fold = EventFold::new(cold.clone());
     let node = Node::start_single(
         u64::from(config.server.node_id),

@@ -115,6 +115,7 @@ fn family_code(family: Family) -> u8 {
         Family::Catalog => 1,
         Family::Meta => 2,
         Family::Streams => 3,
+        Family::ColdKeys => 4,
     }
 }
 

@@ -29,7 +29,8 @@ use crate::value::Value;
 /// The result of a cold-tier call: errors are text, reported to the job that asked.
 pub type ColdResult<T> = std::result::Result<T, String>;
 
-/// The cold tier as the fold reads it.
+/// The cold tier as the fold reads it: only for the old image of a flushed row that an
+/// `UpdateV1` / `DeleteV1` entry (of a build before the key index) changes.
 pub trait ColdTier: Send + Sync + std::fmt::Debug + 'static {
     /// The newest cold version of the row with primary key `pk` in `def`'s `scope`, as the
     /// manifests of `state` list them. `storage` is the table's (`STORAGE_ID`): it says

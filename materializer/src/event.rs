@@ -33,7 +33,27 @@ pub struct Command {
 pub struct RowChange {
     pub pk: Value,
     pub expected_seq: i64,
+    /// The row as the proposer read it (version `expected_seq`), by column id: the old image
+    /// applying reports when that version is in the cold tier, which apply never reads.
+    pub old: Vec<(u32, Value)>,
     /// The whole new row (every column of the expected schema version), by column id.
+    pub cells: Vec<(u32, Value)>,
+}
+
+/// A delete of a row that exists, applied only if its `_seq` is still `expected_seq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowDelete {
+    pub pk: Value,
+    pub expected_seq: i64,
+    /// The row as the proposer read it, as in [`RowChange::old`].
+    pub old: Vec<(u32, Value)>,
+}
+
+/// [`RowChange`] as codec 1 entries before key-index builds carry it: no old image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowChangeV1 {
+    pub pk: Value,
+    pub expected_seq: i64,
     pub cells: Vec<(u32, Value)>,
 }
 
@@ -75,14 +95,17 @@ pub enum Op {
         scope: String,
         rows: Vec<Vec<(u32, Value)>>,
     },
-    Update {
+    /// [`Op::Update`] as earlier builds proposed it, without old images: folded the same,
+    /// except that a row whose version is in the cold tier is read from its segments.
+    UpdateV1 {
         table: TableId,
         schema_version: u32,
         scope: String,
-        rows: Vec<RowChange>,
+        rows: Vec<RowChangeV1>,
     },
-    /// Soft delete (a tombstone version) on USER and SHARED tables, physical on STREAM.
-    Delete {
+    /// [`Op::Delete`] as earlier builds proposed it: `(primary key, expected _seq)`, without
+    /// old images (see [`Op::UpdateV1`]).
+    DeleteV1 {
         table: TableId,
         scope: String,
         rows: Vec<(Value, i64)>,
@@ -145,6 +168,20 @@ pub enum Op {
         /// Tombstones with a `_seq` below it were dropped.
         horizon: i64,
         scopes: Vec<CompactedScope>,
+    },
+    /// Changes rows that exist (each expected at its `_seq`) to new cells of schema version
+    /// `schema_version`.
+    Update {
+        table: TableId,
+        schema_version: u32,
+        scope: String,
+        rows: Vec<RowChange>,
+    },
+    /// Soft delete (a tombstone version) on USER and SHARED tables, physical on STREAM.
+    Delete {
+        table: TableId,
+        scope: String,
+        rows: Vec<RowDelete>,
     },
 }
 

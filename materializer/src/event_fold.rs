@@ -16,8 +16,8 @@ use crate::catalog::{self, NamespaceDef, Pending, StateRead, TableDef, TableId, 
 use crate::codec;
 use crate::cold::{ColdTier, JobKind, JobRecord, Manifest};
 use crate::event::{
-    Command, CompactedScope, Op, OpResult, Outcome, RowChange, ScopeSegment, decode_entry,
-    encode_entry, encode_outcomes,
+    Command, CompactedScope, Op, OpResult, Outcome, ScopeSegment, decode_entry, encode_entry,
+    encode_outcomes,
 };
 use crate::fold::Fold;
 use crate::hot::{Family, HotBatch, HotStore};
@@ -461,15 +461,16 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                     None => Value::BigInt(seq),
                 };
                 let key = row_key(def.id, scope, &pk);
-                let existing_tombstone = match read_row(ctx, &def, scope, &pk, &key)? {
-                    Some(existing) if !existing.deleted => {
+                let existing_tombstone = match find_row(ctx, &def, &key)? {
+                    Found::Absent => None,
+                    Found::Hot(existing) if existing.deleted => Some(existing),
+                    Found::Hot(_) | Found::Cold(_) => {
                         let column = def.pk_column().map_or("_seq", |c| c.name.as_str());
                         return Err(reject(format!(
                             "Primary key violation: value '{}' already exists in column '{column}'",
                             pk.plain()
                         )));
                     }
-                    other => other,
                 };
                 let row = RowRef {
                     table: def.id,
@@ -497,66 +498,35 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             rows,
         } => {
             let def = table_by_id(ctx, *table, *schema_version)?;
-            let mut result = OpResult::default();
-            for RowChange {
-                pk,
-                expected_seq,
-                cells,
-            } in rows
-            {
-                let key = row_key(def.id, scope, pk);
-                let current = expect_current(ctx, &def, scope, &key, pk, *expected_seq)?;
-                let seq = ctx.next_seq();
-                let row = RowRef {
-                    table: def.id,
-                    family: def.family(),
-                    scope,
-                    pk,
-                    key,
-                };
-                put_version(
-                    ctx,
-                    row,
-                    Some(current),
-                    seq,
-                    false,
-                    cells.clone(),
-                    &mut result,
-                );
-            }
-            Ok(result)
+            let rows = rows.iter().map(|r| {
+                let old = Image::Carried(&r.old);
+                (&r.pk, r.expected_seq, old, &r.cells)
+            });
+            update_rows(ctx, &def, scope, rows)
+        }
+        Op::UpdateV1 {
+            table,
+            schema_version,
+            scope,
+            rows,
+        } => {
+            let def = table_by_id(ctx, *table, *schema_version)?;
+            let rows = rows
+                .iter()
+                .map(|r| (&r.pk, r.expected_seq, Image::ReadCold, &r.cells));
+            update_rows(ctx, &def, scope, rows)
         }
         Op::Delete { table, scope, rows } => {
             let def = table_by_id(ctx, *table, 0)?;
-            let mut result = OpResult::default();
-            for (pk, expected_seq) in rows {
-                let key = row_key(def.id, scope, pk);
-                let current = expect_current(ctx, &def, scope, &key, pk, *expected_seq)?;
-                if def.has_soft_delete() {
-                    let seq = ctx.next_seq();
-                    let cells = current.cells.clone();
-                    let row = RowRef {
-                        table: def.id,
-                        family: def.family(),
-                        scope,
-                        pk,
-                        key,
-                    };
-                    put_version(ctx, row, Some(current), seq, true, cells, &mut result);
-                } else {
-                    ctx.written.insert(key.clone());
-                    ctx.batch.delete(def.family(), key);
-                    ctx.batch.record(RowEvent {
-                        table: def.id,
-                        scope: scope.clone(),
-                        pk: pk.clone(),
-                        old: Some(current),
-                        new: None,
-                    });
-                    result.affected += 1;
-                }
-            }
-            Ok(result)
+            let rows = rows
+                .iter()
+                .map(|r| (&r.pk, r.expected_seq, Image::Carried(&r.old)));
+            delete_rows(ctx, &def, scope, rows)
+        }
+        Op::DeleteV1 { table, scope, rows } => {
+            let def = table_by_id(ctx, *table, 0)?;
+            let rows = rows.iter().map(|(pk, seq)| (pk, *seq, Image::ReadCold));
+            delete_rows(ctx, &def, scope, rows)
         }
         Op::PutUser { user, create } => {
             if *create {
@@ -856,11 +826,19 @@ fn commit_flush(
     // The versions the segments hold are the table's hot versions up to `through_seq`: every
     // later version has a greater `_seq`, and an earlier one still hot was in the job's
     // snapshot. (One overwritten since is in a segment and superseded by its hot version.)
+    // Each becomes its key's newest cold version: the key index keeps the live ones.
     let hot = ctx
         .state()
         .scan_prefix(Family::Rows, &table_prefix(def.id))?;
     for (key, bytes) in hot {
-        if RowVersion::seq_of(&bytes)? <= through_seq {
+        let head = RowVersion::head_of(&bytes)?;
+        if head.seq <= through_seq {
+            if head.deleted {
+                ctx.batch.delete(Family::ColdKeys, key.clone());
+            } else {
+                let seq = crate::row::encode_indexed_seq(head.seq);
+                ctx.batch.put(Family::ColdKeys, key.clone(), seq);
+            }
             ctx.batch.delete(Family::Rows, key);
         }
     }
@@ -1015,9 +993,13 @@ fn drop_table(ctx: &mut Ctx<'_>, def: &TableDef) -> Result<(), OpError> {
         .delete(Family::Catalog, catalog::flushed_key(def.id));
     let state = ctx.state();
     let rows = state.scan_prefix(def.family(), &table_prefix(def.id))?;
+    let indexed = state.scan_prefix(Family::ColdKeys, &table_prefix(def.id))?;
     let history = catalog::table_history(&state, def.id)?;
     for (key, _) in rows {
         ctx.batch.delete(def.family(), key);
+    }
+    for (key, _) in indexed {
+        ctx.batch.delete(Family::ColdKeys, key);
     }
     for version in history {
         ctx.batch.delete(
@@ -1062,34 +1044,48 @@ fn table_by_id(ctx: &Ctx<'_>, id: TableId, schema_version: u32) -> Result<TableD
     Ok(def)
 }
 
-/// The newest version of a row: the hot one, else the cold one (a hot version is always
-/// newer than any cold version of its key: flushing moves a key's newest version out of the
-/// hot tier, and every later write is newer still).
-fn read_row(
-    ctx: &Ctx<'_>,
-    def: &TableDef,
-    scope: &str,
-    pk: &Value,
-    key: &[u8],
-) -> Result<Option<RowVersion>, OpError> {
+/// What the state holds for a row key.
+enum Found {
+    /// A version in the hot tier (or one this entry wrote).
+    Hot(RowVersion),
+    /// No hot version; the newest flushed one is live and has this `_seq` (the key index).
+    Cold(i64),
+    Absent,
+}
+
+/// The newest version of the row at `key`: the hot one, else what the cold tier's key index
+/// says (a hot version is always newer than any cold version of its key: flushing moves a
+/// key's newest version out of the hot tier, and every later write is newer still). Reads
+/// the node's own state only.
+fn find_row(ctx: &Ctx<'_>, def: &TableDef, key: &[u8]) -> Result<Found, OpError> {
     if let Some(bytes) = ctx.batch.get(ctx.store, def.family(), key)? {
         return codec::decode::<RowVersion>(&bytes, "a row version")
-            .map(Some)
+            .map(Found::Hot)
             .map_err(OpError::Env);
     }
-    // Only a scope whose manifest lists segments has cold rows to look at.
-    let flushed = || -> Result<bool, OpError> {
-        let key = catalog::manifest_key(def.id, scope);
-        Ok(ctx.state().get(Family::Catalog, &key)?.is_some())
-    };
-    match ctx.cold {
-        Some(cold) if def.kind != TableKind::Stream && flushed()? => cold
-            .get(&ctx.state(), &storage_of(ctx, def)?, def, scope, pk)
-            .map_err(|reason| OpError::Env(crate::Error::ColdRead { reason })),
-        _ => Ok(None),
+    if def.kind == TableKind::Stream {
+        return Ok(Found::Absent);
+    }
+    match ctx.batch.get(ctx.store, Family::ColdKeys, key)? {
+        Some(bytes) => crate::row::decode_indexed_seq(&bytes)
+            .map(Found::Cold)
+            .map_err(OpError::Env),
+        None => Ok(Found::Absent),
     }
 }
 
+/// Where the old image of a row whose version is cold comes from.
+#[derive(Clone, Copy)]
+enum Image<'o> {
+    /// The op carries it ([`Op::Update`], [`Op::Delete`]).
+    Carried(&'o [(u32, Value)]),
+    /// The op predates old images ([`Op::UpdateV1`], [`Op::DeleteV1`]): the segments are
+    /// read, and a failure to read them is the environment's, not an outcome.
+    ReadCold,
+}
+
+/// The row at `key` as it stands, provided it is live and its version is `expected_seq`
+/// (or, with [`SEQ_OWN_WRITE`], one this command wrote).
 fn expect_current(
     ctx: &Ctx<'_>,
     def: &TableDef,
@@ -1097,20 +1093,113 @@ fn expect_current(
     key: &[u8],
     pk: &Value,
     expected_seq: i64,
+    image: Image<'_>,
 ) -> Result<RowVersion, OpError> {
-    match read_row(ctx, def, scope, pk, key)? {
-        Some(row)
+    let changed = || {
+        reject(format!(
+            "Row with primary key '{}' was changed concurrently; retry",
+            pk.plain()
+        ))
+    };
+    match find_row(ctx, def, key)? {
+        Found::Hot(row)
             if !row.deleted
                 && (row.seq == expected_seq
                     || (expected_seq == SEQ_OWN_WRITE && ctx.written.contains(key))) =>
         {
             Ok(row)
         }
-        _ => Err(reject(format!(
-            "Row with primary key '{}' was changed concurrently; retry",
-            pk.plain()
-        ))),
+        Found::Cold(seq) if seq == expected_seq => match image {
+            Image::Carried(cells) => Ok(RowVersion {
+                seq,
+                deleted: false,
+                cells: cells.to_vec(),
+            }),
+            Image::ReadCold => {
+                let Some(cold) = ctx.cold else {
+                    return Err(OpError::Env(crate::Error::ColdRead {
+                        reason: "the node has no cold tier to read an old image from".into(),
+                    }));
+                };
+                let row = cold
+                    .get(&ctx.state(), &storage_of(ctx, def)?, def, scope, pk)
+                    .map_err(|reason| OpError::Env(crate::Error::ColdRead { reason }))?;
+                row.filter(|r| r.seq == seq && !r.deleted)
+                    .ok_or_else(changed)
+            }
+        },
+        _ => Err(changed()),
     }
+}
+
+/// [`Op::Update`] and [`Op::UpdateV1`]: each row `(pk, expected _seq, old image, new cells)`.
+fn update_rows<'o>(
+    ctx: &mut Ctx<'_>,
+    def: &TableDef,
+    scope: &str,
+    rows: impl Iterator<Item = (&'o Value, i64, Image<'o>, &'o Vec<(u32, Value)>)>,
+) -> Result<OpResult, OpError> {
+    let mut result = OpResult::default();
+    for (pk, expected_seq, image, cells) in rows {
+        let key = row_key(def.id, scope, pk);
+        let current = expect_current(ctx, def, scope, &key, pk, expected_seq, image)?;
+        let seq = ctx.next_seq();
+        let row = RowRef {
+            table: def.id,
+            family: def.family(),
+            scope,
+            pk,
+            key,
+        };
+        put_version(
+            ctx,
+            row,
+            Some(current),
+            seq,
+            false,
+            cells.clone(),
+            &mut result,
+        );
+    }
+    Ok(result)
+}
+
+/// [`Op::Delete`] and [`Op::DeleteV1`]: each row `(pk, expected _seq, old image)`.
+fn delete_rows<'o>(
+    ctx: &mut Ctx<'_>,
+    def: &TableDef,
+    scope: &str,
+    rows: impl Iterator<Item = (&'o Value, i64, Image<'o>)>,
+) -> Result<OpResult, OpError> {
+    let mut result = OpResult::default();
+    for (pk, expected_seq, image) in rows {
+        let key = row_key(def.id, scope, pk);
+        let current = expect_current(ctx, def, scope, &key, pk, expected_seq, image)?;
+        if def.has_soft_delete() {
+            let seq = ctx.next_seq();
+            let cells = current.cells.clone();
+            let row = RowRef {
+                table: def.id,
+                family: def.family(),
+                scope,
+                pk,
+                key,
+            };
+            put_version(ctx, row, Some(current), seq, true, cells, &mut result);
+        } else {
+            ctx.written.insert(key.clone());
+            ctx.batch.delete(def.family(), key);
+            ctx.batch.record(RowEvent {
+                table: def.id,
+                scope: scope.to_owned(),
+                pk: pk.clone(),
+                old: Some(current),
+                new: None,
+            });
+            result.affected += 1;
+        }
+    }
+    Ok(result)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Tests of `event_fold`, kept beside it (STYLE.md: a sibling `*_test.rs` once they grow).
 use super::*;
 use crate::catalog::TableKind;
+use crate::event::{RowChange, RowChangeV1, RowDelete};
 use crate::event::{decode_outcomes, encode_entry};
 use folddb_log::Term;
 use proptest::prelude::*;
@@ -26,6 +27,15 @@ fn insert(ids: &[i64]) -> Op {
             .iter()
             .map(|i| vec![(1, Value::BigInt(*i)), (2, Value::Text(format!("v{i}")))])
             .collect(),
+    }
+}
+
+/// A delete of row `id` that this same command wrote.
+fn own_delete(id: i64) -> crate::RowDelete {
+    crate::RowDelete {
+        pk: Value::BigInt(id),
+        expected_seq: SEQ_OWN_WRITE,
+        old: Vec::new(),
     }
 }
 
@@ -110,6 +120,7 @@ fn update_and_delete_check_the_expected_seq() {
         rows: vec![RowChange {
             pk: Value::BigInt(1),
             expected_seq,
+            old: vec![(1, Value::BigInt(1)), (2, Value::Text("v1".into()))],
             cells: vec![(1, Value::BigInt(1)), (2, Value::Text("new".into()))],
         }],
     };
@@ -134,13 +145,14 @@ fn own_write_sentinel_matches_only_rows_the_same_command_wrote() {
         rows: vec![RowChange {
             pk: Value::BigInt(id),
             expected_seq,
+            old: vec![(1, Value::BigInt(id)), (2, Value::Text(format!("v{id}")))],
             cells: vec![(1, Value::BigInt(id)), (2, Value::Text("again".into()))],
         }],
     };
     let delete = |id: i64| Op::Delete {
         table: TableId(1),
         scope: String::new(),
-        rows: vec![(Value::BigInt(id), SEQ_OWN_WRITE)],
+        rows: vec![own_delete(id)],
     };
     let (outcomes, _) = run(&[
         setup(),
@@ -250,13 +262,14 @@ fn folding_records_each_row_change_with_its_old_and_new_image() {
         rows: vec![RowChange {
             pk: Value::BigInt(1),
             expected_seq: seq1.unwrap_or_default(),
+            old: vec![(1, Value::BigInt(1)), (2, Value::Text("v1".into()))],
             cells: vec![(1, Value::BigInt(1)), (2, Value::Text("new".into()))],
         }],
     };
     let delete = Op::Delete {
         table: TableId(1),
         scope: String::new(),
-        rows: vec![(Value::BigInt(1), SEQ_OWN_WRITE)],
+        rows: vec![own_delete(1)],
     };
     // A rejected command leaves no events; the applied one leaves its two, in order.
     let (outcomes, events) = fold(
@@ -319,41 +332,175 @@ impl ColdTier for Unreachable {
     }
 }
 
-#[test]
-fn a_cold_tier_that_cannot_be_read_stops_the_fold_instead_of_rejecting() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = HotStore::open(dir.path()).expect("open");
-    let fold = EventFold::new(Arc::new(Unreachable));
-    let mut index = 0;
-    let mut fold_one = |cmds: &[Command]| {
-        index += 1;
-        let mut batch = HotBatch::default();
-        let out = fold.fold(&store, LogIndex(index), &encode_entry(cmds), &mut batch)?;
-        store.apply(LogIndex(index), Term(1), batch).expect("apply");
-        Ok::<_, crate::Error>(decode_outcomes(&out).expect("outcomes"))
-    };
-    for c in setup() {
-        fold_one(&[c]).expect("setup folds");
+/// A store folded by a fold whose cold tier cannot be read: entries go in one at a time.
+struct UnreachableNode {
+    _dir: tempfile::TempDir,
+    store: HotStore,
+    fold: EventFold,
+    index: u64,
+}
+
+impl UnreachableNode {
+    fn new() -> UnreachableNode {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = HotStore::open(dir.path()).expect("open");
+        let mut node = UnreachableNode {
+            _dir: dir,
+            store,
+            fold: EventFold::new(Arc::new(Unreachable)),
+            index: 0,
+        };
+        for c in setup() {
+            node.fold_one(c).expect("setup folds");
+        }
+        node
     }
-    // Nothing was ever flushed: the state lists no segment, so no key reads the cold tier.
-    let out = fold_one(&[cmd(10, vec![insert(&[1])])]).expect("folds");
-    assert!(matches!(out[0], Outcome::Applied(_)), "{out:?}");
-    // Once a manifest lists a segment, an unknown key must be checked there: the failure is
-    // the environment's, so the fold errs and the entry is not applied.
-    let mut manifest = crate::cold::Manifest::new(&table(), "");
-    manifest.segments.push(crate::event::golden::segment());
-    let mut batch = HotBatch::default();
-    batch.put(
-        Family::Catalog,
-        catalog::manifest_key(TableId(1), ""),
-        codec::encode(&manifest),
+
+    /// Folds and applies `cmd` as the next entry: its outcome and row events, or the error
+    /// that left it unapplied.
+    fn fold_one(&mut self, cmd: Command) -> crate::Result<(Outcome, Vec<RowEvent>)> {
+        let mut batch = HotBatch::default();
+        let index = LogIndex(self.index + 1);
+        let out = self
+            .fold
+            .fold(&self.store, index, &encode_entry(&[cmd]), &mut batch)?;
+        let events = batch.take_events();
+        self.store.apply(index, Term(1), batch).expect("apply");
+        self.index += 1;
+        let outcome = decode_outcomes(&out).expect("outcomes").remove(0);
+        Ok((outcome, events))
+    }
+
+    fn applied(&mut self, cmd: Command) -> (Vec<OpResult>, Vec<RowEvent>) {
+        match self.fold_one(cmd).expect("folds") {
+            (Outcome::Applied(r), events) => (r, events),
+            (other, _) => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn primary_keys_are_checked_against_the_key_index_and_only_a_legacy_op_reads_the_cold_tier() {
+    let ms = crate::seq::SEQ_EPOCH_UNIX_MS;
+    let mut node = UnreachableNode::new();
+    // Nothing was ever flushed: no key index entry, no cold read.
+    let (r, _) = node.applied(cmd(ms + 1000, vec![insert(&[1, 2, 3])]));
+    let seqs = r[0].seqs.clone();
+    let delete = |id: i64, expected_seq, old| Op::Delete {
+        table: TableId(1),
+        scope: String::new(),
+        rows: vec![RowDelete {
+            pk: Value::BigInt(id),
+            expected_seq,
+            old,
+        }],
+    };
+    let (r, _) = node.applied(cmd(ms + 2000, vec![delete(3, seqs[2], Vec::new())]));
+    let through = r[0].seqs[0];
+    node.applied(cmd(
+        ms + 3000,
+        vec![Op::CommitFlush {
+            table: TableId(1),
+            job: "FL-1".into(),
+            as_of: 3,
+            through_seq: through,
+            segments: vec![crate::ScopeSegment {
+                scope: String::new(),
+                segment: crate::event::golden::segment(),
+            }],
+        }],
+    ));
+    // The index holds the live flushed keys with their `_seq`, not the tombstone.
+    let indexed: Vec<(Vec<u8>, i64)> = node
+        .store
+        .scan_prefix(Family::ColdKeys, &[])
+        .expect("index")
+        .into_iter()
+        .map(|(k, v)| (k, crate::row::decode_indexed_seq(&v).expect("a _seq")))
+        .collect();
+    let key = |id| row_key(TableId(1), "", &Value::BigInt(id));
+    assert_eq!(indexed, vec![(key(1), seqs[0]), (key(2), seqs[1])]);
+    assert!(
+        node.store
+            .scan_prefix(Family::Rows, &[])
+            .expect("hot")
+            .is_empty()
     );
-    store.upgrade(batch).expect("a manifest");
-    let applied = store.applied_index().expect("applied");
-    let e = fold_one(&[cmd(11, vec![insert(&[2])])]).expect_err("not an outcome");
+    // A flushed key is a duplicate, a flushed tombstone's key is free: neither reads the
+    // (unreachable) segments.
+    match node
+        .fold_one(cmd(ms + 4000, vec![insert(&[1])]))
+        .expect("folds")
+    {
+        (Outcome::Rejected { error, .. }, _) => {
+            assert!(
+                error.contains("Primary key violation: value '1'"),
+                "{error}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    node.applied(cmd(ms + 5000, vec![insert(&[3, 9])]));
+    // An update of a cold row checks its `_seq` against the index and reports the old
+    // image the op carries.
+    let image = vec![(1, Value::BigInt(2)), (2, Value::Text("v2".into()))];
+    let update = |expected_seq| Op::Update {
+        table: TableId(1),
+        schema_version: 1,
+        scope: String::new(),
+        rows: vec![RowChange {
+            pk: Value::BigInt(2),
+            expected_seq,
+            old: image.clone(),
+            cells: vec![(1, Value::BigInt(2)), (2, Value::Text("new".into()))],
+        }],
+    };
+    match node
+        .fold_one(cmd(ms + 6000, vec![update(seqs[1] - 1)]))
+        .expect("folds")
+    {
+        (Outcome::Rejected { error, .. }, _) => {
+            assert!(error.contains("changed concurrently"), "{error}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let (_, events) = node.applied(cmd(ms + 7000, vec![update(seqs[1])]));
+    let old = events[0].old.as_ref().expect("an old image");
+    assert_eq!((old.seq, old.deleted, &old.cells), (seqs[1], false, &image));
+    // An op from before old images has to read the segments: the failure is the
+    // environment's, so the fold errs and the entry is not applied.
+    let applied = node.store.applied_index().expect("applied");
+    let legacy = Op::UpdateV1 {
+        table: TableId(1),
+        schema_version: 1,
+        scope: String::new(),
+        rows: vec![RowChangeV1 {
+            pk: Value::BigInt(1),
+            expected_seq: seqs[0],
+            cells: vec![(1, Value::BigInt(1)), (2, Value::Text("x".into()))],
+        }],
+    };
+    let e = node
+        .fold_one(cmd(ms + 8000, vec![legacy]))
+        .expect_err("not an outcome");
     assert!(matches!(e, crate::Error::ColdRead { .. }), "{e}");
     assert!(e.to_string().contains("connection refused"), "{e}");
-    assert_eq!(store.applied_index().expect("applied"), applied);
+    assert_eq!(node.store.applied_index().expect("applied"), applied);
+    // Dropping the table drops its index entries.
+    node.applied(cmd(
+        ms + 9000,
+        vec![Op::DropTable {
+            namespace: "app".into(),
+            name: "t".into(),
+            if_exists: false,
+        }],
+    ));
+    assert!(
+        node.store
+            .scan_prefix(Family::ColdKeys, &[])
+            .expect("index")
+            .is_empty()
+    );
 }
 
 #[test]

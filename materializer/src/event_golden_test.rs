@@ -97,7 +97,7 @@ fn every_op() -> Vec<(u8, Op)> {
         ),
         (
             7,
-            Op::Update {
+            Op::UpdateV1 {
                 table: t,
                 schema_version: 1,
                 scope: "u".into(),
@@ -106,7 +106,7 @@ fn every_op() -> Vec<(u8, Op)> {
         ),
         (
             8,
-            Op::Delete {
+            Op::DeleteV1 {
                 table: t,
                 scope: "u".into(),
                 rows: vec![(Value::BigInt(1), 5)],
@@ -200,7 +200,48 @@ fn every_op() -> Vec<(u8, Op)> {
                 }],
             },
         ),
+        (
+            20,
+            Op::Update {
+                table: t,
+                schema_version: 2,
+                scope: "u".into(),
+                rows: vec![RowChange {
+                    pk: Value::BigInt(1),
+                    expected_seq: 5,
+                    old: vec![(1, Value::BigInt(1)), (2, Value::Text("a".into()))],
+                    cells: vec![(1, Value::BigInt(1)), (2, Value::Text("b".into()))],
+                }],
+            },
+        ),
+        (21, delete_with_image()),
     ]
+}
+
+/// A delete as builds with the cold key index propose it: with the row's old image.
+fn delete_with_image() -> Op {
+    Op::Delete {
+        table: TableId(3),
+        scope: "alice".into(),
+        rows: vec![RowDelete {
+            pk: Value::BigInt(7),
+            expected_seq: 77,
+            old: vec![(1, Value::BigInt(7)), (2, Value::Null)],
+        }],
+    }
+}
+
+/// [`delete_with_image`], byte for byte. Read as: codec version 1, variant 21 (Delete):
+/// table 3, scope "alice", 1 row: pk BigInt (variant 4) zigzag 0x0e = 7, expected `_seq`
+/// zigzag 0x9a = 77, old image of 2 cells: (1, BigInt 7), (2, Null = variant 0).
+const GOLDEN_DELETE: &str = "01150305616c69636501040e9a0201040e0200";
+
+#[test]
+fn a_delete_with_its_old_image_encodes_to_its_golden_bytes() {
+    let op = delete_with_image();
+    let bytes = codec::encode(&op);
+    assert_eq!(hex(&bytes), GOLDEN_DELETE);
+    assert_eq!(codec::decode::<Op>(&bytes, "an op").expect("decodes"), op);
 }
 
 /// A segment's description as a commit entry carries it: its fields are a log format too.
@@ -261,8 +302,8 @@ fn every_op_variant_keeps_its_index_in_the_payload() {
 /// Read as: codec version 1, 2 commands; stamp (varint u64, `fd` + 8 bytes LE), actor
 /// "alice", 1 op, variant 6 (Insert): table 3, schema version 2, scope "alice", 1 row of 5
 /// cells: (1, BigInt zigzag 0x53 = -42), (2, Text "héllo"), (3, Null), (4, Double 1.5 LE),
-/// (5, Boolean true); then stamp + 1, actor "svc", variant 8 (Delete): table 3, scope "",
-/// 1 row (BigInt 7, expected `_seq` -1).
+/// (5, Boolean true); then stamp + 1, actor "svc", variant 8 (DeleteV1, as codec 1 entries
+/// before old images carry it): table 3, scope "", 1 row (BigInt 7, expected `_seq` -1).
 const GOLDEN_ENTRY: &str = "0102fd00280fd29a01000005616c6963650106030205616c696365010501045302\
                             080668c3a96c6c6f03000406000000000000f83f050101fd01280fd29a01000003\
                             7376630108030001040e01";
@@ -288,7 +329,7 @@ fn golden_commands() -> Vec<Command> {
         Command {
             stamp_ms: 1_764_460_800_001,
             actor: "svc".into(),
-            ops: vec![Op::Delete {
+            ops: vec![Op::DeleteV1 {
                 table: TableId(3),
                 scope: String::new(),
                 rows: vec![(Value::BigInt(7), SEQ_OWN)],
@@ -333,18 +374,21 @@ fn outcomes_encode_to_their_golden_bytes() {
 const GOLDEN_OUTCOMES: &str = "010200010300000101026e6f";
 
 #[test]
-fn a_row_versions_seq_reads_without_its_cells() {
+fn a_row_versions_head_reads_without_its_cells() {
     let v = crate::RowVersion {
         seq: -77,
         deleted: true,
         cells: vec![(1, Value::Text("x".repeat(300)))],
     };
     assert_eq!(
-        crate::RowVersion::seq_of(&codec::encode(&v)).expect("seq"),
-        -77
+        crate::RowVersion::head_of(&codec::encode(&v)).expect("head"),
+        crate::row::VersionHead {
+            seq: -77,
+            deleted: true
+        }
     );
     assert!(
-        crate::RowVersion::seq_of(&[9, 1]).is_err(),
+        crate::RowVersion::head_of(&[9, 1]).is_err(),
         "another codec version"
     );
 }

@@ -41,10 +41,19 @@ pub enum Family {
     Catalog,
     /// The materializer's own bookkeeping: the applied index.
     Meta,
+    /// The cold tier's key index: each row key whose newest flushed version is live, with
+    /// that version's `_seq`. What primary-key checks read instead of the segments.
+    ColdKeys,
 }
 
 impl Family {
-    pub const ALL: [Family; 4] = [Family::Rows, Family::Catalog, Family::Meta, Family::Streams];
+    pub const ALL: [Family; 5] = [
+        Family::Rows,
+        Family::Catalog,
+        Family::Meta,
+        Family::Streams,
+        Family::ColdKeys,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -52,6 +61,7 @@ impl Family {
             Family::Streams => "streams",
             Family::Catalog => "catalog",
             Family::Meta => "meta",
+            Family::ColdKeys => "cold_keys",
         }
     }
 }
@@ -62,7 +72,11 @@ pub type KeyValue = (Family, Vec<u8>, Vec<u8>);
 const APPLIED_KEY: &[u8] = b"applied";
 /// The hot tier's layout version (`materializer/FORMAT.md`, "Versions").
 const LAYOUT_KEY: &[u8] = b"layout";
-const LAYOUT: u32 = 2;
+const LAYOUT: u32 = 3;
+/// Meta key: the cold tier's key index (`cold_keys`) is still to be built from the segments.
+/// Set when a store of layout 2 or older is upgraded (those builds kept no index); the
+/// server builds the index before it applies anything (`cold::job::build_key_index`).
+pub const KEY_INDEX_PENDING_KEY: &[u8] = b"cold_keys_pending";
 
 fn applied_bytes(index: LogIndex, term: Term) -> [u8; 16] {
     let mut b = [0u8; 16];
@@ -315,24 +329,34 @@ impl HotStore {
     }
 
     /// Brings a store written by an earlier build to the current layout (`meta` key
-    /// `layout`): layout 1 kept STREAM rows in `rows`; they move to `streams`, in one batch
-    /// with the new mark.
+    /// `layout`), in one batch with the new mark: layout 1 kept STREAM rows in `rows`; they
+    /// move to `streams`. Layouts 1 and 2 kept no cold key index: a store that applied
+    /// entries is marked for its build ([`KEY_INDEX_PENDING_KEY`]); a new one has none to
+    /// build.
     fn upgrade_layout(&self) -> Result<()> {
-        if self.get(Family::Meta, LAYOUT_KEY)?.as_deref() == Some(&LAYOUT.to_be_bytes()[..]) {
+        let layout = self.get(Family::Meta, LAYOUT_KEY)?.map_or(1, |b| {
+            <[u8; 4]>::try_from(b.as_slice()).map_or(0, u32::from_be_bytes)
+        });
+        if layout == LAYOUT {
             return Ok(());
         }
         let mut batch = WriteBatch::default();
         let mut moved = Vec::new();
-        for table in crate::catalog::tables(self, None)? {
-            if table.kind != crate::TableKind::Stream {
-                continue;
+        if layout < 2 {
+            for table in crate::catalog::tables(self, None)? {
+                if table.kind != crate::TableKind::Stream {
+                    continue;
+                }
+                let prefix = crate::row::table_prefix(table.id);
+                for (k, v) in self.scan_prefix(Family::Rows, &prefix)? {
+                    batch.delete_cf(self.cf(Family::Rows), &k);
+                    batch.put_cf(self.cf(Family::Streams), k, v);
+                }
+                moved.push(prefix);
             }
-            let prefix = crate::row::table_prefix(table.id);
-            for (k, v) in self.scan_prefix(Family::Rows, &prefix)? {
-                batch.delete_cf(self.cf(Family::Rows), &k);
-                batch.put_cf(self.cf(Family::Streams), k, v);
-            }
-            moved.push(prefix);
+        }
+        if self.applied()?.is_some() {
+            batch.put_cf(self.cf(Family::Meta), KEY_INDEX_PENDING_KEY, [1]);
         }
         batch.put_cf(self.cf(Family::Meta), LAYOUT_KEY, LAYOUT.to_be_bytes());
         self.commit(batch, None, false, "upgrade the layout")?;
@@ -896,6 +920,36 @@ mod tests {
     }
 
     #[test]
+    fn only_a_store_that_applied_entries_under_layout_2_needs_a_key_index_build() {
+        let fresh = tempfile::tempdir().unwrap();
+        let store = HotStore::open_data_dir(fresh.path()).unwrap();
+        assert_eq!(
+            store.get(Family::Meta, KEY_INDEX_PENDING_KEY).unwrap(),
+            None
+        );
+        let old = tempfile::tempdir().unwrap();
+        {
+            let store = HotStore::open_data_dir(old.path()).unwrap();
+            let mut layout_2 = HotBatch::default();
+            layout_2.put(Family::Meta, LAYOUT_KEY, 2u32.to_be_bytes().to_vec());
+            store
+                .replace_all(Some((LogIndex(9), Term(1))), layout_2)
+                .unwrap();
+        }
+        let store = HotStore::open_data_dir(old.path()).unwrap();
+        assert!(
+            store
+                .get(Family::Meta, KEY_INDEX_PENDING_KEY)
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            store.get(Family::Meta, LAYOUT_KEY).unwrap().as_deref(),
+            Some(&LAYOUT.to_be_bytes()[..])
+        );
+    }
+
+    #[test]
     fn a_data_dir_keeps_stream_rows_apart_and_an_older_layout_is_upgraded() {
         use crate::catalog::{TableDef, TableId, TableKind};
         let dir = tempfile::tempdir().unwrap();
@@ -933,6 +987,13 @@ mod tests {
             Some(&b"shared-row"[..])
         );
         assert_eq!(store.applied_index().unwrap(), Some(LogIndex(3)));
+        // It kept no cold key index: one is to be built before it applies anything.
+        assert!(
+            store
+                .get(Family::Meta, KEY_INDEX_PENDING_KEY)
+                .unwrap()
+                .is_some()
+        );
         // The upgrade flushed: the stream's rows are in a file under `streams/`, and none
         // under `rocksdb/`.
         let holding = |sub: &str| {

@@ -7,8 +7,9 @@
 //! the manifests that list them live in the hot tier's catalog, switched only by apply).
 //! Also: the event schema ([`Command`], [`Op`], [`Outcome`]) and its versioned [`codec`];
 //! the [`Propose`] trait through which `query` submits writes; [`EventFold`], which folds
-//! committed entries into the [`catalog`] and the [`row`] versions, reading the cold tier
-//! through [`ColdTier`] for keys that were flushed; `_seq` derivation ([`SeqClock`]); column
+//! committed entries into the [`catalog`] and the [`row`] versions, checking flushed keys
+//! against the cold tier's key index in the hot tier (only entries of earlier builds read
+//! a flushed row through [`ColdTier`]); `_seq` derivation ([`SeqClock`]); column
 //! types and cell values ([`DataType`], [`Value`]) with their Arrow and API encodings
 //! ([`convert`]). It is the only crate that opens RocksDB or writes Parquet. It builds no
 //! runtime: object storage requests run on the one the program hands in
@@ -38,7 +39,7 @@ pub use cold::{ColdTier, JobKind, JobRecord};
 pub use error::{Error, Result};
 pub use event::{
     Command, CompactedScope, Op, OpResult, Outcome, Propose, ProposeError, ProposeFuture,
-    RowChange, ScopeSegment,
+    RowChange, RowChangeV1, RowDelete, ScopeSegment,
 };
 pub use event_fold::{EventFold, FoldInPlace, Preview, SEQ_OWN_WRITE};
 pub use fold::{Fold, StoreCommands};

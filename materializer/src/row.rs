@@ -18,14 +18,10 @@ pub struct RowVersion {
 }
 
 impl RowVersion {
-    /// The `_seq` of the encoded row version `bytes` (its first field), without decoding its
-    /// cells.
-    pub fn seq_of(bytes: &[u8]) -> crate::Result<i64> {
-        #[derive(Deserialize)]
-        struct Seq {
-            seq: i64,
-        }
-        crate::codec::decode_head::<Seq>(bytes, "a row version's _seq").map(|s| s.seq)
+    /// The `_seq` and `_deleted` of the encoded row version `bytes` (its first two fields),
+    /// without decoding its cells.
+    pub fn head_of(bytes: &[u8]) -> crate::Result<VersionHead> {
+        crate::codec::decode_head::<VersionHead>(bytes, "a row version's _seq and _deleted")
     }
 
     pub fn cell(&self, column_id: u32) -> Option<&Value> {
@@ -34,6 +30,29 @@ impl RowVersion {
             .find(|(id, _)| *id == column_id)
             .map(|(_, v)| v)
     }
+}
+
+/// The first fields of a [`RowVersion`], read without its cells ([`RowVersion::head_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct VersionHead {
+    pub seq: i64,
+    pub deleted: bool,
+}
+
+/// A value of the cold tier's key index (`cold_keys`): the `_seq` of the key's newest flushed
+/// version, i64 big-endian.
+pub fn encode_indexed_seq(seq: i64) -> Vec<u8> {
+    seq.to_be_bytes().to_vec()
+}
+
+/// The `_seq` a value of the cold tier's key index holds.
+pub fn decode_indexed_seq(bytes: &[u8]) -> crate::Result<i64> {
+    <[u8; 8]>::try_from(bytes)
+        .map(i64::from_be_bytes)
+        .map_err(|_| crate::Error::Decode {
+            what: "a cold key index entry",
+            reason: format!("{} bytes, expected 8", bytes.len()),
+        })
 }
 
 /// The prefix of every row of `table` (all owners).

@@ -34,8 +34,8 @@ use folddb_materializer::UserDef;
 use folddb_materializer::row::row_key;
 use folddb_materializer::{
     AccessLevel, ColumnDef, Command, DataType, DefaultExpr, EventFold, Family, HotStore, JobKind,
-    Op, OpResult, Outcome, Preview, Propose, ProposeError, Role, RowChange, SEQ_OWN_WRITE,
-    TableDef, TableId, TableKind, TableOptions, Value, catalog,
+    Op, OpResult, Outcome, Preview, Propose, ProposeError, Role, RowChange, RowDelete,
+    SEQ_OWN_WRITE, TableDef, TableId, TableKind, TableOptions, Value, catalog,
 };
 use serde_json::Value as Json;
 
@@ -203,9 +203,9 @@ impl Staged {
                     }
                 }
                 Op::Delete { table, scope, rows } => {
-                    for (pk, expected) in rows {
-                        if self.preview.wrote(&row_key(*table, scope, pk)) {
-                            *expected = SEQ_OWN_WRITE;
+                    for r in rows {
+                        if self.preview.wrote(&row_key(*table, scope, &r.pk)) {
+                            r.expected_seq = SEQ_OWN_WRITE;
                         }
                     }
                 }

@@ -318,14 +318,17 @@ impl Engine {
         let mut full_rows = Vec::new();
         for b in &batches {
             for r in 0..b.num_rows() {
+                let mut old = Vec::with_capacity(user_cols);
                 let mut cells = Vec::with_capacity(user_cols);
                 for (j, c) in def.columns.iter().enumerate() {
+                    let was = arrow_to_value(b.column(j).as_ref(), r, c.data_type)?;
                     let v = match targets.iter().position(|(t, _)| t.id == c.id) {
                         Some(k) => arrow_to_value(b.column(set_base + k).as_ref(), r, c.data_type)
                             .map_err(|m| format!("column '{}': {m}", c.name))?,
-                        None => arrow_to_value(b.column(j).as_ref(), r, c.data_type)?,
+                        None => was.clone(),
                     };
                     check_not_null(&def, c, &v)?;
+                    old.push((c.id, was));
                     cells.push((c.id, v));
                 }
                 let seq = seq_at(b.column(seq_col).as_ref(), r)?;
@@ -334,6 +337,7 @@ impl Engine {
                 changes.push(RowChange {
                     pk,
                     expected_seq: seq,
+                    old,
                     cells,
                 });
             }
@@ -417,7 +421,11 @@ impl Engine {
                 {
                     continue;
                 }
-                rows.push((row_pk(&def, &cells, seq), seq));
+                rows.push(RowDelete {
+                    pk: row_pk(&def, &cells, seq),
+                    expected_seq: seq,
+                    old: cells.clone(),
+                });
                 full_rows.push(cells);
             }
         }

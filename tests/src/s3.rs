@@ -3,6 +3,7 @@
 //! an in-memory map, no authentication. Only what FoldDB's cold tier asks of a bucket.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use warp::Filter;
@@ -16,6 +17,10 @@ pub type Objects = Arc<Mutex<BTreeMap<String, Vec<u8>>>>;
 pub struct FakeS3 {
     pub port: u16,
     pub objects: Objects,
+    /// While set, every request is answered 503 (the service out of reach).
+    down: Arc<AtomicBool>,
+    /// Requests received, answered or not.
+    requests: Arc<AtomicU64>,
 }
 
 impl FakeS3 {
@@ -27,6 +32,11 @@ impl FakeS3 {
             .expect("bind a loopback port");
         let port = listener.local_addr().expect("an address").port();
         let state = objects.clone();
+        let (down, requests) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let (is_down, count) = (down.clone(), requests.clone());
         let routes = warp::method()
             .and(warp::path::full())
             .and(warp::query::raw().or(warp::any().map(String::new)).unify())
@@ -36,11 +46,30 @@ impl FakeS3 {
                       path: warp::path::FullPath,
                       query: String,
                       body: bytes::Bytes| {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    if is_down.load(Ordering::SeqCst) {
+                        return respond(StatusCode::SERVICE_UNAVAILABLE, &[], Vec::new());
+                    }
                     handle(&state, &method, path.as_str(), &query, &body)
                 },
             );
         tokio::spawn(warp::serve(routes).incoming(listener).run());
-        FakeS3 { port, objects }
+        FakeS3 {
+            port,
+            objects,
+            down,
+            requests,
+        }
+    }
+
+    /// Takes the service out of reach (every request answered 503), or back.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// How many requests it has received so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
     }
 
     pub fn endpoint(&self) -> String {

@@ -611,3 +611,63 @@ async fn tables_in_an_s3_storage_are_objects_in_its_bucket() {
     })
     .await;
 }
+
+/// Apply checks primary keys against the node's own key index, never the bucket (DESIGN.md
+/// "Stores, jobs and apply"): with the S3 service out of reach, an INSERT of a flushed key is
+/// a plain duplicate-key error, a new key is written, the node stays healthy, and no request
+/// reaches the service.
+#[tokio::test]
+async fn flushed_keys_are_checked_without_reaching_the_object_storage() {
+    let s3 = folddb_tests::s3::FakeS3::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start(&dir.path().join("data")).await;
+    let t = s.setup_and_login().await;
+    s.ok(
+        &t,
+        &format!(
+            "CREATE STORAGE lake TYPE 's3' BUCKET 'lake/folddb' REGION 'us-east-1' \
+             CREDENTIALS '{{\"access_key_id\": \"key\", \"secret_access_key\": \"secret\"}}' \
+             CONFIG '{{\"endpoint\": \"{}\", \"allow_http\": true, \"max_retries\": 0}}'",
+            s3.endpoint()
+        ),
+    )
+    .await;
+    create_tables(&s, &t, "lake").await;
+    s.ok(&t, "DELETE FROM app.s WHERE id = 40").await;
+    let (status, m) = flush(&s, &t, "app.s").await;
+    assert_eq!(status, "completed", "{m}");
+    assert!(m.starts_with("Flushed "), "{m}");
+
+    s3.set_down(true);
+    let before = s3.requests();
+    let e = error(&s, &t, "INSERT INTO app.s (id, v) VALUES (7, 'again')").await;
+    assert!(
+        e.contains("Primary key violation: value '7' already exists"),
+        "{e}"
+    );
+    // The deleted row's key is free again; a new key is free.
+    s.ok(
+        &t,
+        "INSERT INTO app.s (id, v) VALUES (40, 'back'), (41, 'new')",
+    )
+    .await;
+    assert_eq!(s3.requests(), before, "apply asked the bucket");
+    let health = s.client.get(s.url("/health")).send().await.expect("health");
+    assert_eq!(health.status().as_u16(), 200);
+
+    s3.set_down(false);
+    let r = rows(
+        &s.ok(&t, "SELECT id, v FROM app.s WHERE id >= 39 ORDER BY id")
+            .await,
+    );
+    assert_eq!(
+        r,
+        vec![
+            serde_json::json!(["39", "v39"]),
+            serde_json::json!(["40", "back"]),
+            serde_json::json!(["41", "new"]),
+        ]
+    );
+    let r = rows(&s.ok(&t, "SELECT v FROM app.s WHERE id = 7").await);
+    assert_eq!(r, vec![serde_json::json!(["v7"])]);
+}

@@ -151,8 +151,9 @@ fn scenario(compact: bool) -> Scenario {
                 scope: String::new(),
                 rows: vec![RowChange {
                     pk: Value::BigInt(7),
-                    // Set from the state when folded (see `fold_one`).
+                    // Both set from the state when folded (see `fold_one`).
                     expected_seq: 0,
+                    old: Vec::new(),
                     cells: vec![(1, Value::BigInt(7)), (2, Value::Text("after".into()))],
                 }],
             }],
@@ -224,7 +225,7 @@ fn def(node: &Node) -> TableDef {
 }
 
 /// Folds `entry` as the next index, the way the state machine applies it. An UPDATE of
-/// row 7 expects the `_seq` it has now.
+/// row 7 expects the `_seq` it has now, and carries the row as it reads now.
 fn fold_one(node: &Node, entry: &[u8]) {
     let index = node
         .store
@@ -234,7 +235,9 @@ fn fold_one(node: &Node, entry: &[u8]) {
     let mut entry = entry.to_vec();
     let mut commands = crate::event::decode_entry(&entry).expect("decodes");
     if let Some(Op::Update { rows, .. }) = commands[0].ops.first_mut() {
-        rows[0].expected_seq = seq_of(node, 7);
+        let (id, text, seq) = row_7(node);
+        rows[0].expected_seq = seq;
+        rows[0].old = vec![(1, Value::BigInt(id)), (2, Value::Text(text))];
         entry = encode_entry(&commands);
     }
     let mut batch = HotBatch::default();
@@ -312,11 +315,10 @@ fn cell_text(row: &RowVersion, id: u32) -> String {
     }
 }
 
-fn seq_of(node: &Node, id: i64) -> i64 {
+fn row_7(node: &Node) -> (i64, String, i64) {
     view(node)
         .into_iter()
-        .find(|r| r.0 == id)
-        .map(|r| r.2)
+        .find(|r| r.0 == 7)
         .expect("row 7 is visible")
 }
 

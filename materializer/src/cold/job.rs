@@ -300,3 +300,39 @@ pub fn import_v1_manifests(store: &HotStore, cold: &ColdStore) -> Result<usize, 
     store.upgrade(batch).map_err(|e| e.to_string())?;
     Ok(imported)
 }
+
+/// Builds, once, the cold tier's key index of a store that an earlier build left without one
+/// (`meta` mark [`crate::hot::KEY_INDEX_PENDING_KEY`]), from the segments its manifests
+/// list: before the node applies anything, since apply checks primary keys against the
+/// index alone. Outside the log, like [`import_v1_manifests`] (run it after that). A storage
+/// that cannot be read fails the start, naming the table. Returns the keys indexed.
+pub fn build_key_index(store: &HotStore, cold: &ColdStore) -> Result<usize, String> {
+    if store
+        .get(Family::Meta, crate::hot::KEY_INDEX_PENDING_KEY)
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
+        return Ok(0);
+    }
+    let mut batch = crate::hot::HotBatch::default();
+    let mut indexed = 0;
+    for def in catalog::tables(store, None).map_err(|e| e.to_string())? {
+        if def.kind == TableKind::Stream {
+            continue;
+        }
+        let (def, storage) = table_and_storage(store, def.id)?;
+        let entries = cold.key_index(store, &storage, &def).map_err(|e| {
+            format!(
+                "building the key index of {}'s cold tier: {e}",
+                def.qualified_name()
+            )
+        })?;
+        for (key, seq) in entries {
+            batch.put(Family::ColdKeys, key, crate::row::encode_indexed_seq(seq));
+            indexed += 1;
+        }
+    }
+    batch.delete(Family::Meta, crate::hot::KEY_INDEX_PENDING_KEY.to_vec());
+    store.upgrade(batch).map_err(|e| e.to_string())?;
+    Ok(indexed)
+}

@@ -10,7 +10,7 @@
 //! Jobs write segments outside apply ([`ColdStore::write_flush`],
 //! [`ColdStore::write_compaction`]) and settle the directory once their commit entry's
 //! outcome is known ([`ColdStore::settle`]). [`ColdStore`] is also the fold's [`ColdTier`]
-//! (a key checked against the flushed rows), and the table providers read the visible rows
+//! (the old image of a flushed row that an entry of an earlier build changes), and the table providers read the visible rows
 //! of a scope with [`ColdStore::visible`], skipping the segments their own pruning (by each
 //! segment's statistics) rules out.
 

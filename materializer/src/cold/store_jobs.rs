@@ -78,6 +78,34 @@ impl ColdStore {
         Ok(out)
     }
 
+    /// The cold tier's key index for `def` as `state` lists its segments: for each key whose
+    /// newest cold version is live, its row key and that version's `_seq`. Reads every
+    /// segment: for building the index once, when a store of an earlier build is upgraded.
+    pub fn key_index(
+        &self,
+        state: &dyn StateRead,
+        storage: &StorageDef,
+        def: &TableDef,
+    ) -> Result<Vec<(Vec<u8>, i64)>, ColdError> {
+        let mut out = Vec::new();
+        for at in self.scopes_of(state, storage, def)? {
+            let mut seen = std::collections::HashSet::new();
+            for seg in at.segments.iter().rev() {
+                for v in read_versions(&at.dir, seg, None)? {
+                    let Some(pk) = pk_of(def, &v) else {
+                        continue;
+                    };
+                    let key = crate::row::row_key(def.id, &at.manifest.scope, pk);
+                    if !seen.insert(key.clone()) || v.deleted {
+                        continue;
+                    }
+                    out.push((key, v.seq));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// After a job's entry applied (or was rejected): publishes the manifests of `scopes`
     /// as `state` now lists them, and removes the segment files of those scopes that no
     /// manifest lists (replaced by a compaction, or written by a job whose commit lost).

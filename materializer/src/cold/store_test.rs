@@ -634,4 +634,38 @@ fn a_format_1_fixture_is_imported_once_and_reads_back() {
         super::super::job::import_v1_manifests(&tier.store, &tier.cold),
         Ok(0)
     );
+    // Such a store is marked for a key index build (no earlier build kept one): it indexes
+    // the live keys with their newest `_seq`, once.
+    let mut mark = HotBatch::default();
+    mark.put(Family::Meta, crate::hot::KEY_INDEX_PENDING_KEY, vec![1]);
+    tier.store.upgrade(mark).expect("mark");
+    assert_eq!(
+        super::super::job::build_key_index(&tier.store, &tier.cold),
+        Ok(2)
+    );
+    let seq = |id| {
+        tier.cold
+            .lookup(&tier.store, &local, &def, "", &Value::BigInt(id))
+            .expect("lookup")
+            .map(|v| v.seq)
+    };
+    let indexed: Vec<(Vec<u8>, Option<i64>)> = tier
+        .store
+        .scan_prefix(Family::ColdKeys, &[])
+        .expect("index")
+        .into_iter()
+        .map(|(k, v)| (k, crate::row::decode_indexed_seq(&v).ok()))
+        .collect();
+    let key = |id| crate::row::row_key(def.id, "", &Value::BigInt(id));
+    assert_eq!(indexed, [(key(1), seq(1)), (key(2), seq(2))]);
+    assert_eq!(
+        tier.store
+            .get(Family::Meta, crate::hot::KEY_INDEX_PENDING_KEY)
+            .expect("meta"),
+        None
+    );
+    assert_eq!(
+        super::super::job::build_key_index(&tier.store, &tier.cold),
+        Ok(0)
+    );
 }
