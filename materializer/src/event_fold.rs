@@ -461,7 +461,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                     None => Value::BigInt(seq),
                 };
                 let key = row_key(def.id, scope, &pk);
-                let existing_tombstone = match find_row(ctx, &def, &key)? {
+                let existing_tombstone = match find_row(ctx, &def, scope, &key)? {
                     Found::Absent => None,
                     Found::Hot(existing) if existing.deleted => Some(existing),
                     Found::Hot(_) | Found::Cold(_) => {
@@ -826,19 +826,31 @@ fn commit_flush(
     // The versions the segments hold are the table's hot versions up to `through_seq`: every
     // later version has a greater `_seq`, and an earlier one still hot was in the job's
     // snapshot. (One overwritten since is in a segment and superseded by its hot version.)
-    // Each becomes its key's newest cold version: the key index keeps the live ones.
-    let hot = ctx
-        .state()
-        .scan_prefix(Family::Rows, &table_prefix(def.id))?;
+    // Each becomes its key's newest cold version: the key index keeps the live ones. The
+    // table's rows go as one range deletion, then the later versions are written back.
+    let prefix = table_prefix(def.id);
+    let hot = ctx.state().scan_prefix(Family::Rows, &prefix)?;
+    let (mut dropped, mut kept) = (Vec::new(), Vec::new());
     for (key, bytes) in hot {
         let head = RowVersion::head_of(&bytes)?;
-        if head.seq <= through_seq {
-            if head.deleted {
-                ctx.batch.delete(Family::ColdKeys, key.clone());
-            } else {
-                let seq = crate::row::encode_indexed_seq(head.seq);
-                ctx.batch.put(Family::ColdKeys, key.clone(), seq);
-            }
+        if head.seq > through_seq {
+            kept.push((key, bytes));
+            continue;
+        }
+        if head.deleted {
+            ctx.batch.delete(Family::ColdKeys, key.clone());
+        } else {
+            let seq = crate::row::encode_indexed_seq(head.seq);
+            ctx.batch.put(Family::ColdKeys, key.clone(), seq);
+        }
+        dropped.push(key);
+    }
+    if ctx.batch.delete_prefix(Family::Rows, &prefix) {
+        for (key, bytes) in kept {
+            ctx.batch.put(Family::Rows, key, bytes);
+        }
+    } else {
+        for key in dropped {
             ctx.batch.delete(Family::Rows, key);
         }
     }
@@ -1057,13 +1069,20 @@ enum Found {
 /// says (a hot version is always newer than any cold version of its key: flushing moves a
 /// key's newest version out of the hot tier, and every later write is newer still). Reads
 /// the node's own state only.
-fn find_row(ctx: &Ctx<'_>, def: &TableDef, key: &[u8]) -> Result<Found, OpError> {
+fn find_row(ctx: &Ctx<'_>, def: &TableDef, scope: &str, key: &[u8]) -> Result<Found, OpError> {
     if let Some(bytes) = ctx.batch.get(ctx.store, def.family(), key)? {
         return codec::decode::<RowVersion>(&bytes, "a row version")
             .map(Found::Hot)
             .map_err(OpError::Env);
     }
-    if def.kind == TableKind::Stream {
+    // Only a scope whose manifest lists segments has cold rows (the catalog is cached: a
+    // table never flushed costs no read of the index).
+    if def.kind == TableKind::Stream
+        || ctx
+            .state()
+            .get(Family::Catalog, &catalog::manifest_key(def.id, scope))?
+            .is_none()
+    {
         return Ok(Found::Absent);
     }
     match ctx.batch.get(ctx.store, Family::ColdKeys, key)? {
@@ -1101,7 +1120,7 @@ fn expect_current(
             pk.plain()
         ))
     };
-    match find_row(ctx, def, key)? {
+    match find_row(ctx, def, scope, key)? {
         Found::Hot(row)
             if !row.deleted
                 && (row.seq == expected_seq

@@ -55,6 +55,17 @@ impl Family {
         Family::ColdKeys,
     ];
 
+    /// The family's position in [`Family::ALL`].
+    fn slot(self) -> usize {
+        match self {
+            Family::Rows => 0,
+            Family::Catalog => 1,
+            Family::Meta => 2,
+            Family::Streams => 3,
+            Family::ColdKeys => 4,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Family::Rows => "rows",
@@ -93,16 +104,30 @@ fn applied_bytes(index: LogIndex, term: Term) -> [u8; 16] {
 #[derive(Default, Clone)]
 pub struct HotBatch {
     ops: Vec<(Family, Vec<u8>, Option<Vec<u8>>)>,
-    /// The newest op of each key in `ops`: what a read inside the batch sees.
-    latest: HashMap<(Family, Vec<u8>), Option<Vec<u8>>>,
+    /// Per family (by [`Family::slot`]), the position in `ops` of each key's newest op: what
+    /// a read inside the batch sees.
+    latest: [HashMap<Vec<u8>, usize>; Family::ALL.len()],
+    /// Keys deleted by prefix ([`HotBatch::delete_prefix`]), in the order made.
+    ranges: Vec<PrefixDelete>,
     /// The row changes the ops make, for live queries; not written to the store.
     events: Vec<crate::row::RowEvent>,
+}
+
+/// Every key of `family` from `start` up to (not including) `end` deleted, after the first
+/// `at` ops of the batch and before the others.
+#[derive(Debug, Clone)]
+struct PrefixDelete {
+    family: Family,
+    start: Vec<u8>,
+    end: Vec<u8>,
+    at: usize,
 }
 
 /// A point in a [`HotBatch`] to roll back to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mark {
     ops: usize,
+    ranges: usize,
     events: usize,
 }
 
@@ -110,32 +135,81 @@ impl std::fmt::Debug for HotBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HotBatch")
             .field("ops", &self.ops.len())
+            .field("ranges", &self.ranges.len())
             .finish()
     }
 }
 
+/// The first key after every key starting with `prefix`; none when there is no such key
+/// (the prefix is empty or all `0xff`).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let last = prefix.iter().rposition(|b| *b != 0xff)?;
+    let mut end = prefix[..=last].to_vec();
+    end[last] += 1;
+    Some(end)
+}
+
 impl HotBatch {
     pub fn put(&mut self, family: Family, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        let (key, value) = (key.into(), value.into());
-        self.latest
-            .insert((family, key.clone()), Some(value.clone()));
-        self.ops.push((family, key, Some(value)));
+        self.push(family, key.into(), Some(value.into()));
     }
 
     pub fn delete(&mut self, family: Family, key: impl Into<Vec<u8>>) {
-        let key = key.into();
-        self.latest.insert((family, key.clone()), None);
-        self.ops.push((family, key, None));
+        self.push(family, key.into(), None);
+    }
+
+    /// Deletes every key of `family` that starts with `prefix`, as one range deletion
+    /// (RocksDB `DeleteRange`), whatever the store or the batch holds there so far: the
+    /// ops made after it still apply. False, and nothing done, when the prefix bounds no
+    /// range (empty, or all `0xff`): the caller deletes the keys one by one.
+    pub fn delete_prefix(&mut self, family: Family, prefix: &[u8]) -> bool {
+        let Some(end) = prefix_end(prefix) else {
+            return false;
+        };
+        self.ranges.push(PrefixDelete {
+            family,
+            start: prefix.to_vec(),
+            end,
+            at: self.ops.len(),
+        });
+        true
+    }
+
+    fn push(&mut self, family: Family, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.latest[family.slot()].insert(key.clone(), self.ops.len());
+        self.ops.push((family, key, value));
+    }
+
+    /// The position of the newest range deletion of `family` covering `key`.
+    fn range_over(&self, family: Family, key: &[u8]) -> Option<usize> {
+        self.ranges
+            .iter()
+            .rev()
+            .find(|r| r.family == family && r.start.as_slice() <= key && key < r.end.as_slice())
+            .map(|r| r.at)
+    }
+
+    /// The newest change of `key` in the batch: `Some(None)` for a deletion.
+    fn newest(&self, family: Family, key: &[u8]) -> Option<Option<&Vec<u8>>> {
+        let point = self.latest[family.slot()].get(key).copied();
+        match (point, self.range_over(family, key)) {
+            // A range deletion made at position `r` follows the ops before `r`.
+            (Some(at), Some(r)) if at < r => Some(None),
+            (Some(at), _) => Some(self.ops[at].2.as_ref()),
+            (None, Some(_)) => Some(None),
+            (None, None) => None,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.ops.is_empty() && self.ranges.is_empty()
     }
 
     /// A point to roll back to.
     pub fn mark(&self) -> Mark {
         Mark {
             ops: self.ops.len(),
+            ranges: self.ranges.len(),
             events: self.events.len(),
         }
     }
@@ -153,25 +227,28 @@ impl HotBatch {
     /// Forgets every change made since `mark`.
     pub fn rollback_to(&mut self, mark: Mark) {
         self.events.truncate(mark.events);
+        self.ranges.truncate(mark.ranges);
         if mark.ops >= self.ops.len() {
             return;
         }
         self.ops.truncate(mark.ops);
-        self.latest.clear();
-        for (family, key, value) in &self.ops {
-            self.latest.insert((*family, key.clone()), value.clone());
+        for map in &mut self.latest {
+            map.clear();
+        }
+        for (at, (family, key, _)) in self.ops.iter().enumerate() {
+            self.latest[family.slot()].insert(key.clone(), at);
         }
     }
 
     /// Whether the batch writes (or deletes) `key`.
     pub fn holds(&self, family: Family, key: &[u8]) -> bool {
-        self.latest.contains_key(&(family, key.to_vec()))
+        self.newest(family, key).is_some()
     }
 
     /// `key` as the store will hold it once this batch is applied.
     pub fn get(&self, store: &HotStore, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        match self.latest.get(&(family, key.to_vec())) {
-            Some(v) => Ok(v.clone()),
+        match self.newest(family, key) {
+            Some(v) => Ok(v.cloned()),
             None => store.get(family, key),
         }
     }
@@ -184,15 +261,27 @@ impl HotBatch {
         family: Family,
         prefix: &[u8],
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut merged: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> = store
-            .scan_prefix(family, prefix)?
-            .into_iter()
-            .map(|(k, v)| (k, Some(v)))
-            .collect();
-        for ((f, k), v) in &self.latest {
-            if *f == family && k.starts_with(prefix) {
-                merged.insert(k.clone(), v.clone());
-            }
+        let ours = &self.latest[family.slot()];
+        let overlaps = |r: &PrefixDelete| {
+            r.family == family
+                && prefix_end(prefix).is_none_or(|end| r.start < end)
+                && prefix < r.end.as_slice()
+        };
+        if !self.ranges.iter().any(overlaps) && !ours.keys().any(|k| k.starts_with(prefix)) {
+            return store.scan_prefix(family, prefix);
+        }
+        let mut merged: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> =
+            std::collections::BTreeMap::new();
+        for (k, v) in store.scan_prefix(family, prefix)? {
+            let v = match self.newest(family, &k) {
+                Some(ours) => ours.cloned(),
+                None => Some(v),
+            };
+            merged.insert(k, v);
+        }
+        for k in ours.keys().filter(|k| k.starts_with(prefix)) {
+            let v = self.newest(family, k).and_then(|v| v.cloned());
+            merged.insert(k.clone(), v);
         }
         Ok(merged
             .into_iter()
@@ -451,13 +540,22 @@ impl HotStore {
     /// Adds `changes` to `batch`; whether they touch the catalog family.
     fn add(&self, batch: &mut WriteBatch, changes: HotBatch) -> bool {
         let mut catalog = false;
-        for (family, key, value) in changes.ops {
+        let mut ranges = changes.ranges.into_iter().peekable();
+        let mut delete_ranges = |batch: &mut WriteBatch, upto: usize, catalog: &mut bool| {
+            while let Some(r) = ranges.next_if(|r| r.at <= upto) {
+                *catalog |= r.family == Family::Catalog;
+                batch.delete_range_cf(self.cf(r.family), r.start, r.end);
+            }
+        };
+        for (at, (family, key, value)) in changes.ops.into_iter().enumerate() {
+            delete_ranges(batch, at, &mut catalog);
             catalog |= family == Family::Catalog;
             match value {
                 Some(v) => batch.put_cf(self.cf(family), key, v),
                 None => batch.delete_cf(self.cf(family), key),
             }
         }
+        delete_ranges(batch, usize::MAX, &mut catalog);
         catalog
     }
 
@@ -917,6 +1015,60 @@ mod tests {
             applied.to_be_bytes(),
             "every family stopped at the same entry"
         );
+    }
+
+    #[test]
+    fn a_prefix_deletion_hides_earlier_writes_and_later_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HotStore::open(dir.path()).unwrap();
+        let key = |t: u8, k: u8| vec![0, t, k];
+        let mut before = HotBatch::default();
+        for k in 1..=3 {
+            before.put(Family::Rows, key(1, k), vec![k]);
+        }
+        before.put(Family::Rows, key(2, 1), b"other table".to_vec());
+        store.apply(LogIndex(1), Term(1), before).unwrap();
+
+        let mut batch = HotBatch::default();
+        batch.put(Family::Rows, key(1, 4), vec![4]);
+        let mark = batch.mark();
+        assert!(batch.delete_prefix(Family::Rows, &[0, 1]));
+        batch.put(Family::Rows, key(1, 2), b"written back".to_vec());
+        // Reads inside the batch see the deletion, then what came after it.
+        for k in [1, 3, 4] {
+            assert_eq!(batch.get(&store, Family::Rows, &key(1, k)).unwrap(), None);
+            assert!(batch.holds(Family::Rows, &key(1, k)));
+        }
+        let scanned = |b: &HotBatch, p: &[u8]| b.scan_prefix(&store, Family::Rows, p).unwrap();
+        assert_eq!(
+            scanned(&batch, &[0, 1]),
+            vec![(key(1, 2), b"written back".to_vec())]
+        );
+        assert_eq!(scanned(&batch, &[0]).len(), 2, "table 2 is untouched");
+        // Rolled back, the deletion is gone with the writes after the mark.
+        let mut undone = batch.clone();
+        undone.rollback_to(mark);
+        assert_eq!(scanned(&undone, &[0, 1]).len(), 4);
+
+        store.apply(LogIndex(2), Term(1), batch).unwrap();
+        let rows = store.scan_prefix(Family::Rows, &[]).unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (key(1, 2), b"written back".to_vec()),
+                (key(2, 1), b"other table".to_vec())
+            ]
+        );
+        assert_eq!(prefix_end(&[0, 0xff, 0xff]), Some(vec![1]));
+        assert_eq!(prefix_end(&[0xff]), None);
+        assert!(!HotBatch::default().delete_prefix(Family::Rows, &[]));
+    }
+
+    #[test]
+    fn each_family_has_its_own_slot_in_a_batch() {
+        for (i, family) in Family::ALL.into_iter().enumerate() {
+            assert_eq!(family.slot(), i, "{family:?}");
+        }
     }
 
     #[test]
