@@ -620,6 +620,7 @@ async fn sql(state: &State, headers: &HeaderMap, body: &[u8]) -> Reply {
             code,
             message,
             details,
+            ..
         }) => sql_error(
             status_of(code),
             code.as_str(),

@@ -225,7 +225,26 @@ pub enum Outcome {
     Rejected {
         op: u32,
         error: String,
+        kind: RejectKind,
     },
+}
+
+/// Which kind of precondition a rejected command failed: what decides how its client is
+/// answered (which callers may read the message), never the message's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RejectKind {
+    /// Something the command names is not there (a namespace, table, storage).
+    NotFound,
+    /// A name the command would create is taken.
+    AlreadyExists,
+    /// A row breaks its table's primary key.
+    Constraint,
+    /// The state changed since the command was planned (a row's `_seq`, a table's schema
+    /// version, a job overtaken): planning it again may succeed.
+    Conflict,
+    /// The command is not allowed on this state (a storage in use, a built-in object, a
+    /// template that does not parse).
+    Invalid,
 }
 
 /// A raft entry's payload: the commands it carries, in order.

@@ -16,8 +16,8 @@ use crate::catalog::{self, NamespaceDef, Pending, StateRead, TableDef, TableId, 
 use crate::codec;
 use crate::cold::{ColdTier, JobKind, JobRecord, Manifest};
 use crate::event::{
-    Command, CompactedScope, Op, OpResult, Outcome, ScopeSegment, decode_entry, encode_entry,
-    encode_outcomes,
+    Command, CompactedScope, Op, OpResult, Outcome, RejectKind, ScopeSegment, decode_entry,
+    encode_entry, encode_outcomes,
 };
 use crate::fold::Fold;
 use crate::hot::{Family, HotBatch, HotStore};
@@ -53,17 +53,19 @@ impl std::fmt::Debug for EventFold {
 /// Why one op could not be applied.
 #[derive(Debug)]
 enum OpError {
-    /// A precondition failed: the command is rejected, with this message, identically on
-    /// every replica and replay.
-    Reject(String),
+    /// A precondition failed: the command is rejected, with this kind and message,
+    /// identically on every replica and replay.
+    Reject(RejectKind, String),
     /// The node's own state could not be read, or holds bytes that do not decode: not an
     /// outcome of the command. Folding stops; the entry stays unapplied.
     Env(crate::Error),
 }
 
+/// A precondition's own message (a storage template that does not parse, say): the command
+/// asks for something this state does not allow.
 impl From<String> for OpError {
     fn from(message: String) -> OpError {
-        OpError::Reject(message)
+        OpError::Reject(RejectKind::Invalid, message)
     }
 }
 
@@ -73,8 +75,24 @@ impl From<crate::Error> for OpError {
     }
 }
 
-fn reject(message: impl Into<String>) -> OpError {
-    OpError::Reject(message.into())
+fn not_found(message: impl Into<String>) -> OpError {
+    OpError::Reject(RejectKind::NotFound, message.into())
+}
+
+fn exists(message: impl Into<String>) -> OpError {
+    OpError::Reject(RejectKind::AlreadyExists, message.into())
+}
+
+fn constraint(message: impl Into<String>) -> OpError {
+    OpError::Reject(RejectKind::Constraint, message.into())
+}
+
+fn conflict(message: impl Into<String>) -> OpError {
+    OpError::Reject(RejectKind::Conflict, message.into())
+}
+
+fn invalid(message: impl Into<String>) -> OpError {
+    OpError::Reject(RejectKind::Invalid, message.into())
 }
 
 struct Ctx<'a> {
@@ -279,7 +297,7 @@ fn apply_command(ctx: &mut Ctx<'_>, cmd: &Command) -> crate::Result<Outcome> {
         match apply_op(ctx, op) {
             Ok(r) => results.push(r),
             Err(OpError::Env(e)) => return Err(e),
-            Err(OpError::Reject(error)) => {
+            Err(OpError::Reject(kind, error)) => {
                 ctx.batch.rollback_to(mark);
                 ctx.clock = clock;
                 if ctx.written.len() != written_before {
@@ -293,6 +311,7 @@ fn apply_command(ctx: &mut Ctx<'_>, cmd: &Command) -> crate::Result<Outcome> {
                 return Ok(Outcome::Rejected {
                     op: i as u32,
                     error,
+                    kind,
                 });
             }
         }
@@ -318,7 +337,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                 return if *if_not_exists {
                     Ok(done(0))
                 } else {
-                    Err(reject(format!("Namespace '{name}' already exists")))
+                    Err(exists(format!("Namespace '{name}' already exists")))
                 };
             }
             let def = NamespaceDef {
@@ -338,7 +357,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                 return if *if_exists {
                     Ok(done(0))
                 } else {
-                    Err(reject(format!("Namespace '{name}' does not exist")))
+                    Err(not_found(format!("Namespace '{name}' does not exist")))
                 };
             }
             for table in catalog::tables(&ctx.state(), Some(name))? {
@@ -350,7 +369,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
         }
         Op::AlterNamespace { name, description } => {
             let Some(mut def) = catalog::namespace(&ctx.state(), name)? else {
-                return Err(reject(format!("Namespace '{name}' does not exist")));
+                return Err(not_found(format!("Namespace '{name}' does not exist")));
             };
             def.description = description.clone();
             ctx.batch.put(
@@ -366,13 +385,13 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
         } => {
             let state = ctx.state();
             if catalog::namespace(&state, &table.namespace)?.is_none() {
-                return Err(reject(format!(
+                return Err(not_found(format!(
                     "Namespace '{ns}' does not exist. Create it first with CREATE NAMESPACE {ns}",
                     ns = table.namespace
                 )));
             }
             if catalog::storage(&state, &table.options.storage_id)?.is_none() {
-                return Err(reject(format!(
+                return Err(not_found(format!(
                     "Storage '{}' does not exist (SHOW STORAGES lists them)",
                     table.options.storage_id
                 )));
@@ -381,7 +400,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                 return if *if_not_exists {
                     Ok(done(0))
                 } else {
-                    Err(reject(format!(
+                    Err(exists(format!(
                         "Table {} already exists",
                         table.qualified_name()
                     )))
@@ -409,7 +428,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
         } => {
             let current = live_table(ctx, &table.namespace, &table.name, table.id)?;
             if current.schema_version != *expected_version {
-                return Err(reject(format!(
+                return Err(conflict(format!(
                     "Table {} was altered concurrently (now version {}); retry",
                     current.qualified_name(),
                     current.schema_version
@@ -435,7 +454,9 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                 return if *if_exists {
                     Ok(done(0))
                 } else {
-                    Err(reject(format!("Table {namespace}.{name} does not exist")))
+                    Err(not_found(format!(
+                        "Table {namespace}.{name} does not exist"
+                    )))
                 };
             };
             drop_table(ctx, &def)?;
@@ -456,7 +477,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                         .iter()
                         .find(|(c, _)| *c == id)
                         .map(|(_, v)| v.clone())
-                        .ok_or_else(|| reject("a row has no primary key value"))?,
+                        .ok_or_else(|| constraint("a row has no primary key value"))?,
                     // A table without a primary key (STREAM) is keyed by `_seq`.
                     None => Value::BigInt(seq),
                 };
@@ -466,7 +487,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                     Found::Hot(existing) if existing.deleted => Some(existing),
                     Found::Hot(_) | Found::Cold(_) => {
                         let column = def.pk_column().map_or("_seq", |c| c.name.as_str());
-                        return Err(reject(format!(
+                        return Err(constraint(format!(
                             "Primary key violation: value '{}' already exists in column '{column}'",
                             pk.plain()
                         )));
@@ -586,7 +607,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                 return if *if_not_exists {
                     Ok(done(0))
                 } else {
-                    Err(reject(format!("Storage '{}' already exists", storage.id)))
+                    Err(exists(format!("Storage '{}' already exists", storage.id)))
                 };
             }
             catalog::check_template(&storage.shared_tables_template, false)?;
@@ -606,7 +627,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                 catalog::check_template(&storage.user_tables_template, true)?;
                 let users = tables_using(ctx, &storage.id)?;
                 if !users.is_empty() {
-                    return Err(reject(format!(
+                    return Err(invalid(format!(
                         "Storage '{}' is used by {}: its templates can change only while no table uses it",
                         storage.id,
                         users.join(", ")
@@ -624,15 +645,15 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                 return if *if_exists {
                     Ok(done(0))
                 } else {
-                    Err(reject(format!("Storage '{id}' does not exist")))
+                    Err(not_found(format!("Storage '{id}' does not exist")))
                 };
             }
             if id == catalog::LOCAL_STORAGE {
-                return Err(reject("The built-in storage 'local' cannot be dropped"));
+                return Err(invalid("The built-in storage 'local' cannot be dropped"));
             }
             let users = tables_using(ctx, id)?;
             if !users.is_empty() {
-                return Err(reject(format!(
+                return Err(invalid(format!(
                     "Storage '{id}' is used by {}: drop those tables first",
                     users.join(", ")
                 )));
@@ -644,7 +665,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             let configured =
                 catalog::user(&ctx.state(), &root.id)?.is_some_and(|u| !u.password_hash.is_empty());
             if configured {
-                return Err(reject(crate::event::SETUP_ALREADY_DONE));
+                return Err(invalid(crate::event::SETUP_ALREADY_DONE));
             }
             name_free(ctx, &dba.id)?;
             for user in [root, dba] {
@@ -664,11 +685,11 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
 fn name_free(ctx: &Ctx<'_>, id: &str) -> Result<(), OpError> {
     match catalog::user(&ctx.state(), id)? {
         None => Ok(()),
-        Some(u) if u.deleted_at_ms.is_some() => Err(reject(format!(
+        Some(u) if u.deleted_at_ms.is_some() => Err(exists(format!(
             "User '{id}' already exists (dropped): a dropped account's name is not reused, so \
              that its rows never pass to a new account; choose another name"
         ))),
-        Some(_) => Err(reject(format!("User '{id}' already exists"))),
+        Some(_) => Err(exists(format!("User '{id}' already exists"))),
     }
 }
 
@@ -683,10 +704,10 @@ fn put_storage(ctx: &mut Ctx<'_>, def: &catalog::StorageDef) {
 /// Storage `id`, which must exist (`local` is built in and cannot change).
 fn existing_storage(ctx: &Ctx<'_>, id: &str) -> Result<catalog::StorageDef, OpError> {
     if id == catalog::LOCAL_STORAGE {
-        return Err(reject("The built-in storage 'local' cannot be altered"));
+        return Err(invalid("The built-in storage 'local' cannot be altered"));
     }
     catalog::storage(&ctx.state(), id)?
-        .ok_or_else(|| reject(format!("Storage '{id}' does not exist")))
+        .ok_or_else(|| not_found(format!("Storage '{id}' does not exist")))
 }
 
 /// The tables (`ns.t`) whose STORAGE_ID is `id`.
@@ -701,7 +722,7 @@ fn tables_using(ctx: &Ctx<'_>, id: &str) -> Result<Vec<String>, OpError> {
 /// The storage a table's cold tier lives in.
 fn storage_of(ctx: &Ctx<'_>, def: &TableDef) -> Result<catalog::StorageDef, OpError> {
     catalog::storage(&ctx.state(), &def.options.storage_id)?.ok_or_else(|| {
-        reject(format!(
+        not_found(format!(
             "Storage '{}' of table {} does not exist",
             def.options.storage_id,
             def.qualified_name()
@@ -712,7 +733,7 @@ fn storage_of(ctx: &Ctx<'_>, def: &TableDef) -> Result<catalog::StorageDef, OpEr
 /// Jobs are committed by their own entries, never inside a transaction.
 fn not_in_transaction(ctx: &Ctx<'_>, what: &str) -> Result<(), OpError> {
     if ctx.index.0 == 0 {
-        return Err(reject(format!("{what} cannot run inside a transaction")));
+        return Err(invalid(format!("{what} cannot run inside a transaction")));
     }
     Ok(())
 }
@@ -771,7 +792,7 @@ fn cold_table(ctx: &Ctx<'_>, table: TableId, what: &str) -> Result<TableDef, OpE
     not_in_transaction(ctx, what)?;
     let def = table_by_id(ctx, table, 0)?;
     if def.kind == TableKind::Stream {
-        return Err(reject(format!(
+        return Err(invalid(format!(
             "Table {} is a STREAM table: it has no cold tier",
             def.qualified_name()
         )));
@@ -810,7 +831,7 @@ fn commit_flush(
     if let Some(mark) = catalog::flushed_through(&ctx.state(), table)?
         && mark >= through_seq
     {
-        return Err(reject(format!(
+        return Err(conflict(format!(
             "Storage flush {id} of {} was overtaken by a flush of a later state",
             def.qualified_name()
         )));
@@ -876,7 +897,7 @@ fn commit_compact(
 ) -> Result<OpResult, OpError> {
     let def = cold_table(ctx, table, "STORAGE COMPACT")?;
     let overtaken = || {
-        reject(format!(
+        conflict(format!(
             "Storage compaction {id} of {} was overtaken by another change of its segments",
             def.qualified_name()
         ))
@@ -914,7 +935,7 @@ fn evict_stream(ctx: &mut Ctx<'_>, table: TableId, id: &str) -> Result<OpResult,
         .ttl_seconds
         .filter(|_| def.kind == TableKind::Stream)
     else {
-        return Err(reject(format!(
+        return Err(invalid(format!(
             "Table {} is not a STREAM table with a TTL",
             def.qualified_name()
         )));
@@ -1035,7 +1056,9 @@ fn live_table(
 ) -> Result<TableDef, OpError> {
     match catalog::table(&ctx.state(), namespace, name)? {
         Some(def) if def.id == id => Ok(def),
-        _ => Err(reject(format!("Table {namespace}.{name} does not exist"))),
+        _ => Err(not_found(format!(
+            "Table {namespace}.{name} does not exist"
+        ))),
     }
 }
 
@@ -1043,11 +1066,11 @@ fn live_table(
 fn table_by_id(ctx: &Ctx<'_>, id: TableId, schema_version: u32) -> Result<TableDef, OpError> {
     let history = catalog::table_history(&ctx.state(), id)?;
     let Some(def) = history.into_iter().last() else {
-        return Err(reject("the table was dropped; retry"));
+        return Err(conflict("the table was dropped; retry"));
     };
     // Dropped tables lose their history; a live table's newest version is its current one.
     if schema_version != 0 && def.schema_version != schema_version {
-        return Err(reject(format!(
+        return Err(conflict(format!(
             "Table {} was altered concurrently (now version {}); retry",
             def.qualified_name(),
             def.schema_version
@@ -1115,7 +1138,7 @@ fn expect_current(
     image: Image<'_>,
 ) -> Result<RowVersion, OpError> {
     let changed = || {
-        reject(format!(
+        conflict(format!(
             "Row with primary key '{}' was changed concurrently; retry",
             pk.plain()
         ))

@@ -92,8 +92,9 @@ fn a_failed_precondition_rolls_the_whole_command_back_and_later_commands_see_ear
     let (outcomes, dump) = run(&entries);
     assert!(matches!(outcomes[1][0], Outcome::Applied(_)));
     match &outcomes[1][1] {
-        Outcome::Rejected { op, error } => {
+        Outcome::Rejected { op, error, kind } => {
             assert_eq!(*op, 1);
+            assert_eq!(*kind, RejectKind::Constraint);
             assert!(
                 error.contains("Primary key violation: value '1'"),
                 "{error}"

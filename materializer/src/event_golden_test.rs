@@ -362,6 +362,7 @@ fn outcomes_encode_to_their_golden_bytes() {
         Outcome::Rejected {
             op: 1,
             error: "no".into(),
+            kind: RejectKind::Conflict,
         },
     ];
     let bytes = encode_outcomes(&outcomes);
@@ -370,8 +371,8 @@ fn outcomes_encode_to_their_golden_bytes() {
 }
 
 /// Version 1, 2 outcomes: Applied (variant 0) of 1 result {affected 3, no seqs, no schema
-/// version}; Rejected (variant 1) at op 1 with "no".
-const GOLDEN_OUTCOMES: &str = "010200010300000101026e6f";
+/// version}; Rejected (variant 1) at op 1 with "no", kind Conflict (variant 3).
+const GOLDEN_OUTCOMES: &str = "010200010300000101026e6f03";
 
 #[test]
 fn a_row_versions_head_reads_without_its_cells() {

@@ -39,7 +39,7 @@ pub use cold::{ColdTier, JobKind, JobRecord};
 pub use error::{Error, Result};
 pub use event::{
     Command, CompactedScope, Op, OpResult, Outcome, Propose, ProposeError, ProposeFuture,
-    RowChange, RowChangeV1, RowDelete, ScopeSegment,
+    RejectKind, RowChange, RowChangeV1, RowDelete, ScopeSegment,
 };
 pub use event_fold::{EventFold, FoldInPlace, Preview, SEQ_OWN_WRITE};
 pub use fold::{Fold, StoreCommands};

@@ -519,10 +519,22 @@ pub fn classify(sql: &str) -> Result<Statement, ParseError> {
 
 /// [`classify`] of a statement already tokenized.
 pub fn classify_prepared(p: &crate::prepared::Prepared) -> Result<Statement, ParseError> {
-    let sql = p.text();
-    let mut c = Cursor::from_tokens(p.tokens());
+    classify_typed(p).map_err(|e| e.message().to_owned())
+}
+
+/// [`classify_prepared`], failing with the typed error: a statement past the nesting limits
+/// is refused as over a limit, any other as invalid SQL.
+pub fn classify_typed(p: &crate::prepared::Prepared) -> Result<Statement, crate::error::Error> {
+    let c = Cursor::from_tokens(p.tokens());
     // Before anything parses it into a tree as deep as its longest chain.
-    crate::nesting::check(&c.toks)?;
+    crate::nesting::check(&c.toks).map_err(|message| crate::error::Error::Limit {
+        code: crate::request::ErrorCode::InvalidSql,
+        message,
+    })?;
+    classify_cursor(p.text(), c).map_err(crate::error::Error::InvalidSql)
+}
+
+fn classify_cursor(sql: &str, mut c: Cursor) -> Result<Statement, ParseError> {
     let Some(first) = c.peek_word() else {
         if c.toks.first() == Some(&Token::LParen) {
             return Ok(Statement::Query);

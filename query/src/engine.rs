@@ -44,6 +44,7 @@ use crate::dialect::{
     self, AlterChange, ColumnSpec, CreateTable, DefaultSpec, RESERVED_COLUMNS, Statement,
     StorageTarget, TableName, UserAuth, UserChange,
 };
+use crate::error::Error;
 use crate::ids::{self, SnowflakeIds};
 use crate::prepared::Prepared;
 use crate::provider::{Caller, FoldCatalog, View};
@@ -107,35 +108,7 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// A statement-level failure: code and message, before the "Statement n failed" prefix.
-#[derive(Debug)]
-struct Fail(ErrorCode, String);
-
-impl From<String> for Fail {
-    fn from(m: String) -> Fail {
-        Fail(ErrorCode::SqlExecutionError, m)
-    }
-}
-
-impl From<&str> for Fail {
-    fn from(m: &str) -> Fail {
-        Fail(ErrorCode::SqlExecutionError, m.to_owned())
-    }
-}
-
-impl From<datafusion::error::DataFusionError> for Fail {
-    fn from(e: datafusion::error::DataFusionError) -> Fail {
-        Fail(ErrorCode::SqlExecutionError, e.strip_backtrace())
-    }
-}
-
-impl From<folddb_materializer::Error> for Fail {
-    fn from(e: folddb_materializer::Error) -> Fail {
-        Fail(ErrorCode::InternalError, e.to_string())
-    }
-}
-
-type StmtResult<T> = Result<T, Fail>;
+type StmtResult<T> = Result<T, Error>;
 
 /// Where a statement runs: who asks, what it reads, and the namespace unqualified names
 /// resolve in.
@@ -218,17 +191,19 @@ impl Staged {
             ops,
         };
         let outcome = self.preview.apply(store, &cmd).map_err(|e| {
-            Fail(
-                ErrorCode::InternalError,
-                format!("the hot tier failed while checking the transaction: {e}"),
-            )
+            Error::Internal(format!(
+                "the hot tier failed while checking the transaction: {e}"
+            ))
         })?;
         match outcome {
             Outcome::Applied(_) => {
                 self.ops.extend(cmd.ops);
                 Ok(())
             }
-            Outcome::Rejected { error, .. } => Err(Fail(ErrorCode::SqlExecutionError, error)),
+            Outcome::Rejected { error, kind, .. } => Err(Error::Rejected {
+                kind,
+                message: error,
+            }),
         }
     }
 }
@@ -335,6 +310,17 @@ impl Engine {
         caller: &Caller,
         sql_text: &str,
     ) -> Result<Vec<RecordBatch>, SqlError> {
+        self.read_typed(caller, sql_text)
+            .await
+            .map_err(|e| SqlError::from(e).for_role(caller.role))
+    }
+
+    /// [`Engine::read_as`], failing with the typed error.
+    pub(crate) async fn read_typed(
+        &self,
+        caller: &Caller,
+        sql_text: &str,
+    ) -> StmtResult<Vec<RecordBatch>> {
         let view = self.committed();
         let at = At {
             caller,
@@ -344,14 +330,11 @@ impl Engine {
         self.query(&at, sql_text, &[], false, None)
             .await
             .map(|(_, batches)| batches)
-            .map_err(|Fail(code, message)| SqlError::new(code, message).for_role(caller.role))
     }
 
     /// Proposes `ops` as one command by `actor` and waits for the outcome.
     pub async fn propose_ops(&self, actor: &str, ops: Vec<Op>) -> Result<Vec<OpResult>, SqlError> {
-        self.propose(actor, ops)
-            .await
-            .map_err(|Fail(code, message)| SqlError::new(code, message))
+        self.propose(actor, ops).await.map_err(SqlError::from)
     }
 
     async fn propose(&self, actor: &str, ops: Vec<Op>) -> StmtResult<Vec<OpResult>> {
@@ -362,9 +345,12 @@ impl Engine {
         };
         match self.proposer.propose(cmd).await {
             Ok(Outcome::Applied(results)) => Ok(results),
-            Ok(Outcome::Rejected { error, .. }) => Err(Fail(ErrorCode::SqlExecutionError, error)),
-            Err(ProposeError::NotAccepted(m)) => Err(Fail(ErrorCode::ClusterUnavailable, m)),
-            Err(e @ ProposeError::Unknown(_)) => Err(Fail(ErrorCode::InternalError, e.to_string())),
+            Ok(Outcome::Rejected { error, kind, .. }) => Err(Error::Rejected {
+                kind,
+                message: error,
+            }),
+            Err(ProposeError::NotAccepted(m)) => Err(Error::Unavailable(m)),
+            Err(e @ ProposeError::Unknown(_)) => Err(Error::Internal(e.to_string())),
         }
     }
 
@@ -448,13 +434,13 @@ impl Engine {
             if let Some(cap) = max_bytes
                 && bytes > cap
             {
-                return Err(Fail(
-                    ErrorCode::ResultTooLarge,
-                    format!(
+                return Err(Error::Limit {
+                    code: ErrorCode::ResultTooLarge,
+                    message: format!(
                         "The result is larger than the limit of {cap} bytes; add a LIMIT or \
                          narrow the query"
                     ),
-                ));
+                });
             }
             batches.push(batch);
         }
@@ -537,7 +523,7 @@ impl Engine {
             let batch = table
                 .point(&key)?
                 .project(&picks)
-                .map_err(|e| Fail::from(e.to_string()))?;
+                .map_err(|e| Error::from(e.to_string()))?;
             rows_result(caller, &batch.schema(), &[batch])
         })())
     }
@@ -559,14 +545,14 @@ impl Engine {
         request: &SqlRequest,
     ) -> Result<SqlResponse, SqlError> {
         if request.sql.len() > self.limits.max_sql_bytes {
-            return Err(SqlError::new(
-                ErrorCode::InvalidSql,
-                format!(
+            return Err(SqlError::from(Error::Limit {
+                code: ErrorCode::InvalidSql,
+                message: format!(
                     "SQL text is {} bytes, more than the limit of {} bytes",
                     request.sql.len(),
                     self.limits.max_sql_bytes
                 ),
-            ));
+            }));
         }
         let statements = crate::split::split_statements(&request.sql)
             .map_err(|e| SqlError::new(ErrorCode::BatchParseError, e.to_string()))?;
@@ -577,15 +563,15 @@ impl Engine {
             ));
         }
         if statements.len() > self.limits.max_statements {
-            return Err(SqlError::new(
-                ErrorCode::InvalidSql,
-                format!(
+            return Err(SqlError::from(Error::Limit {
+                code: ErrorCode::InvalidSql,
+                message: format!(
                     "The request holds {} statements, more than the limit of {}; send them in \
                      several requests",
                     statements.len(),
                     self.limits.max_statements
                 ),
-            ));
+            }));
         }
         let deadline = tokio::time::Instant::now() + self.limits.statement_timeout;
         let params = self.params(request, statements.len())?;
@@ -603,14 +589,9 @@ impl Engine {
         let mut classified = Vec::with_capacity(statements.len());
         let mut ns = namespace.clone();
         for (i, stmt) in statements.iter().enumerate() {
-            let fail = |Fail(code, msg)| SqlError {
-                code,
-                message: format!("Statement {} failed: {msg}", i + 1),
-                details: Some(stmt.to_string()),
-            };
-            let p = Prepared::new(stmt).map_err(|m| fail(Fail(ErrorCode::InvalidSql, m)))?;
-            let c =
-                dialect::classify_prepared(&p).map_err(|m| fail(Fail(ErrorCode::InvalidSql, m)))?;
+            let fail = |e: Error| SqlError::from(e).in_statement(i, stmt);
+            let p = Prepared::new(stmt).map_err(|m| fail(Error::InvalidSql(m)))?;
+            let c = dialect::classify_typed(&p).map_err(fail)?;
             self.authorize(caller, &ns, &c, &p).map_err(fail)?;
             if let Statement::Use(n) = &c {
                 ns = n.clone();
@@ -627,11 +608,7 @@ impl Engine {
             if let Statement::ExecuteAs { user, .. } = c {
                 dml_as.user = user.clone();
             }
-            let fail = |Fail(code, msg)| SqlError {
-                code,
-                message: format!("Statement {} failed: {msg}", i + 1),
-                details: Some(stmt.to_string()),
-            };
+            let fail = |e: Error| SqlError::from(e).in_statement(i, stmt);
             let run = self.run(caller, &mut namespace, &mut tx, p, c, &params);
             let out = match tokio::time::timeout_at(deadline, run).await {
                 Ok(out) => out.map_err(fail)?,
@@ -688,21 +665,22 @@ impl Engine {
 
     /// Why statement `c` was cancelled at the statement timeout. A write may already have
     /// been proposed: its outcome is unknown, never "failed".
-    fn timed_out(&self, c: &Statement) -> Fail {
+    fn timed_out(&self, c: &Statement) -> Error {
         let secs = self.limits.statement_timeout.as_secs_f64();
         let writes = !matches!(c, Statement::Query | Statement::Meta);
-        Fail(
-            ErrorCode::StatementTimeout,
-            if writes {
-                format!(
-                    "The request ran past the statement timeout ({secs} s) and was cancelled; \
+        let message = if writes {
+            format!(
+                "The request ran past the statement timeout ({secs} s) and was cancelled; \
                      if the statement had been proposed, its outcome is unknown: read before \
                      retrying"
-                )
-            } else {
-                format!("The request ran past the statement timeout ({secs} s) and was cancelled")
-            },
-        )
+            )
+        } else {
+            format!("The request ran past the statement timeout ({secs} s) and was cancelled")
+        };
+        Error::Limit {
+            code: ErrorCode::StatementTimeout,
+            message,
+        }
     }
 
     fn params(&self, request: &SqlRequest, statements: usize) -> Result<Vec<Literal>, SqlError> {
@@ -809,7 +787,7 @@ impl Engine {
             Statement::Subscribe { select, options } => {
                 self.subscribe_statement(caller, select, options)
             }
-            Statement::KillJob(id) => msg(caller, self.jobs.kill(id)?),
+            Statement::KillJob(id) => msg(caller, self.jobs.kill(id).map_err(Error::NotAllowed)?),
             Statement::Storage { compact, target } => msg(
                 caller,
                 self.storage_command(caller, namespace, *compact, target)?,
@@ -841,7 +819,7 @@ impl Engine {
                 if self.live.as_ref().is_some_and(|l| l.kill(id)) {
                     msg(caller, format!("Live query killed: {id}"))
                 } else {
-                    Err(format!("Live query '{id}' not found").into())
+                    Err(Error::NotFound(format!("Live query '{id}' not found")))
                 }
             }
             Statement::ExecuteAs { user, sql } => {
@@ -893,10 +871,14 @@ impl Engine {
     fn table(&self, namespace: &str, t: &TableName) -> StmtResult<TableDef> {
         let ns = t.namespace.as_deref().unwrap_or(namespace);
         if catalog::namespace(self.store.as_ref(), ns)?.is_none() {
-            return Err(format!("Namespace '{ns}' does not exist").into());
+            return Err(Error::NotFound(format!("Namespace '{ns}' does not exist")));
         }
-        catalog::table(self.store.as_ref(), ns, &t.name)?
-            .ok_or_else(|| format!("Table {ns}.{} does not exist (table not found)", t.name).into())
+        catalog::table(self.store.as_ref(), ns, &t.name)?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "Table {ns}.{} does not exist (table not found)",
+                t.name
+            ))
+        })
     }
 
     fn table_of_object(&self, namespace: &str, name: &sql::ObjectName) -> StmtResult<TableDef> {
@@ -916,10 +898,7 @@ impl Engine {
                 name: table.clone(),
             },
             _ => {
-                return Err(Fail(
-                    ErrorCode::InvalidSql,
-                    format!("Invalid table name {name}"),
-                ));
+                return Err(Error::InvalidSql(format!("Invalid table name {name}")));
             }
         };
         let def = self.table(namespace, &t)?;
@@ -957,8 +936,8 @@ impl Engine {
         let (password, cost) = (password.to_owned(), self.limits.bcrypt_cost);
         tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
             .await
-            .map_err(|e| Fail(ErrorCode::InternalError, e.to_string()))?
-            .map_err(|e| Fail(ErrorCode::InternalError, format!("hashing failed: {e}")))
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| Error::Internal(format!("hashing failed: {e}")))
     }
 
     fn scope(&self, def: &TableDef, caller: &Caller) -> StmtResult<String> {
@@ -966,13 +945,10 @@ impl Engine {
             return Ok(caller.user.clone());
         }
         if !matches!(caller.role, Role::Service | Role::Dba | Role::System) {
-            return Err(Fail(
-                ErrorCode::PermissionDenied,
-                format!(
-                    "Permission denied: writing to SHARED table {} requires the service, dba or system role",
-                    def.qualified_name()
-                ),
-            ));
+            return Err(Error::PermissionDenied(format!(
+                "Permission denied: writing to SHARED table {} requires the service, dba or system role",
+                def.qualified_name()
+            )));
         }
         Ok(String::new())
     }

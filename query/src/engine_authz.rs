@@ -38,13 +38,10 @@ impl Engine {
                     if let Ok(Some(def)) = catalog::table(self.store.as_ref(), &ns, &t)
                         && def.kind == TableKind::Shared
                     {
-                        return Err(Fail(
-                            ErrorCode::SqlExecutionError,
-                            format!(
-                                "EXECUTE AS USER is not allowed on SHARED tables ({}); it applies to USER and STREAM tables",
-                                def.qualified_name()
-                            ),
-                        ));
+                        return Err(Error::Execution(format!(
+                            "EXECUTE AS USER is not allowed on SHARED tables ({}); it applies to USER and STREAM tables",
+                            def.qualified_name()
+                        )));
                     }
                 }
                 self.authorize(&target, namespace, &inner, &inner_p)
@@ -96,21 +93,16 @@ impl Engine {
         sql_text: &str,
     ) -> StmtResult<(Caller, Statement, Prepared)> {
         let single = || {
-            Fail(
-                ErrorCode::InvalidInput,
-                "EXECUTE AS USER must wrap exactly one single SQL statement".into(),
-            )
+            Error::InvalidInput("EXECUTE AS USER must wrap exactly one single SQL statement".into())
         };
         let stmts = crate::split::split_statements(sql_text).map_err(|_| single())?;
         let [inner_sql] = stmts.as_slice() else {
             return Err(single());
         };
-        let inner_p = Prepared::new(inner_sql).map_err(|m| Fail(ErrorCode::InvalidSql, m))?;
-        let inner =
-            dialect::classify_prepared(&inner_p).map_err(|m| Fail(ErrorCode::InvalidSql, m))?;
+        let inner_p = Prepared::new(inner_sql).map_err(Error::InvalidSql)?;
+        let inner = dialect::classify_typed(&inner_p)?;
         if matches!(inner, Statement::ExecuteAs { .. }) {
-            return Err(Fail(
-                ErrorCode::InvalidInput,
+            return Err(Error::InvalidInput(
                 "EXECUTE AS USER cannot be nested".into(),
             ));
         }
@@ -163,11 +155,8 @@ pub fn audit(caller: &Caller, action: &str, target: &str, details: Option<&str>)
     }
 }
 
-pub(super) fn denied(m: String) -> Fail {
-    Fail(
-        ErrorCode::PermissionDenied,
-        format!("Permission denied: {m}"),
-    )
+pub(super) fn denied(m: String) -> Error {
+    Error::PermissionDenied(format!("Permission denied: {m}"))
 }
 
 /// DESCRIBE and SHOW STATS follow SELECT's rules: a SHARED table by its access level.

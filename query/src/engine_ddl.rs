@@ -14,12 +14,12 @@ pub(super) fn typed_default(spec: &DefaultSpec, c: &ColumnSpec) -> StmtResult<De
 }
 
 pub(super) fn column_def(c: &ColumnSpec, id: u32, pk: bool) -> StmtResult<ColumnDef> {
-    dialect::validate_name("column", &c.name).map_err(|m| Fail(ErrorCode::InvalidSql, m))?;
+    dialect::validate_name("column", &c.name).map_err(Error::InvalidSql)?;
     if RESERVED_COLUMNS.contains(&c.name.as_str()) {
-        return Err(Fail(
-            ErrorCode::InvalidSql,
-            format!("Column name '{}' is reserved", c.name),
-        ));
+        return Err(Error::InvalidSql(format!(
+            "Column name '{}' is reserved",
+            c.name
+        )));
     }
     Ok(ColumnDef {
         id,
@@ -40,7 +40,7 @@ pub(super) fn plan_create_table(
     caller: &Caller,
     namespace: &str,
 ) -> StmtResult<TableDef> {
-    let invalid = |m: String| Fail(ErrorCode::InvalidSql, m);
+    let invalid = |m: String| Error::InvalidSql(m);
     let ns = ct
         .table
         .namespace
@@ -125,14 +125,11 @@ pub(super) fn plan_create_table(
         Role::Service | Role::Dba | Role::System => true,
     };
     if !allowed {
-        return Err(Fail(
-            ErrorCode::PermissionDenied,
-            format!(
-                "Permission denied: role {} cannot create {} tables",
-                caller.role.name(),
-                kind.name()
-            ),
-        ));
+        return Err(Error::PermissionDenied(format!(
+            "Permission denied: role {} cannot create {} tables",
+            caller.role.name(),
+            kind.name()
+        )));
     }
     if kind == TableKind::Stream && options.ttl_seconds.is_none() {
         return Err(invalid("STREAM tables require TTL_SECONDS".into()));
@@ -250,16 +247,24 @@ pub(super) fn plan_alter(mut def: TableDef, change: &AlterChange) -> StmtResult<
             return Err(format!("System column '{n}' cannot be altered").into());
         }
         def.columns.iter().position(|c| c.name == n).ok_or_else(|| {
-            format!("Column '{n}' not found in table {}", def.qualified_name()).into()
+            Error::NotFound(format!(
+                "Column '{n}' not found in table {}",
+                def.qualified_name()
+            ))
         })
     };
     def.change = match change {
         AlterChange::AddColumn(spec) => {
             if def.column(&spec.name).is_some() {
-                return Err(format!("Column '{}' already exists", spec.name).into());
+                return Err(Error::AlreadyExists(format!(
+                    "Column '{}' already exists",
+                    spec.name
+                )));
             }
             if spec.primary_key {
-                return Err("ALTER TABLE cannot add a PRIMARY KEY column".into());
+                return Err(Error::NotAllowed(
+                    "ALTER TABLE cannot add a PRIMARY KEY column".into(),
+                ));
             }
             let c = column_def(spec, def.next_column_id, false)?;
             if !c.nullable && !matches!(c.default, Some(DefaultExpr::Literal(_))) {
@@ -272,7 +277,9 @@ pub(super) fn plan_alter(mut def: TableDef, change: &AlterChange) -> StmtResult<
         AlterChange::DropColumn(n) => {
             let i = find(&def, n)?;
             if def.primary_key == Some(def.columns[i].id) {
-                return Err(format!("Cannot drop primary key column '{n}'").into());
+                return Err(Error::NotAllowed(format!(
+                    "Cannot drop primary key column '{n}'"
+                )));
             }
             def.columns.remove(i);
             format!("dropped column {n}")
@@ -284,7 +291,9 @@ pub(super) fn plan_alter(mut def: TableDef, change: &AlterChange) -> StmtResult<
         } => {
             let i = find(&def, name)?;
             if def.primary_key == Some(def.columns[i].id) {
-                return Err(format!("Cannot modify primary key column '{name}'").into());
+                return Err(Error::NotAllowed(format!(
+                    "Cannot modify primary key column '{name}'"
+                )));
             }
             def.columns[i].data_type = *data_type;
             if let Some(nn) = not_null {
@@ -295,7 +304,9 @@ pub(super) fn plan_alter(mut def: TableDef, change: &AlterChange) -> StmtResult<
         AlterChange::SetNotNull(n, nn) => {
             let i = find(&def, n)?;
             if def.primary_key == Some(def.columns[i].id) && !nn {
-                return Err(format!("Primary key column '{n}' must stay NOT NULL").into());
+                return Err(Error::NotAllowed(format!(
+                    "Primary key column '{n}' must stay NOT NULL"
+                )));
             }
             def.columns[i].nullable = !nn;
             format!("{} NOT NULL on {n}", if *nn { "set" } else { "dropped" })
@@ -318,9 +329,11 @@ pub(super) fn plan_alter(mut def: TableDef, change: &AlterChange) -> StmtResult<
         }
         AlterChange::RenameColumn { from, to } => {
             let i = find(&def, from)?;
-            dialect::validate_name("column", to).map_err(|m| Fail(ErrorCode::InvalidSql, m))?;
+            dialect::validate_name("column", to).map_err(Error::InvalidSql)?;
             if RESERVED_COLUMNS.contains(&to.as_str()) || def.column(to).is_some() {
-                return Err(format!("Column '{to}' already exists or is reserved").into());
+                return Err(Error::AlreadyExists(format!(
+                    "Column '{to}' already exists or is reserved"
+                )));
             }
             def.columns[i].name = to.clone();
             format!("renamed column {from} to {to}")
@@ -347,7 +360,7 @@ impl Engine {
         ns: &str,
     ) -> StmtResult<Out> {
         if catalog::namespace(self.store.as_ref(), ns)?.is_none() {
-            return Err(format!("Namespace '{ns}' does not exist").into());
+            return Err(Error::NotFound(format!("Namespace '{ns}' does not exist")));
         }
         *namespace = ns.to_owned();
         msg(caller, format!("Using namespace '{ns}'"))

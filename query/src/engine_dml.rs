@@ -67,24 +67,15 @@ impl Engine {
         let At {
             caller, namespace, ..
         } = *at;
-        let stmt = p
-            .ast()
-            .map_err(|e| Fail(ErrorCode::InvalidSql, e.to_owned()))?;
+        let stmt = p.ast().map_err(|e| Error::InvalidSql(e.to_owned()))?;
         let sql::Statement::Insert(ins) = stmt else {
-            return Err(Fail(
-                ErrorCode::InvalidSql,
-                "expected an INSERT statement".into(),
-            ));
+            return Err(Error::InvalidSql("expected an INSERT statement".into()));
         };
         let TableObject::TableName(name) = &ins.table else {
-            return Err(Fail(
-                ErrorCode::InvalidSql,
-                "INSERT needs a table name".into(),
-            ));
+            return Err(Error::InvalidSql("INSERT needs a table name".into()));
         };
         if ins.on.is_some() {
-            return Err(Fail(
-                ErrorCode::InvalidSql,
+            return Err(Error::InvalidSql(
                 "Upsert (ON CONFLICT / ON DUPLICATE KEY) is not supported".into(),
             ));
         }
@@ -98,19 +89,19 @@ impl Engine {
                 .map(|c| {
                     let n = c.to_string().trim_matches('"').to_ascii_lowercase();
                     if RESERVED_COLUMNS.contains(&n.as_str()) {
-                        return Err(Fail::from(format!("Cannot write system column '{n}'")));
+                        return Err(Error::from(format!("Cannot write system column '{n}'")));
                     }
                     def.column(&n).ok_or_else(|| {
-                        format!("Column '{n}' not found in table {}", def.qualified_name()).into()
+                        Error::NotFound(format!(
+                            "Column '{n}' not found in table {}",
+                            def.qualified_name()
+                        ))
                     })
                 })
                 .collect::<StmtResult<_>>()?
         };
         let Some(source) = &ins.source else {
-            return Err(Fail(
-                ErrorCode::InvalidSql,
-                "INSERT needs VALUES or a SELECT".into(),
-            ));
+            return Err(Error::InvalidSql("INSERT needs VALUES or a SELECT".into()));
         };
         // Each source row's values for `columns`, in order.
         let mut given: Vec<Vec<Value>> = Vec::new();
@@ -256,24 +247,15 @@ impl Engine {
         let At {
             caller, namespace, ..
         } = *at;
-        let stmt = p
-            .ast()
-            .map_err(|e| Fail(ErrorCode::InvalidSql, e.to_owned()))?;
+        let stmt = p.ast().map_err(|e| Error::InvalidSql(e.to_owned()))?;
         let sql::Statement::Update(up) = stmt else {
-            return Err(Fail(
-                ErrorCode::InvalidSql,
-                "expected an UPDATE statement".into(),
-            ));
+            return Err(Error::InvalidSql("expected an UPDATE statement".into()));
         };
         let TableFactor::Table { name, .. } = &up.table.relation else {
-            return Err(Fail(
-                ErrorCode::InvalidSql,
-                "UPDATE needs a table name".into(),
-            ));
+            return Err(Error::InvalidSql("UPDATE needs a table name".into()));
         };
         if up.from.is_some() || !up.table.joins.is_empty() {
-            return Err(Fail(
-                ErrorCode::InvalidSql,
+            return Err(Error::InvalidSql(
                 "UPDATE … FROM and joins are not supported".into(),
             ));
         }
@@ -282,8 +264,7 @@ impl Engine {
         let mut targets: Vec<(&ColumnDef, String)> = Vec::new();
         for a in &up.assignments {
             let AssignmentTarget::ColumnName(col) = &a.target else {
-                return Err(Fail(
-                    ErrorCode::InvalidSql,
+                return Err(Error::InvalidSql(
                     "tuple assignments are not supported".into(),
                 ));
             };
@@ -294,16 +275,20 @@ impl Engine {
                 .map(|i| i.value.to_ascii_lowercase())
                 .unwrap_or_default();
             if RESERVED_COLUMNS.contains(&n.as_str()) {
-                return Err(format!("Cannot update system column '{n}'").into());
+                return Err(Error::NotAllowed(format!(
+                    "Cannot update system column '{n}'"
+                )));
             }
             let c = def.column(&n).ok_or_else(|| {
-                Fail::from(format!(
+                Error::NotFound(format!(
                     "Column '{n}' not found in table {}",
                     def.qualified_name()
                 ))
             })?;
             if def.primary_key == Some(c.id) {
-                return Err(format!("Cannot update primary key column '{n}'").into());
+                return Err(Error::NotAllowed(format!(
+                    "Cannot update primary key column '{n}'"
+                )));
             }
             targets.push((c, a.value.to_string()));
         }
@@ -369,33 +354,21 @@ impl Engine {
         let At {
             caller, namespace, ..
         } = *at;
-        let stmt = p
-            .ast()
-            .map_err(|e| Fail(ErrorCode::InvalidSql, e.to_owned()))?;
+        let stmt = p.ast().map_err(|e| Error::InvalidSql(e.to_owned()))?;
         let sql::Statement::Delete(del) = stmt else {
-            return Err(Fail(
-                ErrorCode::InvalidSql,
-                "expected a DELETE statement".into(),
-            ));
+            return Err(Error::InvalidSql("expected a DELETE statement".into()));
         };
         let from = match &del.from {
             FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
         };
         let [twj] = from.as_slice() else {
-            return Err(Fail(
-                ErrorCode::InvalidSql,
-                "DELETE from exactly one table".into(),
-            ));
+            return Err(Error::InvalidSql("DELETE from exactly one table".into()));
         };
         let TableFactor::Table { name, .. } = &twj.relation else {
-            return Err(Fail(
-                ErrorCode::InvalidSql,
-                "DELETE needs a table name".into(),
-            ));
+            return Err(Error::InvalidSql("DELETE needs a table name".into()));
         };
         if del.using.is_some() || !twj.joins.is_empty() {
-            return Err(Fail(
-                ErrorCode::InvalidSql,
+            return Err(Error::InvalidSql(
                 "DELETE … USING and joins are not supported".into(),
             ));
         }
@@ -545,11 +518,10 @@ pub(super) fn row_pk(def: &TableDef, cells: &[(u32, Value)], seq: i64) -> Value 
 
 pub(super) fn check_not_null(def: &TableDef, c: &ColumnDef, v: &Value) -> StmtResult<()> {
     if v.is_null() && (!c.nullable || def.primary_key == Some(c.id)) {
-        return Err(format!(
+        return Err(Error::Constraint(format!(
             "NOT NULL constraint violation: column '{}' cannot be NULL",
             c.name
-        )
-        .into());
+        )));
     }
     Ok(())
 }

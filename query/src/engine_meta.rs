@@ -11,13 +11,11 @@ impl Engine {
         select: &str,
         options: &[(String, i64)],
     ) -> StmtResult<Out> {
-        self.plan_live(caller, select).map_err(|e| {
-            let code = match e.code {
-                "UNAUTHORIZED" => ErrorCode::PermissionDenied,
-                "INVALID_SQL" => ErrorCode::InvalidSql,
-                _ => ErrorCode::SqlExecutionError,
-            };
-            Fail(code, e.message)
+        self.plan_live(caller, select).map_err(|e| match e.code {
+            "UNAUTHORIZED" => Error::PermissionDenied(e.message),
+            "INVALID_SQL" => Error::InvalidSql(e.message),
+            "NOT_FOUND" => Error::NotFound(e.message),
+            _ => Error::Execution(e.message),
         })?;
         let mut subscription = serde_json::json!({
             "id": format!("sub-{}", uuid::Uuid::now_v7().simple()),

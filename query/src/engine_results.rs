@@ -97,15 +97,17 @@ pub(super) fn returning_rows<'a>(
             sql::SelectItem::UnnamedExpr(Expr::Identifier(id)) => {
                 let n = id.value.to_ascii_lowercase();
                 let idx = schema.index_of(&n).map_err(|_| {
-                    format!("Column '{n}' not found in table {}", def.qualified_name())
+                    Error::NotFound(format!(
+                        "Column '{n}' not found in table {}",
+                        def.qualified_name()
+                    ))
                 })?;
                 picks.push(idx);
             }
             other => {
-                return Err(Fail(
-                    ErrorCode::InvalidSql,
-                    format!("RETURNING supports column names and * only, not {other}"),
-                ));
+                return Err(Error::InvalidSql(format!(
+                    "RETURNING supports column names and * only, not {other}"
+                )));
             }
         }
     }

@@ -43,7 +43,7 @@ impl Engine {
                 if let Some(ns) = ns
                     && catalog::namespace(self.store.as_ref(), ns)?.is_none()
                 {
-                    return Err(format!("Namespace '{ns}' does not exist").into());
+                    return Err(Error::NotFound(format!("Namespace '{ns}' does not exist")));
                 }
                 let defs = catalog::tables(self.store.as_ref(), ns.as_deref())?
                     .into_iter()
@@ -353,9 +353,9 @@ impl Engine {
             return Err("STORAGE CHECK: this node has no cold storage".into());
         };
         let Some(storage) = catalog::storage(self.store.as_ref(), storage)? else {
-            return Err(
-                format!("Storage '{storage}' does not exist (SHOW STORAGES lists them)").into(),
-            );
+            return Err(Error::NotFound(format!(
+                "Storage '{storage}' does not exist (SHOW STORAGES lists them)"
+            )));
         };
         let mut rows = Rows::new(&[
             ("table_name", DataType::Text),
@@ -447,7 +447,7 @@ impl Engine {
             return Err("The built-in storage 'local' cannot be altered".into());
         }
         let current = catalog::storage(self.store.as_ref(), id)?
-            .ok_or_else(|| format!("Storage '{id}' does not exist"))?;
+            .ok_or_else(|| Error::NotFound(format!("Storage '{id}' does not exist")))?;
         let storage = crate::storage::alter(&current, changes)?;
         self.propose(&caller.user, vec![Op::AlterStorage { storage }])
             .await?;

@@ -55,7 +55,7 @@ impl Engine {
     ) -> StmtResult<Out> {
         let mut user = catalog::user(self.store.as_ref(), id)?
             .filter(|u| u.deleted_at_ms.is_none())
-            .ok_or_else(|| Fail::from(format!("User '{id}' not found")))?;
+            .ok_or_else(|| Error::NotFound(format!("User '{id}' not found")))?;
         grant_allowed(caller, user.role)?;
         let details = match change {
             UserChange::Password(p) => {
@@ -96,7 +96,7 @@ impl Engine {
             if if_exists {
                 return msg(caller, format!("User '{id}' does not exist"));
             }
-            return Err(format!("User '{id}' not found").into());
+            return Err(Error::NotFound(format!("User '{id}' not found")));
         };
         if id == "root" || *id == caller.user {
             return Err(denied(format!(

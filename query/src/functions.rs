@@ -236,11 +236,13 @@ impl ScalarUDFImpl for SizeGuard {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let bytes = self.requested_bytes(&args)?;
         if bytes > self.max_bytes {
-            return Err(datafusion::common::DataFusionError::Execution(format!(
-                "{}() would build {bytes} bytes, more than the limit of {} bytes per call",
-                self.inner.name(),
-                self.max_bytes
-            )));
+            return Err(datafusion::common::DataFusionError::ResourcesExhausted(
+                format!(
+                    "{}() would build {bytes} bytes, more than the limit of {} bytes per call",
+                    self.inner.name(),
+                    self.max_bytes
+                ),
+            ));
         }
         self.inner.invoke_with_args(args)
     }

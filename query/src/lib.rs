@@ -10,8 +10,9 @@
 //! then the commit this crate proposes; value conversions are the materializer's too
 //! ([`convert`], re-exported).
 //!
-//! Its error type is the API's: [`SqlError`] with an [`ErrorCode`] of API.md 1.7.4, which the
-//! binary maps to HTTP statuses in one place.
+//! A statement fails with [`error::Error`], whose variant is what went wrong: it decides the
+//! [`ErrorCode`] of API.md 1.7.4 and whether a caller below dba may read the message. A
+//! request answers with [`SqlError`], which the binary maps to HTTP statuses in one place.
 //!
 //! Dependencies: `folddb-materializer` and DataFusion; never `folddb-log`, Parquet or object
 //! storage. It never writes RocksDB or the cold tier and never sees `cluster`: it proposes
@@ -20,6 +21,7 @@
 pub use folddb_materializer::convert;
 pub mod dialect;
 pub mod engine;
+pub mod error;
 mod functions;
 pub mod ids;
 pub mod jobs;

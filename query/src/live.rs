@@ -378,13 +378,21 @@ impl Engine {
         caller: &Caller,
         q: &SystemLive,
     ) -> Result<(Vec<String>, Vec<(String, RowObject)>), LiveError> {
-        let batches = self.read_as(caller, &q.sql).await.map_err(|e| LiveError {
-            code: if e.message.contains("not found") {
-                "NOT_FOUND"
-            } else {
-                "SUBSCRIPTION_FAILED"
-            },
-            message: e.message,
+        let batches = self.read_typed(caller, &q.sql).await.map_err(|e| {
+            let code = match &e {
+                crate::error::Error::NotFound(_) => "NOT_FOUND",
+                crate::error::Error::Rejected {
+                    kind: folddb_materializer::RejectKind::NotFound,
+                    ..
+                } => "NOT_FOUND",
+                _ => "SUBSCRIPTION_FAILED",
+            };
+            LiveError {
+                code,
+                message: crate::request::SqlError::from(e)
+                    .for_role(caller.role)
+                    .message,
+            }
         })?;
         let mut out = Vec::new();
         let mut names = Vec::new();

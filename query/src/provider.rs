@@ -197,11 +197,11 @@ impl HotTable {
         catalog::storage(&self.view, &self.def.options.storage_id)
             .map_err(df_err)?
             .ok_or_else(|| {
-                DataFusionError::Execution(format!(
+                DataFusionError::External(Box::new(crate::error::Error::NotFound(format!(
                     "Storage '{}' of table {} does not exist",
                     self.def.options.storage_id,
                     self.def.qualified_name()
-                ))
+                ))))
             })
     }
 
@@ -380,10 +380,12 @@ impl SchemaProvider for NamespaceSchema {
             && def.kind == TableKind::Shared
             && !shared_access(def, self.caller.role, false)
         {
-            return Err(DataFusionError::Plan(format!(
-                "Permission denied: reading SHARED table {} is not allowed for role {}",
-                def.qualified_name(),
-                self.caller.role.name()
+            return Err(DataFusionError::External(Box::new(
+                crate::error::Error::PermissionDenied(format!(
+                    "Permission denied: reading SHARED table {} is not allowed for role {}",
+                    def.qualified_name(),
+                    self.caller.role.name()
+                )),
             )));
         }
         Ok(def.map(|def| {

@@ -100,39 +100,44 @@ pub struct SqlError {
     pub message: String,
     /// The failing statement's SQL (shown to dba and system only).
     pub details: Option<String>,
+    /// Whether a caller below dba may read `message` ([`crate::error::Error::is_public`]).
+    pub public: bool,
 }
 
 impl SqlError {
+    /// An error of the request itself (its parameters, its size, its batch): its message is
+    /// for every caller unless `code` is one whose messages may carry more.
     pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> SqlError {
         SqlError {
             code,
             message: message.into(),
             details: None,
+            public: !matches!(
+                code,
+                ErrorCode::SqlExecutionError
+                    | ErrorCode::InvalidSql
+                    | ErrorCode::BatchParseError
+                    | ErrorCode::InternalError
+            ),
         }
     }
 
+    /// The error as statement `index` (0-based) of the request, `sql`, failed with it.
+    pub(crate) fn in_statement(mut self, index: usize, sql: &str) -> SqlError {
+        self.message = format!("Statement {} failed: {}", index + 1, self.message);
+        self.details = Some(sql.to_owned());
+        self
+    }
+
     /// The error as a caller of `role` may see it (API.md 1.7.4): dba and system see
-    /// everything; others get fixed texts unless the message is one clients rely on.
+    /// everything; others get a fixed text unless the error's kind says its message is
+    /// theirs to read.
     pub fn for_role(mut self, role: Role) -> SqlError {
         if role.is_admin() {
             return self;
         }
         self.details = None;
-        let lower = self.message.to_ascii_lowercase();
-        let safe = [
-            "permission",
-            "primary key",
-            "duplicate",
-            "constraint",
-            "not found",
-            "already exists",
-            "does not exist",
-            "leader",
-            "limit of",
-        ]
-        .iter()
-        .any(|s| lower.contains(s));
-        if !safe {
+        if !self.public {
             self.message = match self.code {
                 ErrorCode::SqlExecutionError => "SQL statement failed".into(),
                 ErrorCode::InvalidSql => "SQL statement is invalid or not allowed".into(),
@@ -142,6 +147,21 @@ impl SqlError {
             };
         }
         self
+    }
+}
+
+impl From<crate::error::Error> for SqlError {
+    fn from(e: crate::error::Error) -> SqlError {
+        SqlError {
+            code: e.code(),
+            public: e.is_public(),
+            message: match e {
+                crate::error::Error::Rejected { message, .. }
+                | crate::error::Error::Limit { message, .. } => message,
+                other => other.message().to_owned(),
+            },
+            details: None,
+        }
     }
 }
 
