@@ -152,10 +152,12 @@ pub(super) fn plan_create_table(
     pk_names.extend(ct.primary_key.iter().cloned());
     pk_names.dedup();
     if pk_names.len() > 1 {
-        return Err(invalid("Composite primary keys are not supported".into()));
+        return Err(Error::Definition(
+            "Composite primary keys are not supported".into(),
+        ));
     }
     if pk_names.is_empty() && kind != TableKind::Stream {
-        return Err(invalid(format!(
+        return Err(Error::Definition(format!(
             "{} tables require a PRIMARY KEY column",
             kind.name()
         )));
@@ -166,7 +168,7 @@ pub(super) fn plan_create_table(
     let mut columns = Vec::with_capacity(ct.columns.len());
     for (i, c) in ct.columns.iter().enumerate() {
         if ct.columns[..i].iter().any(|p| p.name == c.name) {
-            return Err(invalid(format!("Duplicate column '{}'", c.name)));
+            return Err(Error::Definition(format!("Duplicate column '{}'", c.name)));
         }
         let pk = pk_names.first() == Some(&c.name);
         columns.push(column_def(c, i as u32 + 1, pk)?);
@@ -177,7 +179,9 @@ pub(super) fn plan_create_table(
                 .iter()
                 .find(|c| &c.name == n)
                 .map(|c| c.id)
-                .ok_or_else(|| invalid(format!("PRIMARY KEY column '{n}' is not a column")))?,
+                .ok_or_else(|| {
+                    Error::Definition(format!("PRIMARY KEY column '{n}' is not a column"))
+                })?,
         ),
         None => None,
     };
@@ -187,7 +191,7 @@ pub(super) fn plan_create_table(
             DataType::Embedding(_) | DataType::Json | DataType::File
         )
     {
-        return Err(invalid(format!(
+        return Err(Error::Definition(format!(
             "Column '{}' cannot be a primary key",
             pk.name
         )));

@@ -14,6 +14,11 @@ pub enum Error {
     /// option, a malformed definition.
     #[error("{0}")]
     InvalidSql(String),
+    /// A table definition that breaks the rules of tables: a duplicate column, a primary key
+    /// that is missing, composite or not a column (API.md 1.7.4 lists such messages as
+    /// safe).
+    #[error("{0}")]
+    Definition(String),
     /// A value the request gives is out of range or malformed.
     #[error("{0}")]
     InvalidInput(String),
@@ -79,7 +84,7 @@ impl Error {
     /// The API error code (API.md 1.7.4).
     pub fn code(&self) -> ErrorCode {
         match self {
-            Error::InvalidSql(_) => ErrorCode::InvalidSql,
+            Error::InvalidSql(_) | Error::Definition(_) => ErrorCode::InvalidSql,
             Error::InvalidInput(_) => ErrorCode::InvalidInput,
             Error::PermissionDenied(_) => ErrorCode::PermissionDenied,
             Error::NotFound(_)
@@ -102,6 +107,7 @@ impl Error {
     pub fn is_public(&self) -> bool {
         match self {
             Error::InvalidInput(_)
+            | Error::Definition(_)
             | Error::PermissionDenied(_)
             | Error::NotFound(_)
             | Error::AlreadyExists(_)
@@ -124,6 +130,7 @@ impl Error {
     pub fn message(&self) -> &str {
         match self {
             Error::InvalidSql(m)
+            | Error::Definition(m)
             | Error::InvalidInput(m)
             | Error::PermissionDenied(m)
             | Error::NotFound(m)
