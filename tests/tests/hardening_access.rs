@@ -1,7 +1,8 @@
 //! Identity and authorization hold under attack (#14, items 12–15): concurrent first-run
 //! setups configure the server exactly once; `SHOW STATS` and `DESCRIBE` follow SELECT's
 //! rules (a user counts only their own rows and sees no DBA-level table); role `user` alters
-//! no table's schema; failed logins cost no log entry each (they are written aggregated).
+//! no table's schema; failed logins cost no log entry each (they are written aggregated);
+//! what a caller below dba reads of an error is decided by its kind (API.md 1.7.4).
 
 use folddb_tests::{Server, rows};
 use serde_json::json;
@@ -281,4 +282,83 @@ async fn a_dropped_account_passes_nothing_to_a_new_one_of_the_same_name() {
     folddb_tests::ws::next(&mut ws).await.expect("auth");
     s.ok(&admin, "ALTER USER carol SET ROLE user").await;
     assert_eq!(close_reason(&mut ws).await, "Account dropped or changed");
+}
+
+/// API.md 1.7.4: a caller below dba reads the messages about their own statement that
+/// clients rely on (a duplicate key, a missing column, a permission, NOT NULL), gets fixed
+/// texts for the rest (DataFusion's own messages, invalid SQL), and never the statement's
+/// SQL; dba reads everything.
+#[tokio::test]
+async fn a_user_reads_only_the_errors_meant_for_them() {
+    let (_dir, s, admin, alice, _bob) = server_with_users().await;
+    s.ok(&alice, "INSERT INTO app.notes (id, body) VALUES (1, 'a')")
+        .await;
+    let error = |body: &serde_json::Value| {
+        (
+            body["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            body["error"]["details"].clone(),
+        )
+    };
+    let shown = [
+        (
+            "INSERT INTO app.notes (id, body) VALUES (1, 'again')",
+            "SQL_EXECUTION_ERROR",
+            "Primary key violation: value '1' already exists in column 'id'",
+        ),
+        (
+            "UPDATE app.notes SET nope = 1 WHERE id = 1",
+            "SQL_EXECUTION_ERROR",
+            "Column 'nope' not found in table app.notes",
+        ),
+        (
+            "INSERT INTO app.notes (id, body) VALUES (NULL, 'x')",
+            "SQL_EXECUTION_ERROR",
+            "NOT NULL constraint violation",
+        ),
+        (
+            "SELECT * FROM app.secret",
+            "PERMISSION_DENIED",
+            "Permission denied",
+        ),
+    ];
+    for (sql, code, text) in shown {
+        let (_, body) = s.sql(&alice, sql).await;
+        let (c, message, details) = error(&body);
+        assert_eq!(c, code, "{sql}: {body}");
+        assert!(message.starts_with("Statement 1 failed: "), "{sql}: {body}");
+        assert!(message.contains(text), "{sql}: {body}");
+        assert!(details.is_null(), "{sql}: the SQL is for dba only: {body}");
+    }
+    let hidden = [
+        (
+            "SELECT nosuchfn(1)",
+            "SQL_EXECUTION_ERROR",
+            "SQL statement failed",
+        ),
+        (
+            "SELEKT 1",
+            "INVALID_SQL",
+            "SQL statement is invalid or not allowed",
+        ),
+    ];
+    for (sql, code, text) in hidden {
+        let (_, body) = s.sql(&alice, sql).await;
+        assert_eq!(
+            error(&body),
+            (code.to_owned(), text.to_owned(), serde_json::Value::Null),
+            "{sql}: {body}"
+        );
+        let (_, body) = s.sql(&admin, sql).await;
+        let (c, message, details) = error(&body);
+        assert_eq!(c, code, "{sql}: {body}");
+        assert_ne!(message, text, "dba reads the reason: {body}");
+        assert_eq!(details, json!(sql), "{body}");
+    }
 }
