@@ -352,12 +352,15 @@ pub async fn connection(
                     wire.decode_binary(bytes, MAX_FRAME_BYTES)
                 } else {
                     std::str::from_utf8(bytes)
-                        .map_err(|e| format!("Invalid message: {e}"))
+                        .map_err(|e| folddb_realtime::Error::InvalidMessage {
+                            reason: e.to_string(),
+                        })
                         .and_then(ClientMessage::parse)
                 };
                 let msg = match parsed {
                     Ok(m) => m,
-                    Err(reason) => {
+                    Err(e) => {
+                        let reason = e.to_string();
                         out.close(1011, &reason.chars().take(120).collect::<String>()).await;
                         break;
                     }

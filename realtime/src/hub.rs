@@ -21,7 +21,7 @@ pub const CONNECTION_QUEUE: usize = 4096;
 /// by every subscription that gets the same bytes: the same subscription id and SQL, for the
 /// same user and role. Each entry is the row's key, the `_seq` of the version it tells of,
 /// whether the row is in the view after it, and the message's JSON text.
-pub type Encoded = Result<Vec<(String, i64, bool, Arc<str>)>, String>;
+pub type Encoded = crate::Result<Vec<(String, i64, bool, Arc<str>)>>;
 
 /// Who gets the same bytes from a change set: subscription id, user, role, SQL.
 pub type EncodingKey = (String, String, &'static str, String);

@@ -25,7 +25,7 @@ pub enum Notification {
 }
 
 /// The notifications `events` give `q`'s subscriber, in order.
-pub fn notify(q: &LiveQuery, events: &[RowEvent]) -> Result<Vec<Notification>, String> {
+pub fn notify(q: &LiveQuery, events: &[RowEvent]) -> crate::Result<Vec<Notification>> {
     let notes = notify_unseen(q, events, |_, _| false)?;
     Ok(notes.into_iter().map(|(_, _, n)| n).collect())
 }
@@ -37,7 +37,7 @@ pub fn notify_unseen(
     q: &LiveQuery,
     events: &[RowEvent],
     seen: impl Fn(&str, i64) -> bool,
-) -> Result<Vec<(String, i64, Notification)>, String> {
+) -> crate::Result<Vec<(String, i64, Notification)>> {
     let mine: Vec<&RowEvent> = events
         .iter()
         .filter(|e| e.table == q.def.id && e.scope == q.scope)
@@ -54,9 +54,10 @@ pub fn notify_unseen(
     let olds: Vec<Option<RowVersion>> = mine.iter().map(|e| live(&e.old)).collect();
     let news: Vec<Option<RowVersion>> = mine.iter().map(|e| live(&e.new)).collect();
     let images: Vec<RowVersion> = olds.iter().chain(&news).flatten().cloned().collect();
-    let batch = q.images(&images)?;
-    let pass = q.passes(&batch)?;
-    let cols = q.project(&batch)?;
+    let batch = q.images(&images).map_err(conversion)?;
+    let pass = q.passes(&batch).map_err(conversion)?;
+    let cols = q.project(&batch).map_err(conversion)?;
+    let object = |r| q.object(&cols, r).map_err(conversion);
     let mut at = HashMap::new();
     let mut next = 0;
     for (k, img) in olds.iter().chain(&news).enumerate() {
@@ -71,9 +72,9 @@ pub fn notify_unseen(
         let old = at.get(&k).copied().filter(|&r| pass[r]);
         let new = at.get(&(n + k)).copied().filter(|&r| pass[r]);
         let note = match (old, new) {
-            (None, Some(r)) => Notification::Insert(q.object(&cols, r)?),
-            (Some(r), None) => Notification::Delete(q.object(&cols, r)?),
-            (Some(o), Some(r)) => delta(q, &q.object(&cols, o)?, &q.object(&cols, r)?),
+            (None, Some(r)) => Notification::Insert(object(r)?),
+            (Some(r), None) => Notification::Delete(object(r)?),
+            (Some(o), Some(r)) => delta(q, &object(o)?, &object(r)?),
             (None, None) => continue,
         };
         let seq = event
@@ -84,6 +85,10 @@ pub fn notify_unseen(
         out.push((q.key_of(event), seq, note));
     }
     Ok(out)
+}
+
+fn conversion(reason: String) -> crate::Error {
+    crate::Error::Conversion { reason }
 }
 
 /// An update as a delta: the new image's key, `_seq` and non-null columns; the old image's

@@ -71,7 +71,7 @@ impl Registry {
     }
 
     /// Registers a subscription: its live id, or why the user may not have another.
-    pub fn register(&self, connection: u64, r: Registration<'_>) -> Result<String, String> {
+    pub fn register(&self, connection: u64, r: Registration<'_>) -> crate::Result<String> {
         let mut inner = self.lock();
         let held = inner
             .subs
@@ -79,10 +79,11 @@ impl Registry {
             .filter(|(_, l)| l.user_id == r.user_id)
             .count();
         if held >= self.max_per_user {
-            return Err(format!(
-                "User '{}' already holds {held} subscriptions (the limit is {})",
-                r.user_id, self.max_per_user
-            ));
+            return Err(crate::Error::SubscriptionLimit {
+                user: r.user_id.to_owned(),
+                held,
+                limit: self.max_per_user,
+            });
         }
         let live_id = format!("{}-{connection}-{}", r.user_id, r.subscription_id);
         let now = now_ms();

@@ -78,8 +78,10 @@ pub enum ClientMessage {
 
 impl ClientMessage {
     /// A text frame as a client message; the error is the close reason of API.md 2.2.
-    pub fn parse(text: &str) -> Result<ClientMessage, String> {
-        serde_json::from_str(text).map_err(|e| format!("Invalid message: {e}"))
+    pub fn parse(text: &str) -> crate::Result<ClientMessage> {
+        serde_json::from_str(text).map_err(|e| crate::Error::InvalidMessage {
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -326,7 +328,7 @@ impl Session {
             },
         ) {
             Ok(l) => l,
-            Err(m) => return outgoing(vec![error(&id, "SUBSCRIPTION_LIMIT_EXCEEDED", &m)]),
+            Err(e) => return outgoing(vec![error(&id, e.code(), &e.to_string())]),
         };
         // Watch before reading: every change applied after `read_at` reaches this inbox.
         self.hub
@@ -449,7 +451,7 @@ impl Session {
                         Outgoing::Text(text.clone())
                     })
                     .collect(),
-                Err(e) => vec![error(id, "CONVERSION_ERROR", e).into()],
+                Err(e) => vec![error(id, e.code(), &e.to_string()).into()],
             };
             sub.deliver(&self.registry, msgs, &mut out);
         }
@@ -585,7 +587,7 @@ impl Session {
             },
         ) {
             Ok(l) => l,
-            Err(m) => return vec![error(&id, "SUBSCRIPTION_LIMIT_EXCEEDED", &m)],
+            Err(e) => return vec![error(&id, e.code(), &e.to_string())],
         };
         let mut out = vec![ack(&id, BatchControl::READY, schema)];
         if req.options.is_some() {

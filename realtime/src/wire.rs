@@ -86,15 +86,16 @@ impl Wire {
 
     /// A binary client frame: MessagePack (maybe gzip'ed) on a msgpack connection. The
     /// error is the close reason of API.md 2.2.
-    pub fn decode_binary(&self, bytes: &[u8], max: usize) -> Result<ClientMessage, String> {
+    pub fn decode_binary(&self, bytes: &[u8], max: usize) -> crate::Result<ClientMessage> {
+        let invalid = |reason| crate::Error::InvalidMessage { reason };
         let plain;
         let body = if bytes.starts_with(&GZIP_MAGIC) {
-            plain = gunzip(bytes, max)?;
+            plain = gunzip(bytes, max).map_err(invalid)?;
             plain.as_slice()
         } else {
             bytes
         };
-        rmp_serde::from_slice(body).map_err(|e| format!("Invalid message: {e}"))
+        rmp_serde::from_slice(body).map_err(|e| invalid(e.to_string()))
     }
 }
 
@@ -110,9 +111,9 @@ fn gunzip(bytes: &[u8], max: usize) -> Result<Vec<u8>, String> {
     GzDecoder::new(bytes)
         .take(max as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| format!("Invalid message: gzip: {e}"))?;
+        .map_err(|e| format!("gzip: {e}"))?;
     if out.len() > max {
-        return Err("Invalid message: inflates past the frame limit".into());
+        return Err("inflates past the frame limit".into());
     }
     Ok(out)
 }
@@ -122,7 +123,7 @@ fn gunzip(bytes: &[u8], max: usize) -> Result<Vec<u8>, String> {
 pub fn decode_server_frame(binary: bool, bytes: &[u8], msgpack: bool) -> Result<Json, String> {
     let plain;
     let body = if binary && bytes.starts_with(&GZIP_MAGIC) {
-        plain = gunzip(bytes, usize::MAX - 1)?;
+        plain = gunzip(bytes, usize::MAX - 1).map_err(|r| format!("Invalid message: {r}"))?;
         plain.as_slice()
     } else {
         bytes
