@@ -408,6 +408,21 @@ impl Engine {
         allow_statements: bool,
         max_bytes: Option<usize>,
     ) -> StmtResult<(Arc<Schema>, Vec<RecordBatch>)> {
+        self.query_parsed(at, sql_text, None, params, allow_statements, max_bytes)
+            .await
+    }
+
+    /// [`Engine::query`] of a statement already parsed (`ast`, from `sql_text`): DataFusion
+    /// plans the tree instead of parsing the text again.
+    async fn query_parsed(
+        &self,
+        at: &At<'_>,
+        sql_text: &str,
+        ast: Option<&sql::Statement>,
+        params: &[Literal],
+        allow_statements: bool,
+        max_bytes: Option<usize>,
+    ) -> StmtResult<(Arc<Schema>, Vec<RecordBatch>)> {
         let At {
             caller,
             view,
@@ -418,7 +433,16 @@ impl Engine {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(allow_statements);
-        let df = ctx.sql_with_options(sql_text, options).await?;
+        let df = match ast {
+            Some(ast) => {
+                let statement =
+                    datafusion::sql::parser::Statement::Statement(Box::new(ast.clone()));
+                let plan = ctx.state().statement_to_plan(statement).await?;
+                options.verify_plan(&plan)?;
+                ctx.execute_logical_plan(plan).await?
+            }
+            None => ctx.sql_with_options(sql_text, options).await?,
+        };
         let df = if params.is_empty() {
             df
         } else {
@@ -770,7 +794,11 @@ impl Engine {
                 }
                 let allow = matches!(stmt, Statement::Meta);
                 let cap = Some(self.limits.max_result_bytes);
-                let (schema, batches) = self.query(at, p.text(), params, allow, cap).await?;
+                // A query's tree, parsed once for authorization, is what DataFusion plans.
+                let ast = if allow { None } else { p.ast().ok() };
+                let (schema, batches) = self
+                    .query_parsed(at, p.text(), ast, params, allow, cap)
+                    .await?;
                 Ok(Out::Result(rows_result(caller, &schema, &batches)?))
             }
             Statement::Insert | Statement::Update | Statement::Delete => {
