@@ -72,6 +72,20 @@ async fn create_tables(s: &Server, token: &str, storage: &str) {
     .await;
 }
 
+/// Creates storage `lake` in the fake S3 `s3`'s bucket `lake`, under prefix `folddb`.
+async fn create_lake(s: &Server, token: &str, s3: &folddb_tests::s3::FakeS3) {
+    s.ok(
+        token,
+        &format!(
+            "CREATE STORAGE lake TYPE 's3' BUCKET 'lake/folddb' REGION 'us-east-1' \
+             CREDENTIALS '{{\"access_key_id\": \"key\", \"secret_access_key\": \"secret\"}}' \
+             CONFIG '{{\"endpoint\": \"{}\", \"allow_http\": true, \"max_retries\": 0}}'",
+            s3.endpoint()
+        ),
+    )
+    .await;
+}
+
 /// Updates and deletes rows of `app.s` (flushed or not); returns the answers after, checked.
 async fn change_s(s: &Server, token: &str) -> Vec<Vec<Value>> {
     s.ok(token, "UPDATE app.s SET v = 'changed' WHERE id = 7")
@@ -533,16 +547,7 @@ async fn tables_in_an_s3_storage_are_objects_in_its_bucket() {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Server::start(&dir.path().join("data")).await;
     let t = s.setup_and_login().await;
-    s.ok(
-        &t,
-        &format!(
-            "CREATE STORAGE lake TYPE 's3' BUCKET 'lake/folddb' REGION 'us-east-1' \
-             CREDENTIALS '{{\"access_key_id\": \"key\", \"secret_access_key\": \"secret\"}}' \
-             CONFIG '{{\"endpoint\": \"{}\", \"allow_http\": true, \"max_retries\": 0}}'",
-            s3.endpoint()
-        ),
-    )
-    .await;
+    create_lake(&s, &t, &s3).await;
     let check = rows(&s.ok(&t, "STORAGE CHECK lake").await);
     assert!(check.is_empty(), "reachable, no tables yet: {check:?}");
     create_tables(&s, &t, "lake").await;
@@ -622,16 +627,7 @@ async fn flushed_keys_are_checked_without_reaching_the_object_storage() {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Server::start(&dir.path().join("data")).await;
     let t = s.setup_and_login().await;
-    s.ok(
-        &t,
-        &format!(
-            "CREATE STORAGE lake TYPE 's3' BUCKET 'lake/folddb' REGION 'us-east-1' \
-             CREDENTIALS '{{\"access_key_id\": \"key\", \"secret_access_key\": \"secret\"}}' \
-             CONFIG '{{\"endpoint\": \"{}\", \"allow_http\": true, \"max_retries\": 0}}'",
-            s3.endpoint()
-        ),
-    )
-    .await;
+    create_lake(&s, &t, &s3).await;
     create_tables(&s, &t, "lake").await;
     s.ok(&t, "DELETE FROM app.s WHERE id = 40").await;
     let (status, m) = flush(&s, &t, "app.s").await;
