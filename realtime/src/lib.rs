@@ -1,9 +1,14 @@
 //! `folddb-realtime` serves live queries and log tails.
 //!
-//! It owns the transport-agnostic WebSocket session ([`session`]): the client and server
-//! messages of API.md 2, subscriptions with their initial data in batches, and the
-//! hand-off from that snapshot to the node's change feed without loss or repeats. Still to
-//! come: a registry indexed by table and user for fan-out, resuming from the log on disk,
+//! It owns live-query semantics and their transport-agnostic WebSocket session
+//! ([`session`]): the client and server messages of API.md 2 (typed: [`ServerMessage`],
+//! framed as JSON or MessagePack, maybe gzip'ed, by [`wire`]), subscriptions with their
+//! initial data in batches and the hand-off from that snapshot to the node's change feed
+//! without loss or repeats; the rules that turn a row change into an insert, update or
+//! delete notification by evaluating the filter on its old and new images ([`notify`]);
+//! the fan-out of each applied change set to the connections watching its table and owner
+//! ([`hub`]); the subscriptions each user holds (`system.live`, [`registry`]). Its errors
+//! are [`Error`]. Still to come: resuming from the change journal on disk, log tails,
 //! topics with consumer groups.
 //!
 //! Dependencies: `folddb-query`, `folddb-materializer`, `folddb-log`.
