@@ -525,12 +525,32 @@ pub fn classify_prepared(p: &crate::prepared::Prepared) -> Result<Statement, Par
 /// [`classify_prepared`], failing with the typed error: a statement past the nesting limits
 /// is refused as over a limit, any other as invalid SQL.
 pub fn classify_typed(p: &crate::prepared::Prepared) -> Result<Statement, crate::error::Error> {
-    let c = Cursor::from_tokens(p.tokens());
     // Before anything parses it into a tree as deep as its longest chain.
-    crate::nesting::check(&c.toks).map_err(|message| crate::error::Error::Limit {
+    crate::nesting::check(p.tokens()).map_err(|message| crate::error::Error::Limit {
         code: crate::request::ErrorCode::InvalidSql,
         message,
     })?;
+    // The statements DataFusion and the write planner parse are known by their first word;
+    // only FoldDB's own statements are walked token by token.
+    let first = p
+        .tokens()
+        .find(|t| !matches!(t, Token::Whitespace(_) | Token::SemiColon));
+    if let Some(Token::Word(w)) = first
+        && w.quote_style.is_none()
+    {
+        let known = match w.value.to_ascii_lowercase().as_str() {
+            "select" | "with" | "values" => Some(Statement::Query),
+            "insert" => Some(Statement::Insert),
+            "update" => Some(Statement::Update),
+            "delete" => Some(Statement::Delete),
+            "explain" => Some(Statement::Meta),
+            _ => None,
+        };
+        if let Some(statement) = known {
+            return Ok(statement);
+        }
+    }
+    let c = Cursor::from_tokens(p.tokens());
     classify_cursor(p.text(), c).map_err(crate::error::Error::InvalidSql)
 }
 

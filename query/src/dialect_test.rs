@@ -169,3 +169,28 @@ fn subscribe_to_a_table_or_a_select_with_options() {
     assert!(sub("SUBSCRIBE TO app.t OPTIONS (colour=1)").is_err());
     assert!(sub("SUBSCRIBE TO app.t OPTIONS (batch_size=x)").is_err());
 }
+
+/// The first-word shortcut of `classify_typed` answers what walking the tokens answers.
+#[test]
+fn the_first_word_shortcut_agrees_with_the_cursor() {
+    for sql in [
+        "SELECT 1",
+        "  -- a comment\n select * from t",
+        "/* c */ WITH x AS (SELECT 1) SELECT * FROM x",
+        "VALUES (1)",
+        "insert into app.t (id) values (1)",
+        "UPDATE app.t SET v = 1",
+        "DELETE FROM app.t",
+        "EXPLAIN SELECT 1",
+        "(SELECT 1)",
+        "\"select\" 1",
+        ";SELECT 1",
+        "CREATE NAMESPACE app",
+        "BEGIN",
+    ] {
+        let p = crate::prepared::Prepared::new(sql).expect("tokenizes");
+        let walked = classify_cursor(p.text(), Cursor::from_tokens(p.tokens()));
+        let typed = classify_typed(&p).map_err(|e| e.message().to_owned());
+        assert_eq!(typed, walked, "{sql}");
+    }
+}

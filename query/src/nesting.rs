@@ -84,7 +84,7 @@ impl Group {
 
 /// An upper bound on the depth of any syntax tree `tokens` can parse into (whitespace may
 /// be included; it is skipped). Linear time, constant stack.
-pub fn depth_bound(tokens: &[Token]) -> usize {
+pub fn depth_bound<'a>(tokens: impl IntoIterator<Item = &'a Token>) -> usize {
     let mut stack = vec![Group::default()];
     for t in tokens {
         match t {
@@ -158,9 +158,9 @@ fn adds_a_level(t: &Token) -> bool {
 }
 
 /// How many query blocks (`SELECT` keywords) `tokens` hold.
-pub fn query_blocks(tokens: &[Token]) -> usize {
+pub fn query_blocks<'a>(tokens: impl IntoIterator<Item = &'a Token>) -> usize {
     tokens
-        .iter()
+        .into_iter()
         .filter(|t| {
             matches!(t, Token::Word(w) if w.quote_style.is_none()
                 && w.value.eq_ignore_ascii_case("select"))
@@ -170,8 +170,13 @@ pub fn query_blocks(tokens: &[Token]) -> usize {
 
 /// Refuses a statement that could nest deeper than [`MAX_DEPTH`] or holds more than
 /// [`MAX_QUERY_BLOCKS`] query blocks.
-pub fn check(tokens: &[Token]) -> Result<(), String> {
-    let blocks = query_blocks(tokens);
+pub fn check<'a, I>(tokens: I) -> Result<(), String>
+where
+    I: IntoIterator<Item = &'a Token>,
+    I::IntoIter: Clone,
+{
+    let tokens = tokens.into_iter();
+    let blocks = query_blocks(tokens.clone());
     if blocks > MAX_QUERY_BLOCKS {
         return Err(format!(
             "Statement holds {blocks} query blocks (SELECTs: CTEs, subqueries, UNION \

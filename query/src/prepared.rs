@@ -36,7 +36,7 @@ impl Prepared {
     }
 
     /// Every token, whitespace and comments included.
-    pub fn tokens(&self) -> impl Iterator<Item = &Token> {
+    pub fn tokens(&self) -> impl Iterator<Item = &Token> + Clone {
         self.tokens.iter().map(|t| &t.token)
     }
 
