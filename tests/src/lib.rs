@@ -169,6 +169,17 @@ impl Server {
         }
     }
 
+    /// The HTTP status of `GET /health`.
+    pub async fn health_status(&self) -> u16 {
+        self.client
+            .get(self.url("/health"))
+            .send()
+            .await
+            .expect("the server answers /health")
+            .status()
+            .as_u16()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }

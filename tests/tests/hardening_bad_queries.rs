@@ -27,13 +27,7 @@ async fn server() -> (tempfile::TempDir, Server, String) {
 
 /// The server answers, and the sentinel rows are as they were.
 async fn still_standing(s: &Server, token: &str) {
-    let health = s
-        .client
-        .get(s.url("/health"))
-        .send()
-        .await
-        .expect("the server answers /health");
-    assert!(health.status().is_success());
+    assert_eq!(s.health_status().await, 200);
     let r = s.ok(token, "SELECT id, n, v FROM app.t ORDER BY id").await;
     assert_eq!(
         rows(&r),

@@ -528,13 +528,8 @@ async fn an_unreachable_object_storage_fails_loudly_and_loses_nothing() {
         "the rows are still hot: {stats:?}"
     );
     // A job's failure is not the node's: it stays healthy and keeps taking writes.
-    let health = s
-        .client
-        .get(s.url("/health"))
-        .send()
-        .await
-        .expect("the server answers /health");
-    assert!(health.status().is_success(), "{}", health.status());
+    let health = s.health_status().await;
+    assert_eq!(health, 200, "{health}");
     s.ok(&t, "INSERT INTO app.t (id, v) VALUES (3, 'c')").await;
 }
 
@@ -648,8 +643,7 @@ async fn flushed_keys_are_checked_without_reaching_the_object_storage() {
     )
     .await;
     assert_eq!(s3.requests(), before, "apply asked the bucket");
-    let health = s.client.get(s.url("/health")).send().await.expect("health");
-    assert_eq!(health.status().as_u16(), 200);
+    assert_eq!(s.health_status().await, 200);
 
     s3.set_down(false);
     let r = rows(
