@@ -3,6 +3,7 @@
 //! tier's scans and the cold tier's segments hold), Arrow cells to JSON (API.md 1.7.3), and
 //! SQL literals, JSON parameters and Arrow cells to a column's [`Value`].
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -12,10 +13,10 @@ use crate::catalog::{ColumnDef, TableDef};
 use crate::row::RowVersion;
 use crate::value::{DataType, Value};
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
-    FixedSizeBinaryBuilder, FixedSizeListBuilder, Float32Builder, Float64Builder, Int16Builder,
-    Int32Builder, Int64Builder, StringBuilder, Time64MicrosecondBuilder,
-    TimestampMicrosecondBuilder,
+    Array, ArrayRef, AsArray, BinaryBuilder, BooleanArray, BooleanBuilder, Date32Builder,
+    Decimal128Builder, FixedSizeBinaryBuilder, FixedSizeListBuilder, Float32Builder,
+    Float64Builder, Int16Builder, Int32Builder, Int64Array, Int64Builder, StringBuilder,
+    Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{
     DataType as ArrowType, Date32Type, Decimal128Type, Field, Float32Type, Float64Type, Int8Type,
@@ -598,32 +599,68 @@ pub fn rows_batch(
     schema: &SchemaRef,
     rows: &[RowVersion],
 ) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let mut columns = Vec::with_capacity(schema.fields().len());
-    for c in &def.columns {
-        let fallback = backfill(c);
-        let values: Vec<Value> = rows
-            .iter()
-            .map(|r| match r.cell(c.id) {
-                Some(v) => fit(v, c.data_type),
-                None => fallback.clone(),
-            })
-            .collect();
-        columns.push(build_column(c.data_type, values.iter()));
+    let all: Vec<usize> = (0..schema.fields().len()).collect();
+    RecordBatch::try_new(schema.clone(), rows_columns(def, &all, rows))
+}
+
+/// Columns `projection` (positions in [`table_schema`]) of row versions of `def`, as Arrow
+/// arrays: the cells of each column read under its current type, then `_seq` and
+/// `_deleted`.
+pub fn rows_columns(def: &TableDef, projection: &[usize], rows: &[RowVersion]) -> Vec<ArrayRef> {
+    let n = def.columns.len();
+    projection
+        .iter()
+        .map(|&p| match def.columns.get(p) {
+            Some(c) => {
+                let fallback = backfill(c);
+                let values: Vec<Cow<'_, Value>> = rows
+                    .iter()
+                    .map(|r| match r.cell(c.id) {
+                        Some(v) if v.is_null() || builds_as(v, c.data_type) => Cow::Borrowed(v),
+                        Some(v) => Cow::Owned(fit(v, c.data_type)),
+                        None => Cow::Borrowed(&fallback),
+                    })
+                    .collect();
+                build_column(c.data_type, values.iter().map(|v| v.as_ref()))
+            }
+            None if p == n => {
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.seq))) as ArrayRef
+            }
+            None => Arc::new(BooleanArray::from_iter(
+                rows.iter().map(|r| Some(r.deleted)),
+            )),
+        })
+        .collect()
+}
+
+/// Whether [`build_column`] takes `v` as a value of type `t` as it is.
+fn builds_as(v: &Value, t: DataType) -> bool {
+    match (t, v) {
+        (DataType::Embedding(n), Value::Embedding(x)) => x.len() == usize::from(n),
+        (DataType::Text | DataType::Json | DataType::File, v) => {
+            matches!(v, Value::Text(_) | Value::Json(_) | Value::File(_))
+        }
+        (DataType::Boolean, Value::Boolean(_))
+        | (DataType::SmallInt, Value::SmallInt(_))
+        | (DataType::Int, Value::Int(_))
+        | (DataType::BigInt, Value::BigInt(_))
+        | (DataType::Float, Value::Float(_))
+        | (DataType::Double, Value::Double(_))
+        | (DataType::Date, Value::Date(_))
+        | (DataType::Time, Value::Time(_))
+        | (DataType::Timestamp, Value::Timestamp(_))
+        | (DataType::DateTime, Value::DateTime(_))
+        | (DataType::Decimal { .. }, Value::Decimal { .. })
+        | (DataType::Bytes, Value::Bytes(_))
+        | (DataType::Uuid, Value::Uuid(_)) => true,
+        _ => false,
     }
-    let seqs: Vec<Value> = rows.iter().map(|r| Value::BigInt(r.seq)).collect();
-    columns.push(build_column(DataType::BigInt, seqs.iter()));
-    if def.has_soft_delete() {
-        let del: Vec<Value> = rows.iter().map(|r| Value::Boolean(r.deleted)).collect();
-        columns.push(build_column(DataType::Boolean, del.iter()));
-    }
-    RecordBatch::try_new(schema.clone(), columns)
 }
 
 /// A stored value read under a column type it was not written with (after MODIFY COLUMN):
 /// converted when it can be, NULL when it cannot.
 fn fit(v: &Value, t: DataType) -> Value {
-    let col = build_column(t, std::iter::once(v));
-    if !col.is_null(0) || v.is_null() {
+    if builds_as(v, t) || v.is_null() {
         return v.clone();
     }
     let lit = match v.to_json() {

@@ -77,6 +77,9 @@ impl Family {
     }
 }
 
+/// A key and its value as RocksDB hands them out.
+pub type RawPair = (Box<[u8]>, Box<[u8]>);
+
 /// One key of the store with its family and value.
 pub type KeyValue = (Family, Vec<u8>, Vec<u8>);
 
@@ -190,7 +193,7 @@ impl HotBatch {
     }
 
     /// The newest change of `key` in the batch: `Some(None)` for a deletion.
-    fn newest(&self, family: Family, key: &[u8]) -> Option<Option<&Vec<u8>>> {
+    pub(crate) fn newest(&self, family: Family, key: &[u8]) -> Option<Option<&Vec<u8>>> {
         let point = self.latest[family.slot()].get(key).copied();
         match (point, self.range_over(family, key)) {
             // A range deletion made at position `r` follows the ops before `r`.
@@ -203,6 +206,35 @@ impl HotBatch {
 
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty() && self.ranges.is_empty()
+    }
+
+    /// Whether the batch changes any key of `family` starting with `prefix`.
+    pub(crate) fn touches(&self, family: Family, prefix: &[u8]) -> bool {
+        let overlaps = |r: &PrefixDelete| {
+            r.family == family
+                && prefix_end(prefix).is_none_or(|end| r.start < end)
+                && prefix < r.end.as_slice()
+        };
+        self.ranges.iter().any(overlaps)
+            || self.latest[family.slot()]
+                .keys()
+                .any(|k| k.starts_with(prefix))
+    }
+
+    /// The keys of `family` starting with `prefix` that the batch writes or deletes, sorted,
+    /// each with its newest value (`None`: deleted).
+    pub(crate) fn changes_under(
+        &self,
+        family: Family,
+        prefix: &[u8],
+    ) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let mut out: Vec<(Vec<u8>, Option<Vec<u8>>)> = self.latest[family.slot()]
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .map(|k| (k.clone(), self.newest(family, k).and_then(|v| v.cloned())))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// A point to roll back to.
@@ -752,6 +784,27 @@ impl HotSnapshot<'_> {
         self.snapshot
             .get_cf(self.store.cf(family), key)
             .map_err(self.store.rocks("read a key"))
+    }
+
+    /// The keys starting with `prefix` and their values, in key order, read as they are
+    /// pulled.
+    pub fn iter_prefix<'b>(
+        &'b self,
+        family: Family,
+        prefix: &'b [u8],
+    ) -> impl Iterator<Item = Result<RawPair>> + 'b {
+        let mut options = rocksdb::ReadOptions::default();
+        if let Some(end) = prefix_end(prefix) {
+            options.set_iterate_upper_bound(end);
+        }
+        self.snapshot
+            .iterator_cf_opt(
+                self.store.cf(family),
+                options,
+                IteratorMode::From(prefix, Direction::Forward),
+            )
+            .map(|item| item.map_err(self.store.rocks("scan")))
+            .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
     }
 
     /// Every key starting with `prefix`, in key order.

@@ -28,6 +28,7 @@ mod event_fold;
 pub mod fold;
 pub mod hot;
 pub mod row;
+pub mod scan;
 pub mod seq;
 pub mod value;
 

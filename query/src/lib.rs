@@ -31,6 +31,7 @@ pub mod prepared;
 pub mod provider;
 pub mod pruning;
 pub mod request;
+pub mod scan_exec;
 pub mod split;
 pub mod storage;
 pub mod system;

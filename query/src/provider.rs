@@ -2,6 +2,8 @@
 //! table provider over the hot rows of one table, scoped to the caller for USER and STREAM
 //! tables. Projection and filters are pushed down: an equality (or IN list) on the primary
 //! key reads those keys only, tombstones are hidden unless the query filters on `_deleted`.
+//! Every other read streams ([`ScanExec`]): hot and cold rows merged by primary key as
+//! DataFusion pulls them, segments ruled out by their statistics skipped.
 
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use folddb_materializer::catalog::StateRead;
-use folddb_materializer::row::{row_key, scope_prefix};
+use folddb_materializer::row::row_key;
 use folddb_materializer::{
     AccessLevel, DataType, Family, HotBatch, HotStore, Role, RowVersion, StorageDef, TableDef,
     TableKind, Value, catalog, codec,
@@ -23,6 +25,7 @@ use folddb_materializer::{
 
 use crate::convert::arrow_to_value;
 pub use crate::convert::{rows_batch, table_schema};
+use crate::scan_exec::{ScanExec, ScanRequest};
 use crate::system;
 use folddb_materializer::cold::ColdStore;
 
@@ -221,17 +224,19 @@ impl HotTable {
         }
     }
 
-    /// The visible rows, projected: the hot tier's, then the cold tier's that no hot
-    /// version hides. Primary-key lookups read those keys only.
-    fn read(
+    /// The plan that reads the visible rows, projected: a few rows read now when the
+    /// filters pin primary keys, else a [`ScanExec`] streaming the scope's hot and cold rows
+    /// in key order.
+    fn plan(
         &self,
         filters: &[Expr],
         limit: Option<usize>,
         projection: &[usize],
-    ) -> DfResult<Vec<RecordBatch>> {
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let show_deleted = filters
             .iter()
             .any(|f| f.column_refs().iter().any(|c| c.name == "_deleted"));
+        let schema = Arc::new(self.schema.project(projection)?);
         if let Some(keys) = self.pinned_keys(filters) {
             let mut rows = Vec::with_capacity(keys.len());
             for k in keys {
@@ -241,48 +246,26 @@ impl HotTable {
                     rows.push(v);
                 }
             }
-            return Ok(vec![self.batch(&rows)?.project(projection)?]);
+            let batch = self.batch(&rows)?.project(projection)?;
+            return Ok(MemorySourceConfig::try_new_exec(
+                &[vec![batch]],
+                schema,
+                None,
+            )?);
         }
-        let prefix = scope_prefix(self.def.id, &self.scope);
-        // The hot tier first, then the cold one: a flush that lands in between is then seen
-        // on both sides (and deduplicated), never on neither.
-        let raw = self
-            .view
-            .scan_prefix(self.def.family(), &prefix)
-            .map_err(df_err)?;
-        let cold = self.cold();
-        let mut hot_keys = Vec::new();
-        let mut rows = Vec::with_capacity(raw.len());
-        for (key, bytes) in raw {
-            let row: RowVersion = codec::decode(&bytes, "a row version").map_err(df_err)?;
-            if cold.is_some() {
-                hot_keys.push(key[prefix.len()..].to_vec());
-            }
-            if !self.shows(&row, show_deleted) {
-                continue;
-            }
-            rows.push(row);
-            if cold.is_none() && filters.is_empty() && limit.is_some_and(|l| rows.len() >= l) {
-                break;
-            }
-        }
-        let mut out = vec![self.batch(&rows)?.project(projection)?];
-        if let Some(cold) = cold {
-            out.extend(
-                cold.visible(
-                    &self.view,
-                    &self.storage()?,
-                    &self.def,
-                    &self.scope,
-                    &hot_keys,
-                    show_deleted,
-                    projection,
-                    &|meta| crate::pruning::may_match_all(&self.def, meta, filters),
-                )
-                .map_err(df_err)?,
-            );
-        }
-        Ok(out)
+        let request = ScanRequest {
+            store: self.view.store.clone(),
+            overlay: self.view.overlay.clone(),
+            cold: self.cold().cloned(),
+            def: self.def.clone(),
+            scope: self.scope.clone(),
+            projection: projection.to_vec(),
+            show_deleted,
+            min_seq: self.min_seq,
+            limit: limit.filter(|_| filters.is_empty()),
+            filters: filters.to_vec(),
+        };
+        Ok(Arc::new(ScanExec::new(request, schema)))
     }
 
     /// The visible row with primary key `pk`, as a batch of zero or one row in the table's
@@ -350,10 +333,7 @@ impl TableProvider for HotTable {
                 &all
             }
         };
-        let batches = self.read(filters, limit, projection)?;
-        let schema = Arc::new(self.schema.project(projection)?);
-        let exec = MemorySourceConfig::try_new_exec(&[batches], schema, None)?;
-        Ok(exec)
+        self.plan(filters, limit, projection)
     }
 }
 

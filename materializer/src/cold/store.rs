@@ -18,8 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, RecordBatchOptions};
-use arrow::compute::filter_record_batch;
+use arrow::array::{Array, AsArray, RecordBatch, RecordBatchOptions};
 use arrow::datatypes::{DataType as ArrowType, Int32Type, Int64Type, SchemaRef};
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
@@ -337,6 +336,9 @@ mod stats;
 // What the flush and compaction jobs write, and the settling of a scope's files.
 #[path = "store_jobs.rs"]
 mod jobs;
+// Reading a scope in key order, merged with the hot tier.
+#[path = "store_scan.rs"]
+pub mod scan;
 pub use stats::stat_text;
 use stats::stats;
 
@@ -348,19 +350,41 @@ fn read_batches(
     roots: Option<&[usize]>,
     rows: Option<&[usize]>,
 ) -> Result<Vec<RecordBatch>, ColdError> {
+    let path = dir.locate(&seg.meta.file);
+    let reader = open_rows(dir, seg, roots, rows, READ_BATCH_ROWS)?;
+    let batches: Result<Vec<RecordBatch>, _> = reader.collect();
+    batches.map_err(|e| fail(&path)(format!("damaged segment: {e}")))
+}
+
+/// A reader of every row of `seg`, columns `roots` (every column: `None`), in batches of
+/// `batch_rows`.
+fn open_reader(
+    dir: &Loc,
+    seg: &Segment,
+    roots: Option<&[usize]>,
+    batch_rows: usize,
+) -> Result<ParquetRecordBatchReader, ColdError> {
+    open_rows(dir, seg, roots, None, batch_rows)
+}
+
+fn open_rows(
+    dir: &Loc,
+    seg: &Segment,
+    roots: Option<&[usize]>,
+    rows: Option<&[usize]>,
+    batch_rows: usize,
+) -> Result<ParquetRecordBatchReader, ColdError> {
     let meta = &seg.meta;
     let path = dir.locate(&meta.file);
-    let reader = match dir
+    match dir
         .backend
         .open(&dir.file(&meta.file))
         .map_err(backend_err)?
     {
-        None => return Err(fail(&path)("the segment is missing".into())),
-        Some(Source::File(f)) => segment_reader(f, &path, seg, roots, rows)?,
-        Some(Source::Bytes(b)) => segment_reader(b, &path, seg, roots, rows)?,
-    };
-    let batches: Result<Vec<RecordBatch>, _> = reader.collect();
-    batches.map_err(|e| fail(&path)(format!("damaged segment: {e}")))
+        None => Err(fail(&path)("the segment is missing".into())),
+        Some(Source::File(f)) => segment_reader(f, &path, seg, roots, rows, batch_rows),
+        Some(Source::Bytes(b)) => segment_reader(b, &path, seg, roots, rows, batch_rows),
+    }
 }
 
 /// A reader of `source`, the file of `seg`. The file's footer is read once per segment and
@@ -371,6 +395,7 @@ fn segment_reader<T: parquet::file::reader::ChunkReader + 'static>(
     seg: &Segment,
     roots: Option<&[usize]>,
     rows: Option<&[usize]>,
+    batch_rows: usize,
 ) -> Result<ParquetRecordBatchReader, ColdError> {
     let damaged = |e: parquet::errors::ParquetError| fail(path)(format!("damaged segment: {e}"));
     let metadata = match seg.footer.get() {
@@ -389,7 +414,7 @@ fn segment_reader<T: parquet::file::reader::ChunkReader + 'static>(
         }
     };
     let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(source, metadata)
-        .with_batch_size(READ_BATCH_ROWS);
+        .with_batch_size(batch_rows);
     if let Some(roots) = roots {
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
         builder = builder.with_projection(mask);
@@ -467,6 +492,8 @@ struct KeyIndex {
     ends: Vec<u32>,
     /// Rows, by key.
     order: Vec<u32>,
+    /// Whether the rows are in key order (`order` is `0, 1, 2, …`).
+    sorted: bool,
 }
 
 impl KeyIndex {
@@ -489,6 +516,10 @@ impl KeyIndex {
 
     fn rows(&self) -> usize {
         self.ends.len()
+    }
+
+    fn sorted(&self) -> bool {
+        self.sorted
     }
 
     fn build(dir: &Loc, seg: &Segment, pk: Option<u32>) -> Result<KeyIndex, ColdError> {
@@ -526,10 +557,10 @@ impl KeyIndex {
             }
         }
         let mut order: Vec<u32> = (0..index.ends.len() as u32).collect();
-        if !order
+        index.sorted = order
             .windows(2)
-            .all(|w| index.key(w[0] as usize) <= index.key(w[1] as usize))
-        {
+            .all(|w| index.key(w[0] as usize) <= index.key(w[1] as usize));
+        if !index.sorted {
             order.sort_by(|a, b| index.key(*a as usize).cmp(index.key(*b as usize)));
         }
         index.order = order;
@@ -590,8 +621,6 @@ pub struct ScopeState {
     dir: Loc,
     manifest: Manifest,
     segments: Vec<Arc<Segment>>,
-    /// Per segment, the rows a later segment holds a newer version of.
-    superseded: OnceLock<Arc<Vec<Vec<usize>>>>,
 }
 
 impl ScopeState {
@@ -611,7 +640,6 @@ impl ScopeState {
             dir,
             manifest,
             segments,
-            superseded: OnceLock::new(),
         })
     }
 
@@ -622,25 +650,6 @@ impl ScopeState {
     /// Where file `name` of this scope is: a path or a URL.
     pub fn locate(&self, name: &str) -> String {
         self.dir.locate(name)
-    }
-
-    fn superseded(&self, pk: Option<u32>) -> Result<Arc<Vec<Vec<usize>>>, ColdError> {
-        if let Some(s) = self.superseded.get() {
-            return Ok(s.clone());
-        }
-        let mut out = vec![Vec::new(); self.segments.len()];
-        for (i, older) in self.segments.iter().enumerate() {
-            let older_keys = older.keys(&self.dir, pk)?;
-            for newer in &self.segments[i + 1..] {
-                let newer_keys = newer.keys(&self.dir, pk)?;
-                for r in 0..newer_keys.rows() {
-                    if let Some(row) = older_keys.find(newer_keys.key(r)) {
-                        out[i].push(row);
-                    }
-                }
-            }
-        }
-        Ok(self.superseded.get_or_init(|| Arc::new(out)).clone())
     }
 
     /// The newest cold version of `key`.
@@ -835,8 +844,37 @@ impl ColdStore {
         projection: &[usize],
         may_match: &dyn Fn(&SegmentMeta) -> bool,
     ) -> Result<Vec<RecordBatch>, ColdError> {
+        let mut hidden: Vec<&Vec<u8>> = hot_keys.iter().collect();
+        hidden.sort_unstable();
+        hidden.dedup();
+        let spec = scan::ScanSpec {
+            def,
+            projection,
+            show_deleted,
+            min_seq: None,
+            limit: None,
+            may_match,
+        };
+        let read = |at: &ScopeState| {
+            let mut hot = hidden.iter().map(|k| {
+                Ok(scan::HotItem {
+                    key: k.as_slice().into(),
+                    value: None,
+                })
+            });
+            let mut out = Vec::new();
+            scan::merge(Some(at), &mut hot, 0, &spec, &mut |b| {
+                out.push(b);
+                true
+            })
+            .map_err(|e| match e {
+                scan::ScanError::Cold(e) => e,
+                scan::ScanError::State(e) => state_err(e),
+            })?;
+            Ok(out)
+        };
         let at = self.scope(state, storage, def, scope)?;
-        match self.visible_in(&at, def, hot_keys, show_deleted, projection, may_match) {
+        match read(&at) {
             Err(e) => {
                 // A compaction may have replaced the segments this read started on (and
                 // removed their files): read again from the manifest that replaced them.
@@ -844,136 +882,10 @@ impl ColdStore {
                 if Arc::ptr_eq(&now, &at) {
                     return Err(e);
                 }
-                self.visible_in(&now, def, hot_keys, show_deleted, projection, may_match)
+                read(&now)
             }
             done => done,
         }
-    }
-
-    fn visible_in(
-        &self,
-        state: &ScopeState,
-        def: &TableDef,
-        hot_keys: &[Vec<u8>],
-        show_deleted: bool,
-        projection: &[usize],
-        may_match: &dyn Fn(&SegmentMeta) -> bool,
-    ) -> Result<Vec<RecordBatch>, ColdError> {
-        if state.segments.is_empty() {
-            return Ok(vec![]);
-        }
-        let pk = def.primary_key;
-        let mut excluded: Vec<Vec<usize>> = if state.segments.len() > 1 {
-            state.superseded(pk)?.as_ref().clone()
-        } else {
-            vec![Vec::new(); state.segments.len()]
-        };
-        if !hot_keys.is_empty() {
-            for (i, seg) in state.segments.iter().enumerate() {
-                let keys = seg.keys(&state.dir, pk)?;
-                excluded[i].extend(hot_keys.iter().filter_map(|k| keys.find(k)));
-            }
-        }
-        let schema: SchemaRef = Arc::new(
-            table_schema(def)
-                .project(projection)
-                .map_err(|e| fail(&state.dir.locate(""))(e.to_string()))?,
-        );
-        let mut out = Vec::new();
-        for (seg, mut excluded) in state.segments.iter().zip(excluded) {
-            if seg.matches(def) && !may_match(&seg.meta) {
-                // Its statistics rule out every row: skipped. (Which of its keys hide older
-                // versions was settled above, over every segment.)
-                continue;
-            }
-            excluded.sort_unstable();
-            excluded.dedup();
-            let keep = |row: usize, deleted: bool| {
-                (show_deleted || !deleted) && excluded.binary_search(&row).is_err()
-            };
-            let path = state.dir.locate(&seg.meta.file);
-            if seg.matches(def) && excluded.is_empty() && (show_deleted || seg.meta.tombstones == 0)
-            {
-                // Every row is shown: the batches as they are read, projected.
-                if projection.is_empty() {
-                    // No columns (COUNT(*)): the manifest's row count is the answer.
-                    let options =
-                        RecordBatchOptions::new().with_row_count(Some(seg.meta.rows as usize));
-                    let batch = RecordBatch::try_new_with_options(schema.clone(), vec![], &options)
-                        .map_err(|e| fail(&path)(e.to_string()))?;
-                    out.push(batch);
-                    continue;
-                }
-                for batch in read_batches(&state.dir, seg, Some(projection), None)? {
-                    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-                    let mut sorted: Vec<usize> = projection.to_vec();
-                    sorted.sort_unstable();
-                    sorted.dedup();
-                    let columns = projection
-                        .iter()
-                        .map(|p| {
-                            batch
-                                .column(sorted.binary_search(p).unwrap_or_default())
-                                .clone()
-                        })
-                        .collect();
-                    let projected =
-                        RecordBatch::try_new_with_options(schema.clone(), columns, &options)
-                            .map_err(|e| fail(&path)(e.to_string()))?;
-                    if projected.num_rows() > 0 {
-                        out.push(projected);
-                    }
-                }
-            } else if seg.matches(def) {
-                let deleted_at = def.columns.len() + 1;
-                let mut roots: Vec<usize> = projection.to_vec();
-                roots.push(deleted_at);
-                roots.sort_unstable();
-                roots.dedup();
-                let mut row = 0usize;
-                for batch in read_batches(&state.dir, seg, Some(&roots), None)? {
-                    let at = |i: usize| roots.binary_search(&i).unwrap_or_default();
-                    let deleted = batch
-                        .column(at(deleted_at))
-                        .as_boolean_opt()
-                        .ok_or_else(|| fail(&path)("_deleted is not BOOLEAN".into()))?
-                        .clone();
-                    let mask: BooleanArray = (0..batch.num_rows())
-                        .map(|r| Some(keep(row + r, deleted.value(r))))
-                        .collect();
-                    row += batch.num_rows();
-                    let columns = projection
-                        .iter()
-                        .map(|&p| batch.column(at(p)).clone())
-                        .collect();
-                    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-                    let projected =
-                        RecordBatch::try_new_with_options(schema.clone(), columns, &options)
-                            .map_err(|e| fail(&path)(e.to_string()))?;
-                    let kept = filter_record_batch(&projected, &mask)
-                        .map_err(|e| fail(&path)(e.to_string()))?;
-                    if kept.num_rows() > 0 {
-                        out.push(kept);
-                    }
-                }
-            } else {
-                // Written under another schema version: through row versions, which read
-                // under the current one by column id.
-                let versions: Vec<RowVersion> = read_versions(&state.dir, seg, None)?
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(r, v)| keep(*r, v.deleted))
-                    .map(|(_, v)| v)
-                    .collect();
-                let full = rows_batch(def, &table_schema(def), &versions)
-                    .and_then(|b| b.project(projection))
-                    .map_err(|e| fail(&path)(e.to_string()))?;
-                if full.num_rows() > 0 {
-                    out.push(full);
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// Checks every segment of every scope of `def`: its manifest parses, its files exist

@@ -1,0 +1,508 @@
+//! Reading one table scope in primary-key order, as its reader pulls: the hot tier's
+//! versions merged with the segments' (the newest version of a key wins: a hot one over any
+//! cold one, a later segment's over an earlier one's), tombstones and expired versions
+//! dropped, produced as Arrow batches of the projected columns.
+//!
+//! Both sides come in key order (RocksDB iterates keys in order; a segment is written sorted
+//! by key), so the merge holds one batch per segment and one output batch: its memory is
+//! bounded by the batch size, not by the table. Where one source's keys run ahead of every
+//! other's, the run is taken as a slice of the segment's batch, without a per-row merge.
+
+use arrow::array::BooleanArray;
+use arrow::compute::{concat_batches, take_record_batch};
+
+use super::*;
+
+/// The rows a segment cursor reads from Parquet at a time.
+const SCAN_BATCH_ROWS: usize = 8 * 1024;
+/// The first output batch holds this many rows at most, each next one twice as many up to
+/// [`SCAN_BATCH_ROWS`]: a `LIMIT` answers after little work, a full scan runs in full batches.
+const FIRST_BATCH_ROWS: usize = 1024;
+
+/// A failure of a scan: reading the node's state, or the cold tier.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error(transparent)]
+    State(#[from] crate::Error),
+    #[error(transparent)]
+    Cold(#[from] ColdError),
+}
+
+/// What a scan reads and how it shows it.
+pub struct ScanSpec<'a> {
+    pub def: &'a TableDef,
+    /// Columns to produce, by position in the table's schema ([`table_schema`]).
+    pub projection: &'a [usize],
+    /// Whether tombstones are produced (queries that filter on `_deleted`).
+    pub show_deleted: bool,
+    /// STREAM tables: versions with a `_seq` below this are past their TTL and not shown.
+    pub min_seq: Option<i64>,
+    /// At most this many rows are produced.
+    pub limit: Option<usize>,
+    /// Whether a segment may hold rows the query wants, by its statistics. A segment ruled
+    /// out is not read; its keys still hide their older versions.
+    pub may_match: &'a dyn Fn(&SegmentMeta) -> bool,
+}
+
+impl std::fmt::Debug for ScanSpec<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScanSpec")
+            .field("table", &self.def.qualified_name())
+            .field("projection", &self.projection)
+            .field("show_deleted", &self.show_deleted)
+            .field("min_seq", &self.min_seq)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One key of the hot tier: its whole row key and its encoded version (`None`: the key is
+/// hidden, and nothing of it is produced).
+#[derive(Debug)]
+pub struct HotItem {
+    pub key: Box<[u8]>,
+    pub value: Option<Box<[u8]>>,
+}
+
+/// Merges `hot` (the scope's hot keys in order, each key starting with `hot_prefix_len`
+/// bytes of scope prefix) with the segments of `scope`, giving each output batch to `sink`
+/// until it answers `false` or the rows run out.
+pub fn merge(
+    scope: Option<&ScopeState>,
+    hot: &mut dyn Iterator<Item = crate::Result<HotItem>>,
+    hot_prefix_len: usize,
+    spec: &ScanSpec<'_>,
+    sink: &mut dyn FnMut(RecordBatch) -> bool,
+) -> Result<(), ScanError> {
+    let schema: SchemaRef = Arc::new(
+        table_schema(spec.def)
+            .project(spec.projection)
+            .map_err(|e| fail("")(e.to_string()))?,
+    );
+    let mut cursors = Vec::new();
+    if let Some(scope) = scope {
+        for seg in &scope.segments {
+            cursors.push(Cursor::open(&scope.dir, seg, spec)?);
+        }
+    }
+    let mut out = Output {
+        schema,
+        sources: Vec::new(),
+        hot_rows: Vec::new(),
+        pieces: Vec::new(),
+        rows: 0,
+        target: FIRST_BATCH_ROWS,
+        emitted: 0,
+    };
+    let limit = spec.limit.unwrap_or(usize::MAX);
+    let mut hot_cur = hot.next().transpose()?;
+    let mut at: Vec<usize> = Vec::with_capacity(cursors.len());
+    loop {
+        let room = out.target.min(limit - out.emitted) - out.rows;
+        if room == 0 {
+            if !out.emit(spec, sink)? || out.emitted >= limit {
+                return Ok(());
+            }
+            cursors.iter_mut().for_each(Cursor::forget_source);
+            continue;
+        }
+        // Which sources hold the smallest key, and the next key after it.
+        let (hot_at, bound_run) = {
+            let hot_key = hot_cur.as_ref().map(|h| &h.key[hot_prefix_len..]);
+            let mut min = hot_key;
+            for c in &cursors {
+                if let Some(k) = c.key()
+                    && min.is_none_or(|m| k < m)
+                {
+                    min = Some(k);
+                }
+            }
+            let Some(min) = min else { break };
+            at.clear();
+            at.extend((0..cursors.len()).filter(|&i| cursors[i].key() == Some(min)));
+            let hot_at = hot_key == Some(min);
+            // A lone cold key: how many of its cursor's next keys come before any other
+            // source's.
+            let run = (!hot_at && at.len() == 1).then(|| {
+                let mut bound = hot_key;
+                for (i, c) in cursors.iter().enumerate() {
+                    if i != at[0]
+                        && let Some(k) = c.key()
+                        && bound.is_none_or(|b| k < b)
+                    {
+                        bound = Some(k);
+                    }
+                }
+                cursors[at[0]].run_len(bound, room)
+            });
+            (hot_at, run)
+        };
+        if hot_at {
+            let item = hot_cur.take().expect("the smallest key is the hot one");
+            if let Some(bytes) = item.value {
+                out.push_hot(spec, &bytes)?;
+            }
+            hot_cur = hot.next().transpose()?;
+            for &i in &at {
+                cursors[i].advance(1)?;
+            }
+        } else if let Some(run) = bound_run {
+            let c = &mut cursors[at[0]];
+            c.take(run, spec.show_deleted, &mut out);
+            c.advance(run)?;
+        } else {
+            // Several segments hold the key: the newest one's version is the key's.
+            let newest = *at.last().expect("some segment holds the smallest key");
+            cursors[newest].take(1, spec.show_deleted, &mut out);
+            for &i in &at {
+                cursors[i].advance(1)?;
+            }
+        }
+    }
+    if out.rows > 0 {
+        out.emit(spec, sink)?;
+    }
+    Ok(())
+}
+
+/// The output batch being built: pieces of segment batches and of hot rows, in key order.
+struct Output {
+    schema: SchemaRef,
+    /// The segment batches the pieces take rows from.
+    sources: Vec<RecordBatch>,
+    hot_rows: Vec<RowVersion>,
+    pieces: Vec<Piece>,
+    rows: usize,
+    /// Rows at which the batch is given out.
+    target: usize,
+    /// Rows given out so far.
+    emitted: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Piece {
+    Cold {
+        source: usize,
+        start: usize,
+        len: usize,
+    },
+    Hot {
+        start: usize,
+        len: usize,
+    },
+}
+
+impl Output {
+    fn push_hot(&mut self, spec: &ScanSpec<'_>, bytes: &[u8]) -> Result<(), ScanError> {
+        let head = RowVersion::head_of(bytes)?;
+        if (head.deleted && !spec.show_deleted) || spec.min_seq.is_some_and(|min| head.seq < min) {
+            return Ok(());
+        }
+        if !spec.projection.is_empty() {
+            let row: RowVersion = crate::codec::decode(bytes, "a row version")?;
+            self.hot_rows.push(row);
+        }
+        let start = self.hot_rows.len().saturating_sub(1);
+        match self.pieces.last_mut() {
+            Some(Piece::Hot { len, .. }) => *len += 1,
+            _ => self.pieces.push(Piece::Hot { start, len: 1 }),
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn push_cold(&mut self, source: usize, start: usize, len: usize) {
+        if len == 0 {
+            return;
+        }
+        match self.pieces.last_mut() {
+            Some(Piece::Cold {
+                source: s,
+                start: st,
+                len: l,
+            }) if *s == source && *st + *l == start => *l += len,
+            _ => self.pieces.push(Piece::Cold { source, start, len }),
+        }
+        self.rows += len;
+    }
+
+    /// Gives the batch to `sink`; whether the sink wants more.
+    fn emit(
+        &mut self,
+        spec: &ScanSpec<'_>,
+        sink: &mut dyn FnMut(RecordBatch) -> bool,
+    ) -> Result<bool, ScanError> {
+        let rows = self.rows;
+        let arrow = |e: arrow::error::ArrowError| fail("")(e.to_string());
+        let batch = if spec.projection.is_empty() {
+            let options = RecordBatchOptions::new().with_row_count(Some(rows));
+            RecordBatch::try_new_with_options(self.schema.clone(), vec![], &options)
+                .map_err(arrow)?
+        } else {
+            let hot = if self.hot_rows.is_empty() {
+                None
+            } else {
+                let columns =
+                    crate::convert::rows_columns(spec.def, spec.projection, &self.hot_rows);
+                Some(RecordBatch::try_new(self.schema.clone(), columns).map_err(arrow)?)
+            };
+            let slices: Vec<RecordBatch> = self
+                .pieces
+                .iter()
+                .map(|p| match *p {
+                    Piece::Cold { source, start, len } => self.sources[source].slice(start, len),
+                    Piece::Hot { start, len } => hot
+                        .as_ref()
+                        .expect("hot pieces come with hot rows")
+                        .slice(start, len),
+                })
+                .collect();
+            match slices.as_slice() {
+                [one] => one.clone(),
+                _ => concat_batches(&self.schema, &slices).map_err(arrow)?,
+            }
+        };
+        self.sources.clear();
+        self.hot_rows.clear();
+        self.pieces.clear();
+        self.rows = 0;
+        self.emitted += rows;
+        self.target = (self.target * 2).min(SCAN_BATCH_ROWS);
+        Ok(sink(batch))
+    }
+}
+
+/// One segment's keys in order, with its rows when the query reads them.
+struct Cursor {
+    keys: Arc<KeyIndex>,
+    /// Position in key order.
+    at: usize,
+    data: Option<Data>,
+}
+
+/// The rows of a segment the query reads, a batch at a time, in key order.
+struct Data {
+    batches: Box<dyn Iterator<Item = Result<Loaded, ColdError>>>,
+    loaded: Option<Loaded>,
+    /// The loaded batch's index in the output's sources, once a piece takes from it.
+    source: Option<usize>,
+}
+
+/// A batch of a segment: its projected columns and which rows are tombstones. Row `r` of it
+/// is the segment's key position `first + r`.
+struct Loaded {
+    batch: RecordBatch,
+    deleted: BooleanArray,
+    first: usize,
+}
+
+impl Cursor {
+    fn open(dir: &Loc, seg: &Arc<Segment>, spec: &ScanSpec<'_>) -> Result<Cursor, ColdError> {
+        let def = spec.def;
+        let keys = seg.keys(dir, def.primary_key)?;
+        let ruled_out = seg.matches(def) && !(spec.may_match)(&seg.meta);
+        let data = if ruled_out {
+            None
+        } else {
+            Some(Data {
+                batches: segment_batches(dir, seg, spec, &keys)?,
+                loaded: None,
+                source: None,
+            })
+        };
+        let mut cursor = Cursor { keys, at: 0, data };
+        cursor.load()?;
+        Ok(cursor)
+    }
+
+    fn key(&self) -> Option<&[u8]> {
+        (self.at < self.keys.rows()).then(|| self.keys.key(self.keys.order[self.at] as usize))
+    }
+
+    /// How many keys from the current one on (at least 1, at most `room`, and none past the
+    /// loaded batch) come before `bound`.
+    fn run_len(&self, bound: Option<&[u8]>, room: usize) -> usize {
+        let end = match &self.data {
+            Some(Data {
+                loaded: Some(l), ..
+            }) => l.first + l.batch.num_rows(),
+            _ => self.keys.rows(),
+        }
+        .min(self.at + room);
+        let Some(bound) = bound else {
+            return end - self.at;
+        };
+        let order = &self.keys.order[self.at..end];
+        order
+            .partition_point(|&r| self.keys.key(r as usize) < bound)
+            .max(1)
+    }
+
+    /// Adds the next `n` rows (all in the loaded batch) to `out`, but tombstones unless
+    /// `show_deleted`. A segment ruled out by its statistics adds nothing.
+    fn take(&mut self, n: usize, show_deleted: bool, out: &mut Output) {
+        let Some(data) = &mut self.data else { return };
+        let Some(l) = &data.loaded else { return };
+        let start = self.at - l.first;
+        let source = *data.source.get_or_insert_with(|| {
+            out.sources.push(l.batch.clone());
+            out.sources.len() - 1
+        });
+        if show_deleted || l.deleted.slice(start, n).true_count() == 0 {
+            out.push_cold(source, start, n);
+            return;
+        }
+        let mut from = start;
+        for r in start..start + n {
+            if l.deleted.value(r) {
+                out.push_cold(source, from, r - from);
+                from = r + 1;
+            }
+        }
+        out.push_cold(source, from, start + n - from);
+    }
+
+    fn advance(&mut self, n: usize) -> Result<(), ColdError> {
+        self.at += n;
+        self.load()
+    }
+
+    /// Loads the batch holding the current key, when the loaded one is past.
+    fn load(&mut self) -> Result<(), ColdError> {
+        let Some(data) = &mut self.data else {
+            return Ok(());
+        };
+        while self.at < self.keys.rows()
+            && data
+                .loaded
+                .as_ref()
+                .is_none_or(|l| self.at >= l.first + l.batch.num_rows())
+        {
+            data.source = None;
+            data.loaded = match data.batches.next() {
+                Some(l) => Some(l?),
+                None => {
+                    return Err(fail("")(format!(
+                        "a segment ended before its {} keys",
+                        self.keys.rows()
+                    )));
+                }
+            };
+        }
+        Ok(())
+    }
+
+    fn forget_source(&mut self) {
+        if let Some(d) = &mut self.data {
+            d.source = None;
+        }
+    }
+}
+
+/// The batches of `seg` a scan reads, in key order, projected to the table's current columns.
+fn segment_batches(
+    dir: &Loc,
+    seg: &Arc<Segment>,
+    spec: &ScanSpec<'_>,
+    keys: &KeyIndex,
+) -> Result<Box<dyn Iterator<Item = Result<Loaded, ColdError>>>, ColdError> {
+    let def = spec.def.clone();
+    let projection = spec.projection.to_vec();
+    let meta = seg.meta.clone();
+    let path = dir.locate(&meta.file);
+    let n = meta.columns.len();
+    let current = seg.matches(&def);
+    // A segment of the current columns is read as it is: the projected columns and
+    // `_deleted`. One of an earlier schema is read whole and converted by column id.
+    let roots: Option<Vec<usize>> = current.then(|| {
+        let mut roots = projection.clone();
+        roots.push(n + 1);
+        roots.sort_unstable();
+        roots.dedup();
+        roots
+    });
+    let reader = open_reader(dir, seg, roots.as_deref(), SCAN_BATCH_ROWS)?;
+    let schema: SchemaRef = Arc::new(
+        table_schema(&def)
+            .project(&projection)
+            .map_err(|e| fail(&path)(e.to_string()))?,
+    );
+    let convert = move |batch: RecordBatch| -> Result<(RecordBatch, BooleanArray), String> {
+        let rows = batch.num_rows();
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        match &roots {
+            Some(roots) => {
+                let at = |i: usize| roots.binary_search(&i).unwrap_or_default();
+                let deleted = batch
+                    .column(at(n + 1))
+                    .as_boolean_opt()
+                    .ok_or("_deleted is not BOOLEAN")?
+                    .clone();
+                let columns = projection.iter().map(|&p| batch.column(at(p)).clone());
+                let out =
+                    RecordBatch::try_new_with_options(schema.clone(), columns.collect(), &options)
+                        .map_err(|e| e.to_string())?;
+                Ok((out, deleted))
+            }
+            None => {
+                let versions = versions_in(&meta, &batch)?;
+                let deleted: BooleanArray = versions.iter().map(|v| Some(v.deleted)).collect();
+                let columns = crate::convert::rows_columns(&def, &projection, &versions);
+                let out = RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+                    .map_err(|e| e.to_string())?;
+                Ok((out, deleted))
+            }
+        }
+    };
+    let damaged = {
+        let path = path.clone();
+        move |e: String| fail(&path)(format!("damaged segment: {e}"))
+    };
+    if keys.sorted() {
+        let mut first = 0;
+        return Ok(Box::new(reader.map(move |batch| {
+            let batch = batch.map_err(|e| damaged(e.to_string()))?;
+            let (batch, deleted) = convert(batch).map_err(&damaged)?;
+            let loaded = Loaded {
+                batch,
+                deleted,
+                first,
+            };
+            first += loaded.batch.num_rows();
+            Ok(loaded)
+        })));
+    }
+    // Not in key order (written by an early build): read whole, then put in key order.
+    let mut parts = Vec::new();
+    let mut flags = Vec::new();
+    for batch in reader {
+        let (batch, deleted) =
+            convert(batch.map_err(|e| damaged(e.to_string()))?).map_err(&damaged)?;
+        parts.push(batch);
+        flags.extend(deleted.iter().map(|d| d.unwrap_or(false)));
+    }
+    let order = arrow::array::UInt32Array::from(keys.order.clone());
+    let whole = concat_batches(&schema_of(&parts, spec)?, &parts)
+        .and_then(|b| take_record_batch(&b, &order))
+        .map_err(|e| fail(&path)(e.to_string()))?;
+    let deleted: BooleanArray = keys
+        .order
+        .iter()
+        .map(|&r| Some(flags[r as usize]))
+        .collect();
+    Ok(Box::new(std::iter::once(Ok(Loaded {
+        batch: whole,
+        deleted,
+        first: 0,
+    }))))
+}
+
+fn schema_of(parts: &[RecordBatch], spec: &ScanSpec<'_>) -> Result<SchemaRef, ColdError> {
+    match parts.first() {
+        Some(b) => Ok(b.schema()),
+        None => table_schema(spec.def)
+            .project(spec.projection)
+            .map(Arc::new)
+            .map_err(|e| fail("")(e.to_string())),
+    }
+}
