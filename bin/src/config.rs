@@ -71,6 +71,24 @@ impl Default for LimitsConfig {
     }
 }
 
+/// The flush policy of tables created without one.
+pub const DEFAULT_FLUSH_POLICY: &str = "rows:50000,interval:3600";
+
+impl StorageConfig {
+    /// The default flush policy, parsed (`None`: off).
+    pub fn default_flush_policy(
+        &self,
+    ) -> anyhow::Result<Option<folddb_query::engine::FlushPolicy>> {
+        let text = self.default_flush_policy.trim();
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        folddb_query::engine::parse_flush_policy(text)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("storage.default_flush_policy: {e}"))
+    }
+}
+
 /// The cold tier and its background jobs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -79,6 +97,10 @@ pub struct StorageConfig {
     pub flush_check_interval_seconds: u64,
     /// How often STREAM tables are checked for rows past their TTL, in seconds. Default 60.
     pub stream_eviction_interval_seconds: u64,
+    /// The FLUSH_POLICY of USER and SHARED tables created without one: `rows:N`,
+    /// `interval:S` or both; `off` flushes them only when asked. Default
+    /// `rows:50000,interval:3600`.
+    pub default_flush_policy: String,
 }
 
 impl Default for StorageConfig {
@@ -86,6 +108,7 @@ impl Default for StorageConfig {
         StorageConfig {
             flush_check_interval_seconds: 60,
             stream_eviction_interval_seconds: 60,
+            default_flush_policy: DEFAULT_FLUSH_POLICY.into(),
         }
     }
 }
@@ -260,6 +283,9 @@ impl Config {
         if let Some(v) = parse_env("FOLDDB_FLUSH_CHECK_INTERVAL_SECONDS")? {
             config.storage.flush_check_interval_seconds = v;
         }
+        if let Some(v) = env("FOLDDB_DEFAULT_FLUSH_POLICY") {
+            config.storage.default_flush_policy = v;
+        }
         if let Some(v) = parse_env("FOLDDB_STREAM_EVICTION_INTERVAL_SECONDS")? {
             config.storage.stream_eviction_interval_seconds = v;
         }
@@ -327,6 +353,7 @@ impl Config {
         {
             bail!("storage intervals must be at least 1 second");
         }
+        self.storage.default_flush_policy()?;
         if self.live.connection_queue == 0 {
             bail!("live.connection_queue must be at least 1");
         }
@@ -390,6 +417,21 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_flush_policy_parses_turns_off_and_refuses_nonsense() {
+        let mut storage = StorageConfig::default();
+        assert_eq!(
+            storage.default_flush_policy().expect("the default"),
+            Some((Some(50_000), Some(3600)))
+        );
+        storage.default_flush_policy = "OFF".into();
+        assert_eq!(storage.default_flush_policy().expect("off"), None);
+        for bad in ["rows:0", "often", "", "interval:86400"] {
+            storage.default_flush_policy = bad.into();
+            assert!(storage.default_flush_policy().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn file_values_override_defaults_and_unknown_keys_are_refused() {

@@ -217,6 +217,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
     .with_live(live.clone())
     .with_cold(cold, fold)
+    .with_default_flush_policy(config.storage.default_flush_policy()?)
     .with_ws_url(format!("ws://{listen}/v1/ws"));
     let auth = Auth::new(config.auth.clone());
     auth::bootstrap(&engine, &auth).await?;

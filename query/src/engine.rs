@@ -94,6 +94,18 @@ pub struct Engine {
     /// Held by a flush or compaction job from its first write to its settling, and by the
     /// cold-tier sweeps: a sweep never removes a file a commit still to come names.
     cold_jobs: Arc<tokio::sync::Mutex<()>>,
+    /// The flush policy of tables created without one (rows, interval in seconds); `None`:
+    /// such tables are flushed only when asked.
+    default_flush_policy: Option<FlushPolicy>,
+}
+
+/// A FLUSH_POLICY: flush once this many row versions are pending, or once this many
+/// seconds have passed since the last flush with rows pending.
+pub type FlushPolicy = (Option<u64>, Option<u64>);
+
+/// A FLUSH_POLICY text (`rows:N`, `interval:S` or both, API.md 3.3), checked.
+pub fn parse_flush_policy(text: &str) -> Result<FlushPolicy, String> {
+    flush_policy(text)
 }
 
 impl std::fmt::Debug for Engine {
@@ -241,6 +253,7 @@ impl Engine {
             fold: EventFold::default(),
             jobs: Arc::default(),
             cold_jobs: Arc::default(),
+            default_flush_policy: None,
         }
     }
 
@@ -279,6 +292,13 @@ impl Engine {
     pub fn with_cold(mut self, cold: Arc<ColdStore>, fold: EventFold) -> Engine {
         self.cold = Some(cold);
         self.fold = fold;
+        self
+    }
+
+    /// Tables created without a FLUSH_POLICY are flushed by `policy` (`None`: only when
+    /// asked).
+    pub fn with_default_flush_policy(mut self, policy: Option<FlushPolicy>) -> Engine {
+        self.default_flush_policy = policy;
         self
     }
 

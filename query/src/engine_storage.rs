@@ -258,7 +258,7 @@ impl Engine {
     }
 
     /// Queues the jobs that are due (called by the node's scheduler): a flush for every table
-    /// whose FLUSH_POLICY is met (`rows:N` pending row versions, or `interval:S` seconds
+    /// whose FLUSH_POLICY (else the default policy) is met (`rows:N` pending row versions, or `interval:S` seconds
     /// since its last flush with writes pending), and an eviction for every STREAM table
     /// holding rows past its TTL. Returns how many were queued.
     pub fn schedule_due_jobs(&self, flush: bool, evict: bool) -> Result<usize, SqlError> {
@@ -306,11 +306,14 @@ impl Engine {
                     }
                 }
                 _ => {
-                    let Some(policy) = def.options.flush_policy.as_deref() else {
-                        continue;
+                    let (rows, interval) = match def.options.flush_policy.as_deref() {
+                        Some(policy) => flush_policy(policy)
+                            .map_err(|e| SqlError::new(ErrorCode::InternalError, e))?,
+                        None => match self.default_flush_policy {
+                            Some(policy) => policy,
+                            None => continue,
+                        },
                     };
-                    let (rows, interval) = flush_policy(policy)
-                        .map_err(|e| SqlError::new(ErrorCode::InternalError, e))?;
                     let pending = self
                         .store
                         .count_prefix(Family::Rows, &prefix)

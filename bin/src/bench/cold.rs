@@ -51,7 +51,7 @@ pub struct ColdBenchArgs {
 }
 
 /// Reads only: a proposal is refused.
-struct NoWrites;
+pub(super) struct NoWrites;
 
 impl Propose for NoWrites {
     fn propose(&self, _: Command) -> ProposeFuture<'_> {
@@ -98,7 +98,12 @@ fn table() -> TableDef {
     def
 }
 
-fn fold_one(store: &HotStore, fold: &EventFold, index: u64, ops: Vec<Op>) -> anyhow::Result<()> {
+pub(super) fn fold_one(
+    store: &HotStore,
+    fold: &EventFold,
+    index: u64,
+    ops: Vec<Op>,
+) -> anyhow::Result<()> {
     let cmd = Command {
         stamp_ms: folddb_query::engine::now_ms(),
         actor: "bench".into(),
@@ -130,9 +135,9 @@ fn row(i: u64) -> Vec<(u32, Value)> {
 
 /// A table over Parquet files read with the parquet crate: the requested columns, no merge.
 #[derive(Debug)]
-struct PlainParquet {
-    files: Vec<std::path::PathBuf>,
-    schema: SchemaRef,
+pub(super) struct PlainParquet {
+    pub(super) files: Vec<std::path::PathBuf>,
+    pub(super) schema: SchemaRef,
 }
 
 #[async_trait]
@@ -171,7 +176,7 @@ impl TableProvider for PlainParquet {
     }
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+pub(super) fn median(mut v: Vec<Duration>) -> Duration {
     v.sort_unstable();
     v.get(v.len() / 2).copied().unwrap_or_default()
 }

@@ -5,6 +5,7 @@ mod cold;
 mod live;
 mod log;
 mod raft;
+mod scan;
 mod sql;
 mod users;
 
@@ -24,6 +25,9 @@ pub enum BenchCommand {
     /// The cold tier in process: flush rows/s, queries against DataFusion over the same
     /// Parquet files, and log replay entries/s.
     Cold(cold::ColdBenchArgs),
+    /// Table scans in process: a table half flushed, half hot, and one all hot, against
+    /// DataFusion over the same rows as Parquet.
+    Scan(scan::ScanBenchArgs),
     /// Live-query delivery latency over WebSockets against a running server (`--url`).
     Live(live::LiveBenchArgs),
 }
@@ -35,6 +39,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Sql(args) => sql::run(args),
         BenchCommand::Live(args) => live::run(args),
         BenchCommand::Cold(args) => cold::run(args),
+        BenchCommand::Scan(args) => scan::run(args),
     }
 }
 

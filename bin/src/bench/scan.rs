@@ -1,0 +1,266 @@
+//! `folddb bench scan --dir DIR`: table scans in process, on one machine.
+//!
+//! Table `bench.t` (id, g int, v double, t text of ~30 bytes) gets `--rows` rows: the first
+//! half is flushed to Parquet, the second half stays hot. Table `bench.h` gets the same rows,
+//! all hot (no flush). Each query runs through the engine and, in the same run, through
+//! DataFusion over a plain Parquet table provider on one file holding the same rows: the
+//! median of each, and the ratio.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::prelude::SessionContext;
+use folddb_materializer::cold::ColdStore;
+use folddb_materializer::{
+    ColumnDef, DataType, EventFold, HotStore, Op, Role, RowVersion, TableDef, TableId, TableKind,
+    Value,
+};
+use folddb_query::{Caller, Engine};
+
+use super::cold::{NoWrites, PlainParquet, fold_one, median};
+
+#[derive(Debug, Args)]
+pub struct ScanBenchArgs {
+    /// Scratch directory (created; what the bench writes is removed at the end).
+    #[arg(long)]
+    dir: std::path::PathBuf,
+    /// Rows of each table.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: u64,
+    /// Runs of each query (the median is reported).
+    #[arg(long, default_value_t = 7)]
+    runs: usize,
+}
+
+/// (name, query, target): the target is a ratio against plain DataFusion ("x") or a median
+/// in milliseconds ("ms").
+const HALF_FLUSHED: &[(&str, &str, &str)] = &[
+    ("limit", "SELECT * FROM {t} WHERE g = 5 LIMIT 10", "<= 5 ms"),
+    ("count", "SELECT COUNT(*) FROM {t}", "<= 1.3x"),
+    (
+        "group by",
+        "SELECT g, COUNT(*), AVG(v) FROM {t} GROUP BY g",
+        "<= 1.3x",
+    ),
+    (
+        "filter+agg",
+        "SELECT COUNT(*), AVG(v) FROM {t} WHERE g = 5",
+        "<= 1.3x",
+    ),
+];
+
+const ALL_HOT: &[(&str, &str, &str)] = &[
+    ("count", "SELECT COUNT(*) FROM {t}", "<= 100 ms"),
+    (
+        "group by",
+        "SELECT g, COUNT(*), AVG(v) FROM {t} GROUP BY g",
+        "<= 250 ms",
+    ),
+];
+
+fn table(name: &str, id: u64) -> TableDef {
+    let col = |id: u32, name: &str, data_type: DataType, nullable: bool| ColumnDef {
+        id,
+        name: name.into(),
+        data_type,
+        nullable,
+        unique: false,
+        default: None,
+    };
+    let mut def = TableDef::example("bench", name, TableKind::Shared);
+    def.id = TableId(id);
+    def.columns = vec![
+        col(1, "id", DataType::BigInt, false),
+        col(2, "g", DataType::Int, false),
+        col(3, "v", DataType::Double, true),
+        col(4, "t", DataType::Text, true),
+    ];
+    def.primary_key = Some(1);
+    def.next_column_id = 5;
+    def
+}
+
+fn row(i: u64) -> Vec<(u32, Value)> {
+    vec![
+        (1, Value::BigInt(i as i64)),
+        (2, Value::Int((i % 100) as i32)),
+        (3, Value::Double((i % 9973) as f64 / 3.0)),
+        (4, Value::Text(format!("text-{i:025}"))),
+    ]
+}
+
+pub fn run(args: ScanBenchArgs) -> anyhow::Result<ExitCode> {
+    let root = args.dir.join(format!("scan-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(bench(&root, &args));
+    let _ = std::fs::remove_dir_all(&root);
+    result
+}
+
+/// Folds `rows` rows (ids `from..to`) into table `table`, 10,000 per entry.
+fn load(
+    store: &HotStore,
+    fold: &EventFold,
+    index: &mut u64,
+    table: u64,
+    from: u64,
+    to: u64,
+) -> anyhow::Result<()> {
+    let mut next = from;
+    while next < to {
+        let end = (next + 10_000).min(to);
+        *index += 1;
+        fold_one(
+            store,
+            fold,
+            *index,
+            vec![Op::Insert {
+                table: TableId(table),
+                schema_version: 1,
+                scope: String::new(),
+                rows: (next..end).map(row).collect(),
+            }],
+        )?;
+        next = end;
+    }
+    Ok(())
+}
+
+/// Every row as one Parquet file: what plain DataFusion reads.
+fn write_direct(path: &Path, def: &TableDef, rows: u64) -> anyhow::Result<()> {
+    let schema = folddb_query::provider::table_schema(def);
+    let file = std::fs::File::create(path)?;
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None)?;
+    let mut next = 0;
+    while next < rows {
+        let end = (next + 65_536).min(rows);
+        let versions: Vec<RowVersion> = (next..end)
+            .map(|i| RowVersion {
+                seq: i as i64,
+                deleted: false,
+                cells: row(i),
+            })
+            .collect();
+        w.write(&folddb_materializer::convert::rows_batch(
+            def, &schema, &versions,
+        )?)?;
+        next = end;
+    }
+    w.close()?;
+    Ok(())
+}
+
+async fn bench(root: &Path, args: &ScanBenchArgs) -> anyhow::Result<ExitCode> {
+    println!(
+        "machine: {} cores; {} rows per table, {} runs per query",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        args.rows,
+        args.runs
+    );
+    let store = Arc::new(HotStore::open_data_dir(root)?);
+    let cold = Arc::new(ColdStore::new(root.join("storage")));
+    let fold = EventFold::new(cold.clone());
+    let mut index = 1;
+    fold_one(
+        &store,
+        &fold,
+        index,
+        vec![Op::CreateNamespace {
+            name: "bench".into(),
+            description: None,
+            if_not_exists: false,
+        }],
+    )?;
+    for (name, id) in [("t", 1), ("h", 2)] {
+        index += 1;
+        fold_one(
+            &store,
+            &fold,
+            index,
+            vec![Op::CreateTable {
+                table: table(name, id),
+                if_not_exists: false,
+            }],
+        )?;
+    }
+    let started = Instant::now();
+    let half = args.rows / 2;
+    load(&store, &fold, &mut index, 1, 0, half)?;
+    index += 1;
+    let commit = folddb_materializer::cold::job::prepare_flush(&store, &cold, TableId(1), "FL-1")
+        .map_err(anyhow::Error::msg)?;
+    fold_one(&store, &fold, index, vec![commit])?;
+    store.compact_prefix(
+        folddb_materializer::Family::Rows,
+        &folddb_materializer::row::table_prefix(TableId(1)),
+    );
+    load(&store, &fold, &mut index, 1, half, args.rows)?;
+    load(&store, &fold, &mut index, 2, 0, args.rows)?;
+    store.flush()?;
+    println!(
+        "load: bench.t ({half} rows flushed, {} hot) and bench.h ({} rows hot) in {:.1} s",
+        args.rows - half,
+        args.rows,
+        started.elapsed().as_secs_f64()
+    );
+
+    let engine = Engine::new(store.clone(), Arc::new(NoWrites), 1).with_cold(cold.clone(), fold);
+    let caller = Caller {
+        user: "bench".into(),
+        role: Role::System,
+    };
+    let direct_file = root.join("direct.parquet");
+    write_direct(&direct_file, &table("t", 1), args.rows)?;
+    let direct = SessionContext::new();
+    direct.register_table(
+        "t",
+        Arc::new(PlainParquet {
+            files: vec![direct_file],
+            schema: folddb_query::provider::table_schema(&table("t", 1)),
+        }),
+    )?;
+    println!(
+        "{:<24} {:>10} {:>10} {:>7}  target",
+        "query", "folddb ms", "direct ms", "ratio"
+    );
+    for (table, queries) in [("bench.t", HALF_FLUSHED), ("bench.h", ALL_HOT)] {
+        for (name, q, target) in queries {
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            let (mut a, mut b) = (0usize, 0usize);
+            for _ in 0..args.runs {
+                let t = Instant::now();
+                let batches = engine
+                    .read_as(&caller, &q.replace("{t}", table))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                ours.push(t.elapsed());
+                a = batches.iter().map(RecordBatch::num_rows).sum();
+                let t = Instant::now();
+                let batches = direct.sql(&q.replace("{t}", "t")).await?.collect().await?;
+                theirs.push(t.elapsed());
+                b = batches.iter().map(RecordBatch::num_rows).sum();
+            }
+            anyhow::ensure!(a == b, "{name}: {a} rows against {b}");
+            report(&format!("{table} {name}"), ours, theirs, target);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(name: &str, ours: Vec<Duration>, theirs: Vec<Duration>, target: &str) {
+    let (o, d) = (median(ours), median(theirs));
+    let ratio = o.as_secs_f64() / d.as_secs_f64().max(1e-9);
+    println!(
+        "{name:<24} {:>10.2} {:>10.2} {ratio:>7.2}  {target}",
+        o.as_secs_f64() * 1e3,
+        d.as_secs_f64() * 1e3
+    );
+}
