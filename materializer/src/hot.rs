@@ -77,9 +77,6 @@ impl Family {
     }
 }
 
-/// A key and its value as RocksDB hands them out.
-pub type RawPair = (Box<[u8]>, Box<[u8]>);
-
 /// One key of the store with its family and value.
 pub type KeyValue = (Family, Vec<u8>, Vec<u8>);
 
@@ -779,6 +776,47 @@ impl HotStore {
     }
 }
 
+/// A snapshot's keys under one prefix, in order ([`HotSnapshot::cursor`]).
+pub struct PrefixCursor<'a> {
+    iter: rocksdb::DBRawIteratorWithThreadMode<'a, DB>,
+    prefix: Vec<u8>,
+    store: &'a HotStore,
+}
+
+impl std::fmt::Debug for PrefixCursor<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrefixCursor")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PrefixCursor<'_> {
+    /// The current key; `None` past the prefix's last one.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.iter.key().filter(|k| k.starts_with(&self.prefix))
+    }
+
+    pub fn value(&self) -> Option<&[u8]> {
+        self.key().and(self.iter.value())
+    }
+
+    pub fn advance(&mut self) -> Result<()> {
+        if self.iter.valid() {
+            self.iter.next();
+        }
+        self.check()
+    }
+
+    fn check(&self) -> Result<()> {
+        self.iter.status().map_err(|source| Error::Rocks {
+            op: "scan",
+            path: self.store.path.clone(),
+            source,
+        })
+    }
+}
+
 impl HotSnapshot<'_> {
     pub fn get(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.snapshot
@@ -786,25 +824,27 @@ impl HotSnapshot<'_> {
             .map_err(self.store.rocks("read a key"))
     }
 
-    /// The keys starting with `prefix` and their values, in key order, read as they are
-    /// pulled.
-    pub fn iter_prefix<'b>(
-        &'b self,
-        family: Family,
-        prefix: &'b [u8],
-    ) -> impl Iterator<Item = Result<RawPair>> + 'b {
+    /// The keys starting with `prefix`, in key order, read in place as the cursor moves.
+    pub fn cursor(&self, family: Family, prefix: &[u8]) -> Result<PrefixCursor<'_>> {
         let mut options = rocksdb::ReadOptions::default();
         if let Some(end) = prefix_end(prefix) {
             options.set_iterate_upper_bound(end);
         }
-        self.snapshot
-            .iterator_cf_opt(
-                self.store.cf(family),
-                options,
-                IteratorMode::From(prefix, Direction::Forward),
-            )
-            .map(|item| item.map_err(self.store.rocks("scan")))
-            .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+        // A scan reads each block once: it reads ahead, and leaves the block cache to the
+        // point reads it would otherwise push out.
+        options.fill_cache(false);
+        options.set_readahead_size(2 << 20);
+        let mut iter = self
+            .snapshot
+            .raw_iterator_cf_opt(self.store.cf(family), options);
+        iter.seek(prefix);
+        let cursor = PrefixCursor {
+            iter,
+            prefix: prefix.to_vec(),
+            store: self.store,
+        };
+        cursor.check()?;
+        Ok(cursor)
     }
 
     /// Every key starting with `prefix`, in key order.

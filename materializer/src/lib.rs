@@ -27,6 +27,7 @@ pub mod event;
 mod event_fold;
 pub mod fold;
 pub mod hot;
+pub mod hot_columns;
 pub mod row;
 pub mod scan;
 pub mod seq;

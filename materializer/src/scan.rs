@@ -6,8 +6,9 @@
 
 use crate::catalog;
 use crate::cold::ColdStore;
-pub use crate::cold::store::scan::{HotItem, ScanError, ScanSpec};
-use crate::hot::{Family, HotBatch, HotStore};
+pub use crate::cold::store::scan::{HotItem, HotSource, ScanError, ScanSpec};
+use crate::cold::store::scan::{Items, merge};
+use crate::hot::{Family, HotBatch, HotStore, PrefixCursor};
 use crate::row::scope_prefix;
 use arrow::array::RecordBatch;
 
@@ -71,38 +72,46 @@ fn scan_once(
         };
     let family = def.family();
     let prefix = scope_prefix(def.id, scope);
-    let mut committed = snapshot.iter_prefix(family, &prefix).map(|item| {
-        item.map(|(key, value)| HotItem {
-            key,
-            value: Some(value),
-        })
-    });
     match overlay.filter(|o| o.touches(family, &prefix)) {
-        None => crate::cold::store::scan::merge(
-            cold_scope.as_deref(),
-            &mut committed,
-            prefix.len(),
-            spec,
-            sink,
-        ),
+        None => {
+            let mut committed = Committed(snapshot.cursor(family, &prefix)?);
+            merge(
+                cold_scope.as_deref(),
+                &mut committed,
+                prefix.len(),
+                spec,
+                sink,
+            )
+        }
         Some(overlay) => {
-            let mut seen = Overlaid {
-                committed: committed.peekable(),
+            let mut seen = Items::new(Overlaid {
+                committed: Committed(snapshot.cursor(family, &prefix)?),
                 ours: overlay
                     .changes_under(family, &prefix)
                     .into_iter()
                     .peekable(),
                 overlay,
                 family,
-            };
-            crate::cold::store::scan::merge(
-                cold_scope.as_deref(),
-                &mut seen,
-                prefix.len(),
-                spec,
-                sink,
-            )
+            })?;
+            merge(cold_scope.as_deref(), &mut seen, prefix.len(), spec, sink)
         }
+    }
+}
+
+/// The committed keys of a scope, read in place.
+struct Committed<'a>(PrefixCursor<'a>);
+
+impl HotSource for Committed<'_> {
+    fn key(&self) -> Option<&[u8]> {
+        self.0.key()
+    }
+
+    fn value(&self) -> Option<&[u8]> {
+        self.0.value()
+    }
+
+    fn advance(&mut self) -> crate::Result<()> {
+        self.0.advance()
     }
 }
 
@@ -110,34 +119,31 @@ fn scan_once(
 type Change = (Vec<u8>, Option<Vec<u8>>);
 
 /// The committed keys of a prefix as a batch of writes changes them, in key order.
-struct Overlaid<'a, I: Iterator<Item = crate::Result<HotItem>>> {
-    committed: std::iter::Peekable<I>,
+struct Overlaid<'a> {
+    committed: Committed<'a>,
     ours: std::iter::Peekable<std::vec::IntoIter<Change>>,
     overlay: &'a HotBatch,
     family: Family,
 }
 
-impl<I: Iterator<Item = crate::Result<HotItem>>> Iterator for Overlaid<'_, I> {
+impl Iterator for Overlaid<'_> {
     type Item = crate::Result<HotItem>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let ours_first = match (self.committed.peek(), self.ours.peek()) {
+            let ours_first = match (self.committed.key(), self.ours.peek()) {
                 (None, None) => return None,
-                (Some(Err(_)), _) => return self.committed.next(),
                 (None, Some(_)) => true,
                 (Some(_), None) => false,
-                (Some(Ok(c)), Some((k, _))) => {
-                    if k.as_slice() == &*c.key {
-                        self.committed.next();
-                        true
-                    } else {
-                        k.as_slice() < &*c.key
-                    }
-                }
+                (Some(c), Some((k, _))) => k.as_slice() <= c,
             };
             if ours_first {
                 let (key, value) = self.ours.next()?;
+                if self.committed.key() == Some(key.as_slice())
+                    && let Err(e) = self.committed.advance()
+                {
+                    return Some(Err(e));
+                }
                 if let Some(value) = value {
                     return Some(Ok(HotItem {
                         key: key.into_boxed_slice(),
@@ -146,14 +152,16 @@ impl<I: Iterator<Item = crate::Result<HotItem>>> Iterator for Overlaid<'_, I> {
                 }
                 continue;
             }
-            let item = self.committed.next()?;
+            let key: Box<[u8]> = self.committed.key()?.into();
+            let value: Option<Box<[u8]>> = self.committed.value().map(Into::into);
+            if let Err(e) = self.committed.advance() {
+                return Some(Err(e));
+            }
             // A committed key the batch does not write may still fall in a range it deletes.
-            if let Ok(c) = &item
-                && matches!(self.overlay.newest(self.family, &c.key), Some(None))
-            {
+            if matches!(self.overlay.newest(self.family, &key), Some(None)) {
                 continue;
             }
-            return Some(item);
+            return Some(Ok(HotItem { key, value }));
         }
     }
 }

@@ -856,12 +856,13 @@ impl ColdStore {
             may_match,
         };
         let read = |at: &ScopeState| {
-            let mut hot = hidden.iter().map(|k| {
+            let mut hot = scan::Items::new(hidden.iter().map(|k| {
                 Ok(scan::HotItem {
                     key: k.as_slice().into(),
                     value: None,
                 })
-            });
+            }))
+            .map_err(state_err)?;
             let mut out = Vec::new();
             scan::merge(Some(at), &mut hot, 0, &spec, &mut |b| {
                 out.push(b);

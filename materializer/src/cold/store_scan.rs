@@ -64,12 +64,50 @@ pub struct HotItem {
     pub value: Option<Box<[u8]>>,
 }
 
+/// The hot side of a merge: a scope's hot keys in order, read in place.
+pub trait HotSource {
+    /// The current key (a whole row key); `None` past the last one.
+    fn key(&self) -> Option<&[u8]>;
+    /// The current key's encoded version; `None`: the key is hidden.
+    fn value(&self) -> Option<&[u8]>;
+    fn advance(&mut self) -> crate::Result<()>;
+}
+
+/// A [`HotSource`] over owned items.
+#[derive(Debug)]
+pub struct Items<I> {
+    iter: I,
+    current: Option<HotItem>,
+}
+
+impl<I: Iterator<Item = crate::Result<HotItem>>> Items<I> {
+    pub fn new(mut iter: I) -> crate::Result<Items<I>> {
+        let current = iter.next().transpose()?;
+        Ok(Items { iter, current })
+    }
+}
+
+impl<I: Iterator<Item = crate::Result<HotItem>>> HotSource for Items<I> {
+    fn key(&self) -> Option<&[u8]> {
+        self.current.as_ref().map(|h| &*h.key)
+    }
+
+    fn value(&self) -> Option<&[u8]> {
+        self.current.as_ref().and_then(|h| h.value.as_deref())
+    }
+
+    fn advance(&mut self) -> crate::Result<()> {
+        self.current = self.iter.next().transpose()?;
+        Ok(())
+    }
+}
+
 /// Merges `hot` (the scope's hot keys in order, each key starting with `hot_prefix_len`
 /// bytes of scope prefix) with the segments of `scope`, giving each output batch to `sink`
 /// until it answers `false` or the rows run out.
 pub fn merge(
     scope: Option<&ScopeState>,
-    hot: &mut dyn Iterator<Item = crate::Result<HotItem>>,
+    hot: &mut dyn HotSource,
     hot_prefix_len: usize,
     spec: &ScanSpec<'_>,
     sink: &mut dyn FnMut(RecordBatch) -> bool,
@@ -95,7 +133,6 @@ pub fn merge(
         emitted: 0,
     };
     let limit = spec.limit.unwrap_or(usize::MAX);
-    let mut hot_cur = hot.next().transpose()?;
     let mut at: Vec<usize> = Vec::with_capacity(cursors.len());
     loop {
         let room = out.target.min(limit - out.emitted) - out.rows;
@@ -108,7 +145,7 @@ pub fn merge(
         }
         // Which sources hold the smallest key, and the next key after it.
         let (hot_at, bound_run) = {
-            let hot_key = hot_cur.as_ref().map(|h| &h.key[hot_prefix_len..]);
+            let hot_key = hot.key().map(|k| &k[hot_prefix_len..]);
             let mut min = hot_key;
             for c in &cursors {
                 if let Some(k) = c.key()
@@ -138,11 +175,10 @@ pub fn merge(
             (hot_at, run)
         };
         if hot_at {
-            let item = hot_cur.take().expect("the smallest key is the hot one");
-            if let Some(bytes) = item.value {
-                out.push_hot(spec, &bytes)?;
+            if let Some(bytes) = hot.value() {
+                out.push_hot(spec, bytes)?;
             }
-            hot_cur = hot.next().transpose()?;
+            hot.advance()?;
             for &i in &at {
                 cursors[i].advance(1)?;
             }
@@ -170,7 +206,8 @@ struct Output {
     schema: SchemaRef,
     /// The segment batches the pieces take rows from.
     sources: Vec<RecordBatch>,
-    hot_rows: Vec<RowVersion>,
+    /// Encoded versions of the hot rows the pieces take.
+    hot_rows: Vec<Box<[u8]>>,
     pieces: Vec<Piece>,
     rows: usize,
     /// Rows at which the batch is given out.
@@ -194,13 +231,12 @@ enum Piece {
 
 impl Output {
     fn push_hot(&mut self, spec: &ScanSpec<'_>, bytes: &[u8]) -> Result<(), ScanError> {
-        let head = RowVersion::head_of(bytes)?;
-        if (head.deleted && !spec.show_deleted) || spec.min_seq.is_some_and(|min| head.seq < min) {
+        let (seq, deleted) = crate::hot_columns::head(bytes)?;
+        if (deleted && !spec.show_deleted) || spec.min_seq.is_some_and(|min| seq < min) {
             return Ok(());
         }
         if !spec.projection.is_empty() {
-            let row: RowVersion = crate::codec::decode(bytes, "a row version")?;
-            self.hot_rows.push(row);
+            self.hot_rows.push(bytes.into());
         }
         let start = self.hot_rows.len().saturating_sub(1);
         match self.pieces.last_mut() {
@@ -243,7 +279,7 @@ impl Output {
                 None
             } else {
                 let columns =
-                    crate::convert::rows_columns(spec.def, spec.projection, &self.hot_rows);
+                    crate::hot_columns::columns(spec.def, spec.projection, &self.hot_rows)?;
                 Some(RecordBatch::try_new(self.schema.clone(), columns).map_err(arrow)?)
             };
             let slices: Vec<RecordBatch> = self
