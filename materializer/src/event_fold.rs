@@ -420,6 +420,10 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             def.created_at_ms = ctx.stamp_ms;
             def.updated_at_ms = ctx.stamp_ms;
             put_table(ctx, &def);
+            if def.kind != TableKind::Stream {
+                ctx.batch
+                    .put(Family::Meta, crate::row::counted_key(def.id), [1]);
+            }
             Ok(OpResult {
                 affected: 1,
                 seqs: Vec::new(),
@@ -443,6 +447,10 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             def.created_at_ms = current.created_at_ms;
             def.updated_at_ms = ctx.stamp_ms;
             put_table(ctx, &def);
+            if def.kind != TableKind::Stream {
+                ctx.batch
+                    .put(Family::Meta, crate::row::counted_key(def.id), [1]);
+            }
             Ok(OpResult {
                 affected: 1,
                 seqs: Vec::new(),
@@ -512,7 +520,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                     false,
                     cells.clone(),
                     &mut result,
-                );
+                )?;
             }
             Ok(result)
         }
@@ -762,7 +770,11 @@ fn put_version(
     deleted: bool,
     cells: Vec<(u32, Value)>,
     result: &mut OpResult,
-) {
+) -> Result<(), OpError> {
+    let was_visible = old.as_ref().is_some_and(|o| !o.deleted);
+    if row.family == Family::Rows && was_visible == deleted {
+        count_visible(ctx, row.table, row.scope, !deleted)?;
+    }
     let version = RowVersion {
         seq,
         deleted,
@@ -779,6 +791,30 @@ fn put_version(
     });
     result.affected += 1;
     result.seqs.push(seq);
+    Ok(())
+}
+
+/// One more (`up`) or one fewer visible row in `table`'s `scope`, in a table that keeps
+/// counts.
+fn count_visible(ctx: &mut Ctx<'_>, table: TableId, scope: &str, up: bool) -> Result<(), OpError> {
+    let counted = ctx
+        .batch
+        .get(ctx.store, Family::Meta, &crate::row::counted_key(table))?;
+    if counted.is_none() {
+        return Ok(());
+    }
+    let key = crate::row::count_key(table, scope);
+    let now = match ctx.batch.get(ctx.store, Family::Meta, &key)? {
+        Some(b) => crate::row::decode_count(&b)?,
+        None => 0,
+    };
+    let next = if up { now + 1 } else { now.saturating_sub(1) };
+    if next == 0 {
+        ctx.batch.delete(Family::Meta, key);
+    } else {
+        ctx.batch.put(Family::Meta, key, next.to_be_bytes());
+    }
+    Ok(())
 }
 
 fn put_table(ctx: &mut Ctx<'_>, def: &TableDef) {
@@ -806,6 +842,19 @@ fn drop_table(ctx: &mut Ctx<'_>, def: &TableDef) -> Result<(), OpError> {
     }
     ctx.batch
         .delete(Family::Catalog, catalog::flushed_key(def.id));
+    ctx.batch
+        .delete(Family::Meta, crate::row::counted_key(def.id));
+    if !ctx
+        .batch
+        .delete_prefix(Family::Meta, &crate::row::count_prefix(def.id))
+    {
+        for (key, _) in ctx
+            .state()
+            .scan_prefix(Family::Meta, &crate::row::count_prefix(def.id))?
+        {
+            ctx.batch.delete(Family::Meta, key);
+        }
+    }
     let state = ctx.state();
     let rows = state.scan_prefix(def.family(), &table_prefix(def.id))?;
     let indexed = state.scan_prefix(Family::ColdKeys, &table_prefix(def.id))?;
@@ -983,7 +1032,7 @@ fn update_rows<'o>(
             false,
             cells.clone(),
             &mut result,
-        );
+        )?;
     }
     Ok(result)
 }
@@ -1009,7 +1058,7 @@ fn delete_rows<'o>(
                 pk,
                 key,
             };
-            put_version(ctx, row, Some(current), seq, true, cells, &mut result);
+            put_version(ctx, row, Some(current), seq, true, cells, &mut result)?;
         } else {
             ctx.written.insert(key.clone());
             ctx.batch.delete(def.family(), key);

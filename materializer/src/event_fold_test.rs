@@ -384,8 +384,14 @@ impl UnreachableNode {
 fn primary_keys_are_checked_against_the_key_index_and_only_a_legacy_op_reads_the_cold_tier() {
     let ms = crate::seq::SEQ_EPOCH_UNIX_MS;
     let mut node = UnreachableNode::new();
+    // The table counts its visible rows, hot or cold, through every change below.
+    let count = |node: &UnreachableNode| {
+        crate::row::visible_rows(&node.store, TableId(1), "").expect("a count")
+    };
+    assert_eq!(count(&node), Some(0));
     // Nothing was ever flushed: no key index entry, no cold read.
     let (r, _) = node.applied(cmd(ms + 1000, vec![insert(&[1, 2, 3])]));
+    assert_eq!(count(&node), Some(3));
     let seqs = r[0].seqs.clone();
     let delete = |id: i64, expected_seq, old| Op::Delete {
         table: TableId(1),
@@ -397,6 +403,7 @@ fn primary_keys_are_checked_against_the_key_index_and_only_a_legacy_op_reads_the
         }],
     };
     let (r, _) = node.applied(cmd(ms + 2000, vec![delete(3, seqs[2], Vec::new())]));
+    assert_eq!(count(&node), Some(2));
     let through = r[0].seqs[0];
     node.applied(cmd(
         ms + 3000,
@@ -421,6 +428,11 @@ fn primary_keys_are_checked_against_the_key_index_and_only_a_legacy_op_reads_the
         .collect();
     let key = |id| row_key(TableId(1), "", &Value::BigInt(id));
     assert_eq!(indexed, vec![(key(1), seqs[0]), (key(2), seqs[1])]);
+    assert_eq!(
+        count(&node),
+        Some(2),
+        "a flush moves rows, it changes no count"
+    );
     assert!(
         node.store
             .scan_prefix(Family::Rows, &[])
@@ -441,7 +453,13 @@ fn primary_keys_are_checked_against_the_key_index_and_only_a_legacy_op_reads_the
         }
         other => panic!("{other:?}"),
     }
+    assert_eq!(count(&node), Some(2), "a rejected insert counts nothing");
     node.applied(cmd(ms + 5000, vec![insert(&[3, 9])]));
+    assert_eq!(
+        count(&node),
+        Some(4),
+        "a flushed tombstone's key counts again"
+    );
     // An update of a cold row checks its `_seq` against the index and reports the old
     // image the op carries.
     let image = vec![(1, Value::BigInt(2)), (2, Value::Text("v2".into()))];
@@ -468,6 +486,7 @@ fn primary_keys_are_checked_against_the_key_index_and_only_a_legacy_op_reads_the
     let (_, events) = node.applied(cmd(ms + 7000, vec![update(seqs[1])]));
     let old = events[0].old.as_ref().expect("an old image");
     assert_eq!((old.seq, old.deleted, &old.cells), (seqs[1], false, &image));
+    assert_eq!(count(&node), Some(4), "an update changes no count");
     // An op from before old images has to read the segments: the failure is the
     // environment's, so the fold errs and the entry is not applied.
     let applied = node.store.applied_index().expect("applied");
@@ -487,7 +506,16 @@ fn primary_keys_are_checked_against_the_key_index_and_only_a_legacy_op_reads_the
     assert!(matches!(e, crate::Error::ColdRead { .. }), "{e}");
     assert!(e.to_string().contains("connection refused"), "{e}");
     assert_eq!(node.store.applied_index().expect("applied"), applied);
-    // Dropping the table drops its index entries.
+    node.applied(cmd(
+        ms + 8500,
+        vec![delete(
+            1,
+            seqs[0],
+            vec![(1, Value::BigInt(1)), (2, Value::Text("v1".into()))],
+        )],
+    ));
+    assert_eq!(count(&node), Some(3), "a cold row's delete counts");
+    // Dropping the table drops its index entries and its counts.
     node.applied(cmd(
         ms + 9000,
         vec![Op::DropTable {
@@ -496,6 +524,13 @@ fn primary_keys_are_checked_against_the_key_index_and_only_a_legacy_op_reads_the
             if_exists: false,
         }],
     ));
+    assert_eq!(count(&node), None);
+    assert!(
+        node.store
+            .scan_prefix(Family::Meta, b"count")
+            .expect("meta")
+            .is_empty()
+    );
     assert!(
         node.store
             .scan_prefix(Family::ColdKeys, &[])

@@ -55,6 +55,49 @@ pub fn decode_indexed_seq(bytes: &[u8]) -> crate::Result<i64> {
         })
 }
 
+/// Meta key: `table` keeps counts of its visible rows (set at CREATE TABLE by builds that
+/// count; a table without it, created earlier, has no counts).
+pub fn counted_key(table: TableId) -> Vec<u8> {
+    [&b"counted/"[..], &table.0.to_be_bytes()].concat()
+}
+
+/// Meta key: the number of visible rows (live keys, hot or cold) of `table` owned by `scope`,
+/// u64 big-endian; absent is 0.
+pub fn count_key(table: TableId, scope: &str) -> Vec<u8> {
+    [&count_prefix(table)[..], scope.as_bytes()].concat()
+}
+
+/// The prefix of every count key of `table`.
+pub fn count_prefix(table: TableId) -> Vec<u8> {
+    [&b"count/"[..], &table.0.to_be_bytes()].concat()
+}
+
+/// The number of visible rows of `table` owned by `scope`, when the table keeps counts.
+pub fn visible_rows(
+    state: &dyn crate::catalog::StateRead,
+    table: TableId,
+    scope: &str,
+) -> crate::Result<Option<u64>> {
+    if state
+        .get(crate::hot::Family::Meta, &counted_key(table))?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let count = state.get(crate::hot::Family::Meta, &count_key(table, scope))?;
+    Ok(Some(count.map_or(Ok(0), |b| decode_count(&b))?))
+}
+
+/// A count key's value.
+pub fn decode_count(bytes: &[u8]) -> crate::Result<u64> {
+    <[u8; 8]>::try_from(bytes)
+        .map(u64::from_be_bytes)
+        .map_err(|_| crate::Error::Decode {
+            what: "a row count",
+            reason: format!("{} bytes, expected 8", bytes.len()),
+        })
+}
+
 /// The prefix of every row of `table` (all owners).
 pub fn table_prefix(table: TableId) -> Vec<u8> {
     table.0.to_be_bytes().to_vec()

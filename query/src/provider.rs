@@ -253,7 +253,21 @@ impl HotTable {
                 None,
             )?);
         }
+        // The table's count of visible rows answers COUNT(*) without a scan, when the
+        // scan would give every visible row as committed.
+        let rows = if filters.is_empty()
+            && !show_deleted
+            && self.min_seq.is_none()
+            && self.view.overlay.is_none()
+            && self.cold().is_some()
+        {
+            folddb_materializer::row::visible_rows(&self.view, self.def.id, &self.scope)
+                .map_err(df_err)?
+        } else {
+            None
+        };
         let request = ScanRequest {
+            rows,
             store: self.view.store.clone(),
             overlay: self.view.overlay.clone(),
             cold: self.cold().cloned(),

@@ -9,14 +9,16 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::common::{DataFusionError, Result as DfResult, Statistics};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{
     Boundedness, ChildrenPropertiesMode, EmissionType, ReplaceChildrenOptions,
 };
+use datafusion::physical_plan::statistics::StatisticsArgs;
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -43,6 +45,9 @@ pub struct ScanRequest {
     pub limit: Option<usize>,
     /// The query's filters: segments whose statistics rule them out are not read.
     pub filters: Vec<Expr>,
+    /// How many rows the scan gives, when known exactly as the plan is made (the table's
+    /// count of visible rows): DataFusion answers `COUNT(*)` from it.
+    pub rows: Option<u64>,
 }
 
 /// Reads one table scope as a stream of batches (one partition, in primary-key order).
@@ -116,6 +121,19 @@ impl ExecutionPlan for ScanExec {
             children,
             ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
         )
+    }
+
+    fn statistics_from_inputs(
+        &self,
+        _input_stats: &[Arc<Statistics>],
+        _args: &StatisticsArgs,
+    ) -> DfResult<Arc<Statistics>> {
+        let mut stats = Statistics::new_unknown(&self.schema());
+        if let Some(rows) = self.request.rows {
+            let rows = usize::try_from(rows).unwrap_or(usize::MAX);
+            stats.num_rows = Precision::Exact(self.request.limit.map_or(rows, |l| rows.min(l)));
+        }
+        Ok(Arc::new(stats))
     }
 
     fn execute(

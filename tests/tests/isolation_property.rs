@@ -126,6 +126,9 @@ fn no_interleaving_leaks_a_row_across_users() {
                         let r = s.ok(token, &format!("SELECT id, owner FROM {table}")).await;
                         let got = check(pairs(&r), who)?;
                         prop_assert_eq!(&got, &*mine);
+                        // COUNT(*) of a whole scope is the table's count of its rows.
+                        let r = s.ok(token, &format!("SELECT COUNT(*) FROM {table}")).await;
+                        prop_assert_eq!(rows(&r), vec![serde_json::json!([mine.len().to_string()])]);
                     }
                     Act::SelectKey(k) => {
                         let r = s
