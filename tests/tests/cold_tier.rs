@@ -356,23 +356,32 @@ async fn user_tables_flush_per_owner_and_stay_private() {
 
 #[tokio::test]
 async fn tables_without_a_policy_follow_the_default_one_and_off_keeps_them_hot() {
-    let values: Vec<String> = (1..=30).map(|i| format!("({i}, 'x')")).collect();
-    let insert = format!("INSERT INTO app.d VALUES {}", values.join(", "));
+    // A server whose default policy is `policy`, checked every second, with 30 rows written
+    // to a table created without one.
+    async fn thirty_rows(dir: &Path, policy: &str) -> (Server, String) {
+        let s = Server::start_with(
+            dir,
+            &[
+                ("FOLDDB_FLUSH_CHECK_INTERVAL_SECONDS", "1"),
+                ("FOLDDB_DEFAULT_FLUSH_POLICY", policy),
+            ],
+        )
+        .await;
+        let t = s.setup_and_login().await;
+        s.ok(&t, "CREATE NAMESPACE app").await;
+        s.ok(&t, "CREATE SHARED TABLE app.d (id INT PRIMARY KEY, v TEXT)")
+            .await;
+        let values: Vec<String> = (1..=30).map(|i| format!("({i}, 'x')")).collect();
+        s.ok(
+            &t,
+            &format!("INSERT INTO app.d VALUES {}", values.join(", ")),
+        )
+        .await;
+        (s, t)
+    }
     // The default policy flushes a table created without one once its rows are pending.
     let dir = tempfile::tempdir().expect("temp dir");
-    let s = Server::start_with(
-        dir.path(),
-        &[
-            ("FOLDDB_FLUSH_CHECK_INTERVAL_SECONDS", "1"),
-            ("FOLDDB_DEFAULT_FLUSH_POLICY", "rows:20"),
-        ],
-    )
-    .await;
-    let t = s.setup_and_login().await;
-    s.ok(&t, "CREATE NAMESPACE app").await;
-    s.ok(&t, "CREATE SHARED TABLE app.d (id INT PRIMARY KEY, v TEXT)")
-        .await;
-    s.ok(&t, &insert).await;
+    let (s, t) = thirty_rows(dir.path(), "rows:20").await;
     let mut flushed = false;
     for _ in 0..100 {
         if hot_rows(&s, &t, "d").await == 0 {
@@ -387,19 +396,7 @@ async fn tables_without_a_policy_follow_the_default_one_and_off_keeps_them_hot()
     drop(s);
     // `off`: nothing is flushed unless asked.
     let dir = tempfile::tempdir().expect("temp dir");
-    let s = Server::start_with(
-        dir.path(),
-        &[
-            ("FOLDDB_FLUSH_CHECK_INTERVAL_SECONDS", "1"),
-            ("FOLDDB_DEFAULT_FLUSH_POLICY", "off"),
-        ],
-    )
-    .await;
-    let t = s.setup_and_login().await;
-    s.ok(&t, "CREATE NAMESPACE app").await;
-    s.ok(&t, "CREATE SHARED TABLE app.d (id INT PRIMARY KEY, v TEXT)")
-        .await;
-    s.ok(&t, &insert).await;
+    let (s, t) = thirty_rows(dir.path(), "off").await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(hot_rows(&s, &t, "d").await, 30, "off: the rows stay hot");
 }

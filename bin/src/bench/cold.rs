@@ -176,29 +176,12 @@ impl TableProvider for PlainParquet {
     }
 }
 
-pub(super) fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort_unstable();
-    v.get(v.len() / 2).copied().unwrap_or_default()
-}
-
-pub fn run(args: ColdBenchArgs) -> anyhow::Result<ExitCode> {
-    let root = args.dir.join(format!("cold-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(bench(&root, &args));
-    let _ = std::fs::remove_dir_all(&root);
-    result
-}
-
-async fn bench(root: &Path, args: &ColdBenchArgs) -> anyhow::Result<ExitCode> {
-    println!(
-        "machine: {} cores; {} rows, {} runs per query",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        args.rows,
-        args.runs
-    );
+/// A fresh node state under `root`: namespace `bench` and `tables`, folded at indexes 1, 2,
+/// …; returns the state, its cold tier, the fold, and the last index folded.
+pub(super) fn open_bench(
+    root: &Path,
+    tables: Vec<TableDef>,
+) -> anyhow::Result<(Arc<HotStore>, Arc<ColdStore>, EventFold, u64)> {
     let store = Arc::new(HotStore::open_data_dir(root)?);
     let cold = Arc::new(ColdStore::new(root.join("storage")));
     let fold = EventFold::new(cold.clone());
@@ -213,16 +196,86 @@ async fn bench(root: &Path, args: &ColdBenchArgs) -> anyhow::Result<ExitCode> {
             if_not_exists: false,
         }],
     )?;
-    index += 1;
-    fold_one(
-        &store,
-        &fold,
-        index,
-        vec![Op::CreateTable {
-            table: table(),
-            if_not_exists: false,
-        }],
-    )?;
+    for table in tables {
+        index += 1;
+        fold_one(
+            &store,
+            &fold,
+            index,
+            vec![Op::CreateTable {
+                table,
+                if_not_exists: false,
+            }],
+        )?;
+    }
+    Ok((store, cold, fold, index))
+}
+
+/// Runs `bench` on a runtime of its own, in a scratch directory `dir/<name>-<pid>` removed
+/// afterwards.
+pub(super) fn in_scratch<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
+    dir: &Path,
+    name: &str,
+    bench: impl FnOnce(std::path::PathBuf) -> F,
+) -> anyhow::Result<ExitCode> {
+    let root = dir.join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(bench(root.clone()));
+    let _ = std::fs::remove_dir_all(&root);
+    result
+}
+
+/// `ours` through the engine and `theirs` through plain DataFusion, `runs` times each,
+/// interleaved: the median of each. Both must answer the same number of rows.
+pub(super) async fn compare(
+    engine: &Engine,
+    caller: &Caller,
+    direct: &SessionContext,
+    (ours, theirs): (&str, &str),
+    runs: usize,
+) -> anyhow::Result<(Duration, Duration)> {
+    let (mut a_times, mut b_times) = (Vec::new(), Vec::new());
+    let (mut a, mut b) = (0usize, 0usize);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let batches = engine
+            .read_as(caller, ours)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        a_times.push(t.elapsed());
+        a = batches.iter().map(RecordBatch::num_rows).sum();
+        let t = Instant::now();
+        let batches = direct.sql(theirs).await?.collect().await?;
+        b_times.push(t.elapsed());
+        b = batches.iter().map(RecordBatch::num_rows).sum();
+    }
+    anyhow::ensure!(a == b, "{ours}: {a} rows against {b}");
+    Ok((median(a_times), median(b_times)))
+}
+
+pub(super) fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+pub fn run(args: ColdBenchArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.dir.clone();
+    in_scratch(&dir, "cold-bench", |root| async move {
+        bench(&root, &args).await
+    })
+}
+
+async fn bench(root: &Path, args: &ColdBenchArgs) -> anyhow::Result<ExitCode> {
+    println!(
+        "machine: {} cores; {} rows, {} runs per query",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        args.rows,
+        args.runs
+    );
+    let (store, cold, fold, mut index) = open_bench(root, vec![table()])?;
     let started = Instant::now();
     let mut next = 0u64;
     while next < args.rows {
@@ -301,23 +354,14 @@ async fn bench(root: &Path, args: &ColdBenchArgs) -> anyhow::Result<ExitCode> {
     );
     let mut ratios = Vec::new();
     for (name, q) in QUERIES {
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        let (mut a, mut b) = (0usize, 0usize);
-        for _ in 0..args.runs {
-            let t = Instant::now();
-            let batches = engine
-                .read_as(&caller, &q.replace("{t}", "bench.t"))
-                .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            ours.push(t.elapsed());
-            a = batches.iter().map(RecordBatch::num_rows).sum();
-            let t = Instant::now();
-            let batches = direct.sql(&q.replace("{t}", "t")).await?.collect().await?;
-            theirs.push(t.elapsed());
-            b = batches.iter().map(RecordBatch::num_rows).sum();
-        }
-        anyhow::ensure!(a == b, "{name}: {a} rows against {b}");
-        let (o, d) = (median(ours), median(theirs));
+        let (o, d) = compare(
+            &engine,
+            &caller,
+            &direct,
+            (&q.replace("{t}", "bench.t"), &q.replace("{t}", "t")),
+            args.runs,
+        )
+        .await?;
         let ratio = o.as_secs_f64() / d.as_secs_f64().max(1e-9);
         ratios.push(ratio);
         println!(

@@ -11,18 +11,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clap::Args;
-use datafusion::arrow::array::RecordBatch;
 use datafusion::prelude::SessionContext;
-use folddb_materializer::cold::ColdStore;
 use folddb_materializer::{
     ColumnDef, DataType, EventFold, HotStore, Op, Role, RowVersion, TableDef, TableId, TableKind,
     Value,
 };
 use folddb_query::{Caller, Engine};
 
-use super::cold::{NoWrites, PlainParquet, fold_one, median};
+use super::cold::{NoWrites, PlainParquet, compare, fold_one, in_scratch, open_bench};
 
 #[derive(Debug, Args)]
 pub struct ScanBenchArgs {
@@ -95,14 +92,10 @@ fn row(i: u64) -> Vec<(u32, Value)> {
 }
 
 pub fn run(args: ScanBenchArgs) -> anyhow::Result<ExitCode> {
-    let root = args.dir.join(format!("scan-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(bench(&root, &args));
-    let _ = std::fs::remove_dir_all(&root);
-    result
+    let dir = args.dir.clone();
+    in_scratch(&dir, "scan-bench", |root| async move {
+        bench(&root, &args).await
+    })
 }
 
 /// Folds `rows` rows (ids `from..to`) into table `table`, 10,000 per entry.
@@ -165,32 +158,7 @@ async fn bench(root: &Path, args: &ScanBenchArgs) -> anyhow::Result<ExitCode> {
         args.rows,
         args.runs
     );
-    let store = Arc::new(HotStore::open_data_dir(root)?);
-    let cold = Arc::new(ColdStore::new(root.join("storage")));
-    let fold = EventFold::new(cold.clone());
-    let mut index = 1;
-    fold_one(
-        &store,
-        &fold,
-        index,
-        vec![Op::CreateNamespace {
-            name: "bench".into(),
-            description: None,
-            if_not_exists: false,
-        }],
-    )?;
-    for (name, id) in [("t", 1), ("h", 2)] {
-        index += 1;
-        fold_one(
-            &store,
-            &fold,
-            index,
-            vec![Op::CreateTable {
-                table: table(name, id),
-                if_not_exists: false,
-            }],
-        )?;
-    }
+    let (store, cold, fold, mut index) = open_bench(root, vec![table("t", 1), table("h", 2)])?;
     let started = Instant::now();
     let half = args.rows / 2;
     load(&store, &fold, &mut index, 1, 0, half)?;
@@ -233,30 +201,15 @@ async fn bench(root: &Path, args: &ScanBenchArgs) -> anyhow::Result<ExitCode> {
     );
     for (table, queries) in [("bench.t", HALF_FLUSHED), ("bench.h", ALL_HOT)] {
         for (name, q, target) in queries {
-            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-            let (mut a, mut b) = (0usize, 0usize);
-            for _ in 0..args.runs {
-                let t = Instant::now();
-                let batches = engine
-                    .read_as(&caller, &q.replace("{t}", table))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-                ours.push(t.elapsed());
-                a = batches.iter().map(RecordBatch::num_rows).sum();
-                let t = Instant::now();
-                let batches = direct.sql(&q.replace("{t}", "t")).await?.collect().await?;
-                theirs.push(t.elapsed());
-                b = batches.iter().map(RecordBatch::num_rows).sum();
-            }
-            anyhow::ensure!(a == b, "{name}: {a} rows against {b}");
-            report(&format!("{table} {name}"), ours, theirs, target);
+            let sql = (q.replace("{t}", table), q.replace("{t}", "t"));
+            let (o, d) = compare(&engine, &caller, &direct, (&sql.0, &sql.1), args.runs).await?;
+            report(&format!("{table} {name}"), o, d, target);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn report(name: &str, ours: Vec<Duration>, theirs: Vec<Duration>, target: &str) {
-    let (o, d) = (median(ours), median(theirs));
+fn report(name: &str, o: Duration, d: Duration, target: &str) {
     let ratio = o.as_secs_f64() / d.as_secs_f64().max(1e-9);
     println!(
         "{name:<24} {:>10.2} {:>10.2} {ratio:>7.2}  {target}",

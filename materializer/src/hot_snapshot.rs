@@ -1,0 +1,122 @@
+//! The hot tier as of one moment ([`HotSnapshot`]), and a cursor over one prefix of it
+//! ([`PrefixCursor`]) that reads keys and values in place: what flush jobs and table scans
+//! read through.
+
+use rocksdb::{DB, Direction, IteratorMode};
+
+use super::{Family, HotStore, prefix_end};
+use crate::error::{Error, Result};
+
+/// The store as of one moment: reads that all see the same applied index, whatever entries
+/// are applied meanwhile (a cold-tier job reads the rows it writes out through one).
+pub struct HotSnapshot<'a> {
+    store: &'a HotStore,
+    snapshot: rocksdb::Snapshot<'a>,
+}
+
+impl std::fmt::Debug for HotSnapshot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HotSnapshot")
+            .field("path", &self.store.path)
+            .finish()
+    }
+}
+
+impl HotStore {
+    /// A consistent view of the store as it is now.
+    pub fn snapshot(&self) -> HotSnapshot<'_> {
+        HotSnapshot {
+            store: self,
+            snapshot: self.db.snapshot(),
+        }
+    }
+}
+
+/// A snapshot's keys under one prefix, in order ([`HotSnapshot::cursor`]).
+pub struct PrefixCursor<'a> {
+    iter: rocksdb::DBRawIteratorWithThreadMode<'a, DB>,
+    prefix: Vec<u8>,
+    store: &'a HotStore,
+}
+
+impl std::fmt::Debug for PrefixCursor<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrefixCursor")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PrefixCursor<'_> {
+    /// The current key; `None` past the prefix's last one.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.iter.key().filter(|k| k.starts_with(&self.prefix))
+    }
+
+    pub fn value(&self) -> Option<&[u8]> {
+        self.key().and(self.iter.value())
+    }
+
+    pub fn advance(&mut self) -> Result<()> {
+        if self.iter.valid() {
+            self.iter.next();
+        }
+        self.check()
+    }
+
+    fn check(&self) -> Result<()> {
+        self.iter.status().map_err(|source| Error::Rocks {
+            op: "scan",
+            path: self.store.path.clone(),
+            source,
+        })
+    }
+}
+
+impl HotSnapshot<'_> {
+    pub fn get(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.snapshot
+            .get_cf(self.store.cf(family), key)
+            .map_err(self.store.rocks("read a key"))
+    }
+
+    /// The keys starting with `prefix`, in key order, read in place as the cursor moves.
+    pub fn cursor(&self, family: Family, prefix: &[u8]) -> Result<PrefixCursor<'_>> {
+        let mut options = rocksdb::ReadOptions::default();
+        if let Some(end) = prefix_end(prefix) {
+            options.set_iterate_upper_bound(end);
+        }
+        // A scan reads each block once: it reads ahead, and leaves the block cache to the
+        // point reads it would otherwise push out.
+        options.fill_cache(false);
+        options.set_readahead_size(2 << 20);
+        let mut iter = self
+            .snapshot
+            .raw_iterator_cf_opt(self.store.cf(family), options);
+        iter.seek(prefix);
+        let cursor = PrefixCursor {
+            iter,
+            prefix: prefix.to_vec(),
+            store: self.store,
+        };
+        cursor.check()?;
+        Ok(cursor)
+    }
+
+    /// Every key starting with `prefix`, in key order.
+    pub fn scan_prefix(&self, family: Family, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let iter = self.snapshot.iterator_cf(
+            self.store.cf(family),
+            IteratorMode::From(prefix, Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item.map_err(self.store.rocks("scan"))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
+    }
+}
