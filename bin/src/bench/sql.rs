@@ -30,7 +30,8 @@ pub struct SqlBenchArgs {
     /// Concurrent clients of the 1,000-row INSERT scenario.
     #[arg(long, default_value_t = 4)]
     batch_clients: usize,
-    /// Scenarios to run (insert, batch, point, filter, mixed; isolation and login on request).
+    /// Scenarios to run (insert, batch, point, filter, mixed; isolation, login and scans —
+    /// point reads while 4 clients scan 200,000 rows — on request).
     #[arg(
         long,
         value_delimiter = ',',
@@ -249,6 +250,69 @@ async fn measure(args: &SqlBenchArgs) -> anyhow::Result<Vec<Outcome>> {
                     )
                     .await?,
                 );
+            }
+            "scans" => {
+                // Point reads on an idle server, then while 4 clients scan the whole table:
+                // scans run off the server's async threads, so the point reads barely notice.
+                ensure_rows(&client, &table, &next_id, &mut acked_total, 200_000).await?;
+                let max = next_id.load(Ordering::Relaxed) - 1;
+                let point = |table: String| {
+                    move |c: Arc<Client>| {
+                        let table = table.clone();
+                        async move {
+                            let id = 1 + fastrand(max);
+                            let r = c
+                                .sql(&format!("SELECT * FROM {table} WHERE id = {id}"))
+                                .await?;
+                            Ok(r["results"][0]["row_count"].as_u64().unwrap_or(0))
+                        }
+                    }
+                };
+                let clients = std::slice::from_ref(&client);
+                let idle = load(
+                    clients,
+                    "point SELECT, idle",
+                    1,
+                    duration,
+                    point(table.clone()),
+                )
+                .await?;
+                let stop = Arc::new(AtomicBool::new(false));
+                let scanners: Vec<_> = (0..4)
+                    .map(|_| {
+                        let (c, stop, table) = (client.clone(), stop.clone(), table.clone());
+                        tokio::spawn(async move {
+                            let mut scans = 0u64;
+                            while !stop.load(Ordering::Relaxed) {
+                                c.sql(&format!(
+                                    "SELECT n % 100 AS g, COUNT(*), MAX(v) FROM {table} GROUP BY n % 100"
+                                ))
+                                .await?;
+                                scans += 1;
+                            }
+                            anyhow::Ok(scans)
+                        })
+                    })
+                    .collect();
+                let mut busy = load(
+                    clients,
+                    "point SELECT, 4 clients scanning",
+                    1,
+                    duration,
+                    point(table.clone()),
+                )
+                .await?;
+                stop.store(true, Ordering::Relaxed);
+                let mut scans = 0;
+                for h in scanners {
+                    scans += h.await??;
+                }
+                busy.note = format!(
+                    "p99 {:.2}x the idle server's; {scans} full scans of {max} rows meanwhile",
+                    busy.latency.p99_us / idle.latency.p99_us.max(1.0)
+                );
+                out.push(idle);
+                out.push(busy);
             }
             "filter" => {
                 let small = format!("bench.f{run_id}");
