@@ -82,8 +82,24 @@ impl HotSnapshot<'_> {
 
     /// The keys starting with `prefix`, in key order, read in place as the cursor moves.
     pub fn cursor(&self, family: Family, prefix: &[u8]) -> Result<PrefixCursor<'_>> {
+        self.cursor_range(family, prefix, None, None)
+    }
+
+    /// The keys `prefix + k` with `from <= k < to` (`None`: unbounded), in key order, read
+    /// in place as the cursor moves.
+    pub fn cursor_range(
+        &self,
+        family: Family,
+        prefix: &[u8],
+        from: Option<&[u8]>,
+        to: Option<&[u8]>,
+    ) -> Result<PrefixCursor<'_>> {
         let mut options = rocksdb::ReadOptions::default();
-        if let Some(end) = prefix_end(prefix) {
+        let end = match to {
+            Some(to) => Some([prefix, to].concat()),
+            None => prefix_end(prefix),
+        };
+        if let Some(end) = end {
             options.set_iterate_upper_bound(end);
         }
         // A scan reads each block once: it reads ahead, and leaves the block cache to the
@@ -93,7 +109,7 @@ impl HotSnapshot<'_> {
         let mut iter = self
             .snapshot
             .raw_iterator_cf_opt(self.store.cf(family), options);
-        iter.seek(prefix);
+        iter.seek([prefix, from.unwrap_or_default()].concat());
         let cursor = PrefixCursor {
             iter,
             prefix: prefix.to_vec(),

@@ -6,7 +6,7 @@
 
 use crate::catalog;
 use crate::cold::ColdStore;
-pub use crate::cold::store::scan::{HotItem, HotSource, ScanError, ScanSpec};
+pub use crate::cold::store::scan::{HotItem, HotSource, KeyRange, ScanError, ScanSpec};
 use crate::cold::store::scan::{Items, merge};
 use crate::hot::{Family, HotBatch, HotStore, PrefixCursor};
 use crate::row::scope_prefix;
@@ -74,7 +74,8 @@ fn scan_once(
     let prefix = scope_prefix(def.id, scope);
     match overlay.filter(|o| o.touches(family, &prefix)) {
         None => {
-            let mut committed = Committed(snapshot.cursor(family, &prefix)?);
+            let (from, to) = (spec.keys.from.as_deref(), spec.keys.to.as_deref());
+            let mut committed = Committed(snapshot.cursor_range(family, &prefix, from, to)?);
             merge(
                 cold_scope.as_deref(),
                 &mut committed,
@@ -84,6 +85,8 @@ fn scan_once(
             )
         }
         Some(overlay) => {
+            // The whole scope: the batch's own writes are few, and a query filters what falls
+            // outside its key range.
             let mut seen = Items::new(Overlaid {
                 committed: Committed(snapshot.cursor(family, &prefix)?),
                 ours: overlay

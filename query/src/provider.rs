@@ -17,7 +17,9 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use folddb_materializer::catalog::StateRead;
+use folddb_materializer::cold::store::key_of;
 use folddb_materializer::row::row_key;
+use folddb_materializer::scan::KeyRange;
 use folddb_materializer::{
     AccessLevel, DataType, Family, HotBatch, HotStore, Role, RowVersion, StorageDef, TableDef,
     TableKind, Value, catalog, codec,
@@ -182,6 +184,96 @@ impl HotTable {
         None
     }
 
+    /// The primary-key range `filters` bound (`pk` against a literal with `<`, `<=`, `>`,
+    /// `>=`, either way round, or `BETWEEN`, under `AND`), for keys whose key order is SQL's
+    /// order (integers, dates and times, text). DataFusion still applies the filters: the
+    /// range only has to hold every row they keep.
+    fn key_range(&self, filters: &[Expr]) -> KeyRange {
+        let mut range = KeyRange::default();
+        let Some(pk) = self.def.pk_column() else {
+            return range;
+        };
+        if !matches!(
+            pk.data_type,
+            DataType::SmallInt
+                | DataType::Int
+                | DataType::BigInt
+                | DataType::Text
+                | DataType::Date
+                | DataType::Time
+                | DataType::Timestamp
+                | DataType::DateTime
+        ) {
+            return range;
+        }
+        let key = |e: &Expr| match e {
+            Expr::Literal(v, _) => scalar_value(v, pk.data_type).map(|v| key_of(&v)),
+            _ => None,
+        };
+        let is_pk = |e: &Expr| matches!(e, Expr::Column(c) if c.name == pk.name);
+        // Just past `k` in key order: the key is the row key's last part, so nothing sorts
+        // between `k` and `k + [0]`.
+        let after = |mut k: Vec<u8>| {
+            k.push(0);
+            k
+        };
+        let mut from = |k: Vec<u8>| {
+            if range.from.as_ref().is_none_or(|f| k > *f) {
+                range.from = Some(k);
+            }
+        };
+        let mut bounds = Vec::new();
+        let mut pending: Vec<&Expr> = filters.iter().collect();
+        while let Some(f) = pending.pop() {
+            match f {
+                Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                    if *op == Operator::And {
+                        pending.push(left);
+                        pending.push(right);
+                        continue;
+                    }
+                    let (op, k) = if is_pk(left) {
+                        (*op, key(right))
+                    } else if is_pk(right) {
+                        match op.swap() {
+                            Some(op) => (op, key(left)),
+                            None => continue,
+                        }
+                    } else {
+                        continue;
+                    };
+                    let Some(k) = k else { continue };
+                    match op {
+                        Operator::GtEq => bounds.push((Some(k), None)),
+                        Operator::Gt => bounds.push((Some(after(k)), None)),
+                        Operator::Lt => bounds.push((None, Some(k))),
+                        Operator::LtEq => bounds.push((None, Some(after(k)))),
+                        _ => {}
+                    }
+                }
+                Expr::Between(b) if !b.negated && is_pk(&b.expr) => {
+                    if let (Some(lo), Some(hi)) = (key(&b.low), key(&b.high)) {
+                        bounds.push((Some(lo), Some(after(hi))));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut to: Option<Vec<u8>> = None;
+        for (lo, hi) in bounds {
+            if let Some(lo) = lo {
+                from(lo);
+            }
+            if let Some(hi) = hi
+                && to.as_ref().is_none_or(|t| hi < *t)
+            {
+                to = Some(hi);
+            }
+        }
+        range.to = to;
+        range
+    }
+
     /// Whether `row` is shown: tombstones only when asked for, STREAM rows only within
     /// their TTL.
     fn shows(&self, row: &RowVersion, show_deleted: bool) -> bool {
@@ -277,6 +369,7 @@ impl HotTable {
             show_deleted,
             min_seq: self.min_seq,
             limit: limit.filter(|_| filters.is_empty()),
+            keys: self.key_range(filters),
             filters: filters.to_vec(),
         };
         Ok(Arc::new(ScanExec::new(request, schema)))

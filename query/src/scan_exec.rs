@@ -25,7 +25,7 @@ use datafusion::physical_plan::{
     SendableRecordBatchStream,
 };
 use folddb_materializer::cold::ColdStore;
-use folddb_materializer::scan::{ScanSpec, scan_scope};
+use folddb_materializer::scan::{KeyRange, ScanSpec, scan_scope};
 use folddb_materializer::{HotBatch, HotStore, TableDef};
 
 /// Batches the scan may produce ahead of its reader.
@@ -45,6 +45,8 @@ pub struct ScanRequest {
     pub limit: Option<usize>,
     /// The query's filters: segments whose statistics rule them out are not read.
     pub filters: Vec<Expr>,
+    /// The primary keys the filters can keep.
+    pub keys: KeyRange,
     /// How many rows the scan gives, when known exactly as the plan is made (the table's
     /// count of visible rows): DataFusion answers `COUNT(*)` from it.
     pub rows: Option<u64>,
@@ -160,6 +162,7 @@ impl ExecutionPlan for ScanExec {
                 min_seq: r.min_seq,
                 limit: r.limit,
                 may_match: &may_match,
+                keys: &r.keys,
             };
             let done = scan_scope(
                 &r.store,

@@ -49,6 +49,11 @@ const HALF_FLUSHED: &[(&str, &str, &str)] = &[
         "SELECT COUNT(*), AVG(v) FROM {t} WHERE g = 5",
         "<= 1.3x",
     ),
+    (
+        "key range",
+        "SELECT * FROM {t} WHERE id >= 600000 AND id < 600100",
+        "(narrowed to 100 keys)",
+    ),
 ];
 
 const ALL_HOT: &[(&str, &str, &str)] = &[

@@ -356,15 +356,22 @@ fn read_batches(
     batches.map_err(|e| fail(&path)(format!("damaged segment: {e}")))
 }
 
-/// A reader of every row of `seg`, columns `roots` (every column: `None`), in batches of
-/// `batch_rows`.
-fn open_reader(
+/// A reader of rows `range` of `seg` (every row: `None`), columns `roots` (every column:
+/// `None`), in batches of `batch_rows`.
+fn open_range(
     dir: &Loc,
     seg: &Segment,
     roots: Option<&[usize]>,
+    range: Option<std::ops::Range<usize>>,
     batch_rows: usize,
 ) -> Result<ParquetRecordBatchReader, ColdError> {
-    open_rows(dir, seg, roots, None, batch_rows)
+    let selection = range.map(|r| {
+        RowSelection::from(vec![
+            RowSelector::skip(r.start),
+            RowSelector::select(r.end - r.start),
+        ])
+    });
+    open_selected(dir, seg, roots, selection, batch_rows)
 }
 
 fn open_rows(
@@ -372,6 +379,28 @@ fn open_rows(
     seg: &Segment,
     roots: Option<&[usize]>,
     rows: Option<&[usize]>,
+    batch_rows: usize,
+) -> Result<ParquetRecordBatchReader, ColdError> {
+    let selection = rows.map(|rows| {
+        let mut selectors = Vec::with_capacity(rows.len() * 2);
+        let mut at = 0usize;
+        for &r in rows {
+            if r > at {
+                selectors.push(RowSelector::skip(r - at));
+            }
+            selectors.push(RowSelector::select(1));
+            at = r + 1;
+        }
+        RowSelection::from(selectors)
+    });
+    open_selected(dir, seg, roots, selection, batch_rows)
+}
+
+fn open_selected(
+    dir: &Loc,
+    seg: &Segment,
+    roots: Option<&[usize]>,
+    selection: Option<RowSelection>,
     batch_rows: usize,
 ) -> Result<ParquetRecordBatchReader, ColdError> {
     let meta = &seg.meta;
@@ -382,8 +411,8 @@ fn open_rows(
         .map_err(backend_err)?
     {
         None => Err(fail(&path)("the segment is missing".into())),
-        Some(Source::File(f)) => segment_reader(f, &path, seg, roots, rows, batch_rows),
-        Some(Source::Bytes(b)) => segment_reader(b, &path, seg, roots, rows, batch_rows),
+        Some(Source::File(f)) => segment_reader(f, &path, seg, roots, selection, batch_rows),
+        Some(Source::Bytes(b)) => segment_reader(b, &path, seg, roots, selection, batch_rows),
     }
 }
 
@@ -394,7 +423,7 @@ fn segment_reader<T: parquet::file::reader::ChunkReader + 'static>(
     path: &str,
     seg: &Segment,
     roots: Option<&[usize]>,
-    rows: Option<&[usize]>,
+    selection: Option<RowSelection>,
     batch_rows: usize,
 ) -> Result<ParquetRecordBatchReader, ColdError> {
     let damaged = |e: parquet::errors::ParquetError| fail(path)(format!("damaged segment: {e}"));
@@ -419,17 +448,8 @@ fn segment_reader<T: parquet::file::reader::ChunkReader + 'static>(
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
         builder = builder.with_projection(mask);
     }
-    if let Some(rows) = rows {
-        let mut selectors = Vec::with_capacity(rows.len() * 2);
-        let mut at = 0usize;
-        for &r in rows {
-            if r > at {
-                selectors.push(RowSelector::skip(r - at));
-            }
-            selectors.push(RowSelector::select(1));
-            at = r + 1;
-        }
-        builder = builder.with_row_selection(RowSelection::from(selectors));
+    if let Some(selection) = selection {
+        builder = builder.with_row_selection(selection);
     }
     builder.build().map_err(damaged)
 }
@@ -854,6 +874,7 @@ impl ColdStore {
             min_seq: None,
             limit: None,
             may_match,
+            keys: &scan::KeyRange::default(),
         };
         let read = |at: &ScopeState| {
             let mut hot = scan::Items::new(hidden.iter().map(|k| {

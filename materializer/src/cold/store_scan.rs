@@ -42,6 +42,16 @@ pub struct ScanSpec<'a> {
     /// Whether a segment may hold rows the query wants, by its statistics. A segment ruled
     /// out is not read; its keys still hide their older versions.
     pub may_match: &'a dyn Fn(&SegmentMeta) -> bool,
+    /// The primary keys the query can want: no row outside is produced.
+    pub keys: &'a KeyRange,
+}
+
+/// A range of primary keys in key encoding (`materializer/FORMAT.md`, "rows"): from `from`
+/// (inclusive) up to `to` (exclusive); `None` is unbounded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyRange {
+    pub from: Option<Vec<u8>>,
+    pub to: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for ScanSpec<'_> {
@@ -313,6 +323,8 @@ struct Cursor {
     keys: Arc<KeyIndex>,
     /// Position in key order.
     at: usize,
+    /// The position in key order where the scan's key range ends.
+    end: usize,
     data: Option<Data>,
 }
 
@@ -336,23 +348,39 @@ impl Cursor {
     fn open(dir: &Loc, seg: &Arc<Segment>, spec: &ScanSpec<'_>) -> Result<Cursor, ColdError> {
         let def = spec.def;
         let keys = seg.keys(dir, def.primary_key)?;
-        let ruled_out = seg.matches(def) && !(spec.may_match)(&seg.meta);
+        let position = |bound: &Option<Vec<u8>>, none: usize| match bound {
+            Some(b) => keys
+                .order
+                .partition_point(|&r| keys.key(r as usize) < b.as_slice()),
+            None => none,
+        };
+        let (start, end) = (
+            position(&spec.keys.from, 0),
+            position(&spec.keys.to, keys.rows()),
+        );
+        let end = end.max(start);
+        let ruled_out = (seg.matches(def) && !(spec.may_match)(&seg.meta)) || start == end;
         let data = if ruled_out {
             None
         } else {
             Some(Data {
-                batches: segment_batches(dir, seg, spec, &keys)?,
+                batches: segment_batches(dir, seg, spec, &keys, start..end)?,
                 loaded: None,
                 source: None,
             })
         };
-        let mut cursor = Cursor { keys, at: 0, data };
+        let mut cursor = Cursor {
+            keys,
+            at: start,
+            end,
+            data,
+        };
         cursor.load()?;
         Ok(cursor)
     }
 
     fn key(&self) -> Option<&[u8]> {
-        (self.at < self.keys.rows()).then(|| self.keys.key(self.keys.order[self.at] as usize))
+        (self.at < self.end).then(|| self.keys.key(self.keys.order[self.at] as usize))
     }
 
     /// How many keys from the current one on (at least 1, at most `room`, and none past the
@@ -362,8 +390,9 @@ impl Cursor {
             Some(Data {
                 loaded: Some(l), ..
             }) => l.first + l.batch.num_rows(),
-            _ => self.keys.rows(),
+            _ => self.end,
         }
+        .min(self.end)
         .min(self.at + room);
         let Some(bound) = bound else {
             return end - self.at;
@@ -408,7 +437,7 @@ impl Cursor {
         let Some(data) = &mut self.data else {
             return Ok(());
         };
-        while self.at < self.keys.rows()
+        while self.at < self.end
             && data
                 .loaded
                 .as_ref()
@@ -441,6 +470,7 @@ fn segment_batches(
     seg: &Arc<Segment>,
     spec: &ScanSpec<'_>,
     keys: &KeyIndex,
+    range: std::ops::Range<usize>,
 ) -> Result<Box<dyn Iterator<Item = Result<Loaded, ColdError>>>, ColdError> {
     let def = spec.def.clone();
     let projection = spec.projection.to_vec();
@@ -457,7 +487,9 @@ fn segment_batches(
         roots.dedup();
         roots
     });
-    let reader = open_reader(dir, seg, roots.as_deref(), SCAN_BATCH_ROWS)?;
+    // In key order, the range's rows are the file's rows `range`; otherwise every row is read.
+    let rows = keys.sorted().then(|| range.clone());
+    let reader = open_range(dir, seg, roots.as_deref(), rows, SCAN_BATCH_ROWS)?;
     let schema: SchemaRef = Arc::new(
         table_schema(&def)
             .project(&projection)
@@ -495,7 +527,7 @@ fn segment_batches(
         move |e: String| fail(&path)(format!("damaged segment: {e}"))
     };
     if keys.sorted() {
-        let mut first = 0;
+        let mut first = range.start;
         return Ok(Box::new(reader.map(move |batch| {
             let batch = batch.map_err(|e| damaged(e.to_string()))?;
             let (batch, deleted) = convert(batch).map_err(&damaged)?;
