@@ -78,23 +78,37 @@ const QUERIES: &[(&str, &str)] = &[
 ];
 
 fn table() -> TableDef {
-    let col = |id: u32, name: &str, data_type: DataType, nullable: bool| ColumnDef {
-        id,
-        name: name.into(),
-        data_type,
-        nullable,
-        unique: false,
-        default: None,
-    };
-    let mut def = TableDef::example("bench", "t", TableKind::Shared);
-    def.columns = vec![
-        col(1, "id", DataType::BigInt, false),
-        col(2, "n", DataType::Int, false),
-        col(3, "v", DataType::Text, true),
-        col(4, "x", DataType::Double, true),
-    ];
+    shared_table(
+        "t",
+        1,
+        &[
+            ("id", DataType::BigInt),
+            ("n", DataType::Int),
+            ("v", DataType::Text),
+            ("x", DataType::Double),
+        ],
+    )
+}
+
+/// SHARED table `bench.<name>` with id `id` and `columns` (ids 1, 2, …): the first is the
+/// primary key, the others are nullable.
+pub(super) fn shared_table(name: &str, id: u64, columns: &[(&str, DataType)]) -> TableDef {
+    let mut def = TableDef::example("bench", name, TableKind::Shared);
+    def.id = TableId(id);
+    def.columns = columns
+        .iter()
+        .zip(1u32..)
+        .map(|((name, data_type), id)| ColumnDef {
+            id,
+            name: (*name).into(),
+            data_type: *data_type,
+            nullable: id != 1,
+            unique: false,
+            default: None,
+        })
+        .collect();
     def.primary_key = Some(1);
-    def.next_column_id = 5;
+    def.next_column_id = columns.len() as u32 + 1;
     def
 }
 

@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use datafusion::prelude::SessionContext;
 use folddb_materializer::{
-    ColumnDef, DataType, EventFold, HotStore, Op, Role, RowVersion, TableDef, TableId, TableKind,
-    Value,
+    DataType, EventFold, HotStore, Op, Role, RowVersion, TableDef, TableId, Value,
 };
 use folddb_query::{Caller, Engine};
 
-use super::cold::{NoWrites, PlainParquet, compare, fold_one, in_scratch, open_bench};
+use super::cold::{
+    NoWrites, PlainParquet, compare, fold_one, in_scratch, open_bench, shared_table,
+};
 
 #[derive(Debug, Args)]
 pub struct ScanBenchArgs {
@@ -66,25 +67,16 @@ const ALL_HOT: &[(&str, &str, &str)] = &[
 ];
 
 fn table(name: &str, id: u64) -> TableDef {
-    let col = |id: u32, name: &str, data_type: DataType, nullable: bool| ColumnDef {
+    shared_table(
+        name,
         id,
-        name: name.into(),
-        data_type,
-        nullable,
-        unique: false,
-        default: None,
-    };
-    let mut def = TableDef::example("bench", name, TableKind::Shared);
-    def.id = TableId(id);
-    def.columns = vec![
-        col(1, "id", DataType::BigInt, false),
-        col(2, "g", DataType::Int, false),
-        col(3, "v", DataType::Double, true),
-        col(4, "t", DataType::Text, true),
-    ];
-    def.primary_key = Some(1);
-    def.next_column_id = 5;
-    def
+        &[
+            ("id", DataType::BigInt),
+            ("g", DataType::Int),
+            ("v", DataType::Double),
+            ("t", DataType::Text),
+        ],
+    )
 }
 
 fn row(i: u64) -> Vec<(u32, Value)> {

@@ -237,16 +237,7 @@ async fn measure(args: &SqlBenchArgs) -> anyhow::Result<Vec<Outcome>> {
                         "point SELECT by PK, 1 client",
                         1,
                         duration,
-                        move |c| {
-                            let table = table.clone();
-                            async move {
-                                let id = 1 + fastrand(max);
-                                let r = c
-                                    .sql(&format!("SELECT * FROM {table} WHERE id = {id}"))
-                                    .await?;
-                                Ok(r["results"][0]["row_count"].as_u64().unwrap_or(0))
-                            }
-                        },
+                        point_reads(table, max),
                     )
                     .await?,
                 );
@@ -256,18 +247,7 @@ async fn measure(args: &SqlBenchArgs) -> anyhow::Result<Vec<Outcome>> {
                 // scans run off the server's async threads, so the point reads barely notice.
                 ensure_rows(&client, &table, &next_id, &mut acked_total, 200_000).await?;
                 let max = next_id.load(Ordering::Relaxed) - 1;
-                let point = |table: String| {
-                    move |c: Arc<Client>| {
-                        let table = table.clone();
-                        async move {
-                            let id = 1 + fastrand(max);
-                            let r = c
-                                .sql(&format!("SELECT * FROM {table} WHERE id = {id}"))
-                                .await?;
-                            Ok(r["results"][0]["row_count"].as_u64().unwrap_or(0))
-                        }
-                    }
-                };
+                let point = |table: String| point_reads(table, max);
                 let clients = std::slice::from_ref(&client);
                 let idle = load(
                     clients,
@@ -412,6 +392,29 @@ async fn server_cpu_ms(client: &Client) -> Option<u64> {
         .await
         .ok()?;
     r["results"][0]["rows"][0][0].as_str()?.parse().ok()
+}
+
+/// A point read of a random row of `table` (ids 1..=`max`) by primary key; the rows it read.
+fn point_reads(
+    table: String,
+    max: u64,
+) -> impl Fn(
+    Arc<Client>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<u64>> + Send>>
++ Send
++ Sync
++ Clone
++ 'static {
+    move |c: Arc<Client>| {
+        let table = table.clone();
+        Box::pin(async move {
+            let id = 1 + fastrand(max);
+            let r = c
+                .sql(&format!("SELECT * FROM {table} WHERE id = {id}"))
+                .await?;
+            Ok(r["results"][0]["row_count"].as_u64().unwrap_or(0))
+        })
+    }
 }
 
 /// Makes sure the table has at least `n` rows (for the read scenarios).
