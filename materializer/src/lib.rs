@@ -11,7 +11,8 @@
 //! against the cold tier's key index in the hot tier (only entries of earlier builds read
 //! a flushed row through [`ColdTier`]); `_seq` derivation ([`SeqClock`]); column
 //! types and cell values ([`DataType`], [`Value`]) with their Arrow and API encodings
-//! ([`convert`]). It is the only crate that opens RocksDB or writes Parquet. It builds no
+//! ([`convert`], [`hot_columns`]); table scans ([`scan`]: hot and cold rows merged by primary
+//! key as they are pulled) and per-scope counts of visible rows ([`row::visible_rows`]). It is the only crate that opens RocksDB or writes Parquet. It builds no
 //! runtime: object storage requests run on the one the program hands in
 //! ([`cold::backend::IoRuntime`]).
 //!

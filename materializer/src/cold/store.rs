@@ -10,8 +10,9 @@
 //! Jobs write segments outside apply ([`ColdStore::write_flush`],
 //! [`ColdStore::write_compaction`]) and settle the directory once their commit entry's
 //! outcome is known ([`ColdStore::settle`]). [`ColdStore`] is also the fold's [`ColdTier`]
-//! (the old image of a flushed row that an entry of an earlier build changes), and the table providers read the visible rows
-//! of a scope with [`ColdStore::visible`], skipping the segments their own pruning (by each
+//! (the old image of a flushed row that an entry of an earlier build changes). Table scans
+//! read a scope's segments in key order, merged with the hot tier, through [`scan::merge`]
+//! (`crate::scan::scan_scope`), skipping the segments the query's pruning (by each
 //! segment's statistics) rules out.
 
 use std::collections::{BTreeMap, HashMap};
