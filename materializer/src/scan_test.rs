@@ -254,6 +254,17 @@ fn ids_from(batch: &RecordBatch, from: i64) -> RecordBatch {
     arrow::compute::filter_record_batch(batch, &keep).expect("filter")
 }
 
+/// Keeps the rows whose `_seq` (column `at`) is at least `floor`.
+fn seqs_from(batch: &RecordBatch, at: usize, floor: i64) -> RecordBatch {
+    let keep: arrow::array::BooleanArray = batch
+        .column(at)
+        .as_primitive::<Int64Type>()
+        .iter()
+        .map(|seq| Some(seq.is_some_and(|seq| seq >= floor)))
+        .collect();
+    arrow::compute::filter_record_batch(batch, &keep).expect("filter")
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -264,6 +275,7 @@ proptest! {
         below in 0..45i64,
         limit in 1..30usize,
         (lo, hi) in (0..45i64, 0..45i64),
+        floor in 0..60i64,
     ) {
         let mut w = World::new();
         for s in &steps {
@@ -292,6 +304,7 @@ proptest! {
                         projection,
                         show_deleted,
                         min_seq: None,
+                        seq_floor: None,
                         limit: None,
                         may_match: &|_| true,
                         keys: &KeyRange::default(),
@@ -315,6 +328,7 @@ proptest! {
                     projection: &all,
                     show_deleted,
                     min_seq: None,
+                    seq_floor: None,
                     limit: None,
                     may_match: &pruned,
                     keys: &KeyRange::default(),
@@ -322,6 +336,22 @@ proptest! {
                 let got = ids_below(&one_batch(&w.def, &all, &w.scan(scope, overlay, &spec)), below);
                 let rows = w.expected(scope, &overlay_rows, show_deleted, below);
                 prop_assert_eq!(&got, &expected_batch(&w.def, &all, &rows));
+                // A `_seq` floor: every row at or above it (what is below may come too:
+                // the query's filter drops it).
+                let spec = ScanSpec {
+                    may_match: &|_| true,
+                    seq_floor: Some(floor),
+                    ..spec
+                };
+                let got = one_batch(&w.def, &all, &w.scan(scope, overlay, &spec));
+                let got = seqs_from(&got, w.def.columns.len(), floor);
+                let rows: Vec<RowVersion> = w
+                    .expected(scope, &overlay_rows, show_deleted, i64::MAX)
+                    .into_iter()
+                    .filter(|v| v.seq >= floor)
+                    .collect();
+                prop_assert_eq!(&got, &expected_batch(&w.def, &all, &rows));
+                let spec = ScanSpec { seq_floor: None, ..spec };
                 // A primary-key range: no row outside it, every row inside it. (The
                 // transaction's own writes are not narrowed: the query's filter drops them.)
                 let range = KeyRange {

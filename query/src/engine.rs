@@ -311,7 +311,7 @@ impl Engine {
     }
 
     /// The committed state, hot and cold.
-    fn committed(&self) -> View {
+    pub(crate) fn committed(&self) -> View {
         View::committed(self.store.clone()).with_cold(self.cold.clone())
     }
 

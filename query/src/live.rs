@@ -19,8 +19,8 @@ use folddb_materializer::{DataType, RowEvent, RowVersion, TableDef, TableKind, V
 use serde_json::{Map, Value as Json};
 
 use crate::convert::{arrow_to_value, cell_json};
-use crate::engine::{ColumnInfo, Engine};
-use crate::provider::{Caller, rows_batch, shared_access, table_schema};
+use crate::engine::{ColumnInfo, Engine, now_ms};
+use crate::provider::{Caller, HotTable, rows_batch, shared_access, table_schema};
 
 /// One open subscription, as `system.live` shows it (API.md 3.7).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +79,10 @@ pub struct SystemLive {
 
 /// A row as a subscriber sees it: an object keyed by column name, `_seq` always included.
 pub type RowObject = Map<String, Json>;
+
+/// A row of a subscription's initial data to read: its primary key and the `_seq` of the
+/// version to send (see [`Engine::live_keys`]).
+pub type RowAt = (Value, i64);
 
 /// A row of a subscription's initial data, with what the hand-off to live changes needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -418,34 +422,164 @@ impl Engine {
         Ok((names, out))
     }
 
-    /// The rows the subscription starts with, ascending by `_seq`: those matching now, or
-    /// only those whose current version is newer than `from` (resume).
-    pub async fn live_snapshot(
+    /// One page of the subscription's initial data (API.md 2.6): at most `limit` rows in
+    /// its view whose current version's `_seq` is in `(after, until]`, ascending by `_seq`;
+    /// with `newest`, the newest `limit` of them (still ascending). Only the page is held in
+    /// memory: the scan streams, and DataFusion keeps the top `limit` rows.
+    pub async fn live_page(
         &self,
         caller: &Caller,
         q: &LiveQuery,
-        from: Option<i64>,
+        after: Option<i64>,
+        until: i64,
+        limit: usize,
+        newest: bool,
     ) -> Result<Vec<SnapshotRow>, LiveError> {
         let mut conditions = Vec::new();
         if let Some(w) = &q.where_sql {
             conditions.push(format!("({w})"));
         }
-        if let Some(f) = from {
-            conditions.push(format!("_seq > {f}"));
+        if let Some(after) = after {
+            conditions.push(format!("_seq > {after}"));
         }
-        self.live_rows(caller, q, &conditions).await
+        conditions.push(format!("_seq <= {until}"));
+        let mut rows = self
+            .live_rows(caller, q, &conditions, Some((limit, newest)))
+            .await?;
+        if newest {
+            rows.reverse();
+        }
+        Ok(rows)
     }
 
-    /// The rows that left the subscription after `from`, ascending by `_seq`: deleted since
-    /// (the tombstone, which keeps the row's last cells), or changed since so that they no
-    /// longer match the filter. A resuming client removes them by key; a key it never held
-    /// is a no-op for it, which is why a row that changed without ever matching is listed
-    /// too: the current version alone cannot tell the two apart.
+    /// What a subscription's initial data pages through (API.md 2.6), when its table has a
+    /// primary key: the key and `_seq` of each row in its view whose current version's
+    /// `_seq` is in `(after, until]`, ascending by `_seq`. Tens of bytes a row; the rows
+    /// themselves are read a page at a time, by key ([`Engine::live_rows_at`]), so a page
+    /// costs its rows rather than a scan of the table. `None` for a table without one.
+    pub async fn live_keys(
+        &self,
+        caller: &Caller,
+        q: &LiveQuery,
+        after: Option<i64>,
+        until: i64,
+    ) -> Result<Option<Vec<RowAt>>, LiveError> {
+        let Some(pk) = q.pk_index.map(|i| &q.def.columns[i]) else {
+            return Ok(None);
+        };
+        let mut conditions = vec![format!("_seq <= {until}")];
+        if let Some(w) = &q.where_sql {
+            conditions.push(format!("({w})"));
+        }
+        if let Some(after) = after {
+            conditions.push(format!("_seq > {after}"));
+        }
+        let sql_text = format!(
+            "SELECT \"{}\", _seq FROM \"{}\".\"{}\" WHERE {} ORDER BY _seq",
+            pk.name,
+            q.def.namespace,
+            q.def.name,
+            conditions.join(" AND ")
+        );
+        let batches = self
+            .read_as(caller, &sql_text)
+            .await
+            .map_err(|e| LiveError {
+                code: "SUBSCRIPTION_FAILED",
+                message: e.message,
+            })?;
+        let mut out = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+        for b in &batches {
+            for r in 0..b.num_rows() {
+                let key =
+                    arrow_to_value(b.column(0).as_ref(), r, pk.data_type).map_err(conversion)?;
+                out.push((key, seq_at(b, 1, r)?));
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// The rows `at` lists ([`Engine::live_keys`]) whose current version is still the one
+    /// listed, in its order. A row changed since has a `_seq` above the boundary the list
+    /// was read under, and reaches the subscriber as a change instead.
+    pub async fn live_rows_at(
+        &self,
+        caller: &Caller,
+        q: &LiveQuery,
+        at: &[RowAt],
+    ) -> Result<Vec<SnapshotRow>, LiveError> {
+        let table = HotTable::new(self.committed(), q.def.clone(), caller, now_ms());
+        let keys: Vec<Value> = at.iter().map(|(k, _)| k.clone()).collect();
+        let schema = q.schema.clone();
+        // Point reads of hot and cold rows: blocking work, off the async threads.
+        let read = tokio::task::spawn_blocking(move || {
+            let mut found = Vec::with_capacity(keys.len());
+            for (i, k) in keys.iter().enumerate() {
+                let b = table.point(k)?;
+                if b.num_rows() == 1 {
+                    found.push((i, b));
+                }
+            }
+            let batches: Vec<&RecordBatch> = found.iter().map(|(_, b)| b).collect();
+            let batch = arrow::compute::concat_batches(&schema, batches)?;
+            Ok::<_, datafusion::error::DataFusionError>((
+                found.into_iter().map(|(i, _)| i).collect::<Vec<_>>(),
+                batch,
+            ))
+        });
+        let failed = |m: String| LiveError {
+            code: "SUBSCRIPTION_FAILED",
+            message: m,
+        };
+        let (found, batch) = read
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .map_err(|e| failed(e.to_string()))?;
+        let seq_index = q.def.columns.len();
+        let cols = q.project(&batch).map_err(conversion)?;
+        let mut out = Vec::with_capacity(found.len());
+        for (r, i) in found.into_iter().enumerate() {
+            let (key, listed) = &at[i];
+            let seq = seq_at(&batch, seq_index, r)?;
+            if seq != *listed {
+                continue;
+            }
+            out.push(SnapshotRow {
+                row: q.object(&cols, r).map_err(conversion)?,
+                key: key.plain(),
+                seq,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The rows whose current version is in the subscription's view and newer than `from`,
+    /// ascending by `_seq`.
+    async fn live_since(
+        &self,
+        caller: &Caller,
+        q: &LiveQuery,
+        from: i64,
+    ) -> Result<Vec<SnapshotRow>, LiveError> {
+        let mut conditions = vec![format!("_seq > {from}")];
+        if let Some(w) = &q.where_sql {
+            conditions.push(format!("({w})"));
+        }
+        self.live_rows(caller, q, &conditions, None).await
+    }
+
+    /// The rows that left the subscription after `from` (and, with `until`, at or before
+    /// it), ascending by `_seq`: deleted since (the tombstone, which keeps the row's last
+    /// cells), or changed since so that they no longer match the filter. A resuming client
+    /// removes them by key; a key it never held is a no-op for it, which is why a row that
+    /// changed without ever matching is listed too: the current version alone cannot tell
+    /// the two apart.
     pub async fn live_departures(
         &self,
         caller: &Caller,
         q: &LiveQuery,
         from: i64,
+        until: Option<i64>,
     ) -> Result<Vec<SnapshotRow>, LiveError> {
         let mut left = Vec::new();
         if q.def.has_soft_delete() {
@@ -457,8 +591,11 @@ impl Engine {
         if left.is_empty() {
             return Ok(Vec::new());
         }
-        let conditions = [format!("_seq > {from}"), format!("({})", left.join(" OR "))];
-        self.live_rows(caller, q, &conditions).await
+        let mut conditions = vec![format!("_seq > {from}"), format!("({})", left.join(" OR "))];
+        if let Some(until) = until {
+            conditions.push(format!("_seq <= {until}"));
+        }
+        self.live_rows(caller, q, &conditions, None).await
     }
 
     /// Everything that changed for the subscription after `from`, ascending by `_seq`:
@@ -470,8 +607,8 @@ impl Engine {
         q: &LiveQuery,
         from: i64,
     ) -> Result<Vec<(SnapshotRow, bool)>, LiveError> {
-        let present = self.live_snapshot(caller, q, Some(from)).await?;
-        let gone = self.live_departures(caller, q, from).await?;
+        let present = self.live_since(caller, q, from).await?;
+        let gone = self.live_departures(caller, q, from, None).await?;
         let mut all: Vec<(SnapshotRow, bool)> = present
             .into_iter()
             .map(|r| (r, true))
@@ -481,19 +618,25 @@ impl Engine {
         Ok(all)
     }
 
-    /// The subscription's rows under `conditions` (ANDed), ascending by `_seq`.
+    /// The subscription's rows under `conditions` (ANDed), ascending by `_seq`; with
+    /// `top = (n, newest)`, only the first n (the last n when `newest`, then descending).
     async fn live_rows(
         &self,
         caller: &Caller,
         q: &LiveQuery,
         conditions: &[String],
+        top: Option<(usize, bool)>,
     ) -> Result<Vec<SnapshotRow>, LiveError> {
         let mut sql_text = format!("SELECT * FROM \"{}\".\"{}\"", q.def.namespace, q.def.name);
         if !conditions.is_empty() {
             sql_text.push_str(" WHERE ");
             sql_text.push_str(&conditions.join(" AND "));
         }
-        sql_text.push_str(" ORDER BY _seq");
+        match top {
+            Some((n, true)) => sql_text.push_str(&format!(" ORDER BY _seq DESC LIMIT {n}")),
+            Some((n, false)) => sql_text.push_str(&format!(" ORDER BY _seq LIMIT {n}")),
+            None => sql_text.push_str(" ORDER BY _seq"),
+        }
         let batches = self
             .read_as(caller, &sql_text)
             .await
@@ -506,10 +649,7 @@ impl Engine {
         for b in &batches {
             let cols = q.project(b).map_err(conversion)?;
             for r in 0..b.num_rows() {
-                let seq = match arrow_to_value(b.column(seq_index).as_ref(), r, DataType::BigInt) {
-                    Ok(Value::BigInt(s)) => s,
-                    _ => return Err(conversion("a snapshot row without _seq".into())),
-                };
+                let seq = seq_at(b, seq_index, r)?;
                 let key = match q.pk_index {
                     Some(i) => {
                         let t = q.def.columns[i].data_type;
@@ -527,6 +667,14 @@ impl Engine {
             }
         }
         Ok(out)
+    }
+}
+
+/// The `_seq` in column `c`, row `r`, of `b`.
+fn seq_at(b: &RecordBatch, c: usize, r: usize) -> Result<i64, LiveError> {
+    match arrow_to_value(b.column(c).as_ref(), r, DataType::BigInt) {
+        Ok(Value::BigInt(s)) => Ok(s),
+        _ => Err(conversion("a row without _seq".into())),
     }
 }
 

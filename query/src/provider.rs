@@ -368,6 +368,7 @@ impl HotTable {
             projection: projection.to_vec(),
             show_deleted,
             min_seq: self.min_seq,
+            seq_floor: seq_floor(filters),
             limit: limit.filter(|_| filters.is_empty()),
             keys: self.key_range(filters),
             filters: filters.to_vec(),
@@ -395,6 +396,51 @@ impl HotTable {
     fn batch(&self, rows: &[RowVersion]) -> DfResult<RecordBatch> {
         Ok(rows_batch(&self.def, &self.schema, rows)?)
     }
+}
+
+/// The lowest `_seq` the filters keep (`_seq > n`, `_seq >= n`, either way round, under
+/// `AND`), if they bound it: the scan skips what lies below (see
+/// `ScanSpec::seq_floor`).
+fn seq_floor(filters: &[Expr]) -> Option<i64> {
+    let is_seq = |e: &Expr| matches!(e, Expr::Column(c) if c.name == "_seq");
+    let literal = |e: &Expr| match e {
+        Expr::Literal(v, _) if v.data_type().is_integer() => {
+            match v.cast_to(&arrow::datatypes::DataType::Int64) {
+                Ok(ScalarValue::Int64(Some(n))) => Some(n),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let mut floor: Option<i64> = None;
+    let mut pending: Vec<&Expr> = filters.iter().collect();
+    while let Some(f) = pending.pop() {
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = f else {
+            continue;
+        };
+        if *op == Operator::And {
+            pending.push(left);
+            pending.push(right);
+            continue;
+        }
+        let (op, n) = if is_seq(left) {
+            (*op, literal(right))
+        } else if is_seq(right) {
+            match op.swap() {
+                Some(op) => (op, literal(left)),
+                None => continue,
+            }
+        } else {
+            continue;
+        };
+        let lowest = match (op, n) {
+            (Operator::Gt, Some(n)) => n.saturating_add(1),
+            (Operator::GtEq, Some(n)) => n,
+            _ => continue,
+        };
+        floor = Some(floor.map_or(lowest, |f| f.max(lowest)));
+    }
+    floor
 }
 
 /// A filter literal as a value of the key's type.

@@ -42,6 +42,8 @@ pub struct ScanRequest {
     pub projection: Vec<usize>,
     pub show_deleted: bool,
     pub min_seq: Option<i64>,
+    /// The filters keep no version with a `_seq` below this (see [`ScanSpec::seq_floor`]).
+    pub seq_floor: Option<i64>,
     pub limit: Option<usize>,
     /// The query's filters: segments whose statistics rule them out are not read.
     pub filters: Vec<Expr>,
@@ -160,6 +162,7 @@ impl ExecutionPlan for ScanExec {
                 projection: &r.projection,
                 show_deleted: r.show_deleted,
                 min_seq: r.min_seq,
+                seq_floor: r.seq_floor,
                 limit: r.limit,
                 may_match: &may_match,
                 keys: &r.keys,

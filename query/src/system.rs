@@ -255,6 +255,7 @@ pub fn stats(store: &HotStore) -> Res<Rows> {
         rows += table_row_count(store, t)?;
     }
     let applied = store.applied_index()?.map_or(0, |i| i.0);
+    let (rss, peak) = process_memory();
     for (k, v) in [
         ("namespaces", catalog::namespaces(store)?.len() as u64),
         ("tables", tables.len() as u64),
@@ -262,6 +263,8 @@ pub fn stats(store: &HotStore) -> Res<Rows> {
         ("hot_row_versions", rows),
         ("applied_index", applied),
         ("process_cpu_ms", cpu_ms),
+        ("process_rss_bytes", rss),
+        ("process_peak_rss_bytes", peak),
     ] {
         out.rows.push(vec![text(k), text(v.to_string())]);
     }
@@ -273,6 +276,26 @@ pub fn process_cpu_ms() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
     let ms = i128::from(t.tv_sec) * 1000 + i128::from(t.tv_nsec) / 1_000_000;
     u64::try_from(ms).unwrap_or(0)
+}
+
+/// This server process's resident memory now and at its peak, bytes (`VmRSS` and `VmHWM`
+/// of `/proc/self/status`; 0 where the system does not say).
+pub fn process_memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |field: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map_or(0, |k| k * 1024)
+    };
+    (kib("VmRSS:"), kib("VmHWM:"))
 }
 
 /// `system.users`, in API.md 3.7's column order. The hash is a credential: it is shown to
@@ -624,7 +647,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn process_cpu_time_counts_work_done() {
+    fn process_cpu_time_and_memory_are_read() {
         let before = process_cpu_ms();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         let mut x = 0u64;
@@ -637,5 +660,9 @@ mod tests {
             }
         }
         assert!(process_cpu_ms() >= before + 20);
+        let (rss, peak) = process_memory();
+        if cfg!(target_os = "linux") {
+            assert!(rss > 0 && peak >= rss, "{rss} {peak}");
+        }
     }
 }

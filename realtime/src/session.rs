@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use folddb_materializer::EventFold;
-use folddb_query::live::{LiveQuery, RowObject, SYSTEM_TABLE, SnapshotRow, SystemLive};
+use folddb_query::live::{
+    LiveError, LiveQuery, RowAt, RowObject, SYSTEM_TABLE, SnapshotRow, SystemLive,
+};
 use folddb_query::{Caller, Engine};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
@@ -116,18 +118,31 @@ pub fn error(subscription_id: &str, code: &str, message: &str) -> Json {
 struct Sub {
     live_id: String,
     query: LiveQuery,
-    /// Initial rows not sent yet, and the batch size and number of the next batch.
-    pending: VecDeque<SnapshotRow>,
+    /// Where the initial data still to send starts, while it is being paged; the batch
+    /// size and number of the next batch.
+    paging: Option<Paging>,
     batch_size: usize,
     batch_num: u64,
-    /// Changes that arrived while the initial data was still being paged.
+    /// Deletes for the rows that left the view of a resuming client, sent after the
+    /// initial data.
+    departed: Vec<Outgoing>,
+    /// Changes that arrived while the initial data was still being paged (at most the
+    /// catch-up limit: past it they are dropped and `overflowed` is set, and the last page
+    /// is followed by a catch-up from `floor` instead).
     waiting: Vec<Outgoing>,
+    /// What `held` said of each row a waiting change touched, before it did: restored
+    /// when the waiting changes are dropped.
+    held_before: HashMap<String, Option<i64>>,
+    overflowed: bool,
+    /// The snapshot boundary (API.md 2.6): the newest `_seq` when the subscription started.
+    /// The initial data holds row versions at or below it, the changes those above it.
+    floor: i64,
     /// The subscription's SQL: with the id, user and role, what makes two subscriptions
     /// get the same bytes.
     sql: String,
-    /// Change sets at or below this index are in the initial data.
+    /// Change sets at or below this index are in the last catch-up's read.
     read_at: u64,
-    /// The version of each row the initial data read (cleared once past `read_until`).
+    /// The version of each row the last catch-up read (cleared once past `read_until`).
     seen: HashMap<String, i64>,
     read_until: u64,
     /// Every change with a `_seq` up to this one has reached the client (or is queued to):
@@ -137,6 +152,16 @@ struct Sub {
     /// told of: a catch-up tells an insert from an update, skips rows that left before the
     /// client ever had them, and never repeats a version the client already has.
     held: HashMap<String, i64>,
+}
+
+/// The initial data still to page.
+#[derive(Debug)]
+enum Paging {
+    /// The rows listed (key and `_seq`, ascending by `_seq`), read a page at a time by key.
+    Keys(VecDeque<RowAt>),
+    /// Row versions with a `_seq` in `(after, floor]`, a page a query (tables without a
+    /// primary key).
+    Scan { after: Option<i64> },
 }
 
 /// How often a subscription over a system table re-reads it.
@@ -259,9 +284,9 @@ impl Session {
             }
             ClientMessage::NextBatch {
                 subscription_id, ..
-            } => match self.subs.get_mut(&subscription_id) {
-                Some(sub) if !sub.pending.is_empty() => next_batch(&subscription_id, sub).1,
-                _ => Vec::new(),
+            } => match self.caller.clone() {
+                Some(caller) => self.next_page(engine, &caller, &subscription_id).await,
+                None => Vec::new(),
             },
             ClientMessage::Unsubscribe { subscription_id } => {
                 self.drop_sub(&subscription_id);
@@ -330,22 +355,26 @@ impl Session {
             Ok(l) => l,
             Err(e) => return outgoing(vec![error(&id, e.code(), &e.to_string())]),
         };
-        // Watch before reading: every change applied after `read_at` reaches this inbox.
+        // Watch before reading the boundary: every change above it reaches this inbox.
         self.hub
             .watch(self.connection, query.def.id, &query.scope, query.guard());
-        let (read_at, cursor) = read_point(engine);
+        let (_, floor) = read_point(engine);
         let mut sub = Sub {
             live_id,
             query,
-            pending: VecDeque::new(),
+            paging: None,
             batch_size: DEFAULT_BATCH_SIZE,
             batch_num: 0,
+            departed: Vec::new(),
             waiting: Vec::new(),
+            held_before: HashMap::new(),
+            overflowed: false,
+            floor,
             sql: req.sql.clone(),
-            read_at,
+            read_at: 0,
             seen: HashMap::new(),
-            read_until: read_at,
-            cursor,
+            read_until: 0,
+            cursor: floor,
             held: HashMap::new(),
         };
         let Some(options) = req.options else {
@@ -361,41 +390,65 @@ impl Session {
         if options.last_rows.is_some_and(|n| n > sub.batch_size) {
             return refuse(sub, "UNSUPPORTED", "last_rows must not exceed batch_size");
         }
-        let mut rows = match engine.live_snapshot(caller, &sub.query, options.from).await {
-            Ok(rows) => rows,
+        let first = match (options.from, options.last_rows) {
+            // Resume: the rows that left the view after `from` follow the initial data, as
+            // deletes (API.md's "gapless resume").
+            (Some(from), _) => {
+                match engine
+                    .live_departures(caller, &sub.query, from, Some(floor))
+                    .await
+                {
+                    Ok(rows) => {
+                        sub.departed = rows
+                            .into_iter()
+                            .map(|r| change(&id, Notification::Delete(r.row)).into())
+                            .collect();
+                    }
+                    Err(e) => return refuse(sub, e.code, &e.message),
+                }
+                start_paging(engine, caller, &id, &mut sub, Some(from)).await
+            }
+            // Only the newest rows: one batch.
+            (None, Some(n)) => engine
+                .live_page(caller, &sub.query, None, floor, n, true)
+                .await
+                .map(|rows| batch(&id, &mut sub, rows)),
+            (None, None) => start_paging(engine, caller, &id, &mut sub, None).await,
+        };
+        let (control, first) = match first {
+            Ok(f) => f,
             Err(e) => return refuse(sub, e.code, &e.message),
         };
-        // Resume: the rows that left the view after `from` follow the initial data, as
-        // deletes (API.md's "gapless resume").
-        let departed = match options.from {
-            Some(from) => match engine.live_departures(caller, &sub.query, from).await {
-                Ok(rows) => rows,
-                Err(e) => return refuse(sub, e.code, &e.message),
-            },
-            None => Vec::new(),
-        };
-        if options.from.is_none()
-            && let Some(n) = options.last_rows
-        {
-            let skip = rows.len().saturating_sub(n);
-            rows.drain(..skip);
-        }
-        sub.read_until = applied(engine);
-        sub.seen = rows
-            .iter()
-            .chain(&departed)
-            .map(|r| (r.key.clone(), r.seq))
-            .collect();
-        sub.held = rows.iter().map(|r| (r.key.clone(), r.seq)).collect();
-        sub.waiting = departed
-            .into_iter()
-            .map(|r| change(&id, Notification::Delete(r.row)).into())
-            .collect();
-        sub.pending = rows.into();
-        let (control, first) = next_batch(&id, &mut sub);
         let mut out = vec![Outgoing::Json(ack(&id, control, schema))];
         out.extend(first);
         self.subs.insert(id, sub);
+        out
+    }
+
+    /// The next page of subscription `id`'s initial data, when it is being paged (API.md
+    /// 2.6: `next_batch`); after the last one, what was held back meanwhile.
+    async fn next_page(&mut self, engine: &Engine, caller: &Caller, id: &str) -> Vec<Outgoing> {
+        let Some(sub) = self.subs.get_mut(id) else {
+            return Vec::new();
+        };
+        if sub.paging.is_none() {
+            return Vec::new();
+        }
+        let mut out = match page(engine, caller, id, sub).await {
+            Ok((_, out)) => out,
+            Err(e) => {
+                self.drop_sub(id);
+                return vec![error(id, "BATCH_FETCH_FAILED", &e.message).into()];
+            }
+        };
+        if sub.paging.is_none() && sub.overflowed {
+            // Too many changes came in while the client paged: they were dropped, and the
+            // rows changed since the boundary are caught up instead.
+            sub.overflowed = false;
+            sub.cursor = sub.floor;
+            let at = read_point(engine);
+            out.extend(self.catch_up_one(engine, caller, id, at, None).await);
+        }
         out
     }
 
@@ -406,16 +459,25 @@ impl Session {
         let set = &delivery.set;
         let mut out = Vec::new();
         let caller = self.caller.as_ref();
+        let cap = self.max_catch_up;
         for (id, sub) in self.subs.iter_mut() {
             if set.index.0 <= sub.read_at {
                 continue;
             }
-            // A set without rows of this subscription's table and owner tells it nothing.
+            // A set without rows of this subscription's table and owner tells it nothing;
+            // one at or below the boundary is in the initial data (an entry's versions all
+            // lie on one side of it: the boundary is the newest `_seq` of an applied entry).
             let Some(seq) = notify::newest_seq(&sub.query, &set.events) else {
                 continue;
             };
+            if seq <= sub.floor {
+                continue;
+            }
             sub.cursor = sub.cursor.max(seq);
-            // Past the versions the initial data read, nothing is skipped.
+            if sub.overflowed {
+                continue;
+            }
+            // Past the versions the last catch-up read, nothing is skipped.
             if set.index.0 > sub.read_until && !sub.seen.is_empty() {
                 sub.seen = HashMap::new();
             }
@@ -424,16 +486,28 @@ impl Session {
                 let notes = notify::notify_unseen(&sub.query, &set.events, |key, seq| {
                     seen.get(key).is_some_and(|&s| seq <= s)
                 })?;
+                let paging = sub.paging.is_some();
                 Ok(notes
                     .into_iter()
                     .map(|(key, seq, n)| {
+                        // While paging, a row the client does not hold will not reach it in
+                        // a page (its version is above the boundary): an update is its
+                        // insert, with every column.
+                        let n = match n {
+                            Notification::Update { new, .. }
+                                if paging && !sub.held.contains_key(&key) =>
+                            {
+                                Notification::Insert(whole(&sub.query, new))
+                            }
+                            n => n,
+                        };
                         let present = !matches!(n, Notification::Delete(_));
                         (key, seq, present, Arc::from(change(id, n).to_string()))
                     })
                     .collect())
             };
             let encoded = match caller {
-                Some(c) if share && sub.seen.is_empty() => delivery.shared(
+                Some(c) if share && sub.seen.is_empty() && sub.paging.is_none() => delivery.shared(
                     (id.clone(), c.user.clone(), c.role.name(), sub.sql.clone()),
                     || encode(sub),
                 ),
@@ -443,16 +517,26 @@ impl Session {
                 Ok(entries) => entries
                     .iter()
                     .map(|(key, seq, present, text)| {
-                        if *present {
-                            sub.held.insert(key.clone(), *seq);
+                        let was = if *present {
+                            sub.held.insert(key.clone(), *seq)
                         } else {
-                            sub.held.remove(key);
+                            sub.held.remove(key)
+                        };
+                        if sub.paging.is_some() {
+                            sub.held_before.entry(key.clone()).or_insert(was);
                         }
                         Outgoing::Text(text.clone())
                     })
                     .collect(),
                 Err(e) => vec![error(id, e.code(), &e.to_string()).into()],
             };
+            if sub.paging.is_some() && sub.waiting.len() + msgs.len() > cap {
+                // The client pages slower than changes come: drop what waits, and catch up
+                // from the boundary after the last page.
+                sub.forget_waiting();
+                sub.overflowed = true;
+                continue;
+            }
             sub.deliver(&self.registry, msgs, &mut out);
         }
         out
@@ -469,73 +553,97 @@ impl Session {
         let Some(caller) = self.caller.clone() else {
             return Vec::new();
         };
-        let (read_at, base) = read_point(engine);
+        let at = read_point(engine);
         let mut out = Vec::new();
         let ids: Vec<String> = self.subs.keys().cloned().collect();
         for id in ids {
-            let Some(sub) = self.subs.get_mut(&id) else {
+            if let Some(sub) = self.subs.get_mut(&id)
+                && sub.paging.is_some()
+            {
+                // Still paging its initial data: nothing past the boundary has reached the
+                // client; the catch-up follows the last page.
+                sub.forget_waiting();
+                sub.overflowed = true;
                 continue;
-            };
-            let changes = if self.max_catch_up == 0 {
-                Err(None)
-            } else {
-                match engine
-                    .live_changes_since(&caller, &sub.query, sub.cursor)
-                    .await
-                {
-                    Ok(c) if c.len() > self.max_catch_up => Err(None),
-                    Ok(c) => Ok(c),
-                    Err(e) => Err(Some(e)),
-                }
-            };
-            let changes = match changes {
-                Ok(c) => c,
-                Err(e) => {
-                    let msg = match e {
-                        Some(e) => e.message,
-                        None => format!(
-                            "This connection fell {missed} change sets behind, more than the server catches up; resubscribe with options.from set to the last _seq received"
-                        ),
-                    };
-                    self.drop_sub(&id);
-                    out.push(error(&id, "SUBSCRIPTION_FAILED", &msg).into());
-                    continue;
-                }
-            };
-            sub.read_at = read_at;
-            sub.read_until = applied(engine);
-            sub.cursor = sub.cursor.max(base);
-            sub.seen = changes
-                .iter()
-                .map(|(r, _)| (r.key.clone(), r.seq))
-                .collect();
-            let mut msgs = Vec::new();
-            for (row, present) in changes {
-                let note = match (present, sub.held.get(&row.key).copied()) {
-                    // The client has this version (an earlier catch-up told it).
-                    (true, Some(had)) if row.seq <= had => continue,
-                    (true, Some(_)) => {
-                        sub.held.insert(row.key, row.seq);
-                        notify::whole_update(&sub.query, row.row)
-                    }
-                    (true, None) => {
-                        sub.held.insert(row.key, row.seq);
-                        Notification::Insert(row.row)
-                    }
-                    (false, Some(_)) => {
-                        sub.held.remove(&row.key);
-                        Notification::Delete(row.row)
-                    }
-                    (false, None) => continue,
-                };
-                msgs.push(change(&id, note).into());
             }
-            if !sub.pending.is_empty() {
-                // Still paging its initial data: what it was waiting to send is covered.
-                sub.waiting.clear();
-            }
-            sub.deliver(&self.registry, msgs, &mut out);
+            out.extend(
+                self.catch_up_one(engine, &caller, &id, at, Some(missed))
+                    .await,
+            );
         }
+        out
+    }
+
+    /// Catches subscription `id` up from its cursor (see [`Session::catch_up`]), reading at
+    /// `at` (see [`read_point`]) or later; `missed` change sets were dropped (`None`:
+    /// changes that came while it paged were).
+    async fn catch_up_one(
+        &mut self,
+        engine: &Engine,
+        caller: &Caller,
+        id: &str,
+        (read_at, base): (u64, i64),
+        missed: Option<u64>,
+    ) -> Vec<Outgoing> {
+        let Some(sub) = self.subs.get_mut(id) else {
+            return Vec::new();
+        };
+        let changes = if self.max_catch_up == 0 {
+            Err(None)
+        } else {
+            match engine
+                .live_changes_since(caller, &sub.query, sub.cursor)
+                .await
+            {
+                Ok(c) if c.len() > self.max_catch_up => Err(None),
+                Ok(c) => Ok(c),
+                Err(e) => Err(Some(e)),
+            }
+        };
+        let changes = match changes {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = match (e, missed) {
+                    (Some(e), _) => e.message,
+                    (None, Some(missed)) => format!(
+                        "This connection fell {missed} change sets behind, more than the server catches up; resubscribe with options.from set to the last _seq received"
+                    ),
+                    (None, None) => "More rows changed while the initial data was paged than the server catches up; resubscribe with options.from set to the last _seq received".to_owned(),
+                };
+                self.drop_sub(id);
+                return vec![error(id, "SUBSCRIPTION_FAILED", &msg).into()];
+            }
+        };
+        sub.read_at = read_at;
+        sub.read_until = applied(engine);
+        sub.cursor = sub.cursor.max(base);
+        sub.seen = changes
+            .iter()
+            .map(|(r, _)| (r.key.clone(), r.seq))
+            .collect();
+        let mut msgs = Vec::new();
+        for (row, present) in changes {
+            let note = match (present, sub.held.get(&row.key).copied()) {
+                // The client has this version (an earlier catch-up told it).
+                (true, Some(had)) if row.seq <= had => continue,
+                (true, Some(_)) => {
+                    sub.held.insert(row.key, row.seq);
+                    notify::whole_update(&sub.query, row.row)
+                }
+                (true, None) => {
+                    sub.held.insert(row.key, row.seq);
+                    Notification::Insert(row.row)
+                }
+                (false, Some(_)) => {
+                    sub.held.remove(&row.key);
+                    Notification::Delete(row.row)
+                }
+                (false, None) => continue,
+            };
+            msgs.push(change(id, note).into());
+        }
+        let mut out = Vec::new();
+        sub.deliver(&self.registry, msgs, &mut out);
         out
     }
 
@@ -675,10 +783,22 @@ impl Sub {
         if !msgs.is_empty() {
             registry.delivered(&self.live_id, msgs.len() as u64);
         }
-        if self.pending.is_empty() {
+        if self.paging.is_none() {
             out.extend(msgs);
         } else {
             self.waiting.extend(msgs);
+        }
+    }
+
+    /// Drops the changes waiting for the initial data to end; the client's view is what
+    /// it was before them.
+    fn forget_waiting(&mut self) {
+        self.waiting = Vec::new();
+        for (key, was) in std::mem::take(&mut self.held_before) {
+            match was {
+                Some(seq) => self.held.insert(key, seq),
+                None => self.held.remove(&key),
+            };
         }
     }
 }
@@ -714,34 +834,118 @@ fn ack(id: &str, batch_control: BatchControl, schema: impl serde::Serialize) -> 
     .into()
 }
 
-/// The next `initial_data_batch` (and, after the last one, the changes held meanwhile),
-/// with its batch control.
-fn next_batch(id: &str, sub: &mut Sub) -> (BatchControl, Vec<Outgoing>) {
-    let n = sub.batch_size.min(sub.pending.len());
-    let rows: Vec<SnapshotRow> = sub.pending.drain(..n).collect();
-    let has_more = !sub.pending.is_empty();
+/// Lists what `sub`'s initial data holds (rows newer than `after`) and sends its first
+/// page.
+async fn start_paging(
+    engine: &Engine,
+    caller: &Caller,
+    id: &str,
+    sub: &mut Sub,
+    after: Option<i64>,
+) -> Result<(BatchControl, Vec<Outgoing>), LiveError> {
+    sub.paging = Some(
+        match engine
+            .live_keys(caller, &sub.query, after, sub.floor)
+            .await?
+        {
+            Some(keys) => Paging::Keys(keys.into()),
+            None => Paging::Scan { after },
+        },
+    );
+    page(engine, caller, id, sub).await
+}
+
+/// Reads the next page of `sub`'s initial data and makes it the next
+/// `initial_data_batch`.
+async fn page(
+    engine: &Engine,
+    caller: &Caller,
+    id: &str,
+    sub: &mut Sub,
+) -> Result<(BatchControl, Vec<Outgoing>), LiveError> {
+    let size = sub.batch_size;
+    let rows = match sub.paging.take() {
+        Some(Paging::Keys(mut keys)) => {
+            // Rows changed since they were listed are skipped: read on until the page is
+            // full or the list ends.
+            let mut rows = Vec::new();
+            while rows.len() < size && !keys.is_empty() {
+                let n = (size - rows.len()).min(keys.len());
+                let at: Vec<RowAt> = keys.drain(..n).collect();
+                rows.extend(engine.live_rows_at(caller, &sub.query, &at).await?);
+            }
+            sub.paging = (!keys.is_empty()).then_some(Paging::Keys(keys));
+            rows
+        }
+        Some(Paging::Scan { after }) => {
+            // One row more than a batch, to know if more follow.
+            let mut rows = engine
+                .live_page(
+                    caller,
+                    &sub.query,
+                    after,
+                    sub.floor,
+                    size.saturating_add(1),
+                    false,
+                )
+                .await?;
+            if rows.len() > size {
+                rows.truncate(size);
+                let after = rows.last().map(|r| r.seq);
+                sub.paging = Some(Paging::Scan { after });
+            }
+            rows
+        }
+        None => Vec::new(),
+    };
+    Ok(batch(id, sub, rows))
+}
+
+/// The `initial_data_batch` of `rows` (and, after the last one, the deletes of a resume
+/// and the changes held meanwhile), with its batch control: more follow while `sub` is
+/// paging.
+fn batch(id: &str, sub: &mut Sub, rows: Vec<SnapshotRow>) -> (BatchControl, Vec<Outgoing>) {
+    let has_more = sub.paging.is_some();
     let status = match (has_more, sub.batch_num) {
         (false, _) => BatchStatus::Ready,
         (true, 0) => BatchStatus::Loading,
         (true, _) => BatchStatus::LoadingBatch,
     };
+    let last_seq_id = rows.iter().map(|r| r.seq).max();
     let control = BatchControl {
         batch_num: sub.batch_num,
         has_more,
         status,
-        last_seq_id: rows.iter().map(|r| r.seq).max(),
+        last_seq_id,
     };
+    let mut objects = Vec::with_capacity(rows.len());
+    for r in rows {
+        sub.held.insert(r.key, r.seq);
+        objects.push(r.row);
+    }
     let msg = ServerMessage::InitialDataBatch {
         subscription_id: id.to_owned(),
-        rows: rows.into_iter().map(|r| r.row).collect(),
+        rows: objects,
         batch_control: control,
     };
     sub.batch_num += 1;
     let mut out = vec![Outgoing::Json(msg.into())];
     if !has_more {
+        out.append(&mut sub.departed);
         out.append(&mut sub.waiting);
+        sub.held_before = HashMap::new();
     }
     (control, out)
+}
+
+/// The whole row an update's delta form `new` tells of (it omits only null columns).
+fn whole(q: &LiveQuery, mut new: RowObject) -> RowObject {
+    q.columns()
+        .map(|(name, _)| {
+            let v = new.remove(name).unwrap_or(Json::Null);
+            (name.to_owned(), v)
+        })
+        .collect()
 }
 
 fn change(id: &str, n: Notification) -> Json {

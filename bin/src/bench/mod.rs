@@ -6,6 +6,7 @@ mod live;
 mod log;
 mod raft;
 mod scan;
+mod snapshot;
 mod sql;
 mod users;
 
@@ -30,6 +31,9 @@ pub enum BenchCommand {
     Scan(scan::ScanBenchArgs),
     /// Live-query delivery latency over WebSockets against a running server (`--url`).
     Live(live::LiveBenchArgs),
+    /// Live-query initial data against a running server (`--url`): the server memory
+    /// subscriptions holding a page cost, and how long a whole initial load takes.
+    Snapshot(snapshot::SnapshotBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -40,6 +44,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Live(args) => live::run(args),
         BenchCommand::Cold(args) => cold::run(args),
         BenchCommand::Scan(args) => scan::run(args),
+        BenchCommand::Snapshot(args) => snapshot::run(args),
     }
 }
 

@@ -20,7 +20,7 @@ use super::Latency;
 #[derive(Debug, Args)]
 pub struct SqlBenchArgs {
     #[command(flatten)]
-    server: crate::client::ServerArgs,
+    pub(super) server: crate::client::ServerArgs,
     /// Seconds per scenario.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
@@ -121,10 +121,14 @@ pub fn run(args: SqlBenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) async fn login(http: &reqwest::Client, args: &SqlBenchArgs) -> anyhow::Result<String> {
-    let body = json!({"user": args.server.user, "password": args.server.password});
+/// Logs in as the given user, first setting a fresh server up with these credentials.
+pub(super) async fn login(
+    http: &reqwest::Client,
+    server: &crate::client::ServerArgs,
+) -> anyhow::Result<String> {
+    let body = json!({"user": server.user, "password": server.password});
     let r = http
-        .post(format!("{}/v1/api/auth/login", args.server.url))
+        .post(format!("{}/v1/api/auth/login", server.url))
         .json(&body)
         .send()
         .await
@@ -137,27 +141,28 @@ pub(super) async fn login(http: &reqwest::Client, args: &SqlBenchArgs) -> anyhow
             .context("login answer without access_token");
     }
     // A fresh server: set it up with these credentials, then log in.
-    let setup = json!({"user": args.server.user, "password": args.server.password, "root_password": args.server.password});
+    let setup =
+        json!({"user": server.user, "password": server.password, "root_password": server.password});
     let s = http
-        .post(format!("{}/v1/api/auth/setup", args.server.url))
+        .post(format!("{}/v1/api/auth/setup", server.url))
         .json(&setup)
         .send()
         .await?;
     if !s.status().is_success() {
         bail!(
             "cannot log in as {} nor set the server up: {}",
-            args.server.user,
+            server.user,
             s.text().await?
         );
     }
-    Box::pin(login(http, args)).await
+    Box::pin(login(http, server)).await
 }
 
 async fn measure(args: &SqlBenchArgs) -> anyhow::Result<Vec<Outcome>> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
-    let token = login(&http, args).await?;
+    let token = login(&http, &args.server).await?;
     let client = Arc::new(Client {
         http,
         url: args.server.url.trim_end_matches('/').to_owned(),

@@ -119,7 +119,7 @@ pub(super) async fn logins(
 ) -> anyhow::Result<Outcome> {
     // One known user to log in as, and a check that the bench's own credentials work.
     users(admin, 1).await?;
-    login(&admin.http, args).await?;
+    login(&admin.http, &args.server).await?;
     let url = admin.url.clone();
     let mut o = load(
         std::slice::from_ref(admin),

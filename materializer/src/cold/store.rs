@@ -873,6 +873,7 @@ impl ColdStore {
             projection,
             show_deleted,
             min_seq: None,
+            seq_floor: None,
             limit: None,
             may_match,
             keys: &scan::KeyRange::default(),

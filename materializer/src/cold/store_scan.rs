@@ -37,6 +37,11 @@ pub struct ScanSpec<'a> {
     pub show_deleted: bool,
     /// STREAM tables: versions with a `_seq` below this are past their TTL and not shown.
     pub min_seq: Option<i64>,
+    /// The query keeps no version with a `_seq` below this (its filter says so, and the
+    /// caller still applies it): hot versions below it are not produced, and a segment
+    /// whose versions all are is not read at all. Its newer versions are elsewhere, and its
+    /// keys can only hide older versions, which are below it too.
+    pub seq_floor: Option<i64>,
     /// At most this many rows are produced.
     pub limit: Option<usize>,
     /// Whether a segment may hold rows the query wants, by its statistics. A segment ruled
@@ -61,6 +66,7 @@ impl std::fmt::Debug for ScanSpec<'_> {
             .field("projection", &self.projection)
             .field("show_deleted", &self.show_deleted)
             .field("min_seq", &self.min_seq)
+            .field("seq_floor", &self.seq_floor)
             .field("limit", &self.limit)
             .finish_non_exhaustive()
     }
@@ -130,6 +136,9 @@ pub fn merge(
     let mut cursors = Vec::new();
     if let Some(scope) = scope {
         for seg in &scope.segments {
+            if spec.seq_floor.is_some_and(|f| seg.meta.max_seq < f) {
+                continue;
+            }
             cursors.push(Cursor::open(&scope.dir, seg, spec)?);
         }
     }
@@ -242,7 +251,8 @@ enum Piece {
 impl Output {
     fn push_hot(&mut self, spec: &ScanSpec<'_>, bytes: &[u8]) -> Result<(), ScanError> {
         let (seq, deleted) = crate::hot_columns::head(bytes)?;
-        if (deleted && !spec.show_deleted) || spec.min_seq.is_some_and(|min| seq < min) {
+        let below = |min: Option<i64>| min.is_some_and(|min| seq < min);
+        if (deleted && !spec.show_deleted) || below(spec.min_seq) || below(spec.seq_floor) {
             return Ok(());
         }
         if !spec.projection.is_empty() {
