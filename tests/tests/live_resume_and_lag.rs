@@ -725,3 +725,67 @@ async fn a_stream_table_without_a_key_pages_by_seq() {
     let want: Vec<String> = (1..=25).map(|i| i.to_string()).collect();
     assert_eq!(all, want, "each event once, oldest first");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_changes_while_paging_than_the_catch_up_limit_are_caught_up_after_the_last_page() {
+    let (_dir, s, admin) = server(&[("FOLDDB_LIVE_MAX_CATCH_UP_ROWS", "20")]).await;
+    let values: Vec<String> = (1..=30).map(|i| format!("({i}, {i}, 'v{i}')")).collect();
+    s.ok(
+        &admin,
+        &format!("INSERT INTO app.t (id, n, v) VALUES {}", values.join(", ")),
+    )
+    .await;
+    let mut ws = connect(s.port, Some(&admin)).await;
+    next(&mut ws).await.expect("auth");
+    subscribe(
+        &mut ws,
+        "s",
+        "SELECT * FROM app.t",
+        Some(json!({"batch_size": 10})),
+    )
+    .await;
+    let mut view = View::strict();
+    view.apply(&next(&mut ws).await.expect("ack"));
+    let first = next(&mut ws).await.expect("first batch");
+    let sent = ids(&first);
+    view.apply(&first);
+    let (a, c) = (sent[0].clone(), sent[1].clone());
+    // 27 changes to 5 rows while the client sits on its first page: more than the 20 the
+    // server holds back for it, fewer rows than it catches up.
+    let mut writes = Vec::new();
+    for k in 0..8 {
+        writes.push(format!("UPDATE app.t SET v = 'a{k}' WHERE id = {a}"));
+        writes.push(format!("UPDATE app.t SET v = 'b{k}' WHERE id = 30"));
+    }
+    writes.push(format!("DELETE FROM app.t WHERE id = {c}"));
+    writes.push("INSERT INTO app.t (id, n, v) VALUES (100, 100, 'new')".to_owned());
+    for k in 0..8 {
+        writes.push(format!("UPDATE app.t SET n = {k} WHERE id = 100"));
+    }
+    writes.push("DELETE FROM app.t WHERE id = 29".to_owned());
+    for w in &writes {
+        s.ok(&admin, w).await;
+    }
+    let want = select(&s, &admin, "").await;
+    send(
+        &mut ws,
+        json!({"type": "next_batch", "subscription_id": "s"}),
+    )
+    .await;
+    let mut ready = false;
+    let mut told_of_a = 0;
+    read_until(&mut ws, CATCH_UP, |m| {
+        assert_ne!(m["type"], "error", "{m}");
+        ready |= m["batch_control"]["status"] == "ready";
+        if m["type"] == "change" && m["rows"][0]["id"] == a.as_str() {
+            told_of_a += 1;
+        }
+        view.apply(m);
+        ready && view.table(&["id", "n", "v"]) == want
+    })
+    .await;
+    quiet(&mut ws).await;
+    // Row `a` changed 8 times: the client is told once, of its newest version.
+    assert_eq!(told_of_a, 1);
+    assert_eq!(view.rows[&a]["v"], "a7");
+}
