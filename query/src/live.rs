@@ -481,13 +481,7 @@ impl Engine {
             q.def.name,
             conditions.join(" AND ")
         );
-        let batches = self
-            .read_as(caller, &sql_text)
-            .await
-            .map_err(|e| LiveError {
-                code: "SUBSCRIPTION_FAILED",
-                message: e.message,
-            })?;
+        let batches = self.live_read(caller, &sql_text).await?;
         let mut out = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
         for b in &batches {
             for r in 0..b.num_rows() {
@@ -618,6 +612,18 @@ impl Engine {
         Ok(all)
     }
 
+    /// One of a subscription's internal queries, as `caller`.
+    async fn live_read(
+        &self,
+        caller: &Caller,
+        sql_text: &str,
+    ) -> Result<Vec<RecordBatch>, LiveError> {
+        self.read_as(caller, sql_text).await.map_err(|e| LiveError {
+            code: "SUBSCRIPTION_FAILED",
+            message: e.message,
+        })
+    }
+
     /// The subscription's rows under `conditions` (ANDed), ascending by `_seq`; with
     /// `top = (n, newest)`, only the first n (the last n when `newest`, then descending).
     async fn live_rows(
@@ -637,13 +643,7 @@ impl Engine {
             Some((n, false)) => sql_text.push_str(&format!(" ORDER BY _seq LIMIT {n}")),
             None => sql_text.push_str(" ORDER BY _seq"),
         }
-        let batches = self
-            .read_as(caller, &sql_text)
-            .await
-            .map_err(|e| LiveError {
-                code: "SUBSCRIPTION_FAILED",
-                message: e.message,
-            })?;
+        let batches = self.live_read(caller, &sql_text).await?;
         let seq_index = q.def.columns.len();
         let mut out = Vec::new();
         for b in &batches {

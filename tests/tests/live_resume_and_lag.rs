@@ -501,31 +501,37 @@ fn ids(m: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Writes `rows` (`(…)` tuples of `columns`) into `table`, then subscribes a new
+/// connection to `sql` as `s` with batches of 10: the connection, once the ack is read.
+async fn paging(
+    s: &Server,
+    token: &str,
+    table: &str,
+    columns: &str,
+    rows: &[String],
+    sql: &str,
+) -> (Ws, Value) {
+    s.ok(
+        token,
+        &format!("INSERT INTO {table} ({columns}) VALUES {}", rows.join(", ")),
+    )
+    .await;
+    let mut ws = connect(s.port, Some(token)).await;
+    next(&mut ws).await.expect("auth");
+    subscribe(&mut ws, "s", sql, Some(json!({"batch_size": 10}))).await;
+    let ack = next(&mut ws).await.expect("ack");
+    assert_eq!(ack["type"], "subscription_ack", "{ack}");
+    (ws, ack)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_initial_data_is_paged_from_storage_and_hands_off_to_what_changed_meanwhile() {
-    let table = "app.t";
     let (_dir, s, admin) = server(&[]).await;
     let values: Vec<String> = (1..=50).map(|i| format!("({i}, {i}, 'v{i}')")).collect();
-    s.ok(
-        &admin,
-        &format!(
-            "INSERT INTO {table} (id, n, v) VALUES {}",
-            values.join(", ")
-        ),
-    )
-    .await;
     let filter = " WHERE n < 1000";
-    let mut ws = connect(s.port, Some(&admin)).await;
-    next(&mut ws).await.expect("auth");
-    subscribe(
-        &mut ws,
-        "s",
-        &format!("SELECT * FROM {table}{filter}"),
-        Some(json!({"batch_size": 10})),
-    )
-    .await;
+    let sql = format!("SELECT * FROM app.t{filter}");
+    let (mut ws, ack) = paging(&s, &admin, "app.t", "id, n, v", &values, &sql).await;
     let mut view = View::strict();
-    let ack = next(&mut ws).await.expect("ack");
     assert_eq!(ack["batch_control"]["status"], "loading", "{ack}");
     view.apply(&ack);
     let first = next(&mut ws).await.expect("first batch");
@@ -546,22 +552,16 @@ async fn the_initial_data_is_paged_from_storage_and_hands_off_to_what_changed_me
         "the first batch is the oldest rows: {sent:?}"
     );
     for sql in [
-        format!("UPDATE {table} SET v = 'u' WHERE id = {}", sent[0]),
-        format!("DELETE FROM {table} WHERE id = {}", sent[1]),
-        format!("UPDATE {table} SET v = 'u' WHERE id = 50"),
-        format!("DELETE FROM {table} WHERE id = 49"),
-        format!("UPDATE {table} SET n = 5000 WHERE id = 48"),
-        format!("INSERT INTO {table} (id, n, v) VALUES (100, 100, 'new')"),
+        format!("UPDATE app.t SET v = 'u' WHERE id = {}", sent[0]),
+        format!("DELETE FROM app.t WHERE id = {}", sent[1]),
+        "UPDATE app.t SET v = 'u' WHERE id = 50".to_owned(),
+        "DELETE FROM app.t WHERE id = 49".to_owned(),
+        "UPDATE app.t SET n = 5000 WHERE id = 48".to_owned(),
+        "INSERT INTO app.t (id, n, v) VALUES (100, 100, 'new')".to_owned(),
     ] {
         s.ok(&admin, &sql).await;
     }
-    let want = folddb_tests::rows(
-        &s.ok(
-            &admin,
-            &format!("SELECT id, n, v FROM {table}{filter} ORDER BY id"),
-        )
-        .await,
-    );
+    let want = select(&s, &admin, filter).await;
     send(
         &mut ws,
         json!({"type": "next_batch", "subscription_id": "s"}),
@@ -687,21 +687,15 @@ async fn a_stream_table_without_a_key_pages_by_seq() {
     )
     .await;
     let values: Vec<String> = (1..=25).map(|i| format!("({i}, 'e{i}')")).collect();
-    s.ok(
+    let (mut ws, ack) = paging(
+        &s,
         &admin,
-        &format!("INSERT INTO app.ev (id, v) VALUES {}", values.join(", ")),
-    )
-    .await;
-    let mut ws = connect(s.port, Some(&admin)).await;
-    next(&mut ws).await.expect("auth");
-    subscribe(
-        &mut ws,
-        "e",
+        "app.ev",
+        "id, v",
+        &values,
         "SELECT * FROM app.ev",
-        Some(json!({"batch_size": 10})),
     )
     .await;
-    let ack = next(&mut ws).await.expect("ack");
     assert_eq!(ack["batch_control"]["has_more"], true, "{ack}");
     // An event written while the client pages follows the initial data.
     s.ok(&admin, "INSERT INTO app.ev (id, v) VALUES (26, 'late')")
@@ -730,22 +724,17 @@ async fn a_stream_table_without_a_key_pages_by_seq() {
 async fn more_changes_while_paging_than_the_catch_up_limit_are_caught_up_after_the_last_page() {
     let (_dir, s, admin) = server(&[("FOLDDB_LIVE_MAX_CATCH_UP_ROWS", "20")]).await;
     let values: Vec<String> = (1..=30).map(|i| format!("({i}, {i}, 'v{i}')")).collect();
-    s.ok(
+    let (mut ws, ack) = paging(
+        &s,
         &admin,
-        &format!("INSERT INTO app.t (id, n, v) VALUES {}", values.join(", ")),
-    )
-    .await;
-    let mut ws = connect(s.port, Some(&admin)).await;
-    next(&mut ws).await.expect("auth");
-    subscribe(
-        &mut ws,
-        "s",
+        "app.t",
+        "id, n, v",
+        &values,
         "SELECT * FROM app.t",
-        Some(json!({"batch_size": 10})),
     )
     .await;
     let mut view = View::strict();
-    view.apply(&next(&mut ws).await.expect("ack"));
+    view.apply(&ack);
     let first = next(&mut ws).await.expect("first batch");
     let sent = ids(&first);
     view.apply(&first);
