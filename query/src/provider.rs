@@ -210,7 +210,6 @@ impl HotTable {
             Expr::Literal(v, _) => scalar_value(v, pk.data_type).map(|v| key_of(&v)),
             _ => None,
         };
-        let is_pk = |e: &Expr| matches!(e, Expr::Column(c) if c.name == pk.name);
         // Just past `k` in key order: the key is the row key's last part, so nothing sorts
         // between `k` and `k + [0]`.
         let after = |mut k: Vec<u8>| {
@@ -223,26 +222,10 @@ impl HotTable {
             }
         };
         let mut bounds = Vec::new();
-        let mut pending: Vec<&Expr> = filters.iter().collect();
-        while let Some(f) = pending.pop() {
-            match f {
-                Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-                    if *op == Operator::And {
-                        pending.push(left);
-                        pending.push(right);
-                        continue;
-                    }
-                    let (op, k) = if is_pk(left) {
-                        (*op, key(right))
-                    } else if is_pk(right) {
-                        match op.swap() {
-                            Some(op) => (op, key(left)),
-                            None => continue,
-                        }
-                    } else {
-                        continue;
-                    };
-                    let Some(k) = k else { continue };
+        for c in comparisons(filters, &pk.name) {
+            match c {
+                Comparison::Op(op, other) => {
+                    let Some(k) = key(other) else { continue };
                     match op {
                         Operator::GtEq => bounds.push((Some(k), None)),
                         Operator::Gt => bounds.push((Some(after(k)), None)),
@@ -251,12 +234,11 @@ impl HotTable {
                         _ => {}
                     }
                 }
-                Expr::Between(b) if !b.negated && is_pk(&b.expr) => {
-                    if let (Some(lo), Some(hi)) = (key(&b.low), key(&b.high)) {
+                Comparison::Between(low, high) => {
+                    if let (Some(lo), Some(hi)) = (key(low), key(high)) {
                         bounds.push((Some(lo), Some(after(hi))));
                     }
                 }
-                _ => {}
             }
         }
         let mut to: Option<Vec<u8>> = None;
@@ -398,11 +380,47 @@ impl HotTable {
     }
 }
 
+/// How one conjunct of a query's filters compares a column.
+enum Comparison<'a> {
+    /// `column <op> other`, turned round if the filter was written the other way.
+    Op(Operator, &'a Expr),
+    /// `column BETWEEN low AND high`.
+    Between(&'a Expr, &'a Expr),
+}
+
+/// The comparisons of column `name` among the top-level conjuncts (under `AND`) of
+/// `filters`.
+fn comparisons<'a>(filters: &'a [Expr], name: &str) -> Vec<Comparison<'a>> {
+    let is_column = |e: &Expr| matches!(e, Expr::Column(c) if c.name == name);
+    let mut out = Vec::new();
+    let mut pending: Vec<&Expr> = filters.iter().collect();
+    while let Some(f) = pending.pop() {
+        match f {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                if *op == Operator::And {
+                    pending.push(left);
+                    pending.push(right);
+                } else if is_column(left) {
+                    out.push(Comparison::Op(*op, right));
+                } else if is_column(right)
+                    && let Some(op) = op.swap()
+                {
+                    out.push(Comparison::Op(op, left));
+                }
+            }
+            Expr::Between(b) if !b.negated && is_column(&b.expr) => {
+                out.push(Comparison::Between(&b.low, &b.high));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// The lowest `_seq` the filters keep (`_seq > n`, `_seq >= n`, either way round, under
 /// `AND`), if they bound it: the scan skips what lies below (see
 /// `ScanSpec::seq_floor`).
 fn seq_floor(filters: &[Expr]) -> Option<i64> {
-    let is_seq = |e: &Expr| matches!(e, Expr::Column(c) if c.name == "_seq");
     let literal = |e: &Expr| match e {
         Expr::Literal(v, _) if v.data_type().is_integer() => {
             match v.cast_to(&arrow::datatypes::DataType::Int64) {
@@ -412,35 +430,14 @@ fn seq_floor(filters: &[Expr]) -> Option<i64> {
         }
         _ => None,
     };
-    let mut floor: Option<i64> = None;
-    let mut pending: Vec<&Expr> = filters.iter().collect();
-    while let Some(f) = pending.pop() {
-        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = f else {
-            continue;
-        };
-        if *op == Operator::And {
-            pending.push(left);
-            pending.push(right);
-            continue;
-        }
-        let (op, n) = if is_seq(left) {
-            (*op, literal(right))
-        } else if is_seq(right) {
-            match op.swap() {
-                Some(op) => (op, literal(left)),
-                None => continue,
-            }
-        } else {
-            continue;
-        };
-        let lowest = match (op, n) {
-            (Operator::Gt, Some(n)) => n.saturating_add(1),
-            (Operator::GtEq, Some(n)) => n,
-            _ => continue,
-        };
-        floor = Some(floor.map_or(lowest, |f| f.max(lowest)));
-    }
-    floor
+    comparisons(filters, "_seq")
+        .into_iter()
+        .filter_map(|c| match c {
+            Comparison::Op(Operator::Gt, e) => literal(e).map(|n| n.saturating_add(1)),
+            Comparison::Op(Operator::GtEq, e) => literal(e),
+            _ => None,
+        })
+        .max()
 }
 
 /// A filter literal as a value of the key's type.
@@ -582,5 +579,34 @@ impl CatalogProvider for FoldCatalog {
                     now_ms: self.now_ms,
                 }) as Arc<dyn SchemaProvider>
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::{col, lit};
+
+    #[test]
+    fn a_seq_floor_is_the_highest_lower_bound_of_the_top_level_conjuncts() {
+        let seq = || col("_seq");
+        assert_eq!(seq_floor(&[seq().gt(lit(5i64))]), Some(6));
+        assert_eq!(seq_floor(&[lit(5i64).lt_eq(seq())]), Some(5));
+        assert_eq!(
+            seq_floor(&[
+                seq().gt_eq(lit(3i64)).and(col("id").gt(lit(1i64))),
+                seq().gt(lit(8i32))
+            ]),
+            Some(9)
+        );
+        // Not a lower bound of `_seq`, or not one an integer spells exactly.
+        assert_eq!(seq_floor(&[seq().lt(lit(5i64))]), None);
+        assert_eq!(
+            seq_floor(&[seq().gt(lit(5i64)).or(col("id").gt(lit(1i64)))]),
+            None
+        );
+        assert_eq!(seq_floor(&[seq().gt(lit(-1.5f64))]), None);
+        assert_eq!(seq_floor(&[col("id").gt(lit(5i64))]), None);
+        assert_eq!(seq_floor(&[seq().gt(lit(i64::MAX))]), Some(i64::MAX));
     }
 }
