@@ -126,6 +126,9 @@ pub struct LiveConfig {
     pub max_catch_up_rows: usize,
     /// Client messages per second per connection (then `RATE_LIMIT_EXCEEDED`). Default 50.
     pub max_messages_per_sec: u32,
+    /// Most rows in one initial-data batch: a larger `batch_size` is lowered to it, and a
+    /// larger `last_rows` refused. Default 10,000.
+    pub max_batch_size: usize,
 }
 
 impl Default for LiveConfig {
@@ -135,6 +138,7 @@ impl Default for LiveConfig {
             connection_queue: folddb_realtime::hub::CONNECTION_QUEUE,
             max_catch_up_rows: folddb_realtime::session::DEFAULT_MAX_CATCH_UP,
             max_messages_per_sec: 50,
+            max_batch_size: folddb_realtime::session::DEFAULT_MAX_BATCH_SIZE,
         }
     }
 }
@@ -276,6 +280,9 @@ impl Config {
         }
         if let Some(v) = parse_env("FOLDDB_LIVE_MAX_CATCH_UP_ROWS")? {
             config.live.max_catch_up_rows = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_LIVE_MAX_BATCH_SIZE")? {
+            config.live.max_batch_size = v;
         }
         if let Some(v) = parse_env("FOLDDB_LIVE_MAX_MESSAGES_PER_SEC")? {
             config.live.max_messages_per_sec = v;

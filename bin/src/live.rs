@@ -278,7 +278,9 @@ pub async fn connection(
     // Change sets for the rows this connection's subscriptions watch arrive in `inbox`;
     // a subscription watches before it reads its initial data, so none is missed.
     let (session, mut inbox) = Session::new(state.live.clone(), state.hub.clone(), connection);
-    let mut session = session.with_max_catch_up(state.live_config.max_catch_up_rows);
+    let mut session = session
+        .with_max_catch_up(state.live_config.max_catch_up_rows)
+        .with_max_batch_size(state.live_config.max_batch_size);
     let mut wire = Wire {
         msgpack: false,
         gzip: !params.no_gzip,

@@ -27,6 +27,8 @@ use crate::registry::{Registration, Registry};
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
 /// Default for [`Session::with_max_catch_up`].
 pub const DEFAULT_MAX_CATCH_UP: usize = 1_000_000;
+/// Default for [`Session::with_max_batch_size`].
+pub const DEFAULT_MAX_BATCH_SIZE: usize = 10_000;
 /// Most subscriptions on one connection (API.md 2.5).
 pub const MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 100;
 
@@ -186,6 +188,8 @@ pub struct Session {
     connection: u64,
     /// Most changes one subscription may be behind and still be caught up after lag.
     max_catch_up: usize,
+    /// Most rows in one initial-data batch.
+    max_batch_size: usize,
 }
 
 impl Drop for Session {
@@ -217,6 +221,7 @@ impl Session {
             hub,
             connection,
             max_catch_up: DEFAULT_MAX_CATCH_UP,
+            max_batch_size: DEFAULT_MAX_BATCH_SIZE,
         };
         (session, inbox)
     }
@@ -225,6 +230,14 @@ impl Session {
     /// subscription gets an explicit error (0: always the error).
     pub fn with_max_catch_up(mut self, rows: usize) -> Session {
         self.max_catch_up = rows;
+        self
+    }
+
+    /// An initial-data batch holds at most `rows` rows (at least 1): what a subscription holds
+    /// in memory while it pages. A larger `batch_size` is lowered to it; a larger
+    /// `last_rows` is refused.
+    pub fn with_max_batch_size(mut self, rows: usize) -> Session {
+        self.max_batch_size = rows.max(1);
         self
     }
 
@@ -382,7 +395,10 @@ impl Session {
             self.subs.insert(id.clone(), sub);
             return outgoing(vec![ack(&id, BatchControl::READY, schema)]);
         };
-        sub.batch_size = options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE).max(1);
+        sub.batch_size = options
+            .batch_size
+            .unwrap_or(DEFAULT_BATCH_SIZE)
+            .clamp(1, self.max_batch_size);
         let refuse = |sub: Sub, code: &str, message: &str| {
             self.release(&sub);
             outgoing(vec![error(&id, code, message)])

@@ -778,3 +778,35 @@ async fn more_changes_while_paging_than_the_catch_up_limit_are_caught_up_after_t
     assert_eq!(told_of_a, 1);
     assert_eq!(view.rows[&a]["v"], "a7");
 }
+
+#[tokio::test]
+async fn a_batch_is_no_larger_than_the_server_allows() {
+    let (_dir, s, admin) = server(&[("FOLDDB_LIVE_MAX_BATCH_SIZE", "4")]).await;
+    let values: Vec<String> = (1..=10).map(|i| format!("({i}, {i}, 'v{i}')")).collect();
+    let (mut ws, _) = paging(
+        &s,
+        &admin,
+        "app.t",
+        "id, n, v",
+        &values,
+        "SELECT * FROM app.t",
+    )
+    .await;
+    let first = next(&mut ws).await.expect("first batch");
+    assert_eq!(ids(&first).len(), 4, "{first}");
+    assert_eq!(first["batch_control"]["has_more"], true);
+    // Only the newest rows, more of them than a batch holds: refused.
+    subscribe(
+        &mut ws,
+        "last",
+        "SELECT * FROM app.t",
+        Some(json!({"batch_size": 100, "last_rows": 5})),
+    )
+    .await;
+    let e = next(&mut ws).await.expect("an error");
+    assert_eq!(
+        (&e["type"], &e["code"]),
+        (&json!("error"), &json!("UNSUPPORTED")),
+        "{e}"
+    );
+}
