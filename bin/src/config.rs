@@ -129,6 +129,9 @@ pub struct LiveConfig {
     /// Most rows in one initial-data batch: a larger `batch_size` is lowered to it, and a
     /// larger `last_rows` refused. Default 10,000.
     pub max_batch_size: usize,
+    /// Rows a subscription lists at a time to page its initial data by key (tens of bytes
+    /// each while it pages; each list is one query). Default 100,000.
+    pub listed_rows: usize,
 }
 
 impl Default for LiveConfig {
@@ -139,6 +142,7 @@ impl Default for LiveConfig {
             max_catch_up_rows: folddb_realtime::session::DEFAULT_MAX_CATCH_UP,
             max_messages_per_sec: 50,
             max_batch_size: folddb_realtime::session::DEFAULT_MAX_BATCH_SIZE,
+            listed_rows: folddb_realtime::session::DEFAULT_LISTED_ROWS,
         }
     }
 }
@@ -280,6 +284,9 @@ impl Config {
         }
         if let Some(v) = parse_env("FOLDDB_LIVE_MAX_CATCH_UP_ROWS")? {
             config.live.max_catch_up_rows = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_LIVE_LISTED_ROWS")? {
+            config.live.listed_rows = v;
         }
         if let Some(v) = parse_env("FOLDDB_LIVE_MAX_BATCH_SIZE")? {
             config.live.max_batch_size = v;

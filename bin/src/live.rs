@@ -280,7 +280,8 @@ pub async fn connection(
     let (session, mut inbox) = Session::new(state.live.clone(), state.hub.clone(), connection);
     let mut session = session
         .with_max_catch_up(state.live_config.max_catch_up_rows)
-        .with_max_batch_size(state.live_config.max_batch_size);
+        .with_max_batch_size(state.live_config.max_batch_size)
+        .with_listed_rows(state.live_config.listed_rows);
     let mut wire = Wire {
         msgpack: false,
         gzip: !params.no_gzip,

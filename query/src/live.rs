@@ -453,16 +453,18 @@ impl Engine {
     }
 
     /// What a subscription's initial data pages through (API.md 2.6), when its table has a
-    /// primary key: the key and `_seq` of each row in its view whose current version's
-    /// `_seq` is in `(after, until]`, ascending by `_seq`. Tens of bytes a row; the rows
-    /// themselves are read a page at a time, by key ([`Engine::live_rows_at`]), so a page
-    /// costs its rows rather than a scan of the table. `None` for a table without one.
+    /// primary key: the key and `_seq` of the first `limit` rows in its view whose current
+    /// version's `_seq` is in `(after, until]`, ascending by `_seq`. Tens of bytes a row;
+    /// the rows themselves are read a page at a time, by key ([`Engine::live_rows_at`]), so
+    /// a page costs its rows rather than a scan of the table. `None` for a table without a
+    /// primary key.
     pub async fn live_keys(
         &self,
         caller: &Caller,
         q: &LiveQuery,
         after: Option<i64>,
         until: i64,
+        limit: usize,
     ) -> Result<Option<Vec<RowAt>>, LiveError> {
         let Some(pk) = q.pk_index.map(|i| &q.def.columns[i]) else {
             return Ok(None);
@@ -475,7 +477,7 @@ impl Engine {
             conditions.push(format!("_seq > {after}"));
         }
         let sql_text = format!(
-            "SELECT \"{}\", _seq FROM \"{}\".\"{}\" WHERE {} ORDER BY _seq",
+            "SELECT \"{}\", _seq FROM \"{}\".\"{}\" WHERE {} ORDER BY _seq LIMIT {limit}",
             pk.name,
             q.def.namespace,
             q.def.name,

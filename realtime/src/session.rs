@@ -27,6 +27,8 @@ use crate::registry::{Registration, Registry};
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
 /// Default for [`Session::with_max_catch_up`].
 pub const DEFAULT_MAX_CATCH_UP: usize = 1_000_000;
+/// Default for [`Session::with_listed_rows`].
+pub const DEFAULT_LISTED_ROWS: usize = 100_000;
 /// Default for [`Session::with_max_batch_size`].
 pub const DEFAULT_MAX_BATCH_SIZE: usize = 10_000;
 /// Most subscriptions on one connection (API.md 2.5).
@@ -121,9 +123,10 @@ struct Sub {
     live_id: String,
     query: LiveQuery,
     /// Where the initial data still to send starts, while it is being paged; the batch
-    /// size and number of the next batch.
+    /// size and number of the next batch, and how many keys a list holds.
     paging: Option<Paging>,
     batch_size: usize,
+    listed_rows: usize,
     batch_num: u64,
     /// Deletes for the rows that left the view of a resuming client, sent after the
     /// initial data.
@@ -159,8 +162,12 @@ struct Sub {
 /// The initial data still to page.
 #[derive(Debug)]
 enum Paging {
-    /// The rows listed (key and `_seq`, ascending by `_seq`), read a page at a time by key.
-    Keys(VecDeque<RowAt>),
+    /// The rows listed (key and `_seq`, ascending by `_seq`), read a page at a time by key;
+    /// past the last, rows newer than `more` are listed next, if it is set.
+    Keys {
+        keys: VecDeque<RowAt>,
+        more: Option<i64>,
+    },
     /// Row versions with a `_seq` in `(after, floor]`, a page a query (tables without a
     /// primary key).
     Scan { after: Option<i64> },
@@ -190,6 +197,8 @@ pub struct Session {
     max_catch_up: usize,
     /// Most rows in one initial-data batch.
     max_batch_size: usize,
+    /// Rows a subscription lists at a time to page its initial data by key.
+    listed_rows: usize,
 }
 
 impl Drop for Session {
@@ -222,6 +231,7 @@ impl Session {
             connection,
             max_catch_up: DEFAULT_MAX_CATCH_UP,
             max_batch_size: DEFAULT_MAX_BATCH_SIZE,
+            listed_rows: DEFAULT_LISTED_ROWS,
         };
         (session, inbox)
     }
@@ -238,6 +248,13 @@ impl Session {
     /// `last_rows` is refused.
     pub fn with_max_batch_size(mut self, rows: usize) -> Session {
         self.max_batch_size = rows.max(1);
+        self
+    }
+
+    /// A subscription pages its initial data through lists of at most `rows` keys (at least
+    /// 1), each read by one query: tens of bytes a row held while it pages.
+    pub fn with_listed_rows(mut self, rows: usize) -> Session {
+        self.listed_rows = rows.max(1);
         self
     }
 
@@ -377,6 +394,7 @@ impl Session {
             query,
             paging: None,
             batch_size: DEFAULT_BATCH_SIZE,
+            listed_rows: self.listed_rows,
             batch_num: 0,
             departed: Vec::new(),
             waiting: Vec::new(),
@@ -860,15 +878,36 @@ async fn start_paging(
     after: Option<i64>,
 ) -> Result<(BatchControl, Vec<Outgoing>), LiveError> {
     sub.paging = Some(
-        match engine
-            .live_keys(caller, &sub.query, after, sub.floor)
+        listing(engine, caller, sub, after)
             .await?
-        {
-            Some(keys) => Paging::Keys(keys.into()),
-            None => Paging::Scan { after },
-        },
+            .unwrap_or(Paging::Scan { after }),
     );
     page(engine, caller, id, sub).await
+}
+
+/// The next rows of `sub`'s initial data newer than `after` (at most its `listed_rows`), to
+/// page by key (`None`: its table has no primary key).
+async fn listing(
+    engine: &Engine,
+    caller: &Caller,
+    sub: &Sub,
+    after: Option<i64>,
+) -> Result<Option<Paging>, LiveError> {
+    let listed = engine
+        .live_keys(caller, &sub.query, after, sub.floor, sub.listed_rows + 1)
+        .await?;
+    Ok(listed.map(|mut keys| {
+        let more = if keys.len() > sub.listed_rows {
+            keys.truncate(sub.listed_rows);
+            keys.last().map(|(_, seq)| *seq)
+        } else {
+            None
+        };
+        Paging::Keys {
+            keys: keys.into(),
+            more,
+        }
+    }))
 }
 
 /// Reads the next page of `sub`'s initial data and makes it the next
@@ -881,16 +920,27 @@ async fn page(
 ) -> Result<(BatchControl, Vec<Outgoing>), LiveError> {
     let size = sub.batch_size;
     let rows = match sub.paging.take() {
-        Some(Paging::Keys(mut keys)) => {
+        Some(Paging::Keys { mut keys, mut more }) => {
             // Rows changed since they were listed are skipped: read on until the page is
             // full or the list ends.
             let mut rows = Vec::new();
-            while rows.len() < size && !keys.is_empty() {
+            while rows.len() < size {
+                if keys.is_empty() {
+                    let Some(after) = more else { break };
+                    match listing(engine, caller, sub, Some(after)).await? {
+                        Some(Paging::Keys { keys: k, more: m }) => (keys, more) = (k, m),
+                        _ => break,
+                    }
+                    if keys.is_empty() {
+                        break;
+                    }
+                }
                 let n = (size - rows.len()).min(keys.len());
                 let at: Vec<RowAt> = keys.drain(..n).collect();
                 rows.extend(engine.live_rows_at(caller, &sub.query, &at).await?);
             }
-            sub.paging = (!keys.is_empty()).then_some(Paging::Keys(keys));
+            sub.paging =
+                (!keys.is_empty() || more.is_some()).then_some(Paging::Keys { keys, more });
             rows
         }
         Some(Paging::Scan { after }) => {
