@@ -549,23 +549,25 @@ impl Engine {
         Ok(out)
     }
 
-    /// The rows whose current version is in the subscription's view and newer than `from`,
-    /// ascending by `_seq`.
+    /// The first `limit` rows whose current version is in the subscription's view and
+    /// newer than `from`, ascending by `_seq`.
     async fn live_since(
         &self,
         caller: &Caller,
         q: &LiveQuery,
         from: i64,
+        limit: usize,
     ) -> Result<Vec<SnapshotRow>, LiveError> {
         let mut conditions = vec![format!("_seq > {from}")];
         if let Some(w) = &q.where_sql {
             conditions.push(format!("({w})"));
         }
-        self.live_rows(caller, q, &conditions, None).await
+        self.live_rows(caller, q, &conditions, Some((limit, false)))
+            .await
     }
 
-    /// The rows that left the subscription after `from` (and, with `until`, at or before
-    /// it), ascending by `_seq`: deleted since (the tombstone, which keeps the row's last
+    /// The first `limit` rows that left the subscription after `from` (and, with `until`,
+    /// at or before it), ascending by `_seq`: deleted since (the tombstone, which keeps the row's last
     /// cells), or changed since so that they no longer match the filter. A resuming client
     /// removes them by key; a key it never held is a no-op for it, which is why a row that
     /// changed without ever matching is listed too: the current version alone cannot tell
@@ -576,6 +578,7 @@ impl Engine {
         q: &LiveQuery,
         from: i64,
         until: Option<i64>,
+        limit: usize,
     ) -> Result<Vec<SnapshotRow>, LiveError> {
         let mut left = Vec::new();
         if q.def.has_soft_delete() {
@@ -591,20 +594,23 @@ impl Engine {
         if let Some(until) = until {
             conditions.push(format!("_seq <= {until}"));
         }
-        self.live_rows(caller, q, &conditions, None).await
+        self.live_rows(caller, q, &conditions, Some((limit, false)))
+            .await
     }
 
     /// Everything that changed for the subscription after `from`, ascending by `_seq`:
     /// `(row, true)` for a row that is in its view now (at its newest version), `(row,
-    /// false)` for one that left it (see [`Engine::live_departures`]).
+    /// false)` for one that left it (see [`Engine::live_departures`]). At most `limit` rows
+    /// of each kind are read: more than `limit` in all means more changed than that.
     pub async fn live_changes_since(
         &self,
         caller: &Caller,
         q: &LiveQuery,
         from: i64,
+        limit: usize,
     ) -> Result<Vec<(SnapshotRow, bool)>, LiveError> {
-        let present = self.live_since(caller, q, from).await?;
-        let gone = self.live_departures(caller, q, from, None).await?;
+        let present = self.live_since(caller, q, from, limit).await?;
+        let gone = self.live_departures(caller, q, from, None, limit).await?;
         let mut all: Vec<(SnapshotRow, bool)> = present
             .into_iter()
             .map(|r| (r, true))

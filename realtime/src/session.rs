@@ -428,10 +428,28 @@ impl Session {
             // Resume: the rows that left the view after `from` follow the initial data, as
             // deletes (API.md's "gapless resume").
             (Some(from), _) => {
+                // As many as a catch-up sends (the default when catching up is off).
+                let most = match self.max_catch_up {
+                    0 => DEFAULT_MAX_CATCH_UP,
+                    n => n,
+                };
                 match engine
-                    .live_departures(caller, &sub.query, from, Some(floor))
+                    .live_departures(
+                        caller,
+                        &sub.query,
+                        from,
+                        Some(floor),
+                        most.saturating_add(1),
+                    )
                     .await
                 {
+                    Ok(rows) if rows.len() > most => {
+                        return refuse(
+                            sub,
+                            "SUBSCRIPTION_FAILED",
+                            "More rows left this view since options.from than the server catches up; subscribe without from",
+                        );
+                    }
                     Ok(rows) => {
                         sub.departed = rows
                             .into_iter()
@@ -626,7 +644,12 @@ impl Session {
             Err(None)
         } else {
             match engine
-                .live_changes_since(caller, &sub.query, sub.cursor)
+                .live_changes_since(
+                    caller,
+                    &sub.query,
+                    sub.cursor,
+                    self.max_catch_up.saturating_add(1),
+                )
                 .await
             {
                 Ok(c) if c.len() > self.max_catch_up => Err(None),

@@ -811,3 +811,50 @@ async fn a_batch_is_no_larger_than_the_server_allows() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn a_resume_past_more_departures_than_the_catch_up_limit_is_refused() {
+    let (_dir, s, admin) = server(&[("FOLDDB_LIVE_MAX_CATCH_UP_ROWS", "3")]).await;
+    let values: Vec<String> = (1..=10).map(|i| format!("({i}, {i}, 'v{i}')")).collect();
+    s.ok(
+        &admin,
+        &format!("INSERT INTO app.t (id, n, v) VALUES {}", values.join(", ")),
+    )
+    .await;
+    let from = newest_seq(&s, &admin, "").await;
+    let mut ws = connect(s.port, Some(&admin)).await;
+    next(&mut ws).await.expect("auth");
+    // Three rows left: the resume delivers them.
+    s.ok(&admin, "DELETE FROM app.t WHERE id <= 3").await;
+    subscribe(
+        &mut ws,
+        "a",
+        "SELECT * FROM app.t",
+        Some(json!({"from": from})),
+    )
+    .await;
+    let mut deleted = 0;
+    read_until(&mut ws, Duration::from_secs(30), |m| {
+        assert_ne!(m["type"], "error", "{m}");
+        deleted += usize::from(m["change_type"] == "delete");
+        deleted == 3
+    })
+    .await;
+    // Five: more than the server holds for one subscriber; it says so.
+    s.ok(&admin, "DELETE FROM app.t WHERE id <= 5").await;
+    let mut ws = connect(s.port, Some(&admin)).await;
+    next(&mut ws).await.expect("auth");
+    subscribe(
+        &mut ws,
+        "b",
+        "SELECT * FROM app.t",
+        Some(json!({"from": from})),
+    )
+    .await;
+    let e = next(&mut ws).await.expect("an error");
+    assert_eq!(
+        (&e["subscription_id"], &e["code"]),
+        (&json!("b"), &json!("SUBSCRIPTION_FAILED")),
+        "{e}"
+    );
+}
