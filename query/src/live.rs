@@ -435,14 +435,7 @@ impl Engine {
         limit: usize,
         newest: bool,
     ) -> Result<Vec<SnapshotRow>, LiveError> {
-        let mut conditions = Vec::new();
-        if let Some(w) = &q.where_sql {
-            conditions.push(format!("({w})"));
-        }
-        if let Some(after) = after {
-            conditions.push(format!("_seq > {after}"));
-        }
-        conditions.push(format!("_seq <= {until}"));
+        let conditions = window(q, after, until);
         let mut rows = self
             .live_rows(caller, q, &conditions, Some((limit, newest)))
             .await?;
@@ -469,13 +462,7 @@ impl Engine {
         let Some(pk) = q.pk_index.map(|i| &q.def.columns[i]) else {
             return Ok(None);
         };
-        let mut conditions = vec![format!("_seq <= {until}")];
-        if let Some(w) = &q.where_sql {
-            conditions.push(format!("({w})"));
-        }
-        if let Some(after) = after {
-            conditions.push(format!("_seq > {after}"));
-        }
+        let conditions = window(q, after, until);
         let sql_text = format!(
             "SELECT \"{}\", _seq FROM \"{}\".\"{}\" WHERE {} ORDER BY _seq LIMIT {limit}",
             pk.name,
@@ -676,6 +663,19 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// The conditions of a subscription's rows whose current version's `_seq` is in `(after,
+/// until]`.
+fn window(q: &LiveQuery, after: Option<i64>, until: i64) -> Vec<String> {
+    let mut conditions = vec![format!("_seq <= {until}")];
+    if let Some(w) = &q.where_sql {
+        conditions.push(format!("({w})"));
+    }
+    if let Some(after) = after {
+        conditions.push(format!("_seq > {after}"));
+    }
+    conditions
 }
 
 /// The `_seq` in column `c`, row `r`, of `b`.

@@ -524,6 +524,20 @@ async fn paging(
     (ws, ack)
 }
 
+/// [`paging`] of `SELECT * FROM app.t` once it holds rows 1..=`n`.
+async fn paging_all(s: &Server, token: &str, n: i64) -> (Ws, Value) {
+    let values: Vec<String> = (1..=n).map(|i| format!("({i}, {i}, 'v{i}')")).collect();
+    paging(
+        s,
+        token,
+        "app.t",
+        "id, n, v",
+        &values,
+        "SELECT * FROM app.t",
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_initial_data_is_paged_from_storage_and_hands_off_to_what_changed_meanwhile() {
     // Lists of 16 keys: the 50 rows take four.
@@ -724,16 +738,7 @@ async fn a_stream_table_without_a_key_pages_by_seq() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_changes_while_paging_than_the_catch_up_limit_are_caught_up_after_the_last_page() {
     let (_dir, s, admin) = server(&[("FOLDDB_LIVE_MAX_CATCH_UP_ROWS", "20")]).await;
-    let values: Vec<String> = (1..=30).map(|i| format!("({i}, {i}, 'v{i}')")).collect();
-    let (mut ws, ack) = paging(
-        &s,
-        &admin,
-        "app.t",
-        "id, n, v",
-        &values,
-        "SELECT * FROM app.t",
-    )
-    .await;
+    let (mut ws, ack) = paging_all(&s, &admin, 30).await;
     let mut view = View::strict();
     view.apply(&ack);
     let first = next(&mut ws).await.expect("first batch");
@@ -783,16 +788,7 @@ async fn more_changes_while_paging_than_the_catch_up_limit_are_caught_up_after_t
 #[tokio::test]
 async fn a_batch_is_no_larger_than_the_server_allows() {
     let (_dir, s, admin) = server(&[("FOLDDB_LIVE_MAX_BATCH_SIZE", "4")]).await;
-    let values: Vec<String> = (1..=10).map(|i| format!("({i}, {i}, 'v{i}')")).collect();
-    let (mut ws, _) = paging(
-        &s,
-        &admin,
-        "app.t",
-        "id, n, v",
-        &values,
-        "SELECT * FROM app.t",
-    )
-    .await;
+    let (mut ws, _) = paging_all(&s, &admin, 10).await;
     let first = next(&mut ws).await.expect("first batch");
     assert_eq!(ids(&first).len(), 4, "{first}");
     assert_eq!(first["batch_control"]["has_more"], true);
