@@ -2,10 +2,13 @@
 //! transport: the caller feeds it client messages and the node's change sets, and sends
 //! what it returns.
 //!
-//! The hand-off from initial data to live changes loses and repeats nothing: the transport
-//! subscribes to the change feed before the connection can subscribe to anything, so every
-//! change applied after the initial data was read is still queued; changes the initial data
-//! already reflects (a row's version at or below the one it read) are skipped.
+//! The hand-off from initial data to live changes loses and repeats nothing (API.md 2.6): a
+//! subscription watches the change feed, then takes the newest `_seq` as its boundary. The
+//! initial data is the row versions at or below it, paged from storage as the client asks
+//! for each batch (by key, from lists of keys and `_seq`s; by query for tables without a
+//! key); every change above it is queued until the last batch and sent after it. A row
+//! that changes before its page is read is not in the initial data: its change, sent as an
+//! insert when the client does not hold the row, brings it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
