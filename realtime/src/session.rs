@@ -261,6 +261,15 @@ impl Session {
         self
     }
 
+    /// Most changes held back for one subscription while it pages (or deletes a resume
+    /// sends): as many as a catch-up sends, or the default when catching up is off.
+    fn held_back(&self) -> usize {
+        match self.max_catch_up {
+            0 => DEFAULT_MAX_CATCH_UP,
+            n => n,
+        }
+    }
+
     /// Forgets subscription `id`: registry, hub and all.
     fn drop_sub(&mut self, id: &str) -> Option<()> {
         if let Some(sys) = self.systems.remove(id) {
@@ -431,11 +440,7 @@ impl Session {
             // Resume: the rows that left the view after `from` follow the initial data, as
             // deletes (API.md's "gapless resume").
             (Some(from), _) => {
-                // As many as a catch-up sends (the default when catching up is off).
-                let most = match self.max_catch_up {
-                    0 => DEFAULT_MAX_CATCH_UP,
-                    n => n,
-                };
+                let most = self.held_back();
                 match engine
                     .live_departures(
                         caller,
@@ -514,7 +519,7 @@ impl Session {
         let set = &delivery.set;
         let mut out = Vec::new();
         let caller = self.caller.as_ref();
-        let cap = self.max_catch_up;
+        let cap = self.held_back();
         for (id, sub) in self.subs.iter_mut() {
             if set.index.0 <= sub.read_at {
                 continue;
