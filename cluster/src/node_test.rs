@@ -298,3 +298,135 @@ async fn an_entry_that_does_not_decode_stops_the_node_and_names_its_index() {
         "{err}"
     );
 }
+
+/// A fold that records how many commands (and rows) each entry carries, and holds the entry
+/// whose first command's actor is `"hold"` until the test lets it go.
+struct GateFold {
+    entries: std::sync::Mutex<Vec<(usize, usize)>>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl folddb_materializer::Fold for GateFold {
+    fn fold(
+        &self,
+        _: &folddb_materializer::HotStore,
+        _: folddb_log::LogIndex,
+        command: &[u8],
+        _: &mut folddb_materializer::HotBatch,
+    ) -> folddb_materializer::Result<Vec<u8>> {
+        use folddb_materializer::event::{decode_entry, encode_outcomes};
+        let Ok(commands) = decode_entry(command) else {
+            return Ok(Vec::new()); // the blank entry a new node starts with
+        };
+        let rows = commands.iter().map(|c| c.rows()).sum();
+        self.entries.lock().unwrap().push((commands.len(), rows));
+        if commands.first().is_some_and(|c| c.actor == "hold") {
+            // Bounded, so that a failing test ends rather than hangs.
+            let _ = self
+                .release
+                .lock()
+                .unwrap()
+                .recv_timeout(std::time::Duration::from_secs(20));
+        }
+        Ok(encode_outcomes(&vec![
+            folddb_materializer::Outcome::Applied(
+                Vec::new()
+            );
+            commands.len()
+        ]))
+    }
+}
+
+/// The proposer packs what arrives while an entry is in flight into the next entry; a small
+/// one waits for the entry in flight (an entry has a fixed cost), a large one is proposed
+/// beside it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_commands_wait_for_the_entry_in_flight_and_large_ones_do_not() {
+    use folddb_materializer::{Command as Event, Op, Propose, TableId, Value};
+    let event = |actor: &str, rows: usize| Event {
+        stamp_ms: 1,
+        actor: actor.into(),
+        ops: vec![Op::Insert {
+            table: TableId(1),
+            schema_version: 1,
+            scope: String::new(),
+            rows: (0..rows)
+                .map(|i| vec![(1, Value::BigInt(i as i64))])
+                .collect(),
+        }],
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (release, gate) = std::sync::mpsc::channel();
+    let fold = Arc::new(GateFold {
+        entries: Default::default(),
+        release: std::sync::Mutex::new(gate),
+    });
+    let node = Node::start_single(1, "127.0.0.1:0", dir.path(), config(), fold.clone())
+        .await
+        .unwrap();
+    let proposer = Arc::new(node.proposer());
+    let last_index = || node.log().log().last_index().unwrap();
+    let applied = |n: usize| fold.entries.lock().unwrap().len() >= n;
+
+    // Round 1: an entry held in apply, then 63 single-row commands.
+    let held = tokio::spawn({
+        let p = proposer.clone();
+        async move { p.propose(event("hold", 1)).await }
+    });
+    while !applied(1) {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let appended = last_index();
+    let small: Vec<_> = (0..63)
+        .map(|_| {
+            let p = proposer.clone();
+            tokio::spawn(async move { p.propose(event("small", 1)).await })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let proposed_beside = last_index() != appended;
+    // Asserted once the held entry is let go, so that a failure ends the test.
+    release.send(()).unwrap();
+    assert!(
+        !proposed_beside,
+        "small commands are not proposed beside an entry in flight"
+    );
+    held.await.unwrap().unwrap();
+    for s in small {
+        s.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        fold.entries.lock().unwrap()[..],
+        [(1, 1), (63, 63)],
+        "the 63 commands that waited form one entry"
+    );
+
+    // Round 2: a large command does not wait for the held entry.
+    let held = tokio::spawn({
+        let p = proposer.clone();
+        async move { p.propose(event("hold", 1)).await }
+    });
+    while !applied(3) {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let appended = last_index();
+    let large = tokio::spawn({
+        let p = proposer.clone();
+        async move { p.propose(event("large", 1_000)).await }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while last_index() == appended && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let proposed_beside = last_index() != appended;
+    release.send(()).unwrap();
+    assert!(
+        proposed_beside,
+        "a large command is proposed while another entry is in flight"
+    );
+    held.await.unwrap().unwrap();
+    large.await.unwrap().unwrap();
+    assert_eq!(fold.entries.lock().unwrap()[2..], [(1, 1), (1, 1_000)]);
+    drop(proposer);
+    node.shutdown().await.unwrap();
+}

@@ -186,6 +186,29 @@ pub enum Op {
 }
 
 /// A segment a flush job wrote for one scope of a table.
+impl Command {
+    /// The rows the command writes (an op that writes none counts as one): roughly what
+    /// applying it costs, which the proposer weighs against an entry's fixed cost.
+    pub fn rows(&self) -> usize {
+        self.ops.iter().map(Op::rows).sum()
+    }
+}
+
+impl Op {
+    /// The rows this op writes, at least 1.
+    pub fn rows(&self) -> usize {
+        let n = match self {
+            Op::Insert { rows, .. } => rows.len(),
+            Op::UpdateV1 { rows, .. } => rows.len(),
+            Op::DeleteV1 { rows, .. } => rows.len(),
+            Op::Update { rows, .. } => rows.len(),
+            Op::Delete { rows, .. } => rows.len(),
+            _ => 1,
+        };
+        n.max(1)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScopeSegment {
     /// The owner of a USER table's rows; empty for SHARED tables.
