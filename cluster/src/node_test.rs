@@ -366,23 +366,24 @@ async fn small_commands_wait_for_the_entry_in_flight_and_large_ones_do_not() {
         .unwrap();
     let proposer = Arc::new(node.proposer());
     let last_index = || node.log().log().last_index().unwrap();
-    let applied = |n: usize| fold.entries.lock().unwrap().len() >= n;
+    let propose = |actor: &'static str, rows: usize| {
+        let p = proposer.clone();
+        tokio::spawn(async move { p.propose(event(actor, rows)).await })
+    };
+    // Proposes an entry that its fold holds; returns once it is being applied.
+    let hold = || async {
+        let entries = fold.entries.lock().unwrap().len();
+        let held = propose("hold", 1);
+        while fold.entries.lock().unwrap().len() == entries {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        held
+    };
 
     // Round 1: an entry held in apply, then 63 single-row commands.
-    let held = tokio::spawn({
-        let p = proposer.clone();
-        async move { p.propose(event("hold", 1)).await }
-    });
-    while !applied(1) {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let held = hold().await;
     let appended = last_index();
-    let small: Vec<_> = (0..63)
-        .map(|_| {
-            let p = proposer.clone();
-            tokio::spawn(async move { p.propose(event("small", 1)).await })
-        })
-        .collect();
+    let small: Vec<_> = (0..63).map(|_| propose("small", 1)).collect();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let proposed_beside = last_index() != appended;
     // Asserted once the held entry is let go, so that a failure ends the test.
@@ -402,18 +403,9 @@ async fn small_commands_wait_for_the_entry_in_flight_and_large_ones_do_not() {
     );
 
     // Round 2: a large command does not wait for the held entry.
-    let held = tokio::spawn({
-        let p = proposer.clone();
-        async move { p.propose(event("hold", 1)).await }
-    });
-    while !applied(3) {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let held = hold().await;
     let appended = last_index();
-    let large = tokio::spawn({
-        let p = proposer.clone();
-        async move { p.propose(event("large", 1_000)).await }
-    });
+    let large = propose("large", 1_000);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while last_index() == appended && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
