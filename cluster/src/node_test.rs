@@ -370,18 +370,22 @@ async fn small_commands_wait_for_the_entry_in_flight_and_large_ones_do_not() {
         let p = proposer.clone();
         tokio::spawn(async move { p.propose(event(actor, rows)).await })
     };
-    // Proposes an entry that its fold holds; returns once it is being applied.
-    let hold = || async {
+    // Proposes an entry that its fold holds, and waits until it is being applied.
+    let hold = || {
         let entries = fold.entries.lock().unwrap().len();
         let held = propose("hold", 1);
-        while fold.entries.lock().unwrap().len() == entries {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        held
+        let fold = &fold;
+        let started = async move {
+            while fold.entries.lock().unwrap().len() == entries {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        };
+        (held, started)
     };
 
     // Round 1: an entry held in apply, then 63 single-row commands.
-    let held = hold().await;
+    let (held, started) = hold();
+    started.await;
     let appended = last_index();
     let small: Vec<_> = (0..63).map(|_| propose("small", 1)).collect();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -403,7 +407,8 @@ async fn small_commands_wait_for_the_entry_in_flight_and_large_ones_do_not() {
     );
 
     // Round 2: a large command does not wait for the held entry.
-    let held = hold().await;
+    let (held, started) = hold();
+    started.await;
     let appended = last_index();
     let large = propose("large", 1_000);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
