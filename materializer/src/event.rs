@@ -185,7 +185,6 @@ pub enum Op {
     },
 }
 
-/// A segment a flush job wrote for one scope of a table.
 impl Command {
     /// The rows the command writes (an op that writes none counts as one): roughly what
     /// applying it costs, which the proposer weighs against an entry's fixed cost.
@@ -209,6 +208,7 @@ impl Op {
     }
 }
 
+/// A segment a flush job wrote for one scope of a table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScopeSegment {
     /// The owner of a USER table's rows; empty for SHARED tables.
