@@ -11,7 +11,9 @@
 //!
 //! warp's own server sets no timer (so no timeout at all) and keeps the peer address in a
 //! private type; this listener puts it in the request as [`Peer`], read with
-//! `warp::ext::optional`.
+//! `warp::ext::optional`. warp's body type cannot be built from a stream outside warp either:
+//! a handler that streams its body puts it in the response as [`Streamed`], and this
+//! listener sends that instead.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -20,6 +22,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures::{Stream, TryStreamExt};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
@@ -30,6 +36,49 @@ use warp::reply::Reply;
 /// The peer address of the connection a request came on.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
+
+/// A response body produced as it is sent. A stream that ends in an error aborts the
+/// response: the client sees the body cut short (chunked encoding never terminated), never a
+/// complete one.
+pub type BodyStream = std::pin::Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// The body of a response that carries it in its extensions: taken out and sent in place of
+/// the (empty) body warp has.
+#[derive(Clone)]
+pub struct Streamed(Arc<Mutex<Option<BodyStream>>>);
+
+impl Streamed {
+    pub fn new(body: BodyStream) -> Streamed {
+        Streamed(Arc::new(Mutex::new(Some(body))))
+    }
+
+    fn take(&self) -> Option<BodyStream> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl std::fmt::Debug for Streamed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streamed").finish_non_exhaustive()
+    }
+}
+
+type Body = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// `response` with its body ready for hyper: the [`Streamed`] one if it carries one.
+fn send(mut response: warp::reply::Response) -> Response<Body> {
+    match response
+        .extensions_mut()
+        .remove::<Streamed>()
+        .and_then(|s| s.take())
+    {
+        Some(stream) => response.map(|_| {
+            let body = http_body_util::StreamBody::new(stream.map_ok(hyper::body::Frame::data));
+            BodyExt::map_err(body, Into::into).boxed_unsync()
+        }),
+        None => response.map(|b| b.map_err(Into::into).boxed_unsync()),
+    }
+}
 
 /// Limits of the listener; see README's configuration table.
 #[derive(Debug, Clone)]
@@ -197,9 +246,11 @@ pub async fn serve(
             req.extensions_mut().insert(Peer(peer));
             async move {
                 if !admitted {
-                    return Ok::<_, Infallible>(too_many_requests());
+                    return Ok::<_, Infallible>(send(too_many_requests()));
                 }
-                tower_service::Service::call(&mut service, req).await
+                tower_service::Service::call(&mut service, req)
+                    .await
+                    .map(send)
             }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();

@@ -13,7 +13,7 @@ use bytes_util::collect_limited;
 use folddb_cluster::Node;
 use folddb_materializer::cold::ColdStore;
 use folddb_materializer::{EventFold, Op, Role, UserDef, catalog};
-use folddb_query::{Caller, Engine, ErrorCode, SqlError, SqlRequest};
+use folddb_query::{Answer, Caller, Engine, ErrorCode, RowStream, SqlError, SqlRequest};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use warp::Filter;
@@ -608,8 +608,9 @@ async fn sql(state: &State, headers: &HeaderMap, body: &[u8]) -> Reply {
         params: parsed.params,
         namespace: parsed.namespace_id,
     };
-    match state.engine.execute(&caller, &request).await {
-        Ok(r) => {
+    match state.engine.execute_streamed(&caller, &request).await {
+        Ok(Answer::Rows(rows)) => streamed(rows, start),
+        Ok(Answer::Whole(r)) => {
             let mut out =
                 json!({"status": "success", "results": r.results, "took": took_ms(start)});
             if r.single_query {
@@ -630,6 +631,74 @@ async fn sql(state: &State, headers: &HeaderMap, body: &[u8]) -> Reply {
             start,
         ),
     }
+}
+
+/// The answer of a request's single query, written as its rows are produced (API.md 1.7.3's
+/// streamed shape): `{"status":"success","results":[{"schema":…,"rows":[` first, then the
+/// rows batch by batch, then `],"row_count":N,"as_user":…}],"took":T,"error":null}`. The
+/// server holds a batch at a time, whatever the size of the result. A failure after the
+/// first bytes (the statement timeout, a storage error) cuts the body short.
+fn streamed(rows: RowStream, start: Instant) -> Reply {
+    enum Part {
+        Head(RowStream),
+        Rows(RowStream, u64),
+        End,
+    }
+    let body = futures::stream::unfold(Part::Head(rows), move |part| async move {
+        let (mut out, mut rows, mut n) = match part {
+            Part::Head(rows) => {
+                let schema = match serde_json::to_string(&rows.schema) {
+                    Ok(s) => s,
+                    Err(e) => return Some((Err(std::io::Error::other(e)), Part::End)),
+                };
+                let head =
+                    format!(r#"{{"status":"success","results":[{{"schema":{schema},"rows":["#);
+                (head.into_bytes(), rows, 0)
+            }
+            Part::Rows(rows, n) => (Vec::new(), rows, n),
+            Part::End => return None,
+        };
+        loop {
+            match rows.next_rows().await {
+                Some(Ok(batch)) => {
+                    for row in &batch {
+                        if n > 0 {
+                            out.push(b',');
+                        }
+                        if let Err(e) = serde_json::to_writer(&mut out, row) {
+                            return Some((Err(std::io::Error::other(e)), Part::End));
+                        }
+                        n += 1;
+                    }
+                    // An empty chunk would end a chunked body: wait for rows.
+                    if !out.is_empty() {
+                        return Some((Ok(out.into()), Part::Rows(rows, n)));
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(code = e.code.as_str(), message = %e.message, "a streamed query failed after its first rows; the response is cut short");
+                    return Some((Err(std::io::Error::other(e.message)), Part::End));
+                }
+                None => {
+                    let tail = format!(
+                        r#"],"row_count":{n},"as_user":{}}}],"took":{},"error":null}}"#,
+                        Json::from(rows.as_user.as_str()),
+                        Json::from(took_ms(start))
+                    );
+                    out.extend_from_slice(tail.as_bytes());
+                    return Some((Ok(out.into()), Part::End));
+                }
+            }
+        }
+    });
+    let mut r = Response::new(Vec::new());
+    r.headers_mut().insert(
+        "content-type",
+        warp::http::HeaderValue::from_static("application/json"),
+    );
+    r.extensions_mut()
+        .insert(crate::http::Streamed::new(Box::pin(body)));
+    r
 }
 
 fn setup_status(state: &State, peer: Option<SocketAddr>) -> Reply {

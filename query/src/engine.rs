@@ -23,8 +23,8 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::Schema;
 use datafusion::catalog::MemoryCatalogProviderList;
 use datafusion::common::ScalarValue;
-use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::{SQLOptions, SessionContext, SessionState};
+use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder};
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::sqlparser::ast::{
     self as sql, AssignmentTarget, Expr, FromTable, SetExpr, TableFactor, TableObject,
@@ -74,6 +74,7 @@ use authz::{alter_allowed, denied, grant_allowed, may_read};
 use ddl::{flush_policy, plan_create_table};
 use dml::{Evaluated, eval_literal, scalar};
 use results::*;
+pub use results::{Answer, RowStream};
 
 /// The SQL engine of one node.
 pub struct Engine {
@@ -139,6 +140,8 @@ enum Out {
     Deleted(u64),
     /// ROLLBACK: the staged counts to take back, and its message.
     RolledBack([u64; 3], QueryResult),
+    /// A query's rows, still to be pulled (a request's only statement).
+    Rows(RowStream),
 }
 
 /// A write as planned: the ops, and how to report it.
@@ -443,6 +446,23 @@ impl Engine {
         allow_statements: bool,
         max_bytes: Option<usize>,
     ) -> StmtResult<(Arc<Schema>, Vec<RecordBatch>)> {
+        let (schema, stream) = self
+            .query_stream(at, sql_text, ast, params, allow_statements)
+            .await?;
+        let batches = collect_capped(stream, None, max_bytes).await?;
+        Ok((schema, batches))
+    }
+
+    /// [`Engine::query_parsed`] before any batch is pulled: the schema, and the batches as
+    /// DataFusion produces them.
+    async fn query_stream(
+        &self,
+        at: &At<'_>,
+        sql_text: &str,
+        ast: Option<&sql::Statement>,
+        params: &[Literal],
+        allow_statements: bool,
+    ) -> StmtResult<(Arc<Schema>, SendableRecordBatchStream)> {
         let At {
             caller,
             view,
@@ -469,26 +489,7 @@ impl Engine {
             df.with_param_values(params.iter().map(scalar).collect::<Vec<_>>())?
         };
         let schema = Arc::new(df.schema().as_arrow().clone());
-        let mut stream = df.execute_stream().await?;
-        let mut batches = Vec::new();
-        let mut bytes = 0usize;
-        while let Some(batch) = futures::StreamExt::next(&mut stream).await {
-            let batch = batch?;
-            bytes = bytes.saturating_add(batch.get_array_memory_size());
-            if let Some(cap) = max_bytes
-                && bytes > cap
-            {
-                return Err(Error::Limit {
-                    code: ErrorCode::ResultTooLarge,
-                    message: format!(
-                        "The result is larger than the limit of {cap} bytes; add a LIMIT or \
-                         narrow the query"
-                    ),
-                });
-            }
-            batches.push(batch);
-        }
-        Ok((schema, batches))
+        Ok((schema, df.execute_stream().await?))
     }
 
     /// `SELECT <columns or *> FROM <table> WHERE <pk> = <literal or $n>`, answered with one
@@ -572,12 +573,30 @@ impl Engine {
         })())
     }
 
-    /// Runs one request (API.md 1.7.2, from step 3).
+    /// Runs one request (API.md 1.7.2, from step 3), its whole answer held in memory.
     pub async fn execute(
         &self,
         caller: &Caller,
         request: &SqlRequest,
     ) -> Result<SqlResponse, SqlError> {
+        match self.execute_streamed(caller, request).await? {
+            Answer::Whole(r) => Ok(r),
+            Answer::Rows(rows) => Ok(SqlResponse {
+                results: vec![rows.collect(self.limits.max_result_bytes).await?],
+                single_query: true,
+            }),
+        }
+    }
+
+    /// Runs one request (API.md 1.7.2, from step 3). A request whose only statement is a
+    /// query answers with its rows still to be pulled, in any number (the caller writes them
+    /// as they come); every other answer is whole, and its rows at most
+    /// [`Limits::max_result_bytes`].
+    pub async fn execute_streamed(
+        &self,
+        caller: &Caller,
+        request: &SqlRequest,
+    ) -> Result<Answer, SqlError> {
         self.execute_inner(caller, request)
             .await
             .map_err(|e| e.for_role(caller.role))
@@ -587,7 +606,7 @@ impl Engine {
         &self,
         caller: &Caller,
         request: &SqlRequest,
-    ) -> Result<SqlResponse, SqlError> {
+    ) -> Result<Answer, SqlError> {
         if request.sql.len() > self.limits.max_sql_bytes {
             return Err(SqlError::from(Error::Limit {
                 code: ErrorCode::InvalidSql,
@@ -648,12 +667,14 @@ impl Engine {
         let single = statements.len() == 1;
         // Whom the DML counts speak for: the EXECUTE AS target when one ran the writes.
         let mut dml_as = caller.clone();
-        for (i, (stmt, (p, c))) in statements.iter().zip(&classified).enumerate() {
+        for (i, (stmt, statement)) in statements.iter().zip(&classified).enumerate() {
+            let c = &statement.1;
             if let Statement::ExecuteAs { user, .. } = c {
                 dml_as.user = user.clone();
             }
             let fail = |e: Error| SqlError::from(e).in_statement(i, stmt);
-            let run = self.run(caller, &mut namespace, &mut tx, p, c, &params);
+            let stream = single.then_some(deadline);
+            let run = self.run(caller, &mut namespace, &mut tx, statement, &params, stream);
             let out = match tokio::time::timeout_at(deadline, run).await {
                 Ok(out) => out.map_err(fail)?,
                 Err(_) => return Err(fail(self.timed_out(c))),
@@ -669,6 +690,8 @@ impl Engine {
                     }
                     results.push(r);
                 }
+                // Only a request's single statement streams: nothing follows it.
+                Out::Rows(rows) => return Ok(Answer::Rows(rows)),
             }
         }
         if tx.is_some() {
@@ -701,30 +724,16 @@ impl Engine {
                 }
             }
         }
-        Ok(SqlResponse {
+        Ok(Answer::Whole(SqlResponse {
             results,
             single_query,
-        })
+        }))
     }
 
-    /// Why statement `c` was cancelled at the statement timeout. A write may already have
-    /// been proposed: its outcome is unknown, never "failed".
+    /// Why statement `c` was cancelled at the statement timeout.
     fn timed_out(&self, c: &Statement) -> Error {
-        let secs = self.limits.statement_timeout.as_secs_f64();
         let writes = !matches!(c, Statement::Query | Statement::Meta);
-        let message = if writes {
-            format!(
-                "The request ran past the statement timeout ({secs} s) and was cancelled; \
-                     if the statement had been proposed, its outcome is unknown: read before \
-                     retrying"
-            )
-        } else {
-            format!("The request ran past the statement timeout ({secs} s) and was cancelled")
-        };
-        Error::Limit {
-            code: ErrorCode::StatementTimeout,
-            message,
-        }
+        timed_out(self.limits.statement_timeout, writes)
     }
 
     fn params(&self, request: &SqlRequest, statements: usize) -> Result<Vec<Literal>, SqlError> {
@@ -780,9 +789,9 @@ impl Engine {
         caller: &Caller,
         namespace: &mut String,
         tx: &mut Option<Staged>,
-        p: &Prepared,
-        stmt: &Statement,
+        (p, stmt): &(Prepared, Statement),
         params: &[Literal],
+        stream: Option<tokio::time::Instant>,
     ) -> StmtResult<Out> {
         // Reads inside a transaction see its writes.
         let reads_rows = matches!(
@@ -816,6 +825,19 @@ impl Engine {
                 let cap = Some(self.limits.max_result_bytes);
                 // A query's tree, parsed once for authorization, is what DataFusion plans.
                 let ast = if allow { None } else { p.ast().ok() };
+                if let Some(deadline) = stream
+                    && !allow
+                {
+                    let (schema, rest) =
+                        self.query_stream(at, p.text(), ast, params, false).await?;
+                    if !schema.fields().is_empty() {
+                        let timeout = self.limits.statement_timeout;
+                        let rows = RowStream::start(caller, &schema, rest, deadline, timeout);
+                        return Ok(Out::Rows(rows.await?));
+                    }
+                    let batches = collect_capped(rest, None, cap).await?;
+                    return Ok(Out::Result(rows_result(caller, &schema, &batches)?));
+                }
                 let (schema, batches) = self
                     .query_parsed(at, p.text(), ast, params, allow, cap)
                     .await?;
@@ -872,7 +894,8 @@ impl Engine {
             }
             Statement::ExecuteAs { user, sql } => {
                 let (target, inner, inner_p) = self.impersonate(caller, user, sql)?;
-                Box::pin(self.run(&target, namespace, tx, &inner_p, &inner, params)).await
+                let statement = (inner_p, inner);
+                Box::pin(self.run(&target, namespace, tx, &statement, params, None)).await
             }
             Statement::CreateUser {
                 id,

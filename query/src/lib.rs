@@ -36,5 +36,7 @@ pub mod split;
 pub mod storage;
 pub mod system;
 
-pub use engine::{Engine, ErrorCode, Limits, QueryResult, SqlError, SqlRequest, SqlResponse};
+pub use engine::{
+    Answer, Engine, ErrorCode, Limits, QueryResult, RowStream, SqlError, SqlRequest, SqlResponse,
+};
 pub use provider::Caller;

@@ -641,3 +641,83 @@ async fn log_replay_rebuilds_the_answers_at_chosen_indices() {
     ]);
     assert!(!out.status.success());
 }
+
+/// A request's single query is answered as its rows are produced (API.md 1.7.3, "streamed"):
+/// a chunked body, complete and the same rows as the in-memory answer of a batch, and not
+/// held to `max_result_bytes`, which a batch's results still are.
+#[tokio::test]
+async fn a_single_query_streams_its_rows_across_both_tiers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start_with(dir.path(), &[("FOLDDB_MAX_RESULT_BYTES", "200000")]).await;
+    let t = s.setup_and_login().await;
+    s.ok_all(
+        &t,
+        &[
+            "CREATE NAMESPACE app",
+            "CREATE SHARED TABLE app.big (id BIGINT PRIMARY KEY, v TEXT)",
+        ],
+    )
+    .await;
+    let insert = |from: u64| {
+        let values: Vec<String> = (from..from + 1000)
+            .map(|id| format!("({id}, 'value {id}')"))
+            .collect();
+        format!("INSERT INTO app.big (id, v) VALUES {}", values.join(", "))
+    };
+    // 30,000 rows: 20,000 flushed to Parquet, 10,000 hot, and updates over both.
+    for chunk in 0..20 {
+        s.ok(&t, &insert(chunk * 1000)).await;
+    }
+    flush(&s, &t, "big").await;
+    for chunk in 20..30 {
+        s.ok(&t, &insert(chunk * 1000)).await;
+    }
+    s.ok(&t, "UPDATE app.big SET v = 'changed' WHERE id % 1000 = 7")
+        .await;
+
+    let sql = "SELECT id, v FROM app.big ORDER BY id";
+    let r = reqwest::Client::new()
+        .post(s.url("/v1/api/sql"))
+        .bearer_auth(&t)
+        .json(&serde_json::json!({ "sql": sql }))
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(r.status(), 200);
+    assert!(r.content_length().is_none(), "the body is streamed");
+    let body: Value = r.json().await.expect("a whole JSON answer");
+    assert_eq!(body["status"], "success");
+    assert_eq!(body["error"], Value::Null);
+    assert!(body["took"].as_f64().is_some(), "{}", body["took"]);
+    let result = &body["results"][0];
+    assert_eq!(result["row_count"], 30_000);
+    assert_eq!(result["schema"][0]["name"], "id");
+    assert_eq!(result["schema"][1]["data_type"], "Text");
+    let streamed = rows(&body);
+    assert_eq!(streamed.len(), 30_000);
+    for (i, row) in streamed.iter().enumerate() {
+        let v = if i % 1000 == 7 {
+            "changed".to_owned()
+        } else {
+            format!("value {i}")
+        };
+        assert_eq!(row, &serde_json::json!([i.to_string(), v]));
+    }
+    // The same rows, held in memory as one of a batch's results, pass the limit.
+    let (status, refused) = s.sql(&t, &format!("SELECT 1; {sql}")).await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (400, Some("RESULT_TOO_LARGE")),
+        "{refused}"
+    );
+    let held = s.ok(&t, &format!("SELECT 1; {sql} LIMIT 2000")).await;
+    assert_eq!(
+        held["results"][1]["rows"].as_array().map(Vec::len),
+        Some(2000)
+    );
+    assert_eq!(held["results"][1]["rows"][1999], streamed[1999]);
+    // A query that fails before its first row is an error answer, not a stream.
+    let (status, failed) = s.sql(&t, "SELECT id / (id - id) FROM app.big").await;
+    assert_eq!(status, 400, "{failed}");
+    assert_eq!(failed["status"], "error");
+}

@@ -1,6 +1,7 @@
 //! `folddb bench …`: benchmarks that report medians and tail latencies from one run.
 //! They write only under the directory they are given and remove what they wrote.
 
+mod big;
 mod cold;
 mod live;
 mod log;

@@ -30,8 +30,11 @@ pub struct SqlBenchArgs {
     /// Concurrent clients of the 1,000-row INSERT scenario.
     #[arg(long, default_value_t = 4)]
     batch_clients: usize,
-    /// Scenarios to run (insert, batch, point, filter, mixed; isolation, login and scans —
-    /// point reads while 4 clients scan 200,000 rows — on request).
+    /// Scenarios to run (insert, batch, point, filter, mixed; on request: isolation, login,
+    /// scans — point reads while 4 clients scan 200,000 rows —, select-all — `SELECT *` of a
+    /// million rows streamed, with the server's memory growth — and flush-insert — INSERT
+    /// latency while a million hot rows are flushed, with the server's default flush policy
+    /// off).
     #[arg(
         long,
         value_delimiter = ',',
@@ -394,6 +397,14 @@ async fn measure(args: &SqlBenchArgs) -> anyhow::Result<Vec<Outcome>> {
                 out.extend(super::users::isolation(&client, args, duration).await?);
             }
             "login" => out.push(super::users::logins(&client, args, duration).await?),
+            "select-all" => {
+                let big = format!("bench.s{run_id}");
+                out.push(super::big::select_all(&client, &big).await?);
+            }
+            "flush-insert" => {
+                let big = format!("bench.w{run_id}");
+                out.extend(super::big::insert_during_flush(&client, &big, duration).await?);
+            }
             other => bail!("unknown scenario {other}"),
         }
     }
@@ -495,6 +506,23 @@ where
     F: Fn(Arc<Client>) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = anyhow::Result<u64>> + Send,
 {
+    let never = Arc::new(AtomicBool::new(false));
+    load_until(clients, name, tasks, duration, &never, op).await
+}
+
+/// [`load`], ending early once `done` is set.
+pub(super) async fn load_until<F, Fut>(
+    clients: &[Arc<Client>],
+    name: &str,
+    tasks: usize,
+    duration: Duration,
+    done: &AtomicBool,
+    op: F,
+) -> anyhow::Result<Outcome>
+where
+    F: Fn(Arc<Client>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<u64>> + Send,
+{
     let cpu_before = server_cpu_ms(&clients[0]).await;
     let rows = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -514,8 +542,8 @@ where
             anyhow::Ok(samples)
         }));
     }
-    while start.elapsed() < duration {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    while start.elapsed() < duration && !done.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let done = start.elapsed().as_secs_f64() / duration.as_secs_f64();
         let bar = "#".repeat((done.min(1.0) * 30.0) as usize);
         eprint!(
