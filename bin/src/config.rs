@@ -44,7 +44,8 @@ pub struct LimitsConfig {
     /// How long one SQL request's statements may run, seconds (then 408
     /// `STATEMENT_TIMEOUT`, and the work is cancelled). Default 30.
     pub statement_timeout_seconds: u64,
-    /// Largest query result, bytes of Arrow data (then `RESULT_TOO_LARGE`). Default 64 MiB.
+    /// Largest query result held in memory (one of a batch of statements), bytes of Arrow
+    /// data (then `RESULT_TOO_LARGE`). Default 64 MiB.
     pub max_result_bytes: usize,
     /// Memory all running queries share for sorts, aggregations and joins, bytes. Default
     /// 2 GiB.
@@ -52,6 +53,10 @@ pub struct LimitsConfig {
     /// Largest value one call of `repeat`, `lpad`, `rpad` or `array_repeat` builds, bytes.
     /// Default 64 MiB.
     pub max_value_bytes: u64,
+    /// The nice value (0..=19) of the threads queries are planned and run on; the threads
+    /// that serve requests keep 0. Default 19: a full scan cannot hold up point reads and
+    /// writes, and gets the cores they leave.
+    pub query_nice: i32,
 }
 
 impl Default for LimitsConfig {
@@ -67,6 +72,7 @@ impl Default for LimitsConfig {
             max_result_bytes: 64 << 20,
             query_memory_bytes: 2 << 30,
             max_value_bytes: 64 << 20,
+            query_nice: 19,
         }
     }
 }
@@ -333,6 +339,9 @@ impl Config {
         if let Some(v) = parse_env("FOLDDB_MAX_VALUE_BYTES")? {
             config.limits.max_value_bytes = v;
         }
+        if let Some(v) = parse_env("FOLDDB_QUERY_NICE")? {
+            config.limits.query_nice = v;
+        }
         if let Some(v) = parse_env("FOLDDB_LOG_SEGMENT_SIZE_BYTES")? {
             config.log.segment_size_bytes = v;
         }
@@ -418,6 +427,9 @@ impl Config {
         if let Some((name, _)) = zero.iter().find(|(_, z)| *z) {
             bail!("limits.{name} must be at least 1");
         }
+        if !(0..=19).contains(&l.query_nice) {
+            bail!("limits.query_nice must be 0..=19, got {}", l.query_nice);
+        }
         if self.server.node_id > 1023 {
             bail!(
                 "server.node_id must be 0..=1023, got {}",
@@ -456,6 +468,16 @@ mod tests {
         assert_eq!(c.auth.jwt_expiry_hours, 2);
         assert_eq!(c.auth.bcrypt_cost, 12);
         assert!(toml::from_str::<Config>("[server]\nlisen = 1\n").is_err());
+    }
+
+    #[test]
+    fn query_nice_is_a_nice_value() {
+        let mut c = Config::default();
+        assert_eq!(c.limits.query_nice, 19);
+        for (nice, ok) in [(0, true), (19, true), (20, false), (-1, false)] {
+            c.limits.query_nice = nice;
+            assert_eq!(c.validate().is_ok(), ok, "{nice}");
+        }
     }
 
     #[test]

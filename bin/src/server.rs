@@ -173,6 +173,29 @@ fn object_io() -> anyhow::Result<&'static tokio::runtime::Runtime> {
     Ok(IO.get_or_init(|| io))
 }
 
+/// The runtime queries are planned and run on, one worker per core, at a lower CPU priority
+/// (`nice`) than the threads that serve requests, with its own blocking threads (the scans'
+/// RocksDB and Parquet reads): under full scans, a point read or a write on another
+/// connection still gets a core when it needs one. Never dropped.
+fn query_runtime(nice: i32) -> anyhow::Result<&'static tokio::runtime::Runtime> {
+    static QUERIES: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(q) = QUERIES.get() {
+        return Ok(q);
+    }
+    let q = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("folddb-query")
+        .on_thread_start(move || {
+            let me = rustix::thread::gettid();
+            if let Err(e) = rustix::process::setpriority_process(Some(me), nice) {
+                tracing::debug!(error = %e, "a query thread keeps the default priority");
+            }
+        })
+        .enable_all()
+        .build()
+        .context("starting the query runtime")?;
+    Ok(QUERIES.get_or_init(|| q))
+}
+
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(&args)?;
     if config.auth.jwt_secret == DEFAULT_JWT_SECRET {
@@ -216,6 +239,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..Default::default()
     })
     .with_live(live.clone())
+    .with_executor(query_runtime(config.limits.query_nice)?.handle().clone())
     .with_cold(cold, fold)
     .with_default_flush_policy(config.storage.default_flush_policy()?)
     .with_ws_url(format!("ws://{listen}/v1/ws"));

@@ -25,6 +25,7 @@ use datafusion::catalog::MemoryCatalogProviderList;
 use datafusion::common::ScalarValue;
 use datafusion::execution::context::{SQLOptions, SessionContext, SessionState};
 use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::sqlparser::ast::{
     self as sql, AssignmentTarget, Expr, FromTable, SetExpr, TableFactor, TableObject,
@@ -98,6 +99,8 @@ pub struct Engine {
     /// The flush policy of tables created without one (rows, interval in seconds); `None`:
     /// such tables are flushed only when asked.
     default_flush_policy: Option<FlushPolicy>,
+    /// Where queries are planned and run (`None`: the caller's runtime).
+    executor: Option<tokio::runtime::Handle>,
 }
 
 /// A FLUSH_POLICY: flush once this many row versions are pending, or once this many
@@ -257,6 +260,7 @@ impl Engine {
             jobs: Arc::default(),
             cold_jobs: Arc::default(),
             default_flush_policy: None,
+            executor: None,
         }
     }
 
@@ -283,7 +287,6 @@ impl Engine {
         self
     }
 
-    /// The node's live queries, for `system.live` and `KILL LIVE QUERY`.
     /// The `/v1/ws` URL `SUBSCRIBE TO` over HTTP points clients to.
     pub fn with_ws_url(mut self, url: impl Into<String>) -> Engine {
         self.ws_url = url.into();
@@ -305,6 +308,15 @@ impl Engine {
         self
     }
 
+    /// Queries are planned and run on `executor`, a runtime apart from the one that serves
+    /// requests (the server gives its threads a lower CPU priority): a long scan or
+    /// aggregation then cannot hold up the point reads, writes and live deliveries of other
+    /// connections. Their batches come back through a channel of two.
+    pub fn with_executor(mut self, executor: tokio::runtime::Handle) -> Engine {
+        self.executor = Some(executor);
+        self
+    }
+
     pub fn cold(&self) -> Option<&Arc<ColdStore>> {
         self.cold.as_ref()
     }
@@ -318,6 +330,7 @@ impl Engine {
         View::committed(self.store.clone()).with_cold(self.cold.clone())
     }
 
+    /// The node's live queries, for `system.live` and `KILL LIVE QUERY`.
     pub fn with_live(mut self, live: Arc<dyn crate::live::LiveSource>) -> Engine {
         self.live = Some(live);
         self
@@ -489,7 +502,39 @@ impl Engine {
             df.with_param_values(params.iter().map(scalar).collect::<Vec<_>>())?
         };
         let schema = Arc::new(df.schema().as_arrow().clone());
-        Ok((schema, df.execute_stream().await?))
+        let Some(executor) = &self.executor else {
+            return Ok((schema, df.execute_stream().await?));
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        executor.spawn(async move {
+            let mut batches = match df.execute_stream().await {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            // Ends when the stream does, or as soon as the reader is gone (a LIMIT met, a
+            // client away, the statement timeout), even while a batch is being computed.
+            loop {
+                tokio::select! {
+                    () = tx.closed() => return,
+                    next = futures::StreamExt::next(&mut batches) => match next {
+                        Some(batch) => {
+                            if tx.send(batch).await.is_err() {
+                                return;
+                            }
+                        }
+                        None => return,
+                    },
+                }
+            }
+        });
+        let received = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|batch| (batch, rx))
+        });
+        let stream = RecordBatchStreamAdapter::new(schema.clone(), received);
+        Ok((schema, Box::pin(stream)))
     }
 
     /// `SELECT <columns or *> FROM <table> WHERE <pk> = <literal or $n>`, answered with one

@@ -301,6 +301,27 @@ impl Server {
         proc_status_kib(self.pid(), "VmHWM:") * 1024
     }
 
+    /// The server's threads: each one's name and nice value.
+    pub fn thread_priorities(&self) -> Vec<(String, i64)> {
+        let tasks = format!("/proc/{}/task", self.pid());
+        let mut out = Vec::new();
+        for task in std::fs::read_dir(tasks).into_iter().flatten().flatten() {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            let Some((head, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let name = head.split_once('(').map_or("", |(_, n)| n).to_owned();
+            // nice is field 19 of the line: 17 after the name.
+            let nice = rest
+                .split_whitespace()
+                .nth(16)
+                .and_then(|f| f.parse().ok())
+                .unwrap_or(0);
+            out.push((name, nice));
+        }
+        out
+    }
+
     /// CPU time the server has used so far (user + system).
     pub fn cpu_time(&self) -> std::time::Duration {
         let stat =

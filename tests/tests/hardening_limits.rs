@@ -302,3 +302,44 @@ async fn slow_idle_and_surplus_connections_are_closed() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Queries are planned and run on threads of their own at a lower CPU priority (nice 19 by
+/// default, `FOLDDB_QUERY_NICE`), so that a full scan cannot hold up the point reads and
+/// writes the request threads serve; those keep the default priority.
+#[tokio::test]
+async fn queries_run_on_threads_of_lower_priority_than_requests() {
+    for (env, nice) in [(None, 19), (Some("7"), 7)] {
+        let env: Vec<(&str, &str)> = env.map(|n| ("FOLDDB_QUERY_NICE", n)).into_iter().collect();
+        let (_dir, s, admin) = server(&env).await;
+        let r = s
+            .ok(&admin, "SELECT COUNT(*), MAX(v) FROM app.t GROUP BY id % 3")
+            .await;
+        assert_eq!(rows(&r), vec![json!(["1", "sentinel"])]);
+        let threads = s.thread_priorities();
+        let queries: Vec<_> = threads
+            .iter()
+            .filter(|(name, _)| name.starts_with("folddb-query"))
+            .collect();
+        assert!(!queries.is_empty(), "query threads: {threads:?}");
+        assert!(queries.iter().all(|(_, n)| *n == nice), "{threads:?}");
+        let others: Vec<_> = threads
+            .iter()
+            .filter(|(name, _)| !name.starts_with("folddb-query"))
+            .collect();
+        assert!(others.iter().all(|(_, n)| *n == 0), "{threads:?}");
+    }
+    // Out of range: refused at startup.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = std::process::Command::new(folddb_tests::folddb_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("FOLDDB_QUERY_NICE", "20")
+        .output()
+        .expect("folddb runs");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("query_nice"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
