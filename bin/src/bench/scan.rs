@@ -33,6 +33,9 @@ pub struct ScanBenchArgs {
     /// Runs of each query (the median is reported).
     #[arg(long, default_value_t = 7)]
     runs: usize,
+    /// Only the queries whose name (e.g. "bench.t limit") contains this.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 /// (name, query, target): the target is a ratio against plain DataFusion ("x") or a median
@@ -198,9 +201,17 @@ async fn bench(root: &Path, args: &ScanBenchArgs) -> anyhow::Result<ExitCode> {
     );
     for (table, queries) in [("bench.t", HALF_FLUSHED), ("bench.h", ALL_HOT)] {
         for (name, q, target) in queries {
+            let name = format!("{table} {name}");
+            if args
+                .only
+                .as_ref()
+                .is_some_and(|o| !name.contains(o.as_str()))
+            {
+                continue;
+            }
             let sql = (q.replace("{t}", table), q.replace("{t}", "t"));
             let (o, d) = compare(&engine, &caller, &direct, (&sql.0, &sql.1), args.runs).await?;
-            report(&format!("{table} {name}"), o, d, target);
+            report(&name, o, d, target);
         }
     }
     Ok(ExitCode::SUCCESS)

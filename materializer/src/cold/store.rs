@@ -275,6 +275,12 @@ fn pk_of<'a>(def: &TableDef, v: &'a RowVersion) -> Option<&'a Value> {
     def.primary_key.and_then(|id| v.cell(id))
 }
 
+/// A column's dictionary stops growing here (and its later pages are plain): a read that
+/// starts at a row decodes the dictionary page first, so a key or `_seq` column, whose values
+/// are all distinct, would otherwise make every `LIMIT` unpack a megabyte of dictionary
+/// (Parquet's default) per column before its first row.
+const DICTIONARY_PAGE_BYTES: usize = 64 << 10;
+
 /// Writes `versions` (of `def`'s `scope`, any order, one per key) as segment `file` in `dir`,
 /// read from the state at applied index `index`. The manifest is not touched: the caller
 /// lists the segment.
@@ -297,6 +303,7 @@ pub fn write_segment(
     let batch = rows_batch(def, &schema, &sorted).map_err(|e| fail(&location)(e.to_string()))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
         .build();
     let mut out = Vec::new();
     let mut w = ArrowWriter::try_new(&mut out, schema.clone(), Some(props))
