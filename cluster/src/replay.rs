@@ -82,12 +82,14 @@ pub fn job_commits(log_dir: &Path, to: Option<u64>) -> Result<Vec<folddb_materia
             let Ok(commands) = folddb_materializer::event::decode_entry(&cmd.0) else {
                 continue;
             };
-            out.extend(
-                commands
-                    .into_iter()
-                    .flat_map(|c| c.ops)
-                    .filter(|op| matches!(op, Op::CommitFlush { .. } | Op::CommitCompact { .. })),
-            );
+            out.extend(commands.into_iter().flat_map(|c| c.ops).filter(|op| {
+                matches!(
+                    op,
+                    Op::CommitFlush { .. }
+                        | Op::CommitFlushInline { .. }
+                        | Op::CommitCompact { .. }
+                )
+            }));
         }
         next = stop;
     }

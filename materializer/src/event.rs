@@ -144,13 +144,12 @@ pub enum Op {
     /// has no password, so that of two concurrent setups exactly one takes effect; the
     /// other is rejected with [`SETUP_ALREADY_DONE`].
     Setup { root: UserDef, dba: UserDef },
-    /// A flush job's commit (`materializer/FORMAT.md`, "Cold tier"): the job read the state
-    /// at applied index `as_of`, whose last `_seq` was `through_seq`, and wrote each
-    /// scope's hot versions of the table as `segments`. Applying it appends them to the
-    /// scopes' manifests and drops the table's hot versions with a `_seq` up to
-    /// `through_seq` (the ones the segments hold, or versions they hold newer ones of);
-    /// rejected when a flush of a later state committed first.
-    CommitFlush {
+    /// A flush job's commit as builds before hot-tier trims proposed it: [`Op::CommitFlush`]
+    /// that also drops, in the same entry, the table's hot versions with a `_seq` up to
+    /// `through_seq` (the ones the segments hold, or versions they hold newer ones of), each
+    /// becoming its key's `cold_keys` entry. One entry for the whole table: it stalled every
+    /// write behind it for as long as a million-row flush took to apply.
+    CommitFlushInline {
         table: TableId,
         job: String,
         as_of: u64,
@@ -182,6 +181,29 @@ pub enum Op {
         table: TableId,
         scope: String,
         rows: Vec<RowDelete>,
+    },
+    /// A flush job's commit (`materializer/FORMAT.md`, "Cold tier"): the job read the state
+    /// at applied index `as_of`, whose last `_seq` was `through_seq`, and wrote each
+    /// scope's hot versions of the table as `segments`. Applying it appends them to the
+    /// scopes' manifests and sets the table's flush mark to `through_seq`; rejected when a
+    /// flush of a later state committed first. The hot versions the segments now hold stay
+    /// until [`Op::TrimHot`] entries move them out, a bounded number each.
+    CommitFlush {
+        table: TableId,
+        job: String,
+        as_of: u64,
+        through_seq: i64,
+        segments: Vec<ScopeSegment>,
+    },
+    /// Moves out of the hot tier the versions of table `table` whose keys fall in
+    /// `[prefix + from, prefix + to)` (`prefix` the table's key prefix; `to` `None`: its last
+    /// key) and whose `_seq` is at or below the table's flush mark: the segments hold them.
+    /// Each becomes its key's `cold_keys` entry (a tombstone removes the entry). A table
+    /// with no mark (never flushed, or dropped) has nothing to trim.
+    TrimHot {
+        table: TableId,
+        from: Vec<u8>,
+        to: Option<Vec<u8>>,
     },
 }
 

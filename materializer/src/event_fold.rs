@@ -27,7 +27,7 @@ use crate::value::Value;
 
 #[path = "event_fold_jobs.rs"]
 mod jobs;
-use jobs::{commit_compact, commit_flush, evict_stream, legacy_job};
+use jobs::{Trim, commit_compact, commit_flush, evict_stream, legacy_job, trim_hot};
 
 /// Meta key: the last `_seq` assigned (i64 BE), written with the entry that assigned it.
 const LAST_SEQ_KEY: &[u8] = b"last_seq";
@@ -600,13 +600,21 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
         }
         Op::Flush { table, job } => legacy_job(ctx, *table, job, JobKind::Flush),
         Op::Compact { table, job } => legacy_job(ctx, *table, job, JobKind::Compact),
+        Op::CommitFlushInline {
+            table,
+            job,
+            through_seq,
+            segments,
+            ..
+        } => commit_flush(ctx, *table, job, *through_seq, segments, Trim::Inline),
         Op::CommitFlush {
             table,
             job,
             through_seq,
             segments,
             ..
-        } => commit_flush(ctx, *table, job, *through_seq, segments),
+        } => commit_flush(ctx, *table, job, *through_seq, segments, Trim::Later),
+        Op::TrimHot { table, from, to } => trim_hot(ctx, *table, from, to.as_deref()),
         Op::CommitCompact {
             table, job, scopes, ..
         } => commit_compact(ctx, *table, job, scopes),

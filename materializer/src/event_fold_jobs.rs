@@ -1,6 +1,6 @@
 //! The fold of the cold tier's job commits (`materializer/FORMAT.md`, "Cold tier"): a flush
-//! or compaction commit switches manifests and drops the hot versions it covers; a STREAM
-//! eviction removes expired rows; every job is recorded.
+//! or compaction commit switches manifests, trims move the versions a flush wrote out of the
+//! hot tier, a STREAM eviction removes expired rows; every job is recorded.
 
 use super::*;
 
@@ -77,12 +77,22 @@ pub(super) fn put_manifest(ctx: &mut Ctx<'_>, table: TableId, mut manifest: Mani
     }
 }
 
+/// Where a flush commit's hot versions go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Trim {
+    /// Out of the hot tier in the commit itself ([`Op::CommitFlushInline`]).
+    Inline,
+    /// Out of the hot tier by the [`Op::TrimHot`] entries the job proposes next.
+    Later,
+}
+
 pub(super) fn commit_flush(
     ctx: &mut Ctx<'_>,
     table: TableId,
     id: &str,
     through_seq: i64,
     segments: &[ScopeSegment],
+    trim: Trim,
 ) -> Result<OpResult, OpError> {
     let def = cold_table(ctx, table, "STORAGE FLUSH")?;
     if segments.is_empty() {
@@ -110,36 +120,8 @@ pub(super) fn commit_flush(
         bytes += segment.bytes;
         put_manifest(ctx, table, manifest.flushed(segment.clone()));
     }
-    // The versions the segments hold are the table's hot versions up to `through_seq`: every
-    // later version has a greater `_seq`, and an earlier one still hot was in the job's
-    // snapshot. (One overwritten since is in a segment and superseded by its hot version.)
-    // Each becomes its key's newest cold version: the key index keeps the live ones. The
-    // table's rows go as one range deletion, then the later versions are written back.
-    let prefix = table_prefix(def.id);
-    let hot = ctx.state().scan_prefix(Family::Rows, &prefix)?;
-    let (mut dropped, mut kept) = (Vec::new(), Vec::new());
-    for (key, bytes) in hot {
-        let head = RowVersion::head_of(&bytes)?;
-        if head.seq > through_seq {
-            kept.push((key, bytes));
-            continue;
-        }
-        if head.deleted {
-            ctx.batch.delete(Family::ColdKeys, key.clone());
-        } else {
-            let seq = crate::row::encode_indexed_seq(head.seq);
-            ctx.batch.put(Family::ColdKeys, key.clone(), seq);
-        }
-        dropped.push(key);
-    }
-    if ctx.batch.delete_prefix(Family::Rows, &prefix) {
-        for (key, bytes) in kept {
-            ctx.batch.put(Family::Rows, key, bytes);
-        }
-    } else {
-        for key in dropped {
-            ctx.batch.delete(Family::Rows, key);
-        }
+    if trim == Trim::Inline {
+        trim_inline(ctx, def.id, through_seq)?;
     }
     ctx.batch.put(
         Family::Catalog,
@@ -153,6 +135,88 @@ pub(super) fn commit_flush(
     );
     let record = job(ctx, id, JobKind::Flush, &def, rows, message);
     Ok(record_job(ctx, record))
+}
+
+/// Moves a hot version the segments hold (`_seq` at or below the flush mark) out of the hot
+/// tier: it becomes its key's newest cold version, which the key index keeps when it is
+/// live.
+fn index_cold(ctx: &mut Ctx<'_>, key: &[u8], head: &crate::row::VersionHead) {
+    if head.deleted {
+        ctx.batch.delete(Family::ColdKeys, key.to_vec());
+    } else {
+        let seq = crate::row::encode_indexed_seq(head.seq);
+        ctx.batch.put(Family::ColdKeys, key.to_vec(), seq);
+    }
+}
+
+/// [`Op::CommitFlushInline`]'s trim: every hot version of the table up to `through_seq`, as
+/// one range deletion of the table's rows with the later versions written back.
+fn trim_inline(ctx: &mut Ctx<'_>, table: TableId, through_seq: i64) -> Result<(), OpError> {
+    // The versions the segments hold are the table's hot versions up to `through_seq`: every
+    // later version has a greater `_seq`, and an earlier one still hot was in the job's
+    // snapshot. (One overwritten since is in a segment and superseded by its hot version.)
+    let prefix = table_prefix(table);
+    let hot = ctx.state().scan_prefix(Family::Rows, &prefix)?;
+    let (mut dropped, mut kept) = (Vec::new(), Vec::new());
+    for (key, bytes) in hot {
+        let head = RowVersion::head_of(&bytes)?;
+        if head.seq > through_seq {
+            kept.push((key, bytes));
+            continue;
+        }
+        index_cold(ctx, &key, &head);
+        dropped.push(key);
+    }
+    if ctx.batch.delete_prefix(Family::Rows, &prefix) {
+        for (key, bytes) in kept {
+            ctx.batch.put(Family::Rows, key, bytes);
+        }
+    } else {
+        for key in dropped {
+            ctx.batch.delete(Family::Rows, key);
+        }
+    }
+    Ok(())
+}
+
+/// [`Op::TrimHot`]: the hot versions of `table` in `[prefix + from, prefix + to)` that the
+/// segments hold (a `_seq` at or below the flush mark) leave the hot tier. Later versions,
+/// and every key of a table with no mark, stay. Returns the versions moved as `affected`.
+pub(super) fn trim_hot(
+    ctx: &mut Ctx<'_>,
+    table: TableId,
+    from: &[u8],
+    to: Option<&[u8]>,
+) -> Result<OpResult, OpError> {
+    not_in_transaction(ctx, "a hot-tier trim")?;
+    let Some(mark) = catalog::flushed_through(&ctx.state(), table)? else {
+        return Ok(done(0));
+    };
+    let prefix = table_prefix(table);
+    let mut moved = Vec::new();
+    {
+        let snapshot = ctx.store.snapshot();
+        let mut cursor = snapshot.cursor_range(Family::Rows, &prefix, Some(from), to)?;
+        while let Some(key) = cursor.key() {
+            // The command's own earlier ops come first (a key they wrote is newer).
+            let value = match ctx.batch.newest(Family::Rows, key) {
+                Some(ours) => ours.map(Vec::as_slice),
+                None => cursor.value(),
+            };
+            if let Some(value) = value {
+                let head = RowVersion::head_of(value)?;
+                if head.seq <= mark {
+                    moved.push((key.to_vec(), head));
+                }
+            }
+            cursor.advance()?;
+        }
+    }
+    for (key, head) in &moved {
+        index_cold(ctx, key, head);
+        ctx.batch.delete(Family::Rows, key.clone());
+    }
+    Ok(done(moved.len() as u64))
 }
 
 pub(super) fn commit_compact(

@@ -393,29 +393,19 @@ fn primary_keys_are_checked_against_the_key_index_and_only_a_legacy_op_reads_the
     let (r, _) = node.applied(cmd(ms + 1000, vec![insert(&[1, 2, 3])]));
     assert_eq!(count(&node), Some(3));
     let seqs = r[0].seqs.clone();
-    let delete = |id: i64, expected_seq, old| Op::Delete {
-        table: TableId(1),
-        scope: String::new(),
-        rows: vec![RowDelete {
-            pk: Value::BigInt(id),
-            expected_seq,
-            old,
-        }],
-    };
-    let (r, _) = node.applied(cmd(ms + 2000, vec![delete(3, seqs[2], Vec::new())]));
+    let (r, _) = node.applied(cmd(ms + 2000, vec![delete_op(3, seqs[2], Vec::new())]));
     assert_eq!(count(&node), Some(2));
     let through = r[0].seqs[0];
+    node.applied(cmd(ms + 3000, vec![flush_commit(through)]));
+    // The commit moved nothing yet: its trim does.
+    let hot_rows = |node: &UnreachableNode| node.store.scan_prefix(Family::Rows, &[]).expect("hot");
+    assert_eq!(hot_rows(&node).len(), 3);
     node.applied(cmd(
-        ms + 3000,
-        vec![Op::CommitFlush {
+        ms + 3500,
+        vec![Op::TrimHot {
             table: TableId(1),
-            job: "FL-1".into(),
-            as_of: 3,
-            through_seq: through,
-            segments: vec![crate::ScopeSegment {
-                scope: String::new(),
-                segment: crate::event::golden::segment(),
-            }],
+            from: Vec::new(),
+            to: None,
         }],
     ));
     // The index holds the live flushed keys with their `_seq`, not the tombstone.
@@ -433,12 +423,7 @@ fn primary_keys_are_checked_against_the_key_index_and_only_a_legacy_op_reads_the
         Some(2),
         "a flush moves rows, it changes no count"
     );
-    assert!(
-        node.store
-            .scan_prefix(Family::Rows, &[])
-            .expect("hot")
-            .is_empty()
-    );
+    assert!(hot_rows(&node).is_empty());
     // A flushed key is a duplicate, a flushed tombstone's key is free: neither reads the
     // (unreachable) segments.
     match node
@@ -508,7 +493,7 @@ fn primary_keys_are_checked_against_the_key_index_and_only_a_legacy_op_reads_the
     assert_eq!(node.store.applied_index().expect("applied"), applied);
     node.applied(cmd(
         ms + 8500,
-        vec![delete(
+        vec![delete_op(
             1,
             seqs[0],
             vec![(1, Value::BigInt(1)), (2, Value::Text("v1".into()))],
@@ -540,10 +525,10 @@ fn primary_keys_are_checked_against_the_key_index_and_only_a_legacy_op_reads_the
 }
 
 #[test]
-fn a_flush_commit_drops_the_hot_versions_it_covers_and_a_stale_one_is_rejected() {
+fn an_inline_flush_commit_drops_the_hot_versions_it_covers_and_a_stale_one_is_rejected() {
     let ms = crate::seq::SEQ_EPOCH_UNIX_MS;
     let covered = crate::Seq::at_unix_ms(ms + 1000).0 + 10;
-    let commit = |job: &str, through_seq: i64, segments: usize| Op::CommitFlush {
+    let commit = |job: &str, through_seq: i64, segments: usize| Op::CommitFlushInline {
         table: TableId(1),
         job: job.into(),
         as_of: 3,
@@ -611,4 +596,151 @@ fn a_flush_commit_drops_the_hot_versions_it_covers_and_a_stale_one_is_rejected()
         "{messages:?}"
     );
     assert!(messages[1].1.contains("no pending writes"), "{messages:?}");
+}
+
+/// A DELETE of row `id` of table 1, expected at `expected_seq`, with old image `old`.
+fn delete_op(id: i64, expected_seq: i64, old: Vec<(u32, Value)>) -> Op {
+    Op::Delete {
+        table: TableId(1),
+        scope: String::new(),
+        rows: vec![RowDelete {
+            pk: Value::BigInt(id),
+            expected_seq,
+            old,
+        }],
+    }
+}
+
+/// The commit of a flush of table 1 through `through_seq`, one segment.
+fn flush_commit(through_seq: i64) -> Op {
+    Op::CommitFlush {
+        table: TableId(1),
+        job: "FL-1".into(),
+        as_of: 3,
+        through_seq,
+        segments: vec![crate::ScopeSegment {
+            scope: String::new(),
+            segment: crate::event::golden::segment(),
+        }],
+    }
+}
+
+/// The cold tier's key index, as (row id, indexed `_seq`).
+fn indexed_ids(node: &UnreachableNode) -> Vec<(i64, i64)> {
+    node.store
+        .scan_prefix(Family::ColdKeys, &[])
+        .expect("index")
+        .into_iter()
+        .map(|(k, v)| {
+            let id = (1..10)
+                .find(|id| k == row_key(TableId(1), "", &Value::BigInt(*id)))
+                .expect("a row id");
+            (id, crate::row::decode_indexed_seq(&v).expect("a _seq"))
+        })
+        .collect()
+}
+
+#[test]
+fn trims_move_only_the_flushed_versions_of_their_range_and_answers_stay_the_same() {
+    let ms = crate::seq::SEQ_EPOCH_UNIX_MS;
+    let mut node = UnreachableNode::new();
+    let (r, _) = node.applied(cmd(ms + 1000, vec![insert(&[1, 2, 3, 4])]));
+    let seqs = r[0].seqs.clone();
+    let (r, _) = node.applied(cmd(ms + 2000, vec![delete_op(3, seqs[2], Vec::new())]));
+    let through = r[0].seqs[0];
+    node.applied(cmd(ms + 3000, vec![flush_commit(through)]));
+    node.applied(cmd(ms + 4000, vec![insert(&[5])]));
+    let hot_ids = |node: &UnreachableNode| -> Vec<(i64, i64)> {
+        node.store
+            .scan_prefix(Family::Rows, &[])
+            .expect("hot")
+            .into_iter()
+            .map(|(_, v)| {
+                let row: RowVersion = codec::decode(&v, "a row").expect("a row");
+                match row.cell(1) {
+                    Some(Value::BigInt(id)) => (*id, row.seq),
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect()
+    };
+    assert_eq!(
+        hot_ids(&node).len(),
+        5,
+        "the commit leaves every hot version"
+    );
+    assert!(indexed_ids(&node).is_empty());
+    // A flushed key still hot is a duplicate, as it is once trimmed.
+    match node
+        .fold_one(cmd(ms + 4500, vec![insert(&[1])]))
+        .expect("folds")
+    {
+        (Outcome::Rejected { error, .. }, _) => {
+            assert!(error.contains("Primary key violation"), "{error}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // A trim of the keys below row 4's, in a command whose first op updates row 2: that
+    // newer version stays hot; rows 1 and 3 (a tombstone) leave.
+    let suffix = |id: i64| row_key(TableId(1), "", &Value::BigInt(id))[8..].to_vec();
+    let (r, _) = node.applied(cmd(
+        ms + 5000,
+        vec![
+            Op::Update {
+                table: TableId(1),
+                schema_version: 1,
+                scope: String::new(),
+                rows: vec![RowChange {
+                    pk: Value::BigInt(2),
+                    expected_seq: seqs[1],
+                    old: Vec::new(),
+                    cells: vec![(1, Value::BigInt(2)), (2, Value::Text("new".into()))],
+                }],
+            },
+            Op::TrimHot {
+                table: TableId(1),
+                from: Vec::new(),
+                to: Some(suffix(4)),
+            },
+        ],
+    ));
+    assert_eq!(r[1].affected, 2, "{r:?}");
+    let updated = r[0].seqs[0];
+    assert_eq!(indexed_ids(&node), vec![(1, seqs[0])]);
+    let hot: Vec<i64> = hot_ids(&node).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(hot, vec![2, 4, 5]);
+    // The rest of the table: row 4 leaves, row 5 (written after the flush) stays.
+    let rest = Op::TrimHot {
+        table: TableId(1),
+        from: suffix(4),
+        to: None,
+    };
+    let (r, _) = node.applied(cmd(ms + 6000, vec![rest.clone()]));
+    assert_eq!(r[0].affected, 1);
+    assert_eq!(indexed_ids(&node), vec![(1, seqs[0]), (4, seqs[3])]);
+    assert_eq!(
+        hot_ids(&node)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect::<Vec<_>>(),
+        vec![2, 5]
+    );
+    assert!(hot_ids(&node).contains(&(2, updated)));
+    // Trimming again, or a table never flushed, moves nothing.
+    let (r, _) = node.applied(cmd(ms + 7000, vec![rest]));
+    assert_eq!(r[0].affected, 0);
+    let (r, _) = node.applied(cmd(
+        ms + 8000,
+        vec![Op::TrimHot {
+            table: TableId(99),
+            from: Vec::new(),
+            to: None,
+        }],
+    ));
+    assert_eq!(r[0].affected, 0);
+    assert_eq!(
+        crate::row::visible_rows(&node.store, TableId(1), "").expect("a count"),
+        Some(4),
+        "trims change no count"
+    );
 }

@@ -175,7 +175,7 @@ fn every_op() -> Vec<(u8, Op)> {
         ),
         (
             18,
-            Op::CommitFlush {
+            Op::CommitFlushInline {
                 table: TableId(3),
                 job: "FL-1".into(),
                 as_of: 41,
@@ -215,7 +215,30 @@ fn every_op() -> Vec<(u8, Op)> {
             },
         ),
         (21, delete_with_image()),
+        (
+            22,
+            Op::CommitFlush {
+                table: TableId(3),
+                job: "FL-2".into(),
+                as_of: 43,
+                through_seq: 79,
+                segments: vec![ScopeSegment {
+                    scope: String::new(),
+                    segment: segment(),
+                }],
+            },
+        ),
+        (23, trim()),
     ]
+}
+
+/// A hot-tier trim of the keys from 0x0001 up to (not including) 0x00ff.
+fn trim() -> Op {
+    Op::TrimHot {
+        table: TableId(3),
+        from: vec![0, 1],
+        to: Some(vec![0, 0xff]),
+    }
 }
 
 /// A delete as builds with the cold key index propose it: with the row's old image.
@@ -271,7 +294,7 @@ pub(crate) fn segment() -> SegmentMeta {
     }
 }
 
-/// A flush commit, byte for byte. Read as: codec version 1, variant 18 (CommitFlush): table
+/// A flush commit, byte for byte. Read as: codec version 1, variant 18 (CommitFlushInline): table
 /// 3, job "FL-1", as_of 41, through_seq zigzag 0x9a = 77, 1 segment: scope "alice", file
 /// "batch-FL-1.parquet", index 41, rows 2, tombstones 1, bytes 900 (`fb` + 0x0384 LE),
 /// min_seq 70 and max_seq 77 (zigzag 0x8c, 0x9a), keys "01" and "02", schema version 1, 1
@@ -285,6 +308,45 @@ fn a_commit_entry_encodes_to_its_golden_bytes() {
     let bytes = codec::encode(&op);
     assert_eq!(hex(&bytes), GOLDEN_COMMIT);
     assert_eq!(codec::decode::<Op>(&bytes, "an op").expect("decodes"), op);
+}
+
+/// Today's flush commit has the fields of the inline one, in the same order: its bytes are
+/// [`GOLDEN_COMMIT`]'s but for the variant, 22.
+#[test]
+fn a_flush_commit_keeps_the_inline_commits_layout() {
+    let Op::CommitFlushInline {
+        table,
+        job,
+        as_of,
+        through_seq,
+        segments,
+    } = every_op().swap_remove(18).1
+    else {
+        panic!("variant 18 is the inline commit");
+    };
+    let op = Op::CommitFlush {
+        table,
+        job,
+        as_of,
+        through_seq,
+        segments,
+    };
+    let bytes = codec::encode(&op);
+    assert_eq!(hex(&bytes), GOLDEN_COMMIT.replacen("0112", "0116", 1));
+}
+
+/// A trim, byte for byte. Read as: codec version 1, variant 23 (TrimHot): table 3, `from`
+/// of 2 bytes 00 01, `to` Some (01) of 2 bytes 00 ff.
+const GOLDEN_TRIM: &str = "011703020001010200ff";
+
+#[test]
+fn a_trim_entry_encodes_to_its_golden_bytes() {
+    let bytes = codec::encode(&trim());
+    assert_eq!(hex(&bytes), GOLDEN_TRIM);
+    assert_eq!(
+        codec::decode::<Op>(&bytes, "an op").expect("decodes"),
+        trim()
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! The streaming scan against a straightforward model: random writes, deletes, flushes and
-//! compactions of a USER table in two scopes, then every scan compared with the model's
-//! answer (each key's newest version, hot over cold, tombstones only when asked for).
+//! The streaming scan against a straightforward model: random writes, deletes, flushes
+//! (trimmed or not yet: their versions then stay hot as well as cold) and compactions of a
+//! USER table in two scopes, then every scan compared with the model's answer (each key's
+//! newest version, hot over cold, tombstones only when asked for).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ const SCOPES: [&str; 2] = ["alice", "bob"];
 enum Step {
     Put { scope: usize, id: i64, v: u8 },
     Delete { scope: usize, id: i64 },
-    Flush,
+    Flush { trim: bool },
     Compact { drop_tombstones: bool },
 }
 
@@ -32,7 +33,7 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         6 => (0..2usize, 0..40i64, any::<u8>()).prop_map(|(scope, id, v)| Step::Put { scope, id, v }),
         2 => (0..2usize, 0..40i64).prop_map(|(scope, id)| Step::Delete { scope, id }),
-        1 => Just(Step::Flush),
+        1 => any::<bool>().prop_map(|trim| Step::Flush { trim }),
         1 => any::<bool>().prop_map(|drop_tombstones| Step::Compact { drop_tombstones }),
     ]
 }
@@ -59,6 +60,8 @@ struct World {
     /// Per scope, per id: the hot version, and the newest cold one.
     hot: [BTreeMap<i64, RowVersion>; 2],
     cold_rows: [BTreeMap<i64, RowVersion>; 2],
+    /// Per scope, per id: a flushed version still in the hot tier, awaiting its trim.
+    untrimmed: [BTreeMap<i64, RowVersion>; 2],
 }
 
 impl World {
@@ -73,6 +76,7 @@ impl World {
             seq: 0,
             hot: Default::default(),
             cold_rows: Default::default(),
+            untrimmed: Default::default(),
         }
     }
 
@@ -90,6 +94,7 @@ impl World {
         let key = row_key(self.def.id, SCOPES[scope], &Value::BigInt(id));
         batch.put(Family::Rows, key, codec::encode(&row));
         self.apply(batch);
+        self.untrimmed[scope].remove(&id);
         self.hot[scope].insert(id, row);
     }
 
@@ -99,7 +104,7 @@ impl World {
             .unwrap_or_else(|| Manifest::new(&self.def, scope))
     }
 
-    fn flush(&mut self) {
+    fn flush(&mut self, trim: bool) {
         let storage = StorageDef::local();
         let versions: BTreeMap<String, Vec<RowVersion>> = (0..2)
             .filter(|&s| !self.hot[s].is_empty())
@@ -123,11 +128,17 @@ impl World {
             let m = self.manifest(&w.scope).flushed(w.segment);
             let s = SCOPES.iter().position(|s| *s == w.scope).expect("scope");
             for (id, row) in std::mem::take(&mut self.hot[s]) {
-                batch.delete(
-                    Family::Rows,
-                    row_key(self.def.id, &w.scope, &Value::BigInt(id)),
-                );
-                self.cold_rows[s].insert(id, row);
+                self.cold_rows[s].insert(id, row.clone());
+                self.untrimmed[s].insert(id, row);
+            }
+            // A trim moves every flushed version out, an earlier flush's too.
+            if trim {
+                for id in std::mem::take(&mut self.untrimmed[s]).into_keys() {
+                    batch.delete(
+                        Family::Rows,
+                        row_key(self.def.id, &w.scope, &Value::BigInt(id)),
+                    );
+                }
             }
             batch.put(
                 Family::Catalog,
@@ -168,7 +179,7 @@ impl World {
         match *step {
             Step::Put { scope, id, v } => self.write(scope, id, Some(v)),
             Step::Delete { scope, id } => self.write(scope, id, None),
-            Step::Flush => self.flush(),
+            Step::Flush { trim } => self.flush(trim),
             Step::Compact { drop_tombstones } => self.compact(drop_tombstones),
         }
     }
@@ -183,6 +194,7 @@ impl World {
         below: i64,
     ) -> Vec<RowVersion> {
         let mut all = self.cold_rows[scope].clone();
+        all.extend(self.untrimmed[scope].clone());
         all.extend(self.hot[scope].clone());
         all.extend(overlay.clone());
         all.into_values()

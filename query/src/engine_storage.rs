@@ -166,6 +166,9 @@ impl Engine {
                 }
                 let result = match outcome {
                     Ok(Outcome::Applied(_)) => {
+                        if kind == JobKind::Flush {
+                            trim_hot(&proposer, &store, table, &actor, &id).await;
+                        }
                         if kind != JobKind::Compact {
                             // The rows left the hot tier: drop their deletion markers too.
                             let store = store.clone();
@@ -478,5 +481,45 @@ impl Engine {
             )
             .await?,
         )
+    }
+}
+
+/// After a flush of `table` committed: proposes, one after the other, the entries that move
+/// the versions its segments hold out of the hot tier (each one short, so that the writes
+/// between them wait little). One that fails stops the trim; the table's next flush finishes
+/// it (until then the versions are read from both tiers, with the same answers).
+async fn trim_hot(
+    proposer: &Arc<dyn Propose>,
+    store: &Arc<HotStore>,
+    table: TableId,
+    actor: &str,
+    job: &str,
+) {
+    let planned = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || cold_job::trims(&store, table, cold_job::TRIM_KEYS))
+            .await
+            .unwrap_or_else(|e| Err(format!("the trim's task failed: {e}")))
+    };
+    let trims = match planned {
+        Ok(trims) => trims,
+        Err(e) => {
+            tracing::warn!(job = %job, error = %e, "could not plan a flush's trim");
+            return;
+        }
+    };
+    for op in trims {
+        let cmd = Command {
+            stamp_ms: now_ms(),
+            actor: actor.to_owned(),
+            ops: vec![op],
+        };
+        let failure = match proposer.propose(cmd).await {
+            Ok(Outcome::Applied(_)) => continue,
+            Ok(Outcome::Rejected { error, .. }) => error,
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(job = %job, error = %failure, "a flush's trim stopped");
+        return;
     }
 }

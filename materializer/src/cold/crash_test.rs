@@ -179,10 +179,16 @@ fn prepare(node: &Node, kind: JobKind, id: &str) -> Op {
     .expect("the job writes")
 }
 
-/// The rest of a job once its commit op is in the log: applied, then its files settled.
+/// The rest of a job once its commit op is in the log: applied, its files settled, then
+/// (a flush) the hot versions its segments hold trimmed, in ranges of two keys.
 fn commit_and_settle(node: &Node, op: &Op) {
     fold_one(node, &command(vec![op.clone()], 5_000));
     job::settle(&node.store, &node.cold, crate::TableId(1), op).expect("settled");
+    if matches!(op, Op::CommitFlush { .. }) {
+        for trim in job::trims(&node.store, crate::TableId(1), 2).expect("planned") {
+            fold_one(node, &command(vec![trim], 5_000));
+        }
+    }
 }
 
 fn run(node: &Node, step: &Step) {

@@ -89,6 +89,11 @@ fn write_flush(
 ) -> Result<Op, String> {
     let (def, storage) = cold_table(state, id, "STREAM tables are never flushed")?;
     let (as_of, through_seq) = position(state)?;
+    // Versions at or below the last flush's mark are in its segments already, waiting for
+    // their trim (one a crash or a lost leadership left): not written twice.
+    let flushed = catalog::flushed_through(state, id)
+        .map_err(|e| e.to_string())?
+        .unwrap_or(i64::MIN);
     let mut scopes: BTreeMap<String, Vec<RowVersion>> = BTreeMap::new();
     for (key, bytes) in state
         .scan_prefix(Family::Rows, &table_prefix(def.id))
@@ -97,7 +102,9 @@ fn write_flush(
         let scope = scope_of(&key).ok_or("a row key has no owner part")?;
         let version: RowVersion =
             codec::decode(&bytes, "a row version").map_err(|e| e.to_string())?;
-        scopes.entry(scope.to_owned()).or_default().push(version);
+        if version.seq > flushed {
+            scopes.entry(scope.to_owned()).or_default().push(version);
+        }
     }
     let segments = cold
         .write_flush(&storage, &def, job, as_of, scopes)
@@ -166,10 +173,58 @@ pub fn prepare_compact(
     write_compaction(&snap, cold, id, job, horizon)
 }
 
+/// Versions of a table's hot tier one [`Op::TrimHot`] moves out at most: its apply costs
+/// about a millisecond per thousand, which is how long the writes behind it wait.
+pub const TRIM_KEYS: usize = 4096;
+
+/// The [`Op::TrimHot`] entries that move table `id`'s hot versions up to its flush mark out
+/// of the hot tier, as `store` holds it now: the table's keys cut into ranges of `per_trim`
+/// keys, first to last, so that each entry's apply is short. None when the table has no
+/// mark or no hot version at or below it. Proposed by a flush job once its commit applied
+/// (they also finish a trim an earlier job could not).
+pub fn trims(store: &HotStore, id: TableId, per_trim: usize) -> Result<Vec<Op>, String> {
+    let snapshot = store.snapshot();
+    let Some(mark) = catalog::flushed_through(&snapshot, id).map_err(|e| e.to_string())? else {
+        return Ok(Vec::new());
+    };
+    let prefix = table_prefix(id);
+    let mut cursor = snapshot
+        .cursor(Family::Rows, &prefix)
+        .map_err(|e| e.to_string())?;
+    let (mut bounds, mut in_range, mut due) = (Vec::new(), 0usize, false);
+    while let (Some(key), Some(value)) = (cursor.key(), cursor.value()) {
+        if in_range == per_trim.max(1) {
+            bounds.push(key[prefix.len()..].to_vec());
+            in_range = 0;
+        }
+        in_range += 1;
+        due |= RowVersion::head_of(value).map_err(|e| e.to_string())?.seq <= mark;
+        cursor.advance().map_err(|e| e.to_string())?;
+    }
+    if !due {
+        return Ok(Vec::new());
+    }
+    let starts: Vec<Vec<u8>> = std::iter::once(Vec::new())
+        .chain(bounds.iter().cloned())
+        .collect();
+    let ends = bounds.into_iter().map(Some).chain(std::iter::once(None));
+    Ok(starts
+        .into_iter()
+        .zip(ends)
+        .map(|(from, to)| Op::TrimHot {
+            table: id,
+            from,
+            to,
+        })
+        .collect())
+}
+
 /// The applied index a commit op's job read its state at.
 pub fn as_of(op: &Op) -> Option<u64> {
     match op {
-        Op::CommitFlush { as_of, .. } | Op::CommitCompact { as_of, .. } => Some(*as_of),
+        Op::CommitFlush { as_of, .. }
+        | Op::CommitFlushInline { as_of, .. }
+        | Op::CommitCompact { as_of, .. } => Some(*as_of),
         _ => None,
     }
 }
@@ -180,6 +235,23 @@ pub fn as_of(op: &Op) -> Option<u64> {
 pub fn rewrite(store: &HotStore, cold: &ColdStore, op: &Op) -> Result<(), String> {
     let again = match op {
         Op::CommitFlush { table, job, .. } => write_flush(store, cold, *table, job)?,
+        // An earlier build's commit: the same files, committed with their trim.
+        Op::CommitFlushInline { table, job, .. } => match write_flush(store, cold, *table, job)? {
+            Op::CommitFlush {
+                table,
+                job,
+                as_of,
+                through_seq,
+                segments,
+            } => Op::CommitFlushInline {
+                table,
+                job,
+                as_of,
+                through_seq,
+                segments,
+            },
+            other => other,
+        },
         Op::CommitCompact {
             table,
             job,
@@ -192,7 +264,9 @@ pub fn rewrite(store: &HotStore, cold: &ColdStore, op: &Op) -> Result<(), String
         return Err(format!(
             "job {} wrote other files from the same state: {again:?}",
             match op {
-                Op::CommitFlush { job, .. } | Op::CommitCompact { job, .. } => job.as_str(),
+                Op::CommitFlush { job, .. }
+                | Op::CommitFlushInline { job, .. }
+                | Op::CommitCompact { job, .. } => job.as_str(),
                 _ => "",
             }
         ));
@@ -203,7 +277,9 @@ pub fn rewrite(store: &HotStore, cold: &ColdStore, op: &Op) -> Result<(), String
 /// The scopes a commit op names.
 pub fn scopes_of(op: &Op) -> Vec<String> {
     match op {
-        Op::CommitFlush { segments, .. } => segments.iter().map(|s| s.scope.clone()).collect(),
+        Op::CommitFlush { segments, .. } | Op::CommitFlushInline { segments, .. } => {
+            segments.iter().map(|s| s.scope.clone()).collect()
+        }
         Op::CommitCompact { scopes, .. } => scopes.iter().map(|s| s.scope.clone()).collect(),
         _ => Vec::new(),
     }
