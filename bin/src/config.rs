@@ -57,6 +57,9 @@ pub struct LimitsConfig {
     /// that serve requests keep 0. Default 19: a full scan cannot hold up point reads and
     /// writes, and gets the cores they leave.
     pub query_nice: i32,
+    /// Memory the hot rows of tables take, kept as columns between full scans, bytes; 0
+    /// keeps none. Default 64 MiB.
+    pub scan_cache_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -73,6 +76,7 @@ impl Default for LimitsConfig {
             query_memory_bytes: 2 << 30,
             max_value_bytes: 64 << 20,
             query_nice: 19,
+            scan_cache_bytes: folddb_materializer::scan_cache::DEFAULT_BUDGET,
         }
     }
 }
@@ -341,6 +345,9 @@ impl Config {
         }
         if let Some(v) = parse_env("FOLDDB_QUERY_NICE")? {
             config.limits.query_nice = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_SCAN_CACHE_BYTES")? {
+            config.limits.scan_cache_bytes = v;
         }
         if let Some(v) = parse_env("FOLDDB_LOG_SEGMENT_SIZE_BYTES")? {
             config.log.segment_size_bytes = v;

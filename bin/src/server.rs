@@ -224,6 +224,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         u64::from(config.server.node_id),
         config.live.max_subscriptions_per_user,
     ));
+    node.hot()
+        .scan_cache()
+        .set_budget(config.limits.scan_cache_bytes);
     let engine = Engine::new(
         node.hot().clone(),
         Arc::new(node.proposer()),

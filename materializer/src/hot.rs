@@ -17,7 +17,7 @@
 //!   before [`HotStore::apply`] returns, so nothing that runs after an entry is applied
 //!   sees the catalog as it was before it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -88,6 +88,20 @@ const LAYOUT: u32 = 3;
 /// Set when a store of layout 2 or older is upgraded (those builds kept no index); the
 /// server builds the index before it applies anything (`cold::job::build_key_index`).
 pub const KEY_INDEX_PENDING_KEY: &[u8] = b"cold_keys_pending";
+
+/// Meta key: the index of the last entry that changed a row of `table` (its first 8 key
+/// bytes) in `family`, u64 BE; with no table, of the last one that changed rows of the
+/// family it could not attribute to one table. What cached columns of a table's hot rows
+/// are checked against ([`HotSnapshot::written`]).
+fn written_key(family: Family, table: Option<&[u8]>) -> Vec<u8> {
+    [
+        b"written/",
+        family.name().as_bytes(),
+        b"/",
+        table.unwrap_or_default(),
+    ]
+    .concat()
+}
 
 fn applied_bytes(index: LogIndex, term: Term) -> [u8; 16] {
     let mut b = [0u8; 16];
@@ -203,6 +217,42 @@ impl HotBatch {
 
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty() && self.ranges.is_empty()
+    }
+
+    /// The `meta` keys of the tables whose rows the batch changes ([`written_key`]), each
+    /// once: a change of a key too short to name its table (or a range deletion reaching past
+    /// one table) marks its whole family.
+    fn written_keys(&self) -> BTreeSet<Vec<u8>> {
+        let mut out = BTreeSet::new();
+        let mut last: Option<(Family, Vec<u8>)> = None;
+        let mut mark = |family: Family, start: &[u8], end: Option<&[u8]>| {
+            if !matches!(family, Family::Rows | Family::Streams) {
+                return;
+            }
+            let Some(table) = start.get(..8) else {
+                out.insert(written_key(family, None));
+                return;
+            };
+            let within = end.is_none_or(|end| {
+                end.starts_with(table) || prefix_end(table).is_some_and(|e| e == end)
+            });
+            if !within {
+                out.insert(written_key(family, None));
+            } else if last
+                .as_ref()
+                .is_none_or(|(f, t)| (*f, t.as_slice()) != (family, table))
+            {
+                last = Some((family, table.to_vec()));
+                out.insert(written_key(family, Some(table)));
+            }
+        };
+        for (family, key, _) in &self.ops {
+            mark(*family, key, None);
+        }
+        for r in &self.ranges {
+            mark(r.family, &r.start, Some(&r.end));
+        }
+        out
     }
 
     /// Whether the batch changes any key of `family` starting with `prefix`.
@@ -325,6 +375,7 @@ pub struct HotStore {
     path: PathBuf,
     write_options: WriteOptions,
     catalog: Mutex<CatalogCache>,
+    scan_cache: crate::scan_cache::ScanCache,
 }
 
 /// Keys and prefix scans of the catalog family as RocksDB last gave them, each kept until a
@@ -441,6 +492,7 @@ impl HotStore {
             path,
             write_options,
             catalog: Mutex::default(),
+            scan_cache: Default::default(),
         };
         store.upgrade_layout()?;
         Ok(store)
@@ -534,6 +586,9 @@ impl HotStore {
             return Ok(false);
         }
         let mut batch = WriteBatch::default();
+        for key in changes.written_keys() {
+            batch.put_cf(self.cf(Family::Meta), key, index.0.to_be_bytes());
+        }
         let catalog = self.add(&mut batch, changes);
         self.commit(batch, Some((index, term)), catalog, "apply a batch")?;
         Ok(true)
@@ -588,6 +643,11 @@ impl HotStore {
         catalog
     }
 
+    /// The hot rows of scopes kept in columns between scans ([`crate::scan_cache`]).
+    pub fn scan_cache(&self) -> &crate::scan_cache::ScanCache {
+        &self.scan_cache
+    }
+
     fn catalog_cache(&self) -> std::sync::MutexGuard<'_, CatalogCache> {
         // The cache holds no invariant a panicking reader could break.
         self.catalog.lock().unwrap_or_else(PoisonError::into_inner)
@@ -598,6 +658,7 @@ impl HotStore {
     pub fn upgrade(&self, changes: HotBatch) -> Result<()> {
         let mut batch = WriteBatch::default();
         let catalog = self.add(&mut batch, changes);
+        self.scan_cache.clear();
         self.commit(batch, None, catalog, "upgrade the store")?;
         self.flush()
     }
@@ -625,6 +686,7 @@ impl HotStore {
             }
         }
         self.add(&mut batch, contents);
+        self.scan_cache.clear();
         self.commit(batch, applied, true, "replace the store")?;
         self.flush()
     }
@@ -999,6 +1061,49 @@ mod tests {
             applied.to_be_bytes(),
             "every family stopped at the same entry"
         );
+    }
+
+    #[test]
+    fn each_entry_marks_the_tables_whose_rows_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HotStore::open(dir.path()).unwrap();
+        let row = |t: u64, k: u8| [&t.to_be_bytes()[..], &[k]].concat();
+        let marks = |store: &HotStore| {
+            let snapshot = store.snapshot();
+            [(Family::Rows, 1), (Family::Rows, 2), (Family::Streams, 1)]
+                .map(|(f, t)| snapshot.written(f, crate::TableId(t)).unwrap())
+        };
+        assert_eq!(marks(&store), [0, 0, 0], "nothing written yet");
+        let mut batch = HotBatch::default();
+        batch.put(Family::Rows, row(1, 1), vec![1]);
+        batch.put(Family::Rows, row(1, 2), vec![2]);
+        batch.put(Family::Catalog, row(2, 1), vec![3]);
+        store.apply(LogIndex(1), Term(1), batch).unwrap();
+        assert_eq!(marks(&store), [1, 0, 0], "only table 1's rows changed");
+
+        let mut batch = HotBatch::default();
+        batch.delete(Family::Streams, row(1, 1));
+        assert!(batch.delete_prefix(Family::Rows, &2u64.to_be_bytes()));
+        store.apply(LogIndex(2), Term(1), batch).unwrap();
+        assert_eq!(
+            marks(&store),
+            [1, 2, 2],
+            "a deletion, and a table's range, count"
+        );
+        let before = store.snapshot();
+
+        // A range reaching past one table marks every table of its family.
+        let mut batch = HotBatch::default();
+        assert!(batch.delete_prefix(Family::Rows, &[0]));
+        store.apply(LogIndex(3), Term(1), batch).unwrap();
+        assert_eq!(marks(&store), [3, 3, 2]);
+        // A snapshot keeps the marks of its moment.
+        assert_eq!(before.written(Family::Rows, crate::TableId(1)).unwrap(), 1);
+        // An entry applied again changes nothing.
+        let mut batch = HotBatch::default();
+        batch.put(Family::Rows, row(1, 1), vec![9]);
+        assert!(!store.apply(LogIndex(3), Term(1), batch).unwrap());
+        assert_eq!(marks(&store), [3, 3, 2]);
     }
 
     #[test]

@@ -74,6 +74,29 @@ impl PrefixCursor<'_> {
 }
 
 impl HotSnapshot<'_> {
+    /// The index of the last entry, up to this snapshot, that changed a row of table `id` in
+    /// `family` (0: none since the store was created): equal for two snapshots exactly when
+    /// the table's rows are the same in both, as the fold of one log is.
+    pub fn written(&self, family: Family, id: crate::TableId) -> Result<u64> {
+        let table = id.0.to_be_bytes();
+        let mut newest = 0;
+        for key in [
+            super::written_key(family, Some(&table)),
+            super::written_key(family, None),
+        ] {
+            if let Some(v) = self.get(Family::Meta, &key)? {
+                let index = <[u8; 8]>::try_from(v.as_slice())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| Error::Decode {
+                        what: "a table's written mark",
+                        reason: format!("{} bytes, expected 8", v.len()),
+                    })?;
+                newest = newest.max(index);
+            }
+        }
+        Ok(newest)
+    }
+
     pub fn get(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.snapshot
             .get_cf(self.store.cf(family), key)

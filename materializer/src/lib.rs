@@ -31,6 +31,7 @@ pub mod hot;
 pub mod hot_columns;
 pub mod row;
 pub mod scan;
+pub mod scan_cache;
 pub mod seq;
 pub mod value;
 

@@ -74,12 +74,24 @@ fn scan_once(
     let prefix = scope_prefix(def.id, scope);
     match overlay.filter(|o| o.touches(family, &prefix)) {
         None => {
+            if let Some(rows) = store.scan_cache().rows(&snapshot, scope, &prefix, spec)? {
+                let mut none = Items::new(std::iter::empty())?;
+                return merge(
+                    cold_scope.as_deref(),
+                    &mut none,
+                    prefix.len(),
+                    Some(rows),
+                    spec,
+                    sink,
+                );
+            }
             let (from, to) = (spec.keys.from.as_deref(), spec.keys.to.as_deref());
             let mut committed = Committed(snapshot.cursor_range(family, &prefix, from, to)?);
             merge(
                 cold_scope.as_deref(),
                 &mut committed,
                 prefix.len(),
+                None,
                 spec,
                 sink,
             )
@@ -96,7 +108,14 @@ fn scan_once(
                 overlay,
                 family,
             })?;
-            merge(cold_scope.as_deref(), &mut seen, prefix.len(), spec, sink)
+            merge(
+                cold_scope.as_deref(),
+                &mut seen,
+                prefix.len(),
+                None,
+                spec,
+                sink,
+            )
         }
     }
 }

@@ -290,13 +290,40 @@ proptest! {
         floor in 0..60i64,
     ) {
         let mut w = World::new();
-        for s in &steps {
-            w.run(s);
-        }
         let width = table_schema(&w.def).fields().len();
         let all: Vec<usize> = (0..width).collect();
+        let def = w.def.clone();
+        let whole = KeyRange::default();
+        let full = |projection| ScanSpec {
+            def: &def,
+            projection,
+            show_deleted: false,
+            min_seq: None,
+            seq_floor: None,
+            limit: None,
+            may_match: &|_| true,
+            keys: &whole,
+        };
+        for (i, s) in steps.iter().enumerate() {
+            w.run(s);
+            // Full scans between steps keep the scopes' hot rows in the scan cache: a later
+            // scan finds them there only while nothing wrote to the table since.
+            if i % 3 == 0 {
+                for scope in 0..SCOPES.len() {
+                    let got = one_batch(&w.def, &all, &w.scan(scope, None, &full(&all)));
+                    let rows = w.expected(scope, &BTreeMap::new(), false, i64::MAX);
+                    prop_assert_eq!(&got, &expected_batch(&w.def, &all, &rows));
+                }
+            }
+        }
         let projections: [Vec<usize>; 4] = [all.clone(), vec![1], vec![], vec![2, 0]];
-        for (scope, name) in SCOPES.iter().enumerate() {
+        // Every scan below reads RocksDB, then (the first full scan keeps the hot rows) the
+        // scan cache.
+        for (budget, (scope, name)) in [0, crate::scan_cache::DEFAULT_BUDGET]
+            .into_iter()
+            .flat_map(|b| SCOPES.iter().enumerate().map(move |s| (b, s)))
+        {
+            w.store.scan_cache().set_budget(budget);
             // A transaction's own writes over the committed state (scope 0 only).
             let mut overlay_rows = BTreeMap::new();
             let mut overlay = HotBatch::default();

@@ -721,3 +721,144 @@ async fn a_single_query_streams_its_rows_across_both_tiers() {
     assert_eq!(status, 400, "{failed}");
     assert_eq!(failed["status"], "error");
 }
+
+/// Full scans keep a table's hot rows as columns (`limits.scan_cache_bytes`): every write,
+/// schema change, flush and trim after one shows in the next, for each owner of a USER table
+/// and for a SHARED one. Each answer is checked against a model kept here.
+#[tokio::test]
+async fn full_scans_read_again_see_every_change_since() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start(dir.path()).await;
+    let admin = s.setup_and_login().await;
+    s.ok_all(
+        &admin,
+        &[
+            "CREATE NAMESPACE app",
+            "CREATE SHARED TABLE app.s (id BIGINT PRIMARY KEY, g INT NOT NULL, v DOUBLE)",
+            "CREATE USER TABLE app.u (id BIGINT PRIMARY KEY, g INT NOT NULL, v DOUBLE)",
+        ],
+    )
+    .await;
+    let ann = s.user(&admin, "ann", "ann-password-1", "user").await;
+    let bob = s.user(&admin, "bob", "bob-password-1", "user").await;
+    // Per table (and owner): id -> (g, v).
+    let mut model: BTreeMap<&str, BTreeMap<i64, (i64, f64)>> = BTreeMap::new();
+    let check = |model: &BTreeMap<&str, BTreeMap<i64, (i64, f64)>>, stage: &str| {
+        let mut want: Vec<(String, &str, Vec<Value>)> = Vec::new();
+        for (who, table) in [("admin", "s"), ("ann", "u"), ("bob", "u")] {
+            let rows = model.get(who).cloned().unwrap_or_default();
+            let mut groups: BTreeMap<i64, (i64, f64)> = BTreeMap::new();
+            for (g, v) in rows.values() {
+                let e = groups.entry(*g).or_default();
+                e.0 += 1;
+                e.1 += v;
+            }
+            let expected = groups
+                .iter()
+                .map(|(g, (c, sum))| serde_json::json!([g, c, sum]))
+                .collect();
+            want.push((stage.to_owned(), table, expected));
+        }
+        want
+    };
+    let ask = |token: String, table: &'static str| {
+        let s = &s;
+        async move {
+            rows(
+                &s.ok(
+                    &token,
+                    &format!(
+                        "SELECT g, COUNT(*) AS c, SUM(v) AS total FROM app.{table} GROUP BY g ORDER BY g"
+                    ),
+                )
+                .await,
+            )
+        }
+    };
+    let tokens = [
+        ("admin", admin.clone()),
+        ("ann", ann.clone()),
+        ("bob", bob.clone()),
+    ];
+    let verify = async |model: &BTreeMap<&str, BTreeMap<i64, (i64, f64)>>, stage: &str| {
+        for ((who, token), (stage, table, want)) in tokens.iter().zip(check(model, stage)) {
+            // Twice: the first may fill the cache, the second reads it.
+            for _ in 0..2 {
+                let got: Vec<Value> = ask(token.clone(), table)
+                    .await
+                    .into_iter()
+                    .map(|r| {
+                        let n = |v: &Value| v.as_i64().or_else(|| v.as_str()?.parse().ok());
+                        let f = |v: &Value| v.as_f64().or_else(|| v.as_str()?.parse().ok());
+                        serde_json::json!([n(&r[0]), n(&r[1]), f(&r[2])])
+                    })
+                    .collect();
+                assert_eq!(got, want, "{stage}: {who} over app.{table}");
+            }
+        }
+    };
+    verify(&model, "empty").await;
+    for (who, token, table) in [
+        ("admin", &admin, "s"),
+        ("ann", &ann, "u"),
+        ("bob", &bob, "u"),
+    ] {
+        let values: Vec<String> = (1..=300)
+            .map(|i| format!("({i}, {}, {}.5)", i % 7, i % 11))
+            .collect();
+        s.ok(
+            token,
+            &format!(
+                "INSERT INTO app.{table} (id, g, v) VALUES {}",
+                values.join(", ")
+            ),
+        )
+        .await;
+        let rows = model.entry(who).or_default();
+        for i in 1..=300i64 {
+            rows.insert(i, (i % 7, (i % 11) as f64 + 0.5));
+        }
+    }
+    verify(&model, "inserted").await;
+    // One owner's write changes only what that owner sees.
+    s.ok(&ann, "UPDATE app.u SET g = 9 WHERE id % 5 = 0").await;
+    for (id, row) in model.get_mut("ann").expect("ann's rows") {
+        if id % 5 == 0 {
+            row.0 = 9;
+        }
+    }
+    verify(&model, "ann updated").await;
+    s.ok(&admin, "DELETE FROM app.s WHERE id > 250").await;
+    model
+        .get_mut("admin")
+        .expect("rows")
+        .retain(|id, _| *id <= 250);
+    s.ok(&admin, "INSERT INTO app.s (id, g, v) VALUES (1000, 3, 2.0)")
+        .await;
+    model.get_mut("admin").expect("rows").insert(1000, (3, 2.0));
+    verify(&model, "shared deleted and inserted").await;
+    // A flush and its trims move rows out of the hot tier; the answers stay.
+    flush(&s, &admin, "s").await;
+    verify(&model, "flushed").await;
+    s.ok(&admin, "UPDATE app.s SET v = 1.0 WHERE id <= 10")
+        .await;
+    for (id, row) in model.get_mut("admin").expect("rows") {
+        if *id <= 10 {
+            row.1 = 1.0;
+        }
+    }
+    verify(&model, "updated over the cold tier").await;
+    // A new column: the cached columns are of the old schema.
+    s.ok(&admin, "ALTER TABLE app.s ADD COLUMN w INT DEFAULT 4")
+        .await;
+    let sum = rows(&s.ok(&admin, "SELECT SUM(w) AS w FROM app.s").await);
+    let n = model.get("admin").expect("rows").len() as i64;
+    let w = &sum[0][0];
+    assert_eq!(
+        w.as_i64().or_else(|| w.as_str()?.parse().ok()),
+        Some(4 * n),
+        "{sum:?}"
+    );
+    verify(&model, "altered").await;
+}

@@ -138,6 +138,50 @@ pub(super) fn fold_one(
     Ok(())
 }
 
+/// What [`flush_as_server`] took: the job writing its segments, the commit entry's apply,
+/// and the trim entries' applies.
+pub(super) struct FlushTimes {
+    pub written: std::time::Duration,
+    pub committed: std::time::Duration,
+    pub trimmed: std::time::Duration,
+    pub trims: usize,
+}
+
+/// Flushes table `id` as the server runs it: the job writes the segments from a snapshot,
+/// its commit entry is folded, then one trim entry per [`TRIM_KEYS`] hot keys moves the
+/// flushed versions out of the hot tier. `index` is the last folded entry, and is advanced.
+///
+/// [`TRIM_KEYS`]: folddb_materializer::cold::job::TRIM_KEYS
+pub(super) fn flush_as_server(
+    store: &HotStore,
+    cold: &folddb_materializer::cold::ColdStore,
+    fold: &EventFold,
+    index: &mut u64,
+    id: TableId,
+    job: &str,
+) -> anyhow::Result<FlushTimes> {
+    use folddb_materializer::cold::job;
+    let started = Instant::now();
+    let commit = job::prepare_flush(store, cold, id, job).map_err(anyhow::Error::msg)?;
+    let written = started.elapsed();
+    *index += 1;
+    fold_one(store, fold, *index, vec![commit])?;
+    let committed = started.elapsed() - written;
+    let trimming = Instant::now();
+    let trims = job::trims(store, id, job::TRIM_KEYS).map_err(anyhow::Error::msg)?;
+    let count = trims.len();
+    for trim in trims {
+        *index += 1;
+        fold_one(store, fold, *index, vec![trim])?;
+    }
+    Ok(FlushTimes {
+        written,
+        committed,
+        trimmed: trimming.elapsed(),
+        trims: count,
+    })
+}
+
 fn row(i: u64) -> Vec<(u32, Value)> {
     vec![
         (1, Value::BigInt(i as i64)),
@@ -313,20 +357,16 @@ async fn bench(root: &Path, args: &ColdBenchArgs) -> anyhow::Result<ExitCode> {
         args.rows,
         started.elapsed().as_secs_f64()
     );
-    index += 1;
-    // A flush as the server runs it: the job writes the segments from a snapshot, then its
-    // commit entry is folded.
-    let started = Instant::now();
-    let commit =
-        folddb_materializer::cold::job::prepare_flush(&store, &cold, TableId(1), "FL-bench")
-            .map_err(anyhow::Error::msg)?;
-    let written = started.elapsed();
-    fold_one(&store, &fold, index, vec![commit])?;
-    let took = started.elapsed();
+    // A flush as the server runs it: the job writes the segments from a snapshot, its
+    // commit entry is folded, then its trim entries.
+    let times = flush_as_server(&store, &cold, &fold, &mut index, TableId(1), "FL-bench")?;
+    let took = times.written + times.committed + times.trimmed;
     println!(
-        "flush job wrote its segments in {:.2} s; its commit applied in {:.2} s",
-        written.as_secs_f64(),
-        (took - written).as_secs_f64()
+        "flush job wrote its segments in {:.2} s; its commit applied in {:.3} s; its {} trims in {:.2} s",
+        times.written.as_secs_f64(),
+        times.committed.as_secs_f64(),
+        times.trims,
+        times.trimmed.as_secs_f64()
     );
     let compacted = Instant::now();
     store.compact_prefix(

@@ -36,6 +36,9 @@ pub struct ScanBenchArgs {
     /// Only the queries whose name (e.g. "bench.t limit") contains this.
     #[arg(long)]
     only: Option<String>,
+    /// Budget of the scan cache (as `limits.scan_cache_bytes`) for the cached runs.
+    #[arg(long, default_value_t = folddb_materializer::scan_cache::DEFAULT_BUDGET)]
+    scan_cache_bytes: usize,
 }
 
 /// (name, query, target): the target is a ratio against plain DataFusion ("x") or a median
@@ -162,10 +165,7 @@ async fn bench(root: &Path, args: &ScanBenchArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let half = args.rows / 2;
     load(&store, &fold, &mut index, 1, 0, half)?;
-    index += 1;
-    let commit = folddb_materializer::cold::job::prepare_flush(&store, &cold, TableId(1), "FL-1")
-        .map_err(anyhow::Error::msg)?;
-    fold_one(&store, &fold, index, vec![commit])?;
+    super::cold::flush_as_server(&store, &cold, &fold, &mut index, TableId(1), "FL-1")?;
     store.compact_prefix(
         folddb_materializer::Family::Rows,
         &folddb_materializer::row::table_prefix(TableId(1)),
@@ -199,9 +199,16 @@ async fn bench(root: &Path, args: &ScanBenchArgs) -> anyhow::Result<ExitCode> {
         "{:<24} {:>10} {:>10} {:>7}  target",
         "query", "folddb ms", "direct ms", "ratio"
     );
-    for (table, queries) in [("bench.t", HALF_FLUSHED), ("bench.h", ALL_HOT)] {
+    // Each query runs with the scan cache (the first run of a full scan fills it), then
+    // without it: every run reads the hot tier from RocksDB.
+    let cache = store.scan_cache();
+    for (uncached, (table, queries)) in [false, true]
+        .into_iter()
+        .flat_map(|u| [("bench.t", HALF_FLUSHED), ("bench.h", ALL_HOT)].map(|q| (u, q)))
+    {
+        cache.set_budget(if uncached { 0 } else { args.scan_cache_bytes });
         for (name, q, target) in queries {
-            let name = format!("{table} {name}");
+            let name = format!("{table} {name}{}", if uncached { ", uncached" } else { "" });
             if args
                 .only
                 .as_ref()

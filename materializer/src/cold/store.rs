@@ -512,9 +512,10 @@ fn read_versions(
     Ok(out)
 }
 
-/// The keys of one segment, sorted, with the row each is at.
+/// The keys of one segment (or of a scope's cached hot rows), sorted, with the row each is
+/// at.
 #[derive(Debug, Default)]
-struct KeyIndex {
+pub(crate) struct KeyIndex {
     keys: Vec<u8>,
     /// End offset in `keys` of each row's key.
     ends: Vec<u32>,
@@ -525,6 +526,33 @@ struct KeyIndex {
 }
 
 impl KeyIndex {
+    /// Keys already in order: `ends[r]` is the end offset in `keys` of row `r`'s.
+    pub(crate) fn in_order(keys: Vec<u8>, ends: Vec<u32>) -> KeyIndex {
+        KeyIndex {
+            order: (0..ends.len() as u32).collect(),
+            keys,
+            ends,
+            sorted: true,
+        }
+    }
+
+    /// Bytes held.
+    pub(crate) fn size(&self) -> usize {
+        self.keys.capacity() + 4 * (self.ends.capacity() + self.order.capacity())
+    }
+
+    /// The positions in key order where `range` starts and ends.
+    fn bounds(&self, range: &scan::KeyRange) -> (usize, usize) {
+        let position = |bound: &Option<Vec<u8>>, none: usize| match bound {
+            Some(b) => self
+                .order
+                .partition_point(|&r| self.key(r as usize) < b.as_slice()),
+            None => none,
+        };
+        let (start, end) = (position(&range.from, 0), position(&range.to, self.rows()));
+        (start, end.max(start))
+    }
+
     fn key(&self, row: usize) -> &[u8] {
         let start = if row == 0 {
             0
@@ -894,7 +922,7 @@ impl ColdStore {
             }))
             .map_err(state_err)?;
             let mut out = Vec::new();
-            scan::merge(Some(at), &mut hot, 0, &spec, &mut |b| {
+            scan::merge(Some(at), &mut hot, 0, None, &spec, &mut |b| {
                 out.push(b);
                 true
             })

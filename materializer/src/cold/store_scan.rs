@@ -119,12 +119,14 @@ impl<I: Iterator<Item = crate::Result<HotItem>>> HotSource for Items<I> {
 }
 
 /// Merges `hot` (the scope's hot keys in order, each key starting with `hot_prefix_len`
-/// bytes of scope prefix) with the segments of `scope`, giving each output batch to `sink`
-/// until it answers `false` or the rows run out.
+/// bytes of scope prefix) and `in_memory` (hot rows already in columns; the caller gives
+/// one or the other) with the segments of `scope`, giving each output batch to `sink` until
+/// it answers `false` or the rows run out.
 pub fn merge(
     scope: Option<&ScopeState>,
     hot: &mut dyn HotSource,
     hot_prefix_len: usize,
+    in_memory: Option<InMemory>,
     spec: &ScanSpec<'_>,
     sink: &mut dyn FnMut(RecordBatch) -> bool,
 ) -> Result<(), ScanError> {
@@ -142,6 +144,8 @@ pub fn merge(
             cursors.push(Cursor::open(&scope.dir, seg, spec)?);
         }
     }
+    // Newest last: where several sources hold a key, the last one's version is the key's.
+    cursors.extend(in_memory.map(|rows| Cursor::in_memory(rows, spec)));
     let mut out = Output {
         schema,
         sources: Vec::new(),
@@ -336,6 +340,19 @@ struct Cursor {
     /// The position in key order where the scan's key range ends.
     end: usize,
     data: Option<Data>,
+    /// Whether the loaded batches' `deleted` flags are every row to leave out, whatever
+    /// `show_deleted` says (cached hot rows: tombstones and versions below the scan's floor).
+    hidden_final: bool,
+}
+
+/// Hot rows already in columns (a scope's cached hot tier, [`crate::scan`]), merged as the
+/// newest source: `batch` holds the projected columns of the versions in key order, `keys`
+/// their keys after the scope prefix, and `hidden` the rows the scan leaves out.
+#[derive(Debug)]
+pub struct InMemory {
+    pub(crate) keys: Arc<KeyIndex>,
+    pub batch: RecordBatch,
+    pub hidden: BooleanArray,
 }
 
 /// The rows of a segment the query reads, a batch at a time, in key order.
@@ -358,17 +375,7 @@ impl Cursor {
     fn open(dir: &Loc, seg: &Arc<Segment>, spec: &ScanSpec<'_>) -> Result<Cursor, ColdError> {
         let def = spec.def;
         let keys = seg.keys(dir, def.primary_key)?;
-        let position = |bound: &Option<Vec<u8>>, none: usize| match bound {
-            Some(b) => keys
-                .order
-                .partition_point(|&r| keys.key(r as usize) < b.as_slice()),
-            None => none,
-        };
-        let (start, end) = (
-            position(&spec.keys.from, 0),
-            position(&spec.keys.to, keys.rows()),
-        );
-        let end = end.max(start);
+        let (start, end) = keys.bounds(spec.keys);
         let ruled_out = (seg.matches(def) && !(spec.may_match)(&seg.meta)) || start == end;
         let data = if ruled_out {
             None
@@ -384,9 +391,29 @@ impl Cursor {
             at: start,
             end,
             data,
+            hidden_final: false,
         };
         cursor.load()?;
         Ok(cursor)
+    }
+
+    fn in_memory(rows: InMemory, spec: &ScanSpec<'_>) -> Cursor {
+        let (start, end) = rows.keys.bounds(spec.keys);
+        Cursor {
+            keys: rows.keys,
+            at: start,
+            end,
+            data: Some(Data {
+                batches: Box::new(std::iter::empty()),
+                loaded: Some(Loaded {
+                    batch: rows.batch,
+                    deleted: rows.hidden,
+                    first: 0,
+                }),
+                source: None,
+            }),
+            hidden_final: true,
+        }
     }
 
     fn key(&self) -> Option<&[u8]> {
@@ -419,6 +446,7 @@ impl Cursor {
         let Some(data) = &mut self.data else { return };
         let Some(l) = &data.loaded else { return };
         let start = self.at - l.first;
+        let show_deleted = show_deleted && !self.hidden_final;
         let source = *data.source.get_or_insert_with(|| {
             out.sources.push(l.batch.clone());
             out.sources.len() - 1
