@@ -482,31 +482,51 @@ impl Engine {
             namespace,
         } = *at;
         let ctx = self.session(caller, view, namespace);
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(allow_statements);
-        let df = match ast {
-            Some(ast) => {
-                let statement =
-                    datafusion::sql::parser::Statement::Statement(Box::new(ast.clone()));
-                let plan = ctx.state().statement_to_plan(statement).await?;
-                options.verify_plan(&plan)?;
-                ctx.execute_logical_plan(plan).await?
+        let ast = ast.cloned();
+        let sql_text = sql_text.to_owned();
+        let params: Vec<ScalarValue> = params.iter().map(scalar).collect();
+        // Planning is work too (DataFusion's optimizer passes): it runs with the execution.
+        let plan = async move {
+            let options = SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(allow_statements);
+            let df = match ast {
+                Some(ast) => {
+                    let statement = datafusion::sql::parser::Statement::Statement(Box::new(ast));
+                    let plan = ctx.state().statement_to_plan(statement).await?;
+                    options.verify_plan(&plan)?;
+                    ctx.execute_logical_plan(plan).await?
+                }
+                None => ctx.sql_with_options(&sql_text, options).await?,
+            };
+            if params.is_empty() {
+                Ok(df)
+            } else {
+                df.with_param_values(params)
             }
-            None => ctx.sql_with_options(sql_text, options).await?,
         };
-        let df = if params.is_empty() {
-            df
-        } else {
-            df.with_param_values(params.iter().map(scalar).collect::<Vec<_>>())?
-        };
-        let schema = Arc::new(df.schema().as_arrow().clone());
         let Some(executor) = &self.executor else {
+            let df = plan.await?;
+            let schema = Arc::new(df.schema().as_arrow().clone());
             return Ok((schema, df.execute_stream().await?));
         };
         let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let (planned, schema) = tokio::sync::oneshot::channel();
         executor.spawn(async move {
+            let df = match plan.await {
+                Ok(df) => df,
+                Err(e) => {
+                    let _ = planned.send(Err(e));
+                    return;
+                }
+            };
+            if planned
+                .send(Ok(Arc::new(df.schema().as_arrow().clone())))
+                .is_err()
+            {
+                return;
+            }
             let mut batches = match df.execute_stream().await {
                 Ok(b) => b,
                 Err(e) => {
@@ -530,6 +550,9 @@ impl Engine {
                 }
             }
         });
+        let schema: Arc<Schema> = schema
+            .await
+            .map_err(|_| Error::Internal("the query runtime dropped a query".into()))??;
         let received = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|batch| (batch, rx))
         });
