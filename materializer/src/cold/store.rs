@@ -275,6 +275,13 @@ fn pk_of<'a>(def: &TableDef, v: &'a RowVersion) -> Option<&'a Value> {
     def.primary_key.and_then(|id| v.cell(id))
 }
 
+/// Rows of a segment's row groups: a scan skips the groups whose statistics rule out its
+/// filter (small in tests, so that their segments have several).
+#[cfg(not(test))]
+const ROW_GROUP_ROWS: usize = 64 * 1024;
+#[cfg(test)]
+const ROW_GROUP_ROWS: usize = 4;
+
 /// A column's dictionary stops growing here (and its later pages are plain): a read that
 /// starts at a row decodes the dictionary page first, so a key or `_seq` column, whose values
 /// are all distinct, would otherwise make every `LIMIT` unpack a megabyte of dictionary
@@ -304,6 +311,7 @@ pub fn write_segment(
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build();
     let mut out = Vec::new();
     let mut w = ArrowWriter::try_new(&mut out, schema.clone(), Some(props))
@@ -435,21 +443,7 @@ fn segment_reader<T: parquet::file::reader::ChunkReader + 'static>(
     batch_rows: usize,
 ) -> Result<ParquetRecordBatchReader, ColdError> {
     let damaged = |e: parquet::errors::ParquetError| fail(path)(format!("damaged segment: {e}"));
-    let metadata = match seg.footer.get() {
-        Some(m) => m.clone(),
-        None => {
-            let loaded = ArrowReaderMetadata::load(&source, ArrowReaderOptions::default())
-                .map_err(damaged)?;
-            let total = loaded.metadata().file_metadata().num_rows();
-            if total < 0 || total as u64 != seg.meta.rows {
-                return Err(fail(path)(format!(
-                    "holds {total} rows, the manifest says {}",
-                    seg.meta.rows
-                )));
-            }
-            seg.footer.get_or_init(|| loaded).clone()
-        }
-    };
+    let metadata = footer_of(&source, path, seg)?;
     let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(source, metadata)
         .with_batch_size(batch_rows);
     if let Some(roots) = roots {
@@ -460,6 +454,91 @@ fn segment_reader<T: parquet::file::reader::ChunkReader + 'static>(
         builder = builder.with_row_selection(selection);
     }
     builder.build().map_err(damaged)
+}
+
+/// The footer of `seg`, read from `source` (its file) the first time and kept (segments
+/// never change once written).
+fn footer_of<T: parquet::file::reader::ChunkReader + 'static>(
+    source: &T,
+    path: &str,
+    seg: &Segment,
+) -> Result<ArrowReaderMetadata, ColdError> {
+    if let Some(m) = seg.footer.get() {
+        return Ok(m.clone());
+    }
+    let loaded = ArrowReaderMetadata::load(source, ArrowReaderOptions::default())
+        .map_err(|e| fail(path)(format!("damaged segment: {e}")))?;
+    let total = loaded.metadata().file_metadata().num_rows();
+    if total < 0 || total as u64 != seg.meta.rows {
+        return Err(fail(path)(format!(
+            "holds {total} rows, the manifest says {}",
+            seg.meta.rows
+        )));
+    }
+    Ok(seg.footer.get_or_init(|| loaded).clone())
+}
+
+/// The row groups of `seg`, in file order: each one's rows and its statistics, spelled as a
+/// manifest's ([`ColumnStats`]) for the types whose Parquet statistics read back exactly
+/// (integers, text, booleans; floats are left out, as Parquet's leave out NaN). A column of
+/// another type has none, and rules nothing out.
+fn row_groups(dir: &Loc, seg: &Segment) -> Result<Vec<(usize, Vec<ColumnStats>)>, ColdError> {
+    use parquet::file::statistics::Statistics as S;
+    let path = dir.locate(&seg.meta.file);
+    let footer = match seg.footer.get() {
+        Some(m) => m.clone(),
+        None => match dir
+            .backend
+            .open(&dir.file(&seg.meta.file))
+            .map_err(backend_err)?
+        {
+            None => return Err(fail(&path)("the segment is missing".into())),
+            Some(Source::File(f)) => footer_of(&f, &path, seg)?,
+            Some(Source::Bytes(b)) => footer_of(&b, &path, seg)?,
+        },
+    };
+    let groups = footer.metadata().row_groups();
+    Ok(groups
+        .iter()
+        .map(|rg| {
+            let stats = rg
+                .columns()
+                .iter()
+                .filter_map(|c| {
+                    let [name] = c.column_descr().path().parts() else {
+                        return None;
+                    };
+                    let text = |s: &S| -> Option<(String, String)> {
+                        match s {
+                            S::Int32(v) => {
+                                Some((v.min_opt()?.to_string(), v.max_opt()?.to_string()))
+                            }
+                            S::Int64(v) => {
+                                Some((v.min_opt()?.to_string(), v.max_opt()?.to_string()))
+                            }
+                            S::Boolean(v) => {
+                                Some((v.min_opt()?.to_string(), v.max_opt()?.to_string()))
+                            }
+                            S::ByteArray(v) => Some((
+                                v.min_opt()?.as_utf8().ok()?.to_owned(),
+                                v.max_opt()?.as_utf8().ok()?.to_owned(),
+                            )),
+                            _ => None,
+                        }
+                    };
+                    let stats = c.statistics();
+                    let (min, max) = stats.and_then(text).unzip();
+                    Some(ColumnStats {
+                        name: name.clone(),
+                        nulls: stats.and_then(S::null_count_opt).unwrap_or(0),
+                        min,
+                        max,
+                    })
+                })
+                .collect();
+            (rg.num_rows().max(0) as usize, stats)
+        })
+        .collect())
 }
 
 /// The row versions of `batch` (every column of a segment described by `meta`).

@@ -358,6 +358,9 @@ pub struct InMemory {
 /// The rows of a segment the query reads, a batch at a time, in key order.
 struct Data {
     batches: Box<dyn Iterator<Item = Result<Loaded, ColdError>>>,
+    /// Whether the batches skip rows (row groups ruled out by their statistics): keys with
+    /// no row loaded give nothing, and the batches may end before the keys do.
+    gaps: bool,
     loaded: Option<Loaded>,
     /// The loaded batch's index in the output's sources, once a piece takes from it.
     source: Option<usize>,
@@ -380,8 +383,10 @@ impl Cursor {
         let data = if ruled_out {
             None
         } else {
+            let (batches, gaps) = segment_batches(dir, seg, spec, &keys, start..end)?;
             Some(Data {
-                batches: segment_batches(dir, seg, spec, &keys, start..end)?,
+                batches,
+                gaps,
                 loaded: None,
                 source: None,
             })
@@ -405,6 +410,7 @@ impl Cursor {
             end,
             data: Some(Data {
                 batches: Box::new(std::iter::empty()),
+                gaps: false,
                 loaded: Some(Loaded {
                     batch: rows.batch,
                     deleted: rows.hidden,
@@ -424,6 +430,10 @@ impl Cursor {
     /// loaded batch) come before `bound`.
     fn run_len(&self, bound: Option<&[u8]>, room: usize) -> usize {
         let end = match &self.data {
+            // In a gap before the loaded batch, the run ends where the batch starts.
+            Some(Data {
+                loaded: Some(l), ..
+            }) if self.at < l.first => l.first,
             Some(Data {
                 loaded: Some(l), ..
             }) => l.first + l.batch.num_rows(),
@@ -445,7 +455,10 @@ impl Cursor {
     fn take(&mut self, n: usize, show_deleted: bool, out: &mut Output) {
         let Some(data) = &mut self.data else { return };
         let Some(l) = &data.loaded else { return };
-        let start = self.at - l.first;
+        // Keys in a gap (rows of a row group ruled out) give nothing.
+        let Some(start) = self.at.checked_sub(l.first) else {
+            return;
+        };
         let show_deleted = show_deleted && !self.hidden_final;
         let source = *data.source.get_or_insert_with(|| {
             out.sources.push(l.batch.clone());
@@ -484,6 +497,11 @@ impl Cursor {
             data.source = None;
             data.loaded = match data.batches.next() {
                 Some(l) => Some(l?),
+                // The keys after the last row group read give nothing.
+                None if data.gaps => {
+                    data.loaded = None;
+                    return Ok(());
+                }
                 None => {
                     return Err(fail("")(format!(
                         "a segment ended before its {} keys",
@@ -502,14 +520,15 @@ impl Cursor {
     }
 }
 
-/// The batches of `seg` a scan reads, in key order, projected to the table's current columns.
+/// The batches of `seg` a scan reads, in key order, projected to the table's current
+/// columns; and whether they skip rows (row groups whose statistics rule the scan out).
 fn segment_batches(
     dir: &Loc,
     seg: &Arc<Segment>,
     spec: &ScanSpec<'_>,
     keys: &KeyIndex,
     range: std::ops::Range<usize>,
-) -> Result<Box<dyn Iterator<Item = Result<Loaded, ColdError>>>, ColdError> {
+) -> Result<(Batches, bool), ColdError> {
     let def = spec.def.clone();
     let projection = spec.projection.to_vec();
     let meta = seg.meta.clone();
@@ -525,9 +544,32 @@ fn segment_batches(
         roots.dedup();
         roots
     });
-    // In key order, the range's rows are the file's rows `range`; otherwise every row is read.
-    let rows = keys.sorted().then(|| range.clone());
-    let reader = open_range(dir, seg, roots.as_deref(), rows, SCAN_BATCH_ROWS)?;
+    // In key order, the range's rows are the file's rows `range`, less the row groups ruled
+    // out; otherwise every row is read.
+    let ranges = if keys.sorted() && current {
+        selected(dir, seg, spec, &range)?
+    } else {
+        vec![range.clone()]
+    };
+    let gaps = ranges.as_slice() != std::slice::from_ref(&range);
+    let reader = if keys.sorted() {
+        let mut selectors = Vec::with_capacity(2 * ranges.len() + 1);
+        let mut at = 0;
+        for r in &ranges {
+            selectors.push(RowSelector::skip(r.start - at));
+            selectors.push(RowSelector::select(r.len()));
+            at = r.end;
+        }
+        open_selected(
+            dir,
+            seg,
+            roots.as_deref(),
+            Some(RowSelection::from(selectors)),
+            SCAN_BATCH_ROWS,
+        )?
+    } else {
+        open_range(dir, seg, roots.as_deref(), None, SCAN_BATCH_ROWS)?
+    };
     let schema: SchemaRef = Arc::new(
         table_schema(&def)
             .project(&projection)
@@ -565,18 +607,39 @@ fn segment_batches(
         move |e: String| fail(&path)(format!("damaged segment: {e}"))
     };
     if keys.sorted() {
-        let mut first = range.start;
-        return Ok(Box::new(reader.map(move |batch| {
-            let batch = batch.map_err(|e| damaged(e.to_string()))?;
-            let (batch, deleted) = convert(batch).map_err(&damaged)?;
-            let loaded = Loaded {
-                batch,
-                deleted,
-                first,
+        // A batch of the reader may hold the end of one selected range and the start of the
+        // next: it is cut where the ranges are, each piece at its key position.
+        let mut ranges: std::collections::VecDeque<_> = ranges.into();
+        let batches = reader.flat_map(move |batch| -> Vec<Result<Loaded, ColdError>> {
+            let (batch, deleted) = match batch
+                .map_err(|e| damaged(e.to_string()))
+                .and_then(|b| convert(b).map_err(&damaged))
+            {
+                Ok(b) => b,
+                Err(e) => return vec![Err(e)],
             };
-            first += loaded.batch.num_rows();
-            Ok(loaded)
-        })));
+            let mut pieces = Vec::new();
+            let mut offset = 0;
+            while offset < batch.num_rows() {
+                let Some(r) = ranges.front_mut() else {
+                    pieces.push(Err(damaged("more rows than were selected".into())));
+                    break;
+                };
+                let n = r.len().min(batch.num_rows() - offset);
+                pieces.push(Ok(Loaded {
+                    batch: batch.slice(offset, n),
+                    deleted: deleted.slice(offset, n),
+                    first: r.start,
+                }));
+                r.start += n;
+                offset += n;
+                if r.start == r.end {
+                    ranges.pop_front();
+                }
+            }
+            pieces
+        });
+        return Ok((Box::new(batches), gaps));
     }
     // Not in key order (written by an early build): read whole, then put in key order.
     let mut parts = Vec::new();
@@ -596,11 +659,66 @@ fn segment_batches(
         .iter()
         .map(|&r| Some(flags[r as usize]))
         .collect();
-    Ok(Box::new(std::iter::once(Ok(Loaded {
-        batch: whole,
-        deleted,
-        first: 0,
-    }))))
+    Ok((
+        Box::new(std::iter::once(Ok(Loaded {
+            batch: whole,
+            deleted,
+            first: 0,
+        }))),
+        false,
+    ))
+}
+
+type Batches = Box<dyn Iterator<Item = Result<Loaded, ColdError>>>;
+
+/// The rows of `range` (file rows of a segment in key order, of the table's current columns)
+/// in the row groups whose statistics may hold rows the scan wants, as ranges in order.
+fn selected(
+    dir: &Loc,
+    seg: &Segment,
+    spec: &ScanSpec<'_>,
+    range: &std::ops::Range<usize>,
+) -> Result<Vec<std::ops::Range<usize>>, ColdError> {
+    let groups = row_groups(dir, seg)?;
+    if groups.len() < 2 {
+        return Ok(vec![range.clone()]);
+    }
+    // Statistics only of the types pruning reads back exactly from Parquet's.
+    let exact: Vec<&str> = spec
+        .def
+        .columns
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.data_type,
+                DataType::SmallInt | DataType::Int | DataType::BigInt | DataType::Text
+            )
+        })
+        .map(|c| c.name.as_str())
+        .collect();
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut at = 0;
+    for (rows, mut stats) in groups {
+        let group = at..at + rows;
+        at += rows;
+        let r = group.start.max(range.start)..group.end.min(range.end);
+        if r.start >= r.end {
+            continue;
+        }
+        stats.retain(|s| exact.contains(&s.name.as_str()));
+        let meta = SegmentMeta {
+            stats,
+            ..seg.meta.clone()
+        };
+        if !(spec.may_match)(&meta) {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if last.end == r.start => last.end = r.end,
+            _ => out.push(r),
+        }
+    }
+    Ok(out)
 }
 
 fn schema_of(parts: &[RecordBatch], spec: &ScanSpec<'_>) -> Result<SchemaRef, ColdError> {
