@@ -30,7 +30,7 @@ use rocksdb::{
 use crate::error::{Error, Result};
 
 /// Where a key lives. Key layouts are specified in `materializer/FORMAT.md`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Family {
     /// Row versions of USER and SHARED tables.
     Rows,
@@ -127,6 +127,15 @@ pub struct HotBatch {
     events: Vec<crate::row::RowEvent>,
 }
 
+/// The tables a batch changes rows of ([`HotBatch::touched`]).
+#[derive(Debug, Default)]
+pub(crate) struct Touched {
+    /// By family and table id (big-endian, as keys start).
+    pub tables: BTreeSet<(Family, [u8; 8])>,
+    /// Families with changes no one table holds.
+    pub families: BTreeSet<Family>,
+}
+
 /// Every key of `family` from `start` up to (not including) `end` deleted, after the first
 /// `at` ops of the batch and before the others.
 #[derive(Debug, Clone)]
@@ -156,7 +165,7 @@ impl std::fmt::Debug for HotBatch {
 
 /// The first key after every key starting with `prefix`; none when there is no such key
 /// (the prefix is empty or all `0xff`).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let last = prefix.iter().rposition(|b| *b != 0xff)?;
     let mut end = prefix[..=last].to_vec();
     end[last] += 1;
@@ -220,30 +229,39 @@ impl HotBatch {
     }
 
     /// The `meta` keys of the tables whose rows the batch changes ([`written_key`]), each
-    /// once: a change of a key too short to name its table (or a range deletion reaching past
-    /// one table) marks its whole family.
+    /// once.
     fn written_keys(&self) -> BTreeSet<Vec<u8>> {
-        let mut out = BTreeSet::new();
-        let mut last: Option<(Family, Vec<u8>)> = None;
+        let touched = self.touched();
+        let tables = touched
+            .tables
+            .iter()
+            .map(|(family, table)| written_key(*family, Some(table)));
+        let families = touched
+            .families
+            .iter()
+            .map(|family| written_key(*family, None));
+        tables.chain(families).collect()
+    }
+
+    /// The tables whose rows the batch changes: a change of a key too short to name its
+    /// table (or a range deletion reaching past one table) touches its whole family.
+    pub(crate) fn touched(&self) -> Touched {
+        let mut out = Touched::default();
         let mut mark = |family: Family, start: &[u8], end: Option<&[u8]>| {
             if !matches!(family, Family::Rows | Family::Streams) {
                 return;
             }
-            let Some(table) = start.get(..8) else {
-                out.insert(written_key(family, None));
+            let Some(table) = start.get(..8).and_then(|t| <[u8; 8]>::try_from(t).ok()) else {
+                out.families.insert(family);
                 return;
             };
             let within = end.is_none_or(|end| {
-                end.starts_with(table) || prefix_end(table).is_some_and(|e| e == end)
+                end.starts_with(&table) || prefix_end(&table).is_some_and(|e| e == end)
             });
-            if !within {
-                out.insert(written_key(family, None));
-            } else if last
-                .as_ref()
-                .is_none_or(|(f, t)| (*f, t.as_slice()) != (family, table))
-            {
-                last = Some((family, table.to_vec()));
-                out.insert(written_key(family, Some(table)));
+            if within {
+                out.tables.insert((family, table));
+            } else {
+                out.families.insert(family);
             }
         };
         for (family, key, _) in &self.ops {
@@ -253,6 +271,25 @@ impl HotBatch {
             mark(r.family, &r.start, Some(&r.end));
         }
         out
+    }
+
+    /// The keys of `family` the batch writes or deletes one by one, each once with its
+    /// newest value (`None`: deleted), in no order.
+    pub(crate) fn point_changes(
+        &self,
+        family: Family,
+    ) -> impl Iterator<Item = (&[u8], Option<&Vec<u8>>)> {
+        self.latest[family.slot()]
+            .keys()
+            .map(move |k| (k.as_slice(), self.newest(family, k).flatten()))
+    }
+
+    /// The ranges of `family` the batch deletes, each as `[start, end)`.
+    pub(crate) fn deleted_ranges(&self, family: Family) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.ranges
+            .iter()
+            .filter(move |r| r.family == family)
+            .map(|r| (r.start.as_slice(), r.end.as_slice()))
     }
 
     /// Whether the batch changes any key of `family` starting with `prefix`.
@@ -589,8 +626,17 @@ impl HotStore {
         for key in changes.written_keys() {
             batch.put_cf(self.cf(Family::Meta), key, index.0.to_be_bytes());
         }
+        // What the cached scopes' rows become, taken before the batch is given away.
+        let cached = self.scan_cache.changes(&changes);
         let catalog = self.add(&mut batch, changes);
-        self.commit(batch, Some((index, term)), catalog, "apply a batch")?;
+        match self.commit(batch, Some((index, term)), catalog, "apply a batch") {
+            Ok(()) => self.scan_cache.applied(index.0, cached),
+            Err(e) => {
+                // What the store holds now is not known: nothing cached is kept.
+                self.scan_cache.clear();
+                return Err(e);
+            }
+        }
         Ok(true)
     }
 

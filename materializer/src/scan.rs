@@ -74,13 +74,15 @@ fn scan_once(
     let prefix = scope_prefix(def.id, scope);
     match overlay.filter(|o| o.touches(family, &prefix)) {
         None => {
-            if let Some(rows) = store.scan_cache().rows(&snapshot, scope, &prefix, spec)? {
-                let mut none = Items::new(std::iter::empty())?;
+            if let Some(cached) = store.scan_cache().rows(&snapshot, scope, &prefix, spec)? {
+                // The changes since the cached columns are the newest source; their keys
+                // come without the scope prefix.
+                let mut delta = cached.delta.source(spec.keys);
                 return merge(
                     cold_scope.as_deref(),
-                    &mut none,
-                    prefix.len(),
-                    Some(rows),
+                    &mut delta,
+                    0,
+                    Some(cached.rows),
                     spec,
                     sink,
                 );

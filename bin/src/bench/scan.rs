@@ -3,8 +3,10 @@
 //! Table `bench.t` (id, g int, v double, t text of ~30 bytes) gets `--rows` rows: the first
 //! half is flushed to Parquet, the second half stays hot. Table `bench.h` gets the same rows,
 //! all hot (no flush). Each query runs through the engine and, in the same run, through
-//! DataFusion over a plain Parquet table provider on one file holding the same rows: the
-//! median of each, and the ratio.
+//! DataFusion over a plain Parquet table provider on one file holding the same rows
+//! (compressed as DataFusion writes Parquet, zstd(3), unless `--direct-compression` says): the
+//! median of each, and the ratio. Each query runs with the scan cache, then after a write
+//! to its table before each run (the cache follows writes), then without the cache.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -36,6 +38,19 @@ pub struct ScanBenchArgs {
     /// Only the queries whose name (e.g. "bench.t limit") contains this.
     #[arg(long)]
     only: Option<String>,
+    /// Which runs: `cached` (the scan cache filled by a first run), `written` (a write to
+    /// the table before each run), `uncached` (no scan cache).
+    #[arg(long, value_delimiter = ',', default_values_t = [Mode::Cached, Mode::Written, Mode::Uncached])]
+    modes: Vec<Mode>,
+    /// Compression of the Parquet file plain DataFusion reads: by default what DataFusion
+    /// writes Parquet with (`datafusion.execution.parquet.compression`); `uncompressed` is
+    /// the parquet crate's writer default.
+    #[arg(long, default_value = "zstd(3)")]
+    direct_compression: String,
+    /// Prints each query's plan with its metrics (`EXPLAIN ANALYZE`), ours and plain
+    /// DataFusion's, after its runs.
+    #[arg(long)]
+    explain: bool,
     /// Budget of the scan cache (as `limits.scan_cache_bytes`) for the cached runs.
     #[arg(long, default_value_t = folddb_materializer::scan_cache::DEFAULT_BUDGET)]
     scan_cache_bytes: usize,
@@ -138,11 +153,14 @@ fn load(
     Ok(())
 }
 
-/// Every row as one Parquet file: what plain DataFusion reads.
-fn write_direct(path: &Path, def: &TableDef, rows: u64) -> anyhow::Result<()> {
+/// Every row as one Parquet file compressed with `compression`: what plain DataFusion reads.
+fn write_direct(path: &Path, def: &TableDef, rows: u64, compression: &str) -> anyhow::Result<()> {
     let schema = folddb_query::provider::table_schema(def);
     let file = std::fs::File::create(path)?;
-    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None)?;
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(compression.parse()?)
+        .build();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))?;
     let mut next = 0;
     while next < rows {
         let end = (next + 65_536).min(rows);
@@ -188,13 +206,23 @@ async fn bench(root: &Path, args: &ScanBenchArgs) -> anyhow::Result<ExitCode> {
         started.elapsed().as_secs_f64()
     );
 
-    let engine = Engine::new(store.clone(), Arc::new(NoWrites), 1).with_cold(cold.clone(), fold);
+    let engine =
+        Engine::new(store.clone(), Arc::new(NoWrites), 1).with_cold(cold.clone(), fold.clone());
     let caller = Caller {
         user: "bench".into(),
         role: Role::System,
     };
     let direct_file = root.join("direct.parquet");
-    write_direct(&direct_file, &table("t", 1), args.rows)?;
+    write_direct(
+        &direct_file,
+        &table("t", 1),
+        args.rows,
+        &args.direct_compression,
+    )?;
+    println!(
+        "plain DataFusion reads one Parquet file of the same rows, {}",
+        args.direct_compression
+    );
     let direct = SessionContext::new();
     direct.register_table(
         "t",
@@ -207,29 +235,92 @@ async fn bench(root: &Path, args: &ScanBenchArgs) -> anyhow::Result<ExitCode> {
         "{:<30} {:>10} {:>10} {:>7}  target",
         "query", "folddb ms", "direct ms", "ratio"
     );
-    // Each query runs with the scan cache (the first run of a full scan fills it), then
-    // without it: every run reads the hot tier from RocksDB.
+    // Each query runs with the scan cache (the first run of a full scan fills it); then, for
+    // the full scans, with a write of 10 new rows to the table before each run; then
+    // without the cache: every run reads the hot tier from RocksDB.
     let cache = store.scan_cache();
-    for (uncached, (table, queries)) in [false, true]
-        .into_iter()
-        .flat_map(|u| [("bench.t", HALF_FLUSHED), ("bench.h", ALL_HOT)].map(|q| (u, q)))
+    let mut next_id = args.rows;
+    for (mode, (table, queries)) in args
+        .modes
+        .iter()
+        .copied()
+        .flat_map(|m| [("bench.t", HALF_FLUSHED), ("bench.h", ALL_HOT)].map(|q| (m, q)))
     {
+        let uncached = mode == Mode::Uncached;
         cache.set_budget(if uncached { 0 } else { args.scan_cache_bytes });
         for (name, q, target) in queries {
-            let name = format!("{table} {name}{}", if uncached { ", uncached" } else { "" });
+            let suffix = match mode {
+                Mode::Cached => "",
+                Mode::Written => ", written",
+                Mode::Uncached => ", uncached",
+            };
+            let name = format!("{table} {name}{suffix}");
+            let full = !q.contains("LIMIT") && !q.contains("id >=") && !q.contains("at >=");
             if args
                 .only
                 .as_ref()
                 .is_some_and(|o| !name.contains(o.as_str()))
+                || (mode == Mode::Written && !full)
             {
                 continue;
             }
             let sql = (q.replace("{t}", table), q.replace("{t}", "t"));
-            let (o, d) = compare(&engine, &caller, &direct, (&sql.0, &sql.1), args.runs).await?;
+            let (o, d) = if mode == Mode::Written {
+                let id = if table == "bench.t" { 1 } else { 2 };
+                let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+                // A first run fills the cache; then each run follows a write.
+                compare(&engine, &caller, &direct, (&sql.0, &sql.1), 1).await?;
+                for _ in 0..args.runs {
+                    load(&store, &fold, &mut index, id, next_id, next_id + 10)?;
+                    next_id += 10;
+                    let (o, d) = compare(&engine, &caller, &direct, (&sql.0, &sql.1), 1).await?;
+                    ours.push(o);
+                    theirs.push(d);
+                }
+                (super::cold::median(ours), super::cold::median(theirs))
+            } else {
+                compare(&engine, &caller, &direct, (&sql.0, &sql.1), args.runs).await?
+            };
             report(&name, o, d, target);
+            if args.explain {
+                let plans = engine
+                    .read_as(&caller, &format!("EXPLAIN ANALYZE {}", sql.0))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                println!(
+                    "{}",
+                    datafusion::arrow::util::pretty::pretty_format_batches(&plans)?
+                );
+                let plans = direct
+                    .sql(&format!("EXPLAIN ANALYZE {}", sql.1))
+                    .await?
+                    .collect()
+                    .await?;
+                println!(
+                    "{}",
+                    datafusion::arrow::util::pretty::pretty_format_batches(&plans)?
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    Cached,
+    Written,
+    Uncached,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Cached => "cached",
+            Mode::Written => "written",
+            Mode::Uncached => "uncached",
+        })
+    }
 }
 
 fn report(name: &str, o: Duration, d: Duration, target: &str) {

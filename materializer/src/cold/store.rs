@@ -632,7 +632,7 @@ impl KeyIndex {
         (start, end.max(start))
     }
 
-    fn key(&self, row: usize) -> &[u8] {
+    pub(crate) fn key(&self, row: usize) -> &[u8] {
         let start = if row == 0 {
             0
         } else {
@@ -649,7 +649,7 @@ impl KeyIndex {
             .map(|i| self.order[i] as usize)
     }
 
-    fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         self.ends.len()
     }
 

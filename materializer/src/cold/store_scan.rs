@@ -86,6 +86,11 @@ pub trait HotSource {
     fn key(&self) -> Option<&[u8]>;
     /// The current key's encoded version; `None`: the key is hidden.
     fn value(&self) -> Option<&[u8]>;
+    /// Whether the current key has no hot version here: the key left the hot tier after the
+    /// merge's in-memory rows were taken, and the segments decide it, not those rows.
+    fn falls_through(&self) -> bool {
+        false
+    }
     fn advance(&mut self) -> crate::Result<()>;
 }
 
@@ -145,6 +150,7 @@ pub fn merge(
         }
     }
     // Newest last: where several sources hold a key, the last one's version is the key's.
+    let in_memory_at = in_memory.is_some().then_some(cursors.len());
     cursors.extend(in_memory.map(|rows| Cursor::in_memory(rows, spec)));
     let mut out = Output {
         schema,
@@ -197,7 +203,13 @@ pub fn merge(
             });
             (hot_at, run)
         };
-        if hot_at {
+        if hot_at && hot.falls_through() {
+            // The in-memory rows' version of the key is gone; the segments' stays.
+            hot.advance()?;
+            if let Some(i) = in_memory_at.filter(|i| at.contains(i)) {
+                cursors[i].advance(1)?;
+            }
+        } else if hot_at {
             if let Some(bytes) = hot.value() {
                 out.push_hot(spec, bytes)?;
             }
