@@ -228,11 +228,14 @@ impl Staged {
 
 impl Engine {
     pub fn new(store: Arc<HotStore>, proposer: Arc<dyn Propose>, node_id: u16) -> Engine {
+        // A query's filters and aggregates run on every core (DataFusion splits a scan's
+        // batches among them), as plain DataFusion does.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let config = SessionConfig::new()
             .with_information_schema(false)
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema("folddb", "default")
-            .with_target_partitions(1);
+            .with_target_partitions(cores);
         let mut base = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()

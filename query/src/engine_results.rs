@@ -165,6 +165,25 @@ pub(super) fn returning_result(caller: &Caller, r: Returning, results: &[OpResul
     }
 }
 
+/// `batch` in buffers of its own rows' size: an operator's output batch may hold buffers
+/// made for a whole batch (DataFusion fills them up to its batch size), or be a slice of a
+/// larger one, and that memory would be held, and counted, for a few rows.
+fn tight(batch: RecordBatch) -> StmtResult<RecordBatch> {
+    let held = batch.get_array_memory_size();
+    if held < 64 * 1024 {
+        return Ok(batch);
+    }
+    let rows = u32::try_from(batch.num_rows()).unwrap_or(u32::MAX);
+    let all = arrow::array::UInt32Array::from_iter_values(0..rows);
+    let copy = arrow::compute::take_record_batch(&batch, &all)
+        .map_err(|e| Error::Internal(format!("copying a result batch: {e}")))?;
+    Ok(if copy.get_array_memory_size() < held {
+        copy
+    } else {
+        batch
+    })
+}
+
 /// `first`, then the rest of `stream`, held in memory: refused once past `max_bytes` of Arrow
 /// data (the query stops there).
 pub(super) async fn collect_capped(
@@ -179,7 +198,7 @@ pub(super) async fn collect_capped(
         next = futures::StreamExt::next(&mut stream).await;
     }
     while let Some(batch) = next {
-        let batch = batch?;
+        let batch = tight(batch?)?;
         bytes = bytes.saturating_add(batch.get_array_memory_size());
         if let Some(cap) = max_bytes
             && bytes > cap
