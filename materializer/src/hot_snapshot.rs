@@ -142,6 +142,24 @@ impl HotSnapshot<'_> {
         Ok(cursor)
     }
 
+    /// The last key starting with `prefix`.
+    pub fn last_key(&self, family: Family, prefix: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut options = rocksdb::ReadOptions::default();
+        if let Some(end) = prefix_end(prefix) {
+            options.set_iterate_upper_bound(end);
+        }
+        options.set_iterate_lower_bound(prefix.to_vec());
+        let mut iter = self
+            .snapshot
+            .raw_iterator_cf_opt(self.store.cf(family), options);
+        iter.seek_to_last();
+        iter.status().map_err(self.store.rocks("scan"))?;
+        Ok(iter
+            .key()
+            .filter(|k| k.starts_with(prefix))
+            .map(<[u8]>::to_vec))
+    }
+
     /// Every key starting with `prefix`, in key order.
     pub fn scan_prefix(&self, family: Family, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();

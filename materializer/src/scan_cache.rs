@@ -534,9 +534,45 @@ fn estimate(def: &TableDef, columns: &[usize], rows: u64) -> usize {
         .saturating_mul(per_row)
 }
 
+/// The decoded hot rows of one key range of a scope ([`Entry::build`]).
+struct Part {
+    keys: Vec<u8>,
+    ends: Vec<u32>,
+    seq: Int64Array,
+    deleted: BooleanArray,
+    /// By position in the columns built.
+    columns: Vec<Vec<ArrayRef>>,
+    bytes: usize,
+}
+
+/// A key between `a` and `b` (`a < b`), near the middle as if both were fractions in base
+/// 256; `None` when there is none to split at.
+fn midpoint(a: &[u8], b: &[u8]) -> Option<Vec<u8>> {
+    let n = a.len().max(b.len()) + 1;
+    let digit = |k: &[u8], i: usize| u16::from(k.get(i).copied().unwrap_or(0));
+    let mut sum = vec![0u16; n];
+    let mut carry = 0u16;
+    for i in (0..n).rev() {
+        let d = digit(a, i) + digit(b, i) + carry;
+        sum[i] = d & 0xff;
+        carry = d >> 8;
+    }
+    let mut rem = carry;
+    let mut mid = Vec::with_capacity(n);
+    for d in sum {
+        let cur = rem * 256 + d;
+        mid.push((cur / 2) as u8);
+        rem = cur % 2;
+    }
+    while mid.last() == Some(&0) {
+        mid.pop();
+    }
+    (a < mid.as_slice() && mid.as_slice() <= b).then_some(mid)
+}
+
 impl Entry {
-    /// Decodes the hot rows under `prefix` in `columns`; `None` when they take more than
-    /// `budget` bytes (the work is dropped).
+    /// Decodes the hot rows under `prefix` in `columns`, its two halves by key on two
+    /// threads; `None` when they take more than `budget` bytes (the work is dropped).
     fn build(
         snapshot: &HotSnapshot<'_>,
         family: Family,
@@ -546,7 +582,106 @@ impl Entry {
         written: u64,
         budget: usize,
     ) -> Result<Option<Entry>, ScanError> {
-        let mut cursor = snapshot.cursor(family, prefix)?;
+        let first = snapshot.cursor(family, prefix)?.key().map(<[u8]>::to_vec);
+        let last = snapshot.last_key(family, prefix)?;
+        let split = first
+            .zip(last)
+            .and_then(|(a, b)| midpoint(&a[prefix.len()..], &b[prefix.len()..]));
+        let part = |from: Option<&[u8]>, to: Option<&[u8]>| {
+            Entry::part(snapshot, family, prefix, (from, to), def, columns, budget)
+        };
+        let parts = match &split {
+            None => vec![part(None, None)?],
+            // The other half's thread takes this one's priority (a query's, lowered).
+            Some(mid) => std::thread::scope(|s| {
+                let high = s.spawn(|| part(Some(mid), None));
+                let low = part(None, Some(mid));
+                let high = high.join().unwrap_or_else(|_| {
+                    Err(ScanError::State(crate::Error::Decode {
+                        what: "cached hot rows",
+                        reason: "the thread decoding half of them failed".into(),
+                    }))
+                });
+                Ok::<_, ScanError>(vec![low?, high?])
+            })?,
+        };
+        let Some(parts) = parts.into_iter().collect::<Option<Vec<Part>>>() else {
+            return Ok(None);
+        };
+        if parts.iter().map(|p| p.bytes).sum::<usize>() > budget {
+            return Ok(None);
+        }
+        let concat = |arrays: &[&dyn Array]| -> Result<ArrayRef, ScanError> {
+            match arrays {
+                [one] => Ok(arrow::array::make_array(one.to_data())),
+                many => arrow::compute::concat(many).map_err(arrow_error),
+            }
+        };
+        let mut all = vec![None; def.columns.len()];
+        for (i, &p) in columns.iter().enumerate() {
+            let arrays: Vec<&dyn Array> = parts
+                .iter()
+                .flat_map(|part| part.columns[i].iter().map(|a| a.as_ref()))
+                .collect();
+            all[p] = Some(match arrays.as_slice() {
+                [] => arrow::array::new_empty_array(
+                    crate::convert::table_schema(def).field(p).data_type(),
+                ),
+                some => concat(some)?,
+            });
+        }
+        let seqs: Vec<&dyn Array> = parts.iter().map(|p| &p.seq as &dyn Array).collect();
+        let flags: Vec<&dyn Array> = parts.iter().map(|p| &p.deleted as &dyn Array).collect();
+        let seq = Int64Array::from(concat(&seqs)?.to_data());
+        let deleted = BooleanArray::from(concat(&flags)?.to_data());
+        let (mut keys, mut ends) = (Vec::new(), Vec::new());
+        for part in parts {
+            let Ok(base) = u32::try_from(keys.len()) else {
+                return Ok(None);
+            };
+            keys.extend_from_slice(&part.keys);
+            for end in part.ends {
+                let Some(end) = end.checked_add(base) else {
+                    return Ok(None);
+                };
+                ends.push(end);
+            }
+        }
+        let keys = Arc::new(KeyIndex::in_order(keys, ends));
+        let bytes = keys.size()
+            + seq.get_array_memory_size()
+            + deleted.get_array_memory_size()
+            + all
+                .iter()
+                .flatten()
+                .map(|a| a.get_array_memory_size())
+                .sum::<usize>();
+        if bytes > budget {
+            return Ok(None);
+        }
+        Ok(Some(Entry {
+            written,
+            schema_version: def.schema_version,
+            keys,
+            columns: all,
+            seq,
+            deleted,
+            bytes,
+        }))
+    }
+
+    /// Decodes the hot rows under `prefix` whose keys after it lie in `[from, to)`; `None`
+    /// when they take more than `budget` bytes.
+    fn part(
+        snapshot: &HotSnapshot<'_>,
+        family: Family,
+        prefix: &[u8],
+        (from, to): (Option<&[u8]>, Option<&[u8]>),
+        def: &TableDef,
+        columns: &[usize],
+        budget: usize,
+    ) -> Result<Option<Part>, ScanError> {
+        let mut cursor = snapshot.cursor_range(family, prefix, from, to)?;
         let (mut keys, mut ends) = (Vec::new(), Vec::new());
         let (mut seq, mut deleted) = (Int64Builder::new(), BooleanBuilder::new());
         let mut chunk: Vec<Box<[u8]>> = Vec::with_capacity(BUILD_CHUNK);
@@ -584,40 +719,13 @@ impl Entry {
         if !chunk.is_empty() {
             decode(&mut chunk, &mut bytes)?;
         }
-        let concat = |arrays: &[ArrayRef]| -> Result<ArrayRef, ScanError> {
-            let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
-            arrow::compute::concat(&refs).map_err(arrow_error)
-        };
-        let mut all = vec![None; def.columns.len()];
-        for (&p, part) in columns.iter().zip(&parts) {
-            all[p] = Some(match part.as_slice() {
-                [] => arrow::array::new_empty_array(
-                    crate::convert::table_schema(def).field(p).data_type(),
-                ),
-                [one] => one.clone(),
-                many => concat(many)?,
-            });
-        }
-        let keys = Arc::new(KeyIndex::in_order(keys, ends));
-        let (seq, deleted) = (seq.finish(), deleted.finish());
-        let bytes = keys.size()
-            + seq.get_array_memory_size()
-            + deleted.get_array_memory_size()
-            + all
-                .iter()
-                .flatten()
-                .map(|a| a.get_array_memory_size())
-                .sum::<usize>();
-        if bytes > budget {
-            return Ok(None);
-        }
-        Ok(Some(Entry {
-            written,
-            schema_version: def.schema_version,
+        let bytes = bytes + keys.len() + 13 * ends.len();
+        Ok(Some(Part {
             keys,
-            columns: all,
-            seq,
-            deleted,
+            ends,
+            seq: seq.finish(),
+            deleted: deleted.finish(),
+            columns: parts,
             bytes,
         }))
     }
@@ -784,4 +892,31 @@ fn arrow_error(e: arrow::error::ArrowError) -> ScanError {
         what: "cached hot rows",
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_midpoint_lies_between_its_ends(
+            a in proptest::collection::vec(any::<u8>(), 0..12),
+            b in proptest::collection::vec(any::<u8>(), 0..12),
+        ) {
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            if let Some(mid) = super::midpoint(&lo, &hi) {
+                prop_assert!(lo < mid && mid <= hi, "{lo:?} {mid:?} {hi:?}");
+            }
+        }
+
+        #[test]
+        fn keys_of_integers_apart_split_near_the_middle(a in 0u64..1 << 40, gap in 2u64..1 << 20) {
+            let (lo, hi) = (a.to_be_bytes(), (a + gap).to_be_bytes());
+            let mid = super::midpoint(&lo, &hi).expect("a key between");
+            let mut padded = [0u8; 8];
+            padded[..mid.len().min(8)].copy_from_slice(&mid[..mid.len().min(8)]);
+            prop_assert_eq!(u64::from_be_bytes(padded), a + gap / 2);
+        }
+    }
 }

@@ -6,7 +6,8 @@
 //! DataFusion over a plain Parquet table provider on one file holding the same rows
 //! (compressed as DataFusion writes Parquet, zstd(3), unless `--direct-compression` says): the
 //! median of each, and the ratio. Each query runs with the scan cache, then after a write
-//! to its table before each run (the cache follows writes), then without the cache.
+//! to its table before each run (the cache follows writes), then with the cache emptied
+//! before each run (a first scan fills it), then without the cache.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -39,8 +40,9 @@ pub struct ScanBenchArgs {
     #[arg(long)]
     only: Option<String>,
     /// Which runs: `cached` (the scan cache filled by a first run), `written` (a write to
-    /// the table before each run), `uncached` (no scan cache).
-    #[arg(long, value_delimiter = ',', default_values_t = [Mode::Cached, Mode::Written, Mode::Uncached])]
+    /// the table before each run), `first` (the cache emptied before each run: each full
+    /// scan fills it), `uncached` (no scan cache).
+    #[arg(long, value_delimiter = ',', default_values_t = [Mode::Cached, Mode::Written, Mode::First, Mode::Uncached])]
     modes: Vec<Mode>,
     /// Compression of the Parquet file plain DataFusion reads: by default what DataFusion
     /// writes Parquet with (`datafusion.execution.parquet.compression`); `uncompressed` is
@@ -252,6 +254,7 @@ async fn bench(root: &Path, args: &ScanBenchArgs) -> anyhow::Result<ExitCode> {
             let suffix = match mode {
                 Mode::Cached => "",
                 Mode::Written => ", written",
+                Mode::First => ", first",
                 Mode::Uncached => ", uncached",
             };
             let name = format!("{table} {name}{suffix}");
@@ -260,19 +263,24 @@ async fn bench(root: &Path, args: &ScanBenchArgs) -> anyhow::Result<ExitCode> {
                 .only
                 .as_ref()
                 .is_some_and(|o| !name.contains(o.as_str()))
-                || (mode == Mode::Written && !full)
+                || (matches!(mode, Mode::Written | Mode::First) && !full)
             {
                 continue;
             }
             let sql = (q.replace("{t}", table), q.replace("{t}", "t"));
-            let (o, d) = if mode == Mode::Written {
+            let (o, d) = if matches!(mode, Mode::Written | Mode::First) {
                 let id = if table == "bench.t" { 1 } else { 2 };
                 let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-                // A first run fills the cache; then each run follows a write.
+                // A first run fills the cache; then each run follows a write, or an emptied
+                // cache.
                 compare(&engine, &caller, &direct, (&sql.0, &sql.1), 1).await?;
                 for _ in 0..args.runs {
-                    load(&store, &fold, &mut index, id, next_id, next_id + 10)?;
-                    next_id += 10;
+                    if mode == Mode::First {
+                        cache.clear();
+                    } else {
+                        load(&store, &fold, &mut index, id, next_id, next_id + 10)?;
+                        next_id += 10;
+                    }
                     let (o, d) = compare(&engine, &caller, &direct, (&sql.0, &sql.1), 1).await?;
                     ours.push(o);
                     theirs.push(d);
@@ -310,6 +318,7 @@ async fn bench(root: &Path, args: &ScanBenchArgs) -> anyhow::Result<ExitCode> {
 enum Mode {
     Cached,
     Written,
+    First,
     Uncached,
 }
 
@@ -318,6 +327,7 @@ impl std::fmt::Display for Mode {
         f.write_str(match self {
             Mode::Cached => "cached",
             Mode::Written => "written",
+            Mode::First => "first",
             Mode::Uncached => "uncached",
         })
     }
