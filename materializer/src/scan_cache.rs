@@ -8,10 +8,10 @@
 //! complete through. A scan reads its snapshot's mark through the snapshot itself, and uses
 //! an entry exactly when that mark lies between the entry's base and the mark it is
 //! complete through: the base's columns, overridden by the delta's changes up to that mark,
-//! show what the snapshot holds, never a write before or after it. A delta that grows past
-//! an eighth of its base drops the entry (the next full scan builds it again). Entries fit
-//! in a byte budget (least recently used go first); a scope whose hot rows would not fit is
-//! scanned from RocksDB as before.
+//! show what the snapshot holds, never a write before or after it. A scan folds a delta past
+//! a 32nd of its base into new columns; one that grows past its base drops the entry (the
+//! next full scan builds it again). Entries fit in a byte budget (least recently used go
+//! first); a scope whose hot rows would not fit is scanned from RocksDB as before.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
