@@ -42,6 +42,242 @@ pub fn scan_scope(
     }
 }
 
+/// A batch sink that another thread may call.
+pub type PartSink<'a> = &'a mut (dyn FnMut(RecordBatch) -> bool + Send);
+
+/// [`scan_scope`] on as many threads as `sinks`, through one snapshot: the scope's keys are
+/// cut into that many ranges (at keys of its cached hot rows or of its largest segment), and
+/// sink `i` gets the rows of range `i`, in key order. A scan with a `LIMIT` or a batch of
+/// writes over the committed state, or a scope with no key to cut at, gives every row to the
+/// first sink.
+pub fn scan_scope_parts(
+    store: &HotStore,
+    overlay: Option<&HotBatch>,
+    cold: Option<&ColdStore>,
+    scope: &str,
+    spec: &ScanSpec<'_>,
+    sinks: &mut [PartSink<'_>],
+) -> Result<(), ScanError> {
+    let family = spec.def.family();
+    let prefix = scope_prefix(spec.def.id, scope);
+    let whole = overlay.is_some_and(|o| o.touches(family, &prefix)) || spec.limit.is_some();
+    if sinks.len() < 2 || whole {
+        let Some(first) = sinks.first_mut() else {
+            return Ok(());
+        };
+        return scan_scope(store, overlay, cold, scope, spec, &mut **first);
+    }
+    let mut attempts = 0;
+    loop {
+        let given: Vec<std::sync::atomic::AtomicBool> =
+            sinks.iter().map(|_| Default::default()).collect();
+        match scan_parts_once(store, cold, scope, spec, sinks, &given) {
+            Err(ScanError::Cold(e))
+                if attempts < 2 && !given.iter().any(|g| g.load(Ordering::Relaxed)) =>
+            {
+                tracing::debug!(error = %e, "a scan found its segments replaced; reading again");
+                attempts += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+use std::sync::atomic::Ordering;
+
+fn scan_parts_once(
+    store: &HotStore,
+    cold: Option<&ColdStore>,
+    scope: &str,
+    spec: &ScanSpec<'_>,
+    sinks: &mut [PartSink<'_>],
+    given: &[std::sync::atomic::AtomicBool],
+) -> Result<(), ScanError> {
+    let def = spec.def;
+    let snapshot = store.snapshot();
+    let cold_scope = cold_scope(&snapshot, cold, def, scope)?;
+    let prefix = scope_prefix(def.id, scope);
+    let cached = store.scan_cache().rows(&snapshot, scope, &prefix, spec)?;
+    // Where to cut: keys of the cached hot rows and of the segments, so that each range
+    // holds about as many of their rows.
+    let cuts: Vec<Vec<u8>> = {
+        let mut indexes = Vec::new();
+        if let Some(c) = &cached {
+            indexes.push(c.rows.keys.clone());
+        }
+        if let Some(s) = cold_scope.as_deref() {
+            indexes.extend(s.segment_keys(def.primary_key)?);
+        }
+        balanced_cuts(&indexes, spec.keys, sinks.len())
+    };
+    if cuts.is_empty() {
+        let sink = &mut *sinks[0];
+        return scan_range(
+            &snapshot,
+            cold_scope.as_deref(),
+            cached.as_ref(),
+            &prefix,
+            spec,
+            sink,
+        );
+    }
+    let mut ranges = Vec::with_capacity(cuts.len() + 1);
+    let mut from = spec.keys.from.clone();
+    for cut in cuts {
+        ranges.push(KeyRange {
+            from: from.clone(),
+            to: Some(cut.clone()),
+        });
+        from = Some(cut);
+    }
+    ranges.push(KeyRange {
+        from,
+        to: spec.keys.to.clone(),
+    });
+    std::thread::scope(|s| {
+        let mut running = Vec::new();
+        let (snapshot, cold_scope, cached, prefix) =
+            (&snapshot, cold_scope.as_deref(), cached.as_ref(), &prefix);
+        for ((range, sink), given) in ranges.iter().zip(sinks.iter_mut()).zip(given) {
+            let part = ScanSpec {
+                keys: range,
+                ..*spec
+            };
+            let mut counted = move |b: RecordBatch| {
+                given.store(true, Ordering::Relaxed);
+                sink(b)
+            };
+            // Each thread takes its creator's priority (a query's, lowered).
+            running.push(s.spawn(move || {
+                scan_range(snapshot, cold_scope, cached, prefix, &part, &mut counted)
+            }));
+        }
+        let mut result = Ok(());
+        for r in running {
+            let done = r.join().unwrap_or_else(|_| {
+                Err(ScanError::State(crate::Error::Decode {
+                    what: "a table scan",
+                    reason: "the thread reading part of it failed".into(),
+                }))
+            });
+            if result.is_ok() {
+                result = done;
+            }
+        }
+        result
+    })
+}
+
+/// Up to `n - 1` keys cutting `range` of the keys `indexes` hold into `n` ranges of about
+/// as many of them (keys held twice count twice), in order.
+fn balanced_cuts(
+    indexes: &[std::sync::Arc<crate::cold::store::KeyIndex>],
+    range: &KeyRange,
+    n: usize,
+) -> Vec<Vec<u8>> {
+    /// Candidate keys taken from each index.
+    const STEPS: usize = 32;
+    let bounds: Vec<(usize, usize)> = indexes.iter().map(|k| k.bounds(range)).collect();
+    let total: usize = bounds.iter().map(|(s, e)| e - s).sum();
+    if total < 2 * n {
+        return Vec::new();
+    }
+    let below = |key: &[u8]| -> usize {
+        indexes
+            .iter()
+            .zip(&bounds)
+            .map(|(k, &(s, e))| {
+                let to = KeyRange {
+                    from: range.from.clone(),
+                    to: Some(key.to_vec()),
+                };
+                k.bounds(&to).1.clamp(s, e) - s
+            })
+            .sum()
+    };
+    let mut candidates: Vec<(Vec<u8>, usize)> = Vec::new();
+    for (k, &(s, e)) in indexes.iter().zip(&bounds) {
+        for step in 1..STEPS {
+            let at = s + (e - s) * step / STEPS;
+            if at > s && at < e {
+                let key = k.key_at(at).to_vec();
+                let count = below(&key);
+                candidates.push((key, count));
+            }
+        }
+    }
+    let mut cuts: Vec<Vec<u8>> = Vec::new();
+    for i in 1..n {
+        let target = total * i / n;
+        if let Some((key, _)) = candidates
+            .iter()
+            .min_by_key(|(_, count)| count.abs_diff(target))
+            && cuts.last().is_none_or(|last| last < key)
+        {
+            cuts.push(key.clone());
+        }
+    }
+    cuts
+}
+
+/// The cold scope of `scope` as `snapshot` holds it, when `cold` is given and it has
+/// segments.
+fn cold_scope(
+    snapshot: &crate::hot::HotSnapshot<'_>,
+    cold: Option<&ColdStore>,
+    def: &crate::TableDef,
+    scope: &str,
+) -> Result<Option<std::sync::Arc<crate::cold::store::ScopeState>>, ScanError> {
+    let Some(cold) = cold else {
+        return Ok(None);
+    };
+    match catalog::manifest(snapshot, def.id, scope)? {
+        Some(manifest) if !manifest.segments.is_empty() => {
+            let storage =
+                catalog::storage(snapshot, &def.options.storage_id)?.ok_or_else(|| {
+                    crate::cold::ColdError {
+                        location: format!("storage '{}'", def.options.storage_id),
+                        message: format!(
+                            "the storage of table {} does not exist",
+                            def.qualified_name()
+                        ),
+                    }
+                })?;
+            Ok(Some(cold.scope_at(&storage, def, manifest)?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// One key range of a scope (`spec.keys`): the cached hot rows with their changes when
+/// given, else the hot tier read through `snapshot`, merged with the segments.
+fn scan_range(
+    snapshot: &crate::hot::HotSnapshot<'_>,
+    cold_scope: Option<&crate::cold::store::ScopeState>,
+    cached: Option<&crate::scan_cache::Cached>,
+    prefix: &[u8],
+    spec: &ScanSpec<'_>,
+    sink: &mut dyn FnMut(RecordBatch) -> bool,
+) -> Result<(), ScanError> {
+    if let Some(cached) = cached {
+        // The changes since the cached columns are the newest source; their keys come
+        // without the scope prefix.
+        let mut delta = cached.delta.source(spec.keys);
+        return merge(
+            cold_scope,
+            &mut delta,
+            0,
+            Some(cached.rows.clone()),
+            spec,
+            sink,
+        );
+    }
+    let (from, to) = (spec.keys.from.as_deref(), spec.keys.to.as_deref());
+    let family = spec.def.family();
+    let mut committed = Committed(snapshot.cursor_range(family, prefix, from, to)?);
+    merge(cold_scope, &mut committed, prefix.len(), None, spec, sink)
+}
+
 fn scan_once(
     store: &HotStore,
     overlay: Option<&HotBatch>,
@@ -52,48 +288,17 @@ fn scan_once(
 ) -> Result<(), ScanError> {
     let def = spec.def;
     let snapshot = store.snapshot();
-    let cold_scope =
-        match cold {
-            Some(cold) => match catalog::manifest(&snapshot, def.id, scope)? {
-                Some(manifest) if !manifest.segments.is_empty() => {
-                    let storage = catalog::storage(&snapshot, &def.options.storage_id)?
-                        .ok_or_else(|| crate::cold::ColdError {
-                            location: format!("storage '{}'", def.options.storage_id),
-                            message: format!(
-                                "the storage of table {} does not exist",
-                                def.qualified_name()
-                            ),
-                        })?;
-                    Some(cold.scope_at(&storage, def, manifest)?)
-                }
-                _ => None,
-            },
-            None => None,
-        };
+    let cold_scope = cold_scope(&snapshot, cold, def, scope)?;
     let family = def.family();
     let prefix = scope_prefix(def.id, scope);
     match overlay.filter(|o| o.touches(family, &prefix)) {
         None => {
-            if let Some(cached) = store.scan_cache().rows(&snapshot, scope, &prefix, spec)? {
-                // The changes since the cached columns are the newest source; their keys
-                // come without the scope prefix.
-                let mut delta = cached.delta.source(spec.keys);
-                return merge(
-                    cold_scope.as_deref(),
-                    &mut delta,
-                    0,
-                    Some(cached.rows),
-                    spec,
-                    sink,
-                );
-            }
-            let (from, to) = (spec.keys.from.as_deref(), spec.keys.to.as_deref());
-            let mut committed = Committed(snapshot.cursor_range(family, &prefix, from, to)?);
-            merge(
+            let cached = store.scan_cache().rows(&snapshot, scope, &prefix, spec)?;
+            scan_range(
+                &snapshot,
                 cold_scope.as_deref(),
-                &mut committed,
-                prefix.len(),
-                None,
+                cached.as_ref(),
+                &prefix,
                 spec,
                 sink,
             )

@@ -226,6 +226,39 @@ impl World {
     }
 }
 
+impl World {
+    /// A scan in `n` parts on as many threads ([`scan_scope_parts`]), the parts' batches
+    /// one after the other.
+    fn scan_parts(&self, scope: usize, spec: &ScanSpec<'_>, n: usize) -> Vec<RecordBatch> {
+        let mut parts: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
+        {
+            let mut sinks: Vec<Box<dyn FnMut(RecordBatch) -> bool + Send + '_>> = parts
+                .iter_mut()
+                .map(|out| {
+                    Box::new(move |b: RecordBatch| {
+                        out.push(b);
+                        true
+                    }) as Box<dyn FnMut(RecordBatch) -> bool + Send + '_>
+                })
+                .collect();
+            let mut refs: Vec<crate::scan::PartSink<'_>> = sinks
+                .iter_mut()
+                .map(|s| &mut **s as crate::scan::PartSink<'_>)
+                .collect();
+            crate::scan::scan_scope_parts(
+                &self.store,
+                None,
+                Some(&self.cold),
+                SCOPES[scope],
+                spec,
+                &mut refs,
+            )
+            .expect("scan");
+        }
+        parts.concat()
+    }
+}
+
 fn one_batch(def: &TableDef, projection: &[usize], batches: &[RecordBatch]) -> RecordBatch {
     let schema = Arc::new(table_schema(def).project(projection).expect("projection"));
     if projection.is_empty() {
@@ -399,6 +432,9 @@ proptest! {
                 if i % 3 == 0 {
                     let got = one_batch(&w.def, &all, &w.scan(scope, None, &full(&all)));
                     prop_assert_eq!(&got, &expected_batch(&w.def, &all, &rows));
+                    // The same rows, read in parts on threads.
+                    let got = one_batch(&w.def, &all, &w.scan_parts(scope, &full(&all), 3));
+                    prop_assert_eq!(&got, &expected_batch(&w.def, &all, &rows));
                 } else {
                     let range = KeyRange {
                         from: Some(crate::cold::store::key_of(&Value::BigInt(lo))),
@@ -449,6 +485,10 @@ proptest! {
                     let got = one_batch(&w.def, projection, &w.scan(scope, overlay, &spec));
                     let rows = w.expected(scope, &overlay_rows, show_deleted, i64::MAX);
                     prop_assert_eq!(&got, &expected_batch(&w.def, projection, &rows));
+                    if overlay.is_none() {
+                        let got = one_batch(&w.def, projection, &w.scan_parts(scope, &spec, 2));
+                        prop_assert_eq!(&got, &expected_batch(&w.def, projection, &rows));
+                    }
                     // The first `limit` rows, in key order.
                     let spec = ScanSpec { limit: Some(limit), ..spec };
                     let got = one_batch(&w.def, projection, &w.scan(scope, overlay, &spec));

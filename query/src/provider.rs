@@ -306,6 +306,7 @@ impl HotTable {
         filters: &[Expr],
         limit: Option<usize>,
         projection: &[usize],
+        partitions: usize,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let show_deleted = filters
             .iter()
@@ -355,7 +356,10 @@ impl HotTable {
             keys: self.key_range(filters),
             filters: filters.to_vec(),
         };
-        Ok(Arc::new(ScanExec::new(request, schema)))
+        // A query with a LIMIT reads from the first keys on; the others read the scope's
+        // key ranges on as many threads.
+        let partitions = if limit.is_none() { partitions } else { 1 };
+        Ok(Arc::new(ScanExec::new(request, schema, partitions)))
     }
 
     /// The visible row with primary key `pk`, as a batch of zero or one row in the table's
@@ -470,7 +474,7 @@ impl TableProvider for HotTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
@@ -483,7 +487,8 @@ impl TableProvider for HotTable {
                 &all
             }
         };
-        self.plan(filters, limit, projection)
+        let partitions = state.config().target_partitions();
+        self.plan(filters, limit, projection, partitions)
     }
 }
 

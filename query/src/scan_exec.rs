@@ -1,13 +1,15 @@
 //! [`ScanExec`]: DataFusion's plan node for reading one table scope. Its rows come from
-//! [`folddb_materializer::scan::scan_scope`] (hot rows through a RocksDB snapshot merged
-//! with the cold segments, in key order) on a blocking thread, a batch at a time, through a
-//! channel of two batches: a query that stops early (`LIMIT`) stops the scan, and a slow
-//! reader holds at most those batches in memory. RocksDB and file reads never run on the
-//! server's async threads.
+//! [`folddb_materializer::scan::scan_scope_parts`] (hot rows through a RocksDB snapshot
+//! merged with the cold segments, in key order) on blocking threads, a batch at a time,
+//! through a channel of two batches per partition: a query that stops early (`LIMIT`) stops
+//! the scan, and a slow reader holds at most those batches in memory. A scan without a
+//! `LIMIT` has one partition per core, each a range of the scope's keys, all read through
+//! one snapshot. RocksDB and file reads never run on the server's async threads.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -19,13 +21,15 @@ use datafusion::physical_plan::execution_plan::{
     Boundedness, ChildrenPropertiesMode, EmissionType, ReplaceChildrenOptions,
 };
 use datafusion::physical_plan::statistics::StatisticsArgs;
-use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
+use datafusion::physical_plan::stream::{
+    RecordBatchReceiverStreamBuilder, RecordBatchStreamAdapter,
+};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
 use folddb_materializer::cold::ColdStore;
-use folddb_materializer::scan::{KeyRange, ScanSpec, scan_scope};
+use folddb_materializer::scan::{KeyRange, PartSink, ScanSpec, scan_scope, scan_scope_parts};
 use folddb_materializer::{HotBatch, HotStore, TableDef};
 
 /// Batches the scan may produce ahead of its reader.
@@ -54,25 +58,98 @@ pub struct ScanRequest {
     pub rows: Option<u64>,
 }
 
-/// Reads one table scope as a stream of batches (one partition, in primary-key order).
+type Batches = tokio::sync::mpsc::Receiver<DfResult<RecordBatch>>;
+
+/// Reads one table scope as streams of batches: one partition per range of its keys, each in
+/// primary-key order.
 #[derive(Debug)]
 pub struct ScanExec {
     request: Arc<ScanRequest>,
     properties: Arc<PlanProperties>,
+    partitions: usize,
+    /// The partitions' batches of a scan started and not yet taken by their `execute`.
+    started: Mutex<Vec<Option<Batches>>>,
 }
 
 impl ScanExec {
-    /// `schema` is the table's schema projected to `request.projection`.
-    pub fn new(request: ScanRequest, schema: SchemaRef) -> ScanExec {
+    /// `schema` is the table's schema projected to `request.projection`; `partitions`, how
+    /// many ranges of keys to read at once (one with a `LIMIT` or a transaction's writes).
+    pub fn new(request: ScanRequest, schema: SchemaRef, partitions: usize) -> ScanExec {
+        let partitions = if request.limit.is_some() || request.overlay.is_some() {
+            1
+        } else {
+            partitions.max(1)
+        };
         let properties = PlanProperties::new(
             EquivalenceProperties::new(schema),
-            Partitioning::UnknownPartitioning(1),
+            Partitioning::UnknownPartitioning(partitions),
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
         ScanExec {
             request: Arc::new(request),
             properties: Arc::new(properties),
+            partitions,
+            started: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Starts the scan of every partition on a blocking thread (which reads the key ranges
+    /// on threads of its own), each partition's batches into its channel.
+    fn start(&self) -> Vec<Option<Batches>> {
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..self.partitions)
+            .map(|_| tokio::sync::mpsc::channel(AHEAD))
+            .unzip();
+        let r = self.request.clone();
+        tokio::task::spawn_blocking(move || {
+            let may_match = |meta: &folddb_materializer::cold::SegmentMeta| {
+                crate::pruning::may_match_all(&r.def, meta, &r.filters)
+            };
+            let spec = r.spec(&may_match);
+            let mut sinks: Vec<Box<dyn FnMut(RecordBatch) -> bool + Send + '_>> = senders
+                .iter()
+                .map(|tx| {
+                    Box::new(move |b: RecordBatch| tx.blocking_send(Ok(b)).is_ok())
+                        as Box<dyn FnMut(RecordBatch) -> bool + Send + '_>
+                })
+                .collect();
+            let mut refs: Vec<PartSink<'_>> =
+                sinks.iter_mut().map(|s| &mut **s as PartSink<'_>).collect();
+            let done = scan_scope_parts(
+                &r.store,
+                r.overlay.as_deref(),
+                r.cold.as_deref(),
+                &r.scope,
+                &spec,
+                &mut refs,
+            );
+            drop(refs);
+            drop(sinks);
+            // Each reader sees the failure as its stream's error.
+            if let Err(e) = done {
+                for tx in &senders {
+                    let _ = tx.blocking_send(Err(DataFusionError::Execution(e.to_string())));
+                }
+            }
+        });
+        receivers.into_iter().map(Some).collect()
+    }
+}
+
+impl ScanRequest {
+    fn spec<'a>(
+        &'a self,
+        may_match: &'a (dyn Fn(&folddb_materializer::cold::SegmentMeta) -> bool + Sync),
+    ) -> ScanSpec<'a> {
+        ScanSpec {
+            def: &self.def,
+            projection: &self.projection,
+            show_deleted: self.show_deleted,
+            min_seq: self.min_seq,
+            seq_floor: self.seq_floor,
+            limit: self.limit,
+            may_match,
+            keys: &self.keys,
         }
     }
 }
@@ -145,9 +222,33 @@ impl ExecutionPlan for ScanExec {
         partition: usize,
         _context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
-        if partition != 0 {
+        if partition >= self.partitions {
             return Err(DataFusionError::Internal(format!(
-                "ScanExec has one partition, not {partition}"
+                "ScanExec has {} partitions, not {partition}",
+                self.partitions
+            )));
+        }
+        if self.partitions > 1 {
+            let batches = {
+                // The list holds no invariant a panicking reader could break.
+                let mut started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
+                // A new execution once every partition of the last one was taken.
+                if started.iter().all(Option::is_none) {
+                    *started = self.start();
+                }
+                started[partition].take()
+            };
+            let Some(batches) = batches else {
+                return Err(DataFusionError::Internal(format!(
+                    "ScanExec partition {partition} executed twice"
+                )));
+            };
+            let stream = futures::stream::unfold(batches, |mut rx| async move {
+                rx.recv().await.map(|b| (b, rx))
+            });
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                self.schema(),
+                stream,
             )));
         }
         let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema(), AHEAD);
@@ -157,16 +258,7 @@ impl ExecutionPlan for ScanExec {
             let may_match = |meta: &folddb_materializer::cold::SegmentMeta| {
                 crate::pruning::may_match_all(&r.def, meta, &r.filters)
             };
-            let spec = ScanSpec {
-                def: &r.def,
-                projection: &r.projection,
-                show_deleted: r.show_deleted,
-                min_seq: r.min_seq,
-                seq_floor: r.seq_floor,
-                limit: r.limit,
-                may_match: &may_match,
-                keys: &r.keys,
-            };
+            let spec = r.spec(&may_match);
             let done = scan_scope(
                 &r.store,
                 r.overlay.as_deref(),

@@ -621,7 +621,7 @@ impl KeyIndex {
     }
 
     /// The positions in key order where `range` starts and ends.
-    fn bounds(&self, range: &scan::KeyRange) -> (usize, usize) {
+    pub(crate) fn bounds(&self, range: &scan::KeyRange) -> (usize, usize) {
         let position = |bound: &Option<Vec<u8>>, none: usize| match bound {
             Some(b) => self
                 .order
@@ -630,6 +630,11 @@ impl KeyIndex {
         };
         let (start, end) = (position(&range.from, 0), position(&range.to, self.rows()));
         (start, end.max(start))
+    }
+
+    /// The key at `position` in key order.
+    pub(crate) fn key_at(&self, position: usize) -> &[u8] {
+        self.key(self.order[position] as usize)
     }
 
     pub(crate) fn key(&self, row: usize) -> &[u8] {
@@ -759,6 +764,14 @@ pub struct ScopeState {
 }
 
 impl ScopeState {
+    /// The keys of each segment.
+    pub(crate) fn segment_keys(&self, pk: Option<u32>) -> Result<Vec<Arc<KeyIndex>>, ColdError> {
+        self.segments
+            .iter()
+            .map(|seg| seg.keys(&self.dir, pk))
+            .collect()
+    }
+
     fn new(dir: Loc, manifest: Manifest, reuse: &[Arc<Segment>]) -> Arc<ScopeState> {
         let segments = manifest
             .segments
@@ -977,7 +990,7 @@ impl ColdStore {
         hot_keys: &[Vec<u8>],
         show_deleted: bool,
         projection: &[usize],
-        may_match: &dyn Fn(&SegmentMeta) -> bool,
+        may_match: &(dyn Fn(&SegmentMeta) -> bool + Sync),
     ) -> Result<Vec<RecordBatch>, ColdError> {
         let mut hidden: Vec<&Vec<u8>> = hot_keys.iter().collect();
         hidden.sort_unstable();

@@ -46,7 +46,7 @@ pub struct ScanSpec<'a> {
     pub limit: Option<usize>,
     /// Whether a segment may hold rows the query wants, by its statistics. A segment ruled
     /// out is not read; its keys still hide their older versions.
-    pub may_match: &'a dyn Fn(&SegmentMeta) -> bool,
+    pub may_match: &'a (dyn Fn(&SegmentMeta) -> bool + Sync),
     /// The primary keys the query can want: no row outside is produced.
     pub keys: &'a KeyRange,
 }
@@ -360,7 +360,7 @@ struct Cursor {
 /// Hot rows already in columns (a scope's cached hot tier, [`crate::scan`]), merged as the
 /// newest source: `batch` holds the projected columns of the versions in key order, `keys`
 /// their keys after the scope prefix, and `hidden` the rows the scan leaves out.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct InMemory {
     pub(crate) keys: Arc<KeyIndex>,
     pub batch: RecordBatch,
