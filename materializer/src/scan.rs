@@ -108,7 +108,12 @@ fn scan_parts_once(
         if let Some(s) = cold_scope.as_deref() {
             indexes.extend(s.segment_keys(def.primary_key)?);
         }
-        balanced_cuts(&indexes, spec.keys, sinks.len())
+        if indexes.is_empty() {
+            // Only hot rows, not decoded: cut once, halfway between the first and last key.
+            hot_midpoint(&snapshot, &prefix, spec).into_iter().collect()
+        } else {
+            balanced_cuts(&indexes, spec.keys, sinks.len())
+        }
     };
     if cuts.is_empty() {
         let sink = &mut *sinks[0];
@@ -166,6 +171,26 @@ fn scan_parts_once(
         }
         result
     })
+}
+
+/// A key (after `prefix`) halfway between the first and the last hot key of `spec.keys`.
+fn hot_midpoint(
+    snapshot: &crate::hot::HotSnapshot<'_>,
+    prefix: &[u8],
+    spec: &ScanSpec<'_>,
+) -> Option<Vec<u8>> {
+    let family = spec.def.family();
+    let (from, to) = (spec.keys.from.as_deref(), spec.keys.to.as_deref());
+    let first = snapshot
+        .cursor_range(family, prefix, from, to)
+        .ok()?
+        .key()?
+        .to_vec();
+    let last = snapshot.last_key(family, prefix).ok()??;
+    let mid = crate::scan_cache::midpoint(&first[prefix.len()..], &last[prefix.len()..])?;
+    // Within the range: a cut at its edge would leave a range empty.
+    let inside = from.is_none_or(|f| f < mid.as_slice()) && to.is_none_or(|t| mid.as_slice() < t);
+    inside.then_some(mid)
 }
 
 /// Up to `n - 1` keys cutting `range` of the keys `indexes` hold into `n` ranges of about

@@ -547,7 +547,7 @@ struct Part {
 
 /// A key between `a` and `b` (`a < b`), near the middle as if both were fractions in base
 /// 256; `None` when there is none to split at.
-fn midpoint(a: &[u8], b: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn midpoint(a: &[u8], b: &[u8]) -> Option<Vec<u8>> {
     let n = a.len().max(b.len()) + 1;
     let digit = |k: &[u8], i: usize| u16::from(k.get(i).copied().unwrap_or(0));
     let mut sum = vec![0u16; n];
