@@ -11,6 +11,7 @@ use crate::cold::store::scan::{Items, merge};
 use crate::hot::{Family, HotBatch, HotStore, PrefixCursor};
 use crate::row::scope_prefix;
 use arrow::array::RecordBatch;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The rows of `scope` of `spec.def` that `spec` asks for, in primary-key order, each batch
 /// given to `sink` until it answers `false`: the committed state (with `overlay`, a
@@ -23,17 +24,25 @@ pub fn scan_scope(
     spec: &ScanSpec<'_>,
     sink: &mut dyn FnMut(RecordBatch) -> bool,
 ) -> Result<(), ScanError> {
-    // A compaction removes the files it replaced once committed: a scan that started on the
-    // manifest before it may find them gone before it gave anything out; it starts again.
-    let mut attempts = 0;
-    loop {
-        let mut given = false;
+    retried(|given| {
         let mut counted = |b: RecordBatch| {
-            given = true;
+            given.store(true, Ordering::Relaxed);
             sink(b)
         };
-        match scan_once(store, overlay, cold, scope, spec, &mut counted) {
-            Err(ScanError::Cold(e)) if !given && attempts < 2 => {
+        scan_once(store, overlay, cold, scope, spec, &mut counted)
+    })
+}
+
+/// Runs `scan` until it succeeds, fails with anything but a cold-tier error, or has given a
+/// batch out (it sets the flag it is handed): a compaction removes the files it replaced
+/// once committed, so a scan that started on the manifest before it may find them gone; it
+/// starts again, twice at most.
+fn retried(mut scan: impl FnMut(&AtomicBool) -> Result<(), ScanError>) -> Result<(), ScanError> {
+    let mut attempts = 0;
+    loop {
+        let given = AtomicBool::new(false);
+        match scan(&given) {
+            Err(ScanError::Cold(e)) if !given.load(Ordering::Relaxed) && attempts < 2 => {
                 tracing::debug!(error = %e, "a scan found its segments replaced; reading again");
                 attempts += 1;
             }
@@ -46,7 +55,8 @@ pub fn scan_scope(
 pub type PartSink<'a> = &'a mut (dyn FnMut(RecordBatch) -> bool + Send);
 
 /// [`scan_scope`] on as many threads as `sinks`, through one snapshot: the scope's keys are
-/// cut into that many ranges (at keys of its cached hot rows or of its largest segment), and
+/// cut into that many ranges (at keys of its cached hot rows and its segments, or halfway
+/// between its first and last hot key), and
 /// sink `i` gets the rows of range `i`, in key order. A scan with a `LIMIT` or a batch of
 /// writes over the committed state, or a scope with no key to cut at, gives every row to the
 /// first sink.
@@ -67,23 +77,8 @@ pub fn scan_scope_parts(
         };
         return scan_scope(store, overlay, cold, scope, spec, &mut **first);
     }
-    let mut attempts = 0;
-    loop {
-        let given: Vec<std::sync::atomic::AtomicBool> =
-            sinks.iter().map(|_| Default::default()).collect();
-        match scan_parts_once(store, cold, scope, spec, sinks, &given) {
-            Err(ScanError::Cold(e))
-                if attempts < 2 && !given.iter().any(|g| g.load(Ordering::Relaxed)) =>
-            {
-                tracing::debug!(error = %e, "a scan found its segments replaced; reading again");
-                attempts += 1;
-            }
-            done => return done,
-        }
-    }
+    retried(|given| scan_parts_once(store, cold, scope, spec, sinks, given))
 }
-
-use std::sync::atomic::Ordering;
 
 fn scan_parts_once(
     store: &HotStore,
@@ -91,7 +86,7 @@ fn scan_parts_once(
     scope: &str,
     spec: &ScanSpec<'_>,
     sinks: &mut [PartSink<'_>],
-    given: &[std::sync::atomic::AtomicBool],
+    given: &AtomicBool,
 ) -> Result<(), ScanError> {
     let def = spec.def;
     let snapshot = store.snapshot();
@@ -117,13 +112,17 @@ fn scan_parts_once(
     };
     if cuts.is_empty() {
         let sink = &mut *sinks[0];
+        let mut counted = |b: RecordBatch| {
+            given.store(true, Ordering::Relaxed);
+            sink(b)
+        };
         return scan_range(
             &snapshot,
             cold_scope.as_deref(),
             cached.as_ref(),
             &prefix,
             spec,
-            sink,
+            &mut counted,
         );
     }
     let mut ranges = Vec::with_capacity(cuts.len() + 1);
@@ -143,7 +142,7 @@ fn scan_parts_once(
         let mut running = Vec::new();
         let (snapshot, cold_scope, cached, prefix) =
             (&snapshot, cold_scope.as_deref(), cached.as_ref(), &prefix);
-        for ((range, sink), given) in ranges.iter().zip(sinks.iter_mut()).zip(given) {
+        for (range, sink) in ranges.iter().zip(sinks.iter_mut()) {
             let part = ScanSpec {
                 keys: range,
                 ..*spec
