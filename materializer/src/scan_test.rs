@@ -310,20 +310,25 @@ fn seqs_from(batch: &RecordBatch, at: usize, floor: i64) -> RecordBatch {
     arrow::compute::filter_record_batch(batch, &keep).expect("filter")
 }
 
-/// A full scan of `scope` with every column.
-fn scan_all(store: &HotStore, def: &TableDef, scope: &str) -> RecordBatch {
-    let all: Vec<usize> = (0..table_schema(def).fields().len()).collect();
-    let whole = KeyRange::default();
-    let spec = ScanSpec {
+/// A scan of `keys` of every version `projection` shows, no segment ruled out.
+fn plain_spec<'a>(def: &'a TableDef, projection: &'a [usize], keys: &'a KeyRange) -> ScanSpec<'a> {
+    ScanSpec {
         def,
-        projection: &all,
+        projection,
         show_deleted: false,
         min_seq: None,
         seq_floor: None,
         limit: None,
         may_match: &|_| true,
-        keys: &whole,
-    };
+        keys,
+    }
+}
+
+/// A full scan of `scope` with every column.
+fn scan_all(store: &HotStore, def: &TableDef, scope: &str) -> RecordBatch {
+    let all: Vec<usize> = (0..table_schema(def).fields().len()).collect();
+    let whole = KeyRange::default();
+    let spec = plain_spec(def, &all, &whole);
     let mut out = Vec::new();
     scan_scope(store, None, None, scope, &spec, &mut |b| {
         out.push(b);
@@ -373,16 +378,7 @@ fn an_entry_built_from_a_snapshot_before_a_write_is_not_followed() {
     // A scan that took its snapshot before entry 2 keeps the scope's rows only now.
     let all: Vec<usize> = (0..table_schema(&w.def).fields().len()).collect();
     let whole = KeyRange::default();
-    let spec = ScanSpec {
-        def: &w.def,
-        projection: &all,
-        show_deleted: false,
-        min_seq: None,
-        seq_floor: None,
-        limit: None,
-        may_match: &|_| true,
-        keys: &whole,
-    };
+    let spec = plain_spec(&w.def, &all, &whole);
     let prefix = crate::row::scope_prefix(w.def.id, SCOPES[0]);
     let cached = w.store.scan_cache().rows(&older, SCOPES[0], &prefix, &spec);
     assert!(matches!(cached, Ok(Some(_))));
@@ -411,16 +407,7 @@ proptest! {
         let all: Vec<usize> = (0..width).collect();
         let def = w.def.clone();
         let whole = KeyRange::default();
-        let full = |projection| ScanSpec {
-            def: &def,
-            projection,
-            show_deleted: false,
-            min_seq: None,
-            seq_floor: None,
-            limit: None,
-            may_match: &|_| true,
-            keys: &whole,
-        };
+        let full = |projection| plain_spec(&def, projection, &whole);
         for (i, s) in steps.iter().enumerate() {
             w.run(s);
             // Full scans between steps keep the scopes' hot rows in the scan cache, as of

@@ -21,15 +21,13 @@ use datafusion::physical_plan::execution_plan::{
     Boundedness, ChildrenPropertiesMode, EmissionType, ReplaceChildrenOptions,
 };
 use datafusion::physical_plan::statistics::StatisticsArgs;
-use datafusion::physical_plan::stream::{
-    RecordBatchReceiverStreamBuilder, RecordBatchStreamAdapter,
-};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
 use folddb_materializer::cold::ColdStore;
-use folddb_materializer::scan::{KeyRange, PartSink, ScanSpec, scan_scope, scan_scope_parts};
+use folddb_materializer::scan::{KeyRange, PartSink, ScanSpec, scan_scope_parts};
 use folddb_materializer::{HotBatch, HotStore, TableDef};
 
 /// Batches the scan may produce ahead of its reader.
@@ -115,20 +113,25 @@ impl ScanExec {
                 .collect();
             let mut refs: Vec<PartSink<'_>> =
                 sinks.iter_mut().map(|s| &mut **s as PartSink<'_>).collect();
-            let done = scan_scope_parts(
-                &r.store,
-                r.overlay.as_deref(),
-                r.cold.as_deref(),
-                &r.scope,
-                &spec,
-                &mut refs,
-            );
+            // A panic is this scan's failure, not a stream that ends early as if complete.
+            let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                scan_scope_parts(
+                    &r.store,
+                    r.overlay.as_deref(),
+                    r.cold.as_deref(),
+                    &r.scope,
+                    &spec,
+                    &mut refs,
+                )
+                .map_err(|e| e.to_string())
+            }))
+            .unwrap_or_else(|_| Err("the scan failed unexpectedly".to_owned()));
             drop(refs);
             drop(sinks);
             // Each reader sees the failure as its stream's error.
             if let Err(e) = done {
                 for tx in &senders {
-                    let _ = tx.blocking_send(Err(DataFusionError::Execution(e.to_string())));
+                    let _ = tx.blocking_send(Err(DataFusionError::Execution(e.clone())));
                 }
             }
         });
@@ -228,48 +231,28 @@ impl ExecutionPlan for ScanExec {
                 self.partitions
             )));
         }
-        if self.partitions > 1 {
-            let batches = {
-                // The list holds no invariant a panicking reader could break.
-                let mut started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
-                // A new execution once every partition of the last one was taken.
-                if started.iter().all(Option::is_none) {
-                    *started = self.start();
-                }
-                started[partition].take()
-            };
-            let Some(batches) = batches else {
-                return Err(DataFusionError::Internal(format!(
-                    "ScanExec partition {partition} executed twice"
-                )));
-            };
-            let stream = futures::stream::unfold(batches, |mut rx| async move {
-                rx.recv().await.map(|b| (b, rx))
-            });
-            return Ok(Box::pin(RecordBatchStreamAdapter::new(
-                self.schema(),
-                stream,
+        let batches = {
+            // The list holds no invariant a panicking reader could break.
+            let mut started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
+            // A new execution once every partition of the last one was taken.
+            if started.iter().all(Option::is_none) {
+                *started = self.start();
+            }
+            started[partition].take()
+        };
+        let Some(batches) = batches else {
+            return Err(DataFusionError::Internal(format!(
+                "ScanExec partition {partition} executed twice"
             )));
-        }
-        let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema(), AHEAD);
-        let tx = builder.tx();
-        let r = self.request.clone();
-        builder.spawn_blocking(move || {
-            let may_match = |meta: &folddb_materializer::cold::SegmentMeta| {
-                crate::pruning::may_match_all(&r.def, meta, &r.filters)
-            };
-            let spec = r.spec(&may_match);
-            let done = scan_scope(
-                &r.store,
-                r.overlay.as_deref(),
-                r.cold.as_deref(),
-                &r.scope,
-                &spec,
-                &mut |batch| tx.blocking_send(Ok(batch)).is_ok(),
+        };
+        let stream =
+            futures::stream::unfold(
+                batches,
+                |mut rx| async move { rx.recv().await.map(|b| (b, rx)) },
             );
-            // The reader sees the failure as the stream's error.
-            done.map_err(|e| DataFusionError::Execution(e.to_string()))
-        });
-        Ok(builder.build())
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema(),
+            stream,
+        )))
     }
 }
