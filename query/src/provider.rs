@@ -11,9 +11,11 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
-use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::common::tree_node::TreeNode;
+use datafusion::common::{DFSchema, DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use folddb_materializer::catalog::StateRead;
@@ -27,7 +29,7 @@ use folddb_materializer::{
 
 use crate::convert::arrow_to_value;
 pub use crate::convert::{rows_batch, table_schema};
-use crate::scan_exec::{ScanExec, ScanRequest};
+use crate::scan_exec::{RowFilter, ScanExec, ScanRequest};
 use crate::system;
 use folddb_materializer::cold::ColdStore;
 
@@ -307,6 +309,7 @@ impl HotTable {
         limit: Option<usize>,
         projection: &[usize],
         partitions: usize,
+        filter: Option<RowFilter>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let show_deleted = filters
             .iter()
@@ -321,7 +324,14 @@ impl HotTable {
                     rows.push(v);
                 }
             }
-            let batch = self.batch(&rows)?.project(projection)?;
+            let batch = self.batch(&rows)?;
+            let mut batch = match &filter {
+                Some(f) => f.apply(&batch.project(&f.read)?)?,
+                None => batch.project(projection)?,
+            };
+            if let Some(limit) = limit {
+                batch = batch.slice(0, batch.num_rows().min(limit));
+            }
             return Ok(MemorySourceConfig::try_new_exec(
                 &[vec![batch]],
                 schema,
@@ -348,7 +358,9 @@ impl HotTable {
             cold: self.cold().cloned(),
             def: self.def.clone(),
             scope: self.scope.clone(),
-            projection: projection.to_vec(),
+            projection: filter
+                .as_ref()
+                .map_or_else(|| projection.to_vec(), |f| f.read.clone()),
             show_deleted,
             min_seq: self.min_seq,
             seq_floor: seq_floor(filters),
@@ -359,7 +371,9 @@ impl HotTable {
         // A query with a LIMIT reads from the first keys on; the others read the scope's
         // key ranges on as many threads.
         let partitions = if limit.is_none() { partitions } else { 1 };
-        Ok(Arc::new(ScanExec::new(request, schema, partitions)))
+        Ok(Arc::new(ScanExec::new(
+            request, schema, partitions, filter, limit,
+        )))
     }
 
     /// The visible row with primary key `pk`, as a batch of zero or one row in the table's
@@ -467,9 +481,18 @@ impl TableProvider for HotTable {
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        // Inexact: we use them to pick keys and to decide about tombstones; DataFusion still
-        // applies them.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        // We pick keys, segments and tombstones by them, and the scan applies those it can
+        // evaluate on each row itself: DataFusion then hands it the query's LIMIT.
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if evaluable(f) {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Inexact
+                }
+            })
+            .collect())
     }
 
     async fn scan(
@@ -488,8 +511,47 @@ impl TableProvider for HotTable {
             }
         };
         let partitions = state.config().target_partitions();
-        self.plan(filters, limit, projection, partitions)
+        // The filters the scan applies, on the projected columns and those they read.
+        let exact: Vec<Expr> = filters.iter().filter(|f| evaluable(f)).cloned().collect();
+        let filter = match conjunction(exact) {
+            None => None,
+            Some(predicate) => {
+                let mut read = projection.to_vec();
+                for c in predicate.column_refs() {
+                    let i = self.schema.index_of(&c.name)?;
+                    if !read.contains(&i) {
+                        read.push(i);
+                    }
+                }
+                let read_schema = DFSchema::try_from(self.schema.project(&read)?)?;
+                let predicate = state.create_physical_expr(predicate, &read_schema)?;
+                Some(RowFilter {
+                    predicate,
+                    read,
+                    width: projection.len(),
+                })
+            }
+        };
+        self.plan(filters, limit, projection, partitions, filter)
     }
+}
+
+/// Whether the scan can evaluate `filter` on each row as DataFusion would: neither volatile
+/// nor in need of anything but the row (subqueries, parameters not yet bound).
+fn evaluable(filter: &Expr) -> bool {
+    !filter.is_volatile()
+        && !filter
+            .exists(|e| {
+                Ok(matches!(
+                    e,
+                    Expr::ScalarSubquery(_)
+                        | Expr::Exists(_)
+                        | Expr::InSubquery(_)
+                        | Expr::OuterReferenceColumn(..)
+                        | Expr::Placeholder(_)
+                ))
+            })
+            .unwrap_or(true)
 }
 
 /// One namespace as a DataFusion schema.

@@ -862,3 +862,169 @@ async fn full_scans_read_again_see_every_change_since() {
     );
     verify(&model, "altered").await;
 }
+
+/// The filters a scan applies itself (and the `LIMIT` that then reaches it) keep exactly the
+/// rows a plain evaluation of them keeps, over hot and flushed rows, updates and deletes:
+/// with the filtered columns outside the projection, NULLs, no columns at all (`COUNT(*)`),
+/// a pinned key, and a filter that fails on some row, which fails the query.
+#[tokio::test]
+async fn the_filters_a_scan_applies_keep_what_a_plain_evaluation_keeps() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start(dir.path()).await;
+    let t = s.setup_and_login().await;
+    s.ok_all(
+        &t,
+        &[
+            "CREATE NAMESPACE app",
+            "CREATE SHARED TABLE app.f (id BIGINT PRIMARY KEY, g INT, v DOUBLE, s TEXT)",
+        ],
+    )
+    .await;
+    // Deterministic pseudo-random cells, NULL now and then.
+    let mut x: u64 = 0x9e37_79b9;
+    let mut next = move || {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        x >> 33
+    };
+    let mut insert = |ids: Vec<u64>| {
+        let values: Vec<String> = ids
+            .into_iter()
+            .map(|id| {
+                let g = next() % 7;
+                let v = match next() % 5 {
+                    0 => "NULL".to_owned(),
+                    n => format!("{}.5", (n * 31 + next() % 40) % 100),
+                };
+                let s = if next() % 4 == 0 {
+                    "NULL".to_owned()
+                } else {
+                    format!("'s{}'", next() % 9)
+                };
+                format!("({id}, {g}, {v}, {s})")
+            })
+            .collect();
+        format!(
+            "INSERT INTO app.f (id, g, v, s) VALUES {}",
+            values.join(", ")
+        )
+    };
+    // Even ids flushed, odd ids hot, then changes over both tiers.
+    s.ok(&t, &insert((0..400).step_by(2).collect())).await;
+    flush(&s, &t, "f").await;
+    s.ok(&t, &insert((1..400).step_by(2).collect())).await;
+    s.ok_all(
+        &t,
+        &[
+            "UPDATE app.f SET g = 3 WHERE id % 9 = 4",
+            "UPDATE app.f SET v = NULL WHERE id % 13 = 0",
+            "DELETE FROM app.f WHERE id % 11 = 5",
+        ],
+    )
+    .await;
+
+    // The reference: every visible row, read without a filter.
+    type Row = (i64, Option<i64>, Option<f64>, Option<String>);
+    let all: Vec<Row> = rows(&s.ok(&t, "SELECT id, g, v, s FROM app.f ORDER BY id").await)
+        .iter()
+        .map(|r| {
+            (
+                int(&r[0]).expect("an id"),
+                int(&r[1]),
+                r[2].as_f64(),
+                r[3].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    assert_eq!(all.len(), 400 - (0..400).filter(|i| i % 11 == 5).count());
+    let ids = |keep: &dyn Fn(&Row) -> bool| -> Vec<i64> {
+        all.iter().filter(|r| keep(r)).map(|r| r.0).collect()
+    };
+    let answer = |v: Value| -> Vec<i64> {
+        rows(&v)
+            .iter()
+            .map(|r| int(&r[0]).expect("an id"))
+            .collect()
+    };
+    let cases: Vec<(&str, Vec<i64>)> = vec![
+        (
+            "SELECT id FROM app.f WHERE g = 3 ORDER BY id",
+            ids(&|r| r.1 == Some(3)),
+        ),
+        (
+            "SELECT id, s FROM app.f WHERE g > 4 AND v < 50 ORDER BY id",
+            ids(&|r| r.1.is_some_and(|g| g > 4) && r.2.is_some_and(|v| v < 50.0)),
+        ),
+        (
+            "SELECT id FROM app.f WHERE s IS NULL OR g = 0 ORDER BY id",
+            ids(&|r| r.3.is_none() || r.1 == Some(0)),
+        ),
+        (
+            "SELECT id FROM app.f WHERE v IS NULL AND id > 100 ORDER BY id",
+            ids(&|r| r.2.is_none() && r.0 > 100),
+        ),
+    ];
+    for (sql, expected) in cases {
+        assert!(!expected.is_empty(), "{sql} keeps some rows");
+        assert_eq!(answer(s.ok(&t, sql).await), expected, "{sql}");
+    }
+
+    // COUNT(*) under a filter reads no column of the answer.
+    let threes = ids(&|r| r.1 == Some(3));
+    let count = s.ok(&t, "SELECT COUNT(*) FROM app.f WHERE g = 3").await;
+    assert_eq!(int(&rows(&count)[0][0]), Some(threes.len() as i64));
+
+    // A LIMIT under a filter: that many rows, each one the filter keeps, none twice.
+    for limit in [1, 5, threes.len() + 3] {
+        let got = answer(
+            s.ok(
+                &t,
+                &format!("SELECT id, g FROM app.f WHERE g = 3 LIMIT {limit}"),
+            )
+            .await,
+        );
+        assert_eq!(got.len(), limit.min(threes.len()), "LIMIT {limit}");
+        let mut unique = got.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), got.len(), "LIMIT {limit}: {got:?}");
+        assert!(
+            got.iter().all(|id| threes.contains(id)),
+            "LIMIT {limit}: {got:?}"
+        );
+    }
+
+    // A pinned key, and the filter's other conjunct still applies to it.
+    let three = threes[0];
+    let other = all
+        .iter()
+        .find(|r| r.1 != Some(3))
+        .expect("a row with g <> 3")
+        .0;
+    for (id, expected) in [(three, vec![three]), (other, vec![])] {
+        let sql = format!("SELECT id FROM app.f WHERE id = {id} AND g = 3");
+        assert_eq!(answer(s.ok(&t, &sql).await), expected, "{sql}");
+    }
+
+    // A filter that fails on a row fails the query, and the next query answers.
+    let (status, body) = s
+        .sql(&t, "SELECT id FROM app.f WHERE 10 / (g - g) > 1")
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "SQL_EXECUTION_ERROR", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.to_lowercase().contains("divide by zero"), "{body}");
+    assert_eq!(
+        answer(
+            s.ok(&t, "SELECT id FROM app.f WHERE g = 3 ORDER BY id")
+                .await
+        ),
+        threes
+    );
+}
+
+/// An integer of an answer, which BIGINT gives as a string.
+fn int(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| v.as_str()?.parse().ok())
+}

@@ -164,6 +164,28 @@ fn a_flush_segment_is_listed_by_the_state_and_published() {
     assert_eq!(seg.stats[1].nulls, 1);
     assert!(!tmp.path().join("app/t/manifest.json.tmp").exists());
     assert!(tmp.path().join("app/t/batch-FL-1.parquet").exists());
+    // The key and `_seq` are deltas, the other columns dictionaries (FORMAT.md).
+    let file = fs::File::open(tmp.path().join("app/t/batch-FL-1.parquet")).expect("segment");
+    let footer = ParquetRecordBatchReaderBuilder::try_new(file).expect("footer");
+    let encodings: Vec<(String, Vec<parquet::basic::Encoding>)> = footer.metadata().row_groups()[0]
+        .columns()
+        .iter()
+        .map(|c| (c.column_path().string(), c.encodings().collect()))
+        .collect();
+    use parquet::basic::Encoding::{DELTA_BINARY_PACKED, RLE_DICTIONARY};
+    for (column, used) in &encodings {
+        let delta = column == "id" || column == "_seq";
+        assert_eq!(
+            used.contains(&DELTA_BINARY_PACKED),
+            delta,
+            "{column}: {used:?}"
+        );
+        assert_eq!(
+            used.contains(&RLE_DICTIONARY),
+            column == "v",
+            "{column}: {used:?}"
+        );
+    }
     // The published copy is the state's manifest, and is never imported as format 1.
     let published: Manifest =
         serde_json::from_slice(&fs::read(tmp.path().join("app/t/manifest.json")).expect("copy"))
