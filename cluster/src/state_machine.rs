@@ -116,6 +116,7 @@ fn family_code(family: Family) -> u8 {
         Family::Meta => 2,
         Family::Streams => 3,
         Family::ColdKeys => 4,
+        Family::Journal => 5,
     }
 }
 

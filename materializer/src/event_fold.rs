@@ -7,7 +7,7 @@
 //! The store failing underneath, or state that does not decode, is never an outcome: the
 //! fold returns the error and the entry is not applied (see [`Fold`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use folddb_log::LogIndex;
@@ -165,6 +165,7 @@ impl Fold for EventFold {
         })?;
         let last = read_u64(changes.get(store, Family::Meta, LAST_SEQ_KEY)?).map(|s| Seq(s as i64));
         let mut written = HashSet::new();
+        let recorded = changes.events().len();
         let mut ctx = Ctx {
             store,
             cold: self.cold.as_deref(),
@@ -184,6 +185,23 @@ impl Fold for EventFold {
         {
             ctx.batch
                 .put(Family::Meta, LAST_SEQ_KEY, (seq.0 as u64).to_be_bytes());
+        }
+        // STREAM rows expire by their TTL and live apart (`data/streams/`): the journal
+        // keeps the changes of USER and SHARED tables.
+        let mut kinds: HashMap<TableId, bool> = HashMap::new();
+        let events = ctx.batch.take_events();
+        for e in &events[recorded..] {
+            if let std::collections::hash_map::Entry::Vacant(slot) = kinds.entry(e.table) {
+                let history = catalog::table_history(&ctx.state(), e.table)?;
+                slot.insert(history.last().is_some_and(|d| d.kind != TableKind::Stream));
+            }
+        }
+        let journaled = events[recorded..]
+            .iter()
+            .filter(|e| kinds.get(&e.table).copied().unwrap_or(false));
+        crate::journal::record(ctx.batch, index, last.map(|s| s.0), journaled);
+        for event in events {
+            ctx.batch.record(event);
         }
         Ok(encode_outcomes(&outcomes))
     }

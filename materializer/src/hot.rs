@@ -44,15 +44,19 @@ pub enum Family {
     /// The cold tier's key index: each row key whose newest flushed version is live, with
     /// that version's `_seq`. What primary-key checks read instead of the segments.
     ColdKeys,
+    /// The change journal ([`crate::journal`]): every row change applied, in log order and
+    /// by table.
+    Journal,
 }
 
 impl Family {
-    pub const ALL: [Family; 5] = [
+    pub const ALL: [Family; 6] = [
         Family::Rows,
         Family::Catalog,
         Family::Meta,
         Family::Streams,
         Family::ColdKeys,
+        Family::Journal,
     ];
 
     /// The family's position in [`Family::ALL`].
@@ -63,6 +67,7 @@ impl Family {
             Family::Meta => 2,
             Family::Streams => 3,
             Family::ColdKeys => 4,
+            Family::Journal => 5,
         }
     }
 
@@ -73,6 +78,7 @@ impl Family {
             Family::Catalog => "catalog",
             Family::Meta => "meta",
             Family::ColdKeys => "cold_keys",
+            Family::Journal => "journal",
         }
     }
 }
@@ -83,7 +89,7 @@ pub type KeyValue = (Family, Vec<u8>, Vec<u8>);
 const APPLIED_KEY: &[u8] = b"applied";
 /// The hot tier's layout version (`materializer/FORMAT.md`, "Versions").
 const LAYOUT_KEY: &[u8] = b"layout";
-const LAYOUT: u32 = 3;
+const LAYOUT: u32 = 4;
 /// Meta key: the cold tier's key index (`cold_keys`) is still to be built from the segments.
 /// Set when a store of layout 2 or older is upgraded (those builds kept no index); the
 /// server builds the index before it applies anything (`cold::job::build_key_index`).
@@ -335,6 +341,11 @@ impl HotBatch {
         self.events.push(event);
     }
 
+    /// The row changes recorded so far.
+    pub(crate) fn events(&self) -> &[crate::row::RowEvent] {
+        &self.events
+    }
+
     /// The row changes recorded so far, leaving none.
     pub fn take_events(&mut self) -> Vec<crate::row::RowEvent> {
         std::mem::take(&mut self.events)
@@ -562,8 +573,17 @@ impl HotStore {
                 moved.push(prefix);
             }
         }
-        if self.applied()?.is_some() {
-            batch.put_cf(self.cf(Family::Meta), KEY_INDEX_PENDING_KEY, [1]);
+        let applied = self.applied()?;
+        if let Some((index, _)) = applied {
+            if layout < 3 {
+                batch.put_cf(self.cf(Family::Meta), KEY_INDEX_PENDING_KEY, [1]);
+            }
+            // Layouts 1 to 3 kept no journal: it starts after what was applied.
+            batch.put_cf(
+                self.cf(Family::Meta),
+                crate::journal::HORIZON_KEY,
+                (index.0 + 1).to_be_bytes(),
+            );
         }
         batch.put_cf(self.cf(Family::Meta), LAYOUT_KEY, LAYOUT.to_be_bytes());
         self.commit(batch, None, false, "upgrade the layout")?;
@@ -794,6 +814,32 @@ impl HotStore {
             IteratorMode::From(prefix, Direction::Forward),
         );
         for item in iter {
+            let (k, v) = item.map_err(self.rocks("scan"))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` keys from `start` on that start with `prefix`, in key order.
+    pub fn scan_range(
+        &self,
+        family: Family,
+        start: &[u8],
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            self.cf(family),
+            IteratorMode::From(start, Direction::Forward),
+        );
+        for item in iter {
+            if out.len() >= limit {
+                break;
+            }
             let (k, v) = item.map_err(self.rocks("scan"))?;
             if !k.starts_with(prefix) {
                 break;

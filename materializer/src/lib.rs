@@ -29,6 +29,7 @@ mod event_fold;
 pub mod fold;
 pub mod hot;
 pub mod hot_columns;
+pub mod journal;
 pub mod row;
 pub mod scan;
 pub mod scan_cache;

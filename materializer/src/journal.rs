@@ -1,0 +1,210 @@
+//! The change journal (DESIGN.md "Journal"): every row change the fold applies — table,
+//! owner, log index, `_seq`, operation, old and new image — recorded in column family
+//! `journal`, in the same batch as the entry's applied mark, so the journal holds exactly the
+//! changes of the entries applied. Two orders are range reads:
+//!
+//! - log order, from any log index: key `e` + index (u64 BE) + ordinal (u32 BE) → the change;
+//! - one table (and owner) from any `_seq`: key `t` + table id (u64 BE) + owner length
+//!   (u16 BE) + owner (UTF-8) + position (u64 BE `_seq`, then u32 BE) → the change's `e` key.
+//!   A change that writes a version is at (its `_seq`, 0); a physical delete, which writes
+//!   none, follows the last `_seq` assigned before it: (that `_seq`, 1 + its ordinal). So
+//!   "the changes after `_seq` s" start at (s, 1): a version at s is the cursor's own, a
+//!   delete after it is not.
+//!
+//! `materializer/FORMAT.md` ("`journal`") is normative.
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::TableId;
+use crate::error::Result;
+use crate::hot::{Family, HotBatch, HotStore};
+use crate::row::{RowEvent, RowVersion};
+use crate::seq::Seq;
+use crate::value::Value;
+use crate::{LogIndex, codec};
+
+/// Meta key: the first log index the journal holds changes of (u64 BE). Absent: 1, every
+/// entry. A store upgraded to layout 4 starts its journal after the entries it had applied.
+pub const HORIZON_KEY: &[u8] = b"journal_horizon";
+
+const BY_INDEX: u8 = b'e';
+const BY_TABLE: u8 = b't';
+
+/// What a change did to its row, as a reader of the table sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeOp {
+    /// The key had no visible version (none, or a tombstone) and now has one.
+    Insert,
+    /// A visible version replaced by another.
+    Update,
+    /// The key's visible version removed: a tombstone written, or the key deleted.
+    Delete,
+}
+
+/// One row change of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub index: u64,
+    /// Its place among the changes of its entry, from 0.
+    pub ordinal: u32,
+    pub table: TableId,
+    /// The owner of a USER or STREAM row; empty for SHARED tables.
+    pub scope: String,
+    pub pk: Value,
+    pub op: ChangeOp,
+    /// The `_seq` of the version written; for a physical delete, the last `_seq` assigned
+    /// before it.
+    pub seq: i64,
+    pub old: Option<RowVersion>,
+    pub new: Option<RowVersion>,
+}
+
+impl Change {
+    /// When the change was written: the time its `_seq` encodes (milliseconds since the Unix
+    /// epoch).
+    pub fn unix_ms(&self) -> u64 {
+        Seq(self.seq).unix_ms()
+    }
+}
+
+/// A [`Change`] as written, borrowing the event's images (the same encoding).
+#[derive(Serialize)]
+struct ChangeRef<'a> {
+    index: u64,
+    ordinal: u32,
+    table: TableId,
+    scope: &'a str,
+    pk: &'a Value,
+    op: ChangeOp,
+    seq: i64,
+    old: &'a Option<RowVersion>,
+    new: &'a Option<RowVersion>,
+}
+
+fn visible(v: &Option<RowVersion>) -> bool {
+    v.as_ref().is_some_and(|v| !v.deleted)
+}
+
+fn op_of(event: &RowEvent) -> ChangeOp {
+    match (visible(&event.old), visible(&event.new)) {
+        (false, true) => ChangeOp::Insert,
+        (true, true) => ChangeOp::Update,
+        _ => ChangeOp::Delete,
+    }
+}
+
+fn index_key(index: u64, ordinal: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(13);
+    k.push(BY_INDEX);
+    k.extend_from_slice(&index.to_be_bytes());
+    k.extend_from_slice(&ordinal.to_be_bytes());
+    k
+}
+
+/// `t` + table + owner: the prefix of one table scope's changes.
+fn scope_prefix(table: TableId, scope: &str) -> Vec<u8> {
+    let owner = scope.as_bytes();
+    let len = u16::try_from(owner.len()).unwrap_or(u16::MAX);
+    let mut k = Vec::with_capacity(11 + owner.len() + 12);
+    k.push(BY_TABLE);
+    k.extend_from_slice(&table.0.to_be_bytes());
+    k.extend_from_slice(&len.to_be_bytes());
+    k.extend_from_slice(&owner[..usize::from(len)]);
+    k
+}
+
+fn scope_key(table: TableId, scope: &str, seq: i64, sub: u32) -> Vec<u8> {
+    let mut k = scope_prefix(table, scope);
+    k.extend_from_slice(&(seq.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(&sub.to_be_bytes());
+    k
+}
+
+/// Records `events`, the row changes of entry `index` in the order made, into `batch`.
+/// `last_seq` is the last `_seq` assigned before the entry.
+pub(crate) fn record<'e>(
+    batch: &mut HotBatch,
+    index: LogIndex,
+    last_seq: Option<i64>,
+    events: impl IntoIterator<Item = &'e RowEvent>,
+) {
+    let mut last = last_seq.unwrap_or(0);
+    for (ordinal, event) in events.into_iter().enumerate() {
+        let ordinal = u32::try_from(ordinal).unwrap_or(u32::MAX);
+        let (seq, sub) = match &event.new {
+            Some(v) => {
+                last = last.max(v.seq);
+                (v.seq, 0)
+            }
+            None => (last, ordinal.saturating_add(1)),
+        };
+        let change = ChangeRef {
+            index: index.0,
+            ordinal,
+            table: event.table,
+            scope: &event.scope,
+            pk: &event.pk,
+            op: op_of(event),
+            seq,
+            old: &event.old,
+            new: &event.new,
+        };
+        let key = index_key(index.0, ordinal);
+        batch.put(
+            Family::Journal,
+            scope_key(event.table, &event.scope, seq, sub),
+            key.clone(),
+        );
+        batch.put(Family::Journal, key, codec::encode(&change));
+    }
+}
+
+/// The first log index whose changes the journal holds.
+pub fn horizon(store: &HotStore) -> Result<u64> {
+    Ok(store
+        .get(Family::Meta, HORIZON_KEY)?
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map_or(1, u64::from_be_bytes))
+}
+
+fn decode(bytes: &[u8]) -> Result<Change> {
+    codec::decode(bytes, "a journal change")
+}
+
+/// Up to `limit` changes of entries after log index `after`, in log order.
+pub fn after_index(store: &HotStore, after: u64, limit: usize) -> Result<Vec<Change>> {
+    let start = index_key(after.saturating_add(1), 0);
+    store
+        .scan_range(Family::Journal, &start, &[BY_INDEX], limit)?
+        .iter()
+        .map(|(_, v)| decode(v))
+        .collect()
+}
+
+/// Up to `limit` changes of `table`'s `scope` after `_seq` `after`, in log order.
+pub fn after_seq(
+    store: &HotStore,
+    table: TableId,
+    scope: &str,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<Change>> {
+    let prefix = scope_prefix(table, scope);
+    let start = scope_key(table, scope, after, 1);
+    let mut out = Vec::new();
+    for (_, at) in store.scan_range(Family::Journal, &start, &prefix, limit)? {
+        // A pointer without its change is a damaged store, not an empty answer.
+        let bytes = store
+            .get(Family::Journal, &at)?
+            .ok_or_else(|| crate::Error::Decode {
+                what: "a journal change",
+                reason: "a table's change points at no change".into(),
+            })?;
+        out.push(decode(&bytes)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[path = "journal_test.rs"]
+mod tests;

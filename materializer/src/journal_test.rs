@@ -1,0 +1,286 @@
+//! Tests of `journal`, kept beside it (STYLE.md: a sibling `*_test.rs`).
+use super::*;
+use crate::catalog::{TableDef, TableKind};
+use crate::event::{Command, Op, RowChange, decode_outcomes, encode_entry};
+use crate::{EventFold, Fold, Outcome, SEQ_OWN_WRITE, Term};
+
+/// A leader's clock, in Unix milliseconds (2027).
+const STAMP: u64 = 1_800_000_000_000;
+
+fn cmd(stamp_ms: u64, ops: Vec<Op>) -> Command {
+    Command {
+        stamp_ms,
+        actor: "t".into(),
+        ops,
+    }
+}
+
+fn insert(ids: &[i64]) -> Op {
+    Op::Insert {
+        table: TableId(1),
+        schema_version: 1,
+        scope: String::new(),
+        rows: ids
+            .iter()
+            .map(|i| vec![(1, Value::BigInt(*i)), (2, Value::Text(format!("v{i}")))])
+            .collect(),
+    }
+}
+
+/// Folds and applies `commands` as entry `index`; the outcomes.
+fn fold(store: &HotStore, index: u64, commands: Vec<Command>) -> Vec<Outcome> {
+    let mut batch = HotBatch::default();
+    let out = EventFold::default()
+        .fold(store, LogIndex(index), &encode_entry(&commands), &mut batch)
+        .expect("fold");
+    store.apply(LogIndex(index), Term(1), batch).expect("apply");
+    decode_outcomes(&out).expect("outcomes")
+}
+
+fn setup(store: &HotStore) {
+    fold(
+        store,
+        1,
+        vec![
+            cmd(
+                1,
+                vec![Op::CreateNamespace {
+                    name: "app".into(),
+                    description: None,
+                    if_not_exists: false,
+                }],
+            ),
+            cmd(
+                1,
+                vec![Op::CreateTable {
+                    table: TableDef::example("app", "t", TableKind::Shared),
+                    if_not_exists: false,
+                }],
+            ),
+        ],
+    );
+}
+
+fn shape(changes: &[Change]) -> Vec<(u64, u32, i64, ChangeOp)> {
+    changes
+        .iter()
+        .map(|c| {
+            let Value::BigInt(pk) = c.pk else {
+                panic!("a BIGINT key: {:?}", c.pk)
+            };
+            (c.index, c.ordinal, pk, c.op)
+        })
+        .collect()
+}
+
+#[test]
+fn every_applied_change_is_read_back_in_log_order_from_an_index_or_a_seq() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = HotStore::open(dir.path()).expect("open");
+    setup(&store);
+    assert_eq!(horizon(&store).expect("horizon"), 1);
+    fold(&store, 2, vec![cmd(STAMP, vec![insert(&[1, 2])])]);
+    let inserted = after_index(&store, 0, 100).expect("read");
+    let seq1 = inserted[0].seq;
+    let update = Op::Update {
+        table: TableId(1),
+        schema_version: 1,
+        scope: String::new(),
+        rows: vec![RowChange {
+            pk: Value::BigInt(1),
+            expected_seq: seq1,
+            old: vec![(1, Value::BigInt(1)), (2, Value::Text("v1".into()))],
+            cells: vec![(1, Value::BigInt(1)), (2, Value::Text("new".into()))],
+        }],
+    };
+    let delete = Op::Delete {
+        table: TableId(1),
+        scope: String::new(),
+        rows: vec![crate::RowDelete {
+            pk: Value::BigInt(1),
+            expected_seq: SEQ_OWN_WRITE,
+            old: Vec::new(),
+        }],
+    };
+    // The rejected command (a duplicate key) records nothing.
+    let outcomes = fold(
+        &store,
+        3,
+        vec![
+            cmd(STAMP + 1, vec![insert(&[2])]),
+            cmd(STAMP + 1, vec![update, delete]),
+        ],
+    );
+    assert!(matches!(outcomes[0], Outcome::Rejected { .. }));
+
+    let all = after_index(&store, 0, 100).expect("read");
+    assert_eq!(
+        shape(&all),
+        [
+            (2, 0, 1, ChangeOp::Insert),
+            (2, 1, 2, ChangeOp::Insert),
+            (3, 0, 1, ChangeOp::Update),
+            (3, 1, 1, ChangeOp::Delete),
+        ]
+    );
+    // Each change has its true images; `_seq`s grow in log order.
+    assert!(all[0].old.is_none());
+    assert_eq!(all[2].old.as_ref(), all[0].new.as_ref());
+    assert_eq!(
+        all[2].new.as_ref().and_then(|v| v.cell(2)),
+        Some(&Value::Text("new".into()))
+    );
+    assert_eq!(all[3].old.as_ref(), all[2].new.as_ref());
+    assert!(all[3].new.as_ref().is_some_and(|v| v.deleted));
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "{all:?}");
+    assert_eq!(all[0].unix_ms(), STAMP);
+    assert_eq!(all[2].unix_ms(), STAMP + 1);
+
+    // From an index: the entries after it; a limit stops the read.
+    assert_eq!(
+        shape(&after_index(&store, 2, 100).expect("read")),
+        shape(&all[2..])
+    );
+    assert_eq!(
+        shape(&after_index(&store, 0, 3).expect("read")),
+        shape(&all[..3])
+    );
+    assert!(after_index(&store, 3, 100).expect("read").is_empty());
+    // From a `_seq` of the table: the changes after it.
+    for (i, c) in all.iter().enumerate() {
+        let after = after_seq(&store, TableId(1), "", c.seq, 100).expect("read");
+        assert_eq!(shape(&after), shape(&all[i + 1..]), "after {}", c.seq);
+    }
+    assert_eq!(
+        shape(&after_seq(&store, TableId(1), "", 0, 100).expect("read")),
+        shape(&all)
+    );
+    // Another table or owner has none.
+    assert!(
+        after_seq(&store, TableId(2), "", 0, 100)
+            .expect("read")
+            .is_empty()
+    );
+    assert!(
+        after_seq(&store, TableId(1), "u1", 0, 100)
+            .expect("read")
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_physical_delete_follows_the_seq_before_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = HotStore::open(dir.path()).expect("open");
+    let version = |seq| RowVersion {
+        seq,
+        deleted: false,
+        cells: vec![(1, Value::BigInt(seq))],
+    };
+    let event = |pk: i64, new: Option<RowVersion>| RowEvent {
+        table: TableId(7),
+        scope: "u1".into(),
+        pk: Value::BigInt(pk),
+        old: Some(version(pk)),
+        new,
+    };
+    let mut batch = HotBatch::default();
+    // After `_seq` 5: a version at 10, then a key deleted without a tombstone.
+    record(
+        &mut batch,
+        LogIndex(1),
+        Some(5),
+        &[event(1, Some(version(10))), event(2, None)],
+    );
+    store.apply(LogIndex(1), Term(1), batch).expect("apply");
+    let at = |after| shape(&after_seq(&store, TableId(7), "u1", after, 10).expect("read"));
+    assert_eq!(
+        at(9),
+        [(1, 0, 1, ChangeOp::Update), (1, 1, 2, ChangeOp::Delete)]
+    );
+    // A reader at `_seq` 10 saw the version, not the delete after it.
+    assert_eq!(at(10), [(1, 1, 2, ChangeOp::Delete)]);
+    assert_eq!(after_index(&store, 0, 10).expect("read")[1].seq, 10);
+}
+
+#[test]
+fn a_store_of_an_earlier_layout_starts_its_journal_after_what_it_applied() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let store = HotStore::open(dir.path()).expect("open");
+        setup(&store);
+        fold(&store, 2, vec![cmd(5, vec![insert(&[1])])]);
+        // As a build of layout 3 left it: no journal.
+        let mut old = HotBatch::default();
+        old.put(
+            Family::Meta,
+            b"layout".to_vec(),
+            3u32.to_be_bytes().to_vec(),
+        );
+        for (key, _) in store.scan_prefix(Family::Journal, b"").expect("journal") {
+            old.delete(Family::Journal, key);
+        }
+        store.upgrade(old).expect("downgrade");
+        store.flush().expect("flush");
+    }
+    let store = HotStore::open(dir.path()).expect("reopen");
+    assert_eq!(horizon(&store).expect("horizon"), 3);
+    assert!(after_index(&store, 0, 10).expect("read").is_empty());
+    fold(&store, 3, vec![cmd(6, vec![insert(&[2])])]);
+    assert_eq!(
+        shape(&after_index(&store, 0, 10).expect("read")),
+        [(3, 0, 2, ChangeOp::Insert)]
+    );
+}
+
+#[test]
+fn keys_and_records_keep_their_bytes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = HotStore::open(dir.path()).expect("open");
+    let event = RowEvent {
+        table: TableId(3),
+        scope: "ab".into(),
+        pk: Value::BigInt(7),
+        old: None,
+        new: Some(RowVersion {
+            seq: 0x0102,
+            deleted: false,
+            cells: vec![(1, Value::BigInt(7))],
+        }),
+    };
+    let mut batch = HotBatch::default();
+    record(&mut batch, LogIndex(0x0a0b), None, [&event]);
+    store.apply(LogIndex(1), Term(1), batch).expect("apply");
+    let keys = store.scan_prefix(Family::Journal, b"").expect("scan");
+    let e = [
+        b"e".as_slice(),
+        &[0, 0, 0, 0, 0, 0, 0x0a, 0x0b],
+        &[0, 0, 0, 0],
+    ]
+    .concat();
+    let t = [
+        b"t".as_slice(),
+        &[0, 0, 0, 0, 0, 0, 0, 3],
+        &[0, 2],
+        b"ab",
+        &[0, 0, 0, 0, 0, 0, 1, 2],
+        &[0, 0, 0, 0],
+    ]
+    .concat();
+    assert_eq!(keys.len(), 2);
+    assert_eq!((&keys[0].0, &keys[1].0), (&e, &t));
+    assert_eq!(keys[1].1, e);
+    assert_eq!(hex(&keys[0].1), GOLDEN_CHANGE);
+    let change = decode(&keys[0].1).expect("decode");
+    assert_eq!(
+        (change.index, change.ordinal, change.op, change.seq),
+        (0x0a0b, 0, ChangeOp::Insert, 0x0102)
+    );
+}
+
+/// The value of the change in `keys_and_records_keep_their_bytes` (codec 1).
+const GOLDEN_CHANGE: &str = "01fb0b0a0003026162040e00fb04020001fb0402000101040e";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
