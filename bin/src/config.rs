@@ -16,6 +16,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub live: LiveConfig,
     pub storage: StorageConfig,
+    pub journal: JournalConfig,
     /// The log's segment files (`folddb_log::LogConfig`; its fields document themselves).
     pub log: folddb_log::LogConfig,
     pub limits: LimitsConfig,
@@ -119,6 +120,24 @@ impl Default for StorageConfig {
             flush_check_interval_seconds: 60,
             stream_eviction_interval_seconds: 60,
             default_flush_policy: DEFAULT_FLUSH_POLICY.into(),
+        }
+    }
+}
+
+/// The change journal (`materializer/FORMAT.md`, "`journal`").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JournalConfig {
+    /// How long the journal keeps each change, in hours; older ones are removed once a
+    /// minute (the log still holds them: `folddb log replay` rebuilds any point). `0` keeps
+    /// every change. Default 168 (7 days).
+    pub retention_hours: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> JournalConfig {
+        JournalConfig {
+            retention_hours: 168,
         }
     }
 }
@@ -310,6 +329,9 @@ impl Config {
         if let Some(v) = env("FOLDDB_DEFAULT_FLUSH_POLICY") {
             config.storage.default_flush_policy = v;
         }
+        if let Some(v) = parse_env("FOLDDB_JOURNAL_RETENTION_HOURS")? {
+            config.journal.retention_hours = v;
+        }
         if let Some(v) = parse_env("FOLDDB_STREAM_EVICTION_INTERVAL_SECONDS")? {
             config.storage.stream_eviction_interval_seconds = v;
         }
@@ -475,6 +497,10 @@ mod tests {
         assert_eq!(c.auth.jwt_expiry_hours, 2);
         assert_eq!(c.auth.bcrypt_cost, 12);
         assert!(toml::from_str::<Config>("[server]\nlisen = 1\n").is_err());
+        assert_eq!(Config::default().journal.retention_hours, 168);
+        let c: Config = toml::from_str("[journal]\nretention_hours = 0\n").expect("valid");
+        assert_eq!(c.journal.retention_hours, 0);
+        assert!(toml::from_str::<Config>("[journal]\nretention = 1\n").is_err());
     }
 
     #[test]

@@ -121,6 +121,36 @@ async fn run_scheduler(state: Arc<State>, config: crate::config::StorageConfig) 
     }
 }
 
+/// How often the journal's changes past their retention are removed.
+const JOURNAL_TRIM_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Removes the journal's changes older than `journal.retention_hours`, once a minute.
+async fn trim_journal(state: Arc<State>, config: crate::config::JournalConfig) {
+    if config.retention_hours == 0 {
+        return;
+    }
+    let keep = Duration::from_secs(config.retention_hours.saturating_mul(3600));
+    let mut tick = tokio::time::interval(JOURNAL_TRIM_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let cutoff = u64::try_from(now.saturating_sub(keep).as_millis()).unwrap_or(u64::MAX);
+        let store = state.engine.store().clone();
+        let trimmed =
+            tokio::task::spawn_blocking(move || folddb_materializer::journal::trim(&store, cutoff))
+                .await;
+        match trimmed {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(changes = n, "trimmed the journal"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "trimming the journal failed"),
+            Err(e) => tracing::warn!(error = %e, "trimming the journal failed"),
+        }
+    }
+}
+
 /// Before the node applies anything: the cold-tier manifests an earlier build kept only in
 /// the storages move into the node's state, and the cold tier's key index is built for a
 /// store that has none, once each (`materializer/FORMAT.md`, "Versions").
@@ -271,6 +301,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(run_scheduler(state.clone(), config.storage.clone())),
         tokio::spawn(audit_failed_logins(state.clone())),
         tokio::spawn(sweep_cold(state.clone())),
+        tokio::spawn(trim_journal(state.clone(), config.journal.clone())),
     ];
     let routes = warp::any()
         .and(warp::method())

@@ -719,6 +719,15 @@ impl HotStore {
         self.catalog.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Writes `changes` to a window of the log's history kept beside the state (the
+    /// journal's retention), outside the log: never rows, the catalog or the applied mark.
+    /// Not flushed: a crash may undo it, which leaves an earlier, as consistent window.
+    pub fn write_window(&self, changes: HotBatch) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        let catalog = self.add(&mut batch, changes);
+        self.commit(batch, None, catalog, "trim the journal")
+    }
+
     /// Writes `changes` outside the log, durably: only for upgrading what an earlier build
     /// left (`materializer/FORMAT.md`, "Versions"), never for a fold's changes.
     pub fn upgrade(&self, changes: HotBatch) -> Result<()> {

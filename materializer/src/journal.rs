@@ -205,6 +205,83 @@ pub fn after_seq(
     Ok(out)
 }
 
+/// Changes one trim reads at a time (an entry with more is read whole).
+#[cfg(not(test))]
+const TRIM_BATCH: usize = 10_000;
+#[cfg(test)]
+const TRIM_BATCH: usize = 3;
+
+/// Removes the changes of the entries written before `cutoff_unix_ms`, whole entries at a
+/// time, and moves the horizon past them: what the retention job runs. Returns how many
+/// changes it removed.
+///
+/// Not an entry of the log: the journal is a window of it, and each node keeps its own.
+/// Each write deletes its changes and sets the horizon together, so a reader sees a
+/// horizon and the changes after it, never a gap.
+pub fn trim(store: &HotStore, cutoff_unix_ms: u64) -> Result<usize> {
+    let mut removed = 0;
+    loop {
+        let start = index_key(horizon(store)?, 0);
+        let rows = store.scan_range(Family::Journal, &start, &[BY_INDEX], TRIM_BATCH)?;
+        let mut batch = HotBatch::default();
+        let mut last: Option<u64> = None;
+        let mut done = rows.len() < TRIM_BATCH;
+        let mut at = 0;
+        while at < rows.len() {
+            let first = decode(&rows[at].1)?;
+            if first.unix_ms() >= cutoff_unix_ms {
+                done = true;
+                break;
+            }
+            let index = first.index;
+            let end = rows[at..]
+                .iter()
+                .position(|(k, _)| !k.starts_with(&index_key(index, 0)[..9]))
+                .map_or(rows.len(), |n| at + n);
+            // An entry the read may have cut is read whole.
+            let whole;
+            let entry = if end == rows.len() && !done {
+                whole = store.scan_range(
+                    Family::Journal,
+                    &index_key(index, 0),
+                    &index_key(index, 0)[..9],
+                    usize::MAX,
+                )?;
+                &whole[..]
+            } else {
+                &rows[at..end]
+            };
+            for (key, value) in entry {
+                let change = decode(value)?;
+                batch.delete(
+                    Family::Journal,
+                    scope_key(change.table, &change.scope, change.seq, sub_of(&change)),
+                );
+                batch.delete(Family::Journal, key.clone());
+                removed += 1;
+            }
+            last = Some(index);
+            at = end;
+        }
+        let Some(last) = last else {
+            return Ok(removed);
+        };
+        batch.put(Family::Meta, HORIZON_KEY, (last + 1).to_be_bytes());
+        store.write_window(batch)?;
+        if done {
+            return Ok(removed);
+        }
+    }
+}
+
+/// The `sub` of a change's position (see the module's doc).
+fn sub_of(change: &Change) -> u32 {
+    match change.new {
+        Some(_) => 0,
+        None => change.ordinal.saturating_add(1),
+    }
+}
+
 #[cfg(test)]
 #[path = "journal_test.rs"]
 mod tests;

@@ -284,3 +284,48 @@ const GOLDEN_CHANGE: &str = "01fb0b0a0003026162040e00fb04020001fb0402000101040e"
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn a_trim_removes_whole_entries_before_the_cutoff_and_moves_the_horizon() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = HotStore::open(dir.path()).expect("open");
+    setup(&store);
+    // Entries 2, 3 and 4, a second apart; entry 3 has more changes than a trim reads at once.
+    fold(&store, 2, vec![cmd(STAMP, vec![insert(&[1, 2])])]);
+    fold(
+        &store,
+        3,
+        vec![cmd(STAMP + 1000, vec![insert(&[3, 4, 5, 6, 7])])],
+    );
+    fold(&store, 4, vec![cmd(STAMP + 2000, vec![insert(&[8])])]);
+    assert_eq!(after_index(&store, 0, 100).expect("read").len(), 8);
+    // Nothing is older than the first entry.
+    assert_eq!(trim(&store, STAMP).expect("trim"), 0);
+    assert_eq!(horizon(&store).expect("horizon"), 1);
+
+    assert_eq!(trim(&store, STAMP + 1500).expect("trim"), 7);
+    assert_eq!(horizon(&store).expect("horizon"), 4);
+    let left = after_index(&store, 0, 100).expect("read");
+    assert_eq!(shape(&left), [(4, 0, 8, ChangeOp::Insert)]);
+    assert_eq!(
+        shape(&after_seq(&store, TableId(1), "", 0, 100).expect("read")),
+        shape(&left)
+    );
+    // Both keys of each change are gone.
+    assert_eq!(
+        store.scan_prefix(Family::Journal, b"").expect("scan").len(),
+        2
+    );
+    assert_eq!(trim(&store, STAMP + 1500).expect("trim"), 0);
+    // New changes go on after the horizon.
+    fold(&store, 5, vec![cmd(STAMP + 3000, vec![insert(&[9])])]);
+    assert_eq!(after_index(&store, 3, 100).expect("read").len(), 2);
+    assert_eq!(trim(&store, u64::MAX).expect("trim"), 2);
+    assert_eq!(horizon(&store).expect("horizon"), 6);
+    assert!(
+        store
+            .scan_prefix(Family::Journal, b"")
+            .expect("scan")
+            .is_empty()
+    );
+}
