@@ -204,6 +204,13 @@ impl HotBatch {
         true
     }
 
+    /// A put that no read of the batch needs to see ([`HotBatch::get`] and
+    /// [`HotBatch::holds`] do not): the journal's records, of which an entry writes two per
+    /// row change, skip the batch's index of keys.
+    pub(crate) fn append(&mut self, family: Family, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push((family, key, Some(value)));
+    }
+
     fn push(&mut self, family: Family, key: Vec<u8>, value: Option<Vec<u8>>) {
         self.latest[family.slot()].insert(key.clone(), self.ops.len());
         self.ops.push((family, key, value));

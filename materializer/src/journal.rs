@@ -150,12 +150,12 @@ pub(crate) fn record<'e>(
             new: &event.new,
         };
         let key = index_key(index.0, ordinal);
-        batch.put(
+        batch.append(
             Family::Journal,
             scope_key(event.table, &event.scope, seq, sub),
             key.clone(),
         );
-        batch.put(Family::Journal, key, codec::encode(&change));
+        batch.append(Family::Journal, key, codec::encode(&change));
     }
 }
 
