@@ -1,34 +1,10 @@
 //! Tests of `event_fold`, kept beside it (STYLE.md: a sibling `*_test.rs` once they grow).
 use super::*;
-use crate::catalog::TableKind;
 use crate::event::{RowChange, RowChangeV1, RowDelete};
 use crate::event::{decode_outcomes, encode_entry};
+use crate::test_support::{cmd, insert, setup};
 use folddb_log::Term;
 use proptest::prelude::*;
-
-fn table() -> TableDef {
-    TableDef::example("app", "t", TableKind::Shared)
-}
-
-fn cmd(stamp_ms: u64, ops: Vec<Op>) -> Command {
-    Command {
-        stamp_ms,
-        actor: "t".into(),
-        ops,
-    }
-}
-
-fn insert(ids: &[i64]) -> Op {
-    Op::Insert {
-        table: TableId(1),
-        schema_version: 1,
-        scope: String::new(),
-        rows: ids
-            .iter()
-            .map(|i| vec![(1, Value::BigInt(*i)), (2, Value::Text(format!("v{i}")))])
-            .collect(),
-    }
-}
 
 /// A delete of row `id` that this same command wrote.
 fn own_delete(id: i64) -> crate::RowDelete {
@@ -55,26 +31,6 @@ fn run(entries: &[Vec<Command>]) -> (Vec<Vec<Outcome>>, Vec<crate::hot::KeyValue
         outcomes.push(decode_outcomes(&out).expect("outcomes"));
     }
     (outcomes, store.dump().expect("dump"))
-}
-
-fn setup() -> Vec<Command> {
-    vec![
-        cmd(
-            1,
-            vec![Op::CreateNamespace {
-                name: "app".into(),
-                description: None,
-                if_not_exists: false,
-            }],
-        ),
-        cmd(
-            1,
-            vec![Op::CreateTable {
-                table: table(),
-                if_not_exists: false,
-            }],
-        ),
-    ]
 }
 
 #[test]

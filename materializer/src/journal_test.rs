@@ -1,31 +1,11 @@
 //! Tests of `journal`, kept beside it (STYLE.md: a sibling `*_test.rs`).
 use super::*;
-use crate::catalog::{TableDef, TableKind};
 use crate::event::{Command, Op, RowChange, decode_outcomes, encode_entry};
+use crate::test_support::{cmd, insert};
 use crate::{EventFold, Fold, Outcome, SEQ_OWN_WRITE, Term};
 
 /// A leader's clock, in Unix milliseconds (2027).
 const STAMP: u64 = 1_800_000_000_000;
-
-fn cmd(stamp_ms: u64, ops: Vec<Op>) -> Command {
-    Command {
-        stamp_ms,
-        actor: "t".into(),
-        ops,
-    }
-}
-
-fn insert(ids: &[i64]) -> Op {
-    Op::Insert {
-        table: TableId(1),
-        schema_version: 1,
-        scope: String::new(),
-        rows: ids
-            .iter()
-            .map(|i| vec![(1, Value::BigInt(*i)), (2, Value::Text(format!("v{i}")))])
-            .collect(),
-    }
-}
 
 /// Folds and applies `commands` as entry `index`; the outcomes.
 fn fold(store: &HotStore, index: u64, commands: Vec<Command>) -> Vec<Outcome> {
@@ -38,27 +18,7 @@ fn fold(store: &HotStore, index: u64, commands: Vec<Command>) -> Vec<Outcome> {
 }
 
 fn setup(store: &HotStore) {
-    fold(
-        store,
-        1,
-        vec![
-            cmd(
-                1,
-                vec![Op::CreateNamespace {
-                    name: "app".into(),
-                    description: None,
-                    if_not_exists: false,
-                }],
-            ),
-            cmd(
-                1,
-                vec![Op::CreateTable {
-                    table: TableDef::example("app", "t", TableKind::Shared),
-                    if_not_exists: false,
-                }],
-            ),
-        ],
-    );
+    fold(store, 1, crate::test_support::setup());
 }
 
 fn shape(changes: &[Change]) -> Vec<(u64, u32, i64, ChangeOp)> {

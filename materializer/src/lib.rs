@@ -34,6 +34,8 @@ pub mod row;
 pub mod scan;
 pub mod scan_cache;
 pub mod seq;
+#[cfg(test)]
+mod test_support;
 pub mod value;
 
 pub use catalog::{
