@@ -2,18 +2,9 @@
 use super::*;
 use crate::event::{RowChange, RowChangeV1, RowDelete};
 use crate::event::{decode_outcomes, encode_entry};
-use crate::test_support::{cmd, insert, setup};
+use crate::test_support::{cmd, insert, own_delete, setup, update_then_delete};
 use folddb_log::Term;
 use proptest::prelude::*;
-
-/// A delete of row `id` that this same command wrote.
-fn own_delete(id: i64) -> crate::RowDelete {
-    crate::RowDelete {
-        pk: Value::BigInt(id),
-        expected_seq: SEQ_OWN_WRITE,
-        old: Vec::new(),
-    }
-}
 
 /// Applies `entries` (each a list of commands) to a fresh store; returns the outcomes
 /// and the store's dump.
@@ -212,26 +203,13 @@ fn folding_records_each_row_change_with_its_old_and_new_image() {
             .all(|e| e.old.is_none() && e.table == TableId(1))
     );
     let seq1 = events[0].new.as_ref().map(|v| v.seq);
-    let update = Op::Update {
-        table: TableId(1),
-        schema_version: 1,
-        scope: String::new(),
-        rows: vec![RowChange {
-            pk: Value::BigInt(1),
-            expected_seq: seq1.unwrap_or_default(),
-            old: vec![(1, Value::BigInt(1)), (2, Value::Text("v1".into()))],
-            cells: vec![(1, Value::BigInt(1)), (2, Value::Text("new".into()))],
-        }],
-    };
-    let delete = Op::Delete {
-        table: TableId(1),
-        scope: String::new(),
-        rows: vec![own_delete(1)],
-    };
     // A rejected command leaves no events; the applied one leaves its two, in order.
     let (outcomes, events) = fold(
         3,
-        vec![cmd(6, vec![insert(&[2])]), cmd(6, vec![update, delete])],
+        vec![
+            cmd(6, vec![insert(&[2])]),
+            cmd(6, update_then_delete(seq1.unwrap_or_default())),
+        ],
     );
     assert!(matches!(outcomes[0], Outcome::Rejected { .. }));
     assert_eq!(events.len(), 2, "{events:?}");

@@ -1,8 +1,8 @@
 //! Tests of `journal`, kept beside it (STYLE.md: a sibling `*_test.rs`).
 use super::*;
-use crate::event::{Command, Op, RowChange, decode_outcomes, encode_entry};
-use crate::test_support::{cmd, insert};
-use crate::{EventFold, Fold, Outcome, SEQ_OWN_WRITE, Term};
+use crate::event::{Command, decode_outcomes, encode_entry};
+use crate::test_support::{cmd, insert, update_then_delete};
+use crate::{EventFold, Fold, Outcome, Term};
 
 /// A leader's clock, in Unix milliseconds (2027).
 const STAMP: u64 = 1_800_000_000_000;
@@ -42,33 +42,13 @@ fn every_applied_change_is_read_back_in_log_order_from_an_index_or_a_seq() {
     fold(&store, 2, vec![cmd(STAMP, vec![insert(&[1, 2])])]);
     let inserted = after_index(&store, 0, 100).expect("read");
     let seq1 = inserted[0].seq;
-    let update = Op::Update {
-        table: TableId(1),
-        schema_version: 1,
-        scope: String::new(),
-        rows: vec![RowChange {
-            pk: Value::BigInt(1),
-            expected_seq: seq1,
-            old: vec![(1, Value::BigInt(1)), (2, Value::Text("v1".into()))],
-            cells: vec![(1, Value::BigInt(1)), (2, Value::Text("new".into()))],
-        }],
-    };
-    let delete = Op::Delete {
-        table: TableId(1),
-        scope: String::new(),
-        rows: vec![crate::RowDelete {
-            pk: Value::BigInt(1),
-            expected_seq: SEQ_OWN_WRITE,
-            old: Vec::new(),
-        }],
-    };
     // The rejected command (a duplicate key) records nothing.
     let outcomes = fold(
         &store,
         3,
         vec![
             cmd(STAMP + 1, vec![insert(&[2])]),
-            cmd(STAMP + 1, vec![update, delete]),
+            cmd(STAMP + 1, update_then_delete(seq1)),
         ],
     );
     assert!(matches!(outcomes[0], Outcome::Rejected { .. }));
