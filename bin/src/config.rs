@@ -132,12 +132,29 @@ pub struct JournalConfig {
     /// minute (the log still holds them: `folddb log replay` rebuilds any point). `0` keeps
     /// every change. Default 168 (7 days).
     pub retention_hours: u64,
+    /// The retention in seconds, for windows shorter than an hour; when set it replaces
+    /// `retention_hours` (`0` keeps every change).
+    pub retention_seconds: Option<u64>,
+    /// How often the changes past their retention are removed. Default 60.
+    pub trim_interval_seconds: u64,
+}
+
+impl JournalConfig {
+    /// How long each change is kept; `None`: for ever.
+    pub fn retention(&self) -> Option<std::time::Duration> {
+        let secs = self
+            .retention_seconds
+            .unwrap_or(self.retention_hours.saturating_mul(3600));
+        (secs > 0).then(|| std::time::Duration::from_secs(secs))
+    }
 }
 
 impl Default for JournalConfig {
     fn default() -> JournalConfig {
         JournalConfig {
             retention_hours: 168,
+            retention_seconds: None,
+            trim_interval_seconds: 60,
         }
     }
 }
@@ -332,6 +349,12 @@ impl Config {
         if let Some(v) = parse_env("FOLDDB_JOURNAL_RETENTION_HOURS")? {
             config.journal.retention_hours = v;
         }
+        if let Some(v) = parse_env("FOLDDB_JOURNAL_RETENTION_SECONDS")? {
+            config.journal.retention_seconds = Some(v);
+        }
+        if let Some(v) = parse_env("FOLDDB_JOURNAL_TRIM_INTERVAL_SECONDS")? {
+            config.journal.trim_interval_seconds = v;
+        }
         if let Some(v) = parse_env("FOLDDB_STREAM_EVICTION_INTERVAL_SECONDS")? {
             config.storage.stream_eviction_interval_seconds = v;
         }
@@ -500,6 +523,18 @@ mod tests {
         assert_eq!(Config::default().journal.retention_hours, 168);
         let c: Config = toml::from_str("[journal]\nretention_hours = 0\n").expect("valid");
         assert_eq!(c.journal.retention_hours, 0);
+        assert_eq!(c.journal.retention(), None);
+        assert_eq!(
+            Config::default().journal.retention(),
+            Some(std::time::Duration::from_secs(168 * 3600))
+        );
+        let c: Config =
+            toml::from_str("[journal]\nretention_seconds = 5\ntrim_interval_seconds = 1\n")
+                .expect("valid");
+        assert_eq!(
+            (c.journal.retention(), c.journal.trim_interval_seconds),
+            (Some(std::time::Duration::from_secs(5)), 1)
+        );
         assert!(toml::from_str::<Config>("[journal]\nretention = 1\n").is_err());
     }
 

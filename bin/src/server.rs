@@ -121,16 +121,14 @@ async fn run_scheduler(state: Arc<State>, config: crate::config::StorageConfig) 
     }
 }
 
-/// How often the journal's changes past their retention are removed.
-const JOURNAL_TRIM_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Removes the journal's changes older than `journal.retention_hours`, once a minute.
+/// Removes the journal's changes older than its retention, every
+/// `journal.trim_interval_seconds`.
 async fn trim_journal(state: Arc<State>, config: crate::config::JournalConfig) {
-    if config.retention_hours == 0 {
+    let Some(keep) = config.retention() else {
         return;
-    }
-    let keep = Duration::from_secs(config.retention_hours.saturating_mul(3600));
-    let mut tick = tokio::time::interval(JOURNAL_TRIM_INTERVAL);
+    };
+    let every = Duration::from_secs(config.trim_interval_seconds.max(1));
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

@@ -30,7 +30,7 @@ mod jobs;
 use jobs::{Trim, commit_compact, commit_flush, evict_stream, legacy_job, trim_hot};
 
 /// Meta key: the last `_seq` assigned (i64 BE), written with the entry that assigned it.
-const LAST_SEQ_KEY: &[u8] = b"last_seq";
+pub(crate) const LAST_SEQ_KEY: &[u8] = b"last_seq";
 /// Meta key: the next table id to assign (u64 BE).
 const NEXT_TABLE_ID_KEY: &[u8] = b"next_table_id";
 

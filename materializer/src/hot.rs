@@ -591,6 +591,9 @@ impl HotStore {
                 crate::journal::HORIZON_KEY,
                 (index.0 + 1).to_be_bytes(),
             );
+            if let Some(seq) = self.get(Family::Meta, crate::event_fold::LAST_SEQ_KEY)? {
+                batch.put_cf(self.cf(Family::Meta), crate::journal::HORIZON_SEQ_KEY, seq);
+            }
         }
         batch.put_cf(self.cf(Family::Meta), LAYOUT_KEY, LAYOUT.to_be_bytes());
         self.commit(batch, None, false, "upgrade the layout")?;

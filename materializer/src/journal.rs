@@ -26,6 +26,9 @@ use crate::{LogIndex, codec};
 /// Meta key: the first log index the journal holds changes of (u64 BE). Absent: 1, every
 /// entry. A store upgraded to layout 4 starts its journal after the entries it had applied.
 pub const HORIZON_KEY: &[u8] = b"journal_horizon";
+/// Meta key: the newest `_seq` of a change before the horizon (u64 BE): a cursor at or
+/// after it misses nothing the journal removed. Absent: no change was ever removed.
+pub const HORIZON_SEQ_KEY: &[u8] = b"journal_horizon_seq";
 
 const BY_INDEX: u8 = b'e';
 const BY_TABLE: u8 = b't';
@@ -60,6 +63,17 @@ pub struct Change {
 }
 
 impl Change {
+    /// The change as the fold reported it.
+    pub fn into_event(self) -> RowEvent {
+        RowEvent {
+            table: self.table,
+            scope: self.scope,
+            pk: self.pk,
+            old: self.old,
+            new: self.new,
+        }
+    }
+
     /// When the change was written: the time its `_seq` encodes (milliseconds since the Unix
     /// epoch).
     pub fn unix_ms(&self) -> u64 {
@@ -167,6 +181,15 @@ pub fn horizon(store: &HotStore) -> Result<u64> {
         .map_or(1, u64::from_be_bytes))
 }
 
+/// The newest `_seq` of a change the journal no longer holds (see [`HORIZON_SEQ_KEY`]):
+/// reading the changes after a cursor older than it would leave a gap.
+pub fn horizon_seq(store: &HotStore) -> Result<Option<i64>> {
+    Ok(store
+        .get(Family::Meta, HORIZON_SEQ_KEY)?
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map(|b| u64::from_be_bytes(b) as i64))
+}
+
 fn decode(bytes: &[u8]) -> Result<Change> {
     codec::decode(bytes, "a journal change")
 }
@@ -220,6 +243,7 @@ const TRIM_BATCH: usize = 3;
 /// horizon and the changes after it, never a gap.
 pub fn trim(store: &HotStore, cutoff_unix_ms: u64) -> Result<usize> {
     let mut removed = 0;
+    let mut newest = horizon_seq(store)?;
     loop {
         let start = index_key(horizon(store)?, 0);
         let rows = store.scan_range(Family::Journal, &start, &[BY_INDEX], TRIM_BATCH)?;
@@ -258,6 +282,7 @@ pub fn trim(store: &HotStore, cutoff_unix_ms: u64) -> Result<usize> {
                     scope_key(change.table, &change.scope, change.seq, sub_of(&change)),
                 );
                 batch.delete(Family::Journal, key.clone());
+                newest = newest.max(Some(change.seq));
                 removed += 1;
             }
             last = Some(index);
@@ -267,6 +292,13 @@ pub fn trim(store: &HotStore, cutoff_unix_ms: u64) -> Result<usize> {
             return Ok(removed);
         };
         batch.put(Family::Meta, HORIZON_KEY, (last + 1).to_be_bytes());
+        if let Some(seq) = newest {
+            batch.put(
+                Family::Meta,
+                HORIZON_SEQ_KEY,
+                (seq.max(0) as u64).to_be_bytes(),
+            );
+        }
         store.write_window(batch)?;
         if done {
             return Ok(removed);

@@ -165,6 +165,10 @@ fn a_store_of_an_earlier_layout_starts_its_journal_after_what_it_applied() {
     }
     let store = HotStore::open(dir.path()).expect("reopen");
     assert_eq!(horizon(&store).expect("horizon"), 3);
+    // A cursor before the last version written then may have missed changes.
+    let last = crate::EventFold::last_seq(&store).expect("last seq");
+    assert!(last.is_some());
+    assert_eq!(horizon_seq(&store).expect("horizon seq"), last);
     assert!(after_index(&store, 0, 10).expect("read").is_empty());
     fold(&store, 3, vec![cmd(6, vec![insert(&[2])])]);
     assert_eq!(
@@ -242,10 +246,21 @@ fn a_trim_removes_whole_entries_before_the_cutoff_and_moves_the_horizon() {
     // Nothing is older than the first entry.
     assert_eq!(trim(&store, STAMP).expect("trim"), 0);
     assert_eq!(horizon(&store).expect("horizon"), 1);
+    assert_eq!(horizon_seq(&store).expect("horizon seq"), None);
+    let removed = after_index(&store, 0, 7).expect("read");
 
     assert_eq!(trim(&store, STAMP + 1500).expect("trim"), 7);
     assert_eq!(horizon(&store).expect("horizon"), 4);
+    // The newest change removed: a cursor at it misses nothing.
+    assert_eq!(
+        horizon_seq(&store).expect("horizon seq"),
+        removed.iter().map(|c| c.seq).max()
+    );
     let left = after_index(&store, 0, 100).expect("read");
+    assert!(
+        left.iter()
+            .all(|c| Some(c.seq) > removed.last().map(|c| c.seq))
+    );
     assert_eq!(shape(&left), [(4, 0, 8, ChangeOp::Insert)]);
     assert_eq!(
         shape(&after_seq(&store, TableId(1), "", 0, 100).expect("read")),

@@ -6,14 +6,20 @@
 //! subscription watches the change feed, then takes the newest `_seq` as its boundary. The
 //! initial data is the row versions at or below it, paged from storage as the client asks
 //! for each batch (by key, from lists of keys and `_seq`s; by query for tables without a
-//! key); every change above it is queued until the last batch and sent after it. A row
-//! that changes before its page is read is not in the initial data: its change, sent as an
-//! insert when the client does not hold the row, brings it.
+//! key); the changes above it that come while it pages are read from the change journal
+//! after the last batch, each once, in `_seq` order. A row that changes before its page is
+//! read is not in the initial data: its change, sent as an insert when the client does not
+//! hold the row, brings it.
+//!
+//! A resume (`options.from`) and the catch-up of a connection that fell behind read the
+//! journal too: exactly the changes after the cursor, each evaluated on its old and new
+//! image (DESIGN.md, "Live path"). STREAM tables, which the journal does not record and
+//! which only grow, are caught up from their rows newer than the cursor.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use folddb_materializer::EventFold;
+use folddb_materializer::{EventFold, RowEvent, TableKind, journal};
 use folddb_query::live::{
     LiveError, LiveQuery, RowAt, RowObject, SYSTEM_TABLE, SnapshotRow, SystemLive,
 };
@@ -134,13 +140,8 @@ struct Sub {
     /// Deletes for the rows that left the view of a resuming client, sent after the
     /// initial data.
     departed: Vec<Outgoing>,
-    /// Changes that arrived while the initial data was still being paged (at most the
-    /// catch-up limit: past it they are dropped and `overflowed` is set, and the last page
-    /// is followed by a catch-up from `floor` instead).
-    waiting: Vec<Outgoing>,
-    /// What `held` said of each row a waiting change touched, before it did: restored
-    /// when the waiting changes are dropped.
-    held_before: HashMap<String, Option<i64>>,
+    /// Changes came while the initial data was being paged (or the connection lagged
+    /// then): they are caught up from `floor` after the last page.
     overflowed: bool,
     /// The snapshot boundary (API.md 2.6): the newest `_seq` when the subscription started.
     /// The initial data holds row versions at or below it, the changes those above it.
@@ -156,9 +157,15 @@ struct Sub {
     /// Every change with a `_seq` up to this one has reached the client (or is queued to):
     /// where a catch-up after lag starts.
     cursor: i64,
-    /// The rows in the client's view, by key, with the `_seq` of the version it was last
-    /// told of: a catch-up tells an insert from an update, skips rows that left before the
-    /// client ever had them, and never repeats a version the client already has.
+    /// Whether `held` lists the client's view: while a fresh snapshot is paged, and until
+    /// the changes its last page may have seen have been told (see `settle`).
+    tracks: bool,
+    /// The applied index after the last page's read: a change set past it was not seen by
+    /// any page, so `held` is no longer needed.
+    settle: Option<u64>,
+    /// While `tracks`: the rows in the client's view, by key, with the `_seq` of the
+    /// version it was last told of. A page skips a row changed since it was listed, so a
+    /// change to a row the client does not hold is its insert (or, a delete, nothing).
     held: HashMap<String, i64>,
 }
 
@@ -174,6 +181,9 @@ enum Paging {
     /// Row versions with a `_seq` in `(after, floor]`, a page a query (tables without a
     /// primary key).
     Scan { after: Option<i64> },
+    /// A resume: the journal's changes with a `_seq` in `(after, floor]`, a page at a time,
+    /// sent as change messages before each (empty) batch.
+    Journal { after: i64 },
 }
 
 /// How often a subscription over a system table re-reads it.
@@ -409,8 +419,6 @@ impl Session {
             listed_rows: self.listed_rows,
             batch_num: 0,
             departed: Vec::new(),
-            waiting: Vec::new(),
-            held_before: HashMap::new(),
             overflowed: false,
             floor,
             sql: req.sql.clone(),
@@ -418,6 +426,8 @@ impl Session {
             seen: HashMap::new(),
             read_until: 0,
             cursor: floor,
+            tracks: false,
+            settle: None,
             held: HashMap::new(),
         };
         let Some(options) = req.options else {
@@ -437,8 +447,17 @@ impl Session {
             return refuse(sub, "UNSUPPORTED", "last_rows must not exceed batch_size");
         }
         let first = match (options.from, options.last_rows) {
-            // Resume: the rows that left the view after `from` follow the initial data, as
-            // deletes (API.md's "gapless resume").
+            // Resume from the journal: exactly the changes after `from`, each evaluated on
+            // its old and new image.
+            (Some(from), _) if sub.query.def.kind != TableKind::Stream => {
+                if let Err(e) = check_cursor(engine, from, floor) {
+                    return refuse(sub, e.code, &e.message);
+                }
+                sub.paging = Some(Paging::Journal { after: from });
+                page(engine, caller, &id, &mut sub).await
+            }
+            // A STREAM table (not journaled; append-only): its rows newer than `from`, and
+            // the rows that left the view after it as deletes.
             (Some(from), _) => {
                 let most = self.held_back();
                 match engine
@@ -473,7 +492,10 @@ impl Session {
                 .live_page(caller, &sub.query, None, floor, n, true)
                 .await
                 .map(|rows| batch(&id, &mut sub, rows)),
-            (None, None) => start_paging(engine, caller, &id, &mut sub, None).await,
+            (None, None) => {
+                sub.tracks = true;
+                start_paging(engine, caller, &id, &mut sub, None).await
+            }
         };
         let (control, first) = match first {
             Ok(f) => f,
@@ -502,8 +524,7 @@ impl Session {
             }
         };
         if sub.paging.is_none() && sub.overflowed {
-            // Too many changes came in while the client paged: they were dropped, and the
-            // rows changed since the boundary are caught up instead.
+            // Changes came while the client paged: they are caught up from the boundary.
             sub.overflowed = false;
             sub.cursor = sub.floor;
             let at = read_point(engine);
@@ -519,10 +540,12 @@ impl Session {
         let set = &delivery.set;
         let mut out = Vec::new();
         let caller = self.caller.as_ref();
-        let cap = self.held_back();
         for (id, sub) in self.subs.iter_mut() {
             if set.index.0 <= sub.read_at {
                 continue;
+            }
+            if sub.tracks && sub.paging.is_none() && sub.settle.is_some_and(|s| set.index.0 > s) {
+                sub.stop_tracking();
             }
             // A set without rows of this subscription's table and owner tells it nothing;
             // one at or below the boundary is in the initial data (an entry's versions all
@@ -534,7 +557,9 @@ impl Session {
                 continue;
             }
             sub.cursor = sub.cursor.max(seq);
-            if sub.overflowed {
+            // While the initial data pages, changes are caught up after its last page.
+            if sub.paging.is_some() || sub.overflowed {
+                sub.overflowed = true;
                 continue;
             }
             // Past the versions the last catch-up read, nothing is skipped.
@@ -546,57 +571,34 @@ impl Session {
                 let notes = notify::notify_unseen(&sub.query, &set.events, |key, seq| {
                     seen.get(key).is_some_and(|&s| seq <= s)
                 })?;
-                let paging = sub.paging.is_some();
                 Ok(notes
                     .into_iter()
-                    .map(|(key, seq, n)| {
-                        // While paging, a row the client does not hold will not reach it in
-                        // a page (its version is above the boundary): an update is its
-                        // insert, with every column.
-                        let n = match n {
-                            Notification::Update { new, .. }
-                                if paging && !sub.held.contains_key(&key) =>
-                            {
-                                Notification::Insert(whole(&sub.query, new))
-                            }
-                            n => n,
-                        };
+                    .filter_map(|(key, seq, n)| {
+                        let n = sub.as_held(&key, n)?;
                         let present = !matches!(n, Notification::Delete(_));
-                        (key, seq, present, Arc::from(change(id, n).to_string()))
+                        Some((key, seq, present, Arc::from(change(id, n).to_string())))
                     })
                     .collect())
             };
             let encoded = match caller {
-                Some(c) if share && sub.seen.is_empty() && sub.paging.is_none() => delivery.shared(
-                    (id.clone(), c.user.clone(), c.role.name(), sub.sql.clone()),
-                    || encode(sub),
-                ),
+                Some(c) if share && sub.seen.is_empty() && !sub.tracks && sub.paging.is_none() => {
+                    delivery.shared(
+                        (id.clone(), c.user.clone(), c.role.name(), sub.sql.clone()),
+                        || encode(sub),
+                    )
+                }
                 _ => Arc::new(encode(sub)),
             };
             let msgs: Vec<Outgoing> = match encoded.as_ref() {
                 Ok(entries) => entries
                     .iter()
                     .map(|(key, seq, present, text)| {
-                        let was = if *present {
-                            sub.held.insert(key.clone(), *seq)
-                        } else {
-                            sub.held.remove(key)
-                        };
-                        if sub.paging.is_some() {
-                            sub.held_before.entry(key.clone()).or_insert(was);
-                        }
+                        sub.hold(key, *seq, *present);
                         Outgoing::Text(text.clone())
                     })
                     .collect(),
                 Err(e) => vec![error(id, e.code(), &e.to_string()).into()],
             };
-            if sub.paging.is_some() && sub.waiting.len() + msgs.len() > cap {
-                // The client pages slower than changes come: drop what waits, and catch up
-                // from the boundary after the last page.
-                sub.forget_waiting();
-                sub.overflowed = true;
-                continue;
-            }
             sub.deliver(&self.registry, msgs, &mut out);
         }
         out
@@ -622,7 +624,6 @@ impl Session {
             {
                 // Still paging its initial data: nothing past the boundary has reached the
                 // client; the catch-up follows the last page.
-                sub.forget_waiting();
                 sub.overflowed = true;
                 continue;
             }
@@ -648,6 +649,21 @@ impl Session {
         let Some(sub) = self.subs.get_mut(id) else {
             return Vec::new();
         };
+        if sub.query.def.kind != TableKind::Stream {
+            let told = match self.max_catch_up {
+                0 => Err(None),
+                most => journal_catch_up(engine, id, sub, most),
+            };
+            return match told {
+                Ok(msgs) => {
+                    let mut out = Vec::new();
+                    sub.deliver(&self.registry, msgs, &mut out);
+                    out
+                }
+                Err(e) => self.catch_up_failed(id, e, missed),
+            };
+        }
+        // A STREAM table (not journaled; append-only): the rows newer than the cursor.
         let changes = if self.max_catch_up == 0 {
             Err(None)
         } else {
@@ -667,17 +683,7 @@ impl Session {
         };
         let changes = match changes {
             Ok(c) => c,
-            Err(e) => {
-                let msg = match (e, missed) {
-                    (Some(e), _) => e.message,
-                    (None, Some(missed)) => format!(
-                        "This connection fell {missed} change sets behind, more than the server catches up; resubscribe with options.from set to the last _seq received"
-                    ),
-                    (None, None) => "More rows changed while the initial data was paged than the server catches up; resubscribe with options.from set to the last _seq received".to_owned(),
-                };
-                self.drop_sub(id);
-                return vec![error(id, "SUBSCRIPTION_FAILED", &msg).into()];
-            }
+            Err(e) => return self.catch_up_failed(id, e, missed),
         };
         sub.read_at = read_at;
         sub.read_until = applied(engine);
@@ -710,6 +716,25 @@ impl Session {
         let mut out = Vec::new();
         sub.deliver(&self.registry, msgs, &mut out);
         out
+    }
+
+    /// Closes subscription `id`, which could not be caught up (`None`: more changed than
+    /// the limit), and tells the client why.
+    fn catch_up_failed(
+        &mut self,
+        id: &str,
+        e: Option<LiveError>,
+        missed: Option<u64>,
+    ) -> Vec<Outgoing> {
+        let (code, msg) = match (e, missed) {
+            (Some(e), _) => (e.code, e.message),
+            (None, Some(missed)) => ("SUBSCRIPTION_FAILED", format!(
+                "This connection fell {missed} change sets behind, more than the server catches up; resubscribe with options.from set to the last _seq received"
+            )),
+            (None, None) => ("SUBSCRIPTION_FAILED", "More rows changed while the initial data was paged than the server catches up; resubscribe with options.from set to the last _seq received".to_owned()),
+        };
+        self.drop_sub(id);
+        vec![error(id, code, &msg).into()]
     }
 
     /// `KILL LIVE QUERY` closed subscription `id` (the registry has forgotten it): the
@@ -843,28 +868,65 @@ impl Session {
 }
 
 impl Sub {
-    /// Counts `msgs` as delivered and sends them, or holds them while initial data pages.
+    /// What notification `n` of the row at `key` is to a client whose view `held` lists (the
+    /// same when it does not): a row no page brought (it changed after it was listed) is
+    /// inserted by its update, with every column; a delete of it is nothing.
+    fn as_held(&self, key: &str, n: Notification) -> Option<Notification> {
+        if !self.tracks || self.held.contains_key(key) {
+            return Some(n);
+        }
+        match n {
+            Notification::Update { new, .. } => Some(Notification::Insert(whole(&self.query, new))),
+            Notification::Delete(_) => None,
+            n => Some(n),
+        }
+    }
+
+    /// Notes that the client was told of the row at `key` at version `seq` (`present`: it
+    /// is in the view).
+    fn hold(&mut self, key: &str, seq: i64, present: bool) {
+        if !self.tracks {
+            return;
+        }
+        if present {
+            self.held.insert(key.to_owned(), seq);
+        } else {
+            self.held.remove(key);
+        }
+    }
+
+    /// The client's view no longer needs listing (see `settle`).
+    fn stop_tracking(&mut self) {
+        self.tracks = false;
+        self.settle = None;
+        self.held = HashMap::new();
+    }
+
+    /// The change messages `events` (journal changes) give this subscription: exactly what
+    /// each means to its filter, as held.
+    fn told(&mut self, id: &str, events: &[RowEvent]) -> Result<Vec<Outgoing>, LiveError> {
+        let notes =
+            notify::notify_unseen(&self.query, events, |_, _| false).map_err(|e| LiveError {
+                code: e.code(),
+                message: e.to_string(),
+            })?;
+        let mut out = Vec::with_capacity(notes.len());
+        for (key, seq, n) in notes {
+            let Some(n) = self.as_held(&key, n) else {
+                continue;
+            };
+            self.hold(&key, seq, !matches!(n, Notification::Delete(_)));
+            out.push(change(id, n).into());
+        }
+        Ok(out)
+    }
+
+    /// Counts `msgs` as delivered and sends them.
     fn deliver(&mut self, registry: &Registry, msgs: Vec<Outgoing>, out: &mut Vec<Outgoing>) {
         if !msgs.is_empty() {
             registry.delivered(&self.live_id, msgs.len() as u64);
         }
-        if self.paging.is_none() {
-            out.extend(msgs);
-        } else {
-            self.waiting.extend(msgs);
-        }
-    }
-
-    /// Drops the changes waiting for the initial data to end; the client's view is what
-    /// it was before them.
-    fn forget_waiting(&mut self) {
-        self.waiting = Vec::new();
-        for (key, was) in std::mem::take(&mut self.held_before) {
-            match was {
-                Some(seq) => self.held.insert(key, seq),
-                None => self.held.remove(&key),
-            };
-        }
+        out.extend(msgs);
     }
 }
 
@@ -993,9 +1055,155 @@ async fn page(
             }
             rows
         }
+        Some(Paging::Journal { after }) => {
+            let read = journal_read(engine, &sub.query, after, Some(sub.floor), size)?;
+            let told = sub.told(id, &read.events)?;
+            // The last page's cursor is the boundary.
+            let cursor = match read.last {
+                Some(last) if !read.complete => {
+                    sub.paging = Some(Paging::Journal { after: last });
+                    last
+                }
+                _ => sub.floor,
+            };
+            return Ok(changes_batch(id, sub, told, cursor));
+        }
         None => Vec::new(),
     };
+    if sub.paging.is_none() && sub.tracks {
+        sub.settle = Some(applied(engine));
+    }
     Ok(batch(id, sub, rows))
+}
+
+/// An (empty) `initial_data_batch` after the change messages `told` of a resume's page,
+/// with `cursor` as its `last_seq_id`: every change up to it has been sent.
+fn changes_batch(
+    id: &str,
+    sub: &mut Sub,
+    told: Vec<Outgoing>,
+    cursor: i64,
+) -> (BatchControl, Vec<Outgoing>) {
+    let (mut control, rest) = batch(id, sub, Vec::new());
+    control.last_seq_id = Some(cursor);
+    let mut out = told;
+    for (k, m) in rest.into_iter().enumerate() {
+        match m {
+            Outgoing::Json(mut j) if k == 0 => {
+                j["batch_control"]["last_seq_id"] = json!(cursor);
+                out.push(Outgoing::Json(j));
+            }
+            m => out.push(m),
+        }
+    }
+    (control, out)
+}
+
+/// A resume cursor is usable: not newer than `newest` (the newest `_seq` applied), and
+/// not older than the journal's horizon (changes after it may have been trimmed).
+fn check_cursor(engine: &Engine, from: i64, newest: i64) -> Result<(), LiveError> {
+    if from > newest {
+        return Err(LiveError {
+            code: "INVALID_CURSOR",
+            message: format!(
+                "options.from {from} is newer than anything this server has applied (newest _seq {newest})"
+            ),
+        });
+    }
+    let horizon = journal::horizon_seq(engine.store()).map_err(store_error)?;
+    match horizon {
+        Some(h) if from < h => Err(LiveError {
+            code: CURSOR_EXPIRED,
+            message: format!(
+                "options.from {from} is older than the change journal's horizon (_seq {h}): the changes after it are no longer kept; subscribe without from for a fresh snapshot"
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The code of the error a cursor older than the journal's horizon gets.
+pub const CURSOR_EXPIRED: &str = "CURSOR_EXPIRED";
+
+fn store_error(e: folddb_materializer::Error) -> LiveError {
+    LiveError {
+        code: "SUBSCRIPTION_FAILED",
+        message: format!("reading the change journal: {e}"),
+    }
+}
+
+/// Changes a catch-up reads from the journal at a time.
+const CATCH_UP_CHUNK: usize = 10_000;
+
+/// The change messages that catch `sub` up from its cursor: every change of its table and
+/// owner after it, from the journal, each as it means to the filter. `Err(None)`: more than
+/// `most` changes.
+fn journal_catch_up(
+    engine: &Engine,
+    id: &str,
+    sub: &mut Sub,
+    most: usize,
+) -> Result<Vec<Outgoing>, Option<LiveError>> {
+    check_cursor(engine, sub.cursor, i64::MAX).map_err(Some)?;
+    let mut msgs = Vec::new();
+    let mut read_so_far = 0usize;
+    loop {
+        let limit = CATCH_UP_CHUNK.min(most.saturating_add(1) - read_so_far);
+        let read = journal_read(engine, &sub.query, sub.cursor, None, limit).map_err(Some)?;
+        read_so_far += read.events.len();
+        if read_so_far > most {
+            return Err(None);
+        }
+        msgs.extend(sub.told(id, &read.events).map_err(Some)?);
+        if let (Some(seq), Some(index)) = (read.last, read.last_index) {
+            // Change sets up to this one are in the read.
+            sub.cursor = seq;
+            sub.read_at = sub.read_at.max(index);
+        }
+        if read.complete {
+            return Ok(msgs);
+        }
+    }
+}
+
+/// A read of the journal for one subscription.
+struct JournalRead {
+    /// The changes, as the fold reported them, in `_seq` order.
+    events: Vec<RowEvent>,
+    /// The `_seq` and log index of the last one.
+    last: Option<i64>,
+    last_index: Option<u64>,
+    /// Whether the read holds every change of the window (it stopped short of its limit).
+    complete: bool,
+}
+
+/// Up to `limit` journal changes of `q`'s table and owner with a `_seq` after `after` (and
+/// at or below `until`).
+fn journal_read(
+    engine: &Engine,
+    q: &LiveQuery,
+    after: i64,
+    until: Option<i64>,
+    limit: usize,
+) -> Result<JournalRead, LiveError> {
+    let changes = journal::after_seq(engine.store(), q.def.id, &q.scope, after, limit)
+        .map_err(store_error)?;
+    let mut read = JournalRead {
+        complete: changes.len() < limit,
+        events: Vec::with_capacity(changes.len()),
+        last: None,
+        last_index: None,
+    };
+    for c in changes {
+        if until.is_some_and(|u| c.seq > u) {
+            read.complete = true;
+            break;
+        }
+        read.last = Some(c.seq);
+        read.last_index = Some(c.index);
+        read.events.push(c.into_event());
+    }
+    Ok(read)
 }
 
 /// The `initial_data_batch` of `rows` (and, after the last one, the deletes of a resume
@@ -1029,8 +1237,6 @@ fn batch(id: &str, sub: &mut Sub, rows: Vec<SnapshotRow>) -> (BatchControl, Vec<
     let mut out = vec![Outgoing::Json(msg.into())];
     if !has_more {
         out.append(&mut sub.departed);
-        out.append(&mut sub.waiting);
-        sub.held_before = HashMap::new();
     }
     (control, out)
 }

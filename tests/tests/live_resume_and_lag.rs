@@ -165,30 +165,37 @@ async fn resume_with_from_delivers_what_changed_deletions_and_departures_include
         Some(json!({"from": from})),
     )
     .await;
-    view.strict = false; // initial rows, then deletes: two ordered runs
+    // The changes after `from`, in `_seq` order, then an empty last batch.
     let mut seqs = Vec::new();
     let mut deleted = HashSet::new();
+    let mut touched = HashSet::new();
     let want = select(&s, &admin, filter).await;
-    // Until the view is the table and the last departure (row 8's, the newest) arrived.
     read_until(&mut ws, Duration::from_secs(30), |m| {
+        assert_ne!(m["type"], "error", "{m}");
+        for r in m["rows"].as_array().into_iter().flatten() {
+            seqs.push(seq(r));
+        }
         for r in m["rows"]
             .as_array()
             .into_iter()
             .chain(m["old_values"].as_array())
             .flatten()
         {
-            seqs.push(seq(r));
+            touched.insert(r["id"].as_str().unwrap_or("").to_owned());
         }
         if m["change_type"] == "delete" {
             deleted.insert(m["old_values"][0]["id"].as_str().unwrap_or("").to_owned());
         }
         view.apply(m);
-        deleted.contains("8") && view.table(&["id", "n", "v"]) == want
+        m["type"] == "initial_data_batch" && m["batch_control"]["status"] == "ready"
     })
     .await;
     quiet(&mut ws).await;
+    assert_eq!(view.table(&["id", "n", "v"]), want);
     // Exactly what changed after `from`: each version once, all newer than the cursor.
     assert!(seqs.iter().all(|&q| q > from), "{seqs:?} vs {from}");
+    // Row 7 never matched the filter: nothing tells of it.
+    assert!(!touched.contains("7"), "{touched:?}");
     let unique: HashSet<i64> = seqs.iter().copied().collect();
     assert_eq!(unique.len(), seqs.len(), "duplicate _seq in {seqs:?}");
     for id in ["3", "5", "8"] {
@@ -736,8 +743,8 @@ async fn a_stream_table_without_a_key_pages_by_seq() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn more_changes_while_paging_than_the_catch_up_limit_are_caught_up_after_the_last_page() {
-    let (_dir, s, admin) = server(&[("FOLDDB_LIVE_MAX_CATCH_UP_ROWS", "20")]).await;
+async fn the_changes_made_while_the_initial_data_pages_follow_its_last_page() {
+    let (_dir, s, admin) = server(&[("FOLDDB_LIVE_MAX_CATCH_UP_ROWS", "40")]).await;
     let (mut ws, ack) = paging_all(&s, &admin, 30).await;
     let mut view = View::strict();
     view.apply(&ack);
@@ -745,8 +752,8 @@ async fn more_changes_while_paging_than_the_catch_up_limit_are_caught_up_after_t
     let sent = ids(&first);
     view.apply(&first);
     let (a, c) = (sent[0].clone(), sent[1].clone());
-    // 27 changes to 5 rows while the client sits on its first page: more than the 20 the
-    // server holds back for it, fewer rows than it catches up.
+    // 27 changes to 5 rows while the client sits on its first page: read from the journal
+    // after its last one.
     let mut writes = Vec::new();
     for k in 0..8 {
         writes.push(format!("UPDATE app.t SET v = 'a{k}' WHERE id = {a}"));
@@ -780,8 +787,8 @@ async fn more_changes_while_paging_than_the_catch_up_limit_are_caught_up_after_t
     })
     .await;
     quiet(&mut ws).await;
-    // Row `a` changed 8 times: the client is told once, of its newest version.
-    assert_eq!(told_of_a, 1);
+    // Row `a` changed 8 times: the client is told of each version.
+    assert_eq!(told_of_a, 8);
     assert_eq!(view.rows[&a]["v"], "a7");
 }
 
@@ -808,49 +815,236 @@ async fn a_batch_is_no_larger_than_the_server_allows() {
     );
 }
 
-#[tokio::test]
-async fn a_resume_past_more_departures_than_the_catch_up_limit_is_refused() {
-    let (_dir, s, admin) = server(&[("FOLDDB_LIVE_MAX_CATCH_UP_ROWS", "3")]).await;
-    let values: Vec<String> = (1..=10).map(|i| format!("({i}, {i}, 'v{i}')")).collect();
-    s.ok(
-        &admin,
-        &format!("INSERT INTO app.t (id, n, v) VALUES {}", values.join(", ")),
-    )
-    .await;
-    let from = newest_seq(&s, &admin, "").await;
-    let mut ws = connect(s.port, Some(&admin)).await;
+/// A resume's changes in message order: `(change_type, id, new row, old values)`.
+type Told = Vec<(String, String, Value, Value)>;
+
+/// Subscribes `sql` resuming from `from` with batches of `batch`, and reads until the last
+/// batch: what was told, applied to `view` (strictly: `_seq`s only increase).
+async fn resume(
+    s: &Server,
+    token: &str,
+    sql: &str,
+    from: i64,
+    batch: usize,
+    mut view: View,
+) -> (View, Told) {
+    let mut ws = connect(s.port, Some(token)).await;
     next(&mut ws).await.expect("auth");
-    // Three rows left: the resume delivers them.
-    s.ok(&admin, "DELETE FROM app.t WHERE id <= 3").await;
     subscribe(
         &mut ws,
-        "a",
-        "SELECT * FROM app.t",
-        Some(json!({"from": from})),
+        "r",
+        sql,
+        Some(json!({"from": from, "batch_size": batch})),
     )
     .await;
-    let mut deleted = 0;
-    read_until(&mut ws, Duration::from_secs(30), |m| {
+    let mut told = Vec::new();
+    read_until(&mut ws, Duration::from_secs(60), |m| {
         assert_ne!(m["type"], "error", "{m}");
-        deleted += usize::from(m["change_type"] == "delete");
-        deleted == 3
+        if m["type"] == "change" {
+            let row = m["rows"][0].clone();
+            let old = m["old_values"][0].clone();
+            let id = row["id"].as_str().or(old["id"].as_str()).unwrap_or("");
+            told.push((
+                m["change_type"].as_str().unwrap_or("").to_owned(),
+                id.to_owned(),
+                row,
+                old,
+            ));
+        }
+        view.apply(m);
+        m["type"] == "initial_data_batch" && m["batch_control"]["status"] == "ready"
     })
     .await;
-    // Five: more than the server holds for one subscriber; it says so.
-    s.ok(&admin, "DELETE FROM app.t WHERE id <= 5").await;
+    quiet(&mut ws).await;
+    (view, told)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_is_exactly_the_changes_after_its_cursor_through_flushes_and_compaction() {
+    let (_dir, s, admin) = server(&[]).await;
+    s.ok(
+        &admin,
+        "CREATE SHARED TABLE app.m (id BIGINT PRIMARY KEY, room TEXT NOT NULL, body TEXT NOT NULL) WITH (ACCESS_LEVEL = 'PUBLIC')",
+    )
+    .await;
+    s.ok(
+        &admin,
+        "INSERT INTO app.m (id, room, body) VALUES (1, 'r1', 'a'), (2, 'r1', 'b'), (3, 'r2', 'c')",
+    )
+    .await;
+    let sql = "SELECT * FROM app.m WHERE room = 'r1'";
+    let select_r1 = || async {
+        let r = s
+            .ok(
+                &admin,
+                "SELECT id, room, body FROM app.m WHERE room = 'r1' ORDER BY id",
+            )
+            .await;
+        folddb_tests::rows(&r)
+    };
+    let from = {
+        let r = s.ok(&admin, "SELECT MAX(_seq) FROM app.m").await;
+        seq_of(&folddb_tests::rows(&r)[0][0])
+    };
+    // Offline: inserts in and out of the room, several updates of one row, a row leaving
+    // and one entering, deletes in and out; a flush and a compaction in between.
+    for sql in [
+        "INSERT INTO app.m (id, room, body) VALUES (10, 'r1', 'x0'), (11, 'r1', 'y'), (20, 'r2', 'p'), (21, 'r2', 'q')",
+        "UPDATE app.m SET body = 'x1' WHERE id = 10",
+        "UPDATE app.m SET body = 'x2' WHERE id = 10",
+        "STORAGE FLUSH TABLE app.m",
+        "UPDATE app.m SET body = 'x3' WHERE id = 10",
+        "UPDATE app.m SET room = 'r2' WHERE id = 1",
+        "UPDATE app.m SET room = 'r1' WHERE id = 20",
+        "UPDATE app.m SET body = 'q2' WHERE id = 21",
+        "DELETE FROM app.m WHERE id = 2",
+        "DELETE FROM app.m WHERE id = 21",
+        "STORAGE FLUSH TABLE app.m",
+        "STORAGE COMPACT TABLE app.m",
+        "UPDATE app.m SET body = 'p2' WHERE id = 20",
+        "UPDATE app.m SET body = 'c2' WHERE id = 3",
+    ] {
+        let answer = s.ok(&admin, sql).await;
+        if sql.starts_with("STORAGE") {
+            let m = answer["results"][0]["message"].as_str().unwrap_or_default();
+            let id = m.rsplit("Job ID: ").next().unwrap_or_default();
+            let (status, message) = s.wait_job(&admin, id).await;
+            assert_eq!(status, "completed", "{sql}: {message}");
+        }
+    }
+    // Pages of two changes: the resume spans several batches.
+    let (view, told) = resume(&s, &admin, sql, from, 2, View::strict()).await;
+    assert_eq!(view.table(&["id", "room", "body"]), select_r1().await);
+    let kinds: Vec<(&str, &str)> = told
+        .iter()
+        .map(|(k, id, _, _)| (k.as_str(), id.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("insert", "10"),
+            ("insert", "11"),
+            ("update", "10"),
+            ("update", "10"),
+            ("update", "10"),
+            ("delete", "1"),
+            ("insert", "20"),
+            ("delete", "2"),
+            ("update", "20"),
+        ],
+        "each change once, in _seq order; none of rows 3 and 21, never in the room"
+    );
+    // Every intermediate update, with its true old values.
+    let bodies: Vec<(&Value, &Value)> = told
+        .iter()
+        .filter(|(k, id, _, _)| k == "update" && id == "10")
+        .map(|(_, _, new, old)| (&old["body"], &new["body"]))
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            (&json!("x0"), &json!("x1")),
+            (&json!("x1"), &json!("x2")),
+            (&json!("x2"), &json!("x3"))
+        ]
+    );
+    // The row that entered arrives whole, as it was when it entered.
+    let entered = &told[6].2;
+    assert_eq!(
+        (&entered["room"], &entered["body"]),
+        (&json!("r1"), &json!("p"))
+    );
+    // Resuming from the middle (with the rows then in the room): only what came after.
+    let mut then = View::strict();
+    for (kind, id, row, _) in &told[..4] {
+        if kind == "insert" {
+            then.rows.insert(id.clone(), row.clone());
+        }
+    }
+    let mid = seq(&told[3].2);
+    let (_, later) = resume(&s, &admin, sql, mid, 1000, then).await;
+    assert_eq!(later.len(), told.len() - 4);
+    assert_eq!(later.first().map(|t| &t.2), Some(&told[4].2));
+}
+
+#[tokio::test]
+async fn a_cursor_older_than_the_journal_or_from_the_future_is_refused_by_name() {
+    let (_dir, s, admin) = server(&[
+        ("FOLDDB_JOURNAL_RETENTION_SECONDS", "1"),
+        ("FOLDDB_JOURNAL_TRIM_INTERVAL_SECONDS", "1"),
+    ])
+    .await;
+    s.ok(&admin, "INSERT INTO app.t (id, n, v) VALUES (1, 1, 'a')")
+        .await;
+    let old = newest_seq(&s, &admin, "").await;
+    s.ok(&admin, "INSERT INTO app.t (id, n, v) VALUES (2, 2, 'b')")
+        .await;
     let mut ws = connect(s.port, Some(&admin)).await;
     next(&mut ws).await.expect("auth");
+    // Once the trim has removed the change after `old`, a resume from it would miss it.
+    let mut refused = None;
+    for attempt in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let id = format!("s{attempt}");
+        subscribe(
+            &mut ws,
+            &id,
+            "SELECT * FROM app.t",
+            Some(json!({"from": old})),
+        )
+        .await;
+        let m = next(&mut ws).await.expect("an answer");
+        if m["type"] == "error" {
+            refused = Some(m);
+            break;
+        }
+        // Not trimmed yet: the resume, then its end.
+        read_until(&mut ws, Duration::from_secs(10), |m| {
+            m["type"] == "initial_data_batch" && m["batch_control"]["status"] == "ready"
+        })
+        .await;
+        send(
+            &mut ws,
+            json!({"type": "unsubscribe", "subscription_id": id}),
+        )
+        .await;
+    }
+    let e = refused.expect("the cursor passed the horizon");
+    assert_eq!(e["code"], "CURSOR_EXPIRED", "{e}");
+    let message = e["message"].as_str().unwrap_or_default();
+    assert!(message.contains("horizon (_seq "), "{message}");
+    // A cursor at the newest version is within it; one past anything applied is not.
+    let newest = newest_seq(&s, &admin, "").await;
+    let (view, told) = resume(
+        &s,
+        &admin,
+        "SELECT * FROM app.t",
+        newest,
+        10,
+        View::strict(),
+    )
+    .await;
+    assert!(told.is_empty() && view.rows.is_empty(), "{told:?}");
     subscribe(
         &mut ws,
-        "b",
+        "future",
         "SELECT * FROM app.t",
-        Some(json!({"from": from})),
+        Some(json!({"from": newest + (1 << 30)})),
     )
     .await;
     let e = next(&mut ws).await.expect("an error");
     assert_eq!(
         (&e["subscription_id"], &e["code"]),
-        (&json!("b"), &json!("SUBSCRIPTION_FAILED")),
+        (&json!("future"), &json!("INVALID_CURSOR")),
         "{e}"
     );
+    // The connection carries on.
+    subscribe(&mut ws, "fresh", "SELECT * FROM app.t", Some(json!({}))).await;
+    let mut view = View::strict();
+    read_until(&mut ws, Duration::from_secs(10), |m| {
+        view.apply(m);
+        m["type"] == "initial_data_batch" && m["batch_control"]["status"] == "ready"
+    })
+    .await;
+    assert_eq!(view.rows.len(), 2);
 }
