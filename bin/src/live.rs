@@ -319,6 +319,9 @@ pub async fn connection(
     }
     let opened = Instant::now();
     let mut account_checked = Instant::now();
+    // Log tails read on when more is applied, or at once while they have more to read.
+    let mut applied = state.hub.applied();
+    let mut pump = false;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
@@ -395,6 +398,17 @@ pub async fn connection(
                     other => session.handle(&state.engine, other).await,
                 };
                 if !out.send_out(&wire, &replies).await {
+                    return;
+                }
+                pump = session.has_tails();
+            }
+            Ok(()) = applied.changed(), if session.has_tails() && !pump => {
+                pump = true;
+            }
+            () = std::future::ready(()), if pump => {
+                let (batches, more) = session.pump_tails(&state.engine);
+                pump = more;
+                if !out.send_out(&wire, &batches).await {
                     return;
                 }
             }

@@ -12,6 +12,7 @@ mod live;
 mod log_cmd;
 mod server;
 mod subscribe;
+mod tail;
 
 use std::process::ExitCode;
 
@@ -46,6 +47,8 @@ enum Command {
     Serve(config::ServeArgs),
     /// Watch a live query: print every message of a subscription as one JSON line.
     Subscribe(subscribe::SubscribeArgs),
+    /// Follow the committed row changes: print each change record as one JSON line.
+    Tail(tail::TailArgs),
 }
 
 /// Stack of the server's threads. Statements are bounded in depth before they are parsed
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Serve(args) => serve(args),
         Command::Subscribe(args) => subscribe::run(args),
+        Command::Tail(args) => tail::run(args),
     };
     match result {
         Ok(code) => code,

@@ -196,12 +196,39 @@ fn decode(bytes: &[u8]) -> Result<Change> {
 
 /// Up to `limit` changes of entries after log index `after`, in log order.
 pub fn after_index(store: &HotStore, after: u64, limit: usize) -> Result<Vec<Change>> {
-    let start = index_key(after.saturating_add(1), 0);
+    from_position(store, after.saturating_add(1), 0, limit)
+}
+
+/// Up to `limit` changes from change `ordinal` of entry `index` on, in log order.
+pub fn from_position(
+    store: &HotStore,
+    index: u64,
+    ordinal: u32,
+    limit: usize,
+) -> Result<Vec<Change>> {
+    let start = index_key(index, ordinal);
     store
         .scan_range(Family::Journal, &start, &[BY_INDEX], limit)?
         .iter()
         .map(|(_, v)| decode(v))
         .collect()
+}
+
+/// The first log index, at or after the horizon and at most `end`, from which every change
+/// the journal holds with a `_seq` above `seq` is read (earlier entries' are all at or below
+/// it; the entry at it may hold some of both). A binary search: `_seq`s grow with the index.
+pub fn index_for_seq(store: &HotStore, seq: i64, end: u64) -> Result<u64> {
+    let (mut lo, mut hi) = (horizon(store)?, end.max(1));
+    // The smallest index whose first change from it on is above `seq` (or has none).
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match from_position(store, mid, 0, 1)?.first() {
+            Some(c) if c.seq <= seq => lo = mid + 1,
+            _ => hi = mid,
+        }
+    }
+    // The entry before it may have changes above `seq` after one at or below it.
+    Ok(lo.saturating_sub(1).max(horizon(store)?))
 }
 
 /// Up to `limit` changes of `table`'s `scope` after `_seq` `after`, in log order.

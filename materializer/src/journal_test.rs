@@ -284,3 +284,43 @@ fn a_trim_removes_whole_entries_before_the_cutoff_and_moves_the_horizon() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_position_or_a_seq_finds_where_reading_starts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = HotStore::open(dir.path()).expect("open");
+    setup(&store);
+    // Entries 2..=9 with two changes each, and entry 10 with none.
+    for (k, index) in (2..=9u64).enumerate() {
+        let id = 10 * k as i64;
+        fold(
+            &store,
+            index,
+            vec![cmd(STAMP + index, vec![insert(&[id, id + 1])])],
+        );
+    }
+    fold(&store, 10, Vec::new());
+    let all = after_index(&store, 0, 100).expect("read");
+    assert_eq!(all.len(), 16);
+    // From a change on: that change and the rest.
+    let from = from_position(&store, 5, 1, 100).expect("read");
+    assert_eq!(shape(&from), shape(&all[7..]));
+    // From a _seq: every change above it is at or after the index found, and the entry
+    // before that index holds none above it.
+    for (k, c) in all.iter().enumerate() {
+        for seq in [c.seq - 1, c.seq] {
+            let at = index_for_seq(&store, seq, 11).expect("search");
+            let first_above = all.iter().position(|c| c.seq > seq).unwrap_or(all.len());
+            assert!(
+                all[first_above..].iter().all(|c| c.index >= at),
+                "seq {seq} (change {k}): index {at}"
+            );
+            assert!(
+                all.iter().filter(|c| c.index < at).all(|c| c.seq <= seq),
+                "seq {seq}: index {at} skips a change above it"
+            );
+        }
+    }
+    assert_eq!(index_for_seq(&store, i64::MAX, 11).expect("search"), 9);
+    assert_eq!(index_for_seq(&store, 0, 11).expect("search"), 1);
+}

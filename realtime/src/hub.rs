@@ -160,6 +160,8 @@ struct Inner {
 pub struct Hub {
     inner: Mutex<Inner>,
     queue: usize,
+    /// The index of the last change set dispatched: what wakes log tails.
+    applied: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for Hub {
@@ -174,6 +176,7 @@ impl Hub {
         Hub {
             inner: Mutex::default(),
             queue: queue.max(1),
+            applied: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -269,6 +272,12 @@ impl Hub {
         }
     }
 
+    /// Changes as each applied change set is dispatched (its log index): log tails wait on
+    /// it for more to read.
+    pub fn applied(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
     /// The dispatcher told of a lag in the feed itself: every connection missed them.
     fn missed_everywhere(&self, n: u64) {
         for outlet in self.lock().connections.values() {
@@ -280,7 +289,10 @@ impl Hub {
     pub async fn run(self: Arc<Self>, mut feed: broadcast::Receiver<Arc<ChangeSet>>) {
         loop {
             match feed.recv().await {
-                Ok(set) => self.dispatch(&set),
+                Ok(set) => {
+                    self.dispatch(&set);
+                    self.applied.send_replace(set.index.0);
+                }
                 Err(broadcast::error::RecvError::Lagged(n)) => self.missed_everywhere(n),
                 Err(broadcast::error::RecvError::Closed) => return,
             }

@@ -8,8 +8,8 @@
 //! delete notification by evaluating the filter on its old and new images ([`notify`]);
 //! the fan-out of each applied change set to the connections watching its table and owner
 //! ([`hub`]); the subscriptions each user holds (`system.live`, [`registry`]). Its errors
-//! are [`Error`]. Still to come: resuming from the change journal on disk, log tails,
-//! topics with consumer groups.
+//! are [`Error`]. Resume and catch-up read the change journal; log tails ([`tail`]) follow
+//! it with credit-based flow control. Still to come: topics with consumer groups.
 //!
 //! Dependencies: `folddb-query`, `folddb-materializer`, `folddb-log`.
 
@@ -19,6 +19,7 @@ pub mod message;
 pub mod notify;
 pub mod registry;
 pub mod session;
+pub mod tail;
 pub mod wire;
 
 pub use error::{Error, Result};

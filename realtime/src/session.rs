@@ -31,6 +31,7 @@ use crate::hub::{Delivery, Encoded, Hub, Inbox};
 use crate::message::{BatchControl, BatchStatus, ChangeType, ServerMessage};
 use crate::notify::{self, Notification};
 use crate::registry::{Registration, Registry};
+use crate::tail::{Tail, TailRequest};
 
 /// Default rows per initial batch (API.md 2.3).
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
@@ -87,6 +88,18 @@ pub enum ClientMessage {
     },
     Unsubscribe {
         subscription_id: String,
+    },
+    /// A log tail (`realtime/PROTOCOL.md`).
+    Tail {
+        tail: TailRequest,
+    },
+    /// `credit` more records for tail `id`.
+    TailCredit {
+        id: String,
+        credit: u64,
+    },
+    TailStop {
+        id: String,
     },
     Ping,
 }
@@ -203,6 +216,7 @@ pub struct Session {
     caller: Option<Caller>,
     subs: HashMap<String, Sub>,
     systems: HashMap<String, SystemSub>,
+    tails: HashMap<String, Tail>,
     registry: Arc<Registry>,
     hub: Arc<Hub>,
     connection: u64,
@@ -239,6 +253,7 @@ impl Session {
             caller: None,
             subs: HashMap::new(),
             systems: HashMap::new(),
+            tails: HashMap::new(),
             registry,
             hub,
             connection,
@@ -342,9 +357,103 @@ impl Session {
             },
             ClientMessage::Unsubscribe { subscription_id } => {
                 self.drop_sub(&subscription_id);
+                self.tails.remove(&subscription_id);
+                Vec::new()
+            }
+            ClientMessage::Tail { tail } => outgoing(self.tail(engine, tail)),
+            ClientMessage::TailCredit { id, credit } => match self.tails.get_mut(&id) {
+                Some(t) => {
+                    t.grant(credit);
+                    Vec::new()
+                }
+                None => vec![
+                    error(
+                        &id,
+                        "TAIL_NOT_FOUND",
+                        "No tail with this id on this connection",
+                    )
+                    .into(),
+                ],
+            },
+            ClientMessage::TailStop { id } => {
+                self.tails.remove(&id);
                 Vec::new()
             }
         }
+    }
+
+    /// Opens a log tail: its `tail_ack`, or why not.
+    fn tail(&mut self, engine: &Engine, req: TailRequest) -> Vec<Json> {
+        let id = req.id.trim().to_owned();
+        let Some(caller) = self.caller.clone() else {
+            return vec![error(
+                "tail",
+                "AUTH_REQUIRED",
+                "Authenticate before tailing",
+            )];
+        };
+        if id.is_empty() {
+            return vec![error(
+                "invalid_tail",
+                "INVALID_TAIL",
+                "Tail id must not be blank",
+            )];
+        }
+        if self.tails.contains_key(&id)
+            || self.subs.contains_key(&id)
+            || self.systems.contains_key(&id)
+        {
+            return vec![error(
+                &id,
+                "INVALID_TAIL",
+                "A tail or subscription with this id already exists on this connection",
+            )];
+        }
+        if self.subs.len() + self.systems.len() + self.tails.len()
+            >= MAX_SUBSCRIPTIONS_PER_CONNECTION
+        {
+            return vec![error(
+                &id,
+                "UNSUPPORTED",
+                "Too many subscriptions and tails on this connection",
+            )];
+        }
+        match Tail::open(engine, &caller, req) {
+            Ok((tail, ack)) => {
+                self.tails.insert(id, tail);
+                vec![ack]
+            }
+            Err(e) => vec![error(&id, e.code, &e.message)],
+        }
+    }
+
+    /// Whether the connection has log tails open.
+    pub fn has_tails(&self) -> bool {
+        !self.tails.is_empty()
+    }
+
+    /// The next batch of each log tail that has credit and records to read (a tail that
+    /// fails is closed with an `error`); and whether more may be read at once.
+    pub fn pump_tails(&mut self, engine: &Engine) -> (Vec<Outgoing>, bool) {
+        let mut out = Vec::new();
+        let mut more = false;
+        let mut failed = Vec::new();
+        for (id, tail) in self.tails.iter_mut() {
+            match tail.pump(engine) {
+                Ok((batch, again)) => {
+                    out.extend(batch.map(Outgoing::Json));
+                    more |= again;
+                }
+                Err(e) => {
+                    out.push(error(id, e.code, &e.message).into());
+                    failed.push(id.clone());
+                }
+            }
+        }
+        for id in failed {
+            self.tails.remove(&id);
+        }
+        (out, more)
     }
 
     async fn subscribe(

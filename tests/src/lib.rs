@@ -127,7 +127,11 @@ impl Server {
 
     /// Starts the server with extra environment settings.
     pub async fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
-        let port = free_port();
+        Server::start_on(data_dir, free_port(), env).await
+    }
+
+    /// Starts the server on loopback port `port` (a restart where clients expect it).
+    pub async fn start_on(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Server {
         let child = Command::new(folddb_bin())
             .args(["serve", "--listen"])
             .arg(format!("127.0.0.1:{port}"))

@@ -1,0 +1,152 @@
+//! `folddb tail`: follow the committed row changes from a terminal (a log tail,
+//! `realtime/PROTOCOL.md`). Logs in over HTTP, opens `/v1/ws`, tails from `--from`, and
+//! prints each change record as one JSON line. It grants credit as it prints, resumes from
+//! the last record's cursor after a dropped connection, and exits cleanly on Ctrl-C.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value as Json, json};
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    #[command(flatten)]
+    server: crate::client::ServerArgs,
+    /// Where to start: `earliest` (the oldest change kept), `now`, a log index (the changes
+    /// of the entries after it) or a cursor `<index>:<ordinal>` (the changes after it).
+    #[arg(long, default_value = "now")]
+    from: String,
+    /// Only this table (`namespace.table`); repeat for more.
+    #[arg(long = "table")]
+    tables: Vec<String>,
+    /// Only the tables of this namespace.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Only these operations (`insert`, `update`, `delete`); repeat for more.
+    #[arg(long = "op")]
+    ops: Vec<String>,
+    /// Only this owner's rows of USER tables (dba and system; others see their own).
+    #[arg(long)]
+    owner: Option<String>,
+    /// Records the server may send ahead of what has been printed.
+    #[arg(long, default_value_t = 1000)]
+    window: u64,
+}
+
+pub fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        tokio::select! {
+            r = follow(&args) => r,
+            _ = tokio::signal::ctrl_c() => Ok(ExitCode::SUCCESS),
+        }
+    })
+}
+
+/// Why a connection ended.
+enum End {
+    /// The server refused the tail: no point in retrying.
+    Refused(Json),
+    /// The connection dropped: resume.
+    Dropped(anyhow::Error),
+}
+
+async fn follow(args: &TailArgs) -> anyhow::Result<ExitCode> {
+    let base = args.server.url.trim_end_matches('/').to_owned();
+    let http = reqwest::Client::new();
+    let mut from = match args.from.parse::<u64>() {
+        Ok(index) => json!(index),
+        Err(_) => json!(args.from),
+    };
+    let mut wait = Duration::from_millis(250);
+    loop {
+        match session(args, &http, &base, &mut from).await {
+            End::Refused(e) => {
+                eprintln!("error: the server refused the tail: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+            End::Dropped(e) => {
+                eprintln!("tail: {e:#}; resuming from {from} in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// One connection's worth of tailing; `from` follows what has been printed.
+async fn session(args: &TailArgs, http: &reqwest::Client, base: &str, from: &mut Json) -> End {
+    let token =
+        match crate::client::login(http, base, &args.server.user, &args.server.password).await {
+            Ok(t) => t,
+            Err(e) => return End::Dropped(e),
+        };
+    let mut ws = match crate::client::open_ws(base, &token).await {
+        Ok(ws) => ws,
+        Err(e) => return End::Dropped(e),
+    };
+    let mut tail = json!({"id": "cli", "from": from.clone(), "credit": args.window});
+    if !args.tables.is_empty() {
+        tail["tables"] = json!(args.tables);
+    }
+    if let Some(ns) = &args.namespace {
+        tail["namespace"] = json!(ns);
+    }
+    if !args.ops.is_empty() {
+        tail["ops"] = json!(args.ops);
+    }
+    if let Some(owner) = &args.owner {
+        tail["owner"] = json!(owner);
+    }
+    let request = json!({"type": "tail", "tail": tail});
+    if let Err(e) = ws.send(Message::text(request.to_string())).await {
+        return End::Dropped(e.into());
+    }
+    let mut ping = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        let frame = tokio::select! {
+            frame = ws.next() => frame,
+            _ = ping.tick() => {
+                if let Err(e) = ws.send(Message::text(r#"{"type":"ping"}"#)).await {
+                    return End::Dropped(e.into());
+                }
+                continue;
+            }
+        };
+        let msg = match frame.map(|f| f.map(crate::client::server_message)) {
+            None => return End::Dropped(anyhow::anyhow!("the connection ended")),
+            Some(Err(e)) => return End::Dropped(e.into()),
+            Some(Ok(None)) => continue,
+            Some(Ok(Some(Err(e)))) => return End::Dropped(e),
+            Some(Ok(Some(Ok(m)))) => m,
+        };
+        match msg["type"].as_str() {
+            Some("tail_ack") => {
+                // Until a record arrives, a resume starts where this tail did.
+                if let Some(start) = msg["start"].as_u64() {
+                    *from = json!(start.saturating_sub(1));
+                }
+            }
+            Some("tail_batch") => {
+                let records = msg["records"].as_array().map_or(&[][..], Vec::as_slice);
+                for r in records {
+                    println!("{r}");
+                }
+                if let Some(cursor) = msg["cursor"].as_str() {
+                    *from = json!(cursor);
+                }
+                let grant = json!({"type": "tail_credit", "id": "cli", "credit": records.len()});
+                if let Err(e) = ws.send(Message::text(grant.to_string())).await {
+                    return End::Dropped(e.into());
+                }
+            }
+            Some("error") => return End::Refused(msg),
+            _ => {}
+        }
+    }
+}
