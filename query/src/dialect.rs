@@ -828,6 +828,84 @@ pub fn normalize_keyword_calls(sql: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
+/// What a table name rewritten from `<table> AS OF <point>` carries after the table's name:
+/// `<name>@as_of@<point>`, where the point is a `_seq`, or `t` and Unix milliseconds.
+pub const AS_OF_MARK: &str = "@as_of@";
+
+/// Rewrites each `<table> AS OF <_seq>` and `<table> AS OF TIMESTAMP '<time>'` (also
+/// `AS OF '<time>'`) into the one quoted table name `"<table>@as_of@<point>"` (see
+/// [`AS_OF_MARK`]), which the namespace's schema answers with the table as it was then
+/// (`crate::as_of`). A time is RFC 3339 or `YYYY-MM-DD HH:MM:SS[.fff]` (UTC unless it says
+/// otherwise).
+pub fn rewrite_as_of(sql: &str) -> Result<std::borrow::Cow<'_, str>, String> {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::Word;
+    let lower = sql.to_ascii_lowercase();
+    if !(lower.contains("as") && lower.contains("of")) {
+        return Ok(sql.into());
+    }
+    let Ok(mut toks) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+        return Ok(sql.into());
+    };
+    let word = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    let time = |s: &str| -> Result<String, String> {
+        let nanos = datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(s)
+            .map_err(|e| format!("AS OF TIMESTAMP '{s}': not a time ({e})"))?;
+        let ms = u64::try_from(nanos.div_euclid(1_000_000))
+            .map_err(|_| format!("AS OF TIMESTAMP '{s}': before 1970"))?;
+        Ok(format!("t{ms}"))
+    };
+    let sig: Vec<usize> = (0..toks.len())
+        .filter(|&i| !matches!(toks[i], Token::Whitespace(_)))
+        .collect();
+    let mut drop = vec![false; toks.len()];
+    let mut changed = false;
+    for k in 1..sig.len() {
+        let (Some(&of), true) = (sig.get(k + 1), word(&toks[sig[k]], "as")) else {
+            continue;
+        };
+        if !word(&toks[of], "of") {
+            continue;
+        }
+        let Token::Word(table) = &toks[sig[k - 1]] else {
+            continue;
+        };
+        let at = |j: usize| sig.get(k + j).map(|&i| &toks[i]);
+        let (point, used) = match (at(2), at(3)) {
+            (Some(Token::Number(n, _)), _) => match n.parse::<i64>() {
+                Ok(seq) if seq >= 0 => (seq.to_string(), 1),
+                _ => return Err(format!("AS OF {n}: a _seq is a non-negative integer")),
+            },
+            (Some(t), Some(Token::SingleQuotedString(s))) if word(t, "timestamp") => (time(s)?, 2),
+            (Some(Token::SingleQuotedString(s)), _) => (time(s)?, 1),
+            _ => continue,
+        };
+        let name = match table.quote_style {
+            Some(_) => table.value.clone(),
+            None => table.value.to_ascii_lowercase(),
+        };
+        toks[sig[k - 1]] = Token::Word(Word {
+            value: format!("{name}{AS_OF_MARK}{point}"),
+            quote_style: Some('"'),
+            keyword: Keyword::NoKeyword,
+        });
+        for d in drop.iter_mut().take(sig[k + 1 + used] + 1).skip(sig[k - 1] + 1) {
+            *d = true;
+        }
+        changed = true;
+    }
+    if !changed {
+        return Ok(sql.into());
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    for (t, gone) in toks.iter().zip(drop) {
+        if !gone {
+            out.push_str(&t.to_string());
+        }
+    }
+    Ok(out.into())
+}
+
 /// The first words of a statement, for messages.
 fn head(sql: &str) -> String {
     sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")

@@ -194,3 +194,25 @@ fn the_first_word_shortcut_agrees_with_the_cursor() {
         assert_eq!(typed, walked, "{sql}");
     }
 }
+
+#[test]
+fn as_of_becomes_a_marked_table_name() {
+    let r = |s| rewrite_as_of(s).expect("rewrites").into_owned();
+    assert_eq!(
+        r("SELECT * FROM app.T AS OF 123 WHERE id = 1"),
+        "SELECT * FROM app.\"t@as_of@123\" WHERE id = 1"
+    );
+    assert_eq!(
+        r("SELECT a.x FROM t as of TIMESTAMP '2026-12-01T00:00:00Z' a"),
+        "SELECT a.x FROM \"t@as_of@t1796083200000\" a"
+    );
+    assert_eq!(
+        r("SELECT 1 FROM x AS OF '2026-12-01 00:00:01'"),
+        "SELECT 1 FROM \"x@as_of@t1796083201000\""
+    );
+    // Not a point in time: left alone.
+    let plain = "SELECT a AS of, 'as of 1' FROM t";
+    assert_eq!(r(plain), plain);
+    assert!(rewrite_as_of("SELECT * FROM t AS OF TIMESTAMP 'yesterday'").is_err());
+    assert!(rewrite_as_of("SELECT * FROM t AS OF 1.5").is_err());
+}

@@ -709,10 +709,18 @@ impl Engine {
         }
         let deadline = tokio::time::Instant::now() + self.limits.statement_timeout;
         let params = self.params(request, statements.len())?;
-        let statements: Vec<std::borrow::Cow<'_, str>> = statements
-            .into_iter()
-            .map(dialect::normalize_keyword_calls)
-            .collect();
+        let mut rewritten: Vec<std::borrow::Cow<'_, str>> = Vec::with_capacity(statements.len());
+        for (i, stmt) in statements.into_iter().enumerate() {
+            let stmt = dialect::rewrite_as_of(stmt)
+                .map_err(|m| SqlError::from(Error::InvalidSql(m)).in_statement(i, stmt))?;
+            rewritten.push(match stmt {
+                std::borrow::Cow::Borrowed(s) => dialect::normalize_keyword_calls(s),
+                std::borrow::Cow::Owned(s) => {
+                    std::borrow::Cow::Owned(dialect::normalize_keyword_calls(&s).into_owned())
+                }
+            });
+        }
+        let statements = rewritten;
         let mut namespace = request
             .namespace
             .clone()

@@ -19,6 +19,7 @@
 //! through [`folddb_materializer::Propose`].
 
 pub use folddb_materializer::convert;
+pub mod as_of;
 pub mod dialect;
 pub mod engine;
 pub mod error;

@@ -388,6 +388,11 @@ impl HotTable {
         self.batch(&rows)
     }
 
+    /// Whose rows it reads: the caller's for a per-user table, else none.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
     pub fn def(&self) -> &TableDef {
         &self.def
     }
@@ -572,6 +577,14 @@ impl SchemaProvider for NamespaceSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        // `t AS OF <point>`, rewritten by `dialect::rewrite_as_of`.
+        let (name, point) = match name.split_once(crate::dialect::AS_OF_MARK) {
+            Some((base, point)) => match crate::as_of::Point::parse(point) {
+                Some(p) => (base, Some(p)),
+                None => return Ok(None),
+            },
+            None => (name, None),
+        };
         let def = catalog::table(&self.view, &self.namespace, name).map_err(df_err)?;
         if let Some(def) = &def
             && def.kind == TableKind::Shared
@@ -585,13 +598,26 @@ impl SchemaProvider for NamespaceSchema {
                 )),
             )));
         }
-        Ok(def.map(|def| {
-            Arc::new(HotTable::new(
+        let Some(def) = def else {
+            return Ok(None);
+        };
+        Ok(Some(match point {
+            Some(point) => Arc::new(
+                crate::as_of::AsOfTable::new(
+                    self.view.clone(),
+                    def,
+                    &self.caller,
+                    self.now_ms,
+                    point,
+                )
+                .map_err(|e| DataFusionError::External(Box::new(e)))?,
+            ) as Arc<dyn TableProvider>,
+            None => Arc::new(HotTable::new(
                 self.view.clone(),
                 def,
                 &self.caller,
                 self.now_ms,
-            )) as Arc<dyn TableProvider>
+            )) as Arc<dyn TableProvider>,
         }))
     }
 
