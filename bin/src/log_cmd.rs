@@ -64,7 +64,7 @@ pub fn run(cmd: LogCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn scan(dir: &Path) -> anyhow::Result<DirScan> {
+pub(crate) fn scan(dir: &Path) -> anyhow::Result<DirScan> {
     anyhow::ensure!(dir.is_dir(), "{} is not a directory", dir.display());
     DirScan::read(dir, SCAN_MAX_PAYLOAD_BYTES).with_context(|| format!("reading {}", dir.display()))
 }

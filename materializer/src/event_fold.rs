@@ -200,6 +200,32 @@ impl Fold for EventFold {
             .iter()
             .filter(|e| kinds.get(&e.table).copied().unwrap_or(false));
         crate::journal::record(ctx.batch, index, last.map(|s| s.0), journaled);
+        // Catalog and user changes, for privileged tails.
+        let seq_now = ctx.clock.last().or(last).map_or(0, |s| s.0);
+        let mut catalog = Vec::new();
+        for (cmd, outcome) in commands.iter().zip(&outcomes) {
+            let Outcome::Applied(results) = outcome else {
+                continue;
+            };
+            for (op, r) in cmd.ops.iter().zip(results) {
+                if r.affected == 0 {
+                    continue;
+                }
+                if let Some((kind, target, detail)) = crate::journal::catalog_change(op) {
+                    catalog.push(crate::journal::CatalogChange {
+                        index: index.0,
+                        ordinal: crate::journal::CATALOG_ORDINAL + catalog.len() as u32,
+                        seq: seq_now,
+                        actor: cmd.actor.clone(),
+                        stamp_ms: cmd.stamp_ms,
+                        kind: kind.to_owned(),
+                        target,
+                        detail,
+                    });
+                }
+            }
+        }
+        crate::journal::record_catalog(ctx.batch, &catalog);
         for event in events {
             ctx.batch.record(event);
         }

@@ -32,6 +32,10 @@ pub const HORIZON_SEQ_KEY: &[u8] = b"journal_horizon_seq";
 
 const BY_INDEX: u8 = b'e';
 const BY_TABLE: u8 = b't';
+const CATALOG: u8 = b'd';
+
+/// The ordinal of an entry's first catalog change: after any row change's.
+pub const CATALOG_ORDINAL: u32 = 1 << 31;
 
 /// What a change did to its row, as a reader of the table sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +83,98 @@ impl Change {
     pub fn unix_ms(&self) -> u64 {
         Seq(self.seq).unix_ms()
     }
+}
+
+/// A change to the catalog or to the users, as privileged tails see it (no secrets: a user
+/// change names the user and its role, never its password hash).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogChange {
+    pub index: u64,
+    /// From [`CATALOG_ORDINAL`] on, in the order made within the entry.
+    pub ordinal: u32,
+    /// The last `_seq` assigned when it was made.
+    pub seq: i64,
+    /// Who made it, and when (Unix milliseconds, the command's stamp).
+    pub actor: String,
+    pub stamp_ms: u64,
+    /// `create_namespace`, `alter_namespace`, `drop_namespace`, `create_table`,
+    /// `alter_table`, `drop_table`, `create_user`, `alter_user`, `drop_user`, `setup`,
+    /// `create_storage`, `alter_storage`, `drop_storage`.
+    pub kind: String,
+    /// What it changed: `namespace`, `namespace.table`, a user or storage id.
+    pub target: String,
+    pub detail: Option<String>,
+}
+
+/// One record of the journal in log order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Row(Change),
+    Catalog(CatalogChange),
+}
+
+impl Record {
+    pub fn position(&self) -> (u64, u32) {
+        match self {
+            Record::Row(c) => (c.index, c.ordinal),
+            Record::Catalog(c) => (c.index, c.ordinal),
+        }
+    }
+}
+
+/// What catalog or user change `op` of an applied command is (`None`: a row op, or one
+/// that changed nothing); its kind, target and detail.
+pub(crate) fn catalog_change(op: &crate::Op) -> Option<(&'static str, String, Option<String>)> {
+    use crate::Op;
+    Some(match op {
+        Op::CreateNamespace { name, .. } => ("create_namespace", name.clone(), None),
+        Op::AlterNamespace { name, .. } => ("alter_namespace", name.clone(), None),
+        Op::DropNamespace { name, .. } => ("drop_namespace", name.clone(), None),
+        Op::CreateTable { table, .. } => (
+            "create_table",
+            table.qualified_name(),
+            Some(table.kind.name().to_owned()),
+        ),
+        Op::AlterTable { table, .. } => (
+            "alter_table",
+            table.qualified_name(),
+            Some(table.change.clone()),
+        ),
+        Op::DropTable {
+            namespace, name, ..
+        } => ("drop_table", format!("{namespace}.{name}"), None),
+        Op::PutUser { user, create } => (
+            match (create, user.deleted_at_ms.is_some()) {
+                (true, _) => "create_user",
+                (false, true) => "drop_user",
+                (false, false) => "alter_user",
+            },
+            user.id.clone(),
+            Some(user.role.name().to_owned()),
+        ),
+        Op::Setup { dba, .. } => ("setup", dba.id.clone(), None),
+        Op::CreateStorage { storage, .. } => ("create_storage", storage.id.clone(), None),
+        Op::AlterStorage { storage } => ("alter_storage", storage.id.clone(), None),
+        Op::DropStorage { id, .. } => ("drop_storage", id.clone(), None),
+        _ => return None,
+    })
+}
+
+/// Records the catalog changes of entry `index` into `batch`.
+pub(crate) fn record_catalog(batch: &mut HotBatch, changes: &[CatalogChange]) {
+    for c in changes {
+        batch.append(
+            Family::Journal,
+            catalog_key(c.index, c.ordinal),
+            codec::encode(c),
+        );
+    }
+}
+
+fn catalog_key(index: u64, ordinal: u32) -> Vec<u8> {
+    let mut k = index_key(index, ordinal);
+    k[0] = CATALOG;
+    k
 }
 
 /// A [`Change`] as written, borrowing the event's images (the same encoding).
@@ -214,6 +310,47 @@ pub fn from_position(
         .collect()
 }
 
+/// Up to `limit` records — row changes and catalog changes — from position (`index`,
+/// `ordinal`) on, in log order.
+pub fn records_from(
+    store: &HotStore,
+    index: u64,
+    ordinal: u32,
+    limit: usize,
+) -> Result<Vec<Record>> {
+    let rows = from_position(store, index, ordinal, limit)?;
+    let catalog = store.scan_range(
+        Family::Journal,
+        &catalog_key(index, ordinal),
+        &[CATALOG],
+        limit,
+    )?;
+    let mut catalog = catalog
+        .iter()
+        .map(|(_, v)| codec::decode::<CatalogChange>(v, "a journal catalog change"))
+        .peekable();
+    let mut rows = rows.into_iter().peekable();
+    let mut out = Vec::with_capacity(limit.min(rows.len() + 16));
+    while out.len() < limit {
+        let row_first = match (rows.peek(), catalog.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(r), Some(Ok(c))) => (r.index, r.ordinal) < (c.index, c.ordinal),
+            (Some(_), Some(Err(_))) => false,
+        };
+        match row_first {
+            true => out.extend(rows.next().map(Record::Row)),
+            false => {
+                if let Some(c) = catalog.next() {
+                    out.push(Record::Catalog(c?));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The first log index, at or after the horizon and at most `end`, from which every change
 /// the journal holds with a `_seq` above `seq` is read (earlier entries' are all at or below
 /// it; the entry at it may hold some of both). A binary search: `_seq`s grow with the index.
@@ -318,6 +455,20 @@ pub fn trim(store: &HotStore, cutoff_unix_ms: u64) -> Result<usize> {
         let Some(last) = last else {
             return Ok(removed);
         };
+        // The catalog changes of the entries before the new horizon go with them.
+        for (key, _) in
+            store.scan_range(Family::Journal, &catalog_key(0, 0), &[CATALOG], usize::MAX)?
+        {
+            if key
+                .get(1..9)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                > Some(last)
+            {
+                break;
+            }
+            batch.delete(Family::Journal, key);
+        }
         batch.put(Family::Meta, HORIZON_KEY, (last + 1).to_be_bytes());
         if let Some(seq) = newest {
             batch.put(

@@ -324,3 +324,74 @@ fn a_position_or_a_seq_finds_where_reading_starts() {
     assert_eq!(index_for_seq(&store, i64::MAX, 11).expect("search"), 9);
     assert_eq!(index_for_seq(&store, 0, 11).expect("search"), 1);
 }
+
+#[test]
+fn catalog_changes_are_read_in_log_order_with_the_rows_and_keep_their_bytes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = HotStore::open(dir.path()).expect("open");
+    setup(&store);
+    fold(&store, 2, vec![cmd(STAMP, vec![insert(&[1])])]);
+    // A namespace that already exists changes nothing: no record.
+    fold(
+        &store,
+        3,
+        vec![cmd(
+            STAMP + 1,
+            vec![crate::Op::CreateNamespace {
+                name: "app".into(),
+                description: None,
+                if_not_exists: true,
+            }],
+        )],
+    );
+    let all = records_from(&store, 0, 0, 100).expect("read");
+    let shape: Vec<String> = all
+        .iter()
+        .map(|r| match r {
+            Record::Row(c) => format!("{} {} row", c.index, c.ordinal),
+            Record::Catalog(c) => format!("{} {} {} {}", c.index, c.ordinal, c.kind, c.target),
+        })
+        .collect();
+    let first = CATALOG_ORDINAL;
+    assert_eq!(
+        shape,
+        [
+            format!("1 {first} create_namespace app"),
+            format!("1 {} create_table app.t", first + 1),
+            "2 0 row".to_owned(),
+        ]
+    );
+    // From a position, and with a limit.
+    let from = records_from(&store, 1, first + 1, 1).expect("read");
+    assert_eq!(from.len(), 1);
+    assert_eq!(from[0].position(), (1, first + 1));
+    // The bytes of a catalog change (codec 1).
+    let Record::Catalog(c) = &all[1] else {
+        panic!("a catalog change")
+    };
+    let bytes = store
+        .get(Family::Journal, &catalog_key(c.index, c.ordinal))
+        .expect("get")
+        .expect("present");
+    let fixed = CatalogChange {
+        index: 7,
+        ordinal: first,
+        seq: 9,
+        actor: "a".into(),
+        stamp_ms: 10,
+        kind: "drop_table".into(),
+        target: "n.t".into(),
+        detail: None,
+    };
+    assert_eq!(hex(&codec::encode(&fixed)), GOLDEN_CATALOG_CHANGE);
+    assert_eq!(
+        codec::decode::<CatalogChange>(&bytes, "a catalog change").expect("decode"),
+        *c
+    );
+    // A trim past entry 1 takes its catalog changes too.
+    assert_eq!(trim(&store, STAMP + 1).expect("trim"), 1);
+    assert!(records_from(&store, 0, 0, 100).expect("read").is_empty());
+}
+
+/// The encoding of the fixed catalog change above (codec 1).
+const GOLDEN_CATALOG_CHANGE: &str = "0107fc000000801201610a0a64726f705f7461626c65036e2e7400";

@@ -889,7 +889,11 @@ pub fn rewrite_as_of(sql: &str) -> Result<std::borrow::Cow<'_, str>, String> {
             quote_style: Some('"'),
             keyword: Keyword::NoKeyword,
         });
-        for d in drop.iter_mut().take(sig[k + 1 + used] + 1).skip(sig[k - 1] + 1) {
+        for d in drop
+            .iter_mut()
+            .take(sig[k + 1 + used] + 1)
+            .skip(sig[k - 1] + 1)
+        {
             *d = true;
         }
         changed = true;

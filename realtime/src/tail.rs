@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use folddb_materializer::journal::{self, Change, ChangeOp};
+use folddb_materializer::journal::{self, CatalogChange, Change, ChangeOp, Record};
 use folddb_materializer::{TableDef, TableId, TableKind, catalog};
 use folddb_query::live::{LiveError, LiveQuery};
 use folddb_query::{Caller, Engine};
@@ -37,7 +37,8 @@ pub struct TailRequest {
     pub namespace: Option<String>,
     #[serde(default)]
     pub tables: Vec<String>,
-    /// Any of `insert`, `update`, `delete`; all when absent.
+    /// Any of `insert`, `update`, `delete`, and `ddl` (catalog and user changes: dba and
+    /// system only); all when absent.
     #[serde(default)]
     pub ops: Option<Vec<String>>,
     /// Only the rows of this owner (USER tables); dba and system only, for others.
@@ -76,7 +77,8 @@ pub struct Tail {
     above_seq: Option<i64>,
     namespace: Option<String>,
     tables: Option<HashSet<TableId>>,
-    ops: [bool; 3],
+    /// insert, update, delete, ddl.
+    ops: [bool; 4],
     owner: Option<String>,
     credit: u64,
     known: HashMap<TableId, Known>,
@@ -137,18 +139,19 @@ impl Tail {
                 ),
             ));
         }
-        let mut ops = [true; 3];
+        let mut ops = [true; 4];
         if let Some(names) = &req.ops {
-            ops = [false; 3];
+            ops = [false; 4];
             for name in names {
                 match name.to_ascii_lowercase().as_str() {
                     "insert" => ops[0] = true,
                     "update" => ops[1] = true,
                     "delete" => ops[2] = true,
+                    "ddl" => ops[3] = true,
                     other => {
                         return Err(bad(
                             "INVALID_TAIL",
-                            format!("unknown op {other:?}: insert, update or delete"),
+                            format!("unknown op {other:?}: insert, update, delete or ddl"),
                         ));
                     }
                 }
@@ -321,6 +324,21 @@ impl Tail {
         Ok(())
     }
 
+    /// Whether catalog change `c` is one this tail delivers: to dba and system, when it
+    /// names no tables or owner, within its namespace.
+    fn wants_catalog(&self, c: &CatalogChange) -> bool {
+        self.caller.role.is_admin()
+            && self.ops[3]
+            && self.tables.is_none()
+            && self.owner.is_none()
+            && self.namespace.as_ref().is_none_or(|ns| {
+                c.target == *ns
+                    || c.target
+                        .strip_prefix(ns.as_str())
+                        .is_some_and(|t| t.starts_with('.'))
+            })
+    }
+
     /// Whether change `c` is one this tail delivers.
     fn wants(&self, c: &Change) -> bool {
         if !self.ops[op_index(c.op)] || self.above_seq.is_some_and(|s| c.seq <= s) {
@@ -373,18 +391,29 @@ impl Tail {
         let mut refreshed = false;
         let mut full = false;
         while picked.len() < want && scanned < SCAN_LIMIT {
-            let chunk = journal::from_position(store, self.next.0, self.next.1, MAX_BATCH)
+            let chunk = journal::records_from(store, self.next.0, self.next.1, MAX_BATCH)
                 .map_err(store_error)?;
             let end = chunk.len() < MAX_BATCH;
-            for c in chunk {
-                if !refreshed && !self.known.contains_key(&c.table) {
-                    self.refresh(engine)?;
-                    refreshed = true;
-                }
+            for r in chunk {
+                let wanted = match &r {
+                    Record::Row(c) => {
+                        if !refreshed && !self.known.contains_key(&c.table) {
+                            self.refresh(engine)?;
+                            refreshed = true;
+                        }
+                        self.wants(c)
+                    }
+                    Record::Catalog(c) => {
+                        // Tables it made or changed are learnt afresh.
+                        refreshed = false;
+                        self.wants_catalog(c)
+                    }
+                };
                 scanned += 1;
-                self.next = (c.index, c.ordinal.saturating_add(1));
-                if self.wants(&c) {
-                    picked.push(c);
+                let (index, ordinal) = r.position();
+                self.next = (index, ordinal.saturating_add(1));
+                if wanted {
+                    picked.push(r);
                     if picked.len() == want {
                         full = true;
                         break;
@@ -399,7 +428,7 @@ impl Tail {
         if picked.is_empty() {
             return Ok((None, more));
         }
-        let last = picked.last().map(|c| (c.index, c.ordinal));
+        let last = picked.last().map(Record::position);
         let records = self.render(picked)?;
         self.credit -= records.len() as u64;
         self.cursor = last;
@@ -414,7 +443,34 @@ impl Tail {
 
     /// The records of `changes`, in order: their images as the tables' rows, converted a
     /// table at a time.
-    fn render(&self, changes: Vec<Change>) -> Result<Vec<Json>, LiveError> {
+    fn render(&self, records: Vec<Record>) -> Result<Vec<Json>, LiveError> {
+        let mut out = Vec::with_capacity(records.len());
+        let mut rows = Vec::new();
+        // Row changes are converted a run at a time, catalog changes in place.
+        for r in records {
+            match r {
+                Record::Row(c) => rows.push(c),
+                Record::Catalog(c) => {
+                    out.extend(self.render_rows(std::mem::take(&mut rows))?);
+                    out.push(json!({
+                        "index": c.index,
+                        "ordinal": c.ordinal,
+                        "seq": c.seq.to_string(),
+                        "op": "ddl",
+                        "kind": c.kind,
+                        "target": c.target,
+                        "detail": c.detail,
+                        "actor": c.actor,
+                        "ts": c.stamp_ms,
+                    }));
+                }
+            }
+        }
+        out.extend(self.render_rows(rows)?);
+        Ok(out)
+    }
+
+    fn render_rows(&self, changes: Vec<Change>) -> Result<Vec<Json>, LiveError> {
         let mut by_table: HashMap<TableId, Vec<usize>> = HashMap::new();
         for (k, c) in changes.iter().enumerate() {
             by_table.entry(c.table).or_default().push(k);

@@ -221,7 +221,7 @@ async fn a_tail_gets_every_change_once_in_log_order_within_its_credit_and_resume
     let (mut ws, _) = open(
         &s,
         &admin,
-        json!({"id": "all", "from": "earliest", "credit": 100_000}),
+        json!({"id": "all", "from": "earliest", "credit": 100_000, "ops": ["insert", "update", "delete"]}),
     )
     .await;
     let mut again = Client::new(100_000);
@@ -319,11 +319,14 @@ async fn each_role_tails_what_it_may_read() {
                 .flatten()
             {
                 for r in m["records"].as_array().into_iter().flatten() {
-                    got.push(format!(
-                        "{} {}",
-                        r["table"].as_str().unwrap_or(""),
-                        r["owner"]
-                    ));
+                    got.push(match r["op"].as_str() {
+                        Some("ddl") => format!(
+                            "ddl {} {}",
+                            r["kind"].as_str().unwrap_or(""),
+                            r["target"].as_str().unwrap_or("")
+                        ),
+                        _ => format!("{} {}", r["table"].as_str().unwrap_or(""), r["owner"]),
+                    });
                 }
             }
             got
@@ -337,14 +340,33 @@ async fn each_role_tails_what_it_may_read() {
         seen(svc.clone(), json!({})).await,
         ["app.t0 null", "app.private null"]
     );
+    // An administrator also sees the catalog and user changes, in log order, no secrets.
+    let all = seen(admin.clone(), json!({})).await;
+    let rows: Vec<&String> = all.iter().filter(|r| !r.starts_with("ddl")).collect();
     assert_eq!(
-        seen(admin.clone(), json!({})).await,
+        rows,
         [
             "app.u \"alice\"",
             "app.u \"bob\"",
             "app.t0 null",
             "app.private null"
         ]
+    );
+    let at = |r: &str| {
+        all.iter()
+            .position(|x| x == r)
+            .unwrap_or_else(|| panic!("{r} in {all:?}"))
+    };
+    assert!(at("ddl create_user root") < at("ddl setup admin"));
+    assert!(at("ddl setup admin") < at("ddl create_namespace app"));
+    assert!(at("ddl create_namespace app") < at("ddl create_table app.t0"));
+    assert!(at("ddl create_user alice") < at("app.u \"alice\""));
+    assert_eq!(
+        seen(admin.clone(), json!({"ops": ["ddl"], "namespace": "app"}))
+            .await
+            .len(),
+        7,
+        "the namespace and its six tables"
     );
     assert_eq!(
         seen(admin.clone(), json!({"owner": "bob"})).await,

@@ -3,6 +3,7 @@
 
 mod big;
 mod cold;
+mod journal;
 mod live;
 mod log;
 mod raft;
@@ -35,6 +36,12 @@ pub enum BenchCommand {
     /// Live-query initial data against a running server (`--url`): the server memory
     /// subscriptions holding a page cost, and how long a whole initial load takes.
     Snapshot(snapshot::SnapshotBenchArgs),
+    /// A log tail's delivery rate against a running server (`--url`), and the raw read
+    /// rate of the same entries from its log files (`--log-dir`).
+    Tail(journal::TailBenchArgs),
+    /// Time to `ready` of a live query resuming after many offline changes to a large
+    /// table (`--url`), against a fresh subscription's whole initial load.
+    Resume(journal::ResumeBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -46,6 +53,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Cold(args) => cold::run(args),
         BenchCommand::Scan(args) => scan::run(args),
         BenchCommand::Snapshot(args) => snapshot::run(args),
+        BenchCommand::Tail(args) => journal::run_tail(args),
+        BenchCommand::Resume(args) => journal::run_resume(args),
     }
 }
 
