@@ -31,8 +31,9 @@ pub struct TailArgs {
     /// Only this owner's rows of USER tables (dba and system; others see their own).
     #[arg(long)]
     owner: Option<String>,
-    /// Records the server may send ahead of what has been printed.
-    #[arg(long, default_value_t = 1000)]
+    /// Records the server may send ahead of what has been printed (credit is granted back
+    /// in steps of half of it).
+    #[arg(long, default_value_t = 10_000)]
     window: u64,
 }
 
@@ -108,6 +109,9 @@ async fn session(args: &TailArgs, http: &reqwest::Client, base: &str, from: &mut
         return End::Dropped(e.into());
     }
     let mut ping = tokio::time::interval(Duration::from_secs(5));
+    // Printed and not yet granted back: granted in steps of half the window, since each
+    // message counts toward the connection's message rate limit.
+    let mut used = 0u64;
     loop {
         let frame = tokio::select! {
             frame = ws.next() => frame,
@@ -140,9 +144,13 @@ async fn session(args: &TailArgs, http: &reqwest::Client, base: &str, from: &mut
                 if let Some(cursor) = msg["cursor"].as_str() {
                     *from = json!(cursor);
                 }
-                let grant = json!({"type": "tail_credit", "id": "cli", "credit": records.len()});
-                if let Err(e) = ws.send(Message::text(grant.to_string())).await {
-                    return End::Dropped(e.into());
+                used += records.len() as u64;
+                if used * 2 >= args.window.max(1) {
+                    let grant = json!({"type": "tail_credit", "id": "cli", "credit": used});
+                    if let Err(e) = ws.send(Message::text(grant.to_string())).await {
+                        return End::Dropped(e.into());
+                    }
+                    used = 0;
                 }
             }
             Some("error") => return End::Refused(msg),
