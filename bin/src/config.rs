@@ -135,6 +135,9 @@ pub struct JournalConfig {
     /// The retention in seconds, for windows shorter than an hour; when set it replaces
     /// `retention_hours` (`0` keeps every change).
     pub retention_seconds: Option<u64>,
+    /// Most bytes the journal keeps (RocksDB's estimate); past it the oldest entries'
+    /// changes are removed, whatever their age. `0` (the default): no limit.
+    pub retention_bytes: u64,
     /// How often the changes past their retention are removed. Default 60.
     pub trim_interval_seconds: u64,
 }
@@ -154,6 +157,7 @@ impl Default for JournalConfig {
         JournalConfig {
             retention_hours: 168,
             retention_seconds: None,
+            retention_bytes: 0,
             trim_interval_seconds: 60,
         }
     }
@@ -352,6 +356,9 @@ impl Config {
         if let Some(v) = parse_env("FOLDDB_JOURNAL_RETENTION_SECONDS")? {
             config.journal.retention_seconds = Some(v);
         }
+        if let Some(v) = parse_env("FOLDDB_JOURNAL_RETENTION_BYTES")? {
+            config.journal.retention_bytes = v;
+        }
         if let Some(v) = parse_env("FOLDDB_JOURNAL_TRIM_INTERVAL_SECONDS")? {
             config.journal.trim_interval_seconds = v;
         }
@@ -528,13 +535,15 @@ mod tests {
             Config::default().journal.retention(),
             Some(std::time::Duration::from_secs(168 * 3600))
         );
-        let c: Config =
-            toml::from_str("[journal]\nretention_seconds = 5\ntrim_interval_seconds = 1\n")
-                .expect("valid");
+        let c: Config = toml::from_str(
+            "[journal]\nretention_seconds = 5\ntrim_interval_seconds = 1\nretention_bytes = 1000\n",
+        )
+        .expect("valid");
         assert_eq!(
             (c.journal.retention(), c.journal.trim_interval_seconds),
             (Some(std::time::Duration::from_secs(5)), 1)
         );
+        assert_eq!(c.journal.retention_bytes, 1000);
         assert!(toml::from_str::<Config>("[journal]\nretention = 1\n").is_err());
     }
 

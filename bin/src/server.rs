@@ -121,12 +121,13 @@ async fn run_scheduler(state: Arc<State>, config: crate::config::StorageConfig) 
     }
 }
 
-/// Removes the journal's changes older than its retention, every
-/// `journal.trim_interval_seconds`.
+/// Removes the journal's changes older than its retention, and the oldest ones past its
+/// byte limit, every `journal.trim_interval_seconds`.
 async fn trim_journal(state: Arc<State>, config: crate::config::JournalConfig) {
-    let Some(keep) = config.retention() else {
+    let keep = config.retention();
+    if keep.is_none() && config.retention_bytes == 0 {
         return;
-    };
+    }
     let every = Duration::from_secs(config.trim_interval_seconds.max(1));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -135,11 +136,21 @@ async fn trim_journal(state: Arc<State>, config: crate::config::JournalConfig) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let cutoff = u64::try_from(now.saturating_sub(keep).as_millis()).unwrap_or(u64::MAX);
+        let cutoff =
+            keep.map(|k| u64::try_from(now.saturating_sub(k).as_millis()).unwrap_or(u64::MAX));
         let store = state.engine.store().clone();
-        let trimmed =
-            tokio::task::spawn_blocking(move || folddb_materializer::journal::trim(&store, cutoff))
-                .await;
+        let max_bytes = config.retention_bytes;
+        let trimmed = tokio::task::spawn_blocking(move || {
+            let mut n = match cutoff {
+                Some(c) => folddb_materializer::journal::trim(&store, c)?,
+                None => 0,
+            };
+            if max_bytes > 0 {
+                n += folddb_materializer::journal::trim_to_bytes(&store, max_bytes)?;
+            }
+            Ok::<usize, folddb_materializer::Error>(n)
+        })
+        .await;
         match trimmed {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(changes = n, "trimmed the journal"),

@@ -909,6 +909,19 @@ impl HotStore {
 
     /// Writes the memtables of every family out together, so that the current applied index
     /// survives a crash and replay can start after it.
+    /// About how many bytes `family` holds on disk and in memory (RocksDB's estimates:
+    /// live data in its files, plus its memtables).
+    pub fn family_bytes(&self, family: Family) -> Result<u64> {
+        let cf = self.cf(family);
+        let get = |name: &str| {
+            self.db
+                .property_int_value_cf(cf, name)
+                .map(|v| v.unwrap_or(0))
+                .map_err(self.rocks("read a property"))
+        };
+        Ok(get("rocksdb.estimate-live-data-size")? + get("rocksdb.cur-size-all-mem-tables")?)
+    }
+
     pub fn flush(&self) -> Result<()> {
         let mut options = FlushOptions::default();
         options.set_wait(true);

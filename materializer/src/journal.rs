@@ -406,6 +406,33 @@ const TRIM_BATCH: usize = 3;
 /// Each write deletes its changes and sets the horizon together, so a reader sees a
 /// horizon and the changes after it, never a gap.
 pub fn trim(store: &HotStore, cutoff_unix_ms: u64) -> Result<usize> {
+    trim_entries(store, |first| first.unix_ms() >= cutoff_unix_ms)
+}
+
+/// Removes the oldest entries' changes until the journal holds about `max_bytes` (RocksDB's
+/// estimate of the family's size; the entries removed are the oldest share of the window as
+/// large as the share of bytes over the limit). Returns how many changes it removed.
+pub fn trim_to_bytes(store: &HotStore, max_bytes: u64) -> Result<usize> {
+    let size = store.family_bytes(Family::Journal)?;
+    if size <= max_bytes {
+        return Ok(0);
+    }
+    let first = horizon(store)?;
+    let Some(last) = store.applied_index()?.map(|i| i.0) else {
+        return Ok(0);
+    };
+    if last < first {
+        return Ok(0);
+    }
+    let span = last + 1 - first;
+    let over = (size - max_bytes) as f64 / size as f64;
+    let through = first + ((span as f64 * over).ceil() as u64).clamp(1, span) - 1;
+    trim_entries(store, |c| c.index > through)
+}
+
+/// Removes whole entries' changes from the horizon on, while `keep` says no of the first
+/// change of the next entry, and moves the horizon past them.
+fn trim_entries(store: &HotStore, keep: impl Fn(&Change) -> bool) -> Result<usize> {
     let mut removed = 0;
     let mut newest = horizon_seq(store)?;
     loop {
@@ -417,7 +444,7 @@ pub fn trim(store: &HotStore, cutoff_unix_ms: u64) -> Result<usize> {
         let mut at = 0;
         while at < rows.len() {
             let first = decode(&rows[at].1)?;
-            if first.unix_ms() >= cutoff_unix_ms {
+            if keep(&first) {
                 done = true;
                 break;
             }

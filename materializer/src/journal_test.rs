@@ -395,3 +395,28 @@ fn catalog_changes_are_read_in_log_order_with_the_rows_and_keep_their_bytes() {
 
 /// The encoding of the fixed catalog change above (codec 1).
 const GOLDEN_CATALOG_CHANGE: &str = "0107fc000000801201610a0a64726f705f7461626c65036e2e7400";
+
+#[test]
+fn a_journal_over_its_byte_limit_loses_its_oldest_entries() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = HotStore::open(dir.path()).expect("open");
+    setup(&store);
+    for index in 2..=41u64 {
+        let id = index as i64 * 100;
+        let ids: Vec<i64> = (id..id + 20).collect();
+        fold(&store, index, vec![cmd(STAMP + index, vec![insert(&ids)])]);
+    }
+    store.flush().expect("flush");
+    let size = store.family_bytes(Family::Journal).expect("size");
+    assert!(size > 0);
+    assert_eq!(trim_to_bytes(&store, size).expect("trim"), 0);
+    let removed = trim_to_bytes(&store, size / 2).expect("trim");
+    // About half the window's entries, whole and oldest first.
+    assert!((200..=600).contains(&removed), "{removed} of 800");
+    assert_eq!(removed % 20, 0);
+    let h = horizon(&store).expect("horizon");
+    let left = after_index(&store, 0, 1000).expect("read");
+    assert_eq!(left.len(), 800 - removed);
+    assert!(left.iter().all(|c| c.index >= h));
+    assert_eq!(left.first().map(|c| c.index), Some(h));
+}
