@@ -75,13 +75,19 @@ pub fn run_resume(args: ResumeBenchArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(resume(args))
 }
 
-/// The next message (and its size on the wire); an `error` fails the benchmark.
+/// The next message (and its size on the wire); an `error` fails the benchmark. Pings
+/// while it waits, as client libraries do (API.md 2.7).
 async fn next_json(ws: &mut Ws) -> anyhow::Result<(Json, usize)> {
+    let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let frame = tokio::time::timeout(Duration::from_secs(600), ws.next())
-            .await
-            .context("no message within 10 minutes")?
-            .context("connection closed")??;
+        let frame = match tokio::time::timeout(Duration::from_secs(3), ws.next()).await {
+            Ok(f) => f.context("connection closed")??,
+            Err(_) if Instant::now() < deadline => {
+                ws.send(Message::text(r#"{"type":"ping"}"#)).await?;
+                continue;
+            }
+            Err(_) => bail!("no message within 10 minutes"),
+        };
         let len = frame.len();
         if let Some(m) = crate::client::server_message(frame) {
             let m = m?;
