@@ -73,7 +73,13 @@ pub fn notify_unseen(
         let new = at.get(&(n + k)).copied().filter(|&r| pass[r]);
         let note = match (old, new) {
             (None, Some(r)) => Notification::Insert(object(r)?),
-            (Some(r), None) => Notification::Delete(object(r)?),
+            (Some(r), None) => {
+                let mut row = object(r)?;
+                if let Some(v) = &event.new {
+                    stamp(&mut row, v);
+                }
+                Notification::Delete(row)
+            }
             (Some(o), Some(r)) => delta(q, &object(o)?, &object(r)?),
             (None, None) => continue,
         };
@@ -85,6 +91,18 @@ pub fn notify_unseen(
         out.push((q.key_of(event), seq, note));
     }
     Ok(out)
+}
+
+/// A delete's row as API.md 2.4 tells it: the old values, stamped with the `_seq` of the
+/// version that removed the row from the view (newer than any the subscriber has seen of
+/// it: clients drop a change that is not) and, for a tombstone, `_deleted: true`.
+fn stamp(row: &mut RowObject, removed_by: &RowVersion) {
+    if let Some(seq) = row.get_mut("_seq") {
+        *seq = serde_json::Value::String(removed_by.seq.to_string());
+    }
+    if let Some(deleted) = row.get_mut("_deleted") {
+        *deleted = serde_json::Value::Bool(removed_by.deleted);
+    }
 }
 
 fn conversion(reason: String) -> crate::Error {

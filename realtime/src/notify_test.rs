@@ -111,12 +111,26 @@ fn changes_become_inserts_updates_and_deletes_as_rows_cross_the_filter() {
                 new: obj(json!({"id": "1", "room": "r1", "n": 6, "_seq": "12"})),
                 old: obj(json!({"id": "1", "n": 5, "_seq": "10"})),
             },
-            Notification::Delete(obj(json!({"id": "1", "room": "r1", "n": 6, "_seq": "12"}))),
+            // A delete tells the old values, stamped with the `_seq` of the version that
+            // removed the row from the view (API.md 2.4: newer than any the subscriber saw).
+            Notification::Delete(obj(json!({"id": "1", "room": "r1", "n": 6, "_seq": "13"}))),
             Notification::Insert(obj(json!({"id": "2", "room": "r1", "n": 5, "_seq": "14"}))),
-            Notification::Delete(obj(json!({"id": "2", "room": "r1", "n": 5, "_seq": "14"}))),
+            Notification::Delete(obj(json!({"id": "2", "room": "r1", "n": 5, "_seq": "15"}))),
         ]
     );
     assert_eq!(newest_seq(&q, &events[..6]), Some(15));
+    // With `_deleted` in the view, a tombstone's delete says so.
+    let all = engine
+        .plan_live(&admin, "SELECT * FROM app.t")
+        .expect("planned");
+    let deleted = notify(&all, &events[5..6]).expect("notified");
+    let [Notification::Delete(row)] = deleted.as_slice() else {
+        panic!("a delete: {deleted:?}")
+    };
+    assert_eq!(
+        (&row["_seq"], &row["_deleted"]),
+        (&json!("15"), &json!(true))
+    );
     // The initial data already held 1 at `_seq` 10: its insert is not told again.
     let unseen =
         notify_unseen(&q, &events[..1], |key, seq| key == "1" && seq == 10).expect("notified");

@@ -264,7 +264,11 @@ impl View {
                         }
                     }
                     "delete" => {
-                        self.rows.remove(&id(&m["old_values"][0]));
+                        // Stamped with the version that removed the row: newer than any
+                        // the view has seen (API.md 2.4).
+                        let old = &m["old_values"][0];
+                        self.seen(seq(old));
+                        self.rows.remove(&id(old));
                     }
                     other => panic!("unknown change_type {other}: {m}"),
                 }
