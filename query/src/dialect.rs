@@ -322,39 +322,52 @@ pub const RESERVED_COLUMNS: &[&str] = &[
     "_hash",
 ];
 
-const RESERVED_WORDS: &[&str] = &[
-    "select",
-    "from",
-    "where",
-    "insert",
-    "update",
-    "delete",
-    "create",
-    "drop",
-    "alter",
-    "table",
-    "into",
-    "values",
-    "and",
-    "or",
-    "not",
-    "null",
-    "order",
-    "group",
-    "by",
-    "having",
-    "limit",
-    "join",
-    "on",
-    "as",
-    "union",
-    "primary",
-    "key",
-    "default",
-    "with",
-    "set",
-    "namespace",
+/// Words refused as names whatever the parser makes of them (the reference refuses them
+/// too).
+const CRITICAL_WORDS: &[&str] = &[
+    "TABLE",
+    "TABLES",
+    "TABLESPACE",
+    "INDEX",
+    "VIEW",
+    "SCHEMA",
+    "DATABASE",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "CREATE",
+    "DROP",
+    "ALTER",
 ];
+
+/// Whether `name` is a reserved word, as the reference decides (API.md 3.1): one of the
+/// words the SQL parser cannot take as a table alias, column alias, table factor or
+/// identifier, or one of [`CRITICAL_WORDS`]. Other keywords (`key`, `value`, `default`,
+/// `primary`, …) are fine names.
+fn reserved_word(name: &str) -> bool {
+    use datafusion::sql::sqlparser::keywords::{
+        ALL_KEYWORDS, ALL_KEYWORDS_INDEX, RESERVED_FOR_COLUMN_ALIAS, RESERVED_FOR_IDENTIFIER,
+        RESERVED_FOR_TABLE_ALIAS, RESERVED_FOR_TABLE_FACTOR,
+    };
+    let upper = name.to_ascii_uppercase();
+    if CRITICAL_WORDS.contains(&upper.as_str()) {
+        return true;
+    }
+    let Ok(i) = ALL_KEYWORDS.binary_search(&upper.as_str()) else {
+        return false;
+    };
+    let Some(k) = ALL_KEYWORDS_INDEX.get(i) else {
+        return false;
+    };
+    [
+        RESERVED_FOR_TABLE_ALIAS,
+        RESERVED_FOR_COLUMN_ALIAS,
+        RESERVED_FOR_TABLE_FACTOR,
+        RESERVED_FOR_IDENTIFIER,
+    ]
+    .iter()
+    .any(|list| list.contains(k))
+}
 
 /// Checks an identifier against API.md 3.1's rules.
 pub fn validate_name(kind: &str, name: &str) -> Result<(), ParseError> {
@@ -366,7 +379,7 @@ pub fn validate_name(kind: &str, name: &str) -> Result<(), ParseError> {
              letter, at most 64 characters"
         ));
     }
-    if RESERVED_WORDS.contains(&name) {
+    if reserved_word(name) {
         return Err(format!(
             "Invalid {kind} name '{name}': it is a reserved word"
         ));

@@ -216,3 +216,25 @@ fn as_of_becomes_a_marked_table_name() {
     assert!(rewrite_as_of("SELECT * FROM t AS OF TIMESTAMP 'yesterday'").is_err());
     assert!(rewrite_as_of("SELECT * FROM t AS OF 1.5").is_err());
 }
+
+#[test]
+fn names_the_reference_accepts_are_accepted_and_its_reserved_words_refused() {
+    for ok in [
+        "key",
+        "value",
+        "default",
+        "primary",
+        "namespace",
+        "user",
+        "status",
+        "KEY",
+    ] {
+        assert!(validate_name("column", ok).is_ok(), "{ok}");
+    }
+    for refused in [
+        "select", "FROM", "where", "table", "drop", "exists", "join", "limit",
+    ] {
+        let e = validate_name("column", refused).expect_err(refused);
+        assert!(e.contains("reserved word"), "{e}");
+    }
+}

@@ -509,3 +509,51 @@ async fn bad_input_gets_its_error_and_changes_nothing() {
     let r = s.ok(&t, "SELECT id, v FROM app.t ORDER BY id").await;
     assert_eq!(rows(&r), vec![json!([1, "one"]), json!([5, "ok"])]);
 }
+
+/// Names the reference accepts (`key`, `value`, `default`, …) make columns that every path
+/// reads and writes; its reserved words are refused by name.
+#[tokio::test]
+async fn keywords_the_reference_accepts_are_column_names() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start(dir.path()).await;
+    let t = s.setup_and_login().await;
+    s.ok_all(
+        &t,
+        &[
+            "CREATE NAMESPACE app",
+            "CREATE SHARED TABLE app.kv (id BIGINT PRIMARY KEY, key TEXT, value TEXT, status TEXT) WITH (ACCESS_LEVEL = 'PUBLIC')",
+            "INSERT INTO app.kv (id, key, value, status) VALUES (1, 'a', 'x', 'on'), (2, 'b', 'y', 'off')",
+            "UPDATE app.kv SET value = 'z' WHERE key = 'a'",
+        ],
+    )
+    .await;
+    let r = s
+        .ok(&t, "SELECT key, value FROM app.kv WHERE key = 'a'")
+        .await;
+    assert_eq!(rows(&r), [json!(["a", "z"])]);
+    let r = s
+        .ok(&t, "SELECT key FROM app.kv WHERE status = 'off'")
+        .await;
+    assert_eq!(rows(&r), [json!(["b"])]);
+    let (status, body) = s
+        .sql(
+            &t,
+            "CREATE SHARED TABLE app.bad (id BIGINT PRIMARY KEY, select TEXT)",
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = s
+        .sql(
+            &t,
+            "CREATE SHARED TABLE app.bad (id BIGINT PRIMARY KEY, \"from\" TEXT)",
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("reserved word"),
+        "{body}"
+    );
+}
