@@ -19,19 +19,26 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use folddb_materializer::{EventFold, RowEvent, TableKind, journal};
-use folddb_query::live::{
-    LiveError, LiveQuery, RowAt, RowObject, SYSTEM_TABLE, SnapshotRow, SystemLive,
-};
+use folddb_materializer::{EventFold, RowEvent, TableKind};
+use folddb_query::live::{LiveError, LiveQuery, RowAt, RowObject, SYSTEM_TABLE, SystemLive};
 use folddb_query::{Caller, Engine};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use crate::hub::{Delivery, Encoded, Hub, Inbox};
-use crate::message::{BatchControl, BatchStatus, ChangeType, ServerMessage};
+use crate::message::{BatchControl, ChangeType, ServerMessage};
 use crate::notify::{self, Notification};
 use crate::registry::{Registration, Registry};
 use crate::tail::{Tail, TailRequest};
+
+#[path = "session_journal.rs"]
+mod from_journal;
+#[path = "session_paging.rs"]
+mod paging;
+
+pub use from_journal::CURSOR_EXPIRED;
+use from_journal::{check_cursor, journal_catch_up};
+use paging::{batch, page, start_paging, whole};
 
 /// Default rows per initial batch (API.md 2.3).
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
@@ -1068,296 +1075,6 @@ fn ack(id: &str, batch_control: BatchControl, schema: impl serde::Serialize) -> 
         schema: serde_json::to_value(schema).unwrap_or(Json::Null),
     }
     .into()
-}
-
-/// Lists what `sub`'s initial data holds (rows newer than `after`) and sends its first
-/// page.
-async fn start_paging(
-    engine: &Engine,
-    caller: &Caller,
-    id: &str,
-    sub: &mut Sub,
-    after: Option<i64>,
-) -> Result<(BatchControl, Vec<Outgoing>), LiveError> {
-    sub.paging = Some(
-        listing(engine, caller, sub, after)
-            .await?
-            .unwrap_or(Paging::Scan { after }),
-    );
-    page(engine, caller, id, sub).await
-}
-
-/// The next rows of `sub`'s initial data newer than `after` (at most its `listed_rows`), to
-/// page by key (`None`: its table has no primary key).
-async fn listing(
-    engine: &Engine,
-    caller: &Caller,
-    sub: &Sub,
-    after: Option<i64>,
-) -> Result<Option<Paging>, LiveError> {
-    let listed = engine
-        .live_keys(caller, &sub.query, after, sub.floor, sub.listed_rows + 1)
-        .await?;
-    Ok(listed.map(|mut keys| {
-        let more = if keys.len() > sub.listed_rows {
-            keys.truncate(sub.listed_rows);
-            keys.last().map(|(_, seq)| *seq)
-        } else {
-            None
-        };
-        Paging::Keys {
-            keys: keys.into(),
-            more,
-        }
-    }))
-}
-
-/// Reads the next page of `sub`'s initial data and makes it the next
-/// `initial_data_batch`.
-async fn page(
-    engine: &Engine,
-    caller: &Caller,
-    id: &str,
-    sub: &mut Sub,
-) -> Result<(BatchControl, Vec<Outgoing>), LiveError> {
-    let size = sub.batch_size;
-    let rows = match sub.paging.take() {
-        Some(Paging::Keys { mut keys, mut more }) => {
-            // Rows changed since they were listed are skipped: read on until the page is
-            // full or the list ends.
-            let mut rows = Vec::new();
-            while rows.len() < size {
-                if keys.is_empty() {
-                    let Some(after) = more else { break };
-                    match listing(engine, caller, sub, Some(after)).await? {
-                        Some(Paging::Keys { keys: k, more: m }) => (keys, more) = (k, m),
-                        _ => break,
-                    }
-                    if keys.is_empty() {
-                        break;
-                    }
-                }
-                let n = (size - rows.len()).min(keys.len());
-                let at: Vec<RowAt> = keys.drain(..n).collect();
-                rows.extend(engine.live_rows_at(caller, &sub.query, &at).await?);
-            }
-            sub.paging =
-                (!keys.is_empty() || more.is_some()).then_some(Paging::Keys { keys, more });
-            rows
-        }
-        Some(Paging::Scan { after }) => {
-            // One row more than a batch, to know if more follow.
-            let mut rows = engine
-                .live_page(
-                    caller,
-                    &sub.query,
-                    after,
-                    sub.floor,
-                    size.saturating_add(1),
-                    false,
-                )
-                .await?;
-            if rows.len() > size {
-                rows.truncate(size);
-                let after = rows.last().map(|r| r.seq);
-                sub.paging = Some(Paging::Scan { after });
-            }
-            rows
-        }
-        Some(Paging::Journal { after }) => {
-            let read = journal_read(engine, &sub.query, after, Some(sub.floor), size)?;
-            let told = sub.told(id, &read.events)?;
-            // The last page's cursor is the boundary.
-            let cursor = match read.last {
-                Some(last) if !read.complete => {
-                    sub.paging = Some(Paging::Journal { after: last });
-                    last
-                }
-                _ => sub.floor,
-            };
-            return Ok(changes_batch(id, sub, told, cursor));
-        }
-        None => Vec::new(),
-    };
-    if sub.paging.is_none() && sub.tracks {
-        sub.settle = Some(applied(engine));
-    }
-    Ok(batch(id, sub, rows))
-}
-
-/// An (empty) `initial_data_batch` after the change messages `told` of a resume's page,
-/// with `cursor` as its `last_seq_id`: every change up to it has been sent.
-fn changes_batch(
-    id: &str,
-    sub: &mut Sub,
-    told: Vec<Outgoing>,
-    cursor: i64,
-) -> (BatchControl, Vec<Outgoing>) {
-    let (mut control, rest) = batch(id, sub, Vec::new());
-    control.last_seq_id = Some(cursor);
-    let mut out = told;
-    for (k, m) in rest.into_iter().enumerate() {
-        match m {
-            Outgoing::Json(mut j) if k == 0 => {
-                j["batch_control"]["last_seq_id"] = json!(cursor);
-                out.push(Outgoing::Json(j));
-            }
-            m => out.push(m),
-        }
-    }
-    (control, out)
-}
-
-/// A resume cursor is usable: not newer than `newest` (the newest `_seq` applied), and
-/// not older than the journal's horizon (changes after it may have been trimmed).
-fn check_cursor(engine: &Engine, from: i64, newest: i64) -> Result<(), LiveError> {
-    if from > newest {
-        return Err(LiveError {
-            code: "INVALID_CURSOR",
-            message: format!(
-                "options.from {from} is newer than anything this server has applied (newest _seq {newest})"
-            ),
-        });
-    }
-    let horizon = journal::horizon_seq(engine.store()).map_err(store_error)?;
-    match horizon {
-        Some(h) if from < h => Err(LiveError {
-            code: CURSOR_EXPIRED,
-            message: format!(
-                "options.from {from} is older than the change journal's horizon (_seq {h}): the changes after it are no longer kept; subscribe without from for a fresh snapshot"
-            ),
-        }),
-        _ => Ok(()),
-    }
-}
-
-/// The code of the error a cursor older than the journal's horizon gets.
-pub const CURSOR_EXPIRED: &str = "CURSOR_EXPIRED";
-
-fn store_error(e: folddb_materializer::Error) -> LiveError {
-    LiveError {
-        code: "SUBSCRIPTION_FAILED",
-        message: format!("reading the change journal: {e}"),
-    }
-}
-
-/// Changes a catch-up reads from the journal at a time.
-const CATCH_UP_CHUNK: usize = 10_000;
-
-/// The change messages that catch `sub` up from its cursor: every change of its table and
-/// owner after it, from the journal, each as it means to the filter. `Err(None)`: more than
-/// `most` changes.
-fn journal_catch_up(
-    engine: &Engine,
-    id: &str,
-    sub: &mut Sub,
-    most: usize,
-) -> Result<Vec<Outgoing>, Option<LiveError>> {
-    check_cursor(engine, sub.cursor, i64::MAX).map_err(Some)?;
-    let mut msgs = Vec::new();
-    let mut read_so_far = 0usize;
-    loop {
-        let limit = CATCH_UP_CHUNK.min(most.saturating_add(1) - read_so_far);
-        let read = journal_read(engine, &sub.query, sub.cursor, None, limit).map_err(Some)?;
-        read_so_far += read.events.len();
-        if read_so_far > most {
-            return Err(None);
-        }
-        msgs.extend(sub.told(id, &read.events).map_err(Some)?);
-        if let (Some(seq), Some(index)) = (read.last, read.last_index) {
-            // Change sets up to this one are in the read.
-            sub.cursor = seq;
-            sub.read_at = sub.read_at.max(index);
-        }
-        if read.complete {
-            return Ok(msgs);
-        }
-    }
-}
-
-/// A read of the journal for one subscription.
-struct JournalRead {
-    /// The changes, as the fold reported them, in `_seq` order.
-    events: Vec<RowEvent>,
-    /// The `_seq` and log index of the last one.
-    last: Option<i64>,
-    last_index: Option<u64>,
-    /// Whether the read holds every change of the window (it stopped short of its limit).
-    complete: bool,
-}
-
-/// Up to `limit` journal changes of `q`'s table and owner with a `_seq` after `after` (and
-/// at or below `until`).
-fn journal_read(
-    engine: &Engine,
-    q: &LiveQuery,
-    after: i64,
-    until: Option<i64>,
-    limit: usize,
-) -> Result<JournalRead, LiveError> {
-    let changes = journal::after_seq(engine.store(), q.def.id, &q.scope, after, limit)
-        .map_err(store_error)?;
-    let mut read = JournalRead {
-        complete: changes.len() < limit,
-        events: Vec::with_capacity(changes.len()),
-        last: None,
-        last_index: None,
-    };
-    for c in changes {
-        if until.is_some_and(|u| c.seq > u) {
-            read.complete = true;
-            break;
-        }
-        read.last = Some(c.seq);
-        read.last_index = Some(c.index);
-        read.events.push(c.into_event());
-    }
-    Ok(read)
-}
-
-/// The `initial_data_batch` of `rows` (and, after the last one, the deletes of a resume
-/// and the changes held meanwhile), with its batch control: more follow while `sub` is
-/// paging.
-fn batch(id: &str, sub: &mut Sub, rows: Vec<SnapshotRow>) -> (BatchControl, Vec<Outgoing>) {
-    let has_more = sub.paging.is_some();
-    let status = match (has_more, sub.batch_num) {
-        (false, _) => BatchStatus::Ready,
-        (true, 0) => BatchStatus::Loading,
-        (true, _) => BatchStatus::LoadingBatch,
-    };
-    let last_seq_id = rows.iter().map(|r| r.seq).max();
-    let control = BatchControl {
-        batch_num: sub.batch_num,
-        has_more,
-        status,
-        last_seq_id,
-    };
-    let mut objects = Vec::with_capacity(rows.len());
-    for r in rows {
-        sub.held.insert(r.key, r.seq);
-        objects.push(r.row);
-    }
-    let msg = ServerMessage::InitialDataBatch {
-        subscription_id: id.to_owned(),
-        rows: objects,
-        batch_control: control,
-    };
-    sub.batch_num += 1;
-    let mut out = vec![Outgoing::Json(msg.into())];
-    if !has_more {
-        out.append(&mut sub.departed);
-    }
-    (control, out)
-}
-
-/// The whole row an update's delta form `new` tells of (it omits only null columns).
-fn whole(q: &LiveQuery, mut new: RowObject) -> RowObject {
-    q.columns()
-        .map(|(name, _)| {
-            let v = new.remove(name).unwrap_or(Json::Null);
-            (name.to_owned(), v)
-        })
-        .collect()
 }
 
 fn change(id: &str, n: Notification) -> Json {
