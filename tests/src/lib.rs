@@ -375,6 +375,41 @@ impl Drop for Server {
     }
 }
 
+/// The JSON lines a child process prints on its standard output, as they come (the child
+/// must have been spawned with a piped stdout): read each with [`JsonLines::next`].
+#[derive(Debug)]
+pub struct JsonLines(std::sync::mpsc::Receiver<String>);
+
+impl JsonLines {
+    pub fn of(child: &mut std::process::Child) -> JsonLines {
+        use std::io::BufRead;
+        let stdout = child.stdout.take().expect("a piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        JsonLines(rx)
+    }
+
+    /// The next line, parsed; panics if none comes within `wait`.
+    pub fn next(&self, wait: std::time::Duration) -> serde_json::Value {
+        let l = self.0.recv_timeout(wait).expect("a line in time");
+        serde_json::from_str(&l).expect("a JSON line")
+    }
+
+    /// Whether nothing more is printed within `wait`.
+    pub fn quiet(&self, wait: std::time::Duration) -> bool {
+        self.0.recv_timeout(wait).is_err()
+    }
+}
+
 /// The rows of the first result of a SQL answer.
 pub fn rows(answer: &serde_json::Value) -> Vec<serde_json::Value> {
     answer["results"][0]["rows"]

@@ -329,7 +329,6 @@ async fn sixty_subscribers_converge_on_what_eight_writers_wrote() {
 
 #[tokio::test]
 async fn the_cli_prints_a_live_query_as_it_changes() {
-    use std::io::BufRead;
     let (_dir, s, admin) =
         app_with("CREATE USER TABLE app.todos (id BIGINT PRIMARY KEY, title TEXT)").await;
     s.ok(
@@ -342,34 +341,18 @@ async fn the_cli_prints_a_live_query_as_it_changes() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("folddb subscribe starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let line = |rx: &std::sync::mpsc::Receiver<String>| -> Value {
-        let l = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("a line in time");
-        serde_json::from_str(&l).expect("a JSON line")
-    };
-    assert_eq!(line(&rx)["type"], "auth_success");
-    assert_eq!(line(&rx)["type"], "subscription_ack");
-    let batch = line(&rx);
+    let lines = folddb_tests::JsonLines::of(&mut child);
+    let line = |lines: &folddb_tests::JsonLines| lines.next(Duration::from_secs(10));
+    assert_eq!(line(&lines)["type"], "auth_success");
+    assert_eq!(line(&lines)["type"], "subscription_ack");
+    let batch = line(&lines);
     assert_eq!(batch["rows"][0]["title"], "first");
     s.ok(
         &admin,
         "INSERT INTO app.todos (id, title) VALUES (2, 'second')",
     )
     .await;
-    let change = line(&rx);
+    let change = line(&lines);
     assert_eq!(
         (change["change_type"].as_str(), &change["rows"][0]["title"]),
         (Some("insert"), &json!("second"))

@@ -505,7 +505,6 @@ async fn without_credit_nothing_is_sent_and_a_trimmed_position_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn folddb_tail_prints_each_change_resumes_after_a_restart_and_stops_on_ctrl_c() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().expect("temp dir");
     let port = folddb_tests::free_port();
     let s = Server::start_on(dir.path(), port, &[]).await;
@@ -522,31 +521,15 @@ async fn folddb_tail_prints_each_change_resumes_after_a_restart_and_stops_on_ctr
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("folddb tail starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let line = |rx: &std::sync::mpsc::Receiver<String>| -> Value {
-        let l = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("a line in time");
-        serde_json::from_str(&l).expect("a JSON line")
-    };
-    let first = line(&rx);
+    let lines = folddb_tests::JsonLines::of(&mut child);
+    let line = |lines: &folddb_tests::JsonLines| lines.next(Duration::from_secs(30));
+    let first = line(&lines);
     assert_eq!(
         (&first["op"], &first["table"], &first["new"]["id"]),
         (&json!("insert"), &json!("app.t0"), &json!("1"))
     );
     s.ok(&admin, "UPDATE app.t0 SET k = 2 WHERE id = 1").await;
-    assert_eq!(line(&rx)["op"], "update");
+    assert_eq!(line(&lines)["op"], "update");
     // The server dies and comes back on the same address: the tail resumes where it was.
     s.sigkill();
     drop(s);
@@ -555,12 +538,9 @@ async fn folddb_tail_prints_each_change_resumes_after_a_restart_and_stops_on_ctr
     s.ok(&admin, "DELETE FROM app.t0 WHERE id = 1").await;
     s.ok(&admin, "INSERT INTO app.t0 (id, k) VALUES (3, 3)")
         .await;
-    let ops: Vec<Value> = (0..2).map(|_| line(&rx)["op"].clone()).collect();
+    let ops: Vec<Value> = (0..2).map(|_| line(&lines)["op"].clone()).collect();
     assert_eq!(ops, [json!("delete"), json!("insert")]);
-    assert!(
-        rx.recv_timeout(Duration::from_millis(500)).is_err(),
-        "nothing twice"
-    );
+    assert!(lines.quiet(Duration::from_millis(500)), "nothing twice");
     // Ctrl-C: a clean exit.
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
