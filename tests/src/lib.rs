@@ -341,6 +341,25 @@ impl Server {
         std::time::Duration::from_millis(ticks * 10)
     }
 
+    /// The last log index the node applied (`/v1/api/cluster/health`), read a moment after
+    /// the last write: raft's metrics trail the applies a little.
+    pub async fn last_applied(&self) -> u64 {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let body: serde_json::Value = self
+            .client
+            .get(self.url("/v1/api/cluster/health"))
+            .send()
+            .await
+            .expect("health")
+            .json()
+            .await
+            .expect("json");
+        body["last_applied"]
+            .as_u64()
+            .or_else(|| body["nodes"][0]["last_applied"].as_u64())
+            .unwrap_or_else(|| panic!("no last_applied in {body}"))
+    }
+
     /// Kills the process without warning (SIGKILL).
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -373,6 +392,26 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `folddb log replay <log_dir> --into <into> [--to-index N]`, asserting it succeeded:
+/// what it printed.
+pub fn replay(log_dir: &Path, into: &Path, to_index: Option<u64>) -> String {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "log".into(),
+        "replay".into(),
+        log_dir.into(),
+        "--into".into(),
+        into.into(),
+    ];
+    if let Some(n) = to_index {
+        args.push("--to-index".into());
+        args.push(n.to_string().into());
+    }
+    let out = run_folddb(args);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    stdout
 }
 
 /// The JSON lines a child process prints on its standard output, as they come (the child

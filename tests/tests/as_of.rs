@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use folddb_tests::{Server, rows, run_folddb, text};
+use folddb_tests::{Server, rows};
 use serde_json::Value;
 
 /// A small deterministic generator (xorshift64*): reproducible random histories.
@@ -30,24 +30,6 @@ struct Point {
     index: u64,
     shared: Vec<Value>,
     user: Vec<Value>,
-}
-
-async fn applied(s: &Server) -> u64 {
-    // Raft's metrics trail the applies a little.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let body: Value = s
-        .client
-        .get(s.url("/v1/api/cluster/health"))
-        .send()
-        .await
-        .expect("health")
-        .json()
-        .await
-        .expect("json");
-    body["last_applied"]
-        .as_u64()
-        .or_else(|| body["nodes"][0]["last_applied"].as_u64())
-        .unwrap_or_else(|| panic!("no last_applied in {body}"))
 }
 
 async fn select(s: &Server, token: &str, table: &str, as_of: &str) -> Vec<Value> {
@@ -126,7 +108,7 @@ async fn as_of_answers_as_the_table_was_and_as_a_replay_to_that_index_does() {
                     let seq = folddb_tests::ws::seq_of(&rows(&r)[0][0]);
                     points.push(Point {
                         seq,
-                        index: applied(&s).await,
+                        index: s.last_applied().await,
                         shared: select(&s, &admin, "s", "").await,
                         user: select(&s, &alice, "u", "").await,
                     });
@@ -182,17 +164,7 @@ async fn as_of_answers_as_the_table_was_and_as_a_replay_to_that_index_does() {
     s.stop();
     for (n, p) in points.iter().rev().take(2).enumerate() {
         let into = dir.path().join(format!("replay-{n}"));
-        let out = run_folddb([
-            "log".as_ref(),
-            "replay".as_ref(),
-            data.join("log").as_os_str(),
-            "--into".as_ref(),
-            into.as_os_str(),
-            "--to-index".as_ref(),
-            p.index.to_string().as_ref(),
-        ]);
-        let (stdout, stderr) = text(&out);
-        assert!(out.status.success(), "{stdout}{stderr}");
+        folddb_tests::replay(&data.join("log"), &into, Some(p.index));
         let r = Server::start(&into).await;
         let admin = r.login("admin", "kalamdb123").await;
         let alice = r.login("alice", "alice-pass-1").await;

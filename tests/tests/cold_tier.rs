@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use folddb_tests::{Server, rows, run_folddb, text};
+use folddb_tests::{Server, rows, run_folddb};
 use serde_json::Value;
 
 const SCHEMA: &str = "(id BIGINT PRIMARY KEY, n INT NOT NULL, v TEXT, at TIMESTAMP DEFAULT NOW())";
@@ -581,42 +581,20 @@ async fn log_replay_rebuilds_the_answers_at_chosen_indices() {
     let data = dir.path().join("data");
     let s = Server::start(&data).await;
     let t = setup(&s).await;
-    let applied = |s: &Server| {
-        let c = s.client.get(s.url("/v1/api/cluster/health"));
-        async move {
-            // Raft's metrics trail the applies a little.
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let body: Value = c.send().await.expect("health").json().await.expect("json");
-            body["last_applied"]
-                .as_u64()
-                .or_else(|| body["nodes"][0]["last_applied"].as_u64())
-                .unwrap_or_else(|| panic!("no last_applied in {body}"))
-        }
-    };
-    let mut points = vec![(applied(&s).await, same(&s, &t, "stage 0").await)];
+    let mut points = vec![(s.last_applied().await, same(&s, &t, "stage 0").await)];
     flush(&s, &t, "items").await;
     both(&s, &t, "UPDATE app.{t} SET v = 'later' WHERE id < 60").await;
-    points.push((applied(&s).await, same(&s, &t, "stage 1").await));
+    points.push((s.last_applied().await, same(&s, &t, "stage 1").await));
     both(&s, &t, "DELETE FROM app.{t} WHERE id > 150").await;
     let id = job_id(&s.ok(&t, "STORAGE COMPACT TABLE app.items").await);
     s.wait_job(&t, &id).await;
     flush(&s, &t, "items").await;
-    points.push((applied(&s).await, same(&s, &t, "stage 2").await));
+    points.push((s.last_applied().await, same(&s, &t, "stage 2").await));
     s.stop();
 
     for (n, (index, want)) in points.iter().enumerate() {
         let into = dir.path().join(format!("replay-{n}"));
-        let out = run_folddb([
-            "log".as_ref(),
-            "replay".as_ref(),
-            data.join("log").as_os_str(),
-            "--into".as_ref(),
-            into.as_os_str(),
-            "--to-index".as_ref(),
-            index.to_string().as_ref(),
-        ]);
-        let (stdout, stderr) = text(&out);
-        assert!(out.status.success(), "{stdout}{stderr}");
+        let stdout = folddb_tests::replay(&data.join("log"), &into, Some(*index));
         assert!(
             stdout.contains(&format!("replayed {index} entries")),
             "{stdout}"

@@ -123,7 +123,7 @@ async fn table(
 }
 
 /// Inserts rows `0..rows` of `row_bytes` bytes, 1,000 per statement.
-async fn load(
+pub(super) async fn load(
     client: &Client,
     table: &str,
     rows: u64,

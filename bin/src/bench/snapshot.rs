@@ -110,20 +110,8 @@ async fn measure(args: SnapshotBenchArgs) -> anyhow::Result<ExitCode> {
             "CREATE SHARED TABLE {table} (id BIGINT PRIMARY KEY, v TEXT) WITH (ACCESS_LEVEL = 'PUBLIC')"
         ))
         .await?;
-    let pad = "x".repeat(args.row_bytes);
     eprint!("loading {} rows…", args.rows);
-    let mut id = 0;
-    while id < args.rows {
-        let end = (id + 1000).min(args.rows);
-        let values: Vec<String> = (id..end).map(|i| format!("({i}, '{pad}')")).collect();
-        client
-            .sql(&format!(
-                "INSERT INTO {table} (id, v) VALUES {}",
-                values.join(", ")
-            ))
-            .await?;
-        id = end;
-    }
+    super::journal::load(&client, &table, args.rows, args.row_bytes).await?;
     eprintln!(" done");
     let sql = format!("SELECT * FROM {table}");
     let before = server_memory(&client).await;
