@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Everything `folddb serve` reads.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -24,7 +24,7 @@ pub struct Config {
 
 /// What one client may cost the node (API.md 1.2; #14). Every limit is documented in
 /// README's configuration table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Time a connection has to send a request head, and the longest an idle keep-alive
@@ -101,7 +101,7 @@ impl StorageConfig {
 }
 
 /// The cold tier and its background jobs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     /// How often tables' FLUSH_POLICY is checked, in seconds. Default 60.
@@ -125,7 +125,7 @@ impl Default for StorageConfig {
 }
 
 /// The change journal (`materializer/FORMAT.md`, "`journal`").
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JournalConfig {
     /// How long the journal keeps each change, in hours; older ones are removed once a
@@ -164,7 +164,7 @@ impl Default for JournalConfig {
 }
 
 /// Live queries over `/v1/ws`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LiveConfig {
     /// Subscriptions one user may hold across connections. Default 10.
@@ -197,7 +197,7 @@ impl Default for LiveConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address to listen on. Default `127.0.0.1:8080`.
@@ -208,7 +208,7 @@ pub struct ServerConfig {
     pub node_id: u16,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// root's password, set on first start when non-empty (else root needs setup).
@@ -499,9 +499,99 @@ impl Config {
     }
 }
 
+/// Settings that are secrets: `system.settings` leaves them out.
+const SECRET_SETTINGS: &[&str] = &["auth.root_password", "auth.jwt_secret"];
+
+/// README's configuration table: each setting's meaning.
+fn documented_settings() -> std::collections::HashMap<&'static str, &'static str> {
+    include_str!("../../README.md")
+        .lines()
+        .filter_map(|l| {
+            // | `key` | environment | flag | default | meaning |
+            let cells: Vec<&str> = l.strip_prefix("| `")?.splitn(5, '|').collect();
+            let [key, _env, _flag, _default, meaning] = cells.as_slice() else {
+                return None;
+            };
+            let key = key.trim().strip_suffix('`')?;
+            Some((key, meaning.trim().trim_end_matches('|').trim()))
+        })
+        .collect()
+}
+
+impl Config {
+    /// Every setting this server runs with, as `system.settings` shows it: dotted names in
+    /// order, values as the file would spell them (unset ones empty), secrets left
+    /// out, meanings from README's configuration table.
+    pub fn settings(&self) -> Vec<folddb_query::node_info::Setting> {
+        let docs = documented_settings();
+        let mut out = Vec::new();
+        let Ok(serde_json::Value::Object(sections)) = serde_json::to_value(self) else {
+            return out;
+        };
+        for (category, fields) in sections {
+            let serde_json::Value::Object(fields) = fields else {
+                continue;
+            };
+            for (field, value) in fields {
+                let name = format!("{category}.{field}");
+                if SECRET_SETTINGS.contains(&name.as_str()) {
+                    continue;
+                }
+                let value = match value {
+                    serde_json::Value::String(s) => s,
+                    serde_json::Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                out.push(folddb_query::node_info::Setting {
+                    description: docs
+                        .get(name.as_str())
+                        .copied()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    name,
+                    value,
+                    category: category.clone(),
+                });
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_setting_is_shown_with_its_readme_meaning_and_no_secret_is() {
+        let mut config = Config::default();
+        config.auth.jwt_secret = "s3cret-value".into();
+        config.auth.root_password = Some("hunter2-root".into());
+        config.limits.max_result_bytes = 1234;
+        let settings = config.settings();
+        let undocumented: Vec<&str> = settings
+            .iter()
+            .filter(|s| s.description.is_empty())
+            .map(|s| s.name.as_str())
+            .collect();
+        assert!(undocumented.is_empty(), "not in README: {undocumented:?}");
+        let value = |name: &str| {
+            settings
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| (s.value.as_str(), s.category.as_str()))
+        };
+        assert_eq!(value("limits.max_result_bytes"), Some(("1234", "limits")));
+        assert_eq!(value("server.listen"), Some(("127.0.0.1:8080", "server")));
+        assert_eq!(value("journal.retention_seconds"), Some(("", "journal")));
+        for s in &settings {
+            assert!(!s.name.starts_with("auth.jwt_secret") && !s.name.contains("root_password"));
+            assert!(
+                !s.value.contains("s3cret") && !s.value.contains("hunter2"),
+                "{s:?}"
+            );
+        }
+    }
 
     #[test]
     fn the_default_flush_policy_parses_turns_off_and_refuses_nonsense() {

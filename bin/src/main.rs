@@ -11,6 +11,7 @@ mod http;
 mod live;
 mod log_cmd;
 mod server;
+mod server_logs;
 mod subscribe;
 mod tail;
 
@@ -56,28 +57,36 @@ enum Command {
 /// debug build too. Only the pages a thread touches are ever committed.
 const SERVER_THREAD_STACK_BYTES: usize = 16 << 20;
 
-fn serve(args: config::ServeArgs) -> anyhow::Result<ExitCode> {
+fn serve(
+    args: config::ServeArgs,
+    logs: std::sync::Arc<server_logs::LogRing>,
+) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(SERVER_THREAD_STACK_BYTES)
         .build()?;
-    runtime.block_on(server::serve(args))?;
+    runtime.block_on(server::serve(args, logs))?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // What reaches stderr also reaches `system.server_logs` (the last lines of it).
+    let logs = server_logs::LogRing::new(server_logs::KEPT_LINES);
+    tracing_subscriber::registry()
+        .with(
             tracing_subscriber::EnvFilter::try_from_env("FOLDDB_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
-        .with_writer(std::io::stderr)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(logs.layer())
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Log(cmd) => log_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(args, logs),
         Command::Subscribe(args) => subscribe::run(args),
         Command::Tail(args) => tail::run(args),
     };

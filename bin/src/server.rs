@@ -235,7 +235,7 @@ fn query_runtime(nice: i32) -> anyhow::Result<&'static tokio::runtime::Runtime> 
     Ok(QUERIES.get_or_init(|| q))
 }
 
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> anyhow::Result<()> {
     let config = Config::load(&args)?;
     if config.auth.jwt_secret == DEFAULT_JWT_SECRET {
         tracing::warn!("auth.jwt_secret is the default; set FOLDDB_JWT_SECRET in production");
@@ -284,7 +284,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .with_executor(query_runtime(config.limits.query_nice)?.handle().clone())
     .with_cold(cold, fold)
     .with_default_flush_policy(config.storage.default_flush_policy()?)
-    .with_ws_url(format!("ws://{listen}/v1/ws"));
+    .with_ws_url(format!("ws://{listen}/v1/ws"))
+    .with_node_info(folddb_query::node_info::NodeInfo {
+        node_id: config.server.node_id,
+        cluster_id: "folddb".into(),
+        api_addr: listen.to_string(),
+        started_ms: folddb_query::engine::now_ms(),
+        workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        max_connections: config.limits.max_connections_per_ip,
+        settings: config.settings(),
+        logs: Some(logs),
+    });
     let auth = Auth::new(config.auth.clone());
     auth::bootstrap(&engine, &auth).await?;
     let guard = Guard::new(
@@ -374,6 +384,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "folddb listening on http://{listen} (data in {})",
         config.server.data_dir.display()
     );
+    tracing::info!(%listen, node_id = config.server.node_id, "serving");
     crate::http::serve(listener, filter, limits, shutdown_signal(), SHUTDOWN_DRAIN).await;
     for task in background {
         task.abort();

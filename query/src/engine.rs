@@ -75,6 +75,10 @@ use authz::{alter_allowed, denied, grant_allowed, may_read};
 use ddl::{flush_policy, plan_create_table};
 use dml::{Evaluated, eval_literal, scalar};
 use results::*;
+
+/// The catalog every namespace is a schema of: the reference's name, which its clients
+/// filter `information_schema` by (`table_catalog = 'kalam'`).
+pub const CATALOG: &str = "kalam";
 pub use results::{Answer, RowStream};
 
 /// The SQL engine of one node.
@@ -85,6 +89,7 @@ pub struct Engine {
     ids: Arc<SnowflakeIds>,
     limits: Limits,
     live: Option<Arc<dyn crate::live::LiveSource>>,
+    node: Arc<crate::node_info::NodeInfo>,
     /// Where clients open live queries (`SUBSCRIBE TO` over HTTP answers it).
     ws_url: String,
     /// The cold tier under the hot one, and the fold that drives it (transactions preview
@@ -232,9 +237,9 @@ impl Engine {
         // batches among them), as plain DataFusion does.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let config = SessionConfig::new()
-            .with_information_schema(false)
+            .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)
-            .with_default_catalog_and_schema("folddb", "default")
+            .with_default_catalog_and_schema(CATALOG, "default")
             .with_target_partitions(cores);
         let mut base = SessionStateBuilder::new()
             .with_config(config)
@@ -257,6 +262,7 @@ impl Engine {
             ids,
             limits: Limits::default(),
             live: None,
+            node: Arc::default(),
             ws_url: "ws://127.0.0.1:8080/v1/ws".to_owned(),
             cold: None,
             fold: EventFold::default(),
@@ -287,6 +293,12 @@ impl Engine {
             }
         }
         self.limits = limits;
+        self
+    }
+
+    /// What the `system` views say about the serving node.
+    pub fn with_node_info(mut self, node: crate::node_info::NodeInfo) -> Engine {
+        self.node = Arc::new(node);
         self
     }
 
@@ -416,7 +428,7 @@ impl Engine {
         // catalog list.
         let mut state = self.base.clone();
         let catalog = &mut state.config_mut().options_mut().catalog;
-        catalog.default_catalog = "folddb".into();
+        catalog.default_catalog = CATALOG.into();
         catalog.default_schema = namespace.into();
         state.register_catalog_list(Arc::new(MemoryCatalogProviderList::new()));
         let ctx = SessionContext::new_with_state(state);
@@ -424,9 +436,10 @@ impl Engine {
             ctx.register_udf(f);
         }
         ctx.register_catalog(
-            "folddb",
+            CATALOG,
             Arc::new(FoldCatalog {
                 live: self.live.clone(),
+                node: self.node.clone(),
                 jobs: Some(self.jobs.clone()),
                 view: view.clone(),
                 caller: caller.clone(),
@@ -1001,7 +1014,7 @@ impl Engine {
             )?)),
             Statement::ShowTables { namespace: ns } => Ok(Out::Result(table_result(
                 caller,
-                &system::tables(&self.store, ns.as_deref())?,
+                &system::schemas(&self.store, ns.as_deref(), true)?,
             )?)),
             Statement::Describe { table, history } => {
                 self.describe(caller, namespace, table, *history)

@@ -65,7 +65,14 @@ impl Engine {
             ));
         }
         for (ns, t, write) in named_tables(namespace, p) {
-            if ns == "system" || ns == "information_schema" {
+            if ns == "information_schema" {
+                // Every role reads it; it lists only what the caller may read.
+                if write {
+                    return Err(denied("system tables cannot be written".into()));
+                }
+                continue;
+            }
+            if ns == "system" {
                 if write {
                     return Err(denied("system tables cannot be written".into()));
                 }

@@ -28,14 +28,17 @@ pub mod ids;
 pub mod jobs;
 pub mod live;
 pub mod nesting;
+pub mod node_info;
 pub mod prepared;
 pub mod provider;
 pub mod pruning;
 pub mod request;
 pub mod scan_exec;
 pub mod split;
+pub mod sql_dialect;
 pub mod storage;
 pub mod system;
+mod system_views;
 
 pub use engine::{
     Answer, Engine, ErrorCode, Limits, QueryResult, RowStream, SqlError, SqlRequest, SqlResponse,

@@ -12,9 +12,7 @@ use datafusion::common::DFSchema;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{self as sql, Expr, SelectItem, SetExpr, TableFactor};
-use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::tokenizer::Tokenizer;
 use folddb_materializer::{DataType, RowEvent, RowVersion, TableDef, TableKind, Value, catalog};
 use serde_json::{Map, Value as Json};
 
@@ -189,12 +187,12 @@ impl Engine {
     /// namespace.table [WHERE …]`, with the caller's right to read that table.
     pub fn plan_live(&self, caller: &Caller, sql_text: &str) -> Result<LiveQuery, LiveError> {
         let sql_text = crate::dialect::normalize_keyword_calls(sql_text);
-        let tokens = Tokenizer::new(&GenericDialect {}, &sql_text)
-            .tokenize()
+        let tokens = crate::sql_dialect::tokenize(&sql_text)
             .map_err(|e| invalid(format!("SQL parse error: {e}")))?;
-        crate::nesting::check(&tokens).map_err(invalid)?;
-        let stmts = Parser::new(&GenericDialect {})
-            .with_tokens(tokens)
+        let plain: Vec<_> = tokens.iter().map(|t| t.token.clone()).collect();
+        crate::nesting::check(&plain).map_err(invalid)?;
+        let stmts = Parser::new(&crate::sql_dialect::FoldDialect)
+            .with_tokens_with_locations(tokens)
             .parse_statements()
             .map_err(|e| invalid(format!("SQL parse error: {e}")))?;
         let [sql::Statement::Query(q)] = stmts.as_slice() else {
@@ -838,7 +836,7 @@ mod tests {
 
     fn guard(w: &str) -> Option<(u32, String)> {
         let def = TableDef::example("app", "t", TableKind::Shared);
-        let expr = Parser::new(&GenericDialect {})
+        let expr = Parser::new(&datafusion::sql::sqlparser::dialect::GenericDialect {})
             .try_with_sql(w)
             .and_then(|mut p| p.parse_expr())
             .expect("an expression");

@@ -6,9 +6,8 @@
 use std::sync::OnceLock;
 
 use datafusion::sql::sqlparser::ast::Statement as Ast;
-use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 
 /// A tokenized statement.
 #[derive(Debug)]
@@ -21,9 +20,8 @@ pub struct Prepared {
 impl Prepared {
     /// `text` tokenized; the error is the tokenizer's, as a parse error.
     pub fn new(text: &str) -> Result<Prepared, String> {
-        let tokens = Tokenizer::new(&GenericDialect {}, text)
-            .tokenize_with_location()
-            .map_err(|e| format!("SQL parse error: {e}"))?;
+        let tokens =
+            crate::sql_dialect::tokenize(text).map_err(|e| format!("SQL parse error: {e}"))?;
         Ok(Prepared {
             text: text.to_owned(),
             tokens,
@@ -45,7 +43,7 @@ impl Prepared {
     pub fn ast(&self) -> Result<&Ast, &str> {
         self.ast
             .get_or_init(|| {
-                let mut stmts = Parser::new(&GenericDialect {})
+                let mut stmts = Parser::new(&crate::sql_dialect::FoldDialect)
                     .with_tokens_with_locations(self.tokens.clone())
                     .parse_statements()
                     .map_err(|e| format!("SQL parse error: {e}"))?;
@@ -62,6 +60,7 @@ impl Prepared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
 
     #[test]
     fn parses_once_as_parse_sql_would() {

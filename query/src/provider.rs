@@ -570,9 +570,18 @@ pub struct NamespaceSchema {
 
 #[async_trait]
 impl SchemaProvider for NamespaceSchema {
+    /// The tables the caller may read (what `information_schema` lists): a SHARED table
+    /// its access level keeps from the caller is left out.
     fn table_names(&self) -> Vec<String> {
         catalog::tables(&self.view, Some(&self.namespace))
-            .map(|ts| ts.into_iter().map(|t| t.name).collect())
+            .map(|ts| {
+                ts.into_iter()
+                    .filter(|t| {
+                        t.kind != TableKind::Shared || shared_access(t, self.caller.role, false)
+                    })
+                    .map(|t| t.name)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -629,10 +638,11 @@ impl SchemaProvider for NamespaceSchema {
     }
 }
 
-/// The whole database as one DataFusion catalog (`folddb`), for one caller.
+/// The whole database as one DataFusion catalog (`kalam`), for one caller.
 #[derive(Debug)]
 pub struct FoldCatalog {
     pub live: Option<Arc<dyn crate::live::LiveSource>>,
+    pub node: Arc<crate::node_info::NodeInfo>,
     pub jobs: Option<Arc<crate::jobs::Jobs>>,
     pub view: View,
     pub caller: Caller,
@@ -657,6 +667,7 @@ impl CatalogProvider for FoldCatalog {
                     self.view.clone(),
                     self.live.clone(),
                     self.jobs.clone(),
+                    self.node.clone(),
                     self.caller.clone(),
                 )) as Arc<dyn SchemaProvider>
             });

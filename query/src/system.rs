@@ -4,17 +4,24 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::Schema;
+use arrow::datatypes::{Schema, SchemaRef};
 use async_trait::async_trait;
-use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::datasource::MemTable;
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
 use folddb_materializer::row::{scope_prefix, table_prefix};
 use folddb_materializer::{DataType, HotStore, TableDef, Value, catalog};
 
 use crate::convert::{build_column, field};
 use crate::jobs::Jobs;
+use crate::live::LiveSource;
+use crate::node_info::{NodeInfo, VERSION};
 use crate::provider::{Caller, View};
+use crate::system_views as views;
+pub use crate::system_views::schemas;
 use folddb_materializer::cold::ColdStore;
 
 /// Rows with named, typed columns: a small in-memory result.
@@ -49,19 +56,19 @@ impl Rows {
     }
 }
 
-fn text(s: impl Into<String>) -> Value {
+pub(crate) fn text(s: impl Into<String>) -> Value {
     Value::Text(s.into())
 }
 
-fn opt_text(s: Option<&str>) -> Value {
+pub(crate) fn opt_text(s: Option<&str>) -> Value {
     s.map_or(Value::Null, text)
 }
 
-fn ms_to_ts(ms: u64) -> Value {
+pub(crate) fn ms_to_ts(ms: u64) -> Value {
     Value::Timestamp(ms as i64 * 1000)
 }
 
-fn data_type_text(t: DataType) -> String {
+pub(crate) fn data_type_text(t: DataType) -> String {
     match serde_json::to_value(t) {
         Ok(serde_json::Value::String(s)) => s,
         Ok(other) => other.to_string(),
@@ -69,16 +76,21 @@ fn data_type_text(t: DataType) -> String {
     }
 }
 
-type Res<T> = Result<T, folddb_materializer::Error>;
+pub(crate) type Res<T> = Result<T, folddb_materializer::Error>;
+
+/// A system table's columns, in order.
+pub type Cols = &'static [(&'static str, DataType)];
+
+pub const NAMESPACES_COLS: Cols = &[
+    ("namespace_id", DataType::Text),
+    ("name", DataType::Text),
+    ("description", DataType::Text),
+    ("table_count", DataType::Int),
+    ("created_at", DataType::Timestamp),
+];
 
 pub fn namespaces(store: &HotStore) -> Res<Rows> {
-    let mut out = Rows::new(&[
-        ("namespace_id", DataType::Text),
-        ("name", DataType::Text),
-        ("description", DataType::Text),
-        ("table_count", DataType::Int),
-        ("created_at", DataType::Timestamp),
-    ]);
+    let mut out = Rows::new(NAMESPACES_COLS);
     for ns in catalog::namespaces(store)? {
         let count = catalog::tables(store, Some(&ns.name))?.len();
         out.rows.push(vec![
@@ -87,40 +99,6 @@ pub fn namespaces(store: &HotStore) -> Res<Rows> {
             opt_text(ns.description.as_deref()),
             Value::Int(count as i32),
             ms_to_ts(ns.created_at_ms),
-        ]);
-    }
-    Ok(out)
-}
-
-pub fn tables(store: &HotStore, namespace: Option<&str>) -> Res<Rows> {
-    let mut out = Rows::new(&[
-        ("table_id", DataType::Text),
-        ("table_name", DataType::Text),
-        ("namespace_id", DataType::Text),
-        ("table_type", DataType::Text),
-        ("schema_version", DataType::Int),
-        ("storage_id", DataType::Text),
-        ("access_level", DataType::Text),
-        ("flush_policy", DataType::Text),
-        ("ttl_seconds", DataType::BigInt),
-        ("created_at", DataType::Timestamp),
-        ("updated_at", DataType::Timestamp),
-    ]);
-    for t in catalog::tables(store, namespace)? {
-        out.rows.push(vec![
-            text(t.qualified_name()),
-            text(&t.name),
-            text(&t.namespace),
-            text(t.kind.name()),
-            Value::Int(t.schema_version as i32),
-            text(&t.options.storage_id),
-            opt_text(t.options.access_level.map(|a| a.name())),
-            opt_text(t.options.flush_policy.as_deref()),
-            t.options
-                .ttl_seconds
-                .map_or(Value::Null, |s| Value::BigInt(s as i64)),
-            ms_to_ts(t.created_at_ms),
-            ms_to_ts(t.updated_at_ms),
         ]);
     }
     Ok(out)
@@ -202,34 +180,6 @@ pub fn history(store: &HotStore, def: &TableDef) -> Res<Rows> {
     Ok(out)
 }
 
-pub fn columns(store: &HotStore) -> Res<Rows> {
-    let mut out = Rows::new(&[
-        ("namespace_id", DataType::Text),
-        ("table_name", DataType::Text),
-        ("column_name", DataType::Text),
-        ("ordinal_position", DataType::Int),
-        ("data_type", DataType::Text),
-        ("is_nullable", DataType::Boolean),
-        ("is_primary_key", DataType::Boolean),
-        ("column_default", DataType::Text),
-    ]);
-    for t in catalog::tables(store, None)? {
-        for (i, c) in t.columns.iter().enumerate() {
-            out.rows.push(vec![
-                text(&t.namespace),
-                text(&t.name),
-                text(&c.name),
-                Value::Int(i as i32 + 1),
-                text(data_type_text(c.data_type)),
-                Value::Boolean(c.nullable),
-                Value::Boolean(t.primary_key == Some(c.id)),
-                c.default.as_ref().map_or(Value::Null, |d| text(d.sql())),
-            ]);
-        }
-    }
-    Ok(out)
-}
-
 /// Hot row versions of a table (all owners), tombstones included.
 pub fn table_row_count(store: &HotStore, def: &TableDef) -> Res<u64> {
     store.count_prefix(def.family(), &table_prefix(def.id))
@@ -241,14 +191,20 @@ pub fn scope_row_count(store: &HotStore, def: &TableDef, scope: &str) -> Res<u64
     store.count_prefix(def.family(), &scope_prefix(def.id, scope))
 }
 
-pub fn stats(store: &HotStore) -> Res<Rows> {
+pub const STATS_COLS: Cols = &[
+    ("metric_name", DataType::Text),
+    ("metric_value", DataType::Text),
+];
+
+/// `system.stats`: FoldDB's own figures, then the reference's names for what FoldDB also
+/// knows (`total_tables`, `schema_cache_size`: the table definitions a query resolves
+/// against, `server_workers_effective`, `max_connections`: per client address, 0 when
+/// unlimited, …).
+pub fn stats(store: &HotStore, node: &NodeInfo, live: Option<&dyn LiveSource>) -> Res<Rows> {
     // First, so that what this statement spends counting rows is after the reading: a
     // benchmark reading it before and after a load measures the load and one count.
     let cpu_ms = process_cpu_ms();
-    let mut out = Rows::new(&[
-        ("metric_name", DataType::Text),
-        ("metric_value", DataType::Text),
-    ]);
+    let mut out = Rows::new(STATS_COLS);
     let tables = catalog::tables(store, None)?;
     let mut rows = 0;
     for t in &tables {
@@ -267,6 +223,29 @@ pub fn stats(store: &HotStore) -> Res<Rows> {
         ("process_peak_rss_bytes", peak),
     ] {
         out.rows.push(vec![text(k), text(v.to_string())]);
+    }
+    let namespaces = catalog::namespaces(store)?.len();
+    let users = catalog::users(store)?.len();
+    let storages = catalog::storages(store)?.len();
+    let subscriptions = live.map_or(0, |l| l.list().len());
+    let uptime_s = crate::engine::now_ms().saturating_sub(node.started_ms) / 1000;
+    for (k, v) in [
+        ("total_namespaces", namespaces.to_string()),
+        ("total_tables", tables.len().to_string()),
+        ("total_users", users.to_string()),
+        ("total_storages", storages.to_string()),
+        ("total_live_queries", subscriptions.to_string()),
+        ("active_subscriptions", subscriptions.to_string()),
+        ("schema_cache_size", tables.len().to_string()),
+        ("server_workers_effective", node.workers.to_string()),
+        ("max_connections", node.max_connections.to_string()),
+        ("server_uptime_seconds", uptime_s.to_string()),
+        ("node_id", node.node_id.to_string()),
+        ("server_version", VERSION.to_owned()),
+        ("cluster_mode", "false".to_owned()),
+        ("cluster_id", node.cluster_id.clone()),
+    ] {
+        out.rows.push(vec![text(k), text(v)]);
     }
     Ok(out)
 }
@@ -301,24 +280,29 @@ pub fn process_memory() -> (u64, u64) {
 /// `system.users`, in API.md 3.7's column order. The hash is a credential: it is shown to
 /// nobody, only whether there is one. Lockout counters live in the serving node's memory,
 /// so the persisted columns for them are NULL.
+pub const USERS_COLS: Cols = &[
+    ("user_id", DataType::Text),
+    ("password_hash", DataType::Text),
+    ("role", DataType::Text),
+    ("email", DataType::Text),
+    ("auth_type", DataType::Text),
+    ("auth_data", DataType::Json),
+    ("storage_mode", DataType::Text),
+    ("storage_id", DataType::Text),
+    ("failed_login_attempts", DataType::Int),
+    ("locked_until", DataType::Timestamp),
+    ("last_login_at", DataType::Timestamp),
+    ("created_at", DataType::Timestamp),
+    ("updated_at", DataType::Timestamp),
+    ("last_seen", DataType::Timestamp),
+    ("deleted_at", DataType::Timestamp),
+];
+
+/// `system.users`, in API.md 3.7's column order. The hash is a credential: it is shown to
+/// nobody, only whether there is one. Lockout counters live in the serving node's memory,
+/// so the persisted columns for them are NULL.
 pub fn users(store: &HotStore) -> Res<Rows> {
-    let mut out = Rows::new(&[
-        ("user_id", DataType::Text),
-        ("password_hash", DataType::Text),
-        ("role", DataType::Text),
-        ("email", DataType::Text),
-        ("auth_type", DataType::Text),
-        ("auth_data", DataType::Json),
-        ("storage_mode", DataType::Text),
-        ("storage_id", DataType::Text),
-        ("failed_login_attempts", DataType::Int),
-        ("locked_until", DataType::Timestamp),
-        ("last_login_at", DataType::Timestamp),
-        ("created_at", DataType::Timestamp),
-        ("updated_at", DataType::Timestamp),
-        ("last_seen", DataType::Timestamp),
-        ("deleted_at", DataType::Timestamp),
-    ]);
+    let mut out = Rows::new(USERS_COLS);
     for u in catalog::users(store)? {
         out.rows.push(vec![
             text(&u.id),
@@ -346,17 +330,20 @@ pub fn users(store: &HotStore) -> Res<Rows> {
 }
 
 /// `system.audit_log` (API.md 3.7), oldest first.
+pub const AUDIT_LOG_COLS: Cols = &[
+    ("audit_id", DataType::Text),
+    ("timestamp", DataType::Timestamp),
+    ("actor_user_id", DataType::Text),
+    ("action", DataType::Text),
+    ("target", DataType::Text),
+    ("details", DataType::Text),
+    ("ip_address", DataType::Text),
+    ("subject_user_id", DataType::Text),
+];
+
+/// `system.audit_log` (API.md 3.7), oldest first.
 pub fn audit_log(store: &HotStore) -> Res<Rows> {
-    let mut out = Rows::new(&[
-        ("audit_id", DataType::Text),
-        ("timestamp", DataType::Timestamp),
-        ("actor_user_id", DataType::Text),
-        ("action", DataType::Text),
-        ("target", DataType::Text),
-        ("details", DataType::Text),
-        ("ip_address", DataType::Text),
-        ("subject_user_id", DataType::Text),
-    ]);
+    let mut out = Rows::new(AUDIT_LOG_COLS);
     for a in catalog::audit_log(store)? {
         out.rows.push(vec![
             text(a.id.to_string()),
@@ -372,60 +359,148 @@ pub fn audit_log(store: &HotStore) -> Res<Rows> {
     Ok(out)
 }
 
-const SYSTEM_TABLES: &[&str] = &[
-    "namespaces",
-    "schemas",
-    "tables",
-    "columns",
-    "stats",
-    "users",
-    "audit_log",
-    "live",
-    "jobs",
-    "storages",
-    "manifest",
+/// Every `system` table and its columns.
+const SYSTEM_TABLES: &[(&str, Cols)] = &[
+    ("namespaces", NAMESPACES_COLS),
+    ("schemas", views::SCHEMAS),
+    ("tables", views::TABLES),
+    ("columns", views::COLUMNS),
+    ("stats", STATS_COLS),
+    ("users", USERS_COLS),
+    ("audit_log", AUDIT_LOG_COLS),
+    ("live", LIVE_COLS),
+    ("jobs", JOBS_COLS),
+    ("job_nodes", views::JOB_NODES),
+    ("storages", STORAGES_COLS),
+    ("manifest", MANIFEST_COLS),
+    ("settings", views::SETTINGS),
+    ("server_logs", views::SERVER_LOGS),
+    ("cluster", views::CLUSTER),
+    ("cluster_groups", views::CLUSTER_GROUPS),
+    ("datatypes", views::DATATYPES),
 ];
+
+/// What the `system` tables are read from, for one caller.
+#[derive(Debug)]
+struct Sources {
+    view: View,
+    live: Option<Arc<dyn LiveSource>>,
+    jobs: Option<Arc<Jobs>>,
+    node: Arc<NodeInfo>,
+    caller: Caller,
+}
+
+impl Sources {
+    fn rows(&self, name: &str) -> Result<Rows, String> {
+        let store = self.view.store().as_ref();
+        let cold = self.view.cold().map(Arc::as_ref);
+        let node = self.node.as_ref();
+        let text_err = |e: folddb_materializer::Error| e.to_string();
+        match name {
+            "namespaces" => namespaces(store).map_err(text_err),
+            "schemas" => views::schemas(store, None, false).map_err(text_err),
+            "tables" => views::tables(store).map_err(text_err),
+            "columns" => views::columns(store).map_err(text_err),
+            "stats" => stats(store, node, self.live.as_deref()).map_err(text_err),
+            "users" => users(store).map_err(text_err),
+            "audit_log" => audit_log(store).map_err(text_err),
+            "live" => Ok(live(self.live.as_deref())),
+            "jobs" => jobs(store, self.jobs.as_deref()).map_err(text_err),
+            "job_nodes" => jobs(store, self.jobs.as_deref())
+                .map(|j| views::job_nodes(&j, node))
+                .map_err(text_err),
+            "storages" => storages(store, cold, self.caller.role.is_admin()),
+            "manifest" => manifest(store, cold),
+            "settings" => Ok(views::settings(node)),
+            "server_logs" => Ok(views::server_logs(node)),
+            "cluster" => views::cluster(store, node).map_err(text_err),
+            "cluster_groups" => views::cluster_groups(store, node).map_err(text_err),
+            "datatypes" => Ok(views::datatypes()),
+            other => Err(format!("system.{other} does not exist")),
+        }
+    }
+}
 
 /// The `system` schema.
 #[derive(Debug)]
 pub struct SystemSchema {
-    view: View,
-    live: Option<Arc<dyn crate::live::LiveSource>>,
-    jobs: Option<Arc<Jobs>>,
-    caller: Caller,
+    sources: Arc<Sources>,
 }
 
 impl SystemSchema {
     pub fn new(
         view: View,
-        live: Option<Arc<dyn crate::live::LiveSource>>,
+        live: Option<Arc<dyn LiveSource>>,
         jobs: Option<Arc<Jobs>>,
+        node: Arc<NodeInfo>,
         caller: Caller,
     ) -> SystemSchema {
         SystemSchema {
-            view,
-            live,
-            jobs,
-            caller,
+            sources: Arc::new(Sources {
+                view,
+                live,
+                jobs,
+                node,
+                caller,
+            }),
         }
+    }
+}
+
+/// One `system` table: its columns are known up front (listing `information_schema`
+/// computes nothing); its rows are read when a query scans it.
+#[derive(Debug)]
+struct SystemTable {
+    name: &'static str,
+    schema: SchemaRef,
+    sources: Arc<Sources>,
+}
+
+#[async_trait]
+impl TableProvider for SystemTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let rows = self
+            .sources
+            .rows(self.name)
+            .map_err(DataFusionError::Execution)?;
+        let table = MemTable::try_new(self.schema.clone(), vec![vec![rows.batch()]])?;
+        table.scan(state, projection, filters, limit).await
     }
 }
 
 /// `system.jobs` (API.md 3.7): the jobs applied (from the catalog: the same on every node
 /// and after restarts) and the ones this node has queued, running, failed or cancelled.
+pub const JOBS_COLS: Cols = &[
+    ("job_id", DataType::Text),
+    ("job_type", DataType::Text),
+    ("status", DataType::Text),
+    ("parameters", DataType::Json),
+    ("message", DataType::Text),
+    ("rows_affected", DataType::BigInt),
+    ("log_index", DataType::BigInt),
+    ("created_at", DataType::Timestamp),
+    ("started_at", DataType::Timestamp),
+    ("finished_at", DataType::Timestamp),
+];
+
+/// `system.jobs` (API.md 3.7): the jobs applied (from the catalog: the same on every node
+/// and after restarts) and the ones this node has queued, running, failed or cancelled.
 pub fn jobs(store: &HotStore, pending: Option<&Jobs>) -> Res<Rows> {
-    let mut out = Rows::new(&[
-        ("job_id", DataType::Text),
-        ("job_type", DataType::Text),
-        ("status", DataType::Text),
-        ("parameters", DataType::Json),
-        ("message", DataType::Text),
-        ("rows_affected", DataType::BigInt),
-        ("log_index", DataType::BigInt),
-        ("created_at", DataType::Timestamp),
-        ("started_at", DataType::Timestamp),
-        ("finished_at", DataType::Timestamp),
-    ]);
+    let mut out = Rows::new(JOBS_COLS);
     let local = pending.map(Jobs::list).unwrap_or_default();
     let params = |target: &str| Value::Json(serde_json::json!({ "table": target }).to_string());
     let opt_ts = |ms: Option<u64>| ms.map_or(Value::Null, ms_to_ts);
@@ -465,20 +540,24 @@ pub fn jobs(store: &HotStore, pending: Option<&Jobs>) -> Res<Rows> {
 
 /// `system.storages` / SHOW STORAGES: `local`, then the created storages. Credentials show
 /// only to `admin` callers, and as `***` otherwise.
+pub const STORAGES_COLS: Cols = &[
+    ("storage_id", DataType::Text),
+    ("storage_name", DataType::Text),
+    ("description", DataType::Text),
+    ("storage_type", DataType::Text),
+    ("base_directory", DataType::Text),
+    ("credentials", DataType::Text),
+    ("config_json", DataType::Json),
+    ("shared_tables_template", DataType::Text),
+    ("user_tables_template", DataType::Text),
+    ("created_at", DataType::Timestamp),
+    ("updated_at", DataType::Timestamp),
+];
+
+/// `system.storages` / SHOW STORAGES: `local`, then the created storages. Credentials show
+/// only to `admin` callers, and as `***` otherwise.
 pub fn storages(store: &HotStore, cold: Option<&ColdStore>, admin: bool) -> Result<Rows, String> {
-    let mut out = Rows::new(&[
-        ("storage_id", DataType::Text),
-        ("storage_name", DataType::Text),
-        ("description", DataType::Text),
-        ("storage_type", DataType::Text),
-        ("base_directory", DataType::Text),
-        ("credentials", DataType::Text),
-        ("config_json", DataType::Json),
-        ("shared_tables_template", DataType::Text),
-        ("user_tables_template", DataType::Text),
-        ("created_at", DataType::Timestamp),
-        ("updated_at", DataType::Timestamp),
-    ]);
+    let mut out = Rows::new(STORAGES_COLS);
     for def in catalog::storages(store).map_err(|e| e.to_string())? {
         let base = if def.id == folddb_materializer::LOCAL_STORAGE {
             cold.map(|c| c.root().display().to_string())
@@ -510,22 +589,25 @@ pub fn storages(store: &HotStore, cold: Option<&ColdStore>, admin: bool) -> Resu
 }
 
 /// `system.manifest` / SHOW MANIFEST: one row per cold segment of every table scope.
+pub const MANIFEST_COLS: Cols = &[
+    ("namespace_id", DataType::Text),
+    ("table_name", DataType::Text),
+    ("user_id", DataType::Text),
+    ("segment", DataType::Text),
+    ("path", DataType::Text),
+    ("row_count", DataType::BigInt),
+    ("tombstones", DataType::BigInt),
+    ("size_bytes", DataType::BigInt),
+    ("min_seq", DataType::BigInt),
+    ("max_seq", DataType::BigInt),
+    ("schema_version", DataType::Int),
+    ("log_index", DataType::BigInt),
+    ("column_stats", DataType::Json),
+];
+
+/// `system.manifest` / SHOW MANIFEST: one row per cold segment of every table scope.
 pub fn manifest(store: &HotStore, cold: Option<&ColdStore>) -> Result<Rows, String> {
-    let mut out = Rows::new(&[
-        ("namespace_id", DataType::Text),
-        ("table_name", DataType::Text),
-        ("user_id", DataType::Text),
-        ("segment", DataType::Text),
-        ("path", DataType::Text),
-        ("row_count", DataType::BigInt),
-        ("tombstones", DataType::BigInt),
-        ("size_bytes", DataType::BigInt),
-        ("min_seq", DataType::BigInt),
-        ("max_seq", DataType::BigInt),
-        ("schema_version", DataType::Int),
-        ("log_index", DataType::BigInt),
-        ("column_stats", DataType::Json),
-    ]);
+    let mut out = Rows::new(MANIFEST_COLS);
     let Some(cold) = cold else {
         return Ok(out);
     };
@@ -570,23 +652,26 @@ pub fn manifest(store: &HotStore, cold: Option<&ColdStore>) -> Result<Rows, Stri
 }
 
 /// `system.live` (API.md 3.7): one row per open subscription on this node.
-pub fn live(source: Option<&dyn crate::live::LiveSource>) -> Rows {
-    let mut out = Rows::new(&[
-        ("live_id", DataType::Text),
-        ("connection_id", DataType::Text),
-        ("subscription_id", DataType::Text),
-        ("namespace_id", DataType::Text),
-        ("table_name", DataType::Text),
-        ("user_id", DataType::Text),
-        ("query", DataType::Text),
-        ("options", DataType::Json),
-        ("status", DataType::Text),
-        ("created_at", DataType::Timestamp),
-        ("last_update", DataType::Timestamp),
-        ("changes", DataType::BigInt),
-        ("node_id", DataType::BigInt),
-        ("last_ping_at", DataType::Timestamp),
-    ]);
+pub const LIVE_COLS: Cols = &[
+    ("live_id", DataType::Text),
+    ("connection_id", DataType::Text),
+    ("subscription_id", DataType::Text),
+    ("namespace_id", DataType::Text),
+    ("table_name", DataType::Text),
+    ("user_id", DataType::Text),
+    ("query", DataType::Text),
+    ("options", DataType::Json),
+    ("status", DataType::Text),
+    ("created_at", DataType::Timestamp),
+    ("last_update", DataType::Timestamp),
+    ("changes", DataType::BigInt),
+    ("node_id", DataType::BigInt),
+    ("last_ping_at", DataType::Timestamp),
+];
+
+/// `system.live` (API.md 3.7): one row per open subscription on this node.
+pub fn live(source: Option<&dyn LiveSource>) -> Rows {
+    let mut out = Rows::new(LIVE_COLS);
     for l in source.map(|s| s.list()).unwrap_or_default() {
         out.rows.push(vec![
             text(&l.live_id),
@@ -611,34 +696,22 @@ pub fn live(source: Option<&dyn crate::live::LiveSource>) -> Rows {
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
-        SYSTEM_TABLES.iter().map(|s| (*s).to_owned()).collect()
+        SYSTEM_TABLES.iter().map(|(n, _)| (*n).to_owned()).collect()
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        let store = self.view.store().as_ref();
-        let cold = self.view.cold().map(Arc::as_ref);
-        let text_err = |e: folddb_materializer::Error| e.to_string();
-        let rows = match name {
-            "namespaces" => namespaces(store).map_err(text_err),
-            "schemas" | "tables" => tables(store, None).map_err(text_err),
-            "columns" => columns(store).map_err(text_err),
-            "stats" => stats(store).map_err(text_err),
-            "users" => users(store).map_err(text_err),
-            "audit_log" => audit_log(store).map_err(text_err),
-            "live" => Ok(live(self.live.as_deref())),
-            "jobs" => jobs(store, self.jobs.as_deref()).map_err(text_err),
-            "storages" => storages(store, cold, self.caller.role.is_admin()),
-            "manifest" => manifest(store, cold),
-            _ => return Ok(None),
-        }
-        .map_err(DataFusionError::Execution)?;
-        let batch = rows.batch();
-        let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
-        Ok(Some(Arc::new(table)))
+        let Some((name, cols)) = SYSTEM_TABLES.iter().find(|(n, _)| *n == name) else {
+            return Ok(None);
+        };
+        Ok(Some(Arc::new(SystemTable {
+            name,
+            schema: Rows::new(cols).batch().schema(),
+            sources: self.sources.clone(),
+        })))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        SYSTEM_TABLES.contains(&name)
+        SYSTEM_TABLES.iter().any(|(n, _)| *n == name)
     }
 }
 

@@ -8,7 +8,7 @@ const QUERIES: &[&str] = &[
     "SELECT id, _deleted FROM app.todos WHERE _deleted = true",
     "SELECT * FROM app.items ORDER BY id",
     "SHOW NAMESPACES",
-    "SELECT table_name, schema_version FROM system.tables ORDER BY table_name",
+    "SELECT table_name, version FROM system.tables ORDER BY table_name",
     "DESCRIBE TABLE app.todos HISTORY",
 ];
 

@@ -557,3 +557,51 @@ async fn keywords_the_reference_accepts_are_column_names() {
         "{body}"
     );
 }
+
+/// JSON operators read as PostgreSQL reads them (#17 item 5): `->>` binds tighter than a
+/// comparison, and `?` asks whether a key exists.
+#[tokio::test]
+async fn json_operators_bind_and_test_keys_as_postgres_does() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start(dir.path()).await;
+    let t = s.setup_and_login().await;
+    s.ok_all(
+        &t,
+        &[
+            "CREATE NAMESPACE app",
+            "CREATE TABLE app.docs (id INT PRIMARY KEY, doc JSON) WITH (TYPE = 'SHARED')",
+            r#"INSERT INTO app.docs (id, doc) VALUES
+                (1, '{"status": "active", "tag": "x", "n": {"k": 1}}'),
+                (2, '{"status": "closed"}'),
+                (3, '{"status": "active", "n": {"k": 2}}')"#,
+        ],
+    )
+    .await;
+    let ids = |r: &serde_json::Value| -> Vec<i64> {
+        rows(r).iter().filter_map(|r| r[0].as_i64()).collect()
+    };
+    let q = |w: &str| format!("SELECT id FROM app.docs WHERE {w} ORDER BY id");
+    let r = s.ok(&t, &q("doc->>'status' = 'active'")).await;
+    assert_eq!(ids(&r), [1, 3], "{r}");
+    let r = s.ok(&t, &q("doc ? 'tag'")).await;
+    assert_eq!(ids(&r), [1], "{r}");
+    let r = s.ok(&t, &q("doc ? 'n' AND doc->'n'->>'k' = '2'")).await;
+    assert_eq!(ids(&r), [3], "{r}");
+    let r = s
+        .ok(
+            &t,
+            &q("doc->>'status' <> 'active' OR doc->>'tag' IS NOT NULL"),
+        )
+        .await;
+    assert_eq!(ids(&r), [1, 2], "{r}");
+    // `$1` stays a parameter beside `?`.
+    let (code, r) = s
+        .post(
+            "/v1/api/sql",
+            Some(&t),
+            &json!({"sql": "SELECT id FROM app.docs WHERE doc ? 'status' AND id > $1 ORDER BY id", "params": [1]}),
+        )
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(ids(&r), [2, 3], "{r}");
+}

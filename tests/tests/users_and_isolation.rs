@@ -287,11 +287,29 @@ async fn the_role_matrix_is_enforced_before_anything_runs() {
         "SELECT id FROM app.notes UNION SELECT 1 FROM system.tables",
         "EXPLAIN SELECT * FROM system.users",
         "SELECT * FROM \"system\".\"users\"",
-        "SELECT * FROM information_schema.tables",
     ] {
         assert_eq!(s.fails(&alice, sql).await, denied, "{sql}");
         assert_eq!(s.fails(&svc, sql).await, denied, "{sql}");
     }
+    // information_schema is everyone's, and lists only what the caller may read.
+    let listed = s
+        .ok(
+            &alice,
+            "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+             WHERE table_schema <> 'information_schema'",
+        )
+        .await;
+    let listed: Vec<String> = rows(&listed)
+        .iter()
+        .map(|r| r[0].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(listed.contains(&"app.pub".to_owned()), "{listed:?}");
+    assert!(
+        !listed
+            .iter()
+            .any(|t| t == "app.priv" || t.starts_with("system.")),
+        "{listed:?}"
+    );
     s.ok(&admin, "SELECT user_id FROM system.users").await;
     assert_eq!(
         s.fails(&admin, "INSERT INTO system.users (user_id) VALUES ('x')")

@@ -1,0 +1,69 @@
+//! What the `system` views say about the serving node beyond its catalog: its settings,
+//! its recent log lines and its identity (`system.settings`, `system.server_logs`,
+//! `system.cluster`, `system.cluster_groups`, `system.stats`). The server fills it in;
+//! a bare engine (tests, tools) has the defaults.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+/// One configuration setting as `system.settings` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// Dotted, as in the config file: `limits.max_result_bytes`.
+    pub name: String,
+    pub value: String,
+    pub description: String,
+    /// The config file's section: `server`, `limits`, …
+    pub category: String,
+}
+
+/// One line of the server's log, as `system.server_logs` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// RFC 3339, UTC.
+    pub timestamp: String,
+    pub level: String,
+    pub thread: Option<String>,
+    pub target: Option<String>,
+    pub line: Option<u32>,
+    pub message: String,
+}
+
+/// The server's most recent log lines, oldest first.
+pub trait RecentLogs: Send + Sync + Debug {
+    fn recent(&self) -> Vec<LogLine>;
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub node_id: u16,
+    pub cluster_id: String,
+    /// The address clients reach the HTTP API on.
+    pub api_addr: String,
+    /// When the server started, ms since the epoch.
+    pub started_ms: u64,
+    /// Threads serving requests.
+    pub workers: usize,
+    /// Connections one client address may hold open (0: unlimited).
+    pub max_connections: usize,
+    pub settings: Vec<Setting>,
+    pub logs: Option<Arc<dyn RecentLogs>>,
+}
+
+impl Default for NodeInfo {
+    fn default() -> NodeInfo {
+        NodeInfo {
+            node_id: 1,
+            cluster_id: "folddb".into(),
+            api_addr: String::new(),
+            started_ms: crate::engine::now_ms(),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_connections: 0,
+            settings: Vec::new(),
+            logs: None,
+        }
+    }
+}
+
+/// This build's version, as the views and `/health` report it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
