@@ -340,24 +340,80 @@ impl StorageDef {
             &self.shared_tables_template
         };
         let user = user.map(escape_path_component).unwrap_or_default();
-        let mut out = String::new();
-        let mut rest = template.as_str();
-        while let Some(open) = rest.find('{') {
-            out.push_str(&rest[..open]);
-            let Some(close) = rest[open..].find('}') else {
-                break;
-            };
-            out.push_str(match &rest[open + 1..open + close] {
-                "namespace" => namespace,
-                "tableName" | "table" => table,
-                "userId" | "user_id" => &user,
-                other => other,
-            });
-            rest = &rest[open + close + 1..];
-        }
-        out.push_str(rest);
-        out.trim_matches('/').to_owned()
+        render(template, namespace, table, &user)
     }
+
+    /// The directory holding every user's directory of USER table `namespace.table`: the
+    /// user template without its last component (the one naming the user).
+    pub fn user_tables_dir(&self, namespace: &str, table: &str) -> String {
+        let template = self.user_tables_template.trim_matches('/');
+        let parent = template.rsplit_once('/').map_or("", |(p, _)| p);
+        render(parent, namespace, table, "")
+    }
+}
+
+/// `template` with its placeholders filled in, without leading or trailing `/`.
+fn render(template: &str, namespace: &str, table: &str, user: &str) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        out.push_str(match &rest[open + 1..open + close] {
+            "namespace" => namespace,
+            "tableName" | "table" => table,
+            "userId" | "user_id" => user,
+            other => other,
+        });
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    out.trim_matches('/').to_owned()
+}
+
+/// A path template as the reference's clients write it, in FoldDB's terms: the
+/// reference's other spellings of the placeholders (`{table_name}`, `{namespace_id}`,
+/// `{user-id}`, …) become `{tableName}`, `{namespace}`, `{userId}`; a user template whose
+/// directories above the user's do not name the namespace and the table gets them, just
+/// above the user's directory (`users/{userId}` → `users/{namespace}/{tableName}/{userId}`),
+/// so no two tables share a directory.
+pub fn normalize_template(template: &str, user: bool) -> String {
+    let mut t = template.trim().to_owned();
+    for (from, to) in [
+        ("{table_name}", "{tableName}"),
+        ("{table-id}", "{tableName}"),
+        ("{table_id}", "{tableName}"),
+        ("{namespace_id}", "{namespace}"),
+        ("{namespaceId}", "{namespace}"),
+        ("{namespace-id}", "{namespace}"),
+        ("{user-id}", "{userId}"),
+        ("{user_id}", "{userId}"),
+        ("{table}", "{tableName}"),
+    ] {
+        t = t.replace(from, to);
+    }
+    if !user {
+        return t;
+    }
+    let trimmed = t.trim_end_matches('/');
+    let (parent, last) = trimmed.rsplit_once('/').unwrap_or(("", trimmed));
+    let has = |names: &[&str]| names.iter().any(|n| parent.contains(n));
+    // A leading `/` stays (and is refused by `check_template`).
+    let mut dirs: Vec<&str> = if trimmed.contains('/') {
+        parent.split('/').collect()
+    } else {
+        Vec::new()
+    };
+    if !has(&["{namespace}"]) {
+        dirs.push("{namespace}");
+    }
+    if !has(&["{tableName}", "{table}"]) {
+        dirs.push("{tableName}");
+    }
+    dirs.push(last);
+    dirs.join("/")
 }
 
 /// Checks a path template (`SHARED_TABLES_TEMPLATE`, `USER_TABLES_TEMPLATE`): relative,
@@ -414,13 +470,26 @@ pub fn check_template(template: &str, user: bool) -> std::result::Result<(), Str
             .rsplit('/')
             .next()
             .unwrap_or("");
-        if last != "{userId}" && last != "{user_id}" {
+        if !last.contains("{userId}") && !last.contains("{user_id}") {
             return Err(format!(
-                "{what} '{template}' must end with a '{{userId}}' directory of its own"
+                "{what} '{template}' must end with the user's directory: its last component \
+                 must contain {{userId}} (like '{{userId}}' or 'usr_{{userId}}')"
             ));
         }
         if seen.iter().filter(|s| **s == "userId").count() != 1 {
             return Err(format!("{what} '{template}' must contain {{userId}} once"));
+        }
+        let parent = template
+            .trim_end_matches('/')
+            .rsplit_once('/')
+            .map_or("", |(p, _)| p);
+        let names_table = (parent.contains("{tableName}") || parent.contains("{table}"))
+            && parent.contains("{namespace}");
+        if !names_table {
+            return Err(format!(
+                "{what} '{template}' must name {{namespace}} and {{tableName}} above the user's \
+                 directory, so that no two tables share a directory"
+            ));
         }
     }
     Ok(())
@@ -668,4 +737,50 @@ pub fn audit_log(state: &dyn StateRead) -> Result<Vec<AuditEntry>> {
 /// Every user, by id.
 pub fn users(state: &dyn StateRead) -> Result<Vec<UserDef>> {
     decode_all(state.scan_prefix(Family::Catalog, USER)?, "a user")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_templates_are_accepted_and_kept_apart() {
+        let n = |t: &str| normalize_template(t, true);
+        assert_eq!(
+            n("{namespace}/{tableName}/{userId}"),
+            "{namespace}/{tableName}/{userId}"
+        );
+        assert_eq!(
+            n("ns_{namespace_id}/t_{table_name}/usr_{user-id}"),
+            "ns_{namespace}/t_{tableName}/usr_{userId}"
+        );
+        assert_eq!(
+            n("users/{user_id}"),
+            "users/{namespace}/{tableName}/{userId}"
+        );
+        assert_eq!(n("{userId}"), "{namespace}/{tableName}/{userId}");
+        assert_eq!(n("/abs/{userId}"), "/abs/{namespace}/{tableName}/{userId}");
+        for ok in [
+            "ns_{namespace}/t_{tableName}/usr_{userId}",
+            "users/{namespace}/{tableName}/{user_id}",
+        ] {
+            assert_eq!(check_template(ok, true), Ok(()), "{ok}");
+        }
+        for bad in [
+            "/abs/{namespace}/{tableName}/{userId}",
+            "../{namespace}/{tableName}/{userId}",
+            "{namespace}/{tableName}/all",
+            "{namespace}/{tableName}_{userId}",
+            "{namespace}/{tableName}/{userId}/{userId}",
+        ] {
+            assert!(check_template(bad, true).is_err(), "{bad}");
+        }
+        let mut s = StorageDef::local();
+        s.user_tables_template = "ns_{namespace}/t_{tableName}/usr_{userId}".into();
+        assert_eq!(
+            s.table_path("app", "u", Some("al/ice")),
+            "ns_app/t_u/usr_al%2Fice"
+        );
+        assert_eq!(s.user_tables_dir("app", "u"), "ns_app/t_u");
+    }
 }

@@ -440,7 +440,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             }
             if catalog::storage(&state, &table.options.storage_id)?.is_none() {
                 return Err(not_found(format!(
-                    "Storage '{}' does not exist (SHOW STORAGES lists them)",
+                    "Storage '{}' not found (SHOW STORAGES lists them)",
                     table.options.storage_id
                 )));
             }
@@ -709,7 +709,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                 return if *if_exists {
                     Ok(done(0))
                 } else {
-                    Err(not_found(format!("Storage '{id}' does not exist")))
+                    Err(not_found(format!("Storage '{id}' not found")))
                 };
             }
             if id == catalog::LOCAL_STORAGE {
@@ -771,7 +771,7 @@ fn existing_storage(ctx: &Ctx<'_>, id: &str) -> Result<catalog::StorageDef, OpEr
         return Err(invalid("The built-in storage 'local' cannot be altered"));
     }
     catalog::storage(&ctx.state(), id)?
-        .ok_or_else(|| not_found(format!("Storage '{id}' does not exist")))
+        .ok_or_else(|| not_found(format!("Storage '{id}' not found")))
 }
 
 /// The tables (`ns.t`) whose STORAGE_ID is `id`.

@@ -250,8 +250,8 @@ pub(super) fn commit_compact(
         put_manifest(ctx, table, manifest);
     }
     let message = format!(
-        "Compacted {}: {segments_before} segment(s) of {rows_before} row version(s) into \
-         {segments_after} of {rows_after}",
+        "Compaction completed for {}: {segments_before} segment(s) of {rows_before} row \
+         version(s) into {segments_after} of {rows_after}",
         def.qualified_name(),
     );
     let record = job(ctx, id, JobKind::Compact, &def, rows_after, message);

@@ -223,7 +223,6 @@ impl Statement {
                 | Statement::KillJob(_)
                 | Statement::Storage { .. }
                 | Statement::StorageCheck { .. }
-                | Statement::ShowStorages
                 | Statement::ShowManifest
                 | Statement::CreateStorage { .. }
                 | Statement::AlterStorage { .. }

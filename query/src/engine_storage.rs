@@ -352,66 +352,109 @@ impl Engine {
         Ok(queued)
     }
 
-    /// STORAGE CHECK (API.md 3.10): every table's manifests and segments, with the problems
-    /// found (each naming its file).
+    /// STORAGE CHECK (API.md 3.10), as the reference answers it: one row for the storage,
+    /// its `status` (`healthy`, `degraded`, `unreachable`) from writing, reading, listing
+    /// and removing a probe file, then checking the manifests and segments of every table
+    /// stored there (a table's problems, each naming its file, make it `degraded`).
+    /// EXTENDED reads every segment's footer, fills `used_bytes` and adds FoldDB's per-table
+    /// detail as JSON (`tables`).
     pub(super) fn storage_check(&self, storage: &str, extended: bool) -> StmtResult<Rows> {
         let Some(cold) = &self.cold else {
             return Err("STORAGE CHECK: this node has no cold storage".into());
         };
         let Some(storage) = catalog::storage(self.store.as_ref(), storage)? else {
-            return Err(Error::NotFound(format!(
-                "Storage '{storage}' does not exist (SHOW STORAGES lists them)"
-            )));
+            return Err(Error::NotFound(format!("Storage '{storage}' not found")));
         };
-        let mut rows = Rows::new(&[
-            ("table_name", DataType::Text),
-            ("segments", DataType::BigInt),
-            ("rows", DataType::BigInt),
+        let mut columns = vec![
+            ("storage_id", DataType::Text),
             ("status", DataType::Text),
-            ("problems", DataType::Text),
-        ]);
-        if let Err(e) = cold
-            .backend(&storage)
-            .map_err(|e| e.to_string())
-            .and_then(|b| folddb_materializer::cold::backend::probe(b.as_ref()))
-        {
-            rows.rows.push(vec![
-                Value::Null,
-                Value::BigInt(0),
-                Value::BigInt(0),
-                Value::Text("unreachable".into()),
-                Value::Text(e),
-            ]);
-            return Ok(rows);
+            ("readable", DataType::Boolean),
+            ("writable", DataType::Boolean),
+            ("listable", DataType::Boolean),
+            ("deletable", DataType::Boolean),
+            ("latency_ms", DataType::BigInt),
+            ("total_bytes", DataType::BigInt),
+            ("used_bytes", DataType::BigInt),
+            ("error", DataType::Text),
+            ("tested_at", DataType::Timestamp),
+        ];
+        if extended {
+            columns.push(("tables", DataType::Json));
         }
-        for def in catalog::tables(self.store.as_ref(), None)? {
-            if def.kind == TableKind::Stream || def.options.storage_id != storage.id {
-                continue;
-            }
-            let (mut segments, mut count) = (0u64, 0u64);
-            let mut problems: Vec<String> = Vec::new();
-            match cold.scopes_of(self.store.as_ref(), &storage, &def) {
-                Ok(scopes) => {
-                    for s in scopes {
-                        segments += s.manifest().segments.len() as u64;
-                        count += s.manifest().segments.iter().map(|g| g.rows).sum::<u64>();
-                    }
-                    problems.extend(
-                        cold.check(self.store.as_ref(), &storage, &def, extended)
-                            .iter()
-                            .map(ToString::to_string),
-                    );
+        let mut rows = Rows::new(&columns);
+        let health = match cold.backend(&storage) {
+            Ok(b) => folddb_materializer::cold::backend::health(b.as_ref()),
+            Err(e) => folddb_materializer::cold::backend::Health {
+                readable: false,
+                writable: false,
+                listable: false,
+                deletable: false,
+                latency_ms: 0,
+                error: Some(e.to_string()),
+            },
+        };
+        let mut status = health.status();
+        let mut error = health.error.clone();
+        let (mut used, mut tables) = (0u64, Vec::new());
+        if status != "unreachable" {
+            for def in catalog::tables(self.store.as_ref(), None)? {
+                if def.kind == TableKind::Stream || def.options.storage_id != storage.id {
+                    continue;
                 }
-                Err(e) => problems.push(e.to_string()),
+                let (mut segments, mut count) = (0u64, 0u64);
+                let mut problems: Vec<String> = Vec::new();
+                match cold.scopes_of(self.store.as_ref(), &storage, &def) {
+                    Ok(scopes) => {
+                        for s in scopes {
+                            let listed = &s.manifest().segments;
+                            segments += listed.len() as u64;
+                            count += listed.iter().map(|g| g.rows).sum::<u64>();
+                            used += listed.iter().map(|g| g.bytes).sum::<u64>();
+                        }
+                        problems.extend(
+                            cold.check(self.store.as_ref(), &storage, &def, extended)
+                                .iter()
+                                .map(ToString::to_string),
+                        );
+                    }
+                    Err(e) => problems.push(e.to_string()),
+                }
+                if !problems.is_empty() {
+                    status = "degraded";
+                    error.get_or_insert_with(|| {
+                        format!("table {}: {}", def.qualified_name(), problems.join("; "))
+                    });
+                }
+                tables.push(serde_json::json!({
+                    "table_name": def.qualified_name(),
+                    "segments": segments,
+                    "rows": count,
+                    "status": if problems.is_empty() { "ok" } else { "damaged" },
+                    "problems": problems,
+                }));
             }
-            rows.rows.push(vec![
-                Value::Text(def.qualified_name()),
-                Value::BigInt(segments as i64),
-                Value::BigInt(count as i64),
-                Value::Text(if problems.is_empty() { "ok" } else { "damaged" }.into()),
-                Value::Text(problems.join("; ")),
-            ]);
         }
+        let mut row = vec![
+            Value::Text(storage.id.clone()),
+            Value::Text(status.into()),
+            Value::Boolean(health.readable),
+            Value::Boolean(health.writable),
+            Value::Boolean(health.listable),
+            Value::Boolean(health.deletable),
+            Value::BigInt(health.latency_ms as i64),
+            Value::Null,
+            if extended {
+                Value::BigInt(used as i64)
+            } else {
+                Value::Null
+            },
+            error.map_or(Value::Null, Value::Text),
+            Value::Timestamp(now_ms() as i64 * 1000),
+        ];
+        if extended {
+            row.push(Value::Json(serde_json::Value::Array(tables).to_string()));
+        }
+        rows.rows.push(row);
         Ok(rows)
     }
 }
@@ -453,7 +496,7 @@ impl Engine {
             return Err("The built-in storage 'local' cannot be altered".into());
         }
         let current = catalog::storage(self.store.as_ref(), id)?
-            .ok_or_else(|| Error::NotFound(format!("Storage '{id}' does not exist")))?;
+            .ok_or_else(|| Error::NotFound(format!("Storage '{id}' not found")))?;
         let storage = crate::storage::alter(&current, changes)?;
         self.propose(&caller.user, vec![Op::AlterStorage { storage }])
             .await?;
@@ -476,7 +519,7 @@ impl Engine {
             self.propose_catalog(
                 caller,
                 op,
-                format!("Storage '{id}' does not exist"),
+                format!("Storage '{id}' does not exist (skipped)"),
                 format!("Storage '{id}' dropped successfully"),
             )
             .await?,

@@ -62,14 +62,14 @@ pub fn define(id: &str, spec: &StorageSpec) -> BackendResult<StorageDef> {
         region: spec.region.clone(),
         credentials: spec.credentials.clone(),
         config: spec.config.clone().unwrap_or_else(|| "{}".into()),
-        shared_tables_template: spec
-            .shared_tables_template
-            .clone()
-            .unwrap_or_else(|| catalog::DEFAULT_SHARED_TEMPLATE.into()),
-        user_tables_template: spec
-            .user_tables_template
-            .clone()
-            .unwrap_or_else(|| catalog::DEFAULT_USER_TEMPLATE.into()),
+        shared_tables_template: spec.shared_tables_template.as_deref().map_or_else(
+            || catalog::DEFAULT_SHARED_TEMPLATE.into(),
+            |t| catalog::normalize_template(t, false),
+        ),
+        user_tables_template: spec.user_tables_template.as_deref().map_or_else(
+            || catalog::DEFAULT_USER_TEMPLATE.into(),
+            |t| catalog::normalize_template(t, true),
+        ),
         created_at_ms: 0,
         updated_at_ms: 0,
     };
@@ -87,8 +87,12 @@ pub fn alter(
         match field {
             StorageField::Name => def.name = value.clone(),
             StorageField::Description => def.description = Some(value.clone()),
-            StorageField::SharedTablesTemplate => def.shared_tables_template = value.clone(),
-            StorageField::UserTablesTemplate => def.user_tables_template = value.clone(),
+            StorageField::SharedTablesTemplate => {
+                def.shared_tables_template = catalog::normalize_template(value, false)
+            }
+            StorageField::UserTablesTemplate => {
+                def.user_tables_template = catalog::normalize_template(value, true)
+            }
             StorageField::Credentials => def.credentials = Some(value.clone()),
             StorageField::Config => def.config = value.clone(),
         }

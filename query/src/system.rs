@@ -506,10 +506,15 @@ pub fn jobs(store: &HotStore, pending: Option<&Jobs>) -> Res<Rows> {
     let opt_ts = |ms: Option<u64>| ms.map_or(Value::Null, ms_to_ts);
     for r in catalog::jobs(store)? {
         let seen = local.iter().find(|j| j.id == r.id);
+        // Committed, but this node may still be finishing it (a flush's trim of the hot
+        // tier): completed once the whole job is.
+        let status = seen
+            .filter(|j| j.finished_ms.is_none())
+            .map_or("completed", |j| j.status.name());
         out.rows.push(vec![
             text(&r.id),
             text(r.kind.name()),
-            text("completed"),
+            text(status),
             params(&r.target),
             text(&r.message),
             Value::BigInt(r.rows as i64),
@@ -558,7 +563,17 @@ pub const STORAGES_COLS: Cols = &[
 /// only to `admin` callers, and as `***` otherwise.
 pub fn storages(store: &HotStore, cold: Option<&ColdStore>, admin: bool) -> Result<Rows, String> {
     let mut out = Rows::new(STORAGES_COLS);
-    for def in catalog::storages(store).map_err(|e| e.to_string())? {
+    // The built-in storage is as old as the database: its first user.
+    let first_user_ms = catalog::users(store)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|u| u.created_at_ms)
+        .min();
+    for mut def in catalog::storages(store).map_err(|e| e.to_string())? {
+        if def.id == folddb_materializer::LOCAL_STORAGE && def.created_at_ms == 0 {
+            def.created_at_ms = first_user_ms.unwrap_or(0);
+            def.updated_at_ms = def.created_at_ms;
+        }
         let base = if def.id == folddb_materializer::LOCAL_STORAGE {
             cold.map(|c| c.root().display().to_string())
                 .unwrap_or_default()

@@ -26,6 +26,24 @@ fn message(answer: &Value) -> String {
         .to_owned()
 }
 
+/// `STORAGE CHECK <storage> EXTENDED`: its one row's status and error, and its per-table
+/// detail (`tables`, JSON).
+async fn check(s: &Server, token: &str, storage: &str) -> (String, String, Vec<Value>) {
+    let answer = s
+        .ok(token, &format!("STORAGE CHECK {storage} EXTENDED"))
+        .await;
+    let r = rows(&answer);
+    assert_eq!(r.len(), 1, "one row per storage: {answer}");
+    assert_eq!(r[0][0], storage, "{answer}");
+    let tables: Value =
+        serde_json::from_str(r[0][11].as_str().unwrap_or("null")).unwrap_or_default();
+    (
+        r[0][1].as_str().unwrap_or_default().to_owned(),
+        r[0][9].as_str().unwrap_or_default().to_owned(),
+        tables.as_array().cloned().unwrap_or_default(),
+    )
+}
+
 /// Waits (up to 15 s) until `done` holds.
 async fn eventually(what: &str, done: impl Fn() -> bool) {
     for _ in 0..300 {
@@ -210,12 +228,37 @@ async fn tables_in_a_filesystem_storage_live_where_its_templates_say() {
     let changed = change_s(&s, &t).await;
 
     // STORAGE CHECK names the storage's tables only.
-    let check = rows(&s.ok(&t, "STORAGE CHECK archive").await);
-    let names: Vec<&str> = check.iter().filter_map(|r| r[0].as_str()).collect();
-    assert_eq!(names, ["app.s", "app.u"], "{check:?}");
-    assert!(check.iter().all(|r| r[3] == "ok"), "{check:?}");
-    let local = rows(&s.ok(&t, "STORAGE CHECK local").await);
+    let (status, _, tables) = check(&s, &t, "archive").await;
+    assert_eq!(status, "healthy");
+    let names: Vec<&str> = tables
+        .iter()
+        .filter_map(|r| r["table_name"].as_str())
+        .collect();
+    assert_eq!(names, ["app.s", "app.u"], "{tables:?}");
+    assert!(tables.iter().all(|r| r["status"] == "ok"), "{tables:?}");
+    let (status, _, local) = check(&s, &t, "local").await;
+    assert_eq!(status, "healthy");
     assert!(local.is_empty(), "{local:?}");
+    // Without EXTENDED: the reference's row (no per-table detail).
+    let plain = s.ok(&t, "STORAGE CHECK archive").await;
+    let plain_row = rows(&plain);
+    assert_eq!(plain_row.len(), 1);
+    assert_eq!(
+        (
+            &plain_row[0][0],
+            &plain_row[0][1],
+            &plain_row[0][2],
+            &plain_row[0][3]
+        ),
+        (
+            &Value::from("archive"),
+            &Value::from("healthy"),
+            &Value::from(true),
+            &Value::from(true)
+        )
+    );
+    assert_eq!(plain["results"][0]["schema"][10]["name"], "tested_at");
+    assert!(plain["results"][0]["schema"][11].is_null(), "{plain}");
 
     // In use: not dropped, templates frozen; other settings change.
     let e = error(&s, &t, "DROP STORAGE archive").await;
@@ -295,18 +338,23 @@ async fn tables_in_a_filesystem_storage_live_where_its_templates_say() {
         .find(|f| f.starts_with("shared/app/s/batch-"))
         .expect("a segment");
     std::fs::write(ext.join(victim), b"not parquet").expect("damage");
-    let check = rows(&s.ok(&t, "STORAGE CHECK archive EXTENDED").await);
-    let s_row = check.iter().find(|r| r[0] == "app.s").expect("app.s");
-    assert_eq!(s_row[3], "damaged");
+    let (status, error, tables) = check(&s, &t, "archive").await;
+    assert_eq!(status, "degraded");
+    let s_row = tables
+        .iter()
+        .find(|r| r["table_name"] == "app.s")
+        .expect("app.s");
+    assert_eq!(s_row["status"], "damaged");
     let file_name = Path::new(victim)
         .file_name()
         .expect("name")
         .to_string_lossy()
         .into_owned();
     assert!(
-        s_row[4].as_str().unwrap_or_default().contains(&file_name),
+        s_row["problems"].to_string().contains(&file_name),
         "{s_row:?}"
     );
+    assert!(error.contains(&file_name), "{error}");
 
     // Dropping the tables removes their files; then the storage can go.
     s.ok(&t, "DROP TABLE app.s").await;
@@ -360,7 +408,7 @@ async fn bad_storage_input_is_refused_and_changes_nothing() {
             format!(
                 "CREATE STORAGE g TYPE 'filesystem' PATH '{path}' USER_TABLES_TEMPLATE '{{userId}}/{{namespace}}/{{tableName}}'"
             ),
-            "must end with a '{userId}' directory",
+            "must end with the user's directory",
         ),
         (
             format!(
@@ -394,18 +442,18 @@ async fn bad_storage_input_is_refused_and_changes_nothing() {
         ),
         (
             "CREATE TABLE app.t (id BIGINT PRIMARY KEY) WITH (STORAGE_ID = 'nope')".to_owned(),
-            "Storage 'nope' does not exist",
+            "Storage 'nope' not found",
         ),
         ("DROP STORAGE local".to_owned(), "cannot be dropped"),
         (
             "ALTER STORAGE local SET DESCRIPTION 'x'".to_owned(),
             "cannot be altered",
         ),
-        ("DROP STORAGE nope".to_owned(), "does not exist"),
-        ("STORAGE CHECK nope".to_owned(), "does not exist"),
+        ("DROP STORAGE nope".to_owned(), "Storage 'nope' not found"),
+        ("STORAGE CHECK nope".to_owned(), "Storage 'nope' not found"),
         (
             "ALTER STORAGE nope SET NAME 'x'".to_owned(),
-            "does not exist",
+            "Storage 'nope' not found",
         ),
         ("ALTER STORAGE local".to_owned(), "SET"),
     ];
@@ -424,7 +472,7 @@ async fn bad_storage_input_is_refused_and_changes_nothing() {
     assert!(tables.is_empty(), "{tables:?}");
     assert_eq!(
         message(&s.ok(&t, "DROP STORAGE IF EXISTS nope").await),
-        "Storage 'nope' does not exist"
+        "Storage 'nope' does not exist (skipped)"
     );
 
     // Created once; again is an error, or a no-op with IF NOT EXISTS.
@@ -490,16 +538,9 @@ async fn an_unreachable_object_storage_fails_loudly_and_loses_nothing() {
     );
     assert_eq!(r[0][0], "s3");
     assert_eq!(r[0][1], "s3://lake/folddb");
-    let check = rows(&s.ok(&t, "STORAGE CHECK lake").await);
-    assert_eq!(check.len(), 1, "{check:?}");
-    assert_eq!(check[0][3], "unreachable");
-    assert!(
-        check[0][4]
-            .as_str()
-            .unwrap_or_default()
-            .contains("s3://lake/folddb"),
-        "{check:?}"
-    );
+    let (status, error, _) = check(&s, &t, "lake").await;
+    assert_eq!(status, "unreachable");
+    assert!(error.contains("s3://lake/folddb"), "{error}");
 
     s.ok(&t, "CREATE NAMESPACE app").await;
     s.ok(
@@ -543,8 +584,9 @@ async fn tables_in_an_s3_storage_are_objects_in_its_bucket() {
     let s = Server::start(&dir.path().join("data")).await;
     let t = s.setup_and_login().await;
     create_lake(&s, &t, &s3).await;
-    let check = rows(&s.ok(&t, "STORAGE CHECK lake").await);
-    assert!(check.is_empty(), "reachable, no tables yet: {check:?}");
+    let (status, error, tables) = check(&s, &t, "lake").await;
+    assert_eq!(status, "healthy", "{error}");
+    assert!(tables.is_empty(), "reachable, no tables yet: {tables:?}");
     create_tables(&s, &t, "lake").await;
     let before = answers(&s, &t).await;
     for table in ["app.s", "app.u"] {
@@ -602,8 +644,9 @@ async fn tables_in_an_s3_storage_are_objects_in_its_bucket() {
         changed,
         "the same answers after compaction"
     );
-    let check = rows(&s.ok(&t, "STORAGE CHECK lake EXTENDED").await);
-    assert!(check.iter().all(|r| r[3] == "ok"), "{check:?}");
+    let (status, error, tables) = check(&s, &t, "lake").await;
+    assert_eq!(status, "healthy", "{error}");
+    assert!(tables.iter().all(|r| r["status"] == "ok"), "{tables:?}");
 
     s.ok(&t, "DROP TABLE app.s").await;
     eventually("the dropped table's objects are removed", || {
@@ -660,4 +703,128 @@ async fn flushed_keys_are_checked_without_reaching_the_object_storage() {
     );
     let r = rows(&s.ok(&t, "SELECT v FROM app.s WHERE id = 7").await);
     assert_eq!(r, vec![serde_json::json!(["v7"])]);
+}
+
+/// The storage answers KalamDB's clients expect (#17 item 4): SHOW STORAGES for every role
+/// (credentials masked) with timestamps, the reference's templates accepted (kept safe),
+/// and a compaction job's message.
+#[tokio::test]
+async fn storage_answers_match_the_reference() {
+    let s3 = folddb_tests::s3::FakeS3::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ext = dir.path().join("tenants");
+    let s = Server::start(&dir.path().join("data")).await;
+    let t = s.setup_and_login().await;
+    create_lake(&s, &t, &s3).await;
+    let path = ext.display().to_string();
+    s.ok(
+        &t,
+        &format!(
+            "CREATE STORAGE tenants TYPE 'filesystem' PATH '{path}' \
+             USER_TABLES_TEMPLATE 'ns_{{namespace}}/tbl_{{table_name}}/usr_{{userId}}'"
+        ),
+    )
+    .await;
+    // The reference accepts a template without the table; FoldDB keeps tables apart.
+    s.ok(
+        &t,
+        &format!(
+            "CREATE STORAGE flat TYPE 'filesystem' PATH '{path}/flat' USER_TABLES_TEMPLATE 'users/{{user_id}}'"
+        ),
+    )
+    .await;
+    for bad in [
+        "../{namespace}/{tableName}/{userId}",
+        "/abs/{namespace}/{tableName}/{userId}",
+        "{namespace}/{tableName}/all",
+    ] {
+        let e = error(
+            &s,
+            &t,
+            &format!("ALTER STORAGE flat SET USER_TABLES_TEMPLATE '{bad}'"),
+        )
+        .await;
+        assert!(e.contains("USER_TABLES_TEMPLATE"), "{bad}: {e}");
+    }
+
+    // Every role lists storages; only admins see credentials; every row has its times.
+    let alice = s.user(&t, "alice", "Secret123!", "user").await;
+    for (token, secret_shown) in [(&t, true), (&alice, false)] {
+        let answer = s.ok(token, "SHOW STORAGES").await;
+        let listed = rows(&answer);
+        assert_eq!(listed.len(), 4, "{answer}");
+        for r in &listed {
+            assert!(!r[9].is_null() && !r[10].is_null(), "timestamps: {r}");
+        }
+        let lake = listed.iter().find(|r| r[0] == "lake").expect("lake");
+        assert!(lake[5].is_string(), "{lake}");
+        assert_eq!(lake[5] != "***", secret_shown, "{lake}");
+        let tenants = listed.iter().find(|r| r[0] == "tenants").expect("tenants");
+        assert_eq!(tenants[8], "ns_{namespace}/tbl_{tableName}/usr_{userId}");
+        let flat = listed.iter().find(|r| r[0] == "flat").expect("flat");
+        assert_eq!(flat[8], "users/{namespace}/{tableName}/{userId}");
+    }
+
+    // Rows land where the template says, per owner, and read back.
+    s.ok(&t, "CREATE NAMESPACE app").await;
+    for (table, storage) in [("u", "tenants"), ("f", "flat"), ("g", "flat")] {
+        s.ok(
+            &t,
+            &format!("CREATE USER TABLE app.{table} (id BIGINT PRIMARY KEY, v TEXT) WITH (STORAGE_ID = '{storage}')"),
+        )
+        .await;
+        s.ok(
+            &alice,
+            &format!("INSERT INTO app.{table} (id, v) VALUES (1, '{table}')"),
+        )
+        .await;
+        let (status, m) = flush(&s, &t, &format!("app.{table}")).await;
+        assert_eq!(status, "completed", "{m}");
+    }
+    let on_disk = files(&ext);
+    for dir in [
+        "ns_app/tbl_u/usr_alice/",
+        "flat/users/app/f/alice/",
+        "flat/users/app/g/alice/",
+    ] {
+        assert!(
+            on_disk
+                .iter()
+                .any(|f| f.starts_with(dir) && f.ends_with(".parquet")),
+            "{dir}: {on_disk:?}"
+        );
+    }
+    for table in ["u", "f", "g"] {
+        let r = rows(&s.ok(&alice, &format!("SELECT v FROM app.{table}")).await);
+        assert_eq!(r, vec![serde_json::json!([table])]);
+    }
+    // Dropping one table leaves the other's files.
+    s.ok(&t, "DROP TABLE app.f").await;
+    eventually("the dropped table's files are removed", || {
+        !files(&ext)
+            .iter()
+            .any(|f| f.starts_with("flat/users/app/f/"))
+    })
+    .await;
+    assert!(
+        files(&ext)
+            .iter()
+            .any(|f| f.starts_with("flat/users/app/g/alice/"))
+    );
+    assert_eq!(
+        rows(&s.ok(&alice, "SELECT v FROM app.g").await),
+        vec![serde_json::json!(["g"])]
+    );
+
+    // A finished compaction says so as the reference does.
+    s.ok(&alice, "INSERT INTO app.u (id, v) VALUES (2, 'more')")
+        .await;
+    flush(&s, &t, "app.u").await;
+    let answer = s.ok(&t, "STORAGE COMPACT TABLE app.u").await;
+    let m = message(&answer);
+    let id = m.rsplit("Job ID: ").next().unwrap_or_default().to_owned();
+    assert!(id.starts_with("CO-"), "{m}");
+    let (status, m) = s.wait_job(&t, &id).await;
+    assert_eq!(status, "completed", "{m}");
+    assert!(m.starts_with("Compaction completed for app.u"), "{m}");
 }

@@ -415,10 +415,98 @@ pub fn check(def: &StorageDef) -> BackendResult<()> {
     }
 }
 
-/// Whether the storage answers: its base can be listed. Returns where it is.
-pub fn probe(backend: &dyn Backend) -> BackendResult<String> {
-    backend.list("")?;
-    Ok(backend.locate(""))
+/// What a storage could do when it was last tried ([`health`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    pub readable: bool,
+    pub writable: bool,
+    pub listable: bool,
+    pub deletable: bool,
+    /// How long the whole probe took, ms.
+    pub latency_ms: u64,
+    /// The first problem met, naming the operation.
+    pub error: Option<String>,
+}
+
+impl Health {
+    /// `healthy` (everything worked), `unreachable` (nothing did) or `degraded`.
+    pub fn status(&self) -> &'static str {
+        let ok = [self.readable, self.writable, self.listable, self.deletable];
+        if ok.iter().all(|b| *b) {
+            "healthy"
+        } else if ok.iter().any(|b| *b) {
+            "degraded"
+        } else {
+            "unreachable"
+        }
+    }
+}
+
+/// Where [`health`] writes its probe file (removed again at once).
+pub const HEALTH_DIR: &str = ".folddb-health";
+
+/// Tries each thing a storage must do: write a small file, read it back, list it, remove it.
+pub fn health(backend: &dyn Backend) -> Health {
+    let started = std::time::Instant::now();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let name = format!("probe-{nanos:x}-{}", std::process::id());
+    let path = join(HEALTH_DIR, &name);
+    let body = name.as_bytes().to_vec();
+    let mut error: Option<String> = None;
+    let mut note = |what: &str, e: String| {
+        error.get_or_insert_with(|| format!("{what}: {e}"));
+    };
+    let writable = backend
+        .write(&path, body.clone())
+        .map_err(|e| note("write", e))
+        .is_ok();
+    let readable = match backend.read(&path) {
+        Ok(Some(b)) if b[..] == body[..] || !writable => true,
+        Ok(Some(_)) => {
+            note("read", "the probe file read back different bytes".into());
+            false
+        }
+        // Nothing to read back when the write failed: listing the base shows reads work.
+        Ok(None) if !writable => backend.list("").is_ok(),
+        Ok(None) => {
+            note("read", "the probe file just written is missing".into());
+            false
+        }
+        Err(e) => {
+            note("read", e);
+            false
+        }
+    };
+    let listable = match backend.list(HEALTH_DIR) {
+        Ok(l) if !writable || l.files.contains(&name) => true,
+        Ok(_) => {
+            note("list", "the probe file just written is not listed".into());
+            false
+        }
+        Err(e) => {
+            note("list", e);
+            false
+        }
+    };
+    let deletable = writable
+        && backend
+            .remove(&path)
+            .and_then(|()| match backend.open(&path)? {
+                None => Ok(()),
+                Some(_) => Err("the probe file is still there after its removal".into()),
+            })
+            .map_err(|e| note("remove", e))
+            .is_ok();
+    Health {
+        readable,
+        writable,
+        listable,
+        deletable,
+        latency_ms: started.elapsed().as_millis() as u64,
+        error,
+    }
 }
 
 #[cfg(test)]
@@ -501,5 +589,58 @@ pub(crate) mod tests {
         // Nothing listens there: a clear error naming the location, not a panic.
         let err = backend.read("x/y").expect_err("unreachable");
         assert!(err.contains("s3://b/p/x/y"), "{err}");
+    }
+
+    /// A backend whose writes fail (a full or read-only disk), through the trait.
+    #[derive(Debug)]
+    struct NoWrites(LocalBackend);
+
+    impl Backend for NoWrites {
+        fn locate(&self, path: &str) -> String {
+            self.0.locate(path)
+        }
+        fn open(&self, path: &str) -> BackendResult<Option<Source>> {
+            self.0.open(path)
+        }
+        fn write(&self, _path: &str, _bytes: Vec<u8>) -> BackendResult<()> {
+            Err("no space left on device".into())
+        }
+        fn list(&self, dir: &str) -> BackendResult<Listing> {
+            self.0.list(dir)
+        }
+        fn remove(&self, path: &str) -> BackendResult<()> {
+            self.0.remove(path)
+        }
+        fn remove_all(&self, dir: &str) -> BackendResult<()> {
+            self.0.remove_all(dir)
+        }
+    }
+
+    #[test]
+    fn health_tries_every_operation_and_leaves_nothing_behind() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let h = health(&LocalBackend::new(tmp.path()));
+        assert_eq!((h.status(), h.error.as_deref()), ("healthy", None));
+        let left = LocalBackend::new(tmp.path())
+            .list(HEALTH_DIR)
+            .expect("list");
+        assert!(left.files.is_empty(), "{left:?}");
+        let memory = Arc::new(object_store::memory::InMemory::new());
+        let io = io();
+        let object =
+            ObjectBackend::new(memory, "memory://", "p").with_io(Some(io.handle().clone()));
+        assert_eq!(health(&object).status(), "healthy");
+
+        let h = health(&NoWrites(LocalBackend::new(tmp.path())));
+        assert_eq!(h.status(), "degraded");
+        assert!((h.readable, h.listable) == (true, true) && !h.writable && !h.deletable);
+        assert_eq!(h.error.as_deref(), Some("write: no space left on device"));
+
+        // A base that is a file, not a directory: nothing works.
+        let file = tmp.path().join("plain");
+        std::fs::write(&file, b"x").expect("write");
+        let h = health(&LocalBackend::new(&file));
+        assert_eq!(h.status(), "unreachable", "{h:?}");
+        assert!(h.error.is_some_and(|e| e.starts_with("write: ")));
     }
 }

@@ -154,8 +154,11 @@ pub struct ColumnStats {
 /// The directory of all of a table's cold data in `storage`, relative to its base: the
 /// shared template, or the user template up to its `{userId}` directory.
 pub fn table_dir(storage: &StorageDef, def: &TableDef) -> String {
-    let user = (def.kind != TableKind::Shared).then_some("");
-    storage.table_path(&def.namespace, &def.name, user)
+    if def.kind == TableKind::Shared {
+        storage.table_path(&def.namespace, &def.name, None)
+    } else {
+        storage.user_tables_dir(&def.namespace, &def.name)
+    }
 }
 
 /// The directory of a table scope in `storage`, from its templates: `{namespace}/{tableName}`
