@@ -10,6 +10,7 @@ mod guard;
 mod http;
 mod live;
 mod log_cmd;
+mod metrics;
 mod server;
 mod server_logs;
 mod subscribe;

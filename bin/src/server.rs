@@ -40,6 +40,8 @@ pub(crate) struct State {
     pub(crate) node: Arc<Node<EventFold>>,
     listen: SocketAddr,
     pub(crate) live_config: crate::config::LiveConfig,
+    /// Renders `/metrics`.
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 type Reply = Response<Vec<u8>>;
@@ -302,6 +304,7 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
         config.auth.max_failed_logins,
         config.auth.lockout_minutes,
     );
+    let metrics = crate::metrics::install().context("installing the metrics recorder")?;
     let hub = Arc::new(folddb_realtime::Hub::new(config.live.connection_queue));
     tokio::spawn(hub.clone().run(node.changes()));
     let state = Arc::new(State {
@@ -314,6 +317,7 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
         node: node.clone(),
         listen,
         live_config: config.live.clone(),
+        metrics,
     });
     // Background tasks hold the state; they end before the node is shut down.
     let background = [
@@ -346,9 +350,15 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
                         return Ok::<_, Infallible>(crate::http::request_timeout());
                     };
                     let peer = peer.map(|p| p.0);
-                    Ok::<_, Infallible>(
-                        handle(&state, method, path.as_str(), &headers, peer, body).await,
-                    )
+                    let started = Instant::now();
+                    let endpoint = crate::metrics::endpoint(path.as_str());
+                    let r = handle(&state, method, path.as_str(), &headers, peer, body).await;
+                    crate::metrics::record_request(
+                        endpoint,
+                        r.status().as_u16(),
+                        started.elapsed(),
+                    );
+                    Ok::<_, Infallible>(r)
                 }
             }
         })
@@ -367,6 +377,7 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
                   query: std::collections::HashMap<String, String>| {
                 let state = state.clone();
                 let params = crate::live::Params::from_query(&query);
+                metrics::counter!("folddb_ws_upgrades_total").increment(1);
                 ws.max_message_size(crate::live::MAX_FRAME_BYTES * 2)
                     .on_upgrade(move |socket| {
                         crate::live::connection(state, socket, authorization, params)
@@ -505,11 +516,45 @@ async fn handle(
         ("POST", "/v1/api/auth/refresh") => refresh(state, headers).await,
         ("POST", "/v1/api/auth/logout") => logout(),
         ("GET", "/v1/api/auth/me") => me(state, headers),
+        ("GET", "/metrics") => scrape(state, headers, peer),
         _ => reply(
             StatusCode::NOT_FOUND,
             &json!({"error": "not_found", "message": format!("No route for {method} {path}")}),
         ),
     }
+}
+
+/// `GET /metrics` (README, "Metrics"): from loopback, or with a dba's or system's token.
+fn scrape(state: &State, headers: &HeaderMap, peer: Option<SocketAddr>) -> Reply {
+    if !is_local(peer) {
+        let admin = match bearer(headers) {
+            Ok(Some(token)) => caller_of(state, token).is_ok_and(|c| c.role.is_admin()),
+            _ => false,
+        };
+        if !admin {
+            return reply(
+                StatusCode::FORBIDDEN,
+                &json!({"error": "Access denied. /metrics is for localhost or a dba's token."}),
+            );
+        }
+    }
+    let status = state.node.status();
+    let mut snapshot = crate::metrics::Snapshot {
+        applied_index: status.last_applied,
+        last_log_index: status.last_log_index,
+        subscriptions: folddb_query::live::LiveSource::list(state.live.as_ref()).len(),
+        queues: state.hub.queues(),
+        ..Default::default()
+    };
+    snapshot.sizes(state.engine.store());
+    snapshot.publish();
+    let mut r = Response::new(state.metrics.render().into_bytes());
+    *r.status_mut() = StatusCode::OK;
+    r.headers_mut().insert(
+        "content-type",
+        warp::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
 }
 
 fn health(state: &State, peer: Option<SocketAddr>) -> Reply {

@@ -394,7 +394,11 @@ impl Log {
             (None, Some(next)) => next,
             (None, None) => LogIndex(1),
         };
+        let entries = items.len();
+        let started = std::time::Instant::now();
         let result = write_frames(shared, &mut st, start, items);
+        metrics::histogram!("folddb_log_append_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("folddb_log_appended_entries_total").increment(entries as u64);
         if let Err(e) = &result {
             poison(shared, &mut st, format!("append failed: {e}"));
         }
@@ -965,11 +969,18 @@ fn sync_loop(shared: &Shared) {
             return;
         };
         let (file, path, epoch) = (active.file.clone(), active.path.clone(), st.epoch);
+        // The entries this sync makes durable: one group commit.
+        let group = target
+            .map_or(0, |t| t.0)
+            .saturating_sub(st.durable.map_or(0, |d| d.0));
         drop(st);
+        let started = std::time::Instant::now();
         let result = file.sync_data();
+        metrics::histogram!("folddb_log_fsync_seconds").record(started.elapsed().as_secs_f64());
         st = lock(&shared.state);
         match result {
             Ok(()) => {
+                metrics::histogram!("folddb_log_group_commit_entries").record(group as f64);
                 // A truncation during the sync may have removed what it covered; go round.
                 if st.epoch == epoch && target > st.durable && st.poisoned.is_none() {
                     st.durable = target;

@@ -71,7 +71,7 @@ impl Family {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Family::Rows => "rows",
             Family::Streams => "streams",

@@ -765,6 +765,7 @@ impl Engine {
                 dml_as.user = user.clone();
             }
             let fail = |e: Error| SqlError::from(e).in_statement(i, stmt);
+            metrics::counter!("folddb_sql_statements_total", "kind" => c.kind()).increment(1);
             let stream = single.then_some(deadline);
             let run = self.run(caller, &mut namespace, &mut tx, statement, &params, stream);
             let out = match tokio::time::timeout_at(deadline, run).await {

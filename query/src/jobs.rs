@@ -121,6 +121,12 @@ impl Jobs {
                 Ok(m) => (JobStatus::Completed, m),
                 Err(m) => (JobStatus::Failed, m),
             };
+            metrics::counter!("folddb_jobs_finished_total", "kind" => j.kind.name(), "status" => status.name())
+                .increment(1);
+            if let Some(started) = j.started_ms {
+                metrics::histogram!("folddb_job_seconds", "kind" => j.kind.name())
+                    .record(now_ms().saturating_sub(started) as f64 / 1000.0);
+            }
             j.status = status;
             j.message = message;
             j.finished_ms = Some(now_ms());

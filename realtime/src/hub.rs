@@ -263,12 +263,17 @@ impl Hub {
                 w.targets(e, &mut targets);
             }
         }
+        let mut dropped = 0u64;
         for c in targets {
             if let Some(outlet) = inner.connections.get(&c)
                 && outlet.tx.try_send(delivery.clone()).is_err()
             {
                 outlet.missed.fetch_add(1, Ordering::Relaxed);
+                dropped += 1;
             }
+        }
+        if dropped > 0 {
+            metrics::counter!("folddb_live_queue_drops_total").increment(dropped);
         }
     }
 
@@ -280,9 +285,27 @@ impl Hub {
 
     /// The dispatcher told of a lag in the feed itself: every connection missed them.
     fn missed_everywhere(&self, n: u64) {
-        for outlet in self.lock().connections.values() {
+        let inner = self.lock();
+        for outlet in inner.connections.values() {
             outlet.missed.fetch_add(n, Ordering::Relaxed);
         }
+        metrics::counter!("folddb_live_queue_drops_total")
+            .increment(n.saturating_mul(inner.connections.len() as u64));
+    }
+
+    /// Connections, and the change sets queued for them: in all, and at most for one.
+    pub fn queues(&self) -> (usize, usize, usize) {
+        let inner = self.lock();
+        let depths = inner
+            .connections
+            .values()
+            .map(|o| o.tx.max_capacity() - o.tx.capacity());
+        let (mut total, mut max) = (0, 0);
+        for d in depths {
+            total += d;
+            max = max.max(d);
+        }
+        (inner.connections.len(), total, max)
     }
 
     /// Runs the dispatcher until the feed closes.

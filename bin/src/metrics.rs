@@ -1,0 +1,234 @@
+//! `GET /metrics`: the server's figures in Prometheus text format (README, "Metrics").
+//! Counters and histograms are recorded where things happen, through the `metrics` facade
+//! (HTTP requests here, statements in `folddb-query`, log appends and fsyncs in
+//! `folddb-log`, queue drops in `folddb-realtime`); gauges of state (applied index, lag,
+//! subscriptions, queues, store sizes) are read when the endpoint is scraped.
+
+use std::time::Duration;
+
+use folddb_materializer::{Family, catalog};
+use metrics::{describe_counter, describe_gauge, describe_histogram, gauge};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Bucket bounds of every `*_seconds` histogram.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// Bucket bounds of the group-commit size (entries per fsync).
+const GROUP_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
+
+/// Installs the process's recorder (once, by `folddb serve`) and describes every metric.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full("folddb_log_group_commit_entries".into()),
+            GROUP_BUCKETS,
+        )?
+        .install_recorder()?;
+    describe();
+    Ok(handle)
+}
+
+fn describe() {
+    describe_counter!(
+        "folddb_http_requests_total",
+        "HTTP requests answered, by endpoint and status code"
+    );
+    describe_histogram!(
+        "folddb_http_request_duration_seconds",
+        "Time to answer an HTTP request (to the response head), by endpoint"
+    );
+    describe_counter!(
+        "folddb_ws_upgrades_total",
+        "WebSocket connections opened on /v1/ws"
+    );
+    describe_counter!(
+        "folddb_sql_statements_total",
+        "SQL statements run, by kind (select, insert, update, delete, ddl, …)"
+    );
+    describe_histogram!(
+        "folddb_log_append_seconds",
+        "Time to write one batch of entries to the log (before fsync)"
+    );
+    describe_counter!(
+        "folddb_log_appended_entries_total",
+        "Entries appended to the log"
+    );
+    describe_histogram!(
+        "folddb_log_fsync_seconds",
+        "Time of one fdatasync of the log"
+    );
+    describe_histogram!(
+        "folddb_log_group_commit_entries",
+        "Entries one fdatasync made durable (group commit size)"
+    );
+    describe_gauge!("folddb_applied_index", "Last log index applied to state");
+    describe_gauge!("folddb_log_last_index", "Last log index written");
+    describe_gauge!(
+        "folddb_apply_lag_entries",
+        "Entries written to the log and not yet applied"
+    );
+    describe_gauge!("folddb_live_subscriptions", "Live queries open");
+    describe_gauge!("folddb_live_connections", "WebSocket connections open");
+    describe_gauge!(
+        "folddb_live_queued_change_sets",
+        "Change sets queued for WebSocket connections, in all"
+    );
+    describe_gauge!(
+        "folddb_live_max_connection_queue",
+        "Change sets queued for the most behind connection"
+    );
+    describe_counter!(
+        "folddb_live_queue_drops_total",
+        "Change sets a connection's full queue could not take (it is caught up from the journal)"
+    );
+    describe_counter!(
+        "folddb_jobs_finished_total",
+        "Flush, compaction and eviction jobs finished, by kind and status"
+    );
+    describe_histogram!("folddb_job_seconds", "Time a job ran, by kind");
+    describe_gauge!(
+        "folddb_rocksdb_bytes",
+        "Hot tier size by column family (live data estimate plus memtables)"
+    );
+    describe_gauge!(
+        "folddb_cold_tier_bytes",
+        "Bytes of Parquet segments listed by the cold tier's manifests"
+    );
+    describe_gauge!(
+        "folddb_cold_tier_segments",
+        "Parquet segments listed by the cold tier's manifests"
+    );
+    describe_gauge!(
+        "folddb_process_resident_bytes",
+        "Resident memory of the server process"
+    );
+    describe_gauge!(
+        "folddb_process_cpu_seconds",
+        "CPU time the server process has spent"
+    );
+}
+
+/// The `endpoint` label of a request: its route, or `other` (a label per unknown path
+/// would let clients grow the series without bound).
+pub fn endpoint(path: &str) -> &'static str {
+    match path {
+        "/v1/api/sql" => "/v1/api/sql",
+        "/health" => "/health",
+        "/v1/api/healthcheck" => "/v1/api/healthcheck",
+        "/v1/api/cluster/health" => "/v1/api/cluster/health",
+        "/v1/api/auth/status" => "/v1/api/auth/status",
+        "/v1/api/auth/setup" => "/v1/api/auth/setup",
+        "/v1/api/auth/login" => "/v1/api/auth/login",
+        "/v1/api/auth/refresh" => "/v1/api/auth/refresh",
+        "/v1/api/auth/logout" => "/v1/api/auth/logout",
+        "/v1/api/auth/me" => "/v1/api/auth/me",
+        "/metrics" => "/metrics",
+        _ => "other",
+    }
+}
+
+/// Counts one answered request.
+pub fn record_request(endpoint: &'static str, status: u16, took: Duration) {
+    metrics::counter!("folddb_http_requests_total", "endpoint" => endpoint, "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("folddb_http_request_duration_seconds", "endpoint" => endpoint)
+        .record(took.as_secs_f64());
+}
+
+/// The node's state as gauges.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Snapshot {
+    pub applied_index: u64,
+    pub last_log_index: u64,
+    pub subscriptions: usize,
+    /// Connections, change sets queued in all, at most for one connection.
+    pub queues: (usize, usize, usize),
+    pub family_bytes: Vec<(&'static str, u64)>,
+    pub cold_bytes: u64,
+    pub cold_segments: u64,
+}
+
+impl Snapshot {
+    /// Reads the sizes of the hot and cold tiers from `store` (the rest is the caller's).
+    pub fn sizes(&mut self, store: &folddb_materializer::HotStore) {
+        self.family_bytes = Family::ALL
+            .iter()
+            .map(|f| (f.name(), store.family_bytes(*f).unwrap_or(0)))
+            .collect();
+        let tables = catalog::tables(store, None).unwrap_or_default();
+        for t in tables {
+            for m in catalog::manifests(store, t.id).unwrap_or_default() {
+                self.cold_segments += m.segments.len() as u64;
+                self.cold_bytes += m.segments.iter().map(|s| s.bytes).sum::<u64>();
+            }
+        }
+    }
+
+    /// Sets the gauges.
+    pub fn publish(&self) {
+        gauge!("folddb_applied_index").set(self.applied_index as f64);
+        gauge!("folddb_log_last_index").set(self.last_log_index as f64);
+        gauge!("folddb_apply_lag_entries")
+            .set(self.last_log_index.saturating_sub(self.applied_index) as f64);
+        gauge!("folddb_live_subscriptions").set(self.subscriptions as f64);
+        gauge!("folddb_live_connections").set(self.queues.0 as f64);
+        gauge!("folddb_live_queued_change_sets").set(self.queues.1 as f64);
+        gauge!("folddb_live_max_connection_queue").set(self.queues.2 as f64);
+        for (family, bytes) in &self.family_bytes {
+            gauge!("folddb_rocksdb_bytes", "family" => *family).set(*bytes as f64);
+        }
+        gauge!("folddb_cold_tier_bytes").set(self.cold_bytes as f64);
+        gauge!("folddb_cold_tier_segments").set(self.cold_segments as f64);
+        let (rss, _) = folddb_query::system::process_memory();
+        gauge!("folddb_process_resident_bytes").set(rss as f64);
+        gauge!("folddb_process_cpu_seconds")
+            .set(folddb_query::system::process_cpu_ms() as f64 / 1000.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scrape_renders_what_was_recorded_in_prometheus_text() {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .expect("buckets")
+            .build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            describe();
+            record_request(endpoint("/v1/api/sql"), 200, Duration::from_millis(3));
+            record_request(endpoint("/no/such/path"), 404, Duration::from_millis(1));
+            Snapshot {
+                applied_index: 7,
+                last_log_index: 9,
+                queues: (2, 5, 4),
+                family_bytes: vec![("rows", 100)],
+                ..Snapshot::default()
+            }
+            .publish();
+        });
+        let text = handle.render();
+        for line in [
+            "# TYPE folddb_http_requests_total counter",
+            "folddb_http_requests_total{endpoint=\"/v1/api/sql\",status=\"200\"} 1",
+            "folddb_http_requests_total{endpoint=\"other\",status=\"404\"} 1",
+            "# TYPE folddb_http_request_duration_seconds histogram",
+            "folddb_http_request_duration_seconds_bucket{endpoint=\"/v1/api/sql\",le=\"0.005\"} 1",
+            "folddb_apply_lag_entries 2",
+            "folddb_live_max_connection_queue 4",
+            "folddb_rocksdb_bytes{family=\"rows\"} 100",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
+    }
+}
