@@ -258,7 +258,7 @@ pub async fn serve(
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout);
         let conn = builder
-            .serve_connection(TokioIo::new(stream), handler)
+            .serve_connection(TokioIo::new(QuickAck(stream)), handler)
             .with_upgrades();
         let counted = Counted::new(open.clone());
         let mut stop = stop_rx.clone();
@@ -339,5 +339,72 @@ mod tests {
         assert!(!a.admit(x, 3));
         assert!(a.admit(y, 3));
         assert!(a.admit(x, 0), "0 is unlimited");
+    }
+}
+
+/// An accepted connection that acknowledges what it reads at once (`TCP_QUICKACK`, set
+/// again after every read: Linux clears it as a connection turns interactive). A client
+/// that leaves Nagle's algorithm on (KalamDB's SDK does, on its WebSocket) holds a small
+/// frame until its previous one is acknowledged; with the kernel's delayed ACK that is up
+/// to 40 ms whenever the server has nothing to answer it with (an unsubscribe, the body of
+/// a request whose head went first).
+#[derive(Debug)]
+pub struct QuickAck(pub tokio::net::TcpStream);
+
+impl QuickAck {
+    fn ack_now(&self) {
+        // A failure only costs the delay it avoids.
+        let _ = rustix::net::sockopt::set_tcp_quickack(&self.0, true);
+    }
+}
+
+impl tokio::io::AsyncRead for QuickAck {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
+        if matches!(polled, std::task::Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.ack_now();
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for QuickAck {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }

@@ -190,6 +190,45 @@ impl Snapshot {
     }
 }
 
+/// `GET /metrics` (README, "Metrics"): from loopback, or with a dba's or system's token.
+pub(crate) fn scrape(
+    state: &crate::server::State,
+    headers: &warp::http::HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+) -> warp::http::Response<Vec<u8>> {
+    if !crate::server::is_local(peer) {
+        let admin = match crate::server::bearer(headers) {
+            Ok(Some(token)) => {
+                crate::server::caller_of(state, token).is_ok_and(|c| c.role.is_admin())
+            }
+            _ => false,
+        };
+        if !admin {
+            return crate::server::reply(
+                warp::http::StatusCode::FORBIDDEN,
+                &serde_json::json!({"error": "Access denied. /metrics is for localhost or a dba's token."}),
+            );
+        }
+    }
+    let status = state.node.status();
+    let mut snapshot = crate::metrics::Snapshot {
+        applied_index: status.last_applied,
+        last_log_index: status.last_log_index,
+        subscriptions: folddb_query::live::LiveSource::list(state.live.as_ref()).len(),
+        queues: state.hub.queues(),
+        ..Default::default()
+    };
+    snapshot.sizes(state.engine.store());
+    snapshot.publish();
+    let mut r = warp::http::Response::new(state.metrics.render().into_bytes());
+    *r.status_mut() = warp::http::StatusCode::OK;
+    r.headers_mut().insert(
+        "content-type",
+        warp::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,12 +41,12 @@ pub(crate) struct State {
     listen: SocketAddr,
     pub(crate) live_config: crate::config::LiveConfig,
     /// Renders `/metrics`.
-    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub(crate) metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 type Reply = Response<Vec<u8>>;
 
-fn reply(status: StatusCode, body: &Json) -> Reply {
+pub(crate) fn reply(status: StatusCode, body: &Json) -> Reply {
     let mut r = Response::new(serde_json::to_vec(body).unwrap_or_default());
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -91,7 +91,7 @@ fn sql_error(
     )
 }
 
-fn is_local(peer: Option<SocketAddr>) -> bool {
+pub(crate) fn is_local(peer: Option<SocketAddr>) -> bool {
     peer.is_some_and(|p| match p.ip() {
         IpAddr::V4(ip) => ip.is_loopback(),
         IpAddr::V6(ip) => {
@@ -516,45 +516,12 @@ async fn handle(
         ("POST", "/v1/api/auth/refresh") => refresh(state, headers).await,
         ("POST", "/v1/api/auth/logout") => logout(),
         ("GET", "/v1/api/auth/me") => me(state, headers),
-        ("GET", "/metrics") => scrape(state, headers, peer),
+        ("GET", "/metrics") => crate::metrics::scrape(state, headers, peer),
         _ => reply(
             StatusCode::NOT_FOUND,
             &json!({"error": "not_found", "message": format!("No route for {method} {path}")}),
         ),
     }
-}
-
-/// `GET /metrics` (README, "Metrics"): from loopback, or with a dba's or system's token.
-fn scrape(state: &State, headers: &HeaderMap, peer: Option<SocketAddr>) -> Reply {
-    if !is_local(peer) {
-        let admin = match bearer(headers) {
-            Ok(Some(token)) => caller_of(state, token).is_ok_and(|c| c.role.is_admin()),
-            _ => false,
-        };
-        if !admin {
-            return reply(
-                StatusCode::FORBIDDEN,
-                &json!({"error": "Access denied. /metrics is for localhost or a dba's token."}),
-            );
-        }
-    }
-    let status = state.node.status();
-    let mut snapshot = crate::metrics::Snapshot {
-        applied_index: status.last_applied,
-        last_log_index: status.last_log_index,
-        subscriptions: folddb_query::live::LiveSource::list(state.live.as_ref()).len(),
-        queues: state.hub.queues(),
-        ..Default::default()
-    };
-    snapshot.sizes(state.engine.store());
-    snapshot.publish();
-    let mut r = Response::new(state.metrics.render().into_bytes());
-    *r.status_mut() = StatusCode::OK;
-    r.headers_mut().insert(
-        "content-type",
-        warp::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    r
 }
 
 fn health(state: &State, peer: Option<SocketAddr>) -> Reply {
@@ -620,7 +587,7 @@ fn user_info(u: &UserDef) -> Json {
            "created_at": rfc3339(u.created_at_ms), "updated_at": rfc3339(u.updated_at_ms)})
 }
 
-fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ()> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ()> {
     let Some(v) = headers.get("authorization") else {
         return Ok(None);
     };

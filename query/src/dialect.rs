@@ -206,42 +206,6 @@ pub fn validate_user_id(id: &str) -> Result<(), ParseError> {
 pub const MAX_PASSWORD_BYTES: usize = 72;
 
 impl Statement {
-    /// Its kind, as `/metrics` counts statements: `select`, `insert`, `update`, `delete`,
-    /// `ddl`, `transaction`, `user`, `storage`, `show`, `subscribe`, `execute_as`, `admin`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Statement::Query => "select",
-            Statement::Insert => "insert",
-            Statement::Update => "update",
-            Statement::Delete => "delete",
-            Statement::CreateNamespace { .. }
-            | Statement::DropNamespace { .. }
-            | Statement::AlterNamespace { .. }
-            | Statement::CreateTable(_)
-            | Statement::AlterTable { .. }
-            | Statement::DropTable { .. }
-            | Statement::Use(_) => "ddl",
-            Statement::Begin | Statement::Commit | Statement::Rollback => "transaction",
-            Statement::CreateUser { .. }
-            | Statement::AlterUser { .. }
-            | Statement::DropUser { .. } => "user",
-            Statement::Storage { .. }
-            | Statement::StorageCheck { .. }
-            | Statement::CreateStorage { .. }
-            | Statement::AlterStorage { .. }
-            | Statement::DropStorage { .. } => "storage",
-            Statement::ShowNamespaces
-            | Statement::ShowTables { .. }
-            | Statement::Describe { .. }
-            | Statement::ShowStats(_)
-            | Statement::ShowStorages
-            | Statement::ShowManifest => "show",
-            Statement::Subscribe { .. } => "subscribe",
-            Statement::ExecuteAs { .. } => "execute_as",
-            Statement::Meta | Statement::KillLiveQuery(_) | Statement::KillJob(_) => "admin",
-        }
-    }
-
     /// Whether only dba and system may run it, checked before any statement of the batch
     /// runs (API.md 3.1).
     pub fn admin_only(&self) -> bool {
@@ -1211,3 +1175,6 @@ fn parse_alter(c: &mut Cursor) -> Result<AlterChange, ParseError> {
 #[cfg(test)]
 #[path = "dialect_test.rs"]
 mod tests;
+
+#[path = "dialect_kind.rs"]
+mod kind;
