@@ -270,6 +270,22 @@ impl Server {
         panic!("job {id} did not finish");
     }
 
+    /// Runs a statement that starts one job (`STORAGE FLUSH TABLE …`, `STORAGE COMPACT
+    /// TABLE …`) and waits for it: the job's id, final status and message.
+    pub async fn run_job(&self, token: &str, sql: &str) -> (String, String, String) {
+        let answer = self.ok(token, sql).await;
+        let message = answer["results"][0]["message"].as_str().unwrap_or_default();
+        let id = message
+            .rsplit("Job ID: ")
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        assert!(id.len() > 3 && id.contains('-'), "no job id in {message:?}");
+        let (status, message) = self.wait_job(token, &id).await;
+        (id, status, message)
+    }
+
     /// First-run setup (DBA `admin`), then a login as that DBA: its access token.
     pub async fn setup_and_login(&self) -> String {
         let (status, body) = self

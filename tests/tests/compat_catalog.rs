@@ -407,15 +407,7 @@ async fn system_tables_have_the_reference_columns_and_describe_this_node() {
     // A flush job, and where it ran.
     s.ok(&admin, "INSERT INTO app.todos (id, title) VALUES (1, 'a')")
         .await;
-    let r = s.ok(&admin, "STORAGE FLUSH TABLE app.todos").await;
-    let message = r["results"][0]["message"].as_str().unwrap_or("").to_owned();
-    let job = message
-        .rsplit("Job ID: ")
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_owned();
-    s.wait_job(&admin, &job).await;
+    let (job, _, _) = s.run_job(&admin, "STORAGE FLUSH TABLE app.todos").await;
     let r = s
         .ok(
             &admin,

@@ -63,15 +63,8 @@ async fn metrics_count_requests_statements_log_syncs_and_report_state() {
     );
 
     // A flush job, and the cold tier it fills.
-    let m = s.ok(&t, "STORAGE FLUSH TABLE app.t").await;
-    let id = m["results"][0]["message"]
-        .as_str()
-        .unwrap_or("")
-        .rsplit("Job ID: ")
-        .next()
-        .unwrap_or("")
-        .to_owned();
-    s.wait_job(&t, &id).await;
+    let (_, status, m) = s.run_job(&t, "STORAGE FLUSH TABLE app.t").await;
+    assert_eq!(status, "completed", "{m}");
     let text = reqwest::get(s.url("/metrics"))
         .await
         .expect("scrape")

@@ -57,11 +57,11 @@ async fn eventually(what: &str, done: impl Fn() -> bool) {
 
 /// Runs STORAGE FLUSH on `table` and waits for its job; returns its status and message.
 async fn flush(s: &Server, token: &str, table: &str) -> (String, String) {
-    let answer = s.ok(token, &format!("STORAGE FLUSH TABLE {table}")).await;
-    let m = message(&answer);
-    let id = m.rsplit("Job ID: ").next().unwrap_or_default().to_owned();
-    assert!(id.starts_with("FL-"), "no job id in {m:?}");
-    s.wait_job(token, &id).await
+    let (id, status, m) = s
+        .run_job(token, &format!("STORAGE FLUSH TABLE {table}"))
+        .await;
+    assert!(id.starts_with("FL-"), "{id}");
+    (status, m)
 }
 
 /// Creates `app.s` (SHARED, 40 rows) and `app.u` (USER, 2 rows of the caller) in storage
@@ -820,11 +820,8 @@ async fn storage_answers_match_the_reference() {
     s.ok(&alice, "INSERT INTO app.u (id, v) VALUES (2, 'more')")
         .await;
     flush(&s, &t, "app.u").await;
-    let answer = s.ok(&t, "STORAGE COMPACT TABLE app.u").await;
-    let m = message(&answer);
-    let id = m.rsplit("Job ID: ").next().unwrap_or_default().to_owned();
-    assert!(id.starts_with("CO-"), "{m}");
-    let (status, m) = s.wait_job(&t, &id).await;
+    let (id, status, m) = s.run_job(&t, "STORAGE COMPACT TABLE app.u").await;
+    assert!(id.starts_with("CO-"), "{id}");
     assert_eq!(status, "completed", "{m}");
     assert!(m.starts_with("Compaction completed for app.u"), "{m}");
 }
