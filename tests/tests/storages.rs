@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use folddb_tests::s3::S3;
 use folddb_tests::{Server, free_port, rows, run_folddb, text};
 use serde_json::Value;
 
@@ -45,9 +46,9 @@ async fn check(s: &Server, token: &str, storage: &str) -> (String, String, Vec<V
 }
 
 /// Waits (up to 15 s) until `done` holds.
-async fn eventually(what: &str, done: impl Fn() -> bool) {
+async fn eventually(what: &str, done: impl AsyncFn() -> bool) {
     for _ in 0..300 {
-        if done() {
+        if done().await {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -90,18 +91,24 @@ async fn create_tables(s: &Server, token: &str, storage: &str) {
     .await;
 }
 
-/// Creates storage `lake` in the fake S3 `s3`'s bucket `lake`, under prefix `folddb`.
-async fn create_lake(s: &Server, token: &str, s3: &folddb_tests::s3::FakeS3) {
-    s.ok(
-        token,
-        &format!(
-            "CREATE STORAGE lake TYPE 's3' BUCKET 'lake/folddb' REGION 'us-east-1' \
-             CREDENTIALS '{{\"access_key_id\": \"key\", \"secret_access_key\": \"secret\"}}' \
-             CONFIG '{{\"endpoint\": \"{}\", \"allow_http\": true, \"max_retries\": 0}}'",
-            s3.endpoint()
-        ),
+/// Creates storage `lake` in `s3`'s bucket, under prefix `folddb`, with `s3`'s credentials
+/// (or `secret`) and moto's smallest part size, so segments are uploaded in parts.
+async fn create_lake(s: &Server, token: &str, s3: &S3) {
+    s.ok(token, &lake_sql("lake", "lake/folddb", s3, &s3.secret_key))
+        .await;
+}
+
+/// CREATE STORAGE `id` in `bucket` (`bucket[/prefix]`) of `s3`, signing with `secret`.
+fn lake_sql(id: &str, bucket: &str, s3: &S3, secret: &str) -> String {
+    format!(
+        "CREATE STORAGE {id} TYPE 's3' BUCKET '{bucket}' REGION 'us-east-1' \
+         CREDENTIALS '{{\"access_key_id\": \"{}\", \"secret_access_key\": \"{secret}\"}}' \
+         CONFIG '{{\"endpoint\": \"{}\", \"allow_http\": true, \"max_retries\": 0, \
+         \"multipart_part_bytes\": {}}}'",
+        s3.access_key,
+        s3.endpoint(),
+        S3::MIN_PART_BYTES
     )
-    .await;
 }
 
 /// Updates and deletes rows of `app.s` (flushed or not); returns the answers after, checked.
@@ -360,7 +367,7 @@ async fn tables_in_a_filesystem_storage_live_where_its_templates_say() {
     s.ok(&t, "DROP TABLE app.s").await;
     s.ok(&t, "DROP TABLE app.u").await;
     // The files go once the drop is applied, outside apply.
-    eventually("the dropped tables' files are removed", || {
+    eventually("the dropped tables' files are removed", async || {
         !ext.join("shared/app/s").exists() && !ext.join("users/app/u").exists()
     })
     .await;
@@ -579,7 +586,7 @@ async fn an_unreachable_object_storage_fails_loudly_and_loses_nothing() {
 /// queries, updates across tiers, compaction, STORAGE CHECK and DROP TABLE work on them.
 #[tokio::test]
 async fn tables_in_an_s3_storage_are_objects_in_its_bucket() {
-    let s3 = folddb_tests::s3::FakeS3::start().await;
+    let s3 = S3::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Server::start(&dir.path().join("data")).await;
     let t = s.setup_and_login().await;
@@ -593,7 +600,7 @@ async fn tables_in_an_s3_storage_are_objects_in_its_bucket() {
         let (status, m) = flush(&s, &t, table).await;
         assert_eq!(status, "completed", "{m}");
     }
-    let keys = s3.keys("lake/folddb/");
+    let keys = s3.keys("lake/folddb/").await;
     assert!(
         keys.contains(&"lake/folddb/app/s/manifest.json".to_owned()),
         "{keys:?}"
@@ -602,6 +609,13 @@ async fn tables_in_an_s3_storage_are_objects_in_its_bucket() {
         keys.iter()
             .any(|k| k.starts_with("lake/folddb/app/u/admin/batch-")),
         "{keys:?}"
+    );
+    // A segment larger than the storage's part size went up as a multipart upload, in
+    // parts moto checked (each but the last at least its minimum).
+    let segments = s3.objects("lake/folddb/app/s/batch-").await;
+    assert!(
+        segments.iter().any(|(_, n)| *n > S3::MIN_PART_BYTES as u64),
+        "{segments:?}"
     );
     assert!(!dir.path().join("data/storage/app").exists());
     assert_eq!(
@@ -628,16 +642,16 @@ async fn tables_in_an_s3_storage_are_objects_in_its_bucket() {
     let m = message(&s.ok(&t, "STORAGE COMPACT TABLE app.s").await);
     assert!(m.contains("CO-"), "{m}");
     for _ in 0..100 {
-        if s3.keys("lake/folddb/app/s/batch-").len() == 1 {
+        if s3.keys("lake/folddb/app/s/batch-").await.len() == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
-        s3.keys("lake/folddb/app/s/batch-").len(),
+        s3.keys("lake/folddb/app/s/batch-").await.len(),
         1,
         "{:?}",
-        s3.keys("")
+        s3.keys("").await
     );
     assert_eq!(
         answers(&s, &t).await,
@@ -649,8 +663,8 @@ async fn tables_in_an_s3_storage_are_objects_in_its_bucket() {
     assert!(tables.iter().all(|r| r["status"] == "ok"), "{tables:?}");
 
     s.ok(&t, "DROP TABLE app.s").await;
-    eventually("the dropped table's objects are removed", || {
-        s3.keys("lake/folddb/app/s/").is_empty()
+    eventually("the dropped table's objects are removed", async || {
+        s3.keys("lake/folddb/app/s/").await.is_empty()
     })
     .await;
 }
@@ -661,7 +675,7 @@ async fn tables_in_an_s3_storage_are_objects_in_its_bucket() {
 /// reaches the service.
 #[tokio::test]
 async fn flushed_keys_are_checked_without_reaching_the_object_storage() {
-    let s3 = folddb_tests::s3::FakeS3::start().await;
+    let s3 = S3::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Server::start(&dir.path().join("data")).await;
     let t = s.setup_and_login().await;
@@ -673,7 +687,7 @@ async fn flushed_keys_are_checked_without_reaching_the_object_storage() {
     assert!(m.starts_with("Flushed "), "{m}");
 
     s3.set_down(true);
-    let before = s3.requests();
+    let before = s3.connections();
     let e = error(&s, &t, "INSERT INTO app.s (id, v) VALUES (7, 'again')").await;
     assert!(
         e.contains("Primary key violation: value '7' already exists"),
@@ -685,7 +699,7 @@ async fn flushed_keys_are_checked_without_reaching_the_object_storage() {
         "INSERT INTO app.s (id, v) VALUES (40, 'back'), (41, 'new')",
     )
     .await;
-    assert_eq!(s3.requests(), before, "apply asked the bucket");
+    assert_eq!(s3.connections(), before, "apply asked the bucket");
     assert_eq!(s.health_status().await, 200);
 
     s3.set_down(false);
@@ -705,12 +719,91 @@ async fn flushed_keys_are_checked_without_reaching_the_object_storage() {
     assert_eq!(r, vec![serde_json::json!(["v7"])]);
 }
 
+/// What an S3 service answers reaches the user as it said it: a wrong secret fails moto's
+/// signature check and a missing bucket is named, in STORAGE CHECK and in a flush job's
+/// failure, and neither harms the node or its rows; listings come in pages (2 keys here),
+/// and a table with more objects than a page is read and removed whole.
+#[tokio::test]
+async fn an_s3_services_refusals_are_reported_and_its_listings_paged() {
+    let s3 = S3::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start(&dir.path().join("data")).await;
+    let t = s.setup_and_login().await;
+    s.ok(
+        &t,
+        &lake_sql("forged", "lake/forged", &s3, "not-the-secret"),
+    )
+    .await;
+    s.ok(
+        &t,
+        &lake_sql("nowhere", "no-such-bucket/x", &s3, &s3.secret_key),
+    )
+    .await;
+    s.ok(&t, "CREATE NAMESPACE app").await;
+    for (storage, said) in [
+        ("forged", "SignatureDoesNotMatch"),
+        ("nowhere", "NoSuchBucket"),
+    ] {
+        let (status, error, _) = check(&s, &t, storage).await;
+        assert_ne!(status, "healthy", "{storage}: {error}");
+        assert!(error.contains(said), "{storage}: {error}");
+        s.ok(
+            &t,
+            &format!(
+                "CREATE SHARED TABLE app.{storage} (id BIGINT PRIMARY KEY, v TEXT) \
+                 WITH (STORAGE_ID = '{storage}')"
+            ),
+        )
+        .await;
+        s.ok(
+            &t,
+            &format!("INSERT INTO app.{storage} (id, v) VALUES (1, 'kept')"),
+        )
+        .await;
+        let (status, m) = flush(&s, &t, &format!("app.{storage}")).await;
+        assert_eq!(status, "failed", "{m}");
+        assert!(m.contains(said), "{storage}: {m}");
+        assert_eq!(s.health_status().await, 200);
+        let r = rows(&s.ok(&t, &format!("SELECT id, v FROM app.{storage}")).await);
+        assert_eq!(r, vec![serde_json::json!(["1", "kept"])], "{storage}");
+    }
+    assert!(s3.keys("lake/forged/").await.is_empty());
+
+    create_lake(&s, &t, &s3).await;
+    s.ok(
+        &t,
+        "CREATE SHARED TABLE app.p (id BIGINT PRIMARY KEY, v TEXT) WITH (STORAGE_ID = 'lake')",
+    )
+    .await;
+    for i in 1..=3 {
+        s.ok(
+            &t,
+            &format!("INSERT INTO app.p (id, v) VALUES ({i}, 'p{i}')"),
+        )
+        .await;
+        let (status, m) = flush(&s, &t, "app.p").await;
+        assert_eq!(status, "completed", "{m}");
+    }
+    let keys = s3.keys("lake/folddb/app/p/").await;
+    assert_eq!(keys.len(), 4, "3 segments and a manifest: {keys:?}");
+    let r = rows(&s.ok(&t, "SELECT id, v FROM app.p ORDER BY id").await);
+    assert_eq!(r.len(), 3, "{r:?}");
+    let (status, error, tables) = check(&s, &t, "lake").await;
+    assert_eq!(status, "healthy", "{error}");
+    assert!(tables.iter().all(|r| r["status"] == "ok"), "{tables:?}");
+    s.ok(&t, "DROP TABLE app.p").await;
+    eventually("the dropped table's objects are removed", async || {
+        s3.keys("lake/folddb/app/p/").await.is_empty()
+    })
+    .await;
+}
+
 /// The storage answers KalamDB's clients expect (#17 item 4): SHOW STORAGES for every role
 /// (credentials masked) with timestamps, the reference's templates accepted (kept safe),
 /// and a compaction job's message.
 #[tokio::test]
 async fn storage_answers_match_the_reference() {
-    let s3 = folddb_tests::s3::FakeS3::start().await;
+    let s3 = S3::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let ext = dir.path().join("tenants");
     let s = Server::start(&dir.path().join("data")).await;
@@ -800,7 +893,7 @@ async fn storage_answers_match_the_reference() {
     }
     // Dropping one table leaves the other's files.
     s.ok(&t, "DROP TABLE app.f").await;
-    eventually("the dropped table's files are removed", || {
+    eventually("the dropped table's files are removed", async || {
         !files(&ext)
             .iter()
             .any(|f| f.starts_with("flat/users/app/f/"))

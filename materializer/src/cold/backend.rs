@@ -16,7 +16,7 @@ use crate::catalog::{self, StorageDef, StorageKind};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 /// A storage failure: what failed, where.
 pub type BackendResult<T> = Result<T, String>;
@@ -196,7 +196,13 @@ pub struct ObjectBackend {
     /// `s3://bucket/prefix`, for messages.
     url: String,
     prefix: String,
+    /// A file larger than this is uploaded in parts of this size (S3 takes at most 5 GiB in
+    /// one PUT, and a part of at least 5 MiB but the last).
+    part_bytes: usize,
 }
+
+/// The default part size of a multipart upload: files up to it take one PUT.
+pub const DEFAULT_PART_BYTES: usize = 16 << 20;
 
 impl ObjectBackend {
     pub fn new(store: Arc<dyn ObjectStore>, url: &str, prefix: &str) -> ObjectBackend {
@@ -205,15 +211,18 @@ impl ObjectBackend {
             io: None,
             url: url.trim_end_matches('/').to_owned(),
             prefix: prefix.trim_matches('/').to_owned(),
+            part_bytes: DEFAULT_PART_BYTES,
         }
     }
 
     /// The S3 storage `def`: `base_directory` `s3://bucket[/prefix]`, region, credentials and
     /// config keys as `object_store`'s S3 builder names them (`access_key_id`,
-    /// `secret_access_key`, `endpoint`, `allow_http`, …), and `max_retries`.
+    /// `secret_access_key`, `endpoint`, `allow_http`, …), `max_retries`, and
+    /// `multipart_part_bytes` (files larger than it are uploaded in parts of that size).
     pub fn s3(def: &StorageDef) -> BackendResult<ObjectBackend> {
         let (bucket, prefix) = parse_s3_url(&def.base_directory)?;
         let mut builder = object_store::aws::AmazonS3Builder::new().with_bucket_name(bucket);
+        let mut part_bytes = DEFAULT_PART_BYTES;
         if let Some(region) = &def.region {
             builder = builder.with_region(region);
         }
@@ -232,6 +241,19 @@ impl ObjectBackend {
                     });
                     continue;
                 }
+                if key == "multipart_part_bytes" {
+                    part_bytes =
+                        value
+                            .parse()
+                            .ok()
+                            .filter(|&n: &usize| n > 0)
+                            .ok_or_else(|| {
+                                format!(
+                                    "{what}: multipart_part_bytes must be a positive whole number"
+                                )
+                            })?;
+                    continue;
+                }
                 let parsed = key
                     .parse::<object_store::aws::AmazonS3ConfigKey>()
                     .map_err(|_| format!("{what} has an unknown S3 setting '{key}'"))?;
@@ -241,11 +263,9 @@ impl ObjectBackend {
         let store = builder
             .build()
             .map_err(|e| format!("storage '{}': {e}", def.id))?;
-        Ok(ObjectBackend::new(
-            Arc::new(store),
-            &def.base_directory,
-            prefix,
-        ))
+        let mut backend = ObjectBackend::new(Arc::new(store), &def.base_directory, prefix);
+        backend.part_bytes = part_bytes;
+        Ok(backend)
     }
 
     /// This backend, its requests running on `io`.
@@ -307,14 +327,25 @@ impl Backend for ObjectBackend {
         })
     }
 
+    /// One PUT up to the part size, else a multipart upload (aborted if a part fails, so
+    /// no half-written object appears).
     fn write(&self, path: &str, bytes: Vec<u8>) -> BackendResult<()> {
         let (store, at, url) = (self.store.clone(), self.path(path), self.locate(path));
+        let part_bytes = self.part_bytes;
         block(self.io.as_ref(), async move {
-            store
-                .put(&at, PutPayload::from(bytes))
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("{url}: {e}"))
+            let written = if bytes.len() <= part_bytes {
+                store.put(&at, PutPayload::from(bytes)).await.map(|_| ())
+            } else {
+                match store.put_multipart(&at).await {
+                    Ok(upload) => {
+                        let mut parts = WriteMultipart::new_with_chunk_size(upload, part_bytes);
+                        parts.put(Bytes::from(bytes));
+                        parts.finish().await.map(|_| ())
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            written.map_err(|e| format!("{url}: {e}"))
         })
     }
 
@@ -543,6 +574,16 @@ pub(crate) mod tests {
             backend.read("a/b/x.bin").expect("read").as_deref(),
             Some(&b"two"[..])
         );
+        // Larger than an object backend's part size below: uploaded in parts, read whole.
+        let big: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        backend
+            .write("a/b/big.bin", big.clone())
+            .expect("write big");
+        assert_eq!(
+            backend.read("a/b/big.bin").expect("read").as_deref(),
+            Some(&big[..])
+        );
+        backend.remove("a/b/big.bin").expect("remove big");
         let listing = backend.list("a").expect("list");
         assert_eq!(listing.files, vec!["y.bin".to_owned()]);
         assert_eq!(listing.dirs, vec!["b".to_owned()]);
@@ -560,9 +601,10 @@ pub(crate) mod tests {
         exercise(&LocalBackend::new(tmp.path()));
         let memory = Arc::new(object_store::memory::InMemory::new());
         let io = io();
-        exercise(
-            &ObjectBackend::new(memory, "memory://", "pre/fix").with_io(Some(io.handle().clone())),
-        );
+        let mut object =
+            ObjectBackend::new(memory, "memory://", "pre/fix").with_io(Some(io.handle().clone()));
+        object.part_bytes = 64;
+        exercise(&object);
     }
 
     #[test]
@@ -577,6 +619,8 @@ pub(crate) mod tests {
         assert!(ObjectBackend::s3(&def).is_err_and(|e| e.contains("no_such_key")));
         def.config = "[1]".into();
         assert!(ObjectBackend::s3(&def).is_err_and(|e| e.contains("JSON object")));
+        def.config = r#"{"multipart_part_bytes": 0}"#.into();
+        assert!(ObjectBackend::s3(&def).is_err_and(|e| e.contains("multipart_part_bytes")));
         def.config =
             r#"{"endpoint": "http://127.0.0.1:9", "allow_http": true, "max_retries": 0}"#.into();
         def.credentials = Some(r#"{"access_key_id": "k", "secret_access_key": "s"}"#.into());
