@@ -96,7 +96,23 @@ impl Outbox {
     /// [`CLIENT_TIMEOUT`] on a client that was silent all that time (it neither reads nor
     /// writes). A client that reads, however slowly, or that pings, is waited for.
     async fn put(&mut self, frame: Message) -> bool {
-        let send = self.tx.send(frame);
+        self.put_all(vec![frame]).await
+    }
+
+    /// Sends frames in order with one flush: a change that reaches many subscriptions of
+    /// this connection goes out in as few writes as the socket takes, not one per message.
+    /// Gives up as [`Outbox::put`] does.
+    async fn put_all(&mut self, frames: Vec<Message>) -> bool {
+        if frames.is_empty() {
+            return true;
+        }
+        let (tx, activity) = (&mut self.tx, &self.activity);
+        let send = async move {
+            for frame in frames {
+                tx.feed(frame).await?;
+            }
+            tx.flush().await
+        };
         tokio::pin!(send);
         if let Some(sent) = futures::FutureExt::now_or_never(&mut send) {
             return sent.is_ok();
@@ -105,7 +121,7 @@ impl Outbox {
             tokio::select! {
                 sent = &mut send => return sent.is_ok(),
                 () = tokio::time::sleep(CLIENT_TIMEOUT) => {
-                    if self.activity.idle() >= CLIENT_TIMEOUT {
+                    if activity.idle() >= CLIENT_TIMEOUT {
                         tracing::info!("dropping a connection that neither reads nor writes");
                         return false;
                     }
@@ -120,26 +136,22 @@ impl Outbox {
     }
 
     async fn send_all(&mut self, wire: &Wire, msgs: &[Json]) -> bool {
-        for m in msgs {
-            if !self.send(wire, m).await {
-                return false;
-            }
-        }
-        true
+        let frames = msgs.iter().map(|m| message(wire.encode(m))).collect();
+        self.put_all(frames).await
     }
 
     /// Sends session output: its own messages, and ones already encoded and shared.
     async fn send_out(&mut self, wire: &Wire, msgs: &[Outgoing]) -> bool {
-        for m in msgs {
-            let frame = match m {
-                Outgoing::Json(j) => wire.encode(j),
-                Outgoing::Text(t) => wire.encode_text(t),
-            };
-            if !self.put(message(frame)).await {
-                return false;
-            }
-        }
-        true
+        let frames = msgs
+            .iter()
+            .map(|m| {
+                message(match m {
+                    Outgoing::Json(j) => wire.encode(j),
+                    Outgoing::Text(t) => wire.encode_text(t),
+                })
+            })
+            .collect();
+        self.put_all(frames).await
     }
 
     /// `auth_error` is always plain text (API.md 2.2), then the close.

@@ -2,7 +2,7 @@
 //! `system.live`, and `KILL LIVE QUERY`, which reaches the owning connection through its
 //! kill channel.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,8 +12,41 @@ use tokio::sync::mpsc;
 #[derive(Debug, Default)]
 struct Inner {
     subs: BTreeMap<String, (u64, LiveInfo)>,
+    /// Connection → the live ids it holds: a connection's end costs its own subscriptions,
+    /// not every subscription of the node.
+    by_connection: HashMap<u64, HashSet<String>>,
+    /// User → how many subscriptions they hold, for the limit.
+    per_user: HashMap<String, usize>,
     /// Connection → where to send the subscription ids to close.
     kills: HashMap<u64, mpsc::UnboundedSender<String>>,
+}
+
+impl Inner {
+    fn insert(&mut self, connection: u64, info: LiveInfo) {
+        *self.per_user.entry(info.user_id.clone()).or_default() += 1;
+        self.by_connection
+            .entry(connection)
+            .or_default()
+            .insert(info.live_id.clone());
+        self.subs.insert(info.live_id.clone(), (connection, info));
+    }
+
+    fn remove(&mut self, live_id: &str) -> Option<(u64, LiveInfo)> {
+        let (connection, info) = self.subs.remove(live_id)?;
+        if let Some(ids) = self.by_connection.get_mut(&connection) {
+            ids.remove(live_id);
+            if ids.is_empty() {
+                self.by_connection.remove(&connection);
+            }
+        }
+        if let Some(n) = self.per_user.get_mut(&info.user_id) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_user.remove(&info.user_id);
+            }
+        }
+        Some((connection, info))
+    }
 }
 
 #[derive(Debug)]
@@ -67,17 +100,15 @@ impl Registry {
     pub fn disconnect(&self, connection: u64) {
         let mut inner = self.lock();
         inner.kills.remove(&connection);
-        inner.subs.retain(|_, (c, _)| *c != connection);
+        for live_id in inner.by_connection.remove(&connection).unwrap_or_default() {
+            inner.remove(&live_id);
+        }
     }
 
     /// Registers a subscription: its live id, or why the user may not have another.
     pub fn register(&self, connection: u64, r: Registration<'_>) -> crate::Result<String> {
         let mut inner = self.lock();
-        let held = inner
-            .subs
-            .values()
-            .filter(|(_, l)| l.user_id == r.user_id)
-            .count();
+        let held = inner.per_user.get(r.user_id).copied().unwrap_or(0);
         if held >= self.max_per_user {
             return Err(crate::Error::SubscriptionLimit {
                 user: r.user_id.to_owned(),
@@ -101,12 +132,14 @@ impl Registry {
             changes: 0,
             node_id: self.node_id,
         };
-        inner.subs.insert(live_id.clone(), (connection, info));
+        // The same id again on its connection replaces the old entry.
+        inner.remove(&live_id);
+        inner.insert(connection, info);
         Ok(live_id)
     }
 
     pub fn unregister(&self, live_id: &str) {
-        self.lock().subs.remove(live_id);
+        self.lock().remove(live_id);
     }
 
     /// Counts `n` change messages delivered to `live_id`.
@@ -125,7 +158,7 @@ impl LiveSource for Registry {
 
     fn kill(&self, live_id: &str) -> bool {
         let mut inner = self.lock();
-        let Some((connection, info)) = inner.subs.remove(live_id) else {
+        let Some((connection, info)) = inner.remove(live_id) else {
             return false;
         };
         if let Some(tx) = inner.kills.get(&connection) {
@@ -176,5 +209,12 @@ mod tests {
         assert!(!r.kill(&a), "already gone");
         r.disconnect(c2);
         assert!(r.list().is_empty());
+        // What a kill or a disconnect freed counts again toward the limit.
+        r.register(c1, reg("s4", "alice")).expect("room again");
+        r.register(c1, reg("s5", "alice")).expect("room again");
+        assert!(r.register(c1, reg("s6", "alice")).is_err());
+        r.unregister(&format!("alice-{c1}-s4"));
+        r.register(c1, reg("s6", "alice"))
+            .expect("freed by unregister");
     }
 }
