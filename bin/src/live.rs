@@ -291,6 +291,7 @@ pub async fn connection(
     // a subscription watches before it reads its initial data, so none is missed.
     let (session, mut inbox) = Session::new(state.live.clone(), state.hub.clone(), connection);
     let mut session = session
+        .with_plans(state.plans.clone())
         .with_max_catch_up(state.live_config.max_catch_up_rows)
         .with_max_batch_size(state.live_config.max_batch_size)
         .with_listed_rows(state.live_config.listed_rows);

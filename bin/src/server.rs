@@ -33,6 +33,8 @@ pub(crate) struct State {
     pub(crate) engine: Engine,
     pub(crate) live: Arc<folddb_realtime::Registry>,
     pub(crate) hub: Arc<folddb_realtime::Hub>,
+    /// Subscription plans, shared by the connections that subscribe with the same SQL.
+    pub(crate) plans: Arc<folddb_realtime::Plans>,
     pub(crate) auth: Auth,
     guard: Guard,
     /// SQL requests per user and second (API.md 1.2).
@@ -311,6 +313,7 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
         engine,
         live,
         hub,
+        plans: Arc::new(folddb_realtime::Plans::new()),
         auth,
         guard,
         sql_per_user: crate::guard::RatePerSecond::new(config.limits.sql_per_user_per_sec),

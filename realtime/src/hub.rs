@@ -18,13 +18,15 @@ use tokio::sync::{broadcast, mpsc};
 pub const CONNECTION_QUEUE: usize = 4096;
 
 /// The change messages one subscription gets from one change set, encoded once and shared
-/// by every subscription that gets the same bytes: the same subscription id and SQL, for the
-/// same user and role. Each entry is the row's key, the `_seq` of the version it tells of,
-/// whether the row is in the view after it, and the message's JSON text.
+/// by every subscription that gets the same rows: the same SQL over the same version of the
+/// table's schema, for the same user and role. Each entry is the row's key, the `_seq` of
+/// the version it tells of, whether the row is in the view after it, and the message's JSON
+/// text without its subscription id (see `session::with_id`).
 pub type Encoded = crate::Result<Vec<(String, i64, bool, Arc<str>)>>;
 
-/// Who gets the same bytes from a change set: subscription id, user, role, SQL.
-pub type EncodingKey = (String, String, &'static str, String);
+/// Who gets the same rows from a change set: user, role, SQL, and the table and schema
+/// version the SQL was planned against.
+pub type EncodingKey = (String, &'static str, String, TableId, u32);
 
 /// One change set on its way to the connections it concerns, with the encodings they share.
 #[derive(Debug)]
@@ -458,16 +460,16 @@ mod tests {
     fn a_delivery_encodes_once_per_key() {
         let d = Delivery::new(set(1, 7, ""));
         let calls = std::cell::Cell::new(0);
-        let key = |id: &str| (id.to_owned(), "u".to_owned(), "user", "SELECT".to_owned());
+        let key = |sql: &str| ("u".to_owned(), "user", sql.to_owned(), TableId(7), 1);
         let encode = || {
             calls.set(calls.get() + 1);
             Ok(vec![("1".to_owned(), 1, true, Arc::from("{}"))])
         };
-        let a = d.shared(key("s"), encode);
-        let b = d.shared(key("s"), encode);
+        let a = d.shared(key("SELECT * FROM a.t"), encode);
+        let b = d.shared(key("SELECT * FROM a.t"), encode);
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(calls.get(), 1);
-        d.shared(key("t"), encode);
+        d.shared(key("SELECT id FROM a.t"), encode);
         assert_eq!(calls.get(), 2);
     }
 }

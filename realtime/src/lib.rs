@@ -7,7 +7,7 @@
 //! without loss or repeats; the rules that turn a row change into an insert, update or
 //! delete notification by evaluating the filter on its old and new images ([`notify`]);
 //! the fan-out of each applied change set to the connections watching its table and owner
-//! ([`hub`]); the subscriptions each user holds (`system.live`, [`registry`]). Its errors
+//! ([`hub`]); subscription plans shared by callers with the same SQL ([`plans`]); the subscriptions each user holds (`system.live`, [`registry`]). Its errors
 //! are [`Error`]. Resume and catch-up read the change journal; log tails ([`tail`]) follow
 //! it with credit-based flow control. Still to come: topics with consumer groups.
 //!
@@ -17,6 +17,7 @@ pub mod error;
 pub mod hub;
 pub mod message;
 pub mod notify;
+pub mod plans;
 pub mod registry;
 pub mod session;
 pub mod tail;
@@ -25,6 +26,7 @@ pub mod wire;
 pub use error::{Error, Result};
 pub use hub::Hub;
 pub use message::ServerMessage;
+pub use plans::Plans;
 pub use registry::Registry;
 pub use session::{ClientMessage, Session};
 pub use wire::{Frame, Wire};

@@ -28,6 +28,7 @@ use serde_json::{Value as Json, json};
 use crate::hub::{Delivery, Encoded, Hub, Inbox};
 use crate::message::{BatchControl, ChangeType, ServerMessage};
 use crate::notify::{self, Notification};
+use crate::plans::Plans;
 use crate::registry::{Registration, Registry};
 use crate::tail::{Tail, TailRequest};
 
@@ -150,7 +151,7 @@ pub fn error(subscription_id: &str, code: &str, message: &str) -> Json {
 
 struct Sub {
     live_id: String,
-    query: LiveQuery,
+    query: Arc<LiveQuery>,
     /// Where the initial data still to send starts, while it is being paged; the batch
     /// size and number of the next batch, and how many keys a list holds.
     paging: Option<Paging>,
@@ -166,8 +167,8 @@ struct Sub {
     /// The snapshot boundary (API.md 2.6): the newest `_seq` when the subscription started.
     /// The initial data holds row versions at or below it, the changes those above it.
     floor: i64,
-    /// The subscription's SQL: with the id, user and role, what makes two subscriptions
-    /// get the same bytes.
+    /// The subscription's SQL: with the user, role and the schema it was planned against,
+    /// what makes two subscriptions get the same rows.
     sql: String,
     /// Change sets at or below this index are in the last catch-up's read.
     read_at: u64,
@@ -226,6 +227,7 @@ pub struct Session {
     tails: HashMap<String, Tail>,
     registry: Arc<Registry>,
     hub: Arc<Hub>,
+    plans: Arc<Plans>,
     connection: u64,
     /// Most changes one subscription may be behind and still be caught up after lag.
     max_catch_up: usize,
@@ -263,12 +265,19 @@ impl Session {
             tails: HashMap::new(),
             registry,
             hub,
+            plans: Arc::new(Plans::new()),
             connection,
             max_catch_up: DEFAULT_MAX_CATCH_UP,
             max_batch_size: DEFAULT_MAX_BATCH_SIZE,
             listed_rows: DEFAULT_LISTED_ROWS,
         };
         (session, inbox)
+    }
+
+    /// Plans subscriptions with the node's shared `plans` (by default, its own).
+    pub fn with_plans(mut self, plans: Arc<Plans>) -> Session {
+        self.plans = plans;
+        self
     }
 
     /// At most `rows` changed rows per subscription are caught up after lag; past that the
@@ -491,7 +500,7 @@ impl Session {
                 "Too many subscriptions on this connection",
             )]);
         }
-        let query = match engine.plan_live(caller, &req.sql) {
+        let query = match self.plans.plan(engine, caller, &req.sql) {
             Ok(q) => q,
             Err(e) if e.code == SYSTEM_TABLE => {
                 return outgoing(
@@ -692,14 +701,21 @@ impl Session {
                     .filter_map(|(key, seq, n)| {
                         let n = sub.as_held(&key, n)?;
                         let present = !matches!(n, Notification::Delete(_));
-                        Some((key, seq, present, Arc::from(change(id, n).to_string())))
+                        Some((key, seq, present, change_body(n)))
                     })
                     .collect())
             };
             let encoded = match caller {
                 Some(c) if share && sub.seen.is_empty() && !sub.tracks && sub.paging.is_none() => {
+                    let def = &sub.query.def;
                     delivery.shared(
-                        (id.clone(), c.user.clone(), c.role.name(), sub.sql.clone()),
+                        (
+                            c.user.clone(),
+                            c.role.name(),
+                            sub.sql.clone(),
+                            def.id,
+                            def.schema_version,
+                        ),
                         || encode(sub),
                     )
                 }
@@ -708,9 +724,9 @@ impl Session {
             let msgs: Vec<Outgoing> = match encoded.as_ref() {
                 Ok(entries) => entries
                     .iter()
-                    .map(|(key, seq, present, text)| {
+                    .map(|(key, seq, present, body)| {
                         sub.hold(key, *seq, *present);
-                        Outgoing::Text(text.clone())
+                        Outgoing::Text(with_id(id, body))
                     })
                     .collect(),
                 Err(e) => vec![error(id, e.code(), &e.to_string()).into()],
@@ -1077,6 +1093,28 @@ fn ack(id: &str, batch_control: BatchControl, schema: impl serde::Serialize) -> 
     .into()
 }
 
+/// A change message's JSON text without its `subscription_id`: what every subscription told
+/// of the same rows shares. [`with_id`] makes it one subscription's message.
+fn change_body(n: Notification) -> Arc<str> {
+    let mut msg = change("", n);
+    if let Json::Object(members) = &mut msg {
+        members.remove("subscription_id");
+    }
+    Arc::from(msg.to_string())
+}
+
+/// Subscription `id`'s message from a [`change_body`]: the id goes in as the first member.
+fn with_id(id: &str, body: &str) -> Arc<str> {
+    let rest = body.strip_prefix('{').unwrap_or(body);
+    let id = Json::from(id).to_string();
+    let mut text = String::with_capacity(body.len() + id.len() + 20);
+    text.push_str("{\"subscription_id\":");
+    text.push_str(&id);
+    text.push(',');
+    text.push_str(rest);
+    Arc::from(text)
+}
+
 fn change(id: &str, n: Notification) -> Json {
     let (change_type, rows, old_values) = match n {
         Notification::Insert(row) => (ChangeType::Insert, Some(vec![row]), None),
@@ -1090,4 +1128,39 @@ fn change(id: &str, n: Notification) -> Json {
         old_values,
     }
     .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_change_body_becomes_each_subscriptions_own_message() {
+        let row = |pairs: &[(&str, Json)]| -> serde_json::Map<String, Json> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect()
+        };
+        let notes = [
+            Notification::Insert(row(&[("id", Json::from("1")), ("_seq", Json::from("7"))])),
+            Notification::Update {
+                new: row(&[("id", Json::from("1")), ("n", Json::from(2))]),
+                old: row(&[("id", Json::from("1")), ("n", Json::from(1))]),
+            },
+            Notification::Delete(row(&[
+                ("id", Json::from("1")),
+                ("_deleted", Json::from(true)),
+            ])),
+        ];
+        for n in notes {
+            let body = change_body(n.clone());
+            assert!(!body.contains("subscription_id"), "{body}");
+            for id in ["s1", "with \"quotes\" and \\", "ünï\u{1}"] {
+                let text = with_id(id, &body);
+                let parsed: Json = serde_json::from_str(&text).expect("valid JSON");
+                assert_eq!(parsed, change(id, n.clone()), "{text}");
+            }
+        }
+    }
 }

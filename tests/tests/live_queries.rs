@@ -278,21 +278,26 @@ async fn sixty_subscribers_converge_on_what_eight_writers_wrote() {
         " WHERE n = 3 AND id >= 0",
     ];
     let mut conns = Vec::new();
-    for _ in 0..10 {
+    for c in 0..10 {
         let mut ws = connect(s.port, Some(&admin)).await;
         assert_eq!(next(&mut ws).await.expect("auth")["type"], "auth_success");
         let mut subs = Vec::new();
         for (k, f) in filters.iter().enumerate() {
-            // The same ids on every connection: those with the same filter get the same
-            // bytes, encoded once per change set and shared.
-            let id = format!("s{k}");
+            // The same SQL on every connection, under the same id on half of them: those
+            // with the same filter get the same rows, encoded once per change set and
+            // shared, each message carrying its own subscription's id.
+            let id = if c % 2 == 0 {
+                format!("s{k}")
+            } else {
+                format!("c{c}-s{k}")
+            };
             send(
                 &mut ws,
                 json!({"type": "subscribe", "subscription": {"id": id,
                     "sql": format!("SELECT id, n, v FROM app.t{f}"), "options": {"batch_size": 10000}}}),
             )
             .await;
-            subs.push((id, *f));
+            subs.push((id, k));
         }
         conns.push((ws, subs));
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -308,15 +313,16 @@ async fn sixty_subscribers_converge_on_what_eight_writers_wrote() {
                 &format!("SELECT id, n, v FROM app.t{filter} ORDER BY id"),
             )
             .await;
-        want.insert(format!("s{k}"), folddb_tests::rows(&r));
+        want.insert(k, folddb_tests::rows(&r));
     }
-    let converged = |views: &std::collections::HashMap<String, View>, others: &[Value]| {
-        !others.is_empty()
-            || views
-                .iter()
-                .all(|(id, v)| v.table(&["id", "n", "v"]) == want[id])
-    };
     for (ws, subs) in &mut conns {
+        let filter_of: std::collections::HashMap<String, usize> = subs.iter().cloned().collect();
+        let converged = |views: &std::collections::HashMap<String, View>, others: &[Value]| {
+            !others.is_empty()
+                || views
+                    .iter()
+                    .all(|(id, v)| v.table(&["id", "n", "v"]) == want[&filter_of[id]])
+        };
         let mut views: std::collections::HashMap<String, View> = subs
             .iter()
             .map(|(id, _)| (id.clone(), View::strict()))
