@@ -244,6 +244,10 @@ pub async fn serve(
             let mut service = service.clone();
             let admitted = admit.admit(ip, per_ip);
             req.extensions_mut().insert(Peer(peer));
+            // The WebSocket handshake (`crate::ws`) takes the upgrade handle from here.
+            if let Some(on) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() {
+                req.extensions_mut().insert(crate::ws::Upgrade::new(on));
+            }
             async move {
                 if !admitted {
                     return Ok::<_, Infallible>(send(too_many_requests()));

@@ -18,9 +18,11 @@ use folddb_realtime::{ClientMessage, Frame, Session, Wire};
 use futures::{SinkExt, StreamExt};
 use serde_json::Value as Json;
 use tokio::sync::mpsc;
-use warp::ws::{Message, WebSocket};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 use crate::server::{State, account_unchanged, caller_of};
+use crate::ws::Socket;
 
 /// How often an authenticated connection checks that its account is unchanged.
 const ACCOUNT_CHECK: Duration = Duration::from_secs(2);
@@ -51,8 +53,8 @@ impl Params {
     }
 }
 
-type Tx = futures::stream::SplitSink<WebSocket, Message>;
-type Rx = futures::stream::SplitStream<WebSocket>;
+type Tx = futures::stream::SplitSink<Socket, Message>;
+type Rx = futures::stream::SplitStream<Socket>;
 
 /// When the client last sent a frame of any kind, stamped by the reader task as frames
 /// arrive — not when the connection loop gets round to them, so that a loop held up sending
@@ -165,7 +167,11 @@ impl Outbox {
     }
 
     async fn close(&mut self, code: u16, reason: &str) {
-        if self.put(Message::close_with(code, reason.to_owned())).await {
+        let frame = CloseFrame {
+            code: code.into(),
+            reason: reason.into(),
+        };
+        if self.put(Message::Close(Some(frame))).await {
             let _ = tokio::time::timeout(Duration::from_secs(1), self.tx.close()).await;
         }
     }
@@ -230,7 +236,7 @@ async fn read(
             Incoming::Close
         } else if !frame.is_text() && !frame.is_binary() {
             continue;
-        } else if frame.as_bytes().len() > MAX_FRAME_BYTES {
+        } else if frame.len() > MAX_FRAME_BYTES {
             Incoming::TooLarge
         } else if !rate.allow() {
             Incoming::RateLimited
@@ -248,9 +254,7 @@ async fn read(
 
 /// A JSON `{"type":"ping"}` (MessagePack ones are handed on, and ignored there).
 fn is_ping(frame: &Message) -> bool {
-    frame
-        .to_str()
-        .is_ok_and(|t| matches!(ClientMessage::parse(t), Ok(ClientMessage::Ping)))
+    matches!(frame, Message::Text(t) if matches!(ClientMessage::parse(t), Ok(ClientMessage::Ping)))
 }
 
 /// Aborts the reader task when the connection ends, however it ends.
@@ -282,7 +286,7 @@ async fn catch_up(
 
 pub async fn connection(
     state: Arc<State>,
-    socket: WebSocket,
+    socket: Socket,
     authorization: Option<String>,
     params: Params,
 ) {
@@ -359,7 +363,11 @@ pub async fn connection(
                     }
                     Some(Incoming::Frame(frame)) => frame,
                 };
-                let bytes = frame.as_bytes();
+                let bytes: &[u8] = match &frame {
+                    Message::Text(t) => t.as_bytes(),
+                    Message::Binary(b) => b,
+                    _ => continue,
+                };
                 let parsed = if frame.is_binary() {
                     if !wire.msgpack {
                         let e = error("protocol", "UNSUPPORTED_DATA", "Binary not supported");

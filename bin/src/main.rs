@@ -15,6 +15,7 @@ mod server;
 mod server_logs;
 mod subscribe;
 mod tail;
+mod ws;
 
 use std::process::ExitCode;
 

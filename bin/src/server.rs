@@ -370,21 +370,20 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
             Err(never) => match never {},
         });
     let ws = warp::path!("v1" / "ws")
-        .and(warp::ws())
+        .and(crate::ws::handshake())
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::query::<std::collections::HashMap<String, String>>())
         .map({
             let state = state.clone();
-            move |ws: warp::ws::Ws,
+            move |ws: crate::ws::Handshake,
                   authorization: Option<String>,
                   query: std::collections::HashMap<String, String>| {
                 let state = state.clone();
                 let params = crate::live::Params::from_query(&query);
                 metrics::counter!("folddb_ws_upgrades_total").increment(1);
-                ws.max_message_size(crate::live::MAX_FRAME_BYTES * 2)
-                    .on_upgrade(move |socket| {
-                        crate::live::connection(state, socket, authorization, params)
-                    })
+                ws.accept(crate::live::MAX_FRAME_BYTES * 2, move |socket| {
+                    crate::live::connection(state, socket, authorization, params)
+                })
             }
         });
     let filter = ws.or(routes).map(warp::Reply::into_response).boxed();
