@@ -20,6 +20,63 @@ pub struct Config {
     /// The log's segment files (`folddb_log::LogConfig`; its fields document themselves).
     pub log: folddb_log::LogConfig,
     pub limits: LimitsConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// The cluster this node belongs to (#18; DESIGN.md "Cluster"). With no peers, the node is
+/// a cluster of one: nothing to configure.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Every member, this node included, as `id@host:port` (its API address, which peers
+    /// call): etcd's initial cluster. Nodes started fresh with the same list form one
+    /// cluster. Empty (the default): a single node.
+    pub peers: Vec<String>,
+    /// The secret every member shares; a raft RPC without it is refused (401). Required
+    /// with peers.
+    pub secret: Option<String>,
+    /// The cluster's id: a node of another cluster is refused. Default `folddb`.
+    pub id: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> ClusterConfig {
+        ClusterConfig {
+            peers: Vec::new(),
+            secret: None,
+            id: "folddb".to_owned(),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The members, by node id: each `id@host:port` of `peers`.
+    pub fn members(&self) -> anyhow::Result<std::collections::BTreeMap<u64, String>> {
+        let mut members = std::collections::BTreeMap::new();
+        for peer in &self.peers {
+            let (id, addr) = peer
+                .split_once('@')
+                .with_context(|| format!("cluster peer {peer:?} is not id@host:port"))?;
+            let id: u16 = id
+                .trim()
+                .parse()
+                .with_context(|| format!("cluster peer {peer:?}: the id is not a number"))?;
+            let addr = addr.trim();
+            let port_ok = addr
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                bail!("cluster peer {peer:?}: the address is not host:port");
+            }
+            if id > 1023 {
+                bail!("cluster peer {peer:?}: node ids are 0..=1023");
+            }
+            if members.insert(u64::from(id), addr.to_owned()).is_some() {
+                bail!("cluster peers name node {id} twice");
+            }
+        }
+        Ok(members)
+    }
 }
 
 /// What one client may cost the node (API.md 1.2; #14). Every limit is documented in
@@ -268,6 +325,24 @@ pub struct ServeArgs {
     /// Listen address (FOLDDB_LISTEN; default 127.0.0.1:8080).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// This node's id in its cluster, 0..=1023 (FOLDDB_NODE_ID; default 1).
+    #[arg(long)]
+    pub node_id: Option<u16>,
+    /// Every member of the cluster, this node included: `id@host:port,...` (FOLDDB_PEERS).
+    #[arg(long)]
+    pub peers: Option<String>,
+    /// The secret the cluster's members share (FOLDDB_CLUSTER_SECRET).
+    #[arg(long)]
+    pub cluster_secret: Option<String>,
+}
+
+/// A comma-separated peer list as its entries.
+fn peer_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn env(name: &str) -> Option<String> {
@@ -407,8 +482,26 @@ impl Config {
         if let Some(v) = parse_env("FOLDDB_ALLOW_REMOTE_SETUP")? {
             config.auth.allow_remote_setup = v;
         }
+        if let Some(v) = env("FOLDDB_PEERS") {
+            config.cluster.peers = peer_list(&v);
+        }
+        if let Some(v) = env("FOLDDB_CLUSTER_SECRET") {
+            config.cluster.secret = Some(v);
+        }
+        if let Some(v) = env("FOLDDB_CLUSTER_ID") {
+            config.cluster.id = v;
+        }
         if let Some(v) = &args.data_dir {
             config.server.data_dir = v.clone();
+        }
+        if let Some(v) = args.node_id {
+            config.server.node_id = v;
+        }
+        if let Some(v) = &args.peers {
+            config.cluster.peers = peer_list(v);
+        }
+        if let Some(v) = &args.cluster_secret {
+            config.cluster.secret = Some(v.clone());
         }
         if let Some(v) = args.listen {
             config.server.listen = v;
@@ -424,6 +517,21 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        let members = self.cluster.members()?;
+        if !members.is_empty() {
+            if !members.contains_key(&u64::from(self.server.node_id)) {
+                bail!(
+                    "cluster.peers must include this node (server.node_id {})",
+                    self.server.node_id
+                );
+            }
+            if self.cluster.secret.as_deref().is_none_or(str::is_empty) {
+                bail!("a cluster needs cluster.secret (FOLDDB_CLUSTER_SECRET, --cluster-secret)");
+            }
+            if self.cluster.id.is_empty() {
+                bail!("cluster.id must not be empty");
+            }
+        }
         if !(4..=31).contains(&self.auth.bcrypt_cost) {
             bail!(
                 "auth.bcrypt_cost must be 4..=31, got {}",
@@ -500,7 +608,7 @@ impl Config {
 }
 
 /// Settings that are secrets: `system.settings` leaves them out.
-const SECRET_SETTINGS: &[&str] = &["auth.root_password", "auth.jwt_secret"];
+const SECRET_SETTINGS: &[&str] = &["auth.root_password", "auth.jwt_secret", "cluster.secret"];
 
 /// README's configuration table: each setting's meaning.
 fn documented_settings() -> std::collections::HashMap<&'static str, &'static str> {
@@ -635,6 +743,44 @@ mod tests {
         );
         assert_eq!(c.journal.retention_bytes, 1000);
         assert!(toml::from_str::<Config>("[journal]\nretention = 1\n").is_err());
+    }
+
+    #[test]
+    fn a_cluster_names_this_node_and_has_a_secret() {
+        let mut c = Config::default();
+        assert!(c.cluster.members().expect("no peers").is_empty());
+        c.cluster.peers = peer_list(" 1@127.0.0.1:8081, 2@127.0.0.1:8082 ,3@localhost:8083,");
+        let members = c.cluster.members().expect("parses");
+        assert_eq!(members.len(), 3);
+        assert_eq!(members[&3], "localhost:8083");
+        // No secret: refused; with one: accepted; without this node: refused.
+        assert!(c.validate().is_err());
+        c.cluster.secret = Some("S".into());
+        c.validate().expect("a valid cluster");
+        c.server.node_id = 4;
+        assert!(c.validate().is_err());
+        c.server.node_id = 1;
+        for bad in [
+            "1",
+            "x@127.0.0.1:1",
+            "1@127.0.0.1",
+            "1@:80",
+            "1@h:99999",
+            "1024@h:1",
+        ] {
+            c.cluster.peers = vec![bad.into()];
+            assert!(c.cluster.members().is_err(), "{bad}");
+        }
+        c.cluster.peers = vec!["1@h:1".into(), "1@h:2".into()];
+        assert!(c.cluster.members().is_err(), "a node named twice");
+        // The secret is never shown.
+        c.cluster.peers = vec!["1@h:1".into()];
+        c.cluster.secret = Some("cluster-s3cret".into());
+        assert!(
+            c.settings()
+                .iter()
+                .all(|s| !s.value.contains("cluster-s3cret"))
+        );
     }
 
     #[test]

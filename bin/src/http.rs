@@ -242,7 +242,9 @@ pub async fn serve(
         let admit = addresses.clone();
         let handler = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
             let mut service = service.clone();
-            let admitted = admit.admit(ip, per_ip);
+            // Peers' raft RPCs (authenticated by the cluster secret) are not a client's
+            // requests: heartbeats alone would use up a loopback cluster's allowance.
+            let admitted = req.uri().path().starts_with("/v1/raft/") || admit.admit(ip, per_ip);
             req.extensions_mut().insert(Peer(peer));
             // The WebSocket handshake (`crate::ws`) takes the upgrade handle from here.
             if let Some(on) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() {

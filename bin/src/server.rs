@@ -28,6 +28,8 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 
 /// Largest request body (API.md 6).
 const MAX_BODY_BYTES: usize = 10 << 20;
+/// Largest raft RPC body (a batch of entries from the leader).
+const MAX_RAFT_BODY_BYTES: usize = 512 << 20;
 
 pub(crate) struct State {
     pub(crate) engine: Engine,
@@ -40,7 +42,6 @@ pub(crate) struct State {
     /// SQL requests per user and second (API.md 1.2).
     sql_per_user: crate::guard::RatePerSecond<String>,
     pub(crate) node: Arc<Node<EventFold>>,
-    listen: SocketAddr,
     pub(crate) live_config: crate::config::LiveConfig,
     /// Renders `/metrics`.
     pub(crate) metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -102,6 +103,29 @@ pub(crate) fn is_local(peer: Option<SocketAddr>) -> bool {
     })
 }
 
+/// In a cluster: root and the `default` namespace are created by whichever member leads
+/// first (each member reads the outcome from the log). Returns once this node has them.
+async fn bootstrap_in_cluster(state: Arc<State>) {
+    if !state.node.is_cluster() {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tick.tick().await;
+        let store = state.engine.store().clone();
+        let done = catalog::user(store.as_ref(), auth::ROOT).is_ok_and(|u| u.is_some())
+            && catalog::namespace(store.as_ref(), "default").is_ok_and(|n| n.is_some());
+        if done {
+            return;
+        }
+        if state.node.status().is_leader
+            && let Err(e) = auth::bootstrap(&state.engine, &state.auth).await
+        {
+            tracing::warn!(error = %e, "bootstrapping the cluster failed; retrying");
+        }
+    }
+}
+
 /// Queues the background jobs that come due: flushes by FLUSH_POLICY, STREAM evictions.
 async fn run_scheduler(state: Arc<State>, config: crate::config::StorageConfig) {
     let flush_every = config.flush_check_interval_seconds.max(1);
@@ -116,7 +140,8 @@ async fn run_scheduler(state: Arc<State>, config: crate::config::StorageConfig) 
             seconds.is_multiple_of(flush_every),
             seconds.is_multiple_of(evict_every),
         );
-        if !(flush || evict) {
+        // In a cluster the leader schedules, once for all.
+        if !(flush || evict) || !state.node.status().is_leader {
             continue;
         }
         if let Err(e) = state.engine.schedule_due_jobs(flush, evict) {
@@ -253,9 +278,24 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
     );
     upgrade_cold_tier(&config.server.data_dir, &cold).await?;
     let fold = EventFold::new(cold.clone());
-    let node = Node::start_single(
+    let members = config.cluster.members()?;
+    let membership = if members.is_empty() {
+        folddb_cluster::Membership::Single {
+            address: listen.to_string(),
+        }
+    } else {
+        let auth = folddb_cluster::ClusterAuth {
+            cluster_id: config.cluster.id.clone(),
+            secret: config.cluster.secret.clone().unwrap_or_default(),
+        };
+        folddb_cluster::Membership::Static {
+            members,
+            peers: folddb_cluster::Peers::new(auth)?,
+        }
+    };
+    let node = Node::start(
         u64::from(config.server.node_id),
-        &listen.to_string(),
+        membership,
         &config.server.data_dir,
         config.log.clone(),
         Arc::new(fold.clone()),
@@ -300,7 +340,11 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
         logs: Some(logs),
     });
     let auth = Auth::new(config.auth.clone());
-    auth::bootstrap(&engine, &auth).await?;
+    // A cluster has no leader until its members serve each other's RPCs: its leader
+    // bootstraps, once the server is up (`bootstrap_in_cluster`).
+    if !node.is_cluster() {
+        auth::bootstrap(&engine, &auth).await?;
+    }
     let guard = Guard::new(
         config.auth.rate_limit_auth_requests_per_ip_per_sec,
         config.auth.max_failed_logins,
@@ -318,12 +362,12 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
         guard,
         sql_per_user: crate::guard::RatePerSecond::new(config.limits.sql_per_user_per_sec),
         node: node.clone(),
-        listen,
         live_config: config.live.clone(),
         metrics,
     });
     // Background tasks hold the state; they end before the node is shut down.
     let background = [
+        tokio::spawn(bootstrap_in_cluster(state.clone())),
         tokio::spawn(run_scheduler(state.clone(), config.storage.clone())),
         tokio::spawn(audit_failed_logins(state.clone())),
         tokio::spawn(sweep_cold(state.clone())),
@@ -346,9 +390,13 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
                 let state = state.clone();
                 async move {
                     // A body sent slowly enough holds a connection for ever otherwise.
+                    let limit = if path.as_str().starts_with("/v1/raft/") {
+                        MAX_RAFT_BODY_BYTES
+                    } else {
+                        MAX_BODY_BYTES
+                    };
                     let Ok(body) =
-                        tokio::time::timeout(body_timeout, collect_limited(body, MAX_BODY_BYTES))
-                            .await
+                        tokio::time::timeout(body_timeout, collect_limited(body, limit)).await
                     else {
                         return Ok::<_, Infallible>(crate::http::request_timeout());
                     };
@@ -508,6 +556,31 @@ async fn handle(
             .insert("retry-after", warp::http::HeaderValue::from_static("1"));
         return r;
     }
+    if let Some(rpc) = folddb_cluster::Rpc::from_path(path).filter(|_| method == Method::POST) {
+        return raft_rpc(state, rpc, headers, &body).await;
+    }
+    let needs_barrier = matches!(
+        (method.as_str(), path),
+        (
+            "POST",
+            "/v1/api/sql" | "/v1/api/auth/login" | "/v1/api/auth/setup"
+        )
+    );
+    if needs_barrier && let Err(e) = state.node.read_barrier().await {
+        let message = e.to_string();
+        let code = if message.starts_with("NOT_LEADER") {
+            "NOT_LEADER"
+        } else {
+            "LEADER_NOT_AVAILABLE"
+        };
+        return sql_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            &message,
+            None,
+            Instant::now(),
+        );
+    }
     match (method.as_str(), path) {
         ("GET", "/health") | ("GET", "/v1/api/healthcheck") => health(state, peer),
         ("GET", "/v1/api/cluster/health") => cluster_health(state, peer),
@@ -522,6 +595,44 @@ async fn handle(
         _ => reply(
             StatusCode::NOT_FOUND,
             &json!({"error": "not_found", "message": format!("No route for {method} {path}")}),
+        ),
+    }
+}
+
+/// A peer's raft RPC: refused (401) unless it names this node's cluster and carries its
+/// secret, before its body is read; a body that does not decode is a 400.
+async fn raft_rpc(
+    state: &State,
+    rpc: folddb_cluster::Rpc,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Reply {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let admitted = state.node.cluster_auth().is_some_and(|auth| {
+        auth.admits(
+            header(folddb_cluster::network::CLUSTER_HEADER),
+            header(folddb_cluster::network::SECRET_HEADER),
+        )
+    });
+    if !admitted {
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            &json!({"error": "UNAUTHORIZED",
+                    "message": "raft RPCs need this cluster's id and secret"}),
+        );
+    }
+    match state.node.answer_rpc(rpc, body).await {
+        Ok(bytes) => {
+            let mut r = Response::new(bytes);
+            r.headers_mut().insert(
+                "content-type",
+                warp::http::HeaderValue::from_static("application/octet-stream"),
+            );
+            r
+        }
+        Err(why) => reply(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": "INVALID_INPUT", "message": format!("not a raft RPC: {why}")}),
         ),
     }
 }
@@ -562,18 +673,29 @@ fn cluster_health(state: &State, peer: Option<SocketAddr>) -> Reply {
     if let Some(reason) = &s.stopped {
         return unhealthy(reason);
     }
+    let nodes: Vec<Json> = state
+        .node
+        .members()
+        .into_iter()
+        .map(|m| {
+            json!({"node_id": m.node_id, "role": if m.is_leader { "Leader" } else { "Follower" },
+                   "status": "Active", "api_addr": m.address, "is_self": m.node_id == s.node_id,
+                   "is_leader": m.is_leader, "replication_lag": m.lag.unwrap_or(0),
+                   "catchup_progress_pct": null})
+        })
+        .collect();
+    let cluster_id = state
+        .node
+        .cluster_auth()
+        .map_or("folddb", |a| a.cluster_id.as_str());
     reply(
         StatusCode::OK,
         &json!({
             "status": "healthy", "version": env!("CARGO_PKG_VERSION"), "build_date": "unknown",
-            "is_cluster_mode": false, "cluster_id": "folddb", "node_id": s.node_id,
-            "is_leader": s.is_leader, "total_groups": 1, "groups_leading": u8::from(s.is_leader),
-            "current_term": s.current_term, "last_applied": s.last_applied,
-            "millis_since_quorum_ack": 0,
-            "nodes": [{"node_id": s.node_id, "role": if s.is_leader { "Leader" } else { "Follower" },
-                       "status": "Active", "api_addr": state.listen.to_string(), "is_self": true,
-                       "is_leader": s.is_leader, "replication_lag": 0,
-                       "catchup_progress_pct": null}]
+            "is_cluster_mode": state.node.is_cluster(), "cluster_id": cluster_id,
+            "node_id": s.node_id, "is_leader": s.is_leader, "total_groups": 1,
+            "groups_leading": u8::from(s.is_leader), "current_term": s.current_term,
+            "last_applied": s.last_applied, "millis_since_quorum_ack": 0, "nodes": nodes
         }),
     )
 }

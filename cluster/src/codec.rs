@@ -40,6 +40,19 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T
 }
 
 /// Encodes an entry's payload (its log id lives in the frame).
+/// A raft RPC's request or answer between nodes (`cluster/FORMAT.md`): the same version byte
+/// and bincode configuration as the entries the log stores.
+pub fn encode_message<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    encode(value)
+}
+
+/// The inverse of [`encode_message`]; the error says why the bytes are not a `T`.
+pub fn decode_message<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> std::result::Result<T, String> {
+    decode(bytes)
+}
+
 pub fn encode_payload(payload: &EntryPayload<TypeConfig>) -> Vec<u8> {
     encode(payload)
 }

@@ -36,6 +36,11 @@ pub enum Error {
 
     #[error("a blocking storage task failed: {0}")]
     Task(String),
+
+    /// The cluster cannot serve the request now (no leader, a leader out of reach, this node
+    /// too far behind); the message says which, and nothing was changed.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// The cluster crate's result type.

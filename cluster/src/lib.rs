@@ -2,15 +2,16 @@
 //!
 //! It owns openraft's type configuration ([`TypeConfig`]), the log storage adapter
 //! ([`LogStore`], `RaftLogStorage` over `folddb-log`), the state machine ([`StateMachine`],
-//! `RaftStateMachine` over the materializer's hot tier), and — as the engine issue lands —
-//! the peer RPC, bootstrap and membership, and the `Node` handle that implements `Propose`.
-//! openraft types never leave this crate.
+//! `RaftStateMachine` over the materializer's hot tier), the peer RPC over HTTP
+//! ([`network`]), static formation, and the `Node` handle whose [`Proposer`] implements
+//! `Propose` (a follower forwards to the leader). openraft types never leave this crate.
 //!
 //! Dependencies: `folddb-materializer`, `folddb-log`.
 
 pub mod codec;
 pub mod error;
 mod log_store;
+pub mod network;
 mod node;
 mod proposer;
 pub mod replay;
@@ -24,7 +25,8 @@ mod node_test;
 
 pub use error::{Error, Result};
 pub use log_store::LogStore;
-pub use node::{NoPeers, Node, NodeStatus};
+pub use network::{ClusterAuth, Peers, Rpc};
+pub use node::{MemberStatus, Membership, NoPeers, Node, NodeStatus};
 pub use proposer::Proposer;
 pub use state_machine::StateMachine;
 pub use types::{Command, CommandResult, TypeConfig};

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use folddb_log::LogConfig;
 use folddb_materializer::{ChangeSet, Fold, HotStore};
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError};
+use openraft::error::{
+    ClientWriteError, InitializeError, InstallSnapshotError, NetworkError, RPCError, RaftError,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -17,11 +19,18 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, Raft, ServerState};
 
+use crate::codec::{decode_message, encode_message};
 use crate::error::{Error, Result};
+use crate::network::{ClusterAuth, HttpNetwork, Peers, Proposed, ReadIndex, Rpc};
 use crate::{Command, CommandResult, LogStore, StateMachine, TypeConfig};
 
 /// How long a starting node waits to become leader of its one-member cluster.
 const LEADER_WAIT: Duration = Duration::from_secs(10);
+/// How long a read waits for this node to catch up with the leader.
+const READ_BARRIER_WAIT: Duration = Duration::from_secs(5);
+/// Why a node without a known leader serves no read that must see every write.
+const NO_LEADER: &str = "LEADER_NOT_AVAILABLE: the cluster has no leader at the moment (an \
+     election is under way, or too few nodes are up)";
 /// How long shutdown waits for openraft's tasks to release the state machine.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
@@ -108,9 +117,34 @@ pub struct NodeStatus {
     pub stopped: Option<String>,
 }
 
+/// Who a node's cluster is.
+#[derive(Debug, Clone)]
+pub enum Membership {
+    /// This node alone, at `address` (the default: no peers, nothing to configure).
+    Single { address: String },
+    /// A static cluster, etcd's initial cluster: nodes started fresh with the same members
+    /// (id → API address) form one cluster. `peers` reaches them.
+    Static {
+        members: BTreeMap<u64, String>,
+        peers: Peers,
+    },
+}
+
+/// One member of the cluster, as health endpoints and `system.cluster` report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberStatus {
+    pub node_id: u64,
+    pub address: String,
+    pub is_leader: bool,
+    /// On the leader: how many entries this member's log is behind the leader's (none when
+    /// unknown, or on a follower, which does not track the others).
+    pub lag: Option<u64>,
+}
+
 /// A running raft node with its log and hot tier.
 pub struct Node<F: Fold> {
     id: u64,
+    peers: Option<Peers>,
     raft: Raft<TypeConfig>,
     log: LogStore,
     hot: Arc<HotStore>,
@@ -148,6 +182,28 @@ impl<F: Fold> Node<F> {
         log_config: LogConfig,
         fold: Arc<F>,
     ) -> Result<Node<F>> {
+        let membership = Membership::Single {
+            address: address.to_owned(),
+        };
+        Node::start(id, membership, data_dir, log_config, fold).await
+    }
+
+    /// Starts node `id` of `membership` over `data_dir`. A single node initialises its
+    /// cluster on first start, waits until it leads and has applied its whole log. A member
+    /// of a static cluster initialises it with every member on first start (whichever member
+    /// is first, the others' attempts are refused and change nothing) and returns at once:
+    /// a leader is elected once the members serve each other's RPCs.
+    pub async fn start(
+        id: u64,
+        membership: Membership,
+        data_dir: &Path,
+        log_config: LogConfig,
+        fold: Arc<F>,
+    ) -> Result<Node<F>> {
+        let (members, peers) = match membership {
+            Membership::Single { address } => (BTreeMap::from([(id, address)]), None),
+            Membership::Static { members, peers } => (members, Some(peers)),
+        };
         let log = LogStore::open(data_dir.join("log"), log_config).await?;
         let hot_dir = data_dir.to_path_buf();
         let hot = tokio::task::spawn_blocking(move || HotStore::open_data_dir(&hot_dir))
@@ -170,18 +226,42 @@ impl<F: Fold> Node<F> {
         }
         .validate()
         .map_err(|e| raft_err("configure raft")(e.to_string()))?;
-        let raft = Raft::new(id, Arc::new(config), NoPeers, log.clone(), sm)
-            .await
-            .map_err(|e| raft_err("start raft")(e.to_string()))?;
+        let config = Arc::new(config);
+        let raft = match &peers {
+            None => Raft::new(id, config, NoPeers, log.clone(), sm).await,
+            Some(p) => Raft::new(id, config, HttpNetwork::new(p.clone()), log.clone(), sm).await,
+        }
+        .map_err(|e| raft_err("start raft")(e.to_string()))?;
         let initialized = raft
             .is_initialized()
             .await
             .map_err(|e| raft_err("read raft state")(e.to_string()))?;
         if !initialized {
-            let members = BTreeMap::from([(id, BasicNode::new(address))]);
-            raft.initialize(members)
-                .await
-                .map_err(|e| raft_err("initialise the cluster")(e.to_string()))?;
+            let nodes: BTreeMap<u64, BasicNode> = members
+                .iter()
+                .map(|(i, a)| (*i, BasicNode::new(a)))
+                .collect();
+            match raft.initialize(nodes).await {
+                Ok(()) => {}
+                // Another member initialised the cluster first and reached this one.
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) if peers.is_some() => {}
+                Err(e) => return Err(raft_err("initialise the cluster")(e.to_string())),
+            }
+        }
+        if peers.is_some() {
+            // No waiting for a leader: there is none until the members answer each other's
+            // RPCs, which they do once the node is serving. Writes before then are refused
+            // with LEADER_NOT_AVAILABLE, and reads wait for the leader's commit.
+            stopped_core(&raft, "join the cluster")?;
+            return Ok(Node {
+                id,
+                peers,
+                raft,
+                log,
+                hot,
+                feed,
+                _fold: std::marker::PhantomData,
+            });
         }
         let led = raft
             .wait(Some(LEADER_WAIT))
@@ -200,6 +280,7 @@ impl<F: Fold> Node<F> {
         replayed.map_err(|e| raft_err("replay the log")(e.to_string()))?;
         Ok(Node {
             id,
+            peers,
             raft,
             log,
             hot,
@@ -222,7 +303,120 @@ impl<F: Fold> Node<F> {
     /// A handle that packs concurrent commands into entries and proposes them (the
     /// materializer's `Propose`). Must be called inside the tokio runtime.
     pub fn proposer(&self) -> crate::Proposer {
-        crate::Proposer::start(self.raft.clone())
+        crate::Proposer::start(self.raft.clone(), self.id, self.peers.clone())
+    }
+
+    /// Whether this node has peers.
+    pub fn is_cluster(&self) -> bool {
+        self.peers.is_some()
+    }
+
+    /// Who may send this node RPCs: none for a single node (it answers none).
+    pub fn cluster_auth(&self) -> Option<&ClusterAuth> {
+        self.peers.as_ref().map(Peers::auth)
+    }
+
+    /// The leader's id and API address, when one is known.
+    pub fn leader(&self) -> Option<(u64, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&id)?;
+        Some((id, node.addr.clone()))
+    }
+
+    /// The members of the cluster, with the leader's view of their lag.
+    pub fn members(&self) -> Vec<MemberStatus> {
+        let m = self.raft.metrics().borrow().clone();
+        let last = m.last_log_index.unwrap_or(0);
+        m.membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node)| MemberStatus {
+                node_id: *id,
+                address: node.addr.clone(),
+                is_leader: m.current_leader == Some(*id),
+                lag: m.replication.as_ref().and_then(|r| {
+                    r.get(id)
+                        .map(|matched| last.saturating_sub(matched.map_or(0, |l| l.index)))
+                }),
+            })
+            .collect()
+    }
+
+    /// Waits until this node has applied every write acknowledged before the call, so that
+    /// a client reads its own writes whichever node it asks: the leader confirms it still
+    /// leads (a quorum answers) and has applied up to its commit; a follower asks the leader
+    /// how far that is and waits until it has applied as far. A single node has nothing to
+    /// wait for: it acknowledges a write only once applied.
+    pub async fn read_barrier(&self) -> Result<()> {
+        let Some(peers) = &self.peers else {
+            return Ok(());
+        };
+        let unavailable = |why: String| Error::Unavailable(why);
+        let Some((leader, addr)) = self.leader() else {
+            return Err(unavailable(NO_LEADER.to_owned()));
+        };
+        if leader == self.id {
+            return self
+                .raft
+                .ensure_linearizable()
+                .await
+                .map(|_| ())
+                .map_err(|e| unavailable(format!("NOT_LEADER: {e}")));
+        }
+        let at = peers
+            .call::<_, ReadIndex>(&addr, Rpc::ReadIndex, &(), READ_BARRIER_WAIT)
+            .await
+            .map_err(|e| unavailable(format!("LEADER_NOT_AVAILABLE: {e}")))?;
+        let index = match at {
+            ReadIndex::At(i) => i,
+            ReadIndex::NotLeader(_) => return Err(unavailable(NO_LEADER.to_owned())),
+        };
+        self.raft
+            .wait(Some(READ_BARRIER_WAIT))
+            .applied_index_at_least(Some(index), "apply up to the leader's commit")
+            .await
+            .map(|_| ())
+            .map_err(|e| unavailable(format!("this node is behind the leader: {e}")))
+    }
+
+    /// Answers a peer's RPC (the HTTP layer has checked the caller's cluster id and secret):
+    /// `body` is the request as [`Peers::call`] encoded it; the answer is encoded the same
+    /// way. A body that does not decode is the error.
+    pub async fn answer_rpc(&self, rpc: Rpc, body: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(match rpc {
+            Rpc::Append => {
+                let req: AppendEntriesRequest<TypeConfig> = decode_message(body)?;
+                encode_message(&self.raft.append_entries(req).await)
+            }
+            Rpc::Vote => {
+                let req: VoteRequest<u64> = decode_message(body)?;
+                encode_message(&self.raft.vote(req).await)
+            }
+            Rpc::Snapshot => {
+                let req: InstallSnapshotRequest<TypeConfig> = decode_message(body)?;
+                encode_message(&self.raft.install_snapshot(req).await)
+            }
+            Rpc::Propose => {
+                let entry: Command = decode_message(body)?;
+                let answer = match self.raft.client_write(entry).await {
+                    Ok(r) => Proposed::Applied(r.data),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                        Proposed::NotLeader(f.leader_node.map(|n| n.addr))
+                    }
+                    Err(e) => Proposed::Failed(e.to_string()),
+                };
+                encode_message(&answer)
+            }
+            Rpc::ReadIndex => {
+                let () = decode_message(body)?;
+                let answer = match self.raft.ensure_linearizable().await {
+                    Ok(at) => ReadIndex::At(at.map_or(0, |l| l.index)),
+                    Err(_) => ReadIndex::NotLeader(self.leader().map(|(_, a)| a)),
+                };
+                encode_message(&answer)
+            }
+        })
     }
 
     /// Raft's view of this node, for health endpoints.

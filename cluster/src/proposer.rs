@@ -10,13 +10,16 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use folddb_materializer::event::{decode_outcomes, encode_entry};
 use folddb_materializer::{Command as Event, Outcome, Propose, ProposeError, ProposeFuture};
-use openraft::Raft;
 use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Raft};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::{Command, TypeConfig};
+use crate::network::{CallError, Peers, Proposed, Rpc};
+use crate::{Command, CommandResult, TypeConfig};
 
 /// Most commands packed into one entry.
 const MAX_COMMANDS_PER_ENTRY: usize = 512;
@@ -48,14 +51,81 @@ pub struct Proposer {
 }
 
 impl Proposer {
-    pub(crate) fn start(raft: Raft<TypeConfig>) -> Proposer {
+    /// Proposes through `raft`; on a member of a cluster (`peers`), a node that is not the
+    /// leader hands each entry to the leader instead.
+    pub(crate) fn start(raft: Raft<TypeConfig>, id: u64, peers: Option<Peers>) -> Proposer {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(pack(raft, rx));
+        let forward = peers.map(|peers| Forward { id, peers });
+        tokio::spawn(pack(raft, forward, rx));
         Proposer { tx }
     }
 }
 
-async fn pack(raft: Raft<TypeConfig>, mut rx: mpsc::UnboundedReceiver<(Event, Reply)>) {
+/// How long a follower waits for the leader to commit a forwarded entry.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A follower's way to the leader.
+#[derive(Clone, Debug)]
+struct Forward {
+    id: u64,
+    peers: Peers,
+}
+
+impl Forward {
+    /// The leader's address, when the leader is another node.
+    fn leader_elsewhere(&self, raft: &Raft<TypeConfig>) -> Option<Result<String, ProposeError>> {
+        let m = raft.metrics().borrow().clone();
+        let leader = match m.current_leader {
+            Some(l) if l == self.id => return None,
+            Some(l) => l,
+            None => return Some(Err(ProposeError::NotAccepted(NO_LEADER.to_owned()))),
+        };
+        Some(
+            m.membership_config
+                .membership()
+                .get_node(&leader)
+                .map(|n| n.addr.clone())
+                .ok_or_else(|| ProposeError::NotAccepted(NO_LEADER.to_owned())),
+        )
+    }
+
+    /// Hands `entry` to the leader at `addr` and waits for it to be committed and applied.
+    async fn propose(&self, addr: &str, entry: Command) -> Result<CommandResult, ProposeError> {
+        let answer = self
+            .peers
+            .call::<_, Proposed>(addr, Rpc::Propose, &entry, FORWARD_TIMEOUT)
+            .await;
+        match answer {
+            Ok(Proposed::Applied(result)) => Ok(result),
+            Ok(Proposed::NotLeader(leader)) => Err(ProposeError::NotAccepted(format!(
+                "NOT_LEADER: the leader changed while this write was forwarded; nothing was \
+                 written, retry{}",
+                leader.map_or_else(String::new, |l| format!(" (the leader is now at {l})"))
+            ))),
+            Ok(Proposed::Failed(why)) => Err(ProposeError::Unknown(format!(
+                "the leader failed to commit this write, whose outcome is unknown: {why}"
+            ))),
+            Err(CallError::Unreachable(why)) => Err(ProposeError::NotAccepted(format!(
+                "LEADER_NOT_AVAILABLE: the leader at {addr} cannot be reached ({why}); nothing \
+                 was written"
+            ))),
+            Err(e) => Err(ProposeError::Unknown(format!(
+                "the leader at {addr} was lost while committing this write, whose outcome is \
+                 unknown: {e}"
+            ))),
+        }
+    }
+}
+
+/// Why a node without a known leader takes no writes.
+const NO_LEADER: &str = "LEADER_NOT_AVAILABLE: the cluster has no leader at the moment (an \
+     election is under way, or too few nodes are up); nothing was written";
+
+async fn pack(
+    raft: Raft<TypeConfig>,
+    forward: Option<Forward>,
+    mut rx: mpsc::UnboundedReceiver<(Event, Reply)>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_ENTRIES_IN_FLIGHT));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -86,13 +156,25 @@ async fn pack(raft: Raft<TypeConfig>, mut rx: mpsc::UnboundedReceiver<(Event, Re
             continue;
         }
         let raft = raft.clone();
+        let forward = forward.clone();
         tokio::spawn(async move {
             let entry = Command(encode_entry(&commands));
             drop(commands);
-            let outcome = raft.client_write(entry).await;
+            let elsewhere = forward
+                .as_ref()
+                .and_then(|f| f.leader_elsewhere(&raft).map(|leader| (f, leader)));
+            let outcome = match elsewhere {
+                Some((f, Ok(addr))) => f.propose(&addr, entry).await,
+                Some((_, Err(no_leader))) => Err(no_leader),
+                None => raft
+                    .client_write(entry)
+                    .await
+                    .map(|response| response.data)
+                    .map_err(refusal),
+            };
             drop(slot);
             match outcome {
-                Ok(response) => match decode_outcomes(&response.data.0) {
+                Ok(result) => match decode_outcomes(&result.0) {
                     Ok(outcomes) if outcomes.len() == replies.len() => {
                         for (reply, o) in replies.into_iter().zip(outcomes) {
                             let _ = reply.send(Ok(o));
@@ -109,25 +191,34 @@ async fn pack(raft: Raft<TypeConfig>, mut rx: mpsc::UnboundedReceiver<(Event, Re
                         }
                     }
                 },
-                Err(e) => {
-                    let err = match &e {
-                        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
-                            ProposeError::NotAccepted(format!("this node is not the leader: {e}"))
-                        }
-                        RaftError::Fatal(fatal) => {
-                            tracing::error!(error = %fatal, "raft's core stopped");
-                            ProposeError::Unknown(format!(
-                                "{STOPPED}; this write's outcome is unknown until then"
-                            ))
-                        }
-                        _ => ProposeError::Unknown(e.to_string()),
-                    };
+                Err(err) => {
                     for reply in replies {
                         let _ = reply.send(Err(err.clone()));
                     }
                 }
             }
         });
+    }
+}
+
+/// What a client is told of a `client_write` that failed.
+fn refusal(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> ProposeError {
+    match &e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            ProposeError::NotAccepted(format!(
+                "NOT_LEADER: this node is not the leader; nothing was written{}",
+                f.leader_node
+                    .as_ref()
+                    .map_or_else(String::new, |n| format!(" (the leader is at {})", n.addr))
+            ))
+        }
+        RaftError::Fatal(fatal) => {
+            tracing::error!(error = %fatal, "raft's core stopped");
+            ProposeError::Unknown(format!(
+                "{STOPPED}; this write's outcome is unknown until then"
+            ))
+        }
+        _ => ProposeError::Unknown(e.to_string()),
     }
 }
 

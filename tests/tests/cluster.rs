@@ -1,0 +1,368 @@
+//! A three-node cluster of real processes on loopback ports (#18): nodes started with the
+//! same peer list form one cluster; a write through any node is durable on a quorum and read
+//! back through every node; raft RPCs without the cluster's secret are refused; the leader
+//! killed with SIGKILL, the others elect a new one and keep taking writes, and the old leader
+//! restarted catches up with everything acknowledged meanwhile.
+
+use std::time::{Duration, Instant};
+
+use folddb_tests::{Server, free_port};
+use serde_json::{Value, json};
+
+const SECRET: &str = "cluster-test-secret";
+
+struct Cluster {
+    dirs: Vec<tempfile::TempDir>,
+    ports: Vec<u16>,
+    nodes: Vec<Option<Server>>,
+}
+
+impl Cluster {
+    fn peers(ports: &[u16]) -> String {
+        ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    async fn start_node(&mut self, i: usize) {
+        let peers = Cluster::peers(&self.ports);
+        let id = (i + 1).to_string();
+        let env = [
+            ("FOLDDB_NODE_ID", id.as_str()),
+            ("FOLDDB_PEERS", peers.as_str()),
+            ("FOLDDB_CLUSTER_SECRET", SECRET),
+        ];
+        let server = Server::start_on(self.dirs[i].path(), self.ports[i], &env).await;
+        self.nodes[i] = Some(server);
+    }
+
+    async fn start(n: usize) -> Cluster {
+        let mut c = Cluster {
+            dirs: (0..n).map(|_| tempfile::tempdir().expect("tmp")).collect(),
+            ports: (0..n).map(|_| free_port()).collect(),
+            nodes: (0..n).map(|_| None).collect(),
+        };
+        for i in 0..n {
+            c.start_node(i).await;
+        }
+        c
+    }
+
+    fn node(&self, i: usize) -> &Server {
+        self.nodes[i].as_ref().expect("the node is running")
+    }
+
+    async fn health(s: &Server) -> Value {
+        s.client
+            .get(s.url("/v1/api/cluster/health"))
+            .send()
+            .await
+            .expect("cluster health answers")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
+    /// Waits until every running node names the same leader, one of the running nodes: its
+    /// index.
+    async fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut seen = Vec::new();
+            for s in self.nodes.iter().flatten() {
+                let h = Cluster::health(s).await;
+                let leader = h["nodes"]
+                    .as_array()
+                    .and_then(|ns| ns.iter().find(|n| n["is_leader"] == true))
+                    .and_then(|n| n["node_id"].as_u64());
+                seen.push(leader);
+            }
+            if let Some(Some(l)) = seen.first().copied()
+                && seen.iter().all(|s| *s == Some(l))
+                && self.nodes[(l - 1) as usize].is_some()
+            {
+                return (l - 1) as usize;
+            }
+            assert!(Instant::now() < deadline, "no agreed leader: {seen:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Rows of `SELECT id FROM app.t ORDER BY id` through `s`.
+async fn ids(s: &Server, token: &str) -> Vec<i64> {
+    let r = s.ok(token, "SELECT id FROM app.t ORDER BY id").await;
+    folddb_tests::rows(&r)
+        .iter()
+        .map(|row| {
+            row[0]
+                .as_i64()
+                .or_else(|| row[0].as_str().and_then(|t| t.parse().ok()))
+                .expect("an id")
+        })
+        .collect()
+}
+
+/// Retries `sql` through `s` while the cluster answers 503 (an election under way).
+async fn write(s: &Server, token: &str, sql: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = s.sql(token, sql).await;
+        if status == 200 {
+            assert_eq!(body["status"], "success", "{sql}: {body}");
+            return;
+        }
+        assert_eq!(status, 503, "{sql}: {body}");
+        assert!(Instant::now() < deadline, "{sql}: still {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn setup(s: &Server) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = s
+            .post(
+                "/v1/api/auth/setup",
+                None,
+                &json!({"user": "admin", "password": "kalamdb123", "root_password": "rootpass123"}),
+            )
+            .await;
+        if status == 200 || status == 409 {
+            return s.login("admin", "kalamdb123").await;
+        }
+        assert!(Instant::now() < deadline, "setup: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_replicate_every_write_and_survive_the_leaders_death() {
+    let mut c = Cluster::start(3).await;
+    let first = c.leader().await;
+    let h = Cluster::health(c.node(0)).await;
+    assert_eq!(h["is_cluster_mode"], true, "{h}");
+    assert_eq!(h["nodes"].as_array().map(Vec::len), Some(3), "{h}");
+
+    // Setup and DDL through a follower: forwarded to the leader.
+    let follower = (first + 1) % 3;
+    let token = setup(c.node(follower)).await;
+    write(
+        c.node(follower),
+        &token,
+        "CREATE NAMESPACE app; CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
+    )
+    .await;
+    // A write through each node, read back through every node at once.
+    for i in 0..3 {
+        let sql = format!(
+            "INSERT INTO app.t (id, v) VALUES ({i}, 'through node {}')",
+            i + 1
+        );
+        c.node(i).ok(&token, &sql).await;
+        for j in 0..3 {
+            let seen = ids(c.node(j), &token).await;
+            assert_eq!(seen, (0..=i as i64).collect::<Vec<_>>(), "node {}", j + 1);
+        }
+    }
+
+    // Raft RPCs need the cluster's id and secret; a garbage body is refused; nothing moves.
+    let before = c.node(first).last_applied().await;
+    let rpc = |secret: Option<&str>, id: &str| {
+        let mut req = c
+            .node(first)
+            .client
+            .post(c.node(first).url("/v1/raft/append"))
+            .header("x-folddb-cluster-id", id)
+            .body(vec![1u8, 2, 3]);
+        if let Some(s) = secret {
+            req = req.header("x-folddb-cluster-secret", s);
+        }
+        req.send()
+    };
+    for (secret, id) in [
+        (None, "folddb"),
+        (Some("wrong"), "folddb"),
+        (Some(SECRET), "other"),
+    ] {
+        let r = rpc(secret, id).await.expect("answered");
+        assert_eq!(r.status().as_u16(), 401, "{secret:?} {id}");
+    }
+    let r = rpc(Some(SECRET), "folddb").await.expect("answered");
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(c.node(first).last_applied().await, before);
+
+    // The leader dies; the two others elect a leader and keep taking writes.
+    c.nodes[first].as_ref().expect("running").sigkill();
+    c.nodes[first] = None;
+    let second = c.leader().await;
+    assert_ne!(second, first);
+    let survivor = (0..3)
+        .find(|i| *i != first && *i != second)
+        .expect("a third node");
+    for id in 10..20 {
+        let sql = format!("INSERT INTO app.t (id, v) VALUES ({id}, 'after the leader died')");
+        write(c.node(survivor), &token, &sql).await;
+    }
+    let want: Vec<i64> = (0..3).chain(10..20).collect();
+    assert_eq!(ids(c.node(second), &token).await, want);
+    assert_eq!(ids(c.node(survivor), &token).await, want);
+
+    // The old leader restarts on its data directory and catches up.
+    c.start_node(first).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = c
+            .node(first)
+            .sql(&token, "SELECT id FROM app.t ORDER BY id")
+            .await;
+        if status == 200 && ids(c.node(first), &token).await == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted node: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What a writer learnt of its inserts: acknowledged, or sent with no answer (their outcome
+/// is unknown: they may or may not be in the table, but only they may be there besides the
+/// acknowledged ones).
+#[derive(Default)]
+struct Sent {
+    acknowledged: Vec<i64>,
+    unknown: Vec<i64>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_acknowledged_write_is_lost_when_the_leader_dies_under_load() {
+    let mut c = Cluster::start(3).await;
+    let first = c.leader().await;
+    let token = setup(c.node((first + 1) % 3)).await;
+    write(
+        c.node(first),
+        &token,
+        "CREATE NAMESPACE app; CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
+    )
+    .await;
+    let urls: Vec<String> = (0..3).map(|i| c.node(i).url("/v1/api/sql")).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..8i64 {
+        let (urls, token, stop) = (urls.clone(), token.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("a client");
+            let mut sent = Sent::default();
+            let mut n = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let id = w * 1_000_000 + n;
+                let url = &urls[(n as usize + w as usize) % urls.len()];
+                n += 1;
+                let answer = client
+                    .post(url)
+                    .bearer_auth(&token)
+                    .json(
+                        &json!({"sql": format!("INSERT INTO app.t (id, v) VALUES ({id}, 'w{w}')")}),
+                    )
+                    .send()
+                    .await;
+                let Ok(r) = answer else {
+                    sent.unknown.push(id);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.unwrap_or(Value::Null);
+                match status {
+                    200 => {
+                        assert_eq!(body["status"], "success", "{body}");
+                        sent.acknowledged.push(id);
+                    }
+                    // Refused before anything was proposed: not written.
+                    503 if body["error"]["code"] != "INTERNAL_ERROR" => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    _ => {
+                        sent.unknown.push(id);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            sent
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    c.nodes[first].as_ref().expect("running").sigkill();
+    c.nodes[first] = None;
+    let second = c.leader().await;
+    assert_ne!(second, first);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acknowledged = std::collections::BTreeSet::new();
+    let mut unknown = std::collections::BTreeSet::new();
+    for w in writers {
+        let sent = w.await.expect("a writer");
+        acknowledged.extend(sent.acknowledged);
+        unknown.extend(sent.unknown);
+    }
+    eprintln!(
+        "{} writes acknowledged, {} with an unknown outcome",
+        acknowledged.len(),
+        unknown.len()
+    );
+    assert!(
+        acknowledged.len() > 50,
+        "too few writes: {}",
+        acknowledged.len()
+    );
+    let check = |seen: Vec<i64>, node: usize| {
+        let seen: std::collections::BTreeSet<i64> = seen.into_iter().collect();
+        let lost: Vec<_> = acknowledged.difference(&seen).collect();
+        assert!(
+            lost.is_empty(),
+            "node {}: acknowledged writes lost: {lost:?}",
+            node + 1
+        );
+        let strays: Vec<_> = seen
+            .iter()
+            .filter(|id| !acknowledged.contains(id) && !unknown.contains(id))
+            .collect();
+        assert!(
+            strays.is_empty(),
+            "node {}: rows never sent: {strays:?}",
+            node + 1
+        );
+        seen
+    };
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != first).collect();
+    let mut views = Vec::new();
+    for &i in &survivors {
+        views.push(check(ids(c.node(i), &token).await, i));
+    }
+    assert_eq!(views[0], views[1], "the surviving nodes disagree");
+    // The old leader restarts and comes to hold exactly the same rows.
+    c.start_node(first).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _) = c.node(first).sql(&token, "SELECT 1").await;
+        if status == 200 {
+            let seen = check(ids(c.node(first), &token).await, first);
+            if seen == views[0] {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted node did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
