@@ -416,7 +416,26 @@ pub async fn connection(
                         }
                         Vec::new()
                     }
-                    other => session.handle(&state.engine, other).await,
+                    other => {
+                        // A subscription or tail starts from every write acknowledged before
+                        // it, whichever node took it (on a follower: once it has applied as
+                        // far as the leader had committed).
+                        let starts = match &other {
+                            ClientMessage::Subscribe { subscription } => Some(&subscription.id),
+                            ClientMessage::Tail { tail } => Some(&tail.id),
+                            _ => None,
+                        };
+                        let barrier = match starts {
+                            Some(id) => state.node.read_barrier().await.err().map(|e| (id.clone(), e)),
+                            None => None,
+                        };
+                        match barrier {
+                            Some((id, e)) => {
+                                vec![error(&id, "LEADER_NOT_AVAILABLE", &e.to_string()).into()]
+                            }
+                            None => session.handle(&state.engine, other).await,
+                        }
+                    }
                 };
                 if !out.send_out(&wire, &replies).await {
                     return;

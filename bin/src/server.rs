@@ -339,6 +339,16 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
         settings: config.settings(),
         logs: Some(logs),
     });
+    // Each replica must write its own segments (or one write them to shared storage for
+    // all): until that is built, a cluster keeps its rows in the hot tier.
+    let engine = if node.is_cluster() {
+        engine.refusing_cold_jobs(
+            "flushes and compactions are not available in a cluster yet (rows stay in the \
+             replicated hot tier)",
+        )
+    } else {
+        engine
+    };
     let auth = Auth::new(config.auth.clone());
     // A cluster has no leader until its members serve each other's RPCs: its leader
     // bootstraps, once the server is up (`bootstrap_in_cluster`).

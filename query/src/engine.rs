@@ -104,6 +104,10 @@ pub struct Engine {
     /// The flush policy of tables created without one (rows, interval in seconds); `None`:
     /// such tables are flushed only when asked.
     default_flush_policy: Option<FlushPolicy>,
+    /// Why this node writes no cold segments, when it does not (a member of a cluster, until
+    /// the replicas' one-owner protocol for segments is built): flushes and compactions are
+    /// refused with it, and none is scheduled.
+    cold_jobs_refused: Option<String>,
     /// Where queries are planned and run (`None`: the caller's runtime).
     executor: Option<tokio::runtime::Handle>,
 }
@@ -269,6 +273,7 @@ impl Engine {
             jobs: Arc::default(),
             cold_jobs: Arc::default(),
             default_flush_policy: None,
+            cold_jobs_refused: None,
             executor: None,
         }
     }
@@ -320,6 +325,12 @@ impl Engine {
     /// asked).
     pub fn with_default_flush_policy(mut self, policy: Option<FlushPolicy>) -> Engine {
         self.default_flush_policy = policy;
+        self
+    }
+
+    /// Refuses STORAGE FLUSH and COMPACT with `why`, and schedules no flush.
+    pub fn refusing_cold_jobs(mut self, why: impl Into<String>) -> Engine {
+        self.cold_jobs_refused = Some(why.into());
         self
     }
 

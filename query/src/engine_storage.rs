@@ -21,6 +21,9 @@ impl Engine {
         if self.cold.is_none() {
             return Err(format!("STORAGE {verb}: this node has no cold storage").into());
         }
+        if let Some(why) = &self.cold_jobs_refused {
+            return Err(Error::NotAllowed(format!("STORAGE {verb}: {why}")));
+        }
         let (defs, scope) = match target {
             StorageTarget::Table(t) => {
                 let def = self.table(namespace, t)?;
@@ -267,6 +270,7 @@ impl Engine {
     pub fn schedule_due_jobs(&self, flush: bool, evict: bool) -> Result<usize, SqlError> {
         let internal =
             |e: folddb_materializer::Error| SqlError::new(ErrorCode::InternalError, e.to_string());
+        let flush = flush && self.cold_jobs_refused.is_none();
         if self.cold.is_none() {
             return Ok(0);
         }

@@ -156,6 +156,19 @@ async fn three_nodes_replicate_every_write_and_survive_the_leaders_death() {
         "CREATE NAMESPACE app; CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
     )
     .await;
+    // A live query on a follower hears of the writes made through any node.
+    let mut live = folddb_tests::ws::connect(c.ports[follower], Some(&token)).await;
+    assert_eq!(
+        folddb_tests::ws::next(&mut live).await.expect("auth")["type"],
+        "auth_success"
+    );
+    folddb_tests::ws::send(
+        &mut live,
+        json!({"type": "subscribe", "subscription": {"id": "s", "sql": "SELECT id, v FROM app.t"}}),
+    )
+    .await;
+    let ack = folddb_tests::ws::next(&mut live).await.expect("ack");
+    assert_eq!(ack["type"], "subscription_ack", "{ack}");
     // A write through each node, read back through every node at once.
     for i in 0..3 {
         let sql = format!(
@@ -168,6 +181,26 @@ async fn three_nodes_replicate_every_write_and_survive_the_leaders_death() {
             assert_eq!(seen, (0..=i as i64).collect::<Vec<_>>(), "node {}", j + 1);
         }
     }
+
+    let mut heard = Vec::new();
+    folddb_tests::ws::read_until(&mut live, Duration::from_secs(10), |m| {
+        if m["type"] == "change" && m["change_type"] == "insert" {
+            heard.push(m["rows"][0]["id"].clone());
+        }
+        heard.len() == 3
+    })
+    .await;
+    assert_eq!(heard, [json!("0"), json!("1"), json!("2")], "in log order");
+
+    // Cold segments are not replicated yet: a flush is refused, not half done.
+    let (status, body) = c.node(first).sql(&token, "STORAGE FLUSH TABLE app.t").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not available in a cluster")),
+        "{body}"
+    );
 
     // Raft RPCs need the cluster's id and secret; a garbage body is refused; nothing moves.
     let before = c.node(first).last_applied().await;
@@ -365,4 +398,25 @@ async fn no_acknowledged_write_is_lost_when_the_leader_dies_under_load() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Stopped, the three nodes hold the same log: every entry at the same index and term,
+    // of the same length.
+    for node in c.nodes.iter_mut() {
+        node.take().expect("running").stop();
+    }
+    let dumps: Vec<String> = c
+        .dirs
+        .iter()
+        .map(|d| {
+            let out = folddb_tests::run_folddb([
+                std::ffi::OsStr::new("log"),
+                std::ffi::OsStr::new("dump"),
+                d.path().join("log").as_os_str(),
+            ]);
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+        .collect();
+    assert!(dumps[0].lines().count() > 50, "{}", dumps[0]);
+    assert_eq!(dumps[0], dumps[1], "nodes 1 and 2 hold different logs");
+    assert_eq!(dumps[0], dumps[2], "nodes 1 and 3 hold different logs");
 }
