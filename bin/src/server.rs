@@ -103,6 +103,37 @@ pub(crate) fn is_local(peer: Option<SocketAddr>) -> bool {
     })
 }
 
+/// `system.cluster`'s view of the raft node.
+struct RaftView(Arc<Node<EventFold>>);
+
+impl std::fmt::Debug for RaftView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RaftView")
+    }
+}
+
+impl folddb_query::node_info::ClusterView for RaftView {
+    fn state(&self) -> folddb_query::node_info::ClusterState {
+        let s = self.0.status();
+        folddb_query::node_info::ClusterState {
+            members: self
+                .0
+                .members()
+                .into_iter()
+                .map(|m| folddb_query::node_info::Member {
+                    node_id: m.node_id,
+                    api_addr: m.address,
+                    is_leader: m.is_leader,
+                    lag: m.lag,
+                })
+                .collect(),
+            current_term: s.current_term,
+            last_applied: s.last_applied,
+            last_log_index: s.last_log_index,
+        }
+    }
+}
+
 /// In a cluster: root and the `default` namespace are created by whichever member leads
 /// first (each member reads the outcome from the log). Returns once this node has them.
 async fn bootstrap_in_cluster(state: Arc<State>) {
@@ -338,6 +369,9 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
         max_connections: config.limits.max_connections_per_ip,
         settings: config.settings(),
         logs: Some(logs),
+        cluster: node.is_cluster().then(|| {
+            Arc::new(RaftView(node.clone())) as Arc<dyn folddb_query::node_info::ClusterView>
+        }),
     });
     // Each replica must write its own segments (or one write them to shared storage for
     // all): until that is built, a cluster keeps its rows in the hot tier.

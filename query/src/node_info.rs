@@ -34,6 +34,30 @@ pub trait RecentLogs: Send + Sync + Debug {
     fn recent(&self) -> Vec<LogLine>;
 }
 
+/// One member of the node's cluster, as `system.cluster` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub node_id: u64,
+    pub api_addr: String,
+    pub is_leader: bool,
+    /// Entries behind the leader's log, as the leader tracks it (none elsewhere).
+    pub lag: Option<u64>,
+}
+
+/// The node's raft state, read when `system.cluster` is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterState {
+    pub members: Vec<Member>,
+    pub current_term: u64,
+    pub last_applied: u64,
+    pub last_log_index: u64,
+}
+
+/// Where `system.cluster` reads the members from (the server's raft node).
+pub trait ClusterView: Send + Sync + Debug {
+    fn state(&self) -> ClusterState;
+}
+
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
     pub node_id: u16,
@@ -48,6 +72,8 @@ pub struct NodeInfo {
     pub max_connections: usize,
     pub settings: Vec<Setting>,
     pub logs: Option<Arc<dyn RecentLogs>>,
+    /// The cluster's members; none: this node alone, its own leader.
+    pub cluster: Option<Arc<dyn ClusterView>>,
 }
 
 impl Default for NodeInfo {
@@ -61,6 +87,7 @@ impl Default for NodeInfo {
             max_connections: 0,
             settings: Vec::new(),
             logs: None,
+            cluster: None,
         }
     }
 }

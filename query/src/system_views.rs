@@ -322,10 +322,27 @@ fn human_duration(secs: u64) -> String {
     }
 }
 
-/// `system.cluster`: one row per node; a single node is its own leader, never lagging.
+/// `system.cluster`: one row per member. A single node is its own leader, never lagging;
+/// in a cluster the roles come from raft, the lag from the leader's replication state, and
+/// a member's host, memory and CPU are known only on its own row.
 pub fn cluster(store: &HotStore, node: &NodeInfo) -> Res<Rows> {
     let mut out = Rows::new(CLUSTER);
-    let applied = store.applied_index()?.map_or(0, |i| i.0) as i64;
+    let applied = store.applied_index()?.map_or(0, |i| i.0);
+    let self_id = u64::from(node.node_id);
+    let state = match &node.cluster {
+        Some(view) => view.state(),
+        None => crate::node_info::ClusterState {
+            members: vec![crate::node_info::Member {
+                node_id: self_id,
+                api_addr: node.api_addr.clone(),
+                is_leader: true,
+                lag: Some(0),
+            }],
+            current_term: 1,
+            last_applied: applied,
+            last_log_index: applied,
+        },
+    };
     let uptime_ms = crate::engine::now_ms().saturating_sub(node.started_ms);
     let (rss, _) = crate::system::process_memory();
     let cpu_pct = if uptime_ms == 0 {
@@ -333,33 +350,50 @@ pub fn cluster(store: &HotStore, node: &NodeInfo) -> Res<Rows> {
     } else {
         crate::system::process_cpu_ms() as f32 * 100.0 / uptime_ms as f32
     };
-    out.rows.push(vec![
-        text(&node.cluster_id),
-        Value::BigInt(i64::from(node.node_id)),
-        text("leader"),
-        text("active"),
-        text(""),
-        text(&node.api_addr),
-        Value::Boolean(true),
-        Value::Boolean(true),
-        Value::Int(1),
-        Value::Int(1),
-        Value::Null,
-        Value::BigInt(applied),
-        Value::BigInt(applied),
-        Value::Null,
-        Value::SmallInt(100),
-        Value::BigInt(0),
-        opt_text(hostname().as_deref()),
-        text(VERSION),
-        total_memory_mb().map_or(Value::Null, Value::BigInt),
-        Value::BigInt((rss / (1024 * 1024)) as i64),
-        Value::Float(cpu_pct),
-        Value::BigInt((uptime_ms / 1000) as i64),
-        text(human_duration(uptime_ms / 1000)),
-        text(std::env::consts::OS),
-        text(std::env::consts::ARCH),
-    ]);
+    let leader_last = state
+        .members
+        .iter()
+        .any(|m| m.is_leader && m.node_id == self_id)
+        .then_some(state.last_log_index as i64);
+    let single = node.cluster.is_none();
+    for m in &state.members {
+        let is_self = m.node_id == self_id;
+        let mine = |v: Value| if is_self { v } else { Value::Null };
+        out.rows.push(vec![
+            text(&node.cluster_id),
+            Value::BigInt(m.node_id as i64),
+            text(if m.is_leader { "leader" } else { "follower" }),
+            text("active"),
+            // Peers call each other on the API port; a single node takes no RPCs.
+            text(if single { "" } else { m.api_addr.as_str() }),
+            text(&m.api_addr),
+            Value::Boolean(is_self),
+            Value::Boolean(m.is_leader),
+            Value::Int(i32::from(m.is_leader)),
+            Value::Int(1),
+            if single {
+                Value::Null
+            } else {
+                Value::BigInt(state.current_term as i64)
+            },
+            mine(Value::BigInt(state.last_applied as i64)),
+            leader_last.map_or(Value::Null, Value::BigInt),
+            Value::Null,
+            m.lag.map_or(Value::Null, |l| {
+                Value::SmallInt(if l == 0 { 100 } else { 0 })
+            }),
+            m.lag.map_or(Value::Null, |l| Value::BigInt(l as i64)),
+            mine(opt_text(hostname().as_deref())),
+            text(VERSION),
+            mine(total_memory_mb().map_or(Value::Null, Value::BigInt)),
+            mine(Value::BigInt((rss / (1024 * 1024)) as i64)),
+            mine(Value::Float(cpu_pct)),
+            mine(Value::BigInt((uptime_ms / 1000) as i64)),
+            mine(text(human_duration(uptime_ms / 1000))),
+            mine(text(std::env::consts::OS)),
+            mine(text(std::env::consts::ARCH)),
+        ]);
+    }
     Ok(out)
 }
 

@@ -192,6 +192,23 @@ async fn three_nodes_replicate_every_write_and_survive_the_leaders_death() {
     .await;
     assert_eq!(heard, [json!("0"), json!("1"), json!("2")], "in log order");
 
+    // system.cluster, on any node: three members, one leader, this node marked.
+    let r = c
+        .node(follower)
+        .ok(
+            &token,
+            "SELECT node_id, role, is_self, is_leader FROM system.cluster ORDER BY node_id",
+        )
+        .await;
+    let rows = folddb_tests::rows(&r);
+    assert_eq!(rows.len(), 3, "{r}");
+    let leaders: Vec<_> = rows.iter().filter(|r| r[3] == true).collect();
+    assert_eq!(leaders.len(), 1, "{r}");
+    assert_eq!(leaders[0][1], "leader", "{r}");
+    let selves: Vec<_> = rows.iter().filter(|r| r[2] == true).collect();
+    assert_eq!(selves.len(), 1, "{r}");
+    assert_eq!(selves[0][1], "follower", "{r}");
+
     // Cold segments are not replicated yet: a flush is refused, not half done.
     let (status, body) = c.node(first).sql(&token, "STORAGE FLUSH TABLE app.t").await;
     assert_eq!(status, 400, "{body}");
