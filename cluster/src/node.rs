@@ -172,6 +172,26 @@ fn stopped_core(raft: &Raft<TypeConfig>, what: &'static str) -> Result<()> {
     }
 }
 
+/// A one-member cluster's start: waits until the node leads, then until every entry in its
+/// log is applied (after a crash, or after the hot tier was deleted, this replays the log):
+/// it serves nothing before.
+async fn lead_alone(raft: &Raft<TypeConfig>) -> Result<()> {
+    let led = raft
+        .wait(Some(LEADER_WAIT))
+        .state(ServerState::Leader, "become leader of a one-member cluster")
+        .await;
+    stopped_core(raft, "become leader")?;
+    led.map_err(|e| raft_err("become leader")(e.to_string()))?;
+    let last = raft.metrics().borrow().last_log_index;
+    let replayed = raft
+        .wait(None)
+        .applied_index_at_least(last, "apply the whole log")
+        .await;
+    stopped_core(raft, "replay the log")?;
+    replayed.map_err(|e| raft_err("replay the log")(e.to_string()))?;
+    Ok(())
+}
+
 impl<F: Fold> Node<F> {
     /// Starts node `id` over `data_dir` (`log/`, `rocksdb/` and `streams/` inside it) as the only member
     /// of its cluster: initialises the cluster on first start, and waits until it leads.
@@ -253,31 +273,9 @@ impl<F: Fold> Node<F> {
             // RPCs, which they do once the node is serving. Writes before then are refused
             // with LEADER_NOT_AVAILABLE, and reads wait for the leader's commit.
             stopped_core(&raft, "join the cluster")?;
-            return Ok(Node {
-                id,
-                peers,
-                raft,
-                log,
-                hot,
-                feed,
-                _fold: std::marker::PhantomData,
-            });
+        } else {
+            lead_alone(&raft).await?;
         }
-        let led = raft
-            .wait(Some(LEADER_WAIT))
-            .state(ServerState::Leader, "become leader of a one-member cluster")
-            .await;
-        stopped_core(&raft, "become leader")?;
-        led.map_err(|e| raft_err("become leader")(e.to_string()))?;
-        // Read barrier: serve nothing until every entry in the log is applied (after a crash,
-        // or after the hot tier was deleted, this replays the log).
-        let last = raft.metrics().borrow().last_log_index;
-        let replayed = raft
-            .wait(None)
-            .applied_index_at_least(last, "apply the whole log")
-            .await;
-        stopped_core(&raft, "replay the log")?;
-        replayed.map_err(|e| raft_err("replay the log")(e.to_string()))?;
         Ok(Node {
             id,
             peers,
