@@ -30,7 +30,8 @@ pub struct Config {
 pub struct ClusterConfig {
     /// Every member, this node included, as `id@host:port` (its API address, which peers
     /// call): etcd's initial cluster. Nodes started fresh with the same list form one
-    /// cluster. Empty (the default): a single node.
+    /// cluster; a node whose id is not on it waits to be added with `CLUSTER JOIN`. Empty
+    /// (the default): a single node.
     pub peers: Vec<String>,
     /// The secret every member shares; a raft RPC without it is refused (401). Required
     /// with peers.
@@ -329,6 +330,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub node_id: Option<u16>,
     /// Every member of the cluster, this node included: `id@host:port,...` (FOLDDB_PEERS).
+    /// A node whose id is not on the list joins the running cluster they form, once added
+    /// with `CLUSTER JOIN <id> '<its address>'`.
     #[arg(long)]
     pub peers: Option<String>,
     /// The secret the cluster's members share (FOLDDB_CLUSTER_SECRET).
@@ -519,12 +522,6 @@ impl Config {
     fn validate(&self) -> anyhow::Result<()> {
         let members = self.cluster.members()?;
         if !members.is_empty() {
-            if !members.contains_key(&u64::from(self.server.node_id)) {
-                bail!(
-                    "cluster.peers must include this node (server.node_id {})",
-                    self.server.node_id
-                );
-            }
             if self.cluster.secret.as_deref().is_none_or(str::is_empty) {
                 bail!("a cluster needs cluster.secret (FOLDDB_CLUSTER_SECRET, --cluster-secret)");
             }
@@ -753,12 +750,12 @@ mod tests {
         let members = c.cluster.members().expect("parses");
         assert_eq!(members.len(), 3);
         assert_eq!(members[&3], "localhost:8083");
-        // No secret: refused; with one: accepted; without this node: refused.
+        // No secret: refused; with one: accepted; a node not on the list is one that joins.
         assert!(c.validate().is_err());
         c.cluster.secret = Some("S".into());
         c.validate().expect("a valid cluster");
         c.server.node_id = 4;
-        assert!(c.validate().is_err());
+        c.validate().expect("a node that joins");
         c.server.node_id = 1;
         for bad in [
             "1",

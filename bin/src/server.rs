@@ -127,6 +127,7 @@ impl folddb_query::node_info::ClusterView for RaftView {
                     node_id: m.node_id,
                     api_addr: m.address,
                     is_leader: m.is_leader,
+                    voter: m.voter,
                     lag: m.lag,
                 })
                 .collect(),
@@ -134,6 +135,38 @@ impl folddb_query::node_info::ClusterView for RaftView {
             last_applied: s.last_applied,
             last_log_index: s.last_log_index,
         }
+    }
+
+    fn command<'a>(
+        &'a self,
+        command: &'a folddb_query::dialect::ClusterCommand,
+    ) -> folddb_query::node_info::ClusterFuture<'a> {
+        use folddb_cluster::Admin;
+        use folddb_query::dialect::ClusterCommand as C;
+        Box::pin(async move {
+            let node = &self.0;
+            let done = match command {
+                C::Snapshot => node.snapshot().await,
+                C::TriggerElection => node.trigger_election().await,
+                C::TransferLeader(to) => node.administer(Admin::Transfer { to: Some(*to) }).await,
+                C::Stepdown => node.administer(Admin::Transfer { to: None }).await,
+                C::Join { id, addr } => {
+                    let (id, addr) = (*id, addr.clone());
+                    node.administer(Admin::Join { id, addr }).await
+                }
+                C::Remove(id) => node.administer(Admin::Remove { id: *id }).await,
+                C::Purge | C::Clear | C::Rebalance => {
+                    return Err(folddb_query::error::Error::Internal(
+                        "the engine answers CLUSTER PURGE, CLEAR and REBALANCE".into(),
+                    ));
+                }
+            };
+            done.map_err(|e| match e {
+                folddb_cluster::Error::Invalid(m) => folddb_query::error::Error::InvalidInput(m),
+                folddb_cluster::Error::Unavailable(m) => folddb_query::error::Error::Unavailable(m),
+                e => folddb_query::error::Error::Execution(e.to_string()),
+            })
+        })
     }
 }
 
@@ -322,6 +355,13 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
             cluster_id: config.cluster.id.clone(),
             secret: config.cluster.secret.clone().unwrap_or_default(),
         };
+        let id = config.server.node_id;
+        if !members.contains_key(&u64::from(id)) {
+            tracing::warn!(
+                "node {id} is not on the peer list: it waits to join the cluster; on any member \
+                 run CLUSTER JOIN {id} '{listen}'"
+            );
+        }
         folddb_cluster::Membership::Static {
             members,
             peers: folddb_cluster::Peers::new(auth)?,
@@ -725,7 +765,12 @@ fn cluster_health(state: &State, peer: Option<SocketAddr>) -> Reply {
         .members()
         .into_iter()
         .map(|m| {
-            json!({"node_id": m.node_id, "role": if m.is_leader { "Leader" } else { "Follower" },
+            let role = match (m.is_leader, m.voter) {
+                (true, _) => "Leader",
+                (false, true) => "Follower",
+                (false, false) => "Learner",
+            };
+            json!({"node_id": m.node_id, "role": role,
                    "status": "Active", "api_addr": m.address, "is_self": m.node_id == s.node_id,
                    "is_leader": m.is_leader, "replication_lag": m.lag.unwrap_or(0),
                    "catchup_progress_pct": null})

@@ -41,6 +41,11 @@ pub enum Error {
     /// too far behind); the message says which, and nothing was changed.
     #[error("{0}")]
     Unavailable(String),
+
+    /// An operator's request that cannot be done as asked (an unknown node, the last
+    /// voter); nothing was changed.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// The cluster crate's result type.

@@ -8,6 +8,7 @@
 //!
 //! Dependencies: `folddb-materializer`, `folddb-log`.
 
+mod admin;
 pub mod codec;
 pub mod error;
 mod log_store;
@@ -23,6 +24,7 @@ mod log_store_test;
 #[cfg(test)]
 mod node_test;
 
+pub use admin::{Admin, AdminAnswer};
 pub use error::{Error, Result};
 pub use log_store::LogStore;
 pub use network::{ClusterAuth, Peers, Rpc};

@@ -6,7 +6,9 @@
 //!
 //! Besides openraft's three RPCs (append entries, vote, install snapshot) two are ours: a
 //! follower hands a write to the leader (`propose`), and asks it how far it must have applied
-//! before it may serve a read (`read-index`).
+//! before it may serve a read (`read-index`); any node hands a cluster operation to the
+//! leader, and the leader asks voters to hold back from elections while it hands over
+//! (`admin`).
 
 use std::time::Duration;
 
@@ -42,15 +44,18 @@ pub enum Rpc {
     Snapshot,
     Propose,
     ReadIndex,
+    /// A cluster operation for the leader (`CLUSTER JOIN`, …), or a hold on elections.
+    Admin,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 5] = [
+    pub const ALL: [Rpc; 6] = [
         Rpc::Append,
         Rpc::Vote,
         Rpc::Snapshot,
         Rpc::Propose,
         Rpc::ReadIndex,
+        Rpc::Admin,
     ];
 
     pub fn path(self) -> &'static str {
@@ -60,6 +65,7 @@ impl Rpc {
             Rpc::Snapshot => "/v1/raft/snapshot",
             Rpc::Propose => "/v1/raft/propose",
             Rpc::ReadIndex => "/v1/raft/read-index",
+            Rpc::Admin => "/v1/raft/admin",
         }
     }
 
@@ -329,6 +335,14 @@ mod tests {
         assert_eq!(
             encode_message(&Proposed::Applied(CommandResult(vec![9]))),
             [1, 0, 1, 9]
+        );
+        assert_eq!(encode_message(&crate::Admin::Remove { id: 4 }), [1, 1, 4]);
+        assert_eq!(
+            encode_message(&crate::Admin::Join {
+                id: 4,
+                addr: "h:1".into()
+            }),
+            [1, 0, 4, 3, b'h', b':', b'1']
         );
         let ok: std::result::Result<u8, String> = Ok(5);
         assert_eq!(encode_message(&ok), [1, 0, 5]);

@@ -28,6 +28,8 @@ use crate::{Command, CommandResult, LogStore, StateMachine, TypeConfig};
 const LEADER_WAIT: Duration = Duration::from_secs(10);
 /// How long a read waits for this node to catch up with the leader.
 const READ_BARRIER_WAIT: Duration = Duration::from_secs(5);
+/// How long a read waits for a leader to be known (an election under way).
+const LEADER_KNOWN_WAIT: Duration = Duration::from_secs(2);
 /// Why a node without a known leader serves no read that must see every write.
 const NO_LEADER: &str = "LEADER_NOT_AVAILABLE: the cluster has no leader at the moment (an \
      election is under way, or too few nodes are up)";
@@ -136,6 +138,8 @@ pub struct MemberStatus {
     pub node_id: u64,
     pub address: String,
     pub is_leader: bool,
+    /// A voter, or a learner (a joining node catching up with the log).
+    pub voter: bool,
     /// On the leader: how many entries this member's log is behind the leader's (none when
     /// unknown, or on a follower, which does not track the others).
     pub lag: Option<u64>,
@@ -143,9 +147,9 @@ pub struct MemberStatus {
 
 /// A running raft node with its log and hot tier.
 pub struct Node<F: Fold> {
-    id: u64,
-    peers: Option<Peers>,
-    raft: Raft<TypeConfig>,
+    pub(crate) id: u64,
+    pub(crate) peers: Option<Peers>,
+    pub(crate) raft: Raft<TypeConfig>,
     log: LogStore,
     hot: Arc<HotStore>,
     feed: crate::state_machine::ChangeFeed,
@@ -242,6 +246,8 @@ impl<F: Fold> Node<F> {
             // purges entries a rebuild of the hot tier would need. Snapshots for lagging
             // followers arrive with clustering, built without purging.
             snapshot_policy: openraft::SnapshotPolicy::Never,
+            // A snapshot (CLUSTER SNAPSHOT) purges no entry: the log is retained whole.
+            max_in_snapshot_log_to_keep: u64::MAX,
             ..Default::default()
         }
         .validate()
@@ -256,7 +262,9 @@ impl<F: Fold> Node<F> {
             .is_initialized()
             .await
             .map_err(|e| raft_err("read raft state")(e.to_string()))?;
-        if !initialized {
+        // A node not among the members joins a running cluster (CLUSTER JOIN on one of them):
+        // it waits to be sent the log, and initialises nothing.
+        if !initialized && members.contains_key(&id) {
             let nodes: BTreeMap<u64, BasicNode> = members
                 .iter()
                 .map(|(i, a)| (*i, BasicNode::new(a)))
@@ -326,13 +334,15 @@ impl<F: Fold> Node<F> {
     pub fn members(&self) -> Vec<MemberStatus> {
         let m = self.raft.metrics().borrow().clone();
         let last = m.last_log_index.unwrap_or(0);
-        m.membership_config
-            .membership()
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        membership
             .nodes()
             .map(|(id, node)| MemberStatus {
                 node_id: *id,
                 address: node.addr.clone(),
                 is_leader: m.current_leader == Some(*id),
+                voter: voters.contains(id),
                 lag: m.replication.as_ref().and_then(|r| {
                     r.get(id)
                         .map(|matched| last.saturating_sub(matched.map_or(0, |l| l.index)))
@@ -351,6 +361,15 @@ impl<F: Fold> Node<F> {
             return Ok(());
         };
         let unavailable = |why: String| Error::Unavailable(why);
+        if self.leader().is_none() {
+            // An election under way, or a node that just joined and has not yet heard from
+            // the leader: worth a short wait rather than a refusal.
+            let _ = self
+                .raft
+                .wait(Some(LEADER_KNOWN_WAIT))
+                .metrics(|m| m.current_leader.is_some(), "a known leader")
+                .await;
+        }
         let Some((leader, addr)) = self.leader() else {
             return Err(unavailable(NO_LEADER.to_owned()));
         };
@@ -413,6 +432,10 @@ impl<F: Fold> Node<F> {
                     Err(_) => ReadIndex::NotLeader(self.leader().map(|(_, a)| a)),
                 };
                 encode_message(&answer)
+            }
+            Rpc::Admin => {
+                let op: crate::Admin = decode_message(body)?;
+                encode_message(&self.answer_admin(op).await)
             }
         })
     }

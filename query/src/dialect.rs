@@ -12,6 +12,9 @@ use crate::convert::Literal;
 #[path = "dialect_cursor.rs"]
 mod cursor;
 use cursor::Cursor;
+#[path = "dialect_cluster.rs"]
+mod cluster;
+pub use cluster::ClusterCommand;
 #[path = "dialect_storage.rs"]
 mod storage;
 pub use storage::{StorageField, StorageSpec};
@@ -126,6 +129,8 @@ pub enum Statement {
         user: String,
         sql: String,
     },
+    /// `CLUSTER …` (API.md 3.13).
+    Cluster(ClusterCommand),
 }
 
 /// What a STORAGE FLUSH or COMPACT covers.
@@ -227,6 +232,7 @@ impl Statement {
                 | Statement::CreateStorage { .. }
                 | Statement::AlterStorage { .. }
                 | Statement::DropStorage { .. }
+                | Statement::Cluster(_)
         )
     }
 }
@@ -633,6 +639,10 @@ fn classify_cursor(sql: &str, mut c: Cursor) -> Result<Statement, ParseError> {
                 return Err("STORAGE FLUSH / COMPACT expects TABLE ns.t or ALL".into());
             };
             c.end().map(|_| Statement::Storage { compact, target })
+        }
+        "cluster" => {
+            c.next();
+            cluster::parse_cluster(&mut c)
         }
         "kill" => {
             c.next();

@@ -35,7 +35,10 @@ impl Statement {
             | Statement::ShowManifest => "show",
             Statement::Subscribe { .. } => "subscribe",
             Statement::ExecuteAs { .. } => "execute_as",
-            Statement::Meta | Statement::KillLiveQuery(_) | Statement::KillJob(_) => "admin",
+            Statement::Meta
+            | Statement::KillLiveQuery(_)
+            | Statement::KillJob(_)
+            | Statement::Cluster(_) => "admin",
         }
     }
 }

@@ -42,8 +42,8 @@ use serde_json::Value as Json;
 
 use crate::convert::{self, Literal, arrow_to_value, cell_json, coerce};
 use crate::dialect::{
-    self, AlterChange, ColumnSpec, CreateTable, DefaultSpec, RESERVED_COLUMNS, Statement,
-    StorageTarget, TableName, UserAuth, UserChange,
+    self, AlterChange, ClusterCommand, ColumnSpec, CreateTable, DefaultSpec, RESERVED_COLUMNS,
+    Statement, StorageTarget, TableName, UserAuth, UserChange,
 };
 use crate::error::Error;
 use crate::ids::{self, SnowflakeIds};
@@ -962,6 +962,7 @@ impl Engine {
                 self.subscribe_statement(caller, select, options)
             }
             Statement::KillJob(id) => msg(caller, self.jobs.kill(id).map_err(Error::NotAllowed)?),
+            Statement::Cluster(command) => msg(caller, self.cluster_command(command).await?),
             Statement::Storage { compact, target } => msg(
                 caller,
                 self.storage_command(caller, namespace, *compact, target)?,

@@ -91,3 +91,39 @@ impl Engine {
         Ok(Out::Result(table_result(caller, &rows)?))
     }
 }
+
+impl Engine {
+    /// `CLUSTER …` (API.md 3.13): run by the server's raft node; PURGE, CLEAR and REBALANCE
+    /// are answered here, as nothing in FoldDB does what they ask.
+    pub(super) async fn cluster_command(&self, command: &ClusterCommand) -> Result<String, Error> {
+        match command {
+            ClusterCommand::Purge => {
+                return Err(Error::NotAllowed(
+                    "CLUSTER PURGE: the log is the source of truth and is kept whole (a \
+                     snapshot purges nothing); what a node deletes is the log's retention \
+                     setting"
+                        .into(),
+                ));
+            }
+            ClusterCommand::Clear => {
+                return Ok(
+                    "Nothing to clear: a node keeps only its latest snapshot, in memory".into(),
+                );
+            }
+            ClusterCommand::Rebalance => {
+                return Ok(
+                    "Nothing to rebalance: the cluster is one raft group with one leader".into(),
+                );
+            }
+            _ => {}
+        }
+        let Some(view) = &self.node.cluster else {
+            return Err(Error::NotAllowed(
+                "this node runs alone: CLUSTER commands need a cluster (start the node with \
+                 --cluster-secret, and --peers naming its members)"
+                    .into(),
+            ));
+        };
+        view.command(command).await
+    }
+}

@@ -40,6 +40,8 @@ pub struct Member {
     pub node_id: u64,
     pub api_addr: String,
     pub is_leader: bool,
+    /// A voter, or a learner (a joining node catching up with the log).
+    pub voter: bool,
     /// Entries behind the leader's log, as the leader tracks it (none elsewhere).
     pub lag: Option<u64>,
 }
@@ -53,9 +55,17 @@ pub struct ClusterState {
     pub last_log_index: u64,
 }
 
-/// Where `system.cluster` reads the members from (the server's raft node).
+/// What running a `CLUSTER …` statement returns: its message, or why it failed.
+pub type ClusterFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<String, crate::error::Error>> + Send + 'a>,
+>;
+
+/// The server's raft node, as `system.cluster` reads it and `CLUSTER …` statements drive it.
 pub trait ClusterView: Send + Sync + Debug {
     fn state(&self) -> ClusterState;
+
+    /// Runs a `CLUSTER …` statement (PURGE, CLEAR and REBALANCE never reach it).
+    fn command<'a>(&'a self, command: &'a crate::dialect::ClusterCommand) -> ClusterFuture<'a>;
 }
 
 #[derive(Debug, Clone)]

@@ -336,6 +336,7 @@ pub fn cluster(store: &HotStore, node: &NodeInfo) -> Res<Rows> {
                 node_id: self_id,
                 api_addr: node.api_addr.clone(),
                 is_leader: true,
+                voter: true,
                 lag: Some(0),
             }],
             current_term: 1,
@@ -362,7 +363,11 @@ pub fn cluster(store: &HotStore, node: &NodeInfo) -> Res<Rows> {
         out.rows.push(vec![
             text(&node.cluster_id),
             Value::BigInt(m.node_id as i64),
-            text(if m.is_leader { "leader" } else { "follower" }),
+            text(match (m.is_leader, m.voter) {
+                (true, _) => "leader",
+                (false, true) => "follower",
+                (false, false) => "learner",
+            }),
             text("active"),
             // Peers call each other on the API port; a single node takes no RPCs.
             text(if single { "" } else { m.api_addr.as_str() }),

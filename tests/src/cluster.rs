@@ -1,0 +1,158 @@
+//! A cluster of real `folddb serve` processes on loopback ports, for the cluster tests:
+//! founders started with one peer list, nodes that join later, the agreed leader.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::{Server, free_port};
+
+pub const SECRET: &str = "cluster-test-secret";
+
+#[derive(Debug)]
+pub struct Cluster {
+    pub dirs: Vec<tempfile::TempDir>,
+    pub ports: Vec<u16>,
+    pub nodes: Vec<Option<Server>>,
+    /// How many of the nodes were started as the cluster's first members; the others join.
+    pub founders: usize,
+}
+
+impl Cluster {
+    fn peers(ports: &[u16]) -> String {
+        ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Starts node `i` (id `i + 1`) on its data directory: a founder with the founders'
+    /// peer list, any other node with the same list, which it is not on: it waits to join.
+    pub async fn start_node(&mut self, i: usize) {
+        let peers = Cluster::peers(&self.ports[..self.founders]);
+        let id = (i + 1).to_string();
+        let env = [
+            ("FOLDDB_NODE_ID", id.as_str()),
+            ("FOLDDB_PEERS", peers.as_str()),
+            ("FOLDDB_CLUSTER_SECRET", SECRET),
+        ];
+        let server = Server::start_on(self.dirs[i].path(), self.ports[i], &env).await;
+        self.nodes[i] = Some(server);
+    }
+
+    /// Starts `n` founding members.
+    pub async fn start(n: usize) -> Cluster {
+        let mut c = Cluster {
+            dirs: (0..n).map(|_| tempfile::tempdir().expect("tmp")).collect(),
+            ports: (0..n).map(|_| free_port()).collect(),
+            nodes: (0..n).map(|_| None).collect(),
+            founders: n,
+        };
+        for i in 0..n {
+            c.start_node(i).await;
+        }
+        c
+    }
+
+    /// Starts one more node, not a founder: it waits to be added with CLUSTER JOIN. Its
+    /// index.
+    pub async fn start_joiner(&mut self) -> usize {
+        self.dirs.push(tempfile::tempdir().expect("tmp"));
+        self.ports.push(free_port());
+        self.nodes.push(None);
+        let i = self.nodes.len() - 1;
+        self.start_node(i).await;
+        i
+    }
+
+    pub fn node(&self, i: usize) -> &Server {
+        self.nodes[i].as_ref().expect("the node is running")
+    }
+
+    pub async fn health(s: &Server) -> Value {
+        s.client
+            .get(s.url("/v1/api/cluster/health"))
+            .send()
+            .await
+            .expect("cluster health answers")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
+    /// Waits until every running node names the same leader, one of the running nodes: its
+    /// index.
+    pub async fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut seen = Vec::new();
+            for s in self.nodes.iter().flatten() {
+                let h = Cluster::health(s).await;
+                let leader = h["nodes"]
+                    .as_array()
+                    .and_then(|ns| ns.iter().find(|n| n["is_leader"] == true))
+                    .and_then(|n| n["node_id"].as_u64());
+                seen.push(leader);
+            }
+            if let Some(Some(l)) = seen.first().copied()
+                && seen.iter().all(|s| *s == Some(l))
+                && self.nodes[(l - 1) as usize].is_some()
+            {
+                return (l - 1) as usize;
+            }
+            assert!(Instant::now() < deadline, "no agreed leader: {seen:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Rows of `SELECT id FROM app.t ORDER BY id` through `s`.
+pub async fn ids(s: &Server, token: &str) -> Vec<i64> {
+    let r = s.ok(token, "SELECT id FROM app.t ORDER BY id").await;
+    crate::rows(&r)
+        .iter()
+        .map(|row| {
+            row[0]
+                .as_i64()
+                .or_else(|| row[0].as_str().and_then(|t| t.parse().ok()))
+                .expect("an id")
+        })
+        .collect()
+}
+
+/// Retries `sql` through `s` while the cluster answers 503 (an election under way).
+pub async fn write(s: &Server, token: &str, sql: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = s.sql(token, sql).await;
+        if status == 200 {
+            assert_eq!(body["status"], "success", "{sql}: {body}");
+            return;
+        }
+        assert_eq!(status, 503, "{sql}: {body}");
+        assert!(Instant::now() < deadline, "{sql}: still {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sets up the cluster's first users (retrying while no leader is elected) and logs in as
+/// the dba: its token.
+pub async fn setup(s: &Server) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = s
+            .post(
+                "/v1/api/auth/setup",
+                None,
+                &json!({"user": "admin", "password": "kalamdb123", "root_password": "rootpass123"}),
+            )
+            .await;
+        if status == 200 || status == 409 {
+            return s.login("admin", "kalamdb123").await;
+        }
+        assert!(Instant::now() < deadline, "setup: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

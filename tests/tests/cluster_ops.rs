@@ -1,0 +1,191 @@
+//! Operating a cluster with `CLUSTER …` statements (#18, API.md 3.13), real processes on
+//! loopback ports: a fourth node started outside the peer list joins with `CLUSTER JOIN`
+//! (a learner, then a voter) and is sent the whole log; leadership moves on `CLUSTER
+//! TRANSFER LEADER` and `CLUSTER STEPDOWN`; `CLUSTER REMOVE` takes a node out and the others
+//! carry on; statements FoldDB does not do, or cannot do as asked, say why.
+
+use std::time::{Duration, Instant};
+
+use folddb_tests::Server;
+use folddb_tests::cluster::{Cluster, ids, setup, write};
+
+/// Runs a CLUSTER statement through `s`: its message, once the cluster has a leader.
+async fn cluster_ok(s: &Server, token: &str, sql: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = s.sql(token, sql).await;
+        if status == 200 {
+            return body["results"][0]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+        }
+        assert_eq!(status, 503, "{sql}: {body}");
+        assert!(Instant::now() < deadline, "{sql}: still {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The error message of a statement that must fail with `status`.
+async fn refused(s: &Server, token: &str, sql: &str, status: u16) -> String {
+    let (got, body) = s.sql(token, sql).await;
+    assert_eq!(got, status, "{sql}: {body}");
+    body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `(node_id, role)` of every member, as `system.cluster` on `s` lists them.
+async fn members(s: &Server, token: &str) -> Vec<(u64, String)> {
+    let r = s
+        .ok(
+            token,
+            "SELECT node_id, role FROM system.cluster ORDER BY node_id",
+        )
+        .await;
+    folddb_tests::rows(&r)
+        .iter()
+        .map(|row| {
+            let id = row[0]
+                .as_u64()
+                .or_else(|| row[0].as_str().and_then(|t| t.parse().ok()))
+                .expect("a node id");
+            (id, row[1].as_str().unwrap_or_default().to_owned())
+        })
+        .collect()
+}
+
+/// Waits until `s` reads `want` from app.t.
+async fn converges(s: &Server, token: &str, want: &[i64], who: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _) = s.sql(token, "SELECT 1").await;
+        if status == 200 && ids(s, token).await == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{who} did not catch up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_join_lead_and_leave_on_cluster_statements() {
+    let mut c = Cluster::start(3).await;
+    let first = c.leader().await;
+    let token = setup(c.node((first + 1) % 3)).await;
+    write(
+        c.node(first),
+        &token,
+        "CREATE NAMESPACE app; CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
+    )
+    .await;
+    for id in 0..5 {
+        let sql = format!("INSERT INTO app.t (id, v) VALUES ({id}, 'before the join')");
+        write(c.node(id as usize % 3), &token, &sql).await;
+    }
+
+    // A fourth node, not on the peer list, waits: it serves no read before it is a member.
+    let fourth = c.start_joiner().await;
+    assert_eq!(fourth, 3);
+    let h = Cluster::health(c.node(fourth)).await;
+    assert_eq!(h["is_cluster_mode"], true, "{h}");
+    let (status, body) = c.node(fourth).sql(&token, "SELECT id FROM app.t").await;
+    assert_ne!(
+        status, 200,
+        "a node outside the cluster answered a read: {body}"
+    );
+
+    // Joined through a follower (forwarded to the leader): a learner that catches up, then
+    // a voter; it reads everything written before, and takes writes.
+    let follower = (first + 1) % 3;
+    let join = format!("CLUSTER JOIN 4 '127.0.0.1:{}'", c.ports[fourth]);
+    let said = cluster_ok(c.node(follower), &token, &join).await;
+    assert!(said.contains("joined the cluster as a voter"), "{said}");
+    converges(c.node(fourth), &token, &[0, 1, 2, 3, 4], "the joined node").await;
+    let roles = members(c.node(fourth), &token).await;
+    assert_eq!(roles.len(), 4, "{roles:?}");
+    assert!(
+        roles.iter().all(|(_, r)| r == "leader" || r == "follower"),
+        "{roles:?}"
+    );
+    write(
+        c.node(fourth),
+        &token,
+        "INSERT INTO app.t (id, v) VALUES (5, 'through node 4')",
+    )
+    .await;
+    for i in 0..4 {
+        converges(c.node(i), &token, &[0, 1, 2, 3, 4, 5], "a member").await;
+    }
+    let again = refused(c.node(first), &token, &join, 400).await;
+    assert!(again.contains("already a voting member"), "{again}");
+
+    // Leadership moves to the named node, then away from it on STEPDOWN.
+    let said = cluster_ok(c.node(first), &token, "CLUSTER TRANSFER LEADER 4").await;
+    assert!(said.contains("moved to node 4"), "{said}");
+    assert_eq!(c.leader().await, fourth);
+    let said = cluster_ok(c.node(follower), &token, "CLUSTER STEPDOWN").await;
+    assert!(said.contains("moved to node"), "{said}");
+    let leader = c.leader().await;
+    assert_ne!(leader, fourth);
+    let unknown = refused(c.node(leader), &token, "CLUSTER TRANSFER LEADER 9", 400).await;
+    assert!(unknown.contains("not a voting member"), "{unknown}");
+
+    // A founder is removed; it is stopped, and the three others carry on.
+    let gone = (0..3)
+        .find(|i| *i != leader)
+        .expect("a founder that does not lead");
+    let remove = format!("CLUSTER REMOVE {}", gone + 1);
+    let said = cluster_ok(c.node(leader), &token, &remove).await;
+    assert!(said.contains("was removed"), "{said}");
+    c.nodes[gone].take().expect("running").stop();
+    let leader = c.leader().await;
+    let roles = members(c.node(leader), &token).await;
+    assert_eq!(roles.len(), 3, "{roles:?}");
+    assert!(
+        !roles.iter().any(|(id, _)| *id == gone as u64 + 1),
+        "{roles:?}"
+    );
+    write(
+        c.node(leader),
+        &token,
+        "INSERT INTO app.t (id, v) VALUES (6, 'after the removal')",
+    )
+    .await;
+    for i in (0..4).filter(|i| *i != gone) {
+        converges(
+            c.node(i),
+            &token,
+            &[0, 1, 2, 3, 4, 5, 6],
+            "a remaining member",
+        )
+        .await;
+    }
+
+    // A snapshot of a node's state; statements FoldDB does not do say why.
+    let said = cluster_ok(c.node(leader), &token, "CLUSTER SNAPSHOT").await;
+    assert!(said.contains("Snapshot built"), "{said}");
+    let purge = refused(c.node(leader), &token, "CLUSTER PURGE --UPTO 3", 400).await;
+    assert!(purge.contains("kept whole"), "{purge}");
+    let list = refused(c.node(leader), &token, "CLUSTER LIST", 400).await;
+    assert!(list.contains("system.cluster"), "{list}");
+    // The joined node holds everything, as the others do.
+    let after = ids(c.node(fourth), &token).await;
+    assert_eq!(after, [0, 1, 2, 3, 4, 5, 6]);
+}
+
+#[tokio::test]
+async fn a_single_node_says_cluster_statements_need_a_cluster() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Server::start(dir.path()).await;
+    let token = s.setup_and_login().await;
+    for sql in [
+        "CLUSTER STEPDOWN",
+        "CLUSTER JOIN 2 '127.0.0.1:1'",
+        "CLUSTER SNAPSHOT",
+    ] {
+        let said = refused(&s, &token, sql, 400).await;
+        assert!(said.contains("runs alone"), "{sql}: {said}");
+    }
+}
