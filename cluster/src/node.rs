@@ -106,6 +106,15 @@ fn check_not_ahead(log: &LogStore, hot: &HotStore) -> Result<()> {
     })
 }
 
+/// Returns once this node no longer takes `leader` for the leader (another was elected, or
+/// an election is under way).
+pub(crate) async fn leader_changes(raft: &Raft<TypeConfig>, leader: u64) {
+    let _ = raft
+        .wait(None)
+        .metrics(|m| m.current_leader != Some(leader), "the leader changes")
+        .await;
+}
+
 /// A node's raft state, as health endpoints report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeStatus {
@@ -381,10 +390,15 @@ impl<F: Fold> Node<F> {
                 .map(|_| ())
                 .map_err(|e| unavailable(format!("NOT_LEADER: {e}")));
         }
-        let at = peers
-            .call::<_, ReadIndex>(&addr, Rpc::ReadIndex, &(), READ_BARRIER_WAIT)
-            .await
-            .map_err(|e| unavailable(format!("LEADER_NOT_AVAILABLE: {e}")))?;
+        let ask = peers.call::<_, ReadIndex>(&addr, Rpc::ReadIndex, &(), READ_BARRIER_WAIT);
+        let at = tokio::select! {
+            at = ask => at.map_err(|e| unavailable(format!("LEADER_NOT_AVAILABLE: {e}")))?,
+            () = leader_changes(&self.raft, leader) => {
+                return Err(unavailable(
+                    "NOT_LEADER: the leader was replaced during this read; retry".to_owned(),
+                ));
+            }
+        };
         let index = match at {
             ReadIndex::At(i) => i,
             ReadIndex::NotLeader(_) => return Err(unavailable(NO_LEADER.to_owned())),

@@ -73,7 +73,10 @@ struct Forward {
 
 impl Forward {
     /// The leader's address, when the leader is another node.
-    fn leader_elsewhere(&self, raft: &Raft<TypeConfig>) -> Option<Result<String, ProposeError>> {
+    fn leader_elsewhere(
+        &self,
+        raft: &Raft<TypeConfig>,
+    ) -> Option<Result<(u64, String), ProposeError>> {
         let m = raft.metrics().borrow().clone();
         let leader = match m.current_leader {
             Some(l) if l == self.id => return None,
@@ -84,17 +87,32 @@ impl Forward {
             m.membership_config
                 .membership()
                 .get_node(&leader)
-                .map(|n| n.addr.clone())
+                .map(|n| (leader, n.addr.clone()))
                 .ok_or_else(|| ProposeError::NotAccepted(NO_LEADER.to_owned())),
         )
     }
 
-    /// Hands `entry` to the leader at `addr` and waits for it to be committed and applied.
-    async fn propose(&self, addr: &str, entry: Command) -> Result<CommandResult, ProposeError> {
-        let answer = self
+    /// Hands `entry` to the leader (`leader` at `addr`) and waits for it to be committed and
+    /// applied, or for another leader to be elected: a leader cut off (paused, partitioned)
+    /// may hold the request until the timeout, and the node must not wait that long.
+    async fn propose(
+        &self,
+        raft: &Raft<TypeConfig>,
+        (leader, addr): (u64, &str),
+        entry: Command,
+    ) -> Result<CommandResult, ProposeError> {
+        let call = self
             .peers
-            .call::<_, Proposed>(addr, Rpc::Propose, &entry, FORWARD_TIMEOUT)
-            .await;
+            .call::<_, Proposed>(addr, Rpc::Propose, &entry, FORWARD_TIMEOUT);
+        let answer = tokio::select! {
+            answer = call => answer,
+            () = crate::node::leader_changes(raft, leader) => {
+                return Err(ProposeError::Unknown(format!(
+                    "the leader at {addr} was replaced while this write was forwarded to it; \
+                     its outcome is unknown"
+                )));
+            }
+        };
         match answer {
             Ok(Proposed::Applied(result)) => Ok(result),
             Ok(Proposed::NotLeader(leader)) => Err(ProposeError::NotAccepted(format!(
@@ -164,7 +182,7 @@ async fn pack(
                 .as_ref()
                 .and_then(|f| f.leader_elsewhere(&raft).map(|leader| (f, leader)));
             let outcome = match elsewhere {
-                Some((f, Ok(addr))) => f.propose(&addr, entry).await,
+                Some((f, Ok((leader, addr)))) => f.propose(&raft, (leader, &addr), entry).await,
                 Some((_, Err(no_leader))) => Err(no_leader),
                 None => raft
                     .client_write(entry)

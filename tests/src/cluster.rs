@@ -156,3 +156,119 @@ pub async fn setup(s: &Server) -> String {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// What writers learnt of their inserts: acknowledged, or sent with no answer (their outcome
+/// is unknown: they may or may not be in the table, but only they may be there besides the
+/// acknowledged ones).
+#[derive(Debug, Default)]
+pub struct Sent {
+    pub acknowledged: std::collections::BTreeSet<i64>,
+    pub unknown: std::collections::BTreeSet<i64>,
+}
+
+impl Sent {
+    /// Asserts that node `node` (index) read every acknowledged id and no id never sent:
+    /// the ids it read, as a set.
+    pub fn check(&self, seen: Vec<i64>, node: usize) -> std::collections::BTreeSet<i64> {
+        let seen: std::collections::BTreeSet<i64> = seen.into_iter().collect();
+        let lost: Vec<_> = self.acknowledged.difference(&seen).collect();
+        assert!(
+            lost.is_empty(),
+            "node {}: acknowledged writes lost: {lost:?}",
+            node + 1
+        );
+        let strays: Vec<_> = seen
+            .iter()
+            .filter(|id| !self.acknowledged.contains(id) && !self.unknown.contains(id))
+            .collect();
+        assert!(
+            strays.is_empty(),
+            "node {}: rows never sent: {strays:?}",
+            node + 1
+        );
+        seen
+    }
+}
+
+/// Writers inserting distinct ids into `app.t (id BIGINT PRIMARY KEY, v TEXT)`, each
+/// through every node of the cluster in turn, until stopped.
+#[derive(Debug)]
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    writers: Vec<tokio::task::JoinHandle<Sent>>,
+}
+
+impl Load {
+    pub fn start(c: &Cluster, token: &str, writers: i64) -> Load {
+        let urls: Vec<String> = (0..c.nodes.len())
+            .map(|i| format!("http://127.0.0.1:{}/v1/api/sql", c.ports[i]))
+            .collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers = (0..writers)
+            .map(|w| {
+                let (urls, token, stop) = (urls.clone(), token.to_owned(), stop.clone());
+                tokio::spawn(write_until(w, urls, token, stop))
+            })
+            .collect();
+        Load { stop, writers }
+    }
+
+    /// Stops the writers: what they learnt, together.
+    pub async fn stop(self) -> Sent {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut all = Sent::default();
+        for w in self.writers {
+            let sent = w.await.expect("a writer");
+            all.acknowledged.extend(sent.acknowledged);
+            all.unknown.extend(sent.unknown);
+        }
+        all
+    }
+}
+
+async fn write_until(
+    w: i64,
+    urls: Vec<String>,
+    token: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Sent {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("a client");
+    let mut sent = Sent::default();
+    let mut n = 0i64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let id = w * 1_000_000 + n;
+        let url = &urls[(n as usize + w as usize) % urls.len()];
+        n += 1;
+        let answer = client
+            .post(url)
+            .bearer_auth(&token)
+            .json(&json!({"sql": format!("INSERT INTO app.t (id, v) VALUES ({id}, 'w{w}')")}))
+            .send()
+            .await;
+        let Ok(r) = answer else {
+            sent.unknown.insert(id);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        match status {
+            200 => {
+                assert_eq!(body["status"], "success", "{body}");
+                sent.acknowledged.insert(id);
+            }
+            // Refused before anything was proposed: not written.
+            503 if body["error"]["code"] != "INTERNAL_ERROR" => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            _ => {
+                sent.unknown.insert(id);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    sent
+}

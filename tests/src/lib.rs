@@ -386,12 +386,17 @@ impl Server {
     /// Sends SIGKILL while others still hold the server (its writers see errors from then
     /// on); the process is reaped when the last holder drops it.
     pub fn sigkill(&self) {
+        self.signal("KILL");
+    }
+
+    /// Sends the signal `name` (`STOP`, `CONT`, `KILL`, …) to the process.
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .arg("-KILL")
+            .arg(format!("-{name}"))
             .arg(self.child.id().to_string())
             .status()
             .expect("kill runs");
-        assert!(status.success(), "kill -KILL failed");
+        assert!(status.success(), "kill -{name} failed");
     }
 
     /// Stops the process cleanly (SIGTERM) and waits for it.

@@ -4,12 +4,14 @@
 //! killed with SIGKILL, the others elect a new one and keep taking writes, and the old leader
 //! restarted catches up with everything acknowledged meanwhile; a follower whose data
 //! directory is wiped is brought back from the leader's log. Under 8 writers, a leader kill
-//! loses no acknowledged write, and the three logs end identical.
+//! loses no acknowledged write, and the three logs end identical. A leader paused (SIGSTOP)
+//! while clients write on both sides acknowledges nothing the majority lacks, and catches up
+//! once resumed.
 
 use std::time::{Duration, Instant};
 
-use folddb_tests::cluster::{Cluster, SECRET, ids, setup, write};
-use serde_json::{Value, json};
+use folddb_tests::cluster::{Cluster, Load, SECRET, Sent, ids, setup, write};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_replicate_every_write_and_survive_the_leaders_death() {
@@ -168,15 +170,6 @@ async fn three_nodes_replicate_every_write_and_survive_the_leaders_death() {
     }
 }
 
-/// What a writer learnt of its inserts: acknowledged, or sent with no answer (their outcome
-/// is unknown: they may or may not be in the table, but only they may be there besides the
-/// acknowledged ones).
-#[derive(Default)]
-struct Sent {
-    acknowledged: Vec<i64>,
-    unknown: Vec<i64>,
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_acknowledged_write_is_lost_when_the_leader_dies_under_load() {
     let mut c = Cluster::start(3).await;
@@ -188,98 +181,25 @@ async fn no_acknowledged_write_is_lost_when_the_leader_dies_under_load() {
         "CREATE NAMESPACE app; CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
     )
     .await;
-    let urls: Vec<String> = (0..3).map(|i| c.node(i).url("/v1/api/sql")).collect();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for w in 0..8i64 {
-        let (urls, token, stop) = (urls.clone(), token.clone(), stop.clone());
-        writers.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()
-                .expect("a client");
-            let mut sent = Sent::default();
-            let mut n = 0i64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let id = w * 1_000_000 + n;
-                let url = &urls[(n as usize + w as usize) % urls.len()];
-                n += 1;
-                let answer = client
-                    .post(url)
-                    .bearer_auth(&token)
-                    .json(
-                        &json!({"sql": format!("INSERT INTO app.t (id, v) VALUES ({id}, 'w{w}')")}),
-                    )
-                    .send()
-                    .await;
-                let Ok(r) = answer else {
-                    sent.unknown.push(id);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                };
-                let status = r.status().as_u16();
-                let body: Value = r.json().await.unwrap_or(Value::Null);
-                match status {
-                    200 => {
-                        assert_eq!(body["status"], "success", "{body}");
-                        sent.acknowledged.push(id);
-                    }
-                    // Refused before anything was proposed: not written.
-                    503 if body["error"]["code"] != "INTERNAL_ERROR" => {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    _ => {
-                        sent.unknown.push(id);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
-            }
-            sent
-        }));
-    }
+    let load = Load::start(&c, &token, 8);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     c.nodes[first].as_ref().expect("running").sigkill();
     c.nodes[first] = None;
     let second = c.leader().await;
     assert_ne!(second, first);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut acknowledged = std::collections::BTreeSet::new();
-    let mut unknown = std::collections::BTreeSet::new();
-    for w in writers {
-        let sent = w.await.expect("a writer");
-        acknowledged.extend(sent.acknowledged);
-        unknown.extend(sent.unknown);
-    }
+    let sent = load.stop().await;
     eprintln!(
         "{} writes acknowledged, {} with an unknown outcome",
-        acknowledged.len(),
-        unknown.len()
+        sent.acknowledged.len(),
+        sent.unknown.len()
     );
     assert!(
-        acknowledged.len() > 50,
+        sent.acknowledged.len() > 50,
         "too few writes: {}",
-        acknowledged.len()
+        sent.acknowledged.len()
     );
-    let check = |seen: Vec<i64>, node: usize| {
-        let seen: std::collections::BTreeSet<i64> = seen.into_iter().collect();
-        let lost: Vec<_> = acknowledged.difference(&seen).collect();
-        assert!(
-            lost.is_empty(),
-            "node {}: acknowledged writes lost: {lost:?}",
-            node + 1
-        );
-        let strays: Vec<_> = seen
-            .iter()
-            .filter(|id| !acknowledged.contains(id) && !unknown.contains(id))
-            .collect();
-        assert!(
-            strays.is_empty(),
-            "node {}: rows never sent: {strays:?}",
-            node + 1
-        );
-        seen
-    };
+    let check = |seen: Vec<i64>, node: usize| sent.check(seen, node);
     let survivors: Vec<usize> = (0..3).filter(|i| *i != first).collect();
     let mut views = Vec::new();
     for &i in &survivors {
@@ -324,4 +244,68 @@ async fn no_acknowledged_write_is_lost_when_the_leader_dies_under_load() {
     assert!(dumps[0].lines().count() > 50, "{}", dumps[0]);
     assert_eq!(dumps[0], dumps[1], "nodes 1 and 2 hold different logs");
     assert_eq!(dumps[0], dumps[2], "nodes 1 and 3 hold different logs");
+}
+
+/// Waits until every running node reads the same ids, each passing `sent.check`: those ids.
+async fn converged(c: &Cluster, token: &str, sent: &Sent) -> std::collections::BTreeSet<i64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut views = Vec::new();
+        for (i, s) in c.nodes.iter().enumerate() {
+            let Some(s) = s else { continue };
+            let (status, _) = s.sql(token, "SELECT 1").await;
+            if status == 200 {
+                views.push(sent.check(ids(s, token).await, i));
+            }
+        }
+        let running = c.nodes.iter().flatten().count();
+        if views.len() == running && views.windows(2).all(|w| w[0] == w[1]) {
+            return views.pop().unwrap_or_default();
+        }
+        assert!(Instant::now() < deadline, "the nodes do not converge");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_leader_acknowledges_nothing_and_catches_up_once_resumed() {
+    let mut c = Cluster::start(3).await;
+    let first = c.leader().await;
+    let token = setup(c.node((first + 1) % 3)).await;
+    write(
+        c.node(first),
+        &token,
+        "CREATE NAMESPACE app; CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
+    )
+    .await;
+    // Writers on both sides: each sends through every node in turn, the paused one too.
+    let load = Load::start(&c, &token, 6);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let paused = c.nodes[first].take().expect("running");
+    paused.signal("STOP");
+    // The majority elects a leader of its own and takes writes meanwhile.
+    let second = c.leader().await;
+    assert_ne!(second, first);
+    write(
+        c.node(second),
+        &token,
+        "INSERT INTO app.t (id, v) VALUES (-1, 'while the old leader is paused')",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The old leader wakes up still believing it leads: whatever it takes then must not be
+    // acknowledged unless the majority has it.
+    paused.signal("CONT");
+    c.nodes[first] = Some(paused);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let mut sent = load.stop().await;
+    sent.acknowledged.insert(-1);
+    eprintln!(
+        "{} writes acknowledged, {} with an unknown outcome",
+        sent.acknowledged.len(),
+        sent.unknown.len()
+    );
+    assert!(sent.acknowledged.len() > 50, "too few writes");
+    let rows = converged(&c, &token, &sent).await;
+    assert!(rows.contains(&-1));
 }
