@@ -2,6 +2,7 @@
 //! They write only under the directory they are given and remove what they wrote.
 
 mod big;
+mod cluster;
 mod cold;
 mod journal;
 mod live;
@@ -23,6 +24,9 @@ pub enum BenchCommand {
     Log(log::LogBenchArgs),
     /// Proposals through a single-member raft node: log, commit, apply into RocksDB.
     Raft(raft::RaftBenchArgs),
+    /// A three-node cluster against one node, started on loopback ports: INSERT throughput,
+    /// follower read-after-write, and failover time over repeated leader kills.
+    Cluster(cluster::ClusterBenchArgs),
     /// End-to-end SQL load over HTTP against a running server (`--url`).
     Sql(sql::SqlBenchArgs),
     /// The cold tier in process: flush rows/s, queries against DataFusion over the same
@@ -48,6 +52,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Log(args) => log::run(args),
         BenchCommand::Raft(args) => raft::run(args),
+        BenchCommand::Cluster(args) => cluster::run(args),
         BenchCommand::Sql(args) => sql::run(args),
         BenchCommand::Live(args) => live::run(args),
         BenchCommand::Cold(args) => cold::run(args),
