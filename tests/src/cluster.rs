@@ -200,6 +200,18 @@ pub struct Load {
 
 impl Load {
     pub fn start(c: &Cluster, token: &str, writers: i64) -> Load {
+        Load::start_with(c, token, writers, |id, w| {
+            format!("INSERT INTO app.t (id, v) VALUES ({id}, 'w{w}')")
+        })
+    }
+
+    /// [`Load::start`] with the statement `insert(id, writer)` for each write.
+    pub fn start_with(
+        c: &Cluster,
+        token: &str,
+        writers: i64,
+        insert: fn(i64, i64) -> String,
+    ) -> Load {
         let urls: Vec<String> = (0..c.nodes.len())
             .map(|i| format!("http://127.0.0.1:{}/v1/api/sql", c.ports[i]))
             .collect();
@@ -207,7 +219,7 @@ impl Load {
         let writers = (0..writers)
             .map(|w| {
                 let (urls, token, stop) = (urls.clone(), token.to_owned(), stop.clone());
-                tokio::spawn(write_until(w, urls, token, stop))
+                tokio::spawn(write_until(w, urls, token, stop, insert))
             })
             .collect();
         Load { stop, writers }
@@ -231,6 +243,7 @@ async fn write_until(
     urls: Vec<String>,
     token: String,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    insert: fn(i64, i64) -> String,
 ) -> Sent {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -245,7 +258,7 @@ async fn write_until(
         let answer = client
             .post(url)
             .bearer_auth(&token)
-            .json(&json!({"sql": format!("INSERT INTO app.t (id, v) VALUES ({id}, 'w{w}')")}))
+            .json(&json!({ "sql": insert(id, w) }))
             .send()
             .await;
         let Ok(r) = answer else {
