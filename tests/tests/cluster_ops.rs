@@ -2,12 +2,14 @@
 //! loopback ports: a fourth node started outside the peer list joins with `CLUSTER JOIN`
 //! (a learner, then a voter) and is sent the whole log; leadership moves on `CLUSTER
 //! TRANSFER LEADER` and `CLUSTER STEPDOWN`; `CLUSTER REMOVE` takes a node out and the others
-//! carry on; statements FoldDB does not do, or cannot do as asked, say why.
+//! carry on; statements FoldDB does not do, or cannot do as asked, say why. A live query on
+//! a follower hears every change across a leader's death, and resumes with `from`.
 
 use std::time::{Duration, Instant};
 
 use folddb_tests::Server;
 use folddb_tests::cluster::{Cluster, ids, setup, write};
+use folddb_tests::ws::View;
 
 /// Runs a CLUSTER statement through `s`: its message, once the cluster has a leader.
 async fn cluster_ok(s: &Server, token: &str, sql: &str) -> String {
@@ -188,4 +190,78 @@ async fn a_single_node_says_cluster_statements_need_a_cluster() {
         let said = refused(&s, &token, sql, 400).await;
         assert!(said.contains("runs alone"), "{sql}: {said}");
     }
+}
+
+/// Reads `ws` into `view` until it holds `rows` rows (every version newer than the one
+/// before: the view is strict).
+async fn hear(ws: &mut folddb_tests::ws::Ws, view: &mut View, rows: usize) {
+    folddb_tests::ws::read_until(ws, Duration::from_secs(30), |m| {
+        assert_ne!(m["type"], "error", "{m}");
+        view.apply(m);
+        view.rows.len() == rows
+    })
+    .await;
+}
+
+async fn subscribe(port: u16, token: &str, options: serde_json::Value) -> folddb_tests::ws::Ws {
+    let mut ws = folddb_tests::ws::connect(port, Some(token)).await;
+    let auth = folddb_tests::ws::next(&mut ws).await.expect("auth");
+    assert_eq!(auth["type"], "auth_success", "{auth}");
+    let sub = serde_json::json!({"type": "subscribe", "subscription":
+        {"id": "s", "sql": "SELECT * FROM app.t", "options": options}});
+    folddb_tests::ws::send(&mut ws, sub).await;
+    ws
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_query_on_a_follower_hears_every_change_across_a_leader_change() {
+    let mut c = Cluster::start(3).await;
+    let first = c.leader().await;
+    let (follower, other) = ((first + 1) % 3, (first + 2) % 3);
+    let token = setup(c.node(follower)).await;
+    write(
+        c.node(first),
+        &token,
+        "CREATE NAMESPACE app; CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
+    )
+    .await;
+    let mut ws = subscribe(c.ports[follower], &token, serde_json::json!({})).await;
+    let mut view = View::strict();
+    for id in 0..5 {
+        let sql = format!("INSERT INTO app.t (id, v) VALUES ({id}, 'through the first leader')");
+        write(c.node(first), &token, &sql).await;
+    }
+    hear(&mut ws, &mut view, 5).await;
+
+    // The leader dies; the subscription on the follower stays open and hears the writes
+    // the new leader commits, in order after the first ones.
+    c.nodes[first].as_ref().expect("running").sigkill();
+    c.nodes[first] = None;
+    let second = c.leader().await;
+    assert_ne!(second, first);
+    for id in 5..10 {
+        let sql = format!("INSERT INTO app.t (id, v) VALUES ({id}, 'after the leader died')");
+        write(c.node(other), &token, &sql).await;
+    }
+    hear(&mut ws, &mut view, 10).await;
+
+    // Its connection drops; writes go on; it resumes from the last _seq it holds and is
+    // told exactly what it missed.
+    let from = view.last_seq;
+    drop(ws);
+    for id in 10..15 {
+        let sql = format!("INSERT INTO app.t (id, v) VALUES ({id}, 'while it was away')");
+        write(c.node(other), &token, &sql).await;
+    }
+    let mut ws = subscribe(c.ports[follower], &token, serde_json::json!({"from": from})).await;
+    hear(&mut ws, &mut view, 15).await;
+    let held: Vec<i64> = view
+        .rows
+        .keys()
+        .map(|k| k.parse().expect("an id"))
+        .collect::<std::collections::BTreeSet<i64>>()
+        .into_iter()
+        .collect();
+    assert_eq!(held, (0..15).collect::<Vec<_>>());
+    assert_eq!(ids(c.node(follower), &token).await, held);
 }
