@@ -465,6 +465,15 @@ impl JsonLines {
         serde_json::from_str(&l).expect("a JSON line")
     }
 
+    /// Every line printed until none comes within `wait`, parsed.
+    pub fn until_quiet(&self, wait: std::time::Duration) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        while let Ok(l) = self.0.recv_timeout(wait) {
+            out.push(serde_json::from_str(&l).expect("a JSON line"));
+        }
+        out
+    }
+
     /// Whether nothing more is printed within `wait`.
     pub fn quiet(&self, wait: std::time::Duration) -> bool {
         self.0.recv_timeout(wait).is_err()

@@ -4,7 +4,7 @@
 //! killed with SIGKILL, the others elect a new one and keep taking writes, and the old leader
 //! restarted catches up with everything acknowledged meanwhile; a follower whose data
 //! directory is wiped is brought back from the leader's log. Under 8 writers, a leader kill
-//! loses no acknowledged write, and the three logs end identical. A leader paused (SIGSTOP)
+//! loses no acknowledged write, and the three journals and logs end identical. A leader paused (SIGSTOP)
 //! while clients write on both sides acknowledges nothing the majority lacks, and catches up
 //! once resumed.
 
@@ -223,6 +223,33 @@ async fn no_acknowledged_write_is_lost_when_the_leader_dies_under_load() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Each node's journal tells the same changes in the same order: a tail of app.t from
+    // the earliest change kept, through each node.
+    let journals: Vec<Vec<serde_json::Value>> = (0..3)
+        .map(|i| {
+            let mut child = std::process::Command::new(folddb_tests::folddb_bin())
+                .args(["tail", "--url", &c.node(i).url(""), "--from", "earliest"])
+                .args(["--table", "app.t"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("folddb tail starts");
+            let lines = folddb_tests::JsonLines::of(&mut child);
+            let changes = lines.until_quiet(Duration::from_secs(3));
+            let _ = child.kill();
+            let _ = child.wait();
+            changes
+        })
+        .collect();
+    assert_eq!(journals[0].len(), views[0].len(), "one insert per row");
+    assert_eq!(
+        journals[0], journals[1],
+        "nodes 1 and 2 tell different changes"
+    );
+    assert_eq!(
+        journals[0], journals[2],
+        "nodes 1 and 3 tell different changes"
+    );
     // Stopped, the three nodes hold the same log: every entry at the same index and term,
     // of the same length.
     for node in c.nodes.iter_mut() {
