@@ -16,6 +16,7 @@ pub mod network;
 mod node;
 mod proposer;
 pub mod replay;
+mod rounds;
 mod state_machine;
 mod types;
 

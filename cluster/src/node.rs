@@ -28,6 +28,11 @@ use crate::{Command, CommandResult, LogStore, StateMachine, TypeConfig};
 const LEADER_WAIT: Duration = Duration::from_secs(10);
 /// How long a read waits for this node to catch up with the leader.
 const READ_BARRIER_WAIT: Duration = Duration::from_secs(5);
+/// How long after a quorum confirmed this node's leadership it serves reads without asking
+/// again: well inside the 200 ms minimum election timeout, and the followers' lease on the
+/// leader (the 400 ms maximum), so that clocks running apart by far more than any real drift
+/// still leave no room for a second leader.
+const READ_LEASE: Duration = Duration::from_millis(150);
 /// How long a read waits for a leader to be known (an election under way).
 const LEADER_KNOWN_WAIT: Duration = Duration::from_secs(2);
 /// Why a node without a known leader serves no read that must see every write.
@@ -159,6 +164,11 @@ pub struct Node<F: Fold> {
     pub(crate) id: u64,
     pub(crate) peers: Option<Peers>,
     pub(crate) raft: Raft<TypeConfig>,
+    /// When a quorum last confirmed this node's leadership (measured from before it was
+    /// asked), and in which term: reads within [`READ_LEASE`] of it need not ask again.
+    lease: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+    /// Read barriers' questions, one in flight at a time, shared.
+    rounds: crate::rounds::Rounds,
     log: LogStore,
     hot: Arc<HotStore>,
     feed: crate::state_machine::ChangeFeed,
@@ -297,6 +307,8 @@ impl<F: Fold> Node<F> {
             id,
             peers,
             raft,
+            lease: std::sync::Mutex::new(None),
+            rounds: crate::rounds::Rounds::default(),
             log,
             hot,
             feed,
@@ -362,9 +374,10 @@ impl<F: Fold> Node<F> {
 
     /// Waits until this node has applied every write acknowledged before the call, so that
     /// a client reads its own writes whichever node it asks: the leader confirms it still
-    /// leads (a quorum answers) and has applied up to its commit; a follower asks the leader
-    /// how far that is and waits until it has applied as far. A single node has nothing to
-    /// wait for: it acknowledges a write only once applied.
+    /// leads (a quorum answers; within a lease after that, no question is needed) and has
+    /// applied up to its commit; a follower asks the leader how far that is and waits until
+    /// it has applied as far. Concurrent reads share one question ([`crate::rounds`]). A
+    /// single node has nothing to wait for: it acknowledges a write only once applied.
     pub async fn read_barrier(&self) -> Result<()> {
         let Some(peers) = &self.peers else {
             return Ok(());
@@ -379,36 +392,86 @@ impl<F: Fold> Node<F> {
                 .metrics(|m| m.current_leader.is_some(), "a known leader")
                 .await;
         }
-        let Some((leader, addr)) = self.leader() else {
-            return Err(unavailable(NO_LEADER.to_owned()));
-        };
-        if leader == self.id {
-            return self
-                .raft
-                .ensure_linearizable()
-                .await
-                .map(|_| ())
-                .map_err(|e| unavailable(format!("NOT_LEADER: {e}")));
+        if self.leased().is_some() {
+            return Ok(());
         }
-        let ask = peers.call::<_, ReadIndex>(&addr, Rpc::ReadIndex, &(), READ_BARRIER_WAIT);
-        let at = tokio::select! {
-            at = ask => at.map_err(|e| unavailable(format!("LEADER_NOT_AVAILABLE: {e}")))?,
-            () = leader_changes(&self.raft, leader) => {
-                return Err(unavailable(
-                    "NOT_LEADER: the leader was replaced during this read; retry".to_owned(),
-                ));
-            }
-        };
-        let index = match at {
-            ReadIndex::At(i) => i,
-            ReadIndex::NotLeader(_) => return Err(unavailable(NO_LEADER.to_owned())),
-        };
+        let index = self
+            .rounds
+            .answer(|| self.ask_read_index(peers))
+            .await
+            .map_err(unavailable)?;
         self.raft
             .wait(Some(READ_BARRIER_WAIT))
             .applied_index_at_least(Some(index), "apply up to the leader's commit")
             .await
             .map(|_| ())
             .map_err(|e| unavailable(format!("this node is behind the leader: {e}")))
+    }
+
+    /// One round of a read barrier: how far this node must have applied. The leader
+    /// confirms its leadership with a quorum; a follower asks the leader.
+    async fn ask_read_index(&self, peers: &Peers) -> Result<u64, String> {
+        let Some((leader, addr)) = self.leader() else {
+            return Err(NO_LEADER.to_owned());
+        };
+        if leader == self.id {
+            return self
+                .confirm_leadership()
+                .await
+                .map_err(|e| format!("NOT_LEADER: {e}"));
+        }
+        let ask = peers.call::<_, ReadIndex>(&addr, Rpc::ReadIndex, &(), READ_BARRIER_WAIT);
+        let at = tokio::select! {
+            at = ask => at.map_err(|e| format!("LEADER_NOT_AVAILABLE: {e}"))?,
+            () = leader_changes(&self.raft, leader) => {
+                return Err("NOT_LEADER: the leader was replaced during this read; retry".to_owned());
+            }
+        };
+        match at {
+            ReadIndex::At(i) => Ok(i),
+            ReadIndex::NotLeader(_) => Err(NO_LEADER.to_owned()),
+        }
+    }
+
+    /// On the leader, within [`READ_LEASE`] of a quorum confirming its leadership: its
+    /// applied index, which every acknowledged write is at or below. No other leader can be
+    /// elected before the followers' lease on this one (the election timeout) runs out; the
+    /// leader acknowledges a write only once applied; and having applied an entry of its own
+    /// term, it has applied everything earlier leaders committed.
+    fn leased(&self) -> Option<u64> {
+        let m = self.raft.metrics().borrow().clone();
+        let (since, term) = (*self.lease.lock().unwrap_or_else(|e| e.into_inner()))?;
+        let applied = m.last_applied?;
+        (since.elapsed() < READ_LEASE
+            && term == m.current_term
+            && m.current_leader == Some(self.id)
+            && applied.leader_id.term == m.current_term)
+            .then_some(applied.index)
+    }
+
+    /// Has a quorum confirm this node leads (openraft's `ensure_linearizable`, which also
+    /// waits until this node has applied its commit): the index every write acknowledged
+    /// before the call is at or below. Starts a [`READ_LEASE`] from before the question.
+    async fn confirm_leadership(&self) -> Result<u64, String> {
+        let (asked, term) = (
+            std::time::Instant::now(),
+            self.raft.metrics().borrow().current_term,
+        );
+        let at = self
+            .raft
+            .ensure_linearizable()
+            .await
+            .map_err(|e| e.to_string())?;
+        *self.lease.lock().unwrap_or_else(|e| e.into_inner()) = Some((asked, term));
+        Ok(at.map_or(0, |l| l.index))
+    }
+
+    /// A follower's read index question, at the leader: leased, or one shared round.
+    async fn read_index(&self) -> Result<u64, String> {
+        if let Some(at) = self.leased() {
+            return Ok(at);
+        }
+        self.rounds.answer(|| self.confirm_leadership()).await
     }
 
     /// Answers a peer's RPC (the HTTP layer has checked the caller's cluster id and secret):
@@ -441,8 +504,8 @@ impl<F: Fold> Node<F> {
             }
             Rpc::ReadIndex => {
                 let () = decode_message(body)?;
-                let answer = match self.raft.ensure_linearizable().await {
-                    Ok(at) => ReadIndex::At(at.map_or(0, |l| l.index)),
+                let answer = match self.read_index().await {
+                    Ok(at) => ReadIndex::At(at),
                     Err(_) => ReadIndex::NotLeader(self.leader().map(|(_, a)| a)),
                 };
                 encode_message(&answer)
