@@ -71,6 +71,18 @@ fn describe() {
         "folddb_apply_lag_entries",
         "Entries written to the log and not yet applied"
     );
+    describe_gauge!(
+        "folddb_raft_term",
+        "The raft term this node is in (a cluster only)"
+    );
+    describe_gauge!(
+        "folddb_raft_is_leader",
+        "1 while this node leads its cluster, else 0 (a cluster only)"
+    );
+    describe_gauge!(
+        "folddb_raft_replication_lag_entries",
+        "On the leader: entries each member's log is behind the leader's, by node id"
+    );
     describe_gauge!("folddb_live_subscriptions", "Live queries open");
     describe_gauge!("folddb_live_connections", "WebSocket connections open");
     describe_gauge!(
@@ -150,6 +162,17 @@ pub struct Snapshot {
     pub family_bytes: Vec<(&'static str, u64)>,
     pub cold_bytes: u64,
     pub cold_segments: u64,
+    /// In a cluster: the raft term, whether this node leads, and (on the leader) how many
+    /// entries each member's log is behind.
+    pub raft: Option<Raft>,
+}
+
+/// The node's place in its cluster, as gauges.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Raft {
+    pub term: u64,
+    pub is_leader: bool,
+    pub lag: Vec<(u64, u64)>,
 }
 
 impl Snapshot {
@@ -183,6 +206,14 @@ impl Snapshot {
         }
         gauge!("folddb_cold_tier_bytes").set(self.cold_bytes as f64);
         gauge!("folddb_cold_tier_segments").set(self.cold_segments as f64);
+        if let Some(raft) = &self.raft {
+            gauge!("folddb_raft_term").set(raft.term as f64);
+            gauge!("folddb_raft_is_leader").set(f64::from(u8::from(raft.is_leader)));
+            for (node, lag) in &raft.lag {
+                gauge!("folddb_raft_replication_lag_entries", "node" => node.to_string())
+                    .set(*lag as f64);
+            }
+        }
         let (rss, _) = folddb_query::system::process_memory();
         gauge!("folddb_process_resident_bytes").set(rss as f64);
         gauge!("folddb_process_cpu_seconds")
@@ -216,6 +247,16 @@ pub(crate) fn scrape(
         last_log_index: status.last_log_index,
         subscriptions: folddb_query::live::LiveSource::list(state.live.as_ref()).len(),
         queues: state.hub.queues(),
+        raft: state.node.is_cluster().then(|| crate::metrics::Raft {
+            term: status.current_term,
+            is_leader: status.is_leader,
+            lag: state
+                .node
+                .members()
+                .iter()
+                .filter_map(|m| Some((m.node_id, m.lag?)))
+                .collect(),
+        }),
         ..Default::default()
     };
     snapshot.sizes(state.engine.store());
@@ -249,6 +290,11 @@ mod tests {
                 last_log_index: 9,
                 queues: (2, 5, 4),
                 family_bytes: vec![("rows", 100)],
+                raft: Some(Raft {
+                    term: 3,
+                    is_leader: true,
+                    lag: vec![(1, 0), (2, 12)],
+                }),
                 ..Snapshot::default()
             }
             .publish();
@@ -263,6 +309,9 @@ mod tests {
             "folddb_apply_lag_entries 2",
             "folddb_live_max_connection_queue 4",
             "folddb_rocksdb_bytes{family=\"rows\"} 100",
+            "folddb_raft_term 3",
+            "folddb_raft_is_leader 1",
+            "folddb_raft_replication_lag_entries{node=\"2\"} 12",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -120,6 +120,36 @@ async fn nodes_join_lead_and_leave_on_cluster_statements() {
     for i in 0..4 {
         converges(c.node(i), &token, &[0, 1, 2, 3, 4, 5], "a member").await;
     }
+    // Replication lag, per member, in the leader's metrics; a follower says it follows.
+    let leader = c.leader().await;
+    let scrape = |i: usize| {
+        let url = c.node(i).url("/metrics");
+        async move {
+            reqwest::get(url)
+                .await
+                .expect("scrape")
+                .text()
+                .await
+                .expect("text")
+        }
+    };
+    let text = scrape(leader).await;
+    assert!(
+        text.lines().any(|l| l == "folddb_raft_is_leader 1"),
+        "{text}"
+    );
+    for id in 1..=4 {
+        let gauge = format!("folddb_raft_replication_lag_entries{{node=\"{id}\"}}");
+        assert!(
+            text.lines().any(|l| l.starts_with(&gauge)),
+            "{gauge}: {text}"
+        );
+    }
+    let text = scrape((leader + 1) % 4).await;
+    assert!(
+        text.lines().any(|l| l == "folddb_raft_is_leader 0"),
+        "{text}"
+    );
     let again = refused(c.node(first), &token, &join, 400).await;
     assert!(again.contains("already a voting member"), "{again}");
 
