@@ -457,10 +457,17 @@ impl<F: Fold> Node<F> {
             std::time::Instant::now(),
             self.raft.metrics().borrow().current_term,
         );
-        let at = self
-            .raft
-            .ensure_linearizable()
+        // openraft leaves the question pending while no quorum answers (a peer down and
+        // another paused, say) and may never answer it: bounded, or every read sharing the
+        // round would wait forever.
+        let at = tokio::time::timeout(READ_BARRIER_WAIT, self.raft.ensure_linearizable())
             .await
+            .map_err(|_| {
+                format!(
+                    "no quorum confirmed this node's leadership within {} s",
+                    READ_BARRIER_WAIT.as_secs()
+                )
+            })?
             .map_err(|e| e.to_string())?;
         *self.lease.lock().unwrap_or_else(|e| e.into_inner()) = Some((asked, term));
         Ok(at.map_or(0, |l| l.index))

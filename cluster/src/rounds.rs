@@ -59,16 +59,41 @@ impl Rounds {
             match round {
                 None => finished.await,
                 Some(round) => {
+                    // The asker may be dropped mid-round (its client went away): the guard
+                    // then ends the round unanswered, and a waiter starts the next one.
+                    let mut guard = Running {
+                        rounds: self,
+                        ended: None,
+                    };
                     let answer = ask().await;
-                    let mut s = lock();
-                    s.running = false;
-                    s.done = round;
-                    s.answer = Some(answer);
-                    drop(s);
-                    self.finished.notify_waiters();
+                    guard.ended = Some((round, answer));
                 }
             }
         }
+    }
+}
+
+/// A round being asked; dropped, it ends the round: with its answer, or (its asker gone)
+/// without one, and wakes the waiters.
+struct Running<'a> {
+    rounds: &'a Rounds,
+    ended: Option<(u64, Result<u64, String>)>,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut s = self
+            .rounds
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        s.running = false;
+        if let Some((round, answer)) = self.ended.take() {
+            s.done = round;
+            s.answer = Some(answer);
+        }
+        drop(s);
+        self.rounds.finished.notify_waiters();
     }
 }
 
@@ -109,6 +134,34 @@ mod tests {
         }
         let rounds_run = asked.load(Ordering::SeqCst);
         assert!(rounds_run < 64, "{rounds_run} rounds for 64 askers");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_asker_dropped_mid_round_does_not_stall_the_others() {
+        let rounds = Arc::new(Rounds::default());
+        let (r, started) = (rounds.clone(), Arc::new(tokio::sync::Notify::new()));
+        let signal = started.clone();
+        let stuck = tokio::spawn(async move {
+            r.answer(|| {
+                let signal = signal.clone();
+                async move {
+                    signal.notify_one();
+                    std::future::pending::<()>().await;
+                    Ok(1)
+                }
+            })
+            .await
+        });
+        started.notified().await;
+        let r = rounds.clone();
+        let waiter = tokio::spawn(async move { r.answer(|| async { Ok(2) }).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stuck.abort();
+        let answer = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the waiter is not stalled")
+            .expect("joins");
+        assert_eq!(answer, Ok(2));
     }
 
     #[tokio::test]

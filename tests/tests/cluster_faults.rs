@@ -155,16 +155,19 @@ async fn a_seeded_schedule_of_kills_and_pauses_loses_and_repeats_no_write() {
         c.start_node(i).await;
         events.push(format!("restart {}", i + 1));
     }
+    let started = Instant::now();
     eprintln!("schedule: {}", events.join(", "));
     // A little more load on the healed cluster, then the checks.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let sent = load.stop().await;
     eprintln!(
-        "{} writes acknowledged, {} with an unknown outcome",
+        "{} writes acknowledged, {} with an unknown outcome ({:?} after the schedule)",
         sent.acknowledged.len(),
-        sent.unknown.len()
+        sent.unknown.len(),
+        started.elapsed()
     );
     assert!(events.len() >= 4, "too few faults: {events:?}");
     assert!(sent.acknowledged.len() > 100, "too few writes");
     settled(&c, &token, &sent).await;
+    eprintln!("settled {:?} after the schedule", started.elapsed());
 }
