@@ -137,6 +137,34 @@ pub async fn write(s: &Server, token: &str, sql: &str) {
     }
 }
 
+/// A cluster of `n` founders with its users set up and `ddl` run through the leader: the
+/// cluster, the leader's index and the dba's token.
+pub async fn with_tables(n: usize, ddl: &str) -> (Cluster, usize, String) {
+    let c = Cluster::start(n).await;
+    let leader = c.leader().await;
+    let token = setup(c.node((leader + 1) % n)).await;
+    write(c.node(leader), &token, ddl).await;
+    (c, leader, token)
+}
+
+/// The table most cluster tests write to.
+pub const TABLE_T: &str =
+    "CREATE NAMESPACE app; CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)";
+
+/// Waits until `s` answers reads again and reads `want` from app.t (`who` names it in the
+/// failure).
+pub async fn converges(s: &Server, token: &str, want: &[i64], who: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _) = s.sql(token, "SELECT 1").await;
+        if status == 200 && ids(s, token).await == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{who} did not catch up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Sets up the cluster's first users (retrying while no leader is elected) and logs in as
 /// the dba: its token.
 pub async fn setup(s: &Server) -> String {

@@ -10,7 +10,9 @@
 
 use std::time::{Duration, Instant};
 
-use folddb_tests::cluster::{Cluster, Load, SECRET, Sent, ids, setup, write};
+use folddb_tests::cluster::{
+    Cluster, Load, SECRET, Sent, TABLE_T, converges, ids, setup, with_tables, write,
+};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,21 +139,7 @@ async fn three_nodes_replicate_every_write_and_survive_the_leaders_death() {
 
     // The old leader restarts on its data directory and catches up.
     c.start_node(first).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = c
-            .node(first)
-            .sql(&token, "SELECT id FROM app.t ORDER BY id")
-            .await;
-        if status == 200 && ids(c.node(first), &token).await == want {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the restarted node: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    converges(c.node(first), &token, &want, "the restarted node").await;
 
     // A follower whose data directory is lost comes back empty and is brought up from the
     // leader's log (kept whole: nothing is ever purged).
@@ -159,28 +147,12 @@ async fn three_nodes_replicate_every_write_and_survive_the_leaders_death() {
     std::fs::remove_dir_all(c.dirs[survivor].path()).expect("wiped");
     std::fs::create_dir_all(c.dirs[survivor].path()).expect("recreated");
     c.start_node(survivor).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, _) = c.node(survivor).sql(&token, "SELECT 1").await;
-        if status == 200 && ids(c.node(survivor), &token).await == want {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the wiped node did not catch up");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    converges(c.node(survivor), &token, &want, "the wiped node").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_acknowledged_write_is_lost_over_ten_leader_kills_under_load() {
-    let mut c = Cluster::start(3).await;
-    let first = c.leader().await;
-    let token = setup(c.node((first + 1) % 3)).await;
-    write(
-        c.node(first),
-        &token,
-        "CREATE NAMESPACE app; CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
-    )
-    .await;
+    let (mut c, first, token) = with_tables(3, TABLE_T).await;
     let load = Load::start(&c, &token, 8);
     // Ten leader kills; each killed leader is restarted before the next kill, but the last.
     let mut killed = first;
@@ -305,15 +277,7 @@ async fn converged(c: &Cluster, token: &str, sent: &Sent) -> std::collections::B
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paused_leader_acknowledges_nothing_and_catches_up_once_resumed() {
-    let mut c = Cluster::start(3).await;
-    let first = c.leader().await;
-    let token = setup(c.node((first + 1) % 3)).await;
-    write(
-        c.node(first),
-        &token,
-        "CREATE NAMESPACE app; CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
-    )
-    .await;
+    let (mut c, first, token) = with_tables(3, TABLE_T).await;
     // Writers on both sides: each sends through every node in turn, the paused one too.
     let load = Load::start(&c, &token, 6);
     tokio::time::sleep(Duration::from_millis(1000)).await;

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use folddb_tests::Server;
-use folddb_tests::cluster::{Cluster, Load, Sent, setup, write};
+use folddb_tests::cluster::{Cluster, Load, Sent, with_tables};
 
 /// splitmix64: a small, seeded source of the schedule's choices.
 struct Rng(u64);
@@ -92,14 +92,10 @@ async fn a_seeded_schedule_of_kills_and_pauses_loses_and_repeats_no_write() {
     let seconds = env_u64("FOLDDB_FAULT_SECONDS", 30);
     eprintln!("fault schedule: FOLDDB_FAULT_SEED={seed} FOLDDB_FAULT_SECONDS={seconds}");
     let mut rng = Rng(seed);
-    let mut c = Cluster::start(3).await;
-    let first = c.leader().await;
-    let token = setup(c.node((first + 1) % 3)).await;
     // Rows keyed by the server (a Snowflake id), so that a write applied twice would show
     // as two rows rather than fail on its key.
-    write(
-        c.node(first),
-        &token,
+    let (mut c, _, token) = with_tables(
+        3,
         "CREATE NAMESPACE app; \
          CREATE SHARED TABLE app.e (id BIGINT PRIMARY KEY DEFAULT SNOWFLAKE_ID(), n BIGINT)",
     )

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use folddb_tests::Server;
-use folddb_tests::cluster::{Cluster, ids, setup, write};
+use folddb_tests::cluster::{Cluster, TABLE_T, converges, ids, with_tables, write};
 use folddb_tests::ws::View;
 
 /// Runs a CLUSTER statement through `s`: its message, once the cluster has a leader.
@@ -58,30 +58,9 @@ async fn members(s: &Server, token: &str) -> Vec<(u64, String)> {
         .collect()
 }
 
-/// Waits until `s` reads `want` from app.t.
-async fn converges(s: &Server, token: &str, want: &[i64], who: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, _) = s.sql(token, "SELECT 1").await;
-        if status == 200 && ids(s, token).await == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{who} did not catch up");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_join_lead_and_leave_on_cluster_statements() {
-    let mut c = Cluster::start(3).await;
-    let first = c.leader().await;
-    let token = setup(c.node((first + 1) % 3)).await;
-    write(
-        c.node(first),
-        &token,
-        "CREATE NAMESPACE app; CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
-    )
-    .await;
+    let (mut c, first, token) = with_tables(3, TABLE_T).await;
     for id in 0..5 {
         let sql = format!("INSERT INTO app.t (id, v) VALUES ({id}, 'before the join')");
         write(c.node(id as usize % 3), &token, &sql).await;
@@ -245,16 +224,8 @@ async fn subscribe(port: u16, token: &str, options: serde_json::Value) -> folddb
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_query_on_a_follower_hears_every_change_across_a_leader_change() {
-    let mut c = Cluster::start(3).await;
-    let first = c.leader().await;
+    let (mut c, first, token) = with_tables(3, TABLE_T).await;
     let (follower, other) = ((first + 1) % 3, (first + 2) % 3);
-    let token = setup(c.node(follower)).await;
-    write(
-        c.node(first),
-        &token,
-        "CREATE NAMESPACE app; CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
-    )
-    .await;
     let mut ws = subscribe(c.ports[follower], &token, serde_json::json!({})).await;
     let mut view = View::strict();
     for id in 0..5 {
