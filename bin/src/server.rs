@@ -106,6 +106,15 @@ pub(crate) fn is_local(peer: Option<SocketAddr>) -> bool {
     })
 }
 
+/// `FOLDDB_TEST_CLOCK_SKEW_MS`: a test seam, not a setting. Skews the clock this node
+/// stamps its proposals with, so tests can run nodes whose clocks disagree.
+fn test_clock_skew_ms() -> i64 {
+    std::env::var("FOLDDB_TEST_CLOCK_SKEW_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// `system.cluster`'s view of the raft node.
 struct RaftView(Arc<Node<EventFold>>);
 
@@ -403,6 +412,7 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
     .with_cold(cold, fold)
     .with_default_flush_policy(config.storage.default_flush_policy()?)
     .with_ws_url(format!("ws://{listen}/v1/ws"))
+    .with_clock_skew_ms(test_clock_skew_ms())
     .with_node_info(folddb_query::node_info::NodeInfo {
         node_id: config.server.node_id,
         cluster_id: "folddb".into(),

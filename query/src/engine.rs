@@ -92,6 +92,9 @@ pub struct Engine {
     node: Arc<crate::node_info::NodeInfo>,
     /// Where clients open live queries (`SUBSCRIBE TO` over HTTP answers it).
     ws_url: String,
+    /// Added to this node's clock when it stamps a command it proposes: a seam for tests of
+    /// clocks that disagree between nodes (`FOLDDB_TEST_CLOCK_SKEW_MS`); 0 otherwise.
+    clock_skew_ms: i64,
     /// The cold tier under the hot one, and the fold that drives it (transactions preview
     /// their writes with it).
     cold: Option<Arc<ColdStore>>,
@@ -268,6 +271,7 @@ impl Engine {
             live: None,
             node: Arc::default(),
             ws_url: "ws://127.0.0.1:8080/v1/ws".to_owned(),
+            clock_skew_ms: 0,
             cold: None,
             fold: EventFold::default(),
             jobs: Arc::default(),
@@ -304,6 +308,13 @@ impl Engine {
     /// What the `system` views say about the serving node.
     pub fn with_node_info(mut self, node: crate::node_info::NodeInfo) -> Engine {
         self.node = Arc::new(node);
+        self
+    }
+
+    /// Skews the time this node stamps the commands it proposes by `ms` (a test seam: nodes
+    /// whose clocks disagree; `_seq` order must not follow the clocks).
+    pub fn with_clock_skew_ms(mut self, ms: i64) -> Engine {
+        self.clock_skew_ms = ms;
         self
     }
 
@@ -401,7 +412,7 @@ impl Engine {
 
     async fn propose(&self, actor: &str, ops: Vec<Op>) -> StmtResult<Vec<OpResult>> {
         let cmd = Command {
-            stamp_ms: now_ms(),
+            stamp_ms: now_ms().saturating_add_signed(self.clock_skew_ms),
             actor: actor.to_owned(),
             ops,
         };

@@ -16,6 +16,8 @@ pub struct Cluster {
     pub nodes: Vec<Option<Server>>,
     /// How many of the nodes were started as the cluster's first members; the others join.
     pub founders: usize,
+    /// Environment each node is started with besides the cluster's, by index.
+    pub env: Vec<Vec<(String, String)>>,
 }
 
 impl Cluster {
@@ -33,22 +35,31 @@ impl Cluster {
     pub async fn start_node(&mut self, i: usize) {
         let peers = Cluster::peers(&self.ports[..self.founders]);
         let id = (i + 1).to_string();
-        let env = [
+        let mut env = vec![
             ("FOLDDB_NODE_ID", id.as_str()),
             ("FOLDDB_PEERS", peers.as_str()),
             ("FOLDDB_CLUSTER_SECRET", SECRET),
         ];
+        if let Some(extra) = self.env.get(i) {
+            env.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
         let server = Server::start_on(self.dirs[i].path(), self.ports[i], &env).await;
         self.nodes[i] = Some(server);
     }
 
     /// Starts `n` founding members.
     pub async fn start(n: usize) -> Cluster {
+        Cluster::start_with_env(n, Vec::new()).await
+    }
+
+    /// Starts `n` founding members, node `i` with `env[i]` in its environment.
+    pub async fn start_with_env(n: usize, env: Vec<Vec<(String, String)>>) -> Cluster {
         let mut c = Cluster {
             dirs: (0..n).map(|_| tempfile::tempdir().expect("tmp")).collect(),
             ports: (0..n).map(|_| free_port()).collect(),
             nodes: (0..n).map(|_| None).collect(),
             founders: n,
+            env,
         };
         for i in 0..n {
             c.start_node(i).await;

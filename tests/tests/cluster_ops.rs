@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use folddb_tests::Server;
-use folddb_tests::cluster::{Cluster, TABLE_T, converges, ids, with_tables, write};
+use folddb_tests::cluster::{Cluster, TABLE_T, converges, ids, setup, with_tables, write};
 use folddb_tests::ws::View;
 
 /// Runs a CLUSTER statement through `s`: its message, once the cluster has a leader.
@@ -265,4 +265,52 @@ async fn a_live_query_on_a_follower_hears_every_change_across_a_leader_change() 
         .collect();
     assert_eq!(held, (0..15).collect::<Vec<_>>());
     assert_eq!(ids(c.node(follower), &token).await, held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clocks_an_hour_apart_change_no_seq_order() {
+    // Node 2's clock an hour behind, node 3's an hour ahead: each stamps the writes it takes
+    // with its own time, and leads for a while.
+    let skew = |ms: &str| vec![("FOLDDB_TEST_CLOCK_SKEW_MS".to_owned(), ms.to_owned())];
+    let c = Cluster::start_with_env(3, vec![vec![], skew("-3600000"), skew("3600000")]).await;
+    let first = c.leader().await;
+    let token = setup(c.node((first + 1) % 3)).await;
+    write(c.node(first), &token, TABLE_T).await;
+    for id in 0..30i64 {
+        if id == 10 || id == 20 {
+            let to = if id == 10 { 3 } else { 2 };
+            let said =
+                cluster_ok(c.node(0), &token, &format!("CLUSTER TRANSFER LEADER {to}")).await;
+            assert!(said.contains("moved to node"), "{said}");
+        }
+        let sql = format!("INSERT INTO app.t (id, v) VALUES ({id}, 'skewed')");
+        write(c.node(id as usize % 3), &token, &sql).await;
+    }
+    // On every node: `_seq` order is the order the writes were acknowledged in, strictly
+    // increasing, whatever clock stamped them.
+    let mut seen = Vec::new();
+    for i in 0..3 {
+        converges(c.node(i), &token, &(0..30).collect::<Vec<_>>(), "a node").await;
+        let r = c
+            .node(i)
+            .ok(&token, "SELECT id, _seq FROM app.t ORDER BY _seq")
+            .await;
+        let rows: Vec<(i64, i64)> = folddb_tests::rows(&r)
+            .iter()
+            .map(|row| {
+                let n = |v: &serde_json::Value| {
+                    v.as_i64()
+                        .or_else(|| v.as_str().and_then(|t| t.parse().ok()))
+                        .expect("a number")
+                };
+                (n(&row[0]), n(&row[1]))
+            })
+            .collect();
+        let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, (0..30).collect::<Vec<_>>(), "node {}", i + 1);
+        assert!(rows.windows(2).all(|w| w[0].1 < w[1].1), "{rows:?}");
+        seen.push(rows);
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[0], seen[2]);
 }
