@@ -28,26 +28,39 @@ pub fn replay<F: Fold>(
 ) -> Result<u64> {
     let log = Log::open(log_dir, LogConfig::default())?;
     // A rebuild into a fresh store needs every entry from raft's first (index 0): refuse,
-    // rather than "succeed" into a directory missing the head of the history.
+    // rather than "succeed" into a directory missing the head of the history. Purged entries
+    // still on disk (the default retention keeps them) are read like the others.
+    let first = log.first_retained_index();
     if store.applied_index()?.is_none() {
-        if let Some((p, _)) = log.purged() {
-            return Err(Error::Incomplete {
-                reason: format!(
-                    "the log's purge marker says entries up to index {p} were purged; a \
-                     replay needs every entry from index 0"
-                ),
-            });
+        match (first, log.purged()) {
+            (Some(f), Some((p, _))) if f.0 > 0 => {
+                return Err(Error::Incomplete {
+                    reason: format!(
+                        "entries up to index {p} were purged and the log retains none before \
+                         index {f}; a replay needs every entry from index 0 (this node was \
+                         brought up from a snapshot: replay another member's log)"
+                    ),
+                });
+            }
+            (None, Some((p, _))) => {
+                return Err(Error::Incomplete {
+                    reason: format!(
+                        "entries up to index {p} were purged and none is retained; a replay \
+                         needs every entry from index 0"
+                    ),
+                });
+            }
+            _ => crate::log_store::check_head(&log)?,
         }
-        crate::log_store::check_head(&log)?;
     }
     let last = log.last_index().map_or(0, |i| i.0);
     let end = to.map_or(last, |t| t.min(last));
-    let first = log.first_index().map_or(1, |i| i.0);
+    let first = first.map_or(1, |i| i.0);
     let mut next = store.applied_index()?.map_or(first, |a| a.0 + 1).max(first);
     let mut applied = next.saturating_sub(1);
     while next <= end {
         let stop = (next + CHUNK).min(end + 1);
-        for e in log.read(LogIndex(next)..LogIndex(stop))? {
+        for e in log.read_retained(LogIndex(next)..LogIndex(stop))? {
             let entry = codec::decode_entry(e.term.0, e.index.0, &e.payload)?;
             apply_entry(store, fold, &entry)?;
             applied = e.index.0;
@@ -69,11 +82,11 @@ pub fn job_commits(log_dir: &Path, to: Option<u64>) -> Result<Vec<folddb_materia
     let log = Log::open(log_dir, LogConfig::default())?;
     let last = log.last_index().map_or(0, |i| i.0);
     let end = to.map_or(last, |t| t.min(last));
-    let mut next = log.first_index().map_or(1, |i| i.0);
+    let mut next = log.first_retained_index().map_or(1, |i| i.0);
     let mut out = Vec::new();
     while next <= end {
         let stop = (next + CHUNK).min(end + 1);
-        for e in log.read(LogIndex(next)..LogIndex(stop))? {
+        for e in log.read_retained(LogIndex(next)..LogIndex(stop))? {
             let entry = codec::decode_entry(e.term.0, e.index.0, &e.payload)?;
             let EntryPayload::Normal(cmd) = &entry.payload else {
                 continue;

@@ -180,6 +180,24 @@ impl State {
         self.segments.iter().rev().find_map(Segment::last)
     }
 
+    /// The first entry of the run of entries still on disk, purged or not, that ends at the
+    /// last one (a snapshot installed past the end leaves a gap before what follows it).
+    fn first_retained(&self) -> Option<LogIndex> {
+        let mut held = self
+            .segments
+            .iter()
+            .rev()
+            .filter_map(|s| s.last().map(|l| (s.first, l)));
+        let (mut first, _) = held.next()?;
+        for (f, l) in held {
+            if l.0 + 1 != first.0 {
+                break;
+            }
+            first = f;
+        }
+        Some(first)
+    }
+
     /// The first index a read may ask for, if the log holds any readable entry.
     fn first_index(&self) -> Option<LogIndex> {
         let last = self.last_index()?;
@@ -434,13 +452,30 @@ impl Log {
     /// Reads the entries with indices in `range`, which must lie within
     /// [`Log::first_index`]`..=`[`Log::last_index`].
     pub fn read(&self, range: Range<LogIndex>) -> Result<Vec<Entry>> {
+        self.read_within(range, false)
+    }
+
+    /// Reads the entries with indices in `range`, purged ones included while their segments
+    /// are retained ([`Retention::KeepAll`]): within
+    /// [`Log::first_retained_index`]`..=`[`Log::last_index`]. What a replay of the whole
+    /// history reads; raft never asks for a purged entry.
+    pub fn read_retained(&self, range: Range<LogIndex>) -> Result<Vec<Entry>> {
+        self.read_within(range, true)
+    }
+
+    fn read_within(&self, range: Range<LogIndex>, retained: bool) -> Result<Vec<Entry>> {
         if range.start >= range.end {
             return Ok(Vec::new());
         }
         let shared = self.shared();
         let (plan, epoch) = {
             let st = lock(&shared.state);
-            let (first, last) = match (st.first_index(), st.last_index()) {
+            let first = if retained {
+                st.first_retained()
+            } else {
+                st.first_index()
+            };
+            let (first, last) = match (first, st.last_index()) {
                 (Some(f), Some(l)) => (f, l),
                 _ => {
                     return Err(Error::OutOfRange {
@@ -579,6 +614,11 @@ impl Log {
         lock(&self.shared().state).first_index()
     }
 
+    /// The first entry still on disk, purged or not ([`Log::read_retained`]).
+    pub fn first_retained_index(&self) -> Option<LogIndex> {
+        lock(&self.shared().state).first_retained()
+    }
+
     /// The last written (readable) index.
     pub fn last_index(&self) -> Option<LogIndex> {
         lock(&self.shared().state).last_index()
@@ -594,7 +634,6 @@ impl Log {
         lock(&self.shared().state).durable
     }
 
-    /// The purge marker: every index up to it is logically gone.
     /// The first segment that holds an entry: its file and the index it starts at.
     pub fn first_segment(&self) -> Option<(PathBuf, LogIndex)> {
         lock(&self.shared().state)
@@ -604,6 +643,7 @@ impl Log {
             .map(|s| (s.path.clone(), s.first))
     }
 
+    /// The purge marker: every index up to it is logically gone.
     pub fn purged(&self) -> Option<(LogIndex, Term)> {
         lock(&self.shared().state).purged
     }

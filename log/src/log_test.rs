@@ -209,6 +209,19 @@ fn purge_marks_and_retention_deletes() {
     log.append(&(1..=100).map(|i| entry(i, 3, 100)).collect::<Vec<_>>())
         .unwrap();
     log.purge(LogIndex(60), Term(3)).unwrap();
+    // Raft reads nothing purged; a replay of the history reads what is retained.
+    assert!(log.read(LogIndex(60)..LogIndex(61)).is_err());
+    assert_eq!(log.first_retained_index(), Some(LogIndex(1)));
+    let retained = log.read_retained(LogIndex(1)..LogIndex(101)).unwrap();
+    assert_eq!(
+        retained,
+        (1..=100).map(|i| entry(i, 3, 100)).collect::<Vec<_>>()
+    );
+    // A snapshot installed past the end leaves a gap: what is retained starts after it.
+    log.purge(LogIndex(150), Term(4)).unwrap();
+    log.append(&[entry(151, 4, 1)]).unwrap();
+    assert_eq!(log.first_retained_index(), Some(LogIndex(151)));
+    assert!(log.read_retained(LogIndex(100)..LogIndex(152)).is_err());
     drop(log);
     let scan = crate::DirScan::read(dir2.path(), 1 << 20).unwrap();
     assert_eq!(scan.read_entries(None, 1).unwrap()[0].index, LogIndex(1));

@@ -2,8 +2,8 @@
 //! entry the hot tier had already applied (a truncated tail), the server refuses to start
 //! and writes nothing — in particular no purge marker that would hide the whole history —
 //! and `folddb log replay` rebuilds a data directory that starts. A missing sealed segment
-//! is named, at the head of the log or between two others. A replay refuses a log whose
-//! purge marker hides entries it would need.
+//! is named, at the head of the log or between two others. A replay reads purged entries
+//! the log still retains, and refuses a log whose purge deleted entries it would need.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -166,18 +166,44 @@ async fn a_missing_sealed_segment_is_named() {
 }
 
 #[tokio::test]
-async fn replay_refuses_a_purge_marker_that_hides_entries() {
-    let dir = written(3, &[]).await;
+async fn replay_reads_purged_entries_the_log_retains_and_refuses_a_purge_that_deleted_them() {
+    let env = [("FOLDDB_LOG_SEGMENT_SIZE_BYTES", "4096")];
+    let dir = written(30, &env).await;
     let log_dir = dir.path().join("log");
-    {
+    let segs = segments(&log_dir);
+    assert!(segs.len() >= 2, "several segments: {segs:?}");
+    let second = {
         let log = Log::open(&log_dir, LogConfig::default()).expect("log opens");
         let term = Term(log.last_term().expect("a term").0);
-        log.purge(LogIndex(2), term).expect("purge");
-    }
+        // Raft's purge (a snapshot) moves the marker; the default retention keeps the files.
+        let second = log.first_retained_index().expect("entries");
+        let purged_to = LogIndex(log.last_index().expect("entries").0 - 1);
+        log.purge(purged_to, term).expect("purge");
+        let first_of_second: u64 = segs[1]
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse().ok())
+            .expect("a segment is named by its first index");
+        assert_eq!(second, LogIndex(0));
+        first_of_second
+    };
+    let (_rebuilt, into, out) = replay(dir.path());
+    assert!(out.status.success(), "{:?}", text(&out));
+    let s = Server::start_with(&into, &env).await;
+    let admin = s.login("admin", "kalamdb123").await;
+    let r = s.ok(&admin, "SELECT COUNT(*) AS n FROM app.t").await;
+    assert_eq!(rows(&r), vec![json!(["30"])]);
+    s.stop();
+
+    // Purged entries whose segment is gone: a replay would miss the head of the history.
+    std::fs::remove_file(&segs[0]).expect("remove");
     let (_rebuilt, _, out) = replay(dir.path());
     let (stdout, stderr) = text(&out);
     assert!(!out.status.success(), "{stdout}");
-    assert!(stderr.contains("purge marker"), "{stderr}");
+    assert!(
+        stderr.contains("were purged") && stderr.contains(&format!("index {second}")),
+        "{stderr}"
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {
