@@ -38,6 +38,14 @@ pub struct ClusterConfig {
     pub secret: Option<String>,
     /// The cluster's id: a node of another cluster is refused. Default `folddb`.
     pub id: String,
+    /// A member snapshots its state every this many applied entries (0: only on
+    /// `CLUSTER SNAPSHOT`); a node too far behind, or wiped, is brought up from one. Default
+    /// 100000. Env `FOLDDB_CLUSTER_SNAPSHOT_EVERY_ENTRIES`.
+    pub snapshot_every_entries: u64,
+    /// Entries raft keeps sending from the log after a snapshot, for members a little behind;
+    /// raft forgets the ones before (the files stay: `log.retention`). Default 10000. Env
+    /// `FOLDDB_CLUSTER_SNAPSHOT_KEEP_ENTRIES`.
+    pub snapshot_keep_entries: u64,
 }
 
 impl Default for ClusterConfig {
@@ -46,6 +54,8 @@ impl Default for ClusterConfig {
             peers: Vec::new(),
             secret: None,
             id: "folddb".to_owned(),
+            snapshot_every_entries: 100_000,
+            snapshot_keep_entries: 10_000,
         }
     }
 }
@@ -493,6 +503,12 @@ impl Config {
         }
         if let Some(v) = env("FOLDDB_CLUSTER_ID") {
             config.cluster.id = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_CLUSTER_SNAPSHOT_EVERY_ENTRIES")? {
+            config.cluster.snapshot_every_entries = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_CLUSTER_SNAPSHOT_KEEP_ENTRIES")? {
+            config.cluster.snapshot_keep_entries = v;
         }
         if let Some(v) = &args.data_dir {
             config.server.data_dir = v.clone();

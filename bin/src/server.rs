@@ -374,6 +374,10 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
         folddb_cluster::Membership::Static {
             members,
             peers: folddb_cluster::Peers::new(auth)?,
+            snapshots: folddb_cluster::SnapshotPolicy {
+                every_entries: config.cluster.snapshot_every_entries,
+                keep_entries: config.cluster.snapshot_keep_entries,
+            },
         }
     };
     let node = Node::start(

@@ -297,8 +297,9 @@ impl<F: Fold> Node<F> {
         });
     }
 
-    /// Builds a snapshot of this node's state (`CLUSTER SNAPSHOT`). The log is kept whole:
-    /// a snapshot purges nothing.
+    /// Builds a snapshot of this node's state (`CLUSTER SNAPSHOT`). In a cluster raft then
+    /// forgets the log up to `snapshot_keep_entries` before it (a purge marker: the segments
+    /// stay per the log's retention); a single node purges nothing.
     pub async fn snapshot(&self) -> Result<String> {
         let applied = self.raft.metrics().borrow().last_applied;
         self.raft

@@ -105,18 +105,6 @@ pub fn decode_membership(bytes: &[u8]) -> Result<StoredMembership<u64, BasicNode
     })
 }
 
-/// One key of a snapshot: column family code, key, value.
-pub type SnapshotKey = (u8, Vec<u8>, Vec<u8>);
-
-/// A snapshot's data: every key of the hot tier.
-pub fn encode_dump(dump: &[SnapshotKey]) -> Vec<u8> {
-    encode(&dump)
-}
-
-pub fn decode_dump(bytes: &[u8]) -> Result<Vec<SnapshotKey>> {
-    decode(bytes).map_err(|reason| Error::BadSnapshot { reason })
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;

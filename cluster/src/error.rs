@@ -34,6 +34,13 @@ pub enum Error {
     #[error("the log cannot be replayed: {reason}")]
     Incomplete { reason: String },
 
+    #[error("could not {op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
     #[error("a blocking storage task failed: {0}")]
     Task(String),
 

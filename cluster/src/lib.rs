@@ -17,6 +17,7 @@ mod node;
 mod proposer;
 pub mod replay;
 mod rounds;
+pub mod snapshot;
 mod state_machine;
 mod types;
 
@@ -29,7 +30,7 @@ pub use admin::{Admin, AdminAnswer};
 pub use error::{Error, Result};
 pub use log_store::LogStore;
 pub use network::{ClusterAuth, Peers, Rpc};
-pub use node::{MemberStatus, Membership, NoPeers, Node, NodeStatus};
+pub use node::{MemberStatus, Membership, NoPeers, Node, NodeStatus, SnapshotPolicy};
 pub use proposer::Proposer;
 pub use state_machine::StateMachine;
 pub use types::{Command, CommandResult, TypeConfig};

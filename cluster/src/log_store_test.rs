@@ -12,7 +12,7 @@ use folddb_materializer::{Family, HotStore};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{
-    AnyError, Entry, EntryPayload, RaftLogReader, RaftSnapshotBuilder, StorageError,
+    AnyError, Entry, EntryPayload, RaftLogReader, RaftSnapshotBuilder, Snapshot, StorageError,
     StorageIOError, Vote,
 };
 
@@ -30,7 +30,32 @@ type TestSm = StateMachine<RecordFold>;
 
 fn open_sm(dir: &std::path::Path) -> TestSm {
     let store = HotStore::open(dir.join("rocksdb")).unwrap();
-    StateMachine::new(Arc::new(store), Arc::new(RecordFold))
+    StateMachine::new(Arc::new(store), Arc::new(RecordFold), dir.join("snapshots")).unwrap()
+}
+
+/// The bytes of a snapshot's file.
+async fn bytes_of(mut snap: Snapshot<TypeConfig>) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    snap.snapshot
+        .seek(std::io::SeekFrom::Start(0))
+        .await
+        .unwrap();
+    let mut bytes = Vec::new();
+    snap.snapshot.read_to_end(&mut bytes).await.unwrap();
+    bytes
+}
+
+/// Sends `bytes` to `target` as openraft does (into a file it asks for), then installs them.
+async fn install(
+    target: &mut TestSm,
+    meta: &openraft::SnapshotMeta<u64, openraft::BasicNode>,
+    bytes: &[u8],
+) -> Result<(), StorageError<u64>> {
+    use tokio::io::AsyncWriteExt;
+    let mut file = target.begin_receiving_snapshot().await?;
+    file.write_all(bytes).await.unwrap();
+    file.shutdown().await.unwrap();
+    target.install_snapshot(meta, file).await
 }
 
 struct Builder;
@@ -252,14 +277,18 @@ async fn normal_entries_fold_replay_and_travel_in_snapshots() {
         .build_snapshot()
         .await
         .unwrap();
+    let meta = snap.meta.clone();
+    let bytes = bytes_of(snap).await;
     let other = tempfile::tempdir().unwrap();
     let target_store = Arc::new(HotStore::open(other.path().join("rocksdb")).unwrap());
-    let mut target = StateMachine::new(target_store.clone(), Arc::new(RecordFold));
+    let mut target = StateMachine::new(
+        target_store.clone(),
+        Arc::new(RecordFold),
+        other.path().join("snapshots"),
+    )
+    .unwrap();
     target.apply([entry(1, 1, b"stale")]).await.unwrap();
-    target
-        .install_snapshot(&snap.meta, snap.snapshot)
-        .await
-        .unwrap();
+    install(&mut target, &meta, &bytes).await.unwrap();
     let (applied, _) = target.applied_state().await.unwrap();
     assert_eq!(applied, Some(codec::log_id(2, 5)));
     // Exactly the source's rows, and nothing of what the target held before.
@@ -268,8 +297,10 @@ async fn normal_entries_fold_replay_and_travel_in_snapshots() {
         .map(|i| (i.to_be_bytes().to_vec(), vec![7u8; i as usize]))
         .collect();
     assert_eq!(rows, expected);
+    // The installed file is the target's current snapshot, to send on: the same bytes.
     let got = target.get_current_snapshot().await.unwrap().unwrap();
     assert_eq!(got.meta.last_log_id, Some(codec::log_id(2, 5)));
+    assert_eq!(bytes_of(got).await, bytes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,20 +308,31 @@ async fn a_damaged_snapshot_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut sm = open_sm(dir.path());
     sm.apply([entry(1, 1, b"keep")]).await.unwrap();
-    let mut snap = sm
+    let snap = sm
         .get_snapshot_builder()
         .await
         .build_snapshot()
         .await
         .unwrap();
-    let mut bytes = snap.snapshot.into_inner();
-    bytes.truncate(bytes.len() / 2);
-    snap.snapshot = Box::new(std::io::Cursor::new(bytes));
-    assert!(
-        sm.install_snapshot(&snap.meta, snap.snapshot)
-            .await
-            .is_err()
-    );
-    let (applied, _) = sm.applied_state().await.unwrap();
-    assert_eq!(applied, Some(codec::log_id(1, 1)));
+    let meta = snap.meta.clone();
+    let bytes = bytes_of(snap).await;
+    let other_dir = tempfile::tempdir().unwrap();
+    let mut other = open_sm(other_dir.path());
+    other.apply([entry(1, 1, b"other")]).await.unwrap();
+    let mut damaged: Vec<Vec<u8>> = (0..bytes.len())
+        .map(|i| {
+            let mut b = bytes.clone();
+            b[i] ^= 0x10;
+            b
+        })
+        .collect();
+    damaged.push(bytes[..bytes.len() / 2].to_vec());
+    damaged.push([bytes.as_slice(), b"x"].concat());
+    for b in damaged {
+        let err = install(&mut other, &meta, &b).await;
+        assert!(err.is_err(), "a damaged file is refused");
+        let (applied, _) = other.applied_state().await.unwrap();
+        assert_eq!(applied, Some(codec::log_id(1, 1)), "and changes nothing");
+    }
+    install(&mut other, &meta, &bytes).await.unwrap();
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use folddb_log::LogConfig;
+use folddb_log::{LogConfig, LogIndex};
 use folddb_materializer::{ChangeSet, Fold, HotStore};
 use openraft::error::{
     ClientWriteError, InitializeError, InstallSnapshotError, NetworkError, RPCError, RaftError,
@@ -19,7 +19,7 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, Raft, ServerState};
 
-use crate::codec::{decode_message, encode_message};
+use crate::codec::{self, decode_message, encode_message};
 use crate::error::{Error, Result};
 use crate::network::{ClusterAuth, HttpNetwork, Peers, Proposed, ReadIndex, Rpc};
 use crate::{Command, CommandResult, LogStore, StateMachine, TypeConfig};
@@ -111,6 +111,50 @@ fn check_not_ahead(log: &LogStore, hot: &HotStore) -> Result<()> {
     })
 }
 
+/// A store behind the log's purge marker (its hot tier deleted, say) cannot be brought up by
+/// raft, which reads nothing purged: it is brought up to the marker here from the entries
+/// the log still retains, exactly as `folddb log replay` does. When they are gone too, the
+/// node refuses to start and says how to bring it back.
+fn catch_up_to_purge<F: Fold>(log: &LogStore, hot: &HotStore, fold: &F) -> Result<()> {
+    let log = log.log();
+    let Some((purged, _)) = log.purged() else {
+        return Ok(());
+    };
+    let applied = hot.applied_index()?;
+    if applied.is_some_and(|a| a >= purged) {
+        return Ok(());
+    }
+    let from = applied.map_or(0, |a| a.0 + 1);
+    if log.first_retained_index().is_none_or(|f| f.0 > from) {
+        return Err(Error::Incomplete {
+            reason: format!(
+                "the hot tier has applied {}, and the log no longer holds the entries from \
+                 index {from} up to its purge marker ({}): bring this node back from a \
+                 snapshot by emptying its data directory (it rejoins and is sent one), or \
+                 restore the hot tier",
+                applied.map_or_else(|| "nothing".to_owned(), |a| format!("up to index {}", a.0)),
+                purged.0
+            ),
+        });
+    }
+    tracing::info!(
+        from,
+        to = purged.0,
+        "applying retained entries up to the purge marker"
+    );
+    let mut next = from;
+    while next <= purged.0 {
+        let stop = (next + 4096).min(purged.0 + 1);
+        for e in log.read_retained(LogIndex(next)..LogIndex(stop))? {
+            let entry = codec::decode_entry(e.term.0, e.index.0, &e.payload)?;
+            crate::state_machine::apply_entry(hot, fold, &entry)?;
+        }
+        next = stop;
+    }
+    hot.flush()?;
+    Ok(())
+}
+
 /// Returns once this node no longer takes `leader` for the leader (another was elected, or
 /// an election is under way).
 pub(crate) async fn leader_changes(raft: &Raft<TypeConfig>, leader: u64) {
@@ -143,7 +187,19 @@ pub enum Membership {
     Static {
         members: BTreeMap<u64, String>,
         peers: Peers,
+        snapshots: SnapshotPolicy,
     },
+}
+
+/// When a cluster member snapshots its state, and how much of the log raft keeps sending
+/// after one. A member brought up from a snapshot receives it, then the log from there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Every this many applied entries (0: only on request, `CLUSTER SNAPSHOT`).
+    pub every_entries: u64,
+    /// Entries before the snapshot raft still reads and sends; it forgets those before them
+    /// (a purge marker: the segments stay while the log's retention keeps them).
+    pub keep_entries: u64,
 }
 
 /// One member of the cluster, as health endpoints and `system.cluster` report it.
@@ -243,9 +299,13 @@ impl<F: Fold> Node<F> {
         log_config: LogConfig,
         fold: Arc<F>,
     ) -> Result<Node<F>> {
-        let (members, peers) = match membership {
-            Membership::Single { address } => (BTreeMap::from([(id, address)]), None),
-            Membership::Static { members, peers } => (members, Some(peers)),
+        let (members, peers, snapshots) = match membership {
+            Membership::Single { address } => (BTreeMap::from([(id, address)]), None, None),
+            Membership::Static {
+                members,
+                peers,
+                snapshots,
+            } => (members, Some(peers), Some(snapshots)),
         };
         let log = LogStore::open(data_dir.join("log"), log_config).await?;
         let hot_dir = data_dir.to_path_buf();
@@ -254,19 +314,29 @@ impl<F: Fold> Node<F> {
             .map_err(|e| Error::Task(e.to_string()))??;
         let hot = Arc::new(hot);
         check_not_ahead(&log, &hot)?;
-        let sm = StateMachine::new(hot.clone(), fold);
+        catch_up_to_purge(&log, &hot, fold.as_ref())?;
+        let sm = StateMachine::new(hot.clone(), fold, data_dir.join("snapshots"))?;
         let feed = sm.feed().clone();
         let config = openraft::Config {
             cluster_name: "folddb".into(),
             heartbeat_interval: 100,
             election_timeout_min: 200,
             election_timeout_max: 400,
-            // The log is the source of truth and is kept whole: no snapshot, so openraft never
-            // purges entries a rebuild of the hot tier would need. Snapshots for lagging
-            // followers arrive with clustering, built without purging.
-            snapshot_policy: openraft::SnapshotPolicy::Never,
-            // A snapshot (CLUSTER SNAPSHOT) purges no entry: the log is retained whole.
-            max_in_snapshot_log_to_keep: u64::MAX,
+            // A single node keeps the whole log in raft's hands: no snapshot is needed to
+            // bring anyone up, and deleting the hot tier rebuilds it from the log. A cluster
+            // member snapshots per its policy, so that a member far behind (or wiped) is
+            // brought up from a snapshot; raft's purge only moves a marker, and the segments
+            // stay per the log's retention.
+            snapshot_policy: match snapshots {
+                Some(p) if p.every_entries > 0 => {
+                    openraft::SnapshotPolicy::LogsSinceLast(p.every_entries)
+                }
+                _ => openraft::SnapshotPolicy::Never,
+            },
+            max_in_snapshot_log_to_keep: snapshots.map_or(u64::MAX, |p| p.keep_entries),
+            // A snapshot travels in chunks of this size, each answered within the timeout.
+            snapshot_max_chunk_size: 4 << 20,
+            install_snapshot_timeout: 10_000,
             ..Default::default()
         }
         .validate()
@@ -301,6 +371,23 @@ impl<F: Fold> Node<F> {
             // with LEADER_NOT_AVAILABLE, and reads wait for the leader's commit.
             stopped_core(&raft, "join the cluster")?;
         } else {
+            // A data directory a cluster wrote (a member's, or a replay of its log) names the
+            // cluster's members: alone, this node would wait forever for their votes.
+            let others: Vec<u64> = raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .filter(|v| *v != id)
+                .collect();
+            if !others.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "this data directory belongs to a cluster whose voters include nodes \
+                     {others:?}: start it as node {id} of that cluster, with its peers \
+                     (--peers, FOLDDB_PEERS) and secret"
+                )));
+            }
             lead_alone(&raft).await?;
         }
         Ok(Node {

@@ -11,11 +11,12 @@
 //! - An error from the fold is the environment (the store failing, an entry that does not
 //!   decode), never an outcome: it goes back to openraft, whose core stops with the entry
 //!   unapplied; the node reports why (`Node::status`) and a restart retries the entry.
-//! - A snapshot is every key of the store with the applied log id and membership; installing
-//!   one replaces the store atomically and flushes it.
+//! - A snapshot is a file of every key of the store as of one moment, with the applied log
+//!   id and membership of that moment ([`crate::snapshot`]); installing one checks the whole
+//!   file first, then replaces the store (an install cut off is discarded at the next start).
 
-use std::io::Cursor;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use folddb_log::{LogIndex, Term};
 use folddb_materializer::{ChangeSet, Family, Fold, HotBatch, HotStore};
@@ -27,6 +28,7 @@ use openraft::{
 
 use crate::codec;
 use crate::error::{Error, Result, blocking};
+use crate::snapshot::SnapshotDir;
 use crate::types::{CommandResult, TypeConfig};
 
 /// Key of the stored membership in the `meta` family.
@@ -64,9 +66,6 @@ pub fn apply_entry<F: Fold>(
     Ok((result, index, events))
 }
 
-/// The last snapshot built or installed.
-type CurrentSnapshot = Arc<Mutex<Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>>>;
-
 /// The raft state machine. Cheap to clone; clones share the store.
 /// Change sets kept for receivers that fall behind; past that a receiver is told how many it
 /// missed (never silently) and resynchronises from the hot tier by `_seq`.
@@ -78,7 +77,7 @@ pub type ChangeFeed = tokio::sync::broadcast::Sender<Arc<ChangeSet>>;
 pub struct StateMachine<F: Fold> {
     store: Arc<HotStore>,
     fold: Arc<F>,
-    current: CurrentSnapshot,
+    snapshots: Arc<SnapshotDir>,
     feed: ChangeFeed,
 }
 
@@ -87,7 +86,7 @@ impl<F: Fold> Clone for StateMachine<F> {
         StateMachine {
             store: self.store.clone(),
             fold: self.fold.clone(),
-            current: self.current.clone(),
+            snapshots: self.snapshots.clone(),
             feed: self.feed.clone(),
         }
     }
@@ -109,29 +108,16 @@ fn snapshot_err(e: Error) -> StorageError<u64> {
     StorageIOError::read_snapshot(None, AnyError::new(&e)).into()
 }
 
-fn family_code(family: Family) -> u8 {
-    match family {
-        Family::Rows => 0,
-        Family::Catalog => 1,
-        Family::Meta => 2,
-        Family::Streams => 3,
-        Family::ColdKeys => 4,
-        Family::Journal => 5,
-    }
-}
-
-fn family_of(code: u8) -> Option<Family> {
-    Family::ALL.into_iter().find(|f| family_code(*f) == code)
-}
-
 impl<F: Fold> StateMachine<F> {
-    pub fn new(store: Arc<HotStore>, fold: Arc<F>) -> Self {
-        StateMachine {
+    /// A state machine over `store`, its snapshot files in `snapshot_dir` (emptied: what an
+    /// earlier run left there is not trusted).
+    pub fn new(store: Arc<HotStore>, fold: Arc<F>, snapshot_dir: PathBuf) -> Result<Self> {
+        Ok(StateMachine {
             store,
             fold,
-            current: Arc::default(),
+            snapshots: Arc::new(SnapshotDir::open(snapshot_dir)?),
             feed: tokio::sync::broadcast::channel(CHANGE_FEED_CAPACITY).0,
-        }
+        })
     }
 
     /// The feed of row changes, in log order, each published after its entry is applied.
@@ -151,32 +137,43 @@ impl<F: Fold> StateMachine<F> {
 
 impl<F: Fold> RaftSnapshotBuilder<TypeConfig> for StateMachine<F> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
-        let store = self.store.clone();
-        let (applied, membership, bytes) = blocking(move || {
-            let (applied, membership) = Self::applied_state_now(&store)?;
-            let dump: Vec<codec::SnapshotKey> = store
-                .dump()?
-                .into_iter()
-                .map(|(f, k, v)| (family_code(f), k, v))
-                .collect();
-            Ok((applied, membership, codec::encode_dump(&dump)))
+        let (store, dir) = (self.store.clone(), self.snapshots.clone());
+        let meta = blocking(move || {
+            dir.build(&store, |(applied, membership)| {
+                let last_log_id = applied.map(|(i, t)| codec::log_id(t.0, i.0));
+                let last_membership = match membership {
+                    Some(bytes) => codec::decode_membership(&bytes)?,
+                    None => Membership::default(),
+                };
+                Ok(SnapshotMeta {
+                    last_log_id,
+                    last_membership,
+                    snapshot_id: match last_log_id {
+                        Some(id) => format!("{}-{}", id.leader_id.term, id.index),
+                        None => "empty".to_owned(),
+                    },
+                })
+            })
         })
         .await
         .map_err(snapshot_err)?;
-        let meta = SnapshotMeta {
-            last_log_id: applied,
-            last_membership: membership,
-            snapshot_id: match applied {
-                Some(id) => format!("{}-{}", id.leader_id.term, id.index),
-                None => "empty".to_owned(),
-            },
-        };
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((meta.clone(), bytes.clone()));
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(bytes)),
+        let current = self.current_snapshot().await.map_err(snapshot_err)?;
+        current.ok_or_else(|| {
+            snapshot_err(Error::BadSnapshot {
+                reason: format!("snapshot {} was replaced as it was built", meta.snapshot_id),
+            })
         })
+    }
+}
+
+impl<F: Fold> StateMachine<F> {
+    async fn current_snapshot(&self) -> Result<Option<Snapshot<TypeConfig>>> {
+        let dir = self.snapshots.clone();
+        let current = blocking(move || dir.open_current()).await?;
+        Ok(current.map(|(file, meta)| Snapshot {
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
+        }))
     }
 }
 
@@ -220,46 +217,29 @@ impl<F: Fold> RaftStateMachine<TypeConfig> for StateMachine<F> {
 
     async fn begin_receiving_snapshot(
         &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
-        Ok(Box::default())
+    ) -> Result<Box<tokio::fs::File>, StorageError<u64>> {
+        let dir = self.snapshots.clone();
+        let file = blocking(move || dir.receive())
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, AnyError::new(&e)))?;
+        Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<u64, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError<u64>> {
-        let bytes = snapshot.into_inner();
-        let store = self.store.clone();
-        let (applied, copy) = (meta.last_log_id, bytes.clone());
-        blocking(move || {
-            let mut contents = HotBatch::default();
-            for (code, k, v) in codec::decode_dump(&copy)? {
-                let family = family_of(code).ok_or_else(|| Error::BadSnapshot {
-                    reason: format!("unknown column family code {code}"),
-                })?;
-                contents.put(family, k, v);
-            }
-            let applied = applied.map(|id| (LogIndex(id.index), Term(id.leader_id.term)));
-            Ok(store.replace_all(applied, contents)?)
-        })
-        .await
-        .map_err(snapshot_err)?;
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((meta.clone(), bytes));
-        Ok(())
+        let file = snapshot.into_std().await;
+        let (store, dir, meta) = (self.store.clone(), self.snapshots.clone(), meta.clone());
+        blocking(move || dir.install(&store, file, meta))
+            .await
+            .map_err(snapshot_err)
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
-        let current = self
-            .current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        Ok(current.map(|(meta, bytes)| Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(bytes)),
-        }))
+        self.current_snapshot().await.map_err(snapshot_err)
     }
 }

@@ -109,6 +109,16 @@ fn written_key(family: Family, table: Option<&[u8]>) -> Vec<u8> {
     .concat()
 }
 
+fn decode_applied(path: &Path, bytes: &[u8]) -> Result<(LogIndex, Term)> {
+    let raw: [u8; 16] = bytes.try_into().map_err(|_| Error::BadAppliedIndex {
+        path: path.to_path_buf(),
+        len: bytes.len(),
+    })?;
+    let (index, term) = raw.split_at(8);
+    let be = |b: &[u8]| u64::from_be_bytes(b.try_into().expect("8 bytes"));
+    Ok((LogIndex(be(index)), Term(be(term))))
+}
+
 fn applied_bytes(index: LogIndex, term: Term) -> [u8; 16] {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&index.0.to_be_bytes());
@@ -549,6 +559,12 @@ impl HotStore {
             catalog: Mutex::default(),
             scan_cache: Default::default(),
         };
+        if store.discard_interrupted_import()? {
+            tracing::warn!(
+                path = %store.path.display(),
+                "a snapshot install was cut off: the store is emptied, to be brought up again"
+            );
+        }
         store.upgrade_layout()?;
         Ok(store)
     }
@@ -627,16 +643,7 @@ impl HotStore {
         else {
             return Ok(None);
         };
-        let raw: [u8; 16] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::BadAppliedIndex {
-                path: self.path.clone(),
-                len: bytes.len(),
-            })?;
-        let (index, term) = raw.split_at(8);
-        let be = |b: &[u8]| u64::from_be_bytes(b.try_into().expect("8 bytes"));
-        Ok(Some((LogIndex(be(index)), Term(be(term)))))
+        decode_applied(&self.path, &bytes).map(Some)
     }
 
     /// The index of the last entry folded into this store.
@@ -936,6 +943,10 @@ impl HotStore {
         &self.path
     }
 }
+
+// The whole store out and in: what a raft snapshot carries.
+#[path = "hot_export.rs"]
+mod export;
 
 // Consistent reads of the store: snapshots and their prefix cursors.
 #[path = "hot_snapshot.rs"]

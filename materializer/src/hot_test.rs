@@ -167,6 +167,86 @@ fn dump_and_replace_all_move_the_whole_state() {
     );
 }
 
+/// Exports `src` into `dst` in chunks of `chunk` keys, stopping before the last batch when
+/// `finish` is false: the applied mark the export read.
+fn import(src: &HotStore, dst: &HotStore, chunk: usize, finish: bool) -> Option<(LogIndex, Term)> {
+    dst.import_begin().unwrap();
+    let mut batch = HotBatch::default();
+    let mut n = 0;
+    let applied = src
+        .export(|family, k, v| {
+            batch.put(family, k.to_vec(), v.to_vec());
+            n += 1;
+            if n % chunk == 0 {
+                dst.import_chunk(std::mem::take(&mut batch))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    dst.import_chunk(batch).unwrap();
+    if finish {
+        dst.import_finish(applied).unwrap();
+    }
+    applied
+}
+
+#[test]
+fn export_and_import_move_the_whole_state_a_chunk_at_a_time() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let src = HotStore::open(a.path()).unwrap();
+    for i in 1..=50 {
+        src.apply(LogIndex(i), Term(3), put(i)).unwrap();
+    }
+    let dst = HotStore::open(b.path()).unwrap();
+    for i in 1..=3 {
+        dst.apply(LogIndex(i), Term(1), put(900 + i)).unwrap();
+    }
+    // Catalog reads cached before the import must not survive it.
+    assert!(dst.get(Family::Catalog, b"last").unwrap().is_some());
+    let applied = import(&src, &dst, 7, true);
+    assert_eq!(applied, Some((LogIndex(50), Term(3))));
+    assert_eq!(dst.applied().unwrap(), applied);
+    assert_eq!(dst.dump().unwrap(), src.dump().unwrap());
+    assert_eq!(
+        dst.get(Family::Catalog, b"last").unwrap(),
+        Some(50u64.to_be_bytes().to_vec())
+    );
+    drop(dst);
+    let dst = HotStore::open(b.path()).unwrap();
+    assert_eq!(dst.applied().unwrap(), applied);
+    assert_eq!(dst.dump().unwrap(), src.dump().unwrap());
+}
+
+#[test]
+fn an_import_cut_off_leaves_an_empty_store_after_reopening() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let src = HotStore::open(a.path()).unwrap();
+    for i in 1..=30 {
+        src.apply(LogIndex(i), Term(3), put(i)).unwrap();
+    }
+    {
+        let dst = HotStore::open(b.path()).unwrap();
+        dst.apply(LogIndex(1), Term(1), put(901)).unwrap();
+        import(&src, &dst, 4, false);
+        dst.flush().unwrap();
+    }
+    let dst = HotStore::open(b.path()).unwrap();
+    assert_eq!(dst.applied().unwrap(), None);
+    let left: Vec<_> = dst
+        .dump()
+        .unwrap()
+        .into_iter()
+        .filter(|(f, k, _)| !(*f == Family::Meta && k.as_slice() == LAYOUT_KEY))
+        .collect();
+    assert_eq!(
+        left,
+        Vec::new(),
+        "neither the old state nor half the new one"
+    );
+}
+
 const CHILD_ENV: &str = "FOLDDB_HOT_CRASH_CHILD";
 
 /// The child half of the crash test: applies entries forever, flushing now and then and

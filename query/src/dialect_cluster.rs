@@ -7,8 +7,8 @@ use super::*;
 pub enum ClusterCommand {
     /// `CLUSTER SNAPSHOT`: this node builds a snapshot of its state.
     Snapshot,
-    /// `CLUSTER PURGE [--UPTO] n`: refused, the log is kept whole (its retention is the
-    /// log's own setting).
+    /// `CLUSTER PURGE [--UPTO] n`: refused, raft purges after its snapshots on its own and
+    /// only the log's retention setting deletes segments.
     Purge,
     /// `CLUSTER TRIGGER ELECTION`: this node campaigns now.
     TriggerElection,

@@ -99,16 +99,14 @@ impl Engine {
         match command {
             ClusterCommand::Purge => {
                 return Err(Error::NotAllowed(
-                    "CLUSTER PURGE: the log is the source of truth and is kept whole (a \
-                     snapshot purges nothing); what a node deletes is the log's retention \
-                     setting"
+                    "CLUSTER PURGE: raft forgets the log before each snapshot on its own \
+                     (cluster.snapshot_every_entries, cluster.snapshot_keep_entries); the log \
+                     is the source of truth, and only its retention setting deletes segments"
                         .into(),
                 ));
             }
             ClusterCommand::Clear => {
-                return Ok(
-                    "Nothing to clear: a node keeps only its latest snapshot, in memory".into(),
-                );
+                return Ok("Nothing to clear: a node keeps only its latest snapshot file".into());
             }
             ClusterCommand::Rebalance => {
                 return Ok(

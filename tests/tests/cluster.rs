@@ -142,7 +142,7 @@ async fn three_nodes_replicate_every_write_and_survive_the_leaders_death() {
     converges(c.node(first), &token, &want, "the restarted node").await;
 
     // A follower whose data directory is lost comes back empty and is brought up from the
-    // leader's log (kept whole: nothing is ever purged).
+    // leader (its log, or a snapshot then the log after it).
     c.nodes[survivor].take().expect("running").stop();
     std::fs::remove_dir_all(c.dirs[survivor].path()).expect("wiped");
     std::fs::create_dir_all(c.dirs[survivor].path()).expect("recreated");

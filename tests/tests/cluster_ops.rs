@@ -178,7 +178,7 @@ async fn nodes_join_lead_and_leave_on_cluster_statements() {
     let said = cluster_ok(c.node(leader), &token, "CLUSTER SNAPSHOT").await;
     assert!(said.contains("Snapshot built"), "{said}");
     let purge = refused(c.node(leader), &token, "CLUSTER PURGE --UPTO 3", 400).await;
-    assert!(purge.contains("kept whole"), "{purge}");
+    assert!(purge.contains("retention"), "{purge}");
     let list = refused(c.node(leader), &token, "CLUSTER LIST", 400).await;
     assert!(list.contains("system.cluster"), "{list}");
     // The joined node holds everything, as the others do.
