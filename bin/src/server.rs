@@ -430,13 +430,10 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
             Arc::new(RaftView(node.clone())) as Arc<dyn folddb_query::node_info::ClusterView>
         }),
     });
-    // Each replica must write its own segments (or one write them to shared storage for
-    // all): until that is built, a cluster keeps its rows in the hot tier.
+    // Every member folds the same commits: in a cluster the cold tier is one set of files
+    // on object storage that all of them read (`Engine::in_cluster`).
     let engine = if node.is_cluster() {
-        engine.refusing_cold_jobs(
-            "flushes and compactions are not available in a cluster yet (rows stay in the \
-             replicated hot tier)",
-        )
+        engine.in_cluster()
     } else {
         engine
     };

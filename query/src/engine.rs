@@ -107,10 +107,10 @@ pub struct Engine {
     /// The flush policy of tables created without one (rows, interval in seconds); `None`:
     /// such tables are flushed only when asked.
     default_flush_policy: Option<FlushPolicy>,
-    /// Why this node writes no cold segments, when it does not (a member of a cluster, until
-    /// the replicas' one-owner protocol for segments is built): flushes and compactions are
-    /// refused with it, and none is scheduled.
-    cold_jobs_refused: Option<String>,
+    /// This node is a member of a cluster: its cold jobs write only to storages every member
+    /// reads (object stores), remove only their own files, and compactions are refused
+    /// (see [`Engine::in_cluster`]).
+    cold_in_cluster: bool,
     /// Where queries are planned and run (`None`: the caller's runtime).
     executor: Option<tokio::runtime::Handle>,
 }
@@ -277,7 +277,7 @@ impl Engine {
             jobs: Arc::default(),
             cold_jobs: Arc::default(),
             default_flush_policy: None,
-            cold_jobs_refused: None,
+            cold_in_cluster: false,
             executor: None,
         }
     }
@@ -339,9 +339,15 @@ impl Engine {
         self
     }
 
-    /// Refuses STORAGE FLUSH and COMPACT with `why`, and schedules no flush.
-    pub fn refusing_cold_jobs(mut self, why: impl Into<String>) -> Engine {
-        self.cold_jobs_refused = Some(why.into());
+    /// This node is a member of a cluster. Every member folds the same commits, so the
+    /// cold tier must be one set of files all of them read: a flush writes to object
+    /// storage only (a table on a `filesystem` storage, a directory of each node, keeps its
+    /// rows in the replicated hot tier), and settles by publishing manifests and removing
+    /// only its own files (other members' jobs may be writing beside them; no sweep at
+    /// start). Compactions are refused: the segments they replace may still be read by a
+    /// member that has not applied them.
+    pub fn in_cluster(mut self) -> Engine {
+        self.cold_in_cluster = true;
         self
     }
 

@@ -21,8 +21,12 @@ impl Engine {
         if self.cold.is_none() {
             return Err(format!("STORAGE {verb}: this node has no cold storage").into());
         }
-        if let Some(why) = &self.cold_jobs_refused {
-            return Err(Error::NotAllowed(format!("STORAGE {verb}: {why}")));
+        if self.cold_in_cluster && compact {
+            return Err(Error::NotAllowed(
+                "STORAGE COMPACT: not available in a cluster yet (a member that has not applied \
+                 a compaction still reads the segments it replaces); flushes are"
+                    .into(),
+            ));
         }
         let (defs, scope) = match target {
             StorageTarget::Table(t) => {
@@ -33,6 +37,9 @@ impl Engine {
                         def.qualified_name()
                     )
                     .into());
+                }
+                if let Some(why) = self.node_local(&def)? {
+                    return Err(Error::NotAllowed(format!("STORAGE {verb}: {why}")));
                 }
                 if !compact && self.pending_rows(&def)? == 0 {
                     return Ok(format!(
@@ -48,10 +55,12 @@ impl Engine {
                 {
                     return Err(Error::NotFound(format!("Namespace '{ns}' does not exist")));
                 }
-                let defs = catalog::tables(self.store.as_ref(), ns.as_deref())?
-                    .into_iter()
-                    .filter(|d| d.kind != TableKind::Stream)
-                    .collect();
+                let mut defs = Vec::new();
+                for def in catalog::tables(self.store.as_ref(), ns.as_deref())? {
+                    if def.kind != TableKind::Stream && self.node_local(&def)?.is_none() {
+                        defs.push(def);
+                    }
+                }
                 (defs, Some(ns.clone()))
             }
         };
@@ -84,6 +93,27 @@ impl Engine {
         })
     }
 
+    /// In a cluster, why `def` is not flushed: its storage is a directory of each node (see
+    /// [`Engine::in_cluster`]).
+    fn node_local(&self, def: &TableDef) -> StmtResult<Option<String>> {
+        if !self.cold_in_cluster {
+            return Ok(None);
+        }
+        let storage = catalog::storage(self.store.as_ref(), &def.options.storage_id)?;
+        Ok(storage
+            .filter(|s| s.kind == folddb_materializer::catalog::StorageKind::Filesystem)
+            .map(|s| {
+                format!(
+                    "table '{}' is on storage '{}', a directory of each node: in a cluster the \
+                     cold tier is written only to object storage every member reads (CREATE \
+                     STORAGE … TYPE 's3', then a table WITH (STORAGE_ID = …)); its rows stay \
+                     in the replicated hot tier",
+                    def.qualified_name(),
+                    s.id
+                )
+            }))
+    }
+
     /// Hot row versions of `def` (all owners): what a flush would move.
     pub(super) fn pending_rows(&self, def: &TableDef) -> StmtResult<u64> {
         Ok(self.store.count_prefix(
@@ -100,12 +130,13 @@ impl Engine {
         if jobs.is_empty() {
             return;
         }
-        let (proposer, registry, store, cold, lock) = (
+        let (proposer, registry, store, cold, lock, in_cluster) = (
             self.proposer.clone(),
             self.jobs.clone(),
             self.store.clone(),
             self.cold.clone(),
             self.cold_jobs.clone(),
+            self.cold_in_cluster,
         );
         let actor = actor.to_owned();
         tokio::spawn(async move {
@@ -137,9 +168,15 @@ impl Engine {
                         tracing::warn!(job = %id, error = %e, "a job failed");
                         if let Some(cold) = cold.clone() {
                             // What it wrote before failing is listed nowhere.
-                            let store = store.clone();
+                            let (store, job) = (store.clone(), id.clone());
                             let _ = tokio::task::spawn_blocking(move || {
-                                cold_job::sweep_one(&store, &cold, table)
+                                if in_cluster {
+                                    let _ = cold_job::settle_in_cluster(
+                                        &store, &cold, table, &job, None, false,
+                                    );
+                                } else {
+                                    cold_job::sweep_one(&store, &cold, table)
+                                }
                             })
                             .await;
                         }
@@ -158,9 +195,21 @@ impl Engine {
                 {
                     // Known outcome: the files of the scopes it names can be settled. (With an
                     // unknown one, the entry may still apply: its files must stay.)
-                    let (store, cold) = (store.clone(), cold.clone());
+                    let (store, cold, job) = (store.clone(), cold.clone(), id.clone());
+                    let applied = matches!(outcome, Ok(Outcome::Applied(_)));
                     let settled = tokio::task::spawn_blocking(move || {
-                        cold_job::settle(&store, &cold, table, &op)
+                        if in_cluster {
+                            cold_job::settle_in_cluster(
+                                &store,
+                                &cold,
+                                table,
+                                &job,
+                                Some(&op),
+                                applied,
+                            )
+                        } else {
+                            cold_job::settle(&store, &cold, table, &op)
+                        }
                     })
                     .await;
                     if let Ok(Err(e)) = settled {
@@ -211,6 +260,11 @@ impl Engine {
         let Some(cold) = self.cold.clone() else {
             return Vec::new();
         };
+        if self.cold_in_cluster {
+            // Files no manifest lists may be another member's job in flight: each job
+            // removes its own (a crashed job's files stay, as unread disk space).
+            return Vec::new();
+        }
         let _serial = self.cold_jobs.lock().await;
         let barrier = Command {
             stamp_ms: now_ms(),
@@ -270,7 +324,7 @@ impl Engine {
     pub fn schedule_due_jobs(&self, flush: bool, evict: bool) -> Result<usize, SqlError> {
         let internal =
             |e: folddb_materializer::Error| SqlError::new(ErrorCode::InternalError, e.to_string());
-        let flush = flush && self.cold_jobs_refused.is_none();
+
         if self.cold.is_none() {
             return Ok(0);
         }
@@ -287,6 +341,15 @@ impl Engine {
         let mut evictions = Vec::new();
         for def in catalog::tables(self.store.as_ref(), None).map_err(internal)? {
             let prefix = folddb_materializer::row::table_prefix(def.id);
+            if def.kind != TableKind::Stream
+                && flush
+                && self
+                    .node_local(&def)
+                    .map_err(|e| SqlError::new(ErrorCode::InternalError, e.to_string()))?
+                    .is_some()
+            {
+                continue;
+            }
             match def.kind {
                 TableKind::Stream if !evict => {}
                 _ if def.kind != TableKind::Stream && !flush => {}

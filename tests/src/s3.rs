@@ -70,6 +70,20 @@ impl S3 {
     /// The smallest part but the last that moto accepts in a multipart upload.
     pub const MIN_PART_BYTES: usize = 1024;
 
+    /// `CREATE STORAGE id` in `bucket` (`bucket[/prefix]`) of this endpoint, signing with
+    /// `secret`, with moto's smallest part size (segments are uploaded in parts).
+    pub fn storage_sql(&self, id: &str, bucket: &str, secret: &str) -> String {
+        format!(
+            "CREATE STORAGE {id} TYPE 's3' BUCKET '{bucket}' REGION 'us-east-1' \
+             CREDENTIALS '{{\"access_key_id\": \"{}\", \"secret_access_key\": \"{secret}\"}}' \
+             CONFIG '{{\"endpoint\": \"{}\", \"allow_http\": true, \"max_retries\": 0, \
+             \"multipart_part_bytes\": {}}}'",
+            self.access_key,
+            self.endpoint(),
+            S3::MIN_PART_BYTES
+        )
+    }
+
     /// Starts moto, creates the user, its key and the bucket, and the relay.
     pub async fn start() -> S3 {
         let python = moto_python();

@@ -100,15 +100,7 @@ async fn create_lake(s: &Server, token: &str, s3: &S3) {
 
 /// CREATE STORAGE `id` in `bucket` (`bucket[/prefix]`) of `s3`, signing with `secret`.
 fn lake_sql(id: &str, bucket: &str, s3: &S3, secret: &str) -> String {
-    format!(
-        "CREATE STORAGE {id} TYPE 's3' BUCKET '{bucket}' REGION 'us-east-1' \
-         CREDENTIALS '{{\"access_key_id\": \"{}\", \"secret_access_key\": \"{secret}\"}}' \
-         CONFIG '{{\"endpoint\": \"{}\", \"allow_http\": true, \"max_retries\": 0, \
-         \"multipart_part_bytes\": {}}}'",
-        s3.access_key,
-        s3.endpoint(),
-        S3::MIN_PART_BYTES
-    )
+    s3.storage_sql(id, bucket, secret)
 }
 
 /// Updates and deletes rows of `app.s` (flushed or not); returns the answers after, checked.

@@ -285,6 +285,29 @@ pub fn scopes_of(op: &Op) -> Vec<String> {
     }
 }
 
+/// In a cluster, after the outcome of job `job`'s commit `op` is known (`applied`, or
+/// rejected; `op` is `None` when the job failed before its commit): publishes the manifests
+/// of the scopes it names when it applied, else removes the files it wrote, and only those.
+/// Other members' jobs may be writing files beside them meanwhile, which [`settle`] and
+/// [`sweep`] would take for leftovers.
+pub fn settle_in_cluster(
+    store: &HotStore,
+    cold: &ColdStore,
+    table: TableId,
+    job: &str,
+    op: Option<&Op>,
+    applied: bool,
+) -> Result<(), String> {
+    let Ok((def, storage)) = table_and_storage(store, table) else {
+        return Ok(());
+    };
+    let done = match op {
+        Some(op) if applied => cold.publish(store, &storage, &def, &scopes_of(op)),
+        _ => cold.remove_job_files(&storage, &def, job),
+    };
+    done.map_err(|e| e.to_string())
+}
+
 /// After the outcome of a job's commit `op` is known: publishes the manifests of the scopes
 /// it names and removes their unlisted files (see [`ColdStore::settle`]). A table dropped
 /// meanwhile has nothing to settle.

@@ -132,6 +132,59 @@ impl ColdStore {
         Ok(())
     }
 
+    /// Publishes the manifests of `scopes` as `state` now lists them, and removes nothing:
+    /// what settles a job in a cluster, where other members' jobs may be writing files
+    /// beside them (see [`ColdStore::remove_job_files`]).
+    pub fn publish(
+        &self,
+        state: &dyn StateRead,
+        storage: &StorageDef,
+        def: &TableDef,
+        scopes: &[String],
+    ) -> Result<(), ColdError> {
+        for scope in scopes {
+            let at = self.scope(state, storage, def, scope)?;
+            if let Err(e) = at.manifest.publish(&at.dir) {
+                tracing::warn!(error = %e, "could not publish a manifest");
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the files job `job` wrote in any directory of `def`'s cold tier, and no
+    /// other: after its commit was rejected or it failed, in a cluster. Best effort.
+    pub fn remove_job_files(
+        &self,
+        storage: &StorageDef,
+        def: &TableDef,
+        job: &str,
+    ) -> Result<(), ColdError> {
+        let backend = self.backend(storage)?;
+        let base = table_dir(storage, def);
+        let dirs = if def.kind == TableKind::Shared {
+            vec![base]
+        } else {
+            backend
+                .list(&base)
+                .map_err(backend_err)?
+                .dirs
+                .iter()
+                .map(|d| join(&base, d))
+                .collect()
+        };
+        let own = segment_file(job);
+        for dir in dirs {
+            let loc = Loc::new(backend.clone(), dir);
+            let files = loc.backend.list(&loc.dir).map_err(backend_err)?.files;
+            for name in files.iter().filter(|n| n.starts_with(own.as_str())) {
+                if let Err(e) = loc.backend.remove(&loc.file(name)) {
+                    tracing::warn!(error = %e, "could not remove a failed job's file");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// [`ColdStore::settle`] over every directory of `def`'s cold tier, listed from the
     /// storage (after a restart: files of jobs that crashed before their commit).
     pub fn sweep_table(

@@ -1,0 +1,150 @@
+//! The cold tier in a cluster (#18), real processes on loopback ports and an S3 endpoint:
+//! a flush run on any member writes its segment once, to object storage every member reads,
+//! and its commit moves the rows out of every member's hot tier; each member then answers
+//! from the same segments, across updates, deletes, a leader's death and a restart. A table
+//! on a storage that is a directory of each node is not flushed in a cluster, and
+//! compactions are refused, each with a message that says why.
+
+use std::time::{Duration, Instant};
+
+use folddb_tests::Server;
+use folddb_tests::cluster::{Cluster, setup, write};
+use folddb_tests::s3::S3;
+use serde_json::{Value, json};
+
+/// Every row of `app.c` through `s`, once it has `n` of them (the member has caught up).
+async fn rows_of(s: &Server, token: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = s.sql(token, "SELECT id, v FROM app.c ORDER BY id").await;
+        if status == 200 {
+            let rows = folddb_tests::rows(&body);
+            if rows.len() == n {
+                return rows;
+            }
+        }
+        assert!(Instant::now() < deadline, "{n} rows never seen: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until member `s` holds no hot version of `app.c` (the flush's trims are applied
+/// there too), as SHOW STATS counts them.
+async fn nothing_hot(s: &Server, token: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = s.sql(token, "SHOW STATS FOR TABLE app.c").await;
+        let hot = &folddb_tests::rows(&body)[0][1];
+        if hot == &json!(0) || hot == &json!("0") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still hot rows: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn flush_through(s: &Server, token: &str) {
+    let (id, status, message) = s.run_job(token, "STORAGE FLUSH TABLE app.c").await;
+    assert!(id.starts_with("FL-"), "{id}");
+    assert_eq!(status, "completed", "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_on_any_member_writes_one_segment_that_every_member_reads() {
+    let s3 = S3::start().await;
+    let mut c = Cluster::start(3).await;
+    let leader = c.leader().await;
+    let token = setup(c.node(leader)).await;
+    let storage = s3.storage_sql("lake", "lake/folddb", &s3.secret_key);
+    write(c.node(leader), &token, &storage).await;
+    write(
+        c.node(leader),
+        &token,
+        "CREATE NAMESPACE app; \
+         CREATE SHARED TABLE app.c (id BIGINT PRIMARY KEY, v TEXT) WITH (STORAGE_ID = 'lake'); \
+         CREATE SHARED TABLE app.l (id BIGINT PRIMARY KEY, v TEXT)",
+    )
+    .await;
+    for id in 0..40 {
+        let sql = format!("INSERT INTO app.c (id, v) VALUES ({id}, 'v{id}')");
+        write(c.node(id as usize % 3), &token, &sql).await;
+    }
+    write(
+        c.node(leader),
+        &token,
+        "INSERT INTO app.l (id, v) VALUES (1, 'x')",
+    )
+    .await;
+
+    // A flush through the leader: one segment, read by every member, none of which keeps
+    // the rows in its hot tier.
+    flush_through(c.node(leader), &token).await;
+    let segments = || s3.keys("lake/folddb/app/c/batch-");
+    assert_eq!(segments().await.len(), 1, "{:?}", segments().await);
+    let want: Vec<Value> = (0..40)
+        .map(|i| json!([i.to_string(), format!("v{i}")]))
+        .collect();
+    for i in 0..3 {
+        assert_eq!(rows_of(c.node(i), &token, 40).await, want, "node {}", i + 1);
+        nothing_hot(c.node(i), &token).await;
+    }
+
+    // Flushed rows change through a follower; the leader dies; a flush through a surviving
+    // follower (its commit forwarded to the new leader) writes the second segment.
+    let follower = (leader + 1) % 3;
+    write(
+        c.node(follower),
+        &token,
+        "UPDATE app.c SET v = 'changed' WHERE id = 7",
+    )
+    .await;
+    write(c.node(follower), &token, "DELETE FROM app.c WHERE id >= 30").await;
+    for id in 40..45 {
+        let sql = format!("INSERT INTO app.c (id, v) VALUES ({id}, 'v{id}')");
+        write(c.node(follower), &token, &sql).await;
+    }
+    c.nodes[leader].as_ref().expect("running").sigkill();
+    c.nodes[leader] = None;
+    let second = c.leader().await;
+    let other = (0..3)
+        .find(|i| *i != leader && *i != second)
+        .expect("a follower");
+    flush_through(c.node(other), &token).await;
+    assert_eq!(segments().await.len(), 2, "{:?}", segments().await);
+    let want: Vec<Value> = (0..30)
+        .chain(40..45)
+        .map(|i| {
+            let v = if i == 7 {
+                "changed".to_owned()
+            } else {
+                format!("v{i}")
+            };
+            json!([i.to_string(), v])
+        })
+        .collect();
+    for i in [second, other] {
+        assert_eq!(rows_of(c.node(i), &token, 35).await, want, "node {}", i + 1);
+        nothing_hot(c.node(i), &token).await;
+    }
+    // The old leader restarts and catches up with the commit it missed.
+    c.start_node(leader).await;
+    assert_eq!(
+        rows_of(c.node(leader), &token, 35).await,
+        want,
+        "the old leader"
+    );
+    nothing_hot(c.node(leader), &token).await;
+
+    // A table on a directory of each node keeps its rows hot; compactions wait.
+    for (sql, says) in [
+        ("STORAGE FLUSH TABLE app.l", "a directory of each node"),
+        ("STORAGE COMPACT TABLE app.c", "not available in a cluster"),
+    ] {
+        let (status, body) = c.node(second).sql(&token, sql).await;
+        assert_ne!(status, 200, "{sql}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{sql}: {body}");
+    }
+    let (_, body) = c.node(second).sql(&token, "SELECT v FROM app.l").await;
+    assert_eq!(folddb_tests::rows(&body), vec![json!(["x"])]);
+}
