@@ -46,6 +46,10 @@ pub struct ClusterConfig {
     /// raft forgets the ones before (the files stay: `log.retention`). Default 10000. Env
     /// `FOLDDB_CLUSTER_SNAPSHOT_KEEP_ENTRIES`.
     pub snapshot_keep_entries: u64,
+    /// How long after a compaction's commit its node removes the segments it replaced
+    /// (a member still behind, or a scan that started before, may read them). Default 300.
+    /// Env `FOLDDB_CLUSTER_REPLACED_SEGMENTS_GRACE_SECONDS`.
+    pub replaced_segments_grace_seconds: u64,
 }
 
 impl Default for ClusterConfig {
@@ -56,6 +60,7 @@ impl Default for ClusterConfig {
             id: "folddb".to_owned(),
             snapshot_every_entries: 100_000,
             snapshot_keep_entries: 10_000,
+            replaced_segments_grace_seconds: 300,
         }
     }
 }
@@ -509,6 +514,9 @@ impl Config {
         }
         if let Some(v) = parse_env("FOLDDB_CLUSTER_SNAPSHOT_KEEP_ENTRIES")? {
             config.cluster.snapshot_keep_entries = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_CLUSTER_REPLACED_SEGMENTS_GRACE_SECONDS")? {
+            config.cluster.replaced_segments_grace_seconds = v;
         }
         if let Some(v) = &args.data_dir {
             config.server.data_dir = v.clone();

@@ -433,7 +433,9 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
     // Every member folds the same commits: in a cluster the cold tier is one set of files
     // on object storage that all of them read (`Engine::in_cluster`).
     let engine = if node.is_cluster() {
-        engine.in_cluster()
+        engine.in_cluster(Duration::from_secs(
+            config.cluster.replaced_segments_grace_seconds,
+        ))
     } else {
         engine
     };

@@ -108,9 +108,9 @@ pub struct Engine {
     /// such tables are flushed only when asked.
     default_flush_policy: Option<FlushPolicy>,
     /// This node is a member of a cluster: its cold jobs write only to storages every member
-    /// reads (object stores), remove only their own files, and compactions are refused
-    /// (see [`Engine::in_cluster`]).
-    cold_in_cluster: bool,
+    /// reads (object stores), remove only their own files, and the segments a compaction
+    /// replaced only after this long (see [`Engine::in_cluster`]).
+    cold_in_cluster: Option<std::time::Duration>,
     /// Where queries are planned and run (`None`: the caller's runtime).
     executor: Option<tokio::runtime::Handle>,
 }
@@ -277,7 +277,7 @@ impl Engine {
             jobs: Arc::default(),
             cold_jobs: Arc::default(),
             default_flush_policy: None,
-            cold_in_cluster: false,
+            cold_in_cluster: None,
             executor: None,
         }
     }
@@ -344,10 +344,11 @@ impl Engine {
     /// storage only (a table on a `filesystem` storage, a directory of each node, keeps its
     /// rows in the replicated hot tier), and settles by publishing manifests and removing
     /// only its own files (other members' jobs may be writing beside them; no sweep at
-    /// start). Compactions are refused: the segments they replace may still be read by a
-    /// member that has not applied them.
-    pub fn in_cluster(mut self) -> Engine {
-        self.cold_in_cluster = true;
+    /// start). The segments a compaction replaced are removed `grace` after its commit
+    /// applied here: a member that has not applied it yet, or a scan that started before,
+    /// may still read them.
+    pub fn in_cluster(mut self, grace: std::time::Duration) -> Engine {
+        self.cold_in_cluster = Some(grace);
         self
     }
 

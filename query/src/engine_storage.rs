@@ -21,13 +21,6 @@ impl Engine {
         if self.cold.is_none() {
             return Err(format!("STORAGE {verb}: this node has no cold storage").into());
         }
-        if self.cold_in_cluster && compact {
-            return Err(Error::NotAllowed(
-                "STORAGE COMPACT: not available in a cluster yet (a member that has not applied \
-                 a compaction still reads the segments it replaces); flushes are"
-                    .into(),
-            ));
-        }
         let (defs, scope) = match target {
             StorageTarget::Table(t) => {
                 let def = self.table(namespace, t)?;
@@ -96,7 +89,7 @@ impl Engine {
     /// In a cluster, why `def` is not flushed: its storage is a directory of each node (see
     /// [`Engine::in_cluster`]).
     fn node_local(&self, def: &TableDef) -> StmtResult<Option<String>> {
-        if !self.cold_in_cluster {
+        if self.cold_in_cluster.is_none() {
             return Ok(None);
         }
         let storage = catalog::storage(self.store.as_ref(), &def.options.storage_id)?;
@@ -170,7 +163,7 @@ impl Engine {
                             // What it wrote before failing is listed nowhere.
                             let (store, job) = (store.clone(), id.clone());
                             let _ = tokio::task::spawn_blocking(move || {
-                                if in_cluster {
+                                if in_cluster.is_some() {
                                     let _ = cold_job::settle_in_cluster(
                                         &store, &cold, table, &job, None, false,
                                     );
@@ -197,8 +190,21 @@ impl Engine {
                     // unknown one, the entry may still apply: its files must stay.)
                     let (store, cold, job) = (store.clone(), cold.clone(), id.clone());
                     let applied = matches!(outcome, Ok(Outcome::Applied(_)));
+                    if let (Some(grace), true) = (in_cluster, applied) {
+                        let (store, cold, op) = (store.clone(), cold.clone(), op.clone());
+                        tokio::spawn(async move {
+                            tokio::time::sleep(grace).await;
+                            let removed = tokio::task::spawn_blocking(move || {
+                                cold_job::remove_replaced(&store, &cold, table, &op)
+                            })
+                            .await;
+                            if let Ok(Err(e)) = removed {
+                                tracing::warn!(error = %e, "removing replaced segments failed");
+                            }
+                        });
+                    }
                     let settled = tokio::task::spawn_blocking(move || {
-                        if in_cluster {
+                        if in_cluster.is_some() {
                             cold_job::settle_in_cluster(
                                 &store,
                                 &cold,
@@ -260,7 +266,7 @@ impl Engine {
         let Some(cold) = self.cold.clone() else {
             return Vec::new();
         };
-        if self.cold_in_cluster {
+        if self.cold_in_cluster.is_some() {
             // Files no manifest lists may be another member's job in flight: each job
             // removes its own (a crashed job's files stay, as unread disk space).
             return Vec::new();

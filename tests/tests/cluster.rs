@@ -85,13 +85,13 @@ async fn three_nodes_replicate_every_write_and_survive_the_leaders_death() {
     assert_eq!(selves.len(), 1, "{r}");
     assert_eq!(selves[0][1], "follower", "{r}");
 
-    // Cold segments are not replicated yet: a flush is refused, not half done.
+    // A table on a node's own directory is not flushed in a cluster: refused, not half done.
     let (status, body) = c.node(first).sql(&token, "STORAGE FLUSH TABLE app.t").await;
     assert_eq!(status, 400, "{body}");
     assert!(
         body["error"]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("not available in a cluster")),
+            .is_some_and(|m| m.contains("a directory of each node")),
         "{body}"
     );
 

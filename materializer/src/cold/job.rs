@@ -308,6 +308,27 @@ pub fn settle_in_cluster(
     done.map_err(|e| e.to_string())
 }
 
+/// In a cluster, once no member can still be reading them: removes the segments that the
+/// applied compaction commit `op` replaced (see [`ColdStore::remove_replaced`]).
+pub fn remove_replaced(
+    store: &HotStore,
+    cold: &ColdStore,
+    table: TableId,
+    op: &Op,
+) -> Result<(), String> {
+    let Op::CommitCompact { scopes, .. } = op else {
+        return Ok(());
+    };
+    let Ok((def, storage)) = table_and_storage(store, table) else {
+        return Ok(());
+    };
+    for s in scopes {
+        cold.remove_replaced(store, &storage, &def, &s.scope, &s.replaced)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// After the outcome of a job's commit `op` is known: publishes the manifests of the scopes
 /// it names and removes their unlisted files (see [`ColdStore::settle`]). A table dropped
 /// meanwhile has nothing to settle.

@@ -151,6 +151,28 @@ impl ColdStore {
         Ok(())
     }
 
+    /// Removes the segment files `replaced` of `scope` that the manifest of `state` no
+    /// longer lists (those a compaction merged), and no other.
+    pub fn remove_replaced(
+        &self,
+        state: &dyn StateRead,
+        storage: &StorageDef,
+        def: &TableDef,
+        scope: &str,
+        replaced: &[String],
+    ) -> Result<(), ColdError> {
+        let at = self.scope(state, storage, def, scope)?;
+        for file in replaced {
+            if at.manifest.segments.iter().any(|s| &s.file == file) {
+                continue;
+            }
+            if let Err(e) = at.dir.backend.remove(&at.dir.file(file)) {
+                tracing::warn!(error = %e, "could not remove a replaced segment");
+            }
+        }
+        Ok(())
+    }
+
     /// Removes the files job `job` wrote in any directory of `def`'s cold tier, and no
     /// other: after its commit was rejected or it failed, in a cluster. Best effort.
     pub fn remove_job_files(
