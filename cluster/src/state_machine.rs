@@ -201,7 +201,11 @@ impl<F: Fold> RaftStateMachine<TypeConfig> for StateMachine<F> {
                 let (result, index, events) = apply_entry(&store, fold.as_ref(), &e)?;
                 if !events.is_empty() && feed.receiver_count() > 0 {
                     // Only receivers that exist now get it; none is an error.
-                    let _ = feed.send(Arc::new(ChangeSet { index, events }));
+                    let _ = feed.send(Arc::new(ChangeSet {
+                        index,
+                        events,
+                        replaced: false,
+                    }));
                 }
                 results.push(result);
             }
@@ -232,9 +236,20 @@ impl<F: Fold> RaftStateMachine<TypeConfig> for StateMachine<F> {
     ) -> Result<(), StorageError<u64>> {
         let file = snapshot.into_std().await;
         let (store, dir, meta) = (self.store.clone(), self.snapshots.clone(), meta.clone());
+        let index = meta.last_log_id.map_or(0, |id| id.index);
         blocking(move || dir.install(&store, file, meta))
             .await
-            .map_err(snapshot_err)
+            .map_err(snapshot_err)?;
+        // Live queries and tails on this node catch up from the journal the snapshot
+        // brought: the changes it folded in were never applied here one by one.
+        if self.feed.receiver_count() > 0 {
+            let _ = self.feed.send(Arc::new(ChangeSet {
+                index: LogIndex(index),
+                events: Vec::new(),
+                replaced: true,
+            }));
+        }
+        Ok(())
     }
 
     async fn get_current_snapshot(

@@ -224,4 +224,7 @@ pub struct RowEvent {
 pub struct ChangeSet {
     pub index: folddb_log::LogIndex,
     pub events: Vec<RowEvent>,
+    /// The whole state was replaced, applied through `index` (a raft snapshot installed):
+    /// the changes are not listed, and every receiver catches up from the journal.
+    pub replaced: bool,
 }

@@ -285,6 +285,15 @@ impl Hub {
         self.applied.subscribe()
     }
 
+    /// The state was replaced under every connection (a snapshot installed): each catches
+    /// up from the journal, as one that missed change sets does.
+    fn resync_everywhere(&self) {
+        let inner = self.lock();
+        for outlet in inner.connections.values() {
+            outlet.missed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// The dispatcher told of a lag in the feed itself: every connection missed them.
     fn missed_everywhere(&self, n: u64) {
         let inner = self.lock();
@@ -314,6 +323,11 @@ impl Hub {
     pub async fn run(self: Arc<Self>, mut feed: broadcast::Receiver<Arc<ChangeSet>>) {
         loop {
             match feed.recv().await {
+                // Every connection catches up from the journal, as after a lag.
+                Ok(set) if set.replaced => {
+                    self.resync_everywhere();
+                    self.applied.send_replace(set.index.0);
+                }
                 Ok(set) => {
                     self.dispatch(&set);
                     self.applied.send_replace(set.index.0);
@@ -343,6 +357,7 @@ mod tests {
     fn set(index: u64, table: u64, owner: &str) -> Arc<ChangeSet> {
         Arc::new(ChangeSet {
             index: LogIndex(index),
+            replaced: false,
             events: vec![RowEvent {
                 table: TableId(table),
                 scope: owner.into(),
@@ -397,6 +412,7 @@ mod tests {
         };
         Arc::new(ChangeSet {
             index: LogIndex(n as u64),
+            replaced: false,
             events: vec![RowEvent {
                 table: TableId(table),
                 scope: String::new(),
@@ -437,6 +453,7 @@ mod tests {
         // A row without the guarded cell cannot be ruled out.
         hub.dispatch(&Arc::new(ChangeSet {
             index: LogIndex(4),
+            replaced: false,
             events: vec![RowEvent {
                 table: TableId(7),
                 scope: String::new(),

@@ -4,11 +4,16 @@
 //! there, and serves every row; its log starts after the snapshot. The other members' logs
 //! still hold the whole history: `folddb log replay` reads it from one of them, a member
 //! whose hot tier is deleted is rebuilt from its own log, and the wiped member's log is
-//! refused by a replay, which says why.
+//! refused by a replay, which says why. A live query on a member paused past several
+//! snapshots hears every change once the member is sent a snapshot.
+
+use std::time::Duration;
 
 use folddb_log::{Log, LogConfig};
-use folddb_tests::cluster::{Cluster, converges, setup, write};
+use folddb_tests::cluster::{Cluster, TABLE_T, converges, setup, write};
+use folddb_tests::ws::View;
 use folddb_tests::{run_folddb, text};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_member_is_brought_up_from_a_snapshot_and_the_others_keep_the_history() {
@@ -128,4 +133,66 @@ fn run_folddb_serve_alone(data_dir: &std::path::Path) -> String {
         .expect("folddb serve runs");
     assert!(!out.status.success());
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Reads `ws` into `view` until it holds `rows` rows.
+async fn hear(ws: &mut folddb_tests::ws::Ws, view: &mut View, rows: usize) {
+    folddb_tests::ws::read_until(ws, Duration::from_secs(30), |m| {
+        assert_ne!(m["type"], "error", "{m}");
+        view.apply(m);
+        view.rows.len() == rows
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_query_on_a_member_brought_up_from_a_snapshot_hears_every_change() {
+    let env: Vec<(String, String)> = [
+        ("FOLDDB_CLUSTER_SNAPSHOT_EVERY_ENTRIES", "20"),
+        ("FOLDDB_CLUSTER_SNAPSHOT_KEEP_ENTRIES", "5"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let mut c = Cluster::start_with_env(3, vec![env; 3]).await;
+    let leader = c.leader().await;
+    let token = setup(c.node(leader)).await;
+    write(c.node(leader), &token, TABLE_T).await;
+    let insert = |id: i64| format!("INSERT INTO app.t (id, v) VALUES ({id}, 'row {id}')");
+    let follower = (leader + 1) % 3;
+    let mut ws = folddb_tests::ws::connect(c.ports[follower], Some(&token)).await;
+    let auth = folddb_tests::ws::next(&mut ws).await.expect("auth");
+    assert_eq!(auth["type"], "auth_success", "{auth}");
+    folddb_tests::ws::send(
+        &mut ws,
+        json!({"type": "subscribe", "subscription": {"id": "s", "sql": "SELECT * FROM app.t"}}),
+    )
+    .await;
+    let mut view = View::strict();
+    for id in 0..3 {
+        write(c.node(leader), &token, &insert(id)).await;
+    }
+    hear(&mut ws, &mut view, 3).await;
+
+    // The follower is paused while the others write past several snapshots; resumed, it
+    // is sent a snapshot, and its subscriber is told of every row, in order.
+    c.node(follower).signal("STOP");
+    for id in 3..80 {
+        write(c.node(leader), &token, &insert(id)).await;
+    }
+    c.node(follower).signal("CONT");
+    hear(&mut ws, &mut view, 80).await;
+    let held: std::collections::BTreeSet<i64> = view
+        .rows
+        .keys()
+        .map(|k| k.parse().expect("an id"))
+        .collect();
+    assert_eq!(held, (0..80).collect());
+
+    // It was brought up from a snapshot: its log has a gap before the snapshot's index.
+    drop(ws);
+    c.nodes[follower].take().expect("running").stop();
+    let log = Log::open(c.dirs[follower].path().join("log"), LogConfig::default())
+        .expect("its log opens");
+    assert!(log.first_retained_index().expect("entries").0 > 0);
 }
