@@ -42,6 +42,10 @@ pub struct ClusterBenchArgs {
     /// Writes read back through a follower in the read-after-write scenario.
     #[arg(long, default_value_t = 500)]
     reads: usize,
+    /// The members' `cluster.snapshot_every_entries` (0: never; default: the server's):
+    /// whether the wiped member of the last scenario is sent a snapshot or the whole log.
+    #[arg(long)]
+    snapshot_every: Option<u64>,
     /// The first of the loopback ports the servers listen on (four are used).
     #[arg(long, default_value_t = 18601)]
     base_port: u16,
@@ -66,7 +70,13 @@ impl Drop for Proc {
 
 /// Starts `folddb serve` as node `id` on `port` over `dir`, in the cluster of `peers` when
 /// given, and waits until it answers `/health`.
-async fn spawn(id: u16, port: u16, dir: &Path, peers: Option<&str>) -> anyhow::Result<Proc> {
+async fn spawn(
+    id: u16,
+    port: u16,
+    dir: &Path,
+    peers: Option<&str>,
+    snapshot_every: Option<u64>,
+) -> anyhow::Result<Proc> {
     std::fs::create_dir_all(dir)?;
     let log = std::fs::File::create(dir.with_extension("log"))?;
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
@@ -83,6 +93,9 @@ async fn spawn(id: u16, port: u16, dir: &Path, peers: Option<&str>) -> anyhow::R
         .stderr(log);
     if let Some(peers) = peers {
         cmd.args(["--peers", peers, "--cluster-secret", SECRET]);
+    }
+    if let Some(every) = snapshot_every {
+        cmd.env("FOLDDB_CLUSTER_SNAPSHOT_EVERY_ENTRIES", every.to_string());
     }
     let proc = Proc {
         child: cmd.spawn().context("starting folddb serve")?,
@@ -233,7 +246,7 @@ async fn measure(args: &ClusterBenchArgs) -> anyhow::Result<()> {
 
     // One node.
     let single = {
-        let node = spawn(1, args.base_port + 3, &args.dir.join("single"), None).await?;
+        let node = spawn(1, args.base_port + 3, &args.dir.join("single"), None, None).await?;
         let c = client(&http, &node.url).await?;
         c.sql(ddl).await?;
         let name = format!("one node, {} clients", args.clients);
@@ -252,7 +265,14 @@ async fn measure(args: &ClusterBenchArgs) -> anyhow::Result<()> {
     let mut nodes = Vec::new();
     for (i, port) in ports.iter().enumerate() {
         nodes.push(Some(
-            spawn(i as u16 + 1, *port, &dirs[i], Some(&peers)).await?,
+            spawn(
+                i as u16 + 1,
+                *port,
+                &dirs[i],
+                Some(&peers),
+                args.snapshot_every,
+            )
+            .await?,
         ));
     }
     let urls: Vec<String> = ports
@@ -324,6 +344,7 @@ async fn measure(args: &ClusterBenchArgs) -> anyhow::Result<()> {
                 ports[leader],
                 &dirs[leader],
                 Some(&peers),
+                args.snapshot_every,
             )
             .await?,
         );
@@ -336,6 +357,38 @@ async fn measure(args: &ClusterBenchArgs) -> anyhow::Result<()> {
         .await?;
     }
     let failover = Latency::of(failovers.clone());
+
+    // A follower loses its data directory and comes back empty under its id.
+    let leader = usize::from(agreed_leader(&http, &urls).await?) - 1;
+    let wiped = (leader + 1) % 3;
+    let rows = lead
+        .sql(&format!("SELECT COUNT(*) AS n FROM {table}"))
+        .await?["results"][0]["rows"][0][0]
+        .to_string();
+    if let Some(mut p) = nodes[wiped].take() {
+        p.child.kill()?;
+        p.child.wait()?;
+    }
+    std::fs::remove_dir_all(&dirs[wiped])?;
+    let started = Instant::now();
+    nodes[wiped] = Some(
+        spawn(
+            wiped as u16 + 1,
+            ports[wiped],
+            &dirs[wiped],
+            Some(&peers),
+            args.snapshot_every,
+        )
+        .await?,
+    );
+    caught_up(
+        &all[wiped],
+        table,
+        &next,
+        &lead_of(&all, &urls, &http).await?,
+    )
+    .await?;
+    let rejoined = started.elapsed();
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("folddb bench cluster ({cores} cores on this machine, all nodes on it)");
@@ -360,6 +413,16 @@ async fn measure(args: &ClusterBenchArgs) -> anyhow::Result<()> {
         failover.p50_us / 1e3,
         failover.p99_us / 1e3,
         max.as_secs_f64() * 1e3
+    );
+    let policy = match args.snapshot_every {
+        None => "snapshots as configured by default".to_owned(),
+        Some(0) => "no snapshots: sent the whole log".to_owned(),
+        Some(n) => format!("a snapshot every {n} entries"),
+    };
+    println!(
+        "a wiped member restarted empty: serving all {} rows again after {:.2} s ({policy})",
+        rows.trim_matches('"'),
+        rejoined.as_secs_f64(),
     );
     Ok(())
 }
