@@ -80,6 +80,14 @@ fn describe() {
         "1 while this node leads its cluster, else 0 (a cluster only)"
     );
     describe_gauge!(
+        "folddb_raft_snapshot_index",
+        "The last log entry this node's current snapshot covers (a cluster only)"
+    );
+    describe_gauge!(
+        "folddb_raft_purged_index",
+        "The last log entry raft has forgotten on this node: its purge marker (a cluster only)"
+    );
+    describe_gauge!(
         "folddb_raft_replication_lag_entries",
         "On the leader: entries each member's log is behind the leader's, by node id"
     );
@@ -173,6 +181,9 @@ pub struct Raft {
     pub term: u64,
     pub is_leader: bool,
     pub lag: Vec<(u64, u64)>,
+    /// The last entry the node's current snapshot covers, and the last one raft forgot.
+    pub snapshot_index: u64,
+    pub purged_index: u64,
 }
 
 impl Snapshot {
@@ -209,6 +220,8 @@ impl Snapshot {
         if let Some(raft) = &self.raft {
             gauge!("folddb_raft_term").set(raft.term as f64);
             gauge!("folddb_raft_is_leader").set(f64::from(u8::from(raft.is_leader)));
+            gauge!("folddb_raft_snapshot_index").set(raft.snapshot_index as f64);
+            gauge!("folddb_raft_purged_index").set(raft.purged_index as f64);
             for (node, lag) in &raft.lag {
                 gauge!("folddb_raft_replication_lag_entries", "node" => node.to_string())
                     .set(*lag as f64);
@@ -256,6 +269,8 @@ pub(crate) fn scrape(
                 .iter()
                 .filter_map(|m| Some((m.node_id, m.lag?)))
                 .collect(),
+            snapshot_index: status.snapshot_index,
+            purged_index: status.purged_index,
         }),
         ..Default::default()
     };
@@ -294,6 +309,8 @@ mod tests {
                     term: 3,
                     is_leader: true,
                     lag: vec![(1, 0), (2, 12)],
+                    snapshot_index: 40,
+                    purged_index: 30,
                 }),
                 ..Snapshot::default()
             }
@@ -312,6 +329,8 @@ mod tests {
             "folddb_raft_term 3",
             "folddb_raft_is_leader 1",
             "folddb_raft_replication_lag_entries{node=\"2\"} 12",
+            "folddb_raft_snapshot_index 40",
+            "folddb_raft_purged_index 30",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

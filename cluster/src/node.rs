@@ -172,6 +172,10 @@ pub struct NodeStatus {
     pub current_term: u64,
     pub last_applied: u64,
     pub last_log_index: u64,
+    /// The last entry its current snapshot covers (0: none).
+    pub snapshot_index: u64,
+    /// The last entry raft has forgotten (its purge marker; 0: none).
+    pub purged_index: u64,
     /// Why the node stopped serving writes, if it did: raft's core quit after a storage
     /// failure (a full disk, say). Writes are refused until the node is restarted.
     pub stopped: Option<String>,
@@ -620,6 +624,8 @@ impl<F: Fold> Node<F> {
             current_term: m.current_term,
             last_applied: m.last_applied.map_or(0, |l| l.index),
             last_log_index: m.last_log_index.unwrap_or(0),
+            snapshot_index: m.snapshot.map_or(0, |l| l.index),
+            purged_index: m.purged.map_or(0, |l| l.index),
             stopped: m.running_state.as_ref().err().map(|fatal| match fatal {
                 openraft::error::Fatal::StorageError(e) => {
                     let e = e.to_string();

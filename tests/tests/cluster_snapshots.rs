@@ -51,6 +51,28 @@ async fn a_wiped_member_is_brought_up_from_a_snapshot_and_the_others_keep_the_hi
     // It comes back empty and is brought up: every row, and it takes part in what follows.
     c.start_node(wiped).await;
     converges(c.node(wiped), &token, &want, "the wiped node").await;
+    let gauge = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    };
+    let metrics = c
+        .node(wiped)
+        .client
+        .get(c.node(wiped).url("/metrics"))
+        .send()
+        .await;
+    let page = metrics.expect("metrics answer").text().await.expect("text");
+    let snapshot = gauge(&page, "folddb_raft_snapshot_index");
+    assert!(
+        snapshot >= 60,
+        "its snapshot covers the rows it missed:\n{page}"
+    );
+    assert!(
+        gauge(&page, "folddb_raft_purged_index") >= snapshot - 10,
+        "{page}"
+    );
     write(c.node(wiped), &token, &insert(200)).await;
     let want: Vec<i64> = (0..=200).collect();
     for i in 0..3 {

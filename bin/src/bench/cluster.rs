@@ -46,6 +46,9 @@ pub struct ClusterBenchArgs {
     /// whether the wiped member of the last scenario is sent a snapshot or the whole log.
     #[arg(long)]
     snapshot_every: Option<u64>,
+    /// The members' `cluster.snapshot_keep_entries` (default: the server's).
+    #[arg(long)]
+    snapshot_keep: Option<u64>,
     /// The first of the loopback ports the servers listen on (four are used).
     #[arg(long, default_value_t = 18601)]
     base_port: u16,
@@ -75,7 +78,7 @@ async fn spawn(
     port: u16,
     dir: &Path,
     peers: Option<&str>,
-    snapshot_every: Option<u64>,
+    snapshots: (Option<u64>, Option<u64>),
 ) -> anyhow::Result<Proc> {
     std::fs::create_dir_all(dir)?;
     let log = std::fs::File::create(dir.with_extension("log"))?;
@@ -94,8 +97,11 @@ async fn spawn(
     if let Some(peers) = peers {
         cmd.args(["--peers", peers, "--cluster-secret", SECRET]);
     }
-    if let Some(every) = snapshot_every {
+    if let Some(every) = snapshots.0 {
         cmd.env("FOLDDB_CLUSTER_SNAPSHOT_EVERY_ENTRIES", every.to_string());
+    }
+    if let Some(keep) = snapshots.1 {
+        cmd.env("FOLDDB_CLUSTER_SNAPSHOT_KEEP_ENTRIES", keep.to_string());
     }
     let proc = Proc {
         child: cmd.spawn().context("starting folddb serve")?,
@@ -246,7 +252,14 @@ async fn measure(args: &ClusterBenchArgs) -> anyhow::Result<()> {
 
     // One node.
     let single = {
-        let node = spawn(1, args.base_port + 3, &args.dir.join("single"), None, None).await?;
+        let node = spawn(
+            1,
+            args.base_port + 3,
+            &args.dir.join("single"),
+            None,
+            (None, None),
+        )
+        .await?;
         let c = client(&http, &node.url).await?;
         c.sql(ddl).await?;
         let name = format!("one node, {} clients", args.clients);
@@ -270,7 +283,7 @@ async fn measure(args: &ClusterBenchArgs) -> anyhow::Result<()> {
                 *port,
                 &dirs[i],
                 Some(&peers),
-                args.snapshot_every,
+                (args.snapshot_every, args.snapshot_keep),
             )
             .await?,
         ));
@@ -344,7 +357,7 @@ async fn measure(args: &ClusterBenchArgs) -> anyhow::Result<()> {
                 ports[leader],
                 &dirs[leader],
                 Some(&peers),
-                args.snapshot_every,
+                (args.snapshot_every, args.snapshot_keep),
             )
             .await?,
         );
@@ -370,6 +383,7 @@ async fn measure(args: &ClusterBenchArgs) -> anyhow::Result<()> {
         p.child.wait()?;
     }
     std::fs::remove_dir_all(&dirs[wiped])?;
+    let purged = gauge(&http, &urls[leader], "folddb_raft_purged_index").await;
     let started = Instant::now();
     nodes[wiped] = Some(
         spawn(
@@ -377,7 +391,7 @@ async fn measure(args: &ClusterBenchArgs) -> anyhow::Result<()> {
             ports[wiped],
             &dirs[wiped],
             Some(&peers),
-            args.snapshot_every,
+            (args.snapshot_every, args.snapshot_keep),
         )
         .await?,
     );
@@ -414,10 +428,9 @@ async fn measure(args: &ClusterBenchArgs) -> anyhow::Result<()> {
         failover.p99_us / 1e3,
         max.as_secs_f64() * 1e3
     );
-    let policy = match args.snapshot_every {
-        None => "snapshots as configured by default".to_owned(),
-        Some(0) => "no snapshots: sent the whole log".to_owned(),
-        Some(n) => format!("a snapshot every {n} entries"),
+    let policy = match purged {
+        0 => "the leader held its whole log: sent the log".to_owned(),
+        p => format!("the leader had forgotten the log up to index {p}: sent a snapshot"),
     };
     println!(
         "a wiped member restarted empty: serving all {} rows again after {:.2} s ({policy})",
@@ -425,6 +438,18 @@ async fn measure(args: &ClusterBenchArgs) -> anyhow::Result<()> {
         rejoined.as_secs_f64(),
     );
     Ok(())
+}
+
+/// The value of gauge `name` in `url`'s `/metrics` (0 when absent).
+async fn gauge(http: &reqwest::Client, url: &str, name: &str) -> u64 {
+    let text = match http.get(format!("{url}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
 }
 
 /// The client of the node that leads now.
