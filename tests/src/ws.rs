@@ -197,6 +197,16 @@ pub async fn read_views_to_end(
 }
 
 /// A `_seq` cell as a number (the API sends it as a string).
+/// Reads `ws` into `view` until it holds `rows` rows (within 30 s; an error message fails).
+pub async fn hear(ws: &mut Ws, view: &mut View, rows: usize) {
+    read_until(ws, Duration::from_secs(30), |m| {
+        assert_ne!(m["type"], "error", "{m}");
+        view.apply(m);
+        view.rows.len() == rows
+    })
+    .await;
+}
+
 pub fn seq_of(cell: &Value) -> i64 {
     match cell {
         Value::String(s) => s.parse().expect("a numeric _seq"),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use folddb_tests::Server;
 use folddb_tests::cluster::{Cluster, TABLE_T, converges, ids, setup, with_tables, write};
-use folddb_tests::ws::View;
+use folddb_tests::ws::{View, hear};
 
 /// Runs a CLUSTER statement through `s`: its message, once the cluster has a leader.
 async fn cluster_ok(s: &Server, token: &str, sql: &str) -> String {
@@ -199,17 +199,6 @@ async fn a_single_node_says_cluster_statements_need_a_cluster() {
         let said = refused(&s, &token, sql, 400).await;
         assert!(said.contains("runs alone"), "{sql}: {said}");
     }
-}
-
-/// Reads `ws` into `view` until it holds `rows` rows (every version newer than the one
-/// before: the view is strict).
-async fn hear(ws: &mut folddb_tests::ws::Ws, view: &mut View, rows: usize) {
-    folddb_tests::ws::read_until(ws, Duration::from_secs(30), |m| {
-        assert_ne!(m["type"], "error", "{m}");
-        view.apply(m);
-        view.rows.len() == rows
-    })
-    .await;
 }
 
 async fn subscribe(port: u16, token: &str, options: serde_json::Value) -> folddb_tests::ws::Ws {

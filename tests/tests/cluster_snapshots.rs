@@ -7,11 +7,9 @@
 //! refused by a replay, which says why. A live query on a member paused past several
 //! snapshots hears every change once the member is sent a snapshot.
 
-use std::time::Duration;
-
 use folddb_log::{Log, LogConfig};
 use folddb_tests::cluster::{Cluster, TABLE_T, converges, setup, write};
-use folddb_tests::ws::View;
+use folddb_tests::ws::{View, hear};
 use folddb_tests::{run_folddb, text};
 use serde_json::json;
 
@@ -155,16 +153,6 @@ fn run_folddb_serve_alone(data_dir: &std::path::Path) -> String {
         .expect("folddb serve runs");
     assert!(!out.status.success());
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Reads `ws` into `view` until it holds `rows` rows.
-async fn hear(ws: &mut folddb_tests::ws::Ws, view: &mut View, rows: usize) {
-    folddb_tests::ws::read_until(ws, Duration::from_secs(30), |m| {
-        assert_ne!(m["type"], "error", "{m}");
-        view.apply(m);
-        view.rows.len() == rows
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

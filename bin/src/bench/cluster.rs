@@ -331,6 +331,20 @@ async fn measure(args: &ClusterBenchArgs) -> anyhow::Result<()> {
     }
     let reads = Latency::of(reads);
 
+    // Starts node `i` again over its data directory and waits until it has caught up.
+    let restart = |i: usize| {
+        let (http, all, urls, next) = (&http, &all, &urls, &next);
+        let (port, dir, peers) = (ports[i], dirs[i].clone(), peers.clone());
+        async move {
+            let id = u16::try_from(i + 1)?;
+            let snapshots = (args.snapshot_every, args.snapshot_keep);
+            let node = spawn(id, port, &dir, Some(&peers), snapshots).await?;
+            let leader = lead_of(all, urls, http).await?;
+            caught_up(&all[i], table, next, &leader).await?;
+            anyhow::Ok(node)
+        }
+    };
+
     // Failover.
     let mut failovers = Vec::new();
     for k in 0..args.kills {
@@ -351,23 +365,7 @@ async fn measure(args: &ClusterBenchArgs) -> anyhow::Result<()> {
             k + 1,
             took.as_secs_f64() * 1e3
         );
-        nodes[leader] = Some(
-            spawn(
-                leader as u16 + 1,
-                ports[leader],
-                &dirs[leader],
-                Some(&peers),
-                (args.snapshot_every, args.snapshot_keep),
-            )
-            .await?,
-        );
-        caught_up(
-            &all[leader],
-            table,
-            &next,
-            &lead_of(&all, &urls, &http).await?,
-        )
-        .await?;
+        nodes[leader] = Some(restart(leader).await?);
     }
     let failover = Latency::of(failovers.clone());
 
@@ -385,23 +383,7 @@ async fn measure(args: &ClusterBenchArgs) -> anyhow::Result<()> {
     std::fs::remove_dir_all(&dirs[wiped])?;
     let purged = gauge(&http, &urls[leader], "folddb_raft_purged_index").await;
     let started = Instant::now();
-    nodes[wiped] = Some(
-        spawn(
-            wiped as u16 + 1,
-            ports[wiped],
-            &dirs[wiped],
-            Some(&peers),
-            (args.snapshot_every, args.snapshot_keep),
-        )
-        .await?,
-    );
-    caught_up(
-        &all[wiped],
-        table,
-        &next,
-        &lead_of(&all, &urls, &http).await?,
-    )
-    .await?;
+    nodes[wiped] = Some(restart(wiped).await?);
     let rejoined = started.elapsed();
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());

@@ -122,14 +122,9 @@ impl ColdStore {
         def: &TableDef,
         scopes: &[String],
     ) -> Result<(), ColdError> {
-        for scope in scopes {
-            let at = self.scope(state, storage, def, scope)?;
-            if let Err(e) = at.manifest.publish(&at.dir) {
-                tracing::warn!(error = %e, "could not publish a manifest");
-            }
-            remove_unlisted(&at.dir, &at.manifest);
-        }
-        Ok(())
+        self.each_published(state, storage, def, scopes, |at| {
+            remove_unlisted(&at.dir, &at.manifest)
+        })
     }
 
     /// Publishes the manifests of `scopes` as `state` now lists them, and removes nothing:
@@ -142,11 +137,24 @@ impl ColdStore {
         def: &TableDef,
         scopes: &[String],
     ) -> Result<(), ColdError> {
+        self.each_published(state, storage, def, scopes, |_| ())
+    }
+
+    /// Publishes the manifest of each of `scopes` as `state` lists it, then calls `then`.
+    fn each_published(
+        &self,
+        state: &dyn StateRead,
+        storage: &StorageDef,
+        def: &TableDef,
+        scopes: &[String],
+        then: impl Fn(&ScopeState),
+    ) -> Result<(), ColdError> {
         for scope in scopes {
             let at = self.scope(state, storage, def, scope)?;
             if let Err(e) = at.manifest.publish(&at.dir) {
                 tracing::warn!(error = %e, "could not publish a manifest");
             }
+            then(&at);
         }
         Ok(())
     }
@@ -182,18 +190,7 @@ impl ColdStore {
         job: &str,
     ) -> Result<(), ColdError> {
         let backend = self.backend(storage)?;
-        let base = table_dir(storage, def);
-        let dirs = if def.kind == TableKind::Shared {
-            vec![base]
-        } else {
-            backend
-                .list(&base)
-                .map_err(backend_err)?
-                .dirs
-                .iter()
-                .map(|d| join(&base, d))
-                .collect()
-        };
+        let dirs = table_dirs(&backend, storage, def)?;
         let own = segment_file(job);
         for dir in dirs {
             let loc = Loc::new(backend.clone(), dir);
@@ -221,18 +218,7 @@ impl ColdStore {
             .into_iter()
             .map(|m| (scope_dir(storage, def, &m.scope), m))
             .collect();
-        let dirs = if def.kind == TableKind::Shared {
-            vec![table_dir(storage, def)]
-        } else {
-            let base = table_dir(storage, def);
-            backend
-                .list(&base)
-                .map_err(backend_err)?
-                .dirs
-                .iter()
-                .map(|d| join(&base, d))
-                .collect()
-        };
+        let dirs = table_dirs(&backend, storage, def)?;
         for dir in dirs {
             let manifest = listed
                 .get(&dir)
@@ -279,4 +265,24 @@ impl ColdStore {
         }
         Ok(out)
     }
+}
+
+/// The directories of `def`'s cold tier, as the storage lists them: the table's for a
+/// SHARED table, one per owner for a USER table.
+fn table_dirs(
+    backend: &Arc<dyn Backend>,
+    storage: &StorageDef,
+    def: &TableDef,
+) -> Result<Vec<String>, ColdError> {
+    let base = table_dir(storage, def);
+    if def.kind == TableKind::Shared {
+        return Ok(vec![base]);
+    }
+    Ok(backend
+        .list(&base)
+        .map_err(backend_err)?
+        .dirs
+        .iter()
+        .map(|d| join(&base, d))
+        .collect())
 }
