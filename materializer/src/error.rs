@@ -34,6 +34,10 @@ pub enum Error {
     #[error("cannot read the cold tier: {reason}")]
     ColdRead { reason: String },
 
+    /// A snapshot was asked of a store that is being replaced by one (an install under way).
+    #[error("the store in {path} is being replaced by a snapshot install: nothing to export")]
+    Importing { path: PathBuf },
+
     #[error("the applied index stored in {path} is {len} bytes long, expected 8")]
     BadAppliedIndex { path: PathBuf, len: usize },
 }

@@ -10,12 +10,13 @@
 //! - An import is not one batch: it starts by emptying the store and writing, durably, a
 //!   mark that it is under way; only its last batch sets the applied mark and removes that
 //!   mark. A store opened with the mark still there was cut off mid-import: it is emptied
-//!   again ([`HotStore::discard_interrupted_import`]), so it never serves half a snapshot.
+//!   again ([`HotStore::discard_interrupted_import`]), so it never serves half a snapshot;
+//!   nor does an export read one ([`crate::Error::Importing`]).
 
 use rocksdb::WriteBatch;
 
 use super::{APPLIED_KEY, Family, HotBatch, HotStore, decode_applied};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use folddb_log::{LogIndex, Term};
 
 /// Meta key: an import (a snapshot install) started and has not finished.
@@ -29,6 +30,11 @@ impl HotStore {
         mut each: impl FnMut(Family, &[u8], &[u8]) -> Result<()>,
     ) -> Result<Option<(LogIndex, Term)>> {
         let snap = self.snapshot();
+        if snap.get(Family::Meta, IMPORTING_KEY)?.is_some() {
+            return Err(Error::Importing {
+                path: self.path.clone(),
+            });
+        }
         let applied = match snap.get(Family::Meta, APPLIED_KEY)? {
             Some(bytes) => Some(decode_applied(&self.path, &bytes)?),
             None => None,

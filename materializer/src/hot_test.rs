@@ -232,6 +232,14 @@ fn an_import_cut_off_leaves_an_empty_store_after_reopening() {
         import(&src, &dst, 4, false);
         dst.flush().unwrap();
     }
+    // Half an import is never exported.
+    let c = tempfile::tempdir().unwrap();
+    let half = HotStore::open(c.path()).unwrap();
+    half.import_begin().unwrap();
+    assert!(matches!(
+        half.export(|_, _, _| Ok(())),
+        Err(Error::Importing { .. })
+    ));
     let dst = HotStore::open(b.path()).unwrap();
     assert_eq!(dst.applied().unwrap(), None);
     let left: Vec<_> = dst
