@@ -94,6 +94,17 @@ pub fn decode_vote(bytes: &[u8], file: &std::path::Path) -> Result<Vote<u64>> {
     })
 }
 
+/// Encodes a snapshot's description (its `.meta` file beside the snapshot file).
+pub fn encode_snapshot_meta(meta: &openraft::SnapshotMeta<u64, BasicNode>) -> Vec<u8> {
+    encode(meta)
+}
+
+pub fn decode_snapshot_meta(bytes: &[u8]) -> Result<openraft::SnapshotMeta<u64, BasicNode>> {
+    decode(bytes).map_err(|reason| Error::BadSnapshot {
+        reason: format!("snapshot description: {reason}"),
+    })
+}
+
 /// Encodes raft's stored membership (kept in the hot tier's `meta` family).
 pub fn encode_membership(m: &StoredMembership<u64, BasicNode>) -> Vec<u8> {
     encode(m)

@@ -7,9 +7,10 @@
 //!
 //! # Correctness
 //!
-//! - A file is written under a temporary name, made durable, then renamed: a crash leaves
-//!   no file that looks whole and is not. What a start finds there is removed (openraft
-//!   builds a snapshot again when it needs one).
+//! - A file is written under a temporary name, made durable, then renamed (after its
+//!   description, `snapshot-<n>.meta`): a crash leaves no file that looks whole and is not.
+//!   A start keeps the newest whole snapshot and removes the rest; with none, openraft
+//!   builds one when the log is purged.
 //! - A file received is checked from end to end (structure, family codes, record count and
 //!   CRC-32) before the store is touched: a damaged one changes nothing.
 
@@ -22,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use folddb_materializer::{Family, HotBatch, HotStore};
 use openraft::{BasicNode, SnapshotMeta};
 
+use crate::codec;
 use crate::error::{Error, Result};
 use crate::state_machine::MEMBERSHIP_KEY;
 
@@ -256,18 +258,47 @@ pub struct SnapshotDir {
 }
 
 impl SnapshotDir {
-    /// Opens `dir`, creating it, and removes what an earlier run left there.
-    pub fn open(dir: PathBuf) -> Result<SnapshotDir> {
+    /// Opens `dir`, creating it: the newest whole snapshot an earlier run left there (its
+    /// file and its `.meta`) is current again if it covers no entry past `applied` (the
+    /// store's applied index); everything else there is removed.
+    pub fn open(dir: PathBuf, applied: Option<u64>) -> Result<SnapshotDir> {
         std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        let mut files = Vec::new();
         for e in std::fs::read_dir(&dir).map_err(io("list", &dir))? {
-            let path = e.map_err(io("list", &dir))?.path();
-            std::fs::remove_file(&path).map_err(io("remove a stale snapshot", &path))?;
+            files.push(e.map_err(io("list", &dir))?.path());
+        }
+        let number = |p: &Path| -> Option<u64> {
+            let name = p.file_name()?.to_str()?;
+            let (_, rest) = name.split_once('-')?;
+            rest.split('.').next()?.parse().ok()
+        };
+        let next = files.iter().filter_map(|p| number(p)).max().unwrap_or(0) + 1;
+        let kept = files
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "snap"))
+            .filter_map(|p| {
+                let meta = std::fs::read(p.with_extension("meta")).ok()?;
+                Some((
+                    number(p)?,
+                    p.clone(),
+                    codec::decode_snapshot_meta(&meta).ok()?,
+                ))
+            })
+            .max_by_key(|(n, _, _)| *n)
+            .filter(|(_, _, meta)| meta.last_log_id.map(|l| l.index) <= applied);
+        for path in &files {
+            let keep = kept
+                .as_ref()
+                .is_some_and(|(_, snap, _)| path == snap || *path == snap.with_extension("meta"));
+            if !keep {
+                std::fs::remove_file(path).map_err(io("remove a stale snapshot", path))?;
+            }
         }
         Ok(SnapshotDir {
             dir,
-            current: Mutex::new(None),
+            current: Mutex::new(kept.map(|(_, path, meta)| (path, meta))),
             receiving: Mutex::new(None),
-            next: AtomicU64::new(1),
+            next: AtomicU64::new(next),
         })
     }
 
@@ -338,6 +369,10 @@ impl SnapshotDir {
             .and_then(|exported| {
                 let file = File::open(&part).map_err(io("open", &part))?;
                 file.sync_all().map_err(io("sync", &part))?;
+                // Raft purges the log up to the snapshot once it is built: the store must
+                // hold at least that much durably (its writes skip RocksDB's WAL), or a crash
+                // could leave it behind entries the log no longer holds.
+                store.flush()?;
                 let meta = meta(exported)?;
                 self.make_current(&part, meta.clone())?;
                 Ok(meta)
@@ -352,6 +387,12 @@ impl SnapshotDir {
     fn make_current(&self, part: &Path, meta: Meta) -> Result<()> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("snapshot-{n}.snap"));
+        // The description first: a `.snap` is never without its `.meta`.
+        let described = path.with_extension("meta");
+        let mut file = File::create(&described).map_err(io("create", &described))?;
+        file.write_all(&codec::encode_snapshot_meta(&meta))
+            .and_then(|()| file.sync_all())
+            .map_err(io("write", &described))?;
         std::fs::rename(part, &path).map_err(io("rename", part))?;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
@@ -363,6 +404,7 @@ impl SnapshotDir {
             .replace((path, meta));
         if let Some((old, _)) = old {
             // A reader that opened it keeps it until it is done.
+            let _ = std::fs::remove_file(old.with_extension("meta"));
             let _ = std::fs::remove_file(old);
         }
         Ok(())
@@ -439,5 +481,70 @@ mod tests {
                 "cut at {n}"
             );
         }
+    }
+
+    #[test]
+    fn the_newest_whole_snapshot_survives_a_restart_and_the_rest_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HotStore::open(dir.path().join("rocksdb")).unwrap();
+        let mut batch = HotBatch::default();
+        batch.put(Family::Rows, b"k".to_vec(), b"v".to_vec());
+        store
+            .apply(folddb_log::LogIndex(5), folddb_log::Term(2), batch)
+            .unwrap();
+        let snaps = dir.path().join("snapshots");
+        let meta = |id: &str| Meta {
+            last_log_id: Some(codec::log_id(2, 5)),
+            last_membership: Default::default(),
+            snapshot_id: id.to_owned(),
+        };
+        let bytes = {
+            let d = SnapshotDir::open(snaps.clone(), Some(5)).unwrap();
+            d.build(&store, |_| Ok(meta("first"))).unwrap();
+            d.build(&store, |_| Ok(meta("second"))).unwrap();
+            // A transfer cut off, and a build cut off before its rename.
+            d.receive().unwrap();
+            std::fs::write(snaps.join("build-99.part"), b"half").unwrap();
+            let (mut f, _) = d.open_current().unwrap().unwrap();
+            let mut b = Vec::new();
+            f.read_to_end(&mut b).unwrap();
+            b
+        };
+        let d = SnapshotDir::open(snaps.clone(), Some(5)).unwrap();
+        let (mut f, got) = d.open_current().unwrap().unwrap();
+        assert_eq!(got.snapshot_id, "second");
+        let mut again = Vec::new();
+        f.read_to_end(&mut again).unwrap();
+        assert_eq!(again, bytes);
+        let mut left: Vec<String> = std::fs::read_dir(&snaps)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(
+            left[0].ends_with(".meta") && left[1].ends_with(".snap"),
+            "{left:?}"
+        );
+        // The next file gets a number no earlier one had.
+        d.build(&store, |_| Ok(meta("third"))).unwrap();
+        assert_eq!(d.open_current().unwrap().unwrap().1.snapshot_id, "third");
+        // A snapshot ahead of the store is not kept (raft refuses one past its commit).
+        drop(d);
+        let d = SnapshotDir::open(snaps.clone(), Some(4)).unwrap();
+        assert!(d.open_current().unwrap().is_none());
+        assert_eq!(std::fs::read_dir(&snaps).unwrap().count(), 0);
+        d.build(&store, |_| Ok(meta("fourth"))).unwrap();
+        // A snapshot whose description is missing is not trusted.
+        drop(d);
+        for e in std::fs::read_dir(&snaps).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "meta") {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+        let d = SnapshotDir::open(snaps.clone(), Some(5)).unwrap();
+        assert!(d.open_current().unwrap().is_none());
+        assert_eq!(std::fs::read_dir(&snaps).unwrap().count(), 0);
     }
 }

@@ -109,13 +109,15 @@ fn snapshot_err(e: Error) -> StorageError<u64> {
 }
 
 impl<F: Fold> StateMachine<F> {
-    /// A state machine over `store`, its snapshot files in `snapshot_dir` (emptied: what an
-    /// earlier run left there is not trusted).
+    /// A state machine over `store`, its snapshot files in `snapshot_dir`: the newest one an
+    /// earlier run left is current again, unless it is ahead of the store (whose hot tier
+    /// was rebuilt from the log, say), which raft does not allow.
     pub fn new(store: Arc<HotStore>, fold: Arc<F>, snapshot_dir: PathBuf) -> Result<Self> {
+        let applied = store.applied_index()?.map(|i| i.0);
         Ok(StateMachine {
             store,
             fold,
-            snapshots: Arc::new(SnapshotDir::open(snapshot_dir)?),
+            snapshots: Arc::new(SnapshotDir::open(snapshot_dir, applied)?),
             feed: tokio::sync::broadcast::channel(CHANGE_FEED_CAPACITY).0,
         })
     }
