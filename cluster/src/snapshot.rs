@@ -356,12 +356,12 @@ impl SnapshotDir {
     }
 
     /// Writes a snapshot of `store` to a new file and makes it current, described by what
-    /// `meta` makes of what the export read.
+    /// `meta` makes of what the export read: the description and the file, opened.
     pub fn build(
         &self,
         store: &HotStore,
         meta: impl FnOnce(Exported) -> Result<Meta>,
-    ) -> Result<Meta> {
+    ) -> Result<(Meta, File)> {
         let part = self.scratch("build");
         let built = File::create(&part)
             .map_err(io("create", &part))
@@ -375,7 +375,8 @@ impl SnapshotDir {
                 store.flush()?;
                 let meta = meta(exported)?;
                 self.make_current(&part, meta.clone())?;
-                Ok(meta)
+                // Still this snapshot's file, whatever replaces it as current meanwhile.
+                Ok((meta, file))
             });
         if built.is_err() {
             let _ = std::fs::remove_file(&part);

@@ -140,7 +140,7 @@ impl<F: Fold> StateMachine<F> {
 impl<F: Fold> RaftSnapshotBuilder<TypeConfig> for StateMachine<F> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
         let (store, dir) = (self.store.clone(), self.snapshots.clone());
-        let meta = blocking(move || {
+        let (meta, file) = blocking(move || {
             dir.build(&store, |(applied, membership)| {
                 let last_log_id = applied.map(|(i, t)| codec::log_id(t.0, i.0));
                 let last_membership = match membership {
@@ -159,11 +159,9 @@ impl<F: Fold> RaftSnapshotBuilder<TypeConfig> for StateMachine<F> {
         })
         .await
         .map_err(snapshot_err)?;
-        let current = self.current_snapshot().await.map_err(snapshot_err)?;
-        current.ok_or_else(|| {
-            snapshot_err(Error::BadSnapshot {
-                reason: format!("snapshot {} was replaced as it was built", meta.snapshot_id),
-            })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         })
     }
 }
