@@ -67,7 +67,8 @@ async fn a_flush_on_any_member_writes_one_segment_that_every_member_reads() {
         &token,
         "CREATE NAMESPACE app; \
          CREATE SHARED TABLE app.c (id BIGINT PRIMARY KEY, v TEXT) WITH (STORAGE_ID = 'lake'); \
-         CREATE SHARED TABLE app.l (id BIGINT PRIMARY KEY, v TEXT)",
+         CREATE SHARED TABLE app.l (id BIGINT PRIMARY KEY, v TEXT); \
+         CREATE USER TABLE app.u (id BIGINT PRIMARY KEY, v TEXT) WITH (STORAGE_ID = 'lake')",
     )
     .await;
     for id in 0..40 {
@@ -94,9 +95,43 @@ async fn a_flush_on_any_member_writes_one_segment_that_every_member_reads() {
         nothing_hot(c.node(i), &token).await;
     }
 
+    // A USER table: the flush through a follower writes the caller's own directory, and
+    // every member serves the caller's rows from it.
+    write(
+        c.node(leader),
+        &token,
+        "INSERT INTO app.u (id, v) VALUES (1, 'mine'), (2, 'also mine')",
+    )
+    .await;
+    let follower = (leader + 1) % 3;
+    let (id, status, message) = c
+        .node(follower)
+        .run_job(&token, "STORAGE FLUSH TABLE app.u")
+        .await;
+    assert_eq!(status, "completed", "{id}: {message}");
+    let user_segments = s3.keys("lake/folddb/app/u/admin/batch-").await;
+    assert_eq!(user_segments.len(), 1, "{user_segments:?}");
+    for i in 0..3 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, body) = c
+                .node(i)
+                .sql(&token, "SELECT id, v FROM app.u ORDER BY id")
+                .await;
+            let (_, stats) = c.node(i).sql(&token, "SHOW STATS FOR TABLE app.u").await;
+            let hot = &folddb_tests::rows(&stats)[0][1];
+            if folddb_tests::rows(&body) == vec![json!(["1", "mine"]), json!(["2", "also mine"])]
+                && (hot == &json!(0) || hot == &json!("0"))
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {}: {body} {stats}", i + 1);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     // Flushed rows change through a follower; the leader dies; a flush through a surviving
     // follower (its commit forwarded to the new leader) writes the second segment.
-    let follower = (leader + 1) % 3;
     write(
         c.node(follower),
         &token,
