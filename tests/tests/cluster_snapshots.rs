@@ -13,16 +13,23 @@ use folddb_tests::ws::{View, hear};
 use folddb_tests::{run_folddb, text};
 use serde_json::json;
 
+/// A member's environment: a snapshot every `every` entries, raft keeping `keep` before it.
+fn snapshots_every(every: u64, keep: u64) -> Vec<(String, String)> {
+    vec![
+        (
+            "FOLDDB_CLUSTER_SNAPSHOT_EVERY_ENTRIES".to_owned(),
+            every.to_string(),
+        ),
+        (
+            "FOLDDB_CLUSTER_SNAPSHOT_KEEP_ENTRIES".to_owned(),
+            keep.to_string(),
+        ),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_member_is_brought_up_from_a_snapshot_and_the_others_keep_the_history() {
-    let env: Vec<(String, String)> = [
-        ("FOLDDB_CLUSTER_SNAPSHOT_EVERY_ENTRIES", "40"),
-        ("FOLDDB_CLUSTER_SNAPSHOT_KEEP_ENTRIES", "10"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    let mut c = Cluster::start_with_env(3, vec![env.clone(); 3]).await;
+    let mut c = Cluster::start_with_env(3, vec![snapshots_every(40, 10); 3]).await;
     let leader = c.leader().await;
     let token = setup(c.node(leader)).await;
     write(
@@ -157,14 +164,7 @@ fn run_folddb_serve_alone(data_dir: &std::path::Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_query_on_a_member_brought_up_from_a_snapshot_hears_every_change() {
-    let env: Vec<(String, String)> = [
-        ("FOLDDB_CLUSTER_SNAPSHOT_EVERY_ENTRIES", "20"),
-        ("FOLDDB_CLUSTER_SNAPSHOT_KEEP_ENTRIES", "5"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    let mut c = Cluster::start_with_env(3, vec![env; 3]).await;
+    let mut c = Cluster::start_with_env(3, vec![snapshots_every(20, 5); 3]).await;
     let leader = c.leader().await;
     let token = setup(c.node(leader)).await;
     write(c.node(leader), &token, TABLE_T).await;
