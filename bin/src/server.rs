@@ -293,9 +293,21 @@ async fn upgrade_cold_tier(
 }
 
 /// Removes the cold files that jobs interrupted by a crash left (see `Engine::sweep_cold`).
-async fn sweep_cold(state: Arc<State>) {
+async fn sweep_cold(state: Arc<State>, grace: Duration) {
     for problem in state.engine.sweep_cold().await {
         tracing::warn!(%problem, "sweeping the cold tier");
+    }
+    // A cluster member's copies of `filesystem` storages: what no manifest lists any more
+    // goes once it has been unlisted for `grace`.
+    if !state.node.is_cluster() {
+        return;
+    }
+    let every = (grace / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        tokio::time::sleep(every).await;
+        for problem in state.engine.sweep_node_local(grace).await {
+            tracing::warn!(%problem, "sweeping this member's cold files");
+        }
     }
 }
 
@@ -353,12 +365,12 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
             .with_io(object_io()?.handle().clone()),
     );
     upgrade_cold_tier(&config.server.data_dir, &cold).await?;
-    let fold = EventFold::new(cold.clone());
     let members = config.cluster.members()?;
-    let membership = if members.is_empty() {
-        folddb_cluster::Membership::Single {
+    let (membership, fold, files) = if members.is_empty() {
+        let membership = folddb_cluster::Membership::Single {
             address: listen.to_string(),
-        }
+        };
+        (membership, EventFold::new(cold.clone()), None)
     } else {
         let auth = folddb_cluster::ClusterAuth {
             cluster_id: config.cluster.id.clone(),
@@ -371,14 +383,27 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
                  run CLUSTER JOIN {id} '{listen}'"
             );
         }
-        folddb_cluster::Membership::Static {
+        let peers = folddb_cluster::Peers::new(auth)?;
+        // Each member keeps its own copy of the cold files of `filesystem` storages.
+        let files = Arc::new(folddb_cluster::ColdFiles::new(
+            u64::from(id),
+            cold.clone(),
+            peers.clone(),
+        ));
+        let fold = EventFold::new(Arc::new(folddb_cluster::ClusterCold {
+            cold: cold.clone(),
+            files: files.clone(),
+        }));
+        let membership = folddb_cluster::Membership::Static {
             members,
-            peers: folddb_cluster::Peers::new(auth)?,
+            peers,
             snapshots: folddb_cluster::SnapshotPolicy {
                 every_entries: config.cluster.snapshot_every_entries,
                 keep_entries: config.cluster.snapshot_keep_entries,
             },
-        }
+            files: Some(files.clone()),
+        };
+        (membership, fold, Some(files))
     };
     let node = Node::start(
         u64::from(config.server.node_id),
@@ -431,13 +456,15 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
         }),
     });
     // Every member folds the same commits: in a cluster the cold tier is one set of files
-    // on object storage that all of them read (`Engine::in_cluster`).
-    let engine = if node.is_cluster() {
-        engine.in_cluster(Duration::from_secs(
-            config.cluster.replaced_segments_grace_seconds,
-        ))
-    } else {
-        engine
+    // on object storage that all of them read, or a copy on each member of the files of a
+    // `filesystem` storage (`Engine::in_cluster`, `Engine::with_replicas`).
+    let engine = match files {
+        Some(files) => engine
+            .in_cluster(Duration::from_secs(
+                config.cluster.replaced_segments_grace_seconds,
+            ))
+            .with_replicas(files),
+        None => engine,
     };
     let auth = Auth::new(config.auth.clone());
     // A cluster has no leader until its members serve each other's RPCs: its leader
@@ -470,7 +497,10 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
         tokio::spawn(bootstrap_in_cluster(state.clone())),
         tokio::spawn(run_scheduler(state.clone(), config.storage.clone())),
         tokio::spawn(audit_failed_logins(state.clone())),
-        tokio::spawn(sweep_cold(state.clone())),
+        tokio::spawn(sweep_cold(
+            state.clone(),
+            Duration::from_secs(config.cluster.replaced_segments_grace_seconds),
+        )),
         tokio::spawn(trim_journal(state.clone(), config.journal.clone())),
     ];
     let routes = warp::any()

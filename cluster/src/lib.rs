@@ -11,6 +11,7 @@
 mod admin;
 pub mod codec;
 pub mod error;
+pub mod files;
 mod log_store;
 pub mod network;
 mod node;
@@ -28,6 +29,7 @@ mod node_test;
 
 pub use admin::{Admin, AdminAnswer};
 pub use error::{Error, Result};
+pub use files::{ClusterCold, ColdFiles};
 pub use log_store::LogStore;
 pub use network::{ClusterAuth, Peers, Rpc};
 pub use node::{MemberStatus, Membership, NoPeers, Node, NodeStatus, SnapshotPolicy};

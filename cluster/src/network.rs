@@ -8,7 +8,7 @@
 //! follower hands a write to the leader (`propose`), and asks it how far it must have applied
 //! before it may serve a read (`read-index`); any node hands a cluster operation to the
 //! leader, and the leader asks voters to hold back from elections while it hands over
-//! (`admin`).
+//! (`admin`); members copy each other's cold files of node-local storages (`file`).
 
 use std::time::Duration;
 
@@ -46,16 +46,20 @@ pub enum Rpc {
     ReadIndex,
     /// A cluster operation for the leader (`CLUSTER JOIN`, …), or a hold on elections.
     Admin,
+    /// A cold file of a node-local storage: read a chunk, or pull a job's files
+    /// ([`crate::files`]).
+    File,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 6] = [
+    pub const ALL: [Rpc; 7] = [
         Rpc::Append,
         Rpc::Vote,
         Rpc::Snapshot,
         Rpc::Propose,
         Rpc::ReadIndex,
         Rpc::Admin,
+        Rpc::File,
     ];
 
     pub fn path(self) -> &'static str {
@@ -66,6 +70,7 @@ impl Rpc {
             Rpc::Propose => "/v1/raft/propose",
             Rpc::ReadIndex => "/v1/raft/read-index",
             Rpc::Admin => "/v1/raft/admin",
+            Rpc::File => "/v1/raft/file",
         }
     }
 

@@ -192,6 +192,8 @@ pub enum Membership {
         members: BTreeMap<u64, String>,
         peers: Peers,
         snapshots: SnapshotPolicy,
+        /// The member's copies of node-local storages' cold files, when it has a cold tier.
+        files: Option<Arc<crate::files::ColdFiles>>,
     },
 }
 
@@ -232,6 +234,7 @@ pub struct Node<F: Fold> {
     log: LogStore,
     hot: Arc<HotStore>,
     feed: crate::state_machine::ChangeFeed,
+    files: Option<Arc<crate::files::ColdFiles>>,
     _fold: std::marker::PhantomData<F>,
 }
 
@@ -303,13 +306,14 @@ impl<F: Fold> Node<F> {
         log_config: LogConfig,
         fold: Arc<F>,
     ) -> Result<Node<F>> {
-        let (members, peers, snapshots) = match membership {
-            Membership::Single { address } => (BTreeMap::from([(id, address)]), None, None),
+        let (members, peers, snapshots, files) = match membership {
+            Membership::Single { address } => (BTreeMap::from([(id, address)]), None, None, None),
             Membership::Static {
                 members,
                 peers,
                 snapshots,
-            } => (members, Some(peers), Some(snapshots)),
+                files,
+            } => (members, Some(peers), Some(snapshots), files),
         };
         let log = LogStore::open(data_dir.join("log"), log_config).await?;
         let hot_dir = data_dir.to_path_buf();
@@ -319,7 +323,13 @@ impl<F: Fold> Node<F> {
         let hot = Arc::new(hot);
         check_not_ahead(&log, &hot)?;
         catch_up_to_purge(&log, &hot, fold.as_ref())?;
-        let sm = StateMachine::new(hot.clone(), fold, data_dir.join("snapshots"))?;
+        let mut sm = StateMachine::new(hot.clone(), fold, data_dir.join("snapshots"))?;
+        if let Some(files) = &files {
+            files.set_store(hot.clone());
+            sm = sm.with_files(files.clone());
+            // Files a snapshot's manifests listed, if a restart cut their fetch off.
+            tokio::spawn(files.clone().hold_listed());
+        }
         let feed = sm.feed().clone();
         let config = openraft::Config {
             cluster_name: "folddb".into(),
@@ -403,6 +413,7 @@ impl<F: Fold> Node<F> {
             log,
             hot,
             feed,
+            files,
             _fold: std::marker::PhantomData,
         })
     }
@@ -612,6 +623,10 @@ impl<F: Fold> Node<F> {
                 let op: crate::Admin = decode_message(body)?;
                 encode_message(&self.answer_admin(op).await)
             }
+            Rpc::File => match &self.files {
+                Some(files) => files.answer(body).await?,
+                None => return Err("this node has no cold tier".to_owned()),
+            },
         })
     }
 

@@ -79,6 +79,7 @@ pub struct StateMachine<F: Fold> {
     fold: Arc<F>,
     snapshots: Arc<SnapshotDir>,
     feed: ChangeFeed,
+    files: Option<Arc<crate::files::ColdFiles>>,
 }
 
 impl<F: Fold> Clone for StateMachine<F> {
@@ -88,6 +89,7 @@ impl<F: Fold> Clone for StateMachine<F> {
             fold: self.fold.clone(),
             snapshots: self.snapshots.clone(),
             feed: self.feed.clone(),
+            files: self.files.clone(),
         }
     }
 }
@@ -119,7 +121,15 @@ impl<F: Fold> StateMachine<F> {
             fold,
             snapshots: Arc::new(SnapshotDir::open(snapshot_dir, applied)?),
             feed: tokio::sync::broadcast::channel(CHANGE_FEED_CAPACITY).0,
+            files: None,
         })
+    }
+
+    /// The same, fetching the node-local cold files an installed snapshot lists from the
+    /// members that hold them.
+    pub fn with_files(mut self, files: Arc<crate::files::ColdFiles>) -> Self {
+        self.files = Some(files);
+        self
     }
 
     /// The feed of row changes, in log order, each published after its entry is applied.
@@ -240,6 +250,12 @@ impl<F: Fold> RaftStateMachine<TypeConfig> for StateMachine<F> {
         blocking(move || dir.install(&store, file, meta))
             .await
             .map_err(snapshot_err)?;
+        // The snapshot's manifests of node-local storages name files this node may lack: it
+        // fetches them in the background (a restart starts over), and each later commit
+        // holds its own before it is recorded.
+        if let Some(files) = &self.files {
+            tokio::spawn(files.clone().hold_listed());
+        }
         // Live queries and tails on this node catch up from the journal the snapshot
         // brought: the changes it folded in were never applied here one by one.
         if self.feed.receiver_count() > 0 {

@@ -43,6 +43,37 @@ pub trait ColdTier: Send + Sync + std::fmt::Debug + 'static {
         scope: &str,
         pk: &Value,
     ) -> ColdResult<Option<RowVersion>>;
+
+    /// Makes sure this node holds `files` of `storage`, a directory of each node, before the
+    /// commit that lists them is recorded. A node alone wrote them itself: nothing to do. A
+    /// cluster member fetches the ones it lacks from the members that hold them (see
+    /// [`Replicas`]). `index` is the entry being applied. An error is the environment,
+    /// never an outcome: the entry stays unapplied.
+    fn hold(&self, index: u64, storage: &StorageDef, files: &[LocalFile]) -> ColdResult<()> {
+        let _ = (index, storage, files);
+        Ok(())
+    }
+}
+
+/// A segment file of a storage that is a directory of each node: its path relative to the
+/// storage's base, and its length, which a copy must have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalFile {
+    pub path: String,
+    pub bytes: u64,
+}
+
+/// What a job's files ask of a cluster, when its table's storage is a directory of each node
+/// (`filesystem`): the other members copy the files before the commit naming them is
+/// proposed, so that a majority holds them whichever member fails next.
+pub trait Replicas: Send + Sync + 'static {
+    /// Returns once a majority of the voters (this node counted when it is one) holds
+    /// `files` of `storage` durably; an error when it cannot.
+    fn replicate<'a>(
+        &'a self,
+        storage: &'a StorageDef,
+        files: &'a [LocalFile],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ColdResult<()>> + Send + 'a>>;
 }
 
 /// Kinds of background jobs (API.md 3.7, `system.jobs`).

@@ -34,6 +34,11 @@ pub enum Error {
     #[error("cannot read the cold tier: {reason}")]
     ColdRead { reason: String },
 
+    /// The files a cold-tier commit lists are not on this node and could not be fetched
+    /// from the members that hold them. Not an outcome: the entry stays unapplied.
+    #[error("cannot hold the cold tier's files: {reason}")]
+    ColdHold { reason: String },
+
     /// A snapshot was asked of a store that is being replaced by one (an install under way).
     #[error("the store in {path} is being replaced by a snapshot install: nothing to export")]
     Importing { path: PathBuf },

@@ -77,6 +77,27 @@ pub(super) fn put_manifest(ctx: &mut Ctx<'_>, table: TableId, mut manifest: Mani
     }
 }
 
+/// Before a commit that will be recorded: when `def`'s storage is a directory of each node,
+/// has the cold tier make sure this node holds the files `files` names (a cluster member
+/// fetches the ones it lacks; see [`crate::ColdTier::hold`]).
+fn hold_files(
+    ctx: &Ctx<'_>,
+    def: &TableDef,
+    files: impl FnOnce(&catalog::StorageDef) -> Vec<crate::cold::LocalFile>,
+) -> Result<(), OpError> {
+    let Some(cold) = ctx.cold.filter(|_| ctx.index.0 > 0) else {
+        return Ok(());
+    };
+    let Some(storage) = catalog::storage(&ctx.state(), &def.options.storage_id)? else {
+        return Ok(());
+    };
+    if !crate::cold::job::node_local(&storage) {
+        return Ok(());
+    }
+    cold.hold(ctx.index.0, &storage, &files(&storage))
+        .map_err(|reason| OpError::Env(crate::Error::ColdHold { reason }))
+}
+
 /// Where a flush commit's hot versions go.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Trim {
@@ -112,6 +133,10 @@ pub(super) fn commit_flush(
             def.qualified_name()
         )));
     }
+    hold_files(ctx, &def, |storage| {
+        let segments = segments.iter().map(|s| (s.scope.as_str(), &s.segment));
+        crate::cold::job::segment_files(storage, &def, segments)
+    })?;
     let (mut rows, mut bytes) = (0u64, 0u64);
     for ScopeSegment { scope, segment } in segments {
         let manifest = catalog::manifest(&ctx.state(), table, scope)?
@@ -249,6 +274,12 @@ pub(super) fn commit_compact(
         rows_after += segment.as_ref().map_or(0, |s| s.rows);
         put_manifest(ctx, table, manifest);
     }
+    hold_files(ctx, &def, |storage| {
+        let segments = scopes
+            .iter()
+            .filter_map(|s| Some((s.scope.as_str(), s.segment.as_ref()?)));
+        crate::cold::job::segment_files(storage, &def, segments)
+    })?;
     let message = format!(
         "Compaction completed for {}: {segments_before} segment(s) of {rows_before} row \
          version(s) into {segments_after} of {rows_after}",

@@ -16,6 +16,7 @@
 //! This file keeps the request loop (split, limits, parameters, timeouts), queries through
 //! DataFusion and the point-select fast path.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -111,6 +112,12 @@ pub struct Engine {
     /// reads (object stores), remove only their own files, and the segments a compaction
     /// replaced only after this long (see [`Engine::in_cluster`]).
     cold_in_cluster: Option<std::time::Duration>,
+    /// In a cluster: how a job's files of a storage that is a directory of each node reach a
+    /// majority of the members before its commit is proposed (see [`Engine::with_replicas`]).
+    replicas: Option<Arc<dyn folddb_materializer::cold::Replicas>>,
+    /// In a cluster: when each file of a node-local storage that no manifest lists was first
+    /// seen unlisted (see [`Engine::sweep_node_local`]).
+    unlisted_since: Arc<std::sync::Mutex<HashMap<String, std::time::Instant>>>,
     /// Where queries are planned and run (`None`: the caller's runtime).
     executor: Option<tokio::runtime::Handle>,
 }
@@ -278,6 +285,8 @@ impl Engine {
             cold_jobs: Arc::default(),
             default_flush_policy: None,
             cold_in_cluster: None,
+            replicas: None,
+            unlisted_since: Arc::default(),
             executor: None,
         }
     }
@@ -339,16 +348,27 @@ impl Engine {
         self
     }
 
-    /// This node is a member of a cluster. Every member folds the same commits, so the
-    /// cold tier must be one set of files all of them read: a flush writes to object
-    /// storage only (a table on a `filesystem` storage, a directory of each node, keeps its
-    /// rows in the replicated hot tier), and settles by publishing manifests and removing
-    /// only its own files (other members' jobs may be writing beside them; no sweep at
-    /// start). The segments a compaction replaced are removed `grace` after its commit
-    /// applied here: a member that has not applied it yet, or a scan that started before,
-    /// may still read them.
+    /// This node is a member of a cluster. Every member folds the same commits. On object
+    /// storage the cold tier is one set of files all of them read: a job settles by
+    /// publishing manifests and removing only its own files (other members' jobs may be
+    /// writing beside them; no sweep at start), and the segments a compaction replaced are
+    /// removed `grace` after its commit applied here (a member that has not applied it yet,
+    /// or a scan that started before, may still read them). A `filesystem` storage is a
+    /// directory of each node: without [`Engine::with_replicas`] its tables are not flushed
+    /// (their rows stay in the replicated hot tier).
     pub fn in_cluster(mut self, grace: std::time::Duration) -> Engine {
         self.cold_in_cluster = Some(grace);
+        self
+    }
+
+    /// In a cluster, a job on a table whose storage is a directory of each node has
+    /// `replicas` copy its files to a majority of the members before it proposes the commit;
+    /// each member holds its own copy of every file (`folddb_cluster::files`).
+    pub fn with_replicas(
+        mut self,
+        replicas: Arc<dyn folddb_materializer::cold::Replicas>,
+    ) -> Engine {
+        self.replicas = Some(replicas);
         self
     }
 

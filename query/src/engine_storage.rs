@@ -89,7 +89,7 @@ impl Engine {
     /// In a cluster, why `def` is not flushed: its storage is a directory of each node (see
     /// [`Engine::in_cluster`]).
     fn node_local(&self, def: &TableDef) -> StmtResult<Option<String>> {
-        if self.cold_in_cluster.is_none() {
+        if self.cold_in_cluster.is_none() || self.replicas.is_some() {
             return Ok(None);
         }
         let storage = catalog::storage(self.store.as_ref(), &def.options.storage_id)?;
@@ -123,13 +123,14 @@ impl Engine {
         if jobs.is_empty() {
             return;
         }
-        let (proposer, registry, store, cold, lock, in_cluster) = (
+        let (proposer, registry, store, cold, lock, in_cluster, replicas) = (
             self.proposer.clone(),
             self.jobs.clone(),
             self.store.clone(),
             self.cold.clone(),
             self.cold_jobs.clone(),
             self.cold_in_cluster,
+            self.replicas.clone(),
         );
         let actor = actor.to_owned();
         tokio::spawn(async move {
@@ -154,6 +155,22 @@ impl Engine {
                         .await
                         .unwrap_or_else(|e| Err(format!("the job's task failed: {e}")))
                     }
+                };
+                // A directory of each node: a majority of the members copies the files
+                // before the commit naming them can apply anywhere.
+                let op = match (op, &replicas) {
+                    (Ok(op), Some(replicas)) if kind != JobKind::StreamEviction => {
+                        match cold_job::node_local_files(store.as_ref(), table, &op) {
+                            Ok(Some((storage, files))) => replicas
+                                .replicate(&storage, &files)
+                                .await
+                                .map(|()| op)
+                                .map_err(|e| format!("the job's files could not be copied: {e}")),
+                            Ok(None) => Ok(op),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    (op, _) => op,
                 };
                 let op = match op {
                     Ok(op) => op,
@@ -284,6 +301,54 @@ impl Engine {
         tokio::task::spawn_blocking(move || cold_job::sweep(&store, &cold))
             .await
             .unwrap_or_else(|e| vec![format!("the sweep's task failed: {e}")])
+    }
+
+    /// In a cluster, removes the files of storages that are directories of each node that no
+    /// manifest has listed for `grace` (the segments a compaction replaced, once no scan or
+    /// lagging member can still read them; files of jobs that failed), as seen by repeated
+    /// calls: a file is removed once it was unlisted at a call at least `grace` before this
+    /// one. A job's files are unlisted until its commit applies, which takes far less.
+    /// Returns the problems met.
+    pub async fn sweep_node_local(&self, grace: std::time::Duration) -> Vec<String> {
+        let Some(cold) = self.cold.clone().filter(|_| self.cold_in_cluster.is_some()) else {
+            return Vec::new();
+        };
+        // No job of this node writes meanwhile.
+        let _serial = self.cold_jobs.lock().await;
+        let (store, seen) = (self.store.clone(), self.unlisted_since.clone());
+        tokio::task::spawn_blocking(move || {
+            let found = match cold_job::unlisted_node_local_files(store.as_ref(), &cold) {
+                Ok(found) => found,
+                Err(e) => return vec![e],
+            };
+            let now = std::time::Instant::now();
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            let keys: HashSet<String> = found
+                .iter()
+                .map(|(storage, path)| format!("{}/{path}", storage.id))
+                .collect();
+            seen.retain(|k, _| keys.contains(k));
+            let mut problems = Vec::new();
+            for (storage, path) in found {
+                let since = *seen.entry(format!("{}/{path}", storage.id)).or_insert(now);
+                if now.duration_since(since) < grace {
+                    continue;
+                }
+                let removed = cold
+                    .backend(&storage)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| b.remove(&path));
+                match removed {
+                    Ok(()) => {
+                        seen.remove(&format!("{}/{path}", storage.id));
+                    }
+                    Err(e) => problems.push(e),
+                }
+            }
+            problems
+        })
+        .await
+        .unwrap_or_else(|e| vec![format!("the sweep's task failed: {e}")])
     }
 
     /// Removes the cold files of tables a DROP just removed (outside apply, after its

@@ -3,8 +3,9 @@
 //! and its commit moves the rows out of every member's hot tier; each member then answers
 //! from the same segments, across updates, deletes, a leader's death and a restart. A
 //! compaction on any member merges them; the segments it replaced are removed only after a
-//! grace period. A table on a storage that is a directory of each node is not flushed in a
-//! cluster, with a message that says why.
+//! grace period. On a storage that is a directory of each node (`filesystem`), every member
+//! keeps its own copy of each segment: a member that was down, or wiped and brought up from a
+//! snapshot, fetches the ones it lacks from the others.
 
 use std::time::{Duration, Instant};
 
@@ -15,9 +16,15 @@ use serde_json::{Value, json};
 
 /// Every row of `app.c` through `s`, once it has `n` of them (the member has caught up).
 async fn rows_of(s: &Server, token: &str, n: usize) -> Vec<Value> {
+    rows_in(s, token, "app.c", n).await
+}
+
+/// Every row of `table` through `s`, once it has `n` of them.
+async fn rows_in(s: &Server, token: &str, table: &str, n: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
+    let sql = format!("SELECT id, v FROM {table} ORDER BY id");
     loop {
-        let (status, body) = s.sql(token, "SELECT id, v FROM app.c ORDER BY id").await;
+        let (status, body) = s.sql(token, &sql).await;
         if status == 200 {
             let rows = folddb_tests::rows(&body);
             if rows.len() == n {
@@ -32,9 +39,15 @@ async fn rows_of(s: &Server, token: &str, n: usize) -> Vec<Value> {
 /// Waits until member `s` holds no hot version of `app.c` (the flush's trims are applied
 /// there too), as SHOW STATS counts them.
 async fn nothing_hot(s: &Server, token: &str) {
+    nothing_hot_in(s, token, "app.c").await
+}
+
+/// Waits until member `s` holds no hot version of `table`.
+async fn nothing_hot_in(s: &Server, token: &str, table: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
+    let sql = format!("SHOW STATS FOR TABLE {table}");
     loop {
-        let (_, body) = s.sql(token, "SHOW STATS FOR TABLE app.c").await;
+        let (_, body) = s.sql(token, &sql).await;
         let hot = &folddb_tests::rows(&body)[0][1];
         if hot == &json!(0) || hot == &json!("0") {
             return;
@@ -67,7 +80,6 @@ async fn a_flush_on_any_member_writes_one_segment_that_every_member_reads() {
         &token,
         "CREATE NAMESPACE app; \
          CREATE SHARED TABLE app.c (id BIGINT PRIMARY KEY, v TEXT) WITH (STORAGE_ID = 'lake'); \
-         CREATE SHARED TABLE app.l (id BIGINT PRIMARY KEY, v TEXT); \
          CREATE USER TABLE app.u (id BIGINT PRIMARY KEY, v TEXT) WITH (STORAGE_ID = 'lake')",
     )
     .await;
@@ -75,12 +87,6 @@ async fn a_flush_on_any_member_writes_one_segment_that_every_member_reads() {
         let sql = format!("INSERT INTO app.c (id, v) VALUES ({id}, 'v{id}')");
         write(c.node(id as usize % 3), &token, &sql).await;
     }
-    write(
-        c.node(leader),
-        &token,
-        "INSERT INTO app.l (id, v) VALUES (1, 'x')",
-    )
-    .await;
 
     // A flush through the leader: one segment, read by every member, none of which keeps
     // the rows in its hot tier.
@@ -200,15 +206,160 @@ async fn a_flush_on_any_member_writes_one_segment_that_every_member_reads() {
     for i in 0..3 {
         assert_eq!(rows_of(c.node(i), &token, 35).await, want, "node {}", i + 1);
     }
+}
 
-    // A table on a directory of each node keeps its rows hot, and says why.
-    let (status, body) = c
-        .node(second)
-        .sql(&token, "STORAGE FLUSH TABLE app.l")
+/// The segment files of `app.l` in member data directory `dir` (default storage `local`):
+/// name → bytes.
+fn local_segments(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.join("storage")];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                todo.push(path);
+            } else if name.starts_with("batch-")
+                && name.ends_with(".parquet")
+                && path.to_string_lossy().contains("/app/l")
+            {
+                out.insert(name, std::fs::read(&path).expect("readable"));
+            }
+        }
+    }
+    out
+}
+
+/// Waits until member data directory `dir` holds exactly the segment files `want` (by name,
+/// byte for byte).
+async fn holds(dir: &std::path::Path, want: &std::collections::BTreeMap<String, Vec<u8>>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let have = local_segments(dir);
+        if &have == want {
+            return;
+        }
+        let names: Vec<&String> = have.keys().collect();
+        assert!(
+            Instant::now() < deadline,
+            "{} holds {names:?}, not {:?}",
+            dir.display(),
+            want.keys().collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_directory_of_each_node_every_member_holds_its_own_copy_of_each_segment() {
+    let mut env = vec![(
+        "FOLDDB_CLUSTER_REPLACED_SEGMENTS_GRACE_SECONDS".to_owned(),
+        "2".to_owned(),
+    )];
+    env.extend([
+        (
+            "FOLDDB_CLUSTER_SNAPSHOT_EVERY_ENTRIES".to_owned(),
+            "40".to_owned(),
+        ),
+        (
+            "FOLDDB_CLUSTER_SNAPSHOT_KEEP_ENTRIES".to_owned(),
+            "10".to_owned(),
+        ),
+    ]);
+    let mut c = Cluster::start_with_env(3, vec![env; 3]).await;
+    let leader = c.leader().await;
+    let token = setup(c.node(leader)).await;
+    write(
+        c.node(leader),
+        &token,
+        "CREATE NAMESPACE app; CREATE SHARED TABLE app.l (id BIGINT PRIMARY KEY, v TEXT)",
+    )
+    .await;
+    let insert = |id: i64| format!("INSERT INTO app.l (id, v) VALUES ({id}, 'v{id}')");
+    for id in 0..30 {
+        write(c.node(id as usize % 3), &token, &insert(id)).await;
+    }
+    let want = |n: i64| -> Vec<Value> {
+        (0..n)
+            .map(|i| json!([i.to_string(), format!("v{i}")]))
+            .collect()
+    };
+
+    // A flush through a follower: its segment is on every member, byte for byte, and every
+    // member serves the rows from it, none of them hot.
+    let follower = (leader + 1) % 3;
+    let (id, status, message) = c
+        .node(follower)
+        .run_job(&token, "STORAGE FLUSH TABLE app.l")
         .await;
-    assert_ne!(status, 200, "{body}");
-    let message = body["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("a directory of each node"), "{body}");
-    let (_, body) = c.node(second).sql(&token, "SELECT v FROM app.l").await;
-    assert_eq!(folddb_tests::rows(&body), vec![json!(["x"])]);
+    assert_eq!(status, "completed", "{id}: {message}");
+    let first = local_segments(c.dirs[follower].path());
+    assert_eq!(first.len(), 1, "{:?}", first.keys());
+    for i in 0..3 {
+        holds(c.dirs[i].path(), &first).await;
+        assert_eq!(rows_in(c.node(i), &token, "app.l", 30).await, want(30));
+        nothing_hot_in(c.node(i), &token, "app.l").await;
+    }
+
+    // A member that is down while a flush and a compaction commit fetches their segments
+    // before it records them; the segment the compaction replaced goes after the grace
+    // period, on every member.
+    let down = (leader + 2) % 3;
+    c.nodes[down].take().expect("running").stop();
+    for id in 30..40 {
+        write(c.node(leader), &token, &insert(id)).await;
+    }
+    let (_, status, message) = c
+        .node(leader)
+        .run_job(&token, "STORAGE FLUSH TABLE app.l")
+        .await;
+    assert_eq!(status, "completed", "{message}");
+    let (id, status, message) = c
+        .node(leader)
+        .run_job(&token, "STORAGE COMPACT TABLE app.l")
+        .await;
+    assert_eq!(status, "completed", "{id}: {message}");
+    let compacted: std::collections::BTreeMap<String, Vec<u8>> =
+        local_segments(c.dirs[leader].path())
+            .into_iter()
+            .filter(|(name, _)| name.contains("batch-CO-"))
+            .collect();
+    assert_eq!(compacted.len(), 1, "{:?}", compacted.keys());
+    c.start_node(down).await;
+    for i in 0..3 {
+        assert_eq!(rows_in(c.node(i), &token, "app.l", 40).await, want(40));
+        holds(c.dirs[i].path(), &compacted).await;
+    }
+
+    // A member wiped while the others write on past a snapshot is sent the snapshot, then
+    // fetches every segment its manifests list.
+    let wiped = follower;
+    c.nodes[wiped].take().expect("running").stop();
+    std::fs::remove_dir_all(c.dirs[wiped].path()).expect("wiped");
+    std::fs::create_dir_all(c.dirs[wiped].path()).expect("recreated");
+    for id in 40..100 {
+        write(c.node(leader), &token, &insert(id)).await;
+    }
+    c.start_node(wiped).await;
+    assert_eq!(
+        rows_in(c.node(wiped), &token, "app.l", 100).await,
+        want(100)
+    );
+    holds(c.dirs[wiped].path(), &compacted).await;
+
+    // A flush through the member brought up from the snapshot reaches every member.
+    let (_, status, message) = c
+        .node(wiped)
+        .run_job(&token, "STORAGE FLUSH TABLE app.l")
+        .await;
+    assert_eq!(status, "completed", "{message}");
+    let now = local_segments(c.dirs[wiped].path());
+    assert_eq!(now.len(), 2, "{:?}", now.keys());
+    for i in 0..3 {
+        holds(c.dirs[i].path(), &now).await;
+        assert_eq!(rows_in(c.node(i), &token, "app.l", 100).await, want(100));
+    }
 }

@@ -476,3 +476,161 @@ fn a_crash_at_any_step_of_a_flush_loses_and_duplicates_nothing() {
 fn a_crash_at_any_step_of_a_compaction_loses_and_duplicates_nothing() {
     crash_at_every_step(true);
 }
+
+/// A second replica's cold tier, for a storage that is a directory of each node: it holds a
+/// commit's files by copying them from the first replica's storage directory (what a cluster
+/// member fetches from another), records what it was asked, and fails while `fail` is set.
+#[derive(Debug)]
+struct CopyingTier {
+    inner: Arc<ColdStore>,
+    from: PathBuf,
+    to: PathBuf,
+    asked: std::sync::Mutex<Vec<(u64, Vec<super::LocalFile>)>>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl super::ColdTier for CopyingTier {
+    fn get(
+        &self,
+        state: &dyn catalog::StateRead,
+        storage: &StorageDef,
+        def: &TableDef,
+        scope: &str,
+        pk: &Value,
+    ) -> super::ColdResult<Option<RowVersion>> {
+        self.inner.get(state, storage, def, scope, pk)
+    }
+
+    fn hold(
+        &self,
+        index: u64,
+        _: &StorageDef,
+        files: &[super::LocalFile],
+    ) -> super::ColdResult<()> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err("no member could send it".into());
+        }
+        for f in files {
+            let to = self.to.join(&f.path);
+            std::fs::create_dir_all(to.parent().expect("a parent")).expect("dir");
+            std::fs::copy(self.from.join(&f.path), to).expect("copied");
+        }
+        self.asked
+            .lock()
+            .expect("lock")
+            .push((index, files.to_vec()));
+        Ok(())
+    }
+}
+
+/// A job's commit (and a flush's trims) as a replica that did not run the job applies them:
+/// no settling, which only the job's node does.
+fn commit_on_replica(node: &Node, op: &Op) {
+    fold_one(node, &command(vec![op.clone()], 5_000));
+    if matches!(op, Op::CommitFlush { .. }) {
+        for trim in job::trims(&node.store, crate::TableId(1), 2).expect("planned") {
+            fold_one(node, &command(vec![trim], 5_000));
+        }
+    }
+}
+
+#[test]
+fn a_replica_holds_each_commits_files_before_recording_it() {
+    let (a_dir, b_dir) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    let a = open(a_dir.path(), None);
+    let tier = Arc::new(CopyingTier {
+        inner: Arc::new(ColdStore::new(b_dir.path().join("storage"))),
+        from: a_dir.path().join("storage"),
+        to: b_dir.path().join("storage"),
+        asked: Default::default(),
+        fail: Default::default(),
+    });
+    let b = Node {
+        store: HotStore::open_data_dir(b_dir.path()).expect("hot tier"),
+        cold: tier.inner.clone(),
+        fold: EventFold::new(tier.clone()),
+    };
+    let s = scenario(true);
+    let both = |step: &Step| match step {
+        Step::Entry(e) => {
+            fold_one(&a, e);
+            fold_one(&b, e);
+        }
+        Step::Job(kind, id) => {
+            // The job runs on replica a; its commit applies on both.
+            let op = prepare(&a, *kind, id);
+            commit_and_settle(&a, &op);
+            let before = tier.asked.lock().expect("lock").len();
+            let at = b
+                .store
+                .applied_index()
+                .expect("applied")
+                .map_or(1, |i| i.0 + 1);
+            commit_on_replica(&b, &op);
+            let asked = tier.asked.lock().expect("lock");
+            assert_eq!(asked.len(), before + 1, "{id}: held once");
+            let (index, files) = &asked[before];
+            assert_eq!(*index, at, "{id}: held as its commit applies");
+            let want = job::files_of(&StorageDef::local(), &def(&a), &op);
+            assert_eq!(files, &want, "{id}");
+        }
+    };
+    for step in s.before.iter().chain([&s.target]) {
+        both(step);
+    }
+    // Both replicas answer the same, and b's manifests list only files it holds, byte for
+    // byte a's.
+    assert_eq!(view(&b), view(&a));
+    let listed = job::listed_node_local_files(&b.store).expect("listed");
+    assert_eq!(listed.len(), 1);
+    let (storage, files) = &listed[0];
+    assert_eq!(storage.id, StorageDef::local().id);
+    assert_eq!(files.len(), 1, "the compaction's segment: {files:?}");
+    assert!(files[0].path.contains("batch-CO-1"), "{files:?}");
+    for f in files {
+        let (x, y) = (
+            std::fs::read(a_dir.path().join("storage").join(&f.path)).expect("a holds it"),
+            std::fs::read(b_dir.path().join("storage").join(&f.path)).expect("b holds it"),
+        );
+        assert_eq!(x, y);
+        assert_eq!(y.len() as u64, f.bytes);
+    }
+    // The segments the compaction replaced are unlisted on b: its sweep's to remove.
+    let mut unlisted: Vec<String> = job::unlisted_node_local_files(&b.store, &b.cold)
+        .expect("unlisted")
+        .into_iter()
+        .map(|(_, path)| path)
+        .collect();
+    unlisted.sort();
+    assert_eq!(
+        unlisted,
+        ["app/t/batch-FL-1.parquet", "app/t/batch-FL-2.parquet"]
+    );
+
+    // A commit whose files cannot be held is not recorded: an error, the state unchanged.
+    both(&Step::Entry(command(vec![insert(100..110, "d")], 9_000)));
+    let op = prepare(&a, JobKind::Flush, "FL-3");
+    tier.fail.store(true, Ordering::SeqCst);
+    let applied = b.store.applied_index().expect("applied");
+    let mut batch = HotBatch::default();
+    let index = LogIndex(applied.expect("some").0 + 1);
+    let err = b
+        .fold
+        .fold(
+            &b.store,
+            index,
+            &command(vec![op.clone()], 9_500),
+            &mut batch,
+        )
+        .expect_err("not held: the entry stays unapplied");
+    assert!(matches!(err, crate::Error::ColdHold { .. }), "{err:?}");
+    assert_eq!(b.store.applied_index().expect("applied"), applied);
+    // Once it can, the same entry applies.
+    tier.fail.store(false, Ordering::SeqCst);
+    commit_on_replica(&b, &op);
+    commit_and_settle(&a, &op);
+    assert_eq!(view(&b), view(&a));
+}

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use super::ColdStore;
+use super::backend::join;
+use super::store::scope_dir;
+use super::{ColdStore, LocalFile, SegmentMeta};
 use crate::catalog::{self, StateRead, StorageDef, TableDef, TableId, TableKind};
 use crate::codec;
 use crate::event::Op;
@@ -455,4 +457,113 @@ pub fn build_key_index(store: &HotStore, cold: &ColdStore) -> Result<usize, Stri
     batch.delete(Family::Meta, crate::hot::KEY_INDEX_PENDING_KEY.to_vec());
     store.upgrade(batch).map_err(|e| e.to_string())?;
     Ok(indexed)
+}
+
+/// Whether `storage` is a directory of each node (`filesystem`): in a cluster, every member
+/// keeps its own copy of the files its manifests list.
+pub fn node_local(storage: &StorageDef) -> bool {
+    storage.kind == crate::catalog::StorageKind::Filesystem
+}
+
+/// The files commit `op` adds to table `def`'s manifests in `storage`: the new segments of a
+/// flush or a compaction (paths relative to the storage's base).
+pub fn files_of(storage: &StorageDef, def: &TableDef, op: &Op) -> Vec<LocalFile> {
+    match op {
+        Op::CommitFlush { segments, .. } | Op::CommitFlushInline { segments, .. } => {
+            let segments = segments.iter().map(|s| (s.scope.as_str(), &s.segment));
+            segment_files(storage, def, segments)
+        }
+        Op::CommitCompact { scopes, .. } => {
+            let segments = scopes
+                .iter()
+                .filter_map(|s| Some((s.scope.as_str(), s.segment.as_ref()?)));
+            segment_files(storage, def, segments)
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The files of `segments` (each with its scope) of table `def` in `storage`.
+pub fn segment_files<'a>(
+    storage: &StorageDef,
+    def: &TableDef,
+    segments: impl IntoIterator<Item = (&'a str, &'a SegmentMeta)>,
+) -> Vec<LocalFile> {
+    segments
+        .into_iter()
+        .map(|(scope, segment)| LocalFile {
+            path: join(&scope_dir(storage, def, scope), &segment.file),
+            bytes: segment.bytes,
+        })
+        .collect()
+}
+
+/// The storage and files of commit `op` (of a job on table `table`) that every member of a
+/// cluster must hold, when the table's storage is a directory of each node; `None` otherwise.
+pub fn node_local_files(
+    state: &dyn StateRead,
+    table: TableId,
+    op: &Op,
+) -> Result<Option<(StorageDef, Vec<LocalFile>)>, String> {
+    let (def, storage) = table_and_storage(state, table)?;
+    Ok(node_local(&storage).then(|| {
+        let files = files_of(&storage, &def, op);
+        (storage, files)
+    }))
+}
+
+/// Every file the manifests of `state` list in storages that are directories of each node,
+/// by storage: what a member brought up from a snapshot must fetch.
+pub fn listed_node_local_files(
+    state: &dyn StateRead,
+) -> Result<Vec<(StorageDef, Vec<LocalFile>)>, String> {
+    let mut out: Vec<(StorageDef, Vec<LocalFile>)> = Vec::new();
+    for def in catalog::tables(state, None).map_err(|e| e.to_string())? {
+        if def.kind == TableKind::Stream {
+            continue;
+        }
+        let (def, storage) = table_and_storage(state, def.id)?;
+        if !node_local(&storage) {
+            continue;
+        }
+        let mut files = Vec::new();
+        for m in catalog::manifests(state, def.id).map_err(|e| e.to_string())? {
+            let dir = scope_dir(&storage, &def, &m.scope);
+            files.extend(m.segments.iter().map(|s| LocalFile {
+                path: join(&dir, &s.file),
+                bytes: s.bytes,
+            }));
+        }
+        match out.iter_mut().find(|(s, _)| s.id == storage.id) {
+            Some((_, all)) => all.extend(files),
+            None => out.push((storage, files)),
+        }
+    }
+    Ok(out)
+}
+
+/// The segment files in the cold directories of every table on a storage that is a
+/// directory of each node that no manifest of `state` lists, as (storage, path): what failed
+/// or replaced jobs left on this node, or files of a job still in flight.
+pub fn unlisted_node_local_files(
+    state: &dyn StateRead,
+    cold: &ColdStore,
+) -> Result<Vec<(StorageDef, String)>, String> {
+    let mut out = Vec::new();
+    for def in catalog::tables(state, None).map_err(|e| e.to_string())? {
+        if def.kind == TableKind::Stream {
+            continue;
+        }
+        let (def, storage) = table_and_storage(state, def.id)?;
+        if !node_local(&storage) {
+            continue;
+        }
+        for path in cold
+            .unlisted(state, &storage, &def)
+            .map_err(|e| e.to_string())?
+        {
+            out.push((storage.clone(), path));
+        }
+    }
+    Ok(out)
 }

@@ -1111,22 +1111,34 @@ impl ColdStore {
 /// or by a flush that crashed before its manifest). Best effort: a file that stays is only
 /// disk space, never read.
 fn remove_unlisted(dir: &Loc, manifest: &Manifest) {
-    let files = match dir.backend.list(&dir.dir) {
-        Ok(listing) => listing.files,
+    let files = match unlisted_in(dir, manifest) {
+        Ok(files) => files,
         Err(e) => {
             tracing::warn!(error = %e, "could not list a scope to remove unlisted segments");
             return;
         }
     };
     for name in files {
-        let segment = name.starts_with("batch-") && name.ends_with(".parquet");
-        if (segment || name.ends_with(".tmp"))
-            && !manifest.segments.iter().any(|s| s.file == name)
-            && let Err(e) = dir.backend.remove(&dir.file(&name))
-        {
+        if let Err(e) = dir.backend.remove(&dir.file(&name)) {
             tracing::warn!(error = %e, "could not remove an unlisted segment");
         }
     }
+}
+
+/// The names of the segment files (and leftover temporary files) in `dir` that `manifest`
+/// does not list.
+pub(crate) fn unlisted_in(dir: &Loc, manifest: &Manifest) -> Result<Vec<String>, String> {
+    Ok(dir
+        .backend
+        .list(&dir.dir)?
+        .files
+        .into_iter()
+        .filter(|name| {
+            let segment = name.starts_with("batch-") && name.ends_with(".parquet");
+            (segment || name.ends_with(".tmp"))
+                && !manifest.segments.iter().any(|s| &s.file == name)
+        })
+        .collect())
 }
 
 impl ColdTier for ColdStore {

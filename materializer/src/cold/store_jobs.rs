@@ -213,20 +213,55 @@ impl ColdStore {
         def: &TableDef,
     ) -> Result<(), ColdError> {
         let backend = self.backend(storage)?;
+        for (dir, manifest) in self.listed_dirs(state, &backend, storage, def)? {
+            remove_unlisted(&Loc::new(backend.clone(), dir), &manifest);
+        }
+        Ok(())
+    }
+
+    /// The paths (relative to the storage's base) of the segment files in every directory
+    /// of `def`'s cold tier that no manifest of `state` lists.
+    pub fn unlisted(
+        &self,
+        state: &dyn StateRead,
+        storage: &StorageDef,
+        def: &TableDef,
+    ) -> Result<Vec<String>, ColdError> {
+        let backend = self.backend(storage)?;
+        let mut out = Vec::new();
+        for (dir, manifest) in self.listed_dirs(state, &backend, storage, def)? {
+            let loc = Loc::new(backend.clone(), dir);
+            for name in unlisted_in(&loc, &manifest).map_err(backend_err)? {
+                out.push(loc.file(&name));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every directory of `def`'s cold tier in `storage`, with the manifest `state` holds
+    /// for it (an empty one when it has none).
+    fn listed_dirs(
+        &self,
+        state: &dyn StateRead,
+        backend: &Arc<dyn Backend>,
+        storage: &StorageDef,
+        def: &TableDef,
+    ) -> Result<Vec<(String, Manifest)>, ColdError> {
         let listed: HashMap<String, Manifest> = catalog::manifests(state, def.id)
             .map_err(state_err)?
             .into_iter()
             .map(|m| (scope_dir(storage, def, &m.scope), m))
             .collect();
-        let dirs = table_dirs(&backend, storage, def)?;
-        for dir in dirs {
-            let manifest = listed
-                .get(&dir)
-                .cloned()
-                .unwrap_or_else(|| Manifest::new(def, ""));
-            remove_unlisted(&Loc::new(backend.clone(), dir), &manifest);
-        }
-        Ok(())
+        Ok(table_dirs(backend, storage, def)?
+            .into_iter()
+            .map(|dir| {
+                let manifest = listed
+                    .get(&dir)
+                    .cloned()
+                    .unwrap_or_else(|| Manifest::new(def, ""));
+                (dir, manifest)
+            })
+            .collect())
     }
 
     /// Removes the whole cold tier of a dropped table, `dir` in `storage` (its

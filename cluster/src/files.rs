@@ -1,0 +1,581 @@
+//! The cold tier of storages that are a directory of each node (`filesystem`), in a
+//! cluster (DESIGN.md "Cluster", `cluster/FORMAT.md` "Cold files between members").
+//!
+//! Every member keeps its own copy of every segment its manifests list. The member that runs
+//! a flush or a compaction writes the segments, then has the other voters copy them
+//! ([`ColdFiles::replicate`], a `Pull` RPC each) and proposes the commit only once a majority
+//! holds them: whichever minority fails next, a member that holds each file stays. Before a
+//! member records a commit that lists files it lacks (it was down, or slow), it fetches them
+//! from the members that hold them ([`ColdFiles::hold`], called by the fold): applying never
+//! records a manifest whose files are not on the node. A member brought up from a snapshot
+//! fetches every file the snapshot's manifests list ([`ColdFiles::hold_listed`]). A member
+//! far behind may find a file gone from every member: one that has applied past the commit
+//! and no longer lists the file (a later compaction replaced it) says so, and the file is
+//! not needed, since this member applies that later commit before it serves a read of the
+//! state after it.
+//!
+//! Files travel in chunks ([`CHUNK`]) of a `Read` RPC and are written whole, atomically and
+//! durably; a copy must have the length the commit lists. Only segment files
+//! (`….parquet`) of `filesystem` storages are served, by relative paths without `..`.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use folddb_materializer::cold::backend::Source;
+use folddb_materializer::cold::job::{listed_node_local_files, node_local};
+use folddb_materializer::cold::{ColdResult, ColdStore, LocalFile, Replicas};
+use folddb_materializer::{ColdTier, Family, HotStore, StateRead, StorageDef, TableDef, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{decode_message, encode_message};
+use crate::network::{Peers, Rpc};
+use crate::state_machine::MEMBERSHIP_KEY;
+
+/// The most bytes one `Read` answers.
+pub const CHUNK: u64 = 8 << 20;
+
+/// How long one chunk may take to arrive.
+const CHUNK_WAIT: Duration = Duration::from_secs(30);
+
+/// How often a member retries fetching the files of a commit it is applying, one second
+/// apart, before it gives up: the node then stops applying (and reports why) until a restart.
+const HOLD_ATTEMPTS: u32 = 120;
+
+/// A member's file RPC (`/v1/raft/file`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum FileRequest {
+    /// Up to [`CHUNK`] bytes of file `path` of `storage` from `offset`, which the state at
+    /// applied index `listed_at` lists (`u64::MAX`: a job's file not committed yet).
+    Read {
+        storage: StorageDef,
+        path: String,
+        offset: u64,
+        listed_at: u64,
+    },
+    /// Copy `files` of `storage` from the member at `from` (the others when it does not hold
+    /// one), and answer once they are durable here.
+    Pull {
+        from: String,
+        storage: StorageDef,
+        files: Vec<LocalFile>,
+    },
+}
+
+/// The answer to a [`FileRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum FileAnswer {
+    /// Bytes from the asked offset; `total` is the file's length.
+    Chunk { total: u64, bytes: Vec<u8> },
+    /// This member does not hold the file.
+    Missing,
+    /// This member does not hold the file, and its state, applied past the asked
+    /// `listed_at`, no longer lists it: a later commit replaced it (a compaction) or its table
+    /// was dropped, and it may be gone from every member.
+    Gone,
+    /// The pulled files are durable on this member.
+    Held,
+    /// The request could not be served.
+    Failed(String),
+}
+
+/// A member's copies of the files of node-local storages. Cheap to share.
+pub struct ColdFiles {
+    id: u64,
+    cold: Arc<ColdStore>,
+    peers: Peers,
+    hot: OnceLock<Arc<HotStore>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for ColdFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ColdFiles").field("id", &self.id).finish()
+    }
+}
+
+/// Whether `path` names a segment file inside a storage: relative, no `.` or `..` parts.
+fn safe_path(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && !path.contains('\\')
+        && path.ends_with(".parquet")
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+impl ColdFiles {
+    /// Node `id`'s files, in `cold`, reaching the others with `peers`. Must be created on the
+    /// runtime the node's RPCs run on.
+    pub fn new(id: u64, cold: Arc<ColdStore>, peers: Peers) -> ColdFiles {
+        ColdFiles {
+            id,
+            cold,
+            peers,
+            hot: OnceLock::new(),
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// The node's store, once it is open (the members are read from it).
+    pub(crate) fn set_store(&self, hot: Arc<HotStore>) {
+        let _ = self.hot.set(hot);
+    }
+
+    /// This node's address and the other members' (`voters` only, or every member), as the
+    /// applied membership lists them.
+    fn members(&self, voters: bool) -> (Option<String>, Vec<String>) {
+        let Some(bytes) = self
+            .hot
+            .get()
+            .and_then(|h| h.get(Family::Meta, MEMBERSHIP_KEY).ok().flatten())
+        else {
+            return (None, Vec::new());
+        };
+        let Ok(stored) = crate::codec::decode_membership(&bytes) else {
+            return (None, Vec::new());
+        };
+        let config = stored.membership();
+        let voter_ids: BTreeSet<u64> = config.voter_ids().collect();
+        let (mut me, mut others) = (None, Vec::new());
+        for (id, node) in config.nodes() {
+            if *id == self.id {
+                me = Some(node.addr.clone());
+            } else if !voters || voter_ids.contains(id) {
+                others.push(node.addr.clone());
+            }
+        }
+        (me, others)
+    }
+
+    /// Whether this node holds `file` of `storage` at its listed length.
+    fn has(&self, storage: &StorageDef, file: &LocalFile) -> Result<bool, String> {
+        let backend = self.cold.backend(storage).map_err(|e| e.to_string())?;
+        Ok(match backend.open(&file.path)? {
+            Some(Source::File(f)) => f.metadata().is_ok_and(|m| m.len() == file.bytes),
+            Some(Source::Bytes(b)) => b.len() as u64 == file.bytes,
+            None => false,
+        })
+    }
+
+    /// Copies `file` of `storage` (listed at `listed_at`) from the member at `addr`.
+    async fn fetch_from(
+        &self,
+        addr: &str,
+        storage: &StorageDef,
+        file: &LocalFile,
+        listed_at: u64,
+    ) -> Result<Fetched, String> {
+        let mut bytes = Vec::with_capacity(file.bytes.min(CHUNK) as usize);
+        loop {
+            let ask = FileRequest::Read {
+                storage: storage.clone(),
+                path: file.path.clone(),
+                offset: bytes.len() as u64,
+                listed_at,
+            };
+            let answer: FileAnswer = self
+                .peers
+                .call(addr, Rpc::File, &ask, CHUNK_WAIT)
+                .await
+                .map_err(|e| e.to_string())?;
+            match answer {
+                FileAnswer::Chunk { total, bytes: part } => {
+                    if total != file.bytes {
+                        return Err(format!(
+                            "node {addr} holds {total} bytes of {}, the commit lists {}",
+                            file.path, file.bytes
+                        ));
+                    }
+                    if part.is_empty() && (bytes.len() as u64) < total {
+                        return Err(format!("node {addr} sent {} cut short", file.path));
+                    }
+                    bytes.extend_from_slice(&part);
+                    if bytes.len() as u64 >= total {
+                        break;
+                    }
+                }
+                FileAnswer::Missing => return Ok(Fetched::Missing),
+                FileAnswer::Gone => return Ok(Fetched::Gone),
+                FileAnswer::Failed(why) => return Err(format!("node {addr}: {why}")),
+                FileAnswer::Held => return Err(format!("node {addr} answered out of turn")),
+            }
+        }
+        if bytes.len() as u64 != file.bytes {
+            return Err(format!(
+                "node {addr} sent more of {} than it has",
+                file.path
+            ));
+        }
+        let backend = self.cold.backend(storage).map_err(|e| e.to_string())?;
+        let path = file.path.clone();
+        tokio::task::spawn_blocking(move || backend.write(&path, bytes))
+            .await
+            .map_err(|e| e.to_string())??;
+        Ok(Fetched::Copied)
+    }
+
+    /// Makes sure this node holds `files` of `storage`, copying each it lacks from `first`
+    /// (when given), else from the first other member that holds it. `listed_at`: the
+    /// applied index whose state lists them; a file that a member applied past it has
+    /// dropped since (replaced by a later commit) is not needed (`None`: every file is).
+    async fn ensure(
+        &self,
+        storage: &StorageDef,
+        files: &[LocalFile],
+        first: Option<&str>,
+        listed_at: Option<u64>,
+    ) -> Result<(), String> {
+        if !node_local(storage) {
+            return Err(format!(
+                "storage '{}' is not a directory of each node",
+                storage.id
+            ));
+        }
+        for file in files {
+            if !safe_path(&file.path) {
+                return Err(format!("'{}' is not a segment file's path", file.path));
+            }
+            if self.has(storage, file)? {
+                continue;
+            }
+            let (_, others) = self.members(false);
+            let sources = first.map(str::to_owned).into_iter().chain(others);
+            let mut problems = Vec::new();
+            let mut done = None;
+            for addr in sources {
+                match self
+                    .fetch_from(&addr, storage, file, listed_at.unwrap_or(u64::MAX))
+                    .await
+                {
+                    Ok(Fetched::Missing) => problems.push(format!("node {addr} does not hold it")),
+                    Ok(got) => {
+                        done = Some(got);
+                        break;
+                    }
+                    Err(e) => problems.push(e),
+                }
+            }
+            match done {
+                Some(Fetched::Copied) => {
+                    tracing::info!(path = %file.path, bytes = file.bytes, "fetched a cold file from a member");
+                }
+                Some(_) => {
+                    tracing::info!(path = %file.path, "not fetched: a later commit replaced it");
+                }
+                None => {
+                    return Err(format!(
+                        "no member could send {} of storage '{}' ({})",
+                        file.path,
+                        storage.id,
+                        problems.join("; ")
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The fold's [`ColdTier::hold`]: makes sure this node holds `files` before the commit
+    /// listing them is recorded, retrying once a second while no member can send them
+    /// (the members that hold them restarting, say), up to [`HOLD_ATTEMPTS`] times.
+    pub fn hold(&self, index: u64, storage: &StorageDef, files: &[LocalFile]) -> ColdResult<()> {
+        let mut missing = Vec::new();
+        for f in files {
+            if !self.has(storage, f)? {
+                missing.push(f.clone());
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut attempt = 0;
+        loop {
+            // On a thread of its own: the fold may run on a runtime's thread, where blocking
+            // on a future is not allowed.
+            let fetched = std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        self.runtime
+                            .block_on(self.ensure(storage, &missing, None, Some(index)))
+                    })
+                    .join()
+                    .unwrap_or_else(|_| Err("fetching cold files panicked".to_owned()))
+            });
+            match fetched {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt + 1 >= HOLD_ATTEMPTS => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "waiting for a member to send a commit's cold files");
+                    std::thread::sleep(Duration::from_secs(1));
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Fetches every file the manifests of this node's state list in node-local storages
+    /// that it lacks (after a snapshot brought them, or a restart cut such a fetch off).
+    /// Retries a second apart until every file is here.
+    pub async fn hold_listed(self: Arc<Self>) {
+        let Some(hot) = self.hot.get().cloned() else {
+            return;
+        };
+        loop {
+            let listed = {
+                let hot = hot.clone();
+                tokio::task::spawn_blocking(move || {
+                    let at = hot.applied_index().map_err(|e| e.to_string())?;
+                    let listed = listed_node_local_files(hot.as_ref())?;
+                    Ok::<_, String>((at.map_or(0, |i| i.0), listed))
+                })
+                .await
+            };
+            let (at, listed) = match listed {
+                Ok(Ok(listed)) => listed,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not list the cold files to fetch");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let mut problems = Vec::new();
+            for (storage, files) in &listed {
+                if let Err(e) = self.ensure(storage, files, None, Some(at)).await {
+                    problems.push(e);
+                }
+            }
+            if problems.is_empty() {
+                return;
+            }
+            tracing::warn!(problems = %problems.join("; "), "fetching the cold files the manifests list");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Answers a member's [`FileRequest`] (the HTTP layer has checked its cluster id and
+    /// secret).
+    pub async fn answer(&self, body: &[u8]) -> Result<Vec<u8>, String> {
+        let request: FileRequest = decode_message(body)?;
+        let answer = match request {
+            FileRequest::Read {
+                storage,
+                path,
+                offset,
+                listed_at,
+            } => {
+                if !node_local(&storage) || !safe_path(&path) {
+                    FileAnswer::Failed(format!("'{path}' is not a segment file's path"))
+                } else {
+                    let (cold, hot) = (self.cold.clone(), self.hot.get().cloned());
+                    tokio::task::spawn_blocking(move || {
+                        match read_chunk(&cold, &storage, &path, offset) {
+                            FileAnswer::Missing => match hot {
+                                Some(hot) if dropped_since(&hot, &storage, &path, listed_at) => {
+                                    FileAnswer::Gone
+                                }
+                                _ => FileAnswer::Missing,
+                            },
+                            answer => answer,
+                        }
+                    })
+                    .await
+                    .unwrap_or_else(|e| FileAnswer::Failed(e.to_string()))
+                }
+            }
+            FileRequest::Pull {
+                from,
+                storage,
+                files,
+            } => match self.ensure(&storage, &files, Some(&from), None).await {
+                Ok(()) => FileAnswer::Held,
+                Err(e) => FileAnswer::Failed(e),
+            },
+        };
+        Ok(encode_message(&answer))
+    }
+}
+
+/// What asking a member for a file got.
+enum Fetched {
+    Copied,
+    Missing,
+    Gone,
+}
+
+/// Whether `hot`, applied past `listed_at`, no longer lists `path` of `storage`.
+fn dropped_since(hot: &HotStore, storage: &StorageDef, path: &str, listed_at: u64) -> bool {
+    let past = hot
+        .applied_index()
+        .is_ok_and(|a| a.is_some_and(|a| a.0 > listed_at));
+    past && listed_node_local_files(hot).is_ok_and(|listed| {
+        !listed
+            .iter()
+            .filter(|(s, _)| s.id == storage.id)
+            .any(|(_, files)| files.iter().any(|f| f.path == path))
+    })
+}
+
+/// Up to [`CHUNK`] bytes of `path` of `storage` from `offset`.
+fn read_chunk(cold: &ColdStore, storage: &StorageDef, path: &str, offset: u64) -> FileAnswer {
+    use std::io::{Read, Seek, SeekFrom};
+    let read = || -> Result<FileAnswer, String> {
+        let backend = cold.backend(storage).map_err(|e| e.to_string())?;
+        let Some(source) = backend.open(path)? else {
+            return Ok(FileAnswer::Missing);
+        };
+        let bytes = match source {
+            Source::Bytes(b) => b.to_vec(),
+            Source::File(mut f) => {
+                let total = f.metadata().map_err(|e| e.to_string())?.len();
+                f.seek(SeekFrom::Start(offset.min(total)))
+                    .map_err(|e| e.to_string())?;
+                let mut part = Vec::new();
+                f.take(CHUNK)
+                    .read_to_end(&mut part)
+                    .map_err(|e| e.to_string())?;
+                return Ok(FileAnswer::Chunk { total, bytes: part });
+            }
+        };
+        let total = bytes.len() as u64;
+        let start = offset.min(total) as usize;
+        let end = (offset.saturating_add(CHUNK)).min(total) as usize;
+        Ok(FileAnswer::Chunk {
+            total,
+            bytes: bytes[start..end].to_vec(),
+        })
+    };
+    read().unwrap_or_else(FileAnswer::Failed)
+}
+
+impl Replicas for ColdFiles {
+    fn replicate<'a>(
+        &'a self,
+        storage: &'a StorageDef,
+        files: &'a [LocalFile],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ColdResult<()>> + Send + 'a>> {
+        Box::pin(async move {
+            let (me, others) = self.members(true);
+            let Some(me) = me else {
+                return Err("this node is not a member of the cluster it applied".to_owned());
+            };
+            // A majority of the voters, this one counted (a learner's job counts only others).
+            let voters = others.len() + 1;
+            let need = (voters / 2 + 1).saturating_sub(1);
+            if need == 0 || files.is_empty() {
+                return Ok(());
+            }
+            let bytes: u64 = files.iter().map(|f| f.bytes).sum();
+            // Generous: a copy at 10 MB/s, plus a start.
+            let wait = Duration::from_secs(10 + bytes / 10_000_000);
+            let mut asks = tokio::task::JoinSet::new();
+            for addr in others {
+                let (peers, request) = (
+                    self.peers.clone(),
+                    FileRequest::Pull {
+                        from: me.clone(),
+                        storage: storage.clone(),
+                        files: files.to_vec(),
+                    },
+                );
+                asks.spawn(async move {
+                    let answer = peers
+                        .call::<_, FileAnswer>(&addr, Rpc::File, &request, wait)
+                        .await;
+                    (addr, answer)
+                });
+            }
+            let (mut held, mut problems) = (0, Vec::new());
+            while let Some(done) = asks.join_next().await {
+                match done {
+                    Ok((_, Ok(FileAnswer::Held))) => {
+                        held += 1;
+                        if held >= need {
+                            // The others finish their copies on their own.
+                            asks.detach_all();
+                            return Ok(());
+                        }
+                    }
+                    Ok((addr, Ok(FileAnswer::Failed(why)))) => {
+                        problems.push(format!("node {addr}: {why}"))
+                    }
+                    Ok((addr, Ok(other))) => {
+                        problems.push(format!("node {addr} answered {other:?}"))
+                    }
+                    Ok((_, Err(e))) => problems.push(e.to_string()),
+                    Err(e) => problems.push(e.to_string()),
+                }
+            }
+            Err(format!(
+                "the job's files reached {held} other member(s), a majority needs {need}: {}",
+                problems.join("; ")
+            ))
+        })
+    }
+}
+
+/// The cold tier as a cluster member's fold reads it: the node's [`ColdStore`], with commits
+/// of node-local storages held through [`ColdFiles`].
+#[derive(Debug)]
+pub struct ClusterCold {
+    pub cold: Arc<ColdStore>,
+    pub files: Arc<ColdFiles>,
+}
+
+impl ColdTier for ClusterCold {
+    fn get(
+        &self,
+        state: &dyn StateRead,
+        storage: &StorageDef,
+        def: &TableDef,
+        scope: &str,
+        pk: &Value,
+    ) -> ColdResult<Option<folddb_materializer::RowVersion>> {
+        self.cold.get(state, storage, def, scope, pk)
+    }
+
+    fn hold(&self, index: u64, storage: &StorageDef, files: &[LocalFile]) -> ColdResult<()> {
+        self.files.hold(index, storage, files)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_segment_paths_inside_a_storage_are_served() {
+        assert!(safe_path("ns/t/batch-FL-1.parquet"));
+        assert!(safe_path("ns/t/u1/batch-FL-1.parquet"));
+        for bad in [
+            "",
+            "/etc/passwd.parquet",
+            "../x.parquet",
+            "ns/../../x.parquet",
+            "ns/./x.parquet",
+            "ns//x.parquet",
+            "ns\\x.parquet",
+            "ns/t/manifest.json",
+        ] {
+            assert!(!safe_path(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn golden_file_rpc_bytes() {
+        // cluster/FORMAT.md, "Cold files between members".
+        assert_eq!(encode_message(&FileAnswer::Missing), [1, 1]);
+        assert_eq!(encode_message(&FileAnswer::Gone), [1, 2]);
+        assert_eq!(encode_message(&FileAnswer::Held), [1, 3]);
+        assert_eq!(
+            encode_message(&FileAnswer::Chunk {
+                total: 3,
+                bytes: vec![7, 8]
+            }),
+            [1, 0, 3, 2, 7, 8]
+        );
+        let back: FileAnswer = decode_message(&[1, 4, 2, b'n', b'o']).expect("decodes");
+        assert!(matches!(back, FileAnswer::Failed(m) if m == "no"));
+    }
+}
