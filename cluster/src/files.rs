@@ -45,19 +45,20 @@ const HOLD_ATTEMPTS: u32 = 120;
 /// A member's file RPC (`/v1/raft/file`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum FileRequest {
-    /// Up to [`CHUNK`] bytes of file `path` of `storage` from `offset`, which the state at
-    /// applied index `listed_at` lists (`u64::MAX`: a job's file not committed yet).
+    /// Up to [`CHUNK`] bytes of file `path` of storage `storage` (its id) from `offset`,
+    /// which the state at applied index `listed_at` lists (`u64::MAX`: a job's file not
+    /// committed yet).
     Read {
-        storage: StorageDef,
+        storage: String,
         path: String,
         offset: u64,
         listed_at: u64,
     },
-    /// Copy `files` of `storage` from the member at `from` (the others when it does not hold
-    /// one), and answer once they are durable here.
+    /// Copy `files` of storage `storage` (its id) from the member at `from` (the others when
+    /// it does not hold one), and answer once they are durable here.
     Pull {
         from: String,
-        storage: StorageDef,
+        storage: String,
         files: Vec<LocalFile>,
     },
 }
@@ -170,7 +171,7 @@ impl ColdFiles {
         let mut bytes = Vec::with_capacity(file.bytes.min(CHUNK) as usize);
         loop {
             let ask = FileRequest::Read {
-                storage: storage.clone(),
+                storage: storage.id.clone(),
                 path: file.path.clone(),
                 offset: bytes.len() as u64,
                 listed_at,
@@ -317,11 +318,12 @@ impl ColdFiles {
 
     /// Fetches every file the manifests of this node's state list in node-local storages
     /// that it lacks (after a snapshot brought them, or a restart cut such a fetch off).
-    /// Retries a second apart until every file is here.
+    /// Retries, backing off from one second to thirty, until every file is here.
     pub async fn hold_listed(self: Arc<Self>) {
         let Some(hot) = self.hot.get().cloned() else {
             return;
         };
+        let mut waited = 0;
         loop {
             let listed = {
                 let hot = hot.clone();
@@ -350,7 +352,9 @@ impl ColdFiles {
                 return;
             }
             tracing::warn!(problems = %problems.join("; "), "fetching the cold files the manifests list");
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            // Backing off up to half a minute while the members that hold them are away.
+            waited = (waited * 2).clamp(1, 30);
+            tokio::time::sleep(Duration::from_secs(waited)).await;
         }
     }
 
@@ -358,16 +362,28 @@ impl ColdFiles {
     /// secret).
     pub async fn answer(&self, body: &[u8]) -> Result<Vec<u8>, String> {
         let request: FileRequest = decode_message(body)?;
+        // A storage as this member's own state defines it: where its files are is never
+        // the caller's to say.
+        let own = |id: &str| -> Option<StorageDef> {
+            let hot = self.hot.get()?;
+            folddb_materializer::catalog::storage(hot.as_ref(), id)
+                .ok()
+                .flatten()
+                .filter(node_local)
+        };
         let answer = match request {
             FileRequest::Read {
                 storage,
                 path,
                 offset,
                 listed_at,
-            } => {
-                if !node_local(&storage) || !safe_path(&path) {
+            } => match own(&storage) {
+                _ if !safe_path(&path) => {
                     FileAnswer::Failed(format!("'{path}' is not a segment file's path"))
-                } else {
+                }
+                // Not (yet) a storage of this member: it holds none of its files.
+                None => FileAnswer::Missing,
+                Some(storage) => {
                     let (cold, hot) = (self.cold.clone(), self.hot.get().cloned());
                     tokio::task::spawn_blocking(move || {
                         match read_chunk(&cold, &storage, &path, offset) {
@@ -383,14 +399,19 @@ impl ColdFiles {
                     .await
                     .unwrap_or_else(|e| FileAnswer::Failed(e.to_string()))
                 }
-            }
+            },
             FileRequest::Pull {
                 from,
                 storage,
                 files,
-            } => match self.ensure(&storage, &files, Some(&from), None).await {
-                Ok(()) => FileAnswer::Held,
-                Err(e) => FileAnswer::Failed(e),
+            } => match own(&storage) {
+                None => FileAnswer::Failed(format!(
+                    "storage '{storage}' is not a directory of each node in this member's state"
+                )),
+                Some(storage) => match self.ensure(&storage, &files, Some(&from), None).await {
+                    Ok(()) => FileAnswer::Held,
+                    Err(e) => FileAnswer::Failed(e),
+                },
             },
         };
         Ok(encode_message(&answer))
@@ -475,7 +496,7 @@ impl Replicas for ColdFiles {
                     self.peers.clone(),
                     FileRequest::Pull {
                         from: me.clone(),
-                        storage: storage.clone(),
+                        storage: storage.id.clone(),
                         files: files.to_vec(),
                     },
                 );
@@ -575,6 +596,16 @@ mod tests {
             }),
             [1, 0, 3, 2, 7, 8]
         );
+        let read = FileRequest::Read {
+            storage: "s".into(),
+            path: "a.parquet".into(),
+            offset: 1,
+            listed_at: 2,
+        };
+        let mut want = vec![1, 0, 1, b's', 9];
+        want.extend_from_slice(b"a.parquet");
+        want.extend_from_slice(&[1, 2]);
+        assert_eq!(encode_message(&read), want);
         let back: FileAnswer = decode_message(&[1, 4, 2, b'n', b'o']).expect("decodes");
         assert!(matches!(back, FileAnswer::Failed(m) if m == "no"));
     }

@@ -288,6 +288,49 @@ async fn on_a_directory_of_each_node_every_member_holds_its_own_copy_of_each_seg
             .collect()
     };
 
+    // Members' file RPC: the cluster's secret, and only segment files inside a storage. A
+    // `Read` (codec byte 1, variant 0) of `local` at a path that climbs out is refused with
+    // `Failed` (variant 4). A segment the member does not hold is `Missing` (1) while the
+    // asked index is ahead of the member, `Gone` (2) once it is applied past it and lists no
+    // such file. Without the secret, 401.
+    let file_rpc = |path: &str, listed_at: u8, secret: bool| {
+        let mut body = vec![1u8, 0, 5];
+        body.extend_from_slice(b"local");
+        body.push(path.len() as u8);
+        body.extend_from_slice(path.as_bytes());
+        body.extend_from_slice(&[0, listed_at]);
+        let s = c.node(leader);
+        let mut req = s
+            .client
+            .post(s.url("/v1/raft/file"))
+            .header("x-folddb-cluster-id", "folddb")
+            .body(body);
+        if secret {
+            req = req.header("x-folddb-cluster-secret", folddb_tests::cluster::SECRET);
+        }
+        req.send()
+    };
+    let refused = file_rpc("../../../etc/passwd.parquet", 0, true)
+        .await
+        .expect("answers");
+    assert_eq!(refused.status(), 200);
+    let answer = refused.bytes().await.expect("body");
+    assert_eq!(answer[..2], [1, 4], "Failed: {answer:?}");
+    let unknown = file_rpc("app/l/batch-none.parquet", 250, true)
+        .await
+        .expect("answers");
+    let answer = unknown.bytes().await.expect("body");
+    assert_eq!(answer[..], [1, 1], "Missing");
+    let unknown = file_rpc("app/l/batch-none.parquet", 1, true)
+        .await
+        .expect("answers");
+    let answer = unknown.bytes().await.expect("body");
+    assert_eq!(answer[..], [1, 2], "Gone");
+    let anonymous = file_rpc("app/l/batch-none.parquet", 1, false)
+        .await
+        .expect("answers");
+    assert_eq!(anonymous.status(), 401);
+
     // A flush through a follower: its segment is on every member, byte for byte, and every
     // member serves the rows from it, none of them hot.
     let follower = (leader + 1) % 3;
