@@ -241,6 +241,10 @@ impl Engine {
                 }
                 let result = match outcome {
                     Ok(Outcome::Applied(_)) => {
+                        // A write forwarded to the leader comes back once the leader applied
+                        // it: the trims are planned from this node's state, which must hold
+                        // the commit too.
+                        applied_here(&store, &id).await;
                         if kind == JobKind::Flush {
                             trim_hot(&proposer, &store, table, &actor, &id).await;
                         }
@@ -669,6 +673,18 @@ impl Engine {
 /// the versions its segments hold out of the hot tier (each one short, so that the writes
 /// between them wait little). One that fails stops the trim; the table's next flush finishes
 /// it (until then the versions are read from both tiers, with the same answers).
+/// Waits (up to ten seconds) until this node has applied the commit of job `id`: its record
+/// is in the node's catalog.
+async fn applied_here(store: &Arc<HotStore>, id: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if !matches!(catalog::job(store.as_ref(), id), Ok(None)) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 async fn trim_hot(
     proposer: &Arc<dyn Propose>,
     store: &Arc<HotStore>,
