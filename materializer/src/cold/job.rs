@@ -512,20 +512,28 @@ pub fn node_local_files(
     }))
 }
 
+/// The tables of `state` with a cold tier on a storage that is a directory of each node.
+fn node_local_tables(state: &dyn StateRead) -> Result<Vec<(TableDef, StorageDef)>, String> {
+    let mut out = Vec::new();
+    for def in catalog::tables(state, None).map_err(|e| e.to_string())? {
+        if def.kind == TableKind::Stream {
+            continue;
+        }
+        let (def, storage) = table_and_storage(state, def.id)?;
+        if node_local(&storage) {
+            out.push((def, storage));
+        }
+    }
+    Ok(out)
+}
+
 /// Every file the manifests of `state` list in storages that are directories of each node,
 /// by storage: what a member brought up from a snapshot must fetch.
 pub fn listed_node_local_files(
     state: &dyn StateRead,
 ) -> Result<Vec<(StorageDef, Vec<LocalFile>)>, String> {
     let mut out: Vec<(StorageDef, Vec<LocalFile>)> = Vec::new();
-    for def in catalog::tables(state, None).map_err(|e| e.to_string())? {
-        if def.kind == TableKind::Stream {
-            continue;
-        }
-        let (def, storage) = table_and_storage(state, def.id)?;
-        if !node_local(&storage) {
-            continue;
-        }
+    for (def, storage) in node_local_tables(state)? {
         let mut files = Vec::new();
         for m in catalog::manifests(state, def.id).map_err(|e| e.to_string())? {
             let dir = scope_dir(&storage, &def, &m.scope);
@@ -550,14 +558,7 @@ pub fn unlisted_node_local_files(
     cold: &ColdStore,
 ) -> Result<Vec<(StorageDef, String)>, String> {
     let mut out = Vec::new();
-    for def in catalog::tables(state, None).map_err(|e| e.to_string())? {
-        if def.kind == TableKind::Stream {
-            continue;
-        }
-        let (def, storage) = table_and_storage(state, def.id)?;
-        if !node_local(&storage) {
-            continue;
-        }
+    for (def, storage) in node_local_tables(state)? {
         for path in cold
             .unlisted(state, &storage, &def)
             .map_err(|e| e.to_string())?
