@@ -534,6 +534,7 @@ const JOB: &[u8] = b"j\0";
 const STORAGE: &[u8] = b"s\0";
 const MANIFEST: &[u8] = b"c\0";
 const FLUSHED: &[u8] = b"f\0";
+const DROPPED_DIR: &[u8] = b"d\0";
 
 /// The key of a table scope's cold-tier manifest (`materializer/FORMAT.md`, "Cold tier").
 pub fn manifest_key(table: TableId, scope: &str) -> Vec<u8> {
@@ -543,6 +544,28 @@ pub fn manifest_key(table: TableId, scope: &str) -> Vec<u8> {
 /// The prefix of every manifest of a table.
 pub(crate) fn manifest_prefix(table: TableId) -> Vec<u8> {
     [MANIFEST, &table.0.to_be_bytes()[..]].concat()
+}
+
+/// The key recording that a DROP removed a table whose cold tier was directory `dir` of
+/// storage `storage`, a directory of each node: every member removes its own copy's files.
+pub(crate) fn dropped_dir_key(storage: &str, dir: &str) -> Vec<u8> {
+    [DROPPED_DIR, storage.as_bytes(), b"\0", dir.as_bytes()].concat()
+}
+
+/// Every (storage id, directory) a DROP removed (see [`dropped_dir_key`]).
+pub fn dropped_dirs(state: &dyn StateRead) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (key, _) in state.scan_prefix(Family::Catalog, DROPPED_DIR)? {
+        let rest = &key[DROPPED_DIR.len()..];
+        let Some(cut) = rest.iter().position(|b| *b == 0) else {
+            continue;
+        };
+        let (storage, dir) = (&rest[..cut], &rest[cut + 1..]);
+        if let (Ok(storage), Ok(dir)) = (std::str::from_utf8(storage), std::str::from_utf8(dir)) {
+            out.push((storage.to_owned(), dir.to_owned()));
+        }
+    }
+    Ok(out)
 }
 
 /// The key of a table's flush mark: the `through_seq` of its last committed flush.

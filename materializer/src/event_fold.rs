@@ -885,11 +885,23 @@ fn put_table(ctx: &mut Ctx<'_>, def: &TableDef) {
 
 fn drop_table(ctx: &mut Ctx<'_>, def: &TableDef) -> Result<(), OpError> {
     // The files go after the outcome, outside apply (the engine removes the table's
-    // directory); the manifests go with the table.
-    for (key, _) in ctx
+    // directory); the manifests go with the table. On a directory of each node, a record
+    // of the directory tells every member to remove its own copy's files.
+    let manifests = ctx
         .state()
-        .scan_prefix(Family::Catalog, &catalog::manifest_prefix(def.id))?
+        .scan_prefix(Family::Catalog, &catalog::manifest_prefix(def.id))?;
+    if !manifests.is_empty()
+        && let Some(storage) = catalog::storage(&ctx.state(), &def.options.storage_id)?
+        && crate::cold::job::node_local(&storage)
     {
+        let dir = crate::cold::store::table_dir(&storage, def);
+        ctx.batch.put(
+            Family::Catalog,
+            catalog::dropped_dir_key(&storage.id, &dir),
+            Vec::new(),
+        );
+    }
+    for (key, _) in manifests {
         ctx.batch.delete(Family::Catalog, key);
     }
     ctx.batch

@@ -5,7 +5,8 @@
 //! compaction on any member merges them; the segments it replaced are removed only after a
 //! grace period. On a storage that is a directory of each node (`filesystem`), every member
 //! keeps its own copy of each segment: a member that was down, or wiped and brought up from a
-//! snapshot, fetches the ones it lacks from the others.
+//! snapshot, fetches the ones it lacks from the others, and a DROP through any member
+//! removes them on every member.
 
 use std::time::{Duration, Instant};
 
@@ -404,5 +405,11 @@ async fn on_a_directory_of_each_node_every_member_holds_its_own_copy_of_each_seg
     for i in 0..3 {
         holds(c.dirs[i].path(), &now).await;
         assert_eq!(rows_in(c.node(i), &token, "app.l", 100).await, want(100));
+    }
+
+    // A DROP through one member: every member removes its own copy's files.
+    write(c.node(leader), &token, "DROP TABLE app.l").await;
+    for i in 0..3 {
+        holds(c.dirs[i].path(), &Default::default()).await;
     }
 }

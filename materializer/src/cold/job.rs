@@ -552,18 +552,40 @@ pub fn listed_node_local_files(
 
 /// The segment files in the cold directories of every table on a storage that is a
 /// directory of each node that no manifest of `state` lists, as (storage, path): what failed
-/// or replaced jobs left on this node, or files of a job still in flight.
+/// or replaced jobs left on this node, files of a job still in flight, and the files of
+/// dropped tables (whose directories no live table uses).
 pub fn unlisted_node_local_files(
     state: &dyn StateRead,
     cold: &ColdStore,
 ) -> Result<Vec<(StorageDef, String)>, String> {
     let mut out = Vec::new();
-    for (def, storage) in node_local_tables(state)? {
+    let live = node_local_tables(state)?;
+    for (def, storage) in &live {
         for path in cold
-            .unlisted(state, &storage, &def)
+            .unlisted(state, storage, def)
             .map_err(|e| e.to_string())?
         {
             out.push((storage.clone(), path));
+        }
+    }
+    // The directories of dropped tables that no live table uses: every segment file in them.
+    for (id, dir) in catalog::dropped_dirs(state).map_err(|e| e.to_string())? {
+        let Some(storage) = catalog::storage(state, &id)
+            .map_err(|e| e.to_string())?
+            .filter(node_local)
+        else {
+            continue;
+        };
+        let reused = live
+            .iter()
+            .any(|(d, s)| s.id == id && super::store::table_dir(s, d) == dir);
+        if !reused {
+            for path in cold
+                .segment_files_under(&storage, &dir)
+                .map_err(|e| e.to_string())?
+            {
+                out.push((storage.clone(), path));
+            }
         }
     }
     Ok(out)

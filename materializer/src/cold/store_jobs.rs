@@ -238,6 +238,37 @@ impl ColdStore {
         Ok(out)
     }
 
+    /// The segment files (and leftover temporary files) in directory `dir` of `storage` and
+    /// in the directories directly inside it (a USER table's scopes), as paths relative to
+    /// the storage's base.
+    pub fn segment_files_under(
+        &self,
+        storage: &StorageDef,
+        dir: &str,
+    ) -> Result<Vec<String>, ColdError> {
+        let backend = self.backend(storage)?;
+        let top = backend.list(dir).map_err(backend_err)?;
+        let mut dirs = vec![dir.to_owned()];
+        dirs.extend(top.dirs.iter().map(|d| join(dir, d)));
+        let empty = Manifest {
+            format: 0,
+            table_id: 0,
+            namespace: String::new(),
+            table: String::new(),
+            scope: String::new(),
+            log_index: 0,
+            segments: Vec::new(),
+        };
+        let mut out = Vec::new();
+        for d in dirs {
+            let loc = Loc::new(backend.clone(), d);
+            for name in unlisted_in(&loc, &empty).map_err(backend_err)? {
+                out.push(loc.file(&name));
+            }
+        }
+        Ok(out)
+    }
+
     /// Every directory of `def`'s cold tier in `storage`, with the manifest `state` holds
     /// for it (an empty one when it has none).
     fn listed_dirs(
