@@ -324,3 +324,17 @@ async fn write_until(
     }
     sent
 }
+
+/// A member's environment: a snapshot every `every` entries, raft keeping `keep` before it.
+pub fn snapshots_every(every: u64, keep: u64) -> Vec<(String, String)> {
+    vec![
+        (
+            "FOLDDB_CLUSTER_SNAPSHOT_EVERY_ENTRIES".to_owned(),
+            every.to_string(),
+        ),
+        (
+            "FOLDDB_CLUSTER_SNAPSHOT_KEEP_ENTRIES".to_owned(),
+            keep.to_string(),
+        ),
+    ]
+}

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use folddb_tests::Server;
-use folddb_tests::cluster::{Cluster, setup, write};
+use folddb_tests::cluster::{Cluster, setup, snapshots_every, write};
 use folddb_tests::s3::S3;
 use serde_json::{Value, json};
 
@@ -260,16 +260,7 @@ async fn on_a_directory_of_each_node_every_member_holds_its_own_copy_of_each_seg
         "FOLDDB_CLUSTER_REPLACED_SEGMENTS_GRACE_SECONDS".to_owned(),
         "2".to_owned(),
     )];
-    env.extend([
-        (
-            "FOLDDB_CLUSTER_SNAPSHOT_EVERY_ENTRIES".to_owned(),
-            "40".to_owned(),
-        ),
-        (
-            "FOLDDB_CLUSTER_SNAPSHOT_KEEP_ENTRIES".to_owned(),
-            "10".to_owned(),
-        ),
-    ]);
+    env.extend(snapshots_every(40, 10));
     let mut c = Cluster::start_with_env(3, vec![env; 3]).await;
     let leader = c.leader().await;
     let token = setup(c.node(leader)).await;

@@ -8,24 +8,10 @@
 //! snapshots hears every change once the member is sent a snapshot.
 
 use folddb_log::{Log, LogConfig};
-use folddb_tests::cluster::{Cluster, TABLE_T, converges, setup, write};
+use folddb_tests::cluster::{Cluster, TABLE_T, converges, setup, snapshots_every, write};
 use folddb_tests::ws::{View, hear};
 use folddb_tests::{run_folddb, text};
 use serde_json::json;
-
-/// A member's environment: a snapshot every `every` entries, raft keeping `keep` before it.
-fn snapshots_every(every: u64, keep: u64) -> Vec<(String, String)> {
-    vec![
-        (
-            "FOLDDB_CLUSTER_SNAPSHOT_EVERY_ENTRIES".to_owned(),
-            every.to_string(),
-        ),
-        (
-            "FOLDDB_CLUSTER_SNAPSHOT_KEEP_ENTRIES".to_owned(),
-            keep.to_string(),
-        ),
-    ]
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_member_is_brought_up_from_a_snapshot_and_the_others_keep_the_history() {
