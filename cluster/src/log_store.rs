@@ -82,18 +82,21 @@ impl Recent {
         }
     }
 
-    /// Entries `start..end`, if every one of them is here.
-    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry<TypeConfig>>> {
+    /// Entries `start..end`, if every one of them is here, stopping after the first that
+    /// reaches `budget` encoded bytes.
+    fn get(&self, start: u64, end: u64, budget: usize) -> Option<Vec<Entry<TypeConfig>>> {
         let first = self.first()?;
         let skip = usize::try_from(start.checked_sub(first)?).ok()?;
         let n = usize::try_from(end - start).ok()?;
         (skip + n <= self.entries.len()).then(|| {
-            self.entries
-                .iter()
-                .skip(skip)
-                .take(n)
-                .map(|(e, _)| e.clone())
-                .collect()
+            within(
+                self.entries
+                    .iter()
+                    .skip(skip)
+                    .take(n)
+                    .map(|(e, b)| (e.clone(), *b)),
+                budget,
+            )
         })
     }
 
@@ -102,6 +105,30 @@ impl Recent {
         self.entries.retain(|(e, _)| keep(e.log_id.index));
         self.bytes = self.entries.iter().map(|(_, b)| b).sum();
     }
+}
+
+/// The encoded bytes of entries one append to a member carries, unless its first entry alone
+/// is larger: openraft gives an append one heartbeat interval, and a member catching up on
+/// large entries would otherwise time out on every batch, never catch up, and call
+/// elections.
+pub const APPEND_BUDGET: usize = 1 << 20;
+
+/// The entries of `sized` (entry, encoded bytes) up to and including the first that brings
+/// their bytes to `budget`: at least one.
+fn within(
+    sized: impl Iterator<Item = (Entry<TypeConfig>, usize)>,
+    budget: usize,
+) -> Vec<Entry<TypeConfig>> {
+    let mut total = 0;
+    let mut out = Vec::new();
+    for (entry, bytes) in sized {
+        if total >= budget {
+            break;
+        }
+        total += bytes;
+        out.push(entry);
+    }
+    out
 }
 
 fn read_err(e: Error) -> StorageError<u64> {
@@ -177,6 +204,26 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<u64>> {
+        self.entries_within(range, usize::MAX).await
+    }
+
+    /// What one append to a member carries: [`APPEND_BUDGET`].
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<u64>> {
+        self.entries_within(start..end, APPEND_BUDGET).await
+    }
+}
+
+impl LogStore {
+    /// The entries of `range` up to `budget` encoded bytes (at least one when any is there).
+    async fn entries_within<RB: RangeBounds<u64>>(
+        &self,
+        range: RB,
+        budget: usize,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<u64>> {
         let (Some(first), Some(last)) = (self.log.first_index(), self.log.last_index()) else {
             return Ok(Vec::new());
         };
@@ -195,18 +242,33 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if start >= end {
             return Ok(Vec::new());
         }
-        if let Some(entries) = self.recent().get(start, end) {
+        if let Some(entries) = self.recent().get(start, end, budget) {
             return Ok(entries);
         }
         let log = self.log.clone();
-        let frames = blocking(move || Ok(log.read(LogIndex(start)..LogIndex(end))?))
-            .await
-            .map_err(read_err)?;
-        frames
+        // A few entries at a time, so that a budget is not met by reading the whole range.
+        let frames = blocking(move || {
+            let (mut frames, mut bytes, mut at) = (Vec::new(), 0, start);
+            while at < end && bytes < budget {
+                let to = end.min(at.saturating_add(16));
+                for f in log.read(LogIndex(at)..LogIndex(to))? {
+                    bytes += f.payload.len();
+                    frames.push(f);
+                }
+                at = to;
+            }
+            Ok(frames)
+        })
+        .await
+        .map_err(read_err)?;
+        let sized = frames
             .into_iter()
-            .map(|f| codec::decode_entry(f.term.0, f.index.0, &f.payload))
+            .map(|f| {
+                codec::decode_entry(f.term.0, f.index.0, &f.payload).map(|e| (e, f.payload.len()))
+            })
             .collect::<Result<Vec<_>>>()
-            .map_err(read_err)
+            .map_err(read_err)?;
+        Ok(within(sized.into_iter(), budget))
     }
 }
 

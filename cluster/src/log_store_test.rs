@@ -219,6 +219,35 @@ async fn recent_entries_read_as_the_log_holds_them() {
     );
 }
 
+/// One append to a member carries about [`crate::log_store::APPEND_BUDGET`] bytes of entries (at least
+/// one entry), read from memory or from the log alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_carries_a_bounded_number_of_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = LogStore::open(dir.path(), LogConfig::default())
+        .await
+        .unwrap();
+    let quarter = vec![7u8; crate::log_store::APPEND_BUDGET / 4];
+    let huge = vec![8u8; crate::log_store::APPEND_BUDGET * 2];
+    let mut entries: Vec<_> = (0..20).map(|i| entry(1, i, &quarter)).collect();
+    entries.push(entry(1, 20, &huge));
+    entries.extend((21..25).map(|i| entry(1, i, b"small")));
+    append_durably(&mut store, entries).await;
+    let mut reopened = LogStore::open(dir.path(), LogConfig::default())
+        .await
+        .unwrap();
+    for reader in [&mut store, &mut reopened] {
+        let got = reader.limited_get_log_entries(0, 25).await.unwrap();
+        let indices: Vec<u64> = got.iter().map(|e| e.log_id.index).collect();
+        assert_eq!(indices, [0, 1, 2, 3], "up to the budget");
+        let got = reader.limited_get_log_entries(20, 25).await.unwrap();
+        assert_eq!(got.len(), 1, "a larger entry goes alone");
+        let got = reader.limited_get_log_entries(21, 25).await.unwrap();
+        assert_eq!(got.len(), 4);
+        assert_eq!(reader.try_get_log_entries(0..25).await.unwrap().len(), 25);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_vote_and_entries_are_errors() {
     let storage = MemStorage::new();
