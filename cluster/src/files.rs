@@ -27,6 +27,7 @@ use folddb_materializer::cold::job::{listed_node_local_files, node_local};
 use folddb_materializer::cold::{ColdResult, ColdStore, LocalFile, Replicas};
 use folddb_materializer::{ColdTier, Family, HotStore, StateRead, StorageDef, TableDef, Value};
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
 
 use crate::codec::{decode_message, encode_message};
 use crate::network::{Peers, Rpc};
@@ -37,6 +38,9 @@ pub const CHUNK: u64 = 8 << 20;
 
 /// How long one chunk may take to arrive.
 const CHUNK_WAIT: Duration = Duration::from_secs(30);
+
+/// How long a member may take to list its jobs.
+const JOBS_WAIT: Duration = Duration::from_secs(5);
 
 /// How often a member retries fetching the files of a commit it is applying, one second
 /// apart, before it gives up: the node then stops applying (and reports why) until a restart.
@@ -61,6 +65,8 @@ pub enum FileRequest {
         storage: String,
         files: Vec<LocalFile>,
     },
+    /// The ids of the jobs queued or running on this member.
+    Jobs,
 }
 
 /// The answer to a [`FileRequest`].
@@ -78,6 +84,8 @@ pub enum FileAnswer {
     Held,
     /// The request could not be served.
     Failed(String),
+    /// The ids of the jobs queued or running on this member.
+    Jobs(Vec<String>),
 }
 
 /// A member's copies of the files of node-local storages. Cheap to share.
@@ -86,8 +94,13 @@ pub struct ColdFiles {
     cold: Arc<ColdStore>,
     peers: Peers,
     hot: OnceLock<Arc<HotStore>>,
+    /// This member's queued or running jobs, once its engine is up.
+    jobs: OnceLock<PendingJobs>,
     runtime: tokio::runtime::Handle,
 }
+
+/// Lists a member's queued or running jobs.
+pub type PendingJobs = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
 
 impl std::fmt::Debug for ColdFiles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -115,6 +128,7 @@ impl ColdFiles {
             cold,
             peers,
             hot: OnceLock::new(),
+            jobs: OnceLock::new(),
             runtime: tokio::runtime::Handle::current(),
         }
     }
@@ -122,6 +136,12 @@ impl ColdFiles {
     /// The node's store, once it is open (the members are read from it).
     pub(crate) fn set_store(&self, hot: Arc<HotStore>) {
         let _ = self.hot.set(hot);
+    }
+
+    /// How this member lists its queued or running jobs (its engine's registry), for the
+    /// members that sweep shared storages.
+    pub fn set_pending_jobs(&self, jobs: PendingJobs) {
+        let _ = self.jobs.set(jobs);
     }
 
     /// This node's address and the other members' (`voters` only, or every member), as the
@@ -168,12 +188,23 @@ impl ColdFiles {
         file: &LocalFile,
         listed_at: u64,
     ) -> Result<Fetched, String> {
-        let mut bytes = Vec::with_capacity(file.bytes.min(CHUNK) as usize);
+        // Staged in an anonymous file of the node's data directory (nothing is left if the
+        // node dies meanwhile), never whole in memory: a compaction's segment can be large.
+        let root = self.cold.root().to_path_buf();
+        let staged = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&root)?;
+            tempfile::tempfile_in(&root)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("staging a fetched file: {e}"))?;
+        let mut staged = tokio::fs::File::from_std(staged);
+        let mut got: u64 = 0;
         loop {
             let ask = FileRequest::Read {
                 storage: storage.id.clone(),
                 path: file.path.clone(),
-                offset: bytes.len() as u64,
+                offset: got,
                 listed_at,
             };
             let answer: FileAnswer = self
@@ -189,31 +220,48 @@ impl ColdFiles {
                             file.path, file.bytes
                         ));
                     }
-                    if part.is_empty() && (bytes.len() as u64) < total {
+                    if part.is_empty() && got < total {
                         return Err(format!("node {addr} sent {} cut short", file.path));
                     }
-                    bytes.extend_from_slice(&part);
-                    if bytes.len() as u64 >= total {
+                    staged
+                        .write_all(&part)
+                        .await
+                        .map_err(|e| format!("staging a fetched file: {e}"))?;
+                    got += part.len() as u64;
+                    if got >= total {
                         break;
                     }
                 }
                 FileAnswer::Missing => return Ok(Fetched::Missing),
                 FileAnswer::Gone => return Ok(Fetched::Gone),
                 FileAnswer::Failed(why) => return Err(format!("node {addr}: {why}")),
-                FileAnswer::Held => return Err(format!("node {addr} answered out of turn")),
+                FileAnswer::Held | FileAnswer::Jobs(_) => {
+                    return Err(format!("node {addr} answered out of turn"));
+                }
             }
         }
-        if bytes.len() as u64 != file.bytes {
+        if got != file.bytes {
             return Err(format!(
                 "node {addr} sent more of {} than it has",
                 file.path
             ));
         }
+        staged
+            .flush()
+            .await
+            .map_err(|e| format!("staging a fetched file: {e}"))?;
+        let mut staged = staged.into_std().await;
         let backend = self.cold.backend(storage).map_err(|e| e.to_string())?;
         let path = file.path.clone();
-        tokio::task::spawn_blocking(move || backend.write(&path, bytes))
-            .await
-            .map_err(|e| e.to_string())??;
+        tokio::task::spawn_blocking(move || {
+            use std::io::Seek;
+            staged
+                .rewind()
+                .map_err(|e| format!("reading a staged file: {e}"))?;
+            backend.write_from(&path, &mut staged)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
         Ok(Fetched::Copied)
     }
 
@@ -413,6 +461,10 @@ impl ColdFiles {
                     Err(e) => FileAnswer::Failed(e),
                 },
             },
+            FileRequest::Jobs => match self.jobs.get() {
+                Some(jobs) => FileAnswer::Jobs(jobs()),
+                None => FileAnswer::Failed("this member is still starting".to_owned()),
+            },
         };
         Ok(encode_message(&answer))
     }
@@ -534,6 +586,40 @@ impl Replicas for ColdFiles {
             ))
         })
     }
+
+    fn jobs_elsewhere(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ColdResult<Vec<String>>> + Send + '_>>
+    {
+        Box::pin(async move {
+            let (_, others) = self.members(false);
+            let mut asks = tokio::task::JoinSet::new();
+            for addr in others {
+                let peers = self.peers.clone();
+                asks.spawn(async move {
+                    let answer = peers
+                        .call::<_, FileAnswer>(&addr, Rpc::File, &FileRequest::Jobs, JOBS_WAIT)
+                        .await;
+                    (addr, answer)
+                });
+            }
+            let mut jobs = Vec::new();
+            while let Some(done) = asks.join_next().await {
+                match done {
+                    Ok((_, Ok(FileAnswer::Jobs(theirs)))) => jobs.extend(theirs),
+                    Ok((addr, Ok(FileAnswer::Failed(why)))) => {
+                        return Err(format!("node {addr}: {why}"));
+                    }
+                    Ok((addr, Ok(other))) => {
+                        return Err(format!("node {addr} answered {other:?}"));
+                    }
+                    Ok((addr, Err(e))) => return Err(format!("node {addr}: {e}")),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            Ok(jobs)
+        })
+    }
 }
 
 /// The cold tier as a cluster member's fold reads it: the node's [`ColdStore`], with commits
@@ -606,6 +692,11 @@ mod tests {
         want.extend_from_slice(b"a.parquet");
         want.extend_from_slice(&[1, 2]);
         assert_eq!(encode_message(&read), want);
+        assert_eq!(encode_message(&FileRequest::Jobs), [1, 2]);
+        assert_eq!(
+            encode_message(&FileAnswer::Jobs(vec!["FL-1".into()])),
+            [1, 5, 1, 4, b'F', b'L', b'-', b'1']
+        );
         let back: FileAnswer = decode_message(&[1, 4, 2, b'n', b'o']).expect("decodes");
         assert!(matches!(back, FileAnswer::Failed(m) if m == "no"));
     }

@@ -8,7 +8,6 @@
 //! never part of them, and a crash after the return keeps the new ones.
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -43,6 +42,14 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn open(&self, path: &str) -> BackendResult<Option<Source>>;
     /// Replaces `path` with `bytes`, atomically and durably.
     fn write(&self, path: &str, bytes: Vec<u8>) -> BackendResult<()>;
+    /// Replaces `path` with what `from` holds, atomically and durably. The default reads it
+    /// all into memory first; a backend that can stream does.
+    fn write_from(&self, path: &str, from: &mut dyn std::io::Read) -> BackendResult<()> {
+        let mut bytes = Vec::new();
+        from.read_to_end(&mut bytes)
+            .map_err(|e| format!("{}: {e}", self.locate(path)))?;
+        self.write(path, bytes)
+    }
     /// The files and directories directly inside `dir` (none when it does not exist).
     fn list(&self, dir: &str) -> BackendResult<Listing>;
     /// Removes the file at `path` (absent: nothing to do).
@@ -112,13 +119,18 @@ impl Backend for LocalBackend {
 
     /// Through a temporary file: write, fsync, rename, fsync the directory.
     fn write(&self, path: &str, bytes: Vec<u8>) -> BackendResult<()> {
+        self.write_from(path, &mut bytes.as_slice())
+    }
+
+    /// [`LocalBackend::write`], copying from `from` a buffer at a time.
+    fn write_from(&self, path: &str, from: &mut dyn std::io::Read) -> BackendResult<()> {
         let full = self.path(path);
         let dir = full.parent().unwrap_or(&self.root).to_path_buf();
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let name = full.file_name().map(|n| n.to_string_lossy().into_owned());
         let tmp = dir.join(format!("{}.tmp", name.unwrap_or_default()));
         let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
-        file.write_all(&bytes).map_err(io_err(&tmp))?;
+        std::io::copy(from, &mut file).map_err(io_err(&tmp))?;
         file.sync_all().map_err(io_err(&tmp))?;
         drop(file);
         fs::rename(&tmp, &full).map_err(io_err(&full))?;
