@@ -297,15 +297,17 @@ async fn sweep_cold(state: Arc<State>, grace: Duration) {
     for problem in state.engine.sweep_cold().await {
         tracing::warn!(%problem, "sweeping the cold tier");
     }
-    // A cluster member's copies of `filesystem` storages: what no manifest lists any more
-    // goes once it has been unlisted for `grace`.
+    // A cluster member's copies of `filesystem` storages, and on the leader the shared
+    // storages: what no manifest lists any more goes once it has been unlisted for `grace`.
     if !state.node.is_cluster() {
         return;
     }
     let every = (grace / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         tokio::time::sleep(every).await;
-        for problem in state.engine.sweep_node_local(grace).await {
+        // The leader sweeps the storages every member shares too.
+        let shared = state.node.status().is_leader;
+        for problem in state.engine.sweep_in_cluster(grace, shared).await {
             tracing::warn!(%problem, "sweeping this member's cold files");
         }
     }
@@ -459,11 +461,15 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
     // on object storage that all of them read, or a copy on each member of the files of a
     // `filesystem` storage (`Engine::in_cluster`, `Engine::with_replicas`).
     let engine = match files {
-        Some(files) => engine
-            .in_cluster(Duration::from_secs(
-                config.cluster.replaced_segments_grace_seconds,
-            ))
-            .with_replicas(files),
+        Some(files) => {
+            let registry = engine.jobs().clone();
+            files.set_pending_jobs(Arc::new(move || registry.pending_ids()));
+            engine
+                .in_cluster(Duration::from_secs(
+                    config.cluster.replaced_segments_grace_seconds,
+                ))
+                .with_replicas(files)
+        }
         None => engine,
     };
     let auth = Auth::new(config.auth.clone());

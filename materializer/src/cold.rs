@@ -63,9 +63,10 @@ pub struct LocalFile {
     pub bytes: u64,
 }
 
-/// What a job's files ask of a cluster, when its table's storage is a directory of each node
-/// (`filesystem`): the other members copy the files before the commit naming them is
-/// proposed, so that a majority holds them whichever member fails next.
+/// What a job's files ask of a cluster. When its table's storage is a directory of each node
+/// (`filesystem`), the other members copy the files before the commit naming them is
+/// proposed, so that a majority holds them whichever member fails next. On a storage every
+/// member shares, what a crashed job left is removed only once no member runs that job.
 pub trait Replicas: Send + Sync + 'static {
     /// Returns once a majority of the voters (this node counted when it is one) holds
     /// `files` of `storage` durably; an error when it cannot.
@@ -74,6 +75,13 @@ pub trait Replicas: Send + Sync + 'static {
         storage: &'a StorageDef,
         files: &'a [LocalFile],
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ColdResult<()>> + Send + 'a>>;
+
+    /// The ids of the jobs queued or running on every other member, as each says; an error
+    /// when one cannot be asked. A shared storage's files that no manifest lists are removed
+    /// only when the job that wrote them is in no such list (it crashed, or failed).
+    fn jobs_elsewhere(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ColdResult<Vec<String>>> + Send + '_>>;
 }
 
 /// Kinds of background jobs (API.md 3.7, `system.jobs`).

@@ -307,52 +307,63 @@ impl Engine {
             .unwrap_or_else(|e| vec![format!("the sweep's task failed: {e}")])
     }
 
-    /// In a cluster, removes the files of storages that are directories of each node that no
-    /// manifest has listed for `grace` (the segments a compaction replaced, once no scan or
-    /// lagging member can still read them; files of jobs that failed), as seen by repeated
-    /// calls: a file is removed once it was unlisted at a call at least `grace` before this
-    /// one. A job's files are unlisted until its commit applies, which takes far less.
-    /// Returns the problems met.
-    pub async fn sweep_node_local(&self, grace: std::time::Duration) -> Vec<String> {
+    /// In a cluster, removes the segment files no manifest has listed for `grace`, as seen by
+    /// repeated calls (a file goes once it was unlisted at a call at least `grace` before
+    /// this one): the segments a compaction replaced, once no scan or lagging member can
+    /// still read them, and the files of jobs that failed or crashed. Every member sweeps its
+    /// own copies of storages that are directories of each node; with `shared` (the leader),
+    /// the storages every member shares too, sparing the files of every job still queued or
+    /// running on any member (all must answer). Returns the problems met.
+    pub async fn sweep_in_cluster(&self, grace: std::time::Duration, shared: bool) -> Vec<String> {
         let Some(cold) = self.cold.clone().filter(|_| self.cold_in_cluster.is_some()) else {
             return Vec::new();
         };
         // No job of this node writes meanwhile.
         let _serial = self.cold_jobs.lock().await;
+        let mut problems = Vec::new();
+        // Asked before the state is read: a job in no list had its commit applied, or never
+        // will (its outcome unknown, it had `grace` to apply), before the barrier below.
+        let running = match (&self.replicas, shared) {
+            (Some(replicas), true) => match replicas.jobs_elsewhere().await {
+                Ok(mut running) => {
+                    running.extend(self.jobs.pending_ids());
+                    Some(running.into_iter().collect::<HashSet<String>>())
+                }
+                Err(e) => {
+                    problems.push(format!("shared storages not swept: {e}"));
+                    None
+                }
+            },
+            _ => None,
+        };
+        if running.is_some() {
+            let barrier = Command {
+                stamp_ms: now_ms(),
+                actor: "system".into(),
+                ops: Vec::new(),
+            };
+            if let Err(e) = self.proposer.propose(barrier).await {
+                problems.push(format!("not swept: {e}"));
+                return problems;
+            }
+        }
         let (store, seen) = (self.store.clone(), self.unlisted_since.clone());
-        tokio::task::spawn_blocking(move || {
-            let found = match cold_job::unlisted_node_local_files(store.as_ref(), &cold) {
+        let swept = tokio::task::spawn_blocking(move || {
+            let mut found = match cold_job::unlisted_files(store.as_ref(), &cold, true) {
                 Ok(found) => found,
                 Err(e) => return vec![e],
             };
-            let now = std::time::Instant::now();
-            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-            let keys: HashSet<String> = found
-                .iter()
-                .map(|(storage, path)| format!("{}/{path}", storage.id))
-                .collect();
-            seen.retain(|k, _| keys.contains(k));
-            let mut problems = Vec::new();
-            for (storage, path) in found {
-                let since = *seen.entry(format!("{}/{path}", storage.id)).or_insert(now);
-                if now.duration_since(since) < grace {
-                    continue;
-                }
-                let removed = cold
-                    .backend(&storage)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| b.remove(&path));
-                match removed {
-                    Ok(()) => {
-                        seen.remove(&format!("{}/{path}", storage.id));
-                    }
-                    Err(e) => problems.push(e),
+            if let Some(running) = running {
+                match cold_job::unlisted_files(store.as_ref(), &cold, false) {
+                    Ok(shared) => found.extend(cold_job::not_in_flight(shared, &running)),
+                    Err(e) => return vec![e],
                 }
             }
-            problems
+            remove_unlisted_for(&cold, found, &seen, grace)
         })
-        .await
-        .unwrap_or_else(|e| vec![format!("the sweep's task failed: {e}")])
+        .await;
+        problems.extend(swept.unwrap_or_else(|e| vec![format!("the sweep's task failed: {e}")]));
+        problems
     }
 
     /// Removes the cold files of tables a DROP just removed (outside apply, after its
@@ -719,4 +730,38 @@ async fn trim_hot(
         tracing::warn!(job = %job, error = %failure, "a flush's trim stopped");
         return;
     }
+}
+
+/// Removes the files of `found` that `seen` (when each was first found unlisted) has known
+/// for `grace`, and forgets the files no longer found. Returns the problems met.
+fn remove_unlisted_for(
+    cold: &folddb_materializer::cold::ColdStore,
+    found: Vec<(folddb_materializer::StorageDef, String)>,
+    seen: &std::sync::Mutex<HashMap<String, std::time::Instant>>,
+    grace: std::time::Duration,
+) -> Vec<String> {
+    let now = std::time::Instant::now();
+    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+    let key =
+        |storage: &folddb_materializer::StorageDef, path: &str| format!("{}/{path}", storage.id);
+    let keys: HashSet<String> = found.iter().map(|(s, p)| key(s, p)).collect();
+    seen.retain(|k, _| keys.contains(k));
+    let mut problems = Vec::new();
+    for (storage, path) in found {
+        let since = *seen.entry(key(&storage, &path)).or_insert(now);
+        if now.duration_since(since) < grace {
+            continue;
+        }
+        let removed = cold
+            .backend(&storage)
+            .map_err(|e| e.to_string())
+            .and_then(|b| b.remove(&path));
+        match removed {
+            Ok(()) => {
+                seen.remove(&key(&storage, &path));
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    problems
 }

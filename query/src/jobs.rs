@@ -155,6 +155,15 @@ impl Jobs {
     }
 
     /// Every job this node knows, oldest first.
+    /// The ids of the jobs queued or running.
+    pub fn pending_ids(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|j| j.status.is_pending())
+            .map(|j| j.id.clone())
+            .collect()
+    }
+
     pub fn list(&self) -> Vec<Job> {
         self.lock().clone()
     }

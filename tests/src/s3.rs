@@ -240,6 +240,19 @@ impl S3 {
         found
     }
 
+    /// Writes object `key` (`bucket/…`) straight to moto: what a job that crashed after
+    /// writing it would leave.
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) {
+        let path = key
+            .strip_prefix(&format!("{}/", S3::BUCKET))
+            .expect("a key of the bucket");
+        use object_store::ObjectStoreExt;
+        self.store
+            .put(&object_store::path::Path::from(path), bytes.into())
+            .await
+            .expect("put into moto's bucket");
+    }
+
     /// The keys under `prefix`, sorted.
     pub async fn keys(&self, prefix: &str) -> Vec<String> {
         self.objects(prefix)

@@ -184,16 +184,29 @@ async fn a_flush_on_any_member_writes_one_segment_that_every_member_reads() {
 
     // A compaction through a follower merges the two segments into one; the two it
     // replaced stay for the grace period (a member behind may still read them), then go.
+    // The follower is killed at once: the removal it scheduled dies with it, and the
+    // leader's sweep removes them (once every member, the follower back, says it runs no
+    // job that wrote them).
     let (id, status, message) = c
         .node(other)
         .run_job(&token, "STORAGE COMPACT TABLE app.c")
         .await;
     assert!(id.starts_with("CO-"), "{id}");
     assert_eq!(status, "completed", "{message}");
+    c.nodes[other].as_ref().expect("running").sigkill();
+    c.nodes[other] = None;
     assert_eq!(segments().await.len(), 3, "{:?}", segments().await);
-    for i in 0..3 {
+    // What a job that crashed mid-write leaves: a segment no manifest lists.
+    let crashed = "lake/folddb/app/c/batch-FL-0000deadbeef.parquet";
+    s3.put(crashed, b"PAR1 half a segment".to_vec()).await;
+    assert_eq!(segments().await.len(), 4, "{:?}", segments().await);
+    for i in [leader, second] {
         assert_eq!(rows_of(c.node(i), &token, 35).await, want, "node {}", i + 1);
     }
+    // With a member away, the leader cannot know which files are a job in flight there.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(segments().await.len(), 4, "{:?}", segments().await);
+    c.start_node(other).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while segments().await.len() != 1 {
         assert!(Instant::now() < deadline, "{:?}", segments().await);
@@ -212,6 +225,11 @@ async fn a_flush_on_any_member_writes_one_segment_that_every_member_reads() {
 /// The segment files of `app.l` in member data directory `dir` (default storage `local`):
 /// name → bytes.
 fn local_segments(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    segments_of(dir, "/app/l/")
+}
+
+/// The segment files under `table` (`/ns/t/`) in member data directory `dir`.
+fn segments_of(dir: &std::path::Path, table: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
     let mut out = std::collections::BTreeMap::new();
     let mut todo = vec![dir.join("storage")];
     while let Some(d) = todo.pop() {
@@ -225,7 +243,7 @@ fn local_segments(dir: &std::path::Path) -> std::collections::BTreeMap<String, V
                 todo.push(path);
             } else if name.starts_with("batch-")
                 && name.ends_with(".parquet")
-                && path.to_string_lossy().contains("/app/l")
+                && path.to_string_lossy().contains(table)
             {
                 out.insert(name, std::fs::read(&path).expect("readable"));
             }
@@ -237,9 +255,18 @@ fn local_segments(dir: &std::path::Path) -> std::collections::BTreeMap<String, V
 /// Waits until member data directory `dir` holds exactly the segment files `want` (by name,
 /// byte for byte).
 async fn holds(dir: &std::path::Path, want: &std::collections::BTreeMap<String, Vec<u8>>) {
+    holds_of(dir, "/app/l/", want).await
+}
+
+/// [`holds`], for the segment files of `table`.
+async fn holds_of(
+    dir: &std::path::Path,
+    table: &str,
+    want: &std::collections::BTreeMap<String, Vec<u8>>,
+) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let have = local_segments(dir);
+        let have = segments_of(dir, table);
         if &have == want {
             return;
         }
@@ -267,7 +294,8 @@ async fn on_a_directory_of_each_node_every_member_holds_its_own_copy_of_each_seg
     write(
         c.node(leader),
         &token,
-        "CREATE NAMESPACE app; CREATE SHARED TABLE app.l (id BIGINT PRIMARY KEY, v TEXT)",
+        "CREATE NAMESPACE app; CREATE SHARED TABLE app.l (id BIGINT PRIMARY KEY, v TEXT); \
+         CREATE SHARED TABLE app.big (id BIGINT PRIMARY KEY, v TEXT)",
     )
     .await;
     let insert = |id: i64| format!("INSERT INTO app.l (id, v) VALUES ({id}, 'v{id}')");
@@ -363,10 +391,38 @@ async fn on_a_directory_of_each_node_every_member_holds_its_own_copy_of_each_seg
             .filter(|(name, _)| name.contains("batch-CO-"))
             .collect();
     assert_eq!(compacted.len(), 1, "{:?}", compacted.keys());
+    // A segment of several chunks (`Read` answers 8 MiB at most): 26 values of 512 KiB that
+    // hardly compress.
+    let mut noise = 0x9e37_79b9_7f4a_7c15_u64;
+    for id in 0..26 {
+        let value: String = (0..1 << 19)
+            .map(|_| {
+                noise ^= noise << 13;
+                noise ^= noise >> 7;
+                noise ^= noise << 17;
+                char::from(
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+                        [(noise % 64) as usize],
+                )
+            })
+            .collect();
+        let sql = format!("INSERT INTO app.big (id, v) VALUES ({id}, '{value}')");
+        write(c.node(leader), &token, &sql).await;
+    }
+    let (_, status, message) = c
+        .node(leader)
+        .run_job(&token, "STORAGE FLUSH TABLE app.big")
+        .await;
+    assert_eq!(status, "completed", "{message}");
+    let big = segments_of(c.dirs[leader].path(), "/app/big/");
+    assert_eq!(big.len(), 1, "{:?}", big.keys());
+    let bytes = big.values().next().map_or(0, Vec::len);
+    assert!(bytes > 8 << 20, "{bytes} bytes");
     c.start_node(down).await;
     for i in 0..3 {
         assert_eq!(rows_in(c.node(i), &token, "app.l", 40).await, want(40));
         holds(c.dirs[i].path(), &compacted).await;
+        holds_of(c.dirs[i].path(), "/app/big/", &big).await;
     }
 
     // A member wiped while the others write on past a snapshot is sent the snapshot, then

@@ -599,7 +599,7 @@ fn a_replica_holds_each_commits_files_before_recording_it() {
         assert_eq!(y.len() as u64, f.bytes);
     }
     // The segments the compaction replaced are unlisted on b: its sweep's to remove.
-    let mut unlisted: Vec<String> = job::unlisted_node_local_files(&b.store, &b.cold)
+    let mut unlisted: Vec<String> = job::unlisted_files(&b.store, &b.cold, true)
         .expect("unlisted")
         .into_iter()
         .map(|(_, path)| path)

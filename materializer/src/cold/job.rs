@@ -512,15 +512,16 @@ pub fn node_local_files(
     }))
 }
 
-/// The tables of `state` with a cold tier on a storage that is a directory of each node.
-fn node_local_tables(state: &dyn StateRead) -> Result<Vec<(TableDef, StorageDef)>, String> {
+/// The tables of `state` with a cold tier on a storage that is a directory of each node
+/// (`local`), or on one every member shares (object storage).
+fn tables_on(state: &dyn StateRead, local: bool) -> Result<Vec<(TableDef, StorageDef)>, String> {
     let mut out = Vec::new();
     for def in catalog::tables(state, None).map_err(|e| e.to_string())? {
         if def.kind == TableKind::Stream {
             continue;
         }
         let (def, storage) = table_and_storage(state, def.id)?;
-        if node_local(&storage) {
+        if node_local(&storage) == local {
             out.push((def, storage));
         }
     }
@@ -533,7 +534,7 @@ pub fn listed_node_local_files(
     state: &dyn StateRead,
 ) -> Result<Vec<(StorageDef, Vec<LocalFile>)>, String> {
     let mut out: Vec<(StorageDef, Vec<LocalFile>)> = Vec::new();
-    for (def, storage) in node_local_tables(state)? {
+    for (def, storage) in tables_on(state, true)? {
         let mut files = Vec::new();
         for m in catalog::manifests(state, def.id).map_err(|e| e.to_string())? {
             let dir = scope_dir(&storage, &def, &m.scope);
@@ -551,15 +552,17 @@ pub fn listed_node_local_files(
 }
 
 /// The segment files in the cold directories of every table on a storage that is a
-/// directory of each node that no manifest of `state` lists, as (storage, path): what failed
-/// or replaced jobs left on this node, files of a job still in flight, and the files of
-/// dropped tables (whose directories no live table uses).
-pub fn unlisted_node_local_files(
+/// directory of each node (`local`), or on one every member shares, that no manifest of
+/// `state` lists, as (storage, path): what failed or replaced jobs left, files of a job
+/// still in flight, and the files of dropped tables (whose directories no live table uses;
+/// the fold records those of directories of each node).
+pub fn unlisted_files(
     state: &dyn StateRead,
     cold: &ColdStore,
+    local: bool,
 ) -> Result<Vec<(StorageDef, String)>, String> {
     let mut out = Vec::new();
-    let live = node_local_tables(state)?;
+    let live = tables_on(state, local)?;
     for (def, storage) in &live {
         for path in cold
             .unlisted(state, storage, def)
@@ -572,7 +575,7 @@ pub fn unlisted_node_local_files(
     for (id, dir) in catalog::dropped_dirs(state).map_err(|e| e.to_string())? {
         let Some(storage) = catalog::storage(state, &id)
             .map_err(|e| e.to_string())?
-            .filter(node_local)
+            .filter(|s| node_local(s) == local)
         else {
             continue;
         };
@@ -589,4 +592,64 @@ pub fn unlisted_node_local_files(
         }
     }
     Ok(out)
+}
+
+/// The job whose segment file (or leftover temporary file) `path` is: `batch-<job>.parquet…`.
+pub fn job_of_file(path: &str) -> Option<&str> {
+    let name = path.rsplit('/').next()?;
+    let rest = name.strip_prefix("batch-")?;
+    let job = &rest[..rest.find(".parquet")?];
+    (!job.is_empty()).then_some(job)
+}
+
+/// Of `found`, unlisted files of storages every member shares, those that no job of
+/// `running` (queued or running on some member) wrote: files whose name names no job are
+/// never taken for a job's.
+pub fn not_in_flight(
+    found: Vec<(StorageDef, String)>,
+    running: &std::collections::HashSet<String>,
+) -> Vec<(StorageDef, String)> {
+    found
+        .into_iter()
+        .filter(|(_, path)| job_of_file(path).is_some_and(|job| !running.contains(job)))
+        .collect()
+}
+
+#[cfg(test)]
+mod file_name_tests {
+    use super::{StorageDef, job_of_file, not_in_flight};
+
+    #[test]
+    fn files_of_a_job_in_flight_are_spared() {
+        let s = StorageDef::local();
+        let found = [
+            "t/batch-FL-1.parquet",
+            "t/u/batch-FL-2.parquet",
+            "t/batch-CO-3.parquet.tmp",
+            "t/notes.parquet",
+        ]
+        .map(|p| (s.clone(), p.to_owned()))
+        .to_vec();
+        let running = ["FL-2".to_owned(), "CO-3".to_owned()].into_iter().collect();
+        let left: Vec<String> = not_in_flight(found, &running)
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        assert_eq!(left, ["t/batch-FL-1.parquet"]);
+    }
+
+    #[test]
+    fn a_segment_files_job_is_read_from_its_name() {
+        assert_eq!(job_of_file("app/t/batch-FL-01ab.parquet"), Some("FL-01ab"));
+        assert_eq!(job_of_file("app/t/u/batch-CO-9.parquet.tmp"), Some("CO-9"));
+        assert_eq!(job_of_file("batch-FL-1.parquet"), Some("FL-1"));
+        for other in [
+            "app/t/manifest.json",
+            "app/t/batch-.parquet",
+            "app/t/FL-1.parquet",
+            "app/t/batch-FL-1",
+        ] {
+            assert_eq!(job_of_file(other), None, "{other}");
+        }
+    }
 }
