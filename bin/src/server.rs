@@ -22,6 +22,7 @@ use warp::http::{HeaderMap, Method, Response, StatusCode};
 use crate::auth::{self, Auth, TokenError};
 
 mod auth_http;
+mod topics_http;
 use crate::config::{Config, DEFAULT_JWT_SECRET, ServeArgs};
 use crate::guard::Guard;
 use auth_http::{audit_failed_logins, login, logout, me, refresh, setup, setup_status};
@@ -699,7 +700,11 @@ async fn handle(
         (method.as_str(), path),
         (
             "POST",
-            "/v1/api/sql" | "/v1/api/auth/login" | "/v1/api/auth/setup"
+            "/v1/api/sql"
+                | "/v1/api/auth/login"
+                | "/v1/api/auth/setup"
+                | "/v1/api/topics/consume"
+                | "/v1/api/topics/ack"
         )
     );
     if needs_barrier && let Err(e) = state.node.read_barrier().await {
@@ -727,6 +732,8 @@ async fn handle(
         ("POST", "/v1/api/auth/refresh") => refresh(state, headers).await,
         ("POST", "/v1/api/auth/logout") => logout(),
         ("GET", "/v1/api/auth/me") => me(state, headers),
+        ("POST", "/v1/api/topics/consume") => topics_http::consume(state, headers, &body).await,
+        ("POST", "/v1/api/topics/ack") => topics_http::ack(state, headers, &body).await,
         ("GET", "/metrics") => crate::metrics::scrape(state, headers, peer),
         _ => reply(
             StatusCode::NOT_FOUND,

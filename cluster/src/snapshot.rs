@@ -45,6 +45,7 @@ pub fn family_code(family: Family) -> u8 {
         Family::Streams => 3,
         Family::ColdKeys => 4,
         Family::Journal => 5,
+        Family::Topics => 6,
     }
 }
 

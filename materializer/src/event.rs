@@ -205,6 +205,29 @@ pub enum Op {
         from: Vec<u8>,
         to: Option<Vec<u8>>,
     },
+    /// CREATE TOPIC (API.md 3.12): `partitions` of at least 1.
+    CreateTopic {
+        id: String,
+        partitions: u32,
+        if_not_exists: bool,
+    },
+    /// DROP TOPIC: its routes, messages and consumer groups' offsets.
+    DropTopic { id: String, if_exists: bool },
+    /// CLEAR TOPIC: its messages; offsets go on from where they were.
+    ClearTopic { id: String },
+    /// ALTER TOPIC … ADD SOURCE: one route per (table, operation).
+    AddTopicRoute {
+        topic: String,
+        route: crate::topics::Route,
+    },
+    /// ACK … UPTO OFFSET: group `group`'s acknowledged offset of `partition` becomes `upto`,
+    /// unless it is past it already (acks never regress).
+    AckTopic {
+        topic: String,
+        group: String,
+        partition: u32,
+        upto: u64,
+    },
 }
 
 impl Command {

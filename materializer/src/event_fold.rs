@@ -200,6 +200,12 @@ impl Fold for EventFold {
             .iter()
             .filter(|e| kinds.get(&e.table).copied().unwrap_or(false));
         crate::journal::record(ctx.batch, index, last.map(|s| s.0), journaled);
+        // Topic routes: their messages in the same batch as the changes.
+        let stamp_ms = commands.iter().map(|c| c.stamp_ms).max().unwrap_or(0);
+        let messages = crate::topics::route(&ctx.state(), &events[recorded..], index.0, stamp_ms)?;
+        for (key, value) in messages {
+            ctx.batch.put(Family::Topics, key, value);
+        }
         // Catalog and user changes, for privileged tails.
         let seq_now = ctx.clock.last().or(last).map_or(0, |s| s.0);
         let mut catalog = Vec::new();
@@ -663,6 +669,11 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             table, job, scopes, ..
         } => commit_compact(ctx, *table, job, scopes),
         Op::EvictStream { table, job } => evict_stream(ctx, *table, job),
+        Op::CreateTopic { .. }
+        | Op::DropTopic { .. }
+        | Op::ClearTopic { .. }
+        | Op::AddTopicRoute { .. }
+        | Op::AckTopic { .. } => topic_op(ctx, op),
         Op::CreateStorage {
             storage,
             if_not_exists,
@@ -1142,3 +1153,125 @@ fn delete_rows<'o>(
 #[cfg(test)]
 #[path = "event_fold_test.rs"]
 mod tests;
+
+/// The topic ops (API.md 3.12).
+fn topic_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
+    use crate::topics::{self, GroupOffset, TopicDef};
+    let existing = |ctx: &Ctx<'_>, id: &str| -> Result<TopicDef, OpError> {
+        topics::topic(&ctx.state(), id)?.ok_or_else(|| not_found(format!("Topic '{id}' not found")))
+    };
+    match op {
+        Op::CreateTopic {
+            id,
+            partitions,
+            if_not_exists,
+        } => {
+            if topics::topic(&ctx.state(), id)?.is_some() {
+                return if *if_not_exists {
+                    Ok(done(0))
+                } else {
+                    Err(exists(format!("Topic '{id}' already exists")))
+                };
+            }
+            if id.is_empty() {
+                return Err(invalid("A topic needs a name"));
+            }
+            if !(1..=topics::MAX_PARTITIONS).contains(partitions) {
+                return Err(invalid(format!(
+                    "A topic has from 1 to {} partitions, not {partitions}",
+                    topics::MAX_PARTITIONS
+                )));
+            }
+            let def = TopicDef {
+                id: id.clone(),
+                partitions: *partitions,
+                retention_seconds: topics::DEFAULT_RETENTION_SECONDS,
+                retention_max_bytes: topics::DEFAULT_RETENTION_BYTES,
+                routes: Vec::new(),
+                created_at_ms: ctx.stamp_ms,
+                updated_at_ms: ctx.stamp_ms,
+            };
+            topics::put_topic(ctx.batch, &def);
+            Ok(done(1))
+        }
+        Op::DropTopic { id, if_exists } => {
+            if topics::topic(&ctx.state(), id)?.is_none() {
+                return if *if_exists {
+                    Ok(done(0))
+                } else {
+                    Err(not_found(format!("Topic '{id}' not found")))
+                };
+            }
+            topics::drop_topic(ctx.batch, id);
+            Ok(done(1))
+        }
+        Op::ClearTopic { id } => {
+            existing(ctx, id)?;
+            topics::clear_topic(ctx.batch, id);
+            Ok(done(1))
+        }
+        Op::AddTopicRoute { topic, route } => {
+            let mut def = existing(ctx, topic)?;
+            // The table the route names, still there under that name.
+            let (ns, name) = route
+                .table_name
+                .split_once('.')
+                .unwrap_or(("default", route.table_name.as_str()));
+            if catalog::table(&ctx.state(), ns, name)?.is_none_or(|t| t.id != route.table) {
+                return Err(not_found(format!("Table '{}' not found", route.table_name)));
+            }
+            if def
+                .routes
+                .iter()
+                .any(|r| r.table == route.table && r.op == route.op)
+            {
+                return Err(exists(format!(
+                    "Route {} ON {} already exists in topic '{topic}'",
+                    route.table_name,
+                    route.op.name().to_ascii_uppercase()
+                )));
+            }
+            def.routes.push(route.clone());
+            def.updated_at_ms = ctx.stamp_ms;
+            topics::put_topic(ctx.batch, &def);
+            Ok(done(1))
+        }
+        Op::AckTopic {
+            topic,
+            group,
+            partition,
+            upto,
+        } => {
+            let def = existing(ctx, topic)?;
+            if *partition >= def.partitions {
+                return Err(invalid(format!(
+                    "Topic '{topic}' has no partition {partition} (it has {})",
+                    def.partitions
+                )));
+            }
+            let head = topics::head(&ctx.state(), topic, *partition)?;
+            if *upto >= head {
+                return Err(invalid(format!(
+                    "Offset {upto} is out of range: partition {partition} of topic '{topic}' \
+                     has offsets below {head}"
+                )));
+            }
+            let current = topics::group_offset(&ctx.state(), topic, group, *partition)?;
+            if current.as_ref().is_some_and(|c| c.last_acked >= *upto) {
+                return Ok(done(0));
+            }
+            topics::put_group_offset(
+                ctx.batch,
+                topic,
+                group,
+                *partition,
+                &GroupOffset {
+                    last_acked: *upto,
+                    updated_at_ms: ctx.stamp_ms,
+                },
+            );
+            Ok(done(1))
+        }
+        _ => Err(invalid("not a topic operation")),
+    }
+}

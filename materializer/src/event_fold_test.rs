@@ -678,3 +678,80 @@ fn trims_move_only_the_flushed_versions_of_their_range_and_answers_stay_the_same
         "trims change no count"
     );
 }
+
+/// A topic's routes write their messages in the fold of the entry that made the change, at
+/// gap-free offsets: a rejected command routes nothing, and folding again gives the same
+/// bytes.
+#[test]
+fn topic_routes_write_their_messages_with_the_change() {
+    use crate::topics::{self, Payload, Route, RouteOp};
+    let route = |op| {
+        cmd(
+            1,
+            vec![Op::AddTopicRoute {
+                topic: "feed".into(),
+                route: Route {
+                    table: TableId(1),
+                    table_name: "app.t".into(),
+                    op,
+                    payload: Payload::Full,
+                },
+            }],
+        )
+    };
+    let entries = vec![
+        setup(),
+        vec![
+            cmd(
+                1,
+                vec![Op::CreateTopic {
+                    id: "feed".into(),
+                    partitions: 1,
+                    if_not_exists: false,
+                }],
+            ),
+            route(RouteOp::Insert),
+            route(RouteOp::Insert),
+        ],
+        vec![
+            cmd(7, vec![insert(&[1, 2])]),
+            // Rejected (a duplicate key): none of its rows is routed.
+            cmd(7, vec![insert(&[3]), insert(&[1])]),
+        ],
+        vec![cmd(9, vec![insert(&[4])])],
+    ];
+    let (outcomes, dump) = run(&entries);
+    assert!(
+        matches!(&outcomes[1][2], Outcome::Rejected { error, .. } if error.contains("already exists")),
+        "a second route of the same table and operation: {:?}",
+        outcomes[1][2]
+    );
+    let messages: Vec<(u64, topics::Message)> = dump
+        .iter()
+        .filter(|(f, k, _)| {
+            *f == Family::Topics && k.starts_with(&topics::partition_prefix("feed", 0))
+        })
+        .map(|(_, k, v)| {
+            (
+                topics::offset_of(k).expect("offset"),
+                crate::codec::decode(v, "a message").expect("decodes"),
+            )
+        })
+        .collect();
+    let got: Vec<(u64, Option<&str>, u64, u64)> = messages
+        .iter()
+        .map(|(o, m)| (*o, m.key.as_deref(), m.index, m.timestamp_ms))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (0, Some("1"), 3, 7),
+            (1, Some("2"), 3, 7),
+            (2, Some("4"), 4, 9)
+        ]
+    );
+    let payload: serde_json::Value = serde_json::from_slice(&messages[0].1.payload).expect("JSON");
+    assert_eq!(payload["v"], "v1");
+    assert_eq!(payload["_table"], "app.t");
+    assert_eq!(run(&entries).1, dump, "folding again gives the same state");
+}

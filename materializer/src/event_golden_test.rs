@@ -229,7 +229,62 @@ fn every_op() -> Vec<(u8, Op)> {
             },
         ),
         (23, trim()),
+        (
+            24,
+            Op::CreateTopic {
+                id: "app.feed".into(),
+                partitions: 4,
+                if_not_exists: false,
+            },
+        ),
+        (
+            25,
+            Op::DropTopic {
+                id: "app.feed".into(),
+                if_exists: true,
+            },
+        ),
+        (
+            26,
+            Op::ClearTopic {
+                id: "app.feed".into(),
+            },
+        ),
+        (27, add_route()),
+        (
+            28,
+            Op::AckTopic {
+                topic: "app.feed".into(),
+                group: "g".into(),
+                partition: 0,
+                upto: 9,
+            },
+        ),
     ]
+}
+
+/// A route of the DELETEs of table 3 into topic `t`, with the key payload.
+fn add_route() -> Op {
+    Op::AddTopicRoute {
+        topic: "t".into(),
+        route: crate::topics::Route {
+            table: TableId(3),
+            table_name: "a.b".into(),
+            op: crate::topics::RouteOp::Delete,
+            payload: crate::topics::Payload::Key,
+        },
+    }
+}
+
+/// [`add_route`], byte for byte. Read as: codec version 1, variant 27 (AddTopicRoute):
+/// topic "t", route: table 3, table_name "a.b", op variant 2 (Delete), payload variant 0
+/// (Key).
+const GOLDEN_ROUTE: &str = "011b01740303612e620200";
+
+#[test]
+fn a_route_encodes_to_its_golden_bytes() {
+    let bytes = codec::encode(&add_route());
+    assert_eq!(hex(&bytes), GOLDEN_ROUTE);
 }
 
 /// A hot-tier trim of the keys from 0x0001 up to (not including) 0x00ff.

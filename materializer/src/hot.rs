@@ -47,16 +47,20 @@ pub enum Family {
     /// The change journal ([`crate::journal`]): every row change applied, in log order and
     /// by table.
     Journal,
+    /// Topic messages, their partitions' heads and consumer groups' offsets
+    /// ([`crate::topics`]).
+    Topics,
 }
 
 impl Family {
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 7] = [
         Family::Rows,
         Family::Catalog,
         Family::Meta,
         Family::Streams,
         Family::ColdKeys,
         Family::Journal,
+        Family::Topics,
     ];
 
     /// The family's position in [`Family::ALL`].
@@ -68,6 +72,7 @@ impl Family {
             Family::Streams => 3,
             Family::ColdKeys => 4,
             Family::Journal => 5,
+            Family::Topics => 6,
         }
     }
 
@@ -79,6 +84,7 @@ impl Family {
             Family::Meta => "meta",
             Family::ColdKeys => "cold_keys",
             Family::Journal => "journal",
+            Family::Topics => "topics",
         }
     }
 }
@@ -89,7 +95,7 @@ pub type KeyValue = (Family, Vec<u8>, Vec<u8>);
 const APPLIED_KEY: &[u8] = b"applied";
 /// The hot tier's layout version (`materializer/FORMAT.md`, "Versions").
 const LAYOUT_KEY: &[u8] = b"layout";
-const LAYOUT: u32 = 4;
+const LAYOUT: u32 = 5;
 /// Meta key: the cold tier's key index (`cold_keys`) is still to be built from the segments.
 /// Set when a store of layout 2 or older is upgraded (those builds kept no index); the
 /// server builds the index before it applies anything (`cold::job::build_key_index`).
@@ -602,14 +608,18 @@ impl HotStore {
                 batch.put_cf(self.cf(Family::Meta), KEY_INDEX_PENDING_KEY, [1]);
             }
             // Layouts 1 to 3 kept no journal: it starts after what was applied.
-            batch.put_cf(
-                self.cf(Family::Meta),
-                crate::journal::HORIZON_KEY,
-                (index.0 + 1).to_be_bytes(),
-            );
-            if let Some(seq) = self.get(Family::Meta, crate::event_fold::LAST_SEQ_KEY)? {
-                batch.put_cf(self.cf(Family::Meta), crate::journal::HORIZON_SEQ_KEY, seq);
+            if layout < 4 {
+                batch.put_cf(
+                    self.cf(Family::Meta),
+                    crate::journal::HORIZON_KEY,
+                    (index.0 + 1).to_be_bytes(),
+                );
+                if let Some(seq) = self.get(Family::Meta, crate::event_fold::LAST_SEQ_KEY)? {
+                    batch.put_cf(self.cf(Family::Meta), crate::journal::HORIZON_SEQ_KEY, seq);
+                }
             }
+            // Layout 4 had no `topics` family (opening creates it): no topic existed, so
+            // there is nothing to write.
         }
         batch.put_cf(self.cf(Family::Meta), LAYOUT_KEY, LAYOUT.to_be_bytes());
         self.commit(batch, None, false, "upgrade the layout")?;

@@ -459,6 +459,38 @@ fn only_a_store_that_applied_entries_under_layout_2_needs_a_key_index_build() {
 }
 
 #[test]
+fn a_layout_4_store_keeps_its_journal_horizon_when_it_gains_the_topics_family() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = HotStore::open_data_dir(dir.path()).unwrap();
+        let mut layout_4 = HotBatch::default();
+        layout_4.put(Family::Meta, LAYOUT_KEY, 4u32.to_be_bytes().to_vec());
+        layout_4.put(
+            Family::Meta,
+            crate::journal::HORIZON_KEY,
+            3u64.to_be_bytes().to_vec(),
+        );
+        store
+            .replace_all(Some((LogIndex(9), Term(1))), layout_4)
+            .unwrap();
+    }
+    let store = HotStore::open_data_dir(dir.path()).unwrap();
+    assert_eq!(
+        store
+            .get(Family::Meta, crate::journal::HORIZON_KEY)
+            .unwrap()
+            .as_deref(),
+        Some(&3u64.to_be_bytes()[..]),
+        "the journal it kept stays readable"
+    );
+    assert_eq!(
+        store.get(Family::Meta, LAYOUT_KEY).unwrap().as_deref(),
+        Some(&5u32.to_be_bytes()[..])
+    );
+    assert_eq!(store.scan_prefix(Family::Topics, b"").unwrap(), Vec::new());
+}
+
+#[test]
 fn a_data_dir_keeps_stream_rows_apart_and_an_older_layout_is_upgraded() {
     use crate::catalog::{TableDef, TableId, TableKind};
     let dir = tempfile::tempdir().unwrap();

@@ -36,6 +36,7 @@ pub mod scan_cache;
 pub mod seq;
 #[cfg(test)]
 mod test_support;
+pub mod topics;
 pub mod value;
 
 pub use catalog::{

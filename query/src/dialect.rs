@@ -17,8 +17,11 @@ mod cluster;
 pub use cluster::ClusterCommand;
 #[path = "dialect_storage.rs"]
 mod storage;
+#[path = "dialect_topic.rs"]
+mod topic;
 pub use storage::{StorageField, StorageSpec};
 use storage::{parse_alter_storage, parse_create_storage};
+pub use topic::{ConsumeStart, DEFAULT_CONSUME_LIMIT, MAX_CONSUME_LIMIT, TopicCommand};
 
 /// One classified statement.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,6 +134,8 @@ pub enum Statement {
     },
     /// `CLUSTER …` (API.md 3.13).
     Cluster(ClusterCommand),
+    /// Topic DDL, `CONSUME` and `ACK` (API.md 3.12).
+    Topic(TopicCommand),
 }
 
 /// What a STORAGE FLUSH or COMPACT covers.
@@ -233,6 +238,12 @@ impl Statement {
                 | Statement::AlterStorage { .. }
                 | Statement::DropStorage { .. }
                 | Statement::Cluster(_)
+                | Statement::Topic(
+                    TopicCommand::Create { .. }
+                        | TopicCommand::Drop { .. }
+                        | TopicCommand::Clear { .. }
+                        | TopicCommand::AddSource { .. }
+                )
         )
     }
 }
@@ -537,6 +548,9 @@ fn classify_cursor(sql: &str, mut c: Cursor) -> Result<Statement, ParseError> {
             if c.keyword("storage") {
                 return parse_create_storage(&mut c);
             }
+            if c.keyword("topic") {
+                return topic::parse_create_topic(&mut c);
+            }
             if c.keyword("namespace") || c.keyword("schema") {
                 let if_not_exists = c.if_not_exists()?;
                 let name = c.ident()?;
@@ -562,6 +576,9 @@ fn classify_cursor(sql: &str, mut c: Cursor) -> Result<Statement, ParseError> {
                 let id = c.ident()?;
                 return c.end().map(|_| Statement::DropStorage { id, if_exists });
             }
+            if c.keyword("topic") {
+                return topic::parse_drop_topic(&mut c);
+            }
             if c.keyword("namespace") || c.keyword("schema") {
                 let if_exists = c.if_exists()?;
                 let name = c.ident()?;
@@ -584,6 +601,9 @@ fn classify_cursor(sql: &str, mut c: Cursor) -> Result<Statement, ParseError> {
             if c.keyword("storage") {
                 return parse_alter_storage(&mut c);
             }
+            if c.keyword("topic") {
+                return topic::parse_alter_topic(&mut c);
+            }
             if c.keyword("namespace") {
                 let name = c.ident()?;
                 c.expect("set")?;
@@ -603,6 +623,19 @@ fn classify_cursor(sql: &str, mut c: Cursor) -> Result<Statement, ParseError> {
             }
         }
         "execute" | "exec" => parse_execute_as(sql),
+        "clear" => {
+            c.next();
+            c.expect("topic")?;
+            topic::parse_clear_topic(&mut c)
+        }
+        "consume" => {
+            c.next();
+            topic::parse_consume(&mut c)
+        }
+        "ack" => {
+            c.next();
+            topic::parse_ack(&mut c)
+        }
         "subscribe" => parse_subscribe(sql),
         "storage" => {
             c.next();

@@ -4,7 +4,8 @@ use super::Statement;
 
 impl Statement {
     /// Its kind, as `/metrics` counts statements: `select`, `insert`, `update`, `delete`,
-    /// `ddl`, `transaction`, `user`, `storage`, `show`, `subscribe`, `execute_as`, `admin`.
+    /// `ddl`, `transaction`, `user`, `storage`, `show`, `subscribe`, `topic`, `execute_as`,
+    /// `admin`.
     pub fn kind(&self) -> &'static str {
         match self {
             Statement::Query => "select",
@@ -34,6 +35,7 @@ impl Statement {
             | Statement::ShowStorages
             | Statement::ShowManifest => "show",
             Statement::Subscribe { .. } => "subscribe",
+            Statement::Topic(_) => "topic",
             Statement::ExecuteAs { .. } => "execute_as",
             Statement::Meta
             | Statement::KillLiveQuery(_)

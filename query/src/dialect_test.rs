@@ -238,3 +238,107 @@ fn names_the_reference_accepts_are_accepted_and_its_reserved_words_refused() {
         assert!(e.contains("reserved word"), "{e}");
     }
 }
+
+#[test]
+fn topic_statements_parse_as_the_contract_writes_them() {
+    use folddb_materializer::topics::{Payload, RouteOp};
+    let topic = |sql: &str| match classify(sql) {
+        Ok(Statement::Topic(t)) => t,
+        other => panic!("{sql}: {other:?}"),
+    };
+    assert_eq!(
+        topic("CREATE TOPIC app.new_messages PARTITIONS 4"),
+        TopicCommand::Create {
+            id: "app.new_messages".into(),
+            partitions: 4,
+            if_not_exists: false,
+        }
+    );
+    assert_eq!(
+        topic("create topic if not exists feed"),
+        TopicCommand::Create {
+            id: "feed".into(),
+            partitions: 1,
+            if_not_exists: true,
+        }
+    );
+    assert_eq!(
+        topic("ALTER TOPIC t ADD SOURCE app.m ON UPDATE WITH (payload = 'diff')"),
+        TopicCommand::AddSource {
+            topic: "t".into(),
+            table: TableName {
+                namespace: Some("app".into()),
+                name: "m".into(),
+            },
+            op: RouteOp::Update,
+            payload: Payload::Diff,
+        }
+    );
+    assert_eq!(
+        topic("CONSUME FROM a.b GROUP 'g1' FROM EARLIEST LIMIT 5"),
+        TopicCommand::Consume {
+            topic: "a.b".into(),
+            group: Some("g1".into()),
+            start: ConsumeStart::Earliest,
+            limit: 5,
+        }
+    );
+    assert_eq!(
+        topic("CONSUME FROM a.b FROM 12"),
+        TopicCommand::Consume {
+            topic: "a.b".into(),
+            group: None,
+            start: ConsumeStart::Offset(12),
+            limit: DEFAULT_CONSUME_LIMIT,
+        }
+    );
+    assert_eq!(
+        topic("ACK a.b GROUP 'g1' PARTITION 2 UPTO OFFSET 10"),
+        TopicCommand::Ack {
+            topic: "a.b".into(),
+            group: "g1".into(),
+            partition: 2,
+            upto: 10,
+        }
+    );
+    assert_eq!(
+        topic("DROP TOPIC IF EXISTS a.b"),
+        TopicCommand::Drop {
+            id: "a.b".into(),
+            if_exists: true,
+        }
+    );
+    assert_eq!(
+        topic("CLEAR TOPIC a.b"),
+        TopicCommand::Clear { id: "a.b".into() }
+    );
+    for (bad, says) in [
+        ("CREATE TOPIC t PARTITIONS 0", "PARTITIONS"),
+        ("CREATE TOPIC t PARTITIONS 99999", "PARTITIONS"),
+        ("CONSUME FROM t LIMIT -1", "negative"),
+        ("CONSUME FROM t LIMIT 0", "LIMIT"),
+        ("CONSUME FROM t FROM -3", "negative"),
+        ("ACK t UPTO OFFSET 1", "GROUP"),
+        ("ACK t GROUP 'g' UPTO OFFSET -1", "negative"),
+        (
+            "ALTER TOPIC t ADD SOURCE a.m ON MERGE",
+            "INSERT, UPDATE or DELETE",
+        ),
+        (
+            "ALTER TOPIC t ADD SOURCE a.m ON INSERT WITH (payload = 'all')",
+            "payload",
+        ),
+        (
+            "ALTER TOPIC t ADD SOURCE a.m ON INSERT WHERE x > 1",
+            "WHERE",
+        ),
+        ("CONSUME FROM t GROUP 'g' extra", "SQL parse error"),
+    ] {
+        let e = classify(bad).expect_err(bad);
+        assert!(e.contains(says), "{bad}: {e}");
+    }
+    assert!(
+        Statement::Topic(TopicCommand::Clear { id: "t".into() }).admin_only()
+            && !Statement::Topic(topic("CONSUME FROM t")).admin_only()
+    );
+}

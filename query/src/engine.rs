@@ -69,6 +69,8 @@ mod meta;
 mod results;
 #[path = "engine_storage.rs"]
 mod storage;
+#[path = "engine_topics.rs"]
+mod topics;
 #[path = "engine_users.rs"]
 mod users;
 pub use authz::audit;
@@ -76,6 +78,7 @@ use authz::{alter_allowed, denied, grant_allowed, may_read};
 use ddl::{flush_policy, plan_create_table};
 use dml::{Evaluated, eval_literal, scalar};
 use results::*;
+pub use topics::{ConsumeRequest, Consumed, Delivered, may_consume};
 
 /// The catalog every namespace is a schema of: the reference's name, which its clients
 /// filter `information_schema` by (`table_catalog = 'kalam'`).
@@ -1001,6 +1004,7 @@ impl Engine {
             }
             Statement::KillJob(id) => msg(caller, self.jobs.kill(id).map_err(Error::NotAllowed)?),
             Statement::Cluster(command) => msg(caller, self.cluster_command(command).await?),
+            Statement::Topic(command) => self.topic_command(caller, namespace, command).await,
             Statement::Storage { compact, target } => msg(
                 caller,
                 self.storage_command(caller, namespace, *compact, target)?,

@@ -359,6 +359,78 @@ pub fn audit_log(store: &HotStore) -> Res<Rows> {
     Ok(out)
 }
 
+pub const TOPICS_COLS: Cols = &[
+    ("topic_id", DataType::Text),
+    ("name", DataType::Text),
+    ("alias", DataType::Text),
+    ("partitions", DataType::Int),
+    ("retention_seconds", DataType::BigInt),
+    ("retention_max_bytes", DataType::BigInt),
+    ("routes", DataType::Json),
+    ("created_at", DataType::Timestamp),
+    ("updated_at", DataType::Timestamp),
+];
+
+/// `system.topics` (API.md 3.7): every topic with its routes as JSON.
+pub fn topics(store: &HotStore) -> Res<Rows> {
+    let mut out = Rows::new(TOPICS_COLS);
+    for t in folddb_materializer::topics::topics(store)? {
+        let routes: Vec<serde_json::Value> = t
+            .routes
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "table": r.table_name,
+                    "op": r.op.name(),
+                    "payload": r.payload.name(),
+                })
+            })
+            .collect();
+        out.rows.push(vec![
+            text(&t.id),
+            text(&t.id),
+            Value::Null,
+            Value::Int(t.partitions as i32),
+            Value::BigInt(t.retention_seconds as i64),
+            Value::BigInt(t.retention_max_bytes as i64),
+            Value::Json(serde_json::Value::Array(routes).to_string()),
+            ms_to_ts(t.created_at_ms),
+            ms_to_ts(t.updated_at_ms),
+        ]);
+    }
+    Ok(out)
+}
+
+pub const TOPIC_OFFSETS_COLS: Cols = &[
+    ("topic_id", DataType::Text),
+    ("group_id", DataType::Text),
+    ("partition_id", DataType::Int),
+    ("last_acked_offset", DataType::BigInt),
+    ("updated_at", DataType::Timestamp),
+    ("lag", DataType::BigInt),
+];
+
+/// `system.topic_offsets` (API.md 3.7): each group's acknowledged offset per partition,
+/// with its lag (messages after it).
+pub fn topic_offsets(store: &HotStore) -> Res<Rows> {
+    use folddb_materializer::topics;
+    let mut out = Rows::new(TOPIC_OFFSETS_COLS);
+    for t in topics::topics(store)? {
+        for (group, partition, offset) in topics::group_offsets(store, &t.id)? {
+            let head = topics::head(store, &t.id, partition)?;
+            out.rows.push(vec![
+                text(&t.id),
+                text(group),
+                Value::Int(partition as i32),
+                Value::BigInt(offset.last_acked as i64),
+                ms_to_ts(offset.updated_at_ms),
+                Value::BigInt(head.saturating_sub(offset.last_acked + 1) as i64),
+            ]);
+        }
+    }
+    Ok(out)
+}
+
 /// Every `system` table and its columns.
 const SYSTEM_TABLES: &[(&str, Cols)] = &[
     ("namespaces", NAMESPACES_COLS),
@@ -378,6 +450,8 @@ const SYSTEM_TABLES: &[(&str, Cols)] = &[
     ("cluster", views::CLUSTER),
     ("cluster_groups", views::CLUSTER_GROUPS),
     ("datatypes", views::DATATYPES),
+    ("topics", TOPICS_COLS),
+    ("topic_offsets", TOPIC_OFFSETS_COLS),
 ];
 
 /// What the `system` tables are read from, for one caller.
@@ -416,6 +490,8 @@ impl Sources {
             "cluster" => views::cluster(store, node).map_err(text_err),
             "cluster_groups" => views::cluster_groups(store, node).map_err(text_err),
             "datatypes" => Ok(views::datatypes()),
+            "topics" => topics(store).map_err(text_err),
+            "topic_offsets" => topic_offsets(store).map_err(text_err),
             other => Err(format!("system.{other} does not exist")),
         }
     }

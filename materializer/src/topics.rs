@@ -1,0 +1,488 @@
+//! Topics (API.md 3.12, 4.5; `materializer/FORMAT.md`, "Topics"): routes from the row
+//! changes of tables to partitioned, gap-free message logs, and the offsets consumer groups
+//! acknowledged.
+//!
+//! A route's messages are written by the fold of the log entry that made the change, in the
+//! same batch as the change and its applied mark: there is no second write path, no message
+//! without its change, and none is lost in a crash. Offsets count from 0 per partition, in
+//! log order, so every replica and every replay numbers them alike. A message's partition is
+//! a CRC-32 of its key (the row's primary key as text) modulo the topic's partitions.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{StateRead, TableDef, TableId};
+use crate::codec;
+use crate::hot::{Family, HotBatch};
+use crate::row::RowEvent;
+
+/// The default retention of a topic's messages (API.md 3.12): seven days…
+pub const DEFAULT_RETENTION_SECONDS: u64 = 7 * 24 * 3600;
+/// … and one GiB.
+pub const DEFAULT_RETENTION_BYTES: u64 = 1 << 30;
+/// The most partitions a topic may have.
+pub const MAX_PARTITIONS: u32 = 1024;
+
+/// A topic (`system.topics`), in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicDef {
+    /// Free-form (dots allowed), as created.
+    pub id: String,
+    pub partitions: u32,
+    pub retention_seconds: u64,
+    pub retention_max_bytes: u64,
+    pub routes: Vec<Route>,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+/// Which row changes of one table a topic receives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub table: TableId,
+    /// `namespace.table`, as the route was added.
+    pub table_name: String,
+    pub op: RouteOp,
+    pub payload: Payload,
+}
+
+/// The kind of row change a route takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RouteOp {
+    Insert,
+    Update,
+    Delete,
+}
+
+impl RouteOp {
+    /// As SQL `CONSUME` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RouteOp::Insert => "insert",
+            RouteOp::Update => "update",
+            RouteOp::Delete => "delete",
+        }
+    }
+
+    /// As the HTTP API shows it.
+    pub fn title(self) -> &'static str {
+        match self {
+            RouteOp::Insert => "Insert",
+            RouteOp::Update => "Update",
+            RouteOp::Delete => "Delete",
+        }
+    }
+}
+
+/// What a message carries (API.md 3.12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Payload {
+    /// The row's key columns.
+    Key,
+    /// Every column of the row (the old image for a delete).
+    Full,
+    /// The key columns and the columns the change set (every column for an insert).
+    Diff,
+}
+
+impl Payload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Payload::Key => "key",
+            Payload::Full => "full",
+            Payload::Diff => "diff",
+        }
+    }
+}
+
+/// One message of a topic partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// The source table, `namespace.table`.
+    pub table: String,
+    pub op: RouteOp,
+    /// The row's primary key as text.
+    pub key: Option<String>,
+    /// JSON bytes (see [`Payload`]).
+    pub payload: Vec<u8>,
+    /// The owner of a USER table's row.
+    pub user: Option<String>,
+    /// The time of the command that made the change.
+    pub timestamp_ms: u64,
+    /// The log entry that made the change.
+    pub index: u64,
+}
+
+/// A consumer group's acknowledged offset of one partition (`system.topic_offsets`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupOffset {
+    pub last_acked: u64,
+    pub updated_at_ms: u64,
+}
+
+const TOPIC: &[u8] = b"p\0";
+const MESSAGE: u8 = b'm';
+const HEAD: u8 = b'h';
+const GROUP: u8 = b'g';
+
+/// The catalog key of topic `id`.
+pub fn topic_key(id: &str) -> Vec<u8> {
+    [TOPIC, id.as_bytes()].concat()
+}
+
+/// `len (u16 BE) + bytes`.
+fn part(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    out.extend_from_slice(&(bytes.len().min(u16::MAX as usize) as u16).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// The prefix of every key of topic `id` of a kind (`m`, `h`, `g`).
+fn topic_prefix(kind: u8, id: &str) -> Vec<u8> {
+    let mut out = vec![kind];
+    part(&mut out, id);
+    out
+}
+
+/// The prefix of the messages of partition `partition` of topic `id`.
+pub fn partition_prefix(id: &str, partition: u32) -> Vec<u8> {
+    let mut out = topic_prefix(MESSAGE, id);
+    out.extend_from_slice(&partition.to_be_bytes());
+    out
+}
+
+/// The key of message `offset` of partition `partition` of topic `id`.
+pub fn message_key(id: &str, partition: u32, offset: u64) -> Vec<u8> {
+    let mut out = partition_prefix(id, partition);
+    out.extend_from_slice(&offset.to_be_bytes());
+    out
+}
+
+fn head_key(id: &str, partition: u32) -> Vec<u8> {
+    let mut out = topic_prefix(HEAD, id);
+    out.extend_from_slice(&partition.to_be_bytes());
+    out
+}
+
+fn group_key(id: &str, group: &str, partition: u32) -> Vec<u8> {
+    let mut out = topic_prefix(GROUP, id);
+    part(&mut out, group);
+    out.extend_from_slice(&partition.to_be_bytes());
+    out
+}
+
+/// The offset of a message key's last 8 bytes.
+pub fn offset_of(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
+
+/// Topic `id`.
+pub fn topic(state: &dyn StateRead, id: &str) -> crate::Result<Option<TopicDef>> {
+    state
+        .get(Family::Catalog, &topic_key(id))?
+        .map(|v| codec::decode(&v, "a topic"))
+        .transpose()
+}
+
+/// Every topic, by id.
+pub fn topics(state: &dyn StateRead) -> crate::Result<Vec<TopicDef>> {
+    state
+        .scan_prefix(Family::Catalog, TOPIC)?
+        .into_iter()
+        .map(|(_, v)| codec::decode(&v, "a topic"))
+        .collect()
+}
+
+/// Writes topic `def`.
+pub fn put_topic(batch: &mut HotBatch, def: &TopicDef) {
+    batch.put(Family::Catalog, topic_key(&def.id), codec::encode(def));
+}
+
+/// Removes topic `id`, its messages and its groups' offsets.
+pub fn drop_topic(batch: &mut HotBatch, id: &str) {
+    batch.delete(Family::Catalog, topic_key(id));
+    for kind in [MESSAGE, HEAD, GROUP] {
+        batch.delete_prefix(Family::Topics, &topic_prefix(kind, id));
+    }
+}
+
+/// Removes topic `id`'s messages; offsets go on from where they were.
+pub fn clear_topic(batch: &mut HotBatch, id: &str) {
+    batch.delete_prefix(Family::Topics, &topic_prefix(MESSAGE, id));
+}
+
+/// The offset the next message of a partition gets (how many it ever had).
+pub fn head(state: &dyn StateRead, id: &str, partition: u32) -> crate::Result<u64> {
+    Ok(state
+        .get(Family::Topics, &head_key(id, partition))?
+        .and_then(|v| v.try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0))
+}
+
+/// Group `group`'s acknowledged offset of a partition.
+pub fn group_offset(
+    state: &dyn StateRead,
+    id: &str,
+    group: &str,
+    partition: u32,
+) -> crate::Result<Option<GroupOffset>> {
+    state
+        .get(Family::Topics, &group_key(id, group, partition))?
+        .map(|v| codec::decode(&v, "a group offset"))
+        .transpose()
+}
+
+/// Every group offset of topic `id`: (group, partition, offset).
+pub fn group_offsets(
+    state: &dyn StateRead,
+    id: &str,
+) -> crate::Result<Vec<(String, u32, GroupOffset)>> {
+    let prefix = topic_prefix(GROUP, id);
+    let mut out = Vec::new();
+    for (k, v) in state.scan_prefix(Family::Topics, &prefix)? {
+        let rest = &k[prefix.len()..];
+        let Some((len, rest)) = rest.split_first_chunk::<2>() else {
+            continue;
+        };
+        let len = u16::from_be_bytes(*len) as usize;
+        let (Some(group), Some(partition)) = (
+            rest.get(..len),
+            rest.get(len..)
+                .and_then(|p| <[u8; 4]>::try_from(p).ok())
+                .map(u32::from_be_bytes),
+        ) else {
+            continue;
+        };
+        out.push((
+            String::from_utf8_lossy(group).into_owned(),
+            partition,
+            codec::decode(&v, "a group offset")?,
+        ));
+    }
+    Ok(out)
+}
+
+/// Sets group `group`'s acknowledged offset of a partition.
+pub fn put_group_offset(
+    batch: &mut HotBatch,
+    id: &str,
+    group: &str,
+    partition: u32,
+    offset: &GroupOffset,
+) {
+    batch.put(
+        Family::Topics,
+        group_key(id, group, partition),
+        codec::encode(offset),
+    );
+}
+
+/// The partition of a message with `key` in a topic of `partitions`.
+pub fn partition_of(key: &str, partitions: u32) -> u32 {
+    crc32fast::hash(key.as_bytes()) % partitions.max(1)
+}
+
+/// The kind of change `e` is: `None` for a change that leaves no row and had none.
+pub fn op_of(e: &RowEvent) -> Option<RouteOp> {
+    let old = e.old.as_ref().filter(|v| !v.deleted);
+    let new = e.new.as_ref().filter(|v| !v.deleted);
+    match (old, new) {
+        (None, Some(_)) => Some(RouteOp::Insert),
+        (Some(_), Some(_)) => Some(RouteOp::Update),
+        (Some(_), None) => Some(RouteOp::Delete),
+        (None, None) => None,
+    }
+}
+
+/// The payload of a message for change `e` of table `def` (API.md 3.12): a JSON object of
+/// columns, with `_seq` and `_table` when it carries the row.
+pub fn payload_of(def: &TableDef, e: &RowEvent, op: RouteOp, mode: Payload) -> Vec<u8> {
+    use serde_json::{Map, Value as J};
+    let old = e.old.as_ref().filter(|v| !v.deleted);
+    let new = e.new.as_ref().filter(|v| !v.deleted);
+    let image = match op {
+        RouteOp::Delete => old,
+        _ => new,
+    };
+    let mut out = Map::new();
+    let key_col = def.pk_column().map(|c| c.id);
+    let Some(image) = image else {
+        return b"{}".to_vec();
+    };
+    for (id, value) in &image.cells {
+        let Some(col) = def.column_by_id(*id) else {
+            continue;
+        };
+        let is_key = key_col == Some(*id);
+        let take = match mode {
+            Payload::Key => is_key,
+            Payload::Full => true,
+            Payload::Diff => match op {
+                RouteOp::Insert => true,
+                RouteOp::Delete => is_key,
+                RouteOp::Update => {
+                    is_key
+                        || old.is_none_or(|o| !o.cells.iter().any(|(i, v)| i == id && v == value))
+                }
+            },
+        };
+        if take {
+            out.insert(col.name.clone(), value.to_json());
+        }
+    }
+    if mode != Payload::Key {
+        out.insert("_seq".into(), J::String(image.seq.to_string()));
+        out.insert("_table".into(), J::String(def.qualified_name()));
+    }
+    serde_json::to_vec(&J::Object(out)).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+/// The `topics` keys and values to write for the messages the routes of every topic take
+/// from `events`, the row changes of the entry at `index` made at `stamp_ms` (`state` is
+/// the state they were made in): each message, and the partitions' new heads.
+pub fn route(
+    state: &dyn StateRead,
+    events: &[RowEvent],
+    index: u64,
+    stamp_ms: u64,
+) -> crate::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let topics = topics(state)?;
+    if topics.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut defs: HashMap<TableId, Option<TableDef>> = HashMap::new();
+    let mut heads: HashMap<(String, u32), u64> = HashMap::new();
+    let mut writes = Vec::new();
+    for e in events {
+        let Some(op) = op_of(e) else {
+            continue;
+        };
+        for topic in &topics {
+            for r in topic
+                .routes
+                .iter()
+                .filter(|r| r.table == e.table && r.op == op)
+            {
+                let def = match defs.get(&e.table) {
+                    Some(def) => def.clone(),
+                    None => {
+                        let def = crate::catalog::table_history(state, e.table)?.pop();
+                        defs.insert(e.table, def.clone());
+                        def
+                    }
+                };
+                let Some(def) = def else {
+                    continue;
+                };
+                let key = e.pk.plain();
+                let partition = partition_of(&key, topic.partitions);
+                let slot = (topic.id.clone(), partition);
+                let offset = match heads.get(&slot) {
+                    Some(o) => *o,
+                    None => head(state, &topic.id, partition)?,
+                };
+                heads.insert(slot, offset + 1);
+                let message = Message {
+                    table: def.qualified_name(),
+                    op,
+                    key: Some(key),
+                    payload: payload_of(&def, e, op, r.payload),
+                    user: (!e.scope.is_empty()).then(|| e.scope.clone()),
+                    timestamp_ms: stamp_ms,
+                    index,
+                };
+                writes.push((
+                    message_key(&topic.id, partition, offset),
+                    codec::encode(&message),
+                ));
+            }
+        }
+    }
+    let mut heads: Vec<_> = heads.into_iter().collect();
+    heads.sort();
+    for ((id, partition), next) in heads {
+        writes.push((head_key(&id, partition), next.to_be_bytes().to_vec()));
+    }
+    Ok(writes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_keep_topics_groups_and_offsets_apart() {
+        assert_eq!(
+            message_key("a.b", 1, 2),
+            [
+                b'm', 0, 3, b'a', b'.', b'b', 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2
+            ]
+        );
+        assert_eq!(offset_of(&message_key("t", 0, 77)), Some(77));
+        // A topic whose id extends another's never shares its prefix.
+        assert!(!message_key("ab", 0, 0).starts_with(&partition_prefix("a", 0)));
+        assert_eq!(partition_of("42", 1), 0);
+        assert_eq!(partition_of("42", 4), crc32fast::hash(b"42") % 4);
+    }
+
+    #[test]
+    fn payloads_carry_what_their_mode_says() {
+        use crate::catalog::{TableDef, TableKind};
+        use crate::row::RowVersion;
+        use crate::value::Value;
+        let def = TableDef::example("app", "t", TableKind::Shared);
+        let version = |seq, v: &str| RowVersion {
+            seq,
+            deleted: false,
+            cells: vec![(1, Value::BigInt(7)), (2, Value::Text(v.into()))],
+        };
+        let event = |old: Option<RowVersion>, new: Option<RowVersion>| RowEvent {
+            table: def.id,
+            scope: String::new(),
+            pk: Value::BigInt(7),
+            old,
+            new,
+        };
+        let json = |e: &RowEvent, mode| {
+            let op = op_of(e).expect("a change");
+            serde_json::from_slice::<serde_json::Value>(&payload_of(&def, e, op, mode))
+                .expect("JSON")
+        };
+        let insert = event(None, Some(version(5, "a")));
+        let update = event(Some(version(5, "a")), Some(version(6, "b")));
+        let same = event(Some(version(5, "a")), Some(version(6, "a")));
+        let tombstone = RowVersion {
+            seq: 8,
+            deleted: true,
+            cells: Vec::new(),
+        };
+        let delete = event(Some(version(6, "b")), Some(tombstone));
+        let full = serde_json::json!({"id": "7", "v": "a", "_seq": "5", "_table": "app.t"});
+        assert_eq!(json(&insert, Payload::Full), full);
+        assert_eq!(json(&insert, Payload::Diff), full);
+        assert_eq!(json(&insert, Payload::Key), serde_json::json!({"id": "7"}));
+        assert_eq!(
+            json(&update, Payload::Diff),
+            serde_json::json!({"id": "7", "v": "b", "_seq": "6", "_table": "app.t"})
+        );
+        assert_eq!(
+            json(&same, Payload::Diff),
+            serde_json::json!({"id": "7", "_seq": "6", "_table": "app.t"})
+        );
+        assert_eq!(op_of(&delete), Some(RouteOp::Delete));
+        assert_eq!(
+            json(&delete, Payload::Full),
+            serde_json::json!({"id": "7", "v": "b", "_seq": "6", "_table": "app.t"}),
+            "a delete carries the row as it was"
+        );
+        assert_eq!(
+            json(&delete, Payload::Diff),
+            serde_json::json!({"id": "7", "_seq": "6", "_table": "app.t"})
+        );
+    }
+}

@@ -1,0 +1,258 @@
+//! The topic statements (API.md 3.12), parsed from the dialect's tokens.
+
+use super::*;
+use folddb_materializer::topics::{Payload, RouteOp};
+
+/// Where a group with no acknowledged offset starts consuming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumeStart {
+    /// After the last message (what a new group gets by default).
+    Latest,
+    /// At the first message the partition holds.
+    Earliest,
+    Offset(u64),
+}
+
+/// One topic statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicCommand {
+    /// `CREATE TOPIC [IF NOT EXISTS] id [PARTITIONS n]`.
+    Create {
+        id: String,
+        partitions: u32,
+        if_not_exists: bool,
+    },
+    /// `DROP TOPIC [IF EXISTS] id`.
+    Drop { id: String, if_exists: bool },
+    /// `CLEAR TOPIC id`.
+    Clear { id: String },
+    /// `ALTER TOPIC id ADD SOURCE ns.t ON INSERT|UPDATE|DELETE [WITH (payload = '…')]`.
+    AddSource {
+        topic: String,
+        table: TableName,
+        op: RouteOp,
+        payload: Payload,
+    },
+    /// `CONSUME FROM id [GROUP 'g'] [FROM LATEST|EARLIEST|n] [LIMIT n]`.
+    Consume {
+        topic: String,
+        group: Option<String>,
+        start: ConsumeStart,
+        limit: u64,
+    },
+    /// `ACK id GROUP 'g' [PARTITION p] UPTO OFFSET n`.
+    Ack {
+        topic: String,
+        group: String,
+        partition: u32,
+        upto: u64,
+    },
+}
+
+/// The default `LIMIT` of `CONSUME`.
+pub const DEFAULT_CONSUME_LIMIT: u64 = 100;
+/// The largest `LIMIT` of `CONSUME`.
+pub const MAX_CONSUME_LIMIT: u64 = 100_000;
+
+/// A topic id: dotted words (`app.new_messages`), or a quoted string; lowercase like other
+/// identifiers.
+fn topic_id(c: &mut Cursor) -> Result<String, ParseError> {
+    let mut id = c.ident()?;
+    while c.token(&Token::Period) {
+        id.push('.');
+        id.push_str(&c.ident()?);
+    }
+    if id.is_empty() || id.len() > 255 {
+        return Err("A topic id has from 1 to 255 characters".into());
+    }
+    Ok(id)
+}
+
+/// A whole number that is not negative.
+fn count(c: &mut Cursor, what: &str) -> Result<u64, ParseError> {
+    match c.next() {
+        Some(Token::Number(n, _)) => n
+            .parse::<u64>()
+            .map_err(|_| format!("{what} expects a whole number that is not negative, not {n}")),
+        Some(Token::Minus) => Err(format!("{what} cannot be negative")),
+        other => Err(format!(
+            "{what} expects a number, found {}",
+            other.map_or_else(|| "end of statement".to_owned(), |t| t.to_string())
+        )),
+    }
+}
+
+/// A group name: quoted, or a bare word.
+fn group(c: &mut Cursor) -> Result<String, ParseError> {
+    match c.next() {
+        Some(Token::SingleQuotedString(s)) | Some(Token::DoubleQuotedString(s))
+            if !s.is_empty() =>
+        {
+            Ok(s)
+        }
+        Some(Token::Word(w)) => Ok(w.value),
+        _ => Err("GROUP expects a group name, e.g. GROUP 'workers'".into()),
+    }
+}
+
+/// The rest of `CREATE TOPIC`.
+pub(super) fn parse_create_topic(c: &mut Cursor) -> Result<Statement, ParseError> {
+    let if_not_exists = c.if_not_exists()?;
+    let id = topic_id(c)?;
+    let partitions = if c.keyword("partitions") {
+        let n = count(c, "PARTITIONS")?;
+        u32::try_from(n)
+            .ok()
+            .filter(|n| (1..=folddb_materializer::topics::MAX_PARTITIONS).contains(n))
+            .ok_or_else(|| {
+                format!(
+                    "PARTITIONS must be from 1 to {}, not {n}",
+                    folddb_materializer::topics::MAX_PARTITIONS
+                )
+            })?
+    } else {
+        1
+    };
+    c.end().map(|_| {
+        Statement::Topic(TopicCommand::Create {
+            id,
+            partitions,
+            if_not_exists,
+        })
+    })
+}
+
+/// The rest of `DROP TOPIC`.
+pub(super) fn parse_drop_topic(c: &mut Cursor) -> Result<Statement, ParseError> {
+    let if_exists = c.if_exists()?;
+    let id = topic_id(c)?;
+    c.end()
+        .map(|_| Statement::Topic(TopicCommand::Drop { id, if_exists }))
+}
+
+/// The rest of `CLEAR TOPIC`.
+pub(super) fn parse_clear_topic(c: &mut Cursor) -> Result<Statement, ParseError> {
+    let id = topic_id(c)?;
+    c.end()
+        .map(|_| Statement::Topic(TopicCommand::Clear { id }))
+}
+
+/// The rest of `ALTER TOPIC`.
+pub(super) fn parse_alter_topic(c: &mut Cursor) -> Result<Statement, ParseError> {
+    let topic = topic_id(c)?;
+    c.expect("add")?;
+    c.expect("source")?;
+    let table = c.table_name()?;
+    c.expect("on")?;
+    let op = match c.word().as_deref() {
+        Some("insert") => RouteOp::Insert,
+        Some("update") => RouteOp::Update,
+        Some("delete") => RouteOp::Delete,
+        _ => return Err("ADD SOURCE … ON expects INSERT, UPDATE or DELETE".into()),
+    };
+    if c.keyword("where") {
+        return Err(
+            "ALTER TOPIC … ADD SOURCE … WHERE is not supported yet: route every change and \
+             filter in the consumer"
+                .into(),
+        );
+    }
+    let mut payload = Payload::Full;
+    if c.keyword("with") {
+        c.expect_token(&Token::LParen, "(")?;
+        loop {
+            let key = c.ident()?;
+            c.expect_token(&Token::Eq, "=")?;
+            let value = match c.next() {
+                Some(Token::SingleQuotedString(s)) => s.to_ascii_lowercase(),
+                Some(Token::Word(w)) => w.value.to_ascii_lowercase(),
+                _ => return Err(format!("WITH ({key} = …) expects a value")),
+            };
+            match (key.as_str(), value.as_str()) {
+                ("payload", "key") => payload = Payload::Key,
+                ("payload", "full") => payload = Payload::Full,
+                ("payload", "diff") => payload = Payload::Diff,
+                ("payload", other) => {
+                    return Err(format!(
+                        "Unknown payload '{other}': use 'key', 'full' or 'diff'"
+                    ));
+                }
+                (other, _) => return Err(format!("Unknown route option '{other}'")),
+            }
+            if !c.token(&Token::Comma) {
+                break;
+            }
+        }
+        c.expect_token(&Token::RParen, ")")?;
+    }
+    c.end().map(|_| {
+        Statement::Topic(TopicCommand::AddSource {
+            topic,
+            table,
+            op,
+            payload,
+        })
+    })
+}
+
+/// The rest of `CONSUME`.
+pub(super) fn parse_consume(c: &mut Cursor) -> Result<Statement, ParseError> {
+    c.expect("from")?;
+    let topic = topic_id(c)?;
+    let (mut group_name, mut start, mut limit) = (None, ConsumeStart::Latest, None);
+    loop {
+        if c.keyword("group") {
+            group_name = Some(group(c)?);
+        } else if c.keyword("from") {
+            start = if c.keyword("latest") {
+                ConsumeStart::Latest
+            } else if c.keyword("earliest") {
+                ConsumeStart::Earliest
+            } else {
+                ConsumeStart::Offset(count(c, "FROM")?)
+            };
+        } else if c.keyword("limit") {
+            let n = count(c, "LIMIT")?;
+            if n == 0 || n > MAX_CONSUME_LIMIT {
+                return Err(format!(
+                    "LIMIT must be from 1 to {MAX_CONSUME_LIMIT}, not {n}"
+                ));
+            }
+            limit = Some(n);
+        } else {
+            break;
+        }
+    }
+    c.end().map(|_| {
+        Statement::Topic(TopicCommand::Consume {
+            topic,
+            group: group_name,
+            start,
+            limit: limit.unwrap_or(DEFAULT_CONSUME_LIMIT),
+        })
+    })
+}
+
+/// The rest of `ACK`.
+pub(super) fn parse_ack(c: &mut Cursor) -> Result<Statement, ParseError> {
+    let topic = topic_id(c)?;
+    c.expect("group")?;
+    let group = group(c)?;
+    let partition = if c.keyword("partition") {
+        let p = count(c, "PARTITION")?;
+        u32::try_from(p).map_err(|_| format!("No partition {p}"))?
+    } else {
+        0
+    };
+    c.expect("upto")?;
+    c.expect("offset")?;
+    let upto = count(c, "UPTO OFFSET")?;
+    c.end().map(|_| {
+        Statement::Topic(TopicCommand::Ack {
+            topic,
+            group,
+            partition,
+            upto,
+        })
+    })
+}

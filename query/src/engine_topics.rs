@@ -1,0 +1,300 @@
+//! Topics (API.md 3.12, 1.10): DDL, `CONSUME` and `ACK`, over the messages the fold routes
+//! from table changes (`folddb_materializer::topics`).
+
+use folddb_materializer::topics::{self, Message, Route};
+use folddb_materializer::{Family, Op, Role};
+
+use super::*;
+use crate::dialect::{ConsumeStart, TopicCommand};
+
+/// One message as a consumer gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub partition: u32,
+    pub offset: u64,
+    pub message: Message,
+}
+
+/// What one consume returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumed {
+    pub messages: Vec<Delivered>,
+    /// The offset to consume from next.
+    pub next_offset: u64,
+    /// Whether the limit cut the answer short.
+    pub has_more: bool,
+}
+
+/// What a consume asks for.
+#[derive(Debug, Clone)]
+pub struct ConsumeRequest {
+    pub topic: String,
+    pub group: Option<String>,
+    pub partition: u32,
+    pub start: ConsumeStart,
+    pub limit: u64,
+}
+
+/// CONSUME's result columns (API.md 3.12).
+const CONSUME_COLS: crate::system::Cols = &[
+    ("topic_id", DataType::Text),
+    ("partition_id", DataType::Int),
+    ("offset", DataType::BigInt),
+    ("key", DataType::Text),
+    ("payload", DataType::Bytes),
+    ("timestamp_ms", DataType::BigInt),
+    ("user_id", DataType::Text),
+    ("op", DataType::Text),
+];
+
+/// ACK's result columns.
+const ACK_COLS: crate::system::Cols = &[
+    ("topic", DataType::Text),
+    ("group_id", DataType::Text),
+    ("partition", DataType::Int),
+    ("committed_offset", DataType::BigInt),
+];
+
+/// Consume and ack need role service, dba or system (API.md 1.10, 3.12).
+pub fn may_consume(caller: &Caller) -> StmtResult<()> {
+    if caller.role == Role::User {
+        return Err(Error::PermissionDenied(
+            "Consuming topics requires role service, dba or system".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Engine {
+    pub(super) async fn topic_command(
+        &self,
+        caller: &Caller,
+        namespace: &str,
+        command: &TopicCommand,
+    ) -> StmtResult<Out> {
+        match command {
+            TopicCommand::Create {
+                id,
+                partitions,
+                if_not_exists,
+            } => msg(
+                caller,
+                self.propose_catalog(
+                    caller,
+                    Op::CreateTopic {
+                        id: id.clone(),
+                        partitions: *partitions,
+                        if_not_exists: *if_not_exists,
+                    },
+                    format!("Topic '{id}' already exists (skipped)"),
+                    format!("Topic '{id}' created with {partitions} partition(s)"),
+                )
+                .await?,
+            ),
+            TopicCommand::Drop { id, if_exists } => msg(
+                caller,
+                self.propose_catalog(
+                    caller,
+                    Op::DropTopic {
+                        id: id.clone(),
+                        if_exists: *if_exists,
+                    },
+                    format!("Topic '{id}' does not exist (skipped)"),
+                    format!("Topic '{id}' dropped"),
+                )
+                .await?,
+            ),
+            TopicCommand::Clear { id } => msg(
+                caller,
+                self.propose_catalog(
+                    caller,
+                    Op::ClearTopic { id: id.clone() },
+                    String::new(),
+                    format!("Topic '{id}' cleared"),
+                )
+                .await?,
+            ),
+            TopicCommand::AddSource {
+                topic,
+                table,
+                op,
+                payload,
+            } => {
+                // An unqualified source table is in namespace `default` (API.md 3.12).
+                let def = self.table(
+                    table
+                        .namespace
+                        .as_deref()
+                        .unwrap_or(if namespace.is_empty() {
+                            "default"
+                        } else {
+                            namespace
+                        }),
+                    table,
+                )?;
+                let route = Route {
+                    table: def.id,
+                    table_name: def.qualified_name(),
+                    op: *op,
+                    payload: *payload,
+                };
+                let done = format!(
+                    "Route {} ON {} added to topic '{topic}'",
+                    route.table_name,
+                    op.name().to_ascii_uppercase()
+                );
+                self.propose(
+                    &caller.user,
+                    vec![Op::AddTopicRoute {
+                        topic: topic.clone(),
+                        route,
+                    }],
+                )
+                .await?;
+                msg(caller, done)
+            }
+            TopicCommand::Consume {
+                topic,
+                group,
+                start,
+                limit,
+            } => {
+                may_consume(caller)?;
+                let request = ConsumeRequest {
+                    topic: topic.clone(),
+                    group: group.clone(),
+                    partition: 0,
+                    start: *start,
+                    limit: *limit,
+                };
+                let consumed = self.consume(&request)?;
+                // With a group, SQL CONSUME acknowledges what it returned (API.md 3.12).
+                if let (Some(group), Some(last)) = (group, consumed.messages.last()) {
+                    self.ack(caller, topic, group, 0, last.offset).await?;
+                }
+                let mut rows = crate::system::Rows::new(CONSUME_COLS);
+                for d in &consumed.messages {
+                    rows.rows.push(vec![
+                        Value::Text(topic.clone()),
+                        Value::Int(d.partition as i32),
+                        Value::BigInt(d.offset as i64),
+                        d.message.key.clone().map_or(Value::Null, Value::Text),
+                        Value::Bytes(d.message.payload.clone()),
+                        Value::BigInt(d.message.timestamp_ms as i64),
+                        d.message.user.clone().map_or(Value::Null, Value::Text),
+                        Value::Text(d.message.op.name().into()),
+                    ]);
+                }
+                Ok(Out::Result(table_result(caller, &rows)?))
+            }
+            TopicCommand::Ack {
+                topic,
+                group,
+                partition,
+                upto,
+            } => {
+                may_consume(caller)?;
+                let committed = self.ack(caller, topic, group, *partition, *upto).await?;
+                let mut rows = crate::system::Rows::new(ACK_COLS);
+                rows.rows.push(vec![
+                    Value::Text(topic.clone()),
+                    Value::Text(group.clone()),
+                    Value::Int(*partition as i32),
+                    Value::BigInt(committed as i64),
+                ]);
+                Ok(Out::Result(table_result(caller, &rows)?))
+            }
+        }
+    }
+
+    /// The messages `request` asks for, from this node's applied state. A group with an
+    /// acknowledged offset goes on after it; otherwise `start` says where to begin.
+    pub fn consume(&self, request: &ConsumeRequest) -> StmtResult<Consumed> {
+        let store = self.store.as_ref();
+        let topic = &request.topic;
+        let def = topics::topic(store, topic)?
+            .ok_or_else(|| Error::NotFound(format!("Topic '{topic}' not found")))?;
+        let partition = request.partition;
+        if partition >= def.partitions {
+            return Err(Error::InvalidInput(format!(
+                "Topic '{topic}' has no partition {partition} (it has {})",
+                def.partitions
+            )));
+        }
+        if request.limit == 0 {
+            return Err(Error::InvalidInput("limit must be at least 1".into()));
+        }
+        let head = topics::head(store, topic, partition)?;
+        let acked = match &request.group {
+            Some(g) => topics::group_offset(store, topic, g, partition)?,
+            None => None,
+        };
+        let from = match (acked, request.start) {
+            (Some(o), _) => o.last_acked + 1,
+            (None, ConsumeStart::Latest) => head,
+            (None, ConsumeStart::Earliest) => 0,
+            (None, ConsumeStart::Offset(n)) if n > head => {
+                return Err(Error::InvalidInput(format!(
+                    "Offset {n} is out of range: partition {partition} of topic '{topic}' has \
+                     offsets below {head}"
+                )));
+            }
+            (None, ConsumeStart::Offset(n)) => n,
+        };
+        let limit = usize::try_from(request.limit).unwrap_or(usize::MAX);
+        let found = store.scan_range(
+            Family::Topics,
+            &topics::message_key(topic, partition, from),
+            &topics::partition_prefix(topic, partition),
+            limit,
+        )?;
+        let mut messages = Vec::with_capacity(found.len());
+        for (k, v) in found {
+            let offset = topics::offset_of(&k).ok_or_else(|| {
+                Error::Internal(format!("a message key of topic '{topic}' is damaged"))
+            })?;
+            let message: Message = folddb_materializer::codec::decode(&v, "a topic message")?;
+            messages.push(Delivered {
+                partition,
+                offset,
+                message,
+            });
+        }
+        let next_offset = messages.last().map_or(head.max(from), |d| d.offset + 1);
+        Ok(Consumed {
+            has_more: messages.len() == limit,
+            messages,
+            next_offset,
+        })
+    }
+
+    /// Acknowledges group `group`'s messages of a partition up to `upto`, through the log;
+    /// returns the group's acknowledged offset after it (acks never regress).
+    pub async fn ack(
+        &self,
+        caller: &Caller,
+        topic: &str,
+        group: &str,
+        partition: u32,
+        upto: u64,
+    ) -> StmtResult<u64> {
+        may_consume(caller)?;
+        if group.is_empty() {
+            return Err(Error::InvalidInput("An ack needs a group".into()));
+        }
+        self.propose(
+            &caller.user,
+            vec![Op::AckTopic {
+                topic: topic.to_owned(),
+                group: group.to_owned(),
+                partition,
+                upto,
+            }],
+        )
+        .await?;
+        Ok(
+            topics::group_offset(self.store.as_ref(), topic, group, partition)?
+                .map_or(upto, |o| o.last_acked),
+        )
+    }
+}

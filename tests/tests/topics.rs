@@ -1,0 +1,518 @@
+//! Topics (#19, API.md 1.10, 3.12, 4.5), against the real binary: routes from table changes
+//! to gap-free partition offsets, folded with the change itself; SQL `CONSUME` / `ACK` and
+//! the HTTP consume / ack API; consumer groups' offsets; a long-poll; what survives a
+//! SIGKILL and a replay of the log; bad input refused with nothing changed.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use folddb_tests::{Server, rows};
+use serde_json::{Value, json};
+
+/// The topic messages of an HTTP consume, as (offset, op, key, payload JSON, user).
+fn messages(answer: &Value) -> Vec<(u64, String, String, Value, Option<String>)> {
+    answer["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            let payload = base64::engine::general_purpose::STANDARD
+                .decode(m["payload"].as_str().expect("base64 payload"))
+                .expect("base64");
+            (
+                m["offset"].as_u64().expect("offset"),
+                m["op"].as_str().expect("op").to_owned(),
+                m["key"].as_str().expect("key").to_owned(),
+                serde_json::from_slice(&payload).expect("a JSON payload"),
+                m["user"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+async fn consume(s: &Server, token: &str, body: Value) -> (u16, Value) {
+    s.post("/v1/api/topics/consume", Some(token), &body).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_fold_messages_with_their_changes_and_groups_consume_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let s = Server::start(&data).await;
+    let token = s.setup_and_login().await;
+    s.ok_all(
+        &token,
+        &[
+            "CREATE NAMESPACE app",
+            "CREATE SHARED TABLE app.messages (id BIGINT PRIMARY KEY, body TEXT, n INT)",
+            "CREATE USER TABLE app.notes (id BIGINT PRIMARY KEY, v TEXT)",
+            "CREATE TOPIC app.new_messages",
+            "ALTER TOPIC app.new_messages ADD SOURCE app.messages ON INSERT",
+            "ALTER TOPIC app.new_messages ADD SOURCE app.messages ON UPDATE WITH (payload = 'diff')",
+            "ALTER TOPIC app.new_messages ADD SOURCE app.messages ON DELETE WITH (payload = 'key')",
+            "CREATE TOPIC app.notes_feed PARTITIONS 4",
+            "ALTER TOPIC app.notes_feed ADD SOURCE app.notes ON INSERT",
+        ],
+    )
+    .await;
+
+    // Bad input: each refused, and nothing changes.
+    for (sql, needle) in [
+        (
+            "ALTER TOPIC app.new_messages ADD SOURCE app.messages ON INSERT",
+            "already exists",
+        ),
+        (
+            "ALTER TOPIC app.nope ADD SOURCE app.messages ON INSERT",
+            "not found",
+        ),
+        (
+            "ALTER TOPIC app.new_messages ADD SOURCE app.missing ON INSERT",
+            "does not exist",
+        ),
+        (
+            "ALTER TOPIC app.new_messages ADD SOURCE app.messages ON UPDATE WHERE n > 1",
+            "WHERE",
+        ),
+        ("CREATE TOPIC app.new_messages", "already exists"),
+        ("CREATE TOPIC app.t0 PARTITIONS 0", "PARTITIONS"),
+        ("CONSUME FROM app.new_messages LIMIT -1", "negative"),
+        ("CONSUME FROM app.new_messages LIMIT 0", "LIMIT"),
+        ("CONSUME FROM app.nope", "not found"),
+        (
+            "ACK app.new_messages GROUP 'g' UPTO OFFSET 0",
+            "out of range",
+        ),
+    ] {
+        let (_, body) = s.sql(&token, sql).await;
+        assert_eq!(body["status"], "error", "{sql}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains(needle), "{sql}: {body}");
+    }
+
+    // Writes: three inserts, an update, a delete, and a change no route takes.
+    s.ok_all(
+        &token,
+        &[
+            "INSERT INTO app.messages (id, body, n) VALUES (1, 'hello', 1), (2, 'world', 2)",
+            "INSERT INTO app.messages (id, body, n) VALUES (3, 'again', 3)",
+            "UPDATE app.messages SET n = 20 WHERE id = 2",
+            "DELETE FROM app.messages WHERE id = 1",
+            "INSERT INTO app.notes (id, v) VALUES (1, 'mine'), (2, 'also'), (3, 'more')",
+        ],
+    )
+    .await;
+
+    // SQL CONSUME from the first offset: each change once, in log order, offsets 0..5.
+    let answer = s
+        .ok(&token, "CONSUME FROM app.new_messages FROM EARLIEST")
+        .await;
+    let got: Vec<(String, String, String)> = rows(&answer)
+        .iter()
+        .map(|r| {
+            (
+                r[2].as_str().expect("offset").to_owned(),
+                r[3].as_str().expect("key").to_owned(),
+                r[7].as_str().expect("op").to_owned(),
+            )
+        })
+        .collect();
+    let want = [
+        ("0", "1", "insert"),
+        ("1", "2", "insert"),
+        ("2", "3", "insert"),
+        ("3", "2", "update"),
+        ("4", "1", "delete"),
+    ]
+    .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()));
+    assert_eq!(got, want, "{answer}");
+
+    // HTTP: a group reads two at a time; payloads as the routes say.
+    let (status, first) = consume(
+        &s,
+        &token,
+        json!({"topic_id": "app.new_messages", "group_id": "workers", "start": "Earliest",
+               "limit": 2}),
+    )
+    .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["has_more"], true);
+    assert_eq!(first["next_offset"], 2);
+    let got = messages(&first);
+    assert_eq!(got.len(), 2);
+    let seq0 = got[0].3["_seq"].as_str().expect("_seq").to_owned();
+    assert_eq!(
+        got[0].3,
+        json!({"id": "1", "body": "hello", "n": 1, "_seq": seq0, "_table": "app.messages"})
+    );
+    assert_eq!(
+        (got[0].0, got[0].1.as_str(), got[0].4.clone()),
+        (0, "Insert", None)
+    );
+    // Without an ack, the group reads the same messages again.
+    let (_, again) = consume(
+        &s,
+        &token,
+        json!({"topic_id": "app.new_messages", "group_id": "workers", "start": "Earliest",
+               "limit": 2}),
+    )
+    .await;
+    assert_eq!(messages(&again), got);
+    let (status, acked) = s
+        .post(
+            "/v1/api/topics/ack",
+            Some(&token),
+            &json!({"topic_id": "app.new_messages", "group_id": "workers", "upto_offset": 1}),
+        )
+        .await;
+    assert_eq!(status, 200, "{acked}");
+    assert_eq!(acked, json!({"success": true, "acknowledged_offset": 1}));
+    // Acks never regress.
+    let (_, lower) = s
+        .post(
+            "/v1/api/topics/ack",
+            Some(&token),
+            &json!({"topic_id": "app.new_messages", "group_id": "workers", "upto_offset": 0}),
+        )
+        .await;
+    assert_eq!(lower["acknowledged_offset"], 1, "{lower}");
+    let (_, rest) = consume(
+        &s,
+        &token,
+        json!({"topic_id": "app.new_messages", "group_id": "workers", "limit": 10}),
+    )
+    .await;
+    assert_eq!(rest["has_more"], false);
+    assert_eq!(rest["next_offset"], 5);
+    let got = messages(&rest);
+    let offsets: Vec<u64> = got.iter().map(|m| m.0).collect();
+    assert_eq!(offsets, [2, 3, 4]);
+    let seq3 = got[1].3["_seq"].as_str().expect("_seq").to_owned();
+    assert_eq!(
+        got[1].3,
+        json!({"id": "2", "n": 20, "_seq": seq3, "_table": "app.messages"}),
+        "an update's diff: the key and what changed"
+    );
+    assert_eq!(got[2].3, json!({"id": "1"}), "a delete's key payload");
+    assert_eq!(got[2].1, "Delete");
+
+    // A USER table's messages name their owner; keys spread over the partitions, each
+    // partition's offsets gap-free from 0.
+    let mut seen = Vec::new();
+    for partition in 0..4 {
+        let (status, answer) = consume(
+            &s,
+            &token,
+            json!({"topic_id": "app.notes_feed", "group_id": "g", "start": "Earliest",
+                   "partition_id": partition}),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        for (i, m) in messages(&answer).into_iter().enumerate() {
+            assert_eq!(m.0, i as u64, "partition {partition}: {answer}");
+            assert_eq!(m.4.as_deref(), Some("admin"));
+            seen.push(m.2);
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["1", "2", "3"]);
+
+    // The HTTP API's bad input.
+    let service = s.user(&token, "svc", "pw-svc-123", "service").await;
+    let plain = s.user(&token, "alice", "pw-alice-123", "user").await;
+    for (who, body, status, code) in [
+        (
+            &plain,
+            json!({"topic_id": "app.new_messages", "group_id": "g"}),
+            403,
+            "FORBIDDEN",
+        ),
+        (
+            &service,
+            json!({"topic_id": "app.nope", "group_id": "g"}),
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            &service,
+            json!({"topic_id": "app.new_messages", "group_id": "g", "limit": -5}),
+            400,
+            "INVALID_INPUT",
+        ),
+        (
+            &service,
+            json!({"topic_id": "app.new_messages", "group_id": "g", "start": {"Offset": 99}}),
+            400,
+            "INVALID_INPUT",
+        ),
+        (
+            &service,
+            json!({"topic_id": "app.new_messages", "group_id": "g", "partition_id": 3}),
+            400,
+            "INVALID_INPUT",
+        ),
+        (
+            &service,
+            json!({"topic_id": "app.new_messages"}),
+            400,
+            "INVALID_INPUT",
+        ),
+    ] {
+        let (got, answer) = consume(&s, who, body.clone()).await;
+        assert_eq!(
+            (got, answer["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {answer}"
+        );
+    }
+    let (status, answer) = s
+        .post(
+            "/v1/api/topics/ack",
+            Some(&service),
+            &json!({"topic_id": "app.new_messages", "group_id": "workers", "upto_offset": 5}),
+        )
+        .await;
+    assert_eq!(status, 400, "an ack past the last offset: {answer}");
+    // A plain user may not create topics either.
+    let (status, _) = s.sql(&plain, "CREATE TOPIC app.mine").await;
+    assert_ne!(status, 200);
+    // The service account consumes; the group's offset is in system.topic_offsets.
+    let (status, _) = consume(
+        &s,
+        &service,
+        json!({"topic_id": "app.new_messages", "group_id": "workers"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let offsets = s
+        .ok(
+            &token,
+            "SELECT topic_id, group_id, partition_id, last_acked_offset, lag \
+             FROM system.topic_offsets ORDER BY topic_id, group_id",
+        )
+        .await;
+    assert_eq!(
+        rows(&offsets),
+        vec![json!(["app.new_messages", "workers", 0, "1", "3"])],
+        "{offsets}"
+    );
+    let topics = s
+        .ok(
+            &token,
+            "SELECT topic_id, partitions, routes FROM system.topics ORDER BY topic_id",
+        )
+        .await;
+    let listed = rows(&topics);
+    assert_eq!(listed.len(), 2, "{topics}");
+    assert_eq!(listed[1][1], json!(4));
+    assert!(
+        listed[0][2]
+            .as_str()
+            .is_some_and(|r| r.contains("\"payload\":\"diff\"")),
+        "{topics}"
+    );
+
+    // A long-poll returns as soon as a message arrives.
+    let poll = {
+        let (url, token) = (s.url("/v1/api/topics/consume"), token.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let answer: Value = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .json(
+                    &json!({"topic_id": "app.new_messages", "group_id": "poller",
+                              "timeout_seconds": 30}),
+                )
+                .send()
+                .await
+                .expect("sent")
+                .json()
+                .await
+                .expect("JSON");
+            (answer, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.ok(
+        &token,
+        "INSERT INTO app.messages (id, body, n) VALUES (4, 'late', 4)",
+    )
+    .await;
+    let (answer, waited) = poll.await.expect("the poll");
+    let got = messages(&answer);
+    assert_eq!(got.len(), 1, "{answer}");
+    assert_eq!((got[0].0, got[0].2.as_str()), (5, "4"));
+    assert!(waited < Duration::from_secs(20), "{waited:?}");
+
+    // SIGKILL: every message is there after the restart, at the same offsets.
+    let before = s
+        .ok(&token, "CONSUME FROM app.new_messages FROM EARLIEST")
+        .await;
+    s.sigkill();
+    drop(s);
+    let s = Server::start(&data).await;
+    let token = s.setup_and_login().await;
+    let after = s
+        .ok(&token, "CONSUME FROM app.new_messages FROM EARLIEST")
+        .await;
+    assert_eq!(rows(&after), rows(&before));
+    assert_eq!(rows(&after).len(), 6);
+
+    // SQL CONSUME with a group acknowledges what it returned.
+    let first = s
+        .ok(
+            &token,
+            "CONSUME FROM app.new_messages GROUP 'sql' FROM EARLIEST LIMIT 4",
+        )
+        .await;
+    assert_eq!(rows(&first).len(), 4);
+    let next = s
+        .ok(
+            &token,
+            "CONSUME FROM app.new_messages GROUP 'sql' FROM EARLIEST",
+        )
+        .await;
+    let offsets: Vec<Value> = rows(&next).iter().map(|r| r[2].clone()).collect();
+    assert_eq!(offsets, [json!("4"), json!("5")]);
+
+    // CLEAR TOPIC drops the messages; offsets go on. DROP TOPIC removes it.
+    s.ok(&token, "CLEAR TOPIC app.new_messages").await;
+    assert!(
+        rows(
+            &s.ok(&token, "CONSUME FROM app.new_messages FROM EARLIEST")
+                .await
+        )
+        .is_empty()
+    );
+    s.ok(
+        &token,
+        "INSERT INTO app.messages (id, body, n) VALUES (5, 'after', 5)",
+    )
+    .await;
+    let cleared = s
+        .ok(&token, "CONSUME FROM app.new_messages FROM EARLIEST")
+        .await;
+    assert_eq!(rows(&cleared)[0][2], json!("6"));
+    s.ok(&token, "DROP TOPIC app.notes_feed").await;
+    let (_, body) = s.sql(&token, "CONSUME FROM app.notes_feed").await;
+    assert_eq!(body["status"], "error");
+
+    // A replay of the log rebuilds the same topic, offset for offset.
+    let want = s
+        .ok(&token, "CONSUME FROM app.new_messages FROM EARLIEST")
+        .await;
+    s.stop();
+    let into = dir.path().join("replayed");
+    folddb_tests::replay(&data.join("log"), &into, None);
+    let s = Server::start(&into).await;
+    let token = s.setup_and_login().await;
+    let got = s
+        .ok(&token, "CONSUME FROM app.new_messages FROM EARLIEST")
+        .await;
+    assert_eq!(rows(&got), rows(&want));
+}
+
+/// Eight clients insert into a routed table while the server is SIGKILLed: after the
+/// restart every row has its message and every message its row, each acknowledged insert
+/// among them, at offsets 0, 1, 2, … with no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sigkill_under_load_loses_no_message_and_leaves_no_gap() {
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let s = Server::start(&data).await;
+    let token = s.setup_and_login().await;
+    s.ok_all(
+        &token,
+        &[
+            "CREATE NAMESPACE app",
+            "CREATE SHARED TABLE app.events (id BIGINT PRIMARY KEY, client INT)",
+            "CREATE TOPIC app.events_feed",
+            "ALTER TOPIC app.events_feed ADD SOURCE app.events ON INSERT",
+        ],
+    )
+    .await;
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let mut clients = Vec::new();
+    for c in 0..8i64 {
+        let (url, token, acked, http) = (
+            s.url("/v1/api/sql"),
+            token.clone(),
+            acked.clone(),
+            s.client.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            for n in 0..100_000i64 {
+                let id = c * 1_000_000 + n;
+                let sql = format!("INSERT INTO app.events (id, client) VALUES ({id}, {c})");
+                match http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({ "sql": sql }))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => {
+                        acked.lock().expect("lock").insert(id.to_string());
+                    }
+                    _ => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.kill();
+    for c in clients {
+        c.await.expect("client");
+    }
+    let acked = acked.lock().expect("lock").clone();
+    assert!(acked.len() > 50, "too few writes: {}", acked.len());
+
+    let s = Server::start(&data).await;
+    let token = s.setup_and_login().await;
+    let mut keys = Vec::new();
+    let mut next = 0u64;
+    loop {
+        let (status, answer) = consume(
+            &s,
+            &token,
+            json!({"topic_id": "app.events_feed", "group_id": "check",
+                   "start": {"Offset": next}, "limit": 10000}),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        let got = messages(&answer);
+        for m in &got {
+            assert_eq!(
+                m.0,
+                next + (keys.len() as u64 - next),
+                "a gap before {}",
+                m.0
+            );
+            keys.push(m.2.clone());
+        }
+        next = answer["next_offset"].as_u64().expect("next_offset");
+        assert_eq!(next, keys.len() as u64);
+        if got.is_empty() {
+            break;
+        }
+    }
+    let unique: BTreeSet<String> = keys.iter().cloned().collect();
+    assert_eq!(unique.len(), keys.len(), "a row routed twice");
+    let stored: BTreeSet<String> = rows(&s.ok(&token, "SELECT id FROM app.events").await)
+        .iter()
+        .map(|r| r[0].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(
+        unique, stored,
+        "every row has its message, every message its row"
+    );
+    let lost: Vec<&String> = acked.difference(&unique).collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged inserts without a message: {lost:?}"
+    );
+}
