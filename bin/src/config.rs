@@ -21,6 +21,25 @@ pub struct Config {
     pub log: folddb_log::LogConfig,
     pub limits: LimitsConfig,
     pub cluster: ClusterConfig,
+    pub topics: TopicsConfig,
+}
+
+/// Topics and consumer groups (#19, API.md 4.5).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicsConfig {
+    /// How long a group's consumer holds the messages it was sent before the group's other
+    /// consumers are sent them again, unless it acknowledges them. Default 60. Env
+    /// `FOLDDB_TOPIC_VISIBILITY_TIMEOUT_SECS` (the reference's name).
+    pub visibility_timeout_secs: u64,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> TopicsConfig {
+        TopicsConfig {
+            visibility_timeout_secs: 60,
+        }
+    }
 }
 
 /// The cluster this node belongs to (#18; DESIGN.md "Cluster"). With no peers, the node is
@@ -442,6 +461,9 @@ impl Config {
         }
         if let Some(v) = env("FOLDDB_DEFAULT_FLUSH_POLICY") {
             config.storage.default_flush_policy = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_TOPIC_VISIBILITY_TIMEOUT_SECS")? {
+            config.topics.visibility_timeout_secs = v;
         }
         if let Some(v) = parse_env("FOLDDB_JOURNAL_RETENTION_HOURS")? {
             config.journal.retention_hours = v;

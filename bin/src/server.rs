@@ -461,6 +461,8 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
     // Every member folds the same commits: in a cluster the cold tier is one set of files
     // on object storage that all of them read, or a copy on each member of the files of a
     // `filesystem` storage (`Engine::in_cluster`, `Engine::with_replicas`).
+    let engine =
+        engine.with_topic_visibility(Duration::from_secs(config.topics.visibility_timeout_secs));
     let engine = match files {
         Some(files) => {
             let registry = engine.jobs().clone();

@@ -228,6 +228,29 @@ pub enum Op {
         partition: u32,
         upto: u64,
     },
+    /// A consumer of group `group` claims up to `limit` messages of `partition`: the first
+    /// that are neither acknowledged nor claimed by another consumer whose claim is live,
+    /// from the group's next offset (`start` when the group has none yet), for
+    /// `visibility_ms` from the command's time. `claim` names the claim, so that the
+    /// consumer finds its range.
+    ClaimTopic {
+        topic: String,
+        group: String,
+        partition: u32,
+        claim: String,
+        start: u64,
+        limit: u64,
+        visibility_ms: u64,
+    },
+    /// ACK of offsets `from..=to` alone (a consumer's own claim): the group's offset moves
+    /// over them once every earlier one is acknowledged.
+    AckTopicRange {
+        topic: String,
+        group: String,
+        partition: u32,
+        from: u64,
+        to: u64,
+    },
 }
 
 impl Command {

@@ -673,7 +673,9 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
         | Op::DropTopic { .. }
         | Op::ClearTopic { .. }
         | Op::AddTopicRoute { .. }
-        | Op::AckTopic { .. } => topic_op(ctx, op),
+        | Op::AckTopic { .. }
+        | Op::ClaimTopic { .. }
+        | Op::AckTopicRange { .. } => topic_op(ctx, op),
         Op::CreateStorage {
             storage,
             if_not_exists,
@@ -1242,36 +1244,99 @@ fn topic_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             partition,
             upto,
         } => {
-            let def = existing(ctx, topic)?;
-            if *partition >= def.partitions {
-                return Err(invalid(format!(
-                    "Topic '{topic}' has no partition {partition} (it has {})",
-                    def.partitions
-                )));
-            }
-            let head = topics::head(&ctx.state(), topic, *partition)?;
+            let head = partition_head(ctx, topic, *partition)?;
             if *upto >= head {
                 return Err(invalid(format!(
                     "Offset {upto} is out of range: partition {partition} of topic '{topic}' \
                      has offsets below {head}"
                 )));
             }
-            let current = topics::group_offset(&ctx.state(), topic, group, *partition)?;
-            if current.as_ref().is_some_and(|c| c.last_acked >= *upto) {
+            let old = topics::group_state(&ctx.state(), topic, group, *partition)?;
+            if old.offset.as_ref().is_some_and(|c| c.last_acked >= *upto) {
                 return Ok(done(0));
             }
-            topics::put_group_offset(
-                ctx.batch,
-                topic,
-                group,
-                *partition,
-                &GroupOffset {
-                    last_acked: *upto,
-                    updated_at_ms: ctx.stamp_ms,
-                },
-            );
+            let mut new = old.clone();
+            new.offset = Some(GroupOffset {
+                last_acked: *upto,
+                updated_at_ms: ctx.stamp_ms,
+            });
+            topics::put_group_state(ctx.batch, topic, group, *partition, &old, new, ctx.stamp_ms);
             Ok(done(1))
+        }
+        Op::AckTopicRange {
+            topic,
+            group,
+            partition,
+            from,
+            to,
+        } => {
+            let head = partition_head(ctx, topic, *partition)?;
+            if from > to || *to >= head {
+                return Err(invalid(format!(
+                    "Offsets {from} to {to} are out of range: partition {partition} of topic \
+                     '{topic}' has offsets below {head}"
+                )));
+            }
+            let old = topics::group_state(&ctx.state(), topic, group, *partition)?;
+            if old.next().is_some_and(|n| *to < n) {
+                return Ok(done(0));
+            }
+            let mut new = old.clone();
+            new.acked.push((*from, to + 1));
+            new.claims.retain(|(a, c)| !(*from <= *a && c.to <= to + 1));
+            topics::put_group_state(ctx.batch, topic, group, *partition, &old, new, ctx.stamp_ms);
+            Ok(done(1))
+        }
+        Op::ClaimTopic {
+            topic,
+            group,
+            partition,
+            claim,
+            start,
+            limit,
+            visibility_ms,
+        } => {
+            let head = partition_head(ctx, topic, *partition)?;
+            if *limit == 0 {
+                return Err(invalid("A claim takes at least one message"));
+            }
+            let old = topics::group_state(&ctx.state(), topic, group, *partition)?;
+            let mut new = old.clone();
+            if new.next().is_none() {
+                new.cursor = Some((*start).min(head));
+            }
+            let claimed = new.claimable(*start, head, *limit, ctx.stamp_ms);
+            if let Some(range) = claimed {
+                new = topics::with_claim(new, claim, range, ctx.stamp_ms, *visibility_ms);
+            }
+            if new != old {
+                topics::put_group_state(
+                    ctx.batch,
+                    topic,
+                    group,
+                    *partition,
+                    &old,
+                    new,
+                    ctx.stamp_ms,
+                );
+            }
+            Ok(done(claimed.map_or(0, |(a, b)| b - a)))
         }
         _ => Err(invalid("not a topic operation")),
     }
+}
+
+/// The next offset of partition `partition` of topic `topic`; rejected when there is no
+/// such topic or partition.
+fn partition_head(ctx: &Ctx<'_>, topic: &str, partition: u32) -> Result<u64, OpError> {
+    use crate::topics;
+    let def = topics::topic(&ctx.state(), topic)?
+        .ok_or_else(|| not_found(format!("Topic '{topic}' not found")))?;
+    if partition >= def.partitions {
+        return Err(invalid(format!(
+            "Topic '{topic}' has no partition {partition} (it has {})",
+            def.partitions
+        )));
+    }
+    Ok(topics::head(&ctx.state(), topic, partition)?)
 }

@@ -260,6 +260,28 @@ fn every_op() -> Vec<(u8, Op)> {
                 upto: 9,
             },
         ),
+        (
+            29,
+            Op::ClaimTopic {
+                topic: "app.feed".into(),
+                group: "g".into(),
+                partition: 1,
+                claim: "c1".into(),
+                start: 0,
+                limit: 10,
+                visibility_ms: 60_000,
+            },
+        ),
+        (
+            30,
+            Op::AckTopicRange {
+                topic: "app.feed".into(),
+                group: "g".into(),
+                partition: 1,
+                from: 3,
+                to: 5,
+            },
+        ),
     ]
 }
 

@@ -121,10 +121,25 @@ pub struct GroupOffset {
     pub updated_at_ms: u64,
 }
 
+/// A range of a partition one consumer of a group claimed: invisible to the group's other
+/// consumers until acknowledged, or until `until_ms` passes (then it is delivered again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The consumer's id for the claim, as its `ClaimTopic` named it.
+    pub id: String,
+    /// The first offset after the range.
+    pub to: u64,
+    pub until_ms: u64,
+}
+
 const TOPIC: &[u8] = b"p\0";
 const MESSAGE: u8 = b'm';
 const HEAD: u8 = b'h';
 const GROUP: u8 = b'g';
+const CLAIM: u8 = b'c';
+const ACKED: u8 = b'a';
+const DELIVERIES: u8 = b'd';
+const CURSOR: u8 = b'n';
 
 /// The catalog key of topic `id`.
 pub fn topic_key(id: &str) -> Vec<u8> {
@@ -200,10 +215,10 @@ pub fn put_topic(batch: &mut HotBatch, def: &TopicDef) {
     batch.put(Family::Catalog, topic_key(&def.id), codec::encode(def));
 }
 
-/// Removes topic `id`, its messages and its groups' offsets.
+/// Removes topic `id`, its messages and its groups' offsets and claims.
 pub fn drop_topic(batch: &mut HotBatch, id: &str) {
     batch.delete(Family::Catalog, topic_key(id));
-    for kind in [MESSAGE, HEAD, GROUP] {
+    for kind in [MESSAGE, HEAD, GROUP, CLAIM, ACKED, DELIVERIES, CURSOR] {
         batch.delete_prefix(Family::Topics, &topic_prefix(kind, id));
     }
 }
@@ -277,6 +292,255 @@ pub fn put_group_offset(
         group_key(id, group, partition),
         codec::encode(offset),
     );
+}
+
+/// The prefix of a kind of key of one group's partition.
+fn group_part(kind: u8, id: &str, group: &str, partition: u32) -> Vec<u8> {
+    let mut out = topic_prefix(kind, id);
+    part(&mut out, group);
+    out.extend_from_slice(&partition.to_be_bytes());
+    out
+}
+
+fn at(prefix: &[u8], offset: u64) -> Vec<u8> {
+    [prefix, &offset.to_be_bytes()[..]].concat()
+}
+
+fn u64_of(v: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(v).ok().map(u64::from_be_bytes)
+}
+
+/// One group's state of one partition: its acknowledged offset, the claims on it, the
+/// ranges acknowledged beyond that offset (per-range acks), and how often the messages
+/// delivered more than once were delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupState {
+    pub offset: Option<GroupOffset>,
+    /// Where the group began, before its first acknowledgement.
+    pub cursor: Option<u64>,
+    /// By first offset.
+    pub claims: Vec<(u64, Claim)>,
+    /// `[from, to)` ranges, by `from`.
+    pub acked: Vec<(u64, u64)>,
+    /// (offset, deliveries) of the messages delivered more than once.
+    pub deliveries: Vec<(u64, u32)>,
+}
+
+impl GroupState {
+    /// The first offset the group has not acknowledged: after its acknowledged offset, else
+    /// where it began.
+    pub fn next(&self) -> Option<u64> {
+        match &self.offset {
+            Some(o) => Some(o.last_acked + 1),
+            None => self.cursor,
+        }
+    }
+
+    /// How many times the message at `offset` was delivered, counting one more delivery.
+    pub fn deliveries_of(&self, offset: u64) -> u32 {
+        self.deliveries
+            .iter()
+            .find(|(o, _)| *o == offset)
+            .map_or(1, |(_, n)| *n)
+    }
+
+    /// The range a new claim of up to `limit` messages would take at `now_ms` in a partition
+    /// whose next offset is `head`, the group beginning at `start` if it has not begun: the
+    /// first offsets that are neither acknowledged nor under a live claim.
+    pub fn claimable(&self, start: u64, head: u64, limit: u64, now_ms: u64) -> Option<(u64, u64)> {
+        let mut blocked: Vec<(u64, u64)> = self.acked.clone();
+        blocked.extend(
+            self.claims
+                .iter()
+                .filter(|(_, c)| c.until_ms > now_ms)
+                .map(|(from, c)| (*from, c.to)),
+        );
+        blocked.sort_unstable();
+        let mut x = self.next().unwrap_or(start);
+        let mut end = head;
+        for (a, b) in blocked {
+            if a > x {
+                end = end.min(a);
+                break;
+            }
+            x = x.max(b);
+        }
+        let end = end.min(x.saturating_add(limit.max(1)));
+        (x < end).then_some((x, end))
+    }
+}
+
+/// Group `group`'s state of partition `partition` of topic `id`.
+pub fn group_state(
+    state: &dyn StateRead,
+    id: &str,
+    group: &str,
+    partition: u32,
+) -> crate::Result<GroupState> {
+    let scan = |kind| -> crate::Result<Vec<(u64, Vec<u8>)>> {
+        let prefix = group_part(kind, id, group, partition);
+        Ok(state
+            .scan_prefix(Family::Topics, &prefix)?
+            .into_iter()
+            .filter_map(|(k, v)| Some((u64_of(&k[prefix.len()..])?, v)))
+            .collect())
+    };
+    let mut claims = Vec::new();
+    for (from, v) in scan(CLAIM)? {
+        claims.push((from, codec::decode(&v, "a topic claim")?));
+    }
+    Ok(GroupState {
+        offset: group_offset(state, id, group, partition)?,
+        cursor: state
+            .get(Family::Topics, &group_part(CURSOR, id, group, partition))?
+            .and_then(|v| u64_of(&v)),
+        claims,
+        acked: scan(ACKED)?
+            .into_iter()
+            .filter_map(|(from, v)| Some((from, u64_of(&v)?)))
+            .collect(),
+        deliveries: scan(DELIVERIES)?
+            .into_iter()
+            .filter_map(|(o, v)| Some((o, u32::from_be_bytes(<[u8; 4]>::try_from(v).ok()?))))
+            .collect(),
+    })
+}
+
+/// Writes `new`, group `group`'s state of partition `partition` of topic `id` that was
+/// `old`: first normalized, its acknowledged offset moved over the acknowledged ranges that
+/// follow it, and what lies before it dropped.
+pub fn put_group_state(
+    batch: &mut HotBatch,
+    id: &str,
+    group: &str,
+    partition: u32,
+    old: &GroupState,
+    mut new: GroupState,
+    now_ms: u64,
+) {
+    // Merge the acknowledged ranges, then let the offset absorb the one it reaches.
+    new.acked.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (a, b) in new.acked.drain(..) {
+        match merged.last_mut() {
+            Some((_, end)) if a <= *end => *end = (*end).max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    if let Some(next) = new.next()
+        && let Some(pos) = merged.iter().position(|(a, b)| *a <= next && *b > next)
+    {
+        let (_, b) = merged.remove(pos);
+        new.offset = Some(GroupOffset {
+            last_acked: b - 1,
+            updated_at_ms: now_ms,
+        });
+    }
+    if let Some(next) = new.offset.as_ref().map(|o| o.last_acked + 1) {
+        new.cursor = None;
+        merged.retain(|(_, b)| *b > next);
+        for r in &mut merged {
+            r.0 = r.0.max(next);
+        }
+        new.claims.retain(|(_, c)| c.to > next);
+        for (from, _) in &mut new.claims {
+            *from = (*from).max(next);
+        }
+        new.deliveries.retain(|(o, _)| *o >= next);
+    }
+    new.acked = merged;
+    let kinds = [CLAIM, ACKED, DELIVERIES];
+    for kind in kinds {
+        let prefix = group_part(kind, id, group, partition);
+        let olds: Vec<u64> = match kind {
+            CLAIM => old.claims.iter().map(|(f, _)| *f).collect(),
+            ACKED => old.acked.iter().map(|(f, _)| *f).collect(),
+            _ => old.deliveries.iter().map(|(o, _)| *o).collect(),
+        };
+        for from in olds {
+            batch.delete(Family::Topics, at(&prefix, from));
+        }
+    }
+    for (from, claim) in &new.claims {
+        batch.put(
+            Family::Topics,
+            at(&group_part(CLAIM, id, group, partition), *from),
+            codec::encode(claim),
+        );
+    }
+    for (from, to) in &new.acked {
+        batch.put(
+            Family::Topics,
+            at(&group_part(ACKED, id, group, partition), *from),
+            to.to_be_bytes().to_vec(),
+        );
+    }
+    for (offset, n) in &new.deliveries {
+        batch.put(
+            Family::Topics,
+            at(&group_part(DELIVERIES, id, group, partition), *offset),
+            n.to_be_bytes().to_vec(),
+        );
+    }
+    let cursor = group_part(CURSOR, id, group, partition);
+    match new.cursor {
+        Some(c) => batch.put(Family::Topics, cursor, c.to_be_bytes().to_vec()),
+        None => batch.delete(Family::Topics, cursor),
+    }
+    if new.offset != old.offset
+        && let Some(o) = &new.offset
+    {
+        put_group_offset(batch, id, group, partition, o);
+    }
+}
+
+/// Group state after claim `claim` of `[from, to)` at `now_ms` for `visibility_ms`: the
+/// expired claims it overlaps give up that part, and each message they held counts one
+/// more delivery.
+pub fn with_claim(
+    mut s: GroupState,
+    claim: &str,
+    (from, to): (u64, u64),
+    now_ms: u64,
+    visibility_ms: u64,
+) -> GroupState {
+    let mut claims = Vec::new();
+    for (a, c) in std::mem::take(&mut s.claims) {
+        if c.until_ms > now_ms || c.to <= from || a >= to {
+            claims.push((a, c));
+            continue;
+        }
+        for o in a.max(from)..c.to.min(to) {
+            let n = s.deliveries_of(o) + 1;
+            match s.deliveries.iter_mut().find(|(x, _)| *x == o) {
+                Some(slot) => slot.1 = n,
+                None => s.deliveries.push((o, n)),
+            }
+        }
+        if a < from {
+            claims.push((
+                a,
+                Claim {
+                    to: from,
+                    ..c.clone()
+                },
+            ));
+        }
+        if c.to > to {
+            claims.push((to, c));
+        }
+    }
+    claims.push((
+        from,
+        Claim {
+            id: claim.to_owned(),
+            to,
+            until_ms: now_ms.saturating_add(visibility_ms),
+        },
+    ));
+    claims.sort_by_key(|(a, _)| *a);
+    s.claims = claims;
+    s
 }
 
 /// The partition of a message with `key` in a topic of `partitions`.
@@ -484,5 +748,83 @@ mod tests {
             json(&delete, Payload::Diff),
             serde_json::json!({"id": "7", "_seq": "6", "_table": "app.t"})
         );
+    }
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::*;
+
+    fn claim(s: GroupState, id: &str, start: u64, head: u64, limit: u64, now: u64) -> GroupState {
+        let range = s
+            .claimable(start, head, limit, now)
+            .expect("something to claim");
+        with_claim(s, id, range, now, 100)
+    }
+
+    fn ranges(s: &GroupState) -> Vec<(u64, u64, &str)> {
+        s.claims
+            .iter()
+            .map(|(a, c)| (*a, c.to, c.id.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn consumers_of_a_group_claim_ranges_apart_and_take_over_expired_ones() {
+        let mut s = GroupState {
+            cursor: Some(0),
+            ..GroupState::default()
+        };
+        s = claim(s, "a", 0, 10, 3, 0);
+        s = claim(s, "b", 0, 10, 3, 0);
+        assert_eq!(ranges(&s), [(0, 3, "a"), (3, 6, "b")]);
+        // b acknowledges its own range: the offset cannot move past a's.
+        s.acked.push((3, 6));
+        assert_eq!(s.claimable(0, 10, 10, 50), Some((6, 10)));
+        // a's claim expires: its range goes to the next consumer, delivered a second time.
+        assert_eq!(s.claimable(0, 10, 10, 100), Some((0, 3)));
+        s = claim(s, "c", 0, 10, 2, 100);
+        assert_eq!(ranges(&s), [(0, 2, "c"), (2, 3, "a"), (3, 6, "b")]);
+        assert_eq!(
+            (s.deliveries_of(0), s.deliveries_of(1), s.deliveries_of(2)),
+            (2, 2, 1)
+        );
+        // Nothing past the head.
+        let full = GroupState {
+            cursor: Some(10),
+            ..GroupState::default()
+        };
+        assert_eq!(full.claimable(0, 10, 5, 0), None);
+    }
+
+    #[test]
+    fn the_offset_moves_over_acknowledged_ranges_that_follow_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::HotStore::open(dir.path()).expect("store");
+        let old = GroupState {
+            cursor: Some(0),
+            claims: vec![(
+                0,
+                Claim {
+                    id: "a".into(),
+                    to: 4,
+                    until_ms: 9,
+                },
+            )],
+            ..GroupState::default()
+        };
+        let mut new = old.clone();
+        new.acked = vec![(4, 6), (0, 2), (2, 4), (8, 9)];
+        let mut batch = HotBatch::default();
+        put_group_state(&mut batch, "t", "g", 0, &GroupState::default(), new, 5);
+        store
+            .apply(crate::LogIndex(1), crate::Term(1), batch)
+            .expect("apply");
+        let s = group_state(&store, "t", "g", 0).expect("state");
+        assert_eq!(s.offset.as_ref().map(|o| o.last_acked), Some(5));
+        assert_eq!(s.cursor, None);
+        assert_eq!(s.acked, [(8, 9)]);
+        assert!(s.claims.is_empty(), "{:?}", s.claims);
+        assert_eq!(s.next(), Some(6));
     }
 }

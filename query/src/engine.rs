@@ -123,6 +123,8 @@ pub struct Engine {
     unlisted_since: Arc<std::sync::Mutex<HashMap<String, std::time::Instant>>>,
     /// Where queries are planned and run (`None`: the caller's runtime).
     executor: Option<tokio::runtime::Handle>,
+    /// How long a consumer of a topic's group holds what it was sent (API.md 4.5).
+    topic_visibility_ms: u64,
 }
 
 /// A FLUSH_POLICY: flush once this many row versions are pending, or once this many
@@ -291,7 +293,15 @@ impl Engine {
             replicas: None,
             unlisted_since: Arc::default(),
             executor: None,
+            topic_visibility_ms: 60_000,
         }
+    }
+
+    /// How long a consumer of a topic's group holds the messages it was sent before the
+    /// group's other consumers are sent them (default 60 s).
+    pub fn with_topic_visibility(mut self, visibility: std::time::Duration) -> Engine {
+        self.topic_visibility_ms = u64::try_from(visibility.as_millis()).unwrap_or(u64::MAX);
+        self
     }
 
     pub fn with_limits(mut self, limits: Limits) -> Engine {

@@ -13,6 +13,8 @@ pub struct Delivered {
     pub partition: u32,
     pub offset: u64,
     pub message: Message,
+    /// How many times it was sent to the group (1 the first time); 1 outside a group.
+    pub deliveries: u32,
 }
 
 /// What one consume returned.
@@ -167,7 +169,10 @@ impl Engine {
                     start: *start,
                     limit: *limit,
                 };
-                let consumed = self.consume(&request)?;
+                let consumed = match group {
+                    Some(_) => self.consume_claimed(caller, &request).await?,
+                    None => self.consume(&request)?,
+                };
                 // With a group, SQL CONSUME acknowledges what it returned (API.md 3.12).
                 if let (Some(group), Some(last)) = (group, consumed.messages.last()) {
                     self.ack(caller, topic, group, 0, last.offset).await?;
@@ -207,9 +212,9 @@ impl Engine {
         }
     }
 
-    /// The messages `request` asks for, from this node's applied state. A group with an
-    /// acknowledged offset goes on after it; otherwise `start` says where to begin.
-    pub fn consume(&self, request: &ConsumeRequest) -> StmtResult<Consumed> {
+    /// The next offset of the partition `request` names, and where `start` puts a reader
+    /// that has no offset: checks the topic, partition and limit.
+    fn resolve(&self, request: &ConsumeRequest) -> StmtResult<(u64, u64)> {
         let store = self.store.as_ref();
         let topic = &request.topic;
         let def = topics::topic(store, topic)?
@@ -225,23 +230,114 @@ impl Engine {
             return Err(Error::InvalidInput("limit must be at least 1".into()));
         }
         let head = topics::head(store, topic, partition)?;
-        let acked = match &request.group {
-            Some(g) => topics::group_offset(store, topic, g, partition)?,
-            None => None,
-        };
-        let from = match (acked, request.start) {
-            (Some(o), _) => o.last_acked + 1,
-            (None, ConsumeStart::Latest) => head,
-            (None, ConsumeStart::Earliest) => 0,
-            (None, ConsumeStart::Offset(n)) if n > head => {
+        let start = match request.start {
+            ConsumeStart::Latest => head,
+            ConsumeStart::Earliest => 0,
+            ConsumeStart::Offset(n) if n > head => {
                 return Err(Error::InvalidInput(format!(
                     "Offset {n} is out of range: partition {partition} of topic '{topic}' has \
                      offsets below {head}"
                 )));
             }
-            (None, ConsumeStart::Offset(n)) => n,
+            ConsumeStart::Offset(n) => n,
         };
-        let limit = usize::try_from(request.limit).unwrap_or(usize::MAX);
+        Ok((head, start))
+    }
+
+    /// The messages `request` asks for, from this node's applied state, claiming nothing:
+    /// after the group's acknowledged offset when it has one, else from `start`.
+    pub fn consume(&self, request: &ConsumeRequest) -> StmtResult<Consumed> {
+        let (head, start) = self.resolve(request)?;
+        let (topic, partition) = (&request.topic, request.partition);
+        let next = match &request.group {
+            Some(g) => topics::group_state(self.store.as_ref(), topic, g, partition)?.next(),
+            None => None,
+        };
+        let from = next.unwrap_or(start);
+        let mut consumed = self.read_range(topic, partition, from, request.limit, None)?;
+        if consumed.messages.is_empty() {
+            consumed.next_offset = head.max(from);
+        }
+        Ok(consumed)
+    }
+
+    /// For a consumer of a group: claims, through the log, the next messages no other
+    /// consumer of the group holds (API.md 4.5), and returns them. They are sent to the
+    /// group's other consumers again once the visibility timeout passes without an ack.
+    pub async fn consume_claimed(
+        &self,
+        caller: &Caller,
+        request: &ConsumeRequest,
+    ) -> StmtResult<Consumed> {
+        let (head, start) = self.resolve(request)?;
+        let (topic, partition) = (&request.topic, request.partition);
+        let Some(group) = request.group.clone() else {
+            return self.consume(request);
+        };
+        let state = topics::group_state(self.store.as_ref(), topic, &group, partition)?;
+        let nothing = Consumed {
+            messages: Vec::new(),
+            next_offset: state.next().unwrap_or(start).max(head),
+            has_more: false,
+        };
+        // Nothing to claim: no entry, unless the group's first position is to be fixed.
+        if state.next().is_some()
+            && state
+                .claimable(start, head, request.limit, now_ms())
+                .is_none()
+        {
+            return Ok(nothing);
+        }
+        let claim = crate::ids::ulid();
+        let claimed = self
+            .propose(
+                &caller.user,
+                vec![Op::ClaimTopic {
+                    topic: topic.clone(),
+                    group: group.clone(),
+                    partition,
+                    claim: claim.clone(),
+                    start,
+                    limit: request.limit,
+                    visibility_ms: self.topic_visibility_ms,
+                }],
+            )
+            .await?;
+        if claimed.first().is_none_or(|r| r.affected == 0) {
+            return Ok(nothing);
+        }
+        // In a cluster the leader answered once it applied the claim; this node may apply
+        // it a moment later.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let state = topics::group_state(self.store.as_ref(), topic, &group, partition)?;
+            if let Some((from, c)) = state.claims.iter().find(|(_, c)| c.id == claim) {
+                let mut got =
+                    self.read_range(topic, partition, *from, c.to - from, Some(&state))?;
+                got.has_more = got.messages.len() as u64 == request.limit;
+                return Ok(got);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Unavailable(
+                    "the claim was made, but this node has not applied it yet: retry".into(),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Up to `limit` messages of a partition from offset `from`, with their deliveries to
+    /// the group whose state is `group`.
+    fn read_range(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        limit: u64,
+        group: Option<&topics::GroupState>,
+    ) -> StmtResult<Consumed> {
+        let store = self.store.as_ref();
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let found = store.scan_range(
             Family::Topics,
             &topics::message_key(topic, partition, from),
@@ -258,14 +354,47 @@ impl Engine {
                 partition,
                 offset,
                 message,
+                deliveries: group.map_or(1, |g| g.deliveries_of(offset)),
             });
         }
-        let next_offset = messages.last().map_or(head.max(from), |d| d.offset + 1);
+        let next_offset = messages.last().map_or(from, |d| d.offset + 1);
         Ok(Consumed {
             has_more: messages.len() == limit,
             messages,
             next_offset,
         })
+    }
+
+    /// Acknowledges group `group`'s messages `from..=to` of a partition alone (a consumer's
+    /// own claim), through the log; returns the group's acknowledged offset after it, if it
+    /// has one.
+    pub async fn ack_range(
+        &self,
+        caller: &Caller,
+        topic: &str,
+        group: &str,
+        partition: u32,
+        (from, to): (u64, u64),
+    ) -> StmtResult<Option<u64>> {
+        may_consume(caller)?;
+        if group.is_empty() {
+            return Err(Error::InvalidInput("An ack needs a group".into()));
+        }
+        self.propose(
+            &caller.user,
+            vec![Op::AckTopicRange {
+                topic: topic.to_owned(),
+                group: group.to_owned(),
+                partition,
+                from,
+                to,
+            }],
+        )
+        .await?;
+        Ok(
+            topics::group_offset(self.store.as_ref(), topic, group, partition)?
+                .map(|o| o.last_acked),
+        )
     }
 
     /// Acknowledges group `group`'s messages of a partition up to `upto`, through the log;

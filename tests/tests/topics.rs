@@ -149,15 +149,24 @@ async fn routes_fold_messages_with_their_changes_and_groups_consume_them() {
         (got[0].0, got[0].1.as_str(), got[0].4.clone()),
         (0, "Insert", None)
     );
-    // Without an ack, the group reads the same messages again.
-    let (_, again) = consume(
+    // Another consumer of the group gets the next messages: the first two are claimed.
+    let (_, second) = consume(
         &s,
         &token,
         json!({"topic_id": "app.new_messages", "group_id": "workers", "start": "Earliest",
                "limit": 2}),
     )
     .await;
-    assert_eq!(messages(&again), got);
+    let got = messages(&second);
+    let offsets: Vec<u64> = got.iter().map(|m| m.0).collect();
+    assert_eq!(offsets, [2, 3], "{second}");
+    let seq3 = got[1].3["_seq"].as_str().expect("_seq").to_owned();
+    assert_eq!(
+        got[1].3,
+        json!({"id": "2", "n": 20, "_seq": seq3, "_table": "app.messages"}),
+        "an update's diff: the key and what changed"
+    );
+    assert_eq!(second["messages"][0]["delivery_count"], 1);
     let (status, acked) = s
         .post(
             "/v1/api/topics/ack",
@@ -186,15 +195,9 @@ async fn routes_fold_messages_with_their_changes_and_groups_consume_them() {
     assert_eq!(rest["next_offset"], 5);
     let got = messages(&rest);
     let offsets: Vec<u64> = got.iter().map(|m| m.0).collect();
-    assert_eq!(offsets, [2, 3, 4]);
-    let seq3 = got[1].3["_seq"].as_str().expect("_seq").to_owned();
-    assert_eq!(
-        got[1].3,
-        json!({"id": "2", "n": 20, "_seq": seq3, "_table": "app.messages"}),
-        "an update's diff: the key and what changed"
-    );
-    assert_eq!(got[2].3, json!({"id": "1"}), "a delete's key payload");
-    assert_eq!(got[2].1, "Delete");
+    assert_eq!(offsets, [4], "2 and 3 are another consumer's claim: {rest}");
+    assert_eq!(got[0].3, json!({"id": "1"}), "a delete's key payload");
+    assert_eq!(got[0].1, "Delete");
 
     // A USER table's messages name their owner; keys spread over the partitions, each
     // partition's offsets gap-free from 0.
@@ -515,4 +518,131 @@ async fn a_sigkill_under_load_loses_no_message_and_leaves_no_gap() {
         lost.is_empty(),
         "acknowledged inserts without a message: {lost:?}"
     );
+}
+
+/// Four consumers share a group; one takes a batch and dies without acknowledging it. Each
+/// of the others acknowledges exactly the messages it was sent. Once the visibility timeout
+/// passes, the dead consumer's messages go to the others, as second deliveries: every
+/// message is processed at least once, and the group's offset reaches the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_redelivers_what_a_dead_consumer_held_once_its_claim_expires() {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start_with(
+        &dir.path().join("data"),
+        &[("FOLDDB_TOPIC_VISIBILITY_TIMEOUT_SECS", "2")],
+    )
+    .await;
+    let token = s.setup_and_login().await;
+    s.ok_all(
+        &token,
+        &[
+            "CREATE NAMESPACE app",
+            "CREATE SHARED TABLE app.jobs (id BIGINT PRIMARY KEY, what TEXT)",
+            "CREATE TOPIC app.work",
+            "ALTER TOPIC app.work ADD SOURCE app.jobs ON INSERT WITH (payload = 'key')",
+        ],
+    )
+    .await;
+    for batch in 0..10 {
+        let values: Vec<String> = (0..10)
+            .map(|i| format!("({}, 'job')", batch * 10 + i))
+            .collect();
+        s.ok(
+            &token,
+            &format!(
+                "INSERT INTO app.jobs (id, what) VALUES {}",
+                values.join(", ")
+            ),
+        )
+        .await;
+    }
+    let body = |extra: Value| {
+        let mut b = json!({"topic_id": "app.work", "group_id": "workers", "start": "Earliest",
+                           "limit": 5});
+        if let (Some(b), Some(e)) = (b.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        b
+    };
+
+    // The consumer that dies: it takes a batch and never acknowledges it.
+    let (_, taken) = consume(&s, &token, body(json!({}))).await;
+    let dead: BTreeSet<String> = messages(&taken).into_iter().map(|m| m.2).collect();
+    assert_eq!(dead.len(), 5, "{taken}");
+
+    let processed: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let mut consumers = Vec::new();
+    for _ in 0..3 {
+        let (url, ack_url, token, http, processed) = (
+            s.url("/v1/api/topics/consume"),
+            s.url("/v1/api/topics/ack"),
+            token.clone(),
+            s.client.clone(),
+            processed.clone(),
+        );
+        let request = body(json!({"timeout_seconds": 1}));
+        consumers.push(tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while processed.lock().expect("lock").len() < 100 && Instant::now() < deadline {
+                let answer: Value = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&request)
+                    .send()
+                    .await
+                    .expect("sent")
+                    .json()
+                    .await
+                    .expect("JSON");
+                let got = messages(&answer);
+                let (Some(first), Some(last)) = (got.first(), got.last()) else {
+                    continue;
+                };
+                for (m, raw) in got.iter().zip(answer["messages"].as_array().expect("list")) {
+                    let count = raw["delivery_count"].as_u64().expect("delivery_count");
+                    *processed
+                        .lock()
+                        .expect("lock")
+                        .entry(m.2.clone())
+                        .or_default() += count;
+                }
+                let acked = http
+                    .post(&ack_url)
+                    .bearer_auth(&token)
+                    .json(&json!({"topic_id": "app.work", "group_id": "workers",
+                                  "from_offset": first.0, "upto_offset": last.0}))
+                    .send()
+                    .await
+                    .expect("sent");
+                assert_eq!(acked.status(), 200);
+            }
+        }));
+    }
+    for c in consumers {
+        c.await.expect("consumer");
+    }
+    let processed = processed.lock().expect("lock").clone();
+    let all: BTreeSet<String> = (0..100).map(|i: i32| i.to_string()).collect();
+    assert_eq!(
+        processed.keys().cloned().collect::<BTreeSet<_>>(),
+        all,
+        "every message processed"
+    );
+    for key in &dead {
+        assert_eq!(
+            processed.get(key),
+            Some(&2),
+            "{key}: the dead consumer's messages come again, as second deliveries"
+        );
+    }
+    let offsets = s
+        .ok(
+            &token,
+            "SELECT last_acked_offset, lag FROM system.topic_offsets WHERE group_id = 'workers'",
+        )
+        .await;
+    assert_eq!(rows(&offsets), vec![json!(["99", "0"])]);
 }

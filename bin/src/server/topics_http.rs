@@ -81,7 +81,7 @@ struct ConsumeBody {
 }
 
 pub(super) async fn consume(state: &State, headers: &HeaderMap, body: &[u8]) -> Reply {
-    let _caller = match topic_caller(state, headers) {
+    let caller = match topic_caller(state, headers) {
         Ok(c) => c,
         Err(r) => return *r,
     };
@@ -123,7 +123,7 @@ pub(super) async fn consume(state: &State, headers: &HeaderMap, body: &[u8]) -> 
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = state.node.changes();
     let consumed = loop {
-        match state.engine.consume(&request) {
+        match state.engine.consume_claimed(&caller, &request).await {
             Ok(c) if !c.messages.is_empty() || tokio::time::Instant::now() >= deadline => {
                 break c;
             }
@@ -147,6 +147,7 @@ pub(super) async fn consume(state: &State, headers: &HeaderMap, body: &[u8]) -> 
                 "key": d.message.key,
                 "timestamp_ms": d.message.timestamp_ms,
                 "op": d.message.op.title(),
+                "delivery_count": d.deliveries,
             });
             if let Some(user) = &d.message.user {
                 m["user"] = json!(user);
@@ -169,6 +170,10 @@ struct AckBody {
     #[serde(default)]
     partition_id: Option<i64>,
     upto_offset: i64,
+    /// FoldDB's: acknowledge `from_offset..=upto_offset` alone (a consumer's own claim)
+    /// rather than everything up to `upto_offset`.
+    #[serde(default)]
+    from_offset: Option<i64>,
 }
 
 pub(super) async fn ack(state: &State, headers: &HeaderMap, body: &[u8]) -> Reply {
@@ -187,11 +192,23 @@ pub(super) async fn ack(state: &State, headers: &HeaderMap, body: &[u8]) -> Repl
     let Ok(upto) = u64::try_from(b.upto_offset) else {
         return bad("upto_offset cannot be negative");
     };
-    match state
-        .engine
-        .ack(&caller, &b.topic_id, &b.group_id, partition, upto)
-        .await
-    {
+    let acked = match b.from_offset {
+        None => state
+            .engine
+            .ack(&caller, &b.topic_id, &b.group_id, partition, upto)
+            .await
+            .map(Some),
+        Some(from) => {
+            let Ok(from) = u64::try_from(from) else {
+                return bad("from_offset cannot be negative");
+            };
+            state
+                .engine
+                .ack_range(&caller, &b.topic_id, &b.group_id, partition, (from, upto))
+                .await
+        }
+    };
+    match acked {
         Ok(acked) => reply(
             StatusCode::OK,
             &json!({"success": true, "acknowledged_offset": acked}),
