@@ -695,6 +695,8 @@ fn topic_routes_write_their_messages_with_the_change() {
                     table_name: "app.t".into(),
                     op,
                     payload: Payload::Full,
+                    filter: None,
+                    filter_sql: None,
                 },
             }],
         )

@@ -285,7 +285,8 @@ fn every_op() -> Vec<(u8, Op)> {
     ]
 }
 
-/// A route of the DELETEs of table 3 into topic `t`, with the key payload.
+/// A route of the DELETEs of table 3 where column 2 is above 1 into topic `t`, with the key
+/// payload.
 fn add_route() -> Op {
     Op::AddTopicRoute {
         topic: "t".into(),
@@ -294,14 +295,21 @@ fn add_route() -> Op {
             table_name: "a.b".into(),
             op: crate::topics::RouteOp::Delete,
             payload: crate::topics::Payload::Key,
+            filter: Some(crate::topics::Filter::Cmp {
+                column: 2,
+                op: crate::topics::CmpOp::Gt,
+                value: Value::Int(1),
+            }),
+            filter_sql: Some("n > 1".into()),
         },
     }
 }
 
 /// [`add_route`], byte for byte. Read as: codec version 1, variant 27 (AddTopicRoute):
 /// topic "t", route: table 3, table_name "a.b", op variant 2 (Delete), payload variant 0
-/// (Key).
-const GOLDEN_ROUTE: &str = "011b01740303612e620200";
+/// (Key), filter Some (01): Cmp (variant 0), column 2, op Gt (variant 4), value Int (variant
+/// 3) zigzag 02 = 1; filter_sql Some (01) of 5 bytes "n > 1".
+const GOLDEN_ROUTE: &str = "011b01740303612e62020001000204030201056e203e2031";
 
 #[test]
 fn a_route_encodes_to_its_golden_bytes() {

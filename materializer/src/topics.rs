@@ -25,7 +25,7 @@ pub const DEFAULT_RETENTION_BYTES: u64 = 1 << 30;
 pub const MAX_PARTITIONS: u32 = 1024;
 
 /// A topic (`system.topics`), in the catalog.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicDef {
     /// Free-form (dots allowed), as created.
     pub id: String,
@@ -38,13 +38,121 @@ pub struct TopicDef {
 }
 
 /// Which row changes of one table a topic receives.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Route {
     pub table: TableId,
     /// `namespace.table`, as the route was added.
     pub table_name: String,
     pub op: RouteOp,
     pub payload: Payload,
+    /// The route's `WHERE`, over the row (the old image for a delete): a change it does not
+    /// hold for (false, or unknown through a NULL) sends no message.
+    pub filter: Option<Filter>,
+    /// The `WHERE` as written, for `system.topics`.
+    pub filter_sql: Option<String>,
+}
+
+/// A comparison of a route filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CmpOp {
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+}
+
+/// A route's `WHERE` over a row's columns (by column id), with SQL's three-valued logic.
+/// Literals are of their column's type (the planner coerces them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Filter {
+    Cmp {
+        column: u32,
+        op: CmpOp,
+        value: crate::value::Value,
+    },
+    IsNull {
+        column: u32,
+        negated: bool,
+    },
+    InList {
+        column: u32,
+        values: Vec<crate::value::Value>,
+        negated: bool,
+    },
+    And(Box<Filter>, Box<Filter>),
+    Or(Box<Filter>, Box<Filter>),
+    Not(Box<Filter>),
+}
+
+impl Filter {
+    /// Whether `row` satisfies the filter: `None` when it is unknown (a NULL compared).
+    pub fn eval(&self, row: &crate::row::RowVersion) -> Option<bool> {
+        use crate::value::Value;
+        let cell = |column: u32| {
+            row.cells
+                .iter()
+                .find(|(id, _)| *id == column)
+                .map_or(&Value::Null, |(_, v)| v)
+        };
+        // Values of one type order as their key encoding does (`row::encode_key_part`).
+        let order = |a: &Value, b: &Value| {
+            let (mut x, mut y) = (Vec::new(), Vec::new());
+            crate::row::encode_key_part(a, &mut x);
+            crate::row::encode_key_part(b, &mut y);
+            x.cmp(&y)
+        };
+        match self {
+            Filter::Cmp { column, op, value } => {
+                let v = cell(*column);
+                if matches!(v, Value::Null) || matches!(value, Value::Null) {
+                    return None;
+                }
+                let o = order(v, value);
+                Some(match op {
+                    CmpOp::Eq => o.is_eq(),
+                    CmpOp::NotEq => o.is_ne(),
+                    CmpOp::Lt => o.is_lt(),
+                    CmpOp::LtEq => o.is_le(),
+                    CmpOp::Gt => o.is_gt(),
+                    CmpOp::GtEq => o.is_ge(),
+                })
+            }
+            Filter::IsNull { column, negated } => {
+                Some(matches!(cell(*column), Value::Null) != *negated)
+            }
+            Filter::InList {
+                column,
+                values,
+                negated,
+            } => {
+                let v = cell(*column);
+                if matches!(v, Value::Null) {
+                    return None;
+                }
+                let found = values.iter().any(|x| order(v, x).is_eq());
+                if found {
+                    Some(!negated)
+                } else if values.iter().any(|x| matches!(x, Value::Null)) {
+                    None
+                } else {
+                    Some(*negated)
+                }
+            }
+            Filter::And(a, b) => match (a.eval(row), b.eval(row)) {
+                (Some(false), _) | (_, Some(false)) => Some(false),
+                (Some(true), Some(true)) => Some(true),
+                _ => None,
+            },
+            Filter::Or(a, b) => match (a.eval(row), b.eval(row)) {
+                (Some(true), _) | (_, Some(true)) => Some(true),
+                (Some(false), Some(false)) => Some(false),
+                _ => None,
+            },
+            Filter::Not(a) => a.eval(row).map(|b| !b),
+        }
+    }
 }
 
 /// The kind of row change a route takes.
@@ -643,6 +751,15 @@ pub fn route(
                 let Some(def) = def else {
                     continue;
                 };
+                if let Some(filter) = &r.filter {
+                    let image = match op {
+                        RouteOp::Delete => e.old.as_ref(),
+                        _ => e.new.as_ref(),
+                    };
+                    if image.and_then(|row| filter.eval(row)) != Some(true) {
+                        continue;
+                    }
+                }
                 let key = e.pk.plain();
                 let partition = partition_of(&key, topic.partitions);
                 let slot = (topic.id.clone(), partition);
@@ -748,6 +865,74 @@ mod tests {
             json(&delete, Payload::Diff),
             serde_json::json!({"id": "7", "_seq": "6", "_table": "app.t"})
         );
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+    use crate::row::RowVersion;
+    use crate::value::Value;
+
+    #[test]
+    fn filters_follow_sqls_three_valued_logic() {
+        let row = RowVersion {
+            seq: 1,
+            deleted: false,
+            cells: vec![
+                (1, Value::BigInt(-5)),
+                (2, Value::Text("b".into())),
+                (3, Value::Null),
+            ],
+        };
+        let cmp = |column, op, value| Filter::Cmp { column, op, value };
+        let n_lt_0 = cmp(1, CmpOp::Lt, Value::BigInt(0));
+        let v_eq_a = cmp(2, CmpOp::Eq, Value::Text("a".into()));
+        let null_gt = cmp(3, CmpOp::Gt, Value::Int(1));
+        assert_eq!(n_lt_0.eval(&row), Some(true), "negatives order below zero");
+        assert_eq!(
+            cmp(2, CmpOp::GtEq, Value::Text("a".into())).eval(&row),
+            Some(true)
+        );
+        assert_eq!(v_eq_a.eval(&row), Some(false));
+        assert_eq!(null_gt.eval(&row), None, "a NULL compared is unknown");
+        let and = |a: &Filter, b: &Filter| Filter::And(Box::new(a.clone()), Box::new(b.clone()));
+        let or = |a: &Filter, b: &Filter| Filter::Or(Box::new(a.clone()), Box::new(b.clone()));
+        assert_eq!(and(&n_lt_0, &null_gt).eval(&row), None);
+        assert_eq!(and(&v_eq_a, &null_gt).eval(&row), Some(false));
+        assert_eq!(or(&n_lt_0, &null_gt).eval(&row), Some(true));
+        assert_eq!(or(&v_eq_a, &null_gt).eval(&row), None);
+        assert_eq!(Filter::Not(Box::new(null_gt.clone())).eval(&row), None);
+        assert_eq!(
+            Filter::IsNull {
+                column: 3,
+                negated: false
+            }
+            .eval(&row),
+            Some(true),
+            "a column the row lacks is NULL too"
+        );
+        assert_eq!(
+            Filter::IsNull {
+                column: 9,
+                negated: true
+            }
+            .eval(&row),
+            Some(false)
+        );
+        let list = |values: Vec<Value>, negated| Filter::InList {
+            column: 2,
+            values,
+            negated,
+        };
+        let (a, b) = (Value::Text("a".into()), Value::Text("b".into()));
+        assert_eq!(
+            list(vec![a.clone(), b.clone()], false).eval(&row),
+            Some(true)
+        );
+        assert_eq!(list(vec![a.clone()], true).eval(&row), Some(true));
+        assert_eq!(list(vec![a.clone(), Value::Null], false).eval(&row), None);
+        assert_eq!(list(vec![b, Value::Null], true).eval(&row), Some(false));
     }
 }
 

@@ -272,8 +272,19 @@ fn topic_statements_parse_as_the_contract_writes_them() {
             },
             op: RouteOp::Update,
             payload: Payload::Diff,
+            filter: None,
         }
     );
+    match topic(
+        "ALTER TOPIC t ADD SOURCE m ON INSERT WHERE (n > 1 AND v = 'a, b') WITH (payload = 'key')",
+    ) {
+        TopicCommand::AddSource {
+            filter: Some(f),
+            payload: Payload::Key,
+            ..
+        } => assert_eq!(f, "( n > 1 AND v = 'a, b' )"),
+        other => panic!("{other:?}"),
+    }
     assert_eq!(
         topic("CONSUME FROM a.b GROUP 'g1' FROM EARLIEST LIMIT 5"),
         TopicCommand::Consume {
@@ -329,7 +340,7 @@ fn topic_statements_parse_as_the_contract_writes_them() {
             "payload",
         ),
         (
-            "ALTER TOPIC t ADD SOURCE a.m ON INSERT WHERE x > 1",
+            "ALTER TOPIC t ADD SOURCE a.m ON INSERT WHERE WITH (payload = 'key')",
             "WHERE",
         ),
         ("CONSUME FROM t GROUP 'g' extra", "SQL parse error"),

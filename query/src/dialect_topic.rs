@@ -26,12 +26,15 @@ pub enum TopicCommand {
     Drop { id: String, if_exists: bool },
     /// `CLEAR TOPIC id`.
     Clear { id: String },
-    /// `ALTER TOPIC id ADD SOURCE ns.t ON INSERT|UPDATE|DELETE [WITH (payload = '…')]`.
+    /// `ALTER TOPIC id ADD SOURCE ns.t ON INSERT|UPDATE|DELETE [WHERE …]
+    /// [WITH (payload = '…')]`.
     AddSource {
         topic: String,
         table: TableName,
         op: RouteOp,
         payload: Payload,
+        /// The `WHERE` condition's text.
+        filter: Option<String>,
     },
     /// `CONSUME FROM id [GROUP 'g'] [FROM LATEST|EARLIEST|n] [LIMIT n]`.
     Consume {
@@ -150,12 +153,31 @@ pub(super) fn parse_alter_topic(c: &mut Cursor) -> Result<Statement, ParseError>
         Some("delete") => RouteOp::Delete,
         _ => return Err("ADD SOURCE … ON expects INSERT, UPDATE or DELETE".into()),
     };
+    let mut filter = None;
     if c.keyword("where") {
-        return Err(
-            "ALTER TOPIC … ADD SOURCE … WHERE is not supported yet: route every change and \
-             filter in the consumer"
-                .into(),
-        );
+        // Up to a `WITH` outside parentheses, or the end.
+        let (mut depth, mut parts) = (0i32, Vec::new());
+        while let Some(t) = c.peek() {
+            match t {
+                Token::LParen => depth += 1,
+                Token::RParen => depth -= 1,
+                Token::Word(w)
+                    if depth == 0
+                        && w.quote_style.is_none()
+                        && w.value.eq_ignore_ascii_case("with") =>
+                {
+                    break;
+                }
+                _ => {}
+            }
+            if let Some(t) = c.next() {
+                parts.push(t.to_string());
+            }
+        }
+        if parts.is_empty() {
+            return Err("ADD SOURCE … WHERE needs a condition".into());
+        }
+        filter = Some(parts.join(" "));
     }
     let mut payload = Payload::Full;
     if c.keyword("with") {
@@ -191,6 +213,7 @@ pub(super) fn parse_alter_topic(c: &mut Cursor) -> Result<Statement, ParseError>
             table,
             op,
             payload,
+            filter,
         })
     })
 }

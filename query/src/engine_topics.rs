@@ -121,6 +121,7 @@ impl Engine {
                 table,
                 op,
                 payload,
+                filter,
             } => {
                 // An unqualified source table is in namespace `default` (API.md 3.12).
                 let def = self.table(
@@ -134,11 +135,17 @@ impl Engine {
                         }),
                     table,
                 )?;
+                let planned = match filter {
+                    Some(text) => Some(plan_filter(&def, text)?),
+                    None => None,
+                };
                 let route = Route {
                     table: def.id,
                     table_name: def.qualified_name(),
                     op: *op,
                     payload: *payload,
+                    filter: planned,
+                    filter_sql: filter.clone(),
                 };
                 let done = format!(
                     "Route {} ON {} added to topic '{topic}'",
@@ -426,4 +433,145 @@ impl Engine {
                 .map_or(upto, |o| o.last_acked),
         )
     }
+}
+
+/// A route's `WHERE` text as the fold evaluates it: comparisons of a column with a literal
+/// (coerced to the column's type), `IN` lists, `IS [NOT] NULL`, `AND`, `OR`, `NOT`.
+pub fn plan_filter(def: &TableDef, text: &str) -> StmtResult<topics::Filter> {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator as B, UnaryOperator};
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    use topics::{CmpOp, Filter};
+
+    let expr = Parser::new(&GenericDialect {})
+        .try_with_sql(text)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| Error::InvalidSql(format!("Route filter: {e}")))?;
+    let unsupported = |e: &Expr| {
+        Error::InvalidInput(format!(
+            "Route filters compare a column with a literal (=, <>, <, <=, >, >=, IN, IS [NOT] \
+             NULL) and combine with AND, OR, NOT; not: {e}"
+        ))
+    };
+    let column = |e: &Expr| -> StmtResult<&folddb_materializer::ColumnDef> {
+        let name = match e {
+            Expr::Identifier(id) => id.value.to_ascii_lowercase(),
+            Expr::CompoundIdentifier(parts) => parts
+                .last()
+                .map(|p| p.value.to_ascii_lowercase())
+                .unwrap_or_default(),
+            other => return Err(unsupported(other)),
+        };
+        def.column(&name).ok_or_else(|| {
+            Error::NotFound(format!(
+                "Column '{name}' does not exist in {}",
+                def.qualified_name()
+            ))
+        })
+    };
+    let literal = |e: &Expr, col: &folddb_materializer::ColumnDef| -> StmtResult<Value> {
+        match dml::eval_literal(e, &[]) {
+            Ok(dml::Evaluated::Literal(lit)) => convert::coerce(&lit, col.data_type).map_err(|m| {
+                Error::InvalidInput(format!("Route filter on column '{}': {m}", col.name))
+            }),
+            _ => Err(unsupported(e)),
+        }
+    };
+    let ordered = |col: &folddb_materializer::ColumnDef| {
+        !matches!(
+            col.data_type,
+            DataType::Embedding(_) | DataType::Bytes | DataType::Json | DataType::File
+        )
+    };
+    fn walk(
+        e: &Expr,
+        cmp: &dyn Fn(&Expr, &Expr, CmpOp) -> StmtResult<Filter>,
+        leaf: &dyn Fn(&Expr) -> StmtResult<Filter>,
+    ) -> StmtResult<Filter> {
+        match e {
+            Expr::Nested(inner) => walk(inner, cmp, leaf),
+            Expr::BinaryOp { left, op, right } => {
+                let both = |f: fn(Box<Filter>, Box<Filter>) -> Filter| -> StmtResult<Filter> {
+                    Ok(f(
+                        Box::new(walk(left, cmp, leaf)?),
+                        Box::new(walk(right, cmp, leaf)?),
+                    ))
+                };
+                match op {
+                    B::And => both(Filter::And),
+                    B::Or => both(Filter::Or),
+                    B::Eq => cmp(left, right, CmpOp::Eq),
+                    B::NotEq => cmp(left, right, CmpOp::NotEq),
+                    B::Lt => cmp(left, right, CmpOp::Lt),
+                    B::LtEq => cmp(left, right, CmpOp::LtEq),
+                    B::Gt => cmp(left, right, CmpOp::Gt),
+                    B::GtEq => cmp(left, right, CmpOp::GtEq),
+                    _ => leaf(e),
+                }
+            }
+            Expr::UnaryOp {
+                op: UnaryOperator::Not,
+                expr,
+            } => Ok(Filter::Not(Box::new(walk(expr, cmp, leaf)?))),
+            other => leaf(other),
+        }
+    }
+    let cmp = |l: &Expr, r: &Expr, op: CmpOp| -> StmtResult<Filter> {
+        // A column on either side: `5 < n` is `n > 5`.
+        let (col, lit, op) = match (column(l), column(r)) {
+            (Ok(c), _) => (c, r, op),
+            (Err(_), Ok(c)) => (
+                c,
+                l,
+                match op {
+                    CmpOp::Lt => CmpOp::Gt,
+                    CmpOp::LtEq => CmpOp::GtEq,
+                    CmpOp::Gt => CmpOp::Lt,
+                    CmpOp::GtEq => CmpOp::LtEq,
+                    same => same,
+                },
+            ),
+            (Err(e), Err(_)) => return Err(e),
+        };
+        if !matches!(op, CmpOp::Eq | CmpOp::NotEq) && !ordered(col) {
+            return Err(Error::InvalidInput(format!(
+                "Column '{}' cannot be ordered in a route filter",
+                col.name
+            )));
+        }
+        Ok(Filter::Cmp {
+            column: col.id,
+            op,
+            value: literal(lit, col)?,
+        })
+    };
+    let leaf = |e: &Expr| -> StmtResult<Filter> {
+        match e {
+            Expr::IsNull(inner) => Ok(Filter::IsNull {
+                column: column(inner)?.id,
+                negated: false,
+            }),
+            Expr::IsNotNull(inner) => Ok(Filter::IsNull {
+                column: column(inner)?.id,
+                negated: true,
+            }),
+            Expr::InList {
+                expr,
+                list,
+                negated,
+            } => {
+                let col = column(expr)?;
+                Ok(Filter::InList {
+                    column: col.id,
+                    values: list
+                        .iter()
+                        .map(|v| literal(v, col))
+                        .collect::<StmtResult<_>>()?,
+                    negated: *negated,
+                })
+            }
+            other => Err(unsupported(other)),
+        }
+    };
+    walk(&expr, &cmp, &leaf)
 }

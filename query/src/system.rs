@@ -383,6 +383,7 @@ pub fn topics(store: &HotStore) -> Res<Rows> {
                     "table": r.table_name,
                     "op": r.op.name(),
                     "payload": r.payload.name(),
+                    "where": r.filter_sql,
                 })
             })
             .collect();

@@ -50,6 +50,9 @@ async fn routes_fold_messages_with_their_changes_and_groups_consume_them() {
             "ALTER TOPIC app.new_messages ADD SOURCE app.messages ON INSERT",
             "ALTER TOPIC app.new_messages ADD SOURCE app.messages ON UPDATE WITH (payload = 'diff')",
             "ALTER TOPIC app.new_messages ADD SOURCE app.messages ON DELETE WITH (payload = 'key')",
+            "CREATE TOPIC app.filtered",
+            "ALTER TOPIC app.filtered ADD SOURCE app.messages ON INSERT \
+             WHERE (n > 1 AND body <> 'skip') OR body IN ('always')",
             "CREATE TOPIC app.notes_feed PARTITIONS 4",
             "ALTER TOPIC app.notes_feed ADD SOURCE app.notes ON INSERT",
         ],
@@ -71,8 +74,16 @@ async fn routes_fold_messages_with_their_changes_and_groups_consume_them() {
             "does not exist",
         ),
         (
-            "ALTER TOPIC app.new_messages ADD SOURCE app.messages ON UPDATE WHERE n > 1",
-            "WHERE",
+            "ALTER TOPIC app.filtered ADD SOURCE app.messages ON INSERT WHERE nope > 1",
+            "does not exist",
+        ),
+        (
+            "ALTER TOPIC app.filtered ADD SOURCE app.messages ON INSERT WHERE upper(body) = 'A'",
+            "Route filters",
+        ),
+        (
+            "ALTER TOPIC app.filtered ADD SOURCE app.messages ON INSERT WHERE n > 'many'",
+            "Route filter on column 'n'",
         ),
         ("CREATE TOPIC app.new_messages", "already exists"),
         ("CREATE TOPIC app.t0 PARTITIONS 0", "PARTITIONS"),
@@ -126,6 +137,13 @@ async fn routes_fold_messages_with_their_changes_and_groups_consume_them() {
     ]
     .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()));
     assert_eq!(got, want, "{answer}");
+
+    // A route's WHERE: only the rows it holds for.
+    let filtered = s
+        .ok(&token, "CONSUME FROM app.filtered FROM EARLIEST")
+        .await;
+    let keys: Vec<Value> = rows(&filtered).iter().map(|r| r[3].clone()).collect();
+    assert_eq!(keys, [json!("2"), json!("3")], "{filtered}");
 
     // HTTP: a group reads two at a time; payloads as the routes say.
     let (status, first) = consume(
@@ -306,10 +324,17 @@ async fn routes_fold_messages_with_their_changes_and_groups_consume_them() {
         )
         .await;
     let listed = rows(&topics);
-    assert_eq!(listed.len(), 2, "{topics}");
-    assert_eq!(listed[1][1], json!(4));
+    assert_eq!(listed.len(), 3, "{topics}");
+    assert_eq!(listed[2][1], json!(4));
     assert!(
         listed[0][2]
+            .as_str()
+            .is_some_and(|r| r
+                .contains("\"where\":\"( n > 1 AND body <> 'skip' ) OR body IN ( 'always' )\"")),
+        "{topics}"
+    );
+    assert!(
+        listed[1][2]
             .as_str()
             .is_some_and(|r| r.contains("\"payload\":\"diff\"")),
         "{topics}"
