@@ -11,6 +11,7 @@ mod raft;
 mod scan;
 mod snapshot;
 mod sql;
+mod topics;
 mod users;
 
 use std::process::ExitCode;

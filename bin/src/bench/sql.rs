@@ -32,9 +32,11 @@ pub struct SqlBenchArgs {
     batch_clients: usize,
     /// Scenarios to run (insert, batch, point, filter, mixed; on request: isolation, login,
     /// scans — point reads while 4 clients scan 200,000 rows —, select-all — `SELECT *` of a
-    /// million rows streamed, with the server's memory growth — and flush-insert — INSERT
+    /// million rows streamed, with the server's memory growth —, flush-insert — INSERT
     /// latency while a million hot rows are flushed, with the server's default flush policy
-    /// off).
+    /// off —, topic-insert — single-row INSERTs into a table with one topic route —,
+    /// topic-latency — publish → consume latency at 1,000 rows/s — and topic-consume — one
+    /// group draining 100,000 messages).
     #[arg(
         long,
         value_delimiter = ',',
@@ -404,6 +406,14 @@ async fn measure(args: &SqlBenchArgs) -> anyhow::Result<Vec<Outcome>> {
             "flush-insert" => {
                 let big = format!("bench.w{run_id}");
                 out.extend(super::big::insert_during_flush(&client, &big, duration).await?);
+            }
+            "topic-insert" => out
+                .push(super::topics::routed_insert(&client, run_id, args.clients, duration).await?),
+            "topic-latency" => {
+                out.push(super::topics::latency(&client, run_id, 1000, duration).await?)
+            }
+            "topic-consume" => {
+                out.push(super::topics::consume_rate(&client, run_id, 100_000).await?)
             }
             other => bail!("unknown scenario {other}"),
         }
