@@ -205,11 +205,14 @@ pub enum Op {
         from: Vec<u8>,
         to: Option<Vec<u8>>,
     },
-    /// CREATE TOPIC (API.md 3.12): `partitions` of at least 1.
+    /// CREATE TOPIC (API.md 3.12): `partitions` of at least 1. With `max_deliveries`, a
+    /// dead-letter topic (`dead_letter`, else `<id>.dlq`) is created too when missing.
     CreateTopic {
         id: String,
         partitions: u32,
         if_not_exists: bool,
+        max_deliveries: Option<u32>,
+        dead_letter: Option<String>,
     },
     /// DROP TOPIC: its routes, messages and consumer groups' offsets.
     DropTopic { id: String, if_exists: bool },
@@ -250,6 +253,16 @@ pub enum Op {
         partition: u32,
         from: u64,
         to: u64,
+    },
+    /// RELEASE (`reject` false) of offsets `from..=to`: they can be claimed again at once;
+    /// REJECT: they are acknowledged, and go to the topic's dead-letter topic if it has one.
+    SettleTopic {
+        topic: String,
+        group: String,
+        partition: u32,
+        from: u64,
+        to: u64,
+        reject: bool,
     },
 }
 

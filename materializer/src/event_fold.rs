@@ -675,7 +675,8 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
         | Op::AddTopicRoute { .. }
         | Op::AckTopic { .. }
         | Op::ClaimTopic { .. }
-        | Op::AckTopicRange { .. } => topic_op(ctx, op),
+        | Op::AckTopicRange { .. }
+        | Op::SettleTopic { .. } => topic_op(ctx, op),
         Op::CreateStorage {
             storage,
             if_not_exists,
@@ -1167,6 +1168,8 @@ fn topic_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             id,
             partitions,
             if_not_exists,
+            max_deliveries,
+            dead_letter,
         } => {
             if topics::topic(&ctx.state(), id)?.is_some() {
                 return if *if_not_exists {
@@ -1184,15 +1187,35 @@ fn topic_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                     topics::MAX_PARTITIONS
                 )));
             }
-            let def = TopicDef {
-                id: id.clone(),
-                partitions: *partitions,
+            if *max_deliveries == Some(0) {
+                return Err(invalid("max_deliveries must be at least 1"));
+            }
+            let dead_letter = match (dead_letter, max_deliveries) {
+                (Some(d), _) => Some(d.clone()),
+                (None, Some(_)) => Some(format!("{id}.dlq")),
+                (None, None) => None,
+            };
+            if dead_letter.as_deref() == Some(id.as_str()) {
+                return Err(invalid("A topic cannot be its own dead-letter topic"));
+            }
+            let topic = |id: &str, partitions, dead_letter| TopicDef {
+                id: id.to_owned(),
+                partitions,
                 retention_seconds: topics::DEFAULT_RETENTION_SECONDS,
                 retention_max_bytes: topics::DEFAULT_RETENTION_BYTES,
                 routes: Vec::new(),
                 created_at_ms: ctx.stamp_ms,
                 updated_at_ms: ctx.stamp_ms,
+                max_deliveries: None,
+                dead_letter,
             };
+            let mut def = topic(id, *partitions, dead_letter.clone());
+            def.max_deliveries = *max_deliveries;
+            if let Some(dlq) = &dead_letter
+                && topics::topic(&ctx.state(), dlq)?.is_none()
+            {
+                topics::put_topic(ctx.batch, &topic(dlq, 1, None));
+            }
             topics::put_topic(ctx.batch, &def);
             Ok(done(1))
         }
@@ -1305,9 +1328,29 @@ fn topic_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             if new.next().is_none() {
                 new.cursor = Some((*start).min(head));
             }
-            let claimed = new.claimable(*start, head, *limit, ctx.stamp_ms);
-            if let Some(range) = claimed {
+            let def = existing(ctx, topic)?;
+            let mut live = 0;
+            // A range whose every message was sent too often gives way to the next one.
+            for _ in 0..16 {
+                let Some(range) = new.claimable(*start, head, *limit, ctx.stamp_ms) else {
+                    break;
+                };
                 new = topics::with_claim(new, claim, range, ctx.stamp_ms, *visibility_ms);
+                live = range.1 - range.0;
+                // Sent too often: to the dead-letter topic, instead of once more.
+                if let Some(max) = def.max_deliveries {
+                    for offset in range.0..range.1 {
+                        if new.deliveries_of(offset) > max {
+                            dead_letter(ctx, &def, *partition, offset)?;
+                            new.acked.push((offset, offset + 1));
+                            live -= 1;
+                        }
+                    }
+                }
+                if live > 0 {
+                    break;
+                }
+                new.claims.retain(|(_, c)| c.id != *claim);
             }
             if new != old {
                 topics::put_group_state(
@@ -1320,7 +1363,37 @@ fn topic_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
                     ctx.stamp_ms,
                 );
             }
-            Ok(done(claimed.map_or(0, |(a, b)| b - a)))
+            Ok(done(live))
+        }
+        Op::SettleTopic {
+            topic,
+            group,
+            partition,
+            from,
+            to,
+            reject,
+        } => {
+            let head = partition_head(ctx, topic, *partition)?;
+            if from > to || *to >= head {
+                return Err(invalid(format!(
+                    "Offsets {from} to {to} are out of range: partition {partition} of topic \
+                     '{topic}' has offsets below {head}"
+                )));
+            }
+            let def = existing(ctx, topic)?;
+            let old = topics::group_state(&ctx.state(), topic, group, *partition)?;
+            let mut new = old.clone();
+            new.release(*from, to + 1);
+            if *reject {
+                for offset in *from..=*to {
+                    if !old.is_acked(offset) {
+                        dead_letter(ctx, &def, *partition, offset)?;
+                    }
+                }
+                new.acked.push((*from, to + 1));
+            }
+            topics::put_group_state(ctx.batch, topic, group, *partition, &old, new, ctx.stamp_ms);
+            Ok(done(to - from + 1))
         }
         _ => Err(invalid("not a topic operation")),
     }
@@ -1339,4 +1412,28 @@ fn partition_head(ctx: &Ctx<'_>, topic: &str, partition: u32) -> Result<u64, OpE
         )));
     }
     Ok(topics::head(&ctx.state(), topic, partition)?)
+}
+
+/// Copies message `offset` of partition `partition` of topic `def` to its dead-letter topic,
+/// when it has one that exists (else the message is only dropped).
+fn dead_letter(
+    ctx: &mut Ctx<'_>,
+    def: &crate::topics::TopicDef,
+    partition: u32,
+    offset: u64,
+) -> Result<(), OpError> {
+    use crate::topics;
+    let Some(dlq) = &def.dead_letter else {
+        return Ok(());
+    };
+    let (Some(dlq), Some(message)) = (
+        topics::topic(&ctx.state(), dlq)?,
+        topics::message(&ctx.state(), &def.id, partition, offset)?,
+    ) else {
+        return Ok(());
+    };
+    for (k, v) in topics::publish(&ctx.state(), &dlq, &message)? {
+        ctx.batch.put(Family::Topics, k, v);
+    }
+    Ok(())
 }

@@ -710,6 +710,8 @@ fn topic_routes_write_their_messages_with_the_change() {
                     id: "feed".into(),
                     partitions: 1,
                     if_not_exists: false,
+                    max_deliveries: None,
+                    dead_letter: None,
                 }],
             ),
             route(RouteOp::Insert),

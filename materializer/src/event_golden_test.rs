@@ -235,6 +235,8 @@ fn every_op() -> Vec<(u8, Op)> {
                 id: "app.feed".into(),
                 partitions: 4,
                 if_not_exists: false,
+                max_deliveries: Some(3),
+                dead_letter: None,
             },
         ),
         (
@@ -280,6 +282,17 @@ fn every_op() -> Vec<(u8, Op)> {
                 partition: 1,
                 from: 3,
                 to: 5,
+            },
+        ),
+        (
+            31,
+            Op::SettleTopic {
+                topic: "app.feed".into(),
+                group: "g".into(),
+                partition: 1,
+                from: 3,
+                to: 3,
+                reject: true,
             },
         ),
     ]

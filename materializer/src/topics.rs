@@ -35,6 +35,11 @@ pub struct TopicDef {
     pub routes: Vec<Route>,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
+    /// A message a group's consumers were sent this many times without acknowledging it
+    /// goes to `dead_letter` instead of being sent again (and counts as acknowledged).
+    pub max_deliveries: Option<u32>,
+    /// Where rejected messages, and those past `max_deliveries`, go.
+    pub dead_letter: Option<String>,
 }
 
 /// Which row changes of one table a topic receives.
@@ -649,6 +654,83 @@ pub fn with_claim(
     claims.sort_by_key(|(a, _)| *a);
     s.claims = claims;
     s
+}
+
+/// The `topics` keys and values that append `message` to topic `def` (read through
+/// `state`): the message at its partition's next offset, and the new head. Write them before
+/// publishing the next message.
+pub fn publish(
+    state: &dyn StateRead,
+    def: &TopicDef,
+    message: &Message,
+) -> crate::Result<[(Vec<u8>, Vec<u8>); 2]> {
+    let partition = partition_of(message.key.as_deref().unwrap_or(""), def.partitions);
+    let offset = head(state, &def.id, partition)?;
+    Ok([
+        (
+            message_key(&def.id, partition, offset),
+            codec::encode(message),
+        ),
+        (
+            head_key(&def.id, partition),
+            (offset + 1).to_be_bytes().to_vec(),
+        ),
+    ])
+}
+
+/// Message `offset` of partition `partition` of topic `id`.
+pub fn message(
+    state: &dyn StateRead,
+    id: &str,
+    partition: u32,
+    offset: u64,
+) -> crate::Result<Option<Message>> {
+    state
+        .get(Family::Topics, &message_key(id, partition, offset))?
+        .map(|v| codec::decode(&v, "a topic message"))
+        .transpose()
+}
+
+impl GroupState {
+    /// Whether the group has acknowledged `offset`.
+    pub fn is_acked(&self, offset: u64) -> bool {
+        self.next().is_some_and(|n| offset < n)
+            || self.acked.iter().any(|(a, b)| *a <= offset && offset < *b)
+    }
+
+    /// Ends every claim of `from..to` now, so that they can be claimed again at once (as
+    /// further deliveries).
+    pub fn release(&mut self, from: u64, to: u64) {
+        let mut claims = Vec::new();
+        for (a, c) in std::mem::take(&mut self.claims) {
+            if c.to <= from || a >= to {
+                claims.push((a, c));
+                continue;
+            }
+            if a < from {
+                claims.push((
+                    a,
+                    Claim {
+                        to: from,
+                        ..c.clone()
+                    },
+                ));
+            }
+            claims.push((
+                a.max(from),
+                Claim {
+                    to: c.to.min(to),
+                    until_ms: 0,
+                    ..c.clone()
+                },
+            ));
+            if c.to > to {
+                claims.push((to, c));
+            }
+        }
+        claims.sort_by_key(|(a, _)| *a);
+        self.claims = claims;
+    }
 }
 
 /// The partition of a message with `key` in a topic of `partitions`.

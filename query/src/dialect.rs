@@ -21,7 +21,7 @@ mod storage;
 mod topic;
 pub use storage::{StorageField, StorageSpec};
 use storage::{parse_alter_storage, parse_create_storage};
-pub use topic::{ConsumeStart, DEFAULT_CONSUME_LIMIT, MAX_CONSUME_LIMIT, TopicCommand};
+pub use topic::{ConsumeStart, DEFAULT_CONSUME_LIMIT, MAX_CONSUME_LIMIT, Settlement, TopicCommand};
 
 /// One classified statement.
 #[derive(Debug, Clone, PartialEq)]
@@ -635,6 +635,14 @@ fn classify_cursor(sql: &str, mut c: Cursor) -> Result<Statement, ParseError> {
         "ack" => {
             c.next();
             topic::parse_ack(&mut c)
+        }
+        "release" => {
+            c.next();
+            topic::parse_settle(&mut c, Settlement::Release)
+        }
+        "reject" => {
+            c.next();
+            topic::parse_settle(&mut c, Settlement::Reject)
         }
         "subscribe" => parse_subscribe(sql),
         "storage" => {

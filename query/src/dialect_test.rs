@@ -252,6 +252,8 @@ fn topic_statements_parse_as_the_contract_writes_them() {
             id: "app.new_messages".into(),
             partitions: 4,
             if_not_exists: false,
+            max_deliveries: None,
+            dead_letter: None,
         }
     );
     assert_eq!(
@@ -260,6 +262,8 @@ fn topic_statements_parse_as_the_contract_writes_them() {
             id: "feed".into(),
             partitions: 1,
             if_not_exists: true,
+            max_deliveries: None,
+            dead_letter: None,
         }
     );
     assert_eq!(
@@ -323,8 +327,40 @@ fn topic_statements_parse_as_the_contract_writes_them() {
         topic("CLEAR TOPIC a.b"),
         TopicCommand::Clear { id: "a.b".into() }
     );
+    assert_eq!(
+        topic("CREATE TOPIC t WITH (max_deliveries = 3, dead_letter = app.dead)"),
+        TopicCommand::Create {
+            id: "t".into(),
+            partitions: 1,
+            if_not_exists: false,
+            max_deliveries: Some(3),
+            dead_letter: Some("app.dead".into()),
+        }
+    );
+    for (sql, kind) in [
+        ("ACK t GROUP 'g' OFFSET 4", Settlement::Accept),
+        ("RELEASE t GROUP 'g' OFFSET 4", Settlement::Release),
+        ("REJECT t GROUP 'g' OFFSET 4", Settlement::Reject),
+    ] {
+        assert_eq!(
+            topic(sql),
+            TopicCommand::Settle {
+                topic: "t".into(),
+                group: "g".into(),
+                partition: 0,
+                offset: 4,
+                kind,
+            },
+            "{sql}"
+        );
+    }
     for (bad, says) in [
         ("CREATE TOPIC t PARTITIONS 0", "PARTITIONS"),
+        ("CREATE TOPIC t WITH (max_deliveries = 0)", "max_deliveries"),
+        (
+            "CREATE TOPIC t WITH (retention = 1)",
+            "Unknown topic option",
+        ),
         ("CREATE TOPIC t PARTITIONS 99999", "PARTITIONS"),
         ("CONSUME FROM t LIMIT -1", "negative"),
         ("CONSUME FROM t LIMIT 0", "LIMIT"),

@@ -16,11 +16,14 @@ pub enum ConsumeStart {
 /// One topic statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TopicCommand {
-    /// `CREATE TOPIC [IF NOT EXISTS] id [PARTITIONS n]`.
+    /// `CREATE TOPIC [IF NOT EXISTS] id [PARTITIONS n] [WITH (max_deliveries = n,
+    /// dead_letter = 'id')]`.
     Create {
         id: String,
         partitions: u32,
         if_not_exists: bool,
+        max_deliveries: Option<u32>,
+        dead_letter: Option<String>,
     },
     /// `DROP TOPIC [IF EXISTS] id`.
     Drop { id: String, if_exists: bool },
@@ -50,6 +53,26 @@ pub enum TopicCommand {
         partition: u32,
         upto: u64,
     },
+    /// `ACK | RELEASE | REJECT id GROUP 'g' [PARTITION p] OFFSET n`: one message (KIP-932's
+    /// acknowledgement types).
+    Settle {
+        topic: String,
+        group: String,
+        partition: u32,
+        offset: u64,
+        kind: Settlement,
+    },
+}
+
+/// What a consumer says of one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// Processed.
+    Accept,
+    /// Not processed: send it again (to any consumer of the group) now.
+    Release,
+    /// Never to be processed: to the dead-letter topic.
+    Reject,
 }
 
 /// The default `LIMIT` of `CONSUME`.
@@ -116,11 +139,38 @@ pub(super) fn parse_create_topic(c: &mut Cursor) -> Result<Statement, ParseError
     } else {
         1
     };
+    let (mut max_deliveries, mut dead_letter) = (None, None);
+    if c.keyword("with") {
+        c.expect_token(&Token::LParen, "(")?;
+        loop {
+            let key = c.ident()?;
+            c.expect_token(&Token::Eq, "=")?;
+            match key.as_str() {
+                "max_deliveries" => {
+                    let n = count(c, "max_deliveries")?;
+                    max_deliveries = Some(
+                        u32::try_from(n)
+                            .ok()
+                            .filter(|n| *n >= 1)
+                            .ok_or_else(|| format!("max_deliveries must be from 1, not {n}"))?,
+                    );
+                }
+                "dead_letter" => dead_letter = Some(topic_id(c)?),
+                other => return Err(format!("Unknown topic option '{other}'")),
+            }
+            if !c.token(&Token::Comma) {
+                break;
+            }
+        }
+        c.expect_token(&Token::RParen, ")")?;
+    }
     c.end().map(|_| {
         Statement::Topic(TopicCommand::Create {
             id,
             partitions,
             if_not_exists,
+            max_deliveries,
+            dead_letter,
         })
     })
 }
@@ -256,17 +306,52 @@ pub(super) fn parse_consume(c: &mut Cursor) -> Result<Statement, ParseError> {
     })
 }
 
+/// The rest of `RELEASE` and `REJECT`.
+pub(super) fn parse_settle(c: &mut Cursor, kind: Settlement) -> Result<Statement, ParseError> {
+    let topic = topic_id(c)?;
+    c.expect("group")?;
+    let group = group(c)?;
+    let partition = partition(c)?;
+    c.expect("offset")?;
+    let offset = count(c, "OFFSET")?;
+    c.end().map(|_| {
+        Statement::Topic(TopicCommand::Settle {
+            topic,
+            group,
+            partition,
+            offset,
+            kind,
+        })
+    })
+}
+
+fn partition(c: &mut Cursor) -> Result<u32, ParseError> {
+    if c.keyword("partition") {
+        let p = count(c, "PARTITION")?;
+        u32::try_from(p).map_err(|_| format!("No partition {p}"))
+    } else {
+        Ok(0)
+    }
+}
+
 /// The rest of `ACK`.
 pub(super) fn parse_ack(c: &mut Cursor) -> Result<Statement, ParseError> {
     let topic = topic_id(c)?;
     c.expect("group")?;
     let group = group(c)?;
-    let partition = if c.keyword("partition") {
-        let p = count(c, "PARTITION")?;
-        u32::try_from(p).map_err(|_| format!("No partition {p}"))?
-    } else {
-        0
-    };
+    let partition = partition(c)?;
+    if c.keyword("offset") {
+        let offset = count(c, "OFFSET")?;
+        return c.end().map(|_| {
+            Statement::Topic(TopicCommand::Settle {
+                topic,
+                group,
+                partition,
+                offset,
+                kind: Settlement::Accept,
+            })
+        });
+    }
     c.expect("upto")?;
     c.expect("offset")?;
     let upto = count(c, "UPTO OFFSET")?;

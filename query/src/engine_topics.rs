@@ -79,6 +79,8 @@ impl Engine {
                 id,
                 partitions,
                 if_not_exists,
+                max_deliveries,
+                dead_letter,
             } => msg(
                 caller,
                 self.propose_catalog(
@@ -87,6 +89,8 @@ impl Engine {
                         id: id.clone(),
                         partitions: *partitions,
                         if_not_exists: *if_not_exists,
+                        max_deliveries: *max_deliveries,
+                        dead_letter: dead_letter.clone(),
                     },
                     format!("Topic '{id}' already exists (skipped)"),
                     format!("Topic '{id}' created with {partitions} partition(s)"),
@@ -199,6 +203,26 @@ impl Engine {
                 }
                 Ok(Out::Result(table_result(caller, &rows)?))
             }
+            TopicCommand::Settle {
+                topic,
+                group,
+                partition,
+                offset,
+                kind,
+            } => {
+                may_consume(caller)?;
+                let committed = self
+                    .settle(caller, topic, group, *partition, (*offset, *offset), *kind)
+                    .await?;
+                let mut rows = crate::system::Rows::new(ACK_COLS);
+                rows.rows.push(vec![
+                    Value::Text(topic.clone()),
+                    Value::Text(group.clone()),
+                    Value::Int(*partition as i32),
+                    committed.map_or(Value::Null, |c| Value::BigInt(c as i64)),
+                ]);
+                Ok(Out::Result(table_result(caller, &rows)?))
+            }
             TopicCommand::Ack {
                 topic,
                 group,
@@ -295,13 +319,28 @@ impl Engine {
         {
             return Ok(nothing);
         }
+        Ok(self
+            .claim_once(caller, request, &group, start)
+            .await?
+            .unwrap_or(nothing))
+    }
+
+    /// One claim of [`Engine::consume_claimed`]: `None` when it took nothing.
+    async fn claim_once(
+        &self,
+        caller: &Caller,
+        request: &ConsumeRequest,
+        group: &str,
+        start: u64,
+    ) -> StmtResult<Option<Consumed>> {
+        let (topic, partition) = (&request.topic, request.partition);
         let claim = crate::ids::ulid();
         let claimed = self
             .propose(
                 &caller.user,
                 vec![Op::ClaimTopic {
                     topic: topic.clone(),
-                    group: group.clone(),
+                    group: group.to_owned(),
                     partition,
                     claim: claim.clone(),
                     start,
@@ -311,18 +350,18 @@ impl Engine {
             )
             .await?;
         if claimed.first().is_none_or(|r| r.affected == 0) {
-            return Ok(nothing);
+            return Ok(None);
         }
         // In a cluster the leader answered once it applied the claim; this node may apply
         // it a moment later.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let state = topics::group_state(self.store.as_ref(), topic, &group, partition)?;
+            let state = topics::group_state(self.store.as_ref(), topic, group, partition)?;
             if let Some((from, c)) = state.claims.iter().find(|(_, c)| c.id == claim) {
                 let mut got =
                     self.read_range(topic, partition, *from, c.to - from, Some(&state))?;
                 got.has_more = got.messages.len() as u64 == request.limit;
-                return Ok(got);
+                return Ok(Some(got));
             }
             if std::time::Instant::now() >= deadline {
                 return Err(Error::Unavailable(
@@ -356,6 +395,10 @@ impl Engine {
             let offset = topics::offset_of(&k).ok_or_else(|| {
                 Error::Internal(format!("a message key of topic '{topic}' is damaged"))
             })?;
+            if group.is_some_and(|g| g.is_acked(offset)) {
+                // Acknowledged meanwhile, or sent to the dead-letter topic by this claim.
+                continue;
+            }
             let message: Message = folddb_materializer::codec::decode(&v, "a topic message")?;
             messages.push(Delivered {
                 partition,
@@ -372,32 +415,44 @@ impl Engine {
         })
     }
 
-    /// Acknowledges group `group`'s messages `from..=to` of a partition alone (a consumer's
-    /// own claim), through the log; returns the group's acknowledged offset after it, if it
-    /// has one.
-    pub async fn ack_range(
+    /// Settles group `group`'s messages `from..=to` of a partition alone (a consumer's own
+    /// claim), through the log: acknowledged, released to be sent again at once, or
+    /// rejected (to the dead-letter topic). Returns the group's acknowledged offset after
+    /// it, if it has one.
+    pub async fn settle(
         &self,
         caller: &Caller,
         topic: &str,
         group: &str,
         partition: u32,
         (from, to): (u64, u64),
+        kind: crate::dialect::Settlement,
     ) -> StmtResult<Option<u64>> {
+        use crate::dialect::Settlement;
         may_consume(caller)?;
         if group.is_empty() {
             return Err(Error::InvalidInput("An ack needs a group".into()));
         }
-        self.propose(
-            &caller.user,
-            vec![Op::AckTopicRange {
-                topic: topic.to_owned(),
-                group: group.to_owned(),
+        let (topic, group) = (topic.to_owned(), group.to_owned());
+        let op = match kind {
+            Settlement::Accept => Op::AckTopicRange {
+                topic: topic.clone(),
+                group: group.clone(),
                 partition,
                 from,
                 to,
-            }],
-        )
-        .await?;
+            },
+            Settlement::Release | Settlement::Reject => Op::SettleTopic {
+                topic: topic.clone(),
+                group: group.clone(),
+                partition,
+                from,
+                to,
+                reject: kind == Settlement::Reject,
+            },
+        };
+        self.propose(&caller.user, vec![op]).await?;
+        let (topic, group) = (topic.as_str(), group.as_str());
         Ok(
             topics::group_offset(self.store.as_ref(), topic, group, partition)?
                 .map(|o| o.last_acked),

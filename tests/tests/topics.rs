@@ -671,3 +671,91 @@ async fn a_group_redelivers_what_a_dead_consumer_held_once_its_claim_expires() {
         .await;
     assert_eq!(rows(&offsets), vec![json!(["99", "0"])]);
 }
+
+/// A message sent `max_deliveries` times without an ack goes to the dead-letter topic
+/// instead of a further delivery; REJECT sends one there at once; RELEASE makes one
+/// available again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_deliveries_or_rejected_a_message_goes_to_the_dead_letter_topic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start_with(
+        &dir.path().join("data"),
+        &[("FOLDDB_TOPIC_VISIBILITY_TIMEOUT_SECS", "1")],
+    )
+    .await;
+    let token = s.setup_and_login().await;
+    s.ok_all(
+        &token,
+        &[
+            "CREATE NAMESPACE app",
+            "CREATE SHARED TABLE app.jobs (id BIGINT PRIMARY KEY, what TEXT)",
+            "CREATE TOPIC app.q WITH (max_deliveries = 2)",
+            "ALTER TOPIC app.q ADD SOURCE app.jobs ON INSERT WITH (payload = 'key')",
+            "INSERT INTO app.jobs (id, what) VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')",
+        ],
+    )
+    .await;
+    let one = json!({"topic_id": "app.q", "group_id": "g", "start": "Earliest", "limit": 1});
+    let take = || async {
+        let (status, answer) = consume(&s, &token, one.clone()).await;
+        assert_eq!(status, 200, "{answer}");
+        answer["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|m| {
+                (
+                    m["offset"].as_u64().expect("offset"),
+                    m["delivery_count"].as_u64().expect("count"),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    // Offset 0 is sent twice (its claim expiring in between), then no more.
+    assert_eq!(take().await, [(0, 1)]);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(take().await, [(0, 2)]);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(
+        take().await,
+        [(1, 1)],
+        "offset 0 went to the dead-letter topic"
+    );
+    // REJECT offset 1; RELEASE offset 2 and it comes again at once.
+    s.ok(&token, "REJECT app.q GROUP 'g' OFFSET 1").await;
+    assert_eq!(take().await, [(2, 1)]);
+    s.ok(&token, "RELEASE app.q GROUP 'g' OFFSET 2").await;
+    assert_eq!(take().await, [(2, 2)]);
+    let (status, acked) = s
+        .post(
+            "/v1/api/topics/ack",
+            Some(&token),
+            &json!({"topic_id": "app.q", "group_id": "g", "upto_offset": 2, "action": "accept"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &acked["acknowledged_offset"]),
+        (200, &json!(2)),
+        "{acked}"
+    );
+    let (status, bad) = s
+        .post(
+            "/v1/api/topics/ack",
+            Some(&token),
+            &json!({"topic_id": "app.q", "group_id": "g", "upto_offset": 3, "action": "drop"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{bad}");
+
+    // The dead-letter topic holds offsets 0 (too many deliveries) and 1 (rejected).
+    let dead = s.ok(&token, "CONSUME FROM app.q.dlq FROM EARLIEST").await;
+    let keys: Vec<Value> = rows(&dead).iter().map(|r| r[3].clone()).collect();
+    assert_eq!(keys, [json!("1"), json!("2")], "{dead}");
+    let listed = s
+        .ok(
+            &token,
+            "SELECT topic_id FROM system.topics ORDER BY topic_id",
+        )
+        .await;
+    assert_eq!(rows(&listed), vec![json!(["app.q"]), json!(["app.q.dlq"])]);
+}

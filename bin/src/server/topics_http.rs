@@ -174,6 +174,11 @@ struct AckBody {
     /// rather than everything up to `upto_offset`.
     #[serde(default)]
     from_offset: Option<i64>,
+    /// FoldDB's, KIP-932's acknowledgement types for `from_offset..=upto_offset` (one
+    /// offset without `from_offset`): `accept`, `release` (send again now) or `reject` (to
+    /// the dead-letter topic).
+    #[serde(default)]
+    action: Option<String>,
 }
 
 pub(super) async fn ack(state: &State, headers: &HeaderMap, body: &[u8]) -> Reply {
@@ -192,19 +197,39 @@ pub(super) async fn ack(state: &State, headers: &HeaderMap, body: &[u8]) -> Repl
     let Ok(upto) = u64::try_from(b.upto_offset) else {
         return bad("upto_offset cannot be negative");
     };
-    let acked = match b.from_offset {
-        None => state
+    use folddb_query::dialect::Settlement;
+    let action = match b.action.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => None,
+        Some("accept") => Some(Settlement::Accept),
+        Some("release") => Some(Settlement::Release),
+        Some("reject") => Some(Settlement::Reject),
+        Some(other) => {
+            return bad(&format!(
+                "action must be accept, release or reject, not '{other}'"
+            ));
+        }
+    };
+    let acked = match (b.from_offset, action) {
+        (None, None) => state
             .engine
             .ack(&caller, &b.topic_id, &b.group_id, partition, upto)
             .await
             .map(Some),
-        Some(from) => {
-            let Ok(from) = u64::try_from(from) else {
+        (from, action) => {
+            let Ok(from) = u64::try_from(from.unwrap_or(b.upto_offset)) else {
                 return bad("from_offset cannot be negative");
             };
+            let action = action.unwrap_or(Settlement::Accept);
             state
                 .engine
-                .ack_range(&caller, &b.topic_id, &b.group_id, partition, (from, upto))
+                .settle(
+                    &caller,
+                    &b.topic_id,
+                    &b.group_id,
+                    partition,
+                    (from, upto),
+                    action,
+                )
                 .await
         }
     };
