@@ -173,6 +173,11 @@ pub struct Snapshot {
     /// In a cluster: the raft term, whether this node leads, and (on the leader) how many
     /// entries each member's log is behind.
     pub raft: Option<Raft>,
+    /// Each topic partition's next offset: (topic, partition, offset).
+    pub topic_heads: Vec<(String, u32, u64)>,
+    /// Each consumer group's messages after its acknowledged offset: (topic, group,
+    /// partition, lag).
+    pub topic_lags: Vec<(String, String, u32, u64)>,
 }
 
 /// The node's place in its cluster, as gauges.
@@ -193,6 +198,18 @@ impl Snapshot {
             .iter()
             .map(|f| (f.name(), store.family_bytes(*f).unwrap_or(0)))
             .collect();
+        use folddb_materializer::topics;
+        for t in topics::topics(store).unwrap_or_default() {
+            for p in 0..t.partitions {
+                let head = topics::head(store, &t.id, p).unwrap_or(0);
+                self.topic_heads.push((t.id.clone(), p, head));
+            }
+            for (group, p, o) in topics::group_offsets(store, &t.id).unwrap_or_default() {
+                let head = topics::head(store, &t.id, p).unwrap_or(0);
+                let lag = head.saturating_sub(o.last_acked + 1);
+                self.topic_lags.push((t.id.clone(), group, p, lag));
+            }
+        }
         let tables = catalog::tables(store, None).unwrap_or_default();
         for t in tables {
             for m in catalog::manifests(store, t.id).unwrap_or_default() {
@@ -226,6 +243,16 @@ impl Snapshot {
                 gauge!("folddb_raft_replication_lag_entries", "node" => node.to_string())
                     .set(*lag as f64);
             }
+        }
+        for (topic, partition, head) in &self.topic_heads {
+            gauge!("folddb_topic_messages", "topic" => topic.clone(),
+                   "partition" => partition.to_string())
+            .set(*head as f64);
+        }
+        for (topic, group, partition, lag) in &self.topic_lags {
+            gauge!("folddb_topic_group_lag", "topic" => topic.clone(), "group" => group.clone(),
+                   "partition" => partition.to_string())
+            .set(*lag as f64);
         }
         let (rss, _) = folddb_query::system::process_memory();
         gauge!("folddb_process_resident_bytes").set(rss as f64);

@@ -317,6 +317,32 @@ async fn routes_fold_messages_with_their_changes_and_groups_consume_them() {
         vec![json!(["app.new_messages", "workers", 0, "1", "3"])],
         "{offsets}"
     );
+    // The same lag, and each partition's messages, as metrics.
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("folddb_topic_group_lag{")
+                && l.contains("group=\"workers\"")
+                && l.ends_with(" 3")),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("folddb_topic_messages{")
+                && l.contains("topic=\"app.new_messages\"")
+                && l.ends_with(" 5")),
+        "{metrics}"
+    );
     let topics = s
         .ok(
             &token,
