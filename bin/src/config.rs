@@ -32,12 +32,16 @@ pub struct TopicsConfig {
     /// consumers are sent them again, unless it acknowledges them. Default 60. Env
     /// `FOLDDB_TOPIC_VISIBILITY_TIMEOUT_SECS` (the reference's name).
     pub visibility_timeout_secs: u64,
+    /// How often the leader removes the messages past their topic's retention. Default 60.
+    /// Env `FOLDDB_TOPIC_RETENTION_CHECK_SECS`.
+    pub retention_check_interval_secs: u64,
 }
 
 impl Default for TopicsConfig {
     fn default() -> TopicsConfig {
         TopicsConfig {
             visibility_timeout_secs: 60,
+            retention_check_interval_secs: 60,
         }
     }
 }
@@ -464,6 +468,9 @@ impl Config {
         }
         if let Some(v) = parse_env("FOLDDB_TOPIC_VISIBILITY_TIMEOUT_SECS")? {
             config.topics.visibility_timeout_secs = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_TOPIC_RETENTION_CHECK_SECS")? {
+            config.topics.retention_check_interval_secs = v;
         }
         if let Some(v) = parse_env("FOLDDB_JOURNAL_RETENTION_HOURS")? {
             config.journal.retention_hours = v;

@@ -227,6 +227,26 @@ async fn run_scheduler(state: Arc<State>, config: crate::config::StorageConfig) 
     }
 }
 
+/// Removes topic messages older than their topic's retention, every `every`, on the leader
+/// (through the log, so on every member).
+async fn trim_topics(state: Arc<State>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !state.node.status().is_leader {
+            continue;
+        }
+        if let Err(e) = state
+            .engine
+            .trim_topics(folddb_query::engine::now_ms())
+            .await
+        {
+            tracing::warn!(error = %e, "trimming topics past their retention failed");
+        }
+    }
+}
+
 /// Removes the journal's changes older than its retention, and the oldest ones past its
 /// byte limit, every `journal.trim_interval_seconds`.
 async fn trim_journal(state: Arc<State>, config: crate::config::JournalConfig) {
@@ -511,6 +531,10 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
             Duration::from_secs(config.cluster.replaced_segments_grace_seconds),
         )),
         tokio::spawn(trim_journal(state.clone(), config.journal.clone())),
+        tokio::spawn(trim_topics(
+            state.clone(),
+            Duration::from_secs(config.topics.retention_check_interval_secs.max(1)),
+        )),
     ];
     let routes = warp::any()
         .and(warp::method())

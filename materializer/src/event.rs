@@ -213,6 +213,8 @@ pub enum Op {
         if_not_exists: bool,
         max_deliveries: Option<u32>,
         dead_letter: Option<String>,
+        /// How long messages are kept (default 7 days).
+        retention_seconds: Option<u64>,
     },
     /// DROP TOPIC: its routes, messages and consumer groups' offsets.
     DropTopic { id: String, if_exists: bool },
@@ -263,6 +265,13 @@ pub enum Op {
         from: u64,
         to: u64,
         reject: bool,
+    },
+    /// Retention: removes the messages of `partition` below offset `before` (at most the
+    /// partition's next offset); offsets go on.
+    TrimTopic {
+        topic: String,
+        partition: u32,
+        before: u64,
     },
 }
 

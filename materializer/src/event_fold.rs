@@ -676,7 +676,8 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
         | Op::AckTopic { .. }
         | Op::ClaimTopic { .. }
         | Op::AckTopicRange { .. }
-        | Op::SettleTopic { .. } => topic_op(ctx, op),
+        | Op::SettleTopic { .. }
+        | Op::TrimTopic { .. } => topic_op(ctx, op),
         Op::CreateStorage {
             storage,
             if_not_exists,
@@ -1170,6 +1171,7 @@ fn topic_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             if_not_exists,
             max_deliveries,
             dead_letter,
+            retention_seconds,
         } => {
             if topics::topic(&ctx.state(), id)?.is_some() {
                 return if *if_not_exists {
@@ -1211,6 +1213,9 @@ fn topic_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             };
             let mut def = topic(id, *partitions, dead_letter.clone());
             def.max_deliveries = *max_deliveries;
+            if let Some(seconds) = retention_seconds {
+                def.retention_seconds = *seconds;
+            }
             if let Some(dlq) = &dead_letter
                 && topics::topic(&ctx.state(), dlq)?.is_none()
             {
@@ -1394,6 +1399,15 @@ fn topic_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             }
             topics::put_group_state(ctx.batch, topic, group, *partition, &old, new, ctx.stamp_ms);
             Ok(done(to - from + 1))
+        }
+        Op::TrimTopic {
+            topic,
+            partition,
+            before,
+        } => {
+            let head = partition_head(ctx, topic, *partition)?;
+            topics::trim(ctx.batch, topic, *partition, (*before).min(head));
+            Ok(done(1))
         }
         _ => Err(invalid("not a topic operation")),
     }

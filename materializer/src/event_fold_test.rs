@@ -712,6 +712,7 @@ fn topic_routes_write_their_messages_with_the_change() {
                     if_not_exists: false,
                     max_deliveries: None,
                     dead_letter: None,
+                    retention_seconds: None,
                 }],
             ),
             route(RouteOp::Insert),

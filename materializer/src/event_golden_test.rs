@@ -237,6 +237,7 @@ fn every_op() -> Vec<(u8, Op)> {
                 if_not_exists: false,
                 max_deliveries: Some(3),
                 dead_letter: None,
+                retention_seconds: Some(60),
             },
         ),
         (
@@ -293,6 +294,14 @@ fn every_op() -> Vec<(u8, Op)> {
                 from: 3,
                 to: 3,
                 reject: true,
+            },
+        ),
+        (
+            32,
+            Op::TrimTopic {
+                topic: "app.feed".into(),
+                partition: 0,
+                before: 10,
             },
         ),
     ]

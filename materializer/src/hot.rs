@@ -220,6 +220,17 @@ impl HotBatch {
         true
     }
 
+    /// Deletes every key of `family` from `start` up to (not including) `end`, as one range
+    /// deletion, like [`HotBatch::delete_prefix`].
+    pub fn delete_range(&mut self, family: Family, start: Vec<u8>, end: Vec<u8>) {
+        self.ranges.push(PrefixDelete {
+            family,
+            start,
+            end,
+            at: self.ops.len(),
+        });
+    }
+
     /// A put that no read of the batch needs to see ([`HotBatch::get`] and
     /// [`HotBatch::holds`] do not): the journal's records, of which an entry writes two per
     /// row change, skip the batch's index of keys.

@@ -678,6 +678,37 @@ pub fn publish(
     ])
 }
 
+/// Removes the messages of a partition below offset `before`.
+pub fn trim(batch: &mut HotBatch, id: &str, partition: u32, before: u64) {
+    batch.delete_range(
+        Family::Topics,
+        message_key(id, partition, 0),
+        message_key(id, partition, before),
+    );
+}
+
+/// The offset below which partition `partition` of topic `def` holds only messages older
+/// than `cutoff_ms` (its retention): where a trim may cut. Reads at most `limit` messages.
+pub fn expired_before(
+    store: &crate::HotStore,
+    def: &TopicDef,
+    partition: u32,
+    cutoff_ms: u64,
+    limit: usize,
+) -> crate::Result<Option<u64>> {
+    let prefix = partition_prefix(&def.id, partition);
+    let found = store.scan_range(Family::Topics, &prefix, &prefix, limit)?;
+    let mut before = None;
+    for (k, v) in found {
+        let m: Message = codec::decode(&v, "a topic message")?;
+        if m.timestamp_ms >= cutoff_ms {
+            break;
+        }
+        before = offset_of(&k).map(|o| o + 1);
+    }
+    Ok(before)
+}
+
 /// Message `offset` of partition `partition` of topic `id`.
 pub fn message(
     state: &dyn StateRead,

@@ -254,6 +254,7 @@ fn topic_statements_parse_as_the_contract_writes_them() {
             if_not_exists: false,
             max_deliveries: None,
             dead_letter: None,
+            retention_seconds: None,
         }
     );
     assert_eq!(
@@ -264,6 +265,7 @@ fn topic_statements_parse_as_the_contract_writes_them() {
             if_not_exists: true,
             max_deliveries: None,
             dead_letter: None,
+            retention_seconds: None,
         }
     );
     assert_eq!(
@@ -335,6 +337,7 @@ fn topic_statements_parse_as_the_contract_writes_them() {
             if_not_exists: false,
             max_deliveries: Some(3),
             dead_letter: Some("app.dead".into()),
+            retention_seconds: None,
         }
     );
     for (sql, kind) in [

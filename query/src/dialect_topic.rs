@@ -24,6 +24,7 @@ pub enum TopicCommand {
         if_not_exists: bool,
         max_deliveries: Option<u32>,
         dead_letter: Option<String>,
+        retention_seconds: Option<u64>,
     },
     /// `DROP TOPIC [IF EXISTS] id`.
     Drop { id: String, if_exists: bool },
@@ -139,7 +140,7 @@ pub(super) fn parse_create_topic(c: &mut Cursor) -> Result<Statement, ParseError
     } else {
         1
     };
-    let (mut max_deliveries, mut dead_letter) = (None, None);
+    let (mut max_deliveries, mut dead_letter, mut retention_seconds) = (None, None, None);
     if c.keyword("with") {
         c.expect_token(&Token::LParen, "(")?;
         loop {
@@ -156,6 +157,13 @@ pub(super) fn parse_create_topic(c: &mut Cursor) -> Result<Statement, ParseError
                     );
                 }
                 "dead_letter" => dead_letter = Some(topic_id(c)?),
+                "retention_seconds" => {
+                    let n = count(c, "retention_seconds")?;
+                    if n == 0 {
+                        return Err("retention_seconds must be at least 1".into());
+                    }
+                    retention_seconds = Some(n);
+                }
                 other => return Err(format!("Unknown topic option '{other}'")),
             }
             if !c.token(&Token::Comma) {
@@ -171,6 +179,7 @@ pub(super) fn parse_create_topic(c: &mut Cursor) -> Result<Statement, ParseError
             if_not_exists,
             max_deliveries,
             dead_letter,
+            retention_seconds,
         })
     })
 }

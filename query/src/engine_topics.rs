@@ -81,6 +81,7 @@ impl Engine {
                 if_not_exists,
                 max_deliveries,
                 dead_letter,
+                retention_seconds,
             } => msg(
                 caller,
                 self.propose_catalog(
@@ -91,6 +92,7 @@ impl Engine {
                         if_not_exists: *if_not_exists,
                         max_deliveries: *max_deliveries,
                         dead_letter: dead_letter.clone(),
+                        retention_seconds: *retention_seconds,
                     },
                     format!("Topic '{id}' already exists (skipped)"),
                     format!("Topic '{id}' created with {partitions} partition(s)"),
@@ -413,6 +415,38 @@ impl Engine {
             messages,
             next_offset,
         })
+    }
+
+    /// Removes, through the log, the messages of every topic older than its retention
+    /// (for the leader's scheduler, now and then). Returns how many partitions it trimmed.
+    pub async fn trim_topics(&self, now_ms: u64) -> StmtResult<usize> {
+        let store = self.store.clone();
+        let ops = tokio::task::spawn_blocking(move || {
+            let mut ops = Vec::new();
+            for def in topics::topics(store.as_ref())? {
+                let cutoff = now_ms.saturating_sub(def.retention_seconds.saturating_mul(1000));
+                for partition in 0..def.partitions {
+                    // A bounded read each time: a long backlog goes over several rounds.
+                    if let Some(before) =
+                        topics::expired_before(store.as_ref(), &def, partition, cutoff, 10_000)?
+                    {
+                        ops.push(Op::TrimTopic {
+                            topic: def.id.clone(),
+                            partition,
+                            before,
+                        });
+                    }
+                }
+            }
+            Ok::<_, folddb_materializer::Error>(ops)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        let n = ops.len();
+        for op in ops {
+            self.propose("system", vec![op]).await?;
+        }
+        Ok(n)
     }
 
     /// Settles group `group`'s messages `from..=to` of a partition alone (a consumer's own

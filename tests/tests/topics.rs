@@ -785,3 +785,50 @@ async fn past_max_deliveries_or_rejected_a_message_goes_to_the_dead_letter_topic
         .await;
     assert_eq!(rows(&listed), vec![json!(["app.q"]), json!(["app.q.dlq"])]);
 }
+
+/// Messages older than their topic's retention are removed by the leader; offsets go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_past_their_retention_are_removed_and_offsets_go_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start_with(
+        &dir.path().join("data"),
+        &[("FOLDDB_TOPIC_RETENTION_CHECK_SECS", "1")],
+    )
+    .await;
+    let token = s.setup_and_login().await;
+    s.ok_all(
+        &token,
+        &[
+            "CREATE NAMESPACE app",
+            "CREATE SHARED TABLE app.ev (id BIGINT PRIMARY KEY)",
+            "CREATE TOPIC app.short WITH (retention_seconds = 2)",
+            "CREATE TOPIC app.long",
+            "ALTER TOPIC app.short ADD SOURCE app.ev ON INSERT",
+            "ALTER TOPIC app.long ADD SOURCE app.ev ON INSERT",
+            "INSERT INTO app.ev (id) VALUES (1), (2), (3)",
+        ],
+    )
+    .await;
+    let offsets =
+        |answer: &Value| -> Vec<Value> { rows(answer).iter().map(|r| r[2].clone()).collect() };
+    let earliest = |topic: &str| format!("CONSUME FROM {topic} FROM EARLIEST");
+    assert_eq!(
+        offsets(&s.ok(&token, &earliest("app.short")).await).len(),
+        3
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !offsets(&s.ok(&token, &earliest("app.short")).await).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the messages outlived their retention"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The default retention (7 days) keeps the other topic's.
+    assert_eq!(offsets(&s.ok(&token, &earliest("app.long")).await).len(), 3);
+    s.ok(&token, "INSERT INTO app.ev (id) VALUES (4)").await;
+    assert_eq!(
+        offsets(&s.ok(&token, &earliest("app.short")).await),
+        [json!("3")]
+    );
+}
