@@ -407,8 +407,16 @@ async fn measure(args: &SqlBenchArgs) -> anyhow::Result<Vec<Outcome>> {
                 let big = format!("bench.w{run_id}");
                 out.extend(super::big::insert_during_flush(&client, &big, duration).await?);
             }
-            "topic-insert" => out
-                .push(super::topics::routed_insert(&client, run_id, args.clients, duration).await?),
+            "topic-insert" => out.push(
+                super::topics::routed_insert(
+                    &client,
+                    run_id,
+                    args.clients,
+                    duration,
+                    next_id.clone(),
+                )
+                .await?,
+            ),
             "topic-latency" => {
                 out.push(super::topics::latency(&client, run_id, 1000, duration).await?)
             }

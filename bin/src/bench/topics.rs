@@ -45,9 +45,9 @@ pub(super) async fn routed_insert(
     run_id: u64,
     clients: usize,
     duration: Duration,
+    next: Arc<AtomicU64>,
 ) -> anyhow::Result<Outcome> {
     let (table, _) = routed(client, run_id).await?;
-    let next = Arc::new(AtomicU64::new(1_000_000_000));
     load(
         std::slice::from_ref(client),
         &format!("routed INSERT, {clients} clients"),
