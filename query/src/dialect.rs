@@ -19,9 +19,12 @@ pub use cluster::ClusterCommand;
 mod storage;
 #[path = "dialect_topic.rs"]
 mod topic;
+#[path = "dialect_users.rs"]
+mod users;
 pub use storage::{StorageField, StorageSpec};
 use storage::{parse_alter_storage, parse_create_storage};
 pub use topic::{ConsumeStart, DEFAULT_CONSUME_LIMIT, MAX_CONSUME_LIMIT, Settlement, TopicCommand};
+use users::{parse_alter_user, parse_create_user};
 
 /// One classified statement.
 #[derive(Debug, Clone, PartialEq)]
@@ -706,64 +709,6 @@ fn classify_cursor(sql: &str, mut c: Cursor) -> Result<Statement, ParseError> {
         }
         _ => Err(format!("Unsupported statement type: {}", head(sql))),
     }
-}
-
-fn parse_create_user(c: &mut Cursor) -> Result<Statement, ParseError> {
-    let id = c.user_id()?;
-    c.expect("with")?;
-    let auth = if c.keyword("password") {
-        UserAuth::Password(c.string("PASSWORD")?)
-    } else if c.keyword("internal") {
-        UserAuth::Internal
-    } else if c.keyword("oauth") {
-        UserAuth::OAuth(c.string("OAUTH")?)
-    } else {
-        return Err(format!(
-            "SQL parse error: expected PASSWORD, INTERNAL or OAUTH, found {}",
-            c.found()
-        ));
-    };
-    let mut role = Role::User;
-    let mut email = None;
-    loop {
-        if c.keyword("role") {
-            role = c.role()?;
-        } else if c.keyword("email") {
-            email = Some(c.string("EMAIL")?);
-        } else {
-            break;
-        }
-    }
-    c.end()?;
-    Ok(Statement::CreateUser {
-        id,
-        auth,
-        role,
-        email,
-    })
-}
-
-fn parse_alter_user(c: &mut Cursor) -> Result<Statement, ParseError> {
-    let id = c.user_id()?;
-    c.expect("set")?;
-    let change = if c.keyword("password") {
-        UserChange::Password(c.string("PASSWORD")?)
-    } else if c.keyword("role") {
-        UserChange::Role(c.role()?)
-    } else if c.keyword("email") {
-        if c.keyword("null") {
-            UserChange::Email(None)
-        } else {
-            UserChange::Email(Some(c.string("EMAIL")?))
-        }
-    } else {
-        return Err(format!(
-            "SQL parse error: expected PASSWORD, ROLE or EMAIL, found {}",
-            c.found()
-        ));
-    };
-    c.end()?;
-    Ok(Statement::AlterUser { id, change })
 }
 
 /// `EXECUTE AS USER <id> ( <sql> )`: the id from the tokens before the first parenthesis,

@@ -34,6 +34,16 @@ async fn consume(s: &Server, token: &str, body: Value) -> (u16, Value) {
     s.post("/v1/api/topics/consume", Some(token), &body).await
 }
 
+/// A server started with `env` on a fresh data directory, set up, with `sqls` run: the
+/// directory (kept while it runs), the server and a DBA's token.
+async fn started(env: &[(&str, &str)], sqls: &[&str]) -> (tempfile::TempDir, Server, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start_with(&dir.path().join("data"), env).await;
+    let token = s.setup_and_login().await;
+    s.ok_all(&token, sqls).await;
+    (dir, s, token)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_fold_messages_with_their_changes_and_groups_consume_them() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -580,15 +590,8 @@ async fn a_group_redelivers_what_a_dead_consumer_held_once_its_claim_expires() {
     use std::collections::{BTreeMap, BTreeSet};
     use std::sync::{Arc, Mutex};
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = Server::start_with(
-        &dir.path().join("data"),
+    let (_dir, s, token) = started(
         &[("FOLDDB_TOPIC_VISIBILITY_TIMEOUT_SECS", "2")],
-    )
-    .await;
-    let token = s.setup_and_login().await;
-    s.ok_all(
-        &token,
         &[
             "CREATE NAMESPACE app",
             "CREATE SHARED TABLE app.jobs (id BIGINT PRIMARY KEY, what TEXT)",
@@ -703,15 +706,8 @@ async fn a_group_redelivers_what_a_dead_consumer_held_once_its_claim_expires() {
 /// available again at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_max_deliveries_or_rejected_a_message_goes_to_the_dead_letter_topic() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = Server::start_with(
-        &dir.path().join("data"),
+    let (_dir, s, token) = started(
         &[("FOLDDB_TOPIC_VISIBILITY_TIMEOUT_SECS", "1")],
-    )
-    .await;
-    let token = s.setup_and_login().await;
-    s.ok_all(
-        &token,
         &[
             "CREATE NAMESPACE app",
             "CREATE SHARED TABLE app.jobs (id BIGINT PRIMARY KEY, what TEXT)",
@@ -789,15 +785,8 @@ async fn past_max_deliveries_or_rejected_a_message_goes_to_the_dead_letter_topic
 /// Messages older than their topic's retention are removed by the leader; offsets go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_past_their_retention_are_removed_and_offsets_go_on() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = Server::start_with(
-        &dir.path().join("data"),
+    let (_dir, s, token) = started(
         &[("FOLDDB_TOPIC_RETENTION_CHECK_SECS", "1")],
-    )
-    .await;
-    let token = s.setup_and_login().await;
-    s.ok_all(
-        &token,
         &[
             "CREATE NAMESPACE app",
             "CREATE SHARED TABLE app.ev (id BIGINT PRIMARY KEY)",
