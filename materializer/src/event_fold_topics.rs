@@ -143,13 +143,7 @@ pub(super) fn topic_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> 
             from,
             to,
         } => {
-            let head = partition_head(ctx, topic, *partition)?;
-            if from > to || *to >= head {
-                return Err(invalid(format!(
-                    "Offsets {from} to {to} are out of range: partition {partition} of topic \
-                     '{topic}' has offsets below {head}"
-                )));
-            }
+            offsets_in(ctx, topic, *partition, *from, *to)?;
             let old = topics::group_state(&ctx.state(), topic, group, *partition)?;
             if old.next().is_some_and(|n| *to < n) {
                 return Ok(done(0));
@@ -223,13 +217,7 @@ pub(super) fn topic_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> 
             to,
             reject,
         } => {
-            let head = partition_head(ctx, topic, *partition)?;
-            if from > to || *to >= head {
-                return Err(invalid(format!(
-                    "Offsets {from} to {to} are out of range: partition {partition} of topic \
-                     '{topic}' has offsets below {head}"
-                )));
-            }
+            offsets_in(ctx, topic, *partition, *from, *to)?;
             let def = existing(ctx, topic)?;
             let old = topics::group_state(&ctx.state(), topic, group, *partition)?;
             let mut new = old.clone();
@@ -293,6 +281,24 @@ fn dead_letter(
     };
     for (k, v) in topics::publish(&ctx.state(), &dlq, &message)? {
         ctx.batch.put(Family::Topics, k, v);
+    }
+    Ok(())
+}
+
+/// Refuses offsets `from..=to` unless the partition holds them (below its next offset).
+fn offsets_in(
+    ctx: &Ctx<'_>,
+    topic: &str,
+    partition: u32,
+    from: u64,
+    to: u64,
+) -> Result<(), OpError> {
+    let head = partition_head(ctx, topic, partition)?;
+    if from > to || to >= head {
+        return Err(invalid(format!(
+            "Offsets {from} to {to} are out of range: partition {partition} of topic \
+             '{topic}' has offsets below {head}"
+        )));
     }
     Ok(())
 }
