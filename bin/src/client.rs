@@ -76,3 +76,73 @@ pub fn server_message(frame: Message) -> Option<anyhow::Result<Json>> {
         _ => None,
     }
 }
+
+/// Why a client's connection ended.
+pub enum End {
+    /// The server refused the request: no point in retrying.
+    Refused(Json),
+    /// The connection dropped: resume.
+    Dropped(anyhow::Error),
+}
+
+/// Runs `session` (one connection's worth of work) again after each dropped connection,
+/// backing off up to 5 s, until the server refuses it: then says so and fails.
+pub async fn resuming(
+    what: &str,
+    mut session: impl AsyncFnMut() -> (End, String),
+) -> anyhow::Result<std::process::ExitCode> {
+    let mut wait = std::time::Duration::from_millis(250);
+    loop {
+        match session().await {
+            (End::Refused(e), _) => {
+                eprintln!("error: the server refused the {what}: {e}");
+                return Ok(std::process::ExitCode::FAILURE);
+            }
+            (End::Dropped(e), from) => {
+                eprintln!("{what}: {e:#}; resuming from {from} in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// The next server message on `ws`, pinging whenever `ping` ticks meanwhile (the server
+/// closes a connection it hears nothing from); an error once the connection ends.
+pub async fn next_message(ws: &mut Ws, ping: &mut tokio::time::Interval) -> anyhow::Result<Json> {
+    use futures::{SinkExt, StreamExt};
+    loop {
+        let frame = tokio::select! {
+            frame = ws.next() => frame,
+            _ = ping.tick() => {
+                ws.send(Message::text(r#"{"type":"ping"}"#)).await?;
+                continue;
+            }
+        };
+        match frame.map(|f| f.map(server_message)) {
+            None => bail!("the connection ended"),
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(None)) => continue,
+            Some(Ok(Some(m))) => return m,
+        }
+    }
+}
+
+/// Logs in as `server` says, opens `/v1/ws` and sends `request`: the connection, or the
+/// failure as a dropped connection (to retry).
+pub async fn open_with(
+    http: &reqwest::Client,
+    base: &str,
+    server: &ServerArgs,
+    request: &Json,
+) -> Result<Ws, End> {
+    use futures::SinkExt;
+    let token = login(http, base, &server.user, &server.password)
+        .await
+        .map_err(End::Dropped)?;
+    let mut ws = open_ws(base, &token).await.map_err(End::Dropped)?;
+    ws.send(Message::text(request.to_string()))
+        .await
+        .map_err(|e| End::Dropped(e.into()))?;
+    Ok(ws)
+}

@@ -336,7 +336,8 @@ pub async fn connection(
     }
     let opened = Instant::now();
     let mut account_checked = Instant::now();
-    // Log tails read on when more is applied, or at once while they have more to read.
+    // Log tails and topic streams read on when more is applied, or at once while they have
+    // more to read.
     let mut applied = state.hub.applied();
     let mut pump = false;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -423,6 +424,7 @@ pub async fn connection(
                         let starts = match &other {
                             ClientMessage::Subscribe { subscription } => Some(&subscription.id),
                             ClientMessage::Tail { tail } => Some(&tail.id),
+                            ClientMessage::TopicConsume { consume } => Some(&consume.id),
                             _ => None,
                         };
                         let barrier = match starts {
@@ -440,13 +442,13 @@ pub async fn connection(
                 if !out.send_out(&wire, &replies).await {
                     return;
                 }
-                pump = session.has_tails();
+                pump = session.has_streams();
             }
-            Ok(()) = applied.changed(), if session.has_tails() && !pump => {
+            Ok(()) = applied.changed(), if session.has_streams() && !pump => {
                 pump = true;
             }
             () = std::future::ready(()), if pump => {
-                let (batches, more) = session.pump_tails(&state.engine);
+                let (batches, more) = session.pump_streams(&state.engine).await;
                 pump = more;
                 if !out.send_out(&wire, &batches).await {
                     return;
@@ -470,6 +472,8 @@ pub async fn connection(
                 }
             }
             _ = tick.tick() => {
+                // A consumer group's expired claims are due again with nothing applied.
+                pump |= session.streams_wait_on_time();
                 // Change sets can be missed with nothing left queued to say so (the feed
                 // itself lagged): the tick notices them.
                 if inbox.missed.load(Ordering::Relaxed) > 0 {

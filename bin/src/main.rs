@@ -6,6 +6,7 @@ mod auth;
 mod bench;
 mod client;
 mod config;
+mod consume;
 mod guard;
 mod http;
 mod live;
@@ -52,6 +53,9 @@ enum Command {
     Subscribe(subscribe::SubscribeArgs),
     /// Follow the committed row changes: print each change record as one JSON line.
     Tail(tail::TailArgs),
+    /// Consume a topic partition (for a consumer group): print each message as one JSON
+    /// line, acknowledging what was printed.
+    Consume(consume::ConsumeArgs),
 }
 
 /// Stack of the server's threads. Statements are bounded in depth before they are parsed
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args, logs),
         Command::Subscribe(args) => subscribe::run(args),
         Command::Tail(args) => tail::run(args),
+        Command::Consume(args) => consume::run(args),
     };
     match result {
         Ok(code) => code,

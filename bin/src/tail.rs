@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
+
+use crate::client::End;
 use serde_json::{Value as Json, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -49,14 +51,6 @@ pub fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Why a connection ended.
-enum End {
-    /// The server refused the tail: no point in retrying.
-    Refused(Json),
-    /// The connection dropped: resume.
-    Dropped(anyhow::Error),
-}
-
 async fn follow(args: &TailArgs) -> anyhow::Result<ExitCode> {
     let base = args.server.url.trim_end_matches('/').to_owned();
     let http = reqwest::Client::new();
@@ -64,33 +58,15 @@ async fn follow(args: &TailArgs) -> anyhow::Result<ExitCode> {
         Ok(index) => json!(index),
         Err(_) => json!(args.from),
     };
-    let mut wait = Duration::from_millis(250);
-    loop {
-        match session(args, &http, &base, &mut from).await {
-            End::Refused(e) => {
-                eprintln!("error: the server refused the tail: {e}");
-                return Ok(ExitCode::FAILURE);
-            }
-            End::Dropped(e) => {
-                eprintln!("tail: {e:#}; resuming from {from} in {wait:?}");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
+    crate::client::resuming("tail", async || {
+        let end = session(args, &http, &base, &mut from).await;
+        (end, from.to_string())
+    })
+    .await
 }
 
 /// One connection's worth of tailing; `from` follows what has been printed.
 async fn session(args: &TailArgs, http: &reqwest::Client, base: &str, from: &mut Json) -> End {
-    let token =
-        match crate::client::login(http, base, &args.server.user, &args.server.password).await {
-            Ok(t) => t,
-            Err(e) => return End::Dropped(e),
-        };
-    let mut ws = match crate::client::open_ws(base, &token).await {
-        Ok(ws) => ws,
-        Err(e) => return End::Dropped(e),
-    };
     let mut tail = json!({"id": "cli", "from": from.clone(), "credit": args.window});
     if !args.tables.is_empty() {
         tail["tables"] = json!(args.tables);
@@ -105,29 +81,18 @@ async fn session(args: &TailArgs, http: &reqwest::Client, base: &str, from: &mut
         tail["owner"] = json!(owner);
     }
     let request = json!({"type": "tail", "tail": tail});
-    if let Err(e) = ws.send(Message::text(request.to_string())).await {
-        return End::Dropped(e.into());
-    }
+    let mut ws = match crate::client::open_with(http, base, &args.server, &request).await {
+        Ok(ws) => ws,
+        Err(end) => return end,
+    };
     let mut ping = tokio::time::interval(Duration::from_secs(5));
     // Printed and not yet granted back: granted in steps of half the window, since each
     // message counts toward the connection's message rate limit.
     let mut used = 0u64;
     loop {
-        let frame = tokio::select! {
-            frame = ws.next() => frame,
-            _ = ping.tick() => {
-                if let Err(e) = ws.send(Message::text(r#"{"type":"ping"}"#)).await {
-                    return End::Dropped(e.into());
-                }
-                continue;
-            }
-        };
-        let msg = match frame.map(|f| f.map(crate::client::server_message)) {
-            None => return End::Dropped(anyhow::anyhow!("the connection ended")),
-            Some(Err(e)) => return End::Dropped(e.into()),
-            Some(Ok(None)) => continue,
-            Some(Ok(Some(Err(e)))) => return End::Dropped(e),
-            Some(Ok(Some(Ok(m)))) => m,
+        let msg = match crate::client::next_message(&mut ws, &mut ping).await {
+            Ok(m) => m,
+            Err(e) => return End::Dropped(e),
         };
         match msg["type"].as_str() {
             Some("tail_ack") => {

@@ -209,7 +209,10 @@ impl<F: Fold> RaftStateMachine<TypeConfig> for StateMachine<F> {
             let mut results = Vec::with_capacity(entries.len());
             for e in entries {
                 let (result, index, events) = apply_entry(&store, fold.as_ref(), &e)?;
-                if !events.is_empty() && feed.receiver_count() > 0 {
+                // Every applied entry, with or without row changes: those waiting on what
+                // is applied (log tails of DDL, topic streams and long-polls, which claims,
+                // acks and topic DDL concern) learn of it too.
+                if feed.receiver_count() > 0 {
                     // Only receivers that exist now get it; none is an error.
                     let _ = feed.send(Arc::new(ChangeSet {
                         index,

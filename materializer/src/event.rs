@@ -273,6 +273,12 @@ pub enum Op {
         partition: u32,
         before: u64,
     },
+    /// ALTER TOPIC … SET (…): the retention limits given; the others stay.
+    SetTopicRetention {
+        topic: String,
+        seconds: Option<u64>,
+        max_bytes: Option<u64>,
+    },
 }
 
 impl Command {

@@ -680,7 +680,8 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
         | Op::ClaimTopic { .. }
         | Op::AckTopicRange { .. }
         | Op::SettleTopic { .. }
-        | Op::TrimTopic { .. } => topic_op(ctx, op),
+        | Op::TrimTopic { .. }
+        | Op::SetTopicRetention { .. } => topic_op(ctx, op),
         Op::CreateStorage {
             storage,
             if_not_exists,
@@ -957,7 +958,7 @@ fn drop_table(ctx: &mut Ctx<'_>, def: &TableDef) -> Result<(), OpError> {
         Family::Catalog,
         catalog::table_key(&def.namespace, &def.name),
     );
-    Ok(())
+    topic_ops::drop_routes_of(ctx, def.id)
 }
 
 /// The current definition of `namespace.name`, which must still be table `id`.

@@ -242,6 +242,21 @@ pub(super) fn topic_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> 
             topics::trim(ctx.batch, topic, *partition, (*before).min(head));
             Ok(done(1))
         }
+        Op::SetTopicRetention {
+            topic,
+            seconds,
+            max_bytes,
+        } => {
+            let mut def = existing(ctx, topic)?;
+            if seconds == &Some(0) || max_bytes == &Some(0) {
+                return Err(invalid("retention limits must be at least 1".to_owned()));
+            }
+            def.retention_seconds = seconds.unwrap_or(def.retention_seconds);
+            def.retention_max_bytes = max_bytes.unwrap_or(def.retention_max_bytes);
+            def.updated_at_ms = ctx.stamp_ms;
+            topics::put_topic(ctx.batch, &def);
+            Ok(done(1))
+        }
         _ => Err(invalid("not a topic operation")),
     }
 }
@@ -299,6 +314,21 @@ fn offsets_in(
             "Offsets {from} to {to} are out of range: partition {partition} of topic \
              '{topic}' has offsets below {head}"
         )));
+    }
+    Ok(())
+}
+
+/// Removes the routes of table `table` from every topic (its DROP): a table created later
+/// under the same name is another table, and takes no route it did not get.
+pub(super) fn drop_routes_of(ctx: &mut Ctx<'_>, table: TableId) -> Result<(), OpError> {
+    use crate::topics;
+    for mut def in topics::topics(&ctx.state())? {
+        let before = def.routes.len();
+        def.routes.retain(|r| r.table != table);
+        if def.routes.len() != before {
+            def.updated_at_ms = ctx.stamp_ms;
+            topics::put_topic(ctx.batch, &def);
+        }
     }
     Ok(())
 }

@@ -304,6 +304,14 @@ fn every_op() -> Vec<(u8, Op)> {
                 before: 10,
             },
         ),
+        (
+            33,
+            Op::SetTopicRetention {
+                topic: "app.feed".into(),
+                seconds: None,
+                max_bytes: Some(1 << 20),
+            },
+        ),
     ]
 }
 

@@ -253,6 +253,14 @@ const CLAIM: u8 = b'c';
 const ACKED: u8 = b'a';
 const DELIVERIES: u8 = b'd';
 const CURSOR: u8 = b'n';
+const MARK: u8 = b'b';
+
+#[path = "topics_retention.rs"]
+mod retention;
+pub use retention::{expired_before, oversize_before, trim};
+
+/// A partition's byte marks are at most this many message bytes apart (see [`publish`]).
+pub const MARK_BYTES: u64 = 64 * 1024;
 
 /// The catalog key of topic `id`.
 pub fn topic_key(id: &str) -> Vec<u8> {
@@ -290,6 +298,14 @@ pub fn message_key(id: &str, partition: u32, offset: u64) -> Vec<u8> {
 fn head_key(id: &str, partition: u32) -> Vec<u8> {
     let mut out = topic_prefix(HEAD, id);
     out.extend_from_slice(&partition.to_be_bytes());
+    out
+}
+
+/// The key of the byte mark at `offset` of a partition.
+fn mark_key(id: &str, partition: u32, offset: u64) -> Vec<u8> {
+    let mut out = topic_prefix(MARK, id);
+    out.extend_from_slice(&partition.to_be_bytes());
+    out.extend_from_slice(&offset.to_be_bytes());
     out
 }
 
@@ -331,7 +347,7 @@ pub fn put_topic(batch: &mut HotBatch, def: &TopicDef) {
 /// Removes topic `id`, its messages and its groups' offsets and claims.
 pub fn drop_topic(batch: &mut HotBatch, id: &str) {
     batch.delete(Family::Catalog, topic_key(id));
-    for kind in [MESSAGE, HEAD, GROUP, CLAIM, ACKED, DELIVERIES, CURSOR] {
+    for kind in [MESSAGE, HEAD, GROUP, CLAIM, ACKED, DELIVERIES, CURSOR, MARK] {
         batch.delete_prefix(Family::Topics, &topic_prefix(kind, id));
     }
 }
@@ -339,14 +355,37 @@ pub fn drop_topic(batch: &mut HotBatch, id: &str) {
 /// Removes topic `id`'s messages; offsets go on from where they were.
 pub fn clear_topic(batch: &mut HotBatch, id: &str) {
     batch.delete_prefix(Family::Topics, &topic_prefix(MESSAGE, id));
+    batch.delete_prefix(Family::Topics, &topic_prefix(MARK, id));
 }
 
 /// The offset the next message of a partition gets (how many it ever had).
 pub fn head(state: &dyn StateRead, id: &str, partition: u32) -> crate::Result<u64> {
-    Ok(state
-        .get(Family::Topics, &head_key(id, partition))?
-        .and_then(|v| v.try_into().ok().map(u64::from_be_bytes))
-        .unwrap_or(0))
+    Ok(head_and_bytes(state, id, partition)?.0)
+}
+
+/// A partition's next offset, and the bytes of the messages it ever had (as stored: each
+/// message's encoded value). Heads written before the byte count was kept count from 0.
+pub fn head_and_bytes(
+    state: &dyn StateRead,
+    id: &str,
+    partition: u32,
+) -> crate::Result<(u64, u64)> {
+    let Some(v) = state.get(Family::Topics, &head_key(id, partition))? else {
+        return Ok((0, 0));
+    };
+    let word = |at: usize| {
+        v.get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
+    };
+    match (v.len(), word(0), word(8)) {
+        (8, Some(next), _) => Ok((next, 0)),
+        (16, Some(next), Some(bytes)) => Ok((next, bytes)),
+        _ => Err(crate::Error::Decode {
+            what: "a topic partition's head",
+            reason: format!("{} bytes, not 8 or 16", v.len()),
+        }),
+    }
 }
 
 /// Group `group`'s acknowledged offset of a partition.
@@ -657,56 +696,49 @@ pub fn with_claim(
 }
 
 /// The `topics` keys and values that append `message` to topic `def` (read through
-/// `state`): the message at its partition's next offset, and the new head. Write them before
-/// publishing the next message.
+/// `state`): the message at its partition's next offset, the new head (with the bytes the
+/// partition ever had), and a byte mark when those bytes pass a multiple of [`MARK_BYTES`].
+/// Write them before publishing the next message.
 pub fn publish(
     state: &dyn StateRead,
     def: &TopicDef,
     message: &Message,
-) -> crate::Result<[(Vec<u8>, Vec<u8>); 2]> {
+) -> crate::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let partition = partition_of(message.key.as_deref().unwrap_or(""), def.partitions);
-    let offset = head(state, &def.id, partition)?;
-    Ok([
-        (
-            message_key(&def.id, partition, offset),
-            codec::encode(message),
-        ),
-        (
-            head_key(&def.id, partition),
-            (offset + 1).to_be_bytes().to_vec(),
-        ),
-    ])
+    let head = head_and_bytes(state, &def.id, partition)?;
+    let mut out = Vec::with_capacity(3);
+    let (next, bytes) = append(&mut out, &def.id, partition, head, codec::encode(message));
+    out.push(head_entry(&def.id, partition, next, bytes));
+    Ok(out)
 }
 
-/// Removes the messages of a partition below offset `before`.
-pub fn trim(batch: &mut HotBatch, id: &str, partition: u32, before: u64) {
-    batch.delete_range(
-        Family::Topics,
-        message_key(id, partition, 0),
-        message_key(id, partition, before),
-    );
-}
-
-/// The offset below which partition `partition` of topic `def` holds only messages older
-/// than `cutoff_ms` (its retention): where a trim may cut. Reads at most `limit` messages.
-pub fn expired_before(
-    store: &crate::HotStore,
-    def: &TopicDef,
+/// Appends the message stored as `value` to a partition whose next offset and byte count
+/// are `head`: its key and value, and a byte mark when the count passes a multiple of
+/// [`MARK_BYTES`]. The partition's head after it.
+fn append(
+    out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    id: &str,
     partition: u32,
-    cutoff_ms: u64,
-    limit: usize,
-) -> crate::Result<Option<u64>> {
-    let prefix = partition_prefix(&def.id, partition);
-    let found = store.scan_range(Family::Topics, &prefix, &prefix, limit)?;
-    let mut before = None;
-    for (k, v) in found {
-        let m: Message = codec::decode(&v, "a topic message")?;
-        if m.timestamp_ms >= cutoff_ms {
-            break;
-        }
-        before = offset_of(&k).map(|o| o + 1);
+    (offset, bytes): (u64, u64),
+    value: Vec<u8>,
+) -> (u64, u64) {
+    let after = bytes.saturating_add(value.len() as u64);
+    out.push((message_key(id, partition, offset), value));
+    if bytes / MARK_BYTES != after / MARK_BYTES {
+        out.push((
+            mark_key(id, partition, offset + 1),
+            after.to_be_bytes().to_vec(),
+        ));
     }
-    Ok(before)
+    (offset + 1, after)
+}
+
+/// A partition's head record: its next offset, and the bytes of every message it had.
+fn head_entry(id: &str, partition: u32, next: u64, bytes: u64) -> (Vec<u8>, Vec<u8>) {
+    (
+        head_key(id, partition),
+        [next.to_be_bytes(), bytes.to_be_bytes()].concat(),
+    )
 }
 
 /// Message `offset` of partition `partition` of topic `id`.
@@ -841,7 +873,7 @@ pub fn route(
         return Ok(Vec::new());
     }
     let mut defs: HashMap<TableId, Option<TableDef>> = HashMap::new();
-    let mut heads: HashMap<(String, u32), u64> = HashMap::new();
+    let mut heads: HashMap<(String, u32), (u64, u64)> = HashMap::new();
     let mut writes = Vec::new();
     for e in events {
         let Some(op) = op_of(e) else {
@@ -876,11 +908,10 @@ pub fn route(
                 let key = e.pk.plain();
                 let partition = partition_of(&key, topic.partitions);
                 let slot = (topic.id.clone(), partition);
-                let offset = match heads.get(&slot) {
-                    Some(o) => *o,
-                    None => head(state, &topic.id, partition)?,
+                let at = match heads.get(&slot) {
+                    Some(h) => *h,
+                    None => head_and_bytes(state, &topic.id, partition)?,
                 };
-                heads.insert(slot, offset + 1);
                 let message = Message {
                     table: def.qualified_name(),
                     op,
@@ -890,17 +921,15 @@ pub fn route(
                     timestamp_ms: stamp_ms,
                     index,
                 };
-                writes.push((
-                    message_key(&topic.id, partition, offset),
-                    codec::encode(&message),
-                ));
+                let value = codec::encode(&message);
+                heads.insert(slot, append(&mut writes, &topic.id, partition, at, value));
             }
         }
     }
     let mut heads: Vec<_> = heads.into_iter().collect();
     heads.sort();
-    for ((id, partition), next) in heads {
-        writes.push((head_key(&id, partition), next.to_be_bytes().to_vec()));
+    for ((id, partition), (next, bytes)) in heads {
+        writes.push(head_entry(&id, partition, next, bytes));
     }
     Ok(writes)
 }

@@ -246,6 +246,7 @@ impl Statement {
                         | TopicCommand::Drop { .. }
                         | TopicCommand::Clear { .. }
                         | TopicCommand::AddSource { .. }
+                        | TopicCommand::SetRetention { .. }
                 )
         )
     }

@@ -255,6 +255,7 @@ fn topic_statements_parse_as_the_contract_writes_them() {
             max_deliveries: None,
             dead_letter: None,
             retention_seconds: None,
+            retention_max_bytes: None,
         }
     );
     assert_eq!(
@@ -266,6 +267,7 @@ fn topic_statements_parse_as_the_contract_writes_them() {
             max_deliveries: None,
             dead_letter: None,
             retention_seconds: None,
+            retention_max_bytes: None,
         }
     );
     assert_eq!(
@@ -326,6 +328,34 @@ fn topic_statements_parse_as_the_contract_writes_them() {
         }
     );
     assert_eq!(
+        topic("CREATE TOPIC t WITH (retention_max_bytes = 1048576, retention_seconds = 60)"),
+        TopicCommand::Create {
+            id: "t".into(),
+            partitions: 1,
+            if_not_exists: false,
+            max_deliveries: None,
+            dead_letter: None,
+            retention_seconds: Some(60),
+            retention_max_bytes: Some(1 << 20),
+        }
+    );
+    assert_eq!(
+        topic("ALTER TOPIC a.b SET (retention_max_bytes = 4096)"),
+        TopicCommand::SetRetention {
+            id: "a.b".into(),
+            retention_seconds: None,
+            retention_max_bytes: Some(4096),
+        }
+    );
+    for bad in [
+        "ALTER TOPIC a.b SET (retention_max_bytes = 0)",
+        "ALTER TOPIC a.b SET (partitions = 2)",
+        "ALTER TOPIC a.b SET ()",
+        "CREATE TOPIC t WITH (retention_max_bytes = -1)",
+    ] {
+        assert!(classify(bad).is_err(), "{bad}");
+    }
+    assert_eq!(
         topic("CLEAR TOPIC a.b"),
         TopicCommand::Clear { id: "a.b".into() }
     );
@@ -338,6 +368,7 @@ fn topic_statements_parse_as_the_contract_writes_them() {
             max_deliveries: Some(3),
             dead_letter: Some("app.dead".into()),
             retention_seconds: None,
+            retention_max_bytes: None,
         }
     );
     for (sql, kind) in [

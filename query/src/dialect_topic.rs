@@ -17,7 +17,7 @@ pub enum ConsumeStart {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TopicCommand {
     /// `CREATE TOPIC [IF NOT EXISTS] id [PARTITIONS n] [WITH (max_deliveries = n,
-    /// dead_letter = 'id')]`.
+    /// dead_letter = 'id', retention_seconds = n, retention_max_bytes = n)]`.
     Create {
         id: String,
         partitions: u32,
@@ -25,6 +25,14 @@ pub enum TopicCommand {
         max_deliveries: Option<u32>,
         dead_letter: Option<String>,
         retention_seconds: Option<u64>,
+        retention_max_bytes: Option<u64>,
+    },
+    /// `ALTER TOPIC id SET (retention_seconds = n, retention_max_bytes = n)`: either or
+    /// both.
+    SetRetention {
+        id: String,
+        retention_seconds: Option<u64>,
+        retention_max_bytes: Option<u64>,
     },
     /// `DROP TOPIC [IF EXISTS] id`.
     Drop { id: String, if_exists: bool },
@@ -140,12 +148,19 @@ pub(super) fn parse_create_topic(c: &mut Cursor) -> Result<Statement, ParseError
     } else {
         1
     };
-    let (mut max_deliveries, mut dead_letter, mut retention_seconds) = (None, None, None);
+    let (mut max_deliveries, mut dead_letter) = (None, None);
+    let mut retention = (None, None);
     if c.keyword("with") {
         c.expect_token(&Token::LParen, "(")?;
         loop {
             let key = c.ident()?;
             c.expect_token(&Token::Eq, "=")?;
+            if retention_option(c, &key, &mut retention)? {
+                if !c.token(&Token::Comma) {
+                    break;
+                }
+                continue;
+            }
             match key.as_str() {
                 "max_deliveries" => {
                     let n = count(c, "max_deliveries")?;
@@ -157,13 +172,6 @@ pub(super) fn parse_create_topic(c: &mut Cursor) -> Result<Statement, ParseError
                     );
                 }
                 "dead_letter" => dead_letter = Some(topic_id(c)?),
-                "retention_seconds" => {
-                    let n = count(c, "retention_seconds")?;
-                    if n == 0 {
-                        return Err("retention_seconds must be at least 1".into());
-                    }
-                    retention_seconds = Some(n);
-                }
                 other => return Err(format!("Unknown topic option '{other}'")),
             }
             if !c.token(&Token::Comma) {
@@ -179,9 +187,30 @@ pub(super) fn parse_create_topic(c: &mut Cursor) -> Result<Statement, ParseError
             if_not_exists,
             max_deliveries,
             dead_letter,
-            retention_seconds,
+            retention_seconds: retention.0,
+            retention_max_bytes: retention.1,
         })
     })
+}
+
+/// A retention option `key = n` (its `=` read): `retention_seconds` or
+/// `retention_max_bytes`, each at least 1, into `into`; false for another key.
+fn retention_option(
+    c: &mut Cursor,
+    key: &str,
+    into: &mut (Option<u64>, Option<u64>),
+) -> Result<bool, ParseError> {
+    let slot = match key {
+        "retention_seconds" => &mut into.0,
+        "retention_max_bytes" => &mut into.1,
+        _ => return Ok(false),
+    };
+    let n = count(c, key)?;
+    if n == 0 {
+        return Err(format!("{key} must be at least 1"));
+    }
+    *slot = Some(n);
+    Ok(true)
 }
 
 /// The rest of `DROP TOPIC`.
@@ -202,6 +231,30 @@ pub(super) fn parse_clear_topic(c: &mut Cursor) -> Result<Statement, ParseError>
 /// The rest of `ALTER TOPIC`.
 pub(super) fn parse_alter_topic(c: &mut Cursor) -> Result<Statement, ParseError> {
     let topic = topic_id(c)?;
+    if c.keyword("set") {
+        c.expect_token(&Token::LParen, "(")?;
+        let mut retention = (None, None);
+        loop {
+            let key = c.ident()?;
+            c.expect_token(&Token::Eq, "=")?;
+            if !retention_option(c, &key, &mut retention)? {
+                return Err(format!(
+                    "ALTER TOPIC … SET takes retention_seconds and retention_max_bytes, not '{key}'"
+                ));
+            }
+            if !c.token(&Token::Comma) {
+                break;
+            }
+        }
+        c.expect_token(&Token::RParen, ")")?;
+        return c.end().map(|_| {
+            Statement::Topic(TopicCommand::SetRetention {
+                id: topic,
+                retention_seconds: retention.0,
+                retention_max_bytes: retention.1,
+            })
+        });
+    }
     c.expect("add")?;
     c.expect("source")?;
     let table = c.table_name()?;

@@ -82,20 +82,60 @@ impl Engine {
                 max_deliveries,
                 dead_letter,
                 retention_seconds,
+                retention_max_bytes,
+            } => {
+                let create = Op::CreateTopic {
+                    id: id.clone(),
+                    partitions: *partitions,
+                    if_not_exists: *if_not_exists,
+                    max_deliveries: *max_deliveries,
+                    dead_letter: dead_letter.clone(),
+                    retention_seconds: *retention_seconds,
+                };
+                let skipped = format!("Topic '{id}' already exists (skipped)");
+                let created = format!("Topic '{id}' created with {partitions} partition(s)");
+                let Some(bytes) = retention_max_bytes else {
+                    return msg(
+                        caller,
+                        self.propose_catalog(caller, create, skipped, created)
+                            .await?,
+                    );
+                };
+                // The byte limit is its own op, in the same command (so applied with the
+                // creation, or not at all); an existing topic keeps its own.
+                if *if_not_exists && topics::topic(self.store.as_ref(), id)?.is_some() {
+                    return msg(caller, skipped);
+                }
+                let limit = Op::SetTopicRetention {
+                    topic: id.clone(),
+                    seconds: None,
+                    max_bytes: Some(*bytes),
+                };
+                let r = self.propose(&caller.user, vec![create, limit]).await?;
+                msg(
+                    caller,
+                    if r.first().is_some_and(|r| r.affected == 0) {
+                        skipped
+                    } else {
+                        created
+                    },
+                )
+            }
+            TopicCommand::SetRetention {
+                id,
+                retention_seconds,
+                retention_max_bytes,
             } => msg(
                 caller,
                 self.propose_catalog(
                     caller,
-                    Op::CreateTopic {
-                        id: id.clone(),
-                        partitions: *partitions,
-                        if_not_exists: *if_not_exists,
-                        max_deliveries: *max_deliveries,
-                        dead_letter: dead_letter.clone(),
-                        retention_seconds: *retention_seconds,
+                    Op::SetTopicRetention {
+                        topic: id.clone(),
+                        seconds: *retention_seconds,
+                        max_bytes: *retention_max_bytes,
                     },
-                    format!("Topic '{id}' already exists (skipped)"),
-                    format!("Topic '{id}' created with {partitions} partition(s)"),
+                    String::new(),
+                    format!("Topic '{id}' altered"),
                 )
                 .await?,
             ),
@@ -417,19 +457,23 @@ impl Engine {
         })
     }
 
-    /// Removes, through the log, the messages of every topic older than its retention
-    /// (for the leader's scheduler, now and then). Returns how many partitions it trimmed.
+    /// Removes, through the log, the messages of every topic older than its retention, or
+    /// past its byte limit (for the leader's scheduler, now and then). Returns how many partitions it trimmed.
     pub async fn trim_topics(&self, now_ms: u64) -> StmtResult<usize> {
         let store = self.store.clone();
         let ops = tokio::task::spawn_blocking(move || {
             let mut ops = Vec::new();
             for def in topics::topics(store.as_ref())? {
                 let cutoff = now_ms.saturating_sub(def.retention_seconds.saturating_mul(1000));
+                // The byte limit is the topic's: each partition keeps its share.
+                let share = def.retention_max_bytes / u64::from(def.partitions.max(1));
                 for partition in 0..def.partitions {
                     // A bounded read each time: a long backlog goes over several rounds.
-                    if let Some(before) =
-                        topics::expired_before(store.as_ref(), &def, partition, cutoff, 10_000)?
-                    {
+                    let old =
+                        topics::expired_before(store.as_ref(), &def, partition, cutoff, 10_000)?;
+                    let over =
+                        topics::oversize_before(store.as_ref(), &def, partition, share, 100_000)?;
+                    if let Some(before) = old.max(over) {
                         ops.push(Op::TrimTopic {
                             topic: def.id.clone(),
                             partition,

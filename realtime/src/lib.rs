@@ -9,7 +9,9 @@
 //! the fan-out of each applied change set to the connections watching its table and owner
 //! ([`hub`]); subscription plans shared by callers with the same SQL ([`plans`]); the subscriptions each user holds (`system.live`, [`registry`]). Its errors
 //! are [`Error`]. Resume and catch-up read the change journal; log tails ([`tail`]) follow
-//! it with credit-based flow control. Still to come: topics with consumer groups.
+//! it with credit-based flow control, and topic streams ([`topic_stream`]) push a topic's
+//! messages to a consumer (of a group, through the group's claims) the same way
+//! ([`streams`]).
 //!
 //! Dependencies: `folddb-query`, `folddb-materializer`, `folddb-log`.
 
@@ -20,7 +22,9 @@ pub mod notify;
 pub mod plans;
 pub mod registry;
 pub mod session;
+pub mod streams;
 pub mod tail;
+pub mod topic_stream;
 pub mod wire;
 
 pub use error::{Error, Result};

@@ -30,7 +30,9 @@ use crate::message::{BatchControl, ChangeType, ServerMessage};
 use crate::notify::{self, Notification};
 use crate::plans::Plans;
 use crate::registry::{Registration, Registry};
-use crate::tail::{Tail, TailRequest};
+use crate::streams::Streams;
+use crate::tail::TailRequest;
+use crate::topic_stream::{TopicAck, TopicRequest};
 
 #[path = "session_journal.rs"]
 mod from_journal;
@@ -107,6 +109,27 @@ pub enum ClientMessage {
         credit: u64,
     },
     TailStop {
+        id: String,
+    },
+    /// A topic stream (`realtime/PROTOCOL.md` §3).
+    TopicConsume {
+        consume: TopicRequest,
+    },
+    /// `credit` more messages for topic stream `id`.
+    TopicCredit {
+        id: String,
+        credit: u64,
+    },
+    /// Acknowledges messages of topic stream `id`'s group, as `POST /v1/api/topics/ack`.
+    TopicAck {
+        id: String,
+        upto_offset: i64,
+        #[serde(default)]
+        from_offset: Option<i64>,
+        #[serde(default)]
+        action: Option<String>,
+    },
+    TopicStop {
         id: String,
     },
     Ping,
@@ -224,7 +247,7 @@ pub struct Session {
     caller: Option<Caller>,
     subs: HashMap<String, Sub>,
     systems: HashMap<String, SystemSub>,
-    tails: HashMap<String, Tail>,
+    streams: Streams,
     registry: Arc<Registry>,
     hub: Arc<Hub>,
     plans: Arc<Plans>,
@@ -262,7 +285,7 @@ impl Session {
             caller: None,
             subs: HashMap::new(),
             systems: HashMap::new(),
-            tails: HashMap::new(),
+            streams: Streams::default(),
             registry,
             hub,
             plans: Arc::new(Plans::new()),
@@ -373,103 +396,109 @@ impl Session {
             },
             ClientMessage::Unsubscribe { subscription_id } => {
                 self.drop_sub(&subscription_id);
-                self.tails.remove(&subscription_id);
+                self.streams.stop(&subscription_id);
                 Vec::new()
             }
-            ClientMessage::Tail { tail } => outgoing(self.tail(engine, tail)),
-            ClientMessage::TailCredit { id, credit } => match self.tails.get_mut(&id) {
-                Some(t) => {
-                    t.grant(credit);
-                    Vec::new()
-                }
-                None => vec![
-                    error(
-                        &id,
-                        "TAIL_NOT_FOUND",
-                        "No tail with this id on this connection",
-                    )
-                    .into(),
-                ],
-            },
-            ClientMessage::TailStop { id } => {
-                self.tails.remove(&id);
+            ClientMessage::Tail { tail } => {
+                let opened = match self.stream_id(&tail.id, "tail") {
+                    Ok(caller) => self.streams.open_tail(engine, &caller, tail),
+                    Err(e) => e,
+                };
+                vec![opened.into()]
+            }
+            ClientMessage::TailCredit { id, credit } => {
+                outgoing(self.streams.grant_tail(&id, credit).into_iter().collect())
+            }
+            ClientMessage::TopicConsume { consume } => {
+                let opened = match self.stream_id(&consume.id, "topic stream") {
+                    Ok(caller) => self.streams.open_topic(engine, &caller, consume),
+                    Err(e) => e,
+                };
+                vec![opened.into()]
+            }
+            ClientMessage::TopicCredit { id, credit } => {
+                outgoing(self.streams.grant_topic(&id, credit).into_iter().collect())
+            }
+            ClientMessage::TopicAck {
+                id,
+                upto_offset,
+                from_offset,
+                action,
+            } => {
+                let ack = TopicAck {
+                    id,
+                    upto_offset,
+                    from_offset,
+                    action,
+                };
+                vec![self.streams.ack_topic(engine, ack).await.into()]
+            }
+            ClientMessage::TailStop { id } | ClientMessage::TopicStop { id } => {
+                self.streams.stop(&id);
                 Vec::new()
             }
         }
     }
 
-    /// Opens a log tail: its `tail_ack`, or why not.
-    fn tail(&mut self, engine: &Engine, req: TailRequest) -> Vec<Json> {
-        let id = req.id.trim().to_owned();
+    /// Whether a stream (a log tail or a topic stream) may open under `id`: its caller, or
+    /// the error that refuses it.
+    fn stream_id(&self, id: &str, what: &str) -> Result<Caller, Json> {
+        let id = id.trim();
         let Some(caller) = self.caller.clone() else {
-            return vec![error(
-                "tail",
+            return Err(error(
+                what,
                 "AUTH_REQUIRED",
-                "Authenticate before tailing",
-            )];
+                &format!("Authenticate before opening a {what}"),
+            ));
+        };
+        let code = if what == "tail" {
+            "INVALID_TAIL"
+        } else {
+            "INVALID_CONSUME"
         };
         if id.is_empty() {
-            return vec![error(
-                "invalid_tail",
-                "INVALID_TAIL",
-                "Tail id must not be blank",
-            )];
+            return Err(error(
+                &format!("invalid_{}", what.replace(' ', "_")),
+                code,
+                &format!("A {what}'s id must not be blank"),
+            ));
         }
-        if self.tails.contains_key(&id)
-            || self.subs.contains_key(&id)
-            || self.systems.contains_key(&id)
+        if self.streams.contains(id) || self.subs.contains_key(id) || self.systems.contains_key(id)
         {
-            return vec![error(
-                &id,
-                "INVALID_TAIL",
-                "A tail or subscription with this id already exists on this connection",
-            )];
+            return Err(error(
+                id,
+                code,
+                "A tail, topic stream or subscription with this id already exists on this connection",
+            ));
         }
-        if self.subs.len() + self.systems.len() + self.tails.len()
+        if self.subs.len() + self.systems.len() + self.streams.len()
             >= MAX_SUBSCRIPTIONS_PER_CONNECTION
         {
-            return vec![error(
-                &id,
+            return Err(error(
+                id,
                 "UNSUPPORTED",
-                "Too many subscriptions and tails on this connection",
-            )];
+                "Too many subscriptions and streams on this connection",
+            ));
         }
-        match Tail::open(engine, &caller, req) {
-            Ok((tail, ack)) => {
-                self.tails.insert(id, tail);
-                vec![ack]
-            }
-            Err(e) => vec![error(&id, e.code, &e.message)],
-        }
+        Ok(caller)
     }
 
-    /// Whether the connection has log tails open.
-    pub fn has_tails(&self) -> bool {
-        !self.tails.is_empty()
+    /// Whether the connection has log tails or topic streams open.
+    pub fn has_streams(&self) -> bool {
+        !self.streams.is_empty()
     }
 
-    /// The next batch of each log tail that has credit and records to read (a tail that
-    /// fails is closed with an `error`); and whether more may be read at once.
-    pub fn pump_tails(&mut self, engine: &Engine) -> (Vec<Outgoing>, bool) {
-        let mut out = Vec::new();
-        let mut more = false;
-        let mut failed = Vec::new();
-        for (id, tail) in self.tails.iter_mut() {
-            match tail.pump(engine) {
-                Ok((batch, again)) => {
-                    out.extend(batch.map(Outgoing::Json));
-                    more |= again;
-                }
-                Err(e) => {
-                    out.push(error(id, e.code, &e.message).into());
-                    failed.push(id.clone());
-                }
-            }
-        }
-        for id in failed {
-            self.tails.remove(&id);
-        }
-        (out, more)
+    /// Whether a stream may have something to send with nothing newly applied (a topic
+    /// group's claims expire).
+    pub fn streams_wait_on_time(&self) -> bool {
+        self.streams.waits_on_time()
+    }
+
+    /// The next batch of each stream that has credit and something to send (one that
+    /// fails is closed with an `error`); and whether more may be sent at once.
+    pub async fn pump_streams(&mut self, engine: &Engine) -> (Vec<Outgoing>, bool) {
+        let (out, more) = self.streams.pump(engine).await;
+        (outgoing(out), more)
     }
 
     async fn subscribe(

@@ -821,3 +821,119 @@ async fn messages_past_their_retention_are_removed_and_offsets_go_on() {
         [json!("3")]
     );
 }
+
+/// A topic past its byte limit loses its oldest messages, down to what fits (each message
+/// counted as stored); `ALTER TOPIC … SET` changes the limit of an existing topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_past_the_byte_limit_are_removed_oldest_first() {
+    let (_dir, s, token) = started(
+        &[("FOLDDB_TOPIC_RETENTION_CHECK_SECS", "1")],
+        &[
+            "CREATE NAMESPACE app",
+            "CREATE SHARED TABLE app.ev (id BIGINT PRIMARY KEY, body TEXT)",
+            "CREATE TOPIC app.small WITH (retention_max_bytes = 20000)",
+            "CREATE TOPIC app.big",
+            "ALTER TOPIC app.small ADD SOURCE app.ev ON INSERT",
+            "ALTER TOPIC app.big ADD SOURCE app.ev ON INSERT",
+        ],
+    )
+    .await;
+    let limits = s
+        .ok(
+            &token,
+            "SELECT topic_id, retention_max_bytes FROM system.topics ORDER BY topic_id",
+        )
+        .await;
+    assert_eq!(
+        rows(&limits),
+        vec![
+            json!(["app.big", (1u64 << 30).to_string()]),
+            json!(["app.small", "20000"])
+        ]
+    );
+    let body = "x".repeat(1000);
+    let values: Vec<String> = (0..100).map(|i| format!("({i}, '{body}')")).collect();
+    s.ok(
+        &token,
+        &format!("INSERT INTO app.ev (id, body) VALUES {}", values.join(", ")),
+    )
+    .await;
+    let offsets = |answer: &Value| -> Vec<u64> {
+        rows(answer)
+            .iter()
+            .map(|r| r[2].as_str().expect("offset").parse().expect("offset"))
+            .collect()
+    };
+    let earliest = |topic: &str| format!("CONSUME FROM {topic} FROM EARLIEST LIMIT 1000");
+    // Each message is a little over 1,000 bytes: at most 19 fit in 20,000, and at least 15
+    // (the cut is exact, not a rough one).
+    let settles = |topic: &'static str, most: usize, least: usize| {
+        let (s, token) = (&s, &token);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let left = offsets(&s.ok(token, &earliest(topic)).await);
+                if left.len() <= most {
+                    assert!(left.len() >= least, "{topic}: cut too far: {left:?}");
+                    let want: Vec<u64> = (100 - left.len() as u64..100).collect();
+                    assert_eq!(left, want, "{topic}: the newest, gap-free");
+                    return;
+                }
+                assert!(Instant::now() < deadline, "{topic} kept {}", left.len());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    settles("app.small", 19, 15).await;
+    // The default limit (1 GiB) keeps the other topic's; a lower one applies at once.
+    assert_eq!(
+        offsets(&s.ok(&token, &earliest("app.big")).await).len(),
+        100
+    );
+    s.ok(
+        &token,
+        "ALTER TOPIC app.big SET (retention_max_bytes = 5000)",
+    )
+    .await;
+    settles("app.big", 4, 3).await;
+    // Refused, and nothing changes.
+    for sql in [
+        "ALTER TOPIC app.big SET (retention_max_bytes = 0)",
+        "ALTER TOPIC app.nope SET (retention_max_bytes = 10)",
+        "ALTER TOPIC app.big SET (partitions = 3)",
+    ] {
+        let (status, _) = s.fails(&token, sql).await;
+        assert_eq!(status, 400, "{sql}");
+    }
+    let limits = s
+        .ok(
+            &token,
+            "SELECT retention_max_bytes FROM system.topics WHERE topic_id = 'app.big'",
+        )
+        .await;
+    assert_eq!(rows(&limits), vec![json!(["5000"])]);
+
+    // Dropping the source table removes its routes: a table created again under its name
+    // is another table, and feeds no topic.
+    let routes = "SELECT routes FROM system.topics WHERE topic_id = 'app.small'";
+    let listed = s.ok(&token, routes).await;
+    assert!(
+        rows(&listed)[0][0]
+            .as_str()
+            .expect("routes json")
+            .contains("app.ev")
+    );
+    s.ok_all(
+        &token,
+        &[
+            "DROP TABLE app.ev",
+            "CREATE SHARED TABLE app.ev (id BIGINT PRIMARY KEY, body TEXT)",
+            "INSERT INTO app.ev (id, body) VALUES (500, 'new')",
+        ],
+    )
+    .await;
+    let listed = s.ok(&token, routes).await;
+    assert_eq!(rows(&listed), vec![json!(["[]"])]);
+    let newest = offsets(&s.ok(&token, &earliest("app.small")).await);
+    assert_eq!(newest.last(), Some(&99), "no message from the new table");
+}

@@ -53,6 +53,16 @@ struct Report {
     raw_batch_fresh: BatchResult,
     log_small: Vec<SmallResult>,
     log_batch: BatchResult,
+    /// Sequential reads of durable entries: what a reader of the raw log gets (compare
+    /// `folddb bench sql --scenario topic-consume`).
+    log_read: ReadResult,
+}
+
+#[derive(Debug, Serialize)]
+struct ReadResult {
+    entries: usize,
+    entries_per_sec: f64,
+    mb_per_sec: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -120,6 +130,7 @@ fn measure(args: &LogBenchArgs) -> anyhow::Result<Report> {
         log_small.push(rt.block_on(log_appenders(&dir, n, args.entry_bytes, duration))?);
     }
     let log_batch = rt.block_on(log_batches(&args.dir.join("log-batches"), args.batches))?;
+    let log_read = rt.block_on(log_reads(&args.dir.join("log-reads"), args.entry_bytes))?;
     Ok(Report {
         entry_bytes: args.entry_bytes,
         raw_small,
@@ -127,6 +138,7 @@ fn measure(args: &LogBenchArgs) -> anyhow::Result<Report> {
         raw_batch_fresh,
         log_small,
         log_batch,
+        log_read,
     })
 }
 
@@ -254,6 +266,40 @@ async fn log_batches(dir: &Path, batches: usize) -> anyhow::Result<BatchResult> 
     Ok(BatchResult::of(lat, start.elapsed()))
 }
 
+/// Entries a read scenario writes, then reads back in order.
+const READ_ENTRIES: usize = 200_000;
+
+/// Writes [`READ_ENTRIES`] entries of `entry_bytes` (in batches of 1,000), then times
+/// reading them back in order, 1,000 at a time, as a consumer of the log would.
+async fn log_reads(dir: &Path, entry_bytes: usize) -> anyhow::Result<ReadResult> {
+    let log = fresh_log(dir).await?;
+    let payload = vec![0x5au8; entry_bytes];
+    let payloads: Vec<&[u8]> = (0..1000).map(|_| payload.as_slice()).collect();
+    let mut last = None;
+    for _ in 0..READ_ENTRIES / 1000 {
+        last = Some(*log.append_next(Term(1), &payloads)?.end());
+    }
+    let last = last.context("nothing appended")?;
+    log.wait_durable(last).await?;
+    let first = log.first_index().context("an empty log")?;
+    let start = Instant::now();
+    let (mut at, mut entries, mut bytes) = (first, 0usize, 0usize);
+    while at <= last {
+        let end = folddb_log::LogIndex((at.0 + 1000).min(last.0 + 1));
+        for e in log.read(at..end)? {
+            entries += 1;
+            bytes += e.payload.len();
+        }
+        at = end;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    Ok(ReadResult {
+        entries,
+        entries_per_sec: entries as f64 / elapsed,
+        mb_per_sec: bytes as f64 / 1e6 / elapsed,
+    })
+}
+
 fn print_table(r: &Report) {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
@@ -296,6 +342,13 @@ fn print_table(r: &Report) {
         "log 1 MiB batches".into(),
         format!("{:.0} MB/s", r.log_batch.mb_per_sec),
         &r.log_batch.latency,
+    );
+    println!(
+        "{:<34} {:>12} ({:.0} MB/s; {} entries)",
+        "log sequential read",
+        format!("{:.0}/s", r.log_read.entries_per_sec),
+        r.log_read.mb_per_sec,
+        r.log_read.entries
     );
     if let Some(one) = r.log_small.iter().find(|s| s.appenders == 1) {
         println!(

@@ -1,9 +1,9 @@
 //! The topic endpoints (API.md 1.10): `POST /v1/api/topics/consume` and `/ack`.
 
-use base64::Engine as _;
 use folddb_query::dialect::ConsumeStart;
 use folddb_query::engine::{ConsumeRequest, may_consume};
 use folddb_query::error::Error;
+use folddb_realtime::topic_stream::{acknowledge, message_json, settlement_of, start_of};
 
 use super::*;
 
@@ -43,26 +43,6 @@ fn topic_caller(state: &State, headers: &HeaderMap) -> Result<Caller, Box<Reply>
     let caller = caller_of(state, token).map_err(|code| refuse(code, "Invalid credentials"))?;
     may_consume(&caller).map_err(|e| Box::new(engine_error(&e)))?;
     Ok(caller)
-}
-
-/// `start` of a consume: `"Latest"`, `"Earliest"` (any case), `{"Offset": n}` or
-/// `{"offset": n}`.
-fn start_of(v: Option<&Json>) -> Result<ConsumeStart, String> {
-    let bad = || {
-        "start must be \"Latest\", \"Earliest\" or {\"Offset\": n} with n not negative".to_owned()
-    };
-    match v {
-        None | Some(Json::Null) => Ok(ConsumeStart::Latest),
-        Some(Json::String(s)) if s.eq_ignore_ascii_case("latest") => Ok(ConsumeStart::Latest),
-        Some(Json::String(s)) if s.eq_ignore_ascii_case("earliest") => Ok(ConsumeStart::Earliest),
-        Some(Json::Object(o)) if o.len() == 1 => o
-            .get("Offset")
-            .or_else(|| o.get("offset"))
-            .and_then(Json::as_u64)
-            .map(ConsumeStart::Offset)
-            .ok_or_else(bad),
-        _ => Err(bad()),
-    }
 }
 
 #[derive(Deserialize)]
@@ -138,22 +118,7 @@ pub(super) async fn consume(state: &State, headers: &HeaderMap, body: &[u8]) -> 
     let messages: Vec<Json> = consumed
         .messages
         .iter()
-        .map(|d| {
-            let mut m = json!({
-                "topic_id": b.topic_id,
-                "partition_id": d.partition,
-                "offset": d.offset,
-                "payload": base64::engine::general_purpose::STANDARD.encode(&d.message.payload),
-                "key": d.message.key,
-                "timestamp_ms": d.message.timestamp_ms,
-                "op": d.message.op.title(),
-                "delivery_count": d.deliveries,
-            });
-            if let Some(user) = &d.message.user {
-                m["user"] = json!(user);
-            }
-            m
-        })
+        .map(|d| message_json(&b.topic_id, d))
         .collect();
     reply(
         StatusCode::OK,
@@ -194,45 +159,18 @@ pub(super) async fn ack(state: &State, headers: &HeaderMap, body: &[u8]) -> Repl
     let Ok(partition) = u32::try_from(b.partition_id.unwrap_or(0)) else {
         return bad("partition_id must be a partition number, not negative");
     };
-    let Ok(upto) = u64::try_from(b.upto_offset) else {
-        return bad("upto_offset cannot be negative");
+    let action = match settlement_of(b.action.as_deref()) {
+        Ok(a) => a,
+        Err(m) => return bad(&m),
     };
-    use folddb_query::dialect::Settlement;
-    let action = match b.action.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None => None,
-        Some("accept") => Some(Settlement::Accept),
-        Some("release") => Some(Settlement::Release),
-        Some("reject") => Some(Settlement::Reject),
-        Some(other) => {
-            return bad(&format!(
-                "action must be accept, release or reject, not '{other}'"
-            ));
-        }
-    };
-    let acked = match (b.from_offset, action) {
-        (None, None) => state
-            .engine
-            .ack(&caller, &b.topic_id, &b.group_id, partition, upto)
-            .await
-            .map(Some),
-        (from, action) => {
-            let Ok(from) = u64::try_from(from.unwrap_or(b.upto_offset)) else {
-                return bad("from_offset cannot be negative");
-            };
-            let action = action.unwrap_or(Settlement::Accept);
-            state
-                .engine
-                .settle(
-                    &caller,
-                    &b.topic_id,
-                    &b.group_id,
-                    partition,
-                    (from, upto),
-                    action,
-                )
-                .await
-        }
-    };
+    let acked = acknowledge(
+        &state.engine,
+        &caller,
+        (&b.topic_id, &b.group_id, partition),
+        (b.from_offset, b.upto_offset),
+        action,
+    )
+    .await;
     match acked {
         Ok(acked) => reply(
             StatusCode::OK,
