@@ -148,6 +148,7 @@ pub(super) fn topic_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> 
             if old.next().is_some_and(|n| *to < n) {
                 return Ok(done(0));
             }
+            never_delivered(&old, group, *partition, *from, *to)?;
             let mut new = old.clone();
             new.acked.push((*from, to + 1));
             new.claims.retain(|(a, c)| !(*from <= *a && c.to <= to + 1));
@@ -173,7 +174,7 @@ pub(super) fn topic_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> 
                 new.cursor = Some((*start).min(head));
             }
             let def = existing(ctx, topic)?;
-            let mut live = 0;
+            let (mut live, mut taken) = (0, None);
             // A range whose every message was sent too often gives way to the next one.
             for _ in 0..16 {
                 let Some(range) = new.claimable(*start, head, *limit, ctx.stamp_ms) else {
@@ -192,6 +193,7 @@ pub(super) fn topic_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> 
                     }
                 }
                 if live > 0 {
+                    taken = Some(range);
                     break;
                 }
                 new.claims.retain(|(_, c)| c.id != *claim);
@@ -207,7 +209,11 @@ pub(super) fn topic_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> 
                     ctx.stamp_ms,
                 );
             }
-            Ok(done(live))
+            // The range taken, for the consumer (an outcome, never stored).
+            Ok(OpResult {
+                seqs: taken.map_or_else(Vec::new, |(a, b)| vec![a as i64, b as i64]),
+                ..done(live)
+            })
         }
         Op::SettleTopic {
             topic,
@@ -220,6 +226,7 @@ pub(super) fn topic_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> 
             offsets_in(ctx, topic, *partition, *from, *to)?;
             let def = existing(ctx, topic)?;
             let old = topics::group_state(&ctx.state(), topic, group, *partition)?;
+            never_delivered(&old, group, *partition, *from, *to)?;
             let mut new = old.clone();
             new.release(*from, to + 1);
             if *reject {
@@ -331,4 +338,22 @@ pub(super) fn drop_routes_of(ctx: &mut Ctx<'_>, table: TableId) -> Result<(), Op
         }
     }
     Ok(())
+}
+
+/// Refuses to settle offsets `from..=to` that were never sent to the group (neither
+/// acknowledged nor claimed): a consumer settles only what it was given.
+fn never_delivered(
+    state: &crate::topics::GroupState,
+    group: &str,
+    partition: u32,
+    from: u64,
+    to: u64,
+) -> Result<(), OpError> {
+    if state.delivered(from, to + 1) {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "Offsets {from} to {to} of partition {partition} were not all sent to group \
+         '{group}': a consumer acknowledges, releases or rejects only messages it claimed"
+    )))
 }

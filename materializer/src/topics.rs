@@ -761,6 +761,23 @@ impl GroupState {
             || self.acked.iter().any(|(a, b)| *a <= offset && offset < *b)
     }
 
+    /// Whether every offset of `[from, to)` was sent to the group: acknowledged, or in a
+    /// claim (live or expired).
+    pub fn delivered(&self, from: u64, to: u64) -> bool {
+        let mut spans: Vec<(u64, u64)> = self.acked.clone();
+        spans.extend(self.next().map(|n| (0, n)));
+        spans.extend(self.claims.iter().map(|(a, c)| (*a, c.to)));
+        spans.sort_unstable();
+        let mut covered = from;
+        for (a, b) in spans {
+            if a > covered {
+                break;
+            }
+            covered = covered.max(b);
+        }
+        covered >= to
+    }
+
     /// Ends every claim of `from..to` now, so that they can be claimed again at once (as
     /// further deliveries).
     pub fn release(&mut self, from: u64, to: u64) {
@@ -937,6 +954,30 @@ pub fn route(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivered_means_acknowledged_or_claimed() {
+        let claim = |to| Claim {
+            id: "c".into(),
+            to,
+            until_ms: 0,
+        };
+        let s = GroupState {
+            offset: Some(GroupOffset {
+                last_acked: 4,
+                updated_at_ms: 0,
+            }),
+            cursor: None,
+            claims: vec![(5, claim(8)), (10, claim(12))],
+            acked: vec![(8, 9)],
+            deliveries: Vec::new(),
+        };
+        assert!(s.delivered(0, 9), "acked prefix, claim, acked range");
+        assert!(s.delivered(10, 12));
+        assert!(!s.delivered(8, 10), "offset 9 was never sent");
+        assert!(!s.delivered(11, 13), "offset 12 was never sent");
+        assert!(!GroupState::default().delivered(0, 1));
+    }
 
     #[test]
     fn keys_keep_topics_groups_and_offsets_apart() {

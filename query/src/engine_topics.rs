@@ -391,9 +391,13 @@ impl Engine {
                 }],
             )
             .await?;
-        if claimed.first().is_none_or(|r| r.affected == 0) {
+        let Some(taken) = claimed.first().filter(|r| r.affected > 0) else {
             return Ok(None);
-        }
+        };
+        let range = match taken.seqs[..] {
+            [a, b] => Some((a as u64, b as u64)),
+            _ => None,
+        };
         // In a cluster the leader answered once it applied the claim; this node may apply
         // it a moment later.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -404,6 +408,17 @@ impl Engine {
                     self.read_range(topic, partition, *from, c.to - from, Some(&state))?;
                 got.has_more = got.messages.len() as u64 == request.limit;
                 return Ok(Some(got));
+            }
+            // Gone and acknowledged: another consumer's cumulative ack passed it between
+            // the claim and this read. Nothing of it is left to deliver.
+            if let Some((from, to)) = range
+                && (from..to).all(|o| state.is_acked(o))
+            {
+                return Ok(Some(Consumed {
+                    messages: Vec::new(),
+                    next_offset: to,
+                    has_more: true,
+                }));
             }
             if std::time::Instant::now() >= deadline {
                 return Err(Error::Unavailable(
@@ -708,3 +723,7 @@ pub fn plan_filter(def: &TableDef, text: &str) -> StmtResult<topics::Filter> {
     };
     walk(&expr, &cmp, &leaf)
 }
+
+#[cfg(test)]
+#[path = "engine_topics_test.rs"]
+mod tests;

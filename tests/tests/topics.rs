@@ -768,6 +768,29 @@ async fn past_max_deliveries_or_rejected_a_message_goes_to_the_dead_letter_topic
         )
         .await;
     assert_eq!(status, 400, "{bad}");
+    // Offset 3 was never sent to the group: it cannot be settled, and nothing changes.
+    let (status, bad) = s.sql(&token, "REJECT app.q GROUP 'g' OFFSET 3").await;
+    assert_eq!(status, 400, "{bad}");
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not all sent to group 'g'")),
+        "{bad}"
+    );
+    let (status, bad) = s
+        .post(
+            "/v1/api/topics/ack",
+            Some(&token),
+            &json!({"topic_id": "app.q", "group_id": "g", "from_offset": 2,
+                    "upto_offset": 3}),
+        )
+        .await;
+    assert_eq!(
+        (status, &bad["code"]),
+        (400, &json!("INVALID_INPUT")),
+        "{bad}"
+    );
+    assert_eq!(take().await, [(3, 1)], "offset 3 is still to be sent");
 
     // The dead-letter topic holds offsets 0 (too many deliveries) and 1 (rejected).
     let dead = s.ok(&token, "CONSUME FROM app.q.dlq FROM EARLIEST").await;
