@@ -268,7 +268,11 @@ impl Engine {
             tracing::warn!(error = %e, "JSON functions are unavailable");
         }
         let ids = Arc::new(SnowflakeIds::new(node_id));
-        for f in crate::functions::generators(ids.clone()) {
+        let vector = crate::vector::functions();
+        for f in crate::functions::generators(ids.clone())
+            .into_iter()
+            .chain(vector)
+        {
             use datafusion::execution::FunctionRegistry;
             if let Err(e) = base.register_udf(Arc::new(f)) {
                 tracing::warn!(error = %e, "a SQL function is unavailable");
@@ -317,7 +321,14 @@ impl Engine {
             }
             Err(e) => tracing::warn!(error = %e, "the query memory limit could not be set"),
         }
-        for f in crate::functions::size_guarded(&self.base, limits.max_value_bytes) {
+        // Rebuilding the state registers its functions again in no set order: FoldDB's
+        // vector functions must win over DataFusion's of the same name (`dot_product`, an
+        // alias of its list `inner_product`).
+        let vector = crate::vector::functions();
+        for f in crate::functions::size_guarded(&self.base, limits.max_value_bytes)
+            .into_iter()
+            .chain(vector)
+        {
             use datafusion::execution::FunctionRegistry;
             if let Err(e) = self.base.register_udf(Arc::new(f)) {
                 tracing::warn!(error = %e, "a size guard could not be installed");
@@ -497,16 +508,18 @@ impl Engine {
         for f in crate::functions::identity(&caller.user, caller.role.name()) {
             ctx.register_udf(f);
         }
-        ctx.register_catalog(
-            CATALOG,
-            Arc::new(FoldCatalog {
-                live: self.live.clone(),
-                node: self.node.clone(),
-                jobs: Some(self.jobs.clone()),
-                view: view.clone(),
-                caller: caller.clone(),
-                now_ms: now_ms(),
-            }),
+        let catalog = Arc::new(FoldCatalog {
+            live: self.live.clone(),
+            node: self.node.clone(),
+            jobs: Some(self.jobs.clone()),
+            view: view.clone(),
+            caller: caller.clone(),
+            now_ms: now_ms(),
+        });
+        ctx.register_catalog(CATALOG, catalog.clone());
+        ctx.register_udtf(
+            "vector_search",
+            Arc::new(crate::vector_search::VectorSearch { catalog }),
         );
         ctx
     }

@@ -39,6 +39,8 @@ pub mod sql_dialect;
 pub mod storage;
 pub mod system;
 mod system_views;
+pub mod vector;
+pub mod vector_search;
 
 pub use engine::{
     Answer, Engine, ErrorCode, Limits, QueryResult, RowStream, SqlError, SqlRequest, SqlResponse,

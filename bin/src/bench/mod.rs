@@ -13,6 +13,7 @@ mod snapshot;
 mod sql;
 mod topics;
 mod users;
+mod vector;
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -35,8 +35,9 @@ pub struct SqlBenchArgs {
     /// million rows streamed, with the server's memory growth —, flush-insert — INSERT
     /// latency while a million hot rows are flushed, with the server's default flush policy
     /// off —, topic-insert — single-row INSERTs into a table with one topic route —,
-    /// topic-latency — publish → consume latency at 1,000 rows/s — and topic-consume — one
-    /// group draining 100,000 messages).
+    /// topic-latency — publish → consume latency at 1,000 rows/s —, topic-consume — one
+    /// group draining 100,000 messages — and vector-exact — exact top-10 cosine searches
+    /// over `--vectors` 128-dimensional embeddings, 4 clients).
     #[arg(
         long,
         value_delimiter = ',',
@@ -49,6 +50,9 @@ pub struct SqlBenchArgs {
     /// login: concurrent clients logging in.
     #[arg(long, default_value_t = 4)]
     pub(super) login_clients: usize,
+    /// vector-exact: embeddings in the searched table.
+    #[arg(long, default_value_t = 100_000)]
+    vectors: u64,
 }
 
 pub(super) struct Client {
@@ -422,6 +426,9 @@ async fn measure(args: &SqlBenchArgs) -> anyhow::Result<Vec<Outcome>> {
             }
             "topic-consume" => {
                 out.push(super::topics::consume_rate(&client, run_id, 100_000).await?)
+            }
+            "vector-exact" => {
+                out.extend(super::vector::exact(&client, run_id, args.vectors, 4, duration).await?)
             }
             other => bail!("unknown scenario {other}"),
         }
