@@ -598,6 +598,17 @@ impl HotStore {
         if layout == LAYOUT {
             return Ok(());
         }
+        // A newer build's store: its keys may mean what this build cannot know.
+        if layout > LAYOUT {
+            return Err(Error::Decode {
+                what: "the hot tier's layout",
+                reason: format!(
+                    "layout {layout} was written by a newer build; this build reads layouts up \
+                     to {LAYOUT}: run the newer build, or rebuild the data directory from the \
+                     log with this one (folddb log replay)"
+                ),
+            });
+        }
         let mut batch = WriteBatch::default();
         let mut moved = Vec::new();
         if layout < 2 {

@@ -549,3 +549,25 @@ fn a_data_dir_keeps_stream_rows_apart_and_an_older_layout_is_upgraded() {
     assert_eq!(holding("streams"), 1);
     assert_eq!(holding("rocksdb"), 0);
 }
+
+#[test]
+fn a_store_of_a_newer_layout_is_refused_and_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let newer = (LAYOUT + 1).to_be_bytes().to_vec();
+    {
+        let store = HotStore::open_data_dir(dir.path()).unwrap();
+        let mut batch = HotBatch::default();
+        batch.put(Family::Meta, LAYOUT_KEY, newer.clone());
+        store
+            .replace_all(Some((LogIndex(3), Term(1))), batch)
+            .unwrap();
+    }
+    let e = HotStore::open_data_dir(dir.path()).expect_err("a newer layout");
+    assert!(e.to_string().contains("newer build"), "{e}");
+    // Untouched: the newer build still opens it as it left it.
+    let path = dir.path().join("rocksdb");
+    let families = rocksdb::DB::list_cf(&rocksdb::Options::default(), &path).unwrap();
+    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &path, families).unwrap();
+    let meta = db.cf_handle(Family::Meta.name()).unwrap();
+    assert_eq!(db.get_cf(&meta, LAYOUT_KEY).unwrap(), Some(newer));
+}
