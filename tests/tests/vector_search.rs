@@ -83,8 +83,9 @@ async fn insert(s: &Server, token: &str, table: &str, rows: &[(i64, Vec<f32>)]) 
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn similarity_ranks_rows_as_brute_force_does_hot_and_cold() {
+/// A server with table `app.<name>` of kind `kind` (`id`, `e EMBEDDING(8)`): the data
+/// directory (kept while it runs), the server and a DBA's token.
+async fn with_table(kind: &str, name: &str) -> (tempfile::TempDir, Server, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Server::start(&dir.path().join("data")).await;
     let admin = s.setup_and_login().await;
@@ -92,10 +93,16 @@ async fn similarity_ranks_rows_as_brute_force_does_hot_and_cold() {
         &admin,
         &[
             "CREATE NAMESPACE app",
-            &format!("CREATE SHARED TABLE app.docs (id BIGINT PRIMARY KEY, e EMBEDDING({DIM}))"),
+            &format!("CREATE {kind} TABLE app.{name} (id BIGINT PRIMARY KEY, e EMBEDDING({DIM}))"),
         ],
     )
     .await;
+    (dir, s, admin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn similarity_ranks_rows_as_brute_force_does_hot_and_cold() {
+    let (_dir, s, admin) = with_table("SHARED", "docs").await;
     let table: Vec<(i64, Vec<f32>)> = vectors(7, 300)
         .into_iter()
         .enumerate()
@@ -239,17 +246,7 @@ async fn similarity_ranks_rows_as_brute_force_does_hot_and_cold() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_tables_search_never_returns_another_users_rows() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = Server::start(&dir.path().join("data")).await;
-    let admin = s.setup_and_login().await;
-    s.ok_all(
-        &admin,
-        &[
-            "CREATE NAMESPACE app",
-            &format!("CREATE USER TABLE app.memory (id BIGINT PRIMARY KEY, e EMBEDDING({DIM}))"),
-        ],
-    )
-    .await;
+    let (_dir, s, admin) = with_table("USER", "memory").await;
     let alice = s.user(&admin, "alice", "pw-alice-1", "user").await;
     let bob = s.user(&admin, "bob", "pw-bob-1", "user").await;
     let mine: Vec<(i64, Vec<f32>)> = vectors(1, 40)
