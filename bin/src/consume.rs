@@ -1,9 +1,10 @@
 //! `folddb consume`: a topic's worker from a terminal (a topic stream,
 //! `realtime/PROTOCOL.md` §3). Logs in over HTTP, opens `/v1/ws`, and prints each message of
 //! one partition as a JSON line with its payload decoded. With `--group`, it is one consumer
-//! of the group: it acknowledges each batch once printed (at-least-once: a batch it dies
-//! before printing goes to the group again after the visibility timeout). It grants credit
-//! as it prints, resumes after a dropped connection, and exits cleanly on Ctrl-C.
+//! of the group: it acknowledges what it printed (at-least-once: what it dies before
+//! acknowledging goes to the group again after the visibility timeout). Acknowledgements and
+//! credit go back together at most every 100 ms, within the connection's message rate. It
+//! resumes after a dropped connection, and exits cleanly on Ctrl-C.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -33,9 +34,10 @@ pub struct ConsumeArgs {
     /// messages goes on after them).
     #[arg(long, default_value = "latest")]
     from: String,
-    /// Messages the server may send ahead of what has been printed (credit is granted back
-    /// in steps of half of it).
-    #[arg(long, default_value_t = 100)]
+    /// Messages the server may send ahead of what has been printed (and, with a group, that
+    /// this worker holds claimed): credit is granted back at most every 100 ms, so it also
+    /// bounds the rate, at ten windows a second.
+    #[arg(long, default_value_t = 1000)]
     window: u64,
 }
 
@@ -92,9 +94,31 @@ async fn session(args: &ConsumeArgs, http: &reqwest::Client, base: &str, start: 
         Err(end) => return end,
     };
     let mut ping = tokio::time::interval(Duration::from_secs(5));
+    // Printed and not yet acknowledged (ranges, merged while contiguous), and printed and not
+    // yet granted back: both sent together at most every FLUSH_EVERY, since each message
+    // counts toward the connection's message rate limit (a dropped grant would stall the
+    // stream for good).
+    let mut pending: Vec<(u64, u64)> = Vec::new();
     let mut used = 0u64;
+    let mut flushed = tokio::time::Instant::now();
+    let mut due: Option<tokio::time::Instant> = None;
     loop {
-        let msg = match crate::client::next_message(&mut ws, &mut ping).await {
+        let next = crate::client::next_message(&mut ws, &mut ping);
+        let msg = match due {
+            Some(at) => match tokio::time::timeout_at(at, next).await {
+                Ok(m) => m,
+                Err(_) => {
+                    if let Err(e) = flush(&mut ws, &mut pending, &mut used).await {
+                        return End::Dropped(e);
+                    }
+                    flushed = tokio::time::Instant::now();
+                    due = None;
+                    continue;
+                }
+            },
+            None => next.await,
+        };
+        let msg = match msg {
             Ok(m) => m,
             Err(e) => return End::Dropped(e),
         };
@@ -115,29 +139,23 @@ async fn session(args: &ConsumeArgs, http: &reqwest::Client, base: &str, start: 
                     *start = json!({"Offset": next});
                 }
                 let offsets: Vec<u64> = batch.iter().filter_map(|m| m["offset"].as_u64()).collect();
-                let mut replies = Vec::new();
-                if let (Some(_), Some(first), Some(last)) =
+                if let (Some(_), Some(&first), Some(&last)) =
                     (&args.group, offsets.first(), offsets.last())
                 {
-                    replies.push(json!({"type": "topic_ack", "id": "cli",
-                                        "from_offset": first, "upto_offset": last}));
+                    match pending.last_mut() {
+                        Some(range) if range.1 + 1 == first => range.1 = last,
+                        _ => pending.push((first, last)),
+                    }
                 }
                 used += batch.len() as u64;
-                if used * 2 >= args.window.max(1) {
-                    replies.push(json!({"type": "topic_credit", "id": "cli", "credit": used}));
-                    used = 0;
-                }
-                for r in replies {
-                    if let Err(e) = ws.send(Message::text(r.to_string())).await {
-                        return End::Dropped(e.into());
-                    }
+                if !pending.is_empty() || used * 2 >= args.window.max(1) {
+                    due.get_or_insert(flushed + FLUSH_EVERY);
                 }
             }
             Some("topic_acked") if msg["success"] == false => {
                 eprintln!("consume: an acknowledgement was refused: {msg}");
             }
-            // Past the connection's message rate: that ack or grant was dropped (its
-            // messages go to the group again after the visibility timeout).
+            // Past the connection's message rate: that message was dropped.
             Some("error") if msg["subscription_id"] != "cli" => {
                 eprintln!("consume: {msg}");
             }
@@ -145,4 +163,27 @@ async fn session(args: &ConsumeArgs, http: &reqwest::Client, base: &str, start: 
             _ => {}
         }
     }
+}
+
+/// The shortest time between two sends of acknowledgements and credit.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// Sends the acknowledgements of `pending`, one per range, then the credit `used` gives
+/// back, and forgets both.
+async fn flush(
+    ws: &mut crate::client::Ws,
+    pending: &mut Vec<(u64, u64)>,
+    used: &mut u64,
+) -> anyhow::Result<()> {
+    for (first, last) in pending.drain(..) {
+        let ack = json!({"type": "topic_ack", "id": "cli", "from_offset": first,
+                         "upto_offset": last});
+        ws.send(Message::text(ack.to_string())).await?;
+    }
+    if *used > 0 {
+        let grant = json!({"type": "topic_credit", "id": "cli", "credit": *used});
+        ws.send(Message::text(grant.to_string())).await?;
+        *used = 0;
+    }
+    Ok(())
 }

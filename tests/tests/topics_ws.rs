@@ -367,15 +367,17 @@ async fn bad_topic_streams_are_refused_and_the_connection_carries_on() {
 }
 
 /// `folddb consume`: a worker of a group prints each message with its payload decoded, and
-/// acknowledges what it printed; a second run goes on after it.
+/// acknowledges what it printed, within the connection's message rate even when messages
+/// come one at a time; a second run goes on after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn folddb_consume_prints_messages_and_acknowledges_them() {
-    let (_dir, s, admin) = with_feed(&[], 1).await;
+    let (dir, s, admin) = with_feed(&[], 1).await;
     insert(&s, &admin, 0..3).await;
-    let worker = |from: &str| {
+    let errors = dir.path().join("consume.err");
+    let worker = |from: &str, window: &str| {
         let mut child = std::process::Command::new(folddb_tests::folddb_bin())
             .args(["consume", "--url", &s.url(""), "--topic", "app.feed"])
-            .args(["--group", "workers", "--from", from, "--window", "4"])
+            .args(["--group", "workers", "--from", from, "--window", window])
             .args([
                 "--user",
                 folddb_tests::DBA.0,
@@ -383,13 +385,28 @@ async fn folddb_consume_prints_messages_and_acknowledges_them() {
                 folddb_tests::DBA.1,
             ])
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&errors).expect("stderr file"))
             .spawn()
             .expect("folddb consume starts");
         let lines = folddb_tests::JsonLines::of(&mut child);
         (child, lines)
     };
-    let (mut child, lines) = worker("earliest");
+    let acked = "SELECT last_acked_offset FROM system.topic_offsets WHERE group_id = 'workers'";
+    let acked_to = |offset: u64| {
+        let (s, admin) = (&s, &admin);
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while folddb_tests::rows(&s.ok(admin, acked).await) != vec![json!([offset.to_string()])]
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{offset} not acknowledged"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let (mut child, lines) = worker("earliest", "4");
     let line = |lines: &folddb_tests::JsonLines| lines.next(Duration::from_secs(30));
     for i in 0..3 {
         let m = line(&lines);
@@ -403,18 +420,23 @@ async fn folddb_consume_prints_messages_and_acknowledges_them() {
         assert_eq!(line(&lines)["offset"], i);
     }
     // What it printed is acknowledged.
-    let acked = "SELECT last_acked_offset FROM system.topic_offsets WHERE group_id = 'workers'";
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while folddb_tests::rows(&s.ok(&admin, acked).await) != vec![json!(["9"])] {
-        assert!(std::time::Instant::now() < deadline, "not acknowledged");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    acked_to(9).await;
     child.kill().expect("kill");
     let _ = child.wait();
-    // The next worker of the group goes on after it, whatever --from says.
+    // The next worker of the group goes on after it, whatever --from says; messages that
+    // come one at a time are acknowledged together, never past the message rate limit.
     insert(&s, &admin, 10..11).await;
-    let (mut child, lines) = worker("earliest");
+    let (mut child, lines) = worker("earliest", "100");
     assert_eq!(line(&lines)["offset"], 10);
+    for i in 11..161 {
+        insert(&s, &admin, i..i + 1).await;
+    }
+    for i in 11..161 {
+        assert_eq!(line(&lines)["offset"], i);
+    }
+    acked_to(160).await;
     child.kill().expect("kill");
     let _ = child.wait();
+    let stderr = std::fs::read_to_string(&errors).expect("stderr");
+    assert!(!stderr.contains("RATE_LIMIT"), "{stderr}");
 }
