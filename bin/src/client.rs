@@ -146,3 +146,19 @@ pub async fn open_with(
         .map_err(|e| End::Dropped(e.into()))?;
     Ok(ws)
 }
+
+/// Runs a client command on a runtime of its own until it ends, or until Ctrl-C (a clean
+/// exit).
+pub fn until_ctrl_c(
+    command: impl std::future::Future<Output = anyhow::Result<std::process::ExitCode>>,
+) -> anyhow::Result<std::process::ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        tokio::select! {
+            r = command => r,
+            _ = tokio::signal::ctrl_c() => Ok(std::process::ExitCode::SUCCESS),
+        }
+    })
+}

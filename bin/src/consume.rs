@@ -42,15 +42,7 @@ pub struct ConsumeArgs {
 }
 
 pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        tokio::select! {
-            r = follow(&args) => r,
-            _ = tokio::signal::ctrl_c() => Ok(ExitCode::SUCCESS),
-        }
-    })
+    crate::client::until_ctrl_c(follow(&args))
 }
 
 async fn follow(args: &ConsumeArgs) -> anyhow::Result<ExitCode> {
