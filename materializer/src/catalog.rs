@@ -523,6 +523,50 @@ pub struct AuditEntry {
     pub subject: Option<String>,
 }
 
+/// How a vector index ranks rows (API.md 3.3, `USING COSINE|L2|DOT`): by cosine distance,
+/// by Euclidean distance, or by inner product (largest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum VectorMetric {
+    Cosine,
+    L2,
+    Dot,
+}
+
+impl VectorMetric {
+    /// The name in `USING …`, `DESCRIBE` and `system.tables`.
+    pub fn name(self) -> &'static str {
+        match self {
+            VectorMetric::Cosine => "COSINE",
+            VectorMetric::L2 => "L2",
+            VectorMetric::Dot => "DOT",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<VectorMetric> {
+        match s.to_ascii_uppercase().as_str() {
+            "COSINE" => Some(VectorMetric::Cosine),
+            "L2" | "EUCLIDEAN" => Some(VectorMetric::L2),
+            "DOT" | "IP" | "INNER_PRODUCT" => Some(VectorMetric::Dot),
+            _ => None,
+        }
+    }
+}
+
+/// A vector index on one EMBEDDING column of a USER or SHARED table
+/// (`ALTER TABLE … CREATE VECTOR INDEX`). The index itself is not stored: every node builds
+/// it from the table's rows and keeps it up to date from the change journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VectorIndexDef {
+    pub table: TableId,
+    /// The column's id (a rename keeps the index).
+    pub column: u32,
+    pub metric: VectorMetric,
+    pub created_at_ms: u64,
+    /// The log index of the entry that created it: an index dropped and created again is
+    /// another index.
+    pub created_index: u64,
+}
+
 // Catalog keys: a two-byte kind tag, then the parts separated by 0x00 (names never hold NUL:
 // identifiers are validated ASCII).
 const NAMESPACE: &[u8] = b"n\0";
@@ -535,6 +579,38 @@ const STORAGE: &[u8] = b"s\0";
 const MANIFEST: &[u8] = b"c\0";
 const FLUSHED: &[u8] = b"f\0";
 const DROPPED_DIR: &[u8] = b"d\0";
+const VECTOR_INDEX: &[u8] = b"v\0";
+
+/// The key of the vector index on column `column` of `table`.
+pub(crate) fn vector_index_key(table: TableId, column: u32) -> Vec<u8> {
+    [
+        VECTOR_INDEX,
+        &table.0.to_be_bytes()[..],
+        &column.to_be_bytes()[..],
+    ]
+    .concat()
+}
+
+pub(crate) fn vector_index_prefix(table: TableId) -> Vec<u8> {
+    [VECTOR_INDEX, &table.0.to_be_bytes()[..]].concat()
+}
+
+/// The vector indexes of `table`, by column id.
+pub fn vector_indexes(state: &dyn StateRead, table: TableId) -> Result<Vec<VectorIndexDef>> {
+    decode_all(
+        state.scan_prefix(Family::Catalog, &vector_index_prefix(table))?,
+        "a vector index",
+    )
+}
+
+/// The vector index on column `column` of `table`, if there is one.
+pub fn vector_index(
+    state: &dyn StateRead,
+    table: TableId,
+    column: u32,
+) -> Result<Option<VectorIndexDef>> {
+    get_decoded(state, &vector_index_key(table, column), "a vector index")
+}
 
 /// The key of a table scope's cold-tier manifest (`materializer/FORMAT.md`, "Cold tier").
 pub fn manifest_key(table: TableId, scope: &str) -> Vec<u8> {

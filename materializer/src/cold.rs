@@ -90,6 +90,9 @@ pub enum JobKind {
     Flush,
     Compact,
     StreamEviction,
+    /// A node building a table scope's vector index (never in the log: each node builds its
+    /// own).
+    VectorIndex,
 }
 
 impl JobKind {
@@ -98,15 +101,17 @@ impl JobKind {
             JobKind::Flush => "flush",
             JobKind::Compact => "compact",
             JobKind::StreamEviction => "stream_eviction",
+            JobKind::VectorIndex => "vector_index",
         }
     }
 
-    /// The job id prefix (`FL-…`, `CO-…`, `SE-…`).
+    /// The job id prefix (`FL-…`, `CO-…`, `SE-…`, `VI-…`).
     pub fn prefix(self) -> &'static str {
         match self {
             JobKind::Flush => "FL",
             JobKind::Compact => "CO",
             JobKind::StreamEviction => "SE",
+            JobKind::VectorIndex => "VI",
         }
     }
 }

@@ -21,6 +21,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A vector index could not be built or searched (never the client's input).
+    #[error("vector index: {0}")]
+    VectorIndex(String),
+
     #[error("cannot decode {what}: {reason}")]
     Decode { what: &'static str, reason: String },
 

@@ -279,6 +279,20 @@ pub enum Op {
         seconds: Option<u64>,
         max_bytes: Option<u64>,
     },
+    /// `ALTER TABLE … CREATE [VECTOR] INDEX column USING metric`: the column must be an
+    /// EMBEDDING of a USER or SHARED table with no index yet.
+    CreateVectorIndex {
+        namespace: String,
+        table: String,
+        column: String,
+        metric: crate::catalog::VectorMetric,
+    },
+    /// `ALTER TABLE … DROP [VECTOR] INDEX column`.
+    DropVectorIndex {
+        namespace: String,
+        table: String,
+        column: String,
+    },
 }
 
 impl Command {

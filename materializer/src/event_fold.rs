@@ -31,6 +31,9 @@ use jobs::{Trim, commit_compact, commit_flush, evict_stream, legacy_job, trim_ho
 #[path = "event_fold_topics.rs"]
 mod topic_ops;
 use topic_ops::topic_op;
+#[path = "event_fold_vector.rs"]
+mod vector_ops;
+use vector_ops::{drop_stale_indexes, vector_index_op};
 
 /// Meta key: the last `_seq` assigned (i64 BE), written with the entry that assigned it.
 pub(crate) const LAST_SEQ_KEY: &[u8] = b"last_seq";
@@ -500,6 +503,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
             def.created_at_ms = current.created_at_ms;
             def.updated_at_ms = ctx.stamp_ms;
             put_table(ctx, &def);
+            drop_stale_indexes(ctx, def.id, Some(&def))?;
             if def.kind != TableKind::Stream {
                 ctx.batch
                     .put(Family::Meta, crate::row::counted_key(def.id), [1]);
@@ -682,6 +686,7 @@ fn apply_op(ctx: &mut Ctx<'_>, op: &Op) -> Result<OpResult, OpError> {
         | Op::SettleTopic { .. }
         | Op::TrimTopic { .. }
         | Op::SetTopicRetention { .. } => topic_op(ctx, op),
+        Op::CreateVectorIndex { .. } | Op::DropVectorIndex { .. } => vector_index_op(ctx, op),
         Op::CreateStorage {
             storage,
             if_not_exists,
@@ -903,6 +908,7 @@ fn put_table(ctx: &mut Ctx<'_>, def: &TableDef) {
 }
 
 fn drop_table(ctx: &mut Ctx<'_>, def: &TableDef) -> Result<(), OpError> {
+    drop_stale_indexes(ctx, def.id, None)?;
     // The files go after the outcome, outside apply (the engine removes the table's
     // directory); the manifests go with the table. On a directory of each node, a record
     // of the directory tells every member to remove its own copy's files.

@@ -312,6 +312,23 @@ fn every_op() -> Vec<(u8, Op)> {
                 max_bytes: Some(1 << 20),
             },
         ),
+        (
+            34,
+            Op::CreateVectorIndex {
+                namespace: "app".into(),
+                table: "docs".into(),
+                column: "e".into(),
+                metric: crate::catalog::VectorMetric::Cosine,
+            },
+        ),
+        (
+            35,
+            Op::DropVectorIndex {
+                namespace: "app".into(),
+                table: "docs".into(),
+                column: "e".into(),
+            },
+        ),
     ]
 }
 
@@ -569,4 +586,22 @@ fn a_row_versions_head_reads_without_its_cells() {
         crate::RowVersion::head_of(&[9, 1]).is_err(),
         "another codec version"
     );
+}
+
+/// `ALTER TABLE app.docs CREATE VECTOR INDEX e USING L2`, byte for byte. Read as: codec
+/// version 1, variant 34 (CreateVectorIndex): namespace "app", table "docs", column "e",
+/// metric variant 1 (L2).
+const GOLDEN_VECTOR_INDEX: &str = "01220361707004646f6373016501";
+
+#[test]
+fn a_vector_index_encodes_to_its_golden_bytes() {
+    let op = Op::CreateVectorIndex {
+        namespace: "app".into(),
+        table: "docs".into(),
+        column: "e".into(),
+        metric: crate::catalog::VectorMetric::L2,
+    };
+    let bytes = codec::encode(&op);
+    assert_eq!(hex(&bytes), GOLDEN_VECTOR_INDEX);
+    assert_eq!(codec::decode::<Op>(&bytes, "an op").expect("decodes"), op);
 }

@@ -78,6 +78,15 @@ impl Change {
         }
     }
 
+    /// Its place among its table scope's changes: `(_seq, 0)` for a change that writes a
+    /// version, `(the last _seq before it, 1 + ordinal)` for a physical delete.
+    pub fn scope_position(&self) -> (i64, u32) {
+        match self.new {
+            Some(_) => (self.seq, 0),
+            None => (self.seq, self.ordinal.saturating_add(1)),
+        }
+    }
+
     /// When the change was written: the time its `_seq` encodes (milliseconds since the Unix
     /// epoch).
     pub fn unix_ms(&self) -> u64 {
@@ -156,6 +165,25 @@ pub(crate) fn catalog_change(op: &crate::Op) -> Option<(&'static str, String, Op
         Op::CreateStorage { storage, .. } => ("create_storage", storage.id.clone(), None),
         Op::AlterStorage { storage } => ("alter_storage", storage.id.clone(), None),
         Op::DropStorage { id, .. } => ("drop_storage", id.clone(), None),
+        Op::CreateVectorIndex {
+            namespace,
+            table,
+            column,
+            metric,
+        } => (
+            "create_vector_index",
+            format!("{namespace}.{table}"),
+            Some(format!("{column} USING {}", metric.name())),
+        ),
+        Op::DropVectorIndex {
+            namespace,
+            table,
+            column,
+        } => (
+            "drop_vector_index",
+            format!("{namespace}.{table}"),
+            Some(column.clone()),
+        ),
         _ => return None,
     })
 }
@@ -376,8 +404,20 @@ pub fn after_seq(
     after: i64,
     limit: usize,
 ) -> Result<Vec<Change>> {
+    after_position(store, table, scope, (after, 0), limit)
+}
+
+/// Up to `limit` changes of `table`'s `scope` after the change at `position` (what
+/// [`Change::scope_position`] gives; `(s, 0)`: after `_seq` `s`), in log order.
+pub fn after_position(
+    store: &HotStore,
+    table: TableId,
+    scope: &str,
+    position: (i64, u32),
+    limit: usize,
+) -> Result<Vec<Change>> {
     let prefix = scope_prefix(table, scope);
-    let start = scope_key(table, scope, after, 1);
+    let start = scope_key(table, scope, position.0, position.1.saturating_add(1));
     let mut out = Vec::new();
     for (_, at) in store.scan_range(Family::Journal, &start, &prefix, limit)? {
         // A pointer without its change is a damaged store, not an empty answer.

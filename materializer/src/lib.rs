@@ -38,10 +38,12 @@ pub mod seq;
 mod test_support;
 pub mod topics;
 pub mod value;
+pub mod vector_index;
 
 pub use catalog::{
     AccessLevel, AuditEntry, ColumnDef, DefaultExpr, LOCAL_STORAGE, NamespaceDef, Role, StateRead,
-    StorageDef, StorageKind, TableDef, TableId, TableKind, TableOptions, UserDef,
+    StorageDef, StorageKind, TableDef, TableId, TableKind, TableOptions, UserDef, VectorIndexDef,
+    VectorMetric,
 };
 pub use cold::{ColdTier, JobKind, JobRecord};
 pub use error::{Error, Result};

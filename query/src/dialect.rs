@@ -306,6 +306,13 @@ pub enum AlterChange {
         to: String,
     },
     SetAccessLevel(String),
+    /// `CREATE [VECTOR] INDEX column [USING COSINE|L2|DOT]` (COSINE when not given).
+    CreateIndex {
+        column: String,
+        metric: folddb_materializer::VectorMetric,
+    },
+    /// `DROP [VECTOR] INDEX column`.
+    DropIndex(String),
 }
 
 /// Why a statement was refused by the dialect: the `INVALID_SQL` message.
@@ -1098,7 +1105,28 @@ fn parse_alter(c: &mut Cursor) -> Result<AlterChange, ParseError> {
         let spec = parse_column(c)?;
         return Ok(AlterChange::AddColumn(spec));
     }
+    if c.keyword("create") {
+        c.keyword("vector");
+        c.expect("index")?;
+        let column = c.ident()?;
+        let metric = if c.keyword("using") {
+            let name = c.ident()?;
+            folddb_materializer::VectorMetric::parse(&name).ok_or_else(|| {
+                format!("Unknown vector index metric {name}: use COSINE, L2 or DOT")
+            })?
+        } else {
+            folddb_materializer::VectorMetric::Cosine
+        };
+        return Ok(AlterChange::CreateIndex { column, metric });
+    }
     if c.keyword("drop") {
+        if c.keyword("vector") {
+            c.expect("index")?;
+            return Ok(AlterChange::DropIndex(c.ident()?));
+        }
+        if c.keyword("index") {
+            return Ok(AlterChange::DropIndex(c.ident()?));
+        }
         c.keyword("column");
         return Ok(AlterChange::DropColumn(c.ident()?));
     }

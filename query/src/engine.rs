@@ -127,6 +127,8 @@ pub struct Engine {
     executor: Option<tokio::runtime::Handle>,
     /// How long a consumer of a topic's group holds what it was sent (API.md 4.5).
     topic_visibility_ms: u64,
+    /// The vector indexes this node built (each build a `VI-…` job).
+    vectors: Arc<folddb_materializer::vector_index::VectorIndexes>,
 }
 
 /// A FLUSH_POLICY: flush once this many row versions are pending, or once this many
@@ -265,6 +267,7 @@ impl Engine {
         let mut base = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
+            .with_optimizer_rule(Arc::new(crate::vector_plan::NearestRule))
             .build();
         if let Err(e) = datafusion_functions_json::register_all(&mut base) {
             tracing::warn!(error = %e, "JSON functions are unavailable");
@@ -280,6 +283,10 @@ impl Engine {
                 tracing::warn!(error = %e, "a SQL function is unavailable");
             }
         }
+        let jobs: Arc<crate::jobs::Jobs> = Arc::default();
+        let vectors = Arc::new(folddb_materializer::vector_index::VectorIndexes::new(Some(
+            jobs.clone(),
+        )));
         Engine {
             store,
             proposer,
@@ -292,7 +299,8 @@ impl Engine {
             clock_skew_ms: 0,
             cold: None,
             fold: EventFold::default(),
-            jobs: Arc::default(),
+            jobs,
+            vectors,
             cold_jobs: Arc::default(),
             default_flush_policy: None,
             cold_in_cluster: None,
@@ -417,7 +425,9 @@ impl Engine {
 
     /// The committed state, hot and cold.
     pub(crate) fn committed(&self) -> View {
-        View::committed(self.store.clone()).with_cold(self.cold.clone())
+        View::committed(self.store.clone())
+            .with_cold(self.cold.clone())
+            .with_vectors(self.vectors.clone())
     }
 
     /// The node's live queries, for `system.live` and `KILL LIVE QUERY`.

@@ -351,6 +351,11 @@ pub(super) fn plan_alter(mut def: TableDef, change: &AlterChange) -> StmtResult<
             def.options.access_level = Some(l);
             format!("set access level {}", l.name())
         }
+        AlterChange::CreateIndex { .. } | AlterChange::DropIndex(_) => {
+            return Err(Error::Internal(
+                "a vector index change is not a schema change".into(),
+            ));
+        }
     };
     Ok(def)
 }
@@ -477,9 +482,41 @@ impl Engine {
     ) -> StmtResult<Out> {
         let current = self.table(namespace, table)?;
         alter_allowed(caller, &current)?;
+        let qualified = current.qualified_name();
+        let (namespace, name) = (current.namespace.clone(), current.name.clone());
+        match change {
+            AlterChange::CreateIndex { column, metric } => {
+                let op = Op::CreateVectorIndex {
+                    namespace,
+                    table: name,
+                    column: column.clone(),
+                    metric: *metric,
+                };
+                self.propose(&caller.user, vec![op]).await?;
+                return msg(
+                    caller,
+                    format!(
+                        "Vector index on {qualified}.{column} created (USING {})",
+                        metric.name()
+                    ),
+                );
+            }
+            AlterChange::DropIndex(column) => {
+                let op = Op::DropVectorIndex {
+                    namespace,
+                    table: name,
+                    column: column.clone(),
+                };
+                self.propose(&caller.user, vec![op]).await?;
+                return msg(
+                    caller,
+                    format!("Vector index on {qualified}.{column} dropped"),
+                );
+            }
+            _ => {}
+        }
         let expected = current.schema_version;
         let def = plan_alter(current, change)?;
-        let qualified = def.qualified_name();
         let what = def.change.clone();
         let mut ops = vec![Op::AlterTable {
             table: def,

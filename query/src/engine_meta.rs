@@ -58,7 +58,7 @@ impl Engine {
         let rows = if history {
             system::history(&self.store, &def)?
         } else {
-            system::describe(&def)
+            system::describe(&def, &catalog::vector_indexes(self.store.as_ref(), def.id)?)
         };
         Ok(Out::Result(table_result(caller, &rows)?))
     }

@@ -169,6 +169,23 @@ impl Jobs {
     }
 }
 
+/// Index builds are jobs of this node (`VI-…`), from start to end.
+impl folddb_materializer::vector_index::BuildObserver for Jobs {
+    fn started(&self, target: &str) -> String {
+        match self.queue(JobKind::VectorIndex, target) {
+            Some(id) => {
+                self.start(&id);
+                id
+            }
+            None => String::new(),
+        }
+    }
+
+    fn finished(&self, token: &str, result: Result<String, String>) {
+        self.finish(token, result);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

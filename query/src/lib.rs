@@ -40,6 +40,8 @@ pub mod storage;
 pub mod system;
 mod system_views;
 pub mod vector;
+pub mod vector_exec;
+pub mod vector_plan;
 pub mod vector_search;
 
 pub use engine::{

@@ -31,7 +31,9 @@ use crate::convert::arrow_to_value;
 pub use crate::convert::{rows_batch, table_schema};
 use crate::scan_exec::{RowFilter, ScanExec, ScanRequest};
 use crate::system;
+use folddb_materializer::VectorIndexDef;
 use folddb_materializer::cold::ColdStore;
+use folddb_materializer::vector_index::VectorIndexes;
 
 /// Who is asking: reads of USER and STREAM tables are scoped to `user`.
 #[derive(Debug, Clone)]
@@ -47,6 +49,8 @@ pub struct View {
     store: Arc<HotStore>,
     cold: Option<Arc<ColdStore>>,
     overlay: Option<Arc<HotBatch>>,
+    /// The node's vector indexes, which answer nearest-row queries of the committed state.
+    vectors: Option<Arc<VectorIndexes>>,
 }
 
 impl View {
@@ -56,6 +60,7 @@ impl View {
             store,
             cold: None,
             overlay: None,
+            vectors: None,
         }
     }
 
@@ -65,6 +70,7 @@ impl View {
             store,
             cold: None,
             overlay: Some(writes),
+            vectors: None,
         }
     }
 
@@ -74,12 +80,23 @@ impl View {
         self
     }
 
+    /// The same view, with the node's vector indexes (used only without a transaction's
+    /// writes: an index holds committed rows).
+    pub fn with_vectors(mut self, vectors: Arc<VectorIndexes>) -> View {
+        self.vectors = Some(vectors);
+        self
+    }
+
     pub fn store(&self) -> &Arc<HotStore> {
         &self.store
     }
 
     pub fn cold(&self) -> Option<&Arc<ColdStore>> {
         self.cold.as_ref()
+    }
+
+    pub fn vectors(&self) -> Option<&Arc<VectorIndexes>> {
+        self.vectors.as_ref()
     }
 }
 
@@ -118,15 +135,27 @@ fn df_err(e: impl std::fmt::Display) -> DataFusionError {
     DataFusionError::Execution(e.to_string())
 }
 
+/// A query's "the `k` rows whose `column` is nearest to `query`", which the column's vector
+/// index answers ([`crate::vector_plan`]).
+#[derive(Debug, Clone)]
+pub struct Nearest {
+    pub index: VectorIndexDef,
+    pub column: String,
+    pub query: Vec<f32>,
+    pub k: usize,
+}
+
 /// The hot rows of one table as one owner sees them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct HotTable {
-    view: View,
+    pub(crate) view: View,
     def: TableDef,
     scope: String,
     schema: SchemaRef,
     /// STREAM tables: versions with a `_seq` below this are past their TTL and hidden.
     min_seq: Option<i64>,
+    /// Set when the plan asks for the rows nearest to a vector ([`Nearest`]).
+    nearest: Option<Nearest>,
 }
 
 impl HotTable {
@@ -148,7 +177,32 @@ impl HotTable {
             def,
             scope,
             min_seq,
+            nearest: None,
         }
+    }
+
+    /// The vector index on `column`, when this read can use one: the committed state (no
+    /// transaction's writes) of a node with vector indexes.
+    pub fn vector_index(&self, column: &str) -> Option<VectorIndexDef> {
+        if self.view.overlay.is_some() || self.view.vectors.is_none() {
+            return None;
+        }
+        let col = self.def.column(column)?;
+        catalog::vector_index(&self.view, self.def.id, col.id)
+            .ok()
+            .flatten()
+    }
+
+    /// The same table, read for the rows nearest to a vector.
+    pub fn with_nearest(&self, nearest: Nearest) -> HotTable {
+        HotTable {
+            nearest: Some(nearest),
+            ..self.clone()
+        }
+    }
+
+    pub fn nearest(&self) -> Option<&Nearest> {
+        self.nearest.as_ref()
     }
 
     /// The primary-key values an equality or IN filter pins, if any.
@@ -260,12 +314,12 @@ impl HotTable {
 
     /// Whether `row` is shown: tombstones only when asked for, STREAM rows only within
     /// their TTL.
-    fn shows(&self, row: &RowVersion, show_deleted: bool) -> bool {
+    pub(crate) fn shows(&self, row: &RowVersion, show_deleted: bool) -> bool {
         (show_deleted || !row.deleted) && self.min_seq.is_none_or(|min| row.seq >= min)
     }
 
     /// The cold tier under this table (never for STREAM tables).
-    fn cold(&self) -> Option<&Arc<ColdStore>> {
+    pub(crate) fn cold(&self) -> Option<&Arc<ColdStore>> {
         self.view
             .cold()
             .filter(|_| self.def.kind != TableKind::Stream)
@@ -285,7 +339,7 @@ impl HotTable {
     }
 
     /// The newest version of the row with primary key `pk`: hot, else cold.
-    fn version_of(&self, pk: &Value) -> DfResult<Option<RowVersion>> {
+    pub(crate) fn version_of(&self, pk: &Value) -> DfResult<Option<RowVersion>> {
         let key = row_key(self.def.id, &self.scope, pk);
         if let Some(bytes) = self.view.get(self.def.family(), &key).map_err(df_err)? {
             return codec::decode(&bytes, "a row version")
@@ -303,7 +357,7 @@ impl HotTable {
     /// The plan that reads the visible rows, projected: a few rows read now when the
     /// filters pin primary keys, else a [`ScanExec`] streaming the scope's hot and cold rows
     /// in key order.
-    fn plan(
+    pub(crate) fn plan(
         &self,
         filters: &[Expr],
         limit: Option<usize>,
@@ -398,7 +452,7 @@ impl HotTable {
     }
 
     /// The rows as one record batch in the table's schema.
-    fn batch(&self, rows: &[RowVersion]) -> DfResult<RecordBatch> {
+    pub(crate) fn batch(&self, rows: &[RowVersion]) -> DfResult<RecordBatch> {
         Ok(rows_batch(&self.def, &self.schema, rows)?)
     }
 }
@@ -537,6 +591,22 @@ impl TableProvider for HotTable {
                 })
             }
         };
+        let show_deleted = filters
+            .iter()
+            .any(|f| f.column_refs().iter().any(|c| c.name == "_deleted"));
+        if let Some(nearest) = &self.nearest
+            && !show_deleted
+            && filters.iter().all(evaluable)
+        {
+            return Ok(Arc::new(crate::vector_exec::NearestExec::new(
+                self.clone(),
+                nearest.clone(),
+                filters.to_vec(),
+                projection.to_vec(),
+                filter,
+                Arc::new(self.schema.project(projection)?),
+            )));
+        }
         self.plan(filters, limit, projection, partitions, filter)
     }
 }

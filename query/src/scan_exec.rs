@@ -61,7 +61,7 @@ type Batches = tokio::sync::mpsc::Receiver<DfResult<RecordBatch>>;
 
 /// The query's filters a scan applies to each row itself (all it can evaluate), so that a
 /// `LIMIT` reaches it and the rows it drops never leave its threads.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RowFilter {
     /// The conjunction of the filters, on the columns `read`.
     pub predicate: Arc<dyn PhysicalExpr>,

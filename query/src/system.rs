@@ -104,8 +104,9 @@ pub fn namespaces(store: &HotStore) -> Res<Rows> {
     Ok(out)
 }
 
-/// DESCRIBE TABLE: one row per column (API.md 3.3).
-pub fn describe(def: &TableDef) -> Rows {
+/// DESCRIBE TABLE: one row per column (API.md 3.3). DESCRIBE: the columns of `def`'s current version; a column with a vector index (among
+/// `indexes`) says so in its comment (`vector index USING COSINE`).
+pub fn describe(def: &TableDef, indexes: &[folddb_materializer::VectorIndexDef]) -> Rows {
     let mut out = Rows::new(&[
         ("column_name", DataType::Text),
         ("ordinal_position", DataType::Int),
@@ -126,7 +127,12 @@ pub fn describe(def: &TableDef) -> Rows {
             Value::Boolean(c.nullable),
             Value::Boolean(def.primary_key == Some(c.id)),
             c.default.as_ref().map_or(Value::Null, |d| text(d.sql())),
-            Value::Null,
+            indexes
+                .iter()
+                .find(|i| i.column == c.id)
+                .map_or(Value::Null, |i| {
+                    text(format!("vector index USING {}", i.metric.name()))
+                }),
             Value::Int(def.schema_version as i32),
         ]);
     }

@@ -113,13 +113,27 @@ pub const TABLES: Cols = &[
 pub fn tables(store: &HotStore) -> Res<Rows> {
     let mut out = Rows::new(TABLES);
     for t in catalog::tables(store, None)? {
+        // The table's options, and its vector indexes: `{"column": "COSINE", …}`.
+        let mut options: serde_json::Value =
+            serde_json::from_str(&options_json(&t)).unwrap_or_default();
+        let indexes: serde_json::Map<String, serde_json::Value> =
+            catalog::vector_indexes(store, t.id)?
+                .into_iter()
+                .filter_map(|i| {
+                    let column = t.column_by_id(i.column)?;
+                    Some((column.name.clone(), json!(i.metric.name())))
+                })
+                .collect();
+        if let Some(o) = options.as_object_mut() {
+            o.insert("vector_indexes".into(), serde_json::Value::Object(indexes));
+        }
         out.rows.push(vec![
             text(&t.namespace),
             text(&t.name),
             text(t.kind.name()),
             text(&t.options.storage_id),
             Value::BigInt(i64::from(t.schema_version)),
-            text(options_json(&t)),
+            text(options.to_string()),
             Value::Null,
             ms_to_ts(t.updated_at_ms),
             ms_to_ts(t.created_at_ms),

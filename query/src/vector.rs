@@ -241,6 +241,11 @@ fn side<'a>(name: &str, arg: &'a ColumnarValue) -> DfResult<Side<'a>> {
     }
 }
 
+/// The metric `f` computes, when it is one of these functions.
+pub fn metric_of(f: &ScalarUDF) -> Option<Metric> {
+    f.inner().downcast_ref::<Distance>().map(|d| d.metric)
+}
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Distance {
     metric: Metric,

@@ -261,6 +261,12 @@ async fn a_user_tables_search_never_returns_another_users_rows() {
         .collect();
     insert(&s, &alice, "app.memory", &mine).await;
     insert(&s, &bob, "app.memory", &theirs).await;
+    // Each user's rows have their own index.
+    s.ok(
+        &admin,
+        "ALTER TABLE app.memory CREATE VECTOR INDEX e USING COSINE",
+    )
+    .await;
     let alice_ids: BTreeSet<i64> = mine.iter().map(|r| r.0).collect();
     // Queries right on top of bob's vectors still find only alice's rows.
     for (_, q) in theirs.iter().take(10) {
@@ -282,4 +288,284 @@ async fn a_user_tables_search_never_returns_another_users_rows() {
             assert!(alice_ids.contains(id), "alice was shown row {id}");
         }
     }
+}
+
+/// The whole answer of a statement as text (EXPLAIN's plan lines among it).
+async fn explain(s: &Server, token: &str, sql: &str) -> String {
+    s.ok(token, &format!("EXPLAIN {sql}")).await.to_string()
+}
+
+/// The ids of the `k` rows nearest to `q` by cosine distance, over `where_` and in order.
+async fn ranked(s: &Server, token: &str, q: &[f32], where_: &str, k: usize) -> Vec<i64> {
+    let sql = format!(
+        "SELECT id FROM app.docs {where_} ORDER BY COSINE_DISTANCE(e, '{}') LIMIT {k}",
+        literal(q)
+    );
+    ids(&s.ok(token, &sql).await)
+}
+
+fn overlap(a: &[i64], b: &[i64]) -> usize {
+    a.iter().filter(|x| b.contains(x)).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vector_index_answers_nearest_queries_and_follows_every_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let s = Server::start(&data).await;
+    let admin = s.setup_and_login().await;
+    s.ok_all(
+        &admin,
+        &[
+            "CREATE NAMESPACE app",
+            &format!(
+                "CREATE SHARED TABLE app.docs (id BIGINT PRIMARY KEY, e EMBEDDING({DIM}), tag TEXT)"
+            ),
+        ],
+    )
+    .await;
+    let table: Vec<(i64, Vec<f32>)> = vectors(11, 2000)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (i as i64, v))
+        .collect();
+    let rare = |id: i64| id % 20 == 0;
+    for (n, chunk) in table.chunks(250).enumerate() {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|(id, v)| {
+                let tag = if rare(*id) { "rare" } else { "common" };
+                format!("({id}, '{}', '{tag}')", literal(v))
+            })
+            .collect();
+        s.ok(
+            &admin,
+            &format!(
+                "INSERT INTO app.docs (id, e, tag) VALUES {}",
+                values.join(", ")
+            ),
+        )
+        .await;
+        if n == 3 {
+            // Half the rows go to Parquet.
+            s.run_job(&admin, "STORAGE FLUSH TABLE app.docs").await;
+        }
+    }
+
+    // Index statements that are wrong: a clear error each, and no index.
+    for (sql, needle) in [
+        (
+            "ALTER TABLE app.docs CREATE VECTOR INDEX tag USING COSINE",
+            "not an EMBEDDING",
+        ),
+        (
+            "ALTER TABLE app.docs CREATE VECTOR INDEX nope",
+            "does not exist",
+        ),
+        (
+            "ALTER TABLE app.docs CREATE VECTOR INDEX e USING HAMMING",
+            "COSINE, L2 or DOT",
+        ),
+        (
+            "ALTER TABLE app.docs DROP VECTOR INDEX e",
+            "no vector index",
+        ),
+    ] {
+        let (status, body) = s.sql(&admin, sql).await;
+        assert!((400..500).contains(&status), "{sql}: {status} {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{sql}: {message}");
+    }
+    let q0 = vectors(500, 1).remove(0);
+    let by_cosine = format!(
+        "SELECT id FROM app.docs ORDER BY COSINE_DISTANCE(e, '{}') LIMIT 10",
+        literal(&q0)
+    );
+    assert!(
+        !explain(&s, &admin, &by_cosine)
+            .await
+            .contains("VectorIndexScan")
+    );
+
+    let created = s
+        .ok(&admin, "ALTER TABLE app.docs CREATE INDEX e USING COSINE")
+        .await;
+    assert!(created.to_string().contains("Vector index"), "{created}");
+    let (status, body) = s
+        .sql(&admin, "ALTER TABLE app.docs CREATE VECTOR INDEX e")
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.to_string().contains("already has a vector index"),
+        "{body}"
+    );
+    // EXPLAIN shows which plan answers: the index for cosine, an exact scan for L2.
+    assert!(
+        explain(&s, &admin, &by_cosine)
+            .await
+            .contains("VectorIndexScan")
+    );
+    let by_l2 = by_cosine.replace("COSINE_DISTANCE", "L2_DISTANCE");
+    assert!(
+        !explain(&s, &admin, &by_l2)
+            .await
+            .contains("VectorIndexScan")
+    );
+    let described = s.ok(&admin, "DESCRIBE TABLE app.docs").await.to_string();
+    assert!(
+        described.contains("vector index USING COSINE"),
+        "{described}"
+    );
+    let listed = s
+        .ok(
+            &admin,
+            "SELECT options FROM system.tables WHERE table_name = 'docs'",
+        )
+        .await
+        .to_string();
+    assert!(
+        listed.contains(r#"\"vector_indexes\":{\"e\":\"COSINE\"}"#),
+        "{listed}"
+    );
+
+    // Recall against brute force, without and with a filter.
+    let (mut found, mut found_rare) = (0, 0);
+    let rare_rows: Vec<(i64, Vec<f32>)> =
+        table.iter().filter(|(id, _)| rare(*id)).cloned().collect();
+    let queries = vectors(77, 20);
+    for q in &queries {
+        found += overlap(
+            &ranked(&s, &admin, q, "", 10).await,
+            &nearest(&table, q, 10, cosine),
+        );
+        let only_rare = ranked(&s, &admin, q, "WHERE tag = 'rare'", 10).await;
+        assert_eq!(only_rare.len(), 10, "k rows pass the filter");
+        assert!(only_rare.iter().all(|id| rare(*id)), "{only_rare:?}");
+        found_rare += overlap(&only_rare, &nearest(&rare_rows, q, 10, cosine));
+    }
+    assert!(found >= 190, "recall@10 {found}/200");
+    assert!(found_rare >= 180, "filtered recall@10 {found_rare}/200");
+    let filtered = format!(
+        "SELECT id FROM app.docs WHERE tag = 'rare' ORDER BY COSINE_DISTANCE(e, '{}') LIMIT 10",
+        literal(&q0)
+    );
+    assert!(
+        explain(&s, &admin, &filtered)
+            .await
+            .contains("VectorIndexScan")
+    );
+    // A filter fewer than k rows pass: all of them, ranked (the index runs out, an exact
+    // search answers).
+    let few = ranked(&s, &admin, &q0, "WHERE id < 3", 10).await;
+    let first3: Vec<(i64, Vec<f32>)> = table[..3].to_vec();
+    assert_eq!(few, nearest(&first3, &q0, 3, cosine));
+    // vector_search reads the index too, with the same answers.
+    let search = format!(
+        "SELECT row_id FROM vector_search('app.docs', 'e', '{}', 10)",
+        literal(&q0)
+    );
+    assert!(
+        explain(&s, &admin, &search)
+            .await
+            .contains("VectorIndexScan")
+    );
+    assert!(
+        overlap(
+            &ids(&s.ok(&admin, &search).await),
+            &nearest(&table, &q0, 10, cosine)
+        ) >= 9
+    );
+
+    // Updates, deletes and inserts count at once.
+    let q = vectors(123, 1).remove(0);
+    s.ok(
+        &admin,
+        &format!("UPDATE app.docs SET e = '{}' WHERE id = 5", literal(&q)),
+    )
+    .await;
+    assert_eq!(ranked(&s, &admin, &q, "", 1).await, [5]);
+    s.ok(&admin, "DELETE FROM app.docs WHERE id = 5").await;
+    assert_ne!(ranked(&s, &admin, &q, "", 1).await, [5]);
+    let mut close = q.clone();
+    close[0] += 0.001;
+    s.ok(
+        &admin,
+        &format!(
+            "INSERT INTO app.docs (id, e, tag) VALUES (9000, '{}', 'new')",
+            literal(&close)
+        ),
+    )
+    .await;
+    assert_eq!(ranked(&s, &admin, &q, "", 1).await, [9000]);
+    let before: Vec<Vec<i64>> = {
+        let mut out = Vec::new();
+        for q in queries.iter().take(5) {
+            out.push(ranked(&s, &admin, q, "", 10).await);
+        }
+        out
+    };
+
+    // Each build is a VI- job of system.jobs.
+    let jobs = s
+        .ok(
+            &admin,
+            "SELECT job_id, status, message FROM system.jobs WHERE job_type = 'vector_index'",
+        )
+        .await;
+    let jobs = rows(&jobs);
+    assert!(!jobs.is_empty());
+    for j in &jobs {
+        assert!(j[0].as_str().unwrap_or_default().starts_with("VI-"), "{j}");
+        assert_eq!(j[1], "completed", "{j}");
+    }
+
+    // After a SIGKILL, the restarted node builds the index again. A graph built anew is not
+    // the same graph: its answers are checked against brute force, as the first ones were.
+    let mut current: Vec<(i64, Vec<f32>)> = table.into_iter().filter(|(id, _)| *id != 5).collect();
+    current.push((9000, close));
+    let truth: Vec<Vec<i64>> = queries
+        .iter()
+        .take(5)
+        .map(|q| nearest(&current, q, 10, cosine))
+        .collect();
+    let matched = |answers: &[Vec<i64>]| -> usize {
+        answers.iter().zip(&truth).map(|(a, t)| overlap(a, t)).sum()
+    };
+    assert!(matched(&before) >= 48, "{before:?} {truth:?}");
+    s.kill();
+    let s = Server::start(&data).await;
+    let admin = s.login("admin", "kalamdb123").await;
+    let mut after = Vec::new();
+    for q in queries.iter().take(5) {
+        after.push(ranked(&s, &admin, q, "", 10).await);
+    }
+    assert!(matched(&after) >= 48, "{after:?} {truth:?}");
+    // So does a node replayed from the log.
+    let last = s.last_applied().await;
+    s.stop();
+    let replayed = dir.path().join("replayed");
+    folddb_tests::replay(&data.join("log"), &replayed, Some(last));
+    let r = Server::start(&replayed).await;
+    let admin = r.login("admin", "kalamdb123").await;
+    let mut replayed_answers = Vec::new();
+    for q in queries.iter().take(5) {
+        replayed_answers.push(ranked(&r, &admin, q, "", 10).await);
+    }
+    assert!(
+        matched(&replayed_answers) >= 48,
+        "{replayed_answers:?} {truth:?}"
+    );
+
+    // Dropped, the index no longer answers; exact search does, as before.
+    r.ok(&admin, "ALTER TABLE app.docs DROP VECTOR INDEX e")
+        .await;
+    assert!(
+        !explain(&r, &admin, &by_cosine)
+            .await
+            .contains("VectorIndexScan")
+    );
+    assert_eq!(
+        ranked(&r, &admin, &queries[0], "", 10).await,
+        nearest(&current, &queries[0], 10, cosine)
+    );
 }

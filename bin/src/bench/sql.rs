@@ -36,8 +36,9 @@ pub struct SqlBenchArgs {
     /// latency while a million hot rows are flushed, with the server's default flush policy
     /// off —, topic-insert — single-row INSERTs into a table with one topic route —,
     /// topic-latency — publish → consume latency at 1,000 rows/s —, topic-consume — one
-    /// group draining 100,000 messages — and vector-exact — exact top-10 cosine searches
-    /// over `--vectors` 128-dimensional embeddings, 4 clients).
+    /// group draining 100,000 messages —, vector-exact — exact top-10 cosine searches
+    /// over `--vectors` 128-dimensional embeddings, 4 clients — and vector-index — the
+    /// same through a vector index: build rate, memory, recall@10, queries/s, INSERT cost).
     #[arg(
         long,
         value_delimiter = ',',
@@ -50,7 +51,7 @@ pub struct SqlBenchArgs {
     /// login: concurrent clients logging in.
     #[arg(long, default_value_t = 4)]
     pub(super) login_clients: usize,
-    /// vector-exact: embeddings in the searched table.
+    /// vector-exact, vector-index: embeddings in the searched table.
     #[arg(long, default_value_t = 100_000)]
     vectors: u64,
 }
@@ -430,6 +431,8 @@ async fn measure(args: &SqlBenchArgs) -> anyhow::Result<Vec<Outcome>> {
             "vector-exact" => {
                 out.extend(super::vector::exact(&client, run_id, args.vectors, 4, duration).await?)
             }
+            "vector-index" => out
+                .extend(super::vector::indexed(&client, run_id, args.vectors, 4, duration).await?),
             other => bail!("unknown scenario {other}"),
         }
     }
