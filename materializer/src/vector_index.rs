@@ -50,6 +50,15 @@ pub trait BuildObserver: Send + Sync {
     fn finished(&self, token: &str, result: std::result::Result<String, String>);
 }
 
+/// Which index a search reads: the one on `index`'s column of `def`, for the rows of
+/// `scope` (a USER table's owner; empty for SHARED tables).
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub def: &'a TableDef,
+    pub index: &'a VectorIndexDef,
+    pub scope: &'a str,
+}
+
 /// One search's answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hits {
@@ -307,9 +316,9 @@ impl VectorIndexes {
         }
         let mut live = HashMap::new();
         for k in scopes.keys() {
-            if !live.contains_key(&(k.table, k.column)) {
+            if let std::collections::hash_map::Entry::Vacant(e) = live.entry((k.table, k.column)) {
                 let def = catalog::vector_index(state, k.table, k.column)?;
-                live.insert((k.table, k.column), def.map(|d| d.created_index));
+                e.insert(def.map(|d| d.created_index));
             }
         }
         scopes.retain(|k, _| live.get(&(k.table, k.column)) == Some(&Some(k.created_index)));
@@ -323,12 +332,11 @@ impl VectorIndexes {
         &self,
         store: &HotStore,
         cold: Option<&ColdStore>,
-        def: &TableDef,
-        index: &VectorIndexDef,
-        scope: &str,
+        target: Target<'_>,
         query: &[f32],
         count: usize,
     ) -> Result<Hits> {
+        let Target { def, index, scope } = target;
         let column = def
             .column_by_id(index.column)
             .ok_or_else(|| index_error("the indexed column no longer exists"))?;

@@ -169,7 +169,17 @@ fn ids(hits: &Hits) -> Vec<i64> {
 
 fn search(indexes: &VectorIndexes, node: &Node, scope: &str, q: &[f32], k: usize) -> Hits {
     indexes
-        .search(&node.store, None, &node.def(), &node.index(), scope, q, k)
+        .search(
+            &node.store,
+            None,
+            Target {
+                def: &node.def(),
+                index: &node.index(),
+                scope,
+            },
+            q,
+            k,
+        )
         .expect("search")
 }
 
@@ -225,8 +235,7 @@ fn the_index_finds_what_brute_force_finds_and_follows_every_change() {
         crate::journal::after_seq(&node.store, def.id, "", 0, 100_000)
             .expect("journal")
             .into_iter()
-            .filter(|c| c.pk == Value::BigInt(id))
-            .last()
+            .rfind(|c| c.pk == Value::BigInt(id))
             .expect("a change")
             .seq
     };

@@ -26,6 +26,8 @@ use datafusion::physical_plan::{
 };
 use futures::{StreamExt, TryStreamExt};
 
+use folddb_materializer::vector_index::Target;
+
 use crate::provider::{HotTable, Nearest};
 use crate::scan_exec::RowFilter;
 
@@ -94,9 +96,11 @@ fn candidates(
             .search(
                 store,
                 cold,
-                table.def(),
-                &nearest.index,
-                table.scope(),
+                Target {
+                    def: table.def(),
+                    index: &nearest.index,
+                    scope: table.scope(),
+                },
                 &nearest.query,
                 ask,
             )
