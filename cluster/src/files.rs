@@ -19,7 +19,7 @@
 //! (`….parquet`) of `filesystem` storages are served, by relative paths without `..`.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use folddb_materializer::cold::backend::Source;
@@ -73,7 +73,11 @@ pub enum FileRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum FileAnswer {
     /// Bytes from the asked offset; `total` is the file's length.
-    Chunk { total: u64, bytes: Vec<u8> },
+    Chunk {
+        total: u64,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
     /// This member does not hold the file.
     Missing,
     /// This member does not hold the file, and its state, applied past the asked
@@ -93,7 +97,9 @@ pub struct ColdFiles {
     id: u64,
     cold: Arc<ColdStore>,
     peers: Peers,
-    hot: OnceLock<Arc<HotStore>>,
+    /// Held weakly: the node owns its store, and closes it at shutdown whatever a file
+    /// fetch is doing.
+    hot: OnceLock<Weak<HotStore>>,
     /// This member's queued or running jobs, once its engine is up.
     jobs: OnceLock<PendingJobs>,
     runtime: tokio::runtime::Handle,
@@ -134,8 +140,13 @@ impl ColdFiles {
     }
 
     /// The node's store, once it is open (the members are read from it).
-    pub(crate) fn set_store(&self, hot: Arc<HotStore>) {
-        let _ = self.hot.set(hot);
+    pub(crate) fn set_store(&self, hot: &Arc<HotStore>) {
+        let _ = self.hot.set(Arc::downgrade(hot));
+    }
+
+    /// The node's store, while the node is open.
+    fn hot(&self) -> Option<Arc<HotStore>> {
+        self.hot.get().and_then(Weak::upgrade)
     }
 
     /// How this member lists its queued or running jobs (its engine's registry), for the
@@ -148,8 +159,7 @@ impl ColdFiles {
     /// applied membership lists them.
     fn members(&self, voters: bool) -> (Option<String>, Vec<String>) {
         let Some(bytes) = self
-            .hot
-            .get()
+            .hot()
             .and_then(|h| h.get(Family::Meta, MEMBERSHIP_KEY).ok().flatten())
         else {
             return (None, Vec::new());
@@ -368,13 +378,13 @@ impl ColdFiles {
     /// that it lacks (after a snapshot brought them, or a restart cut such a fetch off).
     /// Retries, backing off from one second to thirty, until every file is here.
     pub async fn hold_listed(self: Arc<Self>) {
-        let Some(hot) = self.hot.get().cloned() else {
-            return;
-        };
         let mut waited = 0;
         loop {
+            // Once the node has closed its store, there is nothing left to fetch for.
+            let Some(hot) = self.hot() else {
+                return;
+            };
             let listed = {
-                let hot = hot.clone();
                 tokio::task::spawn_blocking(move || {
                     let at = hot.applied_index().map_err(|e| e.to_string())?;
                     let listed = listed_node_local_files(hot.as_ref())?;
@@ -413,7 +423,7 @@ impl ColdFiles {
         // A storage as this member's own state defines it: where its files are is never
         // the caller's to say.
         let own = |id: &str| -> Option<StorageDef> {
-            let hot = self.hot.get()?;
+            let hot = self.hot()?;
             folddb_materializer::catalog::storage(hot.as_ref(), id)
                 .ok()
                 .flatten()
@@ -432,7 +442,7 @@ impl ColdFiles {
                 // Not (yet) a storage of this member: it holds none of its files.
                 None => FileAnswer::Missing,
                 Some(storage) => {
-                    let (cold, hot) = (self.cold.clone(), self.hot.get().cloned());
+                    let (cold, hot) = (self.cold.clone(), self.hot());
                     tokio::task::spawn_blocking(move || {
                         match read_chunk(&cold, &storage, &path, offset) {
                             FileAnswer::Missing => match hot {

@@ -325,7 +325,7 @@ impl<F: Fold> Node<F> {
         catch_up_to_purge(&log, &hot, fold.as_ref())?;
         let mut sm = StateMachine::new(hot.clone(), fold, data_dir.join("snapshots"))?;
         if let Some(files) = &files {
-            files.set_store(hot.clone());
+            files.set_store(&hot);
             sm = sm.with_files(files.clone());
             // Files a snapshot's manifests listed, if a restart cut their fetch off.
             tokio::spawn(files.clone().hold_listed());
@@ -597,8 +597,8 @@ impl<F: Fold> Node<F> {
                 encode_message(&self.raft.vote(req).await)
             }
             Rpc::Snapshot => {
-                let req: InstallSnapshotRequest<TypeConfig> = decode_message(body)?;
-                encode_message(&self.raft.install_snapshot(req).await)
+                let req: crate::network::SnapshotChunk = decode_message(body)?;
+                encode_message(&self.raft.install_snapshot(req.into()).await)
             }
             Rpc::Propose => {
                 let entry: Command = decode_message(body)?;

@@ -6,12 +6,16 @@
 use serde::{Deserialize, Serialize};
 
 /// A write proposed through raft: the materializer's encoded events, opaque here.
+///
+/// Its bytes are encoded as one run (`serde_bytes`): the same bytes as a sequence of `u8`
+/// in bincode (length, then the bytes), written and read as a copy rather than element by
+/// element, which kept a runtime thread busy for seconds on an entry of a few MiB.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Command(pub Vec<u8>);
+pub struct Command(#[serde(with = "serde_bytes")] pub Vec<u8>);
 
 /// What applying a [`Command`] reported, encoded by the materializer.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct CommandResult(pub Vec<u8>);
+pub struct CommandResult(#[serde(with = "serde_bytes")] pub Vec<u8>);
 
 impl std::fmt::Display for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
