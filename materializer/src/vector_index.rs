@@ -40,6 +40,9 @@ const CATCH_UP_BATCH: usize = 4096;
 const EXPANSION_SEARCH: usize = 128;
 /// Concurrent searches and inserts one index serves (usearch keeps a context for each).
 const THREADS: usize = 64;
+/// How long a search waits for its index to be built or caught up (a million vectors take
+/// minutes to build): past it, the search is answered exactly and the work goes on.
+const WAIT_FOR_INDEX: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// What an index build tells whoever watches (`system.jobs`).
 pub trait BuildObserver: Send + Sync {
@@ -79,10 +82,18 @@ struct ScopeKey {
 }
 
 /// Every vector index this node has built, by table scope.
-#[derive(Default)]
 pub struct VectorIndexes {
     scopes: Mutex<HashMap<ScopeKey, Arc<ScopeIndex>>>,
     observer: Option<Arc<dyn BuildObserver>>,
+    /// How long a search waits for its index to be built or caught up before it leaves
+    /// the work to go on in the background and is answered by an exact search.
+    wait: std::time::Duration,
+}
+
+impl Default for VectorIndexes {
+    fn default() -> VectorIndexes {
+        VectorIndexes::new(None)
+    }
 }
 
 impl std::fmt::Debug for VectorIndexes {
@@ -95,8 +106,8 @@ impl std::fmt::Debug for VectorIndexes {
 
 #[derive(Default)]
 struct ScopeIndex {
-    /// Held while building or catching up: one at a time.
-    writer: Mutex<()>,
+    /// Set while a thread builds or catches up the index: one at a time.
+    busy: std::sync::atomic::AtomicBool,
     built: RwLock<Option<Built>>,
 }
 
@@ -300,7 +311,14 @@ impl VectorIndexes {
         VectorIndexes {
             scopes: Mutex::default(),
             observer,
+            wait: WAIT_FOR_INDEX,
         }
+    }
+
+    /// The same, with searches waiting `wait` for their index (tests).
+    pub fn with_wait(mut self, wait: std::time::Duration) -> VectorIndexes {
+        self.wait = wait;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ScopeKey, Arc<ScopeIndex>>> {
@@ -327,15 +345,17 @@ impl VectorIndexes {
 
     /// The `count` rows of `scope` of `def` nearest to `query` by `index`, with the index
     /// first built or caught up to the committed state of `store` (and `cold` under it).
-    /// Blocking: it may scan the whole scope.
+    /// `None` when that takes longer than the search waits ([`WAIT_FOR_INDEX`]), or another
+    /// search's is under way: it goes on in the background, and the caller searches
+    /// exactly. Blocking.
     pub fn search(
         &self,
-        store: &HotStore,
-        cold: Option<&ColdStore>,
+        store: &Arc<HotStore>,
+        cold: Option<&Arc<ColdStore>>,
         target: Target<'_>,
         query: &[f32],
         count: usize,
-    ) -> Result<Hits> {
+    ) -> Result<Option<Hits>> {
         let Target { def, index, scope } = target;
         let column = def
             .column_by_id(index.column)
@@ -354,8 +374,8 @@ impl VectorIndexes {
             created_index: index.created_index,
             scope: scope.to_owned(),
         };
-        let entry = self.scope(store, &key)?;
-        let last = crate::EventFold::last_seq(store)?.unwrap_or(0);
+        let entry = self.scope(store.as_ref(), &key)?;
+        let last = crate::EventFold::last_seq(store.as_ref())?.unwrap_or(0);
         let current = entry
             .built
             .read()
@@ -363,8 +383,19 @@ impl VectorIndexes {
             .as_ref()
             .is_some_and(|b| b.seen_seq == last && b.dims == usize::from(dims));
         if !current {
-            let _writer = entry.writer.lock().unwrap_or_else(|p| p.into_inner());
-            self.bring_up_to_date(&entry, store, cold, def, index, scope, dims)?;
+            let work = BringUp {
+                entry: entry.clone(),
+                store: store.clone(),
+                cold: cold.cloned(),
+                def: def.clone(),
+                index: index.clone(),
+                scope: scope.to_owned(),
+                dims,
+                observer: self.observer.clone(),
+            };
+            if !work.run_waiting(self.wait)? {
+                return Ok(None);
+            }
         }
         let built = entry.built.read().unwrap_or_else(|p| p.into_inner());
         let Some(built) = built.as_ref() else {
@@ -372,10 +403,10 @@ impl VectorIndexes {
         };
         let indexed = built.index.size();
         if indexed == 0 || count == 0 {
-            return Ok(Hits {
+            return Ok(Some(Hits {
                 hits: Vec::new(),
                 indexed,
-            });
+            }));
         }
         let found = built
             .index
@@ -387,22 +418,65 @@ impl VectorIndexes {
             .zip(found.distances)
             .filter_map(|(k, d)| built.rows.get(k).map(|pk| (pk.clone(), d)))
             .collect();
-        Ok(Hits { hits, indexed })
+        Ok(Some(Hits { hits, indexed }))
+    }
+}
+
+/// Bringing one scope's index up to date (a build, or a catch-up from the journal), on a
+/// thread of its own: it owns what it reads.
+struct BringUp {
+    entry: Arc<ScopeIndex>,
+    store: Arc<HotStore>,
+    cold: Option<Arc<ColdStore>>,
+    def: TableDef,
+    index: VectorIndexDef,
+    scope: String,
+    dims: u16,
+    observer: Option<Arc<dyn BuildObserver>>,
+}
+
+impl BringUp {
+    /// Starts the work, unless another thread is at it, and waits for it up to `wait`:
+    /// whether it is done (its error, if it failed in time).
+    fn run_waiting(self, wait: std::time::Duration) -> Result<bool> {
+        use std::sync::atomic::Ordering;
+        if self
+            .entry
+            .busy
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Ok(false);
+        }
+        let entry = self.entry.clone();
+        let (done, answer) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("folddb-vector-index".into())
+            .spawn(move || {
+                let result = self.bring_up_to_date();
+                self.entry.busy.store(false, Ordering::Release);
+                if let Err(e) = &result {
+                    tracing::warn!(error = %e, "bringing a vector index up to date");
+                }
+                let _ = done.send(result);
+            });
+        if let Err(e) = spawned {
+            entry.busy.store(false, Ordering::Release);
+            return Err(index_error(format!("starting an index build: {e}")));
+        }
+        match answer.recv_timeout(wait) {
+            Ok(result) => result.map(|()| true),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(false),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                Err(index_error("the index build stopped"))
+            }
+        }
     }
 
     /// Builds the index if it has none (or one the journal can no longer bring up to date),
-    /// then folds in the scope's changes since. The caller holds the writer lock.
-    #[allow(clippy::too_many_arguments)]
-    fn bring_up_to_date(
-        &self,
-        entry: &ScopeIndex,
-        store: &HotStore,
-        cold: Option<&ColdStore>,
-        def: &TableDef,
-        index: &VectorIndexDef,
-        scope: &str,
-        dims: u16,
-    ) -> Result<()> {
+    /// then folds in the scope's changes since. The caller holds `busy`.
+    fn bring_up_to_date(&self) -> Result<()> {
+        let (entry, store, dims) = (&self.entry, self.store.as_ref(), self.dims);
         let horizon = journal::horizon_seq(store)?;
         let usable = entry
             .built
@@ -413,7 +487,7 @@ impl VectorIndexes {
                 b.dims == usize::from(dims) && horizon.is_none_or(|h| h <= b.through.0)
             });
         if !usable {
-            let built = self.build(store, cold, def, index, scope, dims)?;
+            let built = self.build()?;
             *entry.built.write().unwrap_or_else(|p| p.into_inner()) = Some(built);
         }
         loop {
@@ -427,13 +501,14 @@ impl VectorIndexes {
                 Some(b) => b.through,
                 None => return Err(index_error("the index was not built")),
             };
-            let changes = journal::after_position(store, def.id, scope, through, CATCH_UP_BATCH)?;
+            let changes =
+                journal::after_position(store, self.def.id, &self.scope, through, CATCH_UP_BATCH)?;
             let mut guard = entry.built.write().unwrap_or_else(|p| p.into_inner());
             let Some(built) = guard.as_mut() else {
                 return Err(index_error("the index was not built"));
             };
             for change in &changes {
-                built.apply(change, index.column)?;
+                built.apply(change, self.index.column)?;
             }
             if changes.len() < CATCH_UP_BATCH {
                 built.seen_seq = last;
@@ -444,15 +519,8 @@ impl VectorIndexes {
 
     /// A new index of the scope's visible rows, as of at least the last `_seq` assigned
     /// when it starts (the journal brings it up to date from there).
-    fn build(
-        &self,
-        store: &HotStore,
-        cold: Option<&ColdStore>,
-        def: &TableDef,
-        index: &VectorIndexDef,
-        scope: &str,
-        dims: u16,
-    ) -> Result<Built> {
+    fn build(&self) -> Result<Built> {
+        let (def, index, scope) = (&self.def, &self.index, self.scope.as_str());
         let mut target = format!(
             "{}.{}",
             def.qualified_name(),
@@ -464,7 +532,14 @@ impl VectorIndexes {
         }
         let token = self.observer.as_ref().map(|o| o.started(&target));
         let started = std::time::Instant::now();
-        let result = build_scope(store, cold, def, index, scope, dims);
+        let result = build_scope(
+            self.store.as_ref(),
+            self.cold.as_deref(),
+            def,
+            index,
+            scope,
+            self.dims,
+        );
         if let (Some(o), Some(token)) = (&self.observer, token) {
             o.finished(
                 &token,

@@ -11,14 +11,14 @@ const STAMP: u64 = 1_800_000_000_000;
 
 struct Node {
     _dir: tempfile::TempDir,
-    store: HotStore,
+    store: Arc<HotStore>,
     next: u64,
 }
 
 impl Node {
     fn new() -> Node {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = HotStore::open(dir.path()).expect("open");
+        let store = Arc::new(HotStore::open(dir.path()).expect("open"));
         Node {
             _dir: dir,
             store,
@@ -46,13 +46,13 @@ impl Node {
     }
 
     fn def(&self) -> TableDef {
-        catalog::table(&self.store, "app", "docs")
+        catalog::table(self.store.as_ref(), "app", "docs")
             .expect("read")
             .expect("table")
     }
 
     fn index(&self) -> VectorIndexDef {
-        catalog::vector_index(&self.store, self.def().id, 2)
+        catalog::vector_index(self.store.as_ref(), self.def().id, 2)
             .expect("read")
             .expect("an index")
     }
@@ -181,6 +181,7 @@ fn search(indexes: &VectorIndexes, node: &Node, scope: &str, q: &[f32], k: usize
             k,
         )
         .expect("search")
+        .expect("the index is up to date within the wait")
 }
 
 #[derive(Default)]
@@ -196,6 +197,57 @@ impl BuildObserver for Counting {
     fn finished(&self, _token: &str, result: std::result::Result<String, String>) {
         assert!(result.is_ok(), "{result:?}");
     }
+}
+
+/// A search that cannot wait for its index is answered without it (the caller searches
+/// exactly); the build goes on, and a later search uses it without building again.
+#[test]
+fn a_build_longer_than_a_search_waits_goes_on_in_the_background() {
+    let mut node = Node::new();
+    docs(&mut node, TableKind::Shared, 16);
+    let rows: Vec<(i64, Vec<f32>)> = (0..3000).map(|i| (i, vector(i as u64, 16))).collect();
+    for chunk in rows.chunks(500) {
+        insert(&mut node, "", chunk);
+    }
+    let counting = Arc::new(Counting::default());
+    let impatient = VectorIndexes::new(Some(counting.clone())).with_wait(std::time::Duration::ZERO);
+    let query = vector(12_345, 16);
+    let target = |node: &Node| (node.def(), node.index());
+    let (def, index) = target(&node);
+    let ask = |indexes: &VectorIndexes| {
+        indexes
+            .search(
+                &node.store,
+                None,
+                Target {
+                    def: &def,
+                    index: &index,
+                    scope: "",
+                },
+                &query,
+                10,
+            )
+            .expect("search")
+    };
+    let first = ask(&impatient);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let answer = loop {
+        if let Some(hits) = ask(&impatient) {
+            break hits;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(answer.indexed, 3000);
+    if let Some(first) = first {
+        assert_eq!(first, answer);
+    }
+    assert_eq!(counting.builds.load(Ordering::SeqCst), 1, "built once");
+    let patient = VectorIndexes::new(None);
+    assert_eq!(ids(&search(&patient, &node, "", &query, 10)), ids(&answer));
 }
 
 #[test]
@@ -324,7 +376,7 @@ fn only_embedding_columns_of_user_and_shared_tables_take_one_index() {
     assert!(rejected(node.run(vec![drop("t")])), "no index on t");
     assert!(applied(&node.run(vec![drop("e")])));
     assert!(
-        catalog::vector_indexes(&node.store, node.def().id)
+        catalog::vector_indexes(node.store.as_ref(), node.def().id)
             .expect("read")
             .is_empty()
     );
@@ -339,7 +391,7 @@ fn only_embedding_columns_of_user_and_shared_tables_take_one_index() {
         expected_version: version,
     }])));
     assert!(
-        catalog::vector_indexes(&node.store, id)
+        catalog::vector_indexes(node.store.as_ref(), id)
             .expect("read")
             .is_empty()
     );
@@ -375,7 +427,7 @@ fn dropping_a_table_drops_its_index() {
         if_exists: false,
     }])));
     assert!(
-        catalog::vector_indexes(&node.store, id)
+        catalog::vector_indexes(node.store.as_ref(), id)
             .expect("read")
             .is_empty()
     );

@@ -339,19 +339,37 @@ impl HotTable {
     }
 
     /// The newest version of the row with primary key `pk`: hot, else cold.
+    /// The newest version of each row of `pks` (in their order): hot, else cold, the cold
+    /// ones read together (one read per segment that holds any).
+    pub(crate) fn versions_of(&self, pks: &[Value]) -> DfResult<Vec<Option<RowVersion>>> {
+        let mut found = Vec::with_capacity(pks.len());
+        let mut cold_asks = Vec::new();
+        for (i, pk) in pks.iter().enumerate() {
+            let key = row_key(self.def.id, &self.scope, pk);
+            match self.view.get(self.def.family(), &key).map_err(df_err)? {
+                Some(bytes) => found.push(Some(
+                    codec::decode(&bytes, "a row version").map_err(df_err)?,
+                )),
+                None => {
+                    found.push(None);
+                    cold_asks.push(i);
+                }
+            }
+        }
+        if let (Some(cold), false) = (self.cold(), cold_asks.is_empty()) {
+            let asked: Vec<Value> = cold_asks.iter().map(|&i| pks[i].clone()).collect();
+            let read = cold
+                .lookup_many(&self.view, &self.storage()?, &self.def, &self.scope, &asked)
+                .map_err(df_err)?;
+            for (i, v) in cold_asks.into_iter().zip(read) {
+                found[i] = v;
+            }
+        }
+        Ok(found)
+    }
+
     pub(crate) fn version_of(&self, pk: &Value) -> DfResult<Option<RowVersion>> {
-        let key = row_key(self.def.id, &self.scope, pk);
-        if let Some(bytes) = self.view.get(self.def.family(), &key).map_err(df_err)? {
-            return codec::decode(&bytes, "a row version")
-                .map(Some)
-                .map_err(df_err);
-        }
-        match self.cold() {
-            Some(cold) => cold
-                .lookup(&self.view, &self.storage()?, &self.def, &self.scope, pk)
-                .map_err(df_err),
-            None => Ok(None),
-        }
+        Ok(self.versions_of(std::slice::from_ref(pk))?.pop().flatten())
     }
 
     /// The plan that reads the visible rows, projected: a few rows read now when the
@@ -370,14 +388,12 @@ impl HotTable {
             .any(|f| f.column_refs().iter().any(|c| c.name == "_deleted"));
         let schema = Arc::new(self.schema.project(projection)?);
         if let Some(keys) = self.pinned_keys(filters) {
-            let mut rows = Vec::with_capacity(keys.len());
-            for k in keys {
-                if let Some(v) = self.version_of(&k)?
-                    && self.shows(&v, show_deleted)
-                {
-                    rows.push(v);
-                }
-            }
+            let rows: Vec<RowVersion> = self
+                .versions_of(&keys)?
+                .into_iter()
+                .flatten()
+                .filter(|v| self.shows(v, show_deleted))
+                .collect();
             let batch = self.batch(&rows)?;
             let mut batch = match &filter {
                 Some(f) => f.apply(&batch.project(&f.read)?)?,

@@ -89,10 +89,10 @@ fn candidates(
         return Ok(None);
     };
     let store = table.view.store();
-    let cold = table.cold().map(|c| c.as_ref());
+    let cold = table.cold();
     let mut ask = first_ask(nearest.k, filter.is_some());
     loop {
-        let hits = vectors
+        let found = vectors
             .search(
                 store,
                 cold,
@@ -105,14 +105,19 @@ fn candidates(
                 ask,
             )
             .map_err(|e| DataFusionError::Execution(e.to_string()))?;
-        let mut rows = Vec::with_capacity(hits.hits.len());
-        for (pk, _) in &hits.hits {
-            if let Some(v) = table.version_of(pk)?
-                && table.shows(&v, false)
-            {
-                rows.push(v);
-            }
-        }
+        // The index is being built or caught up (in the background): an exact search.
+        let Some(hits) = found else {
+            metrics::counter!("folddb_vector_index_searches_total", "answer" => "exact")
+                .increment(1);
+            return Ok(None);
+        };
+        let pks: Vec<_> = hits.hits.iter().map(|(pk, _)| pk.clone()).collect();
+        let rows: Vec<_> = table
+            .versions_of(&pks)?
+            .into_iter()
+            .flatten()
+            .filter(|v| table.shows(v, false))
+            .collect();
         let batch = table.batch(&rows)?;
         let batch = match filter {
             Some(f) => f.apply(&batch.project(&f.read)?)?,

@@ -294,6 +294,13 @@ const ROW_GROUP_ROWS: usize = 4;
 /// far faster than plain pages.
 const DICTIONARY_PAGE_BYTES: usize = 128 << 10;
 
+/// Rows of a data page, at most (Parquet checks it every 1,024 values, so a scalar
+/// column's pages hold 1,024 rows or more). A read of a few rows skips the pages without
+/// them (the offset index) and decodes its way through the rest: an EMBEDDING(128) page of
+/// a megabyte would be 2,000 rows and 256K list levels to decode per row read; 128 rows
+/// keep a point read of a vector index's candidate to about 16K.
+const PAGE_ROWS: usize = 128;
+
 /// The columns of `def`'s segments written as deltas (Parquet's `DELTA_BINARY_PACKED`, no
 /// dictionary): `_seq` and an integer primary key. Their values are all distinct and, sorted
 /// by key, mostly ascending, so a dictionary never pays and plain pages are eight bytes a
@@ -340,6 +347,7 @@ pub fn write_segment(
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
+        .set_data_page_row_count_limit(PAGE_ROWS)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
     for column in delta_columns(def) {
         let path = ColumnPath::from(column);
@@ -501,7 +509,12 @@ fn footer_of<T: parquet::file::reader::ChunkReader + 'static>(
     if let Some(m) = seg.footer.get() {
         return Ok(m.clone());
     }
-    let loaded = ArrowReaderMetadata::load(source, ArrowReaderOptions::default())
+    // With the page index (the offset index every segment carries), a read of a few rows
+    // skips the pages without them instead of decoding its way past them: a point read
+    // of an EMBEDDING column would otherwise decode every list level before the row.
+    let options = ArrowReaderOptions::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
+    let loaded = ArrowReaderMetadata::load(source, options)
         .map_err(|e| fail(path)(format!("damaged segment: {e}")))?;
     let total = loaded.metadata().file_metadata().num_rows();
     if total < 0 || total as u64 != seg.meta.rows {
@@ -835,17 +848,55 @@ impl ScopeState {
         self.dir.locate(name)
     }
 
-    /// The newest cold version of `key`.
-    fn lookup(&self, pk: Option<u32>, key: &[u8]) -> Result<Option<RowVersion>, ColdError> {
+    /// The newest cold version of each of `keys` (in their order): one read per segment
+    /// that holds any of them, of just their rows.
+    fn lookup_many(
+        &self,
+        pk: Option<u32>,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<RowVersion>>, ColdError> {
+        let mut found: Vec<Option<RowVersion>> = vec![None; keys.len()];
         for seg in self.segments.iter().rev() {
-            if !seg.may_hold(key) {
+            let mut wanted: Vec<(usize, usize)> = Vec::new();
+            let mut index = None;
+            for (i, key) in keys.iter().enumerate() {
+                if found[i].is_some() || !seg.may_hold(key) {
+                    continue;
+                }
+                let index = match &index {
+                    Some(index) => index,
+                    None => index.insert(seg.keys(&self.dir, pk)?),
+                };
+                if let Some(row) = index.find(key) {
+                    wanted.push((row, i));
+                }
+            }
+            if wanted.is_empty() {
                 continue;
             }
-            if let Some(row) = seg.keys(&self.dir, pk)?.find(key) {
-                return Ok(read_versions(&self.dir, seg, Some(&[row]))?.pop());
+            wanted.sort_unstable();
+            let mut rows: Vec<usize> = wanted.iter().map(|w| w.0).collect();
+            rows.dedup();
+            let versions = read_versions(&self.dir, seg, Some(&rows))?;
+            if versions.len() != rows.len() {
+                return Err(fail(&self.dir.locate(&seg.meta.file))(format!(
+                    "{} rows asked, {} read",
+                    rows.len(),
+                    versions.len()
+                )));
+            }
+            // `wanted` is in row order, as `versions` is (a key asked twice: the same row).
+            let mut read = rows.iter().zip(versions).peekable();
+            for (row, i) in wanted {
+                while read.peek().is_some_and(|(r, _)| **r < row) {
+                    read.next();
+                }
+                if let Some((_, v)) = read.peek() {
+                    found[i] = Some(v.clone());
+                }
             }
         }
-        Ok(None)
+        Ok(found)
     }
 }
 
@@ -997,16 +1048,30 @@ impl ColdStore {
         scope: &str,
         pk: &Value,
     ) -> Result<Option<RowVersion>, ColdError> {
+        let mut found = self.lookup_many(state, storage, def, scope, std::slice::from_ref(pk))?;
+        Ok(found.pop().flatten())
+    }
+
+    /// The newest cold version of each row of `pks` (in their order), read together: one
+    /// read per segment that holds any of them.
+    pub fn lookup_many(
+        &self,
+        state: &dyn StateRead,
+        storage: &StorageDef,
+        def: &TableDef,
+        scope: &str,
+        pks: &[Value],
+    ) -> Result<Vec<Option<RowVersion>>, ColdError> {
         let at = self.scope(state, storage, def, scope)?;
-        let key = key_of(pk);
-        match at.lookup(def.primary_key, &key) {
-            // As in `visible`: the segments may have been compacted away meanwhile.
+        let keys: Vec<Vec<u8>> = pks.iter().map(key_of).collect();
+        match at.lookup_many(def.primary_key, &keys) {
+            // As in `lookup`: the segments may have been compacted away meanwhile.
             Err(e) => {
                 let now = self.scope(state, storage, def, scope)?;
                 if Arc::ptr_eq(&now, &at) {
                     return Err(e);
                 }
-                now.lookup(def.primary_key, &key)
+                now.lookup_many(def.primary_key, &keys)
             }
             done => done,
         }

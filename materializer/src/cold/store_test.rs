@@ -691,3 +691,48 @@ fn a_format_1_fixture_is_imported_once_and_reads_back() {
         Ok(0)
     );
 }
+
+/// Rows read together by key are each key's newest cold version, whatever segment, row
+/// group or page it is in; a key asked twice gets its row twice; a key no segment holds,
+/// `None`. They are the rows a full read finds.
+#[test]
+fn rows_read_together_by_key_are_their_newest_versions() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let def = TableDef::example("app", "t", TableKind::Shared);
+    let tier = Tier::new(tmp.path());
+    let local = StorageDef::local();
+    let text = |id: i64, round: i64| format!("{id}-{round}");
+    let first: Vec<RowVersion> = (0..300)
+        .map(|id| version(id + 1, id, Some(&text(id, 1)), false))
+        .collect();
+    tier.flush(&local, &def, "", first);
+    // A later segment rewrites every tenth row, and deletes row 5.
+    let second: Vec<RowVersion> = (0..300)
+        .step_by(10)
+        .map(|id| version(1000 + id, id, Some(&text(id, 2)), false))
+        .chain([version(2000, 5, None, true)])
+        .collect();
+    tier.flush(&local, &def, "", second);
+    let asked: Vec<i64> = vec![299, 20, 7, 5, 1000, 20, 0, 131, -1];
+    let pks: Vec<Value> = asked.iter().map(|&id| Value::BigInt(id)).collect();
+    let cold = ColdStore::new(tmp.path());
+    let got = cold
+        .lookup_many(&tier.store, &local, &def, "", &pks)
+        .expect("lookup");
+    let want: Vec<Option<RowVersion>> = asked
+        .iter()
+        .map(|&id| match id {
+            5 => Some(version(2000, 5, None, true)),
+            0..300 if id % 10 == 0 => Some(version(1000 + id, id, Some(&text(id, 2)), false)),
+            0..300 => Some(version(id + 1, id, Some(&text(id, 1)), false)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, want);
+    for (pk, want) in pks.iter().zip(&want) {
+        assert_eq!(
+            &cold.lookup(&tier.store, &local, &def, "", pk).expect("one"),
+            want
+        );
+    }
+}
