@@ -569,3 +569,54 @@ async fn a_vector_index_answers_nearest_queries_and_follows_every_change() {
         nearest(&current, &queries[0], 10, cosine)
     );
 }
+
+/// The index dropped and created again while searches run: every search answers its k rows
+/// (from the index, or exactly while there is none or it is being built), as brute force
+/// ranks them, and the server carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_carry_on_while_the_index_is_dropped_and_created() {
+    let (_dir, s, admin) = with_table("SHARED", "docs").await;
+    let table: Vec<(i64, Vec<f32>)> = vectors(5, 400)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (i as i64, v))
+        .collect();
+    for chunk in table.chunks(200) {
+        insert(&s, &admin, "app.docs", chunk).await;
+    }
+    let create = "ALTER TABLE app.docs CREATE VECTOR INDEX e USING COSINE";
+    s.ok(&admin, create).await;
+    let queries = vectors(6, 16);
+    let searches = async {
+        let mut answers = Vec::new();
+        for q in &queries {
+            answers.push(ranked(&s, &admin, q, "", 10).await);
+        }
+        answers
+    };
+    let ddl = async {
+        for _ in 0..3 {
+            s.ok(&admin, "ALTER TABLE app.docs DROP VECTOR INDEX e")
+                .await;
+            s.ok(&admin, create).await;
+        }
+    };
+    let (answers, ()) = tokio::join!(searches, ddl);
+    for (q, got) in queries.iter().zip(&answers) {
+        let truth = nearest(&table, q, 10, cosine);
+        assert_eq!(got.len(), 10, "{got:?}");
+        assert!(overlap(got, &truth) >= 9, "{got:?} {truth:?}");
+    }
+    let by_cosine = format!(
+        "SELECT id FROM app.docs ORDER BY COSINE_DISTANCE(e, '{}') LIMIT 10",
+        literal(&queries[0])
+    );
+    assert!(
+        explain(&s, &admin, &by_cosine)
+            .await
+            .contains("VectorIndexScan")
+    );
+    let truth = nearest(&table, &queries[0], 10, cosine);
+    let after = ranked(&s, &admin, &queries[0], "", 10).await;
+    assert!(overlap(&after, &truth) >= 9, "{after:?} {truth:?}");
+}
