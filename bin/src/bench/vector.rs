@@ -205,6 +205,36 @@ async fn searches(
     .await
 }
 
+/// Creates `table`, fills it with `rows` embeddings, then queries it exactly with `clients`
+/// clients for `duration`: the fill and the query outcomes.
+async fn filled_and_searched(
+    client: &Arc<Client>,
+    table: &str,
+    rows: u64,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<[Outcome; 2]> {
+    create(client, table).await?;
+    let filled = fill(
+        client,
+        table,
+        0,
+        rows,
+        format!("INSERT {DIM}-dim embeddings"),
+    )
+    .await?;
+    let mut search = searches(
+        client,
+        table,
+        format!("exact top-10 cosine, {clients} clients"),
+        clients,
+        duration,
+    )
+    .await?;
+    search.note = format!("over {rows} rows, no index (rows/s: queries/s)");
+    Ok([filled, search])
+}
+
 /// Fills `bench.v<run>` with `rows` embeddings, then queries it with `clients` clients for
 /// `duration`: the fill and the query outcomes.
 pub(super) async fn exact(
@@ -215,25 +245,9 @@ pub(super) async fn exact(
     duration: Duration,
 ) -> anyhow::Result<Vec<Outcome>> {
     let table = format!("bench.v{run_id}");
-    create(client, &table).await?;
-    let filled = fill(
-        client,
-        &table,
-        0,
-        rows,
-        format!("INSERT {DIM}-dim embeddings"),
-    )
-    .await?;
-    let mut search = searches(
-        client,
-        &table,
-        format!("exact top-10 cosine, {clients} clients"),
-        clients,
-        duration,
-    )
-    .await?;
-    search.note = format!("over {rows} rows (rows/s: queries/s)");
-    Ok(vec![filled, search])
+    Ok(filled_and_searched(client, &table, rows, clients, duration)
+        .await?
+        .into())
 }
 
 /// The `vector-index` scenario (see the module's documentation).
@@ -245,28 +259,10 @@ pub(super) async fn indexed(
     duration: Duration,
 ) -> anyhow::Result<Vec<Outcome>> {
     let table = format!("bench.vi{run_id}");
-    create(client, &table).await?;
-    let mut out = vec![
-        fill(
-            client,
-            &table,
-            0,
-            rows,
-            format!("INSERT {DIM}-dim embeddings"),
-        )
-        .await?,
-    ];
-    let mut exact = searches(
-        client,
-        &table,
-        format!("exact top-10 cosine, {clients} clients"),
-        clients,
-        duration,
-    )
-    .await?;
-    exact.note = format!("over {rows} rows, no index (rows/s: queries/s)");
-    let exact_qps = exact.rate();
-    out.push(exact);
+    let mut out: Vec<Outcome> = filled_and_searched(client, &table, rows, clients, duration)
+        .await?
+        .into();
+    let exact_qps = out[1].rate();
 
     // The index is built by the first search after its creation.
     client
