@@ -22,11 +22,17 @@ use warp::http::{HeaderMap, Method, Response, StatusCode};
 use crate::auth::{self, Auth, TokenError};
 
 mod auth_http;
+mod files_http;
 mod topics_http;
 use crate::config::{Config, DEFAULT_JWT_SECRET, ServeArgs};
 use crate::guard::Guard;
 use auth_http::{audit_failed_logins, login, logout, me, refresh, setup, setup_status};
 
+/// Where in the data directory a node keeps its vector index snapshots (its own: each
+/// node builds its indexes itself).
+const VECTORS_DIR: &str = "vectors";
+/// Where in the data directory uploaded files wait until they are stored.
+const UPLOADS_DIR: &str = "tmp/uploads";
 /// How long shutdown lets open requests finish.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 
@@ -49,6 +55,8 @@ pub(crate) struct State {
     pub(crate) live_config: crate::config::LiveConfig,
     /// Renders `/metrics`.
     pub(crate) metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Where uploaded files wait until they are stored (emptied at each start).
+    pub(crate) uploads: std::path::PathBuf,
 }
 
 type Reply = Response<Vec<u8>>;
@@ -105,6 +113,15 @@ pub(crate) fn is_local(peer: Option<SocketAddr>) -> bool {
             ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
         }
     })
+}
+
+/// `FOLDDB_TEST_VECTOR_BUILD_DELAY_MS`: a test seam, not a setting. A pause at the start of
+/// each vector index build, so tests can crash a node during one.
+fn test_vector_build_delay() -> Duration {
+    std::env::var("FOLDDB_TEST_VECTOR_BUILD_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_millis)
 }
 
 /// `FOLDDB_TEST_CLOCK_SKEW_MS`: a test seam, not a setting. Skews the clock this node
@@ -462,6 +479,10 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
     .with_live(live.clone())
     .with_executor(query_runtime(config.limits.query_nice)?.handle().clone())
     .with_cold(cold, fold)
+    .with_vector_snapshots(
+        config.server.data_dir.join(VECTORS_DIR),
+        test_vector_build_delay(),
+    )
     .with_default_flush_policy(config.storage.default_flush_policy()?)
     .with_ws_url(format!("ws://{listen}/v1/ws"))
     .with_clock_skew_ms(test_clock_skew_ms())
@@ -507,6 +528,10 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
         config.auth.lockout_minutes,
     );
     let metrics = crate::metrics::install().context("installing the metrics recorder")?;
+    let uploads = config.server.data_dir.join(UPLOADS_DIR);
+    // What a crash left of requests that were being received.
+    let _ = std::fs::remove_dir_all(&uploads);
+    std::fs::create_dir_all(&uploads).with_context(|| format!("creating {}", uploads.display()))?;
     let hub = Arc::new(folddb_realtime::Hub::new(config.live.connection_queue));
     tokio::spawn(hub.clone().run(node.changes()));
     let state = Arc::new(State {
@@ -520,6 +545,7 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
         node: node.clone(),
         live_config: config.live.clone(),
         metrics,
+        uploads,
     });
     // Background tasks hold the state; they end before the node is shut down.
     let background = [
@@ -541,6 +567,7 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<crate::http::Peer>())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::body::stream())
         .then({
             let state = state.clone();
@@ -549,9 +576,31 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
                   path: warp::path::FullPath,
                   headers,
                   peer: Option<crate::http::Peer>,
+                  query: String,
                   body| {
                 let state = state.clone();
                 async move {
+                    if files_http::streams(&method, path.as_str(), &headers) {
+                        // Uploads are read as they stream, past the body limit; downloads
+                        // have no body.
+                        let started = Instant::now();
+                        let endpoint = crate::metrics::endpoint(path.as_str());
+                        let r = files_http::handle(
+                            &state,
+                            path.as_str(),
+                            &query,
+                            &headers,
+                            body,
+                            body_timeout,
+                        )
+                        .await;
+                        crate::metrics::record_request(
+                            endpoint,
+                            r.status().as_u16(),
+                            started.elapsed(),
+                        );
+                        return Ok::<_, Infallible>(r);
+                    }
                     // A body sent slowly enough holds a connection for ever otherwise.
                     let limit = if path.as_str().starts_with("/v1/raft/") {
                         MAX_RAFT_BODY_BYTES
@@ -733,20 +782,8 @@ async fn handle(
                 | "/v1/api/topics/ack"
         )
     );
-    if needs_barrier && let Err(e) = state.node.read_barrier().await {
-        let message = e.to_string();
-        let code = if message.starts_with("NOT_LEADER") {
-            "NOT_LEADER"
-        } else {
-            "LEADER_NOT_AVAILABLE"
-        };
-        return sql_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            code,
-            &message,
-            None,
-            Instant::now(),
-        );
+    if needs_barrier && let Some(r) = read_barrier(state).await {
+        return r;
     }
     match (method.as_str(), path) {
         ("GET", "/health") | ("GET", "/v1/api/healthcheck") => health(state, peer),
@@ -766,6 +803,25 @@ async fn handle(
             &json!({"error": "not_found", "message": format!("No route for {method} {path}")}),
         ),
     }
+}
+
+/// Waits until this node has applied everything committed before the request (a leader's
+/// read barrier); the error reply when it cannot.
+async fn read_barrier(state: &State) -> Option<Reply> {
+    let e = state.node.read_barrier().await.err()?;
+    let message = e.to_string();
+    let code = if message.starts_with("NOT_LEADER") {
+        "NOT_LEADER"
+    } else {
+        "LEADER_NOT_AVAILABLE"
+    };
+    Some(sql_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        code,
+        &message,
+        None,
+        Instant::now(),
+    ))
 }
 
 /// A peer's raft RPC: refused (401) unless it names this node's cluster and carries its
@@ -933,19 +989,30 @@ pub(crate) fn account_unchanged(state: &State, caller: &Caller) -> bool {
         .is_some_and(|u| u.deleted_at_ms.is_none() && u.role == caller.role)
 }
 
-async fn sql(state: &State, headers: &HeaderMap, body: &[u8]) -> Reply {
-    let start = Instant::now();
-    let unauthorized =
-        |code: &str, message: &str| sql_error(StatusCode::UNAUTHORIZED, code, message, None, start);
+/// The caller of a SQL request (API.md 1.7.2 steps 1 and 2: authenticated, within its
+/// rate), or the error reply.
+fn sql_caller(state: &State, headers: &HeaderMap, start: Instant) -> Result<Caller, Box<Reply>> {
+    let unauthorized = |code: &str, message: &str| {
+        Box::new(sql_error(
+            StatusCode::UNAUTHORIZED,
+            code,
+            message,
+            None,
+            start,
+        ))
+    };
     let token = match bearer(headers) {
         Ok(Some(t)) => t,
-        Ok(None) => return unauthorized("MISSING_AUTHORIZATION", "Authentication required"),
-        Err(()) => return unauthorized("INVALID_CREDENTIALS", "Invalid credentials"),
+        Ok(None) => {
+            return Err(unauthorized(
+                "MISSING_AUTHORIZATION",
+                "Authentication required",
+            ));
+        }
+        Err(()) => return Err(unauthorized("INVALID_CREDENTIALS", "Invalid credentials")),
     };
-    let caller = match caller_of(state, token) {
-        Ok(c) => c,
-        Err(code) => return unauthorized(code, "Invalid credentials"),
-    };
+    let caller =
+        caller_of(state, token).map_err(|code| unauthorized(code, "Invalid credentials"))?;
     if !state.sql_per_user.admit(&caller.user, auth::now_s()) {
         let mut r = sql_error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -956,21 +1023,17 @@ async fn sql(state: &State, headers: &HeaderMap, body: &[u8]) -> Reply {
         );
         r.headers_mut()
             .insert("retry-after", warp::http::HeaderValue::from_static("1"));
-        return r;
+        return Err(Box::new(r));
     }
-    let is_multipart = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    if is_multipart {
-        return sql_error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_INPUT",
-            "multipart/form-data (FILE uploads) is not supported yet",
-            None,
-            start,
-        );
-    }
+    Ok(caller)
+}
+
+async fn sql(state: &State, headers: &HeaderMap, body: &[u8]) -> Reply {
+    let start = Instant::now();
+    let caller = match sql_caller(state, headers, start) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
     #[derive(Deserialize)]
     struct Body {
         sql: String,
@@ -991,12 +1054,31 @@ async fn sql(state: &State, headers: &HeaderMap, body: &[u8]) -> Reply {
             );
         }
     };
+    let has_files =
+        folddb_query::engine::files::placeholders(&parsed.sql).is_ok_and(|found| !found.is_empty());
+    if has_files {
+        return sql_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
+            "FILE placeholders require multipart/form-data",
+            None,
+            start,
+        );
+    }
     let request = SqlRequest {
         sql: parsed.sql,
         params: parsed.params,
         namespace: parsed.namespace_id,
     };
-    match state.engine.execute_streamed(&caller, &request).await {
+    sql_reply(
+        state.engine.execute_streamed(&caller, &request).await,
+        start,
+    )
+}
+
+/// The reply to a SQL request's answer (API.md 1.7.3, 1.7.4).
+fn sql_reply(answer: Result<Answer, SqlError>, start: Instant) -> Reply {
+    match answer {
         Ok(Answer::Rows(rows)) => streamed(rows, start),
         Ok(Answer::Whole(r)) => {
             let mut out =

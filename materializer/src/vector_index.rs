@@ -11,9 +11,13 @@
 //!   after the last one folded in (inserts, updates, deletes, in log order) are applied to
 //!   it. Re-applying a change the scan already saw changes nothing, so a change made during
 //!   the scan is never lost;
+//! - **saved** to the node's disk after a build and every [`SAVE_AFTER_CHANGES`] changes
+//!   folded in (with [`VectorIndexes::with_snapshots`]; `vector_snapshot.rs`), and after a
+//!   restart **loaded** from there and caught up from the journal;
 //! - **built again** when the journal no longer holds the changes it needs (trimmed past
-//!   it), when the index was dropped and created again, or after a restart, a crash or a
-//!   replay: it holds nothing the log and the segments do not.
+//!   it), when the index was dropped and created again, or when no usable snapshot is
+//!   there (a new node, a replay into a new directory, a crash during the first build): it
+//!   holds nothing the log and the segments do not.
 //!
 //! An index answers with candidates (primary keys and distances); the caller reads the
 //! rows and ranks them exactly.
@@ -34,8 +38,15 @@ use crate::row::encode_key_part;
 use crate::scan::{KeyRange, ScanSpec, scan_scope};
 use crate::value::{DataType, Value};
 
+#[path = "vector_snapshot.rs"]
+mod snapshot;
+use snapshot::Snapshots;
+
 /// Changes read from the journal at a time while catching up.
 const CATCH_UP_BATCH: usize = 4096;
+/// A scope's index is saved again once this many changes were folded in since it was last
+/// saved (or loaded): at most this many are caught up again after a restart.
+pub const SAVE_AFTER_CHANGES: u64 = 10_000;
 /// Candidates an HNSW search keeps while it walks the graph.
 const EXPANSION_SEARCH: usize = 128;
 /// Concurrent searches and inserts one index serves (usearch keeps a context for each).
@@ -88,6 +99,11 @@ pub struct VectorIndexes {
     /// How long a search waits for its index to be built or caught up before it leaves
     /// the work to go on in the background and is answered by an exact search.
     wait: std::time::Duration,
+    snapshots: Option<Arc<Snapshots>>,
+    save_after: u64,
+    build_delay: std::time::Duration,
+    /// Whether the snapshot directory was swept since this node started.
+    swept: std::sync::atomic::AtomicBool,
 }
 
 impl Default for VectorIndexes {
@@ -123,6 +139,8 @@ struct Built {
     through: (i64, u32),
     /// The last `_seq` assigned when it was last caught up.
     seen_seq: i64,
+    /// Changes folded in since it was last saved or loaded (`u64::MAX`: never saved).
+    unsaved: u64,
 }
 
 fn index_error(e: impl std::fmt::Display) -> Error {
@@ -170,6 +188,7 @@ impl Built {
             next_key: 0,
             through: (0, 0),
             seen_seq: 0,
+            unsaved: u64::MAX,
         })
     }
 
@@ -220,35 +239,62 @@ impl Built {
             && (self.metric != VectorMetric::Cosine || vector.iter().any(|x| *x != 0.0))
     }
 
-    /// Indexes `vector` as row `pk`'s (in place of any earlier one).
-    fn put(&mut self, pk: Value, vector: &[f32]) -> Result<()> {
-        let bytes = pk_bytes(&pk);
-        self.remove(&bytes)?;
-        if !self.rankable(vector) {
-            return Ok(());
+    /// Folds in journal changes of the scope, in log order (the last change of a row
+    /// decides it), adding on `threads` threads.
+    fn apply_changes(
+        &mut self,
+        changes: &[journal::Change],
+        column: u32,
+        threads: usize,
+    ) -> Result<()> {
+        let mut last: HashMap<Vec<u8>, (&Value, Option<&[f32]>)> = HashMap::new();
+        for change in changes {
+            let vector =
+                change
+                    .new
+                    .as_ref()
+                    .filter(|v| !v.deleted)
+                    .and_then(|v| match v.cell(column) {
+                        Some(Value::Embedding(e)) => Some(e.as_slice()),
+                        _ => None,
+                    });
+            last.insert(pk_bytes(&change.pk), (&change.pk, vector));
         }
-        self.reserve(1)?;
-        let key = self.assign(pk, bytes);
-        self.index.add(key, vector).map_err(index_error)
+        let mut todo = Vec::with_capacity(last.len());
+        for (bytes, (pk, vector)) in last {
+            self.remove(&bytes)?;
+            if let Some(vector) = vector.filter(|v| self.rankable(v)) {
+                todo.push((self.assign(pk.clone(), bytes), vector));
+            }
+        }
+        self.add_all(&todo, threads)?;
+        if let Some(change) = changes.last() {
+            self.through = change.scope_position();
+        }
+        self.unsaved = self.unsaved.saturating_add(changes.len() as u64);
+        Ok(())
     }
 
-    /// Folds in one journal change of the scope.
-    fn apply(&mut self, change: &journal::Change, column: u32) -> Result<()> {
-        let vector =
-            change
-                .new
-                .as_ref()
-                .filter(|v| !v.deleted)
-                .and_then(|v| match v.cell(column) {
-                    Some(Value::Embedding(e)) => Some(e.as_slice()),
-                    _ => None,
-                });
-        match vector {
-            Some(v) => self.put(change.pk.clone(), v)?,
-            None => self.remove(&pk_bytes(&change.pk))?,
-        }
-        self.through = change.scope_position();
-        Ok(())
+    /// Adds `todo` (keys assigned) to the index, on `threads` threads.
+    fn add_all(&self, todo: &[(u64, &[f32])], threads: usize) -> Result<()> {
+        self.reserve(todo.len())?;
+        let index = &self.index;
+        let chunk = todo.len().div_ceil(threads.max(1)).max(1);
+        std::thread::scope(|s| {
+            let workers: Vec<_> = todo
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .try_for_each(|(key, v)| index.add(*key, v).map_err(index_error))
+                    })
+                })
+                .collect();
+            workers.into_iter().try_for_each(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(index_error("an indexing thread failed")))
+            })
+        })
     }
 
     /// Adds the rows of one scanned batch (primary key, embedding), on `threads` threads.
@@ -284,24 +330,7 @@ impl Built {
             self.remove(&bytes)?;
             todo.push((self.assign(pk, bytes), vector));
         }
-        self.reserve(todo.len())?;
-        let index = &self.index;
-        let chunk = todo.len().div_ceil(threads.max(1)).max(1);
-        std::thread::scope(|s| {
-            let workers: Vec<_> = todo
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        part.iter()
-                            .try_for_each(|(key, v)| index.add(*key, v).map_err(index_error))
-                    })
-                })
-                .collect();
-            workers.into_iter().try_for_each(|w| {
-                w.join()
-                    .unwrap_or_else(|_| Err(index_error("an indexing thread failed")))
-            })
-        })
+        self.add_all(&todo, threads)
     }
 }
 
@@ -312,7 +341,30 @@ impl VectorIndexes {
             scopes: Mutex::default(),
             observer,
             wait: WAIT_FOR_INDEX,
+            snapshots: None,
+            save_after: SAVE_AFTER_CHANGES,
+            build_delay: std::time::Duration::ZERO,
+            swept: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Indexes saved in (and loaded from) directory `dir` of the node's disk.
+    pub fn with_snapshots(mut self, dir: impl Into<std::path::PathBuf>) -> VectorIndexes {
+        self.snapshots = Some(Arc::new(Snapshots::new(dir.into())));
+        self
+    }
+
+    /// The same, each build starting after `delay` (tests: a crash during a build).
+    pub fn with_build_delay(mut self, delay: std::time::Duration) -> VectorIndexes {
+        self.build_delay = delay;
+        self
+    }
+
+    /// The same, saving an index again after `changes` changes instead of
+    /// [`SAVE_AFTER_CHANGES`] (tests).
+    pub fn with_save_after(mut self, changes: u64) -> VectorIndexes {
+        self.save_after = changes;
+        self
     }
 
     /// The same, with searches waiting `wait` for their index (tests).
@@ -340,6 +392,17 @@ impl VectorIndexes {
             }
         }
         scopes.retain(|k, _| live.get(&(k.table, k.column)) == Some(&Some(k.created_index)));
+        if let Some(snapshots) = &self.snapshots {
+            // Once per scope this node starts to serve: the snapshots of indexes dropped
+            // since are deleted (and, at the first, what crashed saves left).
+            let first = !self.swept.swap(true, std::sync::atomic::Ordering::AcqRel);
+            let live = |table: u64, column: u32, created: u64| {
+                catalog::vector_index(state, TableId(table), column)
+                    .map(|d| d.is_none_or(|d| d.created_index == created))
+                    .unwrap_or(true)
+            };
+            snapshots.sweep(&live, first);
+        }
         Ok(scopes.entry(key.clone()).or_default().clone())
     }
 
@@ -390,8 +453,12 @@ impl VectorIndexes {
                 def: def.clone(),
                 index: index.clone(),
                 scope: scope.to_owned(),
+                key,
                 dims,
                 observer: self.observer.clone(),
+                snapshots: self.snapshots.clone(),
+                save_after: self.save_after,
+                build_delay: self.build_delay,
             };
             if !work.run_waiting(self.wait)? {
                 return Ok(None);
@@ -431,8 +498,12 @@ struct BringUp {
     def: TableDef,
     index: VectorIndexDef,
     scope: String,
+    key: ScopeKey,
     dims: u16,
     observer: Option<Arc<dyn BuildObserver>>,
+    snapshots: Option<Arc<Snapshots>>,
+    save_after: u64,
+    build_delay: std::time::Duration,
 }
 
 impl BringUp {
@@ -454,11 +525,15 @@ impl BringUp {
             .name("folddb-vector-index".into())
             .spawn(move || {
                 let result = self.bring_up_to_date();
-                self.entry.busy.store(false, Ordering::Release);
                 if let Err(e) = &result {
                     tracing::warn!(error = %e, "bringing a vector index up to date");
                 }
+                let ok = result.is_ok();
                 let _ = done.send(result);
+                if ok {
+                    self.save_if_due();
+                }
+                self.entry.busy.store(false, Ordering::Release);
             });
         if let Err(e) = spawned {
             entry.busy.store(false, Ordering::Release);
@@ -473,23 +548,43 @@ impl BringUp {
         }
     }
 
-    /// Builds the index if it has none (or one the journal can no longer bring up to date),
-    /// then folds in the scope's changes since. The caller holds `busy`.
+    /// Loads or builds the index if it has none (or one the journal can no longer bring up
+    /// to date), then folds in the scope's changes since. The caller holds `busy`.
     fn bring_up_to_date(&self) -> Result<()> {
         let (entry, store, dims) = (&self.entry, self.store.as_ref(), self.dims);
         let horizon = journal::horizon_seq(store)?;
-        let usable = entry
+        let last = crate::EventFold::last_seq(store)?.unwrap_or(0);
+        // The journal must still hold every change after what the index holds, and the
+        // index must hold nothing newer than the state (a snapshot of another history).
+        let usable = |b: &Built| {
+            b.dims == usize::from(dims)
+                && horizon.is_none_or(|h| h <= b.through.0)
+                && b.seen_seq <= last
+        };
+        let current = entry
             .built
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .is_some_and(|b| {
-                b.dims == usize::from(dims) && horizon.is_none_or(|h| h <= b.through.0)
+            .is_some_and(usable);
+        if !current {
+            let loaded = self.snapshots.as_ref().and_then(|s| {
+                let built = s.load(&self.key, usize::from(dims), self.index.metric)?;
+                if usable(&built) {
+                    return Some(built);
+                }
+                tracing::info!(index = ?self.key, "a vector index snapshot is older than the \
+                        journal reaches back: building the index again");
+                s.remove(&self.key);
+                None
             });
-        if !usable {
-            let built = self.build()?;
+            let built = match loaded {
+                Some(built) => built,
+                None => self.build()?,
+            };
             *entry.built.write().unwrap_or_else(|p| p.into_inner()) = Some(built);
         }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         loop {
             let last = crate::EventFold::last_seq(store)?.unwrap_or(0);
             let through = match entry
@@ -507,12 +602,44 @@ impl BringUp {
             let Some(built) = guard.as_mut() else {
                 return Err(index_error("the index was not built"));
             };
-            for change in &changes {
-                built.apply(change, self.index.column)?;
-            }
+            built.apply_changes(&changes, self.index.column, threads)?;
             if changes.len() < CATCH_UP_BATCH {
                 built.seen_seq = last;
                 return Ok(());
+            }
+        }
+    }
+
+    /// Saves the index to the node's disk if it was never saved, or enough changes were
+    /// folded in since it was. Searches go on meanwhile; a failure is logged (the index
+    /// in memory is whole, and a restart builds it again).
+    fn save_if_due(&self) {
+        let Some(snapshots) = &self.snapshots else {
+            return;
+        };
+        let guard = self.entry.built.read().unwrap_or_else(|p| p.into_inner());
+        let Some(built) = guard.as_ref() else { return };
+        if built.unsaved < self.save_after {
+            return;
+        }
+        let started = std::time::Instant::now();
+        match snapshots.save(&self.key, built) {
+            Ok(()) => {
+                tracing::debug!(index = ?self.key, vectors = built.index.size(),
+                    ms = started.elapsed().as_millis() as u64, "saved a vector index");
+                drop(guard);
+                if let Some(b) = self
+                    .entry
+                    .built
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_mut()
+                {
+                    b.unsaved = 0;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, index = ?self.key, "saving a vector index");
             }
         }
     }
@@ -532,6 +659,7 @@ impl BringUp {
         }
         let token = self.observer.as_ref().map(|o| o.started(&target));
         let started = std::time::Instant::now();
+        std::thread::sleep(self.build_delay);
         let result = build_scope(
             self.store.as_ref(),
             self.cold.as_deref(),

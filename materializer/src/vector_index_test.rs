@@ -282,51 +282,7 @@ fn the_index_finds_what_brute_force_finds_and_follows_every_change() {
 
     // An update moves row 7 onto the query; a delete takes row 8 away; an insert adds 5000.
     let query = vector(99_999, 16);
-    let def = node.def();
-    let seq = |node: &Node, id: i64| {
-        crate::journal::after_seq(&node.store, def.id, "", 0, 100_000)
-            .expect("journal")
-            .into_iter()
-            .rfind(|c| c.pk == Value::BigInt(id))
-            .expect("a change")
-            .seq
-    };
-    let (seq7, seq8) = (seq(&node, 7), seq(&node, 8));
-    let outcome = node.run(vec![
-        Op::Update {
-            table: def.id,
-            schema_version: def.schema_version,
-            scope: String::new(),
-            rows: vec![RowChange {
-                pk: Value::BigInt(7),
-                expected_seq: seq7,
-                old: vec![
-                    (1, Value::BigInt(7)),
-                    (2, Value::Embedding(rows[7].1.clone())),
-                    (3, Value::Null),
-                ],
-                cells: vec![
-                    (1, Value::BigInt(7)),
-                    (2, Value::Embedding(query.clone())),
-                    (3, Value::Null),
-                ],
-            }],
-        },
-        Op::Delete {
-            table: def.id,
-            scope: String::new(),
-            rows: vec![RowDelete {
-                pk: Value::BigInt(8),
-                expected_seq: seq8,
-                old: vec![
-                    (1, Value::BigInt(8)),
-                    (2, Value::Embedding(rows[8].1.clone())),
-                    (3, Value::Null),
-                ],
-            }],
-        },
-    ]);
-    assert!(applied(&outcome), "{outcome:?}");
+    move_7_and_delete_8(&mut node, &query, 16);
     let mut near = query.clone();
     near[0] += 0.01;
     insert(&mut node, "", &[(5000, near)]);
@@ -470,4 +426,281 @@ proptest! {
             }
         }
     }
+}
+
+/// Waits for `indexes`' background work (builds, catch-ups and the saves after them) to end.
+fn settle(indexes: &VectorIndexes) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while indexes
+        .lock()
+        .values()
+        .any(|s| s.busy.load(Ordering::Acquire))
+    {
+        assert!(std::time::Instant::now() < deadline, "still busy");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// `search`, then [`settle`].
+fn search_settled(indexes: &VectorIndexes, node: &Node, q: &[f32], k: usize) -> Hits {
+    let hits = search(indexes, node, "", q, k);
+    settle(indexes);
+    hits
+}
+
+/// The files of the node's snapshot directory, sorted.
+fn snapshot_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Updates row 7 onto `to` and deletes row 8 (both inserted as `vector(id, dims)`).
+fn move_7_and_delete_8(node: &mut Node, to: &[f32], dims: usize) {
+    let def = node.def();
+    let seq = |node: &Node, id: i64| {
+        crate::journal::after_seq(&node.store, def.id, "", 0, 100_000)
+            .expect("journal")
+            .into_iter()
+            .rfind(|c| c.pk == Value::BigInt(id))
+            .expect("a change")
+            .seq
+    };
+    let row = |id: i64, e: Vec<f32>| {
+        vec![
+            (1, Value::BigInt(id)),
+            (2, Value::Embedding(e)),
+            (3, Value::Null),
+        ]
+    };
+    let (seq7, seq8) = (seq(node, 7), seq(node, 8));
+    let outcome = node.run(vec![
+        Op::Update {
+            table: def.id,
+            schema_version: def.schema_version,
+            scope: String::new(),
+            rows: vec![RowChange {
+                pk: Value::BigInt(7),
+                expected_seq: seq7,
+                old: row(7, vector(7, dims)),
+                cells: row(7, to.to_vec()),
+            }],
+        },
+        Op::Delete {
+            table: def.id,
+            scope: String::new(),
+            rows: vec![RowDelete {
+                pk: Value::BigInt(8),
+                expected_seq: seq8,
+                old: row(8, vector(8, dims)),
+            }],
+        },
+    ]);
+    assert!(applied(&outcome), "{outcome:?}");
+}
+
+/// A node that restarts loads its saved index and catches it up from the journal instead
+/// of building it again, with the same answers; so does one whose index was saved after
+/// changes.
+#[test]
+fn a_restarted_node_loads_its_saved_index_and_catches_it_up() {
+    let mut node = Node::new();
+    docs(&mut node, TableKind::Shared, 16);
+    let rows: Vec<(i64, Vec<f32>)> = (0..1500).map(|i| (i, vector(i as u64, 16))).collect();
+    for chunk in rows.chunks(500) {
+        insert(&mut node, "", chunk);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let query = vector(4242, 16);
+    move_7_and_delete_8(&mut node, &query, 16);
+    let first = Arc::new(Counting::default());
+    let before = search_settled(
+        &VectorIndexes::new(Some(first.clone())).with_snapshots(dir.path()),
+        &node,
+        &query,
+        10,
+    );
+    assert_eq!(first.builds.load(Ordering::SeqCst), 1);
+    assert_eq!(before.indexed, 1499);
+    assert_eq!(ids(&before)[0], 7);
+    let stem = format!("t{}-c2-i{}-s", node.def().id.0, node.index().created_index);
+    assert_eq!(
+        snapshot_files(dir.path()),
+        [format!("{stem}.meta"), format!("{stem}.vix")]
+    );
+
+    // A restart: nothing built, the same answer.
+    let restarted = Arc::new(Counting::default());
+    let indexes = VectorIndexes::new(Some(restarted.clone()))
+        .with_snapshots(dir.path())
+        .with_save_after(2);
+    assert_eq!(search_settled(&indexes, &node, &query, 10), before);
+    // Changes made meanwhile are caught up (and, past 2 of them, saved).
+    let mut near = query.clone();
+    near[1] += 0.01;
+    insert(&mut node, "", &[(9000, near), (9001, vector(9001, 16))]);
+    let after = search_settled(&indexes, &node, &query, 10);
+    assert_eq!(ids(&after)[..2], [7, 9000]);
+    assert_eq!(after.indexed, 1501);
+    assert_eq!(
+        restarted.builds.load(Ordering::SeqCst),
+        0,
+        "loaded, not built"
+    );
+
+    // A second restart loads what was saved after the changes: the journal need not hold
+    // them any more.
+    insert(
+        &mut node,
+        "",
+        &[(9002, vector(9002, 16)), (9003, vector(9003, 16))],
+    );
+    search_settled(&indexes, &node, &query, 10);
+    crate::journal::trim(&node.store, u64::MAX).expect("trim");
+    let again = Arc::new(Counting::default());
+    let reloaded = VectorIndexes::new(Some(again.clone())).with_snapshots(dir.path());
+    let answer = search(&reloaded, &node, "", &query, 10);
+    assert_eq!(again.builds.load(Ordering::SeqCst), 0, "loaded, not built");
+    assert_eq!(answer.indexed, 1503);
+    assert_eq!(ids(&answer), ids(&after));
+}
+
+/// A snapshot that is damaged (any flipped byte), torn by a crash between its two renames,
+/// older than the journal reaches back, or of an index dropped since is never used: the
+/// index is built again from the rows, with the same answers, and saved anew.
+#[test]
+fn an_unusable_snapshot_is_replaced_by_a_build() {
+    let mut node = Node::new();
+    docs(&mut node, TableKind::Shared, 8);
+    let rows: Vec<(i64, Vec<f32>)> = (0..300).map(|i| (i, vector(i as u64, 8))).collect();
+    insert(&mut node, "", &rows);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let query = vector(77, 8);
+    search_settled(
+        &VectorIndexes::new(None).with_snapshots(dir.path()),
+        &node,
+        &query,
+        5,
+    );
+    let stem = format!("t{}-c2-i{}-s", node.def().id.0, node.index().created_index);
+    let (vix, meta) = (
+        dir.path().join(format!("{stem}.vix")),
+        dir.path().join(format!("{stem}.meta")),
+    );
+    let pristine = (
+        std::fs::read(&vix).expect("vix"),
+        std::fs::read(&meta).expect("meta"),
+    );
+    // Builds by a restarted node after `damage`; its answer must be a fresh index's.
+    let builds_after = |node: &Node, damage: &dyn Fn()| {
+        damage();
+        let counting = Arc::new(Counting::default());
+        let indexes = VectorIndexes::new(Some(counting.clone())).with_snapshots(dir.path());
+        let fresh = ids(&search(&VectorIndexes::new(None), node, "", &query, 5));
+        assert_eq!(ids(&search_settled(&indexes, node, &query, 5)), fresh);
+        counting.builds.load(Ordering::SeqCst)
+    };
+    let restore = || {
+        std::fs::write(&vix, &pristine.0).expect("write");
+        std::fs::write(&meta, &pristine.1).expect("write");
+    };
+    assert_eq!(
+        builds_after(&node, &restore),
+        0,
+        "the pristine snapshot is loaded"
+    );
+    for (file, at) in [
+        (&vix, 0),
+        (&vix, pristine.0.len() / 2),
+        (&meta, 3),
+        (&meta, pristine.1.len() - 1),
+    ] {
+        let flip = || {
+            restore();
+            let mut bytes = std::fs::read(file).expect("read");
+            bytes[at] ^= 0x10;
+            std::fs::write(file, bytes).expect("write");
+        };
+        assert_eq!(
+            builds_after(&node, &flip),
+            1,
+            "{} byte {at} flipped",
+            file.display()
+        );
+    }
+    // A crash between the renames: a new .vix beside the old .meta; and the temporary
+    // files a crash mid-save leaves, swept at the next start.
+    let torn = || {
+        restore();
+        std::fs::write(&vix, b"a graph saved after the .meta").expect("write");
+        std::fs::write(dir.path().join(format!("{stem}.vix.tmp")), b"half").expect("write");
+    };
+    assert_eq!(builds_after(&node, &torn), 1);
+    assert_eq!(
+        snapshot_files(dir.path()),
+        [format!("{stem}.meta"), format!("{stem}.vix")],
+        "rebuilt, saved again, nothing left over"
+    );
+    // Older than the journal reaches back.
+    restore();
+    insert(&mut node, "", &[(5000, vector(5000, 8))]);
+    crate::journal::trim(&node.store, u64::MAX).expect("trim");
+    assert_eq!(builds_after(&node, &|| {}), 1, "stale");
+    // An index dropped and created again: the old one's files go.
+    for op in [
+        Op::DropVectorIndex {
+            namespace: "app".into(),
+            table: "docs".into(),
+            column: "e".into(),
+        },
+        create_index("e"),
+    ] {
+        assert!(applied(&node.run(vec![op])));
+    }
+    assert_eq!(builds_after(&node, &|| {}), 1, "another index");
+    let fresh = format!("t{}-c2-i{}-s", node.def().id.0, node.index().created_index);
+    assert_ne!(fresh, stem);
+    assert_eq!(
+        snapshot_files(dir.path()),
+        [format!("{fresh}.meta"), format!("{fresh}.vix")]
+    );
+}
+
+/// The `.meta` encoding (`materializer/FORMAT.md`, "Vector index snapshots").
+#[test]
+fn snapshot_meta_golden_bytes() {
+    let meta = snapshot::Meta {
+        table: 3,
+        column: 2,
+        created_index: 17,
+        scope: "u1".into(),
+        dims: 4,
+        metric: VectorMetric::Cosine,
+        through: (1000, 1),
+        seen_seq: 1001,
+        next_key: 2,
+        graph_bytes: 300,
+        graph_crc: 0xdead_beef,
+        rows: vec![(0, Value::BigInt(5)), (1, Value::Text("k".into()))],
+    };
+    let bytes = snapshot::encode_meta(&meta);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    // "FOLDVIX\n", format 1 (u32 LE), codec version 1, the fields in order (varints;
+    // `through.0` and `seen_seq` zigzagged), then the CRC-32 of all before it (LE).
+    assert_eq!(
+        hex,
+        "464f4c445649580a01000000\
+         01030211027531040\
+         0fbd00701fbd20702fb2c01fcefbeadde\
+         0200040a0108016b\
+         efda3879"
+    );
+    assert_eq!(snapshot::decode_meta(&bytes), Ok(meta));
 }

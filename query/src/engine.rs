@@ -10,6 +10,7 @@
 //! - `engine_dml.rs`: INSERT / UPDATE / DELETE planned into ops, and transactions;
 //! - `engine_ddl.rs`: namespaces and tables; `engine_users.rs`: users;
 //! - `engine_storage.rs`: storages, STORAGE FLUSH / COMPACT / CHECK and their jobs;
+//! - `engine_files.rs`: FILE uploads (multipart requests) and downloads;
 //! - `engine_meta.rs`: DESCRIBE, SHOW STATS, SUBSCRIBE TO;
 //! - `engine_results.rs`: how answers are shaped (messages, rows, RETURNING).
 //!
@@ -63,6 +64,8 @@ mod authz;
 mod ddl;
 #[path = "engine_dml.rs"]
 mod dml;
+#[path = "engine_files.rs"]
+pub mod files;
 #[path = "engine_meta.rs"]
 mod meta;
 #[path = "engine_query.rs"]
@@ -129,6 +132,8 @@ pub struct Engine {
     topic_visibility_ms: u64,
     /// The vector indexes this node built (each build a `VI-…` job).
     vectors: Arc<folddb_materializer::vector_index::VectorIndexes>,
+    /// By table and scope: the FILE subfolder uploads go to and the files it holds.
+    file_counts: Arc<std::sync::Mutex<files::FileCounts>>,
 }
 
 /// A FLUSH_POLICY: flush once this many row versions are pending, or once this many
@@ -308,6 +313,7 @@ impl Engine {
             unlisted_since: Arc::default(),
             executor: None,
             topic_visibility_ms: 60_000,
+            file_counts: Arc::default(),
         }
     }
 
@@ -372,6 +378,23 @@ impl Engine {
     pub fn with_cold(mut self, cold: Arc<ColdStore>, fold: EventFold) -> Engine {
         self.cold = Some(cold);
         self.fold = fold;
+        self
+    }
+
+    /// Vector indexes are saved in directory `dir` of the node's disk and loaded from it
+    /// after a restart (`materializer/FORMAT.md`, "Vector index snapshots"), instead of
+    /// being built again from the rows; each build starts after `build_delay` (tests: a
+    /// crash during a build).
+    pub fn with_vector_snapshots(
+        mut self,
+        dir: impl Into<std::path::PathBuf>,
+        build_delay: std::time::Duration,
+    ) -> Engine {
+        self.vectors = Arc::new(
+            folddb_materializer::vector_index::VectorIndexes::new(Some(self.jobs.clone()))
+                .with_snapshots(dir)
+                .with_build_delay(build_delay),
+        );
         self
     }
 

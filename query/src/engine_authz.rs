@@ -113,6 +113,23 @@ impl Engine {
                 "EXECUTE AS USER cannot be nested".into(),
             ));
         }
+        self.may_act_as(caller, user)?;
+        Ok((
+            Caller {
+                user: user.to_owned(),
+                role: Role::User,
+            },
+            inner,
+            inner_p,
+        ))
+    }
+}
+
+impl Engine {
+    /// Whether `caller` may act as `user` (`EXECUTE AS USER`, a download's `user_id`): a
+    /// regular user only as itself; service also as users and services, dba also as dbas,
+    /// system as anyone. Ids unknown here count as regular users.
+    pub(super) fn may_act_as(&self, caller: &Caller, user: &str) -> StmtResult<()> {
         let target_role = catalog::user(self.store.as_ref(), user)?
             .filter(|u| u.deleted_at_ms.is_none())
             .map_or(Role::User, |u| u.role);
@@ -124,19 +141,12 @@ impl Engine {
         };
         if !allowed {
             return Err(denied(format!(
-                "role {} cannot execute as user '{user}' (role {})",
+                "role {} cannot act as user '{user}' (role {})",
                 caller.role.name(),
                 target_role.name()
             )));
         }
-        Ok((
-            Caller {
-                user: user.to_owned(),
-                role: Role::User,
-            },
-            inner,
-            inner_p,
-        ))
+        Ok(())
     }
 }
 

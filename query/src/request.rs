@@ -72,6 +72,12 @@ pub enum ErrorCode {
     StatementTimeout,
     /// A query's result is larger than the configured limit (FoldDB's own code).
     ResultTooLarge,
+    /// Uploads (API.md 1.7.1): a file over the size limit, more files than allowed, a
+    /// placeholder without its part, a part without its placeholder.
+    FileTooLarge,
+    TooManyFiles,
+    MissingFile,
+    ExtraFile,
 }
 
 impl ErrorCode {
@@ -89,6 +95,10 @@ impl ErrorCode {
             ErrorCode::InternalError => "INTERNAL_ERROR",
             ErrorCode::StatementTimeout => "STATEMENT_TIMEOUT",
             ErrorCode::ResultTooLarge => "RESULT_TOO_LARGE",
+            ErrorCode::FileTooLarge => "FILE_TOO_LARGE",
+            ErrorCode::TooManyFiles => "TOO_MANY_FILES",
+            ErrorCode::MissingFile => "MISSING_FILE",
+            ErrorCode::ExtraFile => "EXTRA_FILE",
         }
     }
 }

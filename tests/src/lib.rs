@@ -215,6 +215,86 @@ impl Server {
         .await
     }
 
+    /// POSTs a multipart SQL request (API.md 1.7.1) as the holder of `token`: part `sql`,
+    /// then each of `parts` — (part name, file name, content type, bytes); a file part is
+    /// named `file:<placeholder>`, a text part has no file name. The status and the answer.
+    pub async fn multipart(
+        &self,
+        token: &str,
+        sql: &str,
+        parts: &[(&str, Option<&str>, &str, &[u8])],
+    ) -> (u16, serde_json::Value) {
+        self.try_multipart(token, sql, parts)
+            .await
+            .expect("request sent, a JSON answer")
+    }
+
+    /// [`Server::multipart`], with the failure to send it or read its answer (a server
+    /// that died) an error.
+    pub async fn try_multipart(
+        &self,
+        token: &str,
+        sql: &str,
+        parts: &[(&str, Option<&str>, &str, &[u8])],
+    ) -> Result<(u16, serde_json::Value), reqwest::Error> {
+        const BOUNDARY: &str = "folddb-test-boundary-7d1b";
+        let mut body = Vec::new();
+        let mut part = |name: &str, file: Option<&str>, mime: Option<&str>, bytes: &[u8]| {
+            body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+            let mut disposition = format!("Content-Disposition: form-data; name=\"{name}\"");
+            if let Some(f) = file {
+                disposition.push_str(&format!("; filename=\"{f}\""));
+            }
+            body.extend_from_slice(disposition.as_bytes());
+            body.extend_from_slice(b"\r\n");
+            if let Some(m) = mime {
+                body.extend_from_slice(format!("Content-Type: {m}\r\n").as_bytes());
+            }
+            body.extend_from_slice(b"\r\n");
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        };
+        part("sql", None, None, sql.as_bytes());
+        for (name, file, mime, bytes) in parts {
+            part(name, *file, Some(mime), bytes);
+        }
+        body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+        let r = self
+            .client
+            .post(self.url("/v1/api/sql"))
+            .bearer_auth(token)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .body(body)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await?))
+    }
+
+    /// GETs `path` as the holder of `token` (if any), with extra `headers`: the status,
+    /// the response headers and the body.
+    pub async fn get(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.expect("request sent");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        (status, headers, r.bytes().await.expect("a body").to_vec())
+    }
+
     /// Runs `sql`, expecting it to fail: the status and the error code.
     pub async fn fails(&self, token: &str, sql: &str) -> (u16, String) {
         let (status, body) = self.sql(token, sql).await;

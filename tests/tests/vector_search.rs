@@ -304,6 +304,34 @@ async fn ranked(s: &Server, token: &str, q: &[f32], where_: &str, k: usize) -> V
     ids(&s.ok(token, &sql).await)
 }
 
+/// The files of the vector index snapshots in data directory `data`, sorted.
+fn snapshot_files(data: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(data.join("vectors"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The status of each index build this node ran (`system.jobs`).
+async fn vector_jobs(s: &Server, token: &str) -> Vec<String> {
+    let jobs = s
+        .ok(
+            token,
+            "SELECT status FROM system.jobs WHERE job_type = 'vector_index'",
+        )
+        .await;
+    rows(&jobs)
+        .iter()
+        .map(|j| j[0].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 fn overlap(a: &[i64], b: &[i64]) -> usize {
     a.iter().filter(|x| b.contains(x)).count()
 }
@@ -519,8 +547,9 @@ async fn a_vector_index_answers_nearest_queries_and_follows_every_change() {
         assert_eq!(j[1], "completed", "{j}");
     }
 
-    // After a SIGKILL, the restarted node builds the index again. A graph built anew is not
-    // the same graph: its answers are checked against brute force, as the first ones were.
+    // After a SIGKILL, the restarted node loads the index it saved after building it and
+    // catches it up from the journal; it builds nothing. The changes are folded into the
+    // loaded graph afresh: its answers are checked against brute force, as the first were.
     let mut current: Vec<(i64, Vec<f32>)> = table.into_iter().filter(|(id, _)| *id != 5).collect();
     current.push((9000, close));
     let truth: Vec<Vec<i64>> = queries
@@ -533,6 +562,14 @@ async fn a_vector_index_answers_nearest_queries_and_follows_every_change() {
     };
     assert!(matched(&before) >= 48, "{before:?} {truth:?}");
     s.kill();
+    let saved = snapshot_files(&data);
+    assert_eq!(saved.len(), 2, "{saved:?}");
+    assert!(
+        saved
+            .iter()
+            .all(|f| f.ends_with(".meta") || f.ends_with(".vix")),
+        "{saved:?}"
+    );
     let s = Server::start(&data).await;
     let admin = s.login("admin", "kalamdb123").await;
     let mut after = Vec::new();
@@ -540,6 +577,10 @@ async fn a_vector_index_answers_nearest_queries_and_follows_every_change() {
         after.push(ranked(&s, &admin, q, "", 10).await);
     }
     assert!(matched(&after) >= 48, "{after:?} {truth:?}");
+    assert!(
+        vector_jobs(&s, &admin).await.is_empty(),
+        "loaded, not built"
+    );
     // So does a node replayed from the log.
     let last = s.last_applied().await;
     s.stop();
@@ -619,4 +660,77 @@ async fn searches_carry_on_while_the_index_is_dropped_and_created() {
     let truth = nearest(&table, &queries[0], 10, cosine);
     let after = ranked(&s, &admin, &queries[0], "", 10).await;
     assert!(overlap(&after, &truth) >= 9, "{after:?} {truth:?}");
+}
+
+/// A node killed (SIGKILL) in the middle of an index build: nothing of the build was kept,
+/// and restarted, the node searches exactly until it has built the index again, then
+/// answers from it as brute force ranks the rows, and saves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_during_an_index_build_builds_it_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    // Every build of this node pauses for a minute before it starts: long enough to kill it.
+    let s = Server::start_with(&data, &[("FOLDDB_TEST_VECTOR_BUILD_DELAY_MS", "60000")]).await;
+    let admin = s.setup_and_login().await;
+    s.ok_all(
+        &admin,
+        &[
+            "CREATE NAMESPACE app",
+            &format!("CREATE SHARED TABLE app.docs (id BIGINT PRIMARY KEY, e EMBEDDING({DIM}))"),
+        ],
+    )
+    .await;
+    let table: Vec<(i64, Vec<f32>)> = vectors(21, 600)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (i as i64, v))
+        .collect();
+    for chunk in table.chunks(200) {
+        insert(&s, &admin, "app.docs", chunk).await;
+    }
+    s.ok(
+        &admin,
+        "ALTER TABLE app.docs CREATE VECTOR INDEX e USING COSINE",
+    )
+    .await;
+    let queries = vectors(22, 5);
+    // The build starts with the first search, which is answered exactly meanwhile.
+    assert_eq!(
+        ranked(&s, &admin, &queries[0], "", 10).await,
+        nearest(&table, &queries[0], 10, cosine)
+    );
+    assert_eq!(vector_jobs(&s, &admin).await, ["running"]);
+    s.kill();
+    assert!(
+        snapshot_files(&data).is_empty(),
+        "{:?}",
+        snapshot_files(&data)
+    );
+
+    let s = Server::start(&data).await;
+    let admin = s.login("admin", "kalamdb123").await;
+    // The first search builds it again (answered exactly, or by the index if it is built
+    // within the search's wait).
+    let first = ranked(&s, &admin, &queries[0], "", 10).await;
+    let truth = nearest(&table, &queries[0], 10, cosine);
+    assert!(overlap(&first, &truth) >= 9, "{first:?} {truth:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while vector_jobs(&s, &admin).await != ["completed"] || snapshot_files(&data).len() != 2 {
+        assert!(std::time::Instant::now() < deadline, "never built again");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let by_cosine = format!(
+        "SELECT id FROM app.docs ORDER BY COSINE_DISTANCE(e, '{}') LIMIT 10",
+        literal(&queries[1])
+    );
+    assert!(
+        explain(&s, &admin, &by_cosine)
+            .await
+            .contains("VectorIndexScan")
+    );
+    for q in &queries {
+        let got = ranked(&s, &admin, q, "", 10).await;
+        let truth = nearest(&table, q, 10, cosine);
+        assert!(overlap(&got, &truth) >= 9, "{got:?} {truth:?}");
+    }
 }
