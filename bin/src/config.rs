@@ -208,6 +208,12 @@ pub struct StorageConfig {
     /// `interval:S` or both; `off` flushes them only when asked. Default
     /// `rows:50000,interval:3600`.
     pub default_flush_policy: String,
+    /// How often stored files (FILE columns) that no row references any more are looked
+    /// for and removed, in seconds. Default 3600.
+    pub file_cleanup_interval_seconds: u64,
+    /// How old such a file must be before it is removed, in seconds: an upload stores its
+    /// files before its statement commits. Default 3600.
+    pub file_cleanup_grace_seconds: u64,
 }
 
 impl Default for StorageConfig {
@@ -216,6 +222,8 @@ impl Default for StorageConfig {
             flush_check_interval_seconds: 60,
             stream_eviction_interval_seconds: 60,
             default_flush_policy: DEFAULT_FLUSH_POLICY.into(),
+            file_cleanup_interval_seconds: 3600,
+            file_cleanup_grace_seconds: 3600,
         }
     }
 }
@@ -487,6 +495,12 @@ impl Config {
         if let Some(v) = parse_env("FOLDDB_STREAM_EVICTION_INTERVAL_SECONDS")? {
             config.storage.stream_eviction_interval_seconds = v;
         }
+        if let Some(v) = parse_env("FOLDDB_FILE_CLEANUP_INTERVAL_SECONDS")? {
+            config.storage.file_cleanup_interval_seconds = v;
+        }
+        if let Some(v) = parse_env("FOLDDB_FILE_CLEANUP_GRACE_SECONDS")? {
+            config.storage.file_cleanup_grace_seconds = v;
+        }
         if let Some(v) = parse_env("FOLDDB_HEADER_READ_TIMEOUT_SECONDS")? {
             config.limits.header_read_timeout_seconds = v;
         }
@@ -590,6 +604,7 @@ impl Config {
         }
         if self.storage.flush_check_interval_seconds == 0
             || self.storage.stream_eviction_interval_seconds == 0
+            || self.storage.file_cleanup_interval_seconds == 0
         {
             bail!("storage intervals must be at least 1 second");
         }

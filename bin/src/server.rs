@@ -351,6 +351,23 @@ async fn sweep_cold(state: Arc<State>, grace: Duration) {
     }
 }
 
+/// Removes, every `every`, the stored files no row references any more, once older than
+/// `grace` (on the leader only: a follower may not have applied the row that references a
+/// new file yet).
+async fn sweep_files(state: Arc<State>, every: Duration, grace: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if state.node.is_cluster() && !state.node.status().is_leader {
+            continue;
+        }
+        for problem in state.engine.sweep_files(grace).await {
+            tracing::warn!(%problem, "removing files no row references");
+        }
+    }
+}
+
 /// Runs the server until SIGINT / SIGTERM.
 /// The runtime object storage requests run on: its own, since the cold tier waits for them
 /// synchronously from the fold's and the query's threads, which may be this program's
@@ -557,6 +574,11 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
             Duration::from_secs(config.cluster.replaced_segments_grace_seconds),
         )),
         tokio::spawn(trim_journal(state.clone(), config.journal.clone())),
+        tokio::spawn(sweep_files(
+            state.clone(),
+            Duration::from_secs(config.storage.file_cleanup_interval_seconds),
+            Duration::from_secs(config.storage.file_cleanup_grace_seconds),
+        )),
         tokio::spawn(trim_topics(
             state.clone(),
             Duration::from_secs(config.topics.retention_check_interval_secs.max(1)),

@@ -93,6 +93,8 @@ pub enum JobKind {
     /// A node building a table scope's vector index (never in the log: each node builds its
     /// own).
     VectorIndex,
+    /// Stored files no row references any more removed (never in the log).
+    FileCleanup,
 }
 
 impl JobKind {
@@ -102,16 +104,18 @@ impl JobKind {
             JobKind::Compact => "compact",
             JobKind::StreamEviction => "stream_eviction",
             JobKind::VectorIndex => "vector_index",
+            JobKind::FileCleanup => "cleanup",
         }
     }
 
-    /// The job id prefix (`FL-…`, `CO-…`, `SE-…`, `VI-…`).
+    /// The job id prefix (`FL-…`, `CO-…`, `SE-…`, `VI-…`, `CL-…`).
     pub fn prefix(self) -> &'static str {
         match self {
             JobKind::Flush => "FL",
             JobKind::Compact => "CO",
             JobKind::StreamEviction => "SE",
             JobKind::VectorIndex => "VI",
+            JobKind::FileCleanup => "CL",
         }
     }
 }

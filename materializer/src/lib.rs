@@ -26,6 +26,7 @@ pub mod convert;
 pub mod error;
 pub mod event;
 mod event_fold;
+pub mod files;
 pub mod fold;
 pub mod hot;
 pub mod hot_columns;

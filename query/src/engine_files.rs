@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use folddb_materializer::JobKind;
 use folddb_materializer::catalog::{self, StorageDef, TableDef, TableKind};
 use folddb_materializer::cold::backend::{Backend, Source};
 use folddb_materializer::cold::store::scope_dir;
@@ -596,6 +597,144 @@ impl Engine {
         .await
         .map_err(|e| DownloadError::Storage(e.to_string()))?
     }
+}
+
+/// The stored files of one table scope: (path in the storage, file id) of each.
+fn stored_files(backend: &dyn Backend, dir: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for sub in backend.list(dir)?.dirs {
+        if !valid_download_path(&sub, "x") {
+            continue;
+        }
+        let sub_dir = format!("{dir}/{sub}");
+        for name in backend.list(&sub_dir)?.files {
+            let id: String = name.chars().take_while(char::is_ascii_digit).collect();
+            if !id.is_empty() {
+                out.push((format!("{sub_dir}/{name}"), id));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// When the file of snowflake id `id` was stored (ms since the Unix epoch).
+fn stored_at_ms(id: &str) -> Option<u64> {
+    let id: u64 = id.parse().ok()?;
+    Some((id >> 22) + folddb_materializer::seq::SEQ_EPOCH_UNIX_MS)
+}
+
+impl Engine {
+    /// Removes the stored files no row of their table scope references any more and the
+    /// change journal no longer holds (a file replaced or deleted past the journal's reach,
+    /// or stored for a statement that never committed), once they are older than `grace`
+    /// (an upload stores its files before its statement is proposed). Each table it removes
+    /// files of is a `CL-…` job; the problems met, as text.
+    pub async fn sweep_files(&self, grace: std::time::Duration) -> Vec<String> {
+        let tables = match catalog::tables(self.store.as_ref(), None) {
+            Ok(t) => t,
+            Err(e) => return vec![e.to_string()],
+        };
+        let mut problems = Vec::new();
+        for def in tables.into_iter().filter(|d| {
+            matches!(d.kind, TableKind::User | TableKind::Shared)
+                && d.columns
+                    .iter()
+                    .any(|c| c.data_type == folddb_materializer::DataType::File)
+        }) {
+            let (storage, backend) = match self.storage_of(&def) {
+                Ok(s) => s,
+                Err(e) => {
+                    problems.push(e.to_string());
+                    continue;
+                }
+            };
+            let (store, cold) = (self.store.clone(), self.cold().cloned());
+            let cutoff = super::now_ms().saturating_sub(grace.as_millis() as u64);
+            let target = def.qualified_name();
+            let swept = tokio::task::spawn_blocking(move || {
+                sweep_table(
+                    &store,
+                    cold.as_deref(),
+                    &def,
+                    &storage,
+                    backend.as_ref(),
+                    cutoff,
+                )
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+            match swept {
+                Ok((0, _)) => {}
+                Ok((removed, bytes)) => {
+                    if let Some(id) = self.jobs.queue(JobKind::FileCleanup, &target) {
+                        self.jobs.start(&id);
+                        self.jobs.finish(
+                            &id,
+                            Ok(format!(
+                                "removed {removed} files ({bytes} bytes) no row of {target} references"
+                            )),
+                        );
+                    }
+                }
+                Err(e) => problems.push(format!("{target}: {e}")),
+            }
+        }
+        problems
+    }
+}
+
+/// [`Engine::sweep_files`] of one table: the files removed and their bytes.
+fn sweep_table(
+    store: &folddb_materializer::HotStore,
+    cold: Option<&folddb_materializer::cold::ColdStore>,
+    def: &TableDef,
+    storage: &StorageDef,
+    backend: &dyn Backend,
+    cutoff_ms: u64,
+) -> Result<(u64, u64), String> {
+    let scopes: Vec<String> = match def.kind {
+        TableKind::Shared => vec![String::new()],
+        _ => {
+            let dir = folddb_materializer::cold::store::table_dir(storage, def);
+            backend
+                .list(&dir)?
+                .dirs
+                .into_iter()
+                .filter(|user| {
+                    scope_dir(storage, def, user)
+                        == folddb_materializer::cold::backend::join(&dir, user)
+                })
+                .collect()
+        }
+    };
+    let (mut removed, mut bytes) = (0, 0);
+    for scope in scopes {
+        let files = stored_files(backend, &scope_dir(storage, def, &scope))?;
+        let old: Vec<_> = files
+            .into_iter()
+            .filter(|(_, id)| stored_at_ms(id).is_some_and(|ms| ms < cutoff_ms))
+            .collect();
+        if old.is_empty() {
+            continue;
+        }
+        let referenced = folddb_materializer::files::referenced(store, cold, def, &scope)
+            .map_err(|e| e.to_string())?;
+        for (path, id) in old {
+            if referenced.contains(&id) {
+                continue;
+            }
+            let size = match backend.open(&path)? {
+                Some(Source::File(f)) => f.metadata().map_or(0, |m| m.len()),
+                Some(Source::Bytes(b)) => b.len() as u64,
+                None => continue,
+            };
+            backend.remove(&path)?;
+            removed += 1;
+            bytes += size;
+        }
+    }
+    Ok((removed, bytes))
 }
 
 #[cfg(test)]

@@ -528,3 +528,122 @@ async fn a_crash_during_uploads_leaves_no_row_without_its_file() {
         assert_eq!(r["sha256"], sha256_hex(&body).as_str());
     }
 }
+
+/// Files no row references any more go (`CL-…` jobs): one stored for a statement that never
+/// committed (as a crash leaves it) at the next sweep; one replaced by an UPDATE or whose row
+/// was deleted once the journal no longer holds the version that named it (until then an
+/// `AS OF` read may still want it); the current file stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_no_row_references_any_more_are_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let s = Server::start_with(
+        &data,
+        &[
+            ("FOLDDB_FILE_CLEANUP_INTERVAL_SECONDS", "1"),
+            ("FOLDDB_FILE_CLEANUP_GRACE_SECONDS", "0"),
+            ("FOLDDB_JOURNAL_RETENTION_SECONDS", "6"),
+            ("FOLDDB_JOURNAL_TRIM_INTERVAL_SECONDS", "1"),
+        ],
+    )
+    .await;
+    let admin = s.setup_and_login().await;
+    s.ok_all(
+        &admin,
+        &[
+            "CREATE NAMESPACE app",
+            "CREATE SHARED TABLE app.docs (id BIGINT PRIMARY KEY, doc FILE)",
+        ],
+    )
+    .await;
+    let upload = |sql: String, bytes: &'static [u8]| {
+        let (s, admin) = (&s, admin.clone());
+        async move {
+            let (status, answer) = s
+                .multipart(
+                    &admin,
+                    &sql,
+                    &[("file:f", Some("f.txt"), "text/plain", bytes)],
+                )
+                .await;
+            assert_eq!(status, 200, "{sql}: {answer}");
+        }
+    };
+    let file_of = |id: i64| {
+        let (s, admin) = (&s, admin.clone());
+        async move {
+            file_ref(
+                &s.ok(
+                    &admin,
+                    &format!("SELECT id, doc FROM app.docs WHERE id = {id}"),
+                )
+                .await,
+                1,
+            )
+        }
+    };
+    upload(
+        "INSERT INTO app.docs (id, doc) VALUES (1, FILE('f'))".into(),
+        b"first",
+    )
+    .await;
+    upload(
+        "INSERT INTO app.docs (id, doc) VALUES (2, FILE('f'))".into(),
+        b"deleted",
+    )
+    .await;
+    let (first, deleted) = (file_of(1).await, file_of(2).await);
+    upload(
+        "UPDATE app.docs SET doc = FILE('f') WHERE id = 1".into(),
+        b"second",
+    )
+    .await;
+    let second = file_of(1).await;
+    s.ok(&admin, "DELETE FROM app.docs WHERE id = 2").await;
+    let subfolder = data.join("storage/app/docs/f0001");
+    std::fs::write(subfolder.join("1-orphan.txt"), b"never committed").expect("orphan");
+    let status = |r: Value| {
+        let (s, admin) = (&s, admin.clone());
+        async move { s.get(&path_of("app.docs", &r), Some(&admin), &[]).await.0 }
+    };
+    // The journal still holds the versions that named the replaced and the deleted file.
+    assert_eq!(status(first.clone()).await, 200);
+    assert_eq!(status(deleted.clone()).await, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut orphan_went_first = false;
+    loop {
+        let orphan = subfolder.join("1-orphan.txt").exists();
+        let (a, d) = (status(first.clone()).await, status(deleted.clone()).await);
+        if !orphan && a == 200 {
+            orphan_went_first = true;
+        }
+        if !orphan && a == 404 && d == 404 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orphan {orphan}, replaced {a}, deleted {d}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        orphan_went_first,
+        "the orphan went before the journal let the others go"
+    );
+    let (code, _, body) = s
+        .get(&path_of("app.docs", &second), Some(&admin), &[])
+        .await;
+    assert_eq!((code, body.as_slice()), (200, &b"second"[..]));
+    let jobs = s
+        .ok(
+            &admin,
+            "SELECT job_id, status FROM system.jobs WHERE job_type = 'cleanup'",
+        )
+        .await;
+    let jobs = rows(&jobs);
+    assert!(!jobs.is_empty());
+    for j in &jobs {
+        assert!(j[0].as_str().unwrap_or_default().starts_with("CL-"), "{j}");
+        assert_eq!(j[1], "completed");
+    }
+}
