@@ -4,6 +4,7 @@
 mod big;
 mod cluster;
 mod cold;
+mod files;
 mod journal;
 mod live;
 mod log;

@@ -38,7 +38,9 @@ pub struct SqlBenchArgs {
     /// topic-latency — publish → consume latency at 1,000 rows/s —, topic-consume — one
     /// group draining 100,000 messages —, vector-exact — exact top-10 cosine searches
     /// over `--vectors` 128-dimensional embeddings, 4 clients — and vector-index — the
-    /// same through a vector index: build rate, memory, recall@10, queries/s, INSERT cost).
+    /// same through a vector index: build rate, memory, recall@10, queries/s, INSERT cost —
+    /// and files — 10 MiB FILE uploads and downloads against writing and reading the same
+    /// bytes directly).
     #[arg(
         long,
         value_delimiter = ',',
@@ -433,6 +435,7 @@ async fn measure(args: &SqlBenchArgs) -> anyhow::Result<Vec<Outcome>> {
             }
             "vector-index" => out
                 .extend(super::vector::indexed(&client, run_id, args.vectors, 4, duration).await?),
+            "files" => out.extend(super::files::upload_download(&client, run_id, duration).await?),
             other => bail!("unknown scenario {other}"),
         }
     }
