@@ -298,5 +298,26 @@ fn replay(dir: &Path, into: &Path, to_index: Option<u64>) -> anyhow::Result<Exit
         into.display(),
         applied as f64 / secs.max(1e-9)
     );
+    // The log holds FILE cells' references, not the files: each is copied from where the
+    // original keeps it, checked against its SHA-256; what is not there is named.
+    let original = if dir.join("log").is_dir() {
+        dir.to_path_buf()
+    } else {
+        dir.parent()
+            .map_or_else(|| dir.to_path_buf(), Path::to_path_buf)
+    };
+    let (copied, missing) = crate::replay_files::copy(&original.join("storage"), &store, &cold)?;
+    if copied > 0 {
+        println!("copied {copied} files the rows reference");
+    }
+    if !missing.is_empty() {
+        println!(
+            "{} files the rows reference are missing or damaged:",
+            missing.len()
+        );
+        for m in &missing {
+            println!("  {m}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,6 +12,7 @@ mod http;
 mod live;
 mod log_cmd;
 mod metrics;
+mod replay_files;
 mod server;
 mod server_logs;
 mod subscribe;

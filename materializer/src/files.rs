@@ -4,7 +4,7 @@
 //! tails). Any other file of the scope — replaced or deleted past the journal's reach, or
 //! stored for a statement that never committed — can go.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use arrow::array::{Array, AsArray};
 
@@ -32,12 +32,22 @@ pub fn referenced(
     def: &TableDef,
     scope: &str,
 ) -> Result<HashSet<String>> {
+    Ok(references(store, cold, def, scope)?.into_keys().collect())
+}
+
+/// The same, each id with its `FileRef` JSON text.
+pub fn references(
+    store: &HotStore,
+    cold: Option<&ColdStore>,
+    def: &TableDef,
+    scope: &str,
+) -> Result<HashMap<String, String>> {
     let columns: Vec<&crate::ColumnDef> = def
         .columns
         .iter()
         .filter(|c| c.data_type == DataType::File)
         .collect();
-    let mut ids = HashSet::new();
+    let mut ids = HashMap::new();
     if columns.is_empty() {
         return Ok(ids);
     }
@@ -65,7 +75,7 @@ pub fn referenced(
                     if texts.is_valid(row)
                         && let Some(id) = file_id(texts.value(row))
                     {
-                        ids.insert(id);
+                        ids.insert(id, texts.value(row).to_owned());
                     }
                 }
             }
@@ -84,7 +94,7 @@ pub fn referenced(
                     if let Some(Value::File(text) | Value::Text(text)) = version.cell(c.id)
                         && let Some(id) = file_id(text)
                     {
-                        ids.insert(id);
+                        ids.insert(id, text.clone());
                     }
                 }
             }
