@@ -40,7 +40,8 @@ pub struct Upload {
     /// The file name the client gave (else the placeholder).
     pub name: String,
     pub mime: String,
-    /// Where its bytes are.
+    /// Where its bytes are: a file the engine takes over (moved into a storage on the same
+    /// filesystem, else copied).
     pub path: PathBuf,
     pub size: u64,
     /// Hex SHA-256 of its bytes.
@@ -464,13 +465,10 @@ impl Engine {
             };
             let path = format!("{}/{}/{}", target.dir, r.sub, r.stored_name());
             let (backend, from, to) = (target.backend.clone(), u.path.clone(), path.clone());
-            let written = tokio::task::spawn_blocking(move || {
-                let mut file = std::fs::File::open(&from).map_err(|e| e.to_string())?;
-                backend.write_from(&to, &mut file)
-            })
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r);
+            let written = tokio::task::spawn_blocking(move || backend.adopt(&to, &from))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r);
             if let Err(e) = written {
                 return Err(SqlError::from(Error::Internal(format!(
                     "storing file '{}': {e}",

@@ -50,6 +50,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
             .map_err(|e| format!("{}: {e}", self.locate(path)))?;
         self.write(path, bytes)
     }
+    /// Replaces `path` with the file at `file`, which the caller gives up, atomically and
+    /// durably. The default copies it; a directory on the same filesystem moves it.
+    fn adopt(&self, path: &str, file: &Path) -> BackendResult<()> {
+        let mut from = File::open(file).map_err(io_err(file))?;
+        self.write_from(path, &mut from)
+    }
     /// The files and directories directly inside `dir` (none when it does not exist).
     fn list(&self, dir: &str) -> BackendResult<Listing>;
     /// Removes the file at `path` (absent: nothing to do).
@@ -137,6 +143,27 @@ impl Backend for LocalBackend {
         File::open(&dir)
             .and_then(|d| d.sync_all())
             .map_err(io_err(&dir))
+    }
+
+    /// Synced and renamed into place (then the directory synced); copied when `file` is on
+    /// another filesystem.
+    fn adopt(&self, path: &str, file: &Path) -> BackendResult<()> {
+        let full = self.path(path);
+        let dir = full.parent().unwrap_or(&self.root).to_path_buf();
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        File::open(file)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(file))?;
+        match fs::rename(file, &full) {
+            Ok(()) => File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(&dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+                let mut from = File::open(file).map_err(io_err(file))?;
+                self.write_from(path, &mut from)
+            }
+            Err(e) => Err(io_err(&full)(e)),
+        }
     }
 
     fn list(&self, dir: &str) -> BackendResult<Listing> {
