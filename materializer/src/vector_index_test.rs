@@ -246,8 +246,11 @@ fn a_build_longer_than_a_search_waits_goes_on_in_the_background() {
         assert_eq!(first, answer);
     }
     assert_eq!(counting.builds.load(Ordering::SeqCst), 1, "built once");
+    // Another build (a graph of its own) finds (nearly) the same rows.
     let patient = VectorIndexes::new(None);
-    assert_eq!(ids(&search(&patient, &node, "", &query, 10)), ids(&answer));
+    let again = ids(&search(&patient, &node, "", &query, 10));
+    let same = again.iter().filter(|i| ids(&answer).contains(i)).count();
+    assert!(same >= 9, "{again:?} against {:?}", ids(&answer));
 }
 
 #[test]
@@ -598,13 +601,19 @@ fn an_unusable_snapshot_is_replaced_by_a_build() {
         std::fs::read(&vix).expect("vix"),
         std::fs::read(&meta).expect("meta"),
     );
-    // Builds by a restarted node after `damage`; its answer must be a fresh index's.
-    let builds_after = |node: &Node, damage: &dyn Fn()| {
+    // Builds by a restarted node after `damage`; its answer finds (nearly) what brute force
+    // finds over `rows` (an approximate index: not always every one of the 5).
+    let builds_after = |node: &Node, rows: &[(i64, Vec<f32>)], damage: &dyn Fn()| {
         damage();
         let counting = Arc::new(Counting::default());
         let indexes = VectorIndexes::new(Some(counting.clone())).with_snapshots(dir.path());
-        let fresh = ids(&search(&VectorIndexes::new(None), node, "", &query, 5));
-        assert_eq!(ids(&search_settled(&indexes, node, &query, 5)), fresh);
+        let mut exact: Vec<(f32, i64)> =
+            rows.iter().map(|(i, e)| (cosine(&query, e), *i)).collect();
+        exact.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let truth: Vec<i64> = exact[..5].iter().map(|(_, i)| *i).collect();
+        let got = ids(&search_settled(&indexes, node, &query, 5));
+        let found = got.iter().filter(|i| truth.contains(i)).count();
+        assert!(found >= 4, "{got:?} against {truth:?}");
         counting.builds.load(Ordering::SeqCst)
     };
     let restore = || {
@@ -612,7 +621,7 @@ fn an_unusable_snapshot_is_replaced_by_a_build() {
         std::fs::write(&meta, &pristine.1).expect("write");
     };
     assert_eq!(
-        builds_after(&node, &restore),
+        builds_after(&node, &rows, &restore),
         0,
         "the pristine snapshot is loaded"
     );
@@ -629,7 +638,7 @@ fn an_unusable_snapshot_is_replaced_by_a_build() {
             std::fs::write(file, bytes).expect("write");
         };
         assert_eq!(
-            builds_after(&node, &flip),
+            builds_after(&node, &rows, &flip),
             1,
             "{} byte {at} flipped",
             file.display()
@@ -642,7 +651,7 @@ fn an_unusable_snapshot_is_replaced_by_a_build() {
         std::fs::write(&vix, b"a graph saved after the .meta").expect("write");
         std::fs::write(dir.path().join(format!("{stem}.vix.tmp")), b"half").expect("write");
     };
-    assert_eq!(builds_after(&node, &torn), 1);
+    assert_eq!(builds_after(&node, &rows, &torn), 1);
     assert_eq!(
         snapshot_files(dir.path()),
         [format!("{stem}.meta"), format!("{stem}.vix")],
@@ -652,7 +661,9 @@ fn an_unusable_snapshot_is_replaced_by_a_build() {
     restore();
     insert(&mut node, "", &[(5000, vector(5000, 8))]);
     crate::journal::trim(&node.store, u64::MAX).expect("trim");
-    assert_eq!(builds_after(&node, &|| {}), 1, "stale");
+    let mut rows = rows;
+    rows.push((5000, vector(5000, 8)));
+    assert_eq!(builds_after(&node, &rows, &|| {}), 1, "stale");
     // An index dropped and created again: the old one's files go.
     for op in [
         Op::DropVectorIndex {
@@ -664,7 +675,7 @@ fn an_unusable_snapshot_is_replaced_by_a_build() {
     ] {
         assert!(applied(&node.run(vec![op])));
     }
-    assert_eq!(builds_after(&node, &|| {}), 1, "another index");
+    assert_eq!(builds_after(&node, &rows, &|| {}), 1, "another index");
     let fresh = format!("t{}-c2-i{}-s", node.def().id.0, node.index().created_index);
     assert_ne!(fresh, stem);
     assert_eq!(
