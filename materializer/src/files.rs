@@ -11,7 +11,7 @@ use arrow::array::{Array, AsArray};
 use crate::cold::ColdStore;
 use crate::error::{Error, Result};
 use crate::hot::HotStore;
-use crate::scan::{KeyRange, ScanSpec, scan_scope};
+use crate::scan::{ScanSpec, scan_scope};
 use crate::value::{DataType, Value};
 use crate::{TableDef, convert, journal};
 
@@ -56,18 +56,7 @@ pub fn references(
         .iter()
         .filter_map(|c| schema.index_of(&c.name).ok())
         .collect();
-    let may_match = |_: &crate::cold::SegmentMeta| true;
-    let keys = KeyRange::default();
-    let spec = ScanSpec {
-        def,
-        projection: &projection,
-        show_deleted: false,
-        min_seq: None,
-        seq_floor: None,
-        limit: None,
-        may_match: &may_match,
-        keys: &keys,
-    };
+    let spec = ScanSpec::visible(def, &projection);
     scan_scope(store, None, cold, scope, &spec, &mut |batch| {
         for column in batch.columns() {
             if let Some(texts) = column.as_string_opt::<i32>() {

@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::hot::HotStore;
 use crate::journal;
 use crate::row::encode_key_part;
-use crate::scan::{KeyRange, ScanSpec, scan_scope};
+use crate::scan::{ScanSpec, scan_scope};
 use crate::value::{DataType, Value};
 
 #[path = "vector_snapshot.rs"]
@@ -720,18 +720,7 @@ fn build_scope(
     built.through = (from, 0);
     built.seen_seq = from;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let may_match = |_: &crate::cold::SegmentMeta| true;
-    let keys = KeyRange::default();
-    let spec = ScanSpec {
-        def,
-        projection: &projection,
-        show_deleted: false,
-        min_seq: None,
-        seq_floor: None,
-        limit: None,
-        may_match: &may_match,
-        keys: &keys,
-    };
+    let spec = ScanSpec::visible(def, &projection);
     let mut failed = None;
     scan_scope(
         store,

@@ -59,6 +59,33 @@ pub struct KeyRange {
     pub to: Option<Vec<u8>>,
 }
 
+/// Every segment may match: the statistics rule nothing out.
+fn every_segment(_: &SegmentMeta) -> bool {
+    true
+}
+
+/// Every primary key.
+static EVERY_KEY: KeyRange = KeyRange {
+    from: None,
+    to: None,
+};
+
+impl<'a> ScanSpec<'a> {
+    /// `projection` of every visible row of `def`, tombstones left out, nothing pruned.
+    pub fn visible(def: &'a TableDef, projection: &'a [usize]) -> ScanSpec<'a> {
+        ScanSpec {
+            def,
+            projection,
+            show_deleted: false,
+            min_seq: None,
+            seq_floor: None,
+            limit: None,
+            may_match: &every_segment,
+            keys: &EVERY_KEY,
+        }
+    }
+}
+
 impl std::fmt::Debug for ScanSpec<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ScanSpec")
