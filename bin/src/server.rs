@@ -118,7 +118,12 @@ pub(crate) fn is_local(peer: Option<SocketAddr>) -> bool {
 /// `FOLDDB_TEST_VECTOR_BUILD_DELAY_MS`: a test seam, not a setting. A pause at the start of
 /// each vector index build, so tests can crash a node during one.
 fn test_vector_build_delay() -> Duration {
-    std::env::var("FOLDDB_TEST_VECTOR_BUILD_DELAY_MS")
+    test_pause("FOLDDB_TEST_VECTOR_BUILD_DELAY_MS")
+}
+
+/// A test seam's pause, in milliseconds from environment variable `name` (0 when unset).
+fn test_pause(name: &str) -> Duration {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .map_or(Duration::ZERO, Duration::from_millis)
@@ -351,23 +356,6 @@ async fn sweep_cold(state: Arc<State>, grace: Duration) {
     }
 }
 
-/// Removes, every `every`, the stored files no row references any more, once older than
-/// `grace` (on the leader only: a follower may not have applied the row that references a
-/// new file yet).
-async fn sweep_files(state: Arc<State>, every: Duration, grace: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if state.node.is_cluster() && !state.node.status().is_leader {
-            continue;
-        }
-        for problem in state.engine.sweep_files(grace).await {
-            tracing::warn!(%problem, "removing files no row references");
-        }
-    }
-}
-
 /// Runs the server until SIGINT / SIGTERM.
 /// The runtime object storage requests run on: its own, since the cold tier waits for them
 /// synchronously from the fold's and the query's threads, which may be this program's
@@ -500,6 +488,8 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
         config.server.data_dir.join(VECTORS_DIR),
         test_vector_build_delay(),
     )
+    .with_data_dir(&config.server.data_dir)
+    .with_restore_pause(test_pause("FOLDDB_TEST_RESTORE_PAUSE_MS"))
     .with_default_flush_policy(config.storage.default_flush_policy()?)
     .with_ws_url(format!("ws://{listen}/v1/ws"))
     .with_clock_skew_ms(test_clock_skew_ms())
@@ -574,11 +564,12 @@ pub async fn serve(args: ServeArgs, logs: Arc<crate::server_logs::LogRing>) -> a
             Duration::from_secs(config.cluster.replaced_segments_grace_seconds),
         )),
         tokio::spawn(trim_journal(state.clone(), config.journal.clone())),
-        tokio::spawn(sweep_files(
+        tokio::spawn(files_http::sweep_files(
             state.clone(),
             Duration::from_secs(config.storage.file_cleanup_interval_seconds),
             Duration::from_secs(config.storage.file_cleanup_grace_seconds),
         )),
+        tokio::spawn(files_http::recover_restores(state.clone())),
         tokio::spawn(trim_topics(
             state.clone(),
             Duration::from_secs(config.topics.retention_check_interval_secs.max(1)),

@@ -95,6 +95,12 @@ pub enum JobKind {
     VectorIndex,
     /// Stored files no row references any more removed (never in the log).
     FileCleanup,
+    /// `BACKUP DATABASE`: a copy of the state as of one entry, written by one node.
+    Backup,
+    /// `RESTORE DATABASE`: a backup checked, then written through the log.
+    Restore,
+    /// `EXPORT USER DATA`: a user's rows and files, zipped on one node.
+    UserExport,
 }
 
 impl JobKind {
@@ -105,10 +111,13 @@ impl JobKind {
             JobKind::StreamEviction => "stream_eviction",
             JobKind::VectorIndex => "vector_index",
             JobKind::FileCleanup => "cleanup",
+            JobKind::Backup => "backup",
+            JobKind::Restore => "restore",
+            JobKind::UserExport => "user_export",
         }
     }
 
-    /// The job id prefix (`FL-…`, `CO-…`, `SE-…`, `VI-…`, `CL-…`).
+    /// The job id prefix (`FL-…`, `CO-…`, `SE-…`, `VI-…`, `CL-…`, `BK-…`, `RS-…`, `UE-…`).
     pub fn prefix(self) -> &'static str {
         match self {
             JobKind::Flush => "FL",
@@ -116,6 +125,9 @@ impl JobKind {
             JobKind::StreamEviction => "SE",
             JobKind::VectorIndex => "VI",
             JobKind::FileCleanup => "CL",
+            JobKind::Backup => "BK",
+            JobKind::Restore => "RS",
+            JobKind::UserExport => "UE",
         }
     }
 }

@@ -32,6 +32,16 @@ impl HotStore {
     }
 }
 
+impl HotSnapshot<'_> {
+    /// The last entry applied to the state this snapshot holds.
+    pub fn applied_index(&self) -> Result<Option<folddb_log::LogIndex>> {
+        match self.get(Family::Meta, super::APPLIED_KEY)? {
+            Some(bytes) => Ok(Some(super::decode_applied(&self.store.path, &bytes)?.0)),
+            None => Ok(None),
+        }
+    }
+}
+
 /// A snapshot's keys under one prefix, in order ([`HotSnapshot::cursor`]).
 pub struct PrefixCursor<'a> {
     iter: rocksdb::DBRawIteratorWithThreadMode<'a, DB>,

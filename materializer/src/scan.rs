@@ -33,6 +33,57 @@ pub fn scan_scope(
     })
 }
 
+/// [`scan_scope`] through `snapshot`, once: what a backup reads, every table and scope as
+/// of the same applied entry. A segment removed meanwhile (a compaction settled) fails it.
+pub fn scan_scope_in(
+    snapshot: &crate::hot::HotSnapshot<'_>,
+    cold: Option<&ColdStore>,
+    scope: &str,
+    spec: &ScanSpec<'_>,
+    sink: &mut dyn FnMut(RecordBatch) -> bool,
+) -> Result<(), ScanError> {
+    let cold_scope = cold_scope(snapshot, cold, spec.def, scope)?;
+    let prefix = scope_prefix(spec.def.id, scope);
+    scan_range(snapshot, cold_scope.as_deref(), None, &prefix, spec, sink)
+}
+
+/// Every scope of `def` that `snapshot` holds rows of, hot or cold, in order (a SHARED
+/// table's one scope is the empty one).
+pub fn table_scopes(
+    snapshot: &crate::hot::HotSnapshot<'_>,
+    def: &crate::TableDef,
+) -> crate::Result<Vec<String>> {
+    let table = def.id.0.to_be_bytes();
+    let mut scopes = std::collections::BTreeSet::new();
+    let mut from: Option<Vec<u8>> = None;
+    loop {
+        let cursor = snapshot.cursor_range(def.family(), &table, from.as_deref(), None)?;
+        let Some(key) = cursor.key() else { break };
+        let rest = &key[table.len()..];
+        let Some(len) = rest
+            .get(..2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        else {
+            break;
+        };
+        let Some(scope) = rest.get(2..2 + len) else {
+            break;
+        };
+        scopes.insert(String::from_utf8_lossy(scope).into_owned());
+        // Past every key of this scope.
+        match crate::hot::prefix_end(&rest[..2 + len]) {
+            Some(end) => from = Some(end),
+            None => break,
+        }
+    }
+    for m in catalog::manifests(snapshot, def.id)? {
+        if !m.segments.is_empty() {
+            scopes.insert(m.scope.clone());
+        }
+    }
+    Ok(scopes.into_iter().collect())
+}
+
 /// Runs `scan` until it succeeds, fails with anything but a cold-tier error, or has given a
 /// batch out (it sets the flag it is handed): a compaction removes the files it replaced
 /// once committed, so a scan that started on the manifest before it may find them gone; it

@@ -12,6 +12,9 @@ use crate::convert::Literal;
 #[path = "dialect_cursor.rs"]
 mod cursor;
 use cursor::Cursor;
+#[path = "dialect_backup.rs"]
+mod backup;
+pub use backup::BackupCommand;
 #[path = "dialect_cluster.rs"]
 mod cluster;
 pub use cluster::ClusterCommand;
@@ -139,6 +142,9 @@ pub enum Statement {
     Cluster(ClusterCommand),
     /// Topic DDL, `CONSUME` and `ACK` (API.md 3.12).
     Topic(TopicCommand),
+    /// `BACKUP` / `RESTORE DATABASE`, `SHOW BACKUPS`, `EXPORT USER DATA`, `SHOW EXPORT`
+    /// (API.md 3.13).
+    Backup(BackupCommand),
 }
 
 /// What a STORAGE FLUSH or COMPACT covers.
@@ -241,6 +247,11 @@ impl Statement {
                 | Statement::AlterStorage { .. }
                 | Statement::DropStorage { .. }
                 | Statement::Cluster(_)
+                | Statement::Backup(
+                    BackupCommand::Backup { .. }
+                        | BackupCommand::Restore { .. }
+                        | BackupCommand::ShowBackups { .. }
+                )
                 | Statement::Topic(
                     TopicCommand::Create { .. }
                         | TopicCommand::Drop { .. }
@@ -534,6 +545,11 @@ fn classify_cursor(sql: &str, mut c: Cursor) -> Result<Statement, ParseError> {
                 c.end().map(|_| Statement::ShowStorages)
             } else if c.keyword("manifest") || c.keyword("manifests") {
                 c.end().map(|_| Statement::ShowManifest)
+            } else if c.keyword("backups") || c.keyword("backup") {
+                backup::parse_show_backups(&mut c)
+            } else if c.keyword("export") || c.keyword("exports") {
+                c.end()
+                    .map(|_| Statement::Backup(BackupCommand::ShowExport))
             } else if c.keyword("columns") || c.keyword("all") {
                 Ok(Statement::Meta)
             } else {
@@ -695,6 +711,18 @@ fn classify_cursor(sql: &str, mut c: Cursor) -> Result<Statement, ParseError> {
         "cluster" => {
             c.next();
             cluster::parse_cluster(&mut c)
+        }
+        "backup" => {
+            c.next();
+            backup::parse_backup(&mut c)
+        }
+        "restore" => {
+            c.next();
+            backup::parse_restore(&mut c)
+        }
+        "export" => {
+            c.next();
+            backup::parse_export(&mut c)
         }
         "kill" => {
             c.next();

@@ -40,7 +40,8 @@ impl Statement {
             Statement::Meta
             | Statement::KillLiveQuery(_)
             | Statement::KillJob(_)
-            | Statement::Cluster(_) => "admin",
+            | Statement::Cluster(_)
+            | Statement::Backup(_) => "admin",
         }
     }
 }

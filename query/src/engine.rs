@@ -60,10 +60,14 @@ use folddb_materializer::cold::job as cold_job;
 
 #[path = "engine_authz.rs"]
 mod authz;
+#[path = "engine_backup.rs"]
+mod backup_exec;
 #[path = "engine_ddl.rs"]
 mod ddl;
 #[path = "engine_dml.rs"]
 mod dml;
+#[path = "engine_export.rs"]
+pub mod export;
 #[path = "engine_files.rs"]
 pub mod files;
 #[path = "engine_meta.rs"]
@@ -134,6 +138,10 @@ pub struct Engine {
     vectors: Arc<folddb_materializer::vector_index::VectorIndexes>,
     /// By table and scope: the FILE subfolder uploads go to and the files it holds.
     file_counts: Arc<std::sync::Mutex<files::FileCounts>>,
+    /// The server's data directory: relative backup paths, restore marks, user exports.
+    data_dir: Option<std::path::PathBuf>,
+    /// A restore waits this long after each table (tests: a crash during a restore).
+    restore_pause: std::time::Duration,
 }
 
 /// A FLUSH_POLICY: flush once this many row versions are pending, or once this many
@@ -314,6 +322,8 @@ impl Engine {
             executor: None,
             topic_visibility_ms: 60_000,
             file_counts: Arc::default(),
+            data_dir: None,
+            restore_pause: std::time::Duration::ZERO,
         }
     }
 
@@ -826,6 +836,7 @@ impl Engine {
             Statement::KillJob(id) => msg(caller, self.jobs.kill(id).map_err(Error::NotAllowed)?),
             Statement::Cluster(command) => msg(caller, self.cluster_command(command).await?),
             Statement::Topic(command) => self.topic_command(caller, namespace, command).await,
+            Statement::Backup(command) => self.backup_command(caller, command).await,
             Statement::Storage { compact, target } => msg(
                 caller,
                 self.storage_command(caller, namespace, *compact, target)?,

@@ -113,6 +113,13 @@ impl Jobs {
         }
     }
 
+    /// Says how far running job `id` got (its `message` in `system.jobs`).
+    pub fn progress(&self, id: &str, message: String) {
+        if let Some(j) = self.lock().iter_mut().find(|j| j.id == id) {
+            j.message = message;
+        }
+    }
+
     /// Records how `id` ended.
     pub fn finish(&self, id: &str, result: Result<String, String>) {
         let mut jobs = self.lock();

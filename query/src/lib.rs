@@ -20,6 +20,7 @@
 
 pub use folddb_materializer::convert;
 pub mod as_of;
+pub mod backup;
 pub mod dialect;
 pub mod engine;
 pub mod error;

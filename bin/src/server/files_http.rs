@@ -8,6 +8,8 @@
 //!   ([`folddb_query::Engine::execute_with_files`]).
 //! - `GET /v1/files/{namespace}/{table}/{subfolder}/{file}[?user_id=…]`: the file's bytes,
 //!   typed by its extension, with `Range` requests (one range) answered `206`.
+//! - `GET /v1/exports/{user_id}/{export_id}`: a user's export zip (`EXPORT USER DATA`), for
+//!   its owner or dba/system, served the same way.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -21,6 +23,7 @@ use warp::http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use folddb_materializer::cold::backend::Source;
 use folddb_query::SqlRequest;
+use folddb_query::engine::export::ExportError;
 use folddb_query::engine::files::{Download, DownloadError, Upload};
 
 use super::{Reply, State, read_barrier, reply, sql_caller, sql_error, sql_reply};
@@ -37,7 +40,8 @@ const SEND_CHUNK: usize = 256 << 10;
 /// Whether a request is one this module reads the body of itself, as it streams.
 pub(crate) fn streams(method: &warp::http::Method, path: &str, headers: &HeaderMap) -> bool {
     (method == warp::http::Method::POST && path == "/v1/api/sql" && is_multipart(headers))
-        || (method == warp::http::Method::GET && path.starts_with("/v1/files/"))
+        || (method == warp::http::Method::GET
+            && (path.starts_with("/v1/files/") || path.starts_with("/v1/exports/")))
 }
 
 fn is_multipart(headers: &HeaderMap) -> bool {
@@ -60,6 +64,9 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
     B: Buf + Send + 'static,
 {
+    if let Some(rest) = path.strip_prefix("/v1/exports/") {
+        return export_download(state, rest, headers);
+    }
     match path.strip_prefix("/v1/files/") {
         Some(rest) => download(state, rest, query, headers).await,
         None => upload(state, headers, body, idle).await,
@@ -355,6 +362,89 @@ async fn download(state: &State, rest: &str, query: &str, headers: &HeaderMap) -
         .get("range")
         .and_then(|v| v.to_str().ok())
         .map(|v| byte_range(v, download.len));
+    send(download, range)
+}
+
+/// Removes, every `every`, the stored files no row references any more, once older than
+/// `grace` (on the leader only: a follower may not have applied the row that references a
+/// new file yet).
+pub(crate) async fn sweep_files(state: std::sync::Arc<State>, every: Duration, grace: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if state.node.is_cluster() && !state.node.status().is_leader {
+            continue;
+        }
+        for problem in state.engine.sweep_files(grace).await {
+            tracing::warn!(%problem, "removing files no row references");
+        }
+    }
+}
+
+/// At start: undoes the restores a crash cut off, retrying until it can (a cluster's node
+/// proposes once there is a leader).
+pub(crate) async fn recover_restores(state: std::sync::Arc<State>) {
+    loop {
+        let problems = state.engine.recover_restores().await;
+        if problems.is_empty() {
+            return;
+        }
+        for problem in problems {
+            tracing::warn!(%problem, "undoing an interrupted restore");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// `GET /v1/exports/{user_id}/{export_id}` (API.md 1.8).
+fn export_download(state: &State, rest: &str, headers: &HeaderMap) -> Reply {
+    let caller = match sql_caller(state, headers, Instant::now()) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let not_found = || {
+        reply(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "Export not found", "code": "EXPORT_NOT_FOUND"}),
+        )
+    };
+    let segments: Vec<String> = rest
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    let [user, export] = segments.as_slice() else {
+        return not_found();
+    };
+    let path = match state.engine.export_file(&caller, user, export) {
+        Ok(p) => p,
+        Err(ExportError::Denied) => {
+            return reply(
+                StatusCode::FORBIDDEN,
+                &json!({"error": "Permission denied: only the export's owner, dba or system may \
+                                   download it",
+                        "code": "PERMISSION_DENIED"}),
+            );
+        }
+        Err(ExportError::NotFound) => return not_found(),
+    };
+    let opened = std::fs::File::open(&path).and_then(|f| f.metadata().map(|m| (f, m.len())));
+    let Ok((file, len)) = opened else {
+        return not_found();
+    };
+    let download = Download {
+        source: Source::File(file),
+        len,
+        name: format!("{export}.zip"),
+    };
+    let range = headers
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| byte_range(v, len));
     send(download, range)
 }
 
