@@ -50,6 +50,9 @@ const RESTORE_IN_FLIGHT: usize = 4;
 /// The audit action of a backup; its details are a [`BackupRecord`].
 const BACKUP_ACTION: &str = "BACKUP DATABASE";
 const RESTORE_ACTION: &str = "RESTORE DATABASE";
+/// The audit action the restore's catalog command carries (details: the job id): whether
+/// that command applied, which a restore cut off must know to undo it.
+const RESTORE_STARTED: &str = "restore_started";
 
 /// What a backup's audit entry says of it (JSON).
 #[derive(Debug, Serialize, Deserialize)]
@@ -64,7 +67,7 @@ struct BackupRecord {
     bytes: u64,
 }
 
-/// A restore under way, as its mark in `restores/` says.
+/// A restore under way, as its mark in `restores/<job id>.json` says.
 #[derive(Debug, Serialize, Deserialize)]
 struct RestoreMark {
     started_ms: u64,
@@ -428,7 +431,7 @@ impl Engine {
                         actor: "system".into(),
                         skew: self.clock_skew_ms,
                     };
-                    undo_restore(&self.store, &proposing, &mark).await
+                    undo_restore(&self.store, &proposing, &job, &mark).await
                 }
                 // A mark cut off as it was written: nothing was proposed after it.
                 Err(_) => Ok(()),
@@ -833,7 +836,7 @@ impl Restore {
             }
             Err(e) => {
                 // Undone now; were the undoing cut off, the mark undoes it at the next start.
-                match undo_restore(&self.store, &self.proposing, &mark).await {
+                match undo_restore(&self.store, &self.proposing, &self.job, &mark).await {
                     Ok(()) => {
                         let _ = std::fs::remove_file(&self.mark);
                         Err(format!("{e}; nothing of it was kept"))
@@ -882,6 +885,14 @@ impl Restore {
                 if_not_exists: false,
             });
         }
+        ops.push(Op::Audit {
+            actor: self.proposing.actor.clone(),
+            action: RESTORE_STARTED.into(),
+            target: m.namespace.clone().unwrap_or_else(|| "*".into()),
+            details: Some(self.job.clone()),
+            ip: None,
+            subject: None,
+        });
         self.jobs.progress(&self.job, "creating the catalog".into());
         self.proposing.ops(ops).await?;
         let (mut rows, mut files) = (0u64, 0u64);
@@ -1114,28 +1125,36 @@ fn write_mark(path: &Path, mark: &RestoreMark) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", dir.display()))
 }
 
-/// Drops what the restore `mark` describes created: its namespaces (those created after it
-/// started: the catalog command applied), then its users and storages.
+/// Drops what restore `job` (its mark `mark`) created, if its catalog command applied (its
+/// audit entry says so): its namespaces, then its users and storages.
 async fn undo_restore(
     store: &HotStore,
     proposing: &Proposing,
+    job: &str,
     mark: &RestoreMark,
 ) -> Result<(), String> {
-    let mut applied = false;
-    for ns in &mark.namespaces {
-        let created = catalog::namespace(store, ns).map_err(|e| e.to_string())?;
-        if created.is_some_and(|n| n.created_at_ms + 1 >= mark.started_ms) {
-            applied = true;
-            proposing
-                .ops(vec![Op::DropNamespace {
-                    name: ns.clone(),
-                    if_exists: true,
-                }])
-                .await?;
-        }
-    }
-    if !applied {
+    let log = catalog::audit_log(store).map_err(|e| e.to_string())?;
+    let started = log
+        .iter()
+        .any(|a| a.action == RESTORE_STARTED && a.details.as_deref() == Some(job));
+    // Cut off after its last command: it is whole.
+    let finished = log.iter().any(|a| {
+        a.action == RESTORE_ACTION
+            && a.details
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+                .is_some_and(|d| d["job_id"] == job)
+    });
+    if !started || finished {
         return Ok(());
+    }
+    for ns in &mark.namespaces {
+        proposing
+            .ops(vec![Op::DropNamespace {
+                name: ns.clone(),
+                if_exists: true,
+            }])
+            .await?;
     }
     let mut ops = Vec::new();
     let now = now_ms();

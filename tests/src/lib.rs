@@ -89,6 +89,19 @@ pub fn log_fixture(name: &str) -> tempfile::TempDir {
     tmp
 }
 
+/// Deterministic bytes that are not text.
+pub fn blob(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 /// Standard output and error of a finished command, as text.
 pub fn text(out: &Output) -> (String, String) {
     (

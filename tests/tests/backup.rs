@@ -9,21 +9,8 @@ use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use folddb_tests::{Server, rows};
+use folddb_tests::{Server, blob, rows};
 use serde_json::Value;
-
-/// Deterministic bytes that are not text.
-fn blob(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 const USERS: [&str; 2] = ["alice", "bob"];
 
@@ -540,5 +527,75 @@ async fn an_export_holds_exactly_its_callers_rows_and_files() {
         let body: Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(body["code"], "EXPORT_NOT_FOUND");
     }
+    s.stop();
+}
+
+/// Copies directory `from` (recursively) to `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// A backup of format 1 as an earlier build wrote it (`query/fixtures/backup/format-1`,
+/// `query/FORMAT.md`): every later build restores it to the same rows and files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_format_1_backup_fixture_restores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixture = dir.path().join("format-1");
+    copy_dir(
+        &folddb_tests::workspace_root().join("query/fixtures/backup/format-1"),
+        &fixture,
+    );
+    let s = Server::start(&dir.path().join("data")).await;
+    let admin = s.setup_and_login().await;
+    let answer = s
+        .ok(
+            &admin,
+            &format!("RESTORE DATABASE fx FROM '{}'", fixture.display()),
+        )
+        .await;
+    let (status, msg) = s.wait_job(&admin, &job_of(&answer)).await;
+    assert_eq!(status, "completed", "{msg}");
+    assert!(msg.contains("as of log index 14"), "{msg}");
+    let items = s
+        .ok(&admin, "SELECT id, price, e, ok FROM fx.items ORDER BY id")
+        .await;
+    assert_eq!(
+        serde_json::to_string(&rows(&items)).expect("json"),
+        r#"[[1,"9.99",[1.0,0.0,0.0],true],[2,"0.50",[0.0,1.0,0.0],false],[3,"100.25",[0.5,0.5,0.0],null]]"#
+    );
+    let described = s.ok(&admin, "DESCRIBE TABLE fx.items").await;
+    assert!(
+        described.to_string().contains("vector index USING COSINE"),
+        "{described}"
+    );
+    let alice = s.user(&admin, "alice", "alice-pass-1", "user").await;
+    let notes = s
+        .ok(&alice, "SELECT id, body, at, doc FROM fx.notes ORDER BY id")
+        .await;
+    let notes = rows(&notes);
+    assert_eq!(notes.len(), 2);
+    assert_eq!(notes[0][1], "first");
+    assert_eq!(notes[1][1], "no file");
+    assert!(notes[1][3].is_null());
+    let doc: Value = serde_json::from_str(notes[0][3].as_str().expect("doc")).expect("ref");
+    assert_eq!(doc["id"], "386727242476032000");
+    let (status, _, body) = s
+        .get(
+            "/v1/files/fx/notes/f0001/386727242476032000-f.txt",
+            Some(&alice),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body, b"fixture file, format 1\n");
     s.stop();
 }

@@ -5,21 +5,8 @@
 //! nothing.
 
 use folddb_tests::s3::S3;
-use folddb_tests::{Server, rows};
+use folddb_tests::{Server, blob, rows};
 use serde_json::Value;
-
-/// Deterministic bytes that are not text.
-fn blob(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;

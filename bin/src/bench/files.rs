@@ -47,7 +47,8 @@ fn multipart(sql: &str, bytes: &[u8]) -> Vec<u8> {
     body
 }
 
-fn mb_per_s(bytes: usize, elapsed: Duration) -> f64 {
+/// MiB per second.
+pub(super) fn mib_per_s(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / (1 << 20) as f64 / elapsed.as_secs_f64()
 }
 
@@ -157,8 +158,8 @@ pub(super) async fn upload_download(
     let median = |s: &[Duration]| Latency::of(s.to_vec()).p50_us / 1e6;
     let direct_write = bytes.len() as f64 / (1 << 20) as f64 / median(&write_samples);
     let direct_read = bytes.len() as f64 / (1 << 20) as f64 / median(&read_samples);
-    let up = mb_per_s(FILE_BYTES * uploaded.len(), up_elapsed);
-    let down = mb_per_s(FILE_BYTES * downloaded, down_elapsed);
+    let up = mib_per_s((FILE_BYTES * uploaded.len()) as u64, up_elapsed);
+    let down = mib_per_s((FILE_BYTES * downloaded) as u64, down_elapsed);
     Ok(vec![
         Outcome {
             name: "upload 10 MiB files, 1 client".into(),

@@ -1,6 +1,7 @@
 //! `folddb bench …`: benchmarks that report medians and tail latencies from one run.
 //! They write only under the directory they are given and remove what they wrote.
 
+mod backup;
 mod big;
 mod cluster;
 mod cold;

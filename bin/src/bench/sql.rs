@@ -40,7 +40,9 @@ pub struct SqlBenchArgs {
     /// over `--vectors` 128-dimensional embeddings, 4 clients — and vector-index — the
     /// same through a vector index: build rate, memory, recall@10, queries/s, INSERT cost —
     /// and files — 10 MiB FILE uploads and downloads against writing and reading the same
-    /// bytes directly).
+    /// bytes directly — and backup — BACKUP and RESTORE DATABASE of `--backup-mb` MiB of
+    /// rows, against copying the backup's files directly; the server must run on this
+    /// machine).
     #[arg(
         long,
         value_delimiter = ',',
@@ -56,6 +58,9 @@ pub struct SqlBenchArgs {
     /// vector-exact, vector-index: embeddings in the searched table.
     #[arg(long, default_value_t = 100_000)]
     vectors: u64,
+    /// backup: MiB of row payload in the namespace backed up and restored.
+    #[arg(long, default_value_t = 1024)]
+    backup_mb: u64,
 }
 
 pub(super) struct Client {
@@ -436,6 +441,9 @@ async fn measure(args: &SqlBenchArgs) -> anyhow::Result<Vec<Outcome>> {
             "vector-index" => out
                 .extend(super::vector::indexed(&client, run_id, args.vectors, 4, duration).await?),
             "files" => out.extend(super::files::upload_download(&client, run_id, duration).await?),
+            "backup" => {
+                out.extend(super::backup::backup_restore(&client, run_id, args.backup_mb).await?)
+            }
             other => bail!("unknown scenario {other}"),
         }
     }

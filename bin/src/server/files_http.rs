@@ -299,15 +299,7 @@ async fn download(state: &State, rest: &str, query: &str, headers: &HeaderMap) -
         Ok(c) => c,
         Err(r) => return *r,
     };
-    // Each segment percent-decoded (an encoded `..` or `\\` is still one), then checked.
-    let segments: Vec<String> = rest
-        .split('/')
-        .map(|s| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-        .collect();
+    let segments = decoded_segments(rest);
     let [namespace, table, sub, file] = segments.as_slice() else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -382,6 +374,18 @@ pub(crate) async fn sweep_files(state: std::sync::Arc<State>, every: Duration, g
     }
 }
 
+/// The `/`-separated segments of a path, each percent-decoded (an encoded `..`, `/` or
+/// `\\` stays inside its segment, for the caller to check).
+fn decoded_segments(rest: &str) -> Vec<String> {
+    rest.split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
 /// At start: undoes the restores a crash cut off, retrying until it can (a cluster's node
 /// proposes once there is a leader).
 pub(crate) async fn recover_restores(state: std::sync::Arc<State>) {
@@ -409,14 +413,7 @@ fn export_download(state: &State, rest: &str, headers: &HeaderMap) -> Reply {
             &json!({"error": "Export not found", "code": "EXPORT_NOT_FOUND"}),
         )
     };
-    let segments: Vec<String> = rest
-        .split('/')
-        .map(|s| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-        .collect();
+    let segments = decoded_segments(rest);
     let [user, export] = segments.as_slice() else {
         return not_found();
     };
