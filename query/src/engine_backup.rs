@@ -195,7 +195,8 @@ impl Engine {
         let partial = match Partial::create(&target, &id.to_ascii_lowercase()) {
             Ok(p) => p,
             Err(e) => {
-                self.jobs.finish(&id, Err(e.clone()));
+                // The statement fails; no job was started.
+                self.jobs.forget(&id);
                 return Err(if target.exists() {
                     Error::AlreadyExists(e)
                 } else {

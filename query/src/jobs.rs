@@ -113,6 +113,12 @@ impl Jobs {
         }
     }
 
+    /// Forgets queued job `id`: its statement failed before it could start.
+    pub fn forget(&self, id: &str) {
+        self.lock()
+            .retain(|j| !(j.id == id && j.status == JobStatus::Queued));
+    }
+
     /// Says how far running job `id` got (its `message` in `system.jobs`).
     pub fn progress(&self, id: &str, message: String) {
         if let Some(j) = self.lock().iter_mut().find(|j| j.id == id) {

@@ -282,6 +282,14 @@ async fn bad_backups_and_restores_are_refused_and_change_nothing() {
         "does not exist",
     )
     .await;
+    // A statement refused at once started no job.
+    let jobs = s
+        .ok(
+            &admin,
+            "SELECT job_id FROM system.jobs WHERE job_type = 'backup'",
+        )
+        .await;
+    assert!(rows(&jobs).is_empty(), "{jobs}");
     let answer = s
         .ok(
             &admin,
