@@ -594,12 +594,11 @@ fn backup_table(
     let mut refs: Vec<(String, String)> = Vec::new();
     let scopes = table_scopes(snap, &def).map_err(|e| e.to_string())?;
     for scope in scopes {
-        let mut failed: Option<String> = None;
         let scope_values: ArrayRef = Arc::new(StringArray::from(vec![scope.as_str()]));
-        let mut sink = |batch: RecordBatch| -> bool {
+        let mut each = |batch: RecordBatch| -> Result<(), String> {
             let n = batch.num_rows();
             if n == 0 {
-                return true;
+                return Ok(());
             }
             for &c in &file_columns {
                 if let Some(texts) = batch.column(c).as_string_opt::<i32>() {
@@ -610,53 +609,39 @@ fn backup_table(
                     }
                 }
             }
-            let written = (|| -> Result<(), String> {
-                let scopes = arrow::compute::kernels::take::take(
-                    &scope_values,
-                    &arrow::array::UInt32Array::from(vec![0u32; n]),
-                    None,
-                )
-                .map_err(|e| e.to_string())?;
-                let mut columns = batch.columns().to_vec();
-                columns.push(scopes);
-                let out =
-                    RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?;
-                if part.is_none() {
-                    let rel = format!("{dir}/part-{:05}.parquet", table.parts.len());
-                    let file = partial.file(&rel)?;
-                    let writer = ArrowWriter::try_new(file, schema.clone(), Some(props.clone()))
-                        .map_err(|e| e.to_string())?;
-                    table.parts.push(rel.clone());
-                    part = Some(Part { rel, writer });
-                }
-                if let Some(p) = part.as_mut() {
-                    p.writer.write(&out).map_err(|e| e.to_string())?;
-                    if p.writer.bytes_written() as u64 >= backup::PART_BYTES
-                        && let Some(done) = part.take()
-                    {
-                        close_part(partial, done)?;
-                    }
-                }
-                table.rows += n as u64;
-                Ok(())
-            })();
-            match written {
-                Ok(()) => true,
-                Err(e) => {
-                    failed = Some(e);
-                    false
+            let scopes = arrow::compute::kernels::take::take(
+                &scope_values,
+                &arrow::array::UInt32Array::from(vec![0u32; n]),
+                None,
+            )
+            .map_err(|e| e.to_string())?;
+            let mut columns = batch.columns().to_vec();
+            columns.push(scopes);
+            let out = RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?;
+            if part.is_none() {
+                let rel = format!("{dir}/part-{:05}.parquet", table.parts.len());
+                let file = partial.file(&rel)?;
+                let writer = ArrowWriter::try_new(file, schema.clone(), Some(props.clone()))
+                    .map_err(|e| e.to_string())?;
+                table.parts.push(rel.clone());
+                part = Some(Part { rel, writer });
+            }
+            if let Some(p) = part.as_mut() {
+                p.writer.write(&out).map_err(|e| e.to_string())?;
+                if p.writer.bytes_written() as u64 >= backup::PART_BYTES
+                    && let Some(done) = part.take()
+                {
+                    close_part(partial, done)?;
                 }
             }
+            table.rows += n as u64;
+            Ok(())
         };
-        scan_scope_in(snap, Some(cold), &scope, &spec, &mut sink).map_err(|e| {
-            format!(
-                "reading {} (a compaction or DROP while the backup ran?): {e}",
-                def.qualified_name()
-            )
-        })?;
-        if let Some(e) = failed {
-            return Err(e);
-        }
+        let what = format!(
+            "{} (a compaction or DROP while the backup ran?)",
+            def.qualified_name()
+        );
+        try_scan(snap, Some(cold), &scope, &spec, &what, &mut each)?;
     }
     if let Some(done) = part.take() {
         close_part(partial, done)?;
@@ -665,6 +650,29 @@ fn backup_table(
         table.stored = backup_files(snap, cold, partial, &def, refs)?;
     }
     Ok(table)
+}
+
+/// [`scan_scope_in`] with a step that can fail: the first error stops the scan and is its
+/// result (`what` names the table in the scan's own errors).
+pub(super) fn try_scan(
+    snap: &folddb_materializer::hot::HotSnapshot<'_>,
+    cold: Option<&ColdStore>,
+    scope: &str,
+    spec: &ScanSpec<'_>,
+    what: &str,
+    each: &mut dyn FnMut(RecordBatch) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut failed = None;
+    let mut sink = |batch: RecordBatch| match each(batch) {
+        Ok(()) => true,
+        Err(e) => {
+            failed = Some(e);
+            false
+        }
+    };
+    scan_scope_in(snap, cold, scope, spec, &mut sink)
+        .map_err(|e| format!("reading {what}: {e}"))?;
+    failed.map_or(Ok(()), Err)
 }
 
 fn close_part(partial: &mut Partial, part: Part) -> Result<(), String> {

@@ -17,7 +17,7 @@ use folddb_materializer::catalog::{self, TableDef, TableKind, escape_path_compon
 use folddb_materializer::cold::ColdStore;
 use folddb_materializer::cold::backend::Source;
 use folddb_materializer::cold::store::scope_dir;
-use folddb_materializer::scan::{ScanSpec, scan_scope_in};
+use folddb_materializer::scan::ScanSpec;
 use folddb_materializer::{DataType, HotStore, JobKind, Value, convert};
 use zip::write::SimpleFileOptions;
 
@@ -276,44 +276,30 @@ fn export_rows(
     let spec = ScanSpec::visible(def, &projection);
     let mut rows = 0u64;
     let mut refs = Vec::new();
-    let mut failed = None;
     zip.write_all(b"[").map_err(zip_err)?;
-    let mut sink = |batch: RecordBatch| -> bool {
-        let written = (|| -> Result<(), String> {
-            for r in 0..batch.num_rows() {
-                let mut object = serde_json::Map::new();
-                for (i, c) in def.columns.iter().enumerate() {
-                    let column = batch.column(i);
-                    object.insert(c.name.clone(), convert::cell_json(column.as_ref(), r)?);
-                    if c.data_type == DataType::File
-                        && let Some(t) = column.as_string_opt::<i32>()
-                        && t.is_valid(r)
-                    {
-                        refs.push(t.value(r).to_owned());
-                    }
+    let mut each = |batch: RecordBatch| -> Result<(), String> {
+        for r in 0..batch.num_rows() {
+            let mut object = serde_json::Map::new();
+            for (i, c) in def.columns.iter().enumerate() {
+                let column = batch.column(i);
+                object.insert(c.name.clone(), convert::cell_json(column.as_ref(), r)?);
+                if c.data_type == DataType::File
+                    && let Some(t) = column.as_string_opt::<i32>()
+                    && t.is_valid(r)
+                {
+                    refs.push(t.value(r).to_owned());
                 }
-                if rows > 0 {
-                    zip.write_all(b",").map_err(zip_err)?;
-                }
-                zip.write_all(b"\n").map_err(zip_err)?;
-                serde_json::to_writer(&mut *zip, &object).map_err(zip_err)?;
-                rows += 1;
             }
-            Ok(())
-        })();
-        match written {
-            Ok(()) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
+            if rows > 0 {
+                zip.write_all(b",").map_err(zip_err)?;
             }
+            zip.write_all(b"\n").map_err(zip_err)?;
+            serde_json::to_writer(&mut *zip, &object).map_err(zip_err)?;
+            rows += 1;
         }
+        Ok(())
     };
-    scan_scope_in(snap, cold, user, &spec, &mut sink)
-        .map_err(|e| format!("reading {}: {e}", def.qualified_name()))?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
+    super::backup_exec::try_scan(snap, cold, user, &spec, &def.qualified_name(), &mut each)?;
     zip.write_all(b"\n]\n").map_err(zip_err)?;
     Ok((rows, refs))
 }
