@@ -330,10 +330,9 @@ async fn bad_backups_and_restores_are_refused_and_change_nothing() {
     let at = bad.len() / 2;
     bad[at] ^= 0x01;
     std::fs::write(&part, &bad).expect("write");
-    let answer = s
-        .ok(&admin, &format!("RESTORE DATABASE app FROM '{shown}'"))
+    let (_, status, msg) = s
+        .run_job(&admin, &format!("RESTORE DATABASE app FROM '{shown}'"))
         .await;
-    let (status, msg) = s.wait_job(&admin, &job_of(&answer)).await;
     assert_eq!(status, "failed");
     assert!(
         msg.contains("damaged") && msg.contains("part-00000"),
@@ -357,10 +356,9 @@ async fn bad_backups_and_restores_are_refused_and_change_nothing() {
     assert_eq!((status, code.as_str()), (400, "INVALID_INPUT"));
     std::fs::write(&manifest, &text).expect("write");
     // Whole again: it restores what was there.
-    let answer = s
-        .ok(&admin, &format!("RESTORE DATABASE app FROM '{shown}'"))
+    let (_, status, msg) = s
+        .run_job(&admin, &format!("RESTORE DATABASE app FROM '{shown}'"))
         .await;
-    let (status, msg) = s.wait_job(&admin, &job_of(&answer)).await;
     assert_eq!(status, "completed", "{msg}");
     assert_eq!(dump(&s, &admin).await, before);
     s.stop();
@@ -434,10 +432,9 @@ async fn a_restore_cut_off_by_sigkill_is_undone_when_the_server_starts_again() {
         "its mark is gone"
     );
     // And the backup still restores whole.
-    let answer = s
-        .ok(&admin, &format!("RESTORE DATABASE app FROM '{shown}'"))
+    let (_, status, msg) = s
+        .run_job(&admin, &format!("RESTORE DATABASE app FROM '{shown}'"))
         .await;
-    let (status, msg) = s.wait_job(&admin, &job_of(&answer)).await;
     assert_eq!(status, "completed", "{msg}");
     assert_eq!(dump(&s, &admin).await, before);
     s.stop();
@@ -564,13 +561,12 @@ async fn a_format_1_backup_fixture_restores() {
     );
     let s = Server::start(&dir.path().join("data")).await;
     let admin = s.setup_and_login().await;
-    let answer = s
-        .ok(
+    let (_, status, msg) = s
+        .run_job(
             &admin,
             &format!("RESTORE DATABASE fx FROM '{}'", fixture.display()),
         )
         .await;
-    let (status, msg) = s.wait_job(&admin, &job_of(&answer)).await;
     assert_eq!(status, "completed", "{msg}");
     assert!(msg.contains("as of log index 14"), "{msg}");
     let items = s
