@@ -136,11 +136,17 @@ pub async fn open_with(
     server: &ServerArgs,
     request: &Json,
 ) -> Result<Ws, End> {
-    use futures::SinkExt;
     let token = login(http, base, &server.user, &server.password)
         .await
         .map_err(End::Dropped)?;
-    let mut ws = open_ws(base, &token).await.map_err(End::Dropped)?;
+    open_and_send(base, &token, request).await
+}
+
+/// Opens `/v1/ws` with `token` and sends `request`: the connection, or the failure as a
+/// dropped connection (to retry).
+pub async fn open_and_send(base: &str, token: &str, request: &Json) -> Result<Ws, End> {
+    use futures::SinkExt;
+    let mut ws = open_ws(base, token).await.map_err(End::Dropped)?;
     ws.send(Message::text(request.to_string()))
         .await
         .map_err(|e| End::Dropped(e.into()))?;

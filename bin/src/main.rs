@@ -15,6 +15,7 @@ mod metrics;
 mod replay_files;
 mod server;
 mod server_logs;
+mod shell;
 mod subscribe;
 mod tail;
 mod ws;
@@ -50,6 +51,9 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Run the server (single node; data in ./data unless configured).
     Serve(config::ServeArgs),
+    /// The SQL shell: interactive (history, completion, \\d, \\watch), or for scripts with
+    /// -c, -f or a pipe.
+    Sql(shell::SqlArgs),
     /// Watch a live query: print every message of a subscription as one JSON line.
     Subscribe(subscribe::SubscribeArgs),
     /// Follow the committed row changes: print each change record as one JSON line.
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
         Command::Log(cmd) => log_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Serve(args) => serve(args, logs),
+        Command::Sql(args) => shell::run(args),
         Command::Subscribe(args) => subscribe::run(args),
         Command::Tail(args) => tail::run(args),
         Command::Consume(args) => consume::run(args),

@@ -73,13 +73,22 @@ async fn session(args: &TailArgs, http: &reqwest::Client, base: &str, from: &mut
         tail["owner"] = json!(owner);
     }
     let request = json!({"type": "tail", "tail": tail});
-    let mut ws = match crate::client::open_with(http, base, &args.server, &request).await {
-        Ok(ws) => ws,
-        Err(end) => return end,
-    };
+    match crate::client::open_with(http, base, &args.server, &request).await {
+        Ok(ws) => follow_records(ws, args.window, from, |r| println!("{r}")).await,
+        Err(end) => end,
+    }
+}
+
+/// Follows a tail already requested on `ws`, handing each record to `print`; `from` follows
+/// what was handed over (a cursor to resume from). Credit is granted back in steps of half
+/// of `window`, since each message counts toward the connection's message rate limit.
+pub async fn follow_records(
+    mut ws: crate::client::Ws,
+    window: u64,
+    from: &mut Json,
+    mut print: impl FnMut(&Json),
+) -> End {
     let mut ping = tokio::time::interval(Duration::from_secs(5));
-    // Printed and not yet granted back: granted in steps of half the window, since each
-    // message counts toward the connection's message rate limit.
     let mut used = 0u64;
     loop {
         let msg = match crate::client::next_message(&mut ws, &mut ping).await {
@@ -95,14 +104,12 @@ async fn session(args: &TailArgs, http: &reqwest::Client, base: &str, from: &mut
             }
             Some("tail_batch") => {
                 let records = msg["records"].as_array().map_or(&[][..], Vec::as_slice);
-                for r in records {
-                    println!("{r}");
-                }
+                records.iter().for_each(&mut print);
                 if let Some(cursor) = msg["cursor"].as_str() {
                     *from = json!(cursor);
                 }
                 used += records.len() as u64;
-                if used * 2 >= args.window.max(1) {
+                if used * 2 >= window.max(1) {
                     let grant = json!({"type": "tail_credit", "id": "cli", "credit": used});
                     if let Err(e) = ws.send(Message::text(grant.to_string())).await {
                         return End::Dropped(e.into());
