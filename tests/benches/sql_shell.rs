@@ -40,7 +40,7 @@ fn round_trip(cmd: &mut Command, expect_lines: usize) -> Duration {
 fn to_prompt(cmd: Command, prompt: &str, quit: &str) -> Duration {
     use std::io::{Read, Write};
     let start = Instant::now();
-    let mut process = rexpect::process::PtyProcess::new(cmd).expect("a pty");
+    let process = rexpect::process::PtyProcess::new(cmd).expect("a pty");
     let mut tty = process.get_file_handle().expect("the pty");
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
