@@ -51,7 +51,7 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Run the server (single node; data in ./data unless configured).
     Serve(config::ServeArgs),
-    /// The SQL shell: interactive (history, completion, \\d, \\watch), or for scripts with
+    /// The SQL shell: interactive (history, completion, \d, \watch), or for scripts with
     /// -c, -f or a pipe.
     Sql(shell::SqlArgs),
     /// Watch a live query: print every message of a subscription as one JSON line.

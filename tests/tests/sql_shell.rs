@@ -298,19 +298,41 @@ async fn the_repl_completes_spans_lines_remembers_and_describes() {
     p.exp_string("ERROR [").expect("statement error");
     p.send_line("\\dn").expect("send");
     p.exp_string(" app ").expect("namespaces");
+    // \i runs a file's statements.
+    let file = dir.path().join("include.sql");
+    std::fs::write(&file, "SELECT 'from a file' AS src;\n").expect("file");
+    p.send_line(&format!("\\i {}", file.display()))
+        .expect("send");
+    p.exp_string("from a file").expect("\\i ran the file");
+    // Ctrl-C gives up on a long query; the shell goes on.
+    p.send_line("SELECT COUNT(*) FROM generate_series(1, 100000000000);")
+        .expect("send");
+    std::thread::sleep(Duration::from_millis(500));
+    p.send_control('c').expect("Ctrl-C");
+    p.exp_string("Cancelled").expect("the query given up");
+    p.exp_string("folddb app> ").expect("back at the prompt");
+    // A statement with a password is not kept in the history.
+    p.send_line("ALTER USER nobody SET PASSWORD 'secret-pass-1';")
+        .expect("send");
+    p.exp_string("ERROR [").expect("no such user");
     p.send_line("\\q").expect("send");
     p.exp_eof().expect("\\q ends it");
 
-    // History across sessions: Up, Up recalls the line before `\q`.
+    // History across sessions, private.
     let history = config.join("folddb/history");
     let mode = std::fs::metadata(&history)
         .expect("history kept")
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
+    let kept = std::fs::read_to_string(&history).expect("history");
+    assert!(kept.contains("FROM todos;"), "{kept}");
+    assert!(!kept.contains("secret-pass-1"), "{kept}");
     let mut p = interactive(&url, &config);
-    keys(&mut p, "\x1b[A");
-    keys(&mut p, "\x1b[A");
+    // Up past `\q`, the long query and `\i` to `\dn`.
+    for _ in 0..4 {
+        keys(&mut p, "\x1b[A");
+    }
     keys(&mut p, "\r");
     p.exp_string("folddb> \\dn").expect("recalled from history");
     p.exp_string("table_count").expect("and run");

@@ -345,6 +345,8 @@ impl Shell {
     /// Runs one statement and prints its results.
     fn statement(&mut self, sql: &str) -> Result<(), Stop> {
         let answer = self.request(sql)?;
+        // The terminal may have been resized since.
+        self.settings.width = terminal_width();
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for r in &answer.results {
             if let Err(e) = render::print_result(&mut out, r, &self.settings) {

