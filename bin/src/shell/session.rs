@@ -105,7 +105,8 @@ impl TokenStore {
     fn read(&self) -> StoreFile {
         std::fs::read(&self.path)
             .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
+            .and_then(|b| serde_json::from_slice::<StoreFile>(&b).ok())
+            .filter(|f| f.version == 1)
             .unwrap_or_default()
     }
 
@@ -437,5 +438,70 @@ impl Session {
             .await
             .map_err(|e| unreachable(&self.base, &e))?;
         Ok((status, bytes, start.elapsed()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The version-1 file of `bin/FORMAT.md` reads back; what does not parse holds nothing.
+    #[test]
+    fn a_version_1_credentials_file_reads_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = TokenStore::new(dir.path().join("folddb"));
+        std::fs::create_dir_all(dir.path().join("folddb")).expect("dir");
+        let golden = r#"{"version":1,"sessions":{"http://127.0.0.1:8080":{"user":"admin",
+            "access_token":"a.b.c","refresh_token":null,"expires_at":"2026-12-04T07:01:32+00:00",
+            "refresh_expires_at":null}}}"#;
+        std::fs::write(&store.path, golden).expect("write");
+        let t = store.get("http://127.0.0.1:8080").expect("the session");
+        assert_eq!(
+            (t.user.as_str(), t.access_token.as_str()),
+            ("admin", "a.b.c")
+        );
+        assert!(store.get("http://127.0.0.1:9090").is_none());
+
+        let mut t2 = t.clone();
+        t2.user = "bob".into();
+        store.put("http://127.0.0.1:9090", Some(&t2)).expect("put");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&store.path)
+            .expect("file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            store.get("http://127.0.0.1:8080").map(|t| t.user),
+            Some("admin".into())
+        );
+        store.forget("http://127.0.0.1:8080").expect("forget");
+        assert!(store.get("http://127.0.0.1:8080").is_none());
+        assert_eq!(
+            store.get("http://127.0.0.1:9090").map(|t| t.user),
+            Some("bob".into())
+        );
+
+        std::fs::write(
+            &store.path,
+            golden.replace("\"version\":1", "\"version\":2"),
+        )
+        .expect("write");
+        assert!(
+            store.get("http://127.0.0.1:8080").is_none(),
+            "a later version is not read"
+        );
+        std::fs::write(&store.path, b"{not json").expect("write");
+        assert!(store.get("http://127.0.0.1:9090").is_none());
+    }
+
+    #[test]
+    fn expiries_within_a_minute_count_as_expired() {
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc3339();
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(600)).to_rfc3339();
+        assert!(!fresh(Some(&soon)));
+        assert!(fresh(Some(&later)));
+        assert!(fresh(None));
+        assert!(fresh(Some("not a time")));
     }
 }
